@@ -1,0 +1,89 @@
+/*
+ * config: the INI file -> a validated, typed list of accounts.
+ *
+ * Every problem is reported as one log_error line "FILE:LINE: [section] key:
+ * what is wrong"; loading goes on to find every error, then fails as a whole.
+ * Contract: DESIGN.md section 2.
+ */
+#ifndef MM_CONFIG_H
+#define MM_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log.h"
+
+/* sysexits.h EX_CONFIG: the exit status for any configuration error. */
+#define CONFIG_EXIT_STATUS 78
+
+enum tls_mode { TLS_IMPLICIT, TLS_STARTTLS, TLS_NONE };
+enum auth_method { AUTH_AUTO, AUTH_PLAIN, AUTH_LOGIN, AUTH_XOAUTH2,
+	AUTH_OAUTHBEARER };
+enum secret_source { SECRET_COMMAND, SECRET_FILE, SECRET_INLINE };
+enum compress_mode { COMPRESS_AUTO, COMPRESS_YES, COMPRESS_NO };
+
+struct str_list {
+	char **v;
+	size_t n;
+};
+
+struct account {
+	char *name;		/* the section name */
+	unsigned line;		/* line of the [section] header */
+	char *host;
+	uint16_t port;		/* filled in from tls when not set */
+	enum tls_mode tls;
+	char *ca_file;		/* NULL: the system trust store */
+	bool has_pin;
+	uint8_t pin_sha256[32];	/* SHA-256 of the server's SubjectPublicKeyInfo */
+	char *user;
+	enum secret_source secret_source;
+	char *secret;		/* the command, the file path, or the password */
+	enum auth_method auth;
+	struct str_list mailboxes;	/* default: "*" */
+	struct str_list exclude;	/* default: empty */
+	char *output;		/* absolute, '~' expanded */
+	unsigned interval;	/* seconds; default from [general] */
+	bool idle;		/* default: yes */
+	bool allow_plaintext;
+	enum compress_mode compress;
+};
+
+struct config {
+	char *path;
+	char *state_dir;	/* absolute */
+	unsigned interval;	/* seconds, default 15m */
+	unsigned timeout;	/* seconds, default 60s */
+	unsigned max_connections;	/* default 16 */
+	enum log_level log_level;
+	bool inline_password_warned;
+	struct account *accounts;	/* in file order */
+	size_t n_accounts;
+};
+
+/*
+ * Loads and validates path.  Returns 0 and a config, or -1 after logging
+ * every error found (as "path:line: ...").  A config file holding an inline
+ * password that is readable by group or others gets a warning.
+ */
+int config_load(const char *path, struct config **config_r);
+/* The same on a string; name stands for the file name in messages. */
+int config_load_string(const char *name, const char *text,
+    struct config **config_r);
+void config_free(struct config **config);
+
+/* The default config path per DESIGN.md 1 (malloc'ed). */
+char *config_default_path(void);
+
+/* Finds an account by name, or NULL. */
+const struct account *config_find_account(const struct config *config,
+    const char *name);
+
+/* Parses "90", "30s", "15m", "2h", "1d" into seconds; 0 or -1. */
+int config_parse_duration(const char *text, unsigned *seconds_r);
+
+const char *tls_mode_name(enum tls_mode mode);
+const char *auth_method_name(enum auth_method method);
+
+#endif

@@ -1,0 +1,59 @@
+/*
+ * mirror/state: what has been mirrored, per account, kept in
+ * <state_dir>/<account>/state: per mailbox its UIDVALIDITY, the highest UID
+ * mirrored, the UIDNEXT seen and the mbox size that goes with them; and the
+ * account's last outcome for --status.  Saved atomically (temp file, fsync,
+ * rename, fsync of the directory), so it never claims a message that is not
+ * durably in its mbox.  The file format is internal and versioned.
+ */
+#ifndef MM_MIRROR_STATE_H
+#define MM_MIRROR_STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+struct mailbox_state {
+	char *name;		/* the server's name, as sent (raw) */
+	char *file;		/* mbox path relative to the account's output */
+	uint32_t uidvalidity;
+	uint32_t last_uid;	/* highest UID appended and committed */
+	uint32_t uidnext;	/* UIDNEXT when last synced (0: unknown) */
+	uint32_t messages;	/* messages mirrored into file */
+	uint64_t mbox_size;	/* committed size of file */
+};
+
+struct account_state {
+	struct mailbox_state *mailboxes;
+	size_t n_mailboxes;
+	time_t last_attempt;
+	time_t last_success;
+	time_t last_error_time;
+	char *last_error;	/* NULL when the last attempt succeeded */
+	time_t next_attempt;
+	unsigned failures;	/* consecutive */
+};
+
+/* The account's state directory "<state_dir>/<account>" (malloc'ed); the
+ * account name is escaped so it stays one path component. */
+char *state_account_dir(const char *state_dir, const char *account);
+
+/* Loads; a missing file is an empty state (0).  -1 and *error_r (malloc'ed,
+ * naming file:line) on a corrupt one. */
+int state_load(const char *dir, struct account_state *state,
+    char **error_r);
+/* Creates dir (0700, parents too) if needed; atomic replace.  0 or -1. */
+int state_save(const char *dir, const struct account_state *state,
+    char **error_r);
+void state_clear(struct account_state *state);
+
+struct mailbox_state *state_find(struct account_state *state,
+    const char *name);
+/* Finds or adds (zeroed, name copied). NULL on allocation failure. */
+struct mailbox_state *state_get(struct account_state *state,
+    const char *name);
+void state_set_error(struct account_state *state, const char *error,
+    time_t when);
+
+#endif
