@@ -1,1 +1,1071 @@
-/* placeholder: being written */
+/*
+ * mboxrd appender: locking, streaming From-quoting, buffered durable writes
+ * and truncate-back on failure.  See mbox.h for the contract.
+ */
+#include "mbox/mbox.h"
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HOLD_INITIAL	8192
+#define LOCK_RETRY_NSEC	(50 * 1000 * 1000)
+/* Refresh the dotlock's mtime this often so readers never think it stale. */
+#define DOTLOCK_TOUCH_SECS 60
+/* Unfolded Return-Path value looked at; an address is far shorter. */
+#define RETURN_PATH_MAX	2048
+
+/* Header-end detection while holding: where the current line stands. */
+enum hold_line {
+	HL_START,	/* at the start of a line */
+	HL_CR,		/* a CR at the start of a line */
+	HL_MID,		/* anywhere else */
+};
+
+struct mbox {
+	char		*path;
+	char		*lock_path;
+	int		 fd;
+	int		 lock_cmd;	/* F_OFD_SETLK, or F_SETLK */
+	bool		 fcntl_locked;
+	bool		 dotlocked;
+	dev_t		 dotlock_dev;
+	ino_t		 dotlock_ino;
+	time_t		 dotlock_touched;
+
+	uint64_t	 committed;	/* file size as last committed */
+	uint64_t	 flushed;	/* bytes written past committed */
+	bool		 dirty;		/* the file may hold bytes past committed */
+	bool		 failed;	/* a write failed: only rollback helps */
+	uint64_t	 open_size;
+	unsigned int	 base_pad;	/* LFs owed before the first entry */
+	unsigned int	 pad;
+
+	unsigned char	*out;
+	size_t		 out_len;
+
+	/* The message being appended. */
+	bool		 in_msg;
+	bool		 holding;
+	time_t		 date;
+	unsigned char	*hold;
+	size_t		 hold_len;
+	size_t		 hold_size;
+	enum hold_line	 hold_line;
+	bool		 cr;		/* a CR not yet known to be part of CRLF */
+	bool		 line_start;	/* matching ^>*From  on this line */
+	size_t		 q_gt;		/* '>' seen at the line start */
+	size_t		 q_from;	/* bytes of "From " matched after them */
+	bool		 any;		/* any body byte written */
+	unsigned char	 last;		/* the last body byte written */
+
+	char		*error;
+};
+
+static ssize_t	sys_pwrite(int, const void *, size_t, off_t);
+static int	sys_fdatasync(int);
+static int	sys_ftruncate(int, off_t);
+static void	set_error(struct mbox *, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+static int	truncate_back(struct mbox *);
+static void	fail(struct mbox *, const char *, int);
+static int	flush_out(struct mbox *);
+static int	out_raw(struct mbox *, const void *, size_t);
+static int	out_body(struct mbox *, const void *, size_t);
+static int	out_repeat(struct mbox *, unsigned char, size_t);
+static int	quote_flush(struct mbox *);
+static int	quote_byte(struct mbox *, unsigned char);
+static int	body_feed(struct mbox *, const unsigned char *, size_t);
+static size_t	find_return_path(const unsigned char *, size_t, char *,
+		    size_t);
+static int	release_hold(struct mbox *);
+static int	hold_append(struct mbox *, const unsigned char *, size_t,
+		    size_t *);
+static void	deadline_set(struct timespec *);
+static bool	deadline_passed(const struct timespec *);
+static void	nap(void);
+static int	lock_fcntl(struct mbox *, const struct timespec *, char **);
+static int	lock_dotlock(struct mbox *, const struct timespec *, char **);
+static int	unlock_all(struct mbox *, char **);
+static int	compute_pad(struct mbox *, char **);
+
+static const struct mbox_sys_ops real_ops = {
+	sys_pwrite, sys_fdatasync, sys_ftruncate
+};
+static struct mbox_sys_ops ops = {
+	sys_pwrite, sys_fdatasync, sys_ftruncate
+};
+static unsigned int lock_wait_msec = MBOX_LOCK_WAIT_MSEC_DEFAULT;
+
+static const char from_[] = "From ";
+static const char *const wday_names[] = {
+	"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"
+};
+static const char *const month_names[] = {
+	"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+	"Jul", "Aug", "Sep", "Oct", "Nov", "Dec"
+};
+
+static ssize_t
+sys_pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+	return pwrite(fd, buf, len, off);
+}
+
+static int
+sys_fdatasync(int fd)
+{
+	return fdatasync(fd);
+}
+
+static int
+sys_ftruncate(int fd, off_t len)
+{
+	return ftruncate(fd, len);
+}
+
+void
+mbox_set_sys_ops(const struct mbox_sys_ops *o)
+{
+	ops = o != NULL ? *o : real_ops;
+}
+
+void
+mbox_set_lock_wait(unsigned int msec)
+{
+	lock_wait_msec = msec;
+}
+
+size_t
+mbox_from_line(char *buf, size_t size, const char *sender,
+    time_t internaldate)
+{
+	char who[MBOX_MAX_SENDER + 1], date[64];
+	struct tm tm;
+	size_t len, i;
+	int n;
+
+	if (sender == NULL)
+		sender = "";
+	len = strlen(sender);
+	if (len >= 2 && sender[0] == '<' && sender[len - 1] == '>') {
+		sender++;
+		len -= 2;
+	}
+	if (len == 0) {
+		sender = "MAILER-DAEMON";
+		len = strlen(sender);
+	}
+	if (len > MBOX_MAX_SENDER)
+		len = MBOX_MAX_SENDER;
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)sender[i];
+
+		/* A space or control byte would end the sender field early. */
+		who[i] = (c <= ' ' || c == 0x7f) ? '_' : (char)c;
+	}
+	who[len] = '\0';
+
+	if (gmtime_r(&internaldate, &tm) == NULL) {
+		internaldate = 0;
+		gmtime_r(&internaldate, &tm);
+	}
+	/* asctime's layout, without its locale and buffer worries. */
+	snprintf(date, sizeof date, "%s %s %2d %02d:%02d:%02d %lld",
+	    wday_names[tm.tm_wday], month_names[tm.tm_mon], tm.tm_mday,
+	    tm.tm_hour, tm.tm_min, tm.tm_sec, (long long)tm.tm_year + 1900);
+
+	n = snprintf(buf, size, "From %s %s\n", who, date);
+	return n < 0 ? 0 : (size_t)n;
+}
+
+static void
+set_error(struct mbox *m, const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) == -1)
+		s = NULL;
+	va_end(ap);
+	free(m->error);
+	m->error = s;
+}
+
+/* Cuts the file back to its committed size; 0 or -1 (error appended). */
+static int
+truncate_back(struct mbox *m)
+{
+	int r;
+
+	if (!m->dirty)
+		return 0;
+	do
+		r = ops.ftruncate(m->fd, (off_t)m->committed);
+	while (r == -1 && errno == EINTR);
+	if (r == -1) {
+		int saved = errno;
+		char *prev = m->error;
+
+		m->error = NULL;
+		set_error(m, "%s%struncate %s back to %llu: %s",
+		    prev != NULL ? prev : "", prev != NULL ? "; " : "",
+		    m->path, (unsigned long long)m->committed,
+		    strerror(saved));
+		free(prev);
+		return -1;
+	}
+	m->dirty = false;
+	return 0;
+}
+
+/* A write or sync failed: nothing since the last commit can be trusted. */
+static void
+fail(struct mbox *m, const char *what, int err)
+{
+	set_error(m, "%s %s: %s", what, m->path, strerror(err));
+	m->failed = true;
+	m->out_len = 0;
+	m->flushed = 0;
+	(void)truncate_back(m);
+}
+
+static int
+flush_out(struct mbox *m)
+{
+	size_t done = 0;
+	ssize_t n;
+	time_t now;
+
+	if (m->failed)
+		return -1;
+	while (done < m->out_len) {
+		m->dirty = true;
+		n = ops.pwrite(m->fd, m->out + done, m->out_len - done,
+		    (off_t)(m->committed + m->flushed));
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			fail(m, "write", n == 0 ? EIO : errno);
+			return -1;
+		}
+		done += (size_t)n;
+		m->flushed += (uint64_t)n;
+	}
+	m->out_len = 0;
+
+	now = time(NULL);
+	if (m->dotlocked && now - m->dotlock_touched >= DOTLOCK_TOUCH_SECS) {
+		/* Best effort: a missed refresh only risks being seen stale
+		 * after MBOX_DOTLOCK_STALE_SECS, which the next one fixes. */
+		(void)utimensat(AT_FDCWD, m->lock_path, NULL,
+		    AT_SYMLINK_NOFOLLOW);
+		m->dotlock_touched = now;
+	}
+	return 0;
+}
+
+static int
+out_raw(struct mbox *m, const void *data, size_t len)
+{
+	const unsigned char *p = data;
+	size_t n;
+
+	while (len > 0) {
+		if (m->out_len == MBOX_WRITE_BUFFER && flush_out(m) == -1)
+			return -1;
+		n = MBOX_WRITE_BUFFER - m->out_len;
+		if (n > len)
+			n = len;
+		memcpy(m->out + m->out_len, p, n);
+		m->out_len += n;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int
+out_body(struct mbox *m, const void *data, size_t len)
+{
+	if (len == 0)
+		return 0;
+	m->any = true;
+	m->last = ((const unsigned char *)data)[len - 1];
+	return out_raw(m, data, len);
+}
+
+static int
+out_repeat(struct mbox *m, unsigned char c, size_t count)
+{
+	unsigned char run[256];
+	size_t n;
+
+	memset(run, c, sizeof run);
+	while (count > 0) {
+		n = count < sizeof run ? count : sizeof run;
+		if (out_body(m, run, n) == -1)
+			return -1;
+		count -= n;
+	}
+	return 0;
+}
+
+/* Writes out a line start that turned out not to be a From line. */
+static int
+quote_flush(struct mbox *m)
+{
+	if (out_repeat(m, '>', m->q_gt) == -1 ||
+	    out_body(m, from_, m->q_from) == -1)
+		return -1;
+	m->q_gt = 0;
+	m->q_from = 0;
+	m->line_start = false;
+	return 0;
+}
+
+/* One byte after CRLF -> LF: the From-quoting stage. */
+static int
+quote_byte(struct mbox *m, unsigned char c)
+{
+	if (m->line_start) {
+		if (m->q_from == 0 && c == '>') {
+			m->q_gt++;
+			return 0;
+		}
+		if (c == (unsigned char)from_[m->q_from]) {
+			if (++m->q_from < sizeof from_ - 1)
+				return 0;
+			m->q_gt++;
+			return quote_flush(m);
+		}
+		if (quote_flush(m) == -1)
+			return -1;
+	}
+	if (out_body(m, &c, 1) == -1)
+		return -1;
+	if (c == '\n')
+		m->line_start = true;
+	return 0;
+}
+
+/* Raw message bytes: CRLF -> LF, then quoting. */
+static int
+body_feed(struct mbox *m, const unsigned char *p, size_t len)
+{
+	unsigned char c;
+	size_t n;
+
+	while (len > 0) {
+		if (!m->cr && !m->line_start) {
+			/* The bulk of a message: copy up to the next line
+			 * end untouched. */
+			for (n = 0; n < len && p[n] != '\r' && p[n] != '\n';
+			    n++)
+				;
+			if (n > 0) {
+				if (out_body(m, p, n) == -1)
+					return -1;
+				p += n;
+				len -= n;
+				continue;
+			}
+		}
+		c = *p++;
+		len--;
+		if (m->cr) {
+			m->cr = false;
+			if (c == '\n') {
+				if (quote_byte(m, '\n') == -1)
+					return -1;
+				continue;
+			}
+			if (quote_byte(m, '\r') == -1)
+				return -1;
+		}
+		if (c == '\r') {
+			m->cr = true;
+			continue;
+		}
+		if (quote_byte(m, c) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * The first Return-Path header in the held header: unfolded, the address
+ * between angle brackets (or the first word if there are none) into addr.
+ * Returns its length (0: none or empty).
+ */
+static size_t
+find_return_path(const unsigned char *h, size_t len, char *addr,
+    size_t size)
+{
+	static const char name[] = "return-path:";
+	char val[RETURN_PATH_MAX];
+	size_t pos = 0, vlen = 0, i, start, end;
+	const char *lt;
+
+	while (pos < len) {
+		if (len - pos >= sizeof name - 1 &&
+		    strncasecmp((const char *)h + pos, name,
+		    sizeof name - 1) == 0)
+			break;
+		while (pos < len && h[pos] != '\n')
+			pos++;
+		pos++;
+	}
+	if (pos >= len)
+		return 0;
+	pos += sizeof name - 1;
+	/* The value and its continuation lines, line ends dropped. */
+	for (;;) {
+		for (; pos < len && h[pos] != '\n'; pos++)
+			if (h[pos] != '\r' && vlen < sizeof val)
+				val[vlen++] = (char)h[pos];
+		if (pos + 1 >= len || (h[pos + 1] != ' ' && h[pos + 1] != '\t'))
+			break;
+		pos++;
+	}
+
+	lt = memchr(val, '<', vlen);
+	if (lt != NULL) {
+		start = (size_t)(lt - val) + 1;
+		for (end = start; end < vlen && val[end] != '>'; end++)
+			;
+	} else {
+		for (start = 0; start < vlen &&
+		    (val[start] == ' ' || val[start] == '\t'); start++)
+			;
+		for (end = start; end < vlen && val[end] != ' ' &&
+		    val[end] != '\t'; end++)
+			;
+	}
+	if (end - start >= size)
+		end = start + size - 1;
+	for (i = start; i < end; i++)
+		addr[i - start] = val[i];
+	addr[end - start] = '\0';
+	return end - start;
+}
+
+/* The header is in (or the hold is full): From_ line, then the held bytes. */
+static int
+release_hold(struct mbox *m)
+{
+	char addr[MBOX_MAX_SENDER + 1], line[MBOX_FROM_LINE_MAX];
+	size_t n;
+
+	m->holding = false;
+	find_return_path(m->hold, m->hold_len, addr, sizeof addr);
+	n = mbox_from_line(line, sizeof line, addr, m->date);
+	if (n >= sizeof line)
+		n = sizeof line - 1;
+	if (out_raw(m, line, n) == -1 ||
+	    body_feed(m, m->hold, m->hold_len) == -1)
+		return -1;
+	m->hold_len = 0;
+	return 0;
+}
+
+/*
+ * Holds bytes of p until the header ends or the hold is full; *used_r says
+ * how many were taken.  Which bytes are held depends only on the message,
+ * never on the chunking.
+ */
+static int
+hold_append(struct mbox *m, const unsigned char *p, size_t len,
+    size_t *used_r)
+{
+	size_t i, want, room;
+	unsigned char *nh;
+	bool end = false;
+
+	for (i = 0; i < len && !end; i++) {
+		switch (m->hold_line) {
+		case HL_START:
+			if (p[i] == '\n')
+				end = true;
+			else
+				m->hold_line = p[i] == '\r' ? HL_CR : HL_MID;
+			break;
+		case HL_CR:
+			if (p[i] == '\n')
+				end = true;
+			else
+				m->hold_line = HL_MID;
+			break;
+		case HL_MID:
+			if (p[i] == '\n')
+				m->hold_line = HL_START;
+			break;
+		}
+		if (m->hold_len + i + 1 == MBOX_MAX_HEADER_HOLD)
+			end = true;
+	}
+	want = m->hold_len + i;
+	if (want > m->hold_size) {
+		room = m->hold_size == 0 ? HOLD_INITIAL : m->hold_size;
+		while (room < want)
+			room *= 2;
+		if (room > MBOX_MAX_HEADER_HOLD)
+			room = MBOX_MAX_HEADER_HOLD;
+		nh = realloc(m->hold, room);
+		if (nh == NULL) {
+			fail(m, "hold header for", ENOMEM);
+			return -1;
+		}
+		m->hold = nh;
+		m->hold_size = room;
+	}
+	memcpy(m->hold + m->hold_len, p, i);
+	m->hold_len += i;
+	*used_r = i;
+	if (end)
+		return release_hold(m);
+	return 0;
+}
+
+int
+mbox_msg_begin(struct mbox *m, time_t internaldate)
+{
+	static const char lfs[] = "\n\n";
+
+	if (m->failed)
+		return -1;
+	if (m->in_msg) {
+		set_error(m, "%s: message begun twice", m->path);
+		return -1;
+	}
+	if (m->pad > 0) {
+		if (out_raw(m, lfs, m->pad) == -1)
+			return -1;
+		m->pad = 0;
+	}
+	m->in_msg = true;
+	m->holding = true;
+	m->date = internaldate;
+	m->hold_len = 0;
+	m->hold_line = HL_START;
+	m->cr = false;
+	m->line_start = true;
+	m->q_gt = 0;
+	m->q_from = 0;
+	m->any = false;
+	m->last = 0;
+	return 0;
+}
+
+int
+mbox_msg_write(struct mbox *m, const void *data, size_t len)
+{
+	const unsigned char *p = data;
+	size_t used;
+
+	if (m->failed)
+		return -1;
+	if (!m->in_msg) {
+		set_error(m, "%s: write outside a message", m->path);
+		return -1;
+	}
+	if (m->holding && len > 0) {
+		if (hold_append(m, p, len, &used) == -1)
+			return -1;
+		p += used;
+		len -= used;
+	}
+	if (len == 0)
+		return 0;
+	return body_feed(m, p, len);
+}
+
+int
+mbox_msg_end(struct mbox *m)
+{
+	if (m->failed)
+		return -1;
+	if (!m->in_msg) {
+		set_error(m, "%s: message ended without a begin", m->path);
+		return -1;
+	}
+	if (m->holding && release_hold(m) == -1)
+		return -1;
+	if (m->cr) {
+		m->cr = false;
+		if (quote_byte(m, '\r') == -1)
+			return -1;
+	}
+	if (m->line_start && (m->q_gt > 0 || m->q_from > 0) &&
+	    quote_flush(m) == -1)
+		return -1;
+	if (m->any && m->last != '\n' && out_raw(m, "\n", 1) == -1)
+		return -1;
+	if (out_raw(m, "\n", 1) == -1)
+		return -1;
+	m->in_msg = false;
+	return 0;
+}
+
+int
+mbox_commit(struct mbox *m, uint64_t *size_r)
+{
+	int r;
+
+	if (m->failed)
+		return -1;
+	if (m->in_msg) {
+		set_error(m, "%s: commit with a message open", m->path);
+		return -1;
+	}
+	if (flush_out(m) == -1)
+		return -1;
+	if (m->flushed > 0) {
+		do
+			r = ops.fdatasync(m->fd);
+		while (r == -1 && errno == EINTR);
+		if (r == -1) {
+			fail(m, "fdatasync", errno);
+			return -1;
+		}
+		m->committed += m->flushed;
+		m->flushed = 0;
+	}
+	m->dirty = false;
+	if (size_r != NULL)
+		*size_r = m->committed;
+	return 0;
+}
+
+int
+mbox_rollback(struct mbox *m)
+{
+	m->out_len = 0;
+	m->flushed = 0;
+	m->in_msg = false;
+	m->holding = false;
+	m->hold_len = 0;
+	m->pad = m->committed == m->open_size ? m->base_pad : 0;
+	if (truncate_back(m) == -1)
+		return -1;
+	m->failed = false;
+	return 0;
+}
+
+uint64_t
+mbox_committed_size(const struct mbox *m)
+{
+	return m->committed;
+}
+
+const char *
+mbox_error(const struct mbox *m)
+{
+	return m->error != NULL ? m->error : "";
+}
+
+static void
+deadline_set(struct timespec *ts)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += lock_wait_msec / 1000;
+	ts->tv_nsec += (long)(lock_wait_msec % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+static bool
+deadline_passed(const struct timespec *ts)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now.tv_sec > ts->tv_sec ||
+	    (now.tv_sec == ts->tv_sec && now.tv_nsec >= ts->tv_nsec);
+}
+
+static void
+nap(void)
+{
+	struct timespec ts = { 0, LOCK_RETRY_NSEC };
+
+	/* An early wake-up only means an earlier retry. */
+	(void)nanosleep(&ts, NULL);
+}
+
+static int
+lock_fcntl(struct mbox *m, const struct timespec *deadline, char **error_r)
+{
+	struct flock fl;
+	int cmd;
+
+#ifdef F_OFD_SETLK
+	cmd = F_OFD_SETLK;
+#else
+	cmd = F_SETLK;
+#endif
+	for (;;) {
+		memset(&fl, 0, sizeof fl);
+		fl.l_type = F_WRLCK;
+		fl.l_whence = SEEK_SET;
+		if (fcntl(m->fd, cmd, &fl) == 0)
+			break;
+#ifdef F_OFD_SETLK
+		if (errno == EINVAL && cmd == F_OFD_SETLK) {
+			/* A kernel without OFD locks. */
+			cmd = F_SETLK;
+			continue;
+		}
+#endif
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EACCES) {
+			if (asprintf(error_r, "lock %s: %s", m->path,
+			    strerror(errno)) == -1)
+				*error_r = NULL;
+			return -1;
+		}
+		if (deadline_passed(deadline)) {
+			if (asprintf(error_r, "lock %s: still locked by "
+			    "another process after %u ms", m->path,
+			    lock_wait_msec) == -1)
+				*error_r = NULL;
+			return -1;
+		}
+		nap();
+	}
+	m->fcntl_locked = true;
+	m->lock_cmd = cmd;
+	return 0;
+}
+
+static int
+lock_dotlock(struct mbox *m, const struct timespec *deadline, char **error_r)
+{
+	char pid[32];
+	struct stat st;
+	ssize_t n;
+	size_t len;
+	int fd, saved;
+
+	for (;;) {
+		fd = open(m->lock_path, O_WRONLY | O_CREAT | O_EXCL |
+		    O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd != -1)
+			break;
+		if (errno == EINTR)
+			continue;
+		if (errno != EEXIST)
+			goto syserr;
+		if (lstat(m->lock_path, &st) == -1) {
+			if (errno == ENOENT)
+				continue;
+			goto syserr;
+		}
+		if (time(NULL) - st.st_mtime > MBOX_DOTLOCK_STALE_SECS) {
+			/* Its holder died: mutt and Dovecot take over the
+			 * same way. */
+			if (unlink(m->lock_path) == -1 && errno != ENOENT)
+				goto syserr;
+			continue;
+		}
+		if (deadline_passed(deadline)) {
+			if (asprintf(error_r, "dotlock %s: held by another "
+			    "process for more than %u ms", m->lock_path,
+			    lock_wait_msec) == -1)
+				*error_r = NULL;
+			return -1;
+		}
+		nap();
+	}
+
+	m->dotlocked = true;
+	m->dotlock_touched = time(NULL);
+	len = (size_t)snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+	n = write(fd, pid, len);
+	if (n != (ssize_t)len) {
+		saved = n == -1 ? errno : EIO;
+		(void)close(fd);
+		errno = saved;
+		goto syserr;
+	}
+	if (fstat(fd, &st) == -1) {
+		saved = errno;
+		(void)close(fd);
+		errno = saved;
+		goto syserr;
+	}
+	m->dotlock_dev = st.st_dev;
+	m->dotlock_ino = st.st_ino;
+	if (close(fd) == -1)
+		goto syserr;
+	return 0;
+
+syserr:
+	if (asprintf(error_r, "dotlock %s: %s", m->lock_path,
+	    strerror(errno)) == -1)
+		*error_r = NULL;
+	return -1;
+}
+
+/* Releases the dotlock (if still ours) and the fcntl lock. */
+static int
+unlock_all(struct mbox *m, char **error_r)
+{
+	struct flock fl;
+	struct stat st;
+	int r = 0;
+
+	if (m->dotlocked) {
+		m->dotlocked = false;
+		if (lstat(m->lock_path, &st) == -1) {
+			if (errno != ENOENT && *error_r == NULL &&
+			    asprintf(error_r, "dotlock %s: %s", m->lock_path,
+			    strerror(errno)) == -1)
+				*error_r = NULL;
+			r = -1;
+		} else if (st.st_dev == m->dotlock_dev &&
+		    st.st_ino == m->dotlock_ino &&
+		    unlink(m->lock_path) == -1) {
+			if (*error_r == NULL && asprintf(error_r,
+			    "unlink %s: %s", m->lock_path,
+			    strerror(errno)) == -1)
+				*error_r = NULL;
+			r = -1;
+		}
+	}
+	if (m->fcntl_locked) {
+		m->fcntl_locked = false;
+		memset(&fl, 0, sizeof fl);
+		fl.l_type = F_UNLCK;
+		fl.l_whence = SEEK_SET;
+		if (fcntl(m->fd, m->lock_cmd, &fl) == -1) {
+			if (*error_r == NULL && asprintf(error_r,
+			    "unlock %s: %s", m->path, strerror(errno)) == -1)
+				*error_r = NULL;
+			r = -1;
+		}
+	}
+	return r;
+}
+
+/* LFs needed so that bytes we did not write end in an empty line. */
+static int
+compute_pad(struct mbox *m, char **error_r)
+{
+	unsigned char tail[2];
+	size_t want;
+	ssize_t n;
+
+	m->base_pad = 0;
+	if (m->committed == 0)
+		return 0;
+	want = m->committed >= 2 ? 2 : 1;
+	do
+		n = pread(m->fd, tail, want, (off_t)(m->committed - want));
+	while (n == -1 && errno == EINTR);
+	if (n != (ssize_t)want) {
+		if (asprintf(error_r, "read %s: %s", m->path,
+		    n == -1 ? strerror(errno) : "short read") == -1)
+			*error_r = NULL;
+		return -1;
+	}
+	if (tail[want - 1] != '\n')
+		m->base_pad = 2;
+	else if (want == 2 && tail[0] != '\n')
+		m->base_pad = 1;
+	return 0;
+}
+
+enum mbox_open_result
+mbox_open(const char *path, uint64_t committed_size, struct mbox **mbox_r,
+    char **error_r)
+{
+	enum mbox_open_result res = MBOX_OPEN_FAILED;
+	struct timespec deadline;
+	struct stat lst, st;
+	struct mbox *m;
+	char *unlock_err = NULL;
+	uint64_t size;
+	bool existed;
+	int r;
+
+	*mbox_r = NULL;
+	*error_r = NULL;
+	if ((m = calloc(1, sizeof *m)) == NULL)
+		goto nomem;
+	m->fd = -1;
+	if ((m->path = strdup(path)) == NULL ||
+	    asprintf(&m->lock_path, "%s.lock", path) == -1) {
+		m->lock_path = NULL;
+		goto nomem;
+	}
+	if ((m->out = malloc(MBOX_WRITE_BUFFER)) == NULL)
+		goto nomem;
+
+	existed = lstat(path, &lst) == 0;
+	if (!existed && errno != ENOENT)
+		goto syserr;
+	if (existed && S_ISLNK(lst.st_mode)) {
+		if (asprintf(error_r, "%s: refusing a symbolic link", path) ==
+		    -1)
+			*error_r = NULL;
+		goto fail;
+	}
+	if (existed && !S_ISREG(lst.st_mode)) {
+		if (asprintf(error_r, "%s: not a regular file", path) == -1)
+			*error_r = NULL;
+		goto fail;
+	}
+
+	/* O_NONBLOCK: should a FIFO appear after the lstat, don't hang on
+	 * it (it is refused below); regular files ignore the flag. */
+	m->fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC |
+	    O_NONBLOCK, 0600);
+	if (m->fd == -1) {
+		if (errno == ELOOP) {
+			if (asprintf(error_r, "%s: refusing a symbolic link",
+			    path) == -1)
+				*error_r = NULL;
+			goto fail;
+		}
+		goto syserr;
+	}
+	if (fstat(m->fd, &st) == -1)
+		goto syserr;
+	if (!S_ISREG(st.st_mode)) {
+		if (asprintf(error_r, "%s: not a regular file", path) == -1)
+			*error_r = NULL;
+		goto fail;
+	}
+	if (st.st_nlink != 1) {
+		if (asprintf(error_r, "%s: refusing a file with %lu links",
+		    path, (unsigned long)st.st_nlink) == -1)
+			*error_r = NULL;
+		goto fail;
+	}
+	/* The name must still lead to what we opened. */
+	if (lstat(path, &lst) == -1)
+		goto syserr;
+	if (lst.st_dev != st.st_dev || lst.st_ino != st.st_ino) {
+		if (asprintf(error_r, "%s: replaced while being opened",
+		    path) == -1)
+			*error_r = NULL;
+		goto fail;
+	}
+
+	deadline_set(&deadline);
+	if (lock_fcntl(m, &deadline, error_r) == -1 ||
+	    lock_dotlock(m, &deadline, error_r) == -1)
+		goto fail;
+
+	/* Others may have appended while we waited. */
+	if (fstat(m->fd, &st) == -1)
+		goto syserr;
+	size = (uint64_t)st.st_size;
+	if (committed_size == MBOX_SIZE_UNKNOWN) {
+		res = MBOX_OPEN_OK;
+		m->committed = size;
+	} else if (size > committed_size) {
+		do
+			r = ops.ftruncate(m->fd, (off_t)committed_size);
+		while (r == -1 && errno == EINTR);
+		if (r == -1) {
+			if (asprintf(error_r, "truncate %s to %llu: %s", path,
+			    (unsigned long long)committed_size,
+			    strerror(errno)) == -1)
+				*error_r = NULL;
+			goto fail;
+		}
+		res = MBOX_OPEN_TRUNCATED;
+		m->committed = committed_size;
+	} else if (size < committed_size) {
+		res = MBOX_OPEN_SHORTER;
+		m->committed = size;
+	} else {
+		res = MBOX_OPEN_OK;
+		m->committed = size;
+	}
+	m->open_size = m->committed;
+	if ((res == MBOX_OPEN_SHORTER || committed_size == MBOX_SIZE_UNKNOWN) &&
+	    compute_pad(m, error_r) == -1)
+		goto fail;
+	m->pad = m->base_pad;
+	*mbox_r = m;
+	return res;
+
+nomem:
+	errno = ENOMEM;
+syserr:
+	if (asprintf(error_r, "open %s: %s", path, strerror(errno)) == -1)
+		*error_r = NULL;
+fail:
+	if (m != NULL) {
+		(void)unlock_all(m, &unlock_err);
+		free(unlock_err);
+		if (m->fd != -1)
+			(void)close(m->fd);
+		free(m->out);
+		free(m->lock_path);
+		free(m->path);
+		free(m);
+	}
+	if (*error_r == NULL)
+		*error_r = strdup("mbox_open: out of memory");
+	return MBOX_OPEN_FAILED;
+}
+
+int
+mbox_close_checked(struct mbox **mp, char **error_r)
+{
+	struct mbox *m = *mp;
+	char *err = NULL;
+	int r = 0;
+
+	if (error_r != NULL)
+		*error_r = NULL;
+	if (m == NULL)
+		return 0;
+	*mp = NULL;
+	if (mbox_rollback(m) == -1) {
+		err = strdup(mbox_error(m));
+		r = -1;
+	}
+	if (unlock_all(m, &err) == -1)
+		r = -1;
+	if (close(m->fd) == -1) {
+		if (err == NULL && asprintf(&err, "close %s: %s", m->path,
+		    strerror(errno)) == -1)
+			err = NULL;
+		r = -1;
+	}
+	if (error_r != NULL)
+		*error_r = err;
+	else
+		free(err);
+	free(m->hold);
+	free(m->out);
+	free(m->error);
+	free(m->lock_path);
+	free(m->path);
+	free(m);
+	return r;
+}
+
+void
+mbox_close(struct mbox **mp)
+{
+	(void)mbox_close_checked(mp, NULL);
+}

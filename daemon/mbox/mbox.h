@@ -4,6 +4,18 @@
  * (DESIGN.md section 5): a batch of messages is appended through a buffer,
  * made durable with mbox_commit(), and on any failure the file is truncated
  * back to its last committed size.
+ *
+ * Format written for each message:
+ *  - "From <sender> <asctime UTC date>\n", sender from the first Return-Path
+ *    header (angle brackets stripped; missing or "<>": MAILER-DAEMON);
+ *  - the message with CRLF turned into LF (a lone CR or LF stays), one more
+ *    '>' before every line matching ^>*From ;
+ *  - an LF if the message does not end in one (an empty message stays
+ *    empty, so reading the entry back gives the empty message again);
+ *  - one empty line.
+ * The output does not depend on how the message bytes were chunked, and
+ * memory does not grow with the message size: only the header is held (at
+ * most MBOX_MAX_HEADER_HOLD bytes) to find Return-Path.
  */
 #ifndef MM_MBOX_H
 #define MM_MBOX_H
@@ -11,10 +23,24 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
 /* Header bytes held to find Return-Path before the From_ line is written. */
 #define MBOX_MAX_HEADER_HOLD (256 * 1024)
+/* Output buffered before a write(2). */
+#define MBOX_WRITE_BUFFER (256 * 1024)
+/* Longest sender written in a From_ line; a longer one is cut. */
+#define MBOX_MAX_SENDER 512
+/* Room for any From_ line, NUL included. */
+#define MBOX_FROM_LINE_MAX (MBOX_MAX_SENDER + 64)
+/* A dotlock whose mtime is older than this is stale and removed. */
+#define MBOX_DOTLOCK_STALE_SECS 300
+/* How long mbox_open() waits for other lock holders by default. */
+#define MBOX_LOCK_WAIT_MSEC_DEFAULT 10000
+/* committed_size for a file with no known committed size: never truncate,
+ * append at its end (mbox_open() returns MBOX_OPEN_OK). */
+#define MBOX_SIZE_UNKNOWN UINT64_MAX
 
 struct mbox;
 
@@ -28,41 +54,84 @@ enum mbox_open_result {
 /*
  * Opens (creating 0600, parents not included) path for appending: refuses
  * symlinks and anything but a regular file with one link, takes an fcntl
- * write lock and a "<path>.lock" dotlock (waiting up to a few seconds for
- * other holders), then compares the size with committed_size:
+ * write lock and a "<path>.lock" dotlock (waiting up to the lock wait,
+ * MBOX_LOCK_WAIT_MSEC_DEFAULT unless changed, for other holders; a dotlock
+ * older than MBOX_DOTLOCK_STALE_SECS is removed), then compares the size
+ * with committed_size:
  *  - longer: truncates back to committed_size (MBOX_OPEN_TRUNCATED);
  *  - shorter: leaves it alone and appends at its end (MBOX_OPEN_SHORTER;
  *    the caller warns; nothing is lost);
- * Returns MBOX_OPEN_FAILED with a malloc'ed *error_r on failure.
+ *  - MBOX_SIZE_UNKNOWN: appends at its end (MBOX_OPEN_OK).
+ * When appending after bytes this writer did not commit (SHORTER, unknown),
+ * the first message is preceded by the LFs needed to end the file in an
+ * empty line, so it still starts an entry of its own.
+ * The fcntl lock is an open-file-description lock where the system has them
+ * (it conflicts with classic fcntl locks of mail readers, and with a second
+ * mbox_open() in the same process).
+ * Returns MBOX_OPEN_FAILED with a malloc'ed *error_r naming the file on
+ * failure (*mbox_r is then NULL).
  */
 enum mbox_open_result mbox_open(const char *path, uint64_t committed_size,
     struct mbox **mbox_r, char **error_r);
 
-/* One message: begin, its raw bytes as they come (any chunking; CRLF is
- * turned into LF, ^>*From lines are quoted, Return-Path is found), end. */
+/*
+ * One message: begin, its raw bytes as they come (any chunking), end.
+ * 0 or -1 (mbox_error() says why).  After a failed write everything since
+ * the last commit has been truncated away: every call but mbox_rollback()
+ * and mbox_close() fails until mbox_rollback() is called.  Calling them out
+ * of order (write outside a message, begin twice) fails too.
+ */
 int mbox_msg_begin(struct mbox *mbox, time_t internaldate);
 int mbox_msg_write(struct mbox *mbox, const void *data, size_t len);
 int mbox_msg_end(struct mbox *mbox);
 
-/* Writes out the buffer and fdatasyncs: everything appended is durable.
- * *size_r is the new committed size.  On failure truncates back to the last
- * committed size. 0 or -1. */
+/* Writes out the buffer and fdatasyncs (once): everything appended is
+ * durable.  *size_r (may be NULL) is the new committed size.  Fails while a
+ * message is open.  On failure truncates back to the last committed size.
+ * 0 or -1. */
 int mbox_commit(struct mbox *mbox, uint64_t *size_r);
-/* Drops everything appended since the last commit (truncates back). */
+/* Drops everything appended since the last commit (truncates back), also a
+ * message in progress, and clears a failed state.  0, or -1 if the file
+ * could not be truncated. */
 int mbox_rollback(struct mbox *mbox);
 /* Size as last committed (after open: the size it started appending at). */
 uint64_t mbox_committed_size(const struct mbox *mbox);
-/* Rolls back anything uncommitted, releases the locks and closes. */
+/* Rolls back anything uncommitted, releases the locks and closes; NULLs
+ * *mbox.  Returns 0, or -1 with a malloc'ed *error_r (error_r may be NULL)
+ * if truncating, unlocking or closing failed. */
+int mbox_close_checked(struct mbox **mbox, char **error_r);
+/* mbox_close_checked() for callers that have nothing to do on failure. */
 void mbox_close(struct mbox **mbox);
-/* The last error (e.g. "write /x/INBOX.mbox: No space left on device"). */
+/* The last error (e.g. "write /x/INBOX.mbox: No space left on device"), or
+ * "" if none. */
 const char *mbox_error(const struct mbox *mbox);
 
 /*
- * The From_ line for a message: "From <sender> <asctime UTC>\n" into buf.
- * sender is the Return-Path address (NULL or "<>": MAILER-DAEMON); spaces and
- * control characters in it are replaced so the line stays parseable.
+ * The From_ line for a message: "From <sender> <asctime UTC>\n" into buf,
+ * NUL-terminated, like "From alice@example.org Sat Nov  1 09:05:03 2026\n"
+ * (asctime pads a one-digit day with a space).  sender is the Return-Path
+ * address (NULL, "" or "<>": MAILER-DAEMON; surrounding angle brackets are
+ * stripped); spaces and control characters in it become '_' and it is cut
+ * at MBOX_MAX_SENDER bytes, so the line stays parseable.  Returns the
+ * length of the whole line; if that is >= size, the line was cut (like
+ * snprintf).  MBOX_FROM_LINE_MAX is always enough.
  */
 size_t mbox_from_line(char *buf, size_t size, const char *sender,
     time_t internaldate);
+
+/* Changes how long mbox_open() waits for the locks (process-wide). */
+void mbox_set_lock_wait(unsigned int msec);
+
+/*
+ * The system calls behind writing, syncing and truncating, replaceable so
+ * tests can inject failures.  NULL restores the real ones.  Not for use
+ * outside tests.
+ */
+struct mbox_sys_ops {
+	ssize_t (*pwrite)(int fd, const void *buf, size_t len, off_t off);
+	int (*fdatasync)(int fd);
+	int (*ftruncate)(int fd, off_t len);
+};
+void mbox_set_sys_ops(const struct mbox_sys_ops *ops);
 
 #endif
