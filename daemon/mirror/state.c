@@ -1,1 +1,709 @@
-/* placeholder: being written */
+/*
+ * The state file: a versioned, line-based text file, written atomically.
+ *
+ *   mboxmirror-state 1
+ *   account<TAB>last_attempt=T<TAB>last_success=T<TAB>last_error_time=T
+ *       <TAB>next_attempt=T<TAB>failures=N<TAB>last_error=E
+ *   mailbox<TAB>NAME<TAB>FILE<TAB>uidvalidity=N<TAB>last_uid=N
+ *       <TAB>uidnext=N<TAB>messages=N<TAB>mbox_size=N
+ *   ...
+ *   end
+ *
+ * (account and mailbox records are one line each.)  NAME, FILE and E are
+ * escaped: every byte outside '!'..'~' and '%' itself is written "%XX", so
+ * any name stays on one line and one field; "-" stands for none (NULL) and
+ * a literal "-" is written "%2D".  The end line tells a complete file from
+ * a cut one.
+ */
+#include "mirror/state.h"
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define STATE_MAGIC	"mboxmirror-state "
+#define STATE_VERSION	1
+#define STATE_NAME	"state"
+#define STATE_TMP	"state.tmp"
+/* A state file is small; anything bigger is not ours. */
+#define STATE_MAX_SIZE	(256 * 1024 * 1024)
+#define MAX_FIELDS	16
+
+static bool	needs_escape(unsigned char);
+static int	put_escaped(FILE *, const char *);
+static char	*escape_component(const char *);
+static int	unescape(const char *, char **);
+static int	parse_u64(const char *, uint64_t, uint64_t *);
+static int	parse_time(const char *, time_t *);
+static const char *keyed(const char *, const char *);
+static size_t	split_fields(char *, char **, size_t);
+static int	parse_account(struct account_state *, char **, size_t,
+		    const char **);
+static int	parse_mailbox(struct account_state *, char **, size_t,
+		    const char **);
+static int	parse_state(const char *, char *, size_t,
+		    struct account_state *, char **);
+static int	read_file(int, char **, size_t *);
+static int	mkdirs(const char *);
+static int	write_state(FILE *, const struct account_state *);
+static int	fsync_dir(const char *);
+static void	errorf(char **, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+
+static void
+errorf(char **error_r, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (vasprintf(error_r, fmt, ap) == -1)
+		*error_r = NULL;
+	va_end(ap);
+}
+
+static bool
+needs_escape(unsigned char c)
+{
+	return c <= ' ' || c >= 0x7f || c == '%';
+}
+
+static int
+put_escaped(FILE *fp, const char *s)
+{
+	const unsigned char *p;
+
+	if (s == NULL)
+		return fputc('-', fp) == EOF ? -1 : 0;
+	if (strcmp(s, "-") == 0)
+		return fputs("%2D", fp) == EOF ? -1 : 0;
+	for (p = (const unsigned char *)s; *p != '\0'; p++) {
+		if (needs_escape(*p)) {
+			if (fprintf(fp, "%%%02X", *p) < 0)
+				return -1;
+		} else if (fputc(*p, fp) == EOF)
+			return -1;
+	}
+	return 0;
+}
+
+/* Decodes an escaped field; "-" gives NULL.  0, or -1 if malformed. */
+static int
+unescape(const char *s, char **out_r)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	const char *hi, *lo;
+	char *out, *o;
+
+	*out_r = NULL;
+	if (strcmp(s, "-") == 0)
+		return 0;
+	if ((out = malloc(strlen(s) + 1)) == NULL)
+		return -1;
+	for (o = out; *s != '\0'; s++) {
+		if (needs_escape((unsigned char)*s) && *s != '%')
+			goto bad;
+		if (*s != '%') {
+			*o++ = *s;
+			continue;
+		}
+		if (s[1] == '\0' || (hi = strchr(hex, s[1])) == NULL ||
+		    s[2] == '\0' || (lo = strchr(hex, s[2])) == NULL)
+			goto bad;
+		*o = (char)((hi - hex) << 4 | (lo - hex));
+		if (*o == '\0')
+			goto bad;
+		o++;
+		s += 2;
+	}
+	*o = '\0';
+	*out_r = out;
+	return 0;
+bad:
+	free(out);
+	return -1;
+}
+
+/* One safe path component: also '/' and a leading '.' escaped, and the
+ * empty name written "%00" (which no real name gives). */
+static char *
+escape_component(const char *s)
+{
+	const unsigned char *p;
+	char *out, *o;
+
+	if (*s == '\0')
+		return strdup("%00");
+	if ((out = malloc(strlen(s) * 3 + 1)) == NULL)
+		return NULL;
+	for (o = out, p = (const unsigned char *)s; *p != '\0'; p++) {
+		if (needs_escape(*p) || *p == '/' ||
+		    (*p == '.' && p == (const unsigned char *)s))
+			o += sprintf(o, "%%%02X", *p);
+		else
+			*o++ = (char)*p;
+	}
+	*o = '\0';
+	return out;
+}
+
+char *
+state_account_dir(const char *state_dir, const char *account)
+{
+	char *comp, *dir;
+
+	if ((comp = escape_component(account)) == NULL)
+		return NULL;
+	if (asprintf(&dir, "%s/%s", state_dir, comp) == -1)
+		dir = NULL;
+	free(comp);
+	return dir;
+}
+
+static int
+parse_u64(const char *s, uint64_t max, uint64_t *v_r)
+{
+	uint64_t v = 0;
+
+	if (*s == '\0')
+		return -1;
+	for (; *s != '\0'; s++) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		if (v > (max - (uint64_t)(*s - '0')) / 10)
+			return -1;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	*v_r = v;
+	return 0;
+}
+
+static int
+parse_time(const char *s, time_t *t_r)
+{
+	uint64_t v;
+	bool neg = *s == '-';
+
+	if (parse_u64(s + neg, INT64_MAX, &v) == -1)
+		return -1;
+	*t_r = neg ? -(time_t)v : (time_t)v;
+	return 0;
+}
+
+/* The value of a "key=value" field, or NULL if the key differs. */
+static const char *
+keyed(const char *field, const char *key)
+{
+	size_t n = strlen(key);
+
+	if (strncmp(field, key, n) != 0 || field[n] != '=')
+		return NULL;
+	return field + n + 1;
+}
+
+static size_t
+split_fields(char *line, char **fields, size_t max)
+{
+	size_t n = 0;
+
+	for (;;) {
+		if (n == max)
+			return max + 1;
+		fields[n++] = line;
+		if ((line = strchr(line, '\t')) == NULL)
+			return n;
+		*line++ = '\0';
+	}
+}
+
+static int
+parse_account(struct account_state *st, char **f, size_t n,
+    const char **what_r)
+{
+	static const char *const keys[] = { "last_attempt", "last_success",
+	    "last_error_time", "next_attempt", "failures", "last_error" };
+	time_t *times[] = { &st->last_attempt, &st->last_success,
+	    &st->last_error_time, &st->next_attempt };
+	const char *v;
+	uint64_t u;
+	size_t i;
+
+	if (n != 7) {
+		*what_r = "account line: wrong number of fields";
+		return -1;
+	}
+	for (i = 0; i < 6; i++) {
+		if ((v = keyed(f[i + 1], keys[i])) == NULL) {
+			*what_r = "account line: unexpected field";
+			return -1;
+		}
+		if (i < 4 && parse_time(v, times[i]) == -1) {
+			*what_r = "account line: bad time";
+			return -1;
+		}
+		if (i == 4) {
+			if (parse_u64(v, UINT_MAX, &u) == -1) {
+				*what_r = "account line: bad failure count";
+				return -1;
+			}
+			st->failures = (unsigned)u;
+		}
+		if (i == 5 && unescape(v, &st->last_error) == -1) {
+			*what_r = "account line: bad last_error";
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+parse_mailbox(struct account_state *st, char **f, size_t n,
+    const char **what_r)
+{
+	static const char *const keys[] = { "uidvalidity", "last_uid",
+	    "uidnext", "messages", "mbox_size" };
+	struct mailbox_state *mb, *grown;
+	uint64_t vals[5];
+	char *name = NULL, *file = NULL;
+	const char *v;
+	size_t i;
+
+	if (n != 8) {
+		*what_r = "mailbox line: wrong number of fields";
+		return -1;
+	}
+	for (i = 0; i < 5; i++) {
+		if ((v = keyed(f[i + 3], keys[i])) == NULL) {
+			*what_r = "mailbox line: unexpected field";
+			return -1;
+		}
+		if (parse_u64(v, i == 4 ? INT64_MAX : UINT32_MAX,
+		    &vals[i]) == -1) {
+			*what_r = "mailbox line: bad number";
+			return -1;
+		}
+	}
+	if (unescape(f[1], &name) == -1 || name == NULL) {
+		*what_r = "mailbox line: bad mailbox name";
+		goto fail;
+	}
+	if (unescape(f[2], &file) == -1) {
+		*what_r = "mailbox line: bad file name";
+		goto fail;
+	}
+	if (state_find(st, name) != NULL) {
+		*what_r = "mailbox listed twice";
+		goto fail;
+	}
+	grown = reallocarray(st->mailboxes, st->n_mailboxes + 1,
+	    sizeof *st->mailboxes);
+	if (grown == NULL) {
+		*what_r = "out of memory";
+		goto fail;
+	}
+	st->mailboxes = grown;
+	mb = &st->mailboxes[st->n_mailboxes++];
+	mb->name = name;
+	mb->file = file;
+	mb->uidvalidity = (uint32_t)vals[0];
+	mb->last_uid = (uint32_t)vals[1];
+	mb->uidnext = (uint32_t)vals[2];
+	mb->messages = (uint32_t)vals[3];
+	mb->mbox_size = vals[4];
+	return 0;
+fail:
+	free(name);
+	free(file);
+	return -1;
+}
+
+static int
+parse_state(const char *path, char *buf, size_t len,
+    struct account_state *st, char **error_r)
+{
+	char *fields[MAX_FIELDS], *line, *nl, *v;
+	const char *what = NULL;
+	bool seen_account = false, seen_end = false;
+	size_t lineno = 0, n;
+	uint64_t version;
+
+	for (line = buf; line < buf + len; line = nl + 1) {
+		lineno++;
+		nl = memchr(line, '\n', (size_t)(buf + len - line));
+		if (nl == NULL) {
+			what = "line cut short (no newline)";
+			goto bad;
+		}
+		*nl = '\0';
+		if (memchr(line, '\0', (size_t)(nl - line)) != NULL) {
+			what = "NUL byte";
+			goto bad;
+		}
+		if (lineno == 1) {
+			if (strncmp(line, STATE_MAGIC,
+			    sizeof STATE_MAGIC - 1) != 0) {
+				what = "not an mboxmirror state file";
+				goto bad;
+			}
+			v = line + sizeof STATE_MAGIC - 1;
+			if (parse_u64(v, UINT32_MAX, &version) == -1) {
+				what = "bad version";
+				goto bad;
+			}
+			if (version != STATE_VERSION) {
+				errorf(error_r, "%s:%zu: state version %s is "
+				    "not supported (made by a newer "
+				    "mboxmirror?)", path, lineno, v);
+				goto fail;
+			}
+			continue;
+		}
+		if (seen_end) {
+			what = "data after the end line";
+			goto bad;
+		}
+		if (strcmp(line, "end") == 0) {
+			seen_end = true;
+			continue;
+		}
+		n = split_fields(line, fields, MAX_FIELDS);
+		if (strcmp(fields[0], "account") == 0) {
+			if (seen_account) {
+				what = "second account line";
+				goto bad;
+			}
+			seen_account = true;
+			if (parse_account(st, fields, n, &what) == -1)
+				goto bad;
+		} else if (strcmp(fields[0], "mailbox") == 0) {
+			if (parse_mailbox(st, fields, n, &what) == -1)
+				goto bad;
+		} else {
+			what = "unknown line";
+			goto bad;
+		}
+	}
+	if (lineno == 0) {
+		what = "empty file";
+		lineno = 1;
+		goto bad;
+	}
+	if (!seen_end) {
+		what = "cut short (no end line)";
+		lineno++;
+		goto bad;
+	}
+	return 0;
+bad:
+	errorf(error_r, "%s:%zu: %s", path, lineno, what);
+fail:
+	state_clear(st);
+	return -1;
+}
+
+static int
+read_file(int fd, char **buf_r, size_t *len_r)
+{
+	struct stat st;
+	size_t len = 0;
+	ssize_t n;
+	char *buf;
+
+	if (fstat(fd, &st) == -1)
+		return -1;
+	if (!S_ISREG(st.st_mode)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (st.st_size > STATE_MAX_SIZE) {
+		errno = EFBIG;
+		return -1;
+	}
+	/* One more byte, to notice a file that grew under us. */
+	if ((buf = malloc((size_t)st.st_size + 1)) == NULL)
+		return -1;
+	for (;;) {
+		n = read(fd, buf + len, (size_t)st.st_size + 1 - len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			free(buf);
+			return -1;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len > (size_t)st.st_size) {
+			free(buf);
+			errno = EAGAIN;
+			return -1;
+		}
+	}
+	*buf_r = buf;
+	*len_r = len;
+	return 0;
+}
+
+int
+state_load(const char *dir, struct account_state *st, char **error_r)
+{
+	char *path = NULL, *buf = NULL;
+	size_t len;
+	int fd, r = -1;
+
+	memset(st, 0, sizeof *st);
+	*error_r = NULL;
+	if (asprintf(&path, "%s/%s", dir, STATE_NAME) == -1) {
+		path = NULL;
+		errorf(error_r, "%s: out of memory", dir);
+		goto out;
+	}
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd == -1) {
+		if (errno == ENOENT) {
+			r = 0;
+			goto out;
+		}
+		errorf(error_r, "open %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (read_file(fd, &buf, &len) == -1) {
+		errorf(error_r, "read %s: %s", path, strerror(errno));
+		(void)close(fd);
+		goto out;
+	}
+	/* Read-only: a failing close loses nothing. */
+	(void)close(fd);
+	r = parse_state(path, buf, len, st, error_r);
+out:
+	free(buf);
+	free(path);
+	return r;
+}
+
+/* mkdir -p, 0700 for each directory it creates. */
+static int
+mkdirs(const char *dir)
+{
+	char *p, *s;
+	int r = -1;
+
+	if (*dir == '\0') {
+		errno = ENOENT;
+		return -1;
+	}
+	if ((p = strdup(dir)) == NULL)
+		return -1;
+	for (s = p + 1; ; s++) {
+		if (*s != '/' && *s != '\0')
+			continue;
+		if (s[-1] != '/') {
+			char c = *s;
+
+			*s = '\0';
+			if (mkdir(p, 0700) == -1 && errno != EEXIST)
+				goto out;
+			*s = c;
+		}
+		if (*s == '\0')
+			break;
+	}
+	r = 0;
+out:
+	free(p);
+	return r;
+}
+
+static int
+write_state(FILE *fp, const struct account_state *st)
+{
+	const struct mailbox_state *mb;
+	size_t i;
+
+	if (fprintf(fp, "%s%d\n", STATE_MAGIC, STATE_VERSION) < 0 ||
+	    fprintf(fp, "account\tlast_attempt=%lld\tlast_success=%lld\t"
+	    "last_error_time=%lld\tnext_attempt=%lld\tfailures=%u\t"
+	    "last_error=", (long long)st->last_attempt,
+	    (long long)st->last_success, (long long)st->last_error_time,
+	    (long long)st->next_attempt, st->failures) < 0 ||
+	    put_escaped(fp, st->last_error) == -1 || fputc('\n', fp) == EOF)
+		return -1;
+	for (i = 0; i < st->n_mailboxes; i++) {
+		mb = &st->mailboxes[i];
+		if (mb->name == NULL) {
+			errno = EINVAL;
+			return -1;
+		}
+		if (fputs("mailbox\t", fp) == EOF ||
+		    put_escaped(fp, mb->name) == -1 ||
+		    fputc('\t', fp) == EOF ||
+		    put_escaped(fp, mb->file) == -1 ||
+		    fprintf(fp, "\tuidvalidity=%" PRIu32 "\tlast_uid=%" PRIu32
+		    "\tuidnext=%" PRIu32 "\tmessages=%" PRIu32
+		    "\tmbox_size=%" PRIu64 "\n", mb->uidvalidity,
+		    mb->last_uid, mb->uidnext, mb->messages,
+		    mb->mbox_size) < 0)
+			return -1;
+	}
+	if (fputs("end\n", fp) == EOF)
+		return -1;
+	return 0;
+}
+
+static int
+fsync_dir(const char *dir)
+{
+	int fd, saved;
+
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		return -1;
+	if (fsync(fd) == -1) {
+		saved = errno;
+		(void)close(fd);
+		errno = saved;
+		return -1;
+	}
+	return close(fd);
+}
+
+int
+state_save(const char *dir, const struct account_state *st, char **error_r)
+{
+	char *path = NULL, *tmp = NULL;
+	const char *step = "write";
+	FILE *fp = NULL;
+	int fd = -1, r = -1;
+
+	*error_r = NULL;
+	if (asprintf(&path, "%s/%s", dir, STATE_NAME) == -1 ||
+	    asprintf(&tmp, "%s/%s", dir, STATE_TMP) == -1) {
+		errorf(error_r, "%s: out of memory", dir);
+		goto out;
+	}
+	if (mkdirs(dir) == -1) {
+		errorf(error_r, "mkdir %s: %s", dir, strerror(errno));
+		goto out;
+	}
+	/* A temp file left by a crash is ours and worthless. */
+	if (unlink(tmp) == -1 && errno != ENOENT) {
+		errorf(error_r, "unlink %s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+	    0600);
+	if (fd == -1) {
+		errorf(error_r, "create %s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	if ((fp = fdopen(fd, "w")) == NULL) {
+		errorf(error_r, "fdopen %s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	fd = -1;
+	if (write_state(fp, st) == -1 || fflush(fp) == EOF)
+		goto syserr;
+	step = "fsync";
+	if (fsync(fileno(fp)) == -1)
+		goto syserr;
+	step = "close";
+	if (fclose(fp) == EOF) {
+		fp = NULL;
+		goto syserr;
+	}
+	fp = NULL;
+	if (rename(tmp, path) == -1) {
+		errorf(error_r, "rename %s to %s: %s", tmp, path,
+		    strerror(errno));
+		goto out;
+	}
+	free(tmp);
+	tmp = NULL;
+	if (fsync_dir(dir) == -1) {
+		errorf(error_r, "fsync %s: %s", dir, strerror(errno));
+		goto out;
+	}
+	r = 0;
+	goto out;
+syserr:
+	errorf(error_r, "%s %s: %s", step, tmp, strerror(errno));
+out:
+	if (fp != NULL)
+		(void)fclose(fp);
+	if (fd != -1)
+		(void)close(fd);
+	if (tmp != NULL && r == -1)
+		(void)unlink(tmp);
+	free(tmp);
+	free(path);
+	if (r == -1 && *error_r == NULL)
+		*error_r = strdup("state_save: out of memory");
+	return r;
+}
+
+void
+state_clear(struct account_state *st)
+{
+	size_t i;
+
+	for (i = 0; i < st->n_mailboxes; i++) {
+		free(st->mailboxes[i].name);
+		free(st->mailboxes[i].file);
+	}
+	free(st->mailboxes);
+	free(st->last_error);
+	memset(st, 0, sizeof *st);
+}
+
+struct mailbox_state *
+state_find(struct account_state *st, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < st->n_mailboxes; i++)
+		if (strcmp(st->mailboxes[i].name, name) == 0)
+			return &st->mailboxes[i];
+	return NULL;
+}
+
+struct mailbox_state *
+state_get(struct account_state *st, const char *name)
+{
+	struct mailbox_state *mb, *grown;
+	char *copy;
+
+	if ((mb = state_find(st, name)) != NULL)
+		return mb;
+	if ((copy = strdup(name)) == NULL)
+		return NULL;
+	grown = reallocarray(st->mailboxes, st->n_mailboxes + 1,
+	    sizeof *st->mailboxes);
+	if (grown == NULL) {
+		free(copy);
+		return NULL;
+	}
+	st->mailboxes = grown;
+	mb = &st->mailboxes[st->n_mailboxes++];
+	memset(mb, 0, sizeof *mb);
+	mb->name = copy;
+	return mb;
+}
+
+void
+state_set_error(struct account_state *st, const char *error, time_t when)
+{
+	free(st->last_error);
+	st->last_error = NULL;
+	if (error == NULL)
+		return;
+	/* Out of memory loses the text, not the fact of the failure. */
+	st->last_error = strdup(error);
+	st->last_error_time = when;
+}

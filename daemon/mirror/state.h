@@ -39,20 +39,29 @@ struct account_state {
  * account name is escaped so it stays one path component. */
 char *state_account_dir(const char *state_dir, const char *account);
 
-/* Loads; a missing file is an empty state (0).  -1 and *error_r (malloc'ed,
- * naming file:line) on a corrupt one. */
+/* Loads "<dir>/state" into *state (overwritten, not freed: pass it empty or
+ * cleared); a missing file is an empty state (0).  -1 and *error_r
+ * (malloc'ed, "FILE:LINE: what" for a corrupt file, also for a file of an
+ * unknown future version) with *state empty. */
 int state_load(const char *dir, struct account_state *state,
     char **error_r);
-/* Creates dir (0700, parents too) if needed; atomic replace.  0 or -1. */
+/* Creates dir (0700, parents too) if needed; atomic replace: writes
+ * "state.tmp" (0600, O_EXCL after removing a stale one), fsyncs, renames it
+ * over "state" and fsyncs dir.  One writer per dir at a time.  0, or -1 and
+ * a malloc'ed *error_r naming the file and the failing step; on failure the
+ * previous state file is untouched and no temp file is left. */
 int state_save(const char *dir, const struct account_state *state,
     char **error_r);
 void state_clear(struct account_state *state);
 
 struct mailbox_state *state_find(struct account_state *state,
     const char *name);
-/* Finds or adds (zeroed, name copied). NULL on allocation failure. */
+/* Finds or adds (zeroed, name copied). NULL on allocation failure.  Adding
+ * moves the array: pointers from earlier state_find/state_get calls are then
+ * stale. */
 struct mailbox_state *state_get(struct account_state *state,
     const char *name);
+/* Records the last error (copied) and its time; NULL clears it (success). */
 void state_set_error(struct account_state *state, const char *error,
     time_t when);
 
