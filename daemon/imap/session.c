@@ -1,1 +1,1058 @@
-/* placeholder: being written */
+#include "imap/session.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+#include "net/transport.h"
+#include "secret.h"
+
+/* Large reads: a FETCH stream is mostly literal bytes handed to the sink
+ * straight from this buffer. */
+#define READ_BUFFER_SIZE (256 * 1024)
+#define ERROR_MAX 512
+
+enum session_state {
+	S_INIT,
+	S_CONNECTING,
+	S_GREETING,
+	S_CAPABILITY,
+	S_STARTTLS,
+	S_TLS_HANDSHAKE,
+	S_CAPABILITY_TLS,
+	S_AUTHENTICATE,
+	S_CAPABILITY_AUTH,
+	S_READY,
+	S_LOGOUT,
+	S_CLOSED,
+	S_FAILED,
+};
+
+static const char *const state_names[] = {
+	"init", "connecting", "greeting", "capability", "starttls",
+	"tls-handshake", "capability-tls", "authenticate", "capability-auth",
+	"ready", "logout", "closed", "failed",
+};
+
+struct pending_cmd {
+	struct pending_cmd *next;
+	struct imap_cmd cmd;
+	size_t sent;		/* bytes of cmd.data written */
+	size_t split;		/* index of the next split in cmd.splits */
+	bool waiting;		/* written up to a split: waits for "+" */
+	char *sasl;		/* AUTHENTICATE: the line to send on "+" */
+	session_untagged_fn *untagged;
+	session_done_fn *done;
+	void *arg;
+};
+
+struct session {
+	struct ev_loop *loop;
+	const struct account *account;
+	unsigned timeout;
+	struct session_callbacks cb;
+	void *arg;
+
+	enum session_state state;
+	struct transport *transport;
+	struct imap_parser *parser;
+	struct imap_tagger tagger;
+	struct imap_caps caps;
+	char *secret;
+	char prefix[128];
+	unsigned char *rbuf;
+	unsigned long long bytes_in;
+	char bye[ERROR_MAX];
+
+	struct pending_cmd *head;	/* oldest command not completed */
+	struct pending_cmd **tail;
+	struct pending_cmd *unsent;	/* first command not fully written */
+
+	int refs;
+	bool free_requested;
+};
+
+static void session_set_state(struct session *, enum session_state);
+static void session_fail(struct session *, enum session_error, const char *,
+    ...) __attribute__((format(printf, 3, 4)));
+static void on_transport(struct transport *, enum transport_event, void *);
+static void handle_response(struct session *, const struct imap_response *);
+static void flush_commands(struct session *);
+static void request_capabilities(struct session *, enum session_state);
+static void after_capabilities(struct session *);
+static void start_auth(struct session *);
+static void send_internal(struct session *, struct imap_cmd *,
+    session_done_fn *);
+
+const char *
+session_error_name(enum session_error error)
+{
+	static const char *const names[] = {
+		"ok", "network error", "timeout", "TLS error",
+		"authentication failed", "secret unavailable",
+		"protocol error", "server error", "local error",
+	};
+
+	return names[error];
+}
+
+struct session *
+session_new(struct ev_loop *loop, const struct account *account,
+    unsigned timeout, const struct session_callbacks *cb, void *arg)
+{
+	struct session *s;
+
+	if ((s = calloc(1, sizeof *s)) == NULL)
+		return NULL;
+	s->loop = loop;
+	s->account = account;
+	s->timeout = timeout;
+	s->cb = *cb;
+	s->arg = arg;
+	s->tail = &s->head;
+	snprintf(s->prefix, sizeof s->prefix, "account %s", account->name);
+	s->parser = imap_parser_new();
+	s->rbuf = malloc(READ_BUFFER_SIZE);
+	if (s->parser == NULL || s->rbuf == NULL) {
+		imap_parser_free(&s->parser);
+		free(s->rbuf);
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+static void
+free_cmd(struct pending_cmd *pc)
+{
+	imap_cmd_free(&pc->cmd);
+	if (pc->sasl != NULL) {
+		explicit_bzero(pc->sasl, strlen(pc->sasl));
+		free(pc->sasl);
+	}
+	free(pc);
+}
+
+static void
+drop_commands(struct session *s)
+{
+	struct pending_cmd *pc, *next;
+
+	for (pc = s->head; pc != NULL; pc = next) {
+		next = pc->next;
+		free_cmd(pc);
+	}
+	s->head = s->unsent = NULL;
+	s->tail = &s->head;
+}
+
+static void
+session_destroy(struct session *s)
+{
+	drop_commands(s);
+	transport_free(&s->transport);
+	imap_parser_free(&s->parser);
+	imap_caps_clear(&s->caps);
+	secret_free(&s->secret);
+	free(s->rbuf);
+	free(s);
+}
+
+void
+session_free(struct session **sp)
+{
+	struct session *s = *sp;
+
+	*sp = NULL;
+	if (s == NULL)
+		return;
+	if (s->transport != NULL)
+		transport_close(s->transport);
+	if (s->refs > 0) {
+		/* Inside one of our callbacks: free on the way out. */
+		s->free_requested = true;
+		s->cb = (struct session_callbacks){ 0 };
+		return;
+	}
+	session_destroy(s);
+}
+
+static void
+session_ref(struct session *s)
+{
+	s->refs++;
+}
+
+/* Returns true when the session was freed. */
+static bool
+session_unref(struct session *s)
+{
+	if (--s->refs == 0 && s->free_requested) {
+		session_destroy(s);
+		return true;
+	}
+	return false;
+}
+
+static void
+session_set_state(struct session *s, enum session_state state)
+{
+	log_debug("%s: state %s -> %s", s->prefix, state_names[s->state],
+	    state_names[state]);
+	s->state = state;
+}
+
+static bool
+session_alive(const struct session *s)
+{
+	return s->state != S_FAILED && s->state != S_CLOSED &&
+	    !s->free_requested;
+}
+
+static void
+update_timeout(struct session *s)
+{
+	if (s->transport == NULL)
+		return;
+	/* An idle, logged-in connection waits as long as its owner likes;
+	 * anything outstanding must make progress. */
+	if (s->state == S_READY && s->head == NULL)
+		transport_set_timeout(s->transport, 0);
+	else
+		transport_set_timeout(s->transport, s->timeout);
+}
+
+static void
+session_vfail(struct session *s, enum session_error error, const char *fmt,
+    va_list ap)
+{
+	char message[ERROR_MAX];
+
+	if (!session_alive(s))
+		return;
+	vsnprintf(message, sizeof message, fmt, ap);
+	session_set_state(s, S_FAILED);
+	if (s->transport != NULL)
+		transport_close(s->transport);
+	drop_commands(s);
+	if (error != SESSION_OK && s->cb.failed != NULL)
+		s->cb.failed(s, error, message, s->arg);
+}
+
+static void
+session_fail(struct session *s, enum session_error error, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	session_vfail(s, error, fmt, ap);
+	va_end(ap);
+}
+
+void
+session_abort(struct session *s, enum session_error error, const char *fmt,
+    ...)
+{
+	va_list ap;
+
+	session_ref(s);
+	va_start(ap, fmt);
+	session_vfail(s, error, fmt, ap);
+	va_end(ap);
+	session_unref(s);
+}
+
+int
+session_start(struct session *s)
+{
+	const struct account *a = s->account;
+	struct transport_params params = {
+		.host = a->host,
+		.port = a->port,
+		.tls = a->tls == TLS_IMPLICIT,
+		.ca_file = a->ca_file,
+		.pin_sha256 = a->has_pin ? a->pin_sha256 : NULL,
+		.timeout = s->timeout,
+		.log_prefix = s->prefix,
+	};
+	char *error = NULL;
+
+	session_ref(s);
+	if (secret_fetch(a, &s->secret, &error) != 0) {
+		session_fail(s, SESSION_ERR_SECRET, "%s", error);
+		free(error);
+		goto fail;
+	}
+	s->transport = transport_new(s->loop, &params, on_transport, s);
+	if (s->transport == NULL) {
+		session_fail(s, SESSION_ERR_LOCAL, "out of memory");
+		goto fail;
+	}
+	session_set_state(s, S_CONNECTING);
+	if (transport_connect(s->transport) != 0) {
+		session_fail(s, SESSION_ERR_NETWORK, "%s",
+		    transport_error(s->transport));
+		goto fail;
+	}
+	session_unref(s);
+	return 0;
+fail:
+	session_unref(s);
+	return -1;
+}
+
+static enum session_error
+classify_transport_error(const struct session *s, const char *text)
+{
+	if (s->state == S_TLS_HANDSHAKE)
+		return SESSION_ERR_TLS;
+	if (strstr(text, "certificate") != NULL || strstr(text, "TLS") != NULL ||
+	    strstr(text, "pin") != NULL)
+		return SESSION_ERR_TLS;
+	return SESSION_ERR_NETWORK;
+}
+
+static void
+feed_parser(struct session *s, const unsigned char *buf, size_t len)
+{
+	const struct imap_response *resp;
+	enum imap_parse_result r;
+	size_t used;
+
+	while (len > 0 && session_alive(s)) {
+		r = imap_parser_feed(s->parser, buf, len, &used, &resp);
+		buf += used;
+		len -= used;
+		if (r == IMAP_PARSE_ERROR) {
+			session_fail(s, SESSION_ERR_PROTOCOL,
+			    "unparseable server data: %s",
+			    imap_parser_error_text(s->parser));
+			return;
+		}
+		if (r != IMAP_PARSE_RESPONSE)
+			continue;
+		handle_response(s, resp);
+		if (s->state == S_TLS_HANDSHAKE &&
+		    (len > 0 || !imap_parser_idle(s->parser))) {
+			/* Bytes after the STARTTLS OK were sent in plaintext
+			 * and could be an attacker's injection. */
+			session_fail(s, SESSION_ERR_PROTOCOL,
+			    "server sent data after the STARTTLS response");
+			return;
+		}
+	}
+}
+
+static void
+read_available(struct session *s)
+{
+	ssize_t n;
+
+	while (session_alive(s) && s->state != S_TLS_HANDSHAKE) {
+		n = transport_read(s->transport, s->rbuf, READ_BUFFER_SIZE);
+		if (n <= 0)
+			break;
+		s->bytes_in += (unsigned long long)n;
+		feed_parser(s, s->rbuf, (size_t)n);
+	}
+}
+
+static void
+on_eof(struct session *s)
+{
+	if (s->state == S_LOGOUT) {
+		/* Some servers close right after "* BYE" without the tagged
+		 * LOGOUT reply: the logout succeeded all the same. */
+		session_set_state(s, S_CLOSED);
+		transport_close(s->transport);
+		if (s->cb.closed != NULL)
+			s->cb.closed(s, s->arg);
+		return;
+	}
+	if (s->bye[0] != '\0')
+		session_fail(s, SESSION_ERR_SERVER, "server closed the "
+		    "connection: BYE %s", s->bye);
+	else
+		session_fail(s, SESSION_ERR_NETWORK, "server closed the "
+		    "connection unexpectedly (in state %s)",
+		    state_names[s->state]);
+}
+
+static void
+on_transport(struct transport *t, enum transport_event event, void *arg)
+{
+	struct session *s = arg;
+
+	(void)t;
+	session_ref(s);
+	switch (event) {
+	case TRANSPORT_CONNECTED:
+		log_debug("%s: connected (%s)", s->prefix,
+		    transport_description(s->transport));
+		session_set_state(s, S_GREETING);
+		if (transport_is_tls(s->transport) && s->cb.stage != NULL)
+			s->cb.stage(s, SESSION_STAGE_TLS,
+			    transport_description(s->transport), s->arg);
+		break;
+	case TRANSPORT_TLS_READY:
+		if (s->cb.stage != NULL)
+			s->cb.stage(s, SESSION_STAGE_TLS,
+			    transport_description(s->transport), s->arg);
+		request_capabilities(s, S_CAPABILITY_TLS);
+		break;
+	case TRANSPORT_READABLE:
+		read_available(s);
+		break;
+	case TRANSPORT_DRAINED:
+		flush_commands(s);
+		break;
+	case TRANSPORT_EOF:
+		on_eof(s);
+		break;
+	case TRANSPORT_TIMEOUT:
+		session_fail(s, SESSION_ERR_TIMEOUT, "no response from "
+		    "%s:%u for %us (in state %s)", s->account->host,
+		    s->account->port, s->timeout, state_names[s->state]);
+		break;
+	case TRANSPORT_ERROR:
+		session_fail(s, classify_transport_error(s,
+		    transport_error(s->transport)), "%s",
+		    transport_error(s->transport));
+		break;
+	}
+	session_unref(s);
+}
+
+/* Commands */
+
+void
+session_cmd_init(struct session *s, struct imap_cmd *cmd, const char *verb)
+{
+	imap_cmd_init(cmd, &s->tagger, verb);
+}
+
+static void
+trace_command(const struct session *s, const struct pending_cmd *pc)
+{
+	const char *data = pc->cmd.data;
+	size_t len = pc->cmd.len;
+
+	if (log_get_level() < LOGL_DEBUG)
+		return;
+	while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r'))
+		len--;
+	/* Credentials never reach the log: show only tag and verb. */
+	if (strncasecmp(data + strlen(pc->cmd.tag) + 1, "LOGIN ", 6) == 0 ||
+	    strncasecmp(data + strlen(pc->cmd.tag) + 1, "AUTHENTICATE ",
+	    13) == 0) {
+		const char *sp = memchr(data + strlen(pc->cmd.tag) + 1, ' ',
+		    len - strlen(pc->cmd.tag) - 1);
+		const char *sp2 = sp != NULL ? memchr(sp + 1, ' ',
+		    len - (size_t)(sp + 1 - data)) : NULL;
+
+		len = (size_t)((sp2 != NULL ? sp2 : data + len) - data);
+		log_debug("%s: C: %.*s <credentials hidden>", s->prefix,
+		    (int)len, data);
+		return;
+	}
+	if (len > 300)
+		log_debug("%s: C: %.300s... (%zu bytes)", s->prefix, data,
+		    len);
+	else
+		log_debug("%s: C: %.*s", s->prefix, (int)len, data);
+}
+
+/* Queues a command; sasl (taken over) is the line an AUTHENTICATE sends
+ * after the server's "+". */
+static int
+enqueue(struct session *s, struct imap_cmd *cmd, session_untagged_fn *untagged,
+    session_done_fn *done, void *arg, char *sasl)
+{
+	struct pending_cmd *pc;
+
+	if (!session_alive(s) || imap_cmd_finish(cmd) != 0 ||
+	    (pc = calloc(1, sizeof *pc)) == NULL) {
+		imap_cmd_free(cmd);
+		if (sasl != NULL) {
+			explicit_bzero(sasl, strlen(sasl));
+			free(sasl);
+		}
+		return -1;
+	}
+	pc->cmd = *cmd;
+	memset(cmd, 0, sizeof *cmd);
+	pc->untagged = untagged;
+	pc->done = done;
+	pc->arg = arg;
+	pc->sasl = sasl;
+	*s->tail = pc;
+	s->tail = &pc->next;
+	if (s->unsent == NULL)
+		s->unsent = pc;
+	trace_command(s, pc);
+	session_ref(s);
+	flush_commands(s);
+	update_timeout(s);
+	session_unref(s);
+	return 0;
+}
+
+int
+session_send(struct session *s, struct imap_cmd *cmd,
+    session_untagged_fn *untagged, session_done_fn *done, void *arg)
+{
+	return enqueue(s, cmd, untagged, done, arg, NULL);
+}
+
+unsigned
+session_pending(const struct session *s)
+{
+	unsigned n = 0;
+
+	for (const struct pending_cmd *pc = s->head; pc != NULL; pc = pc->next)
+		n++;
+	return n;
+}
+
+/* Writes queued commands up to the next point where the server must say
+ * "+" first (a synchronising literal, an AUTHENTICATE exchange). */
+static void
+flush_commands(struct session *s)
+{
+	struct pending_cmd *pc;
+	size_t end;
+
+	while ((pc = s->unsent) != NULL && !pc->waiting && session_alive(s)) {
+		end = pc->split < pc->cmd.nsplits ? pc->cmd.splits[pc->split] :
+		    pc->cmd.len;
+		if (end > pc->sent) {
+			if (transport_write(s->transport, pc->cmd.data +
+			    pc->sent, end - pc->sent) != 0) {
+				session_fail(s, SESSION_ERR_NETWORK, "%s",
+				    transport_error(s->transport));
+				return;
+			}
+			pc->sent = end;
+		}
+		if (pc->sent < pc->cmd.len || pc->sasl != NULL) {
+			pc->waiting = true;
+			return;
+		}
+		s->unsent = pc->next;
+	}
+}
+
+static void
+on_continuation(struct session *s, const struct imap_response *resp)
+{
+	struct pending_cmd *pc = s->unsent;
+	static const char empty[] = "\r\n";
+
+	if (pc == NULL || !pc->waiting) {
+		session_fail(s, SESSION_ERR_PROTOCOL, "unexpected continuation "
+		    "request \"+ %s\"", resp->text != NULL ? resp->text : "");
+		return;
+	}
+	pc->waiting = false;
+	if (pc->sent < pc->cmd.len) {
+		pc->split++;
+		flush_commands(s);
+		return;
+	}
+	/* AUTHENTICATE: the first "+" takes the initial response; a later one
+	 * is an error challenge, answered empty so the server can say NO. */
+	if (pc->sasl != NULL) {
+		if (transport_write(s->transport, pc->sasl,
+		    strlen(pc->sasl)) != 0) {
+			session_fail(s, SESSION_ERR_NETWORK, "%s",
+			    transport_error(s->transport));
+			return;
+		}
+		explicit_bzero(pc->sasl, strlen(pc->sasl));
+		free(pc->sasl);
+		pc->sasl = NULL;
+	} else if (transport_write(s->transport, empty, 2) != 0) {
+		session_fail(s, SESSION_ERR_NETWORK, "%s",
+		    transport_error(s->transport));
+		return;
+	}
+	s->unsent = pc->next;
+	flush_commands(s);
+}
+
+static void
+on_tagged(struct session *s, const struct imap_response *resp)
+{
+	struct pending_cmd **pp, *pc;
+
+	for (pp = &s->head; (pc = *pp) != NULL; pp = &pc->next)
+		if (strcmp(pc->cmd.tag, resp->tag) == 0)
+			break;
+	if (pc == NULL) {
+		session_fail(s, SESSION_ERR_PROTOCOL, "response with unknown "
+		    "tag %s", resp->tag);
+		return;
+	}
+	if (s->unsent == pc) {
+		/* Completed before we sent all of it (NO to a literal). */
+		s->unsent = pc->next;
+	}
+	*pp = pc->next;
+	if (s->tail == &pc->next)
+		s->tail = pp;
+	log_debug("%s: S: %s %s%s%s%s %s", s->prefix, resp->tag,
+	    resp->status == IMAP_STATUS_OK ? "OK" :
+	    resp->status == IMAP_STATUS_NO ? "NO" : "BAD",
+	    resp->code != NULL ? " [" : "", resp->code != NULL ? resp->code :
+	    "", resp->code != NULL ? "]" : "",
+	    resp->text != NULL ? resp->text : "");
+	if (pc->done != NULL)
+		pc->done(s, resp, pc->arg);
+	free_cmd(pc);
+	if (session_alive(s)) {
+		flush_commands(s);
+		update_timeout(s);
+	}
+}
+
+static void
+on_untagged(struct session *s, const struct imap_response *resp)
+{
+	if (imap_caps_update(&s->caps, resp) > 0 && resp->status ==
+	    IMAP_STATUS_NONE)
+		return;
+	if (resp->status == IMAP_STATUS_BYE) {
+		snprintf(s->bye, sizeof s->bye, "%s", resp->text != NULL ?
+		    resp->text : "");
+		if (s->state != S_LOGOUT)
+			log_warnx("%s: server says BYE: %s", s->prefix, s->bye);
+		return;
+	}
+	if (resp->code != NULL && strcmp(resp->code, "ALERT") == 0)
+		log_warnx("%s: server alert: %s", s->prefix,
+		    resp->text != NULL ? resp->text : "");
+	if (s->head != NULL && s->head->untagged != NULL)
+		s->head->untagged(s, resp, s->head->arg);
+	else if (s->state == S_READY && s->cb.untagged != NULL)
+		s->cb.untagged(s, resp, s->arg);
+}
+
+static void
+on_greeting(struct session *s, const struct imap_response *resp)
+{
+	char line[ERROR_MAX];
+
+	if (resp->type != IMAP_RESP_UNTAGGED) {
+		session_fail(s, SESSION_ERR_PROTOCOL, "bad greeting");
+		return;
+	}
+	snprintf(line, sizeof line, "* %s %s%s%s%s%s",
+	    resp->status == IMAP_STATUS_OK ? "OK" :
+	    resp->status == IMAP_STATUS_PREAUTH ? "PREAUTH" :
+	    resp->status == IMAP_STATUS_BYE ? "BYE" : "?",
+	    resp->code != NULL ? "[" : "", resp->code != NULL ? resp->code :
+	    "", resp->code_text != NULL && *resp->code_text ? " " : "",
+	    resp->code_text != NULL ? resp->code_text : "",
+	    resp->code != NULL ? "] " : "");
+	snprintf(line + strlen(line), sizeof line - strlen(line), "%s",
+	    resp->text != NULL ? resp->text : "");
+	if (s->cb.stage != NULL)
+		s->cb.stage(s, SESSION_STAGE_GREETING, line, s->arg);
+	switch (resp->status) {
+	case IMAP_STATUS_OK:
+		break;
+	case IMAP_STATUS_PREAUTH:
+		if (s->account->tls == TLS_STARTTLS) {
+			/* RFC 3501: no STARTTLS after PREAUTH; refuse rather
+			 * than go on in plaintext. */
+			session_fail(s, SESSION_ERR_TLS, "server sent PREAUTH,"
+			    " so STARTTLS is impossible; refusing plaintext");
+			return;
+		}
+		break;
+	case IMAP_STATUS_BYE:
+		session_fail(s, SESSION_ERR_SERVER, "server refused the "
+		    "connection: BYE %s", resp->text != NULL ? resp->text : "");
+		return;
+	default:
+		session_fail(s, SESSION_ERR_PROTOCOL, "bad greeting: %s", line);
+		return;
+	}
+	imap_caps_update(&s->caps, resp);
+	if (resp->status == IMAP_STATUS_PREAUTH) {
+		s->state = S_AUTHENTICATE;
+		request_capabilities(s, S_CAPABILITY_AUTH);
+		return;
+	}
+	request_capabilities(s, S_CAPABILITY);
+}
+
+static void
+handle_response(struct session *s, const struct imap_response *resp)
+{
+	switch (resp->type) {
+	case IMAP_RESP_CONTINUE:
+		on_continuation(s, resp);
+		return;
+	case IMAP_RESP_TAGGED:
+		on_tagged(s, resp);
+		return;
+	case IMAP_RESP_UNTAGGED:
+		if (s->state == S_GREETING)
+			on_greeting(s, resp);
+		else
+			on_untagged(s, resp);
+		return;
+	}
+}
+
+/* Connection set-up */
+
+static bool
+expect_ok(struct session *s, const struct imap_response *tagged,
+    enum session_error error, const char *what)
+{
+	if (tagged->status == IMAP_STATUS_OK)
+		return true;
+	session_fail(s, error, "%s failed: %s%s%s%s", what,
+	    tagged->code != NULL ? "[" : "", tagged->code != NULL ?
+	    tagged->code : "", tagged->code != NULL ? "] " : "",
+	    tagged->text != NULL ? tagged->text : "");
+	return false;
+}
+
+static void
+capability_done(struct session *s, const struct imap_response *tagged,
+    void *arg)
+{
+	(void)arg;
+	if (!expect_ok(s, tagged, SESSION_ERR_SERVER, "CAPABILITY"))
+		return;
+	imap_caps_update(&s->caps, tagged);
+	after_capabilities(s);
+}
+
+/* Capabilities come from the greeting or a tagged response code when the
+ * server sends them there; else ask. */
+static void
+request_capabilities(struct session *s, enum session_state state)
+{
+	struct imap_cmd cmd;
+
+	session_set_state(s, state);
+	if (s->caps.n > 0) {
+		after_capabilities(s);
+		return;
+	}
+	session_cmd_init(s, &cmd, "CAPABILITY");
+	send_internal(s, &cmd, capability_done);
+}
+
+static void
+send_internal(struct session *s, struct imap_cmd *cmd, session_done_fn *done)
+{
+	if (session_send(s, cmd, NULL, done, NULL) != 0)
+		session_fail(s, SESSION_ERR_LOCAL, "cannot queue a command");
+}
+
+static void
+starttls_done(struct session *s, const struct imap_response *tagged,
+    void *arg)
+{
+	(void)arg;
+	if (!expect_ok(s, tagged, SESSION_ERR_TLS, "STARTTLS"))
+		return;
+	/* Forget what was learnt in plaintext (RFC 3501 6.2.1). */
+	imap_caps_clear(&s->caps);
+	session_set_state(s, S_TLS_HANDSHAKE);
+	if (transport_start_tls(s->transport) != 0)
+		session_fail(s, SESSION_ERR_TLS, "%s",
+		    transport_error(s->transport));
+}
+
+static void
+after_capabilities(struct session *s)
+{
+	struct imap_cmd cmd;
+
+	if (!imap_caps_has(&s->caps, "IMAP4REV1") &&
+	    !imap_caps_has(&s->caps, "IMAP4REV2")) {
+		session_fail(s, SESSION_ERR_PROTOCOL, "server is not IMAP4rev1"
+		    " or IMAP4rev2 (capabilities lack both)");
+		return;
+	}
+	switch (s->state) {
+	case S_CAPABILITY:
+		if (s->cb.stage != NULL && s->account->tls != TLS_IMPLICIT)
+			s->cb.stage(s, SESSION_STAGE_CAPS, NULL, s->arg);
+		else if (s->cb.stage != NULL)
+			s->cb.stage(s, SESSION_STAGE_CAPS_TLS, NULL, s->arg);
+		if (s->account->tls != TLS_STARTTLS) {
+			start_auth(s);
+			return;
+		}
+		if (!imap_caps_has(&s->caps, "STARTTLS")) {
+			session_fail(s, SESSION_ERR_TLS, "server does not offer"
+			    " STARTTLS; refusing to continue without TLS");
+			return;
+		}
+		session_set_state(s, S_STARTTLS);
+		session_cmd_init(s, &cmd, "STARTTLS");
+		send_internal(s, &cmd, starttls_done);
+		return;
+	case S_CAPABILITY_TLS:
+		if (s->cb.stage != NULL)
+			s->cb.stage(s, SESSION_STAGE_CAPS_TLS, NULL, s->arg);
+		start_auth(s);
+		return;
+	case S_CAPABILITY_AUTH:
+		if (s->cb.stage != NULL)
+			s->cb.stage(s, SESSION_STAGE_CAPS_AUTH, NULL, s->arg);
+		session_set_state(s, S_READY);
+		/* The secret is not needed again on this connection. */
+		secret_free(&s->secret);
+		update_timeout(s);
+		if (s->cb.ready != NULL)
+			s->cb.ready(s, s->arg);
+		return;
+	default:
+		return;
+	}
+}
+
+static char *
+base64_encode(const unsigned char *in, size_t len)
+{
+	static const char alphabet[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	char *out, *p;
+	size_t i;
+
+	if ((out = malloc((len + 2) / 3 * 4 + 3)) == NULL)
+		return NULL;
+	for (i = 0, p = out; i + 2 < len; i += 3) {
+		*p++ = alphabet[in[i] >> 2];
+		*p++ = alphabet[((in[i] & 3) << 4) | (in[i + 1] >> 4)];
+		*p++ = alphabet[((in[i + 1] & 15) << 2) | (in[i + 2] >> 6)];
+		*p++ = alphabet[in[i + 2] & 63];
+	}
+	if (i < len) {
+		*p++ = alphabet[in[i] >> 2];
+		if (i + 1 < len) {
+			*p++ = alphabet[((in[i] & 3) << 4) | (in[i + 1] >> 4)];
+			*p++ = alphabet[(in[i + 1] & 15) << 2];
+		} else {
+			*p++ = alphabet[(in[i] & 3) << 4];
+			*p++ = '=';
+		}
+		*p++ = '=';
+	}
+	*p = '\0';
+	return out;
+}
+
+static void
+auth_done(struct session *s, const struct imap_response *tagged, void *arg)
+{
+	(void)arg;
+	if (!expect_ok(s, tagged, SESSION_ERR_AUTH, "login as user"))
+		return;
+	log_debug("%s: logged in", s->prefix);
+	/* Capabilities may change after login (RFC 3501 6.2.2). */
+	imap_caps_clear(&s->caps);
+	imap_caps_update(&s->caps, tagged);
+	request_capabilities(s, S_CAPABILITY_AUTH);
+}
+
+/* The SASL initial response for the account's mechanism, base64. */
+static char *
+sasl_initial_response(const struct session *s, const char *mech)
+{
+	const struct account *a = s->account;
+	size_t ulen = strlen(a->user), plen = strlen(s->secret);
+	size_t cap = ulen * 2 + plen + strlen(a->host) + 64;
+	unsigned char *raw;
+	char *b64;
+	int n;
+
+	if ((raw = malloc(cap)) == NULL)
+		return NULL;
+	if (strcmp(mech, "PLAIN") == 0) {
+		raw[0] = '\0';
+		memcpy(raw + 1, a->user, ulen);
+		raw[1 + ulen] = '\0';
+		memcpy(raw + 2 + ulen, s->secret, plen);
+		n = (int)(ulen + plen + 2);
+	} else if (strcmp(mech, "XOAUTH2") == 0) {
+		n = snprintf((char *)raw, cap, "user=%s\001auth=Bearer %s\001\001",
+		    a->user, s->secret);
+	} else {
+		n = snprintf((char *)raw, cap, "n,a=%s,\001host=%s\001port=%u"
+		    "\001auth=Bearer %s\001\001", a->user, a->host, a->port,
+		    s->secret);
+	}
+	b64 = base64_encode(raw, (size_t)n);
+	explicit_bzero(raw, cap);
+	free(raw);
+	return b64;
+}
+
+static void
+send_authenticate(struct session *s, const char *mech)
+{
+	struct imap_cmd cmd;
+	char *b64, *line;
+
+	if ((b64 = sasl_initial_response(s, mech)) == NULL) {
+		session_fail(s, SESSION_ERR_LOCAL, "out of memory");
+		return;
+	}
+	session_cmd_init(s, &cmd, "AUTHENTICATE");
+	imap_cmd_add_atom(&cmd, mech);
+	if (imap_caps_has(&s->caps, "SASL-IR")) {
+		imap_cmd_add_atom(&cmd, b64);
+		line = NULL;
+	} else if ((line = malloc(strlen(b64) + 3)) != NULL) {
+		/* Without SASL-IR the response goes after the server's "+". */
+		sprintf(line, "%s\r\n", b64);
+	}
+	explicit_bzero(b64, strlen(b64));
+	free(b64);
+	if (enqueue(s, &cmd, NULL, auth_done, NULL, line) != 0)
+		session_fail(s, SESSION_ERR_LOCAL, "cannot queue a command");
+}
+
+static void
+send_login(struct session *s)
+{
+	enum imap_literal_mode mode = session_literal_mode(s);
+	struct imap_cmd cmd;
+
+	session_cmd_init(s, &cmd, "LOGIN");
+	imap_cmd_add_string(&cmd, s->account->user, strlen(s->account->user),
+	    mode);
+	imap_cmd_add_string(&cmd, s->secret, strlen(s->secret), mode);
+	send_internal(s, &cmd, auth_done);
+}
+
+static void
+start_auth(struct session *s)
+{
+	const struct account *a = s->account;
+	bool plain = imap_caps_has(&s->caps, "AUTH=PLAIN");
+	bool login_ok = !imap_caps_has(&s->caps, "LOGINDISABLED");
+
+	session_set_state(s, S_AUTHENTICATE);
+	switch (a->auth) {
+	case AUTH_AUTO:
+		if (plain)
+			send_authenticate(s, "PLAIN");
+		else if (login_ok)
+			send_login(s);
+		else
+			session_fail(s, SESSION_ERR_AUTH, "server offers "
+			    "neither AUTH=PLAIN nor LOGIN (LOGINDISABLED)");
+		return;
+	case AUTH_PLAIN:
+		if (plain)
+			send_authenticate(s, "PLAIN");
+		else
+			session_fail(s, SESSION_ERR_AUTH, "server does not "
+			    "offer AUTH=PLAIN");
+		return;
+	case AUTH_LOGIN:
+		if (login_ok)
+			send_login(s);
+		else
+			session_fail(s, SESSION_ERR_AUTH, "server refuses "
+			    "LOGIN (LOGINDISABLED)");
+		return;
+	case AUTH_XOAUTH2:
+		send_authenticate(s, "XOAUTH2");
+		return;
+	case AUTH_OAUTHBEARER:
+		send_authenticate(s, "OAUTHBEARER");
+		return;
+	}
+}
+
+/* Logout */
+
+static void
+logout_done(struct session *s, const struct imap_response *tagged, void *arg)
+{
+	(void)tagged;
+	(void)arg;
+	session_set_state(s, S_CLOSED);
+	transport_close(s->transport);
+	if (s->cb.closed != NULL)
+		s->cb.closed(s, s->arg);
+}
+
+void
+session_logout(struct session *s)
+{
+	struct imap_cmd cmd;
+
+	if (!session_alive(s) || s->state == S_LOGOUT)
+		return;
+	session_ref(s);
+	session_cmd_init(s, &cmd, "LOGOUT");
+	send_internal(s, &cmd, logout_done);
+	if (session_alive(s))
+		session_set_state(s, S_LOGOUT);
+	session_unref(s);
+}
+
+/* Accessors */
+
+const struct imap_caps *
+session_caps(const struct session *s)
+{
+	return &s->caps;
+}
+
+bool
+session_has_cap(const struct session *s, const char *name)
+{
+	return imap_caps_has(&s->caps, name);
+}
+
+enum imap_literal_mode
+session_literal_mode(const struct session *s)
+{
+	if (imap_caps_has(&s->caps, "LITERAL+"))
+		return IMAP_LITERAL_PLUS;
+	if (imap_caps_has(&s->caps, "LITERAL-"))
+		return IMAP_LITERAL_MINUS;
+	return IMAP_LITERAL_SYNC;
+}
+
+const struct account *
+session_account(const struct session *s)
+{
+	return s->account;
+}
+
+void
+session_set_sink(struct session *s, imap_sink_fn *sink, void *arg)
+{
+	imap_parser_set_sink(s->parser, sink, arg);
+}
+
+void
+session_set_timeout(struct session *s, unsigned timeout)
+{
+	s->timeout = timeout;
+	update_timeout(s);
+}
+
+unsigned long long
+session_bytes_in(const struct session *s)
+{
+	return s->bytes_in;
+}

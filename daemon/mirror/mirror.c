@@ -1,1 +1,1113 @@
-/* placeholder: being written */
+#include "mirror/mirror.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "imap/response.h"
+#include "imap/writer.h"
+#include "log.h"
+#include "mbox/mbox.h"
+#include "mirror/names.h"
+#include "mirror/state.h"
+
+/*
+ * A batch is one UID FETCH of bodies.  Bounded by count and bytes so a commit
+ * (one fdatasync, one state write) covers a useful amount of mail without
+ * risking much re-download after a crash; two in flight keep the pipe full
+ * while the previous batch is committed.
+ */
+#define BATCH_MAX_MESSAGES 2000
+#define BATCH_MAX_BYTES (32ULL * 1024 * 1024)
+#define BATCHES_IN_FLIGHT 2
+
+struct mbx {
+	char *name;		/* raw, as the server sent it */
+	char *display;		/* UTF-8 for messages */
+	char delimiter;
+	bool has_status;
+	uint32_t uidvalidity, uidnext, messages;
+};
+
+struct mirror {
+	struct ev_loop *loop;
+	const struct config *config;
+	const struct account *account;
+	mirror_done_fn *done;
+	void *arg;
+	ev_tstamp started;
+	ev_timer finish_timer;
+	bool finished;
+
+	struct session *session;
+	char *state_dir;
+	struct account_state state;
+	char prefix[160];
+
+	struct mbx *mbxs;
+	size_t n_mbxs, cap_mbxs;
+	unsigned lists_pending, status_pending;
+	size_t cur;			/* mailbox being synced */
+
+	/* The mailbox being synced */
+	struct mailbox_state *ms;
+	struct mbox *mbox;
+	uint32_t examine_uidvalidity, examine_uidnext;
+	uint32_t *todo;			/* UIDs to fetch, ascending */
+	uint64_t *todo_sizes;
+	size_t n_todo, cap_todo, next_todo;
+	unsigned in_flight;
+	uint32_t appended_max;		/* highest UID appended */
+	unsigned long long mbx_messages, mbx_bytes;
+
+	/* The message being streamed */
+	bool msg_open;
+	bool msg_skip;
+	uint32_t msg_uid;
+	unsigned batch_appended;	/* since the last commit */
+	bool spooling;
+	int spool_fd;
+
+	struct mirror_result result;
+};
+
+static void mirror_fail(struct mirror *, enum session_error, const char *, ...)
+    __attribute__((format(printf, 3, 4)));
+static void next_mailbox(struct mirror *);
+static void send_batches(struct mirror *);
+
+static void
+on_finish_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct mirror *m = w->data;
+
+	(void)loop;
+	(void)revents;
+	ev_timer_stop(m->loop, &m->finish_timer);
+	session_free(&m->session);
+	m->done(m, &m->result, m->arg);
+}
+
+/* Ends the run; done follows from the loop, never from a nested call. */
+static void
+finish(struct mirror *m)
+{
+	if (m->finished)
+		return;
+	m->finished = true;
+	m->result.seconds = ev_now(m->loop) - m->started;
+	if (m->result.seconds < 0)
+		m->result.seconds = 0;
+	ev_timer_init(&m->finish_timer, on_finish_timer, 0, 0);
+	m->finish_timer.data = m;
+	ev_timer_start(m->loop, &m->finish_timer);
+}
+
+static void
+save_outcome(struct mirror *m)
+{
+	char *error = NULL;
+
+	if (state_save(m->state_dir, &m->state, &error) != 0) {
+		log_error("%s: %s", m->prefix, error);
+		free(error);
+	}
+}
+
+static void
+mirror_fail(struct mirror *m, enum session_error kind, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (m->finished)
+		return;
+	n = snprintf(m->result.message, sizeof m->result.message, "%s: ",
+	    m->prefix);
+	if (m->mbxs != NULL && m->cur < m->n_mbxs && m->ms != NULL)
+		n += snprintf(m->result.message + n, sizeof m->result.message -
+		    (size_t)n, "mailbox %s: ", m->mbxs[m->cur].display);
+	va_start(ap, fmt);
+	if (n >= 0 && (size_t)n < sizeof m->result.message)
+		vsnprintf(m->result.message + n, sizeof m->result.message -
+		    (size_t)n, fmt, ap);
+	va_end(ap);
+	m->result.error = kind;
+	mbox_close(&m->mbox);
+	if (m->session != NULL)
+		session_abort(m->session, SESSION_OK, "stopped");
+	state_set_error(&m->state, m->result.message, time(NULL));
+	m->state.failures++;
+	save_outcome(m);
+	finish(m);
+}
+
+/* Session callbacks */
+
+static void
+on_session_failed(struct session *s, enum session_error error,
+    const char *message, void *arg)
+{
+	struct mirror *m = arg;
+
+	(void)s;
+	mirror_fail(m, error, "%s", message);
+}
+
+static void
+on_session_closed(struct session *s, void *arg)
+{
+	struct mirror *m = arg;
+
+	(void)s;
+	finish(m);
+}
+
+/* The plan: LIST */
+
+static struct mbx *
+find_mbx(struct mirror *m, const char *name, size_t len)
+{
+	for (size_t i = 0; i < m->n_mbxs; i++)
+		if (strlen(m->mbxs[i].name) == len &&
+		    memcmp(m->mbxs[i].name, name, len) == 0)
+			return &m->mbxs[i];
+	return NULL;
+}
+
+static void
+add_mbx(struct mirror *m, const struct imap_list_item *item)
+{
+	const struct account *a = m->account;
+	struct mbx *mb;
+	char *display;
+
+	if (item->flags & IMAP_LIST_NOSELECT || memchr(item->name, '\0',
+	    item->name_len) != NULL || find_mbx(m, item->name,
+	    item->name_len) != NULL)
+		return;
+	display = imap_utf7_decode(item->name, item->name_len);
+	if (display == NULL)
+		display = strndup(item->name, item->name_len);
+	if (display == NULL)
+		return;
+	if (!names_selected((const char *const *)a->mailboxes.v,
+	    a->mailboxes.n, (const char *const *)a->exclude.v, a->exclude.n,
+	    display, item->delimiter)) {
+		free(display);
+		return;
+	}
+	if (m->n_mbxs == m->cap_mbxs) {
+		size_t cap = m->cap_mbxs ? m->cap_mbxs * 2 : 16;
+		struct mbx *v = reallocarray(m->mbxs, cap, sizeof *v);
+
+		if (v == NULL) {
+			free(display);
+			return;
+		}
+		m->mbxs = v;
+		m->cap_mbxs = cap;
+	}
+	mb = &m->mbxs[m->n_mbxs];
+	memset(mb, 0, sizeof *mb);
+	if ((mb->name = strndup(item->name, item->name_len)) == NULL) {
+		free(display);
+		return;
+	}
+	mb->display = display;
+	mb->delimiter = item->delimiter;
+	m->n_mbxs++;
+}
+
+static void
+on_list_untagged(struct session *s, const struct imap_response *resp,
+    void *arg)
+{
+	struct mirror *m = arg;
+	struct imap_list_item item;
+
+	(void)s;
+	if (resp->keyword == NULL || strcmp(resp->keyword, "LIST") != 0)
+		return;
+	if (imap_list_decode(resp, &item) != 0) {
+		log_warnx("%s: ignoring a LIST response of unexpected shape",
+		    m->prefix);
+		return;
+	}
+	add_mbx(m, &item);
+}
+
+static void on_status_untagged(struct session *, const struct imap_response *,
+    void *);
+static void on_status_done(struct session *, const struct imap_response *,
+    void *);
+
+static void
+send_statuses(struct mirror *m)
+{
+	struct imap_cmd cmd;
+
+	m->result.mailboxes_checked = (unsigned)m->n_mbxs;
+	if (m->n_mbxs == 0) {
+		log_warnx("%s: no mailbox matches the configured patterns",
+		    m->prefix);
+		m->cur = 0;
+		next_mailbox(m);
+		return;
+	}
+	/* All STATUS commands at once: one round trip for the whole plan. */
+	for (size_t i = 0; i < m->n_mbxs; i++) {
+		session_cmd_init(m->session, &cmd, "STATUS");
+		imap_cmd_add_string(&cmd, m->mbxs[i].name,
+		    strlen(m->mbxs[i].name),
+		    session_literal_mode(m->session));
+		imap_cmd_add_raw(&cmd, "(UIDVALIDITY UIDNEXT MESSAGES)");
+		if (session_send(m->session, &cmd, on_status_untagged,
+		    on_status_done, m) != 0) {
+			mirror_fail(m, SESSION_ERR_LOCAL, "cannot queue STATUS");
+			return;
+		}
+		m->status_pending++;
+	}
+}
+
+static void
+on_list_done(struct session *s, const struct imap_response *tagged, void *arg)
+{
+	struct mirror *m = arg;
+
+	(void)s;
+	if (tagged->status != IMAP_STATUS_OK) {
+		mirror_fail(m, SESSION_ERR_SERVER, "LIST failed: %s",
+		    tagged->text != NULL ? tagged->text : "");
+		return;
+	}
+	if (--m->lists_pending == 0)
+		send_statuses(m);
+}
+
+static void
+on_ready(struct session *s, void *arg)
+{
+	struct mirror *m = arg;
+	const struct account *a = m->account;
+	struct imap_cmd cmd;
+
+	log_debug("%s: logged in", m->prefix);
+	for (size_t i = 0; i < a->mailboxes.n; i++) {
+		session_cmd_init(s, &cmd, "LIST");
+		imap_cmd_add_raw(&cmd, "\"\"");
+		imap_cmd_add_mailbox(&cmd, a->mailboxes.v[i], false,
+		    session_literal_mode(s));
+		if (session_send(s, &cmd, on_list_untagged, on_list_done,
+		    m) != 0) {
+			mirror_fail(m, SESSION_ERR_LOCAL, "cannot queue LIST");
+			return;
+		}
+		m->lists_pending++;
+	}
+}
+
+/* The plan: STATUS */
+
+static void
+on_status_untagged(struct session *s, const struct imap_response *resp,
+    void *arg)
+{
+	struct mirror *m = arg;
+	struct imap_status_item item;
+	struct mbx *mb;
+
+	(void)s;
+	if (resp->keyword == NULL || strcmp(resp->keyword, "STATUS") != 0 ||
+	    imap_status_decode(resp, &item) != 0)
+		return;
+	if ((mb = find_mbx(m, item.name, item.name_len)) == NULL)
+		return;
+	if (!item.has_uidvalidity || !item.has_uidnext) {
+		log_warnx("%s: mailbox %s: STATUS lacks UIDVALIDITY or UIDNEXT",
+		    m->prefix, mb->display);
+		return;
+	}
+	mb->has_status = true;
+	mb->uidvalidity = item.uidvalidity;
+	mb->uidnext = item.uidnext;
+	mb->messages = item.has_messages ? item.messages : 1;
+}
+
+static void
+on_status_done(struct session *s, const struct imap_response *tagged,
+    void *arg)
+{
+	struct mirror *m = arg;
+
+	(void)s;
+	if (tagged->status != IMAP_STATUS_OK)
+		log_warnx("%s: STATUS failed, skipping a mailbox: %s",
+		    m->prefix, tagged->text != NULL ? tagged->text : "");
+	if (--m->status_pending == 0) {
+		m->cur = 0;
+		next_mailbox(m);
+	}
+}
+
+/* Per mailbox */
+
+/* Nothing arrived since the last complete sync: no need to open it. */
+static bool
+mailbox_unchanged(const struct mirror *m, const struct mbx *mb)
+{
+	const struct mailbox_state *ms = state_find((struct account_state *)
+	    &m->state, mb->name);
+
+	if (ms == NULL)
+		return false;
+	return ms->uidvalidity == mb->uidvalidity && ms->uidnext != 0 &&
+	    ms->uidnext == mb->uidnext;
+}
+
+static char *
+join_path(const char *dir, const char *rel)
+{
+	char *path;
+
+	if (asprintf(&path, "%s/%s", dir, rel) < 0)
+		return NULL;
+	return path;
+}
+
+/* mkdir -p for the directories of a file below output, 0700, refusing to
+ * walk through symlinks. */
+static int
+make_parents(const char *output, const char *rel, char **error_r)
+{
+	char *path = join_path(output, rel), *p;
+	struct stat st;
+	size_t base = strlen(output);
+
+	if (path == NULL)
+		return -1;
+	for (p = path + base; (p = strchr(p + 1, '/')) != NULL; ) {
+		*p = '\0';
+		if (mkdir(path, 0700) != 0 && errno != EEXIST)
+			goto fail;
+		if (lstat(path, &st) != 0)
+			goto fail;
+		if (!S_ISDIR(st.st_mode)) {
+			errno = ENOTDIR;
+			goto fail;
+		}
+		*p = '/';
+	}
+	free(path);
+	return 0;
+fail:
+	if (asprintf(error_r, "cannot create directory %s: %s", path,
+	    strerror(errno)) < 0)
+		*error_r = NULL;
+	free(path);
+	return -1;
+}
+
+/* Moves an mbox out of the way, keeping it: "<base>.<tag>.mbox", with a
+ * counter when that exists.  Returns 0 also when there is no file. */
+static int
+keep_aside(struct mirror *m, const char *rel, const char *tag)
+{
+	char *from = join_path(m->account->output, rel), *to = NULL;
+	size_t len = strlen(from);
+	struct stat st;
+	int rc = -1;
+
+	if (lstat(from, &st) != 0) {
+		rc = errno == ENOENT ? 0 : -1;
+		goto out;
+	}
+	if (len > 5 && strcmp(from + len - 5, ".mbox") == 0)
+		len -= 5;
+	for (unsigned i = 1; i < 1000; i++) {
+		free(to);
+		if ((i == 1 ? asprintf(&to, "%.*s.%s.mbox", (int)len, from,
+		    tag) : asprintf(&to, "%.*s.%s-%u.mbox", (int)len, from,
+		    tag, i)) < 0) {
+			to = NULL;
+			goto out;
+		}
+		if (lstat(to, &st) != 0 && errno == ENOENT)
+			break;
+	}
+	if (rename(from, to) != 0)
+		goto out;
+	log_warnx("%s: kept the previous mirror as %s", m->prefix, to);
+	rc = 0;
+out:
+	if (rc != 0)
+		log_warn("%s: cannot move %s aside", m->prefix, from);
+	free(from);
+	free(to);
+	return rc;
+}
+
+static int
+save_state(struct mirror *m)
+{
+	char *error = NULL;
+
+	if (state_save(m->state_dir, &m->state, &error) == 0)
+		return 0;
+	mirror_fail(m, SESSION_ERR_LOCAL, "%s", error != NULL ? error :
+	    "cannot save state");
+	free(error);
+	return -1;
+}
+
+static void on_sizes_untagged(struct session *, const struct imap_response *,
+    void *);
+static void on_sizes_done(struct session *, const struct imap_response *,
+    void *);
+
+/* EXAMINE answered: reconcile the state with UIDVALIDITY, open the mbox. */
+static void
+prepare_mailbox(struct mirror *m)
+{
+	struct mbx *mb = &m->mbxs[m->cur];
+	struct mailbox_state *ms = state_get(&m->state, mb->name);
+	enum mbox_open_result r;
+	char *rel, *path, *error = NULL, tag[40];
+	bool fresh;
+
+	if (ms == NULL) {
+		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
+		return;
+	}
+	m->ms = ms;
+	fresh = ms->uidvalidity == 0;
+	rel = names_mbox_path(mb->name, strlen(mb->name), mb->delimiter, false);
+	if (rel == NULL) {
+		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
+		return;
+	}
+	if (!fresh && ms->uidvalidity != m->examine_uidvalidity) {
+		log_warnx("%s: mailbox %s: UIDVALIDITY changed from %u to %u; "
+		    "mirroring it afresh", m->prefix, mb->display,
+		    ms->uidvalidity, m->examine_uidvalidity);
+		snprintf(tag, sizeof tag, "uidvalidity-%u", ms->uidvalidity);
+		if (keep_aside(m, ms->file != NULL ? ms->file : rel, tag) != 0) {
+			free(rel);
+			mirror_fail(m, SESSION_ERR_LOCAL, "cannot keep the old "
+			    "mirror aside");
+			return;
+		}
+		fresh = true;
+	} else if (fresh) {
+		/* A file we have no record of is someone's: keep it. */
+		snprintf(tag, sizeof tag, "unknown-%lld", (long long)time(NULL));
+		if (keep_aside(m, rel, tag) != 0) {
+			free(rel);
+			mirror_fail(m, SESSION_ERR_LOCAL, "cannot move an "
+			    "unknown file aside");
+			return;
+		}
+	}
+	if (fresh) {
+		ms->uidvalidity = m->examine_uidvalidity;
+		ms->last_uid = 0;
+		ms->uidnext = 0;
+		ms->messages = 0;
+		ms->mbox_size = 0;
+		free(ms->file);
+		ms->file = rel;
+		rel = NULL;
+		/* Recorded before the file exists, so a crash leftover is
+		 * ours to truncate, not a stranger's to keep. */
+		if (save_state(m) != 0)
+			return;
+	} else if (ms->file == NULL) {
+		ms->file = rel;
+		rel = NULL;
+	}
+	free(rel);
+	if (make_parents(m->account->output, ms->file, &error) != 0) {
+		mirror_fail(m, SESSION_ERR_LOCAL, "%s", error != NULL ? error :
+		    "out of memory");
+		free(error);
+		return;
+	}
+	if ((path = join_path(m->account->output, ms->file)) == NULL) {
+		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
+		return;
+	}
+	r = mbox_open(path, ms->mbox_size, &m->mbox, &error);
+	if (r == MBOX_OPEN_FAILED) {
+		mirror_fail(m, SESSION_ERR_LOCAL, "%s", error != NULL ? error :
+		    "cannot open mbox");
+		free(error);
+		free(path);
+		return;
+	}
+	if (r == MBOX_OPEN_TRUNCATED)
+		log_info("%s: %s: removed the tail an interrupted sync left",
+		    m->prefix, path);
+	else if (r == MBOX_OPEN_SHORTER) {
+		log_warnx("%s: %s is shorter than mboxmirror left it (%llu < "
+		    "%llu bytes): someone changed it; appending at its end",
+		    m->prefix, path, (unsigned long long)mbox_committed_size(
+		    m->mbox), (unsigned long long)ms->mbox_size);
+		ms->mbox_size = mbox_committed_size(m->mbox);
+	}
+	free(path);
+	m->appended_max = ms->last_uid;
+	m->n_todo = m->next_todo = 0;
+	m->mbx_messages = m->mbx_bytes = 0;
+
+	/* First learn what is new and how big, to cut batches by bytes. */
+	struct imap_cmd cmd;
+	session_cmd_init(m->session, &cmd, "UID FETCH");
+	imap_cmd_add_raw(&cmd, "%u:* (UID RFC822.SIZE)", ms->last_uid + 1);
+	if (session_send(m->session, &cmd, on_sizes_untagged, on_sizes_done,
+	    m) != 0)
+		mirror_fail(m, SESSION_ERR_LOCAL, "cannot queue UID FETCH");
+}
+
+static void
+on_examine_untagged(struct session *s, const struct imap_response *resp,
+    void *arg)
+{
+	struct mirror *m = arg;
+	uint32_t v;
+
+	(void)s;
+	if (resp->status != IMAP_STATUS_OK || resp->code == NULL ||
+	    resp->code_nargs < 1 || imap_arg_uint32(&resp->code_args[0],
+	    &v) != 0)
+		return;
+	if (strcmp(resp->code, "UIDVALIDITY") == 0)
+		m->examine_uidvalidity = v;
+	else if (strcmp(resp->code, "UIDNEXT") == 0)
+		m->examine_uidnext = v;
+}
+
+static void
+on_examine_done(struct session *s, const struct imap_response *tagged,
+    void *arg)
+{
+	struct mirror *m = arg;
+	struct mbx *mb = &m->mbxs[m->cur];
+
+	(void)s;
+	if (tagged->status != IMAP_STATUS_OK) {
+		/* Deleted since LIST, or not ours to read: the others go on. */
+		log_warnx("%s: mailbox %s: EXAMINE failed, skipped: %s",
+		    m->prefix, mb->display, tagged->text != NULL ?
+		    tagged->text : "");
+		m->cur++;
+		next_mailbox(m);
+		return;
+	}
+	if (m->examine_uidvalidity == 0)
+		m->examine_uidvalidity = mb->uidvalidity;
+	m->result.mailboxes_opened++;
+	prepare_mailbox(m);
+}
+
+static void
+examine(struct mirror *m)
+{
+	struct mbx *mb = &m->mbxs[m->cur];
+	struct imap_cmd cmd;
+
+	m->examine_uidvalidity = m->examine_uidnext = 0;
+	m->ms = NULL;
+	session_cmd_init(m->session, &cmd, "EXAMINE");
+	imap_cmd_add_string(&cmd, mb->name, strlen(mb->name),
+	    session_literal_mode(m->session));
+	if (session_send(m->session, &cmd, on_examine_untagged,
+	    on_examine_done, m) != 0)
+		mirror_fail(m, SESSION_ERR_LOCAL, "cannot queue EXAMINE");
+}
+
+static void
+all_done(struct mirror *m)
+{
+	m->state.last_success = time(NULL);
+	free(m->state.last_error);
+	m->state.last_error = NULL;
+	m->state.failures = 0;
+	if (save_state(m) != 0)
+		return;
+	session_logout(m->session);
+}
+
+static void
+next_mailbox(struct mirror *m)
+{
+	struct mailbox_state *ms;
+	struct mbx *mb;
+
+	for (; m->cur < m->n_mbxs; m->cur++) {
+		mb = &m->mbxs[m->cur];
+		if (!mb->has_status)
+			continue;
+		if (mailbox_unchanged(m, mb))
+			continue;
+		ms = state_find(&m->state, mb->name);
+		if (mb->messages == 0 && ms != NULL &&
+		    ms->uidvalidity == mb->uidvalidity) {
+			/* Empty now, same mailbox: remember UIDNEXT. */
+			ms->uidnext = mb->uidnext;
+			continue;
+		}
+		examine(m);
+		return;
+	}
+	all_done(m);
+}
+
+/* The size query: which UIDs are new, and how big */
+
+static int
+add_todo(struct mirror *m, uint32_t uid, uint64_t size)
+{
+	if (m->n_todo == m->cap_todo) {
+		size_t cap = m->cap_todo ? m->cap_todo * 2 : 256;
+		uint32_t *u = reallocarray(m->todo, cap, sizeof *u);
+		uint64_t *sz;
+
+		if (u == NULL)
+			return -1;
+		m->todo = u;
+		if ((sz = reallocarray(m->todo_sizes, cap, sizeof *sz)) == NULL)
+			return -1;
+		m->todo_sizes = sz;
+		m->cap_todo = cap;
+	}
+	m->todo[m->n_todo] = uid;
+	m->todo_sizes[m->n_todo++] = size;
+	return 0;
+}
+
+static void
+on_sizes_untagged(struct session *s, const struct imap_response *resp,
+    void *arg)
+{
+	struct mirror *m = arg;
+	struct imap_fetch_item item;
+
+	(void)s;
+	if (resp->keyword == NULL || strcmp(resp->keyword, "FETCH") != 0 ||
+	    imap_fetch_decode(resp->number, resp->args, resp->nargs,
+	    &item) != 0 || !item.has_uid)
+		return;
+	/* "n:*" returns the last message even when it is old. */
+	if (item.uid <= m->ms->last_uid)
+		return;
+	if (m->n_todo > 0 && item.uid <= m->todo[m->n_todo - 1]) {
+		/* Out of order or repeated: keep the list sorted. */
+		size_t i;
+
+		for (i = 0; i < m->n_todo && m->todo[i] < item.uid; i++)
+			;
+		if (i < m->n_todo && m->todo[i] == item.uid)
+			return;
+		if (add_todo(m, 0, 0) != 0)
+			goto oom;
+		memmove(m->todo + i + 1, m->todo + i,
+		    (m->n_todo - 1 - i) * sizeof *m->todo);
+		memmove(m->todo_sizes + i + 1, m->todo_sizes + i,
+		    (m->n_todo - 1 - i) * sizeof *m->todo_sizes);
+		m->todo[i] = item.uid;
+		m->todo_sizes[i] = item.has_size ? item.size : 0;
+		return;
+	}
+	if (add_todo(m, item.uid, item.has_size ? item.size : 0) != 0)
+		goto oom;
+	return;
+oom:
+	mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
+}
+
+static void
+mailbox_done(struct mirror *m)
+{
+	struct mbx *mb = &m->mbxs[m->cur];
+
+	mbox_close(&m->mbox);
+	/* The UIDNEXT seen before fetching: mail that arrived meanwhile makes
+	 * the next run look again. */
+	m->ms->uidnext = mb->uidnext;
+	if (save_state(m) != 0)
+		return;
+	if (m->mbx_messages > 0)
+		log_info("%s: mailbox %s: %llu new messages, %llu bytes",
+		    m->prefix, mb->display, m->mbx_messages, m->mbx_bytes);
+	m->ms = NULL;
+	m->cur++;
+	next_mailbox(m);
+}
+
+static void
+on_sizes_done(struct session *s, const struct imap_response *tagged,
+    void *arg)
+{
+	struct mirror *m = arg;
+
+	(void)s;
+	if (tagged->status != IMAP_STATUS_OK) {
+		mirror_fail(m, SESSION_ERR_SERVER, "UID FETCH failed: %s",
+		    tagged->text != NULL ? tagged->text : "");
+		return;
+	}
+	if (m->n_todo == 0) {
+		mailbox_done(m);
+		return;
+	}
+	log_debug("%s: mailbox %s: %zu new messages", m->prefix,
+	    m->mbxs[m->cur].display, m->n_todo);
+	send_batches(m);
+}
+
+/* Bodies */
+
+static void on_batch_untagged(struct session *, const struct imap_response *,
+    void *);
+static void on_batch_done(struct session *, const struct imap_response *,
+    void *);
+
+static void
+send_batch(struct mirror *m)
+{
+	struct imap_cmd cmd;
+	uint64_t bytes = 0;
+	size_t first = m->next_todo, n = 0, need;
+	char *set;
+
+	while (first + n < m->n_todo && n < BATCH_MAX_MESSAGES &&
+	    (n == 0 || bytes + m->todo_sizes[first + n] <= BATCH_MAX_BYTES))
+		bytes += m->todo_sizes[first + n++];
+	need = imap_seqset_format(NULL, 0, m->todo + first, n) + 1;
+	if ((set = malloc(need)) == NULL) {
+		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
+		return;
+	}
+	imap_seqset_format(set, need, m->todo + first, n);
+	session_cmd_init(m->session, &cmd, "UID FETCH");
+	imap_cmd_add_raw(&cmd, "%s (UID INTERNALDATE RFC822.SIZE BODY.PEEK[])",
+	    set);
+	free(set);
+	m->next_todo += n;
+	if (session_send(m->session, &cmd, on_batch_untagged, on_batch_done,
+	    m) != 0) {
+		mirror_fail(m, SESSION_ERR_LOCAL, "cannot queue UID FETCH");
+		return;
+	}
+	m->in_flight++;
+}
+
+static void
+send_batches(struct mirror *m)
+{
+	while (!m->finished && m->in_flight < BATCHES_IN_FLIGHT &&
+	    m->next_todo < m->n_todo)
+		send_batch(m);
+}
+
+/* A message whose UID or INTERNALDATE came after its body (allowed, if
+ * rare): it waits in an unnamed temporary file until the FETCH response is
+ * complete. */
+static int
+spool_begin(struct mirror *m)
+{
+	if (m->spool_fd < 0) {
+		m->spool_fd = open(m->state_dir, O_TMPFILE | O_RDWR | O_CLOEXEC,
+		    0600);
+		if (m->spool_fd < 0)
+			return -1;
+	}
+	if (ftruncate(m->spool_fd, 0) != 0 || lseek(m->spool_fd, 0,
+	    SEEK_SET) != 0)
+		return -1;
+	m->spooling = true;
+	return 0;
+}
+
+static int
+spool_write(struct mirror *m, const unsigned char *data, size_t len)
+{
+	ssize_t n;
+
+	while (len > 0) {
+		if ((n = write(m->spool_fd, data, len)) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		data += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static bool
+wanted_uid(const struct mirror *m, uint32_t uid)
+{
+	/* Strictly ascending and new: a server repeating or reordering
+	 * messages cannot make one appear twice. */
+	return uid > m->appended_max && uid > m->ms->last_uid;
+}
+
+static int
+begin_message(struct mirror *m, const struct imap_literal_info *info)
+{
+	struct imap_fetch_item item;
+
+	m->msg_open = false;
+	m->msg_skip = true;
+	m->spooling = false;
+	if (m->ms == NULL || m->mbox == NULL || (strcmp(info->item,
+	    "BODY[]") != 0 && strcmp(info->item, "RFC822") != 0))
+		return 0;
+	if (imap_fetch_decode(info->msgno, info->before, info->nbefore,
+	    &item) != 0 || !item.has_uid || !item.has_internaldate) {
+		m->msg_skip = false;
+		if (spool_begin(m) != 0) {
+			mirror_fail(m, SESSION_ERR_LOCAL, "cannot create a "
+			    "temporary file in %s: %s", m->state_dir,
+			    strerror(errno));
+			return -1;
+		}
+		return 0;
+	}
+	if (!wanted_uid(m, item.uid)) {
+		log_debug("%s: ignoring repeated or old UID %u", m->prefix,
+		    item.uid);
+		return 0;
+	}
+	if (mbox_msg_begin(m->mbox, item.internaldate) != 0)
+		goto fail;
+	m->msg_uid = item.uid;
+	m->msg_open = true;
+	m->msg_skip = false;
+	return 0;
+fail:
+	mirror_fail(m, SESSION_ERR_LOCAL, "%s", mbox_error(m->mbox));
+	return -1;
+}
+
+static void
+message_appended(struct mirror *m, uint32_t uid, uint64_t size)
+{
+	m->appended_max = uid;
+	m->batch_appended++;
+	m->mbx_messages++;
+	m->mbx_bytes += size;
+	m->result.messages++;
+	m->result.bytes += size;
+}
+
+static int
+sink(void *arg, enum imap_sink_event event,
+    const struct imap_literal_info *info, const unsigned char *data,
+    size_t len)
+{
+	struct mirror *m = arg;
+
+	switch (event) {
+	case IMAP_SINK_BEGIN:
+		return begin_message(m, info);
+	case IMAP_SINK_DATA:
+		if (m->msg_skip)
+			return 0;
+		if (m->spooling) {
+			if (spool_write(m, data, len) == 0)
+				return 0;
+			mirror_fail(m, SESSION_ERR_LOCAL, "temporary file: %s",
+			    strerror(errno));
+			return -1;
+		}
+		if (mbox_msg_write(m->mbox, data, len) == 0)
+			return 0;
+		break;
+	case IMAP_SINK_END:
+		if (m->msg_skip || m->spooling)
+			return 0;
+		m->msg_open = false;
+		if (mbox_msg_end(m->mbox) != 0)
+			break;
+		message_appended(m, m->msg_uid, info->size);
+		return 0;
+	}
+	mirror_fail(m, SESSION_ERR_LOCAL, "%s", mbox_error(m->mbox));
+	return -1;
+}
+
+/* The FETCH response of a spooled body is complete: now its UID and date
+ * are known. */
+static void
+append_spooled(struct mirror *m, const struct imap_response *resp)
+{
+	struct imap_fetch_item item;
+	unsigned char buf[65536];
+	off_t size, done = 0;
+	ssize_t n;
+
+	m->spooling = false;
+	if (imap_fetch_decode(resp->number, resp->args, resp->nargs,
+	    &item) != 0 || !item.has_uid || !item.has_internaldate) {
+		mirror_fail(m, SESSION_ERR_PROTOCOL, "FETCH response without "
+		    "UID or INTERNALDATE");
+		return;
+	}
+	if (!wanted_uid(m, item.uid))
+		return;
+	size = lseek(m->spool_fd, 0, SEEK_CUR);
+	if (size < 0 || mbox_msg_begin(m->mbox, item.internaldate) != 0)
+		goto fail;
+	while (done < size) {
+		n = pread(m->spool_fd, buf, sizeof buf, done);
+		if (n <= 0)
+			goto fail;
+		if (mbox_msg_write(m->mbox, buf, (size_t)n) != 0)
+			goto fail;
+		done += n;
+	}
+	if (mbox_msg_end(m->mbox) != 0)
+		goto fail;
+	message_appended(m, item.uid, (uint64_t)size);
+	return;
+fail:
+	mirror_fail(m, SESSION_ERR_LOCAL, "appending a spooled message: %s",
+	    m->mbox != NULL && mbox_error(m->mbox) != NULL ?
+	    mbox_error(m->mbox) : strerror(errno));
+}
+
+static void
+on_batch_untagged(struct session *s, const struct imap_response *resp,
+    void *arg)
+{
+	struct mirror *m = arg;
+
+	(void)s;
+	/* Bodies arrive through the sink; flag updates and EXISTS/EXPUNGE
+	 * during the fetch need nothing here. */
+	if (m->spooling && resp->keyword != NULL &&
+	    strcmp(resp->keyword, "FETCH") == 0)
+		append_spooled(m, resp);
+}
+
+static void
+on_batch_done(struct session *s, const struct imap_response *tagged,
+    void *arg)
+{
+	struct mirror *m = arg;
+	uint64_t size;
+
+	(void)s;
+	m->in_flight--;
+	if (tagged->status != IMAP_STATUS_OK) {
+		mirror_fail(m, SESSION_ERR_SERVER, "UID FETCH failed: %s",
+		    tagged->text != NULL ? tagged->text : "");
+		return;
+	}
+	/* The commit protocol: the mbox is durable before the state says
+	 * so. */
+	if (mbox_commit(m->mbox, &size) != 0) {
+		mirror_fail(m, SESSION_ERR_LOCAL, "%s", mbox_error(m->mbox));
+		return;
+	}
+	m->ms->last_uid = m->appended_max;
+	m->ms->mbox_size = size;
+	m->ms->messages += m->batch_appended;
+	m->batch_appended = 0;
+	if (save_state(m) != 0)
+		return;
+	if (m->next_todo < m->n_todo)
+		send_batches(m);
+	else if (m->in_flight == 0)
+		mailbox_done(m);
+}
+
+/* Session set-up */
+
+static const struct session_callbacks mirror_session_cb = {
+	.ready = on_ready,
+	.failed = on_session_failed,
+	.closed = on_session_closed,
+};
+
+struct mirror *
+mirror_start(struct ev_loop *loop, const struct config *config,
+    const struct account *account, mirror_done_fn *done, void *arg)
+{
+	struct mirror *m;
+	char *error = NULL;
+
+	if ((m = calloc(1, sizeof *m)) == NULL)
+		return NULL;
+	m->loop = loop;
+	m->config = config;
+	m->account = account;
+	m->done = done;
+	m->arg = arg;
+	m->started = ev_now(loop);
+	m->spool_fd = -1;
+	snprintf(m->prefix, sizeof m->prefix, "account %s", account->name);
+	m->state_dir = state_account_dir(config->state_dir, account->name);
+	if (m->state_dir == NULL) {
+		free(m);
+		return NULL;
+	}
+	m->state.last_attempt = time(NULL);
+	if (state_load(m->state_dir, &m->state, &error) != 0) {
+		snprintf(m->result.message, sizeof m->result.message,
+		    "%s: %s", m->prefix, error != NULL ? error : "bad state");
+		free(error);
+		m->result.error = SESSION_ERR_LOCAL;
+		finish(m);
+		return m;
+	}
+	if (mkdir(account->output, 0700) != 0 && errno != EEXIST) {
+		mirror_fail(m, SESSION_ERR_LOCAL, "cannot create %s: %s",
+		    account->output, strerror(errno));
+		return m;
+	}
+	m->session = session_new(loop, account, config->timeout,
+	    &mirror_session_cb, m);
+	if (m->session == NULL) {
+		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
+		return m;
+	}
+	session_set_sink(m->session, sink, m);
+	session_start(m->session);
+	return m;
+}
+
+void
+mirror_free(struct mirror **mp)
+{
+	struct mirror *m = *mp;
+
+	*mp = NULL;
+	if (m == NULL)
+		return;
+	ev_timer_stop(m->loop, &m->finish_timer);
+	mbox_close(&m->mbox);
+	session_free(&m->session);
+	for (size_t i = 0; i < m->n_mbxs; i++) {
+		free(m->mbxs[i].name);
+		free(m->mbxs[i].display);
+	}
+	free(m->mbxs);
+	free(m->todo);
+	free(m->todo_sizes);
+	state_clear(&m->state);
+	free(m->state_dir);
+	if (m->spool_fd >= 0)
+		close(m->spool_fd);
+	free(m);
+}

@@ -1,0 +1,42 @@
+/*
+ * mirror/mirror: one sync of one account: the mailbox plan (LIST with the
+ * account's patterns minus its excludes, STATUS for all of them in one
+ * pipelined round trip, EXAMINE only where UIDNEXT or UIDVALIDITY moved),
+ * the fetch (UID FETCH batches bounded by count and bytes, pipelined, bodies
+ * streamed from the parser into the mbox writer) and the commit protocol
+ * (DESIGN.md section 5: mbox fdatasync, then the state replaced atomically).
+ */
+#ifndef MM_MIRROR_H
+#define MM_MIRROR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <ev.h>
+
+#include "config.h"
+#include "imap/session.h"
+
+struct mirror_result {
+	enum session_error error;	/* SESSION_OK on success */
+	char message[512];		/* the error, naming account/mailbox */
+	unsigned mailboxes_checked;	/* selected by the plan */
+	unsigned mailboxes_opened;	/* EXAMINEd */
+	unsigned long long messages;	/* appended */
+	unsigned long long bytes;	/* message bytes appended */
+	double seconds;
+};
+
+struct mirror;
+typedef void mirror_done_fn(struct mirror *m, const struct mirror_result *r,
+    void *arg);
+
+/* Starts one sync; done is called exactly once (possibly from a later loop
+ * iteration, never from inside mirror_start). */
+struct mirror *mirror_start(struct ev_loop *loop, const struct config *config,
+    const struct account *account, mirror_done_fn *done, void *arg);
+/* Stops a sync in progress (uncommitted appends are rolled back). done is
+ * not called afterwards. */
+void mirror_free(struct mirror **m);
+
+#endif

@@ -1,0 +1,282 @@
+#include "run.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ev.h>
+
+#include "imap/session.h"
+#include "log.h"
+#include "mirror/mirror.h"
+#include "net/transport.h"
+
+struct once_job {
+	const struct account *account;
+	struct mirror *mirror;
+	bool started, done;
+	bool failed;
+};
+
+struct once {
+	struct ev_loop *loop;
+	const struct config *config;
+	struct once_job *jobs;
+	size_t n_jobs, next, running, finished;
+	int status;
+	ev_signal sigint, sigterm;
+};
+
+static void start_more(struct once *);
+
+static void
+format_bytes(char *buf, size_t size, unsigned long long bytes)
+{
+	if (bytes >= 1024ULL * 1024 * 1024)
+		snprintf(buf, size, "%.1f GiB", bytes / 1073741824.0);
+	else if (bytes >= 1024 * 1024)
+		snprintf(buf, size, "%.1f MiB", bytes / 1048576.0);
+	else if (bytes >= 1024)
+		snprintf(buf, size, "%.1f KiB", bytes / 1024.0);
+	else
+		snprintf(buf, size, "%llu B", bytes);
+}
+
+static void
+on_job_done(struct mirror *mirror, const struct mirror_result *r, void *arg)
+{
+	struct once_job *job = arg;
+	char size[32];
+
+	(void)mirror;
+	job->done = true;
+	format_bytes(size, sizeof size, r->bytes);
+	if (r->error == SESSION_OK) {
+		printf("%s: ok: %u mailboxes checked, %u opened, %llu messages "
+		    "(%s) added in %.1fs\n", job->account->name,
+		    r->mailboxes_checked, r->mailboxes_opened, r->messages,
+		    size, r->seconds);
+	} else {
+		job->failed = true;
+		log_error("%s", r->message);
+		printf("%s: FAILED (%s): %u mailboxes checked, %llu messages "
+		    "(%s) added in %.1fs\n", job->account->name,
+		    session_error_name(r->error), r->mailboxes_checked,
+		    r->messages, size, r->seconds);
+	}
+	fflush(stdout);
+}
+
+static struct once *the_once;
+
+static void
+job_finished(struct once *once, struct once_job *job)
+{
+	mirror_free(&job->mirror);
+	if (job->failed)
+		once->status = 1;
+	once->running--;
+	once->finished++;
+	start_more(once);
+}
+
+static void
+on_done_trampoline(struct mirror *mirror, const struct mirror_result *r,
+    void *arg)
+{
+	struct once_job *job = arg;
+
+	on_job_done(mirror, r, arg);
+	job_finished(the_once, job);
+}
+
+static void
+start_more(struct once *once)
+{
+	while (once->next < once->n_jobs &&
+	    once->running < once->config->max_connections) {
+		struct once_job *job = &once->jobs[once->next++];
+
+		job->started = true;
+		job->mirror = mirror_start(once->loop, once->config,
+		    job->account, on_done_trampoline, job);
+		if (job->mirror == NULL) {
+			log_error("account %s: out of memory",
+			    job->account->name);
+			job->failed = true;
+			once->status = 1;
+			once->finished++;
+			continue;
+		}
+		once->running++;
+	}
+	if (once->finished == once->n_jobs)
+		ev_break(once->loop, EVBREAK_ALL);
+}
+
+static void
+on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct once *once = w->data;
+
+	(void)revents;
+	log_warnx("stopping on signal %d; uncommitted work is rolled back",
+	    w->signum);
+	for (size_t i = 0; i < once->n_jobs; i++)
+		mirror_free(&once->jobs[i].mirror);
+	once->status = 1;
+	ev_break(loop, EVBREAK_ALL);
+}
+
+static bool
+selected(const struct account *a, char *const *names, size_t nnames)
+{
+	if (nnames == 0)
+		return true;
+	for (size_t i = 0; i < nnames; i++)
+		if (strcmp(names[i], a->name) == 0)
+			return true;
+	return false;
+}
+
+int
+run_once(const struct config *config, char *const *names, size_t nnames)
+{
+	struct once once = { 0 };
+
+	if (transport_global_init() != 0) {
+		log_error("cannot initialise TLS");
+		return 1;
+	}
+	once.loop = ev_default_loop(EVFLAG_AUTO);
+	once.config = config;
+	once.jobs = calloc(config->n_accounts, sizeof *once.jobs);
+	if (once.jobs == NULL)
+		return 1;
+	for (size_t i = 0; i < config->n_accounts; i++)
+		if (selected(&config->accounts[i], names, nnames))
+			once.jobs[once.n_jobs++].account = &config->accounts[i];
+	the_once = &once;
+	ev_signal_init(&once.sigint, on_stop_signal, SIGINT);
+	ev_signal_init(&once.sigterm, on_stop_signal, SIGTERM);
+	once.sigint.data = once.sigterm.data = &once;
+	ev_signal_start(once.loop, &once.sigint);
+	ev_signal_start(once.loop, &once.sigterm);
+	start_more(&once);
+	if (once.finished < once.n_jobs)
+		ev_run(once.loop, 0);
+	ev_signal_stop(once.loop, &once.sigint);
+	ev_signal_stop(once.loop, &once.sigterm);
+	for (size_t i = 0; i < once.n_jobs; i++)
+		mirror_free(&once.jobs[i].mirror);
+	free(once.jobs);
+	the_once = NULL;
+	transport_global_deinit();
+	return once.status;
+}
+
+/* --probe */
+
+struct probe {
+	struct ev_loop *loop;
+	int status;
+};
+
+static void
+print_caps(struct session *s, const char *when)
+{
+	const struct imap_caps *caps = session_caps(s);
+
+	printf("capabilities %s:\n", when);
+	for (size_t i = 0; i < caps->n; i++)
+		printf("  %s\n", caps->names[i]);
+}
+
+static void
+on_probe_stage(struct session *s, enum session_stage stage, const char *text,
+    void *arg)
+{
+	(void)arg;
+	switch (stage) {
+	case SESSION_STAGE_GREETING:
+		printf("greeting: %s\n", text);
+		break;
+	case SESSION_STAGE_CAPS:
+		print_caps(s, "before TLS");
+		break;
+	case SESSION_STAGE_TLS:
+		printf("TLS: %s\n", text);
+		break;
+	case SESSION_STAGE_CAPS_TLS:
+		print_caps(s, session_account(s)->tls == TLS_NONE ?
+		    "(no TLS)" : "after TLS");
+		break;
+	case SESSION_STAGE_CAPS_AUTH:
+		print_caps(s, "after login");
+		break;
+	}
+	fflush(stdout);
+}
+
+static void
+on_probe_ready(struct session *s, void *arg)
+{
+	(void)arg;
+	printf("login: ok\n");
+	session_logout(s);
+}
+
+static void
+on_probe_failed(struct session *s, enum session_error error,
+    const char *message, void *arg)
+{
+	struct probe *p = arg;
+
+	log_error("account %s: %s: %s", session_account(s)->name,
+	    session_error_name(error), message);
+	p->status = 1;
+	ev_break(p->loop, EVBREAK_ALL);
+}
+
+static void
+on_probe_closed(struct session *s, void *arg)
+{
+	struct probe *p = arg;
+
+	(void)s;
+	printf("logout: ok\n");
+	ev_break(p->loop, EVBREAK_ALL);
+}
+
+int
+run_probe(const struct config *config, const char *name)
+{
+	static const struct session_callbacks cb = {
+		.ready = on_probe_ready,
+		.failed = on_probe_failed,
+		.closed = on_probe_closed,
+		.stage = on_probe_stage,
+	};
+	const struct account *account = config_find_account(config, name);
+	struct probe p = { .status = 0 };
+	struct session *s;
+
+	if (account == NULL) {
+		log_error("no account named %s", name);
+		return 1;
+	}
+	if (transport_global_init() != 0)
+		return 1;
+	p.loop = ev_default_loop(EVFLAG_AUTO);
+	printf("server: %s:%u (%s)\n", account->host, account->port,
+	    tls_mode_name(account->tls));
+	if ((s = session_new(p.loop, account, config->timeout, &cb, &p)) ==
+	    NULL)
+		return 1;
+	if (session_start(s) == 0)
+		ev_run(p.loop, 0);
+	session_free(&s);
+	transport_global_deinit();
+	return p.status;
+}
