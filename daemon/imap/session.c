@@ -226,6 +226,9 @@ update_timeout(struct session *s)
 		transport_set_timeout(s->transport, s->timeout);
 }
 
+static void session_vfail(struct session *, enum session_error, const char *,
+    va_list) __attribute__((format(printf, 3, 0)));
+
 static void
 session_vfail(struct session *s, enum session_error error, const char *fmt,
     va_list ap)
