@@ -30,12 +30,17 @@ struct imap_caps {
 	char *names[IMAP_MAX_CAPS];
 	size_t n;
 };
-/* Replaces caps with those in resp; 1 if resp carried capabilities, else 0. */
+/* Replaces caps with those in resp (copies, upper-cased, at most
+ * IMAP_MAX_CAPS); 1 if resp carried capabilities, else 0 and caps is left
+ * alone; -1 if out of memory (caps is then empty).  caps starts zeroed. */
 int imap_caps_update(struct imap_caps *caps, const struct imap_response *resp);
+/* Case-insensitive. */
 bool imap_caps_has(const struct imap_caps *caps, const char *name);
+/* Frees the names; caps can be reused. */
 void imap_caps_clear(struct imap_caps *caps);
 
-/* "* LIST (\HasNoChildren) "/" INBOX".  Pointers into the response. */
+/* "* LIST (\HasNoChildren) "/" INBOX" or LSUB.  Pointers into the response.
+ * Extended data after the name is ignored. */
 #define IMAP_LIST_NOSELECT 0x1		/* \Noselect or \NonExistent */
 #define IMAP_LIST_HASCHILDREN 0x2
 struct imap_list_item {
@@ -47,7 +52,8 @@ struct imap_list_item {
 int imap_list_decode(const struct imap_response *resp,
     struct imap_list_item *item_r);
 
-/* "* STATUS name (MESSAGES 3 UIDNEXT 9 UIDVALIDITY 7)"; absent: has_* false */
+/* "* STATUS name (MESSAGES 3 UIDNEXT 9 UIDVALIDITY 7)"; absent: has_* false.
+ * Other attributes are skipped; a known one with a bad number is -1. */
 struct imap_status_item {
 	const char *name;
 	size_t name_len;
@@ -59,7 +65,10 @@ int imap_status_decode(const struct imap_response *resp,
     struct imap_status_item *item_r);
 
 /* The items of a FETCH response (or of a partial one: the "before" list a
- * sink gets).  Absent items have has_* false. */
+ * sink gets).  Absent items have has_* false.  items are name, value pairs
+ * (resp->args[0].list for "* n FETCH (...)"); a trailing name without a
+ * value is skipped; unknown items are skipped; a known item with a value of
+ * the wrong shape (UID 0 or over 32 bits, a bad INTERNALDATE) is -1. */
 struct imap_fetch_item {
 	uint32_t msgno;
 	bool has_uid, has_internaldate, has_size, has_modseq, has_flags;
@@ -72,7 +81,9 @@ struct imap_fetch_item {
 int imap_fetch_decode(uint32_t msgno, const struct imap_arg *items,
     size_t nitems, struct imap_fetch_item *item_r);
 
-/* "17-Jul-1996 02:44:25 -0700" -> UTC seconds; 0 or -1. */
+/* "17-Jul-1996 02:44:25 -0700" -> UTC seconds; 0 or -1.  The day may be
+ * " 7", "07" or "7"; the month name is matched in any case; the date must
+ * exist. */
 int imap_parse_internaldate(const char *text, time_t *time_r);
 
 #endif
