@@ -17,6 +17,13 @@
 /* sysexits.h EX_CONFIG: the exit status for any configuration error. */
 #define CONFIG_EXIT_STATUS 78
 
+/* Longest duration accepted anywhere (365 days), in seconds. */
+#define CONFIG_DURATION_MAX (365u * 86400u)
+/* Upper bound of [general] max_connections. */
+#define CONFIG_MAX_CONNECTIONS_MAX 1000
+/* Largest config file read (bytes). */
+#define CONFIG_FILE_MAX (1024 * 1024)
+
 enum tls_mode { TLS_IMPLICIT, TLS_STARTTLS, TLS_NONE };
 enum auth_method { AUTH_AUTO, AUTH_PLAIN, AUTH_LOGIN, AUTH_XOAUTH2,
 	AUTH_OAUTHBEARER };
@@ -64,8 +71,17 @@ struct config {
 
 /*
  * Loads and validates path.  Returns 0 and a config, or -1 after logging
- * every error found (as "path:line: ...").  A config file holding an inline
- * password that is readable by group or others gets a warning.
+ * every error found, each as one log_error line
+ * "path:line: [section] key: what is wrong" (file-level problems such as a
+ * missing file have no line).  A config file holding an inline password that
+ * is readable by group or others gets a log_warnx naming the file.
+ *
+ * Lines longer than inih's line limit are refused (never split).  Leading
+ * whitespace is ignored (there are no continuation lines).  "~" and "~/" are
+ * expanded in output, state_dir, ca_file and password_file; relative ca_file
+ * and password_file paths are taken relative to the config file's directory.
+ * The default state_dir is read from $STATE_DIRECTORY, $XDG_STATE_HOME and
+ * $HOME at load time.
  */
 int config_load(const char *path, struct config **config_r);
 /* The same on a string; name stands for the file name in messages. */
@@ -73,17 +89,30 @@ int config_load_string(const char *name, const char *text,
     struct config **config_r);
 void config_free(struct config **config);
 
-/* The default config path per DESIGN.md 1 (malloc'ed). */
+/*
+ * The default config path per DESIGN.md 1 (malloc'ed, NULL when out of
+ * memory): $MBOXMIRROR_CONFIG if set, else the per-user file
+ * ($XDG_CONFIG_HOME or ~/.config, then mboxmirror/config.ini) if it exists,
+ * else /etc/mboxmirror/mboxmirror.ini.
+ */
 char *config_default_path(void);
 
 /* Finds an account by name, or NULL. */
 const struct account *config_find_account(const struct config *config,
     const char *name);
 
-/* Parses "90", "30s", "15m", "2h", "1d" into seconds; 0 or -1. */
+/*
+ * Parses "90", "30s", "15m", "2h", "1d" into seconds; 0 or -1.  Refused: no
+ * digits, signs, spaces, other suffixes, zero, more than CONFIG_DURATION_MAX.
+ */
 int config_parse_duration(const char *text, unsigned *seconds_r);
+/* Writes seconds in the largest exact unit ("5m", "90s", "1d") to buf
+ * (16 bytes are always enough) and returns buf. */
+const char *config_format_duration(unsigned seconds, char *buf, size_t size);
 
+/* The config-file spellings: "implicit", "auto", "auto", ... */
 const char *tls_mode_name(enum tls_mode mode);
 const char *auth_method_name(enum auth_method method);
+const char *compress_mode_name(enum compress_mode mode);
 
 #endif

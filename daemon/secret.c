@@ -1,1 +1,330 @@
-/* placeholder: being written */
+/*
+ * secret: password_command, password_file or inline password.  Buffers that
+ * held a secret are wiped before they are freed, and no error message ever
+ * quotes what a command printed or a file held.
+ */
+#include "secret.h"
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static int fail(char **, const char *, ...) MM_PRINTF(2, 3);
+
+static int
+fail(char **error_r, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (vasprintf(error_r, fmt, ap) < 0)
+		*error_r = NULL;
+	va_end(ap);
+	return -1;
+}
+
+/* The first line of buf (without CR/LF) as a new string. */
+static int
+first_line(const char *what, const char *buf, size_t len, char **secret_r,
+    char **error_r)
+{
+	const char *nl = memchr(buf, '\n', len);
+	size_t n = nl != NULL ? (size_t)(nl - buf) : len;
+
+	if (nl == NULL && len == SECRET_MAX)
+		return fail(error_r, "%s: the first line is longer than %d "
+		    "bytes", what, SECRET_MAX);
+	if (n > 0 && buf[n - 1] == '\r')
+		n--;
+	if (memchr(buf, '\0', n) != NULL)
+		return fail(error_r, "%s: the secret contains a NUL byte",
+		    what);
+	if (n == 0)
+		return fail(error_r, "%s gave an empty secret", what);
+	if ((*secret_r = strndup(buf, n)) == NULL)
+		return fail(error_r, "%s: out of memory", what);
+	return 0;
+}
+
+static long long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* In the child: never returns. */
+static void
+exec_command(const char *command, int devnull, int out)
+{
+	struct sigaction sa;
+	sigset_t none;
+
+	setpgid(0, 0);
+	/* An ignored SIGPIPE would survive exec and confuse the command. */
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = SIG_DFL;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGPIPE, &sa, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	if (dup2(devnull, STDIN_FILENO) == -1 ||
+	    dup2(out, STDOUT_FILENO) == -1)
+		_exit(127);
+	execl("/bin/sh", "sh", "-c", command, (char *)NULL);
+	_exit(127);
+}
+
+/*
+ * Reads the child's stdout until EOF or the deadline; keeps the first
+ * SECRET_MAX bytes and drains the rest so the command never blocks on a
+ * full pipe.  Returns 0 at EOF, 1 on timeout, -1 with errno on error.
+ */
+static int
+read_output(int fd, long long deadline, char *buf, size_t *len_r)
+{
+	char discard[4096];
+	struct pollfd pfd;
+	long long left;
+	ssize_t n;
+	int ret = 0;
+
+	for (;;) {
+		if ((left = deadline - now_ms()) <= 0) {
+			ret = 1;
+			break;
+		}
+		pfd.fd = fd;
+		pfd.events = POLLIN;
+		pfd.revents = 0;
+		n = poll(&pfd, 1, left > 60000 ? 60000 : (int)left);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			ret = -1;
+			break;
+		}
+		if (n == 0)
+			continue;
+		if (*len_r < SECRET_MAX)
+			n = read(fd, buf + *len_r, SECRET_MAX - *len_r);
+		else
+			n = read(fd, discard, sizeof discard);
+		if (n == 0)
+			break;
+		if (n == -1 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n == -1) {
+			ret = -1;
+			break;
+		}
+		if (*len_r < SECRET_MAX)
+			*len_r += (size_t)n;
+	}
+	explicit_bzero(discard, sizeof discard);
+	return ret;
+}
+
+/* Waits for pid until the deadline: 0 and its status, 1 on timeout, -1. */
+static int
+wait_child(pid_t pid, long long deadline, int *status)
+{
+	struct timespec pause = { 0, 5 * 1000 * 1000 };
+	pid_t r;
+
+	for (;;) {
+		r = waitpid(pid, status, WNOHANG);
+		if (r == pid)
+			return 0;
+		if (r == -1 && errno != EINTR)
+			return -1;
+		if (now_ms() >= deadline)
+			return 1;
+		nanosleep(&pause, NULL);
+	}
+}
+
+int
+secret_run_command(const char *command, unsigned timeout_ms, char **secret_r,
+    char **error_r)
+{
+	int pipefd[2] = { -1, -1 }, devnull = -1, status = 0, r, ret = -1;
+	long long deadline;
+	char *buf = NULL;
+	size_t len = 0;
+	pid_t pid = -1;
+
+	*secret_r = NULL;
+	*error_r = NULL;
+	if ((buf = malloc(SECRET_MAX)) == NULL) {
+		fail(error_r, "password_command: out of memory");
+		goto out;
+	}
+	if (pipe2(pipefd, O_CLOEXEC) == -1 ||
+	    (devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)) == -1) {
+		fail(error_r, "password_command: %s", strerror(errno));
+		goto out;
+	}
+	if ((pid = fork()) == -1) {
+		fail(error_r, "password_command: fork: %s", strerror(errno));
+		goto out;
+	}
+	if (pid == 0)
+		exec_command(command, devnull, pipefd[1]);
+	/* Also here, so a kill(-pid) cannot race the child's own setpgid. */
+	setpgid(pid, pid);
+	close(pipefd[1]);
+	pipefd[1] = -1;
+
+	deadline = now_ms() + timeout_ms;
+	r = read_output(pipefd[0], deadline, buf, &len);
+	if (r == 0)
+		r = wait_child(pid, deadline, &status);
+	if (r != 0) {
+		int saved = errno;
+
+		kill(-pid, SIGKILL);
+		while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
+			continue;
+		if (r == 1 && timeout_ms % 1000 == 0)
+			fail(error_r, "password_command timed out after %us "
+			    "and was killed", timeout_ms / 1000);
+		else if (r == 1)
+			fail(error_r, "password_command timed out after %ums "
+			    "and was killed", timeout_ms);
+		else
+			fail(error_r, "password_command: %s", strerror(saved));
+		goto out;
+	}
+	if (WIFSIGNALED(status)) {
+		fail(error_r, "password_command was killed by signal %d (%s)",
+		    WTERMSIG(status), strsignal(WTERMSIG(status)));
+		goto out;
+	}
+	if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
+		fail(error_r, "password_command exited with status %d%s",
+		    WEXITSTATUS(status), WEXITSTATUS(status) == 127 ?
+		    " (command not found?)" : "");
+		goto out;
+	}
+	ret = first_line("password_command", buf, len, secret_r, error_r);
+ out:
+	if (buf != NULL) {
+		explicit_bzero(buf, SECRET_MAX);
+		free(buf);
+	}
+	if (pipefd[0] != -1)
+		close(pipefd[0]);
+	if (pipefd[1] != -1)
+		close(pipefd[1]);
+	if (devnull != -1)
+		close(devnull);
+	return ret;
+}
+
+static int
+read_secret_file(const char *path, char **secret_r, char **error_r)
+{
+	struct stat st;
+	char *buf = NULL, *what = NULL;
+	size_t len = 0;
+	ssize_t n;
+	int fd, ret = -1;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1)
+		return fail(error_r, "password_file %s: %s", path,
+		    strerror(errno));
+	if (fstat(fd, &st) == -1) {
+		fail(error_r, "password_file %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		fail(error_r, "password_file %s: not a regular file", path);
+		goto out;
+	}
+	if ((buf = malloc(SECRET_MAX)) == NULL) {
+		fail(error_r, "password_file %s: out of memory", path);
+		goto out;
+	}
+	while (len < SECRET_MAX && memchr(buf, '\n', len) == NULL) {
+		n = read(fd, buf + len, SECRET_MAX - len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			fail(error_r, "password_file %s: %s", path,
+			    strerror(errno));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	if (asprintf(&what, "password_file %s", path) < 0) {
+		what = NULL;
+		fail(error_r, "password_file: out of memory");
+		goto out;
+	}
+	ret = first_line(what, buf, len, secret_r, error_r);
+ out:
+	if (buf != NULL) {
+		explicit_bzero(buf, SECRET_MAX);
+		free(buf);
+	}
+	free(what);
+	close(fd);
+	return ret;
+}
+
+int
+secret_fetch(const struct account *account, char **secret_r, char **error_r)
+{
+	int ret;
+
+	*secret_r = NULL;
+	*error_r = NULL;
+	switch (account->secret_source) {
+	case SECRET_COMMAND:
+		ret = secret_run_command(account->secret,
+		    SECRET_COMMAND_TIMEOUT * 1000, secret_r, error_r);
+		break;
+	case SECRET_FILE:
+		ret = read_secret_file(account->secret, secret_r, error_r);
+		break;
+	case SECRET_INLINE:
+		if (account->secret == NULL || *account->secret == '\0')
+			ret = fail(error_r, "password is empty");
+		else if ((*secret_r = strdup(account->secret)) == NULL)
+			ret = fail(error_r, "password: out of memory");
+		else
+			ret = 0;
+		break;
+	default:
+		ret = fail(error_r, "no secret source");
+		break;
+	}
+	if (ret == 0)
+		log_add_secret(*secret_r);
+	return ret;
+}
+
+void
+secret_free(char **secret)
+{
+	if (*secret == NULL)
+		return;
+	explicit_bzero(*secret, strlen(*secret));
+	free(*secret);
+	*secret = NULL;
+}

@@ -1,0 +1,256 @@
+#include "cli.h"
+
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+	OPT_ONCE = 256,
+	OPT_CHECK_CONFIG,
+	OPT_PROBE,
+	OPT_STATUS,
+	OPT_JSON,
+	OPT_VERSION,
+};
+
+static const struct option long_options[] = {
+	{ "config", required_argument, NULL, 'c' },
+	{ "once", no_argument, NULL, OPT_ONCE },
+	{ "account", required_argument, NULL, 'a' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "quiet", no_argument, NULL, 'q' },
+	{ "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
+	{ "probe", required_argument, NULL, OPT_PROBE },
+	{ "status", no_argument, NULL, OPT_STATUS },
+	{ "json", no_argument, NULL, OPT_JSON },
+	{ "version", no_argument, NULL, OPT_VERSION },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static int usage_error(char **, const char *, ...)
+    __attribute__((format(printf, 2, 3)));
+
+const char *
+cli_mode_option(enum cli_mode mode)
+{
+	switch (mode) {
+	case CLI_MODE_ONCE:
+		return "--once";
+	case CLI_MODE_CHECK_CONFIG:
+		return "--check-config";
+	case CLI_MODE_PROBE:
+		return "--probe";
+	case CLI_MODE_STATUS:
+		return "--status";
+	case CLI_MODE_VERSION:
+		return "--version";
+	case CLI_MODE_HELP:
+		return "--help";
+	case CLI_MODE_DAEMON:
+		break;
+	}
+	return "";
+}
+
+static int
+usage_error(char **error_r, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (vasprintf(error_r, fmt, ap) < 0)
+		*error_r = NULL;
+	va_end(ap);
+	return -1;
+}
+
+static int
+set_mode(struct cli_options *opts, enum cli_mode mode, char **error_r)
+{
+	if (opts->mode != CLI_MODE_DAEMON && opts->mode != mode)
+		return usage_error(error_r, "%s and %s cannot be used together",
+		    cli_mode_option(opts->mode), cli_mode_option(mode));
+	opts->mode = mode;
+	return 0;
+}
+
+static int
+add_account(struct cli_options *opts, const char *name, char **error_r)
+{
+	char **v;
+
+	if (*name == '\0')
+		return usage_error(error_r, "-a needs an account name");
+	for (size_t i = 0; i < opts->n_accounts; i++)
+		if (strcmp(opts->accounts[i], name) == 0)
+			return 0;
+	v = reallocarray(opts->accounts, opts->n_accounts + 1, sizeof *v);
+	if (v == NULL)
+		return usage_error(error_r, "out of memory");
+	opts->accounts = v;
+	if ((v[opts->n_accounts] = strdup(name)) == NULL)
+		return usage_error(error_r, "out of memory");
+	opts->n_accounts++;
+	return 0;
+}
+
+static int
+parse_options(int argc, char **argv, struct cli_options *opts,
+    char **error_r)
+{
+	bool verbose = false, quiet = false;
+	int c;
+
+	/* Reset getopt fully, so the parser can run more than once. */
+	optind = 0;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":c:a:vqh", long_options,
+	    NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			if (opts->config_path != NULL)
+				return usage_error(error_r,
+				    "-c/--config given twice");
+			if (*optarg == '\0')
+				return usage_error(error_r,
+				    "-c/--config needs a file name");
+			if ((opts->config_path = strdup(optarg)) == NULL)
+				return usage_error(error_r, "out of memory");
+			break;
+		case 'a':
+			if (add_account(opts, optarg, error_r) == -1)
+				return -1;
+			break;
+		case 'v':
+			verbose = true;
+			break;
+		case 'q':
+			quiet = true;
+			break;
+		case 'h':
+			if (set_mode(opts, CLI_MODE_HELP, error_r) == -1)
+				return -1;
+			break;
+		case OPT_ONCE:
+			if (set_mode(opts, CLI_MODE_ONCE, error_r) == -1)
+				return -1;
+			break;
+		case OPT_CHECK_CONFIG:
+			if (set_mode(opts, CLI_MODE_CHECK_CONFIG, error_r) == -1)
+				return -1;
+			break;
+		case OPT_PROBE:
+			if (opts->probe_account != NULL)
+				return usage_error(error_r,
+				    "--probe given twice");
+			if (set_mode(opts, CLI_MODE_PROBE, error_r) == -1)
+				return -1;
+			if (*optarg == '\0')
+				return usage_error(error_r,
+				    "--probe needs an account name");
+			if ((opts->probe_account = strdup(optarg)) == NULL)
+				return usage_error(error_r, "out of memory");
+			break;
+		case OPT_STATUS:
+			if (set_mode(opts, CLI_MODE_STATUS, error_r) == -1)
+				return -1;
+			break;
+		case OPT_JSON:
+			opts->json = true;
+			break;
+		case OPT_VERSION:
+			if (set_mode(opts, CLI_MODE_VERSION, error_r) == -1)
+				return -1;
+			break;
+		case ':':
+			if (strncmp(argv[optind - 1], "--", 2) == 0)
+				return usage_error(error_r,
+				    "option '%s' needs an argument",
+				    argv[optind - 1]);
+			return usage_error(error_r,
+			    "option '-%c' needs an argument", optopt);
+		default:
+			if (optopt != 0)
+				return usage_error(error_r,
+				    "unknown option '-%c'", optopt);
+			return usage_error(error_r,
+			    "unknown or ambiguous option '%.*s'",
+			    (int)strcspn(argv[optind - 1], "="),
+			    argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return usage_error(error_r, "unexpected argument '%s'",
+		    argv[optind]);
+	if (verbose && quiet)
+		return usage_error(error_r,
+		    "-v/--verbose and -q/--quiet cannot be used together");
+	opts->verbosity = verbose ? CLI_VERBOSITY_DEBUG :
+	    quiet ? CLI_VERBOSITY_QUIET : CLI_VERBOSITY_CONFIG;
+	if (opts->json && opts->mode != CLI_MODE_STATUS)
+		return usage_error(error_r, "--json works only with --status");
+	if (opts->n_accounts > 0 && (opts->mode == CLI_MODE_PROBE ||
+	    opts->mode == CLI_MODE_VERSION || opts->mode == CLI_MODE_HELP))
+		return usage_error(error_r, "-a/--account cannot be used with "
+		    "%s", cli_mode_option(opts->mode));
+	return 0;
+}
+
+int
+cli_parse(int argc, char **argv, struct cli_options *opts, char **error_r)
+{
+	memset(opts, 0, sizeof *opts);
+	*error_r = NULL;
+	if (parse_options(argc, argv, opts, error_r) == 0)
+		return 0;
+	cli_free(opts);
+	if (*error_r == NULL)
+		*error_r = strdup("out of memory");
+	return -1;
+}
+
+void
+cli_usage(FILE *fp)
+{
+	fputs(
+"usage: mboxmirror [-c FILE] [--once] [-a NAME]... [-v|-q]\n"
+"       mboxmirror [-c FILE] --check-config [-a NAME]...\n"
+"       mboxmirror [-c FILE] --probe NAME\n"
+"       mboxmirror [-c FILE] --status [--json] [-a NAME]...\n"
+"       mboxmirror --version | --help\n"
+"\n"
+"Keeps crash-safe mbox mirrors of IMAP accounts.\n"
+"\n"
+"  -c, --config FILE   config file (default: $MBOXMIRROR_CONFIG, else\n"
+"                      $XDG_CONFIG_HOME/mboxmirror/config.ini, else\n"
+"                      /etc/mboxmirror/mboxmirror.ini)\n"
+"      --once          sync the selected accounts once, then exit\n"
+"  -a, --account NAME  only this account (repeatable)\n"
+"  -v, --verbose       log debug messages\n"
+"  -q, --quiet         log errors only\n"
+"      --check-config  validate the config, print one line per account\n"
+"      --probe NAME    show what the account's server offers, then log out\n"
+"      --status        show each account's last sync\n"
+"      --json          with --status: print JSON\n"
+"      --version       print the version\n"
+"  -h, --help          print this help\n"
+"\n"
+"Without --once, --check-config, --probe or --status, runs in the foreground\n"
+"until SIGTERM or SIGINT; SIGHUP reloads the config.\n"
+"\n"
+"Exit status: 0 success; 1 an account failed (--once, --probe);\n"
+"64 usage error; 78 configuration error.\n", fp);
+}
+
+void
+cli_free(struct cli_options *opts)
+{
+	for (size_t i = 0; i < opts->n_accounts; i++)
+		free(opts->accounts[i]);
+	free(opts->accounts);
+	free(opts->config_path);
+	free(opts->probe_account);
+	memset(opts, 0, sizeof *opts);
+}

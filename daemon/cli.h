@@ -1,0 +1,62 @@
+/*
+ * cli: the command line (DESIGN.md section 1) -> struct cli_options.
+ * No side effects: nothing is printed and nothing exits here.
+ */
+#ifndef MM_CLI_H
+#define MM_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+/* sysexits.h EX_USAGE: the exit status for a usage error. */
+#define CLI_EXIT_USAGE 64
+
+/* What to do; exactly one per run. */
+enum cli_mode {
+	CLI_MODE_DAEMON = 0,	/* no mode option: run in the foreground */
+	CLI_MODE_ONCE,		/* --once */
+	CLI_MODE_CHECK_CONFIG,	/* --check-config */
+	CLI_MODE_PROBE,		/* --probe NAME */
+	CLI_MODE_STATUS,	/* --status [--json] */
+	CLI_MODE_VERSION,	/* --version */
+	CLI_MODE_HELP,		/* -h, --help */
+};
+
+enum cli_verbosity {
+	CLI_VERBOSITY_CONFIG = 0,	/* the config's log_level */
+	CLI_VERBOSITY_DEBUG,		/* -v */
+	CLI_VERBOSITY_QUIET,		/* -q: errors only */
+};
+
+struct cli_options {
+	enum cli_mode mode;
+	char *config_path;		/* -c; NULL: config_default_path() */
+	char **accounts;		/* -a, in order, without repeats */
+	size_t n_accounts;
+	char *probe_account;		/* --probe NAME */
+	enum cli_verbosity verbosity;
+	bool json;			/* --json (with --status only) */
+};
+
+/*
+ * Parses argv (which getopt may permute).  Returns 0 and fills opts, or -1
+ * and a malloc'ed one-line message without a trailing newline in *error_r
+ * (opts is then empty).  Usage errors: unknown options, missing arguments,
+ * extra arguments, two modes at once, -a with a mode that takes no account
+ * list (--probe, --version, --help), -v with -q, --json without --status,
+ * -c given twice.  Always call cli_free() afterwards.
+ */
+int cli_parse(int argc, char **argv, struct cli_options *opts,
+    char **error_r);
+
+/* Prints the help text: every option on one line, then the exit statuses. */
+void cli_usage(FILE *fp);
+
+/* The option that selects mode ("--once"); "" for the daemon mode. */
+const char *cli_mode_option(enum cli_mode mode);
+
+/* Frees what cli_parse() allocated and empties opts. */
+void cli_free(struct cli_options *opts);
+
+#endif

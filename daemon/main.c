@@ -1,0 +1,220 @@
+/*
+ * main: options, the config, and the dispatch to the mode asked for.
+ * Exit statuses follow sysexits.h (DESIGN.md section 1).
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "config.h"
+#include "log.h"
+
+static void
+usage_error(const char *message)
+{
+	fprintf(stderr, "mboxmirror: %s\n", message);
+	fprintf(stderr, "try 'mboxmirror --help'\n");
+}
+
+static void
+apply_verbosity(enum cli_verbosity verbosity, enum log_level fallback)
+{
+	switch (verbosity) {
+	case CLI_VERBOSITY_DEBUG:
+		log_set_level(LOGL_DEBUG);
+		break;
+	case CLI_VERBOSITY_QUIET:
+		log_set_level(LOGL_ERROR);
+		break;
+	case CLI_VERBOSITY_CONFIG:
+		log_set_level(fallback);
+		break;
+	}
+}
+
+static bool
+account_selected(const struct cli_options *opts, const char *name)
+{
+	if (opts->n_accounts == 0)
+		return true;
+	for (size_t i = 0; i < opts->n_accounts; i++)
+		if (strcmp(opts->accounts[i], name) == 0)
+			return true;
+	return false;
+}
+
+static void
+print_quoted_list(const struct str_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		printf("%s\"%s\"", i == 0 ? "" : ",", l->v[i]);
+}
+
+static const char *
+tls_description(enum tls_mode mode)
+{
+	switch (mode) {
+	case TLS_IMPLICIT:
+		return "implicit TLS";
+	case TLS_STARTTLS:
+		return "STARTTLS";
+	case TLS_NONE:
+		return "no TLS (plaintext)";
+	}
+	return "?";
+}
+
+/* --check-config: one line per selected account. */
+static int
+check_config(const struct config *config, const struct cli_options *opts)
+{
+	char every[16];
+	size_t n = 0;
+
+	for (size_t i = 0; i < config->n_accounts; i++) {
+		const struct account *a = &config->accounts[i];
+
+		if (!account_selected(opts, a->name))
+			continue;
+		printf("%s: %s @ %s:%u %s%s, auth %s, every %s, %s, "
+		    "mailboxes ", a->name, a->user, a->host, a->port,
+		    tls_description(a->tls), a->has_pin ? " (pinned key)" : "",
+		    auth_method_name(a->auth),
+		    config_format_duration(a->interval, every, sizeof every),
+		    a->idle ? "idle" : "no idle");
+		print_quoted_list(&a->mailboxes);
+		if (a->exclude.n > 0) {
+			printf(" minus ");
+			print_quoted_list(&a->exclude);
+		}
+		printf(" -> %s\n", a->output);
+		n++;
+	}
+	printf("configuration OK: %zu account%s\n", n, n == 1 ? "" : "s");
+	return fflush(stdout) == 0 ? 0 : 1;
+}
+
+/*
+ * Placeholders for the modes the sync engine provides; each is replaced by
+ * the real entry point as it lands.
+ */
+static int
+not_available(const char *option)
+{
+	fprintf(stderr, "mboxmirror: %s is not available yet\n", option);
+	return 1;
+}
+
+static int
+run_once(const struct config *config, const struct cli_options *opts)
+{
+	return not_available("--once");
+}
+
+static int
+run_probe(const struct config *config, const struct cli_options *opts)
+{
+	return not_available("--probe");
+}
+
+static int
+run_status(const struct config *config, const struct cli_options *opts)
+{
+	return not_available("--status");
+}
+
+static int
+run_daemon(const struct config *config, const struct cli_options *opts)
+{
+	return not_available("the daemon mode");
+}
+
+int
+main(int argc, char **argv)
+{
+	struct cli_options opts;
+	struct config *config = NULL;
+	struct sigaction sa;
+	char *error = NULL, *path = NULL;
+	int status = 0;
+
+	/* Write errors on closed sockets come back as EPIPE instead. */
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = SIG_IGN;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGPIPE, &sa, NULL);
+	log_init();
+
+	if (cli_parse(argc, argv, &opts, &error) == -1) {
+		usage_error(error);
+		free(error);
+		return CLI_EXIT_USAGE;
+	}
+	if (opts.mode == CLI_MODE_HELP) {
+		cli_usage(stdout);
+		goto out;
+	}
+	if (opts.mode == CLI_MODE_VERSION) {
+		printf("mboxmirror %s\n", MM_VERSION);
+		goto out;
+	}
+
+	/* -v shows debug lines while the config loads, -q hides warnings. */
+	apply_verbosity(opts.verbosity, LOGL_INFO);
+	path = opts.config_path != NULL ? strdup(opts.config_path) :
+	    config_default_path();
+	if (path == NULL) {
+		log_error("out of memory");
+		status = 1;
+		goto out;
+	}
+	if (config_load(path, &config) == -1) {
+		status = CONFIG_EXIT_STATUS;
+		goto out;
+	}
+	apply_verbosity(opts.verbosity, config->log_level);
+
+	for (size_t i = 0; i < opts.n_accounts; i++) {
+		if (config_find_account(config, opts.accounts[i]) == NULL) {
+			fprintf(stderr, "mboxmirror: no account named '%s' in "
+			    "%s\n", opts.accounts[i], path);
+			status = CLI_EXIT_USAGE;
+			goto out;
+		}
+	}
+	if (opts.mode == CLI_MODE_PROBE &&
+	    config_find_account(config, opts.probe_account) == NULL) {
+		fprintf(stderr, "mboxmirror: no account named '%s' in %s\n",
+		    opts.probe_account, path);
+		status = CLI_EXIT_USAGE;
+		goto out;
+	}
+
+	switch (opts.mode) {
+	case CLI_MODE_CHECK_CONFIG:
+		status = check_config(config, &opts);
+		break;
+	case CLI_MODE_ONCE:
+		status = run_once(config, &opts);
+		break;
+	case CLI_MODE_PROBE:
+		status = run_probe(config, &opts);
+		break;
+	case CLI_MODE_STATUS:
+		status = run_status(config, &opts);
+		break;
+	case CLI_MODE_DAEMON:
+		status = run_daemon(config, &opts);
+		break;
+	case CLI_MODE_VERSION:
+	case CLI_MODE_HELP:
+		break;
+	}
+ out:
+	config_free(&config);
+	free(path);
+	cli_free(&opts);
+	return status;
+}
