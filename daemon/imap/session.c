@@ -45,6 +45,9 @@ struct pending_cmd {
 	size_t split;		/* index of the next split in cmd.splits */
 	bool waiting;		/* written up to a split: waits for "+" */
 	char *sasl;		/* AUTHENTICATE: the line to send on "+" */
+	bool idle;		/* IDLE: ends when the client sends DONE */
+	bool idling;		/* IDLE: the server said "+" */
+	bool stop_idle;		/* IDLE: DONE is due as soon as "+" comes */
 	session_untagged_fn *untagged;
 	session_done_fn *done;
 	void *arg;
@@ -220,7 +223,7 @@ update_timeout(struct session *s)
 		return;
 	/* An idle, logged-in connection waits as long as its owner likes;
 	 * anything outstanding must make progress. */
-	if (s->state == S_READY && s->head == NULL)
+	if (s->state == S_READY && (s->head == NULL || s->head->idling))
 		transport_set_timeout(s->transport, 0);
 	else
 		transport_set_timeout(s->transport, s->timeout);
@@ -470,10 +473,10 @@ trace_command(const struct session *s, const struct pending_cmd *pc)
 }
 
 /* Queues a command; sasl (taken over) is the line an AUTHENTICATE sends
- * after the server's "+". */
+ * after the server's "+"; idle marks an IDLE. */
 static int
 enqueue(struct session *s, struct imap_cmd *cmd, session_untagged_fn *untagged,
-    session_done_fn *done, void *arg, char *sasl)
+    session_done_fn *done, void *arg, char *sasl, bool idle)
 {
 	struct pending_cmd *pc;
 
@@ -492,6 +495,7 @@ enqueue(struct session *s, struct imap_cmd *cmd, session_untagged_fn *untagged,
 	pc->done = done;
 	pc->arg = arg;
 	pc->sasl = sasl;
+	pc->idle = idle;
 	*s->tail = pc;
 	s->tail = &pc->next;
 	if (s->unsent == NULL)
@@ -508,7 +512,7 @@ int
 session_send(struct session *s, struct imap_cmd *cmd,
     session_untagged_fn *untagged, session_done_fn *done, void *arg)
 {
-	return enqueue(s, cmd, untagged, done, arg, NULL);
+	return enqueue(s, cmd, untagged, done, arg, NULL, false);
 }
 
 unsigned
@@ -541,12 +545,30 @@ flush_commands(struct session *s)
 			}
 			pc->sent = end;
 		}
-		if (pc->sent < pc->cmd.len || pc->sasl != NULL) {
+		/* Nothing may follow an IDLE until its DONE. */
+		if (pc->sent < pc->cmd.len || pc->sasl != NULL || pc->idle) {
 			pc->waiting = true;
 			return;
 		}
 		s->unsent = pc->next;
 	}
+}
+
+static void
+send_done(struct session *s, struct pending_cmd *pc)
+{
+	static const char done[] = "DONE\r\n";
+
+	pc->waiting = pc->idling = false;
+	pc->idle = false;
+	if (transport_write(s->transport, done, sizeof done - 1) != 0) {
+		session_fail(s, SESSION_ERR_NETWORK, "%s",
+		    transport_error(s->transport));
+		return;
+	}
+	s->unsent = pc->next;
+	flush_commands(s);
+	update_timeout(s);
 }
 
 static void
@@ -558,6 +580,14 @@ on_continuation(struct session *s, const struct imap_response *resp)
 	if (pc == NULL || !pc->waiting) {
 		session_fail(s, SESSION_ERR_PROTOCOL, "unexpected continuation "
 		    "request \"+ %s\"", resp->text != NULL ? resp->text : "");
+		return;
+	}
+	if (pc->idle) {
+		pc->idling = true;
+		if (pc->stop_idle)
+			send_done(s, pc);
+		else
+			update_timeout(s);
 		return;
 	}
 	pc->waiting = false;
@@ -925,7 +955,7 @@ send_authenticate(struct session *s, const char *mech)
 	}
 	explicit_bzero(b64, strlen(b64));
 	free(b64);
-	if (enqueue(s, &cmd, NULL, auth_done, NULL, line) != 0)
+	if (enqueue(s, &cmd, NULL, auth_done, NULL, line, false) != 0)
 		session_fail(s, SESSION_ERR_LOCAL, "cannot queue a command");
 }
 
@@ -981,6 +1011,41 @@ start_auth(struct session *s)
 		send_authenticate(s, "OAUTHBEARER");
 		return;
 	}
+}
+
+/* IDLE (RFC 2177) */
+
+int
+session_idle_start(struct session *s, session_untagged_fn *untagged,
+    session_done_fn *done, void *arg)
+{
+	struct imap_cmd cmd;
+
+	session_cmd_init(s, &cmd, "IDLE");
+	return enqueue(s, &cmd, untagged, done, arg, NULL, true);
+}
+
+void
+session_idle_stop(struct session *s)
+{
+	struct pending_cmd *pc;
+
+	for (pc = s->head; pc != NULL && !pc->idle; pc = pc->next)
+		;
+	if (pc == NULL || !session_alive(s))
+		return;
+	session_ref(s);
+	if (pc->idling)
+		send_done(s, pc);
+	else
+		pc->stop_idle = true;
+	session_unref(s);
+}
+
+bool
+session_idling(const struct session *s)
+{
+	return s->head != NULL && s->head->idling;
 }
 
 /* Logout */

@@ -88,6 +88,19 @@ int session_send(struct session *s, struct imap_cmd *cmd,
 /* Number of commands sent or queued and not completed. */
 unsigned session_pending(const struct session *s);
 
+/*
+ * IDLE (RFC 2177): queued like a command; untagged responses (EXISTS...) go
+ * to untagged while it lasts; session_idle_stop() sends DONE (at once, or
+ * as soon as the server has accepted the IDLE), after which done gets the
+ * tagged response.  Commands queued meanwhile wait for the DONE.  While
+ * idling, the no-progress timeout is off: the owner re-issues IDLE before
+ * the server's inactivity limit and treats a late reply as a dead link.
+ */
+int session_idle_start(struct session *s, session_untagged_fn *untagged,
+    session_done_fn *done, void *arg);
+void session_idle_stop(struct session *s);
+bool session_idling(const struct session *s);
+
 /* The sink for FETCH body literals (see imap/parser.h). */
 void session_set_sink(struct session *s, imap_sink_fn *sink, void *arg);
 

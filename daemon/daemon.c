@@ -1,0 +1,576 @@
+#include "daemon.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "log.h"
+#include "mirror/idle.h"
+#include "mirror/mirror.h"
+#include "mirror/state.h"
+#include "net/transport.h"
+#include "notify.h"
+
+/* A config shared by the runners that were started from it. */
+struct cfg {
+	struct config *config;
+	int refs;
+};
+
+enum runner_state { R_WAITING, R_QUEUED, R_RUNNING };
+
+struct runner {
+	struct daemon *d;
+	struct runner *next;		/* all runners */
+	struct runner *qnext;		/* the run queue */
+	struct cfg *cfg;
+	const struct account *account;
+	enum runner_state state;
+	ev_timer timer;
+	struct mirror *mirror;
+	unsigned failures;
+	bool rerun;			/* new mail came during a run */
+	bool last_ok;
+	bool ever_ok;
+	/* push */
+	struct idle_watch *idle;
+	ev_timer idle_timer;		/* restarts the watch after a failure */
+	unsigned idle_failures;
+	bool idle_unsupported;
+	bool removed;
+};
+
+struct daemon {
+	struct ev_loop *loop;
+	struct cfg *cfg;
+	const char *path;
+	char *const *names;
+	size_t nnames;
+	struct runner *runners;
+	struct runner *qhead, **qtail;
+	unsigned running;
+	ev_signal sigterm, sigint, sighup;
+	ev_timer watchdog;
+	int status;
+};
+
+static void run_queue(struct daemon *);
+static void schedule(struct runner *, double delay);
+static void start_idle(struct runner *);
+
+unsigned
+daemon_backoff(unsigned failures, bool auth)
+{
+	unsigned delay = auth ? BACKOFF_AUTH_MIN : BACKOFF_MIN;
+	unsigned max = auth ? BACKOFF_AUTH_MAX : BACKOFF_MAX;
+
+	for (unsigned i = 1; i < failures && delay < max; i++)
+		delay *= 2;
+	return delay < max ? delay : max;
+}
+
+/* delay * (1 +- fraction), so accounts and retries spread out. */
+static double
+jitter(double delay, double fraction)
+{
+	double r = (double)random() / RAND_MAX * 2.0 - 1.0;
+
+	return delay * (1.0 + fraction * r);
+}
+
+static struct cfg *
+cfg_ref(struct cfg *c)
+{
+	c->refs++;
+	return c;
+}
+
+static void
+cfg_unref(struct cfg **cp)
+{
+	struct cfg *c = *cp;
+
+	*cp = NULL;
+	if (c != NULL && --c->refs == 0) {
+		config_free(&c->config);
+		free(c);
+	}
+}
+
+static void
+update_status(struct daemon *d)
+{
+	unsigned total = 0, ok = 0, failing = 0, syncing = 0, idle = 0;
+
+	for (struct runner *r = d->runners; r != NULL; r = r->next) {
+		total++;
+		if (r->state == R_RUNNING)
+			syncing++;
+		if (r->failures > 0)
+			failing++;
+		else if (r->ever_ok)
+			ok++;
+		if (r->idle != NULL)
+			idle++;
+	}
+	notify_status("%u accounts: %u ok, %u failing, %u syncing, %u on push",
+	    total, ok, failing, syncing, idle);
+}
+
+static void
+record_next_attempt(struct runner *r, double delay)
+{
+	struct account_state st = { 0 };
+	char *dir, *error = NULL;
+
+	dir = state_account_dir(r->cfg->config->state_dir, r->account->name);
+	if (dir == NULL)
+		return;
+	if (state_load(dir, &st, &error) == 0) {
+		st.next_attempt = time(NULL) + (time_t)delay;
+		if (state_save(dir, &st, &error) != 0)
+			log_error("account %s: %s", r->account->name, error);
+	}
+	free(error);
+	state_clear(&st);
+	free(dir);
+}
+
+static void
+on_mirror_done(struct mirror *m, const struct mirror_result *res, void *arg)
+{
+	struct runner *r = arg;
+	struct daemon *d = r->d;
+	double delay;
+
+	(void)m;
+	mirror_free(&r->mirror);
+	d->running--;
+	r->state = R_WAITING;
+	if (res->error == SESSION_OK) {
+		if (r->failures > 0)
+			log_info("account %s: recovered after %u failed "
+			    "attempts", r->account->name, r->failures);
+		r->failures = 0;
+		r->ever_ok = true;
+		if (res->messages > 0)
+			log_info("account %s: %llu new messages (%llu bytes) "
+			    "in %.1fs", r->account->name, res->messages,
+			    res->bytes, res->seconds);
+		delay = r->rerun ? 0 : jitter(r->account->interval, 0.05);
+		r->rerun = false;
+		if (r->account->idle && r->idle == NULL &&
+		    !r->idle_unsupported && !ev_is_active(&r->idle_timer))
+			start_idle(r);
+	} else {
+		bool auth = res->error == SESSION_ERR_AUTH;
+
+		r->failures++;
+		delay = jitter(daemon_backoff(r->failures, auth), 0.2);
+		log_error("%s; retrying in %.0fs (failure %u%s)", res->message,
+		    delay, r->failures, auth ? ", authentication: backing "
+		    "off slowly so the server does not lock the account" : "");
+	}
+	schedule(r, delay);
+	record_next_attempt(r, delay);
+	update_status(d);
+	run_queue(d);
+}
+
+static void
+start_run(struct runner *r)
+{
+	struct daemon *d = r->d;
+
+	r->mirror = mirror_start(d->loop, r->cfg->config, r->account,
+	    on_mirror_done, r);
+	if (r->mirror == NULL) {
+		log_error("account %s: out of memory", r->account->name);
+		r->state = R_WAITING;
+		schedule(r, BACKOFF_MIN);
+		return;
+	}
+	r->state = R_RUNNING;
+	d->running++;
+}
+
+static void
+run_queue(struct daemon *d)
+{
+	struct runner *r;
+
+	while (d->qhead != NULL &&
+	    d->running < d->cfg->config->max_connections) {
+		r = d->qhead;
+		d->qhead = r->qnext;
+		if (d->qhead == NULL)
+			d->qtail = &d->qhead;
+		r->qnext = NULL;
+		start_run(r);
+	}
+	update_status(d);
+}
+
+static void
+enqueue(struct runner *r)
+{
+	struct daemon *d = r->d;
+
+	if (r->state != R_WAITING)
+		return;
+	ev_timer_stop(d->loop, &r->timer);
+	r->state = R_QUEUED;
+	*d->qtail = r;
+	d->qtail = &r->qnext;
+	run_queue(d);
+}
+
+static void
+on_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)loop;
+	(void)revents;
+	enqueue(t->data);
+}
+
+static void
+schedule(struct runner *r, double delay)
+{
+	ev_timer_stop(r->d->loop, &r->timer);
+	ev_timer_set(&r->timer, delay > 0 ? delay : 0, 0);
+	ev_timer_start(r->d->loop, &r->timer);
+}
+
+/* Push */
+
+static void
+on_idle_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)loop;
+	(void)revents;
+	start_idle(t->data);
+}
+
+static void
+on_idle_event(struct idle_watch *w, enum idle_event event, const char *message,
+    void *arg)
+{
+	struct runner *r = arg;
+	double delay;
+
+	(void)w;
+	switch (event) {
+	case IDLE_WATCHING:
+		if (r->idle_failures > 0)
+			log_info("account %s: push restored", r->account->name);
+		else
+			log_info("account %s: waiting for new mail (IDLE)",
+			    r->account->name);
+		r->idle_failures = 0;
+		update_status(r->d);
+		return;
+	case IDLE_NEW_MAIL:
+		log_debug("account %s: new mail announced", r->account->name);
+		if (r->state == R_RUNNING)
+			r->rerun = true;
+		else
+			enqueue(r);
+		return;
+	case IDLE_UNSUPPORTED:
+		log_info("account %s: %s; polling every %us",
+		    r->account->name, message, r->account->interval);
+		r->idle_unsupported = true;
+		idle_watch_free(&r->idle);
+		update_status(r->d);
+		return;
+	case IDLE_FAILED:
+		r->idle_failures++;
+		delay = jitter(daemon_backoff(r->idle_failures, false), 0.2);
+		log_warnx("account %s: push connection lost (%s); reconnecting "
+		    "in %.0fs", r->account->name, message, delay);
+		idle_watch_free(&r->idle);
+		ev_timer_set(&r->idle_timer, delay, 0);
+		ev_timer_start(r->d->loop, &r->idle_timer);
+		update_status(r->d);
+		return;
+	}
+}
+
+static void
+start_idle(struct runner *r)
+{
+	ev_timer_stop(r->d->loop, &r->idle_timer);
+	r->idle = idle_watch_start(r->d->loop, r->cfg->config, r->account,
+	    on_idle_event, r);
+}
+
+/* Runners */
+
+static struct runner *
+runner_new(struct daemon *d, const struct account *account)
+{
+	struct runner *r;
+
+	if ((r = calloc(1, sizeof *r)) == NULL)
+		return NULL;
+	r->d = d;
+	r->cfg = cfg_ref(d->cfg);
+	r->account = account;
+	ev_init(&r->timer, on_timer);
+	r->timer.data = r;
+	ev_init(&r->idle_timer, on_idle_timer);
+	r->idle_timer.data = r;
+	r->next = d->runners;
+	d->runners = r;
+	/* Start soon, spread a little so many accounts do not connect in the
+	 * same millisecond. */
+	schedule(r, (double)random() / RAND_MAX * 2.0);
+	return r;
+}
+
+static void
+runner_free(struct runner *r)
+{
+	struct daemon *d = r->d;
+	struct runner **pp;
+
+	ev_timer_stop(d->loop, &r->timer);
+	ev_timer_stop(d->loop, &r->idle_timer);
+	if (r->state == R_RUNNING)
+		d->running--;
+	if (r->state == R_QUEUED) {
+		for (pp = &d->qhead; *pp != NULL; pp = &(*pp)->qnext)
+			if (*pp == r) {
+				*pp = r->qnext;
+				break;
+			}
+		d->qtail = &d->qhead;
+		while (*d->qtail != NULL)
+			d->qtail = &(*d->qtail)->qnext;
+	}
+	for (pp = &d->runners; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == r) {
+			*pp = r->next;
+			break;
+		}
+	mirror_free(&r->mirror);
+	idle_watch_free(&r->idle);
+	cfg_unref(&r->cfg);
+	free(r);
+}
+
+static bool
+selected(const struct daemon *d, const char *name)
+{
+	if (d->nnames == 0)
+		return true;
+	for (size_t i = 0; i < d->nnames; i++)
+		if (strcmp(d->names[i], name) == 0)
+			return true;
+	return false;
+}
+
+static bool
+str_eq(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) || (a != NULL && b != NULL &&
+	    strcmp(a, b) == 0);
+}
+
+static bool
+list_eq(const struct str_list *a, const struct str_list *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++)
+		if (strcmp(a->v[i], b->v[i]) != 0)
+			return false;
+	return true;
+}
+
+static bool
+account_eq(const struct account *a, const struct account *b)
+{
+	return str_eq(a->host, b->host) && a->port == b->port &&
+	    a->tls == b->tls && str_eq(a->ca_file, b->ca_file) &&
+	    a->has_pin == b->has_pin && memcmp(a->pin_sha256, b->pin_sha256,
+	    sizeof a->pin_sha256) == 0 && str_eq(a->user, b->user) &&
+	    a->secret_source == b->secret_source &&
+	    str_eq(a->secret, b->secret) && a->auth == b->auth &&
+	    list_eq(&a->mailboxes, &b->mailboxes) &&
+	    list_eq(&a->exclude, &b->exclude) &&
+	    str_eq(a->output, b->output) && a->interval == b->interval &&
+	    a->idle == b->idle && a->allow_plaintext == b->allow_plaintext &&
+	    a->compress == b->compress;
+}
+
+/* [general] settings that every session depends on. */
+static bool
+general_eq(const struct config *a, const struct config *b)
+{
+	return str_eq(a->state_dir, b->state_dir) && a->timeout == b->timeout;
+}
+
+static void
+start_runners(struct daemon *d)
+{
+	const struct config *c = d->cfg->config;
+
+	for (size_t i = 0; i < c->n_accounts; i++)
+		if (selected(d, c->accounts[i].name))
+			runner_new(d, &c->accounts[i]);
+}
+
+static void
+reload(struct daemon *d)
+{
+	struct config *config = NULL;
+	struct runner *r, *next;
+	struct cfg *fresh;
+	const struct account *a;
+	unsigned added = 0, removed = 0, changed = 0;
+
+	notify_reloading();
+	log_info("reloading %s", d->path);
+	if (config_load(d->path, &config) != 0) {
+		log_error("the new configuration has errors; keeping the "
+		    "running one");
+		notify_ready(NULL);
+		return;
+	}
+	log_set_level(config->log_level);
+	if ((fresh = calloc(1, sizeof *fresh)) == NULL) {
+		config_free(&config);
+		notify_ready(NULL);
+		return;
+	}
+	fresh->config = config;
+	fresh->refs = 1;
+	for (r = d->runners; r != NULL; r = next) {
+		next = r->next;
+		a = config_find_account(config, r->account->name);
+		if (a != NULL && selected(d, a->name) &&
+		    account_eq(a, r->account) &&
+		    general_eq(config, r->cfg->config))
+			continue;
+		if (a != NULL && selected(d, a->name))
+			changed++;
+		else
+			removed++;
+		log_info("account %s: %s", r->account->name, a != NULL ?
+		    "changed, restarting" : "removed, stopping");
+		runner_free(r);
+	}
+	cfg_unref(&d->cfg);
+	d->cfg = fresh;
+	for (size_t i = 0; i < config->n_accounts; i++) {
+		bool found = false;
+
+		if (!selected(d, config->accounts[i].name))
+			continue;
+		for (r = d->runners; r != NULL && !found; r = r->next)
+			found = strcmp(r->account->name,
+			    config->accounts[i].name) == 0;
+		if (!found) {
+			if (runner_new(d, &config->accounts[i]) == NULL)
+				continue;
+			/* changed ones were counted above */
+			added++;
+		}
+	}
+	added -= changed;
+	log_info("configuration reloaded: %u added, %u removed, %u changed",
+	    added, removed, changed);
+	notify_ready(NULL);
+	update_status(d);
+	run_queue(d);
+}
+
+/* Signals and the watchdog */
+
+static void
+on_stop(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	(void)revents;
+	log_info("stopping on signal %d", w->signum);
+	notify_stopping();
+	ev_break(loop, EVBREAK_ALL);
+}
+
+static void
+on_hup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	reload(w->data);
+}
+
+static void
+on_watchdog(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)loop;
+	(void)t;
+	(void)revents;
+	notify_watchdog();
+}
+
+int
+daemon_run(struct config *config, const char *path, char *const *names,
+    size_t nnames)
+{
+	struct daemon d = { 0 };
+	uint64_t wd;
+
+	if (transport_global_init() != 0) {
+		log_error("cannot initialise TLS");
+		config_free(&config);
+		return 1;
+	}
+	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
+	d.loop = ev_default_loop(EVFLAG_AUTO);
+	d.path = path;
+	d.names = names;
+	d.nnames = nnames;
+	d.qtail = &d.qhead;
+	if ((d.cfg = calloc(1, sizeof *d.cfg)) == NULL) {
+		config_free(&config);
+		return 1;
+	}
+	d.cfg->config = config;
+	d.cfg->refs = 1;
+	notify_init();
+	ev_signal_init(&d.sigterm, on_stop, SIGTERM);
+	ev_signal_init(&d.sigint, on_stop, SIGINT);
+	ev_signal_init(&d.sighup, on_hup, SIGHUP);
+	d.sighup.data = &d;
+	ev_signal_start(d.loop, &d.sigterm);
+	ev_signal_start(d.loop, &d.sigint);
+	ev_signal_start(d.loop, &d.sighup);
+	if ((wd = notify_watchdog_usec()) > 0) {
+		ev_timer_init(&d.watchdog, on_watchdog, 0, wd / 2e6);
+		ev_timer_again(d.loop, &d.watchdog);
+	}
+	start_runners(&d);
+	log_info("mboxmirror %s running: %zu accounts", MM_VERSION,
+	    config->n_accounts);
+	notify_ready(NULL);
+	update_status(&d);
+	ev_run(d.loop, 0);
+
+	/* Uncommitted appends are rolled back by the mirrors' teardown. */
+	while (d.runners != NULL)
+		runner_free(d.runners);
+	ev_timer_stop(d.loop, &d.watchdog);
+	ev_signal_stop(d.loop, &d.sigterm);
+	ev_signal_stop(d.loop, &d.sigint);
+	ev_signal_stop(d.loop, &d.sighup);
+	cfg_unref(&d.cfg);
+	transport_global_deinit();
+	log_info("stopped");
+	return d.status;
+}

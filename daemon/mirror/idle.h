@@ -1,0 +1,37 @@
+/*
+ * mirror/idle: push for one account.  Keeps a connection with INBOX examined
+ * and in IDLE (RFC 2177), and says when new mail arrives; the scheduler then
+ * runs a sync.  The IDLE is re-issued well before the 29-minute limit RFC 2177
+ * allows servers, and the reply to that re-issue is held to the no-progress
+ * timeout, so a silently dead connection is noticed within IDLE_REFRESH plus
+ * the timeout and reported as a failure (the scheduler reconnects).
+ */
+#ifndef MM_MIRROR_IDLE_H
+#define MM_MIRROR_IDLE_H
+
+#include <ev.h>
+
+#include "config.h"
+
+/* Seconds between re-issues of IDLE. */
+#define IDLE_REFRESH (9 * 60)
+
+enum idle_event {
+	IDLE_WATCHING,		/* in IDLE on INBOX */
+	IDLE_NEW_MAIL,		/* EXISTS grew: time to sync */
+	IDLE_UNSUPPORTED,	/* the server has no IDLE capability */
+	IDLE_FAILED,		/* the connection ended; message says why */
+};
+
+struct idle_watch;
+typedef void idle_event_fn(struct idle_watch *w, enum idle_event event,
+    const char *message, void *arg);
+
+/* Connects and starts watching; events follow from the loop.  After
+ * UNSUPPORTED or FAILED the watch is dead: free it. */
+struct idle_watch *idle_watch_start(struct ev_loop *loop,
+    const struct config *config, const struct account *account,
+    idle_event_fn *cb, void *arg);
+void idle_watch_free(struct idle_watch **w);
+
+#endif
