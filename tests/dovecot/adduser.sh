@@ -36,4 +36,26 @@ chown "$MAIL_UID:$MAIL_GID" "$home"
 chmod 700 "$home"
 # Append in one write so a concurrent lookup never sees half a line.
 printf '%s\n' "$NAME:{PLAIN}$PASSWORD:$MAIL_UID:$MAIL_GID::$home::" >>"$PASSWD"
+
+# Each running instance's auth process notices the change on a later lookup, but not
+# always within the same second: wait until every one of them accepts the new user, so
+# that a login right after this script returns succeeds.
+DOVEADM_BIN=$(command -v doveadm || echo /usr/bin/doveadm)
+for conf in "$DIR"/*.conf; do
+	[ "$(basename "$conf")" = common.conf ] && continue
+	base=$(sed -n 's/^base_dir = //p' "$conf")
+	[ -s "$base/master.pid" ] || continue
+	ok=0
+	for _ in $(seq 1 100); do
+		if "$DOVEADM_BIN" -c "$conf" auth test "$NAME" "$PASSWORD" >/dev/null 2>&1; then
+			ok=1
+			break
+		fi
+		sleep 0.05
+	done
+	if [ "$ok" = 0 ]; then
+		echo "adduser: $(basename "$conf" .conf) does not accept $NAME" >&2
+		exit 1
+	fi
+done
 echo "adduser: added $NAME"

@@ -285,6 +285,19 @@ class Fixture:
             f.seek(offset)
             return f.read().decode("utf-8", errors="replace")
 
+    def wait_log(self, offset, pattern, timeout=10):
+        """Waits until the log after offset matches the regular expression pattern (the
+        server writes its log asynchronously) and returns that text; raises
+        AssertionError on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.log_since(offset)
+            if re.search(pattern, text):
+                return text
+            if time.monotonic() > deadline:
+                raise AssertionError(f"server log never matched {pattern!r}:\n{text}")
+            time.sleep(0.05)
+
     # -- mboxmirror configuration --
 
     def account(self, tmpdir, user, password, name="test", tls="implicit", **keys):
