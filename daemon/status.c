@@ -1,0 +1,183 @@
+#include "status.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "mirror/state.h"
+
+struct account_summary {
+	const char *name;
+	struct account_state st;
+	char *error;			/* the state file could not be read */
+	unsigned long long messages;
+	unsigned long long bytes;
+};
+
+static void
+format_time(char *buf, size_t size, time_t t)
+{
+	struct tm tm;
+
+	if (t == 0) {
+		snprintf(buf, size, "never");
+		return;
+	}
+	localtime_r(&t, &tm);
+	strftime(buf, size, "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+static void
+format_iso(char *buf, size_t size, time_t t)
+{
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void
+json_string(FILE *out, const char *s)
+{
+	fputc('"', out);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(out, "\\%c", *p);
+		else if (*p < 0x20)
+			fprintf(out, "\\u%04x", *p);
+		else
+			fputc(*p, out);
+	}
+	fputc('"', out);
+}
+
+static void
+json_time(FILE *out, const char *key, time_t t)
+{
+	char buf[32];
+
+	fprintf(out, "\"%s\": ", key);
+	if (t == 0) {
+		fputs("null", out);
+		return;
+	}
+	format_iso(buf, sizeof buf, t);
+	json_string(out, buf);
+}
+
+static void
+print_json(FILE *out, const struct account_summary *a, bool last)
+{
+	fputs("  {\"account\": ", out);
+	json_string(out, a->name);
+	if (a->error != NULL) {
+		fputs(", \"state_error\": ", out);
+		json_string(out, a->error);
+		fprintf(out, "}%s\n", last ? "" : ",");
+		return;
+	}
+	fputs(", ", out);
+	json_time(out, "last_attempt", a->st.last_attempt);
+	fputs(", ", out);
+	json_time(out, "last_success", a->st.last_success);
+	fputs(", \"last_error\": ", out);
+	if (a->st.last_error != NULL)
+		json_string(out, a->st.last_error);
+	else
+		fputs("null", out);
+	fputs(", ", out);
+	json_time(out, "last_error_time", a->st.last_error_time);
+	fputs(", ", out);
+	json_time(out, "next_attempt", a->st.next_attempt);
+	fprintf(out, ", \"consecutive_failures\": %u, \"mailboxes\": %zu, "
+	    "\"messages\": %llu, \"mbox_bytes\": %llu, \"ok\": %s}%s\n",
+	    a->st.failures, a->st.n_mailboxes, a->messages, a->bytes,
+	    a->st.last_error == NULL && a->st.last_success != 0 ? "true" :
+	    "false", last ? "" : ",");
+}
+
+static void
+print_row(FILE *out, const struct account_summary *a)
+{
+	char success[32], next[32], when[32];
+
+	if (a->error != NULL) {
+		fprintf(out, "%-16s state unreadable: %s\n", a->name, a->error);
+		return;
+	}
+	format_time(success, sizeof success, a->st.last_success);
+	format_time(next, sizeof next, a->st.next_attempt);
+	fprintf(out, "%-16s %-19s %-19s %9zu %9llu  %s\n", a->name, success,
+	    a->st.next_attempt != 0 ? next : "-", a->st.n_mailboxes,
+	    a->messages, a->st.last_error == NULL ? (a->st.last_success ? "ok" :
+	    "not synced yet") : "FAILING");
+	if (a->st.last_error != NULL) {
+		format_time(when, sizeof when, a->st.last_error_time);
+		fprintf(out, "%-16s   last error at %s (%u in a row): %s\n", "",
+		    when, a->st.failures, a->st.last_error);
+	}
+}
+
+static bool
+selected(const char *name, char *const *names, size_t nnames)
+{
+	if (nnames == 0)
+		return true;
+	for (size_t i = 0; i < nnames; i++)
+		if (strcmp(names[i], name) == 0)
+			return true;
+	return false;
+}
+
+int
+status_print(FILE *out, const struct config *config, char *const *names,
+    size_t nnames, bool json)
+{
+	struct account_summary *sums;
+	size_t n = 0;
+	int rc = 0;
+
+	if ((sums = calloc(config->n_accounts, sizeof *sums)) == NULL)
+		return 1;
+	for (size_t i = 0; i < config->n_accounts; i++) {
+		const struct account *acc = &config->accounts[i];
+		struct account_summary *a;
+		char *dir;
+
+		if (!selected(acc->name, names, nnames))
+			continue;
+		a = &sums[n++];
+		a->name = acc->name;
+		dir = state_account_dir(config->state_dir, acc->name);
+		if (dir == NULL || state_load(dir, &a->st, &a->error) != 0) {
+			if (a->error == NULL)
+				a->error = strdup("out of memory");
+			rc = 1;
+		}
+		free(dir);
+		for (size_t k = 0; k < a->st.n_mailboxes; k++) {
+			a->messages += a->st.mailboxes[k].messages;
+			a->bytes += a->st.mailboxes[k].mbox_size;
+		}
+		if (a->st.last_error != NULL)
+			rc = 1;
+	}
+	if (json) {
+		fputs("[\n", out);
+		for (size_t i = 0; i < n; i++)
+			print_json(out, &sums[i], i + 1 == n);
+		fputs("]\n", out);
+	} else {
+		fprintf(out, "%-16s %-19s %-19s %9s %9s  %s\n", "ACCOUNT",
+		    "LAST SUCCESS", "NEXT ATTEMPT", "MAILBOXES", "MESSAGES",
+		    "STATE");
+		for (size_t i = 0; i < n; i++)
+			print_row(out, &sums[i]);
+	}
+	for (size_t i = 0; i < n; i++) {
+		state_clear(&sums[i].st);
+		free(sums[i].error);
+	}
+	free(sums);
+	return rc;
+}
