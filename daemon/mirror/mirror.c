@@ -26,6 +26,8 @@
 #define BATCH_MAX_MESSAGES 2000
 #define BATCH_MAX_BYTES (32ULL * 1024 * 1024)
 #define BATCHES_IN_FLIGHT 2
+/* Seconds between progress lines of a long sync. */
+#define PROGRESS_INTERVAL 5.0
 
 struct mbx {
 	char *name;		/* raw, as the server sent it */
@@ -65,6 +67,8 @@ struct mirror {
 	unsigned in_flight;
 	uint32_t appended_max;		/* highest UID appended */
 	unsigned long long mbx_messages, mbx_bytes;
+	uint64_t todo_bytes;		/* sum of todo_sizes */
+	ev_tstamp mbx_started, last_progress;
 
 	/* The message being streamed */
 	bool msg_open;
@@ -767,6 +771,10 @@ on_sizes_done(struct session *s, const struct imap_response *tagged,
 		mailbox_done(m);
 		return;
 	}
+	m->todo_bytes = 0;
+	for (size_t i = 0; i < m->n_todo; i++)
+		m->todo_bytes += m->todo_sizes[i];
+	m->mbx_started = m->last_progress = ev_now(m->loop);
 	log_debug("%s: mailbox %s: %zu new messages", m->prefix,
 	    m->mbxs[m->cur].display, m->n_todo);
 	send_batches(m);
@@ -1000,6 +1008,24 @@ on_batch_untagged(struct session *s, const struct imap_response *resp,
 		append_spooled(m, resp);
 }
 
+/* A line every few seconds while a big mailbox comes in. */
+static void
+report_progress(struct mirror *m)
+{
+	ev_tstamp now = ev_now(m->loop), elapsed = now - m->mbx_started;
+	double rate, eta;
+
+	if (now - m->last_progress < PROGRESS_INTERVAL || elapsed <= 0)
+		return;
+	m->last_progress = now;
+	rate = m->mbx_bytes / elapsed;
+	eta = rate > 0 ? (m->todo_bytes - (double)m->mbx_bytes) / rate : 0;
+	log_info("%s: mailbox %s: %llu/%zu messages, %.1f/%.1f MB, "
+	    "%.1f MB/s, about %.0fs left", m->prefix, m->mbxs[m->cur].display,
+	    m->mbx_messages, m->n_todo, m->mbx_bytes / 1e6,
+	    m->todo_bytes / 1e6, rate / 1e6, eta > 0 ? eta : 0);
+}
+
 static void
 on_batch_done(struct session *s, const struct imap_response *tagged,
     void *arg)
@@ -1026,6 +1052,7 @@ on_batch_done(struct session *s, const struct imap_response *tagged,
 	m->batch_appended = 0;
 	if (save_state(m) != 0)
 		return;
+	report_progress(m);
 	if (m->next_todo < m->n_todo)
 		send_batches(m);
 	else if (m->in_flight == 0)
