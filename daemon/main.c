@@ -9,7 +9,10 @@
 
 #include "cli.h"
 #include "config.h"
+#include "daemon.h"
 #include "log.h"
+#include "run.h"
+#include "status.h"
 
 static void
 usage_error(const char *message)
@@ -96,41 +99,6 @@ check_config(const struct config *config, const struct cli_options *opts)
 	return fflush(stdout) == 0 ? 0 : 1;
 }
 
-/*
- * Placeholders for the modes the sync engine provides; each is replaced by
- * the real entry point as it lands.
- */
-static int
-not_available(const char *option)
-{
-	fprintf(stderr, "mboxmirror: %s is not available yet\n", option);
-	return 1;
-}
-
-static int
-run_once(const struct config *config, const struct cli_options *opts)
-{
-	return not_available("--once");
-}
-
-static int
-run_probe(const struct config *config, const struct cli_options *opts)
-{
-	return not_available("--probe");
-}
-
-static int
-run_status(const struct config *config, const struct cli_options *opts)
-{
-	return not_available("--status");
-}
-
-static int
-run_daemon(const struct config *config, const struct cli_options *opts)
-{
-	return not_available("the daemon mode");
-}
-
 int
 main(int argc, char **argv)
 {
@@ -197,16 +165,20 @@ main(int argc, char **argv)
 		status = check_config(config, &opts);
 		break;
 	case CLI_MODE_ONCE:
-		status = run_once(config, &opts);
+		status = run_once(config, opts.accounts, opts.n_accounts);
 		break;
 	case CLI_MODE_PROBE:
-		status = run_probe(config, &opts);
+		status = run_probe(config, opts.probe_account);
 		break;
 	case CLI_MODE_STATUS:
-		status = run_status(config, &opts);
+		status = status_print(stdout, config, opts.accounts,
+		    opts.n_accounts, opts.json);
 		break;
 	case CLI_MODE_DAEMON:
-		status = run_daemon(config, &opts);
+		/* The daemon owns the config from here (reloads replace it). */
+		status = daemon_run(config, path, opts.accounts,
+		    opts.n_accounts);
+		config = NULL;
 		break;
 	case CLI_MODE_VERSION:
 	case CLI_MODE_HELP:

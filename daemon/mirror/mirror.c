@@ -673,6 +673,18 @@ next_mailbox(struct mirror *m)
 	all_done(m);
 }
 
+/* The items of an untagged "* n FETCH (...)" response. */
+static int
+decode_fetch(const struct imap_response *resp, struct imap_fetch_item *item)
+{
+	if (resp->keyword == NULL || strcmp(resp->keyword, "FETCH") != 0 ||
+	    !resp->has_number || resp->nargs != 1 ||
+	    resp->args[0].type != IMAP_ARG_LIST)
+		return -1;
+	return imap_fetch_decode(resp->number, resp->args[0].list,
+	    resp->args[0].count, item);
+}
+
 /* The size query: which UIDs are new, and how big */
 
 static int
@@ -704,9 +716,7 @@ on_sizes_untagged(struct session *s, const struct imap_response *resp,
 	struct imap_fetch_item item;
 
 	(void)s;
-	if (resp->keyword == NULL || strcmp(resp->keyword, "FETCH") != 0 ||
-	    imap_fetch_decode(resp->number, resp->args, resp->nargs,
-	    &item) != 0 || !item.has_uid)
+	if (decode_fetch(resp, &item) != 0 || !item.has_uid)
 		return;
 	/* "n:*" returns the last message even when it is old. */
 	if (item.uid <= m->ms->last_uid)
@@ -965,8 +975,8 @@ append_spooled(struct mirror *m, const struct imap_response *resp)
 	ssize_t n;
 
 	m->spooling = false;
-	if (imap_fetch_decode(resp->number, resp->args, resp->nargs,
-	    &item) != 0 || !item.has_uid || !item.has_internaldate) {
+	if (decode_fetch(resp, &item) != 0 || !item.has_uid ||
+	    !item.has_internaldate) {
 		mirror_fail(m, SESSION_ERR_PROTOCOL, "FETCH response without "
 		    "UID or INTERNALDATE");
 		return;
