@@ -41,6 +41,7 @@ printf '%s\n' "$NAME:{PLAIN}$PASSWORD:$MAIL_UID:$MAIL_GID::$home::" >>"$PASSWD"
 # always within the same second: wait until every one of them accepts the new user, so
 # that a login right after this script returns succeeds.
 DOVEADM_BIN=$(command -v doveadm || echo /usr/bin/doveadm)
+shopt -s nullglob
 for conf in "$DIR"/*.conf; do
 	[ "$(basename "$conf")" = common.conf ] && continue
 	base=$(sed -n 's/^base_dir = //p' "$conf")

@@ -39,12 +39,18 @@ for pidf in "$ROOT"/run/*/master.pid; do
 		pids+=("$pid")
 	fi
 done
+alive() {
+	# A zombie counts as gone: its parent (init) reaps it when it gets to it.
+	local state
+	state=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) || return 1
+	[ -n "$state" ] && [ "$state" != Z ]
+}
 for pid in ${pids[@]+"${pids[@]}"}; do
-	for _ in $(seq 1 100); do
-		[ -d "/proc/$pid" ] || break
+	for _ in $(seq 1 200); do
+		alive "$pid" || break
 		sleep 0.05
 	done
-	if [ -d "/proc/$pid" ]; then
+	if alive "$pid"; then
 		kill -KILL "$pid" 2>/dev/null || true
 	fi
 done
