@@ -1,1 +1,333 @@
-/* placeholder: being written */
+/*
+ * mirror/names: mailbox names to mbox paths, and LIST pattern matching.
+ */
+#include <ctype.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "imap/writer.h"
+#include "mirror/names.h"
+
+struct sbuf {
+	char	*data;
+	size_t	 len, cap;
+	bool	 failed;
+};
+
+static void	 sb_add(struct sbuf *, const void *, size_t);
+static void	 sb_escape(struct sbuf *, unsigned char);
+static size_t	 utf8_seq_len(const unsigned char *, size_t);
+static bool	 ends_reserved_at(const unsigned char *, size_t, size_t);
+static void	 add_component(struct sbuf *, const unsigned char *, size_t,
+		    bool);
+static uint64_t	 fnv1a64(const char *, size_t);
+static bool	 is_inbox(const char *, size_t);
+static bool	 has_control(const char *);
+
+static void
+sb_add(struct sbuf *sb, const void *p, size_t n)
+{
+	size_t	 ncap;
+	char	*d;
+
+	if (sb->failed)
+		return;
+	if (n > SIZE_MAX / 2 - sb->len) {
+		sb->failed = true;
+		return;
+	}
+	if (sb->len + n + 1 > sb->cap) {
+		ncap = sb->cap ? sb->cap : 64;
+		while (ncap < sb->len + n + 1)
+			ncap *= 2;
+		if ((d = realloc(sb->data, ncap)) == NULL) {
+			sb->failed = true;
+			return;
+		}
+		sb->data = d;
+		sb->cap = ncap;
+	}
+	memcpy(sb->data + sb->len, p, n);
+	sb->len += n;
+	sb->data[sb->len] = '\0';
+}
+
+static void
+sb_escape(struct sbuf *sb, unsigned char c)
+{
+	char	 e[4];
+
+	snprintf(e, sizeof(e), "%%%02X", c);
+	sb_add(sb, e, 3);
+}
+
+/* Length of the valid, shortest-form UTF-8 sequence of two or more bytes
+ * at s, else 0. */
+static size_t
+utf8_seq_len(const unsigned char *s, size_t len)
+{
+	size_t	 n, k;
+	uint32_t cp, min;
+
+	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+		n = 2;
+		cp = s[0] & 0x1f;
+		min = 0x80;
+	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		n = 3;
+		cp = s[0] & 0x0f;
+		min = 0x800;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		n = 4;
+		cp = s[0] & 0x07;
+		min = 0x10000;
+	} else
+		return 0;
+	if (len < n)
+		return 0;
+	for (k = 1; k < n; k++) {
+		if ((s[k] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[k] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+/*
+ * The '.' at c[i] starts a suffix that other files beside the mbox use:
+ * ".mbox" at the end or before another '.', ".lock" at the end, or
+ * ".uidvalidity-<digits>" at the end.
+ */
+static bool
+ends_reserved_at(const unsigned char *c, size_t len, size_t i)
+{
+	const char *s = (const char *)c + i;
+	size_t	 rest = len - i, k;
+
+	if (rest >= 5 && strncasecmp(s, ".mbox", 5) == 0 &&
+	    (rest == 5 || s[5] == '.'))
+		return true;
+	if (rest == 5 && strncasecmp(s, ".lock", 5) == 0)
+		return true;
+	if (rest > 13 && strncasecmp(s, ".uidvalidity-", 13) == 0) {
+		for (k = 13; k < rest; k++)
+			if (s[k] < '0' || s[k] > '9')
+				return false;
+		return true;
+	}
+	return false;
+}
+
+static uint64_t
+fnv1a64(const char *s, size_t len)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	size_t	 i;
+
+	for (i = 0; i < len; i++) {
+		h ^= (unsigned char)s[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+static void
+add_component(struct sbuf *out, const unsigned char *c, size_t len, bool raw)
+{
+	struct sbuf e = { 0 };
+	size_t	 i, n, cut, step;
+	char	 tail[24];
+
+	if (len == 0) {
+		sb_add(out, "%", 1);
+		return;
+	}
+	for (i = 0; i < len; i += n) {
+		n = 1;
+		if (c[i] >= 0x80) {
+			if (!raw && (n = utf8_seq_len(c + i, len - i)) > 0) {
+				sb_add(&e, c + i, n);
+				continue;
+			}
+			n = 1;
+			sb_escape(&e, c[i]);
+		} else if (c[i] < 0x20 || c[i] == 0x7f || c[i] == '%' ||
+		    c[i] == '/' || c[i] == '\\' || (raw && c[i] == '&') ||
+		    (c[i] == '.' && (i == 0 || ends_reserved_at(c, len, i))))
+			sb_escape(&e, c[i]);
+		else
+			sb_add(&e, c + i, 1);
+	}
+	if (e.failed) {
+		out->failed = true;
+		goto out;
+	}
+	if (e.len <= NAMES_COMPONENT_MAX) {
+		sb_add(out, e.data, e.len);
+		goto out;
+	}
+	/* Cut between characters: never inside "%XX" or a UTF-8 sequence. */
+	snprintf(tail, sizeof(tail), "%%~%016llx",
+	    (unsigned long long)fnv1a64(e.data, e.len));
+	for (cut = 0; ; cut += step) {
+		unsigned char b = e.data[cut];
+		step = b == '%' ? 3 : b < 0x80 ? 1 :
+		    utf8_seq_len((unsigned char *)e.data + cut, e.len - cut);
+		if (step == 0)
+			step = 1;
+		if (cut + step > NAMES_COMPONENT_MAX - strlen(tail))
+			break;
+	}
+	sb_add(out, e.data, cut);
+	sb_add(out, tail, strlen(tail));
+out:
+	free(e.data);
+}
+
+static bool
+is_inbox(const char *s, size_t len)
+{
+	return len == 5 && strncasecmp(s, "INBOX", 5) == 0;
+}
+
+static bool
+has_control(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return true;
+	return false;
+}
+
+char *
+names_mbox_path(const char *name, size_t len, char delimiter, bool utf8)
+{
+	struct sbuf out = { 0 };
+	char	*dec = NULL;
+	const char *b = name;
+	size_t	 blen = len, start, i;
+	bool	 raw = false;
+	int	 k;
+
+	if (!utf8) {
+		dec = imap_utf7_decode(name, len);
+		if (dec != NULL && !has_control(dec)) {
+			b = dec;
+			blen = strlen(dec);
+		} else
+			raw = true;
+	}
+	for (k = 0, start = i = 0; i <= blen; i++) {
+		if (i < blen && (delimiter == '\0' || b[i] != delimiter))
+			continue;
+		if (k > 0)
+			sb_add(&out, "/", 1);
+		if (k == 0 && is_inbox(b + start, i - start))
+			sb_add(&out, "INBOX", 5);
+		else
+			add_component(&out, (const unsigned char *)b + start,
+			    i - start, raw);
+		k++;
+		start = i + 1;
+	}
+	sb_add(&out, ".mbox", 5);
+	free(dec);
+	if (out.failed) {
+		free(out.data);
+		return NULL;
+	}
+	return out.data;
+}
+
+char *
+names_old_path(const char *path, uint32_t uidvalidity)
+{
+	size_t	 len = strlen(path);
+	char	*out;
+
+	if (len < 5 || strcmp(path + len - 5, ".mbox") != 0)
+		return NULL;
+	if (asprintf(&out, "%.*s.uidvalidity-%u.mbox", (int)(len - 5), path,
+	    (unsigned)uidvalidity) == -1)
+		return NULL;
+	return out;
+}
+
+/*
+ * Dynamic programming over name positions, one pattern byte at a time:
+ * cur[j] says whether the pattern so far matches the first j bytes of the
+ * name.  No backtracking, so "*a*a*a*...b" cannot blow up.
+ */
+bool
+names_match(const char *pattern, const char *name, char delimiter)
+{
+	size_t	 n = strlen(name), j, inbox_len = 0;
+	bool	*cur, *next, *t, any, result = false;
+	const char *p;
+
+	if (strncasecmp(name, "INBOX", 5) == 0 &&
+	    (name[5] == '\0' || (delimiter != '\0' && name[5] == delimiter)))
+		inbox_len = 5;
+	cur = calloc(n + 1, sizeof(*cur));
+	next = calloc(n + 1, sizeof(*next));
+	if (cur == NULL || next == NULL)
+		goto out;
+	cur[0] = true;
+	for (p = pattern; *p != '\0'; p++) {
+		any = false;
+		if (*p == '*') {
+			for (j = 0; j <= n; j++)
+				next[j] = (any = any || cur[j]);
+		} else if (*p == '%') {
+			next[0] = cur[0];
+			for (j = 1; j <= n; j++) {
+				next[j] = cur[j] || (next[j - 1] &&
+				    (delimiter == '\0' ||
+				    name[j - 1] != delimiter));
+				any = any || next[j];
+			}
+			any = any || next[0];
+		} else {
+			next[0] = false;
+			for (j = 1; j <= n; j++) {
+				unsigned char a = *p, c = name[j - 1];
+				bool eq = a == c || (j <= inbox_len &&
+				    tolower(a) == tolower(c));
+				next[j] = cur[j - 1] && eq;
+				any = any || next[j];
+			}
+		}
+		t = cur;
+		cur = next;
+		next = t;
+		if (!any)
+			break;
+	}
+	result = *p == '\0' && cur[n];
+out:
+	free(cur);
+	free(next);
+	return result;
+}
+
+bool
+names_selected(const char *const *include, size_t ninclude,
+    const char *const *exclude, size_t nexclude, const char *name,
+    char delimiter)
+{
+	size_t	 i;
+	bool	 wanted = ninclude == 0;
+
+	for (i = 0; i < ninclude && !wanted; i++)
+		if (names_match(include[i], name, delimiter))
+			wanted = true;
+	for (i = 0; i < nexclude && wanted; i++)
+		if (names_match(exclude[i], name, delimiter))
+			wanted = false;
+	return wanted;
+}

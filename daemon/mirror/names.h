@@ -7,28 +7,71 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Escaped path components longer than this are shortened (see below).  It
+ * leaves room within NAME_MAX (255) for ".mbox" and the suffixes put after
+ * it (".lock", a dotlock's temporary name, ".uidvalidity-N").
+ */
+#define NAMES_COMPONENT_MAX 180
 
 /*
  * The mbox path, relative to the account's output, for a mailbox name as the
- * server sent it (utf8: the name is UTF-8 already, else modified UTF-7 that
- * is decoded; undecodable names are used as raw bytes, escaped).  The
- * delimiter becomes '/'; INBOX (any case) is "INBOX.mbox"; "<name>.mbox" for
- * the last component.  A component that is empty, ".", "..", or holds '/',
- * NUL, control bytes or begins with '.' is escaped ("%2F", "%2E."), never
- * dropped, so the result never leaves the output directory and two different
- * names never share a file.  malloc'ed, or NULL on allocation failure.
+ * server sent it (len bytes; it may hold NUL).  malloc'ed, or NULL on
+ * allocation failure.
+ *
+ * 1. The name: with utf8 it is UTF-8 already; otherwise it is decoded from
+ *    modified UTF-7.  A name that does not decode (or decodes to control
+ *    characters) is used as its raw bytes, with '&' and every 8-bit byte
+ *    escaped as well, so it cannot meet any decoded name.
+ * 2. It is split at the delimiter (delimiter '\0': NIL, one component).  A
+ *    first component "INBOX" in any case is written "INBOX".
+ * 3. Each other component is escaped, byte for byte, as "%XX" (upper-case
+ *    hex) where the byte is '%', '/', '\\', a control (< 0x20, 0x7f), part
+ *    of invalid UTF-8, a leading '.', or the '.' that starts ".mbox" at the
+ *    end of the component or followed by '.', ".lock" at its end, or
+ *    ".uidvalidity-<digits>" at its end (all compared case-insensitively).
+ *    The empty component is written "%".  Every '%' in the result therefore
+ *    starts "%XX", "%~" (below) or the lone "%", so escaping is one-to-one
+ *    and the result has no empty, "." or ".." component.
+ * 4. An escaped component of more than NAMES_COMPONENT_MAX bytes becomes its
+ *    first bytes (cut between characters) plus "%~" and 16 hex digits of a
+ *    64-bit FNV-1a hash of the whole escaped component.  Distinct long
+ *    components stay distinct unless their hashes collide (unlikely by
+ *    chance, but a hostile server could contrive it).
+ * 5. The components are joined with '/' and ".mbox" is appended.
+ *
+ * Files beside the mbox: a mailbox "x" has the file "x.mbox" and, if it has
+ * children, the directory "x/".  Other files belonging to it must be named
+ * "x.mbox.<suffix>" (the dotlock "x.mbox.lock", its temporary files) or be
+ * names_old_path()'s "x.uidvalidity-<N>.mbox".  Because of the escapes in
+ * step 3, no mailbox's directory or mbox can be named like any of these:
+ * mailbox "x.lock" is "x%2Elock.mbox", "x.mbox" is "x%2Embox.mbox".
  */
 char *names_mbox_path(const char *name, size_t len, char delimiter,
     bool utf8);
 
 /*
- * IMAP LIST pattern match (RFC 3501 6.3.8): '*' anything, '%' anything but
- * the delimiter; case-sensitive except that a leading INBOX matches in any
- * case.  name and pattern are UTF-8.
+ * Where the mbox at path (a names_mbox_path() result, ending in ".mbox") is
+ * kept after the server changed the mailbox's UIDVALIDITY away from
+ * uidvalidity: "a/b.mbox" -> "a/b.uidvalidity-1234.mbox".  It can never be
+ * the path of a mailbox.  malloc'ed, or NULL on allocation failure or when
+ * path does not end in ".mbox".
+ */
+char *names_old_path(const char *path, uint32_t uidvalidity);
+
+/*
+ * IMAP LIST pattern match (RFC 3501 6.3.8): '*' matches anything, '%'
+ * anything but the delimiter (delimiter '\0': anything); case-sensitive,
+ * except that INBOX is case-insensitive when it is the name's first
+ * component ("inbox/%" matches "INBOX/a", "Inbox" matches "INBOX").  name and
+ * pattern are UTF-8.  Time O(|pattern| * |name|), no backtracking.
  */
 bool names_match(const char *pattern, const char *name, char delimiter);
 
-/* The mailbox is wanted: matches one of include and none of exclude. */
+/* The mailbox is wanted: matches one of include and none of exclude.  No
+ * include patterns at all means every mailbox (the default "*"). */
 bool names_selected(const char *const *include, size_t ninclude,
     const char *const *exclude, size_t nexclude, const char *name,
     char delimiter);
