@@ -105,54 +105,112 @@ log_clear_secrets(void)
 	n_secrets = 0;
 }
 
+/*
+ * Copies src to dst (size bytes, NUL included) with every byte covered by
+ * an occurrence of a registered secret masked; overlapping or adjacent
+ * occurrences become one mask.  Redaction happens before any truncation, so
+ * a cut can never leave a secret's prefix behind.  Output that does not fit
+ * ends in "...".
+ */
 static void
-redact_one(char *line, size_t size, const char *secret)
+redact_copy(const char *src, char *dst, size_t size)
 {
-	size_t slen = strlen(secret), mlen = strlen(MASK);
-	char *p = line;
+	size_t mlen = strlen(MASK), o = 0, covered = 0, i;
+	bool masking = false, cut = false;
 
-	while ((p = strstr(p, secret)) != NULL) {
-		size_t tail = strlen(p + slen);
+	if (size == 0)
+		return;
+	for (i = 0; src[i] != '\0'; i++) {
+		for (size_t k = 0; k < n_secrets; k++) {
+			size_t slen = strlen(secrets[k]);
 
-		if ((size_t)(p - line) + mlen + tail + 1 > size)
-			tail = size - 1 - (size_t)(p - line) - mlen;
-		memmove(p + mlen, p + slen, tail);
-		p[mlen + tail] = '\0';
-		memcpy(p, MASK, mlen);
-		p += mlen;
+			if (i + slen > covered &&
+			    strncmp(src + i, secrets[k], slen) == 0)
+				covered = i + slen;
+		}
+		if (i < covered) {
+			if (masking)
+				continue;
+			masking = true;
+			if (o + mlen >= size) {
+				cut = true;
+				break;
+			}
+			memcpy(dst + o, MASK, mlen);
+			o += mlen;
+			continue;
+		}
+		masking = false;
+		if (o + 1 >= size) {
+			cut = true;
+			break;
+		}
+		dst[o++] = src[i];
+	}
+	dst[o] = '\0';
+	if (cut && size >= 4) {
+		if (o > size - 4)
+			o = size - 4;
+		memcpy(dst + o, "...", 4);
 	}
 }
 
 void
 log_redact(char *line, size_t size)
 {
-	for (size_t i = 0; i < n_secrets; i++)
-		redact_one(line, size, secrets[i]);
-}
+	char *copy;
 
-static void log_vmsg(enum log_level, const char *, const char *, va_list)
-    __attribute__((format(printf, 3, 0)));
+	if (n_secrets == 0 || size == 0)
+		return;
+	if ((copy = strdup(line)) != NULL) {
+		redact_copy(copy, line, size);
+		explicit_bzero(copy, strlen(copy));
+		free(copy);
+		return;
+	}
+	/* Out of memory: mask in place without growing the line. */
+	for (size_t k = 0; k < n_secrets; k++) {
+		size_t slen = strlen(secrets[k]);
+		char *p = line;
+
+		while ((p = strstr(p, secrets[k])) != NULL)
+			memset(p, '*', slen);
+	}
+}
 
 static void
 log_vmsg(enum log_level level, const char *suffix, const char *fmt, va_list ap)
 {
-	char line[LOG_LINE_MAX];
+	char line[LOG_LINE_MAX], *full;
+	size_t len, extra;
+	va_list aq;
 	int n;
 
 	if (level > current_level)
 		return;
-	n = vsnprintf(line, sizeof line, fmt, ap);
-	if (n >= 0 && (size_t)n >= sizeof line)
-		memcpy(line + sizeof line - 4, "...", 4);
-	if (suffix != NULL) {
-		size_t len = strlen(line);
-		snprintf(line + len, sizeof line - len, ": %s", suffix);
+	va_copy(aq, ap);
+	n = vsnprintf(NULL, 0, fmt, aq);
+	va_end(aq);
+	extra = suffix != NULL ? strlen(suffix) + 2 : 0;
+	if (n < 0 || (full = malloc((size_t)n + extra + 1)) == NULL) {
+		snprintf(line, sizeof line, "(log message dropped: %s)",
+		    n < 0 ? "bad format" : "out of memory");
+		(sink != NULL ? sink : stderr_sink)(level, line, sink_arg);
+		return;
 	}
+	vsnprintf(full, (size_t)n + 1, fmt, ap);
+	if (suffix != NULL) {
+		len = (size_t)n;
+		snprintf(full + len, extra + 1, ": %s", suffix);
+	}
+	/* Redact first: a secret must match before it is cut or altered. */
+	redact_copy(full, line, sizeof line);
+	explicit_bzero(full, strlen(full));
+	free(full);
 	/* Control characters from servers must not forge log lines. */
 	for (char *p = line; *p != '\0'; p++)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			*p = '?';
-	log_redact(line, sizeof line);
 	(sink != NULL ? sink : stderr_sink)(level, line, sink_arg);
 }
 

@@ -1,0 +1,255 @@
+/*
+ * log: level filtering, redaction of registered secrets (several,
+ * overlapping, at the end of a line, across the truncation point), and
+ * neutralised control characters.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "log.h"
+
+static char last[LOG_LINE_MAX + 1];
+static enum log_level last_level;
+static int n_lines;
+
+static void
+capture_sink(enum log_level level, const char *line, void *arg)
+{
+	(void)arg;
+	assert_true(strlen(line) < LOG_LINE_MAX);
+	snprintf(last, sizeof last, "%s", line);
+	last_level = level;
+	n_lines++;
+}
+
+static int
+setup(void **state)
+{
+	(void)state;
+	log_set_sink(capture_sink, NULL);
+	log_set_level(LOGL_DEBUG);
+	log_clear_secrets();
+	last[0] = '\0';
+	n_lines = 0;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	log_clear_secrets();
+	log_set_sink(NULL, NULL);
+	log_set_level(LOGL_INFO);
+	return 0;
+}
+
+static void
+test_level_filter(void **state)
+{
+	(void)state;
+	log_set_level(LOGL_WARNING);
+	assert_int_equal(log_get_level(), LOGL_WARNING);
+	log_info("not shown");
+	log_debug("not shown");
+	assert_int_equal(n_lines, 0);
+	log_warnx("shown %d", 1);
+	assert_int_equal(n_lines, 1);
+	assert_string_equal(last, "shown 1");
+	assert_int_equal(last_level, LOGL_WARNING);
+	log_error("also shown");
+	assert_int_equal(n_lines, 2);
+	assert_int_equal(last_level, LOGL_ERROR);
+
+	log_set_level(LOGL_ERROR);
+	log_warnx("hidden");
+	assert_int_equal(n_lines, 2);
+	log_set_level(LOGL_DEBUG);
+	log_debug("debug");
+	assert_int_equal(n_lines, 3);
+}
+
+static void
+test_level_names(void **state)
+{
+	enum log_level l = LOGL_INFO;
+
+	(void)state;
+	assert_int_equal(log_level_parse("error", &l), 0);
+	assert_int_equal(l, LOGL_ERROR);
+	assert_int_equal(log_level_parse("debug", &l), 0);
+	assert_int_equal(l, LOGL_DEBUG);
+	assert_int_equal(log_level_parse("verbose", &l), -1);
+	assert_int_equal(l, LOGL_DEBUG);
+	assert_string_equal(log_level_name(LOGL_WARNING), "warning");
+}
+
+static void
+test_redact_several(void **state)
+{
+	(void)state;
+	log_add_secret("hunter2");
+	log_add_secret("tok-ABC");
+	log_info("user=alice pass=hunter2 token=tok-ABC again hunter2");
+	assert_string_equal(last, "user=alice pass=******** token=******** "
+	    "again ********");
+}
+
+static void
+test_redact_overlapping(void **state)
+{
+	(void)state;
+	/* Two secrets sharing bytes: nothing of either survives. */
+	log_add_secret("abcdef");
+	log_add_secret("defghi");
+	log_info("x abcdefghi y");
+	assert_string_equal(last, "x ******** y");
+	/* Repeated occurrences that touch become one mask. */
+	log_add_secret("zzz");
+	log_info("[zzzzzz]");
+	assert_string_equal(last, "[********]");
+}
+
+static void
+test_redact_line_end(void **state)
+{
+	(void)state;
+	log_add_secret("s3cr3t");
+	log_info("ends with s3cr3t");
+	assert_string_equal(last, "ends with ********");
+	log_info("s3cr3t");
+	assert_string_equal(last, "********");
+}
+
+static void
+test_short_secrets_ignored(void **state)
+{
+	(void)state;
+	log_add_secret("ab");
+	log_add_secret("");
+	log_add_secret(NULL);
+	log_info("a tab and a cab");
+	assert_string_equal(last, "a tab and a cab");
+	log_add_secret("gone-soon");
+	log_clear_secrets();
+	log_info("gone-soon");
+	assert_string_equal(last, "gone-soon");
+}
+
+static void
+test_redact_across_truncation(void **state)
+{
+	static const char secret[] = "TopSecretValue42";
+	char *msg;
+	size_t fill;
+
+	(void)state;
+	log_add_secret(secret);
+	/* The secret straddles the cut at LOG_LINE_MAX: no prefix of it may
+	 * remain in the line. */
+	for (fill = LOG_LINE_MAX - 12; fill < LOG_LINE_MAX + 2; fill++) {
+		msg = malloc(fill + sizeof secret + 8);
+		memset(msg, 'x', fill);
+		memcpy(msg + fill, secret, sizeof secret);
+		log_info("%s", msg);
+		free(msg);
+		assert_true(strlen(last) <= LOG_LINE_MAX - 1);
+		assert_null(strstr(last, "Top"));
+		assert_true(strncmp(last, "xxxx", 4) == 0);
+	}
+}
+
+static void
+test_redact_buffer_tight(void **state)
+{
+	char buf[16];
+
+	(void)state;
+	log_add_secret("abc");
+	/* The 8-byte mask cannot fit where the 3-byte secret was. */
+	strcpy(buf, "0123456789abc");
+	log_redact(buf, sizeof buf);
+	assert_true(strlen(buf) < sizeof buf);
+	assert_null(strstr(buf, "abc"));
+	assert_true(strncmp(buf, "0123456789", 10) == 0);
+
+	strcpy(buf, "abcabcabcabcabc");
+	log_redact(buf, sizeof buf);
+	assert_string_equal(buf, "********");
+}
+
+static void
+test_control_characters(void **state)
+{
+	(void)state;
+	log_info("line1\nforged: error\r\x1b[31mred\x7f");
+	assert_string_equal(last, "line1?forged: error??[31mred?");
+	/* A secret with a tab in it is still found (redaction comes first). */
+	log_add_secret("tab\tbed");
+	log_info("pw=tab\tbed");
+	assert_string_equal(last, "pw=********");
+}
+
+static void
+test_warn_appends_errno(void **state)
+{
+	(void)state;
+	errno = ENOENT;
+	log_warn("open %s", "/x");
+	assert_string_equal(last, "open /x: No such file or directory");
+	assert_int_equal(last_level, LOGL_WARNING);
+}
+
+static void
+test_long_line_truncated(void **state)
+{
+	char *msg;
+
+	(void)state;
+	msg = malloc(3 * LOG_LINE_MAX);
+	memset(msg, 'y', 3 * LOG_LINE_MAX - 1);
+	msg[3 * LOG_LINE_MAX - 1] = '\0';
+	log_error("%s", msg);
+	free(msg);
+	assert_int_equal(strlen(last), LOG_LINE_MAX - 1);
+	assert_string_equal(last + LOG_LINE_MAX - 4, "...");
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_level_filter, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_level_names, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_redact_several, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_redact_overlapping, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_redact_line_end, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_short_secrets_ignored,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_redact_across_truncation,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_redact_buffer_tight, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_control_characters, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_warn_appends_errno, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_long_line_truncated, setup,
+		    teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

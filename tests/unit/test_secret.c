@@ -1,0 +1,313 @@
+/*
+ * secret: password_command (first line, exit status, timeout that kills
+ * the whole process group), password_file, inline; no error text ever holds
+ * the secret, and a fetched secret is redacted from the log.
+ */
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "secret.h"
+
+#define SHORT_TIMEOUT_MS 1000
+
+static char tmpdir[64];
+static char last_line[LOG_LINE_MAX];
+
+static void
+capture_sink(enum log_level level, const char *line, void *arg)
+{
+	(void)level;
+	(void)arg;
+	snprintf(last_line, sizeof last_line, "%s", line);
+}
+
+static void
+run_ok(const char *command, const char *want)
+{
+	char *secret = NULL, *error = NULL;
+
+	if (secret_run_command(command, 10000, &secret, &error) != 0)
+		fail_msg("%s: %s", command, error);
+	assert_null(error);
+	assert_string_equal(secret, want);
+	secret_free(&secret);
+	assert_null(secret);
+}
+
+/* Fails with an error containing what, and never containing leak. */
+static void
+run_fail(const char *command, unsigned timeout_ms, const char *what,
+    const char *leak)
+{
+	char *secret = NULL, *error = NULL;
+
+	assert_int_equal(secret_run_command(command, timeout_ms, &secret,
+	    &error), -1);
+	assert_null(secret);
+	assert_non_null(error);
+	if (strstr(error, what) == NULL)
+		fail_msg("error \"%s\" lacks \"%s\"", error, what);
+	if (leak != NULL)
+		assert_null(strstr(error, leak));
+	assert_null(strchr(error, '\n'));
+	free(error);
+}
+
+static char *
+write_file(const char *name, const char *text, size_t len)
+{
+	char *path;
+	int fd;
+
+	assert_true(asprintf(&path, "%s/%s", tmpdir, name) > 0);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, len), (ssize_t)len);
+	assert_int_equal(close(fd), 0);
+	return path;
+}
+
+static void
+test_command_first_line(void **state)
+{
+	(void)state;
+	run_ok("printf 'line-one\\nline-two\\n'", "line-one");
+	run_ok("printf 'crlf-secret\\r\\nmore\\r\\n'", "crlf-secret");
+	run_ok("printf no-newline", "no-newline");
+	run_ok("echo 'with spaces  '", "with spaces  ");
+}
+
+static void
+test_command_large_output_drained(void **state)
+{
+	(void)state;
+	/* Far more than a pipe holds after the first line: still read to the
+	 * end, so the command exits and its status counts. */
+	run_ok("echo tok; head -c 300000 /dev/zero", "tok");
+}
+
+static void
+test_command_first_line_too_long(void **state)
+{
+	(void)state;
+	run_fail("head -c 70000 /dev/zero | tr '\\000' a", 10000,
+	    "first line is longer than 65536 bytes", "aaaa");
+}
+
+static void
+test_command_exit_status(void **state)
+{
+	(void)state;
+	run_fail("echo hunter2-leaked; exit 3", 10000,
+	    "password_command exited with status 3", "hunter2");
+	run_fail("/nonexistent/helper", 10000, "status 127", NULL);
+}
+
+static void
+test_command_killed(void **state)
+{
+	(void)state;
+	run_fail("echo s3cret-value; kill -9 $$", 10000,
+	    "password_command was killed by signal 9", "s3cret");
+}
+
+static void
+test_command_empty(void **state)
+{
+	(void)state;
+	run_fail("true", 10000, "password_command gave an empty secret",
+	    NULL);
+	run_fail("echo; echo second", 10000, "gave an empty secret",
+	    "second");
+	/* stdin is /dev/null: cat sees EOF at once instead of hanging. */
+	run_fail("cat", 10000, "gave an empty secret", NULL);
+}
+
+static void
+test_command_timeout_kills_group(void **state)
+{
+	char *pidfile, cmd[256], buf[32];
+	int status, fd;
+	ssize_t n;
+	pid_t bg;
+
+	(void)state;
+	run_fail("sleep 30", 250, "password_command timed out after 250ms "
+	    "and was killed", NULL);
+
+	/* Orphans of the command come to us, so we can see how they end. */
+	assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+	assert_true(asprintf(&pidfile, "%s/bg.pid", tmpdir) > 0);
+	snprintf(cmd, sizeof cmd, "sleep 60 & echo $! > %s; echo partial; "
+	    "wait", pidfile);
+	run_fail(cmd, SHORT_TIMEOUT_MS, "timed out after 1s", "partial");
+
+	/* The background sleep was in the group and got SIGKILL. */
+	fd = open(pidfile, O_RDONLY);
+	assert_true(fd >= 0);
+	n = read(fd, buf, sizeof buf - 1);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	close(fd);
+	bg = (pid_t)atoi(buf);
+	assert_true(bg > 0);
+	assert_int_equal(waitpid(bg, &status, 0), bg);
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(WTERMSIG(status), SIGKILL);
+	/* The command itself was reaped: no child is left. */
+	assert_int_equal(waitpid(-1, &status, WNOHANG), -1);
+	assert_int_equal(errno, ECHILD);
+	unlink(pidfile);
+	free(pidfile);
+	assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 0), 0);
+}
+
+static void
+test_command_sigpipe_default(void **state)
+{
+	struct sigaction sa, old;
+	char *secret = NULL, *error = NULL;
+	unsigned long long ignored;
+
+	(void)state;
+	/* The daemon ignores SIGPIPE; its commands must not inherit that. */
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = SIG_IGN;
+	sigemptyset(&sa.sa_mask);
+	assert_int_equal(sigaction(SIGPIPE, &sa, &old), 0);
+	assert_int_equal(secret_run_command("sed -n 's/^SigIgn:[[:space:]]*//p'"
+	    " /proc/self/status", 10000, &secret, &error), 0);
+	assert_int_equal(sigaction(SIGPIPE, &old, NULL), 0);
+	ignored = strtoull(secret, NULL, 16);
+	assert_int_equal(ignored & (1ull << (SIGPIPE - 1)), 0);
+	secret_free(&secret);
+}
+
+static void
+test_file_first_line_crlf(void **state)
+{
+	struct account a;
+	char *path, *secret = NULL, *error = NULL;
+
+	(void)state;
+	path = write_file("pw", "filesecret\r\nsecond line\r\n", 25);
+	memset(&a, 0, sizeof a);
+	a.secret_source = SECRET_FILE;
+	a.secret = path;
+	assert_int_equal(secret_fetch(&a, &secret, &error), 0);
+	assert_string_equal(secret, "filesecret");
+	secret_free(&secret);
+	unlink(path);
+	free(path);
+}
+
+static void
+test_file_errors(void **state)
+{
+	struct account a;
+	char *path, *secret = NULL, *error = NULL;
+
+	(void)state;
+	memset(&a, 0, sizeof a);
+	a.secret_source = SECRET_FILE;
+	assert_true(asprintf(&a.secret, "%s/missing", tmpdir) > 0);
+	assert_int_equal(secret_fetch(&a, &secret, &error), -1);
+	assert_null(secret);
+	assert_true(strncmp(error, "password_file /", 15) == 0);
+	assert_non_null(strstr(error, "/missing: No such file or directory"));
+	free(error);
+	free(a.secret);
+
+	path = write_file("empty", "\nsecond-line-not-used\n", 22);
+	a.secret = path;
+	assert_int_equal(secret_fetch(&a, &secret, &error), -1);
+	assert_non_null(strstr(error, "gave an empty secret"));
+	assert_null(strstr(error, "second-line"));
+	free(error);
+	unlink(path);
+	free(path);
+
+	a.secret = tmpdir;
+	assert_int_equal(secret_fetch(&a, &secret, &error), -1);
+	assert_non_null(strstr(error, "not a regular file"));
+	free(error);
+}
+
+static void
+test_inline_and_redaction(void **state)
+{
+	struct account a;
+	char *secret = NULL, *error = NULL;
+
+	(void)state;
+	log_set_sink(capture_sink, NULL);
+	memset(&a, 0, sizeof a);
+	a.secret_source = SECRET_INLINE;
+	a.secret = "inline-pass-123";
+	assert_int_equal(secret_fetch(&a, &secret, &error), 0);
+	assert_string_equal(secret, "inline-pass-123");
+	assert_ptr_not_equal(secret, a.secret);
+	log_error("login as u with %s failed", secret);
+	assert_string_equal(last_line, "login as u with ******** failed");
+	secret_free(&secret);
+
+	/* A fetched command secret is registered too. */
+	a.secret_source = SECRET_COMMAND;
+	a.secret = "echo cmd-token-xyz";
+	assert_int_equal(secret_fetch(&a, &secret, &error), 0);
+	log_error("token=%s", secret);
+	assert_string_equal(last_line, "token=********");
+	secret_free(&secret);
+	log_clear_secrets();
+	log_set_sink(NULL, NULL);
+}
+
+static int
+group_setup(void **state)
+{
+	(void)state;
+	strcpy(tmpdir, "/tmp/mm-test-secret-XXXXXX");
+	return mkdtemp(tmpdir) == NULL ? -1 : 0;
+}
+
+static int
+group_teardown(void **state)
+{
+	(void)state;
+	return rmdir(tmpdir);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_command_first_line),
+		cmocka_unit_test(test_command_large_output_drained),
+		cmocka_unit_test(test_command_first_line_too_long),
+		cmocka_unit_test(test_command_exit_status),
+		cmocka_unit_test(test_command_killed),
+		cmocka_unit_test(test_command_empty),
+		cmocka_unit_test(test_command_timeout_kills_group),
+		cmocka_unit_test(test_command_sigpipe_default),
+		cmocka_unit_test(test_file_first_line_crlf),
+		cmocka_unit_test(test_file_errors),
+		cmocka_unit_test(test_inline_and_redaction),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
