@@ -38,6 +38,7 @@ struct mbox {
 	int		 lock_cmd;	/* F_OFD_SETLK, or F_SETLK */
 	bool		 fcntl_locked;
 	bool		 dotlocked;
+	int		 dotlock_fd;	/* kept open: its inode can't be reused */
 	dev_t		 dotlock_dev;
 	ino_t		 dotlock_ino;
 	time_t		 dotlock_touched;
@@ -268,8 +269,7 @@ flush_out(struct mbox *m)
 	if (m->dotlocked && now - m->dotlock_touched >= DOTLOCK_TOUCH_SECS) {
 		/* Best effort: a missed refresh only risks being seen stale
 		 * after MBOX_DOTLOCK_STALE_SECS, which the next one fixes. */
-		(void)utimensat(AT_FDCWD, m->lock_path, NULL,
-		    AT_SYMLINK_NOFOLLOW);
+		(void)futimens(m->dotlock_fd, NULL);
 		m->dotlock_touched = now;
 	}
 	return 0;
@@ -417,6 +417,7 @@ find_return_path(const unsigned char *h, size_t len, char *addr,
 	size_t pos = 0, vlen = 0, i, start, end;
 	const char *lt;
 
+	addr[0] = '\0';
 	while (pos < len) {
 		if (len - pos >= sizeof name - 1 &&
 		    strncasecmp((const char *)h + pos, name,
@@ -758,7 +759,7 @@ lock_dotlock(struct mbox *m, const struct timespec *deadline, char **error_r)
 	struct stat st;
 	ssize_t n;
 	size_t len;
-	int fd, saved;
+	int fd;
 
 	for (;;) {
 		fd = open(m->lock_path, O_WRONLY | O_CREAT | O_EXCL |
@@ -791,26 +792,21 @@ lock_dotlock(struct mbox *m, const struct timespec *deadline, char **error_r)
 		nap();
 	}
 
+	/* Ours from here on: unlock_all() removes it on failure. */
 	m->dotlocked = true;
+	m->dotlock_fd = fd;
 	m->dotlock_touched = time(NULL);
+	if (fstat(fd, &st) == -1)
+		goto syserr;
+	m->dotlock_dev = st.st_dev;
+	m->dotlock_ino = st.st_ino;
 	len = (size_t)snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
 	n = write(fd, pid, len);
 	if (n != (ssize_t)len) {
-		saved = n == -1 ? errno : EIO;
-		(void)close(fd);
-		errno = saved;
+		if (n != -1)
+			errno = EIO;
 		goto syserr;
 	}
-	if (fstat(fd, &st) == -1) {
-		saved = errno;
-		(void)close(fd);
-		errno = saved;
-		goto syserr;
-	}
-	m->dotlock_dev = st.st_dev;
-	m->dotlock_ino = st.st_ino;
-	if (close(fd) == -1)
-		goto syserr;
 	return 0;
 
 syserr:
@@ -831,11 +827,14 @@ unlock_all(struct mbox *m, char **error_r)
 	if (m->dotlocked) {
 		m->dotlocked = false;
 		if (lstat(m->lock_path, &st) == -1) {
-			if (errno != ENOENT && *error_r == NULL &&
-			    asprintf(error_r, "dotlock %s: %s", m->lock_path,
-			    strerror(errno)) == -1)
-				*error_r = NULL;
-			r = -1;
+			/* Already gone (someone took it for stale): fine. */
+			if (errno != ENOENT) {
+				if (*error_r == NULL && asprintf(error_r,
+				    "dotlock %s: %s", m->lock_path,
+				    strerror(errno)) == -1)
+					*error_r = NULL;
+				r = -1;
+			}
 		} else if (st.st_dev == m->dotlock_dev &&
 		    st.st_ino == m->dotlock_ino &&
 		    unlink(m->lock_path) == -1) {
@@ -845,6 +844,16 @@ unlock_all(struct mbox *m, char **error_r)
 				*error_r = NULL;
 			r = -1;
 		}
+		/* Only after the unlink, so nobody else can have been given
+		 * the same inode meanwhile. */
+		if (close(m->dotlock_fd) == -1) {
+			if (*error_r == NULL && asprintf(error_r,
+			    "close %s: %s", m->lock_path,
+			    strerror(errno)) == -1)
+				*error_r = NULL;
+			r = -1;
+		}
+		m->dotlock_fd = -1;
 	}
 	if (m->fcntl_locked) {
 		m->fcntl_locked = false;
@@ -907,6 +916,7 @@ mbox_open(const char *path, uint64_t committed_size, struct mbox **mbox_r,
 	if ((m = calloc(1, sizeof *m)) == NULL)
 		goto nomem;
 	m->fd = -1;
+	m->dotlock_fd = -1;
 	if ((m->path = strdup(path)) == NULL ||
 	    asprintf(&m->lock_path, "%s.lock", path) == -1) {
 		m->lock_path = NULL;

@@ -1,0 +1,18 @@
+# The mbox writer and the state store: the two halves of the commit protocol.
+mm_unit_test(test_mbox SOURCES unit/test_mbox.c LIBS mm_mbox)
+
+# state.c is built in directly: this test needs none of mm_state's other
+# objects (names.c, and the protocol layer they link).
+mm_unit_test(test_state SOURCES unit/test_state.c
+             ${PROJECT_SOURCE_DIR}/daemon/mirror/state.c)
+
+# An mbox written by the writer, read back by Python's mailbox module and an
+# independent mboxrd reader.
+find_package(Python3 COMPONENTS Interpreter)
+if(Python3_Interpreter_FOUND)
+  add_test(NAME unit.mbox_python_read
+           COMMAND ${Python3_EXECUTABLE}
+                   ${CMAKE_CURRENT_SOURCE_DIR}/unit/mbox_read.py
+                   $<TARGET_FILE:test_mbox>)
+  set_tests_properties(unit.mbox_python_read PROPERTIES LABELS unit TIMEOUT 60)
+endif()

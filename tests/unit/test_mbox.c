@@ -1,0 +1,1619 @@
+/*
+ * mbox writer: the mboxrd transformation (checked against a plain
+ * whole-buffer model and literal expectations), chunking independence,
+ * locking, and the commit/truncate-back protocol under injected failures.
+ *
+ * Run as "test_mbox --write-fixture DIR" it writes DIR/fixture.mbox, the
+ * original messages DIR/msgN.eml and DIR/expected (index, sender, date) for
+ * mbox_read.py to check with Python's mailbox module.
+ */
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "mbox/mbox.h"
+
+#define DATE_SUN_NOV_1	((time_t)1793523903)	/* Sun Nov  1 09:05:03 2026 */
+#define DATE_SAT_NOV_21	((time_t)1795251903)	/* Sat Nov 21 09:05:03 2026 */
+
+static char tmpdir[64];
+static int file_seq;
+
+/* An in-memory file behind the sys ops, for the transformation tests. */
+static struct {
+	unsigned char	*buf;
+	size_t		 len;
+	size_t		 cap;
+	size_t		 max_write;
+} mem;
+
+/* Failure injection for the real-file tests. */
+static struct {
+	long		 write_budget;	/* bytes allowed before ENOSPC; <0: any */
+	size_t		 write_cap;	/* bytes per call at most; 0: any */
+	bool		 eintr_toggle;	/* every other call EINTR */
+	bool		 eintr_next;
+	int		 fdatasync_errno;
+	int		 ftruncate_errno;
+	int		 fdatasync_calls;
+} inj;
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static int
+rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static void
+make_path(char *buf, size_t size, const char *name)
+{
+	snprintf(buf, size, "%s/%d-%s", tmpdir, ++file_seq, name);
+}
+
+static unsigned char *
+read_all(const char *path, size_t *len_r)
+{
+	struct stat st;
+	unsigned char *buf;
+	ssize_t n;
+	int fd;
+
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	buf = malloc((size_t)st.st_size + 1);
+	assert_non_null(buf);
+	n = read(fd, buf, (size_t)st.st_size);
+	assert_int_equal(n, st.st_size);
+	close(fd);
+	*len_r = (size_t)st.st_size;
+	return buf;
+}
+
+static void
+write_all(const char *path, const void *data, size_t len)
+{
+	int fd;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, data, len), (ssize_t)len);
+	assert_int_equal(close(fd), 0);
+}
+
+static off_t
+file_size(const char *path)
+{
+	struct stat st;
+
+	assert_int_equal(stat(path, &st), 0);
+	return st.st_size;
+}
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
+
+static uint64_t
+rng(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return rng_state;
+}
+
+static ssize_t
+mem_pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+	size_t end = (size_t)off + len;
+
+	(void)fd;
+	if (end > mem.cap) {
+		size_t cap = mem.cap == 0 ? 65536 : mem.cap;
+
+		while (cap < end)
+			cap *= 2;
+		mem.buf = realloc(mem.buf, cap);
+		assert_non_null(mem.buf);
+		mem.cap = cap;
+	}
+	if ((size_t)off > mem.len)
+		memset(mem.buf + mem.len, 0, (size_t)off - mem.len);
+	memcpy(mem.buf + off, buf, len);
+	if (end > mem.len)
+		mem.len = end;
+	if (len > mem.max_write)
+		mem.max_write = len;
+	return (ssize_t)len;
+}
+
+static int
+mem_fdatasync(int fd)
+{
+	(void)fd;
+	return 0;
+}
+
+static int
+mem_ftruncate(int fd, off_t len)
+{
+	(void)fd;
+	if ((size_t)len < mem.len)
+		mem.len = (size_t)len;
+	return 0;
+}
+
+static const struct mbox_sys_ops mem_ops = {
+	mem_pwrite, mem_fdatasync, mem_ftruncate
+};
+
+static ssize_t
+inj_pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+	if (inj.eintr_toggle) {
+		inj.eintr_next = !inj.eintr_next;
+		if (inj.eintr_next) {
+			errno = EINTR;
+			return -1;
+		}
+	}
+	if (inj.write_cap > 0 && len > inj.write_cap)
+		len = inj.write_cap;
+	if (inj.write_budget >= 0) {
+		if (inj.write_budget == 0) {
+			errno = ENOSPC;
+			return -1;
+		}
+		if ((long)len > inj.write_budget)
+			len = (size_t)inj.write_budget;
+		inj.write_budget -= (long)len;
+	}
+	return pwrite(fd, buf, len, off);
+}
+
+static int
+inj_fdatasync(int fd)
+{
+	inj.fdatasync_calls++;
+	if (inj.fdatasync_errno != 0) {
+		errno = inj.fdatasync_errno;
+		return -1;
+	}
+	return fdatasync(fd);
+}
+
+static int
+inj_ftruncate(int fd, off_t len)
+{
+	if (inj.ftruncate_errno != 0) {
+		errno = inj.ftruncate_errno;
+		return -1;
+	}
+	return ftruncate(fd, len);
+}
+
+static const struct mbox_sys_ops inj_ops = {
+	inj_pwrite, inj_fdatasync, inj_ftruncate
+};
+
+static void
+inj_reset(void)
+{
+	memset(&inj, 0, sizeof inj);
+	inj.write_budget = -1;
+}
+
+/* The entry an mboxrd writer must produce, computed on the whole message. */
+static unsigned char *
+model_entry(const unsigned char *msg, size_t len, const char *sender,
+    time_t date, size_t *out_len)
+{
+	char line[MBOX_FROM_LINE_MAX];
+	unsigned char *lf, *out;
+	size_t i, n = 0, o, start, k;
+
+	lf = malloc(len + 1);
+	assert_non_null(lf);
+	for (i = 0; i < len; i++) {
+		if (msg[i] == '\r' && i + 1 < len && msg[i + 1] == '\n')
+			continue;
+		lf[n++] = msg[i];
+	}
+	out = malloc(MBOX_FROM_LINE_MAX + 2 * n + 2);
+	assert_non_null(out);
+	o = mbox_from_line(line, sizeof line, sender, date);
+	memcpy(out, line, o);
+	for (start = 0; start < n; start = i) {
+		for (i = start; i < n && lf[i] != '\n'; i++)
+			;
+		if (i < n)
+			i++;
+		for (k = start; k < i && lf[k] == '>'; k++)
+			;
+		if (i - k >= 5 && memcmp(lf + k, "From ", 5) == 0)
+			out[o++] = '>';
+		memcpy(out + o, lf + start, i - start);
+		o += i - start;
+	}
+	if (n > 0 && lf[n - 1] != '\n')
+		out[o++] = '\n';
+	out[o++] = '\n';
+	free(lf);
+	*out_len = o;
+	return out;
+}
+
+/* Opens an mbox whose writes land in mem. */
+static struct mbox *
+open_mem_mbox(void)
+{
+	char path[PATH_MAX], *error = NULL;
+	struct mbox *m = NULL;
+
+	make_path(path, sizeof path, "mem.mbox");
+	mbox_set_sys_ops(&mem_ops);
+	mem.len = 0;
+	mem.max_write = 0;
+	assert_int_equal(mbox_open(path, 0, &m, &error), MBOX_OPEN_OK);
+	assert_null(error);
+	return m;
+}
+
+static void
+close_mem_mbox(struct mbox **m)
+{
+	mbox_close(m);
+	mbox_set_sys_ops(NULL);
+}
+
+/* Writes msg cut at cuts[] (ascending) and returns the entry bytes. */
+static unsigned char *
+render(struct mbox *m, const void *msg, size_t len, time_t date,
+    const size_t *cuts, size_t ncuts, size_t *out_len)
+{
+	const unsigned char *p = msg;
+	unsigned char *out;
+	size_t start = mem.len, prev = 0, i;
+	uint64_t size;
+
+	assert_int_equal(mbox_msg_begin(m, date), 0);
+	for (i = 0; i <= ncuts; i++) {
+		size_t end = i < ncuts ? cuts[i] : len;
+
+		assert_int_equal(mbox_msg_write(m, p + prev, end - prev), 0);
+		prev = end;
+	}
+	assert_int_equal(mbox_msg_end(m), 0);
+	assert_int_equal(mbox_commit(m, &size), 0);
+	assert_int_equal(size, mem.len);
+	*out_len = mem.len - start;
+	out = malloc(*out_len + 1);
+	assert_non_null(out);
+	memcpy(out, mem.buf + start, *out_len);
+	out[*out_len] = '\0';
+	return out;
+}
+
+static unsigned char *
+render_whole(struct mbox *m, const char *msg, size_t *out_len)
+{
+	return render(m, msg, strlen(msg), DATE_SUN_NOV_1, NULL, 0, out_len);
+}
+
+static void
+assert_entry(struct mbox *m, const char *msg, size_t msg_len,
+    const char *expected, size_t expected_len)
+{
+	unsigned char *out;
+	size_t len;
+
+	out = render(m, msg, msg_len, DATE_SUN_NOV_1, NULL, 0, &len);
+	if (len != expected_len || memcmp(out, expected, len) != 0)
+		fail_msg("entry mismatch:\n got: %s\nwant: %s", out, expected);
+	free(out);
+}
+
+/* Both literals, NULs and all. */
+#define ENTRY(m, msg, want) \
+	assert_entry((m), (msg), sizeof(msg) - 1, (want), sizeof(want) - 1)
+
+/* The sender in an entry's From_ line. */
+static char *
+entry_sender(const unsigned char *entry, size_t len)
+{
+	const unsigned char *sp;
+	char *s;
+
+	assert_true(len > 5 && memcmp(entry, "From ", 5) == 0);
+	sp = memchr(entry + 5, ' ', len - 5);
+	assert_non_null(sp);
+	s = strndup((const char *)entry + 5, (size_t)(sp - entry - 5));
+	assert_non_null(s);
+	return s;
+}
+
+/* The DESIGN.md section 4 reverse: the server's bytes from an entry. */
+static unsigned char *
+reverse_entry(const unsigned char *e, size_t len, size_t *out_len)
+{
+	const unsigned char *nl, *body, *end, *line, *eol;
+	unsigned char *out;
+	size_t o = 0, k;
+
+	nl = memchr(e, '\n', len);
+	assert_non_null(nl);
+	body = nl + 1;
+	end = e + len;
+	/* The final empty line. */
+	assert_true(end > body && end[-1] == '\n');
+	end--;
+	out = malloc(2 * (size_t)(end - body) + 1);
+	assert_non_null(out);
+	for (line = body; line < end; line = eol) {
+		eol = memchr(line, '\n', (size_t)(end - line));
+		eol = eol == NULL ? end : eol + 1;
+		for (k = 0; line + k < eol && line[k] == '>'; k++)
+			;
+		if (k > 0 && (size_t)(eol - line) - k >= 5 &&
+		    memcmp(line + k, "From ", 5) == 0)
+			line++;
+		for (; line < eol; line++) {
+			if (*line == '\n')
+				out[o++] = '\r';
+			out[o++] = *line;
+		}
+	}
+	*out_len = o;
+	return out;
+}
+
+/* ---- From_ line ---------------------------------------------------------- */
+
+static void
+test_from_line_dates(void **state)
+{
+	static const struct {
+		time_t		 t;
+		const char	*want;
+	} cases[] = {
+		{ 0, "From MAILER-DAEMON Thu Jan  1 00:00:00 1970\n" },
+		{ DATE_SUN_NOV_1, "From MAILER-DAEMON Sun Nov  1 09:05:03 2026\n" },
+		{ DATE_SAT_NOV_21,
+		    "From MAILER-DAEMON Sat Nov 21 09:05:03 2026\n" },
+		{ 951868799, "From MAILER-DAEMON Tue Feb 29 23:59:59 2000\n" },
+		{ 946598400, "From MAILER-DAEMON Fri Dec 31 00:00:00 1999\n" },
+		{ 2147483648LL,
+		    "From MAILER-DAEMON Tue Jan 19 03:14:08 2038\n" },
+	};
+	char buf[MBOX_FROM_LINE_MAX], want[128];
+	struct tm tm;
+	size_t i, n;
+	time_t t;
+
+	(void)state;
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		n = mbox_from_line(buf, sizeof buf, NULL, cases[i].t);
+		assert_string_equal(buf, cases[i].want);
+		assert_int_equal(n, strlen(cases[i].want));
+	}
+	/* asctime() itself, for many dates (the C locale is fixed). */
+	for (i = 0; i < 2000; i++) {
+		t = (time_t)(rng() % 4102444800ULL);
+		assert_non_null(gmtime_r(&t, &tm));
+		snprintf(want, sizeof want, "From MAILER-DAEMON %s",
+		    asctime(&tm));
+		mbox_from_line(buf, sizeof buf, NULL, t);
+		assert_string_equal(buf, want);
+	}
+}
+
+static void
+test_from_line_sender(void **state)
+{
+	char buf[MBOX_FROM_LINE_MAX], small[20], longs[1000];
+	size_t n;
+
+	(void)state;
+	mbox_from_line(buf, sizeof buf, "", 0);
+	assert_string_equal(buf, "From MAILER-DAEMON Thu Jan  1 00:00:00 1970\n");
+	mbox_from_line(buf, sizeof buf, "<>", 0);
+	assert_string_equal(buf, "From MAILER-DAEMON Thu Jan  1 00:00:00 1970\n");
+	mbox_from_line(buf, sizeof buf, "<alice@example.org>", 0);
+	assert_string_equal(buf,
+	    "From alice@example.org Thu Jan  1 00:00:00 1970\n");
+	mbox_from_line(buf, sizeof buf, "bob@example.org", 0);
+	assert_string_equal(buf,
+	    "From bob@example.org Thu Jan  1 00:00:00 1970\n");
+	mbox_from_line(buf, sizeof buf, "a b\tc\r\n\x7f" "d\xc3\xa9", 0);
+	assert_string_equal(buf,
+	    "From a_b_c___d\xc3\xa9 Thu Jan  1 00:00:00 1970\n");
+
+	memset(longs, 'x', sizeof longs - 1);
+	longs[sizeof longs - 1] = '\0';
+	n = mbox_from_line(buf, sizeof buf, longs, 0);
+	assert_int_equal(n, 5 + MBOX_MAX_SENDER + 26);
+	assert_int_equal(strlen(buf), n);
+	assert_int_equal(strspn(buf + 5, "x"), MBOX_MAX_SENDER);
+
+	/* Too small a buffer: cut, NUL-terminated, full length returned. */
+	n = mbox_from_line(small, sizeof small, "alice@example.org", 0);
+	assert_int_equal(n, strlen("From alice@example.org "
+	    "Thu Jan  1 00:00:00 1970\n"));
+	assert_int_equal(strlen(small), sizeof small - 1);
+	assert_memory_equal(small, "From alice@example.", sizeof small - 1);
+}
+
+/* ---- the transformation ----------------------------------------------- */
+
+static void
+test_return_path(void **state)
+{
+	static const struct {
+		const char	*msg;
+		const char	*sender;
+	} cases[] = {
+		{ "Return-Path: <alice@example.org>\r\nSubject: x\r\n\r\nhi\r\n",
+		    "alice@example.org" },
+		{ "Subject: x\r\n\r\nhi\r\n", "MAILER-DAEMON" },
+		{ "Return-Path: <>\r\nSubject: x\r\n\r\nhi\r\n",
+		    "MAILER-DAEMON" },
+		{ "Return-Path:\r\n <bob@example.org>\r\n\r\nhi\r\n",
+		    "bob@example.org" },
+		{ "Return-Path:\r\n\t<bob@example.org>\r\n  (comment)\r\n\r\n",
+		    "bob@example.org" },
+		{ "return-PATH:   carol@example.org  \nX: y\n\nbody\n",
+		    "carol@example.org" },
+		{ "Subject: x\r\nReturn-Path: <dave@example.org>\r\n\r\n",
+		    "dave@example.org" },
+		{ "Return-Path: <first@example.org>\r\n"
+		  "Return-Path: <second@example.org>\r\n\r\n",
+		    "first@example.org" },
+		{ "Subject: x\r\n\r\nReturn-Path: <body@example.org>\r\n",
+		    "MAILER-DAEMON" },
+		{ "Subject: x\n\nReturn-Path: <body@example.org>\n",
+		    "MAILER-DAEMON" },
+		{ "X-Return-Path: <x@example.org>\r\n\r\n", "MAILER-DAEMON" },
+		{ "Subject: Return-Path: <s@example.org>\r\n\r\n",
+		    "MAILER-DAEMON" },
+		{ "Return-Path: <a b@example.org>\r\n\r\n", "a_b@example.org" },
+		{ "Return-Path: (bounce) <e@example.org>\r\n\r\n",
+		    "e@example.org" },
+		/* Header only, no blank line, no final newline. */
+		{ "Return-Path: <f@example.org>", "f@example.org" },
+		{ "", "MAILER-DAEMON" },
+	};
+	unsigned char *out;
+	struct mbox *m;
+	size_t i, len;
+	char *sender;
+
+	(void)state;
+	m = open_mem_mbox();
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		out = render_whole(m, cases[i].msg, &len);
+		sender = entry_sender(out, len);
+		if (strcmp(sender, cases[i].sender) != 0)
+			fail_msg("case %zu: sender %s, want %s", i, sender,
+			    cases[i].sender);
+		free(sender);
+		free(out);
+	}
+	close_mem_mbox(&m);
+}
+
+/* A header of total bytes with Return-Path first or after hold bytes. */
+static char *
+big_header(size_t total, bool rp_first, bool rp_late, size_t *len_r)
+{
+	static const char rp[] = "Return-Path: <big@example.org>\r\n";
+	static const char fill[] = "X-Fill: 0123456789abcdefghijklmnopqrstuvwxyz"
+	    "0123456789abcdefghijklmnopqrstuvwxyz\r\n";
+	char *h;
+	size_t o = 0;
+
+	h = malloc(total + 256);
+	assert_non_null(h);
+	if (rp_first) {
+		memcpy(h, rp, sizeof rp - 1);
+		o += sizeof rp - 1;
+	}
+	while (o + sizeof fill - 1 < total) {
+		memcpy(h + o, fill, sizeof fill - 1);
+		o += sizeof fill - 1;
+	}
+	if (rp_late) {
+		memcpy(h + o, rp, sizeof rp - 1);
+		o += sizeof rp - 1;
+	}
+	memcpy(h + o, "\r\nFrom body\r\n", 13);
+	o += 13;
+	*len_r = o;
+	return h;
+}
+
+static void
+test_return_path_hold_limit(void **state)
+{
+	unsigned char *out, *want, *out2;
+	size_t len, mlen, wlen, len2, cuts[3];
+	struct mbox *m;
+	char *msg, *sender;
+
+	(void)state;
+	m = open_mem_mbox();
+
+	/* Found at the start of a header longer than the hold. */
+	msg = big_header(MBOX_MAX_HEADER_HOLD + 5000, true, false, &mlen);
+	out = render(m, msg, mlen, 0, NULL, 0, &len);
+	sender = entry_sender(out, len);
+	assert_string_equal(sender, "big@example.org");
+	want = model_entry((unsigned char *)msg, mlen, "big@example.org", 0,
+	    &wlen);
+	assert_int_equal(len, wlen);
+	assert_memory_equal(out, want, len);
+	free(want);
+	free(sender);
+	free(out);
+	free(msg);
+
+	/* Beyond the hold: not seen, and the output is still complete. */
+	msg = big_header(MBOX_MAX_HEADER_HOLD + 5000, false, true, &mlen);
+	out = render(m, msg, mlen, 0, NULL, 0, &len);
+	sender = entry_sender(out, len);
+	assert_string_equal(sender, "MAILER-DAEMON");
+	want = model_entry((unsigned char *)msg, mlen, NULL, 0, &wlen);
+	assert_int_equal(len, wlen);
+	assert_memory_equal(out, want, len);
+	/* Cut around the hold limit: the same bytes. */
+	cuts[0] = MBOX_MAX_HEADER_HOLD - 1;
+	cuts[1] = MBOX_MAX_HEADER_HOLD;
+	cuts[2] = MBOX_MAX_HEADER_HOLD + 1;
+	out2 = render(m, msg, mlen, 0, cuts, 3, &len2);
+	assert_int_equal(len2, len);
+	assert_memory_equal(out2, out, len);
+	free(out2);
+	free(want);
+	free(sender);
+	free(out);
+	free(msg);
+	close_mem_mbox(&m);
+}
+
+static void
+test_line_ends(void **state)
+{
+	struct mbox *m;
+
+	(void)state;
+	m = open_mem_mbox();
+#define FL "From MAILER-DAEMON Sun Nov  1 09:05:03 2026\n"
+	ENTRY(m, "a\r\nb\nc\rd\r\n", FL "a\nb\nc\rd\n\n");
+	ENTRY(m, "x\r\r\ny\r\n", FL "x\r\ny\n\n");
+	ENTRY(m, "x\r", FL "x\r\n\n");
+	ENTRY(m, "\r\n\r\n", FL "\n\n\n");
+	ENTRY(m, "\n\r", FL "\n\r\n\n");
+	ENTRY(m, "\r", FL "\r\n\n");
+	close_mem_mbox(&m);
+}
+
+static void
+test_from_quoting(void **state)
+{
+	struct mbox *m;
+
+	(void)state;
+	m = open_mem_mbox();
+	ENTRY(m, "From me\r\n", FL ">From me\n\n");
+	ENTRY(m, "X: y\r\n\r\nFrom here\r\n>From there\r\n"
+	    ">>From everywhere\r\n", FL "X: y\n\n>From here\n>>From there\n>>>From everywhere\n\n");
+	ENTRY(m, "From\r\nFrom:\r\nFromage\r\n", FL "From\nFrom:\nFromage\n\n");
+	ENTRY(m, "a From b\r\n> From c\r\n>>x From d\r\n", FL "a From b\n> From c\n>>x From d\n\n");
+	ENTRY(m, " From x\r\nfrom y\r\nFROM z\r\n", FL " From x\nfrom y\nFROM z\n\n");
+	ENTRY(m, "From ", FL ">From \n\n");
+	ENTRY(m, ">>>", FL ">>>\n\n");
+	ENTRY(m, ">>Fro", FL ">>Fro\n\n");
+	ENTRY(m, "x\r\n>>From", FL "x\n>>From\n\n");
+	/* A CR is an ordinary byte: no line break, no From line. */
+	ENTRY(m, "x\rFrom y\r\n", FL "x\rFrom y\n\n");
+	ENTRY(m, "From\r y\r\n", FL "From\r y\n\n");
+	close_mem_mbox(&m);
+}
+
+static void
+test_final_newline_and_bytes(void **state)
+{
+	struct mbox *m;
+
+	(void)state;
+	m = open_mem_mbox();
+	ENTRY(m, "", FL "\n");
+	ENTRY(m, "Subject: x\r\n\r\nno newline", FL "Subject: x\n\nno newline\n\n");
+	ENTRY(m, "\n", FL "\n\n");
+	ENTRY(m, "\r\n", FL "\n\n");
+	ENTRY(m, "A\0B\x80\xff\r\n\0From x\r\n\xc3\xa9t\xc3\xa9",
+	    FL "A\0B\x80\xff\n\0From x\n\xc3\xa9t\xc3\xa9\n\n");
+	close_mem_mbox(&m);
+}
+
+struct lit {
+	const char	*s;
+	size_t		 len;
+};
+#define LIT(x) { (x), sizeof(x) - 1 }
+
+static const struct lit tricky[] = {
+	LIT("Return-Path: <t@example.org>\r\nSubject: x\r\n\r\nFrom a\r\n"
+	    ">From b\r\n>>>From c\r\n\r\nFrom\r\nFr\r\n>\r\n"),
+	LIT("Return-Path:\r\n <folded@example.org>\r\nX: 1\r\n\r\r\n\r\n"
+	    "body\rFrom\r\n"),
+	LIT("From the start\r\n\r\n>>>>>>>>>>>>>>>>>>>>>>>>>>>>From deep\r\n"),
+	LIT("\r\n\r\nFrom \r\nFrom \r\n"),
+	LIT("X: y\n\nlf only\nFrom x\n>From y\n"),
+	LIT("no header, ends in CR\r"),
+	LIT("no header, ends in >>Fro"),
+	LIT("\r\r\r\n\n\r\nFrom\r\n \r\n"),
+	LIT(""),
+	LIT("X: \x80\0\xff\r\n\r\n\0From \0\r\n"),
+};
+
+static void
+test_chunking_every_split(void **state)
+{
+	unsigned char *whole, *out, *want;
+	size_t len, wlen, olen, i, cut, ncuts, *cuts, k;
+	const char *msg;
+	struct mbox *m;
+	char *sender;
+
+	(void)state;
+	m = open_mem_mbox();
+	for (i = 0; i < sizeof tricky / sizeof tricky[0]; i++) {
+		msg = tricky[i].s;
+		len = tricky[i].len;
+		whole = render(m, msg, len, DATE_SAT_NOV_21, NULL, 0,
+		    &wlen);
+		sender = entry_sender(whole, wlen);
+		want = model_entry((const unsigned char *)msg, len,
+		    strcmp(sender, "MAILER-DAEMON") == 0 ? NULL : sender,
+		    DATE_SAT_NOV_21, &olen);
+		assert_int_equal(olen, wlen);
+		assert_memory_equal(want, whole, wlen);
+		free(want);
+		free(sender);
+
+		/* Every single split point, then two splits. */
+		for (cut = 0; cut <= len; cut++) {
+			out = render(m, msg, len, DATE_SAT_NOV_21, &cut,
+			    1, &olen);
+			assert_int_equal(olen, wlen);
+			assert_memory_equal(out, whole, wlen);
+			free(out);
+		}
+		for (cut = 0; cut + 2 <= len; cut++) {
+			size_t two[2] = { cut, cut + 2 };
+
+			out = render(m, msg, len, DATE_SAT_NOV_21, two,
+			    2, &olen);
+			assert_memory_equal(out, whole, wlen);
+			free(out);
+		}
+		/* A byte at a time. */
+		cuts = malloc((len + 1) * sizeof *cuts);
+		assert_non_null(cuts);
+		for (cut = 0; cut < len; cut++)
+			cuts[cut] = cut;
+		out = render(m, msg, len, DATE_SAT_NOV_21, cuts, len,
+		    &olen);
+		assert_int_equal(olen, wlen);
+		assert_memory_equal(out, whole, wlen);
+		free(out);
+		/* Random chunkings. */
+		for (k = 0; k < 50; k++) {
+			ncuts = 0;
+			for (cut = 0; cut < len; cut++)
+				if (rng() % 4 == 0)
+					cuts[ncuts++] = cut;
+			out = render(m, msg, len, DATE_SAT_NOV_21, cuts,
+			    ncuts, &olen);
+			assert_int_equal(olen, wlen);
+			assert_memory_equal(out, whole, wlen);
+			free(out);
+		}
+		free(cuts);
+		free(whole);
+	}
+	close_mem_mbox(&m);
+}
+
+/* Random messages over the bytes that matter, random chunkings, against the
+ * whole-buffer model. */
+static void
+test_random_messages(void **state)
+{
+	static const char alphabet[] = "\r\n>From xR";
+	unsigned char msg[300], *out, *want;
+	size_t len, olen, wlen, cuts[300], ncuts, i, k;
+	struct mbox *m;
+
+	(void)state;
+	m = open_mem_mbox();
+	for (k = 0; k < 3000; k++) {
+		len = (size_t)(rng() % sizeof msg);
+		for (i = 0; i < len; i++)
+			msg[i] = (unsigned char)alphabet[rng() %
+			    (sizeof alphabet - 1)];
+		/* Keep clear of the header rule: a first line without
+		 * Return-Path and a blank line make no difference, the
+		 * model uses MAILER-DAEMON. */
+		ncuts = 0;
+		for (i = 0; i < len; i++)
+			if (rng() % 3 == 0)
+				cuts[ncuts++] = i;
+		out = render(m, msg, len, (time_t)k, cuts, ncuts, &olen);
+		want = model_entry(msg, len, NULL, (time_t)k, &wlen);
+		assert_int_equal(olen, wlen);
+		assert_memory_equal(out, want, wlen);
+		free(want);
+		free(out);
+	}
+	close_mem_mbox(&m);
+}
+
+static void
+test_reverse_gives_original(void **state)
+{
+	static const struct lit msgs[] = {
+		LIT("Return-Path: <r@example.org>\r\nSubject: x\r\n\r\n"
+		    "From a\r\n>From b\r\n>>From c\r\nFrom\r\n\r\n"),
+		LIT("Subject: y\r\n\r\n>>>>From deep\r\n\r\n\r\n"),
+		LIT("\r\n"),
+		LIT(""),
+		LIT("X: \x80\0\xff\r\n\r\n\0From \0\r\nFrom "),
+	};
+	unsigned char *out, *back;
+	size_t i, len, olen, blen;
+	struct mbox *m;
+
+	(void)state;
+	m = open_mem_mbox();
+	for (i = 0; i < sizeof msgs / sizeof msgs[0]; i++) {
+		len = msgs[i].len;
+		out = render(m, msgs[i].s, len, DATE_SUN_NOV_1, NULL, 0, &olen);
+		back = reverse_entry(out, olen, &blen);
+		if (len > 0 && msgs[i].s[len - 1] != '\n') {
+			/* No final newline: reading adds the CRLF. */
+			assert_int_equal(blen, len + 2);
+			assert_memory_equal(back + len, "\r\n", 2);
+		} else
+			assert_int_equal(blen, len);
+		assert_memory_equal(back, msgs[i].s, len);
+		free(back);
+		free(out);
+	}
+	close_mem_mbox(&m);
+}
+
+/* ---- a big message, streamed ------------------------------------------ */
+
+static const char big_in[] = "From line of a big message, quoted\r\n";
+static const char big_out[] = ">From line of a big message, quoted\n";
+static struct {
+	uint64_t	 body;		/* quoted body bytes expected */
+	uint64_t	 pos;		/* output bytes checked */
+	size_t		 max_write;
+	bool		 bad;
+} big;
+
+static ssize_t
+big_pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+	static const char head[] = "From MAILER-DAEMON Sun Nov  1 09:05:03 "
+	    "2026\nSubject: big\n\n";
+	const unsigned char *p = buf;
+	size_t i, hl = sizeof head - 1;
+	uint64_t at;
+
+	(void)fd;
+	if ((uint64_t)off != big.pos)
+		big.bad = true;
+	if (len > big.max_write)
+		big.max_write = len;
+	for (i = 0; i < len; i++) {
+		at = big.pos + i;
+		if (at < hl) {
+			if (p[i] != (unsigned char)head[at])
+				big.bad = true;
+		} else if (at - hl < big.body) {
+			if (p[i] != (unsigned char)big_out[(at - hl) %
+			    (sizeof big_out - 1)])
+				big.bad = true;
+		} else if (at - hl > big.body || p[i] != '\n')
+			big.bad = true;
+	}
+	big.pos += len;
+	return (ssize_t)len;
+}
+
+static void
+test_big_message(void **state)
+{
+	static const struct mbox_sys_ops big_ops = {
+		big_pwrite, mem_fdatasync, mem_ftruncate
+	};
+	const size_t lines = 50u * 1024 * 1024 / (sizeof big_in - 1);
+	char path[PATH_MAX], *error = NULL, *chunk;
+	size_t i, n, clen, pos, total;
+	struct mbox *m = NULL;
+	uint64_t size;
+
+	(void)state;
+	make_path(path, sizeof path, "big.mbox");
+	memset(&big, 0, sizeof big);
+	big.body = lines * (sizeof big_out - 1);
+	mbox_set_sys_ops(&big_ops);
+	assert_int_equal(mbox_open(path, 0, &m, &error), MBOX_OPEN_OK);
+	assert_int_equal(mbox_msg_begin(m, DATE_SUN_NOV_1), 0);
+	assert_int_equal(mbox_msg_write(m, "Subject: big\r\n\r\n", 16), 0);
+
+	/* Odd-sized chunks, so lines and CRLFs straddle them. */
+	clen = 65521;
+	chunk = malloc(clen * 2);
+	assert_non_null(chunk);
+	total = lines * (sizeof big_in - 1);
+	for (pos = 0; pos < total; pos += n) {
+		n = total - pos < clen ? total - pos : clen;
+		for (i = 0; i < n; i++)
+			chunk[i] = big_in[(pos + i) % (sizeof big_in - 1)];
+		assert_int_equal(mbox_msg_write(m, chunk, n), 0);
+	}
+	assert_int_equal(mbox_msg_end(m), 0);
+	assert_int_equal(mbox_commit(m, &size), 0);
+	free(chunk);
+	mbox_close(&m);
+	mbox_set_sys_ops(NULL);
+
+	assert_false(big.bad);
+	assert_int_equal(size, big.pos);
+	/* From_ line, header, lines with one more byte, the empty line. */
+	assert_int_equal(size, 44 + 14 + lines * (sizeof big_out - 1) + 1);
+	/* Never more than the buffer at once: memory stays bounded. */
+	assert_true(big.max_write <= MBOX_WRITE_BUFFER);
+	assert_true(big.max_write > 0);
+}
+
+/* ---- files: commit, recovery, refusal, locks --------------------------- */
+
+static const char msg1[] = "Return-Path: <one@example.org>\r\nSubject: 1\r\n"
+    "\r\nFrom the first message\r\n";
+static const char msg2[] = "Subject: 2\r\n\r\nsecond\r\n";
+
+static void
+append(struct mbox *m, const char *msg, time_t date)
+{
+	assert_int_equal(mbox_msg_begin(m, date), 0);
+	assert_int_equal(mbox_msg_write(m, msg, strlen(msg)), 0);
+	assert_int_equal(mbox_msg_end(m), 0);
+}
+
+static struct mbox *
+must_open(const char *path, uint64_t committed, enum mbox_open_result want)
+{
+	struct mbox *m = NULL;
+	char *error = NULL;
+	enum mbox_open_result r;
+
+	r = mbox_open(path, committed, &m, &error);
+	if (r != want)
+		fail_msg("mbox_open %s: %d, want %d (%s)", path, r, want,
+		    error != NULL ? error : "no error");
+	assert_null(error);
+	assert_non_null(m);
+	return m;
+}
+
+static char *
+must_fail_open(const char *path, uint64_t committed)
+{
+	struct mbox *m = NULL;
+	char *error = NULL;
+
+	assert_int_equal(mbox_open(path, committed, &m, &error),
+	    MBOX_OPEN_FAILED);
+	assert_null(m);
+	assert_non_null(error);
+	/* Every error names the file. */
+	assert_non_null(strstr(error, path));
+	return error;
+}
+
+static void
+test_commit_and_uncommitted_close(void **state)
+{
+	char path[PATH_MAX], lock[PATH_MAX + 8];
+	unsigned char *data;
+	uint64_t size1, size2;
+	struct stat st;
+	struct mbox *m;
+	size_t len;
+
+	(void)state;
+	make_path(path, sizeof path, "commit.mbox");
+	snprintf(lock, sizeof lock, "%s.lock", path);
+	m = must_open(path, 0, MBOX_OPEN_OK);
+	assert_int_equal(lstat(lock, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	append(m, msg1, DATE_SUN_NOV_1);
+	assert_int_equal(mbox_commit(m, &size1), 0);
+	assert_int_equal(size1, file_size(path));
+	assert_int_equal(mbox_committed_size(m), size1);
+	/* A commit with nothing new is fine and changes nothing. */
+	assert_int_equal(mbox_commit(m, &size2), 0);
+	assert_int_equal(size2, size1);
+
+	/* Uncommitted, and big enough to have reached the file. */
+	assert_int_equal(mbox_msg_begin(m, DATE_SUN_NOV_1), 0);
+	for (len = 0; len < 2 * MBOX_WRITE_BUFFER; len += 20)
+		assert_int_equal(mbox_msg_write(m, "0123456789abcdefghi\n",
+		    20), 0);
+	assert_int_equal(mbox_msg_end(m), 0);
+	assert_true((uint64_t)file_size(path) > size1);
+	mbox_close(&m);
+	assert_null(m);
+	assert_int_equal(file_size(path), size1);
+	/* Locks released: the dotlock is gone. */
+	assert_int_equal(lstat(lock, &st), -1);
+	assert_int_equal(errno, ENOENT);
+
+	/* The file holds exactly the committed entry. */
+	data = read_all(path, &len);
+	assert_int_equal(len, size1);
+	assert_memory_equal(data, "From one@example.org Sun Nov  1 09:05:03 "
+	    "2026\nReturn-Path: <one@example.org>\nSubject: 1\n\n"
+	    ">From the first message\n\n", len);
+	free(data);
+
+	/* And it is 0600. */
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+}
+
+static void
+test_rollback(void **state)
+{
+	char path[PATH_MAX];
+	uint64_t size;
+	struct mbox *m;
+
+	(void)state;
+	make_path(path, sizeof path, "rollback.mbox");
+	m = must_open(path, 0, MBOX_OPEN_OK);
+	append(m, msg1, 0);
+	assert_int_equal(mbox_commit(m, &size), 0);
+	append(m, msg2, 0);
+	assert_int_equal(mbox_msg_begin(m, 0), 0);
+	assert_int_equal(mbox_msg_write(m, "half", 4), 0);
+	assert_int_equal(mbox_rollback(m), 0);
+	assert_int_equal(file_size(path), size);
+	/* Usable again. */
+	append(m, msg2, 0);
+	assert_int_equal(mbox_commit(m, NULL), 0);
+	assert_true((uint64_t)file_size(path) > size);
+	assert_int_equal(mbox_committed_size(m), file_size(path));
+	mbox_close(&m);
+}
+
+static void
+test_misuse(void **state)
+{
+	char path[PATH_MAX];
+	struct mbox *m;
+
+	(void)state;
+	make_path(path, sizeof path, "misuse.mbox");
+	m = must_open(path, 0, MBOX_OPEN_OK);
+	assert_int_equal(mbox_msg_write(m, "x", 1), -1);
+	assert_non_null(strstr(mbox_error(m), path));
+	assert_int_equal(mbox_msg_end(m), -1);
+	assert_int_equal(mbox_msg_begin(m, 0), 0);
+	assert_int_equal(mbox_msg_begin(m, 0), -1);
+	assert_int_equal(mbox_commit(m, NULL), -1);
+	assert_non_null(strstr(mbox_error(m), "message open"));
+	assert_int_equal(mbox_msg_end(m), 0);
+	assert_int_equal(mbox_commit(m, NULL), 0);
+	mbox_close(&m);
+	mbox_close(&m);		/* NULL is fine */
+}
+
+static void
+test_reopen_truncates_leftover(void **state)
+{
+	char path[PATH_MAX];
+	unsigned char *before, *after;
+	size_t blen, alen;
+	uint64_t size;
+	int fd;
+	struct mbox *m;
+
+	(void)state;
+	make_path(path, sizeof path, "leftover.mbox");
+	m = must_open(path, 0, MBOX_OPEN_OK);
+	append(m, msg1, 0);
+	assert_int_equal(mbox_commit(m, &size), 0);
+	mbox_close(&m);
+	before = read_all(path, &blen);
+
+	/* A crash left half an entry behind the committed size. */
+	fd = open(path, O_WRONLY | O_APPEND);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "From x Thu Jan  1 00:00:00 1970\nhal", 35),
+	    35);
+	close(fd);
+	m = must_open(path, size, MBOX_OPEN_TRUNCATED);
+	assert_int_equal(file_size(path), size);
+	assert_int_equal(mbox_committed_size(m), size);
+	append(m, msg2, 0);
+	assert_int_equal(mbox_commit(m, NULL), 0);
+	mbox_close(&m);
+	after = read_all(path, &alen);
+	assert_memory_equal(after, before, blen);
+	assert_memory_equal(after + blen, "From MAILER-DAEMON", 18);
+	free(before);
+	free(after);
+}
+
+static void
+test_reopen_shorter(void **state)
+{
+	static const char human[] = "From x Thu Jan  1 00:00:00 1970\nhi\n";
+	char path[PATH_MAX];
+	unsigned char *data;
+	uint64_t size;
+	struct mbox *m;
+	size_t len;
+
+	(void)state;
+	make_path(path, sizeof path, "shorter.mbox");
+	m = must_open(path, 0, MBOX_OPEN_OK);
+	append(m, msg1, 0);
+	assert_int_equal(mbox_commit(m, &size), 0);
+	mbox_close(&m);
+
+	/* Someone cut it: nothing more is lost, appends go at its end. */
+	assert_int_equal(truncate(path, 10), 0);
+	m = must_open(path, size, MBOX_OPEN_SHORTER);
+	assert_int_equal(mbox_committed_size(m), 10);
+	append(m, msg2, 0);
+	assert_int_equal(mbox_commit(m, &size), 0);
+	mbox_close(&m);
+	data = read_all(path, &len);
+	assert_int_equal(len, size);
+	/* The foreign tail gets LFs so ours starts an entry of its own. */
+	assert_memory_equal(data, "From one@e\n\nFrom MAILER-DAEMON", 30);
+	free(data);
+
+	/* An unknown committed size never truncates. */
+	write_all(path, human, sizeof human - 1);
+	m = must_open(path, MBOX_SIZE_UNKNOWN, MBOX_OPEN_OK);
+	assert_int_equal(mbox_committed_size(m), sizeof human - 1);
+	/* Rolled back: no LF is added either. */
+	append(m, msg2, 0);
+	mbox_close(&m);
+	assert_int_equal(file_size(path), sizeof human - 1);
+	m = must_open(path, MBOX_SIZE_UNKNOWN, MBOX_OPEN_OK);
+	append(m, msg2, 0);
+	assert_int_equal(mbox_rollback(m), 0);
+	append(m, msg2, 0);
+	assert_int_equal(mbox_commit(m, &size), 0);
+	mbox_close(&m);
+	data = read_all(path, &len);
+	assert_int_equal(len, size);
+	assert_memory_equal(data, human, sizeof human - 1);
+	assert_memory_equal(data + sizeof human - 1, "\nFrom MAILER-DAEMON",
+	    19);
+	free(data);
+}
+
+static void
+test_refusals(void **state)
+{
+	char path[PATH_MAX], target[PATH_MAX], link2[PATH_MAX];
+	char *error;
+	struct mbox *m;
+
+	(void)state;
+	/* A symlink, to a file and dangling. */
+	make_path(target, sizeof target, "target.mbox");
+	write_all(target, "", 0);
+	make_path(path, sizeof path, "symlink.mbox");
+	assert_int_equal(symlink(target, path), 0);
+	error = must_fail_open(path, 0);
+	assert_non_null(strstr(error, "symbolic link"));
+	free(error);
+	make_path(path, sizeof path, "dangling.mbox");
+	assert_int_equal(symlink("/nonexistent/x", path), 0);
+	error = must_fail_open(path, 0);
+	free(error);
+	assert_int_equal(access("/nonexistent/x", F_OK), -1);
+
+	/* Two links. */
+	make_path(link2, sizeof link2, "hardlink.mbox");
+	assert_int_equal(link(target, link2), 0);
+	error = must_fail_open(link2, 0);
+	assert_non_null(strstr(error, "2 links"));
+	free(error);
+	error = must_fail_open(target, 0);
+	free(error);
+	assert_int_equal(unlink(link2), 0);
+	m = must_open(target, 0, MBOX_OPEN_OK);
+	mbox_close(&m);
+
+	/* Not a regular file. */
+	make_path(path, sizeof path, "fifo.mbox");
+	assert_int_equal(mkfifo(path, 0600), 0);
+	error = must_fail_open(path, 0);
+	assert_non_null(strstr(error, "not a regular file"));
+	free(error);
+	make_path(path, sizeof path, "dir.mbox");
+	assert_int_equal(mkdir(path, 0700), 0);
+	error = must_fail_open(path, 0);
+	free(error);
+
+	/* A missing parent directory. */
+	make_path(path, sizeof path, "nodir/x.mbox");
+	error = must_fail_open(path, 0);
+	assert_non_null(strstr(error, strerror(ENOENT)));
+	free(error);
+}
+
+static void
+test_mode_under_umask(void **state)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	struct mbox *m;
+	mode_t old;
+
+	(void)state;
+	old = umask(0);
+	make_path(path, sizeof path, "mode.mbox");
+	m = must_open(path, 0, MBOX_OPEN_OK);
+	umask(old);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	mbox_close(&m);
+}
+
+static void
+test_lock_same_process(void **state)
+{
+	char path[PATH_MAX], *error;
+	struct timespec t0, t1;
+	struct mbox *m, *m2;
+
+	(void)state;
+	make_path(path, sizeof path, "locked.mbox");
+	m = must_open(path, 0, MBOX_OPEN_OK);
+	mbox_set_lock_wait(300);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	error = must_fail_open(path, 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	assert_non_null(strstr(error, "lock"));
+	free(error);
+	/* It did wait (the bound is not asserted). */
+	assert_true((t1.tv_sec - t0.tv_sec) * 1000 +
+	    (t1.tv_nsec - t0.tv_nsec) / 1000000 >= 250);
+	/* The failed attempt did not take the holder's locks away. */
+	assert_int_equal(access(path, F_OK), 0);
+	append(m, msg2, 0);
+	assert_int_equal(mbox_commit(m, NULL), 0);
+	mbox_close(&m);
+	m2 = must_open(path, (uint64_t)file_size(path), MBOX_OPEN_OK);
+	mbox_close(&m2);
+	mbox_set_lock_wait(MBOX_LOCK_WAIT_MSEC_DEFAULT);
+}
+
+/* Another process holding a classic fcntl lock, as mail readers do. */
+static void
+test_lock_other_process(void **state)
+{
+	char path[PATH_MAX], lock[PATH_MAX + 8], *error, c;
+	int ready[2], go[2], status, fd;
+	struct flock fl;
+	struct mbox *m;
+	pid_t pid;
+
+	(void)state;
+	make_path(path, sizeof path, "reader.mbox");
+	snprintf(lock, sizeof lock, "%s.lock", path);
+	write_all(path, "", 0);
+	assert_int_equal(pipe(ready), 0);
+	assert_int_equal(pipe(go), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		fd = open(path, O_RDWR);
+		memset(&fl, 0, sizeof fl);
+		fl.l_type = F_WRLCK;
+		fl.l_whence = SEEK_SET;
+		if (fd == -1 || fcntl(fd, F_SETLK, &fl) == -1)
+			_exit(1);
+		if (write(ready[1], "r", 1) != 1)
+			_exit(1);
+		if (read(go[0], &c, 1) != 1)
+			_exit(1);
+		_exit(0);
+	}
+	assert_int_equal(read(ready[0], &c, 1), 1);
+	mbox_set_lock_wait(200);
+	error = must_fail_open(path, 0);
+	assert_non_null(strstr(error, "lock"));
+	free(error);
+	/* Failing left no dotlock behind. */
+	assert_int_equal(access(lock, F_OK), -1);
+
+	assert_int_equal(write(go[1], "g", 1), 1);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	m = must_open(path, 0, MBOX_OPEN_OK);
+	mbox_close(&m);
+	close(ready[0]);
+	close(ready[1]);
+	close(go[0]);
+	close(go[1]);
+	mbox_set_lock_wait(MBOX_LOCK_WAIT_MSEC_DEFAULT);
+}
+
+static void
+test_dotlock(void **state)
+{
+	char path[PATH_MAX], lock[PATH_MAX + 8], *error;
+	struct timespec old[2];
+	struct stat st;
+	struct mbox *m;
+
+	(void)state;
+	make_path(path, sizeof path, "dot.mbox");
+	snprintf(lock, sizeof lock, "%s.lock", path);
+
+	/* Fresh: someone holds it. */
+	write_all(lock, "", 0);
+	mbox_set_lock_wait(200);
+	error = must_fail_open(path, 0);
+	assert_non_null(strstr(error, "dotlock"));
+	free(error);
+	/* Not ours: left alone. */
+	assert_int_equal(access(lock, F_OK), 0);
+
+	/* Stale: taken over. */
+	clock_gettime(CLOCK_REALTIME, &old[0]);
+	old[0].tv_sec -= MBOX_DOTLOCK_STALE_SECS + 60;
+	old[1] = old[0];
+	assert_int_equal(utimensat(AT_FDCWD, lock, old, 0), 0);
+	m = must_open(path, 0, MBOX_OPEN_OK);
+	assert_int_equal(lstat(lock, &st), 0);
+	assert_true(st.st_mtime > old[0].tv_sec + 60);
+	mbox_close(&m);
+	assert_int_equal(access(lock, F_OK), -1);
+
+	/* Replaced by someone else while we held it: not removed. */
+	m = must_open(path, 0, MBOX_OPEN_OK);
+	assert_int_equal(unlink(lock), 0);
+	write_all(lock, "other\n", 6);
+	mbox_close(&m);
+	assert_int_equal(access(lock, F_OK), 0);
+	assert_int_equal(unlink(lock), 0);
+	mbox_set_lock_wait(MBOX_LOCK_WAIT_MSEC_DEFAULT);
+}
+
+/* ---- failure injection ------------------------------------------------- */
+
+static void
+test_write_failure_truncates(void **state)
+{
+	char path[PATH_MAX], big_chunk[4096];
+	uint64_t size;
+	struct mbox *m;
+	int r = 0;
+	size_t i;
+
+	(void)state;
+	make_path(path, sizeof path, "enospc.mbox");
+	inj_reset();
+	mbox_set_sys_ops(&inj_ops);
+	m = must_open(path, 0, MBOX_OPEN_OK);
+	append(m, msg1, 0);
+	assert_int_equal(mbox_commit(m, &size), 0);
+
+	/* The disk fills up part way through a buffer flush. */
+	inj.write_budget = MBOX_WRITE_BUFFER + 1000;
+	memset(big_chunk, 'x', sizeof big_chunk);
+	big_chunk[sizeof big_chunk - 1] = '\n';
+	assert_int_equal(mbox_msg_begin(m, 0), 0);
+	for (i = 0; i < 200 && r == 0; i++)
+		r = mbox_msg_write(m, big_chunk, sizeof big_chunk);
+	assert_int_equal(r, -1);
+	assert_non_null(strstr(mbox_error(m), path));
+	assert_non_null(strstr(mbox_error(m), strerror(ENOSPC)));
+	/* Already cut back to the committed size. */
+	assert_int_equal(file_size(path), size);
+	/* Failed until rolled back. */
+	assert_int_equal(mbox_msg_write(m, "x", 1), -1);
+	assert_int_equal(mbox_msg_end(m), -1);
+	assert_int_equal(mbox_commit(m, NULL), -1);
+	assert_int_equal(mbox_rollback(m), 0);
+	inj.write_budget = -1;
+	append(m, msg2, 0);
+	assert_int_equal(mbox_commit(m, NULL), 0);
+	assert_int_equal(mbox_committed_size(m), file_size(path));
+	assert_true((uint64_t)file_size(path) > size);
+	mbox_close(&m);
+	mbox_set_sys_ops(NULL);
+}
+
+static void
+test_fdatasync_failure_truncates(void **state)
+{
+	char path[PATH_MAX], *error = NULL;
+	uint64_t size, size2 = 12345;
+	struct mbox *m;
+
+	(void)state;
+	make_path(path, sizeof path, "eio.mbox");
+	inj_reset();
+	mbox_set_sys_ops(&inj_ops);
+	m = must_open(path, 0, MBOX_OPEN_OK);
+	append(m, msg1, 0);
+	assert_int_equal(mbox_commit(m, &size), 0);
+	assert_int_equal(inj.fdatasync_calls, 1);
+
+	/* Several messages, one sync per commit. */
+	append(m, msg2, 0);
+	append(m, msg2, 0);
+	append(m, msg2, 0);
+	inj.fdatasync_errno = EIO;
+	assert_int_equal(mbox_commit(m, &size2), -1);
+	assert_int_equal(size2, 12345);
+	assert_int_equal(inj.fdatasync_calls, 2);
+	assert_non_null(strstr(mbox_error(m), "fdatasync"));
+	assert_non_null(strstr(mbox_error(m), path));
+	assert_int_equal(file_size(path), size);
+	assert_int_equal(mbox_committed_size(m), size);
+
+	/* And the truncation failing too is reported, then retried. */
+	inj.fdatasync_errno = 0;
+	assert_int_equal(mbox_rollback(m), 0);
+	append(m, msg2, 0);
+	inj.fdatasync_errno = EIO;
+	inj.ftruncate_errno = EROFS;
+	assert_int_equal(mbox_commit(m, NULL), -1);
+	assert_non_null(strstr(mbox_error(m), "truncate"));
+	assert_non_null(strstr(mbox_error(m), strerror(EROFS)));
+	assert_true((uint64_t)file_size(path) > size);
+	assert_int_equal(mbox_rollback(m), -1);
+	inj.ftruncate_errno = 0;
+	inj.fdatasync_errno = 0;
+	assert_int_equal(mbox_close_checked(&m, &error), 0);
+	assert_null(error);
+	assert_int_equal(file_size(path), size);
+	mbox_set_sys_ops(NULL);
+}
+
+/* Short writes and EINTR change nothing in the output. */
+static void
+test_partial_writes(void **state)
+{
+	char path[PATH_MAX], path2[PATH_MAX];
+	unsigned char *a, *b;
+	size_t alen, blen, i;
+	struct mbox *m;
+
+	(void)state;
+	make_path(path, sizeof path, "plain.mbox");
+	make_path(path2, sizeof path2, "partial.mbox");
+	m = must_open(path, 0, MBOX_OPEN_OK);
+	for (i = 0; i < 50; i++)
+		append(m, i % 2 ? msg1 : msg2, (time_t)i);
+	assert_int_equal(mbox_commit(m, NULL), 0);
+	mbox_close(&m);
+
+	inj_reset();
+	inj.write_cap = 7;
+	inj.eintr_toggle = true;
+	mbox_set_sys_ops(&inj_ops);
+	m = must_open(path2, 0, MBOX_OPEN_OK);
+	for (i = 0; i < 50; i++)
+		append(m, i % 2 ? msg1 : msg2, (time_t)i);
+	assert_int_equal(mbox_commit(m, NULL), 0);
+	mbox_close(&m);
+	mbox_set_sys_ops(NULL);
+
+	a = read_all(path, &alen);
+	b = read_all(path2, &blen);
+	assert_int_equal(alen, blen);
+	assert_memory_equal(a, b, alen);
+	free(a);
+	free(b);
+}
+
+/* The real write(2) path failing: a file size limit gives EFBIG. */
+static void
+test_fsize_limit(void **state)
+{
+	char path[PATH_MAX], chunk[1000];
+	struct rlimit old, lim;
+	void (*oldsig)(int);
+	uint64_t size;
+	struct mbox *m;
+	int r = 0;
+	size_t i;
+
+	(void)state;
+	make_path(path, sizeof path, "efbig.mbox");
+	m = must_open(path, 0, MBOX_OPEN_OK);
+	append(m, msg1, 0);
+	assert_int_equal(mbox_commit(m, &size), 0);
+
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = (rlim_t)size + 100000;
+	oldsig = signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+
+	memset(chunk, 'y', sizeof chunk);
+	assert_int_equal(mbox_msg_begin(m, 0), 0);
+	for (i = 0; i < 1000 && r == 0; i++)
+		r = mbox_msg_write(m, chunk, sizeof chunk);
+	if (r == 0)
+		r = mbox_msg_end(m);
+	if (r == 0)
+		r = mbox_commit(m, NULL);
+
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, oldsig);
+	assert_int_equal(r, -1);
+	assert_non_null(strstr(mbox_error(m), strerror(EFBIG)));
+	assert_int_equal(file_size(path), size);
+	assert_int_equal(mbox_rollback(m), 0);
+	mbox_close(&m);
+	assert_int_equal(file_size(path), size);
+}
+
+/* ---- the fixture for mbox_read.py --------------------------------------- */
+
+static const struct lit fixture[] = {
+	LIT("Return-Path: <alice@example.org>\r\nFrom: Alice <alice@example."
+	    "org>\r\nSubject: one\r\n\r\nFrom the start of a line.\r\n"
+	    ">From quoted once.\r\n>>From quoted twice.\r\nFrom\r\n"),
+	LIT("Return-Path: <>\r\nSubject: bounce\r\n\r\nbody\r\n\r\n\r\n"),
+	LIT("Subject: no final newline\r\n\r\nlast line"),
+	LIT("Return-Path:\r\n\t<folded@example.org>\r\nSubject: folded\r\n\r\n"
+	    "8-bit: \xc3\xa9t\xc3\xa9 and \x80\xff\r\n"),
+	LIT(""),
+	LIT("Subject: empty body\r\n\r\n"),
+	LIT("Subject: x\r\n\r\nReturn-Path: <body@example.org>\r\nFrom x\r\n"
+	    " From y\r\n"),
+};
+static const char *const fixture_sender[] = {
+	"alice@example.org", "MAILER-DAEMON", "MAILER-DAEMON",
+	"folded@example.org", "MAILER-DAEMON", "MAILER-DAEMON",
+	"MAILER-DAEMON",
+};
+
+static int
+write_fixture(const char *dir)
+{
+	char path[PATH_MAX], *error = NULL;
+	struct mbox *m = NULL;
+	FILE *exp;
+	size_t i, k;
+	time_t date;
+
+	snprintf(path, sizeof path, "%s/fixture.mbox", dir);
+	if (mbox_open(path, 0, &m, &error) == MBOX_OPEN_FAILED) {
+		fprintf(stderr, "%s\n", error);
+		return 1;
+	}
+	snprintf(path, sizeof path, "%s/expected", dir);
+	if ((exp = fopen(path, "w")) == NULL)
+		return 1;
+	for (i = 0; i < sizeof fixture / sizeof fixture[0]; i++) {
+		date = DATE_SUN_NOV_1 + (time_t)i * 86400 * 9;
+		if (mbox_msg_begin(m, date) == -1)
+			goto fail;
+		/* In small pieces, as they come off the network. */
+		for (k = 0; k < fixture[i].len; k += 3)
+			if (mbox_msg_write(m, fixture[i].s + k,
+			    fixture[i].len - k < 3 ? fixture[i].len - k : 3) ==
+			    -1)
+				goto fail;
+		if (mbox_msg_end(m) == -1)
+			goto fail;
+		fprintf(exp, "%zu %s %lld\n", i, fixture_sender[i],
+		    (long long)date);
+		snprintf(path, sizeof path, "%s/msg%zu.eml", dir, i);
+		write_all(path, fixture[i].s, fixture[i].len);
+	}
+	if (mbox_commit(m, NULL) == -1 || fclose(exp) == EOF)
+		goto fail;
+	mbox_close(&m);
+	return 0;
+fail:
+	fprintf(stderr, "%s\n", m != NULL ? mbox_error(m) : "fixture");
+	return 1;
+}
+
+/* ---- main -------------------------------------------------------------- */
+
+static int
+group_setup(void **state)
+{
+	(void)state;
+	snprintf(tmpdir, sizeof tmpdir, "/tmp/test_mbox.XXXXXX");
+	return mkdtemp(tmpdir) == NULL ? -1 : 0;
+}
+
+static int
+group_teardown(void **state)
+{
+	(void)state;
+	free(mem.buf);
+	return nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int
+main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_from_line_dates),
+		cmocka_unit_test(test_from_line_sender),
+		cmocka_unit_test(test_return_path),
+		cmocka_unit_test(test_return_path_hold_limit),
+		cmocka_unit_test(test_line_ends),
+		cmocka_unit_test(test_from_quoting),
+		cmocka_unit_test(test_final_newline_and_bytes),
+		cmocka_unit_test(test_chunking_every_split),
+		cmocka_unit_test(test_random_messages),
+		cmocka_unit_test(test_reverse_gives_original),
+		cmocka_unit_test(test_big_message),
+		cmocka_unit_test(test_commit_and_uncommitted_close),
+		cmocka_unit_test(test_rollback),
+		cmocka_unit_test(test_misuse),
+		cmocka_unit_test(test_reopen_truncates_leftover),
+		cmocka_unit_test(test_reopen_shorter),
+		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_mode_under_umask),
+		cmocka_unit_test(test_lock_same_process),
+		cmocka_unit_test(test_lock_other_process),
+		cmocka_unit_test(test_dotlock),
+		cmocka_unit_test(test_write_failure_truncates),
+		cmocka_unit_test(test_fdatasync_failure_truncates),
+		cmocka_unit_test(test_partial_writes),
+		cmocka_unit_test(test_fsize_limit),
+	};
+
+	if (argc == 3 && strcmp(argv[1], "--write-fixture") == 0)
+		return write_fixture(argv[2]);
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

@@ -1,0 +1,465 @@
+/*
+ * State store: round trips with hostile names, corrupt files reported as
+ * file:line, permissions and the atomic replace.
+ */
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "mirror/state.h"
+
+static char tmpdir[64];
+static int dir_seq;
+
+static int
+rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static void
+make_dir_path(char *buf, size_t size, const char *name)
+{
+	snprintf(buf, size, "%s/%d-%s", tmpdir, ++dir_seq, name);
+}
+
+static void
+write_file(const char *dir, const char *name, const char *data)
+{
+	char path[PATH_MAX];
+	FILE *fp;
+
+	if (mkdir(dir, 0700) == -1)
+		assert_int_equal(errno, EEXIST);
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	assert_int_equal(fputs(data, fp) >= 0, 1);
+	assert_int_equal(fclose(fp), 0);
+}
+
+static const char *const odd_names[] = {
+	"INBOX",
+	"",
+	"-",
+	"with\ttab",
+	"with\nnewline and\r\n crlf",
+	"100%",
+	"%41 not an escape",
+	"caf\xc3\xa9/\xe6\x97\xa5\xe6\x9c\xac",
+	"\x01\x02\x7f\x80\xff",
+	" leading and trailing ",
+	"Archive/2023/../..",
+	"mailbox\tuidvalidity=1\tlast_uid=2",
+};
+
+static void
+test_round_trip(void **state)
+{
+	struct account_state st, got;
+	struct mailbox_state *mb;
+	char dir[PATH_MAX], file[64], *error = NULL;
+	size_t i, n = sizeof odd_names / sizeof odd_names[0];
+
+	(void)state;
+	make_dir_path(dir, sizeof dir, "rt");
+	memset(&st, 0, sizeof st);
+	for (i = 0; i < n; i++) {
+		mb = state_get(&st, odd_names[i]);
+		assert_non_null(mb);
+		assert_string_equal(mb->name, odd_names[i]);
+		mb->uidvalidity = (uint32_t)(i + 1) * 1000003u;
+		mb->last_uid = i == 0 ? UINT32_MAX : (uint32_t)i;
+		mb->uidnext = (uint32_t)i + 1;
+		mb->messages = (uint32_t)i * 7;
+		mb->mbox_size = i == 0 ? (uint64_t)INT64_MAX :
+		    (uint64_t)i << 33;
+		if (i % 3 != 0) {
+			snprintf(file, sizeof file, "f\t%zu\n%%.mbox", i);
+			mb->file = strdup(file);
+		}
+	}
+	/* state_get finds, it does not add twice. */
+	assert_ptr_equal(state_get(&st, "100%"), state_find(&st, "100%"));
+	assert_int_equal(st.n_mailboxes, n);
+	assert_null(state_find(&st, "absent"));
+	st.last_attempt = 1793523903;
+	st.last_success = 1793520000;
+	st.next_attempt = 1793524803;
+	st.failures = 3;
+	state_set_error(&st, "login failed:\tbad\npassword 100%", 1793523904);
+	assert_int_equal(st.last_error_time, 1793523904);
+
+	assert_int_equal(state_save(dir, &st, &error), 0);
+	assert_null(error);
+	memset(&got, 0, sizeof got);
+	assert_int_equal(state_load(dir, &got, &error), 0);
+	assert_null(error);
+
+	assert_int_equal(got.n_mailboxes, n);
+	for (i = 0; i < n; i++) {
+		mb = state_find(&got, odd_names[i]);
+		assert_non_null(mb);
+		assert_int_equal(mb->uidvalidity, st.mailboxes[i].uidvalidity);
+		assert_int_equal(mb->last_uid, st.mailboxes[i].last_uid);
+		assert_int_equal(mb->uidnext, st.mailboxes[i].uidnext);
+		assert_int_equal(mb->messages, st.mailboxes[i].messages);
+		assert_true(mb->mbox_size == st.mailboxes[i].mbox_size);
+		if (st.mailboxes[i].file == NULL)
+			assert_null(mb->file);
+		else
+			assert_string_equal(mb->file, st.mailboxes[i].file);
+	}
+	assert_int_equal(got.last_attempt, st.last_attempt);
+	assert_int_equal(got.last_success, st.last_success);
+	assert_int_equal(got.last_error_time, st.last_error_time);
+	assert_int_equal(got.next_attempt, st.next_attempt);
+	assert_int_equal(got.failures, 3);
+	assert_string_equal(got.last_error, st.last_error);
+
+	/* A cleared error and an empty one are not the same. */
+	state_set_error(&st, NULL, 0);
+	assert_null(st.last_error);
+	assert_int_equal(state_save(dir, &st, &error), 0);
+	assert_int_equal(state_load(dir, &got, &error), 0);	/* replaces */
+	assert_null(got.last_error);
+	assert_int_equal(got.n_mailboxes, n);
+	state_set_error(&st, "", 5);
+	assert_int_equal(state_save(dir, &st, &error), 0);
+	assert_int_equal(state_load(dir, &got, &error), 0);
+	assert_non_null(got.last_error);
+	assert_string_equal(got.last_error, "");
+
+	state_clear(&got);
+	assert_int_equal(got.n_mailboxes, 0);
+	assert_null(got.mailboxes);
+	state_clear(&st);
+}
+
+static void
+test_missing_is_empty(void **state)
+{
+	struct account_state st;
+	char dir[PATH_MAX], *error = NULL;
+
+	(void)state;
+	make_dir_path(dir, sizeof dir, "missing");
+	memset(&st, 0, sizeof st);
+	assert_non_null(state_get(&st, "stale"));
+	assert_int_equal(state_load(dir, &st, &error), 0);
+	assert_null(error);
+	assert_int_equal(st.n_mailboxes, 0);
+	assert_null(st.last_error);
+	assert_int_equal(st.last_attempt, 0);
+	/* Loading created nothing. */
+	assert_int_equal(access(dir, F_OK), -1);
+	state_clear(&st);
+}
+
+static const char header[] = "mboxmirror-state 1\n";
+static const char account[] = "account\tlast_attempt=1\tlast_success=2\t"
+    "last_error_time=3\tnext_attempt=4\tfailures=5\tlast_error=-\n";
+static const char mailbox[] = "mailbox\tINBOX\tINBOX.mbox\tuidvalidity=1\t"
+    "last_uid=2\tuidnext=3\tmessages=4\tmbox_size=5\n";
+
+static void
+expect_corrupt(const char *content, int line, const char *what)
+{
+	struct account_state st;
+	char dir[PATH_MAX], want[PATH_MAX + 32], *error = NULL;
+
+	make_dir_path(dir, sizeof dir, "corrupt");
+	write_file(dir, "state", content);
+	memset(&st, 0, sizeof st);
+	assert_non_null(state_get(&st, "kept"));
+	assert_int_equal(state_load(dir, &st, &error), -1);
+	assert_non_null(error);
+	snprintf(want, sizeof want, "%s/state:%d: ", dir, line);
+	if (strncmp(error, want, strlen(want)) != 0 ||
+	    (what != NULL && strstr(error, what) == NULL))
+		fail_msg("error \"%s\", want \"%s%s\"", error, want,
+		    what != NULL ? what : "");
+	free(error);
+	/* A failed load leaves the state as it was. */
+	assert_int_equal(st.n_mailboxes, 1);
+	assert_string_equal(st.mailboxes[0].name, "kept");
+	state_clear(&st);
+}
+
+static void
+test_corrupt(void **state)
+{
+	char buf[1024];
+
+	(void)state;
+	/* The good file first, so the failures below are the edits. */
+	{
+		struct account_state st;
+		char dir[PATH_MAX], *error = NULL;
+
+		make_dir_path(dir, sizeof dir, "good");
+		snprintf(buf, sizeof buf, "%s%s%send\n", header, account,
+		    mailbox);
+		write_file(dir, "state", buf);
+		memset(&st, 0, sizeof st);
+		assert_int_equal(state_load(dir, &st, &error), 0);
+		assert_int_equal(st.n_mailboxes, 1);
+		assert_int_equal(st.mailboxes[0].mbox_size, 5);
+		assert_int_equal(st.failures, 5);
+		state_clear(&st);
+	}
+
+	expect_corrupt("", 1, "empty");
+	expect_corrupt("hello\n", 1, "not an mboxmirror state file");
+	expect_corrupt("mboxmirror-state 2\nwhatever\n", 1, "version 2");
+	expect_corrupt("mboxmirror-state x\n", 1, "bad version");
+	expect_corrupt("mboxmirror-state 1", 1, "no newline");
+	snprintf(buf, sizeof buf, "%s%s%s", header, account, mailbox);
+	expect_corrupt(buf, 4, "no end line");
+	snprintf(buf, sizeof buf, "%s%send\nmailbox\n", header, account);
+	expect_corrupt(buf, 4, "after the end");
+	snprintf(buf, sizeof buf, "%s%s%s", header, account, "mailbox\tIN");
+	expect_corrupt(buf, 3, "no newline");
+	snprintf(buf, sizeof buf, "%s%s%send\n", header, account, account);
+	expect_corrupt(buf, 3, "second account");
+	snprintf(buf, sizeof buf, "%s%s%send\n", header, mailbox, mailbox);
+	expect_corrupt(buf, 3, "twice");
+	snprintf(buf, sizeof buf, "%sgarbage\t\x01\xff\nend\n", header);
+	expect_corrupt(buf, 2, "unknown line");
+	snprintf(buf, sizeof buf, "%smailbox\tINBOX\tf\tuidvalidity=1\n"
+	    "end\n", header);
+	expect_corrupt(buf, 2, "fields");
+	snprintf(buf, sizeof buf, "%smailbox\tINBOX\tf\tuidvalidity=4294967296"
+	    "\tlast_uid=2\tuidnext=3\tmessages=4\tmbox_size=5\nend\n", header);
+	expect_corrupt(buf, 2, "bad number");
+	snprintf(buf, sizeof buf, "%smailbox\tINBOX\tf\tuidvalidity=-1"
+	    "\tlast_uid=2\tuidnext=3\tmessages=4\tmbox_size=5\nend\n", header);
+	expect_corrupt(buf, 2, "bad number");
+	snprintf(buf, sizeof buf, "%smailbox\tINBOX\tf\tlast_uid=2"
+	    "\tuidvalidity=1\tuidnext=3\tmessages=4\tmbox_size=5\nend\n",
+	    header);
+	expect_corrupt(buf, 2, "unexpected field");
+	snprintf(buf, sizeof buf, "%smailbox\tIN%%4\tf\tuidvalidity=1"
+	    "\tlast_uid=2\tuidnext=3\tmessages=4\tmbox_size=5\nend\n", header);
+	expect_corrupt(buf, 2, "bad mailbox name");
+	snprintf(buf, sizeof buf, "%smailbox\tIN%%00X\tf\tuidvalidity=1"
+	    "\tlast_uid=2\tuidnext=3\tmessages=4\tmbox_size=5\nend\n", header);
+	expect_corrupt(buf, 2, "bad mailbox name");
+	snprintf(buf, sizeof buf, "%smailbox\t-\tf\tuidvalidity=1"
+	    "\tlast_uid=2\tuidnext=3\tmessages=4\tmbox_size=5\nend\n", header);
+	expect_corrupt(buf, 2, "bad mailbox name");
+	snprintf(buf, sizeof buf, "%smailbox\tIN BOX\tf\tuidvalidity=1"
+	    "\tlast_uid=2\tuidnext=3\tmessages=4\tmbox_size=5\nend\n", header);
+	expect_corrupt(buf, 2, "bad mailbox name");
+	snprintf(buf, sizeof buf, "%saccount\tlast_attempt=1x\tlast_success=2"
+	    "\tlast_error_time=3\tnext_attempt=4\tfailures=5\tlast_error=-\n"
+	    "end\n", header);
+	expect_corrupt(buf, 2, "bad time");
+	snprintf(buf, sizeof buf, "%saccount\tlast_attempt=1\tlast_success=2"
+	    "\tlast_error_time=3\tnext_attempt=4\tfailures=99999999999\t"
+	    "last_error=-\nend\n", header);
+	expect_corrupt(buf, 2, "failure count");
+	snprintf(buf, sizeof buf, "%s%s%s%s%s", header, mailbox, mailbox,
+	    "end\n", "");
+	expect_corrupt(buf, 3, NULL);
+}
+
+/* Random garbage and random damage to a good file: never a crash. */
+static void
+test_garbage(void **state)
+{
+	struct account_state st;
+	char dir[PATH_MAX], good[1024], buf[1024], *error;
+	uint64_t x = 88172645463325252ULL;
+	size_t len, i, k;
+	int r;
+
+	(void)state;
+	make_dir_path(dir, sizeof dir, "garbage");
+	snprintf(good, sizeof good, "%s%s%send\n", header, account, mailbox);
+	len = strlen(good);
+	for (k = 0; k < 2000; k++) {
+		memcpy(buf, good, len + 1);
+		for (i = 0; i < 1 + k % 4; i++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			buf[x % len] = (char)(x >> 32 & 0xff);
+		}
+		/* A NUL cuts the file short, which is damage too. */
+		write_file(dir, "state", buf);
+		memset(&st, 0, sizeof st);
+		error = NULL;
+		r = state_load(dir, &st, &error);
+		if (r == -1) {
+			assert_non_null(error);
+			assert_non_null(strstr(error, "/state:"));
+			assert_int_equal(st.n_mailboxes, 0);
+		} else
+			assert_null(error);
+		free(error);
+		state_clear(&st);
+	}
+}
+
+static void
+test_permissions_and_atomic_replace(void **state)
+{
+	struct account_state st, got;
+	char base[128], dir[256], path[512], *error = NULL;
+	struct dirent *de;
+	struct stat sb;
+	mode_t old;
+	DIR *d;
+	int n;
+
+	(void)state;
+	make_dir_path(base, sizeof base, "perm");
+	snprintf(dir, sizeof dir, "%s/a/b/account", base);
+	memset(&st, 0, sizeof st);
+	assert_non_null(state_get(&st, "INBOX"));
+
+	old = umask(0);
+	assert_int_equal(state_save(dir, &st, &error), 0);
+	umask(old);
+	assert_null(error);
+	assert_int_equal(stat(base, &sb), 0);
+	assert_int_equal(sb.st_mode & 07777, 0700);
+	assert_int_equal(stat(dir, &sb), 0);
+	assert_int_equal(sb.st_mode & 07777, 0700);
+	snprintf(path, sizeof path, "%s/state", dir);
+	assert_int_equal(lstat(path, &sb), 0);
+	assert_true(S_ISREG(sb.st_mode));
+	assert_int_equal(sb.st_mode & 07777, 0600);
+
+	/* A stale temp file from a crash is replaced, and none is left. */
+	write_file(dir, "state.tmp", "half a state");
+	assert_non_null(state_get(&st, "Sent"));
+	assert_int_equal(state_save(dir, &st, &error), 0);
+	d = opendir(dir);
+	assert_non_null(d);
+	n = 0;
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0)
+			continue;
+		assert_string_equal(de->d_name, "state");
+		n++;
+	}
+	closedir(d);
+	assert_int_equal(n, 1);
+	memset(&got, 0, sizeof got);
+	assert_int_equal(state_load(dir, &got, &error), 0);
+	assert_int_equal(got.n_mailboxes, 2);
+	state_clear(&got);
+
+	/* Even a symlink in the temp file's place is just removed. */
+	snprintf(path, sizeof path, "%s/state.tmp", dir);
+	assert_int_equal(symlink("/nonexistent", path), 0);
+	assert_int_equal(state_save(dir, &st, &error), 0);
+	assert_int_equal(lstat(path, &sb), -1);
+	assert_int_equal(access("/nonexistent", F_OK), -1);
+
+	/* A rename that fails: an error, and no temp file left. */
+	snprintf(dir, sizeof dir, "%s/blocked", base);
+	snprintf(path, sizeof path, "%s/state", dir);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	assert_int_equal(mkdir(path, 0700), 0);
+	write_file(path, "keep", "x");
+	assert_int_equal(state_save(dir, &st, &error), -1);
+	assert_non_null(error);
+	assert_non_null(strstr(error, "rename"));
+	free(error);
+	error = NULL;
+	snprintf(path, sizeof path, "%s/state.tmp", dir);
+	assert_int_equal(lstat(path, &sb), -1);
+	state_clear(&st);
+
+	/* A file where the directory should be: an error naming it. */
+	snprintf(path, sizeof path, "%s/file", base);
+	write_file(base, "file", "x");
+	snprintf(dir, sizeof dir, "%s/file/sub", base);
+	assert_int_equal(state_save(dir, &st, &error), -1);
+	assert_non_null(error);
+	assert_non_null(strstr(error, dir));
+	free(error);
+}
+
+static void
+test_account_dir(void **state)
+{
+	static const struct {
+		const char	*account;
+		const char	*want;
+	} cases[] = {
+		{ "personal", "/s/personal" },
+		{ "", "/s/%00" },
+		{ ".", "/s/%2E" },
+		{ "..", "/s/%2E." },
+		{ ".hidden", "/s/%2Ehidden" },
+		{ "a/b", "/s/a%2Fb" },
+		{ "../../etc", "/s/%2E.%2F..%2Fetc" },
+		{ "100%", "/s/100%25" },
+		{ "with space\ttab\n", "/s/with%20space%09tab%0A" },
+		{ "caf\xc3\xa9", "/s/caf%C3%A9" },
+	};
+	size_t i;
+	char *dir;
+
+	(void)state;
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		dir = state_account_dir("/s", cases[i].account);
+		assert_non_null(dir);
+		assert_string_equal(dir, cases[i].want);
+		assert_null(strchr(dir + 3, '/'));
+		free(dir);
+	}
+}
+
+static int
+group_setup(void **state)
+{
+	(void)state;
+	snprintf(tmpdir, sizeof tmpdir, "/tmp/test_state.XXXXXX");
+	return mkdtemp(tmpdir) == NULL ? -1 : 0;
+}
+
+static int
+group_teardown(void **state)
+{
+	(void)state;
+	return nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_missing_is_empty),
+		cmocka_unit_test(test_corrupt),
+		cmocka_unit_test(test_garbage),
+		cmocka_unit_test(test_permissions_and_atomic_replace),
+		cmocka_unit_test(test_account_dir),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
