@@ -158,7 +158,8 @@ class SystemdUnits(unittest.TestCase):
         env = dict(os.environ, DESTDIR=dest)
         res = run(["cmake", "--install", build], env=env)
         self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
-        cache = open(os.path.join(build, "CMakeCache.txt"), encoding="utf-8").read()
+        with open(os.path.join(build, "CMakeCache.txt"), encoding="utf-8") as f:
+            cache = f.read()
         prefix = re.search(r"^CMAKE_INSTALL_PREFIX:PATH=(.*)$", cache, re.M).group(1)
         root = dest + prefix
         installed = os.path.join(root, "bin", "mboxmirror")
