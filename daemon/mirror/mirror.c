@@ -419,6 +419,30 @@ fail:
 	return -1;
 }
 
+/* mkdir -p for output itself: its parents may not exist yet on a first run.
+ * Directories created here are 0700 like those below. */
+static int
+make_output(const char *output)
+{
+	char *path, *p;
+	int rc = -1;
+
+	if ((path = strdup(output)) == NULL)
+		return -1;
+	for (p = path; (p = strchr(p + 1, '/')) != NULL; ) {
+		*p = '\0';
+		if (mkdir(path, 0700) != 0 && errno != EEXIST)
+			goto out;
+		*p = '/';
+	}
+	if (mkdir(path, 0700) != 0 && errno != EEXIST)
+		goto out;
+	rc = 0;
+out:
+	free(path);
+	return rc;
+}
+
 /* Moves an mbox out of the way, keeping it: "<base>.<tag>.mbox", with a
  * counter when that exists.  Returns 0 also when there is no file. */
 static int
@@ -1108,7 +1132,7 @@ mirror_start(struct ev_loop *loop, const struct config *config,
 		finish(m);
 		return m;
 	}
-	if (mkdir(account->output, 0700) != 0 && errno != EEXIST) {
+	if (make_output(account->output) != 0) {
 		mirror_fail(m, SESSION_ERR_LOCAL, "cannot create %s: %s",
 		    account->output, strerror(errno));
 		return m;
