@@ -178,6 +178,9 @@ log_redact(char *line, size_t size)
 	}
 }
 
+static void log_vmsg(enum log_level, const char *, const char *, va_list)
+    __attribute__((format(printf, 3, 0)));
+
 static void
 log_vmsg(enum log_level level, const char *suffix, const char *fmt, va_list ap)
 {
