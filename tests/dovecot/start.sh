@@ -193,6 +193,8 @@ last_valid_uid = $MAIL_UID
 first_valid_gid = $MAIL_GID
 last_valid_gid = $MAIL_GID
 mail_location = sdbox:~/sdbox
+# Throw-away test mail: no fsync on the server side.
+mail_fsync = never
 namespace inbox {
   inbox = yes
   separator = /

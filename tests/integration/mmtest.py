@@ -227,12 +227,21 @@ class Fixture:
         return self.append_many(user, password, mailbox_name, [message], flags, date)[0]
 
     def append_many(self, user, password, mailbox_name, messages, flags=(), date=None):
-        """APPENDs every message over one connection; returns their UIDs in order."""
+        """APPENDs every message over one connection; returns their UIDs in order.
+        flags (a tuple of flags) and date apply to all; or either is a list with one
+        entry (a tuple of flags, a Unix time) per message."""
         uids = []
-        flag_arg = "(" + " ".join(flags) + ")" if flags else None
-        date_arg = imaplib.Time2Internaldate(date if date is not None else time.time())
+        n = len(messages)
+        per_msg = (isinstance(flags, list) and len(flags) == n
+                   and not any(isinstance(f, str) for f in flags))
+        flag_list = flags if per_msg else [flags] * n
+        date_list = date if isinstance(date, list) else [date] * n
+        if len(date_list) != n:
+            raise ValueError("one date per message, or one for all")
         with self.imap(user, password) as c:
-            for msg in messages:
+            for msg, fl, dt in zip(messages, flag_list, date_list):
+                flag_arg = "(" + " ".join(fl) + ")" if fl else None
+                date_arg = imaplib.Time2Internaldate(dt if dt is not None else time.time())
                 typ, data = c.append(_quote(mutf7_encode(mailbox_name)), flag_arg,
                                      date_arg, msg)
                 _check(typ, data, f"APPEND {mailbox_name}")
