@@ -12,3 +12,6 @@ mm_unit_test(test_cli
 mm_unit_test(test_log
   SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_log.c
   LIBS mm_log)
+# The shipped example must load as it is.
+target_compile_definitions(test_config PRIVATE
+  MM_EXAMPLE_CONFIG="${PROJECT_SOURCE_DIR}/config/mboxmirror.ini.example")

@@ -1014,6 +1014,21 @@ test_missing_file(void **state)
 	assert_non_null(strstr(cap.line[0], "not a regular file"));
 }
 
+static void
+test_example_file(void **state)
+{
+	struct config *c = NULL;
+
+	(void)state;
+	assert_int_equal(config_load(MM_EXAMPLE_CONFIG, &c), 0);
+	assert_int_equal(cap.n, 0);
+	assert_int_equal(c->n_accounts, 1);
+	assert_string_equal(c->accounts[0].name, "personal");
+	assert_int_equal(c->accounts[0].secret_source, SECRET_COMMAND);
+	assert_int_equal(c->accounts[0].exclude.n, 3);
+	config_free(&c);
+}
+
 static int
 group_setup(void **state)
 {
@@ -1119,6 +1134,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_permission_warning, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_missing_file, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_example_file, setup,
 		    teardown),
 	};
 
