@@ -1,1 +1,1223 @@
-/* placeholder: being written */
+#include "net/transport.h"
+
+#include <sys/socket.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <gnutls/abstract.h>
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+
+#include "log.h"
+#include "net/resolve.h"
+
+#define TLS_PRIORITY	"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+#define TLS_RECORD_MAX	16384
+#define TLS_CACHE_MAX	32
+#define PIN_LEN		32
+#define EVENT_NONE	(-1)
+
+enum transport_state {
+	TS_IDLE,		/* never connected */
+	TS_RESOLVING,
+	TS_CONNECTING,
+	TS_HANDSHAKE,
+	TS_OPEN,
+	TS_CLOSED,		/* after an error, EOF, timeout or close */
+};
+
+struct transport {
+	struct ev_loop *loop;
+	transport_cb *cb;
+	void *arg;
+
+	char *host;
+	uint16_t port;
+	bool implicit_tls;
+	char *ca_file;
+	bool has_pin;
+	uint8_t pin[PIN_LEN];
+	unsigned timeout;
+	char *log_prefix;
+	char *peer;		/* "host:port" for messages */
+	char *cache_key;	/* TLS session cache key */
+
+	enum transport_state state;
+	unsigned gen;		/* changes whenever the connection does */
+	unsigned depth;		/* callbacks in progress */
+	bool free_pending;
+	int pending_event;	/* delivered from the idle watcher */
+	bool kick_readable;	/* raise READABLE from the idle watcher */
+	bool eof_seen;		/* TLS close_notify behind returned data */
+
+	int fd;
+	ev_io io;
+	int io_events;
+	ev_timer timer;
+	ev_idle kick;
+
+	struct resolve *resolve;
+	struct addrinfo *addrs;
+	struct addrinfo *next_addr;
+	int last_errno;
+	bool last_timed_out;
+
+	gnutls_certificate_credentials_t cred;
+	gnutls_session_t session;
+	bool tls_up;
+	bool resumed;
+	bool starttls;
+	int hs_events;
+	bool read_wants_write;
+	bool write_wants_read;
+	size_t tls_send_len;	/* size of a send that returned E_AGAIN */
+	char verify_error[256];
+
+	char *wbuf;
+	size_t wcap;
+	size_t woff;
+	size_t wlen;
+
+	char error[512];
+	char desc[128];
+};
+
+struct tls_cache_entry {
+	char *key;
+	gnutls_datum_t data;
+};
+
+static struct tls_cache_entry tls_cache[TLS_CACHE_MAX];
+static unsigned tls_cache_next;
+
+static bool	transport_emit(struct transport *, enum transport_event);
+static void	transport_fail(struct transport *, enum transport_event,
+		    const char *, ...) MM_PRINTF(3, 4);
+static void	transport_teardown(struct transport *);
+static void	transport_update_io(struct transport *);
+static void	transport_try_next(struct transport *);
+static void	transport_handshake(struct transport *);
+static void	transport_emit_readable(struct transport *);
+static void	transport_io_cb(struct ev_loop *, ev_io *, int);
+static void	transport_timer_cb(struct ev_loop *, ev_timer *, int);
+static void	transport_kick_cb(struct ev_loop *, ev_idle *, int);
+
+static const char *
+transport_prefix(const struct transport *t)
+{
+	return t->log_prefix != NULL ? t->log_prefix : "transport";
+}
+
+static bool
+is_address_literal(const char *host)
+{
+	struct in6_addr a6;
+	struct in_addr a4;
+
+	return inet_pton(AF_INET, host, &a4) == 1 ||
+	    inet_pton(AF_INET6, host, &a6) == 1;
+}
+
+static void
+hex_encode(const uint8_t *in, size_t len, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < len; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 0xf];
+	}
+	out[2 * len] = '\0';
+}
+
+struct transport *
+transport_new(struct ev_loop *loop, const struct transport_params *params,
+    transport_cb *cb, void *arg)
+{
+	struct transport *t;
+	char pinhex[2 * PIN_LEN + 1] = "";
+	int n;
+
+	if ((t = calloc(1, sizeof *t)) == NULL)
+		return NULL;
+	t->loop = loop;
+	t->cb = cb;
+	t->arg = arg;
+	t->fd = -1;
+	t->pending_event = EVENT_NONE;
+	t->state = TS_IDLE;
+	t->port = params->port;
+	t->implicit_tls = params->tls;
+	t->timeout = params->timeout;
+	if (params->pin_sha256 != NULL) {
+		t->has_pin = true;
+		memcpy(t->pin, params->pin_sha256, PIN_LEN);
+		hex_encode(t->pin, PIN_LEN, pinhex);
+	}
+	if ((t->host = strdup(params->host != NULL ? params->host : "")) ==
+	    NULL)
+		goto fail;
+	if (params->ca_file != NULL &&
+	    (t->ca_file = strdup(params->ca_file)) == NULL)
+		goto fail;
+	if (params->log_prefix != NULL &&
+	    (t->log_prefix = strdup(params->log_prefix)) == NULL)
+		goto fail;
+	n = asprintf(&t->peer, strchr(t->host, ':') != NULL ? "[%s]:%u" :
+	    "%s:%u", t->host, (unsigned)t->port);
+	if (n == -1) {
+		t->peer = NULL;
+		goto fail;
+	}
+	n = asprintf(&t->cache_key, "%s\n%u\n%s\n%s", t->host,
+	    (unsigned)t->port, t->ca_file != NULL ? t->ca_file : "", pinhex);
+	if (n == -1) {
+		t->cache_key = NULL;
+		goto fail;
+	}
+	snprintf(t->desc, sizeof t->desc, "plain");
+
+	ev_io_init(&t->io, transport_io_cb, 0, EV_READ);
+	t->io.data = t;
+	ev_timer_init(&t->timer, transport_timer_cb, 0., (ev_tstamp)t->timeout);
+	t->timer.data = t;
+	ev_idle_init(&t->kick, transport_kick_cb);
+	/* Deferred events must not starve behind busy sockets. */
+	ev_set_priority(&t->kick, EV_MAXPRI);
+	t->kick.data = t;
+	return t;
+
+fail:
+	free(t->host);
+	free(t->ca_file);
+	free(t->log_prefix);
+	free(t->peer);
+	free(t);
+	return NULL;
+}
+
+static void
+transport_destroy(struct transport *t)
+{
+	transport_teardown(t);
+	ev_idle_stop(t->loop, &t->kick);
+	if (t->cred != NULL)
+		gnutls_certificate_free_credentials(t->cred);
+	free(t->wbuf);
+	free(t->host);
+	free(t->ca_file);
+	free(t->log_prefix);
+	free(t->peer);
+	free(t->cache_key);
+	free(t);
+}
+
+void
+transport_free(struct transport **tp)
+{
+	struct transport *t;
+
+	if (tp == NULL || (t = *tp) == NULL)
+		return;
+	*tp = NULL;
+	transport_close(t);
+	if (t->depth > 0) {
+		/* Inside a callback: release on the way out of it. */
+		t->free_pending = true;
+		return;
+	}
+	transport_destroy(t);
+}
+
+/*
+ * Runs the upper layer's callback.  Returns false when the caller must not
+ * go on with what it was doing: the transport was closed, reconnected or
+ * freed from inside the callback.
+ */
+static bool
+transport_emit(struct transport *t, enum transport_event event)
+{
+	unsigned gen = t->gen;
+
+	t->depth++;
+	t->cb(t, event, t->arg);
+	t->depth--;
+	if (t->free_pending) {
+		if (t->depth == 0)
+			transport_destroy(t);
+		return false;
+	}
+	return t->gen == gen;
+}
+
+static void
+transport_set_io(struct transport *t, int events)
+{
+	if (events == t->io_events && ev_is_active(&t->io) == (events != 0))
+		return;
+	ev_io_stop(t->loop, &t->io);
+	t->io_events = events;
+	if (events != 0 && t->fd != -1) {
+		ev_io_set(&t->io, t->fd, events);
+		ev_io_start(t->loop, &t->io);
+	}
+}
+
+static void
+transport_update_io(struct transport *t)
+{
+	int events = 0;
+
+	switch (t->state) {
+	case TS_CONNECTING:
+		events = EV_WRITE;
+		break;
+	case TS_HANDSHAKE:
+		events = t->hs_events;
+		break;
+	case TS_OPEN:
+		events = EV_READ;
+		if (t->wlen > 0 && !t->write_wants_read)
+			events |= EV_WRITE;
+		if (t->read_wants_write)
+			events |= EV_WRITE;
+		break;
+	default:
+		break;
+	}
+	transport_set_io(t, events);
+}
+
+static void
+transport_progress(struct transport *t)
+{
+	if (t->timeout > 0)
+		ev_timer_again(t->loop, &t->timer);
+}
+
+static void
+tls_cache_store(const char *key, gnutls_datum_t *data)
+{
+	struct tls_cache_entry *e = NULL;
+	char *copy;
+
+	for (unsigned i = 0; i < TLS_CACHE_MAX; i++) {
+		if (tls_cache[i].key != NULL &&
+		    strcmp(tls_cache[i].key, key) == 0) {
+			e = &tls_cache[i];
+			break;
+		}
+	}
+	if (e == NULL) {
+		if ((copy = strdup(key)) == NULL) {
+			gnutls_free(data->data);
+			return;
+		}
+		e = &tls_cache[tls_cache_next];
+		tls_cache_next = (tls_cache_next + 1) % TLS_CACHE_MAX;
+		free(e->key);
+		e->key = copy;
+	}
+	gnutls_free(e->data.data);
+	e->data = *data;
+	data->data = NULL;
+}
+
+static const gnutls_datum_t *
+tls_cache_lookup(const char *key)
+{
+	for (unsigned i = 0; i < TLS_CACHE_MAX; i++) {
+		if (tls_cache[i].key != NULL &&
+		    strcmp(tls_cache[i].key, key) == 0)
+			return &tls_cache[i].data;
+	}
+	return NULL;
+}
+
+static void
+tls_cache_clear(void)
+{
+	for (unsigned i = 0; i < TLS_CACHE_MAX; i++) {
+		free(tls_cache[i].key);
+		gnutls_free(tls_cache[i].data.data);
+		tls_cache[i].key = NULL;
+		tls_cache[i].data.data = NULL;
+		tls_cache[i].data.size = 0;
+	}
+	tls_cache_next = 0;
+}
+
+/* Keeps the session of a verified connection for resumption. */
+static void
+transport_save_session(struct transport *t)
+{
+	gnutls_datum_t data = { NULL, 0 };
+
+	if (!t->tls_up || t->session == NULL)
+		return;
+	/* TLS 1.3 data is resumable only once a ticket has arrived. */
+	if (gnutls_protocol_get_version(t->session) == GNUTLS_TLS1_3 &&
+	    (gnutls_session_get_flags(t->session) &
+	    GNUTLS_SFLAGS_SESSION_TICKET) == 0)
+		return;
+	if (gnutls_session_get_data2(t->session, &data) == 0 &&
+	    data.size > 0)
+		tls_cache_store(t->cache_key, &data);
+	else
+		gnutls_free(data.data);
+}
+
+/*
+ * Closing a socket with unread input makes the kernel send a reset, which
+ * can overtake our last bytes (a close_notify, or the alert saying why a
+ * certificate was refused): read what is there first.
+ */
+static void
+transport_discard_input(int fd)
+{
+	char buf[4096];
+	ssize_t n;
+
+	for (int i = 0; i < 64; i++) {
+		n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+		if (n <= 0 && !(n == -1 && errno == EINTR))
+			break;
+	}
+}
+
+/* Releases the connection; the transport can connect again. */
+static void
+transport_teardown(struct transport *t)
+{
+	transport_set_io(t, 0);
+	ev_timer_stop(t->loop, &t->timer);
+	ev_idle_stop(t->loop, &t->kick);
+	resolve_cancel(&t->resolve);
+	if (t->addrs != NULL) {
+		freeaddrinfo(t->addrs);
+		t->addrs = NULL;
+	}
+	t->next_addr = NULL;
+	if (t->session != NULL) {
+		transport_save_session(t);
+		gnutls_deinit(t->session);
+		t->session = NULL;
+	}
+	if (t->fd != -1) {
+		transport_discard_input(t->fd);
+		close(t->fd);
+		t->fd = -1;
+	}
+	t->state = TS_CLOSED;
+	t->gen++;
+	t->pending_event = EVENT_NONE;
+	t->kick_readable = false;
+	t->eof_seen = false;
+	t->tls_up = false;
+	t->read_wants_write = false;
+	t->write_wants_read = false;
+	t->tls_send_len = 0;
+	t->woff = t->wlen = 0;
+}
+
+/* Tears the connection down and reports event from the loop. */
+static void
+transport_fail(struct transport *t, enum transport_event event,
+    const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(t->error, sizeof t->error, fmt, ap);
+	va_end(ap);
+	log_debug("%s: %s", transport_prefix(t), t->error);
+	transport_teardown(t);
+	t->pending_event = event;
+	ev_idle_start(t->loop, &t->kick);
+}
+
+static void
+transport_eof(struct transport *t)
+{
+	transport_fail(t, TRANSPORT_EOF, "connection closed by %s", t->peer);
+}
+
+static void
+transport_resolved(int error, struct addrinfo *res, void *arg)
+{
+	struct transport *t = arg;
+
+	t->resolve = NULL;
+	if (error != 0) {
+		transport_fail(t, TRANSPORT_ERROR, "resolve %s: %s", t->host,
+		    gai_strerror(error));
+		return;
+	}
+	t->addrs = t->next_addr = res;
+	transport_try_next(t);
+}
+
+int
+transport_connect(struct transport *t)
+{
+	if (t->state != TS_IDLE && t->state != TS_CLOSED) {
+		snprintf(t->error, sizeof t->error,
+		    "connect to %s: already connected", t->peer);
+		return -1;
+	}
+	/* An undelivered event of the previous connection is moot now. */
+	ev_idle_stop(t->loop, &t->kick);
+	t->pending_event = EVENT_NONE;
+	t->gen++;
+	t->error[0] = '\0';
+	t->last_errno = 0;
+	t->last_timed_out = false;
+	t->starttls = false;
+	t->resumed = false;
+	snprintf(t->desc, sizeof t->desc, "plain");
+
+	t->state = TS_RESOLVING;
+	t->resolve = resolve_start(t->loop, t->host, t->port,
+	    transport_resolved, t);
+	if (t->resolve == NULL) {
+		snprintf(t->error, sizeof t->error, "resolve %s: %s", t->host,
+		    strerror(errno));
+		t->state = TS_CLOSED;
+		return -1;
+	}
+	transport_progress(t);
+	return 0;
+}
+
+static void
+transport_try_next(struct transport *t)
+{
+	struct addrinfo *ai;
+	char addr[NI_MAXHOST];
+	int fd;
+
+	while ((ai = t->next_addr) != NULL) {
+		t->next_addr = ai->ai_next;
+		if (getnameinfo(ai->ai_addr, ai->ai_addrlen, addr, sizeof addr,
+		    NULL, 0, NI_NUMERICHOST) != 0)
+			snprintf(addr, sizeof addr, "?");
+		fd = socket(ai->ai_family,
+		    ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+		    ai->ai_protocol);
+		if (fd == -1) {
+			t->last_errno = errno;
+			t->last_timed_out = false;
+			log_debug("%s: socket for %s: %s", transport_prefix(t),
+			    addr, strerror(errno));
+			continue;
+		}
+		log_debug("%s: connecting to %s (%s)", transport_prefix(t),
+		    t->peer, addr);
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 ||
+		    errno == EINPROGRESS || errno == EINTR) {
+			/* Success or not, the writable socket says. */
+			t->fd = fd;
+			t->state = TS_CONNECTING;
+			transport_update_io(t);
+			transport_progress(t);
+			return;
+		}
+		t->last_errno = errno;
+		t->last_timed_out = false;
+		log_debug("%s: connect to %s: %s", transport_prefix(t), addr,
+		    strerror(errno));
+		close(fd);
+	}
+	transport_fail(t, t->last_timed_out ? TRANSPORT_TIMEOUT :
+	    TRANSPORT_ERROR, "connect to %s: %s", t->peer,
+	    strerror(t->last_errno != 0 ? t->last_errno : EHOSTUNREACH));
+}
+
+/* Gives up on the current address and moves on to the next one. */
+static void
+transport_attempt_failed(struct transport *t, int error, bool timed_out)
+{
+	t->last_errno = error;
+	t->last_timed_out = timed_out;
+	log_debug("%s: connect to %s: %s", transport_prefix(t), t->peer,
+	    strerror(error));
+	transport_set_io(t, 0);
+	close(t->fd);
+	t->fd = -1;
+	transport_try_next(t);
+}
+
+static ssize_t
+transport_tls_push(gnutls_transport_ptr_t ptr, const void *data, size_t len)
+{
+	struct transport *t = ptr;
+	ssize_t n;
+
+	do {
+		n = send(t->fd, data, len, MSG_NOSIGNAL);
+	} while (n == -1 && errno == EINTR);
+	if (n > 0)
+		transport_progress(t);
+	else if (n == -1)
+		gnutls_transport_set_errno(t->session, errno);
+	return n;
+}
+
+static ssize_t
+transport_tls_pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
+{
+	struct transport *t = ptr;
+	ssize_t n;
+
+	do {
+		n = recv(t->fd, data, len, 0);
+	} while (n == -1 && errno == EINTR);
+	if (n > 0)
+		transport_progress(t);
+	else if (n == -1)
+		gnutls_transport_set_errno(t->session, errno);
+	return n;
+}
+
+/* Appends the reasons in status to buf, separated by ", ". */
+static void
+verify_reasons(unsigned status, char *buf, size_t size)
+{
+	static const struct {
+		unsigned bit;
+		const char *text;
+	} reasons[] = {
+		{ GNUTLS_CERT_SIGNER_NOT_FOUND,
+		    "signer not found (unknown issuer)" },
+		{ GNUTLS_CERT_EXPIRED, "certificate has expired" },
+		{ GNUTLS_CERT_NOT_ACTIVATED, "certificate is not yet valid" },
+		{ GNUTLS_CERT_UNEXPECTED_OWNER, "hostname does not match" },
+		{ GNUTLS_CERT_REVOKED, "certificate has been revoked" },
+		{ GNUTLS_CERT_SIGNER_NOT_CA, "signer is not a CA" },
+		{ GNUTLS_CERT_SIGNATURE_FAILURE, "signature check failed" },
+		{ GNUTLS_CERT_INSECURE_ALGORITHM,
+		    "signed with an insecure algorithm" },
+		{ GNUTLS_CERT_SIGNER_CONSTRAINTS_FAILURE,
+		    "signer constraints violated" },
+		{ GNUTLS_CERT_PURPOSE_MISMATCH,
+		    "certificate is not for a TLS server" },
+		{ GNUTLS_CERT_UNKNOWN_CRIT_EXTENSIONS,
+		    "unknown critical extension" },
+		{ GNUTLS_CERT_MISMATCH, "certificate mismatch" },
+	};
+	size_t len = strlen(buf);
+
+	for (size_t i = 0; i < sizeof reasons / sizeof *reasons; i++) {
+		if ((status & reasons[i].bit) == 0)
+			continue;
+		status &= ~reasons[i].bit;
+		snprintf(buf + len, size - len, "%s%s", len > 0 ? ", " : "",
+		    reasons[i].text);
+		len = strlen(buf);
+	}
+	status &= ~GNUTLS_CERT_INVALID;
+	if (status != 0 || len == 0)
+		snprintf(buf + len, size - len, "%sinvalid certificate",
+		    len > 0 ? ", " : "");
+}
+
+static int
+transport_check_pin(struct transport *t)
+{
+	const gnutls_datum_t *certs;
+	gnutls_pubkey_t pubkey = NULL;
+	gnutls_datum_t spki = { NULL, 0 };
+	uint8_t digest[PIN_LEN];
+	unsigned n = 0;
+	int ret = -1;
+
+	certs = gnutls_certificate_get_peers(t->session, &n);
+	if (certs == NULL || n == 0)
+		goto out;
+	if (gnutls_pubkey_init(&pubkey) < 0)
+		goto out;
+	if (gnutls_pubkey_import_x509_raw(pubkey, &certs[0],
+	    GNUTLS_X509_FMT_DER, 0) < 0)
+		goto out;
+	if (gnutls_pubkey_export2(pubkey, GNUTLS_X509_FMT_DER, &spki) < 0)
+		goto out;
+	if (gnutls_hash_fast(GNUTLS_DIG_SHA256, spki.data, spki.size,
+	    digest) < 0)
+		goto out;
+	if (memcmp(digest, t->pin, PIN_LEN) == 0)
+		ret = 0;
+out:
+	gnutls_free(spki.data);
+	if (pubkey != NULL)
+		gnutls_pubkey_deinit(pubkey);
+	return ret;
+}
+
+/*
+ * Runs inside the handshake once the server's certificate has arrived:
+ * a non-zero return aborts the handshake before our Finished message, so
+ * nothing queued by the upper layer can leave.
+ */
+static int
+transport_verify_cb(gnutls_session_t session)
+{
+	struct transport *t = gnutls_session_get_ptr(session);
+	char reasons[200] = "";
+	unsigned status = 0;
+	int ret;
+
+	ret = gnutls_certificate_verify_peers3(session, t->host, &status);
+	if (ret < 0) {
+		snprintf(t->verify_error, sizeof t->verify_error,
+		    "certificate verification failed for %s: %s", t->host,
+		    gnutls_strerror(ret));
+		return GNUTLS_E_CERTIFICATE_ERROR;
+	}
+	if (status != 0) {
+		verify_reasons(status, reasons, sizeof reasons);
+		snprintf(t->verify_error, sizeof t->verify_error,
+		    "certificate verification failed for %s: %s", t->host,
+		    reasons);
+		return GNUTLS_E_CERTIFICATE_ERROR;
+	}
+	if (t->has_pin && transport_check_pin(t) != 0) {
+		snprintf(t->verify_error, sizeof t->verify_error,
+		    "certificate verification failed for %s: "
+		    "public key pin mismatch", t->host);
+		return GNUTLS_E_CERTIFICATE_ERROR;
+	}
+	return 0;
+}
+
+/* Sets up a client session on the connected socket; -1 with t->error. */
+static int
+transport_tls_begin(struct transport *t)
+{
+	const gnutls_datum_t *cached;
+	int ret;
+
+	if (t->cred == NULL) {
+		if ((ret = gnutls_certificate_allocate_credentials(&t->cred)) <
+		    0)
+			goto fail;
+		if (t->ca_file != NULL) {
+			ret = gnutls_certificate_set_x509_trust_file(t->cred,
+			    t->ca_file, GNUTLS_X509_FMT_PEM);
+			if (ret <= 0) {
+				snprintf(t->error, sizeof t->error,
+				    "cannot load CA file %s: %s", t->ca_file,
+				    ret == 0 ? "no certificates in it" :
+				    gnutls_strerror(ret));
+				goto fail_cred;
+			}
+		} else {
+			ret = gnutls_certificate_set_x509_system_trust(t->cred);
+			if (ret < 0) {
+				snprintf(t->error, sizeof t->error,
+				    "cannot load the system trust store: %s",
+				    gnutls_strerror(ret));
+				goto fail_cred;
+			}
+			if (ret == 0)
+				log_warnx("%s: the system trust store is empty",
+				    transport_prefix(t));
+		}
+		gnutls_certificate_set_verify_function(t->cred,
+		    transport_verify_cb);
+	}
+
+	ret = gnutls_init(&t->session, GNUTLS_CLIENT | GNUTLS_NONBLOCK |
+	    GNUTLS_NO_SIGNAL);
+	if (ret < 0) {
+		t->session = NULL;
+		goto fail;
+	}
+	if ((ret = gnutls_priority_set_direct(t->session, TLS_PRIORITY,
+	    NULL)) < 0)
+		goto fail_session;
+	if (!is_address_literal(t->host) &&
+	    (ret = gnutls_server_name_set(t->session, GNUTLS_NAME_DNS, t->host,
+	    strlen(t->host))) < 0)
+		goto fail_session;
+	if ((ret = gnutls_credentials_set(t->session, GNUTLS_CRD_CERTIFICATE,
+	    t->cred)) < 0)
+		goto fail_session;
+	gnutls_session_set_ptr(t->session, t);
+	gnutls_transport_set_ptr(t->session, t);
+	gnutls_transport_set_push_function(t->session, transport_tls_push);
+	gnutls_transport_set_pull_function(t->session, transport_tls_pull);
+	/* The no-progress timer is the only handshake timeout. */
+	gnutls_handshake_set_timeout(t->session, 0);
+	if ((cached = tls_cache_lookup(t->cache_key)) != NULL)
+		gnutls_session_set_data(t->session, cached->data,
+		    cached->size);
+	t->verify_error[0] = '\0';
+	t->state = TS_HANDSHAKE;
+	t->hs_events = EV_WRITE;
+	return 0;
+
+fail_session:
+	gnutls_deinit(t->session);
+	t->session = NULL;
+fail:
+	snprintf(t->error, sizeof t->error, "TLS set-up for %s: %s", t->peer,
+	    gnutls_strerror(ret));
+	return -1;
+fail_cred:
+	gnutls_certificate_free_credentials(t->cred);
+	t->cred = NULL;
+	return -1;
+}
+
+static void
+transport_handshake(struct transport *t)
+{
+	enum transport_event event;
+	int ret;
+
+	for (;;) {
+		ret = gnutls_handshake(t->session);
+		if (ret == 0)
+			break;
+		if (ret == GNUTLS_E_AGAIN || ret == GNUTLS_E_INTERRUPTED) {
+			t->hs_events = gnutls_record_get_direction(t->session) ?
+			    EV_WRITE : EV_READ;
+			transport_update_io(t);
+			return;
+		}
+		if (gnutls_error_is_fatal(ret)) {
+			if (t->verify_error[0] != '\0') {
+				/* Best effort: tell the server why. */
+				gnutls_alert_send_appropriate(t->session, ret);
+				transport_fail(t, TRANSPORT_ERROR, "%s",
+				    t->verify_error);
+			} else if (ret == GNUTLS_E_FATAL_ALERT_RECEIVED) {
+				transport_fail(t, TRANSPORT_ERROR,
+				    "TLS handshake with %s failed: "
+				    "the server sent alert: %s", t->peer,
+				    gnutls_alert_get_name(
+				    gnutls_alert_get(t->session)));
+			} else {
+				transport_fail(t, TRANSPORT_ERROR,
+				    "TLS handshake with %s failed: %s",
+				    t->peer, gnutls_strerror(ret));
+			}
+			return;
+		}
+		/* A warning alert: carry on. */
+	}
+
+	t->tls_up = true;
+	t->resumed = gnutls_session_is_resumed(t->session) != 0;
+	snprintf(t->desc, sizeof t->desc, "%s / %s",
+	    gnutls_protocol_get_name(gnutls_protocol_get_version(t->session)),
+	    gnutls_ciphersuite_get(t->session));
+	log_debug("%s: %s with %s%s", transport_prefix(t), t->desc, t->peer,
+	    t->resumed ? " (resumed)" : "");
+	transport_save_session(t);
+	t->state = TS_OPEN;
+	transport_update_io(t);
+	/*
+	 * The handshake may have pulled application data into GnuTLS that
+	 * libev cannot see: look once, whatever the socket says.
+	 */
+	t->kick_readable = true;
+	ev_idle_start(t->loop, &t->kick);
+	event = t->starttls ? TRANSPORT_TLS_READY : TRANSPORT_CONNECTED;
+	transport_emit(t, event);
+}
+
+static void
+transport_connect_done(struct transport *t)
+{
+	socklen_t len;
+	int error = 0, one = 1;
+
+	len = sizeof error;
+	if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &error, &len) == -1)
+		error = errno;
+	if (error != 0) {
+		transport_attempt_failed(t, error, false);
+		return;
+	}
+	freeaddrinfo(t->addrs);
+	t->addrs = t->next_addr = NULL;
+	/* Commands are small and answered: do not let Nagle hold them. */
+	setsockopt(t->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	transport_progress(t);
+	if (t->implicit_tls) {
+		if (transport_tls_begin(t) == -1) {
+			transport_fail(t, TRANSPORT_ERROR, "%s", t->error);
+			return;
+		}
+		transport_handshake(t);
+		return;
+	}
+	log_debug("%s: connected to %s", transport_prefix(t), t->peer);
+	t->state = TS_OPEN;
+	transport_update_io(t);
+	transport_emit(t, TRANSPORT_CONNECTED);
+}
+
+int
+transport_start_tls(struct transport *t)
+{
+	if (t->state != TS_OPEN || t->session != NULL) {
+		snprintf(t->error, sizeof t->error, "STARTTLS with %s: %s",
+		    t->peer, t->session != NULL ? "TLS is already on" :
+		    "not connected");
+		return -1;
+	}
+	if (t->wlen > 0) {
+		snprintf(t->error, sizeof t->error,
+		    "STARTTLS with %s: unsent data queued", t->peer);
+		return -1;
+	}
+	if (transport_tls_begin(t) == -1)
+		return -1;
+	t->starttls = true;
+	t->kick_readable = false;
+	ev_idle_stop(t->loop, &t->kick);
+	transport_update_io(t);
+	return 0;
+}
+
+/* Sends what the socket takes.  Returns false when the caller must stop. */
+static bool
+transport_flush(struct transport *t)
+{
+	bool had = t->wlen > 0;
+	ssize_t n;
+	size_t len;
+
+	while (t->wlen > 0) {
+		if (t->session != NULL) {
+			/* After E_AGAIN GnuTLS wants the very same call. */
+			len = t->tls_send_len != 0 ? t->tls_send_len :
+			    (t->wlen < TLS_RECORD_MAX ? t->wlen :
+			    TLS_RECORD_MAX);
+			n = gnutls_record_send(t->session, t->wbuf + t->woff,
+			    len);
+			if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
+				t->tls_send_len = len;
+				t->write_wants_read = gnutls_record_get_direction(
+				    t->session) == 0;
+				break;
+			}
+			t->tls_send_len = 0;
+			t->write_wants_read = false;
+			if (n < 0) {
+				transport_fail(t, TRANSPORT_ERROR,
+				    "write to %s: %s", t->peer,
+				    gnutls_strerror((int)n));
+				return false;
+			}
+		} else {
+			n = send(t->fd, t->wbuf + t->woff, t->wlen,
+			    MSG_NOSIGNAL);
+			if (n == -1) {
+				if (errno == EINTR)
+					continue;
+				if (errno == EAGAIN || errno == EWOULDBLOCK)
+					break;
+				transport_fail(t, TRANSPORT_ERROR,
+				    "write to %s: %s", t->peer,
+				    strerror(errno));
+				return false;
+			}
+			if (n > 0)
+				transport_progress(t);
+		}
+		t->woff += (size_t)n;
+		t->wlen -= (size_t)n;
+	}
+	if (t->wlen == 0)
+		t->woff = 0;
+	transport_update_io(t);
+	if (had && t->wlen == 0)
+		return transport_emit(t, TRANSPORT_DRAINED) &&
+		    t->state == TS_OPEN;
+	return true;
+}
+
+static void
+transport_emit_readable(struct transport *t)
+{
+	if (!transport_emit(t, TRANSPORT_READABLE) || t->state != TS_OPEN)
+		return;
+	/*
+	 * Plaintext GnuTLS already holds does not make the socket readable:
+	 * if the upper layer left some, come back without waiting for it.
+	 */
+	if (t->eof_seen || (t->session != NULL &&
+	    gnutls_record_check_pending(t->session) > 0)) {
+		t->kick_readable = true;
+		ev_idle_start(t->loop, &t->kick);
+	}
+	transport_update_io(t);
+}
+
+static void
+transport_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct transport *t = w->data;
+
+	switch (t->state) {
+	case TS_CONNECTING:
+		transport_connect_done(t);
+		return;
+	case TS_HANDSHAKE:
+		transport_handshake(t);
+		return;
+	case TS_OPEN:
+		break;
+	default:
+		transport_set_io(t, 0);
+		return;
+	}
+	if ((revents & EV_WRITE) != 0 ||
+	    ((revents & EV_READ) != 0 && t->write_wants_read)) {
+		if (!transport_flush(t))
+			return;
+	}
+	if ((revents & EV_READ) != 0 ||
+	    ((revents & EV_WRITE) != 0 && t->read_wants_write)) {
+		t->read_wants_write = false;
+		transport_emit_readable(t);
+	}
+}
+
+static void
+transport_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct transport *t = w->data;
+
+	switch (t->state) {
+	case TS_RESOLVING:
+		transport_fail(t, TRANSPORT_TIMEOUT,
+		    "resolve %s: no answer within %u s", t->host, t->timeout);
+		break;
+	case TS_CONNECTING:
+		transport_attempt_failed(t, ETIMEDOUT, true);
+		break;
+	case TS_HANDSHAKE:
+		transport_fail(t, TRANSPORT_TIMEOUT,
+		    "TLS handshake with %s: no progress for %u s", t->peer,
+		    t->timeout);
+		break;
+	case TS_OPEN:
+		transport_fail(t, TRANSPORT_TIMEOUT,
+		    "connection to %s: no progress for %u s", t->peer,
+		    t->timeout);
+		break;
+	default:
+		ev_timer_stop(loop, w);
+		break;
+	}
+}
+
+static void
+transport_kick_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+	struct transport *t = w->data;
+	int event;
+
+	ev_idle_stop(loop, w);
+	if (t->pending_event != EVENT_NONE) {
+		event = t->pending_event;
+		t->pending_event = EVENT_NONE;
+		transport_emit(t, (enum transport_event)event);
+		return;
+	}
+	if (t->kick_readable && t->state == TS_OPEN) {
+		t->kick_readable = false;
+		transport_emit_readable(t);
+	}
+}
+
+ssize_t
+transport_read(struct transport *t, void *buf, size_t len)
+{
+	size_t total = 0;
+	ssize_t n;
+
+	if (t->state == TS_CLOSED)
+		return -1;
+	if (t->state != TS_OPEN || len == 0)
+		return 0;
+	if (t->session == NULL) {
+		for (;;) {
+			n = recv(t->fd, buf, len, 0);
+			if (n > 0) {
+				transport_progress(t);
+				return n;
+			}
+			if (n == 0) {
+				transport_eof(t);
+				return -1;
+			}
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return 0;
+			transport_fail(t, TRANSPORT_ERROR, "read from %s: %s",
+			    t->peer, strerror(errno));
+			return -1;
+		}
+	}
+
+	if (t->eof_seen) {
+		transport_eof(t);
+		return -1;
+	}
+	while (total < len) {
+		n = gnutls_record_recv(t->session, (char *)buf + total,
+		    len - total);
+		if (n > 0) {
+			total += (size_t)n;
+			continue;
+		}
+		/*
+		 * A close without close_notify is how many IMAP servers
+		 * end; the protocol has its own framing.
+		 */
+		if (n == 0 || n == GNUTLS_E_PREMATURE_TERMINATION) {
+			if (total > 0) {
+				t->eof_seen = true;
+				break;
+			}
+			transport_eof(t);
+			return -1;
+		}
+		if (n == GNUTLS_E_AGAIN) {
+			if (gnutls_record_get_direction(t->session) == 1) {
+				t->read_wants_write = true;
+				transport_update_io(t);
+			}
+			break;
+		}
+		if (n == GNUTLS_E_INTERRUPTED || n == GNUTLS_E_REHANDSHAKE ||
+		    !gnutls_error_is_fatal((int)n))
+			continue;
+		transport_fail(t, TRANSPORT_ERROR, "read from %s: %s", t->peer,
+		    gnutls_strerror((int)n));
+		return -1;
+	}
+	return (ssize_t)total;
+}
+
+int
+transport_write(struct transport *t, const void *data, size_t len)
+{
+	size_t need;
+	char *p;
+
+	if (t->state == TS_CLOSED)
+		return -1;
+	if (len == 0)
+		return 0;
+	need = t->wlen + len;
+	if (need < len)
+		return -1;
+	if (t->woff + need > t->wcap) {
+		if (t->woff > 0) {
+			memmove(t->wbuf, t->wbuf + t->woff, t->wlen);
+			t->woff = 0;
+		}
+		if (need > t->wcap) {
+			size_t cap = t->wcap > 0 ? t->wcap : 4096;
+
+			while (cap < need)
+				cap *= 2;
+			if ((p = realloc(t->wbuf, cap)) == NULL)
+				return -1;
+			t->wbuf = p;
+			t->wcap = cap;
+		}
+	}
+	memcpy(t->wbuf + t->woff + t->wlen, data, len);
+	t->wlen += len;
+	if (t->state == TS_OPEN)
+		transport_update_io(t);
+	return 0;
+}
+
+size_t
+transport_queued(const struct transport *t)
+{
+	return t->wlen;
+}
+
+void
+transport_set_timeout(struct transport *t, unsigned timeout)
+{
+	t->timeout = timeout;
+	t->timer.repeat = (ev_tstamp)timeout;
+	if (timeout == 0)
+		ev_timer_stop(t->loop, &t->timer);
+	else if (t->state != TS_IDLE && t->state != TS_CLOSED)
+		ev_timer_again(t->loop, &t->timer);
+}
+
+void
+transport_close(struct transport *t)
+{
+	if (t->session != NULL && t->tls_up && t->fd != -1)
+		/* One try at close_notify; the socket closes regardless. */
+		(void)gnutls_bye(t->session, GNUTLS_SHUT_WR);
+	transport_teardown(t);
+}
+
+bool
+transport_is_tls(const struct transport *t)
+{
+	return t->tls_up;
+}
+
+bool
+transport_tls_resumed(const struct transport *t)
+{
+	return t->tls_up && t->resumed;
+}
+
+const char *
+transport_description(const struct transport *t)
+{
+	return t->desc;
+}
+
+const char *
+transport_error(const struct transport *t)
+{
+	return t->error;
+}
+
+int
+transport_global_init(void)
+{
+	int ret;
+
+	if ((ret = gnutls_global_init()) < 0) {
+		log_error("GnuTLS initialisation: %s", gnutls_strerror(ret));
+		return -1;
+	}
+	return 0;
+}
+
+void
+transport_global_deinit(void)
+{
+	tls_cache_clear();
+	gnutls_global_deinit();
+}

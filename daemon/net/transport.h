@@ -11,7 +11,20 @@
  * the socket allows.
  *
  * The callback may call transport_close() but must not free the transport;
- * free it from outside a callback (or after the callback returns).
+ * free it from outside a callback (or after the callback returns).  (A
+ * transport_free() from inside a callback is nevertheless caught: the
+ * memory is released once the outermost callback has returned.)
+ *
+ * Events are delivered from the loop only, never from inside a transport_*
+ * call: a failure found by transport_read() or transport_write() is
+ * reported by an event on a later loop iteration.
+ *
+ * TLS is 1.2 or newer.  The certificate chain is checked against ca_file
+ * or the system trust store, the name against host (SNI is sent for names,
+ * not for address literals), and, when given, the SPKI SHA-256 pin in
+ * addition to the chain.  A failed check aborts the handshake before any
+ * queued data is sent.  Session data of a verified connection is kept per
+ * host, port, ca_file and pin for TLS resumption on the next connection.
  */
 #ifndef MM_NET_TRANSPORT_H
 #define MM_NET_TRANSPORT_H
@@ -47,39 +60,52 @@ struct transport;
 typedef void transport_cb(struct transport *t, enum transport_event event,
     void *arg);
 
-/* Copies params.  Nothing happens until transport_connect(). */
+/* Copies params.  Nothing happens until transport_connect().  Returns NULL
+ * when out of memory. */
 struct transport *transport_new(struct ev_loop *loop,
     const struct transport_params *params, transport_cb *cb, void *arg);
 void transport_free(struct transport **t);
 
 /* Starts resolving and connecting; the outcome comes as CONNECTED or
- * ERROR/TIMEOUT.  Returns 0, or -1 on immediate failure. */
+ * ERROR/TIMEOUT.  Every address of host is tried in the resolver's order,
+ * each attempt getting the full timeout.  Also valid again after an error
+ * or transport_close() (a reconnect).  Returns 0, or -1 on immediate
+ * failure (transport_error() says why; no event follows). */
 int transport_connect(struct transport *t);
 /* Starts a TLS handshake on a plain connection (STARTTLS); TLS_READY or
- * ERROR follows.  Only call with nothing left unread. */
+ * ERROR/TIMEOUT follows.  Only call with nothing left unread and nothing
+ * queued.  Returns 0, or -1 (transport_error() says why; the plain
+ * connection is left as it was). */
 int transport_start_tls(struct transport *t);
 
 /* >0 bytes read, 0 nothing more for now, -1 error or EOF (an event says
  * which has been or will be delivered). */
 ssize_t transport_read(struct transport *t, void *buf, size_t len);
-/* Queues len bytes; 0, or -1 on a dead connection. */
+/* Queues len bytes (copied); they are sent once connected (after the TLS
+ * handshake for TLS).  0, or -1 on a closed connection or out of memory. */
 int transport_write(struct transport *t, const void *data, size_t len);
 size_t transport_queued(const struct transport *t);
 
 /* Changes the no-progress timeout (seconds, 0: none) from now on. */
 void transport_set_timeout(struct transport *t, unsigned timeout);
-/* Closes the socket (sending TLS close_notify when possible); no more
- * events afterwards. */
+/* Closes the socket (sending TLS close_notify when possible) and drops
+ * anything queued; no more events afterwards.  transport_connect() may be
+ * called again. */
 void transport_close(struct transport *t);
 
 bool transport_is_tls(const struct transport *t);
-/* e.g. "TLS1.3 AES-256-GCM", or "plain". */
+/* Whether the TLS session was resumed from an earlier connection's. */
+bool transport_tls_resumed(const struct transport *t);
+/* e.g. "TLS1.3 / TLS_AES_256_GCM_SHA384", or "plain"; stays valid until
+ * the next transport_connect() or transport_start_tls(). */
 const char *transport_description(const struct transport *t);
-/* The last error, e.g. "certificate verification failed: certificate has
- * expired", "connect to imap.example.org:993: Connection refused". */
+/* The last error, e.g. "certificate verification failed for
+ * imap.example.org: certificate has expired", "connect to
+ * imap.example.org:993: Connection refused"; "" when none. */
 const char *transport_error(const struct transport *t);
 
-/* Process-wide GnuTLS set-up and tear-down. */
+/* Process-wide GnuTLS set-up and tear-down (the latter also drops the TLS
+ * session cache).  transport_global_init returns 0, or -1. */
 int transport_global_init(void);
 void transport_global_deinit(void);
 

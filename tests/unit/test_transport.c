@@ -1,0 +1,738 @@
+/*
+ * The transport against small servers on loopback: verified TLS with a
+ * 5 MB echo, every kind of refused certificate, connect failures, the
+ * no-progress timeout, STARTTLS, EOF, resumption, name resolution and
+ * freeing a transport mid-lookup.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+#include <ev.h>
+
+#include "net/resolve.h"
+#include "net/transport.h"
+#include "net_fixture.h"
+
+#define GUARD_S		120.
+#define ECHO_TOTAL	(5 * 1024 * 1024)
+#define EV_BIT(e)	(1u << (e))
+
+static struct net_pki pki;
+
+struct client {
+	struct ev_loop *loop;
+	struct transport *t;
+	unsigned seen;			/* EV_BIT per event seen */
+	unsigned counts[TRANSPORT_ERROR + 1];
+	unsigned char *rx;
+	size_t rx_len;
+	size_t rx_cap;
+	unsigned reads;
+	bool free_on_connected;
+	bool stuck;
+	ev_timer guard;
+};
+
+static void
+client_cb(struct transport *t, enum transport_event event, void *arg)
+{
+	/* Odd read sizes, including ones larger than a TLS record. */
+	static const size_t sizes[] = { 65537, 13, 4099, 99991, 1, 70001 };
+	struct client *c = arg;
+	ssize_t n;
+	size_t want;
+
+	c->seen |= EV_BIT(event);
+	c->counts[event]++;
+	if (event == TRANSPORT_CONNECTED && c->free_on_connected) {
+		transport_free(&c->t);
+		return;
+	}
+	if (event != TRANSPORT_READABLE)
+		return;
+	for (;;) {
+		want = sizes[c->reads++ % (sizeof sizes / sizeof *sizes)];
+		if (c->rx_cap - c->rx_len < want) {
+			c->rx_cap = (c->rx_len + want) * 2;
+			c->rx = realloc(c->rx, c->rx_cap);
+			assert_non_null(c->rx);
+		}
+		n = transport_read(t, c->rx + c->rx_len, want);
+		if (n <= 0)
+			break;
+		c->rx_len += (size_t)n;
+	}
+}
+
+static void
+guard_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct client *c = w->data;
+
+	c->stuck = true;
+}
+
+#define RUN_UNTIL(c, cond) do {						\
+	ev_timer_set(&(c)->guard, GUARD_S, 0.);				\
+	ev_timer_start((c)->loop, &(c)->guard);				\
+	while (!(cond) && !(c)->stuck)					\
+		ev_run((c)->loop, EVRUN_ONCE);				\
+	ev_timer_stop((c)->loop, &(c)->guard);				\
+	if (!(cond))							\
+		fail_msg("gave up waiting for %s (error \"%s\")", #cond,	\
+		    (c)->t != NULL ? transport_error((c)->t) : "-");	\
+} while (0)
+
+static void
+client_init(struct client *c, struct transport_params *p)
+{
+	memset(c, 0, sizeof *c);
+	c->loop = ev_loop_new(EVFLAG_AUTO);
+	assert_non_null(c->loop);
+	ev_timer_init(&c->guard, guard_cb, GUARD_S, 0.);
+	c->guard.data = c;
+	c->t = transport_new(c->loop, p, client_cb, c);
+	assert_non_null(c->t);
+}
+
+static void
+client_done(struct client *c)
+{
+	transport_free(&c->t);
+	ev_loop_destroy(c->loop);
+	free(c->rx);
+}
+
+static bool
+rx_has(const struct client *c, const char *s)
+{
+	size_t n = strlen(s);
+
+	if (c->rx_len < n)
+		return false;
+	for (size_t i = 0; i + n <= c->rx_len; i++)
+		if (memcmp(c->rx + i, s, n) == 0)
+			return true;
+	return false;
+}
+
+static void
+tls_params(struct transport_params *p, const char *host, uint16_t port)
+{
+	memset(p, 0, sizeof *p);
+	p->host = host;
+	p->port = port;
+	p->tls = true;
+	p->ca_file = pki.ca_file;
+	p->timeout = 30;
+	p->log_prefix = "test";
+}
+
+/* A verified handshake and a 5 MB echo in odd chunk sizes. */
+static void
+echo_test(const char *addr, const char *host)
+{
+	static const size_t chunks[] = { 1, 3, 17, 4093, 65537, 100003, 7,
+	    16385 };
+	struct transport_params p;
+	struct net_server srv;
+	struct client c;
+	unsigned char *payload;
+	size_t off = 0, n;
+	unsigned x = 12345;
+
+	assert_int_equal(net_server_start(&srv, addr, NET_SRV_TLS_ECHO,
+	    pki.good, pki.key, 1), 0);
+	tls_params(&p, host, srv.port);
+	client_init(&c, &p);
+
+	payload = malloc(ECHO_TOTAL);
+	assert_non_null(payload);
+	for (size_t i = 0; i < ECHO_TOTAL; i++) {
+		x = x * 1103515245u + 12345u;
+		payload[i] = (unsigned char)(x >> 16);
+	}
+
+	assert_int_equal(transport_connect(c.t), 0);
+	RUN_UNTIL(&c, c.seen & (EV_BIT(TRANSPORT_CONNECTED) |
+	    EV_BIT(TRANSPORT_ERROR) | EV_BIT(TRANSPORT_TIMEOUT)));
+	assert_true(c.seen & EV_BIT(TRANSPORT_CONNECTED));
+	assert_true(transport_is_tls(c.t));
+	assert_string_equal(transport_error(c.t), "");
+	assert_non_null(strstr(transport_description(c.t), "TLS1.3 / TLS_"));
+
+	for (size_t i = 0; off < ECHO_TOTAL; i++) {
+		n = chunks[i % (sizeof chunks / sizeof *chunks)];
+		if (n > ECHO_TOTAL - off)
+			n = ECHO_TOTAL - off;
+		assert_int_equal(transport_write(c.t, payload + off, n), 0);
+		off += n;
+	}
+	assert_true(transport_queued(c.t) > 0);
+	RUN_UNTIL(&c, c.rx_len >= ECHO_TOTAL ||
+	    (c.seen & (EV_BIT(TRANSPORT_ERROR) | EV_BIT(TRANSPORT_EOF))));
+	assert_int_equal(c.rx_len, ECHO_TOTAL);
+	assert_memory_equal(c.rx, payload, ECHO_TOTAL);
+	assert_true(c.seen & EV_BIT(TRANSPORT_DRAINED));
+	assert_int_equal(transport_queued(c.t), 0);
+	assert_false(c.seen & EV_BIT(TRANSPORT_ERROR));
+
+	transport_close(c.t);
+	net_server_join(&srv);
+	assert_int_equal(srv.handshakes_ok, 1);
+	assert_int_equal(srv.app_bytes, ECHO_TOTAL);
+	free(payload);
+	client_done(&c);
+}
+
+static void
+test_tls_echo_v4(void **state)
+{
+	echo_test("127.0.0.1", "localhost");
+}
+
+static void
+test_tls_echo_v6(void **state)
+{
+	/* Also checks an address literal against an IP SAN. */
+	echo_test("::1", "::1");
+}
+
+/*
+ * The server presents crt; the client must refuse with error text
+ * containing expect, and the server must see no application data even
+ * though the client queued some before connecting.
+ */
+static void
+refuse_test(gnutls_x509_crt_t crt, const uint8_t *pin, const char *expect)
+{
+	struct transport_params p;
+	struct net_server srv;
+	struct client c;
+
+	assert_int_equal(net_server_start(&srv, "127.0.0.1", NET_SRV_TLS_ECHO,
+	    crt, pki.key, 1), 0);
+	tls_params(&p, "localhost", srv.port);
+	p.pin_sha256 = pin;
+	client_init(&c, &p);
+	assert_int_equal(transport_write(c.t, "a LOGIN user secret\r\n", 21),
+	    0);
+	assert_int_equal(transport_connect(c.t), 0);
+	RUN_UNTIL(&c, c.seen & (EV_BIT(TRANSPORT_CONNECTED) |
+	    EV_BIT(TRANSPORT_ERROR) | EV_BIT(TRANSPORT_TIMEOUT)));
+	assert_false(c.seen & EV_BIT(TRANSPORT_CONNECTED));
+	assert_true(c.seen & EV_BIT(TRANSPORT_ERROR));
+	assert_int_equal(c.counts[TRANSPORT_ERROR], 1);
+	assert_false(transport_is_tls(c.t));
+	if (strstr(transport_error(c.t), expect) == NULL)
+		fail_msg("error \"%s\" lacks \"%s\"", transport_error(c.t),
+		    expect);
+	assert_non_null(strstr(transport_error(c.t),
+	    "certificate verification failed for localhost: "));
+	assert_int_equal(transport_write(c.t, "x", 1), -1);
+	assert_int_equal(transport_read(c.t, (char[4]){ 0 }, 4), -1);
+	net_server_join(&srv);
+	assert_int_equal(srv.handshakes_ok, 0);
+	assert_int_equal(srv.app_bytes, 0);
+	client_done(&c);
+}
+
+static void
+test_unknown_issuer_refused(void **state)
+{
+	refuse_test(pki.foreign, NULL, "signer not found (unknown issuer)");
+}
+
+static void
+test_expired_refused(void **state)
+{
+	refuse_test(pki.expired, NULL, "certificate has expired");
+}
+
+static void
+test_wrong_hostname_refused(void **state)
+{
+	refuse_test(pki.wrong_name, NULL, "hostname does not match");
+}
+
+static void
+test_pin_mismatch_refused(void **state)
+{
+	uint8_t pin[32];
+
+	memcpy(pin, pki.good_pin, sizeof pin);
+	pin[0] ^= 0x01;
+	refuse_test(pki.good, pin, "public key pin mismatch");
+}
+
+static void
+test_pin_match_accepted(void **state)
+{
+	struct transport_params p;
+	struct net_server srv;
+	struct client c;
+
+	assert_int_equal(net_server_start(&srv, "127.0.0.1", NET_SRV_TLS_ECHO,
+	    pki.good, pki.key, 1), 0);
+	tls_params(&p, "127.0.0.1", srv.port);
+	p.pin_sha256 = pki.good_pin;
+	client_init(&c, &p);
+	assert_int_equal(transport_connect(c.t), 0);
+	RUN_UNTIL(&c, c.seen & (EV_BIT(TRANSPORT_CONNECTED) |
+	    EV_BIT(TRANSPORT_ERROR)));
+	assert_true(c.seen & EV_BIT(TRANSPORT_CONNECTED));
+	assert_int_equal(transport_write(c.t, "ping\r\n", 6), 0);
+	RUN_UNTIL(&c, rx_has(&c, "ping\r\n") ||
+	    (c.seen & EV_BIT(TRANSPORT_ERROR)));
+	transport_close(c.t);
+	net_server_join(&srv);
+	assert_int_equal(srv.app_bytes, 6);
+	client_done(&c);
+}
+
+static void
+test_connection_refused(void **state)
+{
+	struct transport_params p;
+	struct client c;
+	char expect[64];
+	uint16_t port = net_free_port();
+
+	assert_int_not_equal(port, 0);
+	memset(&p, 0, sizeof p);
+	p.host = "127.0.0.1";
+	p.port = port;
+	p.timeout = 10;
+	client_init(&c, &p);
+	assert_int_equal(transport_connect(c.t), 0);
+	RUN_UNTIL(&c, c.seen & (EV_BIT(TRANSPORT_CONNECTED) |
+	    EV_BIT(TRANSPORT_ERROR) | EV_BIT(TRANSPORT_TIMEOUT)));
+	assert_true(c.seen & EV_BIT(TRANSPORT_ERROR));
+	snprintf(expect, sizeof expect,
+	    "connect to 127.0.0.1:%u: Connection refused", (unsigned)port);
+	assert_string_equal(transport_error(c.t), expect);
+	client_done(&c);
+}
+
+static void
+test_handshake_timeout(void **state)
+{
+	struct transport_params p;
+	struct net_server srv;
+	struct client c;
+
+	assert_int_equal(net_server_start(&srv, "127.0.0.1", NET_SRV_SILENT,
+	    NULL, NULL, 1), 0);
+	tls_params(&p, "127.0.0.1", srv.port);
+	p.timeout = 1;
+	client_init(&c, &p);
+	assert_int_equal(transport_connect(c.t), 0);
+	RUN_UNTIL(&c, c.seen & (EV_BIT(TRANSPORT_CONNECTED) |
+	    EV_BIT(TRANSPORT_ERROR) | EV_BIT(TRANSPORT_TIMEOUT)));
+	assert_int_equal(c.seen, EV_BIT(TRANSPORT_TIMEOUT));
+	assert_non_null(strstr(transport_error(c.t), "TLS handshake with "
+	    "127.0.0.1:"));
+	assert_non_null(strstr(transport_error(c.t), "no progress for 1 s"));
+	transport_close(c.t);
+	net_server_join(&srv);
+	assert_int_equal(srv.accepted, 1);
+	client_done(&c);
+}
+
+static void
+test_starttls(void **state)
+{
+	struct transport_params p;
+	struct net_server srv;
+	struct client c;
+
+	assert_int_equal(net_server_start(&srv, "127.0.0.1",
+	    NET_SRV_STARTTLS_ECHO, pki.good, pki.key, 1), 0);
+	tls_params(&p, "localhost", srv.port);
+	p.tls = false;
+	client_init(&c, &p);
+	assert_int_equal(transport_connect(c.t), 0);
+	RUN_UNTIL(&c, rx_has(&c, "* OK hello\r\n") ||
+	    (c.seen & EV_BIT(TRANSPORT_ERROR)));
+	assert_true(c.seen & EV_BIT(TRANSPORT_CONNECTED));
+	assert_false(transport_is_tls(c.t));
+	assert_string_equal(transport_description(c.t), "plain");
+	assert_int_equal(transport_write(c.t, "a STARTTLS\r\n", 12), 0);
+	RUN_UNTIL(&c, rx_has(&c, "a OK begin TLS\r\n") ||
+	    (c.seen & EV_BIT(TRANSPORT_ERROR)));
+	assert_true(c.seen & EV_BIT(TRANSPORT_DRAINED));
+
+	assert_int_equal(transport_start_tls(c.t), 0);
+	/* Queued during the handshake, sent only once TLS is up. */
+	assert_int_equal(transport_write(c.t, "over tls\r\n", 10), 0);
+	RUN_UNTIL(&c, c.seen & (EV_BIT(TRANSPORT_TLS_READY) |
+	    EV_BIT(TRANSPORT_ERROR)));
+	assert_true(c.seen & EV_BIT(TRANSPORT_TLS_READY));
+	assert_true(transport_is_tls(c.t));
+	assert_non_null(strstr(transport_description(c.t), "TLS1."));
+	assert_int_equal(transport_start_tls(c.t), -1);
+	RUN_UNTIL(&c, rx_has(&c, "over tls\r\n") ||
+	    (c.seen & EV_BIT(TRANSPORT_ERROR)));
+	assert_int_equal(c.counts[TRANSPORT_CONNECTED], 1);
+	transport_close(c.t);
+	net_server_join(&srv);
+	assert_int_equal(srv.error[0], '\0');
+	assert_int_equal(srv.app_bytes, 10);
+	client_done(&c);
+}
+
+static void
+test_tls_peer_close_eof(void **state)
+{
+	struct transport_params p;
+	struct net_server srv;
+	struct client c;
+
+	assert_int_equal(net_server_start(&srv, "127.0.0.1", NET_SRV_TLS_BYE,
+	    pki.good, pki.key, 1), 0);
+	tls_params(&p, "localhost", srv.port);
+	client_init(&c, &p);
+	assert_int_equal(transport_connect(c.t), 0);
+	RUN_UNTIL(&c, c.seen & (EV_BIT(TRANSPORT_EOF) |
+	    EV_BIT(TRANSPORT_ERROR)));
+	assert_true(c.seen & EV_BIT(TRANSPORT_EOF));
+	assert_false(c.seen & EV_BIT(TRANSPORT_ERROR));
+	assert_int_equal(c.rx_len, 5);
+	assert_memory_equal(c.rx, "bye\r\n", 5);
+	assert_int_equal(transport_read(c.t, (char[8]){ 0 }, 8), -1);
+	net_server_join(&srv);
+	client_done(&c);
+}
+
+static void
+wait_outstanding_zero(void)
+{
+	struct timespec ts = { 0, 10 * 1000 * 1000 };
+
+	/* Bounded: the worker only has to return and release. */
+	for (int i = 0; i < 6000 && resolve_outstanding() != 0; i++)
+		nanosleep(&ts, NULL);
+	assert_int_equal(resolve_outstanding(), 0);
+}
+
+/* "localhost" goes through getaddrinfo on the worker thread. */
+static void
+test_resolve_localhost_plain_eof(void **state)
+{
+	struct transport_params p;
+	struct net_server srv;
+	struct client c;
+
+	assert_int_equal(net_server_start(&srv, "127.0.0.1", NET_SRV_PLAIN_BYE,
+	    NULL, NULL, 1), 0);
+	memset(&p, 0, sizeof p);
+	p.host = "localhost";
+	p.port = srv.port;
+	p.timeout = 30;
+	client_init(&c, &p);
+	assert_int_equal(transport_connect(c.t), 0);
+	RUN_UNTIL(&c, c.seen & (EV_BIT(TRANSPORT_EOF) |
+	    EV_BIT(TRANSPORT_ERROR)));
+	assert_true(c.seen & EV_BIT(TRANSPORT_CONNECTED));
+	assert_true(c.seen & EV_BIT(TRANSPORT_EOF));
+	assert_int_equal(c.rx_len, 5);
+	assert_memory_equal(c.rx, "bye\r\n", 5);
+	assert_int_equal(c.counts[TRANSPORT_EOF], 1);
+	net_server_join(&srv);
+	client_done(&c);
+	/* The worker may still be on its way out; it must get there. */
+	wait_outstanding_zero();
+}
+
+/* ::1 first (nothing listens there), then 127.0.0.1. */
+static int
+two_addresses(const char *host, const char *service,
+    const struct addrinfo *hints, struct addrinfo **res)
+{
+	struct addrinfo h = *hints, *v6, *v4;
+	int error;
+
+	h.ai_flags |= AI_NUMERICHOST;
+	if ((error = getaddrinfo("::1", service, &h, &v6)) != 0)
+		return error;
+	if ((error = getaddrinfo("127.0.0.1", service, &h, &v4)) != 0) {
+		freeaddrinfo(v6);
+		return error;
+	}
+	v6->ai_next = v4;
+	*res = v6;
+	return 0;
+}
+
+static void
+test_refused_tries_next_address(void **state)
+{
+	struct transport_params p;
+	struct net_server srv;
+	struct client c;
+
+	assert_int_equal(net_server_start(&srv, "127.0.0.1", NET_SRV_PLAIN_BYE,
+	    NULL, NULL, 1), 0);
+	resolve_set_getaddrinfo(two_addresses);
+	memset(&p, 0, sizeof p);
+	p.host = "two.test";
+	p.port = srv.port;
+	p.timeout = 30;
+	client_init(&c, &p);
+	assert_int_equal(transport_connect(c.t), 0);
+	RUN_UNTIL(&c, c.seen & (EV_BIT(TRANSPORT_EOF) |
+	    EV_BIT(TRANSPORT_ERROR)));
+	resolve_set_getaddrinfo(NULL);
+	assert_true(c.seen & EV_BIT(TRANSPORT_CONNECTED));
+	assert_false(c.seen & EV_BIT(TRANSPORT_ERROR));
+	assert_int_equal(c.rx_len, 5);
+	net_server_join(&srv);
+	assert_int_equal(srv.accepted, 1);
+	client_done(&c);
+}
+
+static int
+no_such_name(const char *host, const char *service,
+    const struct addrinfo *hints, struct addrinfo **res)
+{
+	return EAI_NONAME;
+}
+
+static void
+test_resolve_failure(void **state)
+{
+	struct transport_params p;
+	struct client c;
+	char expect[128];
+
+	resolve_set_getaddrinfo(no_such_name);
+	memset(&p, 0, sizeof p);
+	p.host = "nowhere.test";
+	p.port = 143;
+	client_init(&c, &p);
+	assert_int_equal(transport_connect(c.t), 0);
+	RUN_UNTIL(&c, c.seen != 0);
+	resolve_set_getaddrinfo(NULL);
+	assert_int_equal(c.seen, EV_BIT(TRANSPORT_ERROR));
+	snprintf(expect, sizeof expect, "resolve nowhere.test: %s",
+	    gai_strerror(EAI_NONAME));
+	assert_string_equal(transport_error(c.t), expect);
+	client_done(&c);
+}
+
+static pthread_mutex_t hold_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hold_cond = PTHREAD_COND_INITIALIZER;
+static bool hold_entered, hold_released;
+
+/* Stays inside the "lookup" until the test lets it go. */
+static int
+held_lookup(const char *host, const char *service,
+    const struct addrinfo *hints, struct addrinfo **res)
+{
+	struct addrinfo h = *hints;
+
+	pthread_mutex_lock(&hold_lock);
+	hold_entered = true;
+	pthread_cond_broadcast(&hold_cond);
+	while (!hold_released)
+		pthread_cond_wait(&hold_cond, &hold_lock);
+	pthread_mutex_unlock(&hold_lock);
+	h.ai_flags |= AI_NUMERICHOST;
+	return getaddrinfo("127.0.0.1", service, &h, res);
+}
+
+static void
+test_free_during_resolution(void **state)
+{
+	struct transport_params p;
+	struct client c;
+
+	hold_entered = hold_released = false;
+	resolve_set_getaddrinfo(held_lookup);
+	memset(&p, 0, sizeof p);
+	p.host = "slow.test";
+	p.port = 143;
+	client_init(&c, &p);
+	assert_int_equal(transport_connect(c.t), 0);
+
+	pthread_mutex_lock(&hold_lock);
+	while (!hold_entered)
+		pthread_cond_wait(&hold_cond, &hold_lock);
+	pthread_mutex_unlock(&hold_lock);
+	assert_int_equal(resolve_outstanding(), 1);
+
+	/* The worker is inside the lookup: free under its feet. */
+	transport_free(&c.t);
+	assert_null(c.t);
+	pthread_mutex_lock(&hold_lock);
+	hold_released = true;
+	pthread_cond_broadcast(&hold_cond);
+	pthread_mutex_unlock(&hold_lock);
+
+	wait_outstanding_zero();
+	for (int i = 0; i < 10; i++)
+		ev_run(c.loop, EVRUN_NOWAIT);
+	assert_int_equal(c.seen, 0);
+	resolve_set_getaddrinfo(NULL);
+	client_done(&c);
+}
+
+/* Freed after the worker finished, before the loop took the result. */
+static void
+test_free_after_resolution(void **state)
+{
+	struct transport_params p;
+	struct client c;
+	struct timespec ts = { 0, 10 * 1000 * 1000 };
+
+	memset(&p, 0, sizeof p);
+	p.host = "localhost";
+	p.port = 143;
+	client_init(&c, &p);
+	assert_int_equal(transport_connect(c.t), 0);
+	/* Give the worker time to finish; correctness does not depend on
+	 * whether it has. */
+	for (int i = 0; i < 20; i++)
+		nanosleep(&ts, NULL);
+	transport_free(&c.t);
+	wait_outstanding_zero();
+	for (int i = 0; i < 10; i++)
+		ev_run(c.loop, EVRUN_NOWAIT);
+	assert_int_equal(c.seen, 0);
+	client_done(&c);
+}
+
+static void
+test_free_inside_callback(void **state)
+{
+	struct transport_params p;
+	struct net_server srv;
+	struct client c;
+
+	assert_int_equal(net_server_start(&srv, "127.0.0.1", NET_SRV_PLAIN_BYE,
+	    NULL, NULL, 1), 0);
+	memset(&p, 0, sizeof p);
+	p.host = "127.0.0.1";
+	p.port = srv.port;
+	p.timeout = 30;
+	client_init(&c, &p);
+	c.free_on_connected = true;
+	assert_int_equal(transport_connect(c.t), 0);
+	RUN_UNTIL(&c, c.t == NULL);
+	for (int i = 0; i < 10; i++)
+		ev_run(c.loop, EVRUN_NOWAIT);
+	assert_int_equal(c.seen, EV_BIT(TRANSPORT_CONNECTED));
+	net_server_join(&srv);
+	client_done(&c);
+}
+
+static void
+test_tls_resumption(void **state)
+{
+	struct transport_params p;
+	struct net_server srv;
+	struct client c;
+
+	assert_int_equal(net_server_start(&srv, "127.0.0.1", NET_SRV_TLS_ECHO,
+	    pki.good, pki.key, 2), 0);
+	tls_params(&p, "localhost", srv.port);
+	client_init(&c, &p);
+	for (int round = 0; round < 2; round++) {
+		c.seen = 0;
+		c.rx_len = 0;
+		assert_int_equal(transport_connect(c.t), 0);
+		RUN_UNTIL(&c, c.seen & (EV_BIT(TRANSPORT_CONNECTED) |
+		    EV_BIT(TRANSPORT_ERROR)));
+		assert_true(c.seen & EV_BIT(TRANSPORT_CONNECTED));
+		assert_int_equal(transport_tls_resumed(c.t), round == 1);
+		assert_int_equal(transport_write(c.t, "hi\r\n", 4), 0);
+		RUN_UNTIL(&c, rx_has(&c, "hi\r\n") ||
+		    (c.seen & EV_BIT(TRANSPORT_ERROR)));
+		transport_close(c.t);
+	}
+	net_server_join(&srv);
+	assert_int_equal(srv.handshakes_ok, 2);
+	assert_int_equal(srv.resumed, 1);
+	client_done(&c);
+}
+
+static void
+test_set_timeout_on_open_connection(void **state)
+{
+	struct transport_params p;
+	struct net_server srv;
+	struct client c;
+
+	/* The STARTTLS server greets, then waits for a line for ever. */
+	assert_int_equal(net_server_start(&srv, "127.0.0.1",
+	    NET_SRV_STARTTLS_ECHO, NULL, NULL, 1), 0);
+	memset(&p, 0, sizeof p);
+	p.host = "127.0.0.1";
+	p.port = srv.port;
+	p.timeout = 0;
+	client_init(&c, &p);
+	assert_int_equal(transport_connect(c.t), 0);
+	RUN_UNTIL(&c, rx_has(&c, "* OK hello\r\n") ||
+	    (c.seen & EV_BIT(TRANSPORT_ERROR)));
+	transport_set_timeout(c.t, 1);
+	RUN_UNTIL(&c, c.seen & (EV_BIT(TRANSPORT_TIMEOUT) |
+	    EV_BIT(TRANSPORT_ERROR) | EV_BIT(TRANSPORT_EOF)));
+	assert_true(c.seen & EV_BIT(TRANSPORT_TIMEOUT));
+	assert_non_null(strstr(transport_error(c.t), "no progress for 1 s"));
+	net_server_join(&srv);
+	client_done(&c);
+}
+
+static int
+group_setup(void **state)
+{
+	if (transport_global_init() != 0)
+		return -1;
+	return net_pki_create(&pki);
+}
+
+static int
+group_teardown(void **state)
+{
+	net_pki_destroy(&pki);
+	transport_global_deinit();
+	return 0;
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_tls_echo_v4),
+		cmocka_unit_test(test_tls_echo_v6),
+		cmocka_unit_test(test_unknown_issuer_refused),
+		cmocka_unit_test(test_expired_refused),
+		cmocka_unit_test(test_wrong_hostname_refused),
+		cmocka_unit_test(test_pin_mismatch_refused),
+		cmocka_unit_test(test_pin_match_accepted),
+		cmocka_unit_test(test_connection_refused),
+		cmocka_unit_test(test_handshake_timeout),
+		cmocka_unit_test(test_starttls),
+		cmocka_unit_test(test_tls_peer_close_eof),
+		cmocka_unit_test(test_resolve_localhost_plain_eof),
+		cmocka_unit_test(test_refused_tries_next_address),
+		cmocka_unit_test(test_resolve_failure),
+		cmocka_unit_test(test_free_during_resolution),
+		cmocka_unit_test(test_free_after_resolution),
+		cmocka_unit_test(test_free_inside_callback),
+		cmocka_unit_test(test_tls_resumption),
+		cmocka_unit_test(test_set_timeout_on_open_connection),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
