@@ -26,6 +26,8 @@
 #define HOST_MAX 255
 #define DEFAULT_INTERVAL (15 * 60)
 #define DEFAULT_TIMEOUT 60
+#define DEFAULT_RETRY_MIN 30
+#define DEFAULT_RETRY_MAX 3600
 #define DEFAULT_MAX_CONNECTIONS 16
 #define SYSTEM_CONFIG "/etc/mboxmirror/mboxmirror.ini"
 
@@ -76,6 +78,8 @@ static const struct key_def key_defs[] = {
 	{ "interval", IN_GENERAL | IN_ACCOUNT },
 	{ "timeout", IN_GENERAL },
 	{ "max_connections", IN_GENERAL },
+	{ "retry_min", IN_GENERAL },
+	{ "retry_max", IN_GENERAL },
 	{ "log_level", IN_GENERAL },
 	{ "host", IN_ACCOUNT },
 	{ "port", IN_ACCOUNT },
@@ -882,11 +886,19 @@ validate_general(struct parser *p, struct raw_section *g, struct config *c)
 	c->interval = DEFAULT_INTERVAL;
 	c->timeout = DEFAULT_TIMEOUT;
 	c->max_connections = DEFAULT_MAX_CONNECTIONS;
+	c->retry_min = DEFAULT_RETRY_MIN;
+	c->retry_max = DEFAULT_RETRY_MAX;
 	c->log_level = LOGL_INFO;
 	if (g != NULL)
 		check_keys(p, g, IN_GENERAL);
 	get_duration(p, g, "interval", &c->interval);
 	get_duration(p, g, "timeout", &c->timeout);
+	get_duration(p, g, "retry_min", &c->retry_min);
+	get_duration(p, g, "retry_max", &c->retry_max);
+	if (c->retry_max < c->retry_min && (e = entry_value(g,
+	    "retry_max")) != NULL)
+		report(p, e->line, g->name, e->key, "is shorter than "
+		    "retry_min");
 	if ((e = entry_value(g, "max_connections")) != NULL) {
 		if (parse_number(e->value, 1, CONFIG_MAX_CONNECTIONS_MAX,
 		    &n) == 0)

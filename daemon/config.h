@@ -63,6 +63,8 @@ struct config {
 	unsigned interval;	/* seconds, default 15m */
 	unsigned timeout;	/* seconds, default 60s */
 	unsigned max_connections;	/* default 16 */
+	unsigned retry_min;	/* seconds: first retry after a failure (30s) */
+	unsigned retry_max;	/* seconds: longest retry delay (1h) */
 	enum log_level log_level;
 	bool inline_password_warned;
 	struct account *accounts;	/* in file order */

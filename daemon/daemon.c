@@ -64,10 +64,18 @@ static void schedule(struct runner *, double delay);
 static void start_idle(struct runner *);
 
 unsigned
-daemon_backoff(unsigned failures, bool auth)
+daemon_backoff(const struct config *config, unsigned failures, bool auth)
 {
-	unsigned delay = auth ? BACKOFF_AUTH_MIN : BACKOFF_MIN;
-	unsigned max = auth ? BACKOFF_AUTH_MAX : BACKOFF_MAX;
+	unsigned delay = config->retry_min, max = config->retry_max;
+
+	if (auth) {
+		delay = delay * BACKOFF_AUTH_FACTOR < BACKOFF_AUTH_CAP ?
+		    delay * BACKOFF_AUTH_FACTOR : BACKOFF_AUTH_CAP;
+		max = max * BACKOFF_AUTH_FACTOR < BACKOFF_AUTH_CAP ?
+		    max * BACKOFF_AUTH_FACTOR : BACKOFF_AUTH_CAP;
+		if (max < delay)
+			max = delay;
+	}
 
 	for (unsigned i = 1; i < failures && delay < max; i++)
 		delay *= 2;
@@ -171,7 +179,8 @@ on_mirror_done(struct mirror *m, const struct mirror_result *res, void *arg)
 		bool auth = res->error == SESSION_ERR_AUTH;
 
 		r->failures++;
-		delay = jitter(daemon_backoff(r->failures, auth), 0.2);
+		delay = jitter(daemon_backoff(r->d->cfg->config, r->failures, auth),
+		    0.2);
 		log_error("%s; retrying in %.0fs (failure %u%s)", res->message,
 		    delay, r->failures, auth ? ", authentication: backing "
 		    "off slowly so the server does not lock the account" : "");
@@ -192,7 +201,7 @@ start_run(struct runner *r)
 	if (r->mirror == NULL) {
 		log_error("account %s: out of memory", r->account->name);
 		r->state = R_WAITING;
-		schedule(r, BACKOFF_MIN);
+		schedule(r, r->d->cfg->config->retry_min);
 		return;
 	}
 	r->state = R_RUNNING;
@@ -290,7 +299,8 @@ on_idle_event(struct idle_watch *w, enum idle_event event, const char *message,
 		return;
 	case IDLE_FAILED:
 		r->idle_failures++;
-		delay = jitter(daemon_backoff(r->idle_failures, false), 0.2);
+		delay = jitter(daemon_backoff(r->d->cfg->config, r->idle_failures,
+		    false), 0.2);
 		log_warnx("account %s: push connection lost (%s); reconnecting "
 		    "in %.0fs", r->account->name, message, delay);
 		idle_watch_free(&r->idle);

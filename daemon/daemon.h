@@ -12,13 +12,12 @@
 
 #include "config.h"
 
-/* Backoff: first retry after BACKOFF_MIN seconds, doubling up to
- * BACKOFF_MAX; authentication failures start at BACKOFF_AUTH_MIN and rise
- * to BACKOFF_AUTH_MAX, so the server does not lock the account. */
-#define BACKOFF_MIN 30
-#define BACKOFF_MAX 3600
-#define BACKOFF_AUTH_MIN 300
-#define BACKOFF_AUTH_MAX (6 * 3600)
+/* Backoff: the first retry after retry_min seconds, doubling up to
+ * retry_max ([general]); authentication failures use BACKOFF_AUTH_FACTOR
+ * times both, capped at BACKOFF_AUTH_CAP, so the server does not lock the
+ * account. */
+#define BACKOFF_AUTH_FACTOR 10
+#define BACKOFF_AUTH_CAP (6 * 3600)
 
 /* Runs until SIGTERM or SIGINT.  config is taken over (freed at the end or
  * replaced on reload); path is re-read on SIGHUP.  names: only these
@@ -27,6 +26,7 @@ int daemon_run(struct config *config, const char *path, char *const *names,
     size_t nnames);
 
 /* The delay before retry number failures (1, 2, ...), without jitter. */
-unsigned daemon_backoff(unsigned failures, bool auth);
+unsigned daemon_backoff(const struct config *config, unsigned failures,
+    bool auth);
 
 #endif
