@@ -31,7 +31,11 @@ done
 
 DEMO=${XDG_RUNTIME_DIR:-/tmp}/mboxmirror-demo
 SERVER=$DEMO/dovecot
-step() { printf '\n\033[1m==== %s\033[0m\n' "$*"; }
+if [ -t 1 ]; then
+	step() { printf '\n\033[1m==== %s\033[0m\n' "$*"; }
+else
+	step() { printf '\n==== %s\n' "$*"; }
+fi
 
 step "dependencies"
 bash "$REPO/scripts/deps.sh"
