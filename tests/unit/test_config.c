@@ -169,6 +169,8 @@ test_minimal_defaults(void **state)
 	assert_int_equal(c->interval, 900);
 	assert_int_equal(c->timeout, 60);
 	assert_int_equal(c->max_connections, 16);
+	assert_int_equal(c->retry_min, 30);
+	assert_int_equal(c->retry_max, 3600);
 	assert_int_equal(c->log_level, LOGL_INFO);
 	assert_string_equal(c->state_dir, "/var/lib/mm");
 	a = &c->accounts[0];
@@ -211,6 +213,8 @@ test_every_key(void **state)
 	    "interval = 2h\n"
 	    "timeout = 90s\n"
 	    "max_connections = 1000\n"
+	    "retry_min = 1m\n"
+	    "retry_max = 1m\n"
 	    "log_level = debug\n"
 	    "\n"
 	    "[work.mail-1_x@corp+1]\n"
@@ -233,10 +237,12 @@ test_every_key(void **state)
 	assert_int_equal(c->interval, 7200);
 	assert_int_equal(c->timeout, 90);
 	assert_int_equal(c->max_connections, 1000);
+	assert_int_equal(c->retry_min, 60);
+	assert_int_equal(c->retry_max, 60);
 	assert_int_equal(c->log_level, LOGL_DEBUG);
 	a = &c->accounts[0];
 	assert_string_equal(a->name, "work.mail-1_x@corp+1");
-	assert_int_equal(a->line, 9);
+	assert_int_equal(a->line, 11);
 	assert_int_equal(a->port, 1143);
 	assert_int_equal(a->tls, TLS_STARTTLS);
 	assert_string_equal(a->ca_file, "/etc/ssl/corp.pem");
@@ -652,6 +658,20 @@ test_bad_durations(void **state)
 	capture_reset();
 	expect_one_error(ACC "interval = 5w\n", "t.ini:6: [a] interval: ",
 	    "is not a duration");
+}
+
+static void
+test_bad_retry(void **state)
+{
+	(void)state;
+	expect_one_error("[general]\nretry_min = 10m\nretry_max = 5m\n" ACC,
+	    "t.ini:3: [general] retry_max: ", "is shorter than retry_min");
+	capture_reset();
+	expect_one_error("[general]\nretry_min = 0\n" ACC,
+	    "t.ini:2: [general] retry_min: ", "must be more than zero");
+	capture_reset();
+	expect_one_error(ACC "retry_max = 1h\n", "t.ini:6: [a] retry_max: ",
+	    "only allowed in [general]");
 }
 
 static void
@@ -1099,6 +1119,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_plaintext_refused, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_bad_durations, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_bad_retry, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_bad_pins, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_lists, setup,
