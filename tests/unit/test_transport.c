@@ -38,6 +38,7 @@ struct client {
 	size_t rx_len;
 	size_t rx_cap;
 	unsigned reads;
+	size_t read_once;		/* >0: one read of this size per event */
 	bool free_on_connected;
 	bool stuck;
 	ev_timer guard;
@@ -62,6 +63,8 @@ client_cb(struct transport *t, enum transport_event event, void *arg)
 		return;
 	for (;;) {
 		want = sizes[c->reads++ % (sizeof sizes / sizeof *sizes)];
+		if (c->read_once > 0)
+			want = c->read_once;
 		if (c->rx_cap - c->rx_len < want) {
 			c->rx_cap = (c->rx_len + want) * 2;
 			c->rx = realloc(c->rx, c->rx_cap);
@@ -71,6 +74,8 @@ client_cb(struct transport *t, enum transport_event event, void *arg)
 		if (n <= 0)
 			break;
 		c->rx_len += (size_t)n;
+		if (c->read_once > 0)
+			break;
 	}
 }
 
@@ -273,6 +278,40 @@ test_pin_mismatch_refused(void **state)
 	memcpy(pin, pki.good_pin, sizeof pin);
 	pin[0] ^= 0x01;
 	refuse_test(pki.good, pin, "public key pin mismatch");
+}
+
+/*
+ * An upper layer that stops reading while GnuTLS still holds decrypted
+ * bytes: the socket is empty, so only the transport can raise READABLE
+ * again.  Without that this test would wait for ever.
+ */
+static void
+test_tls_pending_plaintext_wakeup(void **state)
+{
+	struct transport_params p;
+	struct net_server srv;
+	struct client c;
+	char line[1000];
+
+	memset(line, 'x', sizeof line);
+	assert_int_equal(net_server_start(&srv, "127.0.0.1", NET_SRV_TLS_ECHO,
+	    pki.good, pki.key, 1), 0);
+	tls_params(&p, "localhost", srv.port);
+	client_init(&c, &p);
+	c.read_once = 7;
+	assert_int_equal(transport_connect(c.t), 0);
+	RUN_UNTIL(&c, c.seen & (EV_BIT(TRANSPORT_CONNECTED) |
+	    EV_BIT(TRANSPORT_ERROR)));
+	assert_int_equal(transport_write(c.t, line, sizeof line), 0);
+	RUN_UNTIL(&c, c.rx_len >= sizeof line ||
+	    (c.seen & EV_BIT(TRANSPORT_ERROR)));
+	assert_int_equal(c.rx_len, sizeof line);
+	assert_memory_equal(c.rx, line, sizeof line);
+	/* One event per 7-byte read at least. */
+	assert_true(c.counts[TRANSPORT_READABLE] >= sizeof line / 7);
+	transport_close(c.t);
+	net_server_join(&srv);
+	client_done(&c);
 }
 
 static void
@@ -720,6 +759,7 @@ main(void)
 		cmocka_unit_test(test_wrong_hostname_refused),
 		cmocka_unit_test(test_pin_mismatch_refused),
 		cmocka_unit_test(test_pin_match_accepted),
+		cmocka_unit_test(test_tls_pending_plaintext_wakeup),
 		cmocka_unit_test(test_connection_refused),
 		cmocka_unit_test(test_handshake_timeout),
 		cmocka_unit_test(test_starttls),
