@@ -101,24 +101,30 @@ utf8_seq_len(const unsigned char *s, size_t len)
 /*
  * The '.' at c[i] starts a suffix that other files beside the mbox use:
  * ".mbox" at the end or before another '.', ".lock" at the end, or
- * ".uidvalidity-<digits>" at the end.
+ * ".uidvalidity-" or ".unknown-" and then only digits and '-' at the end
+ * (the names files are kept aside under).
  */
 static bool
 ends_reserved_at(const unsigned char *c, size_t len, size_t i)
 {
+	static const char *const aside[] = { ".uidvalidity-", ".unknown-" };
 	const char *s = (const char *)c + i;
-	size_t	 rest = len - i, k;
+	size_t	 rest = len - i, k, a, n;
 
 	if (rest >= 5 && strncasecmp(s, ".mbox", 5) == 0 &&
 	    (rest == 5 || s[5] == '.'))
 		return true;
 	if (rest == 5 && strncasecmp(s, ".lock", 5) == 0)
 		return true;
-	if (rest > 13 && strncasecmp(s, ".uidvalidity-", 13) == 0) {
-		for (k = 13; k < rest; k++)
-			if (s[k] < '0' || s[k] > '9')
-				return false;
-		return true;
+	for (a = 0; a < sizeof(aside) / sizeof(aside[0]); a++) {
+		n = strlen(aside[a]);
+		if (rest <= n || strncasecmp(s, aside[a], n) != 0)
+			continue;
+		for (k = n; k < rest; k++)
+			if ((s[k] < '0' || s[k] > '9') && s[k] != '-')
+				break;
+		if (k == rest)
+			return true;
 	}
 	return false;
 }

@@ -31,7 +31,8 @@
  *    hex) where the byte is '%', '/', '\\', a control (< 0x20, 0x7f), part
  *    of invalid UTF-8, a leading '.', or the '.' that starts ".mbox" at the
  *    end of the component or followed by '.', ".lock" at its end, or
- *    ".uidvalidity-<digits>" at its end (all compared case-insensitively).
+ *    ".uidvalidity-" or ".unknown-" followed by nothing but digits and '-'
+ *    up to its end (all compared case-insensitively).
  *    The empty component is written "%".  Every '%' in the result therefore
  *    starts "%XX", "%~" (below) or the lone "%", so escaping is one-to-one
  *    and the result has no empty, "." or ".." component.
@@ -44,10 +45,12 @@
  *
  * Files beside the mbox: a mailbox "x" has the file "x.mbox" and, if it has
  * children, the directory "x/".  Other files belonging to it must be named
- * "x.mbox.<suffix>" (the dotlock "x.mbox.lock", its temporary files) or be
- * names_old_path()'s "x.uidvalidity-<N>.mbox".  Because of the escapes in
+ * "x.mbox.<suffix>" (the dotlock "x.mbox.lock", its temporary files) or
+ * "x.uidvalidity-<N>[-<k>].mbox" / "x.unknown-<N>[-<k>].mbox" (files kept
+ * aside; names_old_path() gives the first form).  Because of the escapes in
  * step 3, no mailbox's directory or mbox can be named like any of these:
- * mailbox "x.lock" is "x%2Elock.mbox", "x.mbox" is "x%2Embox.mbox".
+ * mailbox "x.lock" is "x%2Elock.mbox", "x.mbox" is "x%2Embox.mbox",
+ * "x.uidvalidity-7" is "x%2Euidvalidity-7.mbox".
  */
 char *names_mbox_path(const char *name, size_t len, char delimiter,
     bool utf8);

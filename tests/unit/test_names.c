@@ -102,6 +102,13 @@ static const struct {
 	{ NAME("x.uidvalidity-42"), '/', false, "x%2Euidvalidity-42.mbox" },
 	{ NAME("x.uidvalidity-42.mbox"), '/', false,
 	  "x.uidvalidity-42%2Embox.mbox" },
+	{ NAME("x.uidvalidity-42-2"), '/', false,
+	  "x%2Euidvalidity-42-2.mbox" },
+	{ NAME("x.UNKNOWN-1700000000"), '/', false,
+	  "x%2EUNKNOWN-1700000000.mbox" },
+	{ NAME("x.unknown-17-3"), '/', false, "x%2Eunknown-17-3.mbox" },
+	{ NAME("x.unknown-"), '/', false, "x.unknown-.mbox" },
+	{ NAME("x.unknown-a"), '/', false, "x.unknown-a.mbox" },
 	{ NAME("x.uidvalidity-"), '/', false, "x.uidvalidity-.mbox" },
 	{ NAME("x.uidvalidity-4a"), '/', false, "x.uidvalidity-4a.mbox" },
 	{ NAME("x.mboxes"), '/', false, "x.mboxes.mbox" },
@@ -205,7 +212,7 @@ same_mailbox(const struct entry *a, const struct entry *b, char delim)
 
 struct file {
 	char *path;
-	int kind;		/* 0 directory, 1 mbox, 2 dotlock, 3 old mbox */
+	int kind;		/* 0 directory, 1 mbox, 2 dotlock, 3 aside */
 	const struct entry *owner;
 };
 
@@ -225,9 +232,13 @@ static void
 check_files_apart(const struct entry *t, size_t n, char delim)
 {
 	struct file *f;
-	size_t i, nf = 0, cap = n * 8;
+	size_t i, nf = 0, cap = n * 5, len;
 	char *slash;
 
+	for (i = 0; i < n; i++)
+		for (slash = t[i].path; (slash = strchr(slash, '/')) != NULL;
+		    slash++)
+			cap++;
 	f = calloc(cap, sizeof(*f));
 	assert_non_null(f);
 	for (i = 0; i < n; i++) {
@@ -238,7 +249,17 @@ check_files_apart(const struct entry *t, size_t n, char delim)
 		f[nf++].owner = &t[i];
 		f[nf++] = (struct file){ names_old_path(t[i].path, 7), 3,
 		    &t[i] };
-		for (slash = strchr(t[i].path, '/'); slash != NULL && nf < cap;
+		/* The other names the mirror keeps files aside under. */
+		len = strlen(t[i].path) - 5;
+		assert_int_not_equal(asprintf(&f[nf].path,
+		    "%.*s.uidvalidity-7-2.mbox", (int)len, t[i].path), -1);
+		f[nf].kind = 3;
+		f[nf++].owner = &t[i];
+		assert_int_not_equal(asprintf(&f[nf].path,
+		    "%.*s.unknown-9.mbox", (int)len, t[i].path), -1);
+		f[nf].kind = 3;
+		f[nf++].owner = &t[i];
+		for (slash = strchr(t[i].path, '/'); slash != NULL;
 		    slash = strchr(slash + 1, '/'))
 			f[nf++] = (struct file){ strndup(t[i].path,
 			    slash - t[i].path), 0, &t[i] };
@@ -309,7 +330,8 @@ property_run(char delim, bool utf8)
 		} else if (i % 5 == 2) {
 			/* Pieces that look like the files beside an mbox. */
 			static const char *tok[] = { "x", ".mbox", ".lock",
-			    ".uidvalidity-7", "/", ".", "&-", "INBOX" };
+			    ".uidvalidity-7", "/", ".unknown-9", "-2",
+			    "INBOX" };
 			size_t k, tl;
 			for (k = 0, j = 0; k < len % 6 + 1; k++) {
 				seed = seed * 1103515245 + 12345;
