@@ -38,17 +38,17 @@ struct mbox {
 	int		 lock_cmd;	/* F_OFD_SETLK, or F_SETLK */
 	bool		 fcntl_locked;
 	bool		 dotlocked;
-	int		 dotlock_fd;	/* kept open: its inode can't be reused */
+	int		 dotlock_fd;	/* open: its inode stays ours */
 	dev_t		 dotlock_dev;
 	ino_t		 dotlock_ino;
 	time_t		 dotlock_touched;
 
-	uint64_t	 committed;	/* file size as last committed */
-	uint64_t	 flushed;	/* bytes written past committed */
-	bool		 dirty;		/* the file may hold bytes past committed */
-	bool		 failed;	/* a write failed: only rollback helps */
+	uint64_t	 committed;	/* size as last committed */
+	uint64_t	 flushed;	/* written past committed */
+	bool		 dirty;		/* bytes past committed? */
+	bool		 failed;	/* only rollback helps now */
 	uint64_t	 open_size;
-	unsigned int	 base_pad;	/* LFs owed before the first entry */
+	unsigned int	 base_pad;	/* LFs owed before entry 1 */
 	unsigned int	 pad;
 
 	unsigned char	*out;
@@ -62,12 +62,12 @@ struct mbox {
 	size_t		 hold_len;
 	size_t		 hold_size;
 	enum hold_line	 hold_line;
-	bool		 cr;		/* a CR not yet known to be part of CRLF */
-	bool		 line_start;	/* matching ^>*From  on this line */
-	size_t		 q_gt;		/* '>' seen at the line start */
-	size_t		 q_from;	/* bytes of "From " matched after them */
+	bool		 cr;		/* a CR, maybe of a CRLF */
+	bool		 line_start;	/* matching ^>*From  */
+	size_t		 q_gt;		/* '>' at the line start */
+	size_t		 q_from;	/* "From " bytes matched */
 	bool		 any;		/* any body byte written */
-	unsigned char	 last;		/* the last body byte written */
+	unsigned char	 last;		/* the last body byte */
 
 	char		*error;
 };

@@ -31,8 +31,9 @@
 
 #include "mbox/mbox.h"
 
-#define DATE_SUN_NOV_1	((time_t)1793523903)	/* Sun Nov  1 09:05:03 2026 */
-#define DATE_SAT_NOV_21	((time_t)1795251903)	/* Sat Nov 21 09:05:03 2026 */
+/* Sun Nov  1 09:05:03 2026 and Sat Nov 21 09:05:03 2026 UTC */
+#define DATE_SUN_NOV_1	((time_t)1793523903)
+#define DATE_SAT_NOV_21	((time_t)1795251903)
 
 static char tmpdir[64];
 static int file_seq;
@@ -47,8 +48,8 @@ static struct {
 
 /* Failure injection for the real-file tests. */
 static struct {
-	long		 write_budget;	/* bytes allowed before ENOSPC; <0: any */
-	size_t		 write_cap;	/* bytes per call at most; 0: any */
+	long		 write_budget;	/* until ENOSPC; <0: any */
+	size_t		 write_cap;	/* bytes per call; 0: any */
 	bool		 eintr_toggle;	/* every other call EINTR */
 	bool		 eintr_next;
 	int		 fdatasync_errno;
@@ -399,7 +400,8 @@ test_from_line_dates(void **state)
 		const char	*want;
 	} cases[] = {
 		{ 0, "From MAILER-DAEMON Thu Jan  1 00:00:00 1970\n" },
-		{ DATE_SUN_NOV_1, "From MAILER-DAEMON Sun Nov  1 09:05:03 2026\n" },
+		{ DATE_SUN_NOV_1,
+		    "From MAILER-DAEMON Sun Nov  1 09:05:03 2026\n" },
 		{ DATE_SAT_NOV_21,
 		    "From MAILER-DAEMON Sat Nov 21 09:05:03 2026\n" },
 		{ 951868799, "From MAILER-DAEMON Tue Feb 29 23:59:59 2000\n" },
@@ -437,9 +439,11 @@ test_from_line_sender(void **state)
 
 	(void)state;
 	mbox_from_line(buf, sizeof buf, "", 0);
-	assert_string_equal(buf, "From MAILER-DAEMON Thu Jan  1 00:00:00 1970\n");
+	assert_string_equal(buf,
+	    "From MAILER-DAEMON Thu Jan  1 00:00:00 1970\n");
 	mbox_from_line(buf, sizeof buf, "<>", 0);
-	assert_string_equal(buf, "From MAILER-DAEMON Thu Jan  1 00:00:00 1970\n");
+	assert_string_equal(buf,
+	    "From MAILER-DAEMON Thu Jan  1 00:00:00 1970\n");
 	mbox_from_line(buf, sizeof buf, "<alice@example.org>", 0);
 	assert_string_equal(buf,
 	    "From alice@example.org Thu Jan  1 00:00:00 1970\n");
@@ -474,7 +478,8 @@ test_return_path(void **state)
 		const char	*msg;
 		const char	*sender;
 	} cases[] = {
-		{ "Return-Path: <alice@example.org>\r\nSubject: x\r\n\r\nhi\r\n",
+		{ "Return-Path: <alice@example.org>\r\nSubject: x\r\n\r\n"
+		    "hi\r\n",
 		    "alice@example.org" },
 		{ "Subject: x\r\n\r\nhi\r\n", "MAILER-DAEMON" },
 		{ "Return-Path: <>\r\nSubject: x\r\n\r\nhi\r\n",
@@ -523,27 +528,30 @@ test_return_path(void **state)
 	close_mem_mbox(&m);
 }
 
-/* A header of total bytes with Return-Path first or after hold bytes. */
+/* A header of about total bytes, with Return-Path starting at the first
+ * line boundary at or after rp_at, then a body. */
 static char *
-big_header(size_t total, bool rp_first, bool rp_late, size_t *len_r)
+big_header(size_t total, size_t rp_at, size_t *len_r)
 {
 	static const char rp[] = "Return-Path: <big@example.org>\r\n";
-	static const char fill[] = "X-Fill: 0123456789abcdefghijklmnopqrstuvwxyz"
-	    "0123456789abcdefghijklmnopqrstuvwxyz\r\n";
-	char *h;
+	static const char fill[] = "X-Fill: 0123456789abcdefghijklmnopqrstu"
+	    "vwxyz0123456789abcdefghijklmnopqrstuvwxyz\r\n";
+	bool placed = false;
 	size_t o = 0;
+	char *h;
 
 	h = malloc(total + 256);
 	assert_non_null(h);
-	if (rp_first) {
-		memcpy(h, rp, sizeof rp - 1);
-		o += sizeof rp - 1;
-	}
 	while (o + sizeof fill - 1 < total) {
+		if (!placed && o >= rp_at) {
+			memcpy(h + o, rp, sizeof rp - 1);
+			o += sizeof rp - 1;
+			placed = true;
+		}
 		memcpy(h + o, fill, sizeof fill - 1);
 		o += sizeof fill - 1;
 	}
-	if (rp_late) {
+	if (!placed) {
 		memcpy(h + o, rp, sizeof rp - 1);
 		o += sizeof rp - 1;
 	}
@@ -565,7 +573,7 @@ test_return_path_hold_limit(void **state)
 	m = open_mem_mbox();
 
 	/* Found at the start of a header longer than the hold. */
-	msg = big_header(MBOX_MAX_HEADER_HOLD + 5000, true, false, &mlen);
+	msg = big_header(MBOX_MAX_HEADER_HOLD + 5000, 0, &mlen);
 	out = render(m, msg, mlen, 0, NULL, 0, &len);
 	sender = entry_sender(out, len);
 	assert_string_equal(sender, "big@example.org");
@@ -578,8 +586,18 @@ test_return_path_hold_limit(void **state)
 	free(out);
 	free(msg);
 
+	/* Wholly inside the hold, near its end: found. */
+	msg = big_header(MBOX_MAX_HEADER_HOLD + 5000,
+	    MBOX_MAX_HEADER_HOLD - 200, &mlen);
+	out = render(m, msg, mlen, 0, NULL, 0, &len);
+	sender = entry_sender(out, len);
+	assert_string_equal(sender, "big@example.org");
+	free(sender);
+	free(out);
+	free(msg);
+
 	/* Beyond the hold: not seen, and the output is still complete. */
-	msg = big_header(MBOX_MAX_HEADER_HOLD + 5000, false, true, &mlen);
+	msg = big_header(MBOX_MAX_HEADER_HOLD + 5000, SIZE_MAX, &mlen);
 	out = render(m, msg, mlen, 0, NULL, 0, &len);
 	sender = entry_sender(out, len);
 	assert_string_equal(sender, "MAILER-DAEMON");
@@ -627,10 +645,14 @@ test_from_quoting(void **state)
 	m = open_mem_mbox();
 	ENTRY(m, "From me\r\n", FL ">From me\n\n");
 	ENTRY(m, "X: y\r\n\r\nFrom here\r\n>From there\r\n"
-	    ">>From everywhere\r\n", FL "X: y\n\n>From here\n>>From there\n>>>From everywhere\n\n");
-	ENTRY(m, "From\r\nFrom:\r\nFromage\r\n", FL "From\nFrom:\nFromage\n\n");
-	ENTRY(m, "a From b\r\n> From c\r\n>>x From d\r\n", FL "a From b\n> From c\n>>x From d\n\n");
-	ENTRY(m, " From x\r\nfrom y\r\nFROM z\r\n", FL " From x\nfrom y\nFROM z\n\n");
+	    ">>From everywhere\r\n",
+	    FL "X: y\n\n>From here\n>>From there\n>>>From everywhere\n\n");
+	ENTRY(m, "From\r\nFrom:\r\nFromage\r\n",
+	    FL "From\nFrom:\nFromage\n\n");
+	ENTRY(m, "a From b\r\n> From c\r\n>>x From d\r\n",
+	    FL "a From b\n> From c\n>>x From d\n\n");
+	ENTRY(m, " From x\r\nfrom y\r\nFROM z\r\n",
+	    FL " From x\nfrom y\nFROM z\n\n");
 	ENTRY(m, "From ", FL ">From \n\n");
 	ENTRY(m, ">>>", FL ">>>\n\n");
 	ENTRY(m, ">>Fro", FL ">>Fro\n\n");
@@ -649,7 +671,8 @@ test_final_newline_and_bytes(void **state)
 	(void)state;
 	m = open_mem_mbox();
 	ENTRY(m, "", FL "\n");
-	ENTRY(m, "Subject: x\r\n\r\nno newline", FL "Subject: x\n\nno newline\n\n");
+	ENTRY(m, "Subject: x\r\n\r\nno newline",
+	    FL "Subject: x\n\nno newline\n\n");
 	ENTRY(m, "\n", FL "\n\n");
 	ENTRY(m, "\r\n", FL "\n\n");
 	ENTRY(m, "A\0B\x80\xff\r\n\0From x\r\n\xc3\xa9t\xc3\xa9",
