@@ -150,10 +150,14 @@ record_next_attempt(struct runner *r, double delay)
 }
 
 static void
-on_mirror_done(struct mirror *m, const struct mirror_result *res, void *arg)
+on_mirror_done(struct mirror *m, const struct mirror_result *result,
+    void *arg)
 {
 	struct runner *r = arg;
 	struct daemon *d = r->d;
+	/* result lives inside the mirror, which goes first. */
+	struct mirror_result copy = *result;
+	const struct mirror_result *res = &copy;
 	double delay;
 
 	(void)m;
