@@ -98,6 +98,7 @@ static int	lock_fcntl(struct mbox *, const struct timespec *, char **);
 static int	lock_dotlock(struct mbox *, const struct timespec *, char **);
 static int	unlock_all(struct mbox *, char **);
 static int	compute_pad(struct mbox *, char **);
+static int	is_leftover(struct mbox *, uint64_t, uint64_t, bool *, char **);
 
 static const struct mbox_sys_ops real_ops = {
 	sys_pwrite, sys_fdatasync, sys_ftruncate
@@ -898,6 +899,37 @@ compute_pad(struct mbox *m, char **error_r)
 	return 0;
 }
 
+/*
+ * Whether the bytes past committed are what an interrupted append of ours
+ * leaves: up to two padding LFs, then a From_ line.  Anything else means the
+ * file was rewritten by someone else and cutting it would destroy mail.
+ */
+static int
+is_leftover(struct mbox *m, uint64_t committed, uint64_t size,
+    bool *leftover_r, char **error_r)
+{
+	unsigned char head[7];
+	size_t want, i = 0;
+	ssize_t n;
+
+	want = size - committed < sizeof head ? (size_t)(size - committed) :
+	    sizeof head;
+	do
+		n = pread(m->fd, head, want, (off_t)committed);
+	while (n == -1 && errno == EINTR);
+	if (n != (ssize_t)want) {
+		if (asprintf(error_r, "read %s: %s", m->path,
+		    n == -1 ? strerror(errno) : "short read") == -1)
+			*error_r = NULL;
+		return -1;
+	}
+	while (i < 2 && i < want && head[i] == '\n')
+		i++;
+	*leftover_r = want - i >= sizeof from_ - 1 &&
+	    memcmp(head + i, from_, sizeof from_ - 1) == 0;
+	return 0;
+}
+
 enum mbox_open_result
 mbox_open(const char *path, uint64_t committed_size, struct mbox **mbox_r,
     char **error_r)
@@ -908,7 +940,7 @@ mbox_open(const char *path, uint64_t committed_size, struct mbox **mbox_r,
 	struct mbox *m;
 	char *unlock_err = NULL;
 	uint64_t size;
-	bool existed;
+	bool existed, leftover;
 	int r;
 
 	*mbox_r = NULL;
@@ -989,6 +1021,14 @@ mbox_open(const char *path, uint64_t committed_size, struct mbox **mbox_r,
 		res = MBOX_OPEN_OK;
 		m->committed = size;
 	} else if (size > committed_size) {
+		if (is_leftover(m, committed_size, size, &leftover,
+		    error_r) == -1)
+			goto fail;
+		if (!leftover) {
+			res = MBOX_OPEN_CHANGED;
+			m->committed = size;
+			goto opened;
+		}
 		do
 			r = ops.ftruncate(m->fd, (off_t)committed_size);
 		while (r == -1 && errno == EINTR);
@@ -1008,8 +1048,10 @@ mbox_open(const char *path, uint64_t committed_size, struct mbox **mbox_r,
 		res = MBOX_OPEN_OK;
 		m->committed = size;
 	}
+opened:
 	m->open_size = m->committed;
-	if ((res == MBOX_OPEN_SHORTER || committed_size == MBOX_SIZE_UNKNOWN) &&
+	if ((res == MBOX_OPEN_SHORTER || res == MBOX_OPEN_CHANGED ||
+	    committed_size == MBOX_SIZE_UNKNOWN) &&
 	    compute_pad(m, error_r) == -1)
 		goto fail;
 	m->pad = m->base_pad;

@@ -49,6 +49,7 @@ enum mbox_open_result {
 	MBOX_OPEN_OK = 0,
 	MBOX_OPEN_TRUNCATED,	/* longer than committed: crash leftover cut */
 	MBOX_OPEN_SHORTER,	/* shorter than committed: someone changed it */
+	MBOX_OPEN_CHANGED,	/* longer, but not by a leftover of ours */
 };
 
 /*
@@ -58,13 +59,18 @@ enum mbox_open_result {
  * MBOX_LOCK_WAIT_MSEC_DEFAULT unless changed, for other holders; a dotlock
  * older than MBOX_DOTLOCK_STALE_SECS is removed), then compares the size
  * with committed_size:
- *  - longer: truncates back to committed_size (MBOX_OPEN_TRUNCATED);
+ *  - longer, and the bytes past committed_size start like an entry this
+ *    writer appends (optional LFs, then "From "): a crash leftover, truncated
+ *    back to committed_size (MBOX_OPEN_TRUNCATED);
+ *  - longer otherwise (a mail reader rewrote it, e.g. to store flags):
+ *    left alone, appends go at its end (MBOX_OPEN_CHANGED; the caller
+ *    warns; nothing is lost);
  *  - shorter: leaves it alone and appends at its end (MBOX_OPEN_SHORTER;
  *    the caller warns; nothing is lost);
  *  - MBOX_SIZE_UNKNOWN: appends at its end (MBOX_OPEN_OK).
- * When appending after bytes this writer did not commit (SHORTER, unknown),
- * the first message is preceded by the LFs needed to end the file in an
- * empty line, so it still starts an entry of its own.
+ * When appending after bytes this writer did not commit (SHORTER, CHANGED,
+ * unknown), the first message is preceded by the LFs needed to end the file
+ * in an empty line, so it still starts an entry of its own.
  * The fcntl lock is an open-file-description lock where the system has them
  * (it conflicts with classic fcntl locks of mail readers, and with a second
  * mbox_open() in the same process).

@@ -1106,6 +1106,54 @@ test_reopen_truncates_leftover(void **state)
 	free(after);
 }
 
+/* Longer, but not by an append of ours: a reader rewrote it. */
+static void
+test_reopen_rewritten(void **state)
+{
+	static const char rewritten[] = "From one@example.org Thu Jan  1 "
+	    "00:00:00 1970\nReturn-Path: <one@example.org>\nStatus: RO\n"
+	    "X-Status: A\nSubject: 1\n\n>From the first message\n\n";
+	char path[PATH_MAX];
+	unsigned char *data;
+	uint64_t size, size2;
+	struct mbox *m;
+	size_t len;
+
+	(void)state;
+	make_path(path, sizeof path, "rewritten.mbox");
+	m = must_open(path, 0, MBOX_OPEN_OK);
+	append(m, msg1, 0);
+	assert_int_equal(mbox_commit(m, &size), 0);
+	mbox_close(&m);
+	write_all(path, rewritten, sizeof rewritten - 1);
+	assert_true(sizeof rewritten - 1 > size);
+
+	m = must_open(path, size, MBOX_OPEN_CHANGED);
+	assert_int_equal(mbox_committed_size(m), sizeof rewritten - 1);
+	append(m, msg2, 0);
+	assert_int_equal(mbox_commit(m, &size2), 0);
+	mbox_close(&m);
+	data = read_all(path, &len);
+	assert_int_equal(len, size2);
+	assert_memory_equal(data, rewritten, sizeof rewritten - 1);
+	assert_memory_equal(data + sizeof rewritten - 1, "From MAILER-DAEMON",
+	    18);
+	free(data);
+
+	/* A leftover after foreign bytes starts with the padding LFs. */
+	write_all(path, "foreign", 7);
+	m = must_open(path, MBOX_SIZE_UNKNOWN, MBOX_OPEN_OK);
+	assert_int_equal(mbox_msg_begin(m, 0), 0);
+	assert_int_equal(mbox_msg_write(m, "x", 1), 0);
+	assert_int_equal(mbox_msg_end(m), 0);
+	assert_int_equal(mbox_commit(m, NULL), 0);
+	mbox_close(&m);
+	assert_int_equal(file_size(path), 7 + 2 + 44 + 3);
+	m = must_open(path, 7, MBOX_OPEN_TRUNCATED);
+	mbox_close(&m);
+	assert_int_equal(file_size(path), 7);
+}
+
 static void
 test_reopen_shorter(void **state)
 {
@@ -1624,6 +1672,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_rollback),
 		cmocka_unit_test(test_misuse),
 		cmocka_unit_test(test_reopen_truncates_leftover),
+		cmocka_unit_test(test_reopen_rewritten),
 		cmocka_unit_test(test_reopen_shorter),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_mode_under_umask),
