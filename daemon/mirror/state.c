@@ -455,11 +455,12 @@ read_file(int fd, char **buf_r, size_t *len_r)
 int
 state_load(const char *dir, struct account_state *st, char **error_r)
 {
+	struct account_state loaded;
 	char *path = NULL, *buf = NULL;
 	size_t len;
 	int fd, r = -1;
 
-	memset(st, 0, sizeof *st);
+	memset(&loaded, 0, sizeof loaded);
 	*error_r = NULL;
 	if (asprintf(&path, "%s/%s", dir, STATE_NAME) == -1) {
 		path = NULL;
@@ -482,8 +483,12 @@ state_load(const char *dir, struct account_state *st, char **error_r)
 	}
 	/* Read-only: a failing close loses nothing. */
 	(void)close(fd);
-	r = parse_state(path, buf, len, st, error_r);
+	r = parse_state(path, buf, len, &loaded, error_r);
 out:
+	if (r == 0) {
+		state_clear(st);
+		*st = loaded;
+	}
 	free(buf);
 	free(path);
 	return r;

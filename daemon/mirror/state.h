@@ -39,10 +39,10 @@ struct account_state {
  * account name is escaped so it stays one path component. */
 char *state_account_dir(const char *state_dir, const char *account);
 
-/* Loads "<dir>/state" into *state (overwritten, not freed: pass it empty or
- * cleared); a missing file is an empty state (0).  -1 and *error_r
- * (malloc'ed, "FILE:LINE: what" for a corrupt file, also for a file of an
- * unknown future version) with *state empty. */
+/* Loads "<dir>/state", replacing *state (zeroed or a valid state: its old
+ * contents are freed); a missing file gives an empty state (0).  -1 and
+ * *error_r (malloc'ed, "FILE:LINE: what" for a corrupt file, also for a file
+ * of an unknown future version) with *state untouched. */
 int state_load(const char *dir, struct account_state *state,
     char **error_r);
 /* Creates dir (0700, parents too) if needed; atomic replace: writes
