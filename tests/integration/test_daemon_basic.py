@@ -1,0 +1,321 @@
+"""The daemon with several accounts: IDLE push, interval polling, failing accounts and
+their backoff.
+
+Also home of the small harness the other test_daemon_* modules import (Daemon,
+wait_for, mbox_entries, ...): the daemon runs as a child process with its log in a
+file, and is always killed in tearDown.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import unittest
+
+import mmtest
+
+SANITIZER_ERROR = re.compile(r"ERROR: (Address|Leak)Sanitizer|runtime error:")
+
+
+def binary():
+    path = os.environ.get("MBOXMIRROR")
+    if not path or not os.access(path, os.X_OK):
+        raise AssertionError(f"MBOXMIRROR does not name the built mboxmirror ({path!r})")
+    return path
+
+
+def wait_for(predicate, timeout, interval=0.02, what="condition"):
+    """Polls predicate() until it returns something true; returns that value, or raises
+    AssertionError after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def mbox_entries(path):
+    """read_mbox(path), or [] while the file does not exist yet."""
+    try:
+        return mmtest.read_mbox(path)
+    except FileNotFoundError:
+        return []
+
+
+def mbox_count(path):
+    """Messages in path, cheaply (counts From_ lines at entry starts)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return 0
+    if not data:
+        return 0
+    return data.startswith(b"From ") + data.count(b"\n\nFrom ")
+
+
+def inbox(tmp, account):
+    return os.path.join(tmp, "out", account, "INBOX.mbox")
+
+
+def assert_mirrored(test, path, messages):
+    """The mbox holds exactly messages (server bytes), once each, in order."""
+    got = [e.data for e in mmtest.read_mbox(path)]
+    test.assertEqual(len(got), len(messages), f"{path}: message count")
+    for i, (g, m) in enumerate(zip(got, messages)):
+        test.assertEqual(g, m, f"{path}: message {i} differs")
+
+
+def vm_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return None
+
+
+def cpu_ticks(pid):
+    """utime + stime of pid in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+class Daemon:
+    """mboxmirror -c conf in the foreground, its stderr (the log) in tmp/daemon.log."""
+
+    def __init__(self, tmp, conf, env=None, args=()):
+        self.tmp = tmp
+        self.conf = conf
+        self.log_path = os.path.join(tmp, "daemon.log")
+        full_env = dict(os.environ)
+        full_env.pop("NOTIFY_SOCKET", None)
+        full_env.pop("WATCHDOG_USEC", None)
+        full_env.pop("JOURNAL_STREAM", None)
+        full_env.update(env or {})
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([binary(), "-c", conf] + list(args),
+                                     stdin=subprocess.DEVNULL, stdout=self._log,
+                                     stderr=self._log, env=full_env)
+        self.pid = self.proc.pid
+
+    def log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", errors="replace")
+
+    def log_offset(self):
+        return os.path.getsize(self.log_path)
+
+    def log_since(self, offset):
+        with open(self.log_path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode("utf-8", errors="replace")
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def wait_log(self, pattern, timeout=20, since=0, count=1):
+        """Waits until the log after offset since holds count matches of the regular
+        expression; returns the list of matches.  Fails at once if the daemon exits."""
+        rx = re.compile(pattern, re.MULTILINE)
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.log_since(since)
+            found = list(rx.finditer(text))
+            if len(found) >= count:
+                return found
+            if not self.alive():
+                raise AssertionError(f"daemon exited ({self.proc.returncode}) before "
+                                     f"the log matched {pattern!r}:\n{self.tail()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"log never matched {pattern!r} {count} times in "
+                                     f"{timeout}s:\n{self.tail()}")
+            time.sleep(0.02)
+
+    def tail(self, n=60):
+        return "\n".join(self.log().splitlines()[-n:])
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout=10):
+        """SIGTERM, then the exit status (None if it had to be killed)."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return None
+
+    def kill(self):
+        if self.alive():
+            self.proc.kill()
+        self.proc.wait()
+        self._log.close()
+
+    def sanitizer_report(self):
+        m = SANITIZER_ERROR.search(self.log())
+        return self.tail(80) if m else None
+
+
+class DaemonTestCase(unittest.TestCase):
+    """Starts daemons through self.daemon(); kills them (and closes what
+    self.cleanups holds) in tearDown; fails a test whose daemon reported a sanitizer
+    error."""
+
+    fixture = None
+
+    @classmethod
+    def setUpClass(cls):
+        if DaemonTestCase.fixture is None:
+            DaemonTestCase.fixture = mmtest.Fixture()
+        cls.fx = DaemonTestCase.fixture
+
+    def setUp(self):
+        self._daemons = []
+        self._tmp = mmtest.TempDir()
+        self.tmp = self._tmp.__enter__()
+
+    def tearDown(self):
+        reports = []
+        for d in self._daemons:
+            d.kill()
+            rep = d.sanitizer_report()
+            if rep:
+                reports.append(rep)
+        if os.environ.get("MM_KEEP_TMP") is None and reports:
+            os.environ["MM_KEEP_TMP"] = "1"
+        self._tmp.__exit__(None, None, None)
+        if reports:
+            self.fail("sanitizer error in the daemon:\n" + "\n---\n".join(reports))
+
+    def daemon(self, conf, env=None, args=()):
+        d = Daemon(self.tmp, conf, env, args)
+        self._daemons.append(d)
+        return d
+
+    def new_account(self, name, **keys):
+        """A fresh user and its account section: (account dict, user, password)."""
+        user, password = self.fx.new_user()
+        return self.fx.account(self.tmp, user, password, name=name, **keys), user, password
+
+
+def retry_delays(text, account):
+    """The "retrying in Ns" delays logged for account, in order."""
+    rx = re.compile(rf"account {re.escape(account)}\b.*retrying in (\d+)s")
+    return [int(m.group(1)) for m in rx.finditer(text)]
+
+
+class TestManyAccounts(DaemonTestCase):
+
+    def test_push_poll_and_failing_accounts(self):
+        fx = self.fx
+        idle_names = ["push1", "push2"]
+        accts, creds, sent = [], {}, {}
+        for name in idle_names:
+            a, u, p = self.new_account(name, idle="yes", interval="10m")
+            accts.append(a)
+            creds[name] = (u, p)
+        a, u, p = self.new_account("poll", idle="no", interval="3s")
+        accts.append(a)
+        creds["poll"] = (u, p)
+        # Mail waiting before the daemon starts.
+        for name, (u, p) in creds.items():
+            sent[name] = [mmtest.make_message(f"before {name}")]
+            fx.append(u, p, "INBOX", sent[name][0])
+        bad, _, _ = self.new_account("badpass", idle="yes")
+        bad["password_file"] = os.path.join(self.tmp, "badpass.wrong")
+        with open(bad["password_file"], "w") as f:
+            f.write("not-the-password\n")
+        os.chmod(bad["password_file"], 0o600)
+        from faultproxy import closed_port
+        closed = fx.account(self.tmp, "nobody", "x", name="closed", idle="no",
+                            port=str(closed_port()))
+        conf = mmtest.write_config(self.tmp, accts + [bad, closed], general={
+            "retry_min": "1s", "retry_max": "1h", "timeout": "5s"})
+        d = self.daemon(conf)
+
+        # The first sync of every good account, and push armed on the IDLE ones.
+        for name in creds:
+            wait_for(lambda: mbox_count(inbox(self.tmp, name)) == 1, 20,
+                     what=f"first sync of {name}")
+        for name in idle_names:
+            d.wait_log(rf"account {name}: waiting for new mail \(IDLE\)")
+
+        # Push: delivered mail is mirrored within 2 s.
+        latencies = {}
+        for round_ in range(2):
+            for name in idle_names:
+                u, p = creds[name]
+                msg = mmtest.make_message(f"pushed {round_} {name}")
+                sent[name].append(msg)
+                t0 = time.monotonic()
+                fx.append(u, p, "INBOX", msg)
+                n = len(sent[name])
+                wait_for(lambda: mbox_count(inbox(self.tmp, name)) == n, 10,
+                         interval=0.01, what=f"pushed mail for {name}")
+                latencies.setdefault(name, []).append(time.monotonic() - t0)
+                # Let the sync finish and IDLE settle again before the next round.
+                time.sleep(0.3)
+        print(f"push latency (s): {latencies}", file=sys.stderr)
+        for name, lat in latencies.items():
+            for x in lat:
+                self.assertLess(x, 2.0, f"{name}: push latency {lat}")
+
+        # Polling: within the 3 s interval (+ slack for jitter and the sync).
+        u, p = creds["poll"]
+        msg = mmtest.make_message("polled")
+        sent["poll"].append(msg)
+        t0 = time.monotonic()
+        fx.append(u, p, "INBOX", msg)
+        wait_for(lambda: mbox_count(inbox(self.tmp, "poll")) == 2, 6, interval=0.05,
+                 what="polled mail")
+        poll_latency = time.monotonic() - t0
+        print(f"poll latency (s): {poll_latency:.2f}", file=sys.stderr)
+        self.assertLess(poll_latency, 3 * 1.05 + 1.5)
+
+        # The closed port: retries with growing delays (1, 2, 4, ... s with jitter).
+        d.wait_log(r"account closed\b.*retrying in \d+s", timeout=30, count=4)
+        delays = retry_delays(d.log(), "closed")
+        self.assertGreaterEqual(len(delays), 4, d.tail())
+        self.assertEqual(delays, sorted(delays), f"delays shrink: {delays}")
+        self.assertGreater(delays[3], delays[0], f"delays do not grow: {delays}")
+        self.assertLessEqual(delays[0], 2, f"first retry not after retry_min: {delays}")
+        # The wrong password: logged as an authentication failure, backing off
+        # slowly (10 x retry_min).
+        m = d.wait_log(r"account badpass\b.*retrying in (\d+)s \(failure 1, "
+                       r"authentication: backing off slowly[^\n]*")
+        self.assertGreaterEqual(int(m[0].group(1)), 7, m[0].group(0))
+        bad_delays = retry_delays(d.log(), "badpass")
+        self.assertTrue(all(x >= 7 for x in bad_delays),
+                        f"the auth failure was retried at the fast pace: {bad_delays}")
+        self.assertLessEqual(len(bad_delays), 2, f"too many auth retries: {bad_delays}")
+
+        # The good accounts were not disturbed: each mail mirrored exactly once.
+        for name in creds:
+            assert_mirrored(self, inbox(self.tmp, name), sent[name])
+        # ... and push still works after all the failures around it.
+        u, p = creds["push1"]
+        msg = mmtest.make_message("late push")
+        sent["push1"].append(msg)
+        t0 = time.monotonic()
+        fx.append(u, p, "INBOX", msg)
+        wait_for(lambda: mbox_count(inbox(self.tmp, "push1")) == len(sent["push1"]), 10,
+                 interval=0.01, what="late push")
+        self.assertLess(time.monotonic() - t0, 2.0)
+        self.assertTrue(d.alive())
+        self.assertEqual(d.stop(), 0, d.tail())
+        for name in creds:
+            assert_mirrored(self, inbox(self.tmp, name), sent[name])
+        self.assertFalse(os.path.exists(inbox(self.tmp, "badpass")))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
