@@ -82,6 +82,7 @@ struct transport {
 	bool read_wants_write;
 	bool write_wants_read;
 	size_t tls_send_len;	/* size of a send that returned E_AGAIN */
+	int tls_io_errno;	/* the socket error behind a push/pull error */
 	char verify_error[256];
 
 	char *wbuf;
@@ -569,8 +570,10 @@ transport_tls_push(gnutls_transport_ptr_t ptr, const void *data, size_t len)
 	} while (n == -1 && errno == EINTR);
 	if (n > 0)
 		transport_progress(t);
-	else if (n == -1)
+	else if (n == -1) {
+		t->tls_io_errno = errno;
 		gnutls_transport_set_errno(t->session, errno);
+	}
 	return n;
 }
 
@@ -585,9 +588,21 @@ transport_tls_pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
 	} while (n == -1 && errno == EINTR);
 	if (n > 0)
 		transport_progress(t);
-	else if (n == -1)
+	else if (n == -1) {
+		t->tls_io_errno = errno;
 		gnutls_transport_set_errno(t->session, errno);
+	}
 	return n;
+}
+
+/* Names a GnuTLS failure, preferring the socket error behind it. */
+static const char *
+transport_tls_strerror(const struct transport *t, int ret)
+{
+	if ((ret == GNUTLS_E_PUSH_ERROR || ret == GNUTLS_E_PULL_ERROR) &&
+	    t->tls_io_errno != 0)
+		return strerror(t->tls_io_errno);
+	return gnutls_strerror(ret);
 }
 
 /* Appends the reasons in status to buf, separated by ", ". */
@@ -763,6 +778,7 @@ transport_tls_begin(struct transport *t)
 		gnutls_session_set_data(t->session, cached->data,
 		    cached->size);
 	t->verify_error[0] = '\0';
+	t->tls_io_errno = 0;
 	t->state = TS_HANDSHAKE;
 	t->hs_events = EV_WRITE;
 	return 0;
@@ -811,7 +827,7 @@ transport_handshake(struct transport *t)
 			} else {
 				transport_fail(t, TRANSPORT_ERROR,
 				    "TLS handshake with %s failed: %s",
-				    t->peer, gnutls_strerror(ret));
+				    t->peer, transport_tls_strerror(t, ret));
 			}
 			return;
 		}
@@ -919,8 +935,8 @@ transport_flush(struct transport *t)
 			t->write_wants_read = false;
 			if (n < 0) {
 				transport_fail(t, TRANSPORT_ERROR,
-				    "write to %s: %s", t->peer,
-				    gnutls_strerror((int)n));
+				    "TLS write to %s: %s", t->peer,
+				    transport_tls_strerror(t, (int)n));
 				return false;
 			}
 		} else {
@@ -1110,8 +1126,8 @@ transport_read(struct transport *t, void *buf, size_t len)
 		if (n == GNUTLS_E_INTERRUPTED || n == GNUTLS_E_REHANDSHAKE ||
 		    !gnutls_error_is_fatal((int)n))
 			continue;
-		transport_fail(t, TRANSPORT_ERROR, "read from %s: %s", t->peer,
-		    gnutls_strerror((int)n));
+		transport_fail(t, TRANSPORT_ERROR, "TLS read from %s: %s",
+		    t->peer, transport_tls_strerror(t, (int)n));
 		return -1;
 	}
 	return (ssize_t)total;

@@ -15,6 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <sys/socket.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include <cmocka.h>
 #include <ev.h>
@@ -540,6 +546,133 @@ test_refused_tries_next_address(void **state)
 	client_done(&c);
 }
 
+/*
+ * A listener whose accept queue is full: the kernel drops further SYNs,
+ * so a connect to it stays in progress until the attempt times out.
+ */
+struct jam {
+	int lfd;
+	int cfd;
+	uint16_t port;
+};
+
+static void
+jam_start(struct jam *j)
+{
+	struct sockaddr_in sin;
+	socklen_t len = sizeof sin;
+
+	memset(&sin, 0, sizeof sin);
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	j->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(j->lfd != -1);
+	assert_int_equal(bind(j->lfd, (struct sockaddr *)&sin, sizeof sin), 0);
+	assert_int_equal(listen(j->lfd, 0), 0);
+	assert_int_equal(getsockname(j->lfd, (struct sockaddr *)&sin, &len),
+	    0);
+	j->port = ntohs(sin.sin_port);
+	j->cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(j->cfd != -1);
+	assert_int_equal(connect(j->cfd, (struct sockaddr *)&sin, sizeof sin),
+	    0);
+}
+
+static void
+jam_stop(struct jam *j)
+{
+	close(j->cfd);
+	close(j->lfd);
+}
+
+static uint16_t jam_port, good_port;
+
+/* The jammed listener first, then (if good_port) a working server. */
+static int
+jammed_then_good(const char *host, const char *service,
+    const struct addrinfo *hints, struct addrinfo **res)
+{
+	struct addrinfo h = *hints, *first, *second;
+	char port[8];
+	int error;
+
+	h.ai_flags |= AI_NUMERICHOST;
+	snprintf(port, sizeof port, "%u", (unsigned)jam_port);
+	if ((error = getaddrinfo("127.0.0.1", port, &h, &first)) != 0)
+		return error;
+	if (good_port != 0) {
+		snprintf(port, sizeof port, "%u", (unsigned)good_port);
+		if ((error = getaddrinfo("127.0.0.1", port, &h, &second)) !=
+		    0) {
+			freeaddrinfo(first);
+			return error;
+		}
+		first->ai_next = second;
+	}
+	*res = first;
+	return 0;
+}
+
+static void
+test_connect_timeout_tries_next_address(void **state)
+{
+	struct transport_params p;
+	struct net_server srv;
+	struct client c;
+	struct jam j;
+
+	jam_start(&j);
+	assert_int_equal(net_server_start(&srv, "127.0.0.1", NET_SRV_PLAIN_BYE,
+	    NULL, NULL, 1), 0);
+	jam_port = j.port;
+	good_port = srv.port;
+	resolve_set_getaddrinfo(jammed_then_good);
+	memset(&p, 0, sizeof p);
+	p.host = "jam.test";
+	p.port = srv.port;
+	p.timeout = 1;
+	client_init(&c, &p);
+	assert_int_equal(transport_connect(c.t), 0);
+	RUN_UNTIL(&c, c.seen & (EV_BIT(TRANSPORT_EOF) |
+	    EV_BIT(TRANSPORT_ERROR) | EV_BIT(TRANSPORT_TIMEOUT)));
+	resolve_set_getaddrinfo(NULL);
+	assert_true(c.seen & EV_BIT(TRANSPORT_CONNECTED));
+	assert_true(c.seen & EV_BIT(TRANSPORT_EOF));
+	assert_false(c.seen & EV_BIT(TRANSPORT_TIMEOUT));
+	assert_int_equal(c.rx_len, 5);
+	net_server_join(&srv);
+	client_done(&c);
+	jam_stop(&j);
+}
+
+static void
+test_connect_timeout_last_address(void **state)
+{
+	struct transport_params p;
+	struct client c;
+	struct jam j;
+	char expect[64];
+
+	jam_start(&j);
+	jam_port = j.port;
+	good_port = 0;
+	resolve_set_getaddrinfo(jammed_then_good);
+	memset(&p, 0, sizeof p);
+	p.host = "jam.test";
+	p.port = 993;
+	p.timeout = 1;
+	client_init(&c, &p);
+	assert_int_equal(transport_connect(c.t), 0);
+	RUN_UNTIL(&c, c.seen != 0);
+	resolve_set_getaddrinfo(NULL);
+	assert_int_equal(c.seen, EV_BIT(TRANSPORT_TIMEOUT));
+	snprintf(expect, sizeof expect, "connect to jam.test:993: %s",
+	    strerror(ETIMEDOUT));
+	assert_string_equal(transport_error(c.t), expect);
+	client_done(&c);
+	jam_stop(&j);
+}
+
 static int
 no_such_name(const char *host, const char *service,
     const struct addrinfo *hints, struct addrinfo **res)
@@ -767,6 +900,8 @@ main(void)
 		cmocka_unit_test(test_resolve_localhost_plain_eof),
 		cmocka_unit_test(test_refused_tries_next_address),
 		cmocka_unit_test(test_resolve_failure),
+		cmocka_unit_test(test_connect_timeout_tries_next_address),
+		cmocka_unit_test(test_connect_timeout_last_address),
 		cmocka_unit_test(test_free_during_resolution),
 		cmocka_unit_test(test_free_after_resolution),
 		cmocka_unit_test(test_free_inside_callback),
