@@ -88,6 +88,8 @@ class _Conn:
         self.down = 0           # server -> client bytes forwarded
         self.up = 0             # client -> server bytes forwarded
         self.fault = None       # "cut" or "stall" once it happened
+        self.records = []       # (type, length) of each whole TLS record forwarded down
+        self._rec_buf = b""
         self.closed = threading.Event()
         self.stalled = threading.Event()
         self._lock = threading.Lock()
@@ -132,13 +134,27 @@ class _Conn:
                     if head:
                         self.client.sendall(head)
                         self.down += len(head)
+                        self._note_records(head)
                     self._fault()
                     return
                 self.client.sendall(data)
                 self.down += len(data)
+                self._note_records(data)
         except OSError:
             pass
         self.close()
+
+    def _note_records(self, data):
+        # Keeps at most one partial record (records are at most 2^14 + 2048 bytes).
+        buf = self._rec_buf + data
+        off = 0
+        while len(buf) - off >= 5:
+            length = int.from_bytes(buf[off + 3:off + 5], "big")
+            if len(buf) - off < 5 + length:
+                break
+            self.records.append((buf[off], length))
+            off += 5 + length
+        self._rec_buf = buf[off:]
 
     def _fault(self):
         if isinstance(self.plan, Stall):
