@@ -5,6 +5,10 @@
  */
 #include "secret.h"
 
+#include <pthread.h>
+
+#include <ev.h>
+
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -327,4 +331,145 @@ secret_free(char **secret)
 	explicit_bzero(*secret, strlen(*secret));
 	free(*secret);
 	*secret = NULL;
+}
+
+/* The asynchronous form */
+
+struct secret_job {
+	struct ev_loop *loop;
+	ev_async wake;
+	pthread_mutex_t lock;
+	bool finished;		/* the worker is done with the job */
+	bool cancelled;		/* the owner is gone: the worker frees */
+	struct account account;	/* the fields secret_fetch reads */
+	char *secret, *error;
+	secret_done_fn *done;
+	void *arg;
+};
+
+static void
+job_free(struct secret_job *job)
+{
+	secret_free(&job->secret);
+	free(job->error);
+	free(job->account.secret);
+	pthread_mutex_destroy(&job->lock);
+	free(job);
+}
+
+static void
+on_job_wake(struct ev_loop *loop, ev_async *w, int revents)
+{
+	struct secret_job *job = w->data;
+	char *secret = job->secret, *error = job->error;
+
+	(void)revents;
+	ev_async_stop(loop, w);
+	job->secret = job->error = NULL;
+	/* Registered here, on the loop's thread: the log is not shared. */
+	if (secret != NULL)
+		log_add_secret(secret);
+	job->done(secret, error, job->arg);
+	job_free(job);
+}
+
+static void
+run_job(struct secret_job *job)
+{
+	if (job->account.secret_source == SECRET_COMMAND)
+		secret_run_command(job->account.secret,
+		    SECRET_COMMAND_TIMEOUT * 1000, &job->secret, &job->error);
+	else if (job->account.secret_source == SECRET_FILE)
+		read_secret_file(job->account.secret, &job->secret,
+		    &job->error);
+	else if ((job->secret = strdup(job->account.secret)) == NULL)
+		fail(&job->error, "password: out of memory");
+	else if (*job->secret == '\0') {
+		secret_free(&job->secret);
+		fail(&job->error, "password is empty");
+	}
+}
+
+static void *
+job_thread(void *arg)
+{
+	struct secret_job *job = arg;
+	bool cancelled;
+
+	run_job(job);
+	pthread_mutex_lock(&job->lock);
+	cancelled = job->cancelled;
+	job->finished = true;
+	if (!cancelled)
+		ev_async_send(job->loop, &job->wake);
+	pthread_mutex_unlock(&job->lock);
+	if (cancelled)
+		job_free(job);
+	return NULL;
+}
+
+struct secret_job *
+secret_fetch_async(struct ev_loop *loop, const struct account *account,
+    secret_done_fn *done, void *arg)
+{
+	struct secret_job *job;
+	pthread_attr_t attr;
+	sigset_t all, old;
+	pthread_t thread;
+	int rc;
+
+	if ((job = calloc(1, sizeof *job)) == NULL)
+		return NULL;
+	job->loop = loop;
+	job->done = done;
+	job->arg = arg;
+	job->account.secret_source = account->secret_source;
+	if ((job->account.secret = strdup(account->secret != NULL ?
+	    account->secret : "")) == NULL) {
+		free(job);
+		return NULL;
+	}
+	pthread_mutex_init(&job->lock, NULL);
+	ev_async_init(&job->wake, on_job_wake);
+	job->wake.data = job;
+	ev_async_start(loop, &job->wake);
+	if (account->secret_source != SECRET_COMMAND) {
+		/* Nothing slow: done comes from the next loop iteration. */
+		run_job(job);
+		job->finished = true;
+		ev_async_send(loop, &job->wake);
+		return job;
+	}
+	/* Signals stay with the loop's thread. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	rc = pthread_create(&thread, &attr, job_thread, job);
+	pthread_attr_destroy(&attr);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		ev_async_stop(loop, &job->wake);
+		job_free(job);
+		return NULL;
+	}
+	return job;
+}
+
+void
+secret_job_cancel(struct secret_job **jobp)
+{
+	struct secret_job *job = *jobp;
+	bool finished;
+
+	*jobp = NULL;
+	if (job == NULL)
+		return;
+	ev_async_stop(job->loop, &job->wake);
+	pthread_mutex_lock(&job->lock);
+	finished = job->finished;
+	job->cancelled = true;
+	pthread_mutex_unlock(&job->lock);
+	if (finished)
+		job_free(job);
 }

@@ -37,6 +37,25 @@ int secret_fetch(const struct account *account, char **secret_r,
 int secret_run_command(const char *command, unsigned timeout_ms,
     char **secret_r, char **error_r);
 
+/*
+ * secret_fetch() off the event loop: a password_command (which may wait on
+ * a gpg-agent or a slow vault for up to SECRET_COMMAND_TIMEOUT) runs in a
+ * worker thread, so one account's slow secret never stalls the others.
+ * done is called on the loop, never from inside this call, with either the
+ * secret (registered with the log; the callee frees it with secret_free) or
+ * an error (the callee frees it).  The account's fields are copied, so the
+ * account may go away meanwhile.  The loop must not reap children it did
+ * not start (use ev_loop_new, not the default loop, which waits for every
+ * child).  NULL on allocation failure.
+ */
+struct secret_job;
+typedef void secret_done_fn(char *secret, char *error, void *arg);
+struct ev_loop;
+struct secret_job *secret_fetch_async(struct ev_loop *loop,
+    const struct account *account, secret_done_fn *done, void *arg);
+/* Stops caring: done will not be called; the worker cleans up after itself. */
+void secret_job_cancel(struct secret_job **job);
+
 /* Wipes and frees *secret, and sets it to NULL. */
 void secret_free(char **secret);
 

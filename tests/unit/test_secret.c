@@ -21,6 +21,8 @@
 
 #include <cmocka.h>
 
+#include <ev.h>
+
 #include "secret.h"
 
 #define SHORT_TIMEOUT_MS 1000
@@ -292,6 +294,109 @@ group_teardown(void **state)
 	return rmdir(tmpdir);
 }
 
+/* The asynchronous form: the loop keeps running while the command does. */
+struct async_result {
+	int calls;
+	char *secret;
+	char *error;
+};
+
+static void
+async_done(char *secret, char *error, void *arg)
+{
+	struct async_result *r = arg;
+
+	r->calls++;
+	r->secret = secret;
+	r->error = error;
+}
+
+static void
+on_tick(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	int *ticks = t->data;
+
+	(void)loop;
+	(void)revents;
+	(*ticks)++;
+}
+
+static void
+test_async_command_does_not_block(void **state)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct account a = { .secret_source = SECRET_COMMAND,
+	    .secret = "sleep 0.5; echo async-s3cret" };
+	struct async_result r = { 0 };
+	struct secret_job *job;
+	ev_timer tick;
+	int ticks = 0;
+
+	(void)state;
+	ev_timer_init(&tick, on_tick, 0.05, 0.05);
+	tick.data = &ticks;
+	ev_timer_start(loop, &tick);
+	job = secret_fetch_async(loop, &a, async_done, &r);
+	assert_non_null(job);
+	assert_int_equal(r.calls, 0);	/* never from inside the call */
+	while (r.calls == 0)
+		ev_run(loop, EVRUN_ONCE);
+	assert_int_equal(r.calls, 1);
+	assert_null(r.error);
+	assert_string_equal(r.secret, "async-s3cret");
+	/* The loop went on while the command slept. */
+	assert_true(ticks >= 5);
+	secret_free(&r.secret);
+	ev_timer_stop(loop, &tick);
+	ev_loop_destroy(loop);
+}
+
+static void
+test_async_error_and_inline(void **state)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct account bad = { .secret_source = SECRET_COMMAND,
+	    .secret = "exit 3" };
+	struct account inl = { .secret_source = SECRET_INLINE,
+	    .secret = "inline-pw" };
+	struct async_result r1 = { 0 }, r2 = { 0 };
+
+	(void)state;
+	assert_non_null(secret_fetch_async(loop, &bad, async_done, &r1));
+	assert_non_null(secret_fetch_async(loop, &inl, async_done, &r2));
+	assert_int_equal(r2.calls, 0);
+	while (r1.calls == 0 || r2.calls == 0)
+		ev_run(loop, EVRUN_ONCE);
+	assert_null(r1.secret);
+	assert_non_null(r1.error);
+	assert_non_null(strstr(r1.error, "status 3"));
+	assert_string_equal(r2.secret, "inline-pw");
+	free(r1.error);
+	secret_free(&r2.secret);
+	ev_loop_destroy(loop);
+}
+
+static void
+test_async_cancel(void **state)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct account a = { .secret_source = SECRET_COMMAND,
+	    .secret = "sleep 0.2; echo late" };
+	struct async_result r = { 0 };
+	struct secret_job *job;
+
+	(void)state;
+	job = secret_fetch_async(loop, &a, async_done, &r);
+	assert_non_null(job);
+	secret_job_cancel(&job);
+	assert_null(job);
+	/* The worker finishes and frees on its own; done never comes. */
+	usleep(400 * 1000);
+	ev_run(loop, EVRUN_NOWAIT);
+	assert_int_equal(r.calls, 0);
+	ev_loop_destroy(loop);
+}
+
 int
 main(void)
 {
@@ -307,6 +412,9 @@ main(void)
 		cmocka_unit_test(test_file_first_line_crlf),
 		cmocka_unit_test(test_file_errors),
 		cmocka_unit_test(test_inline_and_redaction),
+		cmocka_unit_test(test_async_command_does_not_block),
+		cmocka_unit_test(test_async_error_and_inline),
+		cmocka_unit_test(test_async_cancel),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
