@@ -588,6 +588,13 @@ prepare_mailbox(struct mirror *m)
 		    m->prefix, path, (unsigned long long)mbox_committed_size(
 		    m->mbox), (unsigned long long)ms->mbox_size);
 		ms->mbox_size = mbox_committed_size(m->mbox);
+	} else if (r == MBOX_OPEN_CHANGED) {
+		log_warnx("%s: %s was rewritten since mboxmirror left it (%llu "
+		    "bytes, %llu expected): keeping it as it is, appending at "
+		    "its end", m->prefix, path, (unsigned long long)
+		    mbox_committed_size(m->mbox), (unsigned long long)
+		    ms->mbox_size);
+		ms->mbox_size = mbox_committed_size(m->mbox);
 	}
 	free(path);
 	m->appended_max = ms->last_uid;
