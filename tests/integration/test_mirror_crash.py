@@ -1,0 +1,177 @@
+"""Exactly once after kill -9 at many points of a large sync, and a prompt, clean stop
+on SIGTERM and SIGINT (DESIGN.md section 5)."""
+
+import os
+import random
+import shutil
+import signal
+import time
+import unittest
+
+import mmtest
+import mirror_util as mu
+
+N_MESSAGES = 400
+# SIGKILL this long after the start: from before login to deep into the fetch.
+KILL_DELAYS = [0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75, 0.9, 1.1, 1.3, 1.5]
+
+
+def big_corpus(seed=7):
+    rng = random.Random(seed)
+    msgs = []
+    for i in range(N_MESSAGES):
+        size = rng.randrange(50 * 1024, 300 * 1024)
+        extra = ["Return-Path: <list-%d@example.net>" % i] if i % 3 == 0 else []
+        msgs.append(mmtest.make_message(f"bulk {i}", mu.random_text_body(rng, size),
+                                        extra_headers=extra))
+    return msgs
+
+
+class Crash(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        fx = cls.fx = mmtest.Fixture()
+        cls.user, cls.pw = fx.new_user("crash")
+        fx.create_mailbox(cls.user, cls.pw, "Bulk")
+        fx.append_many(cls.user, cls.pw, "Bulk", big_corpus(),
+                       date='"02-Jan-2024 03:04:05 +0000"')
+        fx.append_many(cls.user, cls.pw, "INBOX",
+                       [mmtest.make_message(f"inbox {i}", "From x\r\n") for i in range(20)])
+        cls.server = {b: mu.server_messages(fx, cls.user, cls.pw, b)
+                      for b in ("Bulk", "INBOX")}
+        cls.expected = {b: mu.expected_mbox(m) for b, m in cls.server.items()}
+
+    def setUp(self):
+        self.tmpctx = mmtest.TempDir()
+        self.tmp = self.tmpctx.__enter__()
+        acct = self.fx.account(self.tmp, self.user, self.pw)
+        self.conf = mmtest.write_config(self.tmp, [acct], general={"log_level": "info"})
+
+    def tearDown(self):
+        self.tmpctx.__exit__(None, None, None)
+
+    def reset(self):
+        for d in ("out", "state"):
+            shutil.rmtree(os.path.join(self.tmp, d), ignore_errors=True)
+
+    def assert_prefix(self, box, when):
+        """Whatever a killed run left is a prefix of the complete mirror: it appends
+        in order and never writes anything else."""
+        try:
+            with open(mu.mbox_path(self.tmp, "test", box), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return
+        exp = self.expected[box]
+        if not exp.startswith(data):
+            mu.assert_bytes_equal(self, data, exp[:len(data)], f"{box} after {when}")
+
+    def assert_complete(self, readback=False):
+        for box, msgs in self.server.items():
+            mu.assert_mirror_exact(self, self.fx, self.user, self.pw, box,
+                                   mu.mbox_path(self.tmp, "test", box), messages=msgs,
+                                   readback=readback)
+
+    def clean_run(self):
+        res = mmtest.run_mboxmirror("-c", self.conf, "--once", timeout=300)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        return res
+
+    def remove_dead_dotlocks(self, pid):
+        """Removes the dotlocks the killed process pid left (they hold its pid), as a
+        stale-lock check that knows the holder is dead would.  Used where a test is
+        about the commit protocol rather than about lock recovery."""
+        for dirpath, _, files in os.walk(os.path.join(self.tmp, "out")):
+            for f in files:
+                p = os.path.join(dirpath, f)
+                if f.endswith(".lock"):
+                    with open(p) as fh:
+                        if fh.read().strip() == str(pid):
+                            os.unlink(p)
+
+    def test_kill9_then_next_run_succeeds(self):
+        """Killed while appending (so holding the mbox locks): the very next run
+        completes; the dotlock a dead process left does not stop it."""
+        proc = mu.start_mboxmirror("-c", self.conf, "--once")
+        reached = mu.wait_file_size(mu.mbox_path(self.tmp, "test", "Bulk"), 1 << 20, proc)
+        mu.kill(proc)
+        self.assertTrue(reached, "the sync ended before the mbox reached 1 MB")
+        self.assert_prefix("Bulk", "kill -9")
+        self.clean_run()
+        self.assert_complete()
+
+    def test_kill9_loop(self):
+        """Kill -9 at different delays, each run going on from where the last one
+        died; now and then from scratch.  Then one clean run: exactly once.  The
+        dead runs' dotlocks are taken away between runs (see the test above for
+        those), so that every run makes progress: the commit protocol is under
+        test."""
+        killed_mid_sync = 0
+        for i, delay in enumerate(KILL_DELAYS):
+            if i % 4 == 0:
+                self.reset()
+            proc = mu.start_mboxmirror("-c", self.conf, "--once")
+            time.sleep(delay)
+            finished = proc.poll() is not None
+            mu.kill(proc)
+            self.remove_dead_dotlocks(proc.pid)
+            if not finished:
+                killed_mid_sync += 1
+            self.assert_prefix("Bulk", f"kill -9 at {delay}s")
+            self.assert_prefix("INBOX", f"kill -9 at {delay}s")
+        # Most kills must have hit a running sync, or this tested nothing.
+        self.assertGreaterEqual(killed_mid_sync, len(KILL_DELAYS) // 2)
+        res = self.clean_run()
+        self.assertNotIn("error", res.stderr.lower())
+        self.assert_complete(readback=True)
+        res = self.clean_run()
+        self.assertEqual(mu.count_opened(res.stdout)[1:], (0, 0))
+        self.assert_complete()
+
+    def test_kill9_while_a_batch_is_half_written(self):
+        """Killed when the mbox has grown past a commit point by some bytes: the next
+        run truncates the tail and goes on."""
+        for minimum in (1, 3 * 1024 * 1024, 20 * 1024 * 1024):
+            self.reset()
+            proc = mu.start_mboxmirror("-c", self.conf, "--once")
+            reached = mu.wait_file_size(mu.mbox_path(self.tmp, "test", "Bulk"), minimum, proc)
+            mu.kill(proc)
+            self.remove_dead_dotlocks(proc.pid)
+            self.assertTrue(reached, "the sync ended before the mbox reached "
+                            f"{minimum} bytes")
+            self.assert_prefix("Bulk", f"kill -9 at {minimum} bytes")
+            self.clean_run()
+            self.assert_complete()
+
+    def stop_with(self, sig):
+        self.reset()
+        proc = mu.start_mboxmirror("-c", self.conf, "--once")
+        reached = mu.wait_file_size(mu.mbox_path(self.tmp, "test", "Bulk"), 4 * 1024 * 1024,
+                                    proc)
+        self.assertTrue(reached, "the sync ended before the signal")
+        t0 = time.monotonic()
+        proc.send_signal(sig)
+        try:
+            out, err = proc.communicate(timeout=5)
+        except Exception:
+            proc.kill()
+            proc.communicate()
+            self.fail(f"still running 5 s after signal {sig}")
+        self.assertLess(time.monotonic() - t0, 5)
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertGreater(proc.returncode, 0, "died of the signal instead of exiting")
+        self.assert_prefix("Bulk", f"signal {sig}")
+        res = self.clean_run()
+        self.assert_complete()
+        self.assertNotIn(self.pw, out.decode(errors="replace") + err.decode(errors="replace"))
+        return err.decode(errors="replace"), res
+
+    def test_sigterm_mid_sync(self):
+        self.stop_with(signal.SIGTERM)
+
+    def test_sigint_mid_sync(self):
+        self.stop_with(signal.SIGINT)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
