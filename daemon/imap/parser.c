@@ -917,7 +917,12 @@ parse_literal(struct imap_parser *p, struct seg *g)
 	}
 	if (p->lit_streamed) {
 		p->info.msgno = p->resp.number;
-		p->info.item = name->str;
+		/* Upper-cased, so that "body[]" is found as "BODY[]". */
+		if ((p->info.item = arena_strdup(p,
+		    (const unsigned char *)name->str, name->len, true)) ==
+		    NULL)
+			return fail(p, IMAP_ERR_MEMORY, p->lit_pos,
+			    "out of memory");
 		p->info.size = size;
 		p->info.before = &p->stack[p->open[0]];
 		p->info.nbefore = p->nstack - p->open[0] - 1;

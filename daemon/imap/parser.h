@@ -144,13 +144,19 @@ struct imap_response {
  * imap_parser_feed(): the bytes are not copied.  info and everything it
  * points to are valid during the call only.  before holds name, value,
  * name, value ... pairs (the literal's own item name is in item, not in
- * before); feed it to imap_fetch_decode() (imap/response.h).
+ * before); feed it to imap_fetch_decode() (imap/response.h).  DATA never
+ * has len 0.
+ *
+ * A literal cut short gets no END: when imap_parser_feed() fails (a syntax
+ * error cannot happen inside a literal, but the sink itself may fail) or
+ * the parser is reset or freed between BEGIN and END, the caller learns it
+ * from there and must drop what the sink started.
  */
 enum imap_sink_event { IMAP_SINK_BEGIN, IMAP_SINK_DATA, IMAP_SINK_END };
 
 struct imap_literal_info {
 	uint32_t msgno;			/* "* msgno FETCH" */
-	const char *item;		/* "BODY[]", "BINARY[1]", "RFC822"... */
+	const char *item;	/* "BODY[]", "BINARY[1]", "RFC822", upper-cased */
 	uint64_t size;
 	const struct imap_arg *before;	/* FETCH items so far: name, value, ... */
 	size_t nbefore;

@@ -470,9 +470,10 @@ test_fixture_quirks(void **state)
 	    "A:7 ] <> END"));
 	assert_non_null(strstr(d, "keyword=LIST () NIL S:3:\"foo\"\n"));
 	assert_non_null(strstr(d, "tag=A1 status=OK text=\"two spaces\""));
-	assert_non_null(strstr(d, "BEGIN 4 body[header.fields (subject)] 11 "
+	assert_non_null(strstr(d, "BEGIN 4 BODY[HEADER.FIELDS (SUBJECT)] 11 "
 	    "before[ A:uid A:10 ]"));
-	assert_non_null(strstr(d, "A:flags (A:\\x5cseen)"));
+	assert_non_null(strstr(d, "A:uid A:10 A:body[header.fields (subject)] "
+	    "STREAMED:11 A:flags (A:\\x5cseen)"));
 	assert_non_null(strstr(d, "S:1:\"/\" A:[Gmail]/Sent\n"));
 	assert_non_null(strstr(d, "S:1:\"/\" A:foo[bar\n"));
 	assert_non_null(strstr(d, "A:BODY[TEXT] S:11:\"quoted body\""));
