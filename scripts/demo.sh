@@ -11,7 +11,7 @@ set -euo pipefail
 
 # --probe and --once are still being finished: while this is 0 their failure is reported
 # and the demo goes on; set it to 1 to make their failure fail the demo.
-SYNC_REQUIRED=0
+SYNC_REQUIRED=1
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 KEEP=0
