@@ -9,10 +9,6 @@
 # (then the commands to look around and to stop it are printed).
 set -euo pipefail
 
-# --probe and --once are still being finished: while this is 0 their failure is reported
-# and the demo goes on; set it to 1 to make their failure fail the demo.
-SYNC_REQUIRED=1
-
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 KEEP=0
 for arg in "$@"; do
@@ -85,26 +81,18 @@ EOF
 umask 022
 sed 's/^/    /' "$DEMO/mboxmirror.ini"
 
-# run_mm DESCRIPTION ARGS...: runs mboxmirror; a failure stops the demo, except for the
-# sync commands while SYNC_REQUIRED=0.
+# run_mm ARGS...: runs mboxmirror on the demo config; a failure stops the demo.
 run_mm() {
-	local what=$1 status=0
-	shift
 	step "mboxmirror $*"
-	"$MBOXMIRROR" -c "$DEMO/mboxmirror.ini" "$@" || status=$?
-	if [ "$status" -ne 0 ]; then
-		if [ "$what" = sync ] && [ "$SYNC_REQUIRED" = 0 ]; then
-			echo "demo: 'mboxmirror $*' exited $status; it is still being finished," \
-			    "so the demo goes on"
-		else
-			echo "demo: 'mboxmirror $*' exited $status" >&2
-			exit 1
-		fi
-	fi
+	"$MBOXMIRROR" -c "$DEMO/mboxmirror.ini" "$@" || {
+		echo "demo: 'mboxmirror $*' exited $?" >&2
+		exit 1
+	}
 }
-run_mm config --check-config
-run_mm sync --probe demo
-run_mm sync --once
+run_mm --check-config
+run_mm --probe demo
+run_mm --once
+run_mm --status
 
 step "mirrored mbox files in $DEMO/output"
 python3 - "$DEMO/output" <<'EOF'
@@ -114,7 +102,7 @@ files = []
 for dirpath, _, names in os.walk(root):
     files += [os.path.join(dirpath, n) for n in names if n.endswith(".mbox")]
 if not files:
-    print("    (none yet)")
+    sys.exit("demo: no mbox file was written")
 total = 0
 for path in sorted(files):
     box = mailbox.mbox(path, create=False)
