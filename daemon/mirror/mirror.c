@@ -482,6 +482,51 @@ out:
 	return rc;
 }
 
+/* Whether a mailbox other than self already mirrors into rel. */
+static bool
+file_taken(const struct mirror *m, const struct mailbox_state *self,
+    const char *rel)
+{
+	for (size_t i = 0; i < m->state.n_mailboxes; i++) {
+		const struct mailbox_state *o = &m->state.mailboxes[i];
+
+		if (o != self && o->file != NULL && strcmp(o->file, rel) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * rel (taken over), or "<base>.<n>.mbox" when another mailbox has it: names
+ * under different hierarchy delimiters ("a//b" with "/", "a..b" with ".")
+ * map to one path, and two mailboxes must never share a file.  The choice
+ * is recorded in the state, so it stays.  NULL when out of memory.
+ */
+static char *
+unique_file(struct mirror *m, const struct mailbox_state *self, char *rel)
+{
+	size_t len = strlen(rel);
+	char *alt;
+
+	if (!file_taken(m, self, rel))
+		return rel;
+	if (len > 5 && strcmp(rel + len - 5, ".mbox") == 0)
+		len -= 5;
+	for (unsigned i = 2; ; i++) {
+		if (asprintf(&alt, "%.*s.%u.mbox", (int)len, rel, i) < 0) {
+			free(rel);
+			return NULL;
+		}
+		if (!file_taken(m, self, alt))
+			break;
+		free(alt);
+	}
+	log_warnx("%s: mailbox %s: %s is another mailbox's mirror; using %s",
+	    m->prefix, m->mbxs[m->cur].display, rel, alt);
+	free(rel);
+	return alt;
+}
+
 static int
 save_state(struct mirror *m)
 {
@@ -517,6 +562,8 @@ prepare_mailbox(struct mirror *m)
 	m->ms = ms;
 	fresh = ms->uidvalidity == 0;
 	rel = names_mbox_path(mb->name, strlen(mb->name), mb->delimiter, false);
+	if (rel != NULL)
+		rel = unique_file(m, ms, rel);
 	if (rel == NULL) {
 		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
 		return;
