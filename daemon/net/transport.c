@@ -1195,6 +1195,38 @@ transport_close(struct transport *t)
 	transport_teardown(t);
 }
 
+/*
+ * Loopback, link-local and private (RFC 1918, IPv6 ULA) peers: networks fast
+ * enough that compressing costs the server more time than it saves.
+ */
+bool
+transport_peer_is_local(const struct transport *t)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof ss;
+	const uint8_t *a;
+
+	if (t->fd == -1 || getpeername(t->fd, (struct sockaddr *)&ss,
+	    &len) != 0)
+		return false;
+	if (ss.ss_family == AF_INET6) {
+		a = ((struct sockaddr_in6 *)&ss)->sin6_addr.s6_addr;
+		if (IN6_IS_ADDR_V4MAPPED((struct in6_addr *)a))
+			a += 12;
+		else
+			return IN6_IS_ADDR_LOOPBACK((struct in6_addr *)a) ||
+			    IN6_IS_ADDR_LINKLOCAL((struct in6_addr *)a) ||
+			    (a[0] & 0xfe) == 0xfc;
+	} else if (ss.ss_family == AF_INET) {
+		a = (const uint8_t *)&((struct sockaddr_in *)&ss)->sin_addr;
+	} else {
+		return true;
+	}
+	return a[0] == 127 || a[0] == 10 || (a[0] == 172 &&
+	    (a[1] & 0xf0) == 16) || (a[0] == 192 && a[1] == 168) ||
+	    (a[0] == 169 && a[1] == 254);
+}
+
 bool
 transport_is_tls(const struct transport *t)
 {

@@ -94,6 +94,8 @@ void transport_set_timeout(struct transport *t, unsigned timeout);
 void transport_close(struct transport *t);
 
 bool transport_is_tls(const struct transport *t);
+/* The connected peer is on loopback, a link-local or a private network. */
+bool transport_peer_is_local(const struct transport *t);
 /* Whether the TLS session was resumed from an earlier connection's. */
 bool transport_tls_resumed(const struct transport *t);
 /* e.g. "TLS1.3 / TLS_AES_256_GCM_SHA384", or "plain"; stays valid until
