@@ -39,18 +39,16 @@ class Security(unittest.TestCase):
 
     def assert_refused_before_auth(self, offset, user, port):
         """The server logged the connection on port, and no authentication attempt of
-        user (auth_verbose logs every attempt with the user name)."""
+        user (auth_verbose logs every attempt with the user name; other tests' lines
+        interleave, so the unique user name is what tells)."""
         self.fx.wait_log(offset, r"Disconnected.*lport=%d" % port)
-        time.sleep(0.2)
+        time.sleep(0.5)
         log = self.fx.log_since(offset)
         # Login and failed-login lines carry user=<name>, auth_verbose lines
         # passwd-file(name,...); our own helper's earlier session may still log
         # its logout as imap(name).
         self.assertNotRegex(log, r"user=<%s>" % re.escape(user))
         self.assertNotRegex(log, r"auth: .*\(%s," % re.escape(user))
-        for line in log.splitlines():
-            if f"lport={port}" in line:
-                self.assertNotRegex(line, r"method=|auth failed|\d+ attempts", line)
 
     def assert_failed(self, res, pattern):
         self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
