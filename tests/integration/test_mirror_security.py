@@ -169,7 +169,7 @@ class Security(unittest.TestCase):
                 self.assert_secret_not_printed(res, pw)
 
     def test_plaintext_refused_without_allow(self):
-        user, pw = self.user_with_mail()
+        user, pw = "user1", self.fx.users["user1"]
         acct = self.fx.account(self.tmp, user, pw, tls="none")
         del acct["allow_plaintext"]
         conf = mmtest.write_config(self.tmp, [acct])
