@@ -239,5 +239,46 @@ class Incremental(unittest.TestCase):
             self.assertEqual(mu.count_opened(res.stdout), (5, 0, 0))
 
 
+class ChangedByAPerson(unittest.TestCase):
+    """A mbox someone else shortened or rewrote: warn, keep what is there, append the
+    new mail as entries of their own (DESIGN.md section 5: lose nothing)."""
+
+    def check(self, change, warning):
+        fx = mmtest.Fixture()
+        user, pw = fx.new_user("chg")
+        mk = mmtest.make_message
+        fx.append_many(user, pw, "INBOX", [mk(f"old {i}", f"old {i}\r\n") for i in range(3)])
+        with mmtest.TempDir() as tmp:
+            conf = mmtest.write_config(tmp, [fx.account(tmp, user, pw)])
+            mmtest.run_mboxmirror("-c", conf, "--once", check=True)
+            path = mu.mbox_path(tmp, "test", "INBOX")
+            with open(path, "rb") as f:
+                data = f.read()
+            data = change(data)
+            with open(path, "wb") as f:
+                f.write(data)
+            fx.append(user, pw, "INBOX", mk("new", "new\r\n"))
+            res = mmtest.run_mboxmirror("-c", conf, "--once")
+            self.assertEqual(res.returncode, 0, res.stderr)
+            self.assertRegex(res.stderr, warning)
+            with open(path, "rb") as f:
+                now = f.read()
+            self.assertTrue(now.startswith(data), "the changed content was not kept")
+            new = mu.server_messages(fx, user, pw, "INBOX")[-1:]
+            tail = mu.expected_mbox(new)
+            self.assertTrue(now.endswith(tail), now[-400:])
+            self.assertIn(len(now) - len(data) - len(tail), (0, 1, 2))
+            self.assertEqual(mmtest.read_mbox(path)[-1].data, mu.read_back(new[0][2]))
+
+    def test_shortened(self):
+        # A person deleted the last message with a mail reader.
+        self.check(lambda d: d[:d.rindex(b"\nFrom ") + 1], r"(?i)warning.*shorter")
+
+    def test_rewritten_longer(self):
+        # A mail reader added a status header to the first message.
+        self.check(lambda d: d.replace(b"\nSubject: old 0\n", b"\nSubject: old 0\nStatus: RO\n"),
+                   r"(?i)warning.*(rewritten|changed)")
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
