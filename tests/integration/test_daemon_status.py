@@ -1,0 +1,93 @@
+"""--status and --status --json after the daemon ran with one good and one failing
+account: what the state files say, for people and for scripts, and the exit status."""
+
+import json
+import os
+import re
+import time
+import unittest
+
+import mmtest
+from faultproxy import closed_port
+from test_daemon_basic import DaemonTestCase, inbox, mbox_count, wait_for
+
+
+def parse_iso(s):
+    return time.mktime(time.strptime(s, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+
+
+class TestStatus(DaemonTestCase):
+
+    def test_status_after_a_run_with_a_failing_account(self):
+        fx = self.fx
+        good, user, password = self.new_account("good", idle="no", interval="10m")
+        msgs = [mmtest.make_message(f"m{i}") for i in range(3)]
+        fx.append_many(user, password, "INBOX", msgs)
+        bad = fx.account(self.tmp, "nobody", "x", name="bad", idle="no",
+                         port=str(closed_port()))
+        conf = mmtest.write_config(self.tmp, [good, bad], general={"retry_min": "1s"})
+        started = time.time()
+        d = self.daemon(conf)
+        wait_for(lambda: mbox_count(inbox(self.tmp, "good")) == 3, 20, what="good synced")
+        d.wait_log(r"account bad\b.*retrying in \d+s \(failure 2", timeout=20)
+        self.assertEqual(d.stop(), 0, d.tail())
+        error_line = re.findall(r"error: (account bad\b.*); retrying in", d.log())[-1]
+
+        res = mmtest.run_mboxmirror("-c", conf, "--status", "--json")
+        self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
+        data = json.loads(res.stdout)
+        self.assertIsInstance(data, list)
+        by_name = {a["account"]: a for a in data}
+        self.assertEqual(set(by_name), {"good", "bad"})
+        g, b = by_name["good"], by_name["bad"]
+
+        self.assertIs(g["ok"], True)
+        self.assertIsNone(g["last_error"])
+        self.assertEqual(g["consecutive_failures"], 0)
+        self.assertIsNotNone(g["last_success"])
+        self.assertGreaterEqual(parse_iso(g["last_success"]), int(started) - 1)
+        self.assertLessEqual(parse_iso(g["last_success"]), time.time() + 1)
+        self.assertEqual(g["messages"], 3)
+        self.assertEqual(g["mailboxes"], 1)
+        self.assertEqual(g["mbox_bytes"], os.path.getsize(inbox(self.tmp, "good")))
+        self.assertIsNotNone(g["next_attempt"])
+        self.assertGreater(parse_iso(g["next_attempt"]), time.time() + 60)
+
+        self.assertIs(b["ok"], False)
+        self.assertGreaterEqual(b["consecutive_failures"], 2)
+        self.assertIsNone(b["last_success"])
+        self.assertIsInstance(b["last_error"], str)
+        self.assertTrue(b["last_error"])
+        # The state keeps the error the daemon logged.
+        self.assertIn(b["last_error"], error_line)
+        self.assertIsNotNone(b["last_error_time"])
+        self.assertGreaterEqual(parse_iso(b["last_error_time"]), int(started) - 1)
+        self.assertEqual(b["messages"], 0)
+
+        # The table, for people.
+        res = mmtest.run_mboxmirror("-c", conf, "--status")
+        self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
+        lines = res.stdout.splitlines()
+        self.assertRegex(lines[0], r"^ACCOUNT\s+LAST SUCCESS\s+NEXT ATTEMPT")
+        good_row = next(line for line in lines if line.startswith("good "))
+        self.assertRegex(good_row, r"\s3\s+ok$")
+        bad_rows = [line for line in lines if line.startswith("bad ")]
+        self.assertEqual(len(bad_rows), 1, res.stdout)
+        self.assertIn("FAILING", bad_rows[0])
+        self.assertIn("never", bad_rows[0])
+        self.assertIn(b["last_error"], res.stdout)
+        self.assertRegex(res.stdout, rf"\({b['consecutive_failures']} in a row\)")
+
+        # Only the good one: exit status 0.
+        res = mmtest.run_mboxmirror("-c", conf, "--status", "--json", "-a", "good")
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        self.assertEqual([a["account"] for a in json.loads(res.stdout)], ["good"])
+
+        # Both accounts were attempted during this run.
+        for a in (g, b):
+            self.assertIsNotNone(a["last_attempt"], f"{a['account']}: no last_attempt")
+            self.assertGreaterEqual(parse_iso(a["last_attempt"]), int(started) - 1)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
