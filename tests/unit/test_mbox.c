@@ -1398,6 +1398,40 @@ test_dotlock(void **state)
 	mbox_set_lock_wait(MBOX_LOCK_WAIT_MSEC_DEFAULT);
 }
 
+/* A fresh dotlock whose holder was killed (kill -9) is taken over at once;
+ * one naming a live process is respected. */
+static void
+test_dotlock_dead_holder(void **state)
+{
+	char path[PATH_MAX], lock[PATH_MAX + 8], pid[32], *error;
+	struct mbox *m;
+	pid_t child;
+	int status;
+
+	(void)state;
+	make_path(path, sizeof path, "dead.mbox");
+	snprintf(lock, sizeof lock, "%s.lock", path);
+	if ((child = fork()) == 0)
+		_exit(0);
+	assert_true(child > 0);
+	assert_int_equal(waitpid(child, &status, 0), child);
+	snprintf(pid, sizeof pid, "%ld\n", (long)child);
+	write_all(lock, pid, strlen(pid));
+	mbox_set_lock_wait(200);
+	m = must_open(path, 0, MBOX_OPEN_OK);
+	mbox_close(&m);
+	assert_int_equal(access(lock, F_OK), -1);
+
+	/* Our parent is alive: its lock stands. */
+	snprintf(pid, sizeof pid, "%ld\n", (long)getppid());
+	write_all(lock, pid, strlen(pid));
+	error = must_fail_open(path, 0);
+	assert_non_null(strstr(error, "dotlock"));
+	free(error);
+	assert_int_equal(unlink(lock), 0);
+	mbox_set_lock_wait(MBOX_LOCK_WAIT_MSEC_DEFAULT);
+}
+
 /* ---- failure injection ------------------------------------------------- */
 
 static void
@@ -1679,6 +1713,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_lock_same_process),
 		cmocka_unit_test(test_lock_other_process),
 		cmocka_unit_test(test_dotlock),
+		cmocka_unit_test(test_dotlock_dead_holder),
 		cmocka_unit_test(test_write_failure_truncates),
 		cmocka_unit_test(test_fdatasync_failure_truncates),
 		cmocka_unit_test(test_partial_writes),
