@@ -77,18 +77,6 @@ class Crash(unittest.TestCase):
         self.assertEqual(res.returncode, 0, res.stderr)
         return res
 
-    def remove_dead_dotlocks(self, pid):
-        """Removes the dotlocks the killed process pid left (they hold its pid), as a
-        stale-lock check that knows the holder is dead would.  Used where a test is
-        about the commit protocol rather than about lock recovery."""
-        for dirpath, _, files in os.walk(os.path.join(self.tmp, "out")):
-            for f in files:
-                p = os.path.join(dirpath, f)
-                if f.endswith(".lock"):
-                    with open(p) as fh:
-                        if fh.read().strip() == str(pid):
-                            os.unlink(p)
-
     def test_kill9_then_next_run_succeeds(self):
         """Killed while appending (so holding the mbox locks): the very next run
         completes; the dotlock a dead process left does not stop it."""
@@ -102,10 +90,8 @@ class Crash(unittest.TestCase):
 
     def test_kill9_loop(self):
         """Kill -9 at different delays, each run going on from where the last one
-        died; now and then from scratch.  Then one clean run: exactly once.  The
-        dead runs' dotlocks are taken away between runs (see the test above for
-        those), so that every run makes progress: the commit protocol is under
-        test."""
+        died; now and then from scratch.  Then one clean run: exactly once.  Each
+        run takes over the locks the killed one left."""
         killed_mid_sync = 0
         for i, delay in enumerate(KILL_DELAYS):
             if i % 4 == 0:
@@ -114,7 +100,6 @@ class Crash(unittest.TestCase):
             time.sleep(delay)
             finished = proc.poll() is not None
             mu.kill(proc)
-            self.remove_dead_dotlocks(proc.pid)
             if not finished:
                 killed_mid_sync += 1
             self.assert_prefix("Bulk", f"kill -9 at {delay}s")
@@ -136,7 +121,6 @@ class Crash(unittest.TestCase):
             proc = mu.start_mboxmirror("-c", self.conf, "--once")
             reached = mu.wait_file_size(mu.mbox_path(self.tmp, "test", "Bulk"), minimum, proc)
             mu.kill(proc)
-            self.remove_dead_dotlocks(proc.pid)
             self.assertTrue(reached, "the sync ended before the mbox reached "
                             f"{minimum} bytes")
             self.assert_prefix("Bulk", f"kill -9 at {minimum} bytes")
