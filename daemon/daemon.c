@@ -546,7 +546,13 @@ daemon_run(struct config *config, const char *path, char *const *names,
 		return 1;
 	}
 	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
-	d.loop = ev_default_loop(EVFLAG_AUTO);
+	/* Not the default loop: that one reaps every child, including a
+	 * password_command's that the secret worker waits for. */
+	if ((d.loop = ev_loop_new(EVFLAG_AUTO)) == NULL) {
+		config_free(&config);
+		transport_global_deinit();
+		return 1;
+	}
 	d.path = path;
 	d.names = names;
 	d.nnames = nnames;
@@ -584,6 +590,7 @@ daemon_run(struct config *config, const char *path, char *const *names,
 	ev_signal_stop(d.loop, &d.sigint);
 	ev_signal_stop(d.loop, &d.sighup);
 	cfg_unref(&d.cfg);
+	ev_loop_destroy(d.loop);
 	transport_global_deinit();
 	log_info("stopped");
 	return d.status;

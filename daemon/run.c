@@ -149,7 +149,13 @@ run_once(const struct config *config, char *const *names, size_t nnames)
 		log_error("cannot initialise TLS");
 		return 1;
 	}
-	once.loop = ev_default_loop(EVFLAG_AUTO);
+	/* Not the default loop: that one reaps every child, including a
+	 * password_command's that the secret worker waits for. */
+	once.loop = ev_loop_new(EVFLAG_AUTO);
+	if (once.loop == NULL) {
+		transport_global_deinit();
+		return 1;
+	}
 	once.config = config;
 	once.jobs = calloc(config->n_accounts, sizeof *once.jobs);
 	if (once.jobs == NULL)
@@ -171,6 +177,7 @@ run_once(const struct config *config, char *const *names, size_t nnames)
 	for (size_t i = 0; i < once.n_jobs; i++)
 		mirror_free(&once.jobs[i].mirror);
 	free(once.jobs);
+	ev_loop_destroy(once.loop);
 	the_once = NULL;
 	transport_global_deinit();
 	return once.status;
@@ -268,7 +275,8 @@ run_probe(const struct config *config, const char *name)
 	}
 	if (transport_global_init() != 0)
 		return 1;
-	p.loop = ev_default_loop(EVFLAG_AUTO);
+	if ((p.loop = ev_loop_new(EVFLAG_AUTO)) == NULL)
+		return 1;
 	printf("server: %s:%u (%s)\n", account->host, account->port,
 	    tls_mode_name(account->tls));
 	if ((s = session_new(p.loop, account, config->timeout, &cb, &p)) ==
@@ -277,6 +285,7 @@ run_probe(const struct config *config, const char *name)
 	if (session_start(s) == 0)
 		ev_run(p.loop, 0);
 	session_free(&s);
+	ev_loop_destroy(p.loop);
 	transport_global_deinit();
 	return p.status;
 }

@@ -66,6 +66,7 @@ struct session {
 	struct imap_tagger tagger;
 	struct imap_caps caps;
 	char *secret;
+	struct secret_job *secret_job;	/* fetching the secret */
 	char prefix[128];
 	unsigned char *rbuf;
 	unsigned long long bytes_in;
@@ -160,6 +161,7 @@ session_destroy(struct session *s)
 	transport_free(&s->transport);
 	imap_parser_free(&s->parser);
 	imap_caps_clear(&s->caps);
+	secret_job_cancel(&s->secret_job);
 	secret_free(&s->secret);
 	free(s->rbuf);
 	free(s);
@@ -242,6 +244,7 @@ session_vfail(struct session *s, enum session_error error, const char *fmt,
 		return;
 	vsnprintf(message, sizeof message, fmt, ap);
 	session_set_state(s, S_FAILED);
+	secret_job_cancel(&s->secret_job);
 	if (s->transport != NULL)
 		transport_close(s->transport);
 	drop_commands(s);
@@ -272,6 +275,28 @@ session_abort(struct session *s, enum session_error error, const char *fmt,
 	session_unref(s);
 }
 
+static void
+on_secret(char *secret, char *error, void *arg)
+{
+	struct session *s = arg;
+
+	s->secret_job = NULL;
+	session_ref(s);
+	if (secret == NULL) {
+		session_fail(s, SESSION_ERR_SECRET, "%s", error != NULL ?
+		    error : "out of memory");
+		free(error);
+		session_unref(s);
+		return;
+	}
+	s->secret = secret;
+	session_set_state(s, S_CONNECTING);
+	if (transport_connect(s->transport) != 0)
+		session_fail(s, SESSION_ERR_NETWORK, "%s",
+		    transport_error(s->transport));
+	session_unref(s);
+}
+
 int
 session_start(struct session *s)
 {
@@ -285,23 +310,19 @@ session_start(struct session *s)
 		.timeout = s->timeout,
 		.log_prefix = s->prefix,
 	};
-	char *error = NULL;
 
 	session_ref(s);
-	if (secret_fetch(a, &s->secret, &error) != 0) {
-		session_fail(s, SESSION_ERR_SECRET, "%s", error);
-		free(error);
-		goto fail;
-	}
 	s->transport = transport_new(s->loop, &params, on_transport, s);
 	if (s->transport == NULL) {
 		session_fail(s, SESSION_ERR_LOCAL, "out of memory");
 		goto fail;
 	}
-	session_set_state(s, S_CONNECTING);
-	if (transport_connect(s->transport) != 0) {
-		session_fail(s, SESSION_ERR_NETWORK, "%s",
-		    transport_error(s->transport));
+	/* The secret first (a password_command may take a while, off the
+	 * loop), then the connection. */
+	s->secret_job = secret_fetch_async(s->loop, a, on_secret, s);
+	if (s->secret_job == NULL) {
+		session_fail(s, SESSION_ERR_LOCAL, "cannot start fetching the "
+		    "secret");
 		goto fail;
 	}
 	session_unref(s);

@@ -1177,7 +1177,6 @@ mirror_start(struct ev_loop *loop, const struct config *config,
 		free(m);
 		return NULL;
 	}
-	m->state.last_attempt = time(NULL);
 	if (state_load(m->state_dir, &m->state, &error) != 0) {
 		snprintf(m->result.message, sizeof m->result.message,
 		    "%s: %s", m->prefix, error != NULL ? error : "bad state");
@@ -1186,6 +1185,7 @@ mirror_start(struct ev_loop *loop, const struct config *config,
 		finish(m);
 		return m;
 	}
+	m->state.last_attempt = time(NULL);
 	if (make_output(account->output) != 0) {
 		mirror_fail(m, SESSION_ERR_LOCAL, "cannot create %s: %s",
 		    account->output, strerror(errno));
