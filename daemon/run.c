@@ -222,6 +222,9 @@ on_probe_stage(struct session *s, enum session_stage stage, const char *text,
 	case SESSION_STAGE_CAPS_AUTH:
 		print_caps(s, "after login");
 		break;
+	case SESSION_STAGE_COMPRESS:
+		printf("compression: %s\n", text);
+		break;
 	}
 	fflush(stdout);
 }

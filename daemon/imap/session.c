@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "log.h"
+#include "net/compress.h"
 #include "net/transport.h"
 #include "secret.h"
 
@@ -26,6 +27,7 @@ enum session_state {
 	S_CAPABILITY_TLS,
 	S_AUTHENTICATE,
 	S_CAPABILITY_AUTH,
+	S_COMPRESS,
 	S_READY,
 	S_LOGOUT,
 	S_CLOSED,
@@ -35,7 +37,7 @@ enum session_state {
 static const char *const state_names[] = {
 	"init", "connecting", "greeting", "capability", "starttls",
 	"tls-handshake", "capability-tls", "authenticate", "capability-auth",
-	"ready", "logout", "closed", "failed",
+	"compress", "ready", "logout", "closed", "failed",
 };
 
 struct pending_cmd {
@@ -69,6 +71,7 @@ struct session {
 	struct secret_job *secret_job;	/* fetching the secret */
 	char prefix[128];
 	unsigned char *rbuf;
+	struct compress *z;		/* COMPRESS=DEFLATE is on */
 	unsigned long long bytes_in;
 	char bye[ERROR_MAX];
 
@@ -163,6 +166,7 @@ session_destroy(struct session *s)
 	imap_caps_clear(&s->caps);
 	secret_job_cancel(&s->secret_job);
 	secret_free(&s->secret);
+	compress_free(&s->z);
 	free(s->rbuf);
 	free(s);
 }
@@ -343,22 +347,27 @@ classify_transport_error(const struct session *s, const char *text)
 	return SESSION_ERR_NETWORK;
 }
 
-static void
+/* Parses plain (decompressed) bytes.  Returns how many were used: all of
+ * them, unless a response switched compression on, after which the rest is
+ * compressed. */
+static size_t
 feed_parser(struct session *s, const unsigned char *buf, size_t len)
 {
 	const struct imap_response *resp;
 	enum imap_parse_result r;
-	size_t used;
+	size_t used, total = 0;
+	bool compressed = s->z != NULL;
 
 	while (len > 0 && session_alive(s)) {
 		r = imap_parser_feed(s->parser, buf, len, &used, &resp);
 		buf += used;
 		len -= used;
+		total += used;
 		if (r == IMAP_PARSE_ERROR) {
 			session_fail(s, SESSION_ERR_PROTOCOL,
 			    "unparseable server data: %s",
 			    imap_parser_error_text(s->parser));
-			return;
+			break;
 		}
 		if (r != IMAP_PARSE_RESPONSE)
 			continue;
@@ -369,8 +378,38 @@ feed_parser(struct session *s, const unsigned char *buf, size_t len)
 			 * and could be an attacker's injection. */
 			session_fail(s, SESSION_ERR_PROTOCOL,
 			    "server sent data after the STARTTLS response");
+			break;
+		}
+		if (!compressed && s->z != NULL)
+			break;
+	}
+	return total;
+}
+
+static int
+inflated(void *arg, const unsigned char *data, size_t len)
+{
+	struct session *s = arg;
+
+	feed_parser(s, data, len);
+	return session_alive(s) ? 0 : -1;
+}
+
+static void
+process_input(struct session *s, const unsigned char *buf, size_t len)
+{
+	size_t used;
+
+	while (len > 0 && session_alive(s)) {
+		if (s->z != NULL) {
+			if (compress_inflate(s->z, buf, len, inflated, s) != 0)
+				session_fail(s, SESSION_ERR_PROTOCOL, "%s",
+				    compress_error(s->z));
 			return;
 		}
+		used = feed_parser(s, buf, len);
+		buf += used;
+		len -= used;
 	}
 }
 
@@ -384,8 +423,26 @@ read_available(struct session *s)
 		if (n <= 0)
 			break;
 		s->bytes_in += (unsigned long long)n;
-		feed_parser(s, s->rbuf, (size_t)n);
+		process_input(s, s->rbuf, (size_t)n);
 	}
+}
+
+static int
+deflated(void *arg, const unsigned char *data, size_t len)
+{
+	struct session *s = arg;
+
+	return transport_write(s->transport, data, len);
+}
+
+/* Everything the client sends goes through here (and through DEFLATE once
+ * COMPRESS is on). */
+static int
+session_write(struct session *s, const void *data, size_t len)
+{
+	if (s->z != NULL)
+		return compress_deflate(s->z, data, len, deflated, s);
+	return transport_write(s->transport, data, len);
 }
 
 static void
@@ -558,7 +615,7 @@ flush_commands(struct session *s)
 		end = pc->split < pc->cmd.nsplits ? pc->cmd.splits[pc->split] :
 		    pc->cmd.len;
 		if (end > pc->sent) {
-			if (transport_write(s->transport, pc->cmd.data +
+			if (session_write(s, pc->cmd.data +
 			    pc->sent, end - pc->sent) != 0) {
 				session_fail(s, SESSION_ERR_NETWORK, "%s",
 				    transport_error(s->transport));
@@ -582,7 +639,7 @@ send_done(struct session *s, struct pending_cmd *pc)
 
 	pc->waiting = pc->idling = false;
 	pc->idle = false;
-	if (transport_write(s->transport, done, sizeof done - 1) != 0) {
+	if (session_write(s, done, sizeof done - 1) != 0) {
 		session_fail(s, SESSION_ERR_NETWORK, "%s",
 		    transport_error(s->transport));
 		return;
@@ -620,7 +677,7 @@ on_continuation(struct session *s, const struct imap_response *resp)
 	/* AUTHENTICATE: the first "+" takes the initial response; a later one
 	 * is an error challenge, answered empty so the server can say NO. */
 	if (pc->sasl != NULL) {
-		if (transport_write(s->transport, pc->sasl,
+		if (session_write(s, pc->sasl,
 		    strlen(pc->sasl)) != 0) {
 			session_fail(s, SESSION_ERR_NETWORK, "%s",
 			    transport_error(s->transport));
@@ -629,7 +686,7 @@ on_continuation(struct session *s, const struct imap_response *resp)
 		explicit_bzero(pc->sasl, strlen(pc->sasl));
 		free(pc->sasl);
 		pc->sasl = NULL;
-	} else if (transport_write(s->transport, empty, 2) != 0) {
+	} else if (session_write(s, empty, 2) != 0) {
 		session_fail(s, SESSION_ERR_NETWORK, "%s",
 		    transport_error(s->transport));
 		return;
@@ -828,6 +885,44 @@ starttls_done(struct session *s, const struct imap_response *tagged,
 		    transport_error(s->transport));
 }
 
+/*
+ * COMPRESS=DEFLATE (RFC 4978) pays where the network is slower than the
+ * server's compressor: "auto" uses it for peers beyond the local networks.
+ */
+static bool
+want_compression(const struct session *s)
+{
+	if (s->account->compress == COMPRESS_NO ||
+	    !imap_caps_has(&s->caps, "COMPRESS=DEFLATE"))
+		return false;
+	return s->account->compress == COMPRESS_YES ||
+	    !transport_peer_is_local(s->transport);
+}
+
+static void become_ready(struct session *);
+
+static void
+compress_done(struct session *s, const struct imap_response *tagged,
+    void *arg)
+{
+	(void)arg;
+	if (tagged->status == IMAP_STATUS_OK) {
+		/* Level 1: our side sends only short commands. */
+		if ((s->z = compress_new(1)) == NULL) {
+			session_fail(s, SESSION_ERR_LOCAL, "out of memory");
+			return;
+		}
+		log_debug("%s: compression on (DEFLATE)", s->prefix);
+		if (s->cb.stage != NULL)
+			s->cb.stage(s, SESSION_STAGE_COMPRESS, "DEFLATE",
+			    s->arg);
+	} else {
+		log_info("%s: server refused COMPRESS: %s", s->prefix,
+		    tagged->text != NULL ? tagged->text : "");
+	}
+	become_ready(s);
+}
+
 static void
 after_capabilities(struct session *s)
 {
@@ -866,16 +961,29 @@ after_capabilities(struct session *s)
 	case S_CAPABILITY_AUTH:
 		if (s->cb.stage != NULL)
 			s->cb.stage(s, SESSION_STAGE_CAPS_AUTH, NULL, s->arg);
-		session_set_state(s, S_READY);
-		/* The secret is not needed again on this connection. */
-		secret_free(&s->secret);
-		update_timeout(s);
-		if (s->cb.ready != NULL)
-			s->cb.ready(s, s->arg);
+		if (want_compression(s)) {
+			session_set_state(s, S_COMPRESS);
+			session_cmd_init(s, &cmd, "COMPRESS");
+			imap_cmd_add_atom(&cmd, "DEFLATE");
+			send_internal(s, &cmd, compress_done);
+			return;
+		}
+		become_ready(s);
 		return;
 	default:
 		return;
 	}
+}
+
+static void
+become_ready(struct session *s)
+{
+	session_set_state(s, S_READY);
+	/* The secret is not needed again on this connection. */
+	secret_free(&s->secret);
+	update_timeout(s);
+	if (s->cb.ready != NULL)
+		s->cb.ready(s, s->arg);
 }
 
 static char *

@@ -43,6 +43,7 @@ enum session_stage {
 	SESSION_STAGE_TLS,		/* text: TLS description */
 	SESSION_STAGE_CAPS_TLS,		/* capabilities after TLS */
 	SESSION_STAGE_CAPS_AUTH,	/* capabilities after login */
+	SESSION_STAGE_COMPRESS,		/* text: "DEFLATE" once it is on */
 };
 
 struct session;
