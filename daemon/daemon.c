@@ -285,6 +285,13 @@ on_idle_event(struct idle_watch *w, enum idle_event event, const char *message,
 			log_info("account %s: waiting for new mail (IDLE)",
 			    r->account->name);
 		r->idle_failures = 0;
+		/* Mail that came after the last sync looked at INBOX and
+		 * before this connection examined it raised no EXISTS here:
+		 * one more sync catches it (cheap when nothing is new). */
+		if (r->state == R_RUNNING)
+			r->rerun = true;
+		else
+			enqueue(r);
 		update_status(r->d);
 		return;
 	case IDLE_NEW_MAIL:

@@ -16,6 +16,7 @@ struct idle_watch {
 	ev_timer refresh;
 	ev_timer deferred;	/* reports a failure outside session code */
 	uint32_t exists;
+	bool watching;		/* INBOX examined: growth from here is news */
 	bool dead;
 	char message[512];
 	enum idle_event dead_event;
@@ -62,7 +63,9 @@ on_untagged(struct session *s, const struct imap_response *resp, void *arg)
 		bool grew = resp->number > w->exists;
 
 		w->exists = resp->number;
-		if (grew && session_idling(w->session))
+		/* Not only while in IDLE: an EXISTS can also come with the
+		 * tagged reply that ends one IDLE before the next starts. */
+		if (grew && w->watching)
 			w->cb(w, IDLE_NEW_MAIL, NULL, w->arg);
 	} else if (strcmp(resp->keyword, "EXPUNGE") == 0 && w->exists > 0) {
 		w->exists--;
@@ -117,8 +120,10 @@ on_examine_done(struct session *s, const struct imap_response *tagged,
 		return;
 	}
 	start_idle(w);
-	if (!w->dead)
+	if (!w->dead) {
+		w->watching = true;
 		w->cb(w, IDLE_WATCHING, NULL, w->arg);
+	}
 }
 
 static void

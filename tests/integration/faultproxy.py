@@ -13,6 +13,7 @@ pass everything:
     ... point the account at ("127.0.0.1", proxy.port) ...
     proxy.close()
 
+A Delay holds the server's first bytes back for a while, then passes everything.
 A Cut closes both sides once that much of the server's stream has been forwarded; a
 Stall stops forwarding there (both directions) and keeps the sockets open until the
 client gives up or the proxy closes.  Offsets count bytes forwarded to the client, or,
@@ -24,7 +25,7 @@ import socket
 import threading
 import time
 
-__all__ = ["FaultProxy", "Cut", "Stall", "Pass"]
+__all__ = ["FaultProxy", "Cut", "Stall", "Delay", "Pass", "closed_port"]
 
 
 class Pass:
@@ -35,6 +36,20 @@ class Pass:
 
     def __repr__(self):
         return "Pass()"
+
+
+class Delay:
+    """Hold the server's first bytes back for seconds, then forward everything (a slow
+    server, or a slow network at connection time)."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def limit(self, stream):
+        return None
+
+    def __repr__(self):
+        return f"Delay({self.seconds})"
 
 
 class _Fault:
@@ -121,11 +136,16 @@ class _Conn:
     def _pump_down(self):
         seen = bytearray()      # the server's stream so far, while the plan needs it
         need_stream = getattr(self.plan, "after_records", None) is not None
+        delayed = isinstance(self.plan, Delay)
         try:
             while not self.closed.is_set():
                 data = self.server.recv(65536)
                 if not data:
                     break
+                if delayed:
+                    delayed = False
+                    if self.closed.wait(self.plan.seconds):
+                        break
                 if need_stream:
                     seen += data
                 limit = self.plan.limit(seen)

@@ -317,5 +317,40 @@ class TestManyAccounts(DaemonTestCase):
         self.assertFalse(os.path.exists(inbox(self.tmp, "badpass")))
 
 
+class TestPushRaces(DaemonTestCase):
+
+    def test_mail_arriving_while_push_connects(self):
+        # Mail that comes after a sync looked at INBOX but before the push
+        # connection has examined it must not wait for the next poll.
+        from faultproxy import Delay, FaultProxy, Pass
+        fx = self.fx
+        user, password = fx.new_user()
+        first = mmtest.make_message("first")
+        fx.append(user, password, "INBOX", first)
+        # Connection 0: the first sync; connection 1: the push connection, whose
+        # greeting the proxy holds back for 2 s.
+        proxy = FaultProxy(fx.host, fx.imaps_port, [Pass(), Delay(2.0)]).start()
+        self.addCleanup(proxy.close)
+        acct = fx.account(self.tmp, user, password, name="racy", idle="yes",
+                          interval="10m", port=str(proxy.port))
+        conf = mmtest.write_config(self.tmp, [acct])
+        d = self.daemon(conf)
+        d.wait_log(r"account racy: 1 new messages")
+        self.assertTrue(proxy.wait(lambda p: len(p.conns) >= 2, 10), d.tail())
+        second = mmtest.make_message("second")
+        fx.append(user, password, "INBOX", second)
+        self.assertEqual(proxy.conns[1].down, 0, "the push connection was too quick")
+        d.wait_log(r"account racy: waiting for new mail \(IDLE\)")
+        wait_for(lambda: mbox_count(inbox(self.tmp, "racy")) == 2, 3,
+                 what="mail that came while push was connecting")
+        # And push works from there on.
+        third = mmtest.make_message("third")
+        fx.append(user, password, "INBOX", third)
+        wait_for(lambda: mbox_count(inbox(self.tmp, "racy")) == 3, 2, interval=0.01,
+                 what="pushed mail")
+        self.assertEqual(d.stop(), 0, d.tail())
+        assert_mirrored(self, inbox(self.tmp, "racy"), [first, second, third])
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
