@@ -276,7 +276,6 @@ on_idle_event(struct idle_watch *w, enum idle_event event, const char *message,
 	struct runner *r = arg;
 	double delay;
 
-	(void)w;
 	switch (event) {
 	case IDLE_WATCHING:
 		if (r->idle_failures > 0)
@@ -309,6 +308,17 @@ on_idle_event(struct idle_watch *w, enum idle_event event, const char *message,
 		update_status(r->d);
 		return;
 	case IDLE_FAILED:
+		if (idle_watch_error(w) == SESSION_ERR_AUTH) {
+			/* Retrying at the push pace could get the account
+			 * locked: push waits for a sync that logs in again
+			 * (syncs back off slowly on authentication failures). */
+			log_error("account %s: push connection: %s; push is "
+			    "off until a sync succeeds", r->account->name,
+			    message);
+			idle_watch_free(&r->idle);
+			update_status(r->d);
+			return;
+		}
 		r->idle_failures++;
 		delay = jitter(daemon_backoff(r->d->cfg->config, r->idle_failures,
 		    false), 0.2);

@@ -18,6 +18,7 @@ struct idle_watch {
 	uint32_t exists;
 	bool watching;		/* INBOX examined: growth from here is news */
 	bool dead;
+	enum session_error error;	/* what ended the session */
 	char message[512];
 	enum idle_event dead_event;
 };
@@ -150,6 +151,7 @@ on_failed(struct session *s, enum session_error error, const char *message,
 	char text[512];
 
 	(void)s;
+	w->error = error;
 	snprintf(text, sizeof text, "%s: %s", session_error_name(error),
 	    message);
 	die(w, IDLE_FAILED, text);
@@ -204,4 +206,10 @@ idle_watch_free(struct idle_watch **wp)
 	ev_timer_stop(w->loop, &w->deferred);
 	session_free(&w->session);
 	free(w);
+}
+
+enum session_error
+idle_watch_error(const struct idle_watch *w)
+{
+	return w->error;
 }

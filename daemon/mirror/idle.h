@@ -12,6 +12,7 @@
 #include <ev.h>
 
 #include "config.h"
+#include "imap/session.h"
 
 /* Seconds between re-issues of IDLE. */
 #define IDLE_REFRESH (9 * 60)
@@ -33,5 +34,9 @@ struct idle_watch *idle_watch_start(struct ev_loop *loop,
     const struct config *config, const struct account *account,
     idle_event_fn *cb, void *arg);
 void idle_watch_free(struct idle_watch **w);
+/* After IDLE_FAILED: the session error that ended the watch (SESSION_ERR_AUTH
+ * when the credentials were refused, so the caller can back off slowly);
+ * SESSION_OK when the server refused a command or closed the connection. */
+enum session_error idle_watch_error(const struct idle_watch *w);
 
 #endif

@@ -351,6 +351,38 @@ class TestPushRaces(DaemonTestCase):
         self.assertEqual(d.stop(), 0, d.tail())
         assert_mirrored(self, inbox(self.tmp, "racy"), [first, second, third])
 
+    def test_push_login_refused_backs_off(self):
+        # The password went wrong while push was connected: the push connection
+        # must not hammer the server with logins at the fast retry pace.
+        from faultproxy import FaultProxy
+        fx = self.fx
+        user, password = fx.new_user()
+        proxy = FaultProxy(fx.host, fx.imaps_port).start()
+        self.addCleanup(proxy.close)
+        acct = fx.account(self.tmp, user, password, name="locked", idle="yes",
+                          interval="10m", port=str(proxy.port))
+        conf = mmtest.write_config(self.tmp, [acct], general={"retry_min": "1s",
+                                                              "retry_max": "2s"})
+        d = self.daemon(conf)
+        d.wait_log(r"account locked: waiting for new mail \(IDLE\)")
+        open_conns = lambda p: [c for c in p.conns if not c.closed.is_set()]
+        self.assertTrue(proxy.wait(lambda p: len(open_conns(p)) == 1, 10),
+                        "the sync after push came up did not end")
+        with open(acct["password_file"], "w") as f:
+            f.write("wrong-now\n")
+        server_off = fx.log_offset()
+        off = d.log_offset()
+        open_conns(proxy)[0].close()
+        d.wait_log(r"account locked: push connection: .*push is off until a sync "
+                   r"succeeds", since=off)
+        time.sleep(5)
+        failures = re.findall(rf"{re.escape(user)}\b.*(?:[Pp]assword mismatch|auth "
+                              r"failed|Authentication failed)", fx.log_since(server_off))
+        self.assertEqual(len(failures), 1, fx.log_since(server_off))
+        after = d.log_since(off).split("push is off until a sync succeeds", 1)[1]
+        self.assertNotIn("account locked: connecting", after)
+        self.assertTrue(d.alive())
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
