@@ -26,6 +26,12 @@
 #define BATCH_MAX_MESSAGES 2000
 #define BATCH_MAX_BYTES (32ULL * 1024 * 1024)
 #define BATCHES_IN_FLIGHT 2
+/*
+ * New mail of a mailbox mirrored before, up to this many messages (from
+ * UIDNEXT), is fetched with the EXAMINE in one round trip; more, or a first
+ * sync, first asks for the sizes so batches can be cut by bytes.
+ */
+#define DIRECT_FETCH_MAX 100
 /* Seconds between progress lines of a long sync. */
 #define PROGRESS_INTERVAL 5.0
 
@@ -61,6 +67,9 @@ struct mirror {
 	struct mailbox_state *ms;
 	struct mbox *mbox;
 	uint32_t examine_uidvalidity, examine_uidnext;
+	uint32_t fetch_base;		/* the pipelined fetch asked after it */
+	bool fetch_stale;		/* ...but the state turned out older */
+	bool examine_failed;		/* skip once the pipelined fetch ends */
 	uint32_t *todo;			/* UIDs to fetch, ascending */
 	uint64_t *todo_sizes;
 	size_t n_todo, cap_todo, next_todo;
@@ -229,6 +238,11 @@ add_mbx(struct mirror *m, const struct imap_list_item *item)
 	m->n_mbxs++;
 }
 
+static void on_status_untagged(struct session *, const struct imap_response *,
+    void *);
+static void on_status_done(struct session *, const struct imap_response *,
+    void *);
+
 static void
 on_list_untagged(struct session *s, const struct imap_response *resp,
     void *arg)
@@ -237,6 +251,11 @@ on_list_untagged(struct session *s, const struct imap_response *resp,
 	struct imap_list_item item;
 
 	(void)s;
+	if (resp->keyword != NULL && strcmp(resp->keyword, "STATUS") == 0) {
+		/* LIST-STATUS: the STATUS comes with the LIST. */
+		on_status_untagged(s, resp, arg);
+		return;
+	}
 	if (resp->keyword == NULL || strcmp(resp->keyword, "LIST") != 0)
 		return;
 	if (imap_list_decode(resp, &item) != 0) {
@@ -247,10 +266,6 @@ on_list_untagged(struct session *s, const struct imap_response *resp,
 	add_mbx(m, &item);
 }
 
-static void on_status_untagged(struct session *, const struct imap_response *,
-    void *);
-static void on_status_done(struct session *, const struct imap_response *,
-    void *);
 
 static void
 send_statuses(struct mirror *m)
@@ -265,8 +280,11 @@ send_statuses(struct mirror *m)
 		next_mailbox(m);
 		return;
 	}
-	/* All STATUS commands at once: one round trip for the whole plan. */
+	/* All STATUS commands at once: one round trip for the whole plan
+	 * (none at all for what LIST-STATUS answered already). */
 	for (size_t i = 0; i < m->n_mbxs; i++) {
+		if (m->mbxs[i].has_status)
+			continue;
 		session_cmd_init(m->session, &cmd, "STATUS");
 		imap_cmd_add_string(&cmd, m->mbxs[i].name,
 		    strlen(m->mbxs[i].name),
@@ -278,6 +296,10 @@ send_statuses(struct mirror *m)
 			return;
 		}
 		m->status_pending++;
+	}
+	if (m->status_pending == 0) {
+		m->cur = 0;
+		next_mailbox(m);
 	}
 }
 
@@ -309,6 +331,10 @@ on_ready(struct session *s, void *arg)
 		imap_cmd_add_raw(&cmd, "\"\"");
 		imap_cmd_add_mailbox(&cmd, a->mailboxes.v[i], false,
 		    session_literal_mode(s));
+		/* RFC 5819: the plan's STATUS in the same round trip. */
+		if (session_has_cap(s, "LIST-STATUS"))
+			imap_cmd_add_raw(&cmd, "RETURN (STATUS (UIDVALIDITY "
+			    "UIDNEXT MESSAGES))");
 		if (session_send(s, &cmd, on_list_untagged, on_list_done,
 		    m) != 0) {
 			mirror_fail(m, SESSION_ERR_LOCAL, "cannot queue LIST");
@@ -645,16 +671,8 @@ prepare_mailbox(struct mirror *m)
 	}
 	free(path);
 	m->appended_max = ms->last_uid;
-	m->n_todo = m->next_todo = 0;
 	m->mbx_messages = m->mbx_bytes = 0;
-
-	/* First learn what is new and how big, to cut batches by bytes. */
-	struct imap_cmd cmd;
-	session_cmd_init(m->session, &cmd, "UID FETCH");
-	imap_cmd_add_raw(&cmd, "%u:* (UID RFC822.SIZE)", ms->last_uid + 1);
-	if (session_send(m->session, &cmd, on_sizes_untagged, on_sizes_done,
-	    m) != 0)
-		mirror_fail(m, SESSION_ERR_LOCAL, "cannot queue UID FETCH");
+	m->fetch_stale = ms->last_uid != m->fetch_base;
 }
 
 static void
@@ -684,12 +702,12 @@ on_examine_done(struct session *s, const struct imap_response *tagged,
 
 	(void)s;
 	if (tagged->status != IMAP_STATUS_OK) {
-		/* Deleted since LIST, or not ours to read: the others go on. */
+		/* Deleted since LIST, or not ours to read: the others go on
+		 * once the fetch sent with the EXAMINE has failed too. */
 		log_warnx("%s: mailbox %s: EXAMINE failed, skipped: %s",
 		    m->prefix, mb->display, tagged->text != NULL ?
 		    tagged->text : "");
-		m->cur++;
-		next_mailbox(m);
+		m->examine_failed = true;
 		return;
 	}
 	if (m->examine_uidvalidity == 0)
@@ -698,20 +716,33 @@ on_examine_done(struct session *s, const struct imap_response *tagged,
 	prepare_mailbox(m);
 }
 
+static void send_fetch(struct mirror *, uint32_t, bool);
+
+/* EXAMINE and the fetch that follows go out together: the fetch asks for
+ * what the state says is new; if EXAMINE shows the state is stale (a
+ * changed UIDVALIDITY), its answer is ignored and a fresh one asked. */
 static void
 examine(struct mirror *m)
 {
 	struct mbx *mb = &m->mbxs[m->cur];
+	const struct mailbox_state *ms = state_find(&m->state, mb->name);
+	uint32_t base = ms != NULL && ms->uidvalidity == mb->uidvalidity ?
+	    ms->last_uid : 0;
+	uint32_t expect = mb->uidnext > base ? mb->uidnext - base - 1 : 0;
 	struct imap_cmd cmd;
 
 	m->examine_uidvalidity = m->examine_uidnext = 0;
+	m->examine_failed = m->fetch_stale = false;
 	m->ms = NULL;
 	session_cmd_init(m->session, &cmd, "EXAMINE");
 	imap_cmd_add_string(&cmd, mb->name, strlen(mb->name),
 	    session_literal_mode(m->session));
 	if (session_send(m->session, &cmd, on_examine_untagged,
-	    on_examine_done, m) != 0)
+	    on_examine_done, m) != 0) {
 		mirror_fail(m, SESSION_ERR_LOCAL, "cannot queue EXAMINE");
+		return;
+	}
+	send_fetch(m, base, base > 0 && expect <= DIRECT_FETCH_MAX);
 }
 
 static void
@@ -794,7 +825,8 @@ on_sizes_untagged(struct session *s, const struct imap_response *resp,
 	struct imap_fetch_item item;
 
 	(void)s;
-	if (decode_fetch(resp, &item) != 0 || !item.has_uid)
+	if (m->ms == NULL || m->fetch_stale || decode_fetch(resp, &item) != 0 ||
+	    !item.has_uid)
 		return;
 	/* "n:*" returns the last message even when it is old. */
 	if (item.uid <= m->ms->last_uid)
@@ -843,6 +875,69 @@ mailbox_done(struct mirror *m)
 	next_mailbox(m);
 }
 
+static void on_batch_untagged(struct session *, const struct imap_response *,
+    void *);
+static void on_batch_done(struct session *, const struct imap_response *,
+    void *);
+
+static void
+skip_mailbox(struct mirror *m)
+{
+	mbox_close(&m->mbox);
+	m->ms = NULL;
+	m->cur++;
+	next_mailbox(m);
+}
+
+/*
+ * The fetch sent along with EXAMINE is over.  True when its answer does not
+ * count: EXAMINE failed (next mailbox) or the state was stale (ask again
+ * from what the state now says).
+ */
+static bool
+pipelined_fetch_void(struct mirror *m)
+{
+	if (m->examine_failed) {
+		skip_mailbox(m);
+		return true;
+	}
+	if (m->fetch_stale) {
+		m->fetch_stale = false;
+		send_fetch(m, m->ms->last_uid, false);
+		return true;
+	}
+	return false;
+}
+
+/* Asks for what is new after base: the bodies at once (direct), or first
+ * the sizes, to cut batches by bytes. */
+static void
+send_fetch(struct mirror *m, uint32_t base, bool direct)
+{
+	struct imap_cmd cmd;
+	int rc;
+
+	m->fetch_base = base;
+	m->n_todo = m->next_todo = 0;
+	m->todo_bytes = 0;
+	m->mbx_started = m->last_progress = ev_now(m->loop);
+	session_cmd_init(m->session, &cmd, "UID FETCH");
+	if (direct) {
+		imap_cmd_add_raw(&cmd, "%u:* (UID INTERNALDATE RFC822.SIZE "
+		    "BODY.PEEK[])", base + 1);
+		rc = session_send(m->session, &cmd, on_batch_untagged,
+		    on_batch_done, m);
+		if (rc == 0)
+			m->in_flight++;
+	} else {
+		imap_cmd_add_raw(&cmd, "%u:* (UID RFC822.SIZE)", base + 1);
+		rc = session_send(m->session, &cmd, on_sizes_untagged,
+		    on_sizes_done, m);
+	}
+	if (rc != 0)
+		mirror_fail(m, SESSION_ERR_LOCAL, "cannot queue UID FETCH");
+}
+
 static void
 on_sizes_done(struct session *s, const struct imap_response *tagged,
     void *arg)
@@ -850,6 +945,8 @@ on_sizes_done(struct session *s, const struct imap_response *tagged,
 	struct mirror *m = arg;
 
 	(void)s;
+	if (pipelined_fetch_void(m))
+		return;
 	if (tagged->status != IMAP_STATUS_OK) {
 		mirror_fail(m, SESSION_ERR_SERVER, "UID FETCH failed: %s",
 		    tagged->text != NULL ? tagged->text : "");
@@ -870,10 +967,6 @@ on_sizes_done(struct session *s, const struct imap_response *tagged,
 
 /* Bodies */
 
-static void on_batch_untagged(struct session *, const struct imap_response *,
-    void *);
-static void on_batch_done(struct session *, const struct imap_response *,
-    void *);
 
 static void
 send_batch(struct mirror *m)
@@ -965,7 +1058,8 @@ begin_message(struct mirror *m, const struct imap_literal_info *info)
 	m->msg_open = false;
 	m->msg_skip = true;
 	m->spooling = false;
-	if (m->ms == NULL || m->mbox == NULL || (strcmp(info->item,
+	if (m->ms == NULL || m->mbox == NULL || m->fetch_stale ||
+	    (strcmp(info->item,
 	    "BODY[]") != 0 && strcmp(info->item, "RFC822") != 0))
 		return 0;
 	if (imap_fetch_decode(info->msgno, info->before, info->nbefore,
@@ -1123,6 +1217,11 @@ on_batch_done(struct session *s, const struct imap_response *tagged,
 
 	(void)s;
 	m->in_flight--;
+	if (m->examine_failed || m->fetch_stale) {
+		/* Only a direct fetch is ever stale, and it appended nothing. */
+		pipelined_fetch_void(m);
+		return;
+	}
 	if (tagged->status != IMAP_STATUS_OK) {
 		mirror_fail(m, SESSION_ERR_SERVER, "UID FETCH failed: %s",
 		    tagged->text != NULL ? tagged->text : "");
