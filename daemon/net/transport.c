@@ -1,6 +1,7 @@
 #include "net/transport.h"
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -213,8 +214,6 @@ transport_destroy(struct transport *t)
 {
 	transport_teardown(t);
 	ev_idle_stop(t->loop, &t->kick);
-	if (t->cred != NULL)
-		gnutls_certificate_free_credentials(t->cred);
 	free(t->wbuf);
 	free(t->host);
 	free(t->ca_file);
@@ -715,6 +714,116 @@ transport_verify_cb(gnutls_session_t session)
 	return 0;
 }
 
+/*
+ * Trust anchors are shared by every connection that uses the same CA file
+ * (or the system store) for the life of the process: parsing the system
+ * store takes milliseconds and about a megabyte, which a daemon with many
+ * accounts should pay once, not per connection.  A CA file that changed on
+ * disk (size or mtime) is loaded anew.
+ */
+struct cred_entry {
+	struct cred_entry *next;
+	char *ca_file;			/* NULL: the system trust store */
+	off_t size;
+	struct timespec mtime;
+	gnutls_certificate_credentials_t cred;
+};
+
+static struct cred_entry *cred_cache;
+
+static void
+cred_cache_clear(void)
+{
+	struct cred_entry *e;
+
+	while ((e = cred_cache) != NULL) {
+		cred_cache = e->next;
+		gnutls_certificate_free_credentials(e->cred);
+		free(e->ca_file);
+		free(e);
+	}
+}
+
+static gnutls_certificate_credentials_t
+cred_load(struct transport *t)
+{
+	gnutls_certificate_credentials_t cred;
+	int ret;
+
+	if ((ret = gnutls_certificate_allocate_credentials(&cred)) < 0) {
+		snprintf(t->error, sizeof t->error, "TLS set-up for %s: %s",
+		    t->peer, gnutls_strerror(ret));
+		return NULL;
+	}
+	if (t->ca_file != NULL) {
+		ret = gnutls_certificate_set_x509_trust_file(cred, t->ca_file,
+		    GNUTLS_X509_FMT_PEM);
+		if (ret <= 0) {
+			snprintf(t->error, sizeof t->error,
+			    "cannot load CA file %s: %s", t->ca_file,
+			    ret == 0 ? "no certificates in it" :
+			    gnutls_strerror(ret));
+			gnutls_certificate_free_credentials(cred);
+			return NULL;
+		}
+	} else {
+		ret = gnutls_certificate_set_x509_system_trust(cred);
+		if (ret < 0) {
+			snprintf(t->error, sizeof t->error,
+			    "cannot load the system trust store: %s",
+			    gnutls_strerror(ret));
+			gnutls_certificate_free_credentials(cred);
+			return NULL;
+		}
+		if (ret == 0)
+			log_warnx("%s: the system trust store is empty",
+			    transport_prefix(t));
+	}
+	gnutls_certificate_set_verify_function(cred, transport_verify_cb);
+	return cred;
+}
+
+static gnutls_certificate_credentials_t
+cred_get(struct transport *t)
+{
+	struct cred_entry *e, **pp;
+	struct stat st = { 0 };
+
+	if (t->ca_file != NULL && stat(t->ca_file, &st) != 0) {
+		snprintf(t->error, sizeof t->error, "cannot load CA file %s: "
+		    "%s", t->ca_file, strerror(errno));
+		return NULL;
+	}
+	for (pp = &cred_cache; (e = *pp) != NULL; pp = &e->next) {
+		if ((e->ca_file == NULL) != (t->ca_file == NULL) ||
+		    (e->ca_file != NULL && strcmp(e->ca_file, t->ca_file) != 0))
+			continue;
+		if (e->size == st.st_size && e->mtime.tv_sec ==
+		    st.st_mtim.tv_sec && e->mtime.tv_nsec == st.st_mtim.tv_nsec)
+			return e->cred;
+		/* Changed on disk.  Connections still using the old one
+		 * keep it: it is freed with the cache, at exit. */
+		break;
+	}
+	if ((e = calloc(1, sizeof *e)) == NULL ||
+	    (t->ca_file != NULL && (e->ca_file = strdup(t->ca_file)) ==
+	    NULL)) {
+		free(e);
+		snprintf(t->error, sizeof t->error, "out of memory");
+		return NULL;
+	}
+	if ((e->cred = cred_load(t)) == NULL) {
+		free(e->ca_file);
+		free(e);
+		return NULL;
+	}
+	e->size = st.st_size;
+	e->mtime = st.st_mtim;
+	e->next = cred_cache;
+	cred_cache = e;
+	return e->cred;
+}
+
 /* Sets up a client session on the connected socket; -1 with t->error. */
 static int
 transport_tls_begin(struct transport *t)
@@ -722,35 +831,8 @@ transport_tls_begin(struct transport *t)
 	const gnutls_datum_t *cached;
 	int ret;
 
-	if (t->cred == NULL) {
-		if ((ret = gnutls_certificate_allocate_credentials(&t->cred)) <
-		    0)
-			goto fail;
-		if (t->ca_file != NULL) {
-			ret = gnutls_certificate_set_x509_trust_file(t->cred,
-			    t->ca_file, GNUTLS_X509_FMT_PEM);
-			if (ret <= 0) {
-				snprintf(t->error, sizeof t->error,
-				    "cannot load CA file %s: %s", t->ca_file,
-				    ret == 0 ? "no certificates in it" :
-				    gnutls_strerror(ret));
-				goto fail_cred;
-			}
-		} else {
-			ret = gnutls_certificate_set_x509_system_trust(t->cred);
-			if (ret < 0) {
-				snprintf(t->error, sizeof t->error,
-				    "cannot load the system trust store: %s",
-				    gnutls_strerror(ret));
-				goto fail_cred;
-			}
-			if (ret == 0)
-				log_warnx("%s: the system trust store is empty",
-				    transport_prefix(t));
-		}
-		gnutls_certificate_set_verify_function(t->cred,
-		    transport_verify_cb);
-	}
+	if (t->cred == NULL && (t->cred = cred_get(t)) == NULL)
+		return -1;
 
 	ret = gnutls_init(&t->session, GNUTLS_CLIENT | GNUTLS_NONBLOCK |
 	    GNUTLS_NO_SIGNAL);
@@ -789,10 +871,6 @@ fail_session:
 fail:
 	snprintf(t->error, sizeof t->error, "TLS set-up for %s: %s", t->peer,
 	    gnutls_strerror(ret));
-	return -1;
-fail_cred:
-	gnutls_certificate_free_credentials(t->cred);
-	t->cred = NULL;
 	return -1;
 }
 
@@ -1267,5 +1345,6 @@ void
 transport_global_deinit(void)
 {
 	tls_cache_clear();
+	cred_cache_clear();
 	gnutls_global_deinit();
 }
