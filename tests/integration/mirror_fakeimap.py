@@ -7,11 +7,30 @@ PLAIN, LOGIN, LIST, STATUS, EXAMINE, UID FETCH, LOGOUT.
     srv.start(); ... srv.port ...; srv.stop()
 
 Each mailbox is (delimiter or None, raw name bytes as sent in LIST, [messages]); names
-go out as literals, so any byte is possible."""
+go out as literals, so any byte is possible.  Message i of a list has UID i + 1.
+
+Behaviour switches, for servers that are broken or hostile rather than merely odd
+(all may be changed between runs, e.g. set back to {} for a well-behaved follow-up):
+
+    srv.hooks[KEY] = fn(conn, ctx) -> None (behave normally) or a list of actions
+        KEY: "greeting", "CAPABILITY", "LIST", "STATUS", "EXAMINE", "UID FETCH";
+        ctx: {"tag", "args", "mailbox" (the tuple or None), "default" (the bytes
+        the normal answer would send), "uids" (UID FETCH: the UIDs that exist and
+        were asked, ascending), "body" (UID FETCH: whether bodies were asked)}
+    actions: bytes (sent), ("sleep", s), ("close",) (drop the connection),
+        ("hang",) (answer nothing more until stop()), ("trickle", bytes, s) (one
+        byte every s seconds)
+    srv.dates[(name, uid)] = b'"03-Sep-2023 14:05:09 +0000"'   (INTERNALDATE)
+    srv.uidnext[name] = n         (UIDNEXT in STATUS and EXAMINE, default count + 1)
+    srv.caps = b"IMAP4rev1 ..."   (CAPABILITY)
+    conn.fetch_response(uid, items) builds "* n FETCH (...)" with the items in the
+        given order (any case; UID, INTERNALDATE, RFC822.SIZE, BODY[], FLAGS,
+        MODSEQ; a (name, raw bytes) pair sends raw bytes as the value)."""
 
 import re
 import socket
 import threading
+import time
 
 UIDVALIDITY = 4711
 DATE = b'"03-Sep-2023 14:05:09 +0000"'
@@ -31,6 +50,63 @@ class _Conn:
     def send(self, data):
         self.sock.sendall(data)
 
+    def run(self, actions):
+        """Performs a hook's actions; False when the connection is to end."""
+        for act in actions:
+            if isinstance(act, (bytes, bytearray)):
+                self.send(act)
+            elif act[0] == "sleep":
+                self.server.stopped.wait(act[1])
+            elif act[0] == "close":
+                return False
+            elif act[0] == "hang":
+                self.server.stopped.wait(300)
+                return False
+            elif act[0] == "trickle":
+                for i in range(len(act[1])):
+                    if self.server.stopped.wait(act[2]):
+                        return False
+                    self.send(act[1][i:i + 1])
+            else:
+                raise ValueError(f"unknown action {act!r}")
+        return True
+
+    def hook(self, key, ctx):
+        """None when no hook for key decided; else what run() returned."""
+        fn = self.server.hooks.get(key)
+        if fn is None:
+            return None
+        actions = fn(self, ctx)
+        if actions is None:
+            return None
+        return self.run(actions)
+
+    def fetch_response(self, uid, items=("UID", "INTERNALDATE", "RFC822.SIZE", "BODY[]"),
+                       msgno=None):
+        mb = self.selected
+        m = mb[2][uid - 1]
+        out = []
+        for it in items:
+            if isinstance(it, tuple):
+                out.append(it[0].encode() + b" " + it[1])
+                continue
+            key = it.upper()
+            name = it.encode()
+            if key == "UID":
+                out.append(name + b" %d" % uid)
+            elif key == "INTERNALDATE":
+                out.append(name + b" " + self.server.date(mb[1], uid))
+            elif key == "RFC822.SIZE":
+                out.append(name + b" %d" % len(m))
+            elif key in ("BODY[]", "RFC822"):
+                out.append(name + b" " + _lit(m))
+            elif key == "FLAGS":
+                out.append(name + b" (\\Seen $Forwarded)")
+            elif key == "MODSEQ":
+                out.append(name + b" (%d)" % (1000 + uid))
+            else:
+                raise ValueError(it)
+        return b"* %d FETCH (" % (msgno or uid) + b" ".join(out) + b")\r\n"
     def _fill(self):
         chunk = self.sock.recv(65536)
         if not chunk:
@@ -104,7 +180,12 @@ class _Conn:
         return None
 
     def serve(self):
-        self.send(b"* OK [CAPABILITY IMAP4rev1 LITERAL+ AUTH=PLAIN] fake server ready\r\n")
+        greeting = b"* OK [CAPABILITY " + self.server.caps + b"] fake server ready\r\n"
+        r = self.hook("greeting", {"default": greeting})
+        if r is False:
+            return
+        if r is None:
+            self.send(greeting)
         while True:
             toks = self.read_command()
             if len(toks) < 2:
@@ -113,8 +194,19 @@ class _Conn:
             self.server.log.append((verb, args))
             if verb == b"UID" and args:
                 verb, args = b"UID " + args[0].upper(), args[1:]
+            key = verb.decode(errors="replace")
+            if verb in (b"CAPABILITY", b"LIST", b"STATUS", b"EXAMINE") and \
+                    key in self.server.hooks:
+                mb = self.mailbox(args[0]) if verb in (b"STATUS", b"EXAMINE") and args \
+                    else None
+                r = self.hook(key, {"tag": tag, "args": args, "mailbox": mb,
+                                    "default": None})
+                if r is False:
+                    return
+                if r is True:
+                    continue
             if verb == b"CAPABILITY":
-                self.send(b"* CAPABILITY IMAP4rev1 LITERAL+ AUTH=PLAIN\r\n" + tag +
+                self.send(b"* CAPABILITY " + self.server.caps + b"\r\n" + tag +
                           b" OK done\r\n")
             elif verb in (b"AUTHENTICATE", b"LOGIN"):
                 self.send(tag + b" OK [CAPABILITY IMAP4rev1 LITERAL+] logged in\r\n")
@@ -132,7 +224,8 @@ class _Conn:
                 n = len(mb[2])
                 self.send(b"* STATUS " + _lit(mb[1]) +
                           b" (UIDVALIDITY %d UIDNEXT %d MESSAGES %d)\r\n" %
-                          (UIDVALIDITY, n + 1, n) + tag + b" OK status\r\n")
+                          (UIDVALIDITY, self.server.next_uid(mb), n) + tag +
+                          b" OK status\r\n")
             elif verb in (b"EXAMINE", b"SELECT"):
                 mb = self.mailbox(args[0])
                 if mb is None:
@@ -142,9 +235,11 @@ class _Conn:
                 n = len(mb[2])
                 self.send(b"* %d EXISTS\r\n* 0 RECENT\r\n* OK [UIDVALIDITY %d] v\r\n"
                           b"* OK [UIDNEXT %d] n\r\n* FLAGS (\\Seen)\r\n" %
-                          (n, UIDVALIDITY, n + 1) + tag + b" OK [READ-ONLY] examined\r\n")
+                          (n, UIDVALIDITY, self.server.next_uid(mb)) + tag +
+                          b" OK [READ-ONLY] examined\r\n")
             elif verb == b"UID FETCH" and self.selected is not None:
-                self.uid_fetch(tag, args)
+                if self.uid_fetch(tag, args) is False:
+                    return
             elif verb == b"LOGOUT":
                 self.send(b"* BYE bye\r\n" + tag + b" OK bye\r\n")
                 return
@@ -169,20 +264,30 @@ class _Conn:
         if b":*" in args[0] and msgs:
             uids.add(len(msgs))
         want_body = b"BODY.PEEK[]" in args[1].upper()
+        asked = sorted(u for u in uids if 1 <= u <= len(msgs))
         out = b""
-        for uid in sorted(u for u in uids if 1 <= u <= len(msgs)):
-            m = msgs[uid - 1]
+        for uid in asked:
             if want_body:
-                out += (b"* %d FETCH (UID %d INTERNALDATE " % (uid, uid) + DATE +
-                        b" RFC822.SIZE %d BODY[] " % len(m) + _lit(m) + b")\r\n")
+                out += self.fetch_response(uid)
             else:
-                out += b"* %d FETCH (UID %d RFC822.SIZE %d)\r\n" % (uid, uid, len(m))
-        self.send(out + tag + b" OK fetched\r\n")
+                out += self.fetch_response(uid, ("UID", "RFC822.SIZE"))
+        out += tag + b" OK fetched\r\n"
+        r = self.hook("UID FETCH", {"tag": tag, "args": args, "mailbox": self.selected,
+                                    "default": out, "uids": asked, "body": want_body})
+        if r is None:
+            self.send(out)
+            return True
+        return r
 
 
 class FakeImap:
-    def __init__(self, mailboxes):
+    def __init__(self, mailboxes, hooks=None):
         self.mailboxes = mailboxes
+        self.hooks = dict(hooks or {})
+        self.dates = {}
+        self.uidnext = {}
+        self.caps = b"IMAP4rev1 LITERAL+ AUTH=PLAIN"
+        self.stopped = threading.Event()
         self.log = []
         self.errors = []
         self.lsock = socket.socket()
@@ -195,6 +300,12 @@ class FakeImap:
         self.thread.start()
         return self
 
+    def date(self, name, uid):
+        return self.dates.get((name, uid), DATE)
+
+    def next_uid(self, mb):
+        return self.uidnext.get(mb[1], len(mb[2]) + 1)
+
     def _accept(self):
         while True:
             try:
@@ -206,7 +317,7 @@ class FakeImap:
     def _handle(self, sock):
         try:
             _Conn(self, sock).serve()
-        except (EOFError, ConnectionError):
+        except (EOFError, ConnectionError, OSError):
             pass
         except Exception as e:  # reported to the test
             self.errors.append(repr(e))
@@ -214,4 +325,5 @@ class FakeImap:
             sock.close()
 
     def stop(self):
+        self.stopped.set()
         self.lsock.close()
