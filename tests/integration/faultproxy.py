@@ -21,11 +21,13 @@ with after_records, whole TLS records (5-byte header plus its length), so that a
 fall exactly between two of the server's responses.
 """
 
+import os
 import socket
 import threading
 import time
 
-__all__ = ["FaultProxy", "Cut", "Stall", "Delay", "Pass", "closed_port"]
+__all__ = ["FaultProxy", "Cut", "Stall", "Delay", "Pass", "closed_port",
+           "loopback_address"]
 
 
 class Pass:
@@ -111,7 +113,9 @@ class _Conn:
 
     def run(self):
         try:
-            self.server = socket.create_connection(self.proxy.target, timeout=10)
+            source = (self.proxy.source, 0) if self.proxy.source else None
+            self.server = socket.create_connection(self.proxy.target, timeout=10,
+                                                   source_address=source)
             self.server.settimeout(None)
         except OSError:
             self.close()
@@ -207,10 +211,14 @@ class _Conn:
 
 class FaultProxy:
     """Listens on 127.0.0.1:port (port chosen by the system) and forwards to target.
-    plan: a list of Cut/Stall/Pass, one per connection in the order they arrive."""
+    plan: a list of Cut/Stall/Delay/Pass, one per connection in the order they
+    arrive.  source: the local address of the connections to the server (any
+    127.x.y.z works on Linux), so that the server tells this proxy's clients apart
+    from others on loopback."""
 
-    def __init__(self, host, port, plan=()):
+    def __init__(self, host, port, plan=(), source=None):
         self.target = (host, port)
+        self.source = source
         self.plan = list(plan)
         self.conns = []
         self._cond = threading.Condition()
@@ -284,6 +292,14 @@ class FaultProxy:
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+def loopback_address(index):
+    """A loopback address of this process's own (index 0..255), never 127.0.0.x:
+    servers keep per-address state (Dovecot delays logins from an address after a
+    failed one), and tests running at the same time must not share it."""
+    pid = os.getpid()
+    return f"127.{100 + index % 100}.{(pid >> 8) & 255}.{pid & 255 or 1}"
 
 
 def closed_port():

@@ -15,7 +15,7 @@ import time
 import unittest
 
 import mmtest
-from faultproxy import Cut, FaultProxy, Stall
+from faultproxy import Cut, Stall
 from test_daemon_basic import DaemonTestCase, assert_mirrored, inbox, mbox_count, wait_for
 
 # TLS records of the fixture's server->client stream before the first IMAP byte:
@@ -62,8 +62,7 @@ class TestFaults(DaemonTestCase):
         plan = [Cut(at_byte=300),                              # in the Certificate
                 Cut(after_records=HANDSHAKE_RECORDS + 3),     # after the LIST reply
                 Cut(at_byte=mid_literal)]                      # inside the big literal
-        proxy = FaultProxy(self.fx.host, self.fx.imaps_port, plan).start()
-        self.addCleanup(proxy.close)
+        proxy = self.proxy(plan)
         conf = mmtest.write_config(self.tmp, [self.account_via(proxy, "cut", user,
                                                                password)],
                                    general={"retry_min": "1s", "retry_max": "4s"})
@@ -101,8 +100,7 @@ class TestFaults(DaemonTestCase):
         plan = [Stall(after_records=HANDSHAKE_RECORDS + 1),   # after the greeting,
                 # (the AUTHENTICATE reply never comes)
                 Stall(at_byte=600_000)]                         # inside the big literal
-        proxy = FaultProxy(self.fx.host, self.fx.imaps_port, plan).start()
-        self.addCleanup(proxy.close)
+        proxy = self.proxy(plan)
         conf = mmtest.write_config(self.tmp, [self.account_via(proxy, "stall", user,
                                                                password)],
                                    general={"retry_min": "1s", "retry_max": "4s",
