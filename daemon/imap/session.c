@@ -15,6 +15,7 @@
 /* Large reads: a FETCH stream is mostly literal bytes handed to the sink
  * straight from this buffer. */
 #define READ_BUFFER_SIZE (256 * 1024)
+#define READ_BURST (4 * 1024 * 1024)
 #define ERROR_MAX 512
 
 enum session_state {
@@ -413,16 +414,25 @@ process_input(struct session *s, const unsigned char *buf, size_t len)
 	}
 }
 
+/*
+ * Reads what is there, but at most READ_BURST bytes per wake-up: a fast
+ * server could otherwise keep one connection busy for as long as its mail
+ * lasts, starving the other accounts, the signals and the watchdog.  The
+ * transport wakes us again for what is left (in the kernel or in TLS).
+ */
 static void
 read_available(struct session *s)
 {
+	size_t burst = 0;
 	ssize_t n;
 
-	while (session_alive(s) && s->state != S_TLS_HANDSHAKE) {
+	while (session_alive(s) && s->state != S_TLS_HANDSHAKE &&
+	    burst < READ_BURST) {
 		n = transport_read(s->transport, s->rbuf, READ_BUFFER_SIZE);
 		if (n <= 0)
 			break;
 		s->bytes_in += (unsigned long long)n;
+		burst += (size_t)n;
 		process_input(s, s->rbuf, (size_t)n);
 	}
 }
