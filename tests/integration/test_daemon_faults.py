@@ -7,7 +7,6 @@ fixture's IMAPS port (TLS stays end to end: the certificate carries 127.0.0.1).
 """
 
 import base64
-import os
 import random
 import re
 import sys
@@ -16,7 +15,7 @@ import unittest
 
 import mmtest
 from faultproxy import Cut, Stall
-from test_daemon_basic import DaemonTestCase, assert_mirrored, inbox, mbox_count, wait_for
+from test_daemon_basic import DaemonTestCase, assert_mirrored, inbox
 
 # TLS records of the fixture's server->client stream before the first IMAP byte:
 # ServerHello, ChangeCipherSpec, EncryptedExtensions, Certificate, CertificateVerify,
