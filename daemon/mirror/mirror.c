@@ -34,6 +34,19 @@
 #define DIRECT_FETCH_MAX 100
 /* Seconds between progress lines of a long sync. */
 #define PROGRESS_INTERVAL 5.0
+/* Bytes of a server's text kept for an error message. */
+#define ERROR_TEXT_MAX 300
+
+/*
+ * A UID FETCH of bodies in flight: what it asked for.  A server may answer
+ * in any order and may add messages nobody asked for; only what was asked
+ * is appended, once.
+ */
+struct batch {
+	bool open;		/* "base+1:*" */
+	uint32_t base;
+	size_t first, n;	/* else todo[first .. first + n) */
+};
 
 struct mbx {
 	char *name;		/* raw, as the server sent it */
@@ -74,7 +87,11 @@ struct mirror {
 	uint64_t *todo_sizes;
 	size_t n_todo, cap_todo, next_todo;
 	unsigned in_flight;
+	struct batch batches[BATCHES_IN_FLIGHT];	/* oldest at batch_head */
+	unsigned batch_head;
 	uint32_t appended_max;		/* highest UID appended */
+	uint32_t *got;			/* UIDs appended, ascending */
+	size_t n_got, cap_got;
 	unsigned long long mbx_messages, mbx_bytes;
 	uint64_t todo_bytes;		/* sum of todo_sizes */
 	ev_tstamp mbx_started, last_progress;
@@ -92,8 +109,20 @@ struct mirror {
 
 static void mirror_fail(struct mirror *, enum session_error, const char *, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* "[CODE] text" of a tagged NO or BAD, for an error message. */
+static const char *
+tagged_text(const struct imap_response *r, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s%s%s%s", r->code != NULL ? "[" : "",
+	    r->code != NULL ? r->code : "", r->code != NULL ? "] " : "",
+	    r->text != NULL ? r->text : "");
+	return buf;
+}
+
 static void next_mailbox(struct mirror *);
 static void send_batches(struct mirror *);
+static void push_batch(struct mirror *, bool, uint32_t, size_t, size_t);
 
 static void
 on_finish_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -671,6 +700,7 @@ prepare_mailbox(struct mirror *m)
 	}
 	free(path);
 	m->appended_max = ms->last_uid;
+	m->n_got = 0;
 	m->mbx_messages = m->mbx_bytes = 0;
 	m->fetch_stale = ms->last_uid != m->fetch_base;
 }
@@ -928,7 +958,7 @@ send_fetch(struct mirror *m, uint32_t base, bool direct)
 		rc = session_send(m->session, &cmd, on_batch_untagged,
 		    on_batch_done, m);
 		if (rc == 0)
-			m->in_flight++;
+			push_batch(m, true, base, 0, 0);
 	} else {
 		imap_cmd_add_raw(&cmd, "%u:* (UID RFC822.SIZE)", base + 1);
 		rc = session_send(m->session, &cmd, on_sizes_untagged,
@@ -943,13 +973,14 @@ on_sizes_done(struct session *s, const struct imap_response *tagged,
     void *arg)
 {
 	struct mirror *m = arg;
+	char text[ERROR_TEXT_MAX];
 
 	(void)s;
 	if (pipelined_fetch_void(m))
 		return;
 	if (tagged->status != IMAP_STATUS_OK) {
 		mirror_fail(m, SESSION_ERR_SERVER, "UID FETCH failed: %s",
-		    tagged->text != NULL ? tagged->text : "");
+		    tagged_text(tagged, text, sizeof text));
 		return;
 	}
 	if (m->n_todo == 0) {
@@ -995,7 +1026,7 @@ send_batch(struct mirror *m)
 		mirror_fail(m, SESSION_ERR_LOCAL, "cannot queue UID FETCH");
 		return;
 	}
-	m->in_flight++;
+	push_batch(m, false, 0, first, n);
 }
 
 static void
@@ -1043,11 +1074,53 @@ spool_write(struct mirror *m, const unsigned char *data, size_t len)
 }
 
 static bool
+uid_in(const uint32_t *v, size_t n, uint32_t uid, size_t *pos_r)
+{
+	size_t lo = 0, hi = n, mid;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (v[mid] < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (pos_r != NULL)
+		*pos_r = lo;
+	return lo < n && v[lo] == uid;
+}
+
+/*
+ * Asked for by the batch being answered, newer than the state, and not
+ * appended yet: a server that repeats, reorders or adds messages can
+ * neither make one appear twice nor push one out (answered out of order, a
+ * message is appended where it comes).
+ */
+static bool
 wanted_uid(const struct mirror *m, uint32_t uid)
 {
-	/* Strictly ascending and new: a server repeating or reordering
-	 * messages cannot make one appear twice. */
-	return uid > m->appended_max && uid > m->ms->last_uid;
+	const struct batch *b = &m->batches[m->batch_head];
+
+	if (m->in_flight == 0 || uid <= m->ms->last_uid ||
+	    uid_in(m->got, m->n_got, uid, NULL))
+		return false;
+	if (b->open)
+		return uid > b->base;
+	return uid_in(m->todo + b->first, b->n, uid, NULL);
+}
+
+static void
+push_batch(struct mirror *m, bool open, uint32_t base, size_t first,
+    size_t n)
+{
+	struct batch *b = &m->batches[(m->batch_head + m->in_flight) %
+	    BATCHES_IN_FLIGHT];
+
+	b->open = open;
+	b->base = base;
+	b->first = first;
+	b->n = n;
+	m->in_flight++;
 }
 
 static int
@@ -1058,8 +1131,10 @@ begin_message(struct mirror *m, const struct imap_literal_info *info)
 	m->msg_open = false;
 	m->msg_skip = true;
 	m->spooling = false;
+	/* Bodies only count in answer to a batch (not to the sizes query,
+	 * not before EXAMINE has been answered). */
 	if (m->ms == NULL || m->mbox == NULL || m->fetch_stale ||
-	    (strcmp(info->item,
+	    m->in_flight == 0 || (strcmp(info->item,
 	    "BODY[]") != 0 && strcmp(info->item, "RFC822") != 0))
 		return 0;
 	if (imap_fetch_decode(info->msgno, info->before, info->nbefore,
@@ -1089,15 +1164,35 @@ fail:
 	return -1;
 }
 
-static void
+static int
 message_appended(struct mirror *m, uint32_t uid, uint64_t size)
 {
-	m->appended_max = uid;
+	size_t pos;
+
+	if (m->n_got == m->cap_got) {
+		size_t cap = m->cap_got ? m->cap_got * 2 : 256;
+		uint32_t *v = reallocarray(m->got, cap, sizeof *v);
+
+		if (v == NULL) {
+			mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
+			return -1;
+		}
+		m->got = v;
+		m->cap_got = cap;
+	}
+	(void)uid_in(m->got, m->n_got, uid, &pos);
+	memmove(m->got + pos + 1, m->got + pos, (m->n_got - pos) *
+	    sizeof *m->got);
+	m->got[pos] = uid;
+	m->n_got++;
+	if (uid > m->appended_max)
+		m->appended_max = uid;
 	m->batch_appended++;
 	m->mbx_messages++;
 	m->mbx_bytes += size;
 	m->result.messages++;
 	m->result.bytes += size;
+	return 0;
 }
 
 static int
@@ -1129,8 +1224,7 @@ sink(void *arg, enum imap_sink_event event,
 		m->msg_open = false;
 		if (mbox_msg_end(m->mbox) != 0)
 			break;
-		message_appended(m, m->msg_uid, info->size);
-		return 0;
+		return message_appended(m, m->msg_uid, info->size);
 	}
 	mirror_fail(m, SESSION_ERR_LOCAL, "%s", mbox_error(m->mbox));
 	return -1;
@@ -1168,7 +1262,7 @@ append_spooled(struct mirror *m, const struct imap_response *resp)
 	}
 	if (mbox_msg_end(m->mbox) != 0)
 		goto fail;
-	message_appended(m, item.uid, (uint64_t)size);
+	(void)message_appended(m, item.uid, (uint64_t)size);
 	return;
 fail:
 	mirror_fail(m, SESSION_ERR_LOCAL, "appending a spooled message: %s",
@@ -1213,9 +1307,13 @@ on_batch_done(struct session *s, const struct imap_response *tagged,
     void *arg)
 {
 	struct mirror *m = arg;
+	struct batch b;
+	char text[ERROR_TEXT_MAX];
 	uint64_t size;
 
 	(void)s;
+	b = m->batches[m->batch_head];
+	m->batch_head = (m->batch_head + 1) % BATCHES_IN_FLIGHT;
 	m->in_flight--;
 	if (m->examine_failed || m->fetch_stale) {
 		/* Only a direct fetch is ever stale, and it appended nothing. */
@@ -1224,8 +1322,20 @@ on_batch_done(struct session *s, const struct imap_response *tagged,
 	}
 	if (tagged->status != IMAP_STATUS_OK) {
 		mirror_fail(m, SESSION_ERR_SERVER, "UID FETCH failed: %s",
-		    tagged->text != NULL ? tagged->text : "");
+		    tagged_text(tagged, text, sizeof text));
 		return;
+	}
+	if (!b.open) {
+		size_t missing = 0;
+
+		for (size_t i = b.first; i < b.first + b.n; i++)
+			if (!uid_in(m->got, m->n_got, m->todo[i], NULL))
+				missing++;
+		/* Expunged since the sizes were asked, usually. */
+		if (missing > 0)
+			log_warnx("%s: mailbox %s: the server sent %zu of %zu "
+			    "messages asked for", m->prefix,
+			    m->mbxs[m->cur].display, b.n - missing, b.n);
 	}
 	/* The commit protocol: the mbox is durable before the state says
 	 * so. */
@@ -1319,6 +1429,7 @@ mirror_free(struct mirror **mp)
 	free(m->mbxs);
 	free(m->todo);
 	free(m->todo_sizes);
+	free(m->got);
 	state_clear(&m->state);
 	free(m->state_dir);
 	if (m->spool_fd >= 0)
