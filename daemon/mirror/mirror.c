@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -102,6 +103,7 @@ struct mirror {
 	uint32_t msg_uid;
 	unsigned batch_appended;	/* since the last commit */
 	bool spooling;
+	uint32_t spool_msgno;		/* the FETCH response it is part of */
 	int spool_fd;
 
 	struct mirror_result result;
@@ -1146,6 +1148,7 @@ begin_message(struct mirror *m, const struct imap_literal_info *info)
 			    strerror(errno));
 			return -1;
 		}
+		m->spool_msgno = info->msgno;
 		return 0;
 	}
 	if (!wanted_uid(m, item.uid)) {
@@ -1270,18 +1273,73 @@ fail:
 	    mbox_error(m->mbox) : strerror(errno));
 }
 
+/* The value of the body item of a FETCH response, or NULL. */
+static const struct imap_arg *
+fetch_body(const struct imap_response *resp)
+{
+	const struct imap_arg *items = resp->args[0].list;
+
+	for (size_t i = 0; i + 1 < resp->args[0].count; i += 2)
+		if (items[i].type == IMAP_ARG_ATOM &&
+		    (strcasecmp(items[i].str, "BODY[]") == 0 ||
+		    strcasecmp(items[i].str, "RFC822") == 0))
+			return &items[i + 1];
+	return NULL;
+}
+
+/* A body that came whole in the response (a quoted string). */
+static void
+append_string(struct mirror *m, const struct imap_fetch_item *item,
+    const struct imap_arg *body)
+{
+	if (!item->has_internaldate) {
+		mirror_fail(m, SESSION_ERR_PROTOCOL, "UID %u: FETCH response "
+		    "without INTERNALDATE", item->uid);
+		return;
+	}
+	if (mbox_msg_begin(m->mbox, item->internaldate) != 0 ||
+	    (body->len > 0 && mbox_msg_write(m->mbox, body->str,
+	    body->len) != 0) || mbox_msg_end(m->mbox) != 0) {
+		mirror_fail(m, SESSION_ERR_LOCAL, "%s", mbox_error(m->mbox));
+		return;
+	}
+	(void)message_appended(m, item->uid, body->len);
+}
+
 static void
 on_batch_untagged(struct session *s, const struct imap_response *resp,
     void *arg)
 {
 	struct mirror *m = arg;
+	struct imap_fetch_item item;
+	const struct imap_arg *body;
 
 	(void)s;
-	/* Bodies arrive through the sink; flag updates and EXISTS/EXPUNGE
-	 * during the fetch need nothing here. */
-	if (m->spooling && resp->keyword != NULL &&
-	    strcmp(resp->keyword, "FETCH") == 0)
-		append_spooled(m, resp);
+	/* Streamed bodies arrive through the sink; flag updates and
+	 * EXISTS/EXPUNGE during the fetch need nothing here. */
+	if (m->ms == NULL || m->mbox == NULL || resp->keyword == NULL ||
+	    strcmp(resp->keyword, "FETCH") != 0)
+		return;
+	if (m->spooling) {
+		if (resp->number == m->spool_msgno)
+			append_spooled(m, resp);
+		m->spooling = false;
+		return;
+	}
+	if (decode_fetch(resp, &item) != 0 ||
+	    (body = fetch_body(resp)) == NULL ||
+	    body->type == IMAP_ARG_STREAMED || !item.has_uid ||
+	    !wanted_uid(m, item.uid))
+		return;
+	if (body->type == IMAP_ARG_STRING) {
+		append_string(m, &item, body);
+		return;
+	}
+	/* NIL: the server cannot deliver it now (expunged meanwhile, or
+	 * broken).  Going on would commit past it and lose it for good; the
+	 * next sync asks again. */
+	mirror_fail(m, SESSION_ERR_PROTOCOL, "UID %u: the server sent no body "
+	    "(%s NIL)", item.uid, "BODY[]");
 }
 
 /* A line every few seconds while a big mailbox comes in. */
