@@ -77,7 +77,13 @@ struct mirror {
 	unsigned lists_pending, status_pending;
 	size_t cur;			/* mailbox being synced */
 
+	/* Mailboxes that could not be opened: the account fails once the
+	 * others are done. */
+	unsigned mbxs_failed;
+	char mbx_failure[400];
+
 	/* The mailbox being synced */
+	bool in_mbx;			/* from EXAMINE to its end */
 	struct mailbox_state *ms;
 	struct mbox *mbox;
 	uint32_t examine_uidvalidity, examine_uidnext;
@@ -174,7 +180,7 @@ mirror_fail(struct mirror *m, enum session_error kind, const char *fmt, ...)
 		return;
 	n = snprintf(m->result.message, sizeof m->result.message, "%s: ",
 	    m->prefix);
-	if (m->mbxs != NULL && m->cur < m->n_mbxs && m->ms != NULL)
+	if (m->mbxs != NULL && m->cur < m->n_mbxs && m->in_mbx)
 		n += snprintf(m->result.message + n, sizeof m->result.message -
 		    (size_t)n, "mailbox %s: ", m->mbxs[m->cur].display);
 	va_start(ap, fmt);
@@ -392,8 +398,8 @@ on_status_untagged(struct session *s, const struct imap_response *resp,
 	if ((mb = find_mbx(m, item.name, item.name_len)) == NULL)
 		return;
 	if (!item.has_uidvalidity || !item.has_uidnext) {
-		log_warnx("%s: mailbox %s: STATUS lacks UIDVALIDITY or UIDNEXT",
-		    m->prefix, mb->display);
+		log_warnx("%s: mailbox %s: STATUS lacks UIDVALIDITY or "
+		    "UIDNEXT; opening it anyway", m->prefix, mb->display);
 		return;
 	}
 	mb->has_status = true;
@@ -410,7 +416,7 @@ on_status_done(struct session *s, const struct imap_response *tagged,
 
 	(void)s;
 	if (tagged->status != IMAP_STATUS_OK)
-		log_warnx("%s: STATUS failed, skipping a mailbox: %s",
+		log_warnx("%s: STATUS failed, opening a mailbox anyway: %s",
 		    m->prefix, tagged->text != NULL ? tagged->text : "");
 	if (--m->status_pending == 0) {
 		m->cur = 0;
@@ -731,19 +737,37 @@ on_examine_done(struct session *s, const struct imap_response *tagged,
 {
 	struct mirror *m = arg;
 	struct mbx *mb = &m->mbxs[m->cur];
+	char text[ERROR_TEXT_MAX];
 
 	(void)s;
 	if (tagged->status != IMAP_STATUS_OK) {
 		/* Deleted since LIST, or not ours to read: the others go on
-		 * once the fetch sent with the EXAMINE has failed too. */
+		 * once the fetch sent with the EXAMINE has failed too, but
+		 * the mirror is incomplete, so the account fails in the end
+		 * (a mailbox gone for good leaves LIST by the next sync). */
 		log_warnx("%s: mailbox %s: EXAMINE failed, skipped: %s",
-		    m->prefix, mb->display, tagged->text != NULL ?
-		    tagged->text : "");
+		    m->prefix, mb->display, tagged_text(tagged, text,
+		    sizeof text));
+		if (m->mbxs_failed++ == 0)
+			snprintf(m->mbx_failure, sizeof m->mbx_failure,
+			    "mailbox %s: EXAMINE failed: %s", mb->display,
+			    text);
 		m->examine_failed = true;
 		return;
 	}
 	if (m->examine_uidvalidity == 0)
 		m->examine_uidvalidity = mb->uidvalidity;
+	if (m->examine_uidvalidity == 0) {
+		/* Nothing to tell a renumbered mailbox by: no mirroring. */
+		log_warnx("%s: mailbox %s: no UIDVALIDITY, skipped",
+		    m->prefix, mb->display);
+		if (m->mbxs_failed++ == 0)
+			snprintf(m->mbx_failure, sizeof m->mbx_failure,
+			    "mailbox %s: the server sent no UIDVALIDITY",
+			    mb->display);
+		m->examine_failed = true;
+		return;
+	}
 	m->result.mailboxes_opened++;
 	prepare_mailbox(m);
 }
@@ -758,14 +782,16 @@ examine(struct mirror *m)
 {
 	struct mbx *mb = &m->mbxs[m->cur];
 	const struct mailbox_state *ms = state_find(&m->state, mb->name);
-	uint32_t base = ms != NULL && ms->uidvalidity == mb->uidvalidity ?
-	    ms->last_uid : 0;
+	/* Without STATUS, assume the state is current: EXAMINE tells. */
+	uint32_t base = ms != NULL && (ms->uidvalidity == mb->uidvalidity ||
+	    !mb->has_status) ? ms->last_uid : 0;
 	uint32_t expect = mb->uidnext > base ? mb->uidnext - base - 1 : 0;
 	struct imap_cmd cmd;
 
 	m->examine_uidvalidity = m->examine_uidnext = 0;
 	m->examine_failed = m->fetch_stale = false;
 	m->ms = NULL;
+	m->in_mbx = true;
 	session_cmd_init(m->session, &cmd, "EXAMINE");
 	imap_cmd_add_string(&cmd, mb->name, strlen(mb->name),
 	    session_literal_mode(m->session));
@@ -774,16 +800,28 @@ examine(struct mirror *m)
 		mirror_fail(m, SESSION_ERR_LOCAL, "cannot queue EXAMINE");
 		return;
 	}
-	send_fetch(m, base, base > 0 && expect <= DIRECT_FETCH_MAX);
+	send_fetch(m, base, base > 0 && mb->has_status &&
+	    expect <= DIRECT_FETCH_MAX);
 }
 
 static void
 all_done(struct mirror *m)
 {
-	m->state.last_success = time(NULL);
-	free(m->state.last_error);
-	m->state.last_error = NULL;
-	m->state.failures = 0;
+	if (m->mbxs_failed > 0) {
+		/* Everything else is mirrored and committed; the result says
+		 * what is missing, and the logout still happens. */
+		m->result.error = SESSION_ERR_SERVER;
+		snprintf(m->result.message, sizeof m->result.message,
+		    "%s: %.320s%s", m->prefix, m->mbx_failure,
+		    m->mbxs_failed > 1 ? " (and more mailboxes)" : "");
+		state_set_error(&m->state, m->result.message, time(NULL));
+		m->state.failures++;
+	} else {
+		m->state.last_success = time(NULL);
+		free(m->state.last_error);
+		m->state.last_error = NULL;
+		m->state.failures = 0;
+	}
 	if (save_state(m) != 0)
 		return;
 	session_logout(m->session);
@@ -797,12 +835,12 @@ next_mailbox(struct mirror *m)
 
 	for (; m->cur < m->n_mbxs; m->cur++) {
 		mb = &m->mbxs[m->cur];
-		if (!mb->has_status)
-			continue;
-		if (mailbox_unchanged(m, mb))
+		/* Without a usable STATUS (refused, or lacking UIDNEXT) there
+		 * is no telling what changed: open it. */
+		if (mb->has_status && mailbox_unchanged(m, mb))
 			continue;
 		ms = state_find(&m->state, mb->name);
-		if (mb->messages == 0 && ms != NULL &&
+		if (mb->has_status && mb->messages == 0 && ms != NULL &&
 		    ms->uidvalidity == mb->uidvalidity) {
 			/* Empty now, same mailbox: remember UIDNEXT. */
 			ms->uidnext = mb->uidnext;
@@ -896,13 +934,14 @@ mailbox_done(struct mirror *m)
 	mbox_close(&m->mbox);
 	/* The UIDNEXT seen before fetching: mail that arrived meanwhile makes
 	 * the next run look again. */
-	m->ms->uidnext = mb->uidnext;
+	m->ms->uidnext = mb->has_status ? mb->uidnext : m->examine_uidnext;
 	if (save_state(m) != 0)
 		return;
 	if (m->mbx_messages > 0)
 		log_info("%s: mailbox %s: %llu new messages, %llu bytes",
 		    m->prefix, mb->display, m->mbx_messages, m->mbx_bytes);
 	m->ms = NULL;
+	m->in_mbx = false;
 	m->cur++;
 	next_mailbox(m);
 }
@@ -917,6 +956,7 @@ skip_mailbox(struct mirror *m)
 {
 	mbox_close(&m->mbox);
 	m->ms = NULL;
+	m->in_mbx = false;
 	m->cur++;
 	next_mailbox(m);
 }
