@@ -50,6 +50,10 @@ class Connection:
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = ctx.wrap_socket(raw, server_hostname=server_name or host)
         self.buf = bytearray()
+        # One reusable receive buffer: recv(n) would allocate n bytes per call (and
+        # above glibc's mmap threshold, map and zero them) to return one TLS record.
+        self.rbuf = bytearray(RECV_SIZE)
+        self.rview = memoryview(self.rbuf)
         self.tag = 0
         greeting = self.line()
         if not greeting.startswith(b"* OK"):
@@ -63,10 +67,10 @@ class Connection:
 
     # ---- reading ----
     def _fill(self):
-        data = self.sock.recv(RECV_SIZE)
-        if not data:
+        n = self.sock.recv_into(self.rview)
+        if not n:
             raise IMAPError("connection closed by the server")
-        self.buf += data
+        self.buf += self.rview[:n]
 
     def line(self):
         """One response line, CRLF included (not the literal that may follow)."""
@@ -81,21 +85,19 @@ class Connection:
             self._fill()
 
     def literal(self, n, sink):
-        """Pass exactly n bytes to sink(bytes-like), in the chunks they arrive in."""
+        """Pass exactly n bytes to sink(bytes-like), in the chunks they arrive in; a
+        chunk may be a view of a reused buffer, so sink must copy what it keeps."""
         if self.buf:
             k = min(n, len(self.buf))
             sink(self.buf[:k])
             del self.buf[:k]
             n -= k
         while n:
-            data = self.sock.recv(min(n, RECV_SIZE))
-            if not data:
+            got = self.sock.recv_into(self.rview[:min(n, RECV_SIZE)])
+            if not got:
                 raise IMAPError("connection closed inside a literal")
-            if len(data) > n:  # cannot happen with recv(n), but keep the stream aligned
-                self.buf += data[n:]
-                data = data[:n]
-            sink(data)
-            n -= len(data)
+            sink(self.rview[:got])  # valid until the next receive only
+            n -= got
 
     def response(self, on_literal=None):
         """A whole response: the list of its lines, literals passed to on_literal(head,
@@ -110,8 +112,8 @@ class Connection:
             n = int(m.group(1))
             if on_literal is None:
                 chunks = []
-                self.literal(n, chunks.append)
-                parts.append(b"".join(bytes(c) for c in chunks))
+                self.literal(n, lambda c: chunks.append(bytes(c)))
+                parts.append(b"".join(chunks))
             else:
                 self.literal(n, on_literal(parts, n))
 

@@ -5,8 +5,8 @@
                [--set KEY=VALUE]... -- COMMAND ARG...
 
 Figures: wall seconds (monotonic clock around fork..reap), user and system CPU and peak
-RSS from wait4(), which covers the command and every descendant it reaped (the RSS is the
-largest single process, as the kernel reports it), the exit status, and the CPU that the
+RSS as /usr/bin/time reports them from wait4(), which covers the command and every
+descendant it reaped (the RSS is that of the largest single process), the exit status, and the CPU that the
 IMAP server spent meanwhile (its master process and all its children, live or reaped,
 read from /proc).  The command runs in its own process group, stdin from /dev/null,
 output to --log; on timeout the whole group is killed and the run is marked failed.
@@ -18,6 +18,7 @@ import select
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 HZ = os.sysconf("SC_CLK_TCK")
@@ -83,7 +84,12 @@ def main():
         log.flush()
     s0 = tree_cpu(master)
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+    # GNU time runs the command: a process forked from this Python would start with
+    # Python's RSS, and Linux keeps that high-water mark across exec.
+    fd, tfile = tempfile.mkstemp(prefix="measure.")
+    os.close(fd)
+    proc = subprocess.Popen(["/usr/bin/time", "-o", tfile, "-f", "%U %S %M"] + cmd,
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                             start_new_session=True)
     timed_out = False
 
@@ -109,15 +115,24 @@ def main():
     # reap them so their CPU is counted.
     time.sleep(0.3)
     s1 = tree_cpu(master)
+    # time's own line is the last one (a killed command leaves a "Command terminated"
+    # line before it).
+    try:
+        with open(tfile) as f:
+            user, sys_, rss = f.read().split("\n")[-2].split()
+        user, sys_, rss = float(user), float(sys_), int(rss)
+    except (OSError, ValueError, IndexError):
+        user, sys_, rss = ru.ru_utime, ru.ru_stime, ru.ru_maxrss
+    os.unlink(tfile)
     rec = dict(kv.split("=", 1) for kv in a.set)
-    rec.update({"wall": round(wall, 4), "user": round(ru.ru_utime, 3), "sys": round(ru.ru_stime, 3),
-                "cpu": round(ru.ru_utime + ru.ru_stime, 3), "rss_kb": ru.ru_maxrss,
+    rec.update({"wall": round(wall, 4), "user": round(user, 3), "sys": round(sys_, 3),
+                "cpu": round(user + sys_, 3), "rss_kb": rss,
                 "rc": "timeout" if timed_out else proc.returncode,
                 "server_cpu": None if s0 is None or s1 is None else round(s1 - s0, 3),
                 "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
     with open(a.out, "a") as f:
         f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    print(f"    wall {wall:7.2f} s  cpu {rec['cpu']:6.2f} s  rss {ru.ru_maxrss / 1024:6.1f} MB  "
+    print(f"    wall {wall:7.2f} s  cpu {rec['cpu']:6.2f} s  rss {rss / 1024:6.1f} MB  "
           f"server {rec['server_cpu'] if rec['server_cpu'] is not None else '-'} s  rc {rec['rc']}",
           flush=True)
     sys.exit(0 if rec["rc"] == 0 else 1)

@@ -113,14 +113,16 @@ def report(d):
                 s = rows[row]
                 ref = lambda key, base: base[key] if base else None
                 label = f"{profile}/{corpus}/{row}/{scen}"
-                v = verifs.get(label)
-                if v is None:
+                vs = [(lb, v) for lb, v in sorted(verifs.items())
+                      if lb == label or lb.startswith(label + "/")]
+                bad = [(lb, v) for lb, v in vs if not v["ok"]]
+                if not vs:
                     ver = "–"
-                elif v["ok"]:
-                    ver = "OK"
+                elif not bad:
+                    ver = "OK" if len(vs) == 1 else f"OK ({len(vs)} of {len(vs)})"
                 else:
-                    ver = f"**FAILED** ({len(v['problems'])})"
-                    problems.append((label, v))
+                    ver = f"**FAILED** ({len(bad)} of {len(vs)})"
+                    problems += bad
                 mbps = s["bytes"] / 1e6 / s["wall"] if s["bytes"] and s["wall"] else None
                 mps = s["msgs"] / s["wall"] if s["msgs"] and s["wall"] else None
                 runs_txt = f"{s['n']}" + (f" ({s['failed']} failed)" if s["failed"] else "")

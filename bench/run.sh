@@ -286,7 +286,7 @@ configure() {
 		while read -r u p d; do
 			i=$((i + 1))
 			{
-				printf 'IMAPAccount a%d\nHost 127.0.0.1\nPort %s\nUser %s\nPass %s\n' "$i" "$port" "$u" "$p"
+				printf 'IMAPAccount a%d\nHost localhost\nPort %s\nUser %s\nPass %s\n' "$i" "$port" "$u" "$p"
 				printf 'SSLType IMAPS\nCertificateFile %s\nSystemCertificates no\n\n' "$CA"
 				printf 'IMAPStore r%d\nAccount a%d\n\n' "$i" "$i"
 				printf 'MaildirStore l%d\nPath %s/\nInbox %s/INBOX\nSubFolders Verbatim\n\n' "$i" "$d" "$d"
@@ -402,8 +402,9 @@ run_row() {
 			sh -c "$WIPE"
 			printf '  initial   %d/%d' "$i" "$RUNS"
 			measure "$profile" "$c" "$row" initial "$i" "${C_MSGS[$c]}" "${C_BYTES[$c]}"
+			# Every initial mirror is checked: a fault may show in one run only.
+			verify "$label/initial/$i"
 		done
-		verify "$label/initial"
 	else
 		sh -c "$WIPE"
 		"${CMD[@]}" >>"$RESULTS/logs/$profile-$c-$row.log" 2>&1 || true
@@ -458,6 +459,15 @@ EOF
 	echo "python: $($PY --version 2>&1)"
 	echo "wan profile: ${WAN_RTT_MS} ms round trip, ${WAN_MBIT} Mbit/s each way (bench/wanproxy.py)"
 	echo "options: CORPORA=\"$CORPORA\" ROWS=\"$ROWS\" SCENARIOS=\"$SCENARIOS\" PROFILES=\"$PROFILES\" RUNS=$RUNS"
+	# What starting a process under measure.py costs here: the floor under every wall.
+	floor=$WORK/floor.jsonl
+	rm -f "$floor"
+	for _ in 1 2 3 4 5; do
+		$PY "$HERE/measure.py" --out "$floor" -- true >/dev/null || true
+	done
+	echo "harness floor: $($PY -c 'import json, statistics, sys
+print("%.3f s" % statistics.median(json.loads(l)["wall"] for l in open(sys.argv[1])))' "$floor")" \
+	    "median wall of \`true\` under measure.py (process start-up on this machine)"
 } >>"$RESULTS/machine.txt"
 cat "$RESULTS/machine.txt"
 

@@ -148,13 +148,13 @@ class Checker:
 
         def on_literal(parts, n):
             cur["head"] = parts[-1]
-            cur["chunks"] = []
-            return cur["chunks"].append
+            chunks = cur["chunks"] = []
+            return lambda c: chunks.append(bytes(c))
 
         def untagged(parts):
             if b" FETCH " not in parts[0]:
                 return
-            msg = b"".join(bytes(x) for x in cur.pop("chunks", []))
+            msg = b"".join(cur.pop("chunks", []))
             state["n"] += 1
             if f is None or state["bad"]:
                 return
