@@ -108,6 +108,7 @@ struct mirror {
 	bool msg_skip;
 	uint32_t msg_uid;
 	unsigned batch_appended;	/* since the last commit */
+	uint64_t batch_bytes;
 	bool spooling;
 	uint32_t spool_msgno;		/* the FETCH response it is part of */
 	int spool_fd;
@@ -1233,8 +1234,7 @@ message_appended(struct mirror *m, uint32_t uid, uint64_t size)
 	m->batch_appended++;
 	m->mbx_messages++;
 	m->mbx_bytes += size;
-	m->result.messages++;
-	m->result.bytes += size;
+	m->batch_bytes += size;
 	return 0;
 }
 
@@ -1444,7 +1444,11 @@ on_batch_done(struct session *s, const struct imap_response *tagged,
 	m->ms->last_uid = m->appended_max;
 	m->ms->mbox_size = size;
 	m->ms->messages += m->batch_appended;
+	/* Only what is committed counts as mirrored in the result. */
+	m->result.messages += m->batch_appended;
+	m->result.bytes += m->batch_bytes;
 	m->batch_appended = 0;
+	m->batch_bytes = 0;
 	if (save_state(m) != 0)
 		return;
 	report_progress(m);

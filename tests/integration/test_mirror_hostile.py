@@ -458,6 +458,7 @@ class Hostile(unittest.TestCase):
         e.srv.hooks["EXAMINE"] = examine_hook
         res, _ = e.run()
         e.assert_failed(res, r"EXAMINE.*not for you", mailbox=b"Locked")
+        self.assertRegex(res.stdout, rf"{ACCOUNT}: FAILED .*: 3 mailboxes checked, 4 messages")
         e.assert_exact(b"A")
         e.assert_exact(b"Z")
         self.assertEqual(e.mbox(b"Locked"), b"")
@@ -477,6 +478,8 @@ class Hostile(unittest.TestCase):
         e.assert_failed(res, pattern, mailbox=mailbox)
         self.assertLess(elapsed, bound)
         self.assertEqual(e.mbox(b"INBOX"), snap)
+        # What was rolled back is not reported as added.
+        self.assertRegex(res.stdout, rf"{ACCOUNT}: FAILED .* 0 messages \(0 B\) added")
         e.follow_up()
         return res, elapsed
 
