@@ -433,7 +433,9 @@ def read_mbox(path):
             from_line, body = raw[:nl], raw[nl + 1:]
             if not from_line.startswith(b"From "):
                 raise AssertionError(f"{path}: entry {key} does not start with From_")
-            if not body.endswith(b"\n"):
+            # An empty message is its From_ line alone (then the empty line
+            # that ends every entry, which mailbox strips).
+            if body and not body.endswith(b"\n"):
                 raise AssertionError(f"{path}: entry {key} does not end in LF")
             body = _QUOTED_FROM.sub(rb"\1", body)
             entries.append(MboxEntry(from_line[5:].decode("utf-8", errors="replace"),
@@ -448,6 +450,7 @@ def mbox_escape_entry(message, from_line):
     from_line ("sender date", without "From "), for byte-for-byte comparisons."""
     body = message.replace(b"\r\n", b"\n")
     body = _FROM.sub(rb">\1", body)
-    if not body.endswith(b"\n"):
+    # An empty message gets no LF: its entry reads back as empty.
+    if body and not body.endswith(b"\n"):
         body += b"\n"
     return b"From " + from_line.encode() + b"\n" + body + b"\n"
