@@ -44,6 +44,7 @@
  * is appended, once.
  */
 struct batch {
+	char tag[IMAP_TAG_MAX];	/* of its UID FETCH */
 	bool open;		/* "base+1:*" */
 	uint32_t base;
 	size_t first, n;	/* else todo[first .. first + n) */
@@ -131,7 +132,8 @@ tagged_text(const struct imap_response *r, char *buf, size_t size)
 
 static void next_mailbox(struct mirror *);
 static void send_batches(struct mirror *);
-static void push_batch(struct mirror *, bool, uint32_t, size_t, size_t);
+static void push_batch(struct mirror *, const char *, bool, uint32_t, size_t,
+    size_t);
 
 static void
 on_finish_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -841,6 +843,9 @@ next_mailbox(struct mirror *m)
 		if (mb->has_status && mailbox_unchanged(m, mb))
 			continue;
 		ms = state_find(&m->state, mb->name);
+		if (mb->has_status && ms != NULL && ms->uidvalidity ==
+		    mb->uidvalidity && ms->last_uid == UINT32_MAX)
+			continue;	/* nothing can come after UID 2^32-1 */
 		if (mb->has_status && mb->messages == 0 && ms != NULL &&
 		    ms->uidvalidity == mb->uidvalidity) {
 			/* Empty now, same mailbox: remember UIDNEXT. */
@@ -987,6 +992,7 @@ pipelined_fetch_void(struct mirror *m)
 static void
 send_fetch(struct mirror *m, uint32_t base, bool direct)
 {
+	char tag[IMAP_TAG_MAX];
 	struct imap_cmd cmd;
 	int rc;
 
@@ -998,10 +1004,11 @@ send_fetch(struct mirror *m, uint32_t base, bool direct)
 	if (direct) {
 		imap_cmd_add_raw(&cmd, "%u:* (UID INTERNALDATE RFC822.SIZE "
 		    "BODY.PEEK[])", base + 1);
+		snprintf(tag, sizeof tag, "%s", cmd.tag);
 		rc = session_send(m->session, &cmd, on_batch_untagged,
 		    on_batch_done, m);
 		if (rc == 0)
-			push_batch(m, true, base, 0, 0);
+			push_batch(m, tag, true, base, 0, 0);
 	} else {
 		imap_cmd_add_raw(&cmd, "%u:* (UID RFC822.SIZE)", base + 1);
 		rc = session_send(m->session, &cmd, on_sizes_untagged,
@@ -1045,6 +1052,7 @@ on_sizes_done(struct session *s, const struct imap_response *tagged,
 static void
 send_batch(struct mirror *m)
 {
+	char tag[IMAP_TAG_MAX];
 	struct imap_cmd cmd;
 	uint64_t bytes = 0;
 	size_t first = m->next_todo, n = 0, need;
@@ -1064,12 +1072,13 @@ send_batch(struct mirror *m)
 	    set);
 	free(set);
 	m->next_todo += n;
+	snprintf(tag, sizeof tag, "%s", cmd.tag);
 	if (session_send(m->session, &cmd, on_batch_untagged, on_batch_done,
 	    m) != 0) {
 		mirror_fail(m, SESSION_ERR_LOCAL, "cannot queue UID FETCH");
 		return;
 	}
-	push_batch(m, false, 0, first, n);
+	push_batch(m, tag, false, 0, first, n);
 }
 
 static void
@@ -1153,12 +1162,13 @@ wanted_uid(const struct mirror *m, uint32_t uid)
 }
 
 static void
-push_batch(struct mirror *m, bool open, uint32_t base, size_t first,
-    size_t n)
+push_batch(struct mirror *m, const char *tag, bool open, uint32_t base,
+    size_t first, size_t n)
 {
 	struct batch *b = &m->batches[(m->batch_head + m->in_flight) %
 	    BATCHES_IN_FLIGHT];
 
+	snprintf(b->tag, sizeof b->tag, "%s", tag);
 	b->open = open;
 	b->base = base;
 	b->first = first;
@@ -1413,6 +1423,13 @@ on_batch_done(struct session *s, const struct imap_response *tagged,
 	b = m->batches[m->batch_head];
 	m->batch_head = (m->batch_head + 1) % BATCHES_IN_FLIGHT;
 	m->in_flight--;
+	if (strcmp(b.tag, tagged->tag) != 0) {
+		/* Which messages belong to which batch is then anyone's guess:
+		 * keep nothing of it rather than commit past a message. */
+		mirror_fail(m, SESSION_ERR_PROTOCOL, "the server completed UID "
+		    "FETCH %s before %s", tagged->tag, b.tag);
+		return;
+	}
 	if (m->examine_failed || m->fetch_stale) {
 		/* Only a direct fetch is ever stale, and it appended nothing. */
 		pipelined_fetch_void(m);
@@ -1425,15 +1442,25 @@ on_batch_done(struct session *s, const struct imap_response *tagged,
 	}
 	if (!b.open) {
 		size_t missing = 0;
+		uint32_t first_missing = 0;
 
 		for (size_t i = b.first; i < b.first + b.n; i++)
-			if (!uid_in(m->got, m->n_got, m->todo[i], NULL))
-				missing++;
-		/* Expunged since the sizes were asked, usually. */
-		if (missing > 0)
-			log_warnx("%s: mailbox %s: the server sent %zu of %zu "
-			    "messages asked for", m->prefix,
-			    m->mbxs[m->cur].display, b.n - missing, b.n);
+			if (!uid_in(m->got, m->n_got, m->todo[i], NULL) &&
+			    missing++ == 0)
+				first_missing = m->todo[i];
+		/*
+		 * Usually expunged since the sizes were asked for; but a
+		 * server may also drop a message it still has.  Committing
+		 * past it would lose it for good, so keep nothing of this
+		 * batch: the next sync asks again, and finds out.
+		 */
+		if (missing > 0) {
+			mirror_fail(m, SESSION_ERR_SERVER, "the server sent %zu "
+			    "of the %zu messages asked for (UID %u missing); "
+			    "nothing of this batch is kept, the next sync asks "
+			    "again", b.n - missing, b.n, first_missing);
+			return;
+		}
 	}
 	/* The commit protocol: the mbox is durable before the state says
 	 * so. */
