@@ -59,6 +59,7 @@ struct pending_cmd {
 	bool idle;		/* IDLE: ends when the client sends DONE */
 	bool idling;		/* IDLE: the server said "+" */
 	bool stop_idle;		/* IDLE: DONE is due as soon as "+" comes */
+	bool sasl_exchange;	/* AUTHENTICATE: "+" may come until the end */
 	session_untagged_fn *untagged;
 	session_done_fn *done;
 	void *arg;
@@ -730,6 +731,22 @@ on_continuation(struct session *s, const struct imap_response *resp)
 	static const char empty[] = "\r\n";
 
 	if (pc == NULL || !pc->waiting) {
+		/*
+		 * An AUTHENTICATE sent whole (SASL-IR, or its response already
+		 * given) can still get a challenge: XOAUTH2 and OAUTHBEARER
+		 * send their error as "+ <base64 JSON>" and want an empty line
+		 * before they say NO.
+		 */
+		for (pc = s->head; pc != NULL; pc = pc->next)
+			if (pc->sasl_exchange && pc->sent == pc->cmd.len &&
+			    pc->sasl == NULL)
+				break;
+		if (pc != NULL) {
+			if (session_write(s, empty, 2) != 0)
+				session_fail(s, SESSION_ERR_NETWORK, "%s",
+				    transport_error(s->transport));
+			return;
+		}
 		session_fail(s, SESSION_ERR_PROTOCOL, "unexpected continuation "
 		    "request \"+ %s\"", resp->text != NULL ? resp->text : "");
 		return;
@@ -1140,6 +1157,7 @@ sasl_initial_response(const struct session *s, const char *mech)
 static void
 send_authenticate(struct session *s, const char *mech)
 {
+	struct pending_cmd *pc;
 	struct imap_cmd cmd;
 	char *b64, *line;
 
@@ -1158,8 +1176,14 @@ send_authenticate(struct session *s, const char *mech)
 	}
 	explicit_bzero(b64, strlen(b64));
 	free(b64);
-	if (enqueue(s, &cmd, NULL, auth_done, NULL, line, false) != 0)
+	if (enqueue(s, &cmd, NULL, auth_done, NULL, line, false) != 0) {
 		session_fail(s, SESSION_ERR_LOCAL, "cannot queue a command");
+		return;
+	}
+	for (pc = s->head; pc != NULL && pc->next != NULL; pc = pc->next)
+		;
+	if (pc != NULL)
+		pc->sasl_exchange = true;
 }
 
 static void
