@@ -2,6 +2,8 @@
  * main: options, the config, and the dispatch to the mode asked for.
  * Exit statuses follow sysexits.h (DESIGN.md section 1).
  */
+#include <sys/resource.h>
+
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,6 +115,8 @@ main(int argc, char **argv)
 	sa.sa_handler = SIG_IGN;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGPIPE, &sa, NULL);
+	/* A core file would hold passwords and tokens. */
+	(void)setrlimit(RLIMIT_CORE, &(struct rlimit){ 0, 0 });
 	log_init();
 
 	if (cli_parse(argc, argv, &opts, &error) == -1) {

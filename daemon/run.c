@@ -190,6 +190,16 @@ struct probe {
 	int status;
 };
 
+/* Server text on a terminal: control bytes must not reach it. */
+static void
+print_clean(const char *label, const char *text)
+{
+	fputs(label, stdout);
+	for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+		putchar(*p < 0x20 || *p == 0x7f ? '?' : *p);
+	putchar('\n');
+}
+
 static void
 print_caps(struct session *s, const char *when)
 {
@@ -197,7 +207,7 @@ print_caps(struct session *s, const char *when)
 
 	printf("capabilities %s:\n", when);
 	for (size_t i = 0; i < caps->n; i++)
-		printf("  %s\n", caps->names[i]);
+		print_clean("  ", caps->names[i]);
 }
 
 static void
@@ -207,7 +217,7 @@ on_probe_stage(struct session *s, enum session_stage stage, const char *text,
 	(void)arg;
 	switch (stage) {
 	case SESSION_STAGE_GREETING:
-		printf("greeting: %s\n", text);
+		print_clean("greeting: ", text);
 		break;
 	case SESSION_STAGE_CAPS:
 		print_caps(s, "before TLS");

@@ -794,7 +794,8 @@ on_tagged(struct session *s, const struct imap_response *resp)
 	for (pp = &s->head; (pc = *pp) != NULL; pp = &pc->next)
 		if (strcmp(pc->cmd.tag, resp->tag) == 0)
 			break;
-	if (pc == NULL) {
+	if (pc == NULL || pc->sent == 0) {
+		/* Not even sent yet: the server cannot know that tag. */
 		session_fail(s, SESSION_ERR_PROTOCOL, "response with unknown "
 		    "tag %s", resp->tag);
 		return;

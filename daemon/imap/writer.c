@@ -119,6 +119,9 @@ imap_cmd_init(struct imap_cmd *cmd, struct imap_tagger *tagger,
 void
 imap_cmd_free(struct imap_cmd *cmd)
 {
+	/* A LOGIN or AUTHENTICATE carries a secret: leave no copy behind. */
+	if (cmd->data != NULL)
+		explicit_bzero(cmd->data, cmd->cap);
 	free(cmd->data);
 	free(cmd->splits);
 	memset(cmd, 0, sizeof(*cmd));

@@ -933,7 +933,8 @@ compute_pad(struct mbox *m, char **error_r)
 
 /*
  * Whether the bytes past committed are what an interrupted append of ours
- * leaves: up to two padding LFs, then a From_ line.  Anything else means the
+ * leaves: up to two padding LFs, then a From_ line (or, when that is all
+ * there is, the start of one).  Anything else means the
  * file was rewritten by someone else and cutting it would destroy mail.
  */
 static int
@@ -957,8 +958,13 @@ is_leftover(struct mbox *m, uint64_t committed, uint64_t size,
 	}
 	while (i < 2 && i < want && head[i] == '\n')
 		i++;
-	*leftover_r = want - i >= sizeof from_ - 1 &&
-	    memcmp(head + i, from_, sizeof from_ - 1) == 0;
+	if (want - i >= sizeof from_ - 1)
+		*leftover_r = memcmp(head + i, from_, sizeof from_ - 1) == 0;
+	else
+		/* The whole tail is shorter: a power cut inside our append
+		 * can leave just the padding or "Fr". */
+		*leftover_r = size - committed == want &&
+		    memcmp(head + i, from_, want - i) == 0;
 	return 0;
 }
 

@@ -1106,6 +1106,43 @@ test_reopen_truncates_leftover(void **state)
 	free(after);
 }
 
+/* A power cut inside an append can leave only its first bytes: the padding,
+ * or the start of "From ".  Those are ours to cut too; "Fx" is not. */
+static void
+test_short_leftover_truncated(void **state)
+{
+	static const char *const tails[] = { "\n", "\n\n", "F", "Fr", "\nFrom",
+	    "\n\nFro" };
+	char path[PATH_MAX];
+	uint64_t size;
+	struct mbox *m;
+	int fd;
+
+	(void)state;
+	make_path(path, sizeof path, "short-leftover.mbox");
+	m = must_open(path, 0, MBOX_OPEN_OK);
+	append(m, msg1, 0);
+	assert_int_equal(mbox_commit(m, &size), 0);
+	mbox_close(&m);
+	for (size_t i = 0; i < sizeof tails / sizeof *tails; i++) {
+		fd = open(path, O_WRONLY | O_APPEND);
+		assert_true(fd >= 0);
+		assert_int_equal(write(fd, tails[i], strlen(tails[i])),
+		    (ssize_t)strlen(tails[i]));
+		close(fd);
+		m = must_open(path, size, MBOX_OPEN_TRUNCATED);
+		mbox_close(&m);
+		assert_int_equal(file_size(path), size);
+	}
+	fd = open(path, O_WRONLY | O_APPEND);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "Fx", 2), 2);
+	close(fd);
+	m = must_open(path, size, MBOX_OPEN_CHANGED);
+	mbox_close(&m);
+	assert_int_equal(file_size(path), size + 2);
+}
+
 /* Longer, but not by an append of ours: a reader rewrote it. */
 static void
 test_reopen_rewritten(void **state)
@@ -1714,6 +1751,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_lock_other_process),
 		cmocka_unit_test(test_dotlock),
 		cmocka_unit_test(test_dotlock_dead_holder),
+		cmocka_unit_test(test_short_leftover_truncated),
 		cmocka_unit_test(test_write_failure_truncates),
 		cmocka_unit_test(test_fdatasync_failure_truncates),
 		cmocka_unit_test(test_partial_writes),
