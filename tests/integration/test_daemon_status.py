@@ -29,6 +29,9 @@ class TestStatus(DaemonTestCase):
         started = time.time()
         d = self.daemon(conf)
         wait_for(lambda: mbox_count(inbox(self.tmp, "good")) == 3, 20, what="good synced")
+        # The mbox is complete before the sync is: wait for its end (and the next
+        # attempt it schedules), not just for the mail.
+        d.wait_log(r"account good: 3 new messages", timeout=20)
         d.wait_log(r"account bad\b.*retrying in \d+s \(failure 2", timeout=20)
         self.assertEqual(d.stop(), 0, d.tail())
         error_line = re.findall(r"error: (account bad\b.*); retrying in", d.log())[-1]
