@@ -44,6 +44,7 @@
  * is appended, once.
  */
 struct batch {
+	bool used;
 	char tag[IMAP_TAG_MAX];	/* of its UID FETCH */
 	bool open;		/* "base+1:*" */
 	uint32_t base;
@@ -95,8 +96,7 @@ struct mirror {
 	uint64_t *todo_sizes;
 	size_t n_todo, cap_todo, next_todo;
 	unsigned in_flight;
-	struct batch batches[BATCHES_IN_FLIGHT];	/* oldest at batch_head */
-	unsigned batch_head;
+	struct batch batches[BATCHES_IN_FLIGHT];	/* in flight: used */
 	uint32_t appended_max;		/* highest UID appended */
 	uint32_t *got;			/* UIDs appended, ascending */
 	size_t n_got, cap_got;
@@ -1151,29 +1151,74 @@ uid_in(const uint32_t *v, size_t n, uint32_t uid, size_t *pos_r)
 static bool
 wanted_uid(const struct mirror *m, uint32_t uid)
 {
-	const struct batch *b = &m->batches[m->batch_head];
+	const struct batch *b;
 
-	if (m->in_flight == 0 || uid <= m->ms->last_uid ||
-	    uid_in(m->got, m->n_got, uid, NULL))
+	if (uid <= m->ms->last_uid || uid_in(m->got, m->n_got, uid, NULL))
 		return false;
-	if (b->open)
-		return uid > b->base;
-	return uid_in(m->todo + b->first, b->n, uid, NULL);
+	/* Any batch in flight: a server may run pipelined fetches side by
+	 * side (Dovecot does), so the next batch's first messages can come
+	 * before the previous one's OK. */
+	for (size_t i = 0; i < BATCHES_IN_FLIGHT; i++) {
+		b = &m->batches[i];
+		if (!b->used)
+			continue;
+		if (b->open ? uid > b->base : uid_in(m->todo + b->first, b->n,
+		    uid, NULL))
+			return true;
+	}
+	return false;
 }
 
 static void
 push_batch(struct mirror *m, const char *tag, bool open, uint32_t base,
     size_t first, size_t n)
 {
-	struct batch *b = &m->batches[(m->batch_head + m->in_flight) %
-	    BATCHES_IN_FLIGHT];
+	struct batch *b = m->batches;
 
+	while (b->used)
+		b++;	/* a free one exists: in_flight < BATCHES_IN_FLIGHT */
+	b->used = true;
 	snprintf(b->tag, sizeof b->tag, "%s", tag);
 	b->open = open;
 	b->base = base;
 	b->first = first;
 	b->n = n;
 	m->in_flight++;
+}
+
+/* Takes the batch a tagged response completes out of flight. */
+static bool
+pop_batch(struct mirror *m, const char *tag, struct batch *b_r)
+{
+	for (size_t i = 0; i < BATCHES_IN_FLIGHT; i++) {
+		if (m->batches[i].used && strcmp(m->batches[i].tag, tag) == 0) {
+			*b_r = m->batches[i];
+			m->batches[i].used = false;
+			m->in_flight--;
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * Whether what was appended can be committed: every UID asked for up to the
+ * highest one appended is in.  Not so while the next batch has begun (in
+ * parallel) with one of its messages still to come before the others: then
+ * the state could not say which are in the mbox.
+ */
+static bool
+appended_contiguous(const struct mirror *m)
+{
+	uint32_t top;
+
+	if (m->n_got == 0)
+		return true;
+	top = m->got[m->n_got - 1];
+	for (size_t i = 0; i < m->n_todo && m->todo[i] <= top; i++)
+		if (!uid_in(m->got, m->n_got, m->todo[i], NULL))
+			return false;
+	return true;
 }
 
 static int
@@ -1420,14 +1465,9 @@ on_batch_done(struct session *s, const struct imap_response *tagged,
 	uint64_t size;
 
 	(void)s;
-	b = m->batches[m->batch_head];
-	m->batch_head = (m->batch_head + 1) % BATCHES_IN_FLIGHT;
-	m->in_flight--;
-	if (strcmp(b.tag, tagged->tag) != 0) {
-		/* Which messages belong to which batch is then anyone's guess:
-		 * keep nothing of it rather than commit past a message. */
-		mirror_fail(m, SESSION_ERR_PROTOCOL, "the server completed UID "
-		    "FETCH %s before %s", tagged->tag, b.tag);
+	if (!pop_batch(m, tagged->tag, &b)) {
+		mirror_fail(m, SESSION_ERR_PROTOCOL, "UID FETCH %s completed "
+		    "twice", tagged->tag);
 		return;
 	}
 	if (m->examine_failed || m->fetch_stale) {
@@ -1461,6 +1501,11 @@ on_batch_done(struct session *s, const struct imap_response *tagged,
 			    "again", b.n - missing, b.n, first_missing);
 			return;
 		}
+	}
+	if (!appended_contiguous(m)) {
+		/* The next batch's OK commits it all. */
+		send_batches(m);
+		return;
 	}
 	/* The commit protocol: the mbox is durable before the state says
 	 * so. */
