@@ -5,6 +5,7 @@ WATCHDOG, RELOADING and STOPPING at the right moments."""
 import base64
 import os
 import random
+import re
 import signal
 import socket
 import statistics
@@ -139,8 +140,12 @@ class TestSignals(DaemonTestCase):
         gaps = [b - a for a, b in zip(beats, beats[1:])]
         print(f"watchdog during the sync: {len(beats)} beats, longest gap "
               f"{max(gaps, default=0):.2f}s", file=sys.stderr)
-        self.assertGreaterEqual(len(beats), 2)
-        self.assertLess(max(gaps), 1.0, "the loop was starved for longer than "
+        took = float(re.search(r"account busy: 150 new messages \(\d+ bytes\) in "
+                               r"([\d.]+)s", d.log()).group(1))
+        # A sync shorter than the watchdog interval proves nothing either way.
+        if took >= 1.5:
+            self.assertGreaterEqual(len(beats), 2)
+        self.assertLess(max(gaps, default=0), 1.0, "the loop was starved for longer than "
                         f"WATCHDOG_USEC while reading one connection: gaps {gaps}")
         assert_mirrored(self, inbox(self.tmp, "busy"), msgs)
 
