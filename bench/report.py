@@ -82,7 +82,22 @@ def report(d):
     if os.path.exists(os.path.join(d, "machine.txt")):
         with open(os.path.join(d, "machine.txt")) as f:
             machine = f.read().strip()
-    out.append("```\n" + machine + "\n```\n")
+    # One block per run.sh invocation into this directory: the first in full, the later
+    # ones only where they differ from it (date, load, options, build).
+    blocks, cur = [], []
+    for ln in machine.splitlines():
+        if ln.startswith("date:") and cur:
+            blocks.append(cur)
+            cur = []
+        cur.append(ln)
+    if cur:
+        blocks.append(cur)
+    if blocks:
+        lines = list(blocks[0])
+        for b in blocks[1:]:
+            lines.append("")
+            lines += [ln for ln in b if ln not in blocks[0]]
+        out.append("```\n" + "\n".join(lines) + "\n```\n")
     corpora = {}
     if os.path.exists(os.path.join(d, "corpora.tsv")):
         with open(os.path.join(d, "corpora.tsv")) as f:

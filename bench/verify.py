@@ -23,6 +23,8 @@ JSON line.  Exit status 0 when everything matched.
 """
 import argparse
 import calendar
+import collections
+import hashlib
 import json
 import os
 import re
@@ -143,7 +145,7 @@ class Checker:
     def check_mbox(self, c, tag, user, root, name, wire, exists):
         path = os.path.join(root, name + ".mbox")
         f = open(path, "rb") if os.path.exists(path) else None
-        state = {"n": 0, "ok": 0, "offset": 0, "bad": None}
+        state = {"n": 0, "ok": 0, "offset": 0, "bad": None, "rest": collections.Counter()}
         cur = {}
 
         def on_literal(parts, n):
@@ -156,9 +158,12 @@ class Checker:
                 return
             msg = b"".join(cur.pop("chunks", []))
             state["n"] += 1
-            if f is None or state["bad"]:
+            if f is None:
                 return
             exp = mbox_entry(msg, epoch_of(cur["head"]))
+            if state["bad"]:
+                state["rest"][hashlib.sha256(exp).digest()] += 1
+                return
             got = f.read(len(exp))
             if got == exp:
                 state["ok"] += 1
@@ -170,6 +175,7 @@ class Checker:
             state["bad"] = (f"{name}.mbox: message {state['n']} (UID {uid.group(1).decode() if uid else '?'}) "
                             f"differs at file offset {state['offset'] + i}: expected "
                             f"{exp[max(0, i - 30):i + 50]!r}, found {got[max(0, i - 30):i + 50]!r}")
+            state["rest"][hashlib.sha256(exp).digest()] += 1
         if exists:
             c.wait(tag, untagged, on_literal)
         else:
@@ -185,6 +191,21 @@ class Checker:
         self.mirror_msgs += mirrored
         self.exact += state["ok"]
         if state["bad"]:
+            # Tell a reordering from a loss or a corruption: compare the entries from
+            # the first difference on as multisets (entries split at From_ lines, which
+            # mboxrd quoting keeps unambiguous).
+            with open(path, "rb") as g:
+                g.seek(state["offset"])
+                tail = g.read()
+            got = collections.Counter(hashlib.sha256(e).digest()
+                                      for e in re.split(rb"(?m)^(?=From )", tail) if e)
+            if got == state["rest"]:
+                state["bad"] += (" -- the remaining entries are all present, each once and byte-identical, "
+                                 "but not in UID order")
+            else:
+                state["bad"] += (f" -- from there on {sum((state['rest'] - got).values())} expected entries "
+                                 f"are missing or altered and {sum((got - state['rest']).values())} "
+                                 f"entries in the file are unexpected")
             self.problem(user, state["bad"])
         elif rest:
             self.problem(user, f"{name}.mbox: {os.path.getsize(path) - state['offset']} bytes after "
