@@ -132,6 +132,7 @@ tagged_text(const struct imap_response *r, char *buf, size_t size)
 
 static void next_mailbox(struct mirror *);
 static void send_batches(struct mirror *);
+static bool uid_in(const uint32_t *, size_t, uint32_t, size_t *);
 static void push_batch(struct mirror *, const char *, bool, uint32_t, size_t,
     size_t);
 
@@ -1081,11 +1082,35 @@ send_batch(struct mirror *m)
 	push_batch(m, tag, false, 0, first, n);
 }
 
+/*
+ * The next batch goes out once the newest one in flight has delivered its
+ * last message: the pipe stays full while a batch is committed, yet a server
+ * that runs pipelined fetches side by side (Dovecot does) never interleaves
+ * two batches, so the mbox keeps the server's order.
+ */
+static bool
+can_send_next(const struct mirror *m)
+{
+	const struct batch *b, *newest = NULL;
+
+	if (m->in_flight == 0)
+		return true;
+	if (m->in_flight >= BATCHES_IN_FLIGHT)
+		return false;
+	for (size_t i = 0; i < BATCHES_IN_FLIGHT; i++) {
+		b = &m->batches[i];
+		if (b->used && (newest == NULL || b->first > newest->first))
+			newest = b;
+	}
+	return newest != NULL && !newest->open && newest->n > 0 &&
+	    uid_in(m->got, m->n_got, m->todo[newest->first + newest->n - 1],
+	    NULL);
+}
+
 static void
 send_batches(struct mirror *m)
 {
-	while (!m->finished && m->in_flight < BATCHES_IN_FLIGHT &&
-	    m->next_todo < m->n_todo)
+	while (!m->finished && m->next_todo < m->n_todo && can_send_next(m))
 		send_batch(m);
 }
 
@@ -1290,6 +1315,7 @@ message_appended(struct mirror *m, uint32_t uid, uint64_t size)
 	m->mbx_messages++;
 	m->mbx_bytes += size;
 	m->batch_bytes += size;
+	send_batches(m);
 	return 0;
 }
 

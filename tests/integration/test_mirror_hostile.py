@@ -372,10 +372,10 @@ class Hostile(unittest.TestCase):
         def script(conn, ctx):
             if not held:
                 held.append(ctx)
-                return []
+                return [b"".join(conn.fetch_response(u) for u in ctx["uids"])]
             first = held[0]
             return [b"".join(conn.fetch_response(u) for u in ctx["uids"]) + ok(ctx) +
-                    b"".join(conn.fetch_response(u) for u in first["uids"]) + ok(first)]
+                    ok(first)]
         e.srv.hooks["UID FETCH"] = on_body_fetch(script)
         res, _ = e.run()
         e.assert_ok(res, messages=2100)
