@@ -119,6 +119,9 @@ if [ -z "${MBOXMIRROR:-}" ]; then
 	cmake --build "$TOP/build-bench" --target mboxmirror -j"$(nproc)" >>"$RESULTS/logs/build.log" 2>&1 ||
 	    die "build failed; see $RESULTS/logs/build.log"
 	MBOXMIRROR=$(find "$TOP/build-bench" -type f -name mboxmirror -perm -u+x | head -n1)
+	MM_ORIGIN="built from git $(git -C "$TOP" describe --always --dirty 2>/dev/null || echo '?')"
+else
+	MM_ORIGIN="given binary $MBOXMIRROR of $(date -u -r "$MBOXMIRROR" '+%Y-%m-%d %H:%M UTC')"
 fi
 [ -x "$MBOXMIRROR" ] || die "no mboxmirror binary"
 
@@ -452,13 +455,14 @@ with ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))),
 EOF
 )"
 	echo "gnutls: $(gnutls-cli --version 2>/dev/null | head -n1 | sed 's/.*gnutls //')"
-	echo "mboxmirror: $("$MBOXMIRROR" --version 2>&1 | head -n1) (git $(git -C "$TOP" rev-parse --short HEAD 2>/dev/null || echo ?))"
+	echo "mboxmirror: $("$MBOXMIRROR" --version 2>&1 | head -n1), $MM_ORIGIN"
 	command -v mbsync >/dev/null && echo "mbsync: $(mbsync --version 2>&1 | head -n1)"
 	command -v offlineimap >/dev/null && echo "offlineimap: $(offlineimap --version 2>&1 | head -n1)"
 	command -v getmail >/dev/null && echo "getmail: $(getmail --version 2>&1 | head -n1)"
 	echo "python: $($PY --version 2>&1)"
 	echo "wan profile: ${WAN_RTT_MS} ms round trip, ${WAN_MBIT} Mbit/s each way (bench/wanproxy.py)"
-	echo "options: CORPORA=\"$CORPORA\" ROWS=\"$ROWS\" SCENARIOS=\"$SCENARIOS\" PROFILES=\"$PROFILES\" RUNS=$RUNS"
+	echo "options: CORPORA=\"$CORPORA\" ROWS=\"$ROWS\"$(for v in ${!ROWS_*}; do printf ' %s="%s"' "$v" "${!v}"; done)" \
+	    "SCENARIOS=\"$SCENARIOS\" PROFILES=\"$PROFILES\" RUNS=$RUNS"
 	# What starting a process under measure.py costs here: the floor under every wall.
 	floor=$WORK/floor.jsonl
 	rm -f "$floor"
