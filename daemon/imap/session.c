@@ -668,15 +668,6 @@ session_send(struct session *s, struct imap_cmd *cmd,
 	return enqueue(s, cmd, untagged, done, arg, NULL, false);
 }
 
-unsigned
-session_pending(const struct session *s)
-{
-	unsigned n = 0;
-
-	for (const struct pending_cmd *pc = s->head; pc != NULL; pc = pc->next)
-		n++;
-	return n;
-}
 
 /* Writes queued commands up to the next point where the server must say
  * "+" first (a synchronising literal, an AUTHENTICATE exchange). */
@@ -1340,16 +1331,4 @@ session_set_sink(struct session *s, imap_sink_fn *sink, void *arg)
 	imap_parser_set_sink(s->parser, sink, arg);
 }
 
-void
-session_set_timeout(struct session *s, unsigned timeout)
-{
-	s->timeout = timeout;
-	ev_timer_stop(s->loop, &s->stall);
-	update_timeout(s);
-}
 
-unsigned long long
-session_bytes_in(const struct session *s)
-{
-	return s->bytes_in;
-}

@@ -86,8 +86,6 @@ void session_cmd_init(struct session *s, struct imap_cmd *cmd,
     const char *verb);
 int session_send(struct session *s, struct imap_cmd *cmd,
     session_untagged_fn *untagged, session_done_fn *done, void *arg);
-/* Number of commands sent or queued and not completed. */
-unsigned session_pending(const struct session *s);
 
 /*
  * IDLE (RFC 2177): queued like a command; untagged responses (EXISTS...) go
@@ -116,10 +114,6 @@ const struct imap_caps *session_caps(const struct session *s);
 bool session_has_cap(const struct session *s, const char *name);
 enum imap_literal_mode session_literal_mode(const struct session *s);
 const struct account *session_account(const struct session *s);
-/* The no-progress timeout while a command is outstanding; 0: none. */
-void session_set_timeout(struct session *s, unsigned timeout);
-/* Bytes received so far (for progress). */
-unsigned long long session_bytes_in(const struct session *s);
 
 const char *session_error_name(enum session_error error);
 

@@ -105,7 +105,6 @@ struct mirror {
 	ev_tstamp mbx_started, last_progress;
 
 	/* The message being streamed */
-	bool msg_open;
 	bool msg_skip;
 	uint32_t msg_uid;
 	unsigned batch_appended;	/* since the last commit */
@@ -1251,7 +1250,6 @@ begin_message(struct mirror *m, const struct imap_literal_info *info)
 {
 	struct imap_fetch_item item;
 
-	m->msg_open = false;
 	m->msg_skip = true;
 	m->spooling = false;
 	/* Bodies only count in answer to a batch (not to the sizes query,
@@ -1280,7 +1278,6 @@ begin_message(struct mirror *m, const struct imap_literal_info *info)
 	if (mbox_msg_begin(m->mbox, item.internaldate) != 0)
 		goto fail;
 	m->msg_uid = item.uid;
-	m->msg_open = true;
 	m->msg_skip = false;
 	return 0;
 fail:
@@ -1345,7 +1342,6 @@ sink(void *arg, enum imap_sink_event event,
 	case IMAP_SINK_END:
 		if (m->msg_skip || m->spooling)
 			return 0;
-		m->msg_open = false;
 		if (mbox_msg_end(m->mbox) != 0)
 			break;
 		return message_appended(m, m->msg_uid, info->size);
