@@ -31,6 +31,7 @@
 
 #define GUARD_S		120.
 #define ECHO_TOTAL	(5 * 1024 * 1024)
+#define PENDING_RECORDS	40
 #define EV_BIT(e)	(1u << (e))
 
 static struct net_pki pki;
@@ -288,8 +289,9 @@ test_pin_mismatch_refused(void **state)
 
 /*
  * An upper layer that stops reading while GnuTLS still holds decrypted
- * bytes: the socket is empty, so only the transport can raise READABLE
- * again.  Without that this test would wait for ever.
+ * bytes, or the transport still holds records it read ahead: the socket
+ * is empty, so only the transport can raise READABLE again.  Without that
+ * this test would wait for ever.
  */
 static void
 test_tls_pending_plaintext_wakeup(void **state)
@@ -315,6 +317,21 @@ test_tls_pending_plaintext_wakeup(void **state)
 	assert_memory_equal(c.rx, line, sizeof line);
 	/* One event per 7-byte read at least. */
 	assert_true(c.counts[TRANSPORT_READABLE] >= sizeof line / 7);
+
+	/*
+	 * Now several records at once: the transport reads the socket in
+	 * blocks, so whole records wait in its own buffer, where neither
+	 * libev nor GnuTLS sees them.  Reading a byte at a time ends a read
+	 * exactly where each record ends.
+	 */
+	c.read_once = 1;
+	for (size_t i = 0; i < PENDING_RECORDS; i++)
+		assert_int_equal(transport_write(c.t, line, sizeof line), 0);
+	RUN_UNTIL(&c, c.rx_len >= (PENDING_RECORDS + 1) * sizeof line ||
+	    (c.seen & EV_BIT(TRANSPORT_ERROR)));
+	assert_int_equal(c.rx_len, (PENDING_RECORDS + 1) * sizeof line);
+	for (size_t i = 0; i <= PENDING_RECORDS; i++)
+		assert_memory_equal(c.rx + i * sizeof line, line, sizeof line);
 	transport_close(c.t);
 	net_server_join(&srv);
 	client_done(&c);
