@@ -313,6 +313,8 @@ out_repeat(struct mbox *m, unsigned char c, size_t count)
 	unsigned char run[256];
 	size_t n;
 
+	if (count == 0)
+		return 0;
 	memset(run, c, sizeof run);
 	while (count > 0) {
 		n = count < sizeof run ? count : sizeof run;
@@ -361,46 +363,75 @@ quote_byte(struct mbox *m, unsigned char c)
 	return 0;
 }
 
+/* One raw message byte, the slow way: CRLF -> LF, then quoting. */
+static int
+body_byte(struct mbox *m, unsigned char c)
+{
+	if (m->cr) {
+		m->cr = false;
+		if (c == '\n')
+			return quote_byte(m, '\n');
+		if (quote_byte(m, '\r') == -1)
+			return -1;
+	}
+	if (c == '\r') {
+		m->cr = true;
+		return 0;
+	}
+	return quote_byte(m, c);
+}
+
+/*
+ * Copies the rest of a line whose start needs no quoting, CRLF -> LF, in
+ * one piece.  Returns the bytes used (all of p when it holds no LF).
+ */
+static ssize_t
+body_line(struct mbox *m, const unsigned char *p, size_t len)
+{
+	const unsigned char *lf;
+	size_t n;
+
+	lf = memchr(p, '\n', len);
+	if (lf == NULL) {
+		/* A CR at the end may pair with an LF in the next piece. */
+		n = len;
+		if (p[n - 1] == '\r') {
+			m->cr = true;
+			n--;
+		}
+		return out_body(m, p, n) == -1 ? -1 : (ssize_t)len;
+	}
+	n = (size_t)(lf - p);
+	if (out_body(m, p, n > 0 && p[n - 1] == '\r' ? n - 1 : n) == -1 ||
+	    out_body(m, "\n", 1) == -1)
+		return -1;
+	m->line_start = true;
+	return (ssize_t)n + 1;
+}
+
 /* Raw message bytes: CRLF -> LF, then quoting. */
 static int
 body_feed(struct mbox *m, const unsigned char *p, size_t len)
 {
-	unsigned char c;
-	size_t n;
+	ssize_t used;
 
 	while (len > 0) {
-		if (!m->cr && !m->line_start) {
-			/* The bulk of a message: copy up to the next line
-			 * end untouched. */
-			for (n = 0; n < len && p[n] != '\r' && p[n] != '\n';
-			    n++)
-				;
-			if (n > 0) {
-				if (out_body(m, p, n) == -1)
-					return -1;
-				p += n;
-				len -= n;
-				continue;
-			}
-		}
-		c = *p++;
-		len--;
-		if (m->cr) {
-			m->cr = false;
-			if (c == '\n') {
-				if (quote_byte(m, '\n') == -1)
-					return -1;
-				continue;
-			}
-			if (quote_byte(m, '\r') == -1)
+		/* Most lines start with neither '>' nor 'F': nothing to
+		 * quote, so the line is copied whole. */
+		if (m->line_start && !m->cr && m->q_gt == 0 &&
+		    m->q_from == 0 && *p != '>' && *p != 'F' && *p != '\r')
+			m->line_start = false;
+		if (m->cr || m->line_start) {
+			if (body_byte(m, *p) == -1)
 				return -1;
-		}
-		if (c == '\r') {
-			m->cr = true;
+			p++;
+			len--;
 			continue;
 		}
-		if (quote_byte(m, c) == -1)
+		if ((used = body_line(m, p, len)) == -1)
 			return -1;
+		p += used;
+		len -= (size_t)used;
 	}
 	return 0;
 }
