@@ -522,31 +522,38 @@ static int
 hold_append(struct mbox *m, const unsigned char *p, size_t len,
     size_t *used_r)
 {
-	size_t i, want, room;
+	size_t i = 0, limit, want, room;
+	const unsigned char *lf;
 	unsigned char *nh;
 	bool end = false;
 
-	for (i = 0; i < len && !end; i++) {
-		switch (m->hold_line) {
-		case HL_START:
-			if (p[i] == '\n')
-				end = true;
-			else
-				m->hold_line = p[i] == '\r' ? HL_CR : HL_MID;
-			break;
-		case HL_CR:
-			if (p[i] == '\n')
-				end = true;
-			else
-				m->hold_line = HL_MID;
-			break;
-		case HL_MID:
-			if (p[i] == '\n')
-				m->hold_line = HL_START;
+	/* Never more than the hold takes: it ends there, header or not. */
+	limit = MBOX_MAX_HEADER_HOLD - m->hold_len;
+	if (len >= limit) {
+		len = limit;
+		end = true;
+	}
+	while (i < len) {
+		if (m->hold_line == HL_MID) {
+			/* Inside a line only its end matters. */
+			lf = memchr(p + i, '\n', len - i);
+			if (lf == NULL) {
+				i = len;
+				break;
+			}
+			i = (size_t)(lf - p) + 1;
+			m->hold_line = HL_START;
+			continue;
+		}
+		/* A line that is empty (LF or CRLF) ends the header. */
+		if (p[i] == '\n') {
+			i++;
+			end = true;
 			break;
 		}
-		if (m->hold_len + i + 1 == MBOX_MAX_HEADER_HOLD)
-			end = true;
+		m->hold_line = m->hold_line == HL_START && p[i] == '\r' ?
+		    HL_CR : HL_MID;
+		i++;
 	}
 	want = m->hold_len + i;
 	if (want > m->hold_size) {
