@@ -1,8 +1,7 @@
 /*
  * rawfetch: the "raw limit" row of bench/run.sh, the least work a mirroring
- * IMAP client can do.  A drop-in replacement for bench/rawfetch.py: the same
- * command line, protocol, output files, state file and summary line, but
- * cheap enough in CPU that it does not compete with the server it measures.
+ * IMAP client can do.  Written in C so that it is cheap enough in CPU not to
+ * compete with the server it measures.
  *
  * Build:
  *   cc -O2 -Wall -Wextra -Werror -o rawfetch bench/rawfetch.c \
@@ -19,9 +18,8 @@
  *   then LOGOUT, sent only once the last FETCH has completed.
  *
  * The state file (--state, JSON) holds per mailbox UIDVALIDITY, the next UID
- * to fetch and the message and byte counts, in the form rawfetch.py writes
- * with json.dump(..., ensure_ascii=False), so either program can resync the
- * other's mirror and bench/verify.py can check it.  The next UID comes from
+ * to fetch and the message and byte counts (mailbox names as UTF-8 JSON
+ * strings), so bench/verify.py can check the mirror.  The next UID comes from
  * UIDNEXT, not from the last UID seen: "UID FETCH n:*" returns the newest
  * message even when n is past it.
  *
@@ -31,8 +29,8 @@
  *       FILE: "user password outdir" per line; state in outdir/state.json
  *   --discard   read and drop the bytes (warm-up; no files)
  *
- * Prints one summary line (and a FAILED line per failed account) on stderr,
- * as rawfetch.py does; exit status 0 when every account synced, 2 on a bad
+ * Prints one summary line (and a FAILED line per failed account) on stderr;
+ * exit status 0 when every account synced, 2 on a bad
  * command line.
  *
  * Keeping the CPU down: GnuTLS reads a record in two pulls (header, body),
@@ -77,7 +75,7 @@
 #define KEEP_MAX	(1024 * 1024)	/* literal kept outside FETCH */
 #define LOWAT		(64 * 1024)	/* SO_RCVLOWAT inside a big literal */
 #define LOWAT_LEFT	(LOWAT + 64 * 1024)
-#define IO_TIMEOUT	300		/* seconds, as rawfetch.py */
+#define IO_TIMEOUT	300		/* seconds */
 #define ERR_SIZE	1024
 
 #define MIN(a, b)	((a) < (b) ? (a) : (b))
@@ -358,7 +356,7 @@ buf_printf(struct buf *b, const char *fmt, ...)
 	b->len += (size_t)n;
 }
 
-/* An IMAP quoted string, escaped as imapio.quote() does. */
+/* An IMAP quoted string. */
 static void
 buf_quote(struct buf *b, const char *s, size_t len)
 {
@@ -1415,7 +1413,7 @@ json_value(const char **p, const char *end, int *null_r, long long *v_r)
 }
 
 /*
- * The state rawfetch.py writes: {"<wire name>": {"uidvalidity": N|null,
+ * The state file: {"<wire name>": {"uidvalidity": N|null,
  * "next": N, "messages": N, "bytes": N}, ...}, in the file's order.  A
  * missing file is an empty state.
  */
@@ -1542,7 +1540,7 @@ out:
 	return rc;
 }
 
-/* As rawfetch.py: PATH.tmp, then rename; no fsync. */
+/* PATH.tmp, then rename; no fsync. */
 static int
 state_save(const struct state *st, const char *path, char *err)
 {
@@ -1885,7 +1883,7 @@ out:
 /*
  * One worker process per account, at most o->jobs at a time, each sending
  * its struct result back through a pipe of its own.  results[] is filled in
- * the order the accounts finish, as rawfetch.py lists its failures.
+ * the order the accounts finish.
  */
 static void
 run_jobs(const struct options *o, struct job *jobs, size_t n,

@@ -4,20 +4,22 @@
     report.py RESULTS_DIR [--readme PATH]
 
 Reads runs.jsonl (one line per timed run), verify.jsonl (one line per verification),
-corpora.tsv and machine.txt.  When a row/scenario was measured more than once in the same
+daemon.jsonl (the daemon's footprint), corpora.tsv and machine.txt.  When a row/scenario was measured more than once in the same
 directory, the latest series (from its last run 1 on) counts.  Prints the report; with
 --readme, also writes it into PATH below the fixed description kept there.
 """
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 
 MARK = "<!-- results: everything below is written by bench/report.py -->"
 SCEN_NAMES = {"initial": "initial mirror", "nochange": "no-change resync", "incr": "resync after new mail"}
-ROW_ORDER = ["raw", "mboxmirror", "mbsync", "mbsync16", "offlineimap", "getmail"]
-ROW_NAMES = {"raw": "raw limit", "mboxmirror": "**mboxmirror**", "mbsync": "mbsync",
+ROW_ORDER = ["raw", "mboxmirror", "mboxmirror-z", "mbsync", "mbsync16", "offlineimap", "getmail"]
+ROW_NAMES = {"raw": "raw limit", "mboxmirror": "**mboxmirror**",
+             "mboxmirror-z": "**mboxmirror**, COMPRESS", "mbsync": "mbsync",
              "mbsync16": "mbsync ×16 processes", "offlineimap": "offlineimap3", "getmail": "getmail6"}
 PROFILE_NAMES = {"loopback": "loopback", "wan": "WAN profile"}
 CORPUS_ORDER = ["mail", "mail5k", "big", "many"]
@@ -58,6 +60,17 @@ def ratio(x, ref):
     if x is None or not ref:
         return "–"
     return f"{x / ref:.2f}×"
+
+
+def wan_limit(machine, nbytes):
+    """The WAN link's floor for a corpus: its bytes at the link's rate."""
+    m = re.search(r"wan profile: (\d+) ms round trip, ([\d.]+) Mbit/s", machine)
+    if not m:
+        return ""
+    rtt, mbit = int(m.group(1)), float(m.group(2))
+    secs = nbytes * 8 / (mbit * 1e6)
+    return (f"Bandwidth limit: {nbytes / 1e6:,.1f} MB at {mbit:g} Mbit/s take {secs:.1f} s "
+            f"(+ a few {rtt} ms round trips); faster than that is only possible compressed.\n")
 
 
 def summarise(rs):
@@ -148,6 +161,19 @@ def report(d):
                     f"| {fmt(s['cpu'])} | {ratio(s['cpu'], ref('cpu', raw))} | {ratio(s['cpu'], ref('cpu', mbs))} "
                     f"| {fmt(s['rss'], 1)} | {ratio(s['rss'], ref('rss', raw))} | {ratio(s['rss'], ref('rss', mbs))} "
                     f"| {fmt(s['server'])} | {fmt(mbps, 1)} | {fmt(mps, 0)} | {runs_txt} | {ver} |")
+        if profile == "wan" and corpora.get(corpus):
+            out.append(wan_limit(machine, corpora[corpus][1]))
+        out.append("")
+    daemon = load_jsonl(os.path.join(d, "daemon.jsonl"))
+    if daemon:
+        out.append("### The daemon with many accounts (loopback, users of corpus `many`)\n")
+        out.append("| accounts | first round s | then idle s | CPU while idle s | CPU % | RSS MiB "
+                   "| peak RSS MiB | SIGTERM to exit s |")
+        out.append("|---|---|---|---|---|---|---|---|")
+        for r in daemon:
+            out.append(f"| {r['accounts']:,} | {fmt(r['first_round_s'])} | {fmt(r['idle_s'])} "
+                       f"| {r['idle_cpu_s']:.3f} | {r['idle_cpu_pct']:.3f} | {r['rss_kb'] / 1024:.1f} "
+                       f"| {r['hwm_kb'] / 1024:.1f} | {fmt(r['stop_s'])} |")
         out.append("")
     if problems:
         out.append("### Verification failures\n")

@@ -8,13 +8,17 @@
 #
 # Knobs (environment):
 #   CORPORA="mail big many"    also: mail5k (the mail generator, 5,000 messages)
-#   ROWS="raw mboxmirror mbsync offlineimap getmail"   ("many" also knows mbsync16)
+#   ROWS="raw mboxmirror mboxmirror-z mbsync offlineimap getmail"
+#                              ("many" also knows mbsync16; mboxmirror-z, with
+#                              COMPRESS=DEFLATE, runs in the wan profile only)
 #   ROWS_<corpus>=...          rows for one corpus only, e.g. ROWS_many="raw mboxmirror"
 #   SCENARIOS="initial nochange incr"
 #   PROFILES="loopback wan"    wan: every row goes through bench/wanproxy.py
 #   RUNS=3                     timed runs per scenario (the median is reported)
 #   INCR=100                   new messages per incr run
 #   MANY_ACCOUNTS=200 MANY_CONNECTIONS=16
+#   DAEMON_ACCOUNTS=1000 DAEMON_IDLE=60   with corpus many: the daemon's footprint
+#                              with this many accounts, idle between polls (0: skip)
 #   WAN_RTT_MS=40 WAN_MBIT=50
 #   MMBENCH_DIR=/var/tmp/mmbench   corpora cache, server, mirrors, results
 #   RESULTS=DIR                reuse a results directory: later runs add to its tables
@@ -27,13 +31,15 @@ export LC_ALL=C.UTF-8
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TOP=$(cd "$HERE/.." && pwd)
 CORPORA=${CORPORA:-mail big many}
-ROWS=${ROWS:-raw mboxmirror mbsync offlineimap getmail}
+ROWS=${ROWS:-raw mboxmirror mboxmirror-z mbsync offlineimap getmail}
 SCENARIOS=${SCENARIOS:-initial nochange incr}
 PROFILES=${PROFILES:-loopback wan}
 RUNS=${RUNS:-3}
 INCR=${INCR:-100}
 MANY_ACCOUNTS=${MANY_ACCOUNTS:-200}
 MANY_CONNECTIONS=${MANY_CONNECTIONS:-16}
+DAEMON_ACCOUNTS=${DAEMON_ACCOUNTS:-1000}
+DAEMON_IDLE=${DAEMON_IDLE:-60}
 WAN_RTT_MS=${WAN_RTT_MS:-40}
 WAN_MBIT=${WAN_MBIT:-50}
 WORK=${MMBENCH_DIR:-/var/tmp/mmbench}
@@ -124,6 +130,12 @@ else
 	MM_ORIGIN="given binary $MBOXMIRROR of $(date -u -r "$MBOXMIRROR" '+%Y-%m-%d %H:%M UTC')"
 fi
 [ -x "$MBOXMIRROR" ] || die "no mboxmirror binary"
+
+# The raw limit's client (C, so that its own CPU does not take the server's).
+RAWFETCH=$WORK/rawfetch
+# shellcheck disable=SC2046
+cc -O2 -Wall -Wextra -Werror -o "$RAWFETCH" "$HERE/rawfetch.c" $(pkg-config --cflags --libs gnutls) \
+    >>"$RESULTS/logs/build.log" 2>&1 || die "rawfetch build failed; see $RESULTS/logs/build.log"
 
 # ---- server ---------------------------------------------------------------------------
 say "starting Dovecot (tests/dovecot/start.sh $SERVER)"
@@ -260,23 +272,29 @@ configure() {
 	case $row in
 	raw)
 		if [ "$c" = many ]; then
-			CMD=($PY "$HERE/rawfetch.py" --port "$port" --ca "$CA" --accounts "$accounts"
+			CMD=("$RAWFETCH" --port "$port" --ca "$CA" --accounts "$accounts"
 			    --jobs "$MANY_CONNECTIONS")
 		else
-			CMD=($PY "$HERE/rawfetch.py" --port "$port" --ca "$CA" --user "$user"
+			CMD=("$RAWFETCH" --port "$port" --ca "$CA" --user "$user"
 			    --password "$pass" --out "$OUT/mail" --state "$OUT/mail/state.json")
 		fi
 		VKIND=raw
 		;;
-	mboxmirror)
+	mboxmirror | mboxmirror-z)
+		# -z: COMPRESS=DEFLATE, which pays only where the link is the limit
+		local compress=no
+		if [ "$row" = mboxmirror-z ]; then
+			[ "$profile" = wan ] || return 1
+			compress=yes
+		fi
 		{
 			printf '[general]\nstate_dir = %s/state\nmax_connections = %s\nlog_level = warning\n' \
 			    "$OUT" "$MANY_CONNECTIONS"
 			while read -r u p d; do
 				printf '\n[%s]\nhost = 127.0.0.1\nport = %s\ntls = implicit\nca_file = %s\n' \
 				    "$u" "$port" "$CA"
-				printf 'user = %s\npassword = %s\noutput = %s\nidle = no\ncompress = no\n' \
-				    "$u" "$p" "$d"
+				printf 'user = %s\npassword = %s\noutput = %s\nidle = no\ncompress = %s\n' \
+				    "$u" "$p" "$d" "$compress"
 			done <"$accounts"
 		} >"$CFG/mboxmirror.ini"
 		chmod 600 "$CFG/mboxmirror.ini"
@@ -439,6 +457,35 @@ run_row() {
 	[ -n "${KEEP_MIRRORS:-}" ] || rm -rf "$OUT"
 }
 
+# daemon_footprint: the daemon (not --once) with DAEMON_ACCOUNTS accounts over the
+# users of corpus many, polling hourly: its first round, then its memory and CPU
+# while it idles DAEMON_IDLE seconds between polls.
+daemon_footprint() {
+	local dir=$WORK/daemon i u
+	say "loopback / many / daemon with $DAEMON_ACCOUNTS accounts"
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	chmod 700 "$dir"
+	mapfile -t users <"$WORK/many.users"
+	{
+		printf '[general]\nstate_dir = %s/state\nmax_connections = %s\ninterval = 1h\n' \
+		    "$dir" "$MANY_CONNECTIONS"
+		printf 'log_level = warning\n'
+		for i in $(seq 1 "$DAEMON_ACCOUNTS"); do
+			u=${users[$(((i - 1) % ${#users[@]}))]}
+			printf '\n[d%04d]\nhost = 127.0.0.1\nport = %s\ntls = implicit\nca_file = %s\n' \
+			    "$i" "$PORT_LOOPBACK" "$CA"
+			printf 'user = %s\npassword = %s\noutput = %s/out/d%04d\nidle = no\ncompress = no\n' \
+			    "$u" "${C_PASS[many]}" "$dir" "$i"
+		done
+	} >"$dir/mboxmirror.ini"
+	chmod 600 "$dir/mboxmirror.ini"
+	$PY "$HERE/daemon_scale.py" --mboxmirror "$MBOXMIRROR" --config "$dir/mboxmirror.ini" \
+	    --accounts "$DAEMON_ACCOUNTS" --idle "$DAEMON_IDLE" --timeout "$TIMEOUT" \
+	    --log "$RESULTS/logs/daemon.log" --out "$RESULTS/daemon.jsonl" || echo "  daemon run failed"
+	[ -n "${KEEP_MIRRORS:-}" ] || rm -rf "$dir"
+}
+
 # ---- machine --------------------------------------------------------------------------
 {
 	echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -482,9 +529,9 @@ for c in $CORPORA; do
 	# Warm the server's caches once, untimed, so the first row is not penalised.
 	if [ "$c" = many ]; then
 		configure raw many loopback
-		$PY "$HERE/rawfetch.py" --port "$PORT_LOOPBACK" --ca "$CA" --accounts "$CFG/accounts" --discard 2>/dev/null || true
+		"$RAWFETCH" --port "$PORT_LOOPBACK" --ca "$CA" --accounts "$CFG/accounts" --discard 2>/dev/null || true
 	else
-		$PY "$HERE/rawfetch.py" --port "$PORT_LOOPBACK" --ca "$CA" --user "${C_USER[$c]}" \
+		"$RAWFETCH" --port "$PORT_LOOPBACK" --ca "$CA" --user "${C_USER[$c]}" \
 		    --password "${C_PASS[$c]}" --discard 2>/dev/null || true
 	fi
 	rows_var=ROWS_$c
@@ -497,6 +544,10 @@ for c in $CORPORA; do
 			run_row "$profile" "$c" "$row"
 		done
 	done
+	if [ "$c" = many ] && [ "$DAEMON_ACCOUNTS" -gt 0 ] && has_word "$rows" mboxmirror &&
+	    has_word "$PROFILES" loopback; then
+		daemon_footprint
+	fi
 done
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$RESULTS/machine.txt"
 

@@ -14,7 +14,7 @@ KIND
   mboxcount an mbox written by another program: count its From_ lines
   maildir   count the files in cur/ and new/ of the mailbox's Maildir (the layouts of
             mbsync and offlineimap are both recognised)
-  raw       rawfetch.py output: DIR/<mailbox>.raw must be the concatenation of the
+  raw       rawfetch output:   DIR/<mailbox>.raw must be the concatenation of the
             server's messages (checked by size) and state.json must count them all
 
 Every selectable server mailbox must be in the mirror with the server's message count.
