@@ -195,6 +195,12 @@ imap_parser_set_sink(struct imap_parser *p, imap_sink_fn *sink, void *arg)
 	p->sink_arg = arg;
 }
 
+uint64_t
+imap_parser_literal_left(const struct imap_parser *p)
+{
+	return p->lit_left;
+}
+
 bool
 imap_parser_idle(const struct imap_parser *p)
 {

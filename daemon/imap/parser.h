@@ -198,6 +198,10 @@ enum imap_parse_result imap_parser_feed(struct imap_parser *parser,
  * follows a STARTTLS OK). */
 bool imap_parser_idle(const struct imap_parser *parser);
 
+/* Bytes of the literal being read that are still due (0 outside one): input
+ * the server has promised, whatever else happens. */
+uint64_t imap_parser_literal_left(const struct imap_parser *parser);
+
 enum imap_parse_error imap_parser_error(const struct imap_parser *parser);
 /* A short human description of the last error, with the offending
  * position, e.g. "literal size overflows at byte 17".  Positions count the

@@ -477,6 +477,10 @@ read_available(struct session *s)
 			stall_progress(s);
 		process_input(s, s->rbuf, (size_t)n);
 	}
+	/* Compressed, a literal's size says nothing about the wire. */
+	if (session_alive(s))
+		transport_expect(s->transport, s->z == NULL ?
+		    imap_parser_literal_left(s->parser) : 0);
 }
 
 static int

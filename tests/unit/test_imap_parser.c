@@ -896,12 +896,14 @@ test_stream_1gb(void **state)
 	assert_string_equal(c.item, "BODY[]");
 	start = imap_parser_memory(p);
 	while (left > 0) {
+		assert_int_equal(imap_parser_literal_left(p), left);
 		n = left < sizeof(chunk) ? left : sizeof(chunk);
 		assert_int_equal(imap_parser_feed(p, chunk, n, &consumed, &r),
 		    IMAP_PARSE_NEED_MORE);
 		assert_int_equal(consumed, n);
 		left -= n;
 	}
+	assert_int_equal(imap_parser_literal_left(p), 0);
 	r = parse_one(p, ")\r\n");
 	assert_int_equal(c.ends, 1);
 	assert_int_equal(c.bytes, 1073741824ull);

@@ -32,6 +32,7 @@
 #define GUARD_S		120.
 #define ECHO_TOTAL	(5 * 1024 * 1024)
 #define PENDING_RECORDS	40
+#define EXPECT_BULK	(1024 * 1024)
 #define EV_BIT(e)	(1u << (e))
 
 static struct net_pki pki;
@@ -334,6 +335,53 @@ test_tls_pending_plaintext_wakeup(void **state)
 		assert_memory_equal(c.rx + i * sizeof line, line, sizeof line);
 	transport_close(c.t);
 	net_server_join(&srv);
+	client_done(&c);
+}
+
+/*
+ * transport_expect(): while a large block is promised the reader is woken
+ * per block, and every promised byte still arrives; once nothing is
+ * promised, a few bytes wake it at once (else this test would wait for
+ * ever).
+ */
+static void
+test_expect_bulk_then_small(void **state)
+{
+	struct transport_params p;
+	struct net_server srv;
+	struct client c;
+	unsigned char *bulk;
+	size_t i;
+
+	bulk = malloc(EXPECT_BULK);
+	assert_non_null(bulk);
+	for (i = 0; i < EXPECT_BULK; i++)
+		bulk[i] = (unsigned char)(i * 7 + i / 251);
+	assert_int_equal(net_server_start(&srv, "127.0.0.1", NET_SRV_TLS_ECHO,
+	    pki.good, pki.key, 1), 0);
+	tls_params(&p, "localhost", srv.port);
+	client_init(&c, &p);
+	assert_int_equal(transport_connect(c.t), 0);
+	RUN_UNTIL(&c, c.seen & (EV_BIT(TRANSPORT_CONNECTED) |
+	    EV_BIT(TRANSPORT_ERROR)));
+	assert_true(c.seen & EV_BIT(TRANSPORT_CONNECTED));
+
+	transport_expect(c.t, EXPECT_BULK);
+	assert_int_equal(transport_write(c.t, bulk, EXPECT_BULK), 0);
+	RUN_UNTIL(&c, c.rx_len >= EXPECT_BULK ||
+	    (c.seen & EV_BIT(TRANSPORT_ERROR)));
+	assert_int_equal(c.rx_len, EXPECT_BULK);
+	assert_memory_equal(c.rx, bulk, EXPECT_BULK);
+
+	transport_expect(c.t, 0);
+	assert_int_equal(transport_write(c.t, "tail\r\n", 6), 0);
+	RUN_UNTIL(&c, c.rx_len >= EXPECT_BULK + 6 ||
+	    (c.seen & EV_BIT(TRANSPORT_ERROR)));
+	assert_int_equal(c.rx_len, EXPECT_BULK + 6);
+	assert_memory_equal(c.rx + EXPECT_BULK, "tail\r\n", 6);
+	transport_close(c.t);
+	net_server_join(&srv);
+	free(bulk);
 	client_done(&c);
 }
 
@@ -910,6 +958,7 @@ main(void)
 		cmocka_unit_test(test_pin_mismatch_refused),
 		cmocka_unit_test(test_pin_match_accepted),
 		cmocka_unit_test(test_tls_pending_plaintext_wakeup),
+		cmocka_unit_test(test_expect_bulk_then_small),
 		cmocka_unit_test(test_connection_refused),
 		cmocka_unit_test(test_handshake_timeout),
 		cmocka_unit_test(test_starttls),
