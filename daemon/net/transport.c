@@ -102,6 +102,7 @@ struct transport {
 	size_t pull_off;
 	size_t pull_len;
 	int lowat;		/* SO_RCVLOWAT set on fd (0: the default) */
+	bool drained;		/* a short recv(): the socket is empty */
 	char verify_error[256];
 
 	char *wbuf;
@@ -449,6 +450,7 @@ transport_teardown(struct transport *t)
 	t->tls_send_len = 0;
 	t->pull_off = t->pull_len = 0;
 	t->lowat = 0;
+	t->drained = false;
 	t->woff = t->wlen = 0;
 }
 
@@ -607,12 +609,22 @@ transport_pull_fill(struct transport *t)
 		errno = ENOMEM;
 		return -1;
 	}
+	/*
+	 * A short read emptied the socket: asking again before the loop says
+	 * it is readable would only fail with EAGAIN, at the price of a
+	 * system call.
+	 */
+	if (t->drained) {
+		errno = EAGAIN;
+		return -1;
+	}
 	do {
 		n = recv(t->fd, t->pull, TLS_PULL_BLOCK, 0);
 	} while (n == -1 && errno == EINTR);
 	if (n > 0) {
 		t->pull_off = 0;
 		t->pull_len = (size_t)n;
+		t->drained = (size_t)n < TLS_PULL_BLOCK;
 		transport_progress(t);
 	}
 	return n;
@@ -1122,6 +1134,8 @@ transport_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct transport *t = w->data;
 
+	if ((revents & EV_READ) != 0)
+		t->drained = false;
 	switch (t->state) {
 	case TS_CONNECTING:
 		transport_connect_done(t);
