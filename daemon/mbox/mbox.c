@@ -100,6 +100,7 @@ static int	lock_dotlock(struct mbox *, const struct timespec *, char **);
 static int	unlock_all(struct mbox *, char **);
 static int	compute_pad(struct mbox *, char **);
 static int	is_leftover(struct mbox *, uint64_t, uint64_t, bool *, char **);
+static bool	dotlock_holder_dead(const char *);
 
 static const struct mbox_sys_ops real_ops = {
 	sys_pwrite, sys_fdatasync, sys_ftruncate
@@ -146,6 +147,50 @@ void
 mbox_set_lock_wait(unsigned int msec)
 {
 	lock_wait_msec = msec;
+}
+
+unsigned int
+mbox_lock_wait(void)
+{
+	return lock_wait_msec;
+}
+
+static bool
+fcntl_locked_elsewhere(const char *path)
+{
+	struct flock fl;
+	int fd, r;
+
+	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) == -1)
+		return false;
+	memset(&fl, 0, sizeof fl);
+	fl.l_type = F_WRLCK;
+	fl.l_whence = SEEK_SET;
+#ifdef F_OFD_GETLK
+	r = fcntl(fd, F_OFD_GETLK, &fl);
+	if (r == -1 && errno == EINVAL)
+#endif
+		r = fcntl(fd, F_GETLK, &fl);
+	close(fd);
+	return r == 0 && fl.l_type != F_UNLCK;
+}
+
+bool
+mbox_locked_elsewhere(const char *path)
+{
+	struct stat st;
+	char *lock;
+	bool held;
+
+	if (fcntl_locked_elsewhere(path))
+		return true;
+	if (asprintf(&lock, "%s.lock", path) == -1)
+		return false;
+	held = lstat(lock, &st) == 0 &&
+	    time(NULL) - st.st_mtime <= MBOX_DOTLOCK_STALE_SECS &&
+	    !dotlock_holder_dead(lock);
+	free(lock);
+	return held;
 }
 
 size_t

@@ -127,6 +127,14 @@ size_t mbox_from_line(char *buf, size_t size, const char *sender,
 
 /* Changes how long mbox_open() waits for the locks (process-wide). */
 void mbox_set_lock_wait(unsigned int msec);
+unsigned int mbox_lock_wait(void);
+
+/*
+ * Whether another process holds path's lock now: a write-conflicting fcntl
+ * lock, or a dotlock that is not stale.  Neither waits nor locks, so a
+ * caller on an event loop can wait on a timer instead of in mbox_open().
+ */
+bool mbox_locked_elsewhere(const char *path);
 
 /*
  * The system calls behind writing, syncing and truncating, replaceable so

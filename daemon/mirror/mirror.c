@@ -37,6 +37,8 @@
 #define PROGRESS_INTERVAL 5.0
 /* Bytes of a server's text kept for an error message. */
 #define ERROR_TEXT_MAX 300
+/* How often to look again at an mbox another program holds locked. */
+#define LOCK_POLL_SECS 0.1
 
 /*
  * A UID FETCH of bodies in flight: what it asked for.  A server may answer
@@ -68,6 +70,8 @@ struct mirror {
 	ev_tstamp started;
 	ev_timer finish_timer;
 	bool finished;
+	ev_timer lock_timer;		/* waiting for a mail reader's lock */
+	ev_tstamp lock_wait_since;	/* 0: not waiting */
 
 	struct session *session;
 	char *state_dir;
@@ -154,6 +158,7 @@ finish(struct mirror *m)
 	if (m->finished)
 		return;
 	m->finished = true;
+	ev_timer_stop(m->loop, &m->lock_timer);
 	m->result.seconds = ev_now(m->loop) - m->started;
 	if (m->result.seconds < 0)
 		m->result.seconds = 0;
@@ -776,6 +781,69 @@ on_examine_done(struct session *s, const struct imap_response *tagged,
 }
 
 static void send_fetch(struct mirror *, uint32_t, bool);
+static void examine(struct mirror *);
+static void next_mailbox(struct mirror *);
+
+static void
+on_lock_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct mirror *m = w->data;
+
+	(void)loop;
+	(void)revents;
+	ev_timer_stop(m->loop, &m->lock_timer);
+	if (!m->finished)
+		examine(m);
+}
+
+/*
+ * A mail reader holding the mailbox's mbox locked: wait for it on a timer,
+ * so that the other accounts go on meanwhile, before sending EXAMINE (the
+ * fetch follows it at once, and its bytes would have nowhere to go).  After
+ * as long as mbox_open() would wait, skip the mailbox until the next sync.
+ * True when examine() must not go on.
+ */
+static bool
+wait_for_mbox_lock(struct mirror *m)
+{
+	struct mbx *mb = &m->mbxs[m->cur];
+	const struct mailbox_state *ms = state_find(&m->state, mb->name);
+	char *path;
+	bool busy;
+
+	if (ms == NULL || ms->file == NULL ||
+	    (path = join_path(m->account->output, ms->file)) == NULL)
+		return false;
+	busy = mbox_locked_elsewhere(path);
+	if (!busy) {
+		free(path);
+		m->lock_wait_since = 0;
+		return false;
+	}
+	if (m->lock_wait_since == 0) {
+		log_info("%s: mailbox %s: %s is locked by another program; "
+		    "waiting", m->prefix, mb->display, path);
+		m->lock_wait_since = ev_now(m->loop);
+	}
+	if (ev_now(m->loop) - m->lock_wait_since <
+	    mbox_lock_wait() / 1000.0) {
+		free(path);
+		ev_timer_set(&m->lock_timer, LOCK_POLL_SECS, 0);
+		ev_timer_start(m->loop, &m->lock_timer);
+		return true;
+	}
+	log_warnx("%s: mailbox %s: %s is still locked by another program "
+	    "after %u ms; skipped until the next sync", m->prefix, mb->display,
+	    path, mbox_lock_wait());
+	if (m->mbxs_failed++ == 0)
+		snprintf(m->mbx_failure, sizeof m->mbx_failure, "mailbox %s: "
+		    "%s is locked by another program", mb->display, path);
+	free(path);
+	m->lock_wait_since = 0;
+	m->cur++;
+	next_mailbox(m);
+	return true;
+}
 
 /* EXAMINE and the fetch that follows go out together: the fetch asks for
  * what the state says is new; if EXAMINE shows the state is stale (a
@@ -791,6 +859,8 @@ examine(struct mirror *m)
 	uint32_t expect = mb->uidnext > base ? mb->uidnext - base - 1 : 0;
 	struct imap_cmd cmd;
 
+	if (wait_for_mbox_lock(m))
+		return;
 	m->examine_uidvalidity = m->examine_uidnext = 0;
 	m->examine_failed = m->fetch_stale = false;
 	m->ms = NULL;
@@ -1576,6 +1646,8 @@ mirror_start(struct ev_loop *loop, const struct config *config,
 	m->arg = arg;
 	m->started = ev_now(loop);
 	m->spool_fd = -1;
+	ev_timer_init(&m->lock_timer, on_lock_timer, 0, 0);
+	m->lock_timer.data = m;
 	snprintf(m->prefix, sizeof m->prefix, "account %s", account->name);
 	m->state_dir = state_account_dir(config->state_dir, account->name);
 	if (m->state_dir == NULL) {
@@ -1616,6 +1688,7 @@ mirror_free(struct mirror **mp)
 	if (m == NULL)
 		return;
 	ev_timer_stop(m->loop, &m->finish_timer);
+	ev_timer_stop(m->loop, &m->lock_timer);
 	mbox_close(&m->mbox);
 	session_free(&m->session);
 	for (size_t i = 0; i < m->n_mbxs; i++) {

@@ -1469,6 +1469,57 @@ test_dotlock_dead_holder(void **state)
 	mbox_set_lock_wait(MBOX_LOCK_WAIT_MSEC_DEFAULT);
 }
 
+/* mbox_locked_elsewhere(): another open file's fcntl lock, a live
+ * process's dotlock; not a dead one's, not a stale one, not ours once
+ * closed. */
+static void
+test_locked_elsewhere(void **state)
+{
+	char path[PATH_MAX], lock[PATH_MAX + 8], pid[32];
+	struct timespec old[2] = { { 0, 0 }, { 0, 0 } };
+	struct flock fl;
+	struct mbox *m;
+	pid_t child;
+	int fd, status;
+
+	(void)state;
+	make_path(path, sizeof path, "busy.mbox");
+	snprintf(lock, sizeof lock, "%s.lock", path);
+	assert_false(mbox_locked_elsewhere(path));	/* no file at all */
+	m = must_open(path, 0, MBOX_OPEN_OK);
+	mbox_close(&m);
+	assert_false(mbox_locked_elsewhere(path));
+	assert_int_equal(access(lock, F_OK), -1);
+
+	fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	memset(&fl, 0, sizeof fl);
+	fl.l_type = F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	assert_int_equal(fcntl(fd, F_OFD_SETLK, &fl), 0);
+	assert_true(mbox_locked_elsewhere(path));
+	fl.l_type = F_UNLCK;
+	assert_int_equal(fcntl(fd, F_OFD_SETLK, &fl), 0);
+	assert_false(mbox_locked_elsewhere(path));
+	close(fd);
+
+	snprintf(pid, sizeof pid, "%ld\n", (long)getppid());
+	write_all(lock, pid, strlen(pid));
+	assert_true(mbox_locked_elsewhere(path));
+	/* Older than MBOX_DOTLOCK_STALE_SECS: stale, whoever wrote it. */
+	assert_int_equal(utimensat(AT_FDCWD, lock, old, 0), 0);
+	assert_false(mbox_locked_elsewhere(path));
+
+	if ((child = fork()) == 0)
+		_exit(0);
+	assert_true(child > 0);
+	assert_int_equal(waitpid(child, &status, 0), child);
+	snprintf(pid, sizeof pid, "%ld\n", (long)child);
+	write_all(lock, pid, strlen(pid));
+	assert_false(mbox_locked_elsewhere(path));
+	assert_int_equal(unlink(lock), 0);
+}
+
 /* ---- failure injection ------------------------------------------------- */
 
 static void
@@ -1751,6 +1802,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_lock_other_process),
 		cmocka_unit_test(test_dotlock),
 		cmocka_unit_test(test_dotlock_dead_holder),
+		cmocka_unit_test(test_locked_elsewhere),
 		cmocka_unit_test(test_short_leftover_truncated),
 		cmocka_unit_test(test_write_failure_truncates),
 		cmocka_unit_test(test_fdatasync_failure_truncates),
