@@ -1435,6 +1435,20 @@ test_dotlock(void **state)
 	mbox_set_lock_wait(MBOX_LOCK_WAIT_MSEC_DEFAULT);
 }
 
+/* The pid of a process that has exited (and been reaped). */
+static pid_t
+dead_pid(void)
+{
+	pid_t child;
+	int status;
+
+	if ((child = fork()) == 0)
+		_exit(0);
+	assert_true(child > 0);
+	assert_int_equal(waitpid(child, &status, 0), child);
+	return child;
+}
+
 /* A fresh dotlock whose holder was killed (kill -9) is taken over at once;
  * one naming a live process is respected. */
 static void
@@ -1442,17 +1456,11 @@ test_dotlock_dead_holder(void **state)
 {
 	char path[PATH_MAX], lock[PATH_MAX + 8], pid[32], *error;
 	struct mbox *m;
-	pid_t child;
-	int status;
 
 	(void)state;
 	make_path(path, sizeof path, "dead.mbox");
 	snprintf(lock, sizeof lock, "%s.lock", path);
-	if ((child = fork()) == 0)
-		_exit(0);
-	assert_true(child > 0);
-	assert_int_equal(waitpid(child, &status, 0), child);
-	snprintf(pid, sizeof pid, "%ld\n", (long)child);
+	snprintf(pid, sizeof pid, "%ld\n", (long)dead_pid());
 	write_all(lock, pid, strlen(pid));
 	mbox_set_lock_wait(200);
 	m = must_open(path, 0, MBOX_OPEN_OK);
@@ -1479,8 +1487,7 @@ test_locked_elsewhere(void **state)
 	struct timespec old[2] = { { 0, 0 }, { 0, 0 } };
 	struct flock fl;
 	struct mbox *m;
-	pid_t child;
-	int fd, status;
+	int fd;
 
 	(void)state;
 	make_path(path, sizeof path, "busy.mbox");
@@ -1510,11 +1517,7 @@ test_locked_elsewhere(void **state)
 	assert_int_equal(utimensat(AT_FDCWD, lock, old, 0), 0);
 	assert_false(mbox_locked_elsewhere(path));
 
-	if ((child = fork()) == 0)
-		_exit(0);
-	assert_true(child > 0);
-	assert_int_equal(waitpid(child, &status, 0), child);
-	snprintf(pid, sizeof pid, "%ld\n", (long)child);
+	snprintf(pid, sizeof pid, "%ld\n", (long)dead_pid());
 	write_all(lock, pid, strlen(pid));
 	assert_false(mbox_locked_elsewhere(path));
 	assert_int_equal(unlink(lock), 0);
