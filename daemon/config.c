@@ -22,6 +22,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "base64.h"
+
 #define ACCOUNT_NAME_MAX 64
 #define HOST_MAX 255
 #define DEFAULT_INTERVAL (15 * 60)
@@ -804,22 +806,6 @@ get_list(struct parser *p, struct raw_section *s, const char *key,
 	*list = l;
 }
 
-static int
-base64_value(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
 /* Base64 of exactly 32 bytes (43 characters, then an optional '='),
  * optionally prefixed "sha256//" as curl writes pins. */
 static int
@@ -837,7 +823,7 @@ decode_pin(const char *text, uint8_t out[32])
 	else if (len != 43)
 		return -1;
 	for (size_t i = 0; i < len; i++) {
-		int v = base64_value(text[i]);
+		int v = base64_value(base64_std, (unsigned char)text[i]);
 
 		if (v < 0)
 			return -1;

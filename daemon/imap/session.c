@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base64.h"
 #include "log.h"
 #include "net/compress.h"
 #include "net/transport.h"
@@ -1071,37 +1072,6 @@ become_ready(struct session *s)
 	update_timeout(s);
 	if (s->cb.ready != NULL)
 		s->cb.ready(s, s->arg);
-}
-
-static char *
-base64_encode(const unsigned char *in, size_t len)
-{
-	static const char alphabet[] =
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	char *out, *p;
-	size_t i;
-
-	if ((out = malloc((len + 2) / 3 * 4 + 3)) == NULL)
-		return NULL;
-	for (i = 0, p = out; i + 2 < len; i += 3) {
-		*p++ = alphabet[in[i] >> 2];
-		*p++ = alphabet[((in[i] & 3) << 4) | (in[i + 1] >> 4)];
-		*p++ = alphabet[((in[i + 1] & 15) << 2) | (in[i + 2] >> 6)];
-		*p++ = alphabet[in[i + 2] & 63];
-	}
-	if (i < len) {
-		*p++ = alphabet[in[i] >> 2];
-		if (i + 1 < len) {
-			*p++ = alphabet[((in[i] & 3) << 4) | (in[i + 1] >> 4)];
-			*p++ = alphabet[(in[i + 1] & 15) << 2];
-		} else {
-			*p++ = alphabet[(in[i] & 3) << 4];
-			*p++ = '=';
-		}
-		*p++ = '=';
-	}
-	*p = '\0';
-	return out;
 }
 
 static void

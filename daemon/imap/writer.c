@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base64.h"
 #include "imap/writer.h"
 
 static int	 cmd_reserve(struct imap_cmd *, size_t);
@@ -18,10 +19,7 @@ static bool	 is_astring_char(unsigned char);
 static bool	 is_line_safe(const char *, size_t);
 static int	 utf8_next(const unsigned char *, size_t, size_t *, uint32_t *);
 static size_t	 utf8_put(char *, uint32_t);
-static int	 b64_value(unsigned char);
 
-static const char mb64[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
 
 /* Growth doubles, so building a command stays linear in its size. */
 static int
@@ -359,22 +357,6 @@ utf8_put(char *out, uint32_t cp)
 	return 4;
 }
 
-static int
-b64_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == ',')
-		return 63;
-	return -1;
-}
-
 char *
 imap_utf7_encode(const char *utf8, size_t len)
 {
@@ -399,7 +381,7 @@ imap_utf7_encode(const char *utf8, size_t len)
 		if (cp >= 0x20 && cp <= 0x7e) {
 			if (shifted) {
 				if (nbits > 0)
-					*o++ = mb64[(bits << (6 - nbits)) & 0x3f];
+					*o++ = base64_imap[(bits << (6 - nbits)) & 0x3f];
 				*o++ = '-';
 				shifted = false;
 				nbits = 0;
@@ -423,7 +405,7 @@ imap_utf7_encode(const char *utf8, size_t len)
 				nbits += 16;
 				while (nbits >= 6) {
 					nbits -= 6;
-					*o++ = mb64[(bits >> nbits) & 0x3f];
+					*o++ = base64_imap[(bits >> nbits) & 0x3f];
 				}
 			}
 		} else {
@@ -431,14 +413,14 @@ imap_utf7_encode(const char *utf8, size_t len)
 			nbits += 16;
 			while (nbits >= 6) {
 				nbits -= 6;
-				*o++ = mb64[(bits >> nbits) & 0x3f];
+				*o++ = base64_imap[(bits >> nbits) & 0x3f];
 			}
 		}
 		bits &= (1u << nbits) - 1;
 	}
 	if (shifted) {
 		if (nbits > 0)
-			*o++ = mb64[(bits << (6 - nbits)) & 0x3f];
+			*o++ = base64_imap[(bits << (6 - nbits)) & 0x3f];
 		*o++ = '-';
 	}
 	*o = '\0';
@@ -486,7 +468,7 @@ imap_utf7_decode(const char *mutf7, size_t len)
 		nbits = 0;
 		high = 0;
 		for (; i < len && s[i] != '-'; i++) {
-			if ((v = b64_value(s[i])) == -1)
+			if ((v = base64_value(base64_imap, (unsigned char)s[i])) == -1)
 				goto fail;
 			bits = ((bits << 6) | (uint32_t)v) & 0xffffff;
 			nbits += 6;
