@@ -1,9 +1,10 @@
 #include "cli.h"
 
 #include <getopt.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "log.h"
 
 enum {
 	OPT_ONCE = 256,
@@ -29,8 +30,6 @@ static const struct option long_options[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-static int usage_error(char **, const char *, ...)
-    __attribute__((format(printf, 2, 3)));
 
 const char *
 cli_mode_option(enum cli_mode mode)
@@ -55,22 +54,10 @@ cli_mode_option(enum cli_mode mode)
 }
 
 static int
-usage_error(char **error_r, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	if (vasprintf(error_r, fmt, ap) < 0)
-		*error_r = NULL;
-	va_end(ap);
-	return -1;
-}
-
-static int
 set_mode(struct cli_options *opts, enum cli_mode mode, char **error_r)
 {
 	if (opts->mode != CLI_MODE_DAEMON && opts->mode != mode)
-		return usage_error(error_r, "%s and %s cannot be used together",
+		return log_set_error(error_r, "%s and %s cannot be used together",
 		    cli_mode_option(opts->mode), cli_mode_option(mode));
 	opts->mode = mode;
 	return 0;
@@ -82,16 +69,16 @@ add_account(struct cli_options *opts, const char *name, char **error_r)
 	char **v;
 
 	if (*name == '\0')
-		return usage_error(error_r, "-a needs an account name");
+		return log_set_error(error_r, "-a needs an account name");
 	for (size_t i = 0; i < opts->n_accounts; i++)
 		if (strcmp(opts->accounts[i], name) == 0)
 			return 0;
 	v = reallocarray(opts->accounts, opts->n_accounts + 1, sizeof *v);
 	if (v == NULL)
-		return usage_error(error_r, "out of memory");
+		return log_set_error(error_r, "out of memory");
 	opts->accounts = v;
 	if ((v[opts->n_accounts] = strdup(name)) == NULL)
-		return usage_error(error_r, "out of memory");
+		return log_set_error(error_r, "out of memory");
 	opts->n_accounts++;
 	return 0;
 }
@@ -111,13 +98,13 @@ parse_options(int argc, char **argv, struct cli_options *opts,
 		switch (c) {
 		case 'c':
 			if (opts->config_path != NULL)
-				return usage_error(error_r,
+				return log_set_error(error_r,
 				    "-c/--config given twice");
 			if (*optarg == '\0')
-				return usage_error(error_r,
+				return log_set_error(error_r,
 				    "-c/--config needs a file name");
 			if ((opts->config_path = strdup(optarg)) == NULL)
-				return usage_error(error_r, "out of memory");
+				return log_set_error(error_r, "out of memory");
 			break;
 		case 'a':
 			if (add_account(opts, optarg, error_r) == -1)
@@ -143,15 +130,15 @@ parse_options(int argc, char **argv, struct cli_options *opts,
 			break;
 		case OPT_PROBE:
 			if (opts->probe_account != NULL)
-				return usage_error(error_r,
+				return log_set_error(error_r,
 				    "--probe given twice");
 			if (set_mode(opts, CLI_MODE_PROBE, error_r) == -1)
 				return -1;
 			if (*optarg == '\0')
-				return usage_error(error_r,
+				return log_set_error(error_r,
 				    "--probe needs an account name");
 			if ((opts->probe_account = strdup(optarg)) == NULL)
-				return usage_error(error_r, "out of memory");
+				return log_set_error(error_r, "out of memory");
 			break;
 		case OPT_STATUS:
 			if (set_mode(opts, CLI_MODE_STATUS, error_r) == -1)
@@ -166,34 +153,34 @@ parse_options(int argc, char **argv, struct cli_options *opts,
 			break;
 		case ':':
 			if (strncmp(argv[optind - 1], "--", 2) == 0)
-				return usage_error(error_r,
+				return log_set_error(error_r,
 				    "option '%s' needs an argument",
 				    argv[optind - 1]);
-			return usage_error(error_r,
+			return log_set_error(error_r,
 			    "option '-%c' needs an argument", optopt);
 		default:
 			if (optopt != 0)
-				return usage_error(error_r,
+				return log_set_error(error_r,
 				    "unknown option '-%c'", optopt);
-			return usage_error(error_r,
+			return log_set_error(error_r,
 			    "unknown or ambiguous option '%.*s'",
 			    (int)strcspn(argv[optind - 1], "="),
 			    argv[optind - 1]);
 		}
 	}
 	if (optind < argc)
-		return usage_error(error_r, "unexpected argument '%s'",
+		return log_set_error(error_r, "unexpected argument '%s'",
 		    argv[optind]);
 	if (verbose && quiet)
-		return usage_error(error_r,
+		return log_set_error(error_r,
 		    "-v/--verbose and -q/--quiet cannot be used together");
 	opts->verbosity = verbose ? CLI_VERBOSITY_DEBUG :
 	    quiet ? CLI_VERBOSITY_QUIET : CLI_VERBOSITY_CONFIG;
 	if (opts->json && opts->mode != CLI_MODE_STATUS)
-		return usage_error(error_r, "--json works only with --status");
+		return log_set_error(error_r, "--json works only with --status");
 	if (opts->n_accounts > 0 && (opts->mode == CLI_MODE_PROBE ||
 	    opts->mode == CLI_MODE_VERSION || opts->mode == CLI_MODE_HELP))
-		return usage_error(error_r, "-a/--account cannot be used with "
+		return log_set_error(error_r, "-a/--account cannot be used with "
 		    "%s", cli_mode_option(opts->mode));
 	return 0;
 }

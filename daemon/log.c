@@ -237,3 +237,15 @@ log_warn(const char *fmt, ...)
 	log_vmsg(LOGL_WARNING, strerror(saved), fmt, ap);
 	va_end(ap);
 }
+
+int
+log_set_error(char **error_r, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (vasprintf(error_r, fmt, ap) < 0)
+		*error_r = NULL;
+	va_end(ap);
+	return -1;
+}

@@ -59,4 +59,8 @@ void log_msg(enum log_level level, const char *fmt, ...) MM_PRINTF(2, 3);
 /* Like log_warnx, with ": strerror(errno)" appended. */
 void log_warn(const char *fmt, ...) MM_PRINTF(1, 2);
 
+/* Not logged but handed back: sets *error_r to the malloc'ed message (NULL
+ * when out of memory) and returns -1, for "return log_set_error(...)". */
+int log_set_error(char **error_r, const char *fmt, ...) MM_PRINTF(2, 3);
+
 #endif

@@ -16,26 +16,11 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-static int fail(char **, const char *, ...) MM_PRINTF(2, 3);
-
-static int
-fail(char **error_r, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	if (vasprintf(error_r, fmt, ap) < 0)
-		*error_r = NULL;
-	va_end(ap);
-	return -1;
-}
 
 /* The first line of buf (without CR/LF) as a new string. */
 static int
@@ -46,17 +31,17 @@ first_line(const char *what, const char *buf, size_t len, char **secret_r,
 	size_t n = nl != NULL ? (size_t)(nl - buf) : len;
 
 	if (nl == NULL && len == SECRET_MAX)
-		return fail(error_r, "%s: the first line is longer than %d "
+		return log_set_error(error_r, "%s: the first line is longer than %d "
 		    "bytes", what, SECRET_MAX);
 	if (n > 0 && buf[n - 1] == '\r')
 		n--;
 	if (memchr(buf, '\0', n) != NULL)
-		return fail(error_r, "%s: the secret contains a NUL byte",
+		return log_set_error(error_r, "%s: the secret contains a NUL byte",
 		    what);
 	if (n == 0)
-		return fail(error_r, "%s gave an empty secret", what);
+		return log_set_error(error_r, "%s gave an empty secret", what);
 	if ((*secret_r = strndup(buf, n)) == NULL)
-		return fail(error_r, "%s: out of memory", what);
+		return log_set_error(error_r, "%s: out of memory", what);
 	return 0;
 }
 
@@ -173,16 +158,16 @@ secret_run_command(const char *command, unsigned timeout_ms, char **secret_r,
 	*secret_r = NULL;
 	*error_r = NULL;
 	if ((buf = malloc(SECRET_MAX)) == NULL) {
-		fail(error_r, "password_command: out of memory");
+		log_set_error(error_r, "password_command: out of memory");
 		goto out;
 	}
 	if (pipe2(pipefd, O_CLOEXEC) == -1 ||
 	    (devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)) == -1) {
-		fail(error_r, "password_command: %s", strerror(errno));
+		log_set_error(error_r, "password_command: %s", strerror(errno));
 		goto out;
 	}
 	if ((pid = fork()) == -1) {
-		fail(error_r, "password_command: fork: %s", strerror(errno));
+		log_set_error(error_r, "password_command: fork: %s", strerror(errno));
 		goto out;
 	}
 	if (pid == 0)
@@ -203,22 +188,22 @@ secret_run_command(const char *command, unsigned timeout_ms, char **secret_r,
 		while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
 			continue;
 		if (r == 1 && timeout_ms % 1000 == 0)
-			fail(error_r, "password_command timed out after %us "
+			log_set_error(error_r, "password_command timed out after %us "
 			    "and was killed", timeout_ms / 1000);
 		else if (r == 1)
-			fail(error_r, "password_command timed out after %ums "
+			log_set_error(error_r, "password_command timed out after %ums "
 			    "and was killed", timeout_ms);
 		else
-			fail(error_r, "password_command: %s", strerror(saved));
+			log_set_error(error_r, "password_command: %s", strerror(saved));
 		goto out;
 	}
 	if (WIFSIGNALED(status)) {
-		fail(error_r, "password_command was killed by signal %d (%s)",
+		log_set_error(error_r, "password_command was killed by signal %d (%s)",
 		    WTERMSIG(status), strsignal(WTERMSIG(status)));
 		goto out;
 	}
 	if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
-		fail(error_r, "password_command exited with status %d%s",
+		log_set_error(error_r, "password_command exited with status %d%s",
 		    WEXITSTATUS(status), WEXITSTATUS(status) == 127 ?
 		    " (command not found?)" : "");
 		goto out;
@@ -248,18 +233,18 @@ read_secret_file(const char *path, char **secret_r, char **error_r)
 	int fd, ret = -1;
 
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1)
-		return fail(error_r, "password_file %s: %s", path,
+		return log_set_error(error_r, "password_file %s: %s", path,
 		    strerror(errno));
 	if (fstat(fd, &st) == -1) {
-		fail(error_r, "password_file %s: %s", path, strerror(errno));
+		log_set_error(error_r, "password_file %s: %s", path, strerror(errno));
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		fail(error_r, "password_file %s: not a regular file", path);
+		log_set_error(error_r, "password_file %s: not a regular file", path);
 		goto out;
 	}
 	if ((buf = malloc(SECRET_MAX)) == NULL) {
-		fail(error_r, "password_file %s: out of memory", path);
+		log_set_error(error_r, "password_file %s: out of memory", path);
 		goto out;
 	}
 	while (len < SECRET_MAX && memchr(buf, '\n', len) == NULL) {
@@ -267,7 +252,7 @@ read_secret_file(const char *path, char **secret_r, char **error_r)
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1) {
-			fail(error_r, "password_file %s: %s", path,
+			log_set_error(error_r, "password_file %s: %s", path,
 			    strerror(errno));
 			goto out;
 		}
@@ -277,7 +262,7 @@ read_secret_file(const char *path, char **secret_r, char **error_r)
 	}
 	if (asprintf(&what, "password_file %s", path) < 0) {
 		what = NULL;
-		fail(error_r, "password_file: out of memory");
+		log_set_error(error_r, "password_file: out of memory");
 		goto out;
 	}
 	ret = first_line(what, buf, len, secret_r, error_r);
@@ -308,14 +293,14 @@ secret_fetch(const struct account *account, char **secret_r, char **error_r)
 		break;
 	case SECRET_INLINE:
 		if (account->secret == NULL || *account->secret == '\0')
-			ret = fail(error_r, "password is empty");
+			ret = log_set_error(error_r, "password is empty");
 		else if ((*secret_r = strdup(account->secret)) == NULL)
-			ret = fail(error_r, "password: out of memory");
+			ret = log_set_error(error_r, "password: out of memory");
 		else
 			ret = 0;
 		break;
 	default:
-		ret = fail(error_r, "no secret source");
+		ret = log_set_error(error_r, "no secret source");
 		break;
 	}
 	if (ret == 0)
@@ -383,10 +368,10 @@ run_job(struct secret_job *job)
 		read_secret_file(job->account.secret, &job->secret,
 		    &job->error);
 	else if ((job->secret = strdup(job->account.secret)) == NULL)
-		fail(&job->error, "password: out of memory");
+		log_set_error(&job->error, "password: out of memory");
 	else if (*job->secret == '\0') {
 		secret_free(&job->secret);
-		fail(&job->error, "password is empty");
+		log_set_error(&job->error, "password is empty");
 	}
 }
 
