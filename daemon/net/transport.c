@@ -25,6 +25,7 @@
 
 #define TLS_PRIORITY	"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 #define TLS_RECORD_MAX	16384
+#define TLS_RECORD_OVERHEAD 2048	/* header, MAC/tag, padding: at most */
 #define TLS_CACHE_MAX	32
 /*
  * GnuTLS pulls a record header, then its body: two recv() calls per record,
@@ -102,6 +103,7 @@ struct transport {
 	size_t pull_off;
 	size_t pull_len;
 	int lowat;		/* SO_RCVLOWAT set on fd (0: the default) */
+	uint64_t expect;	/* input still certain to come, as promised */
 	bool drained;		/* a short recv(): the socket is empty */
 	char verify_error[256];
 
@@ -450,6 +452,7 @@ transport_teardown(struct transport *t)
 	t->tls_send_len = 0;
 	t->pull_off = t->pull_len = 0;
 	t->lowat = 0;
+	t->expect = 0;
 	t->drained = false;
 	t->woff = t->wlen = 0;
 }
@@ -1209,6 +1212,20 @@ transport_kick_cb(struct ev_loop *loop, ev_idle *w, int revents)
 	}
 }
 
+static void transport_update_lowat(struct transport *);
+
+/* What was promised shrinks by what came: near its end, every byte wakes
+ * the reader again. */
+static void
+transport_consumed(struct transport *t, size_t n)
+{
+	if (t->expect == 0)
+		return;
+	t->expect = n < t->expect ? t->expect - n : 0;
+	if (t->lowat > 1)
+		transport_update_lowat(t);
+}
+
 ssize_t
 transport_read(struct transport *t, void *buf, size_t len)
 {
@@ -1224,6 +1241,7 @@ transport_read(struct transport *t, void *buf, size_t len)
 			n = recv(t->fd, buf, len, 0);
 			if (n > 0) {
 				transport_progress(t);
+				transport_consumed(t, (size_t)n);
 				return n;
 			}
 			if (n == 0) {
@@ -1277,6 +1295,7 @@ transport_read(struct transport *t, void *buf, size_t len)
 		    t->peer, transport_tls_strerror(t, (int)n));
 		return -1;
 	}
+	transport_consumed(t, total);
 	return (ssize_t)total;
 }
 
@@ -1322,24 +1341,37 @@ transport_queued(const struct transport *t)
 	return t->wlen;
 }
 
-void
-transport_expect(struct transport *t, uint64_t bytes)
+/* SO_RCVLOWAT for what is still certain to come (t->expect). */
+static void
+transport_update_lowat(struct transport *t)
 {
-	uint64_t held = 0;
+	uint64_t bytes = t->expect, held = 0, slack = 0;
 	int lowat = 1;
 
 	if (t->state != TS_OPEN || t->fd == -1)
 		return;
-	if (t->session != NULL)
+	if (t->session != NULL) {
 		held = t->pull_len + gnutls_record_check_pending(t->session);
+		/* GnuTLS may hold part of a record it could not decrypt yet:
+		 * ciphertext of what is due that the socket will not bring
+		 * again. */
+		slack = TLS_RECORD_MAX + TLS_RECORD_OVERHEAD;
+	}
 	/* Ciphertext is never shorter than the plaintext it carries. */
-	if (bytes > held && bytes - held >= RECV_LOWAT)
+	if (bytes > held && bytes - held >= RECV_LOWAT + slack)
 		lowat = RECV_LOWAT;
 	if (lowat == (t->lowat == 0 ? 1 : t->lowat))
 		return;
 	if (setsockopt(t->fd, SOL_SOCKET, SO_RCVLOWAT, &lowat,
 	    sizeof lowat) == 0)
 		t->lowat = lowat;
+}
+
+void
+transport_expect(struct transport *t, uint64_t bytes)
+{
+	t->expect = bytes;
+	transport_update_lowat(t);
 }
 
 void

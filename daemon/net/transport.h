@@ -87,8 +87,9 @@ int transport_write(struct transport *t, const void *data, size_t len);
 size_t transport_queued(const struct transport *t);
 
 /* At least bytes more of input are certain to come (e.g. the rest of a
- * literal; 0: nothing is known).  Lets the transport wake the reader once
- * per large block instead of for every packet. */
+ * literal; 0: nothing is known); counted down as transport_read() returns
+ * input.  Lets the transport wake the reader once per large block instead
+ * of for every packet. */
 void transport_expect(struct transport *t, uint64_t bytes);
 /* Changes the no-progress timeout (seconds, 0: none) from now on. */
 void transport_set_timeout(struct transport *t, unsigned timeout);
