@@ -4,7 +4,8 @@
     report.py RESULTS_DIR [--readme PATH]
 
 Reads runs.jsonl (one line per timed run), verify.jsonl (one line per verification),
-daemon.jsonl (the daemon's footprint), corpora.tsv and machine.txt.  When a row/scenario was measured more than once in the same
+daemon.jsonl (the daemon's footprint), commands.txt (what a no-change resync sends),
+corpora.tsv and machine.txt.  When a row/scenario was measured more than once in the same
 directory, the latest series (from its last run 1 on) counts.  Prints the report; with
 --readme, also writes it into PATH below the fixed description kept there.
 """
@@ -164,6 +165,23 @@ def report(d):
         if profile == "wan" and corpora.get(corpus):
             out.append(wan_limit(machine, corpora[corpus][1]))
         out.append("")
+    commands = {}
+    if os.path.exists(os.path.join(d, "commands.txt")):
+        label = None
+        with open(os.path.join(d, "commands.txt")) as f:
+            for ln in f:
+                if ln.startswith("# "):
+                    label = ln[2:].strip()
+                    commands[label] = []
+                elif label:
+                    commands[label].append(ln.rstrip("\n"))
+    if commands:
+        out.append("### What mboxmirror sends on a no-change resync\n")
+        out.append("```")
+        for label, lines in commands.items():
+            out.append(f"# {label}")
+            out += lines
+        out.append("```\n")
     daemon = load_jsonl(os.path.join(d, "daemon.jsonl"))
     if daemon:
         out.append("### The daemon with many accounts (loopback, users of corpus `many`)\n")

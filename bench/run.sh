@@ -439,6 +439,13 @@ run_row() {
 			measure "$profile" "$c" "$row" nochange "$i" 0 0
 		done
 		verify "$label/nochange"
+		if [ "$row" = mboxmirror ] && [ "$c" != many ]; then
+			# What a no-change resync sends (untimed): its commands, from -v.
+			{
+				echo "# $label: nothing new on the server"
+				"${CMD[@]:0:${#CMD[@]}-1}" -v 2>&1 | sed -n 's/^.* C: //p'
+			} >>"$RESULTS/commands.txt"
+		fi
 	fi
 	if has_word "$SCENARIOS" incr && [ "$c" != many ]; then
 		u0i=$(uidnext_of "${C_USER[$c]}" INBOX)
