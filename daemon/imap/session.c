@@ -20,12 +20,19 @@
 #define ERROR_MAX 512
 /*
  * Progress, for the no-progress timeout, is a complete response or this
- * many bytes of one (a big literal on a slow link): a server trickling a
- * byte now and then keeps the socket busy but gets nowhere, and must not
- * hold a run forever.  With the default timeout of 60 s this asks for
- * about 1 KiB/s while a response is incomplete.
+ * many bytes of a streamed literal (a big message on a slow link): a server
+ * trickling a byte now and then keeps the socket busy but gets nowhere, and
+ * must not hold a run forever.  With the default timeout of 60 s this asks
+ * for about 1 KiB/s while a response is incomplete.
  */
 #define PROGRESS_BYTES (64 * 1024)
+/*
+ * ...but only so many untagged responses in a row count: a server that
+ * answers a command with an endless stream of them ("* OK", "* 1 EXISTS")
+ * gets nowhere either.  No command of ours asks for nearly as many (a
+ * batch is 2,000 messages; LIST-STATUS is two per mailbox).
+ */
+#define UNTAGGED_PROGRESS_MAX 100000
 
 enum session_state {
 	S_INIT,
@@ -83,10 +90,13 @@ struct session {
 	char prefix[128];
 	unsigned char *rbuf;
 	struct compress *z;		/* COMPRESS=DEFLATE is on */
-	unsigned long long bytes_in;
 	char bye[ERROR_MAX];
 	ev_timer stall;			/* no progress, as defined above */
-	unsigned long long stall_mark;	/* bytes_in at the last progress */
+	unsigned long long stall_mark;	/* literal_in at the last progress */
+	unsigned long long literal_in;	/* bytes of streamed literals */
+	unsigned long untagged_run;	/* untagged responses in a row */
+	imap_sink_fn *sink;		/* the owner's, behind ours */
+	void *sink_arg;
 
 	struct pending_cmd *head;	/* oldest command not completed */
 	struct pending_cmd **tail;
@@ -245,7 +255,7 @@ session_alive(const struct session *s)
 static void
 stall_progress(struct session *s)
 {
-	s->stall_mark = s->bytes_in;
+	s->stall_mark = s->literal_in;
 	if (ev_is_active(&s->stall))
 		ev_timer_again(s->loop, &s->stall);
 }
@@ -267,7 +277,7 @@ update_timeout(struct session *s)
 	    s->state != S_TLS_HANDSHAKE && s->state < S_CLOSED) {
 		if (!ev_is_active(&s->stall)) {
 			s->stall.repeat = (ev_tstamp)s->timeout;
-			s->stall_mark = s->bytes_in;
+			s->stall_mark = s->literal_in;
 			ev_timer_again(s->loop, &s->stall);
 		}
 	} else {
@@ -411,7 +421,10 @@ feed_parser(struct session *s, const unsigned char *buf, size_t len)
 		}
 		if (r != IMAP_PARSE_RESPONSE)
 			continue;
-		stall_progress(s);
+		if (resp->type != IMAP_RESP_UNTAGGED)
+			s->untagged_run = 0;
+		if (++s->untagged_run <= UNTAGGED_PROGRESS_MAX)
+			stall_progress(s);
 		handle_response(s, resp);
 		if (s->state == S_TLS_HANDSHAKE &&
 		    (len > 0 || !imap_parser_idle(s->parser))) {
@@ -472,10 +485,7 @@ read_available(struct session *s)
 		n = transport_read(s->transport, s->rbuf, READ_BUFFER_SIZE);
 		if (n <= 0)
 			break;
-		s->bytes_in += (unsigned long long)n;
 		burst += (size_t)n;
-		if (s->bytes_in - s->stall_mark >= PROGRESS_BYTES)
-			stall_progress(s);
 		process_input(s, s->rbuf, (size_t)n);
 	}
 	/* Compressed, a literal's size says nothing about the wire. */
@@ -532,7 +542,12 @@ on_stall(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)revents;
 	ev_timer_stop(s->loop, &s->stall);
 	session_ref(s);
-	if (s->bytes_in == s->stall_mark)
+	if (s->untagged_run > UNTAGGED_PROGRESS_MAX)
+		session_fail(s, SESSION_ERR_TIMEOUT, "no response from %s:%u "
+		    "for %us, only %lu untagged ones (in state %s)",
+		    s->account->host, s->account->port, s->timeout,
+		    s->untagged_run, state_names[s->state]);
+	else if (s->literal_in == s->stall_mark)
 		session_fail(s, SESSION_ERR_TIMEOUT, "no response from %s:%u "
 		    "for %us (in state %s)", s->account->host,
 		    s->account->port, s->timeout, state_names[s->state]);
@@ -540,7 +555,7 @@ on_stall(struct ev_loop *loop, ev_timer *w, int revents)
 		session_fail(s, SESSION_ERR_TIMEOUT, "no response from %s:%u "
 		    "for %us, only %llu bytes of one (in state %s)",
 		    s->account->host, s->account->port, s->timeout,
-		    s->bytes_in - s->stall_mark, state_names[s->state]);
+		    s->literal_in - s->stall_mark, state_names[s->state]);
 	session_unref(s);
 }
 
@@ -1299,10 +1314,29 @@ session_account(const struct session *s)
 	return s->account;
 }
 
+/* Counts streamed literal bytes as progress, then hands them on. */
+static int
+session_sink(void *arg, enum imap_sink_event event,
+    const struct imap_literal_info *info, const unsigned char *data,
+    size_t len)
+{
+	struct session *s = arg;
+
+	if (event == IMAP_SINK_DATA) {
+		s->literal_in += len;
+		if (s->literal_in - s->stall_mark >= PROGRESS_BYTES)
+			stall_progress(s);
+	}
+	return s->sink(s->sink_arg, event, info, data, len);
+}
+
 void
 session_set_sink(struct session *s, imap_sink_fn *sink, void *arg)
 {
-	imap_parser_set_sink(s->parser, sink, arg);
+	s->sink = sink;
+	s->sink_arg = arg;
+	imap_parser_set_sink(s->parser, sink != NULL ? session_sink : NULL,
+	    sink != NULL ? s : NULL);
 }
 
 

@@ -19,7 +19,8 @@ Behaviour switches, for servers that are broken or hostile rather than merely od
         were asked, ascending), "body" (UID FETCH: whether bodies were asked)}
     actions: bytes (sent), ("sleep", s), ("close",) (drop the connection),
         ("hang",) (answer nothing more until stop()), ("trickle", bytes, s) (one
-        byte every s seconds)
+        byte every s seconds), ("flood", bytes, s) (bytes sent again and again for s
+        seconds)
     srv.dates[(name, uid)] = b'"03-Sep-2023 14:05:09 +0000"'   (INTERNALDATE)
     srv.uidnext[name] = n         (UIDNEXT in STATUS and EXAMINE, default count + 1)
     srv.caps = b"IMAP4rev1 ..."   (CAPABILITY)
@@ -67,6 +68,16 @@ class _Conn:
                     if self.server.stopped.wait(act[2]):
                         return False
                     self.send(act[1][i:i + 1])
+            elif act[0] == "flood":
+                # The same bytes again and again, as fast as the client reads them,
+                # for act[2] seconds (or until the client goes away).
+                deadline = time.monotonic() + act[2]
+                block = act[1] * max(1, 65536 // len(act[1]))
+                try:
+                    while time.monotonic() < deadline and not self.server.stopped.is_set():
+                        self.send(block)
+                except OSError:
+                    return False
             else:
                 raise ValueError(f"unknown action {act!r}")
         return True

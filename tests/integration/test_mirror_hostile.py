@@ -14,10 +14,10 @@ What the tests decide where DESIGN.md leaves room:
 - A mailbox whose STATUS is refused or lacks UIDNEXT is opened anyway.
 - "BODY[] NIL" for a message asked for fails the mailbox (nothing of that batch is
   committed): skipping it would lose the message for good.
-- The no-progress timeout counts complete responses, or 64 KiB of data, as progress: a
-  server trickling bytes fails after about one timeout ("no response from ...").  A
-  server streaming complete but useless responses forever is not bounded (there is no
-  overall deadline), so it is not tested here.
+- The no-progress timeout counts complete responses, or 64 KiB of a body, as progress: a
+  server trickling bytes fails after about one timeout ("no response from ...").  So does
+  one that answers with untagged responses without end: past 100,000 in a row they no
+  longer count.
 
 The fake server needs no Dovecot; the module runs under ctest with the others."""
 
@@ -661,6 +661,19 @@ class Hostile(unittest.TestCase):
         res, elapsed = self.failing(body, "no response from .* for 2s",
                                     timeout="2s", bound=15)
         self.assertLess(elapsed, 10)
+
+
+    def test_endless_untagged_responses(self):
+        # Complete responses, but never the tagged one: a flood of "* OK" and of
+        # unasked FETCH flags, each for longer than the test's bound.
+        for what, line in (("OK", b"* OK still working\r\n"),
+                           ("FETCH", b"* 1 FETCH (FLAGS (\\Seen))\r\n")):
+            with self.subTest(what):
+                res, elapsed = self.failing(
+                    lambda conn, ctx, line=line: [("flood", line, 60)],
+                    r"no response from .* for 2s, only \d+ untagged ones",
+                    timeout="2s", bound=30)
+                self.assertLess(elapsed, 30)
 
 
 if __name__ == "__main__":
