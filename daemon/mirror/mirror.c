@@ -99,6 +99,7 @@ struct mirror {
 	uint32_t *todo;			/* UIDs to fetch, ascending */
 	uint64_t *todo_sizes;
 	size_t n_todo, cap_todo, next_todo;
+	bool todo_unsorted;		/* the server's order was not ours */
 	unsigned in_flight;
 	struct batch batches[BATCHES_IN_FLIGHT];	/* in flight: used */
 	uint32_t appended_max;		/* highest UID appended */
@@ -977,29 +978,59 @@ on_sizes_untagged(struct session *s, const struct imap_response *resp,
 	/* "n:*" returns the last message even when it is old. */
 	if (item.uid <= m->ms->last_uid)
 		return;
-	if (m->n_todo > 0 && item.uid <= m->todo[m->n_todo - 1]) {
-		/* Out of order or repeated: keep the list sorted. */
-		size_t i;
-
-		for (i = 0; i < m->n_todo && m->todo[i] < item.uid; i++)
-			;
-		if (i < m->n_todo && m->todo[i] == item.uid)
-			return;
-		if (add_todo(m, 0, 0) != 0)
-			goto oom;
-		memmove(m->todo + i + 1, m->todo + i,
-		    (m->n_todo - 1 - i) * sizeof *m->todo);
-		memmove(m->todo_sizes + i + 1, m->todo_sizes + i,
-		    (m->n_todo - 1 - i) * sizeof *m->todo_sizes);
-		m->todo[i] = item.uid;
-		m->todo_sizes[i] = item.has_size ? item.size : 0;
-		return;
-	}
+	/* Out of order or repeated: sorted once the answer is complete. */
+	if (m->n_todo > 0 && item.uid <= m->todo[m->n_todo - 1])
+		m->todo_unsorted = true;
 	if (add_todo(m, item.uid, item.has_size ? item.size : 0) != 0)
-		goto oom;
-	return;
-oom:
-	mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
+		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
+}
+
+struct uid_size {
+	uint32_t uid;
+	size_t arrival;
+	uint64_t size;
+};
+
+static int
+uid_size_cmp(const void *a, const void *b)
+{
+	const struct uid_size *x = a, *y = b;
+
+	if (x->uid != y->uid)
+		return x->uid < y->uid ? -1 : 1;
+	return x->arrival < y->arrival ? -1 : x->arrival > y->arrival;
+}
+
+/*
+ * The UIDs to fetch in ascending order, each once (the first size sent for
+ * it counts).  One sort, however the server ordered them: inserting each in
+ * place would be quadratic in what a hostile server sends.
+ */
+static int
+sort_todo(struct mirror *m)
+{
+	struct uid_size *v;
+	size_t i, n = 0;
+
+	if ((v = reallocarray(NULL, m->n_todo, sizeof *v)) == NULL)
+		return -1;
+	for (i = 0; i < m->n_todo; i++) {
+		v[i].uid = m->todo[i];
+		v[i].arrival = i;
+		v[i].size = m->todo_sizes[i];
+	}
+	qsort(v, m->n_todo, sizeof *v, uid_size_cmp);
+	for (i = 0; i < m->n_todo; i++) {
+		if (n > 0 && v[i].uid == m->todo[n - 1])
+			continue;
+		m->todo[n] = v[i].uid;
+		m->todo_sizes[n] = v[i].size;
+		n++;
+	}
+	m->n_todo = n;
+	m->todo_unsorted = false;
+	free(v);
+	return 0;
 }
 
 static void
@@ -1068,6 +1099,7 @@ send_fetch(struct mirror *m, uint32_t base, bool direct)
 
 	m->fetch_base = base;
 	m->n_todo = m->next_todo = 0;
+	m->todo_unsorted = false;
 	m->todo_bytes = 0;
 	m->mbx_started = m->last_progress = ev_now(m->loop);
 	session_cmd_init(m->session, &cmd, "UID FETCH");
@@ -1101,6 +1133,10 @@ on_sizes_done(struct session *s, const struct imap_response *tagged,
 	if (tagged->status != IMAP_STATUS_OK) {
 		mirror_fail(m, SESSION_ERR_SERVER, "UID FETCH failed: %s",
 		    tagged_text(tagged, text, sizeof text));
+		return;
+	}
+	if (m->todo_unsorted && sort_todo(m) != 0) {
+		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
 		return;
 	}
 	if (m->n_todo == 0) {

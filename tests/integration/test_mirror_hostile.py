@@ -323,6 +323,22 @@ class Hostile(unittest.TestCase):
                 e.assert_exact(b"INBOX")
                 e.follow_up()
 
+    def test_sizes_out_of_order_and_repeated(self):
+        # The answer to the size query in reverse, every UID twice: each message is
+        # fetched once and the mbox is in UID order.
+        def sizes(conn, ctx):
+            if ctx["body"]:
+                return None
+            order = ctx["uids"][::-1]
+            return [b"".join(conn.fetch_response(u, ["UID", "RFC822.SIZE"])
+                             for u in order + order) + ok(ctx)]
+        e = self.env(counts={b"INBOX": 7})
+        e.srv.hooks["UID FETCH"] = sizes
+        res, _ = e.run()
+        e.assert_ok(res, messages=7)
+        e.assert_exact(b"INBOX")
+        e.follow_up()
+
     def test_out_of_order_uids(self):
         # A server may answer in any order: every message once (in the order sent).
         def script(conn, ctx):
