@@ -80,6 +80,8 @@ struct mirror {
 
 	struct mbx *mbxs;
 	size_t n_mbxs, cap_mbxs;
+	size_t *mbx_slots;		/* hash of names: index + 1, 0 empty */
+	size_t n_slots;			/* a power of two, > 2 * n_mbxs */
 	unsigned lists_pending, status_pending;
 	size_t cur;			/* mailbox being synced */
 
@@ -230,14 +232,70 @@ on_session_closed(struct session *s, void *arg)
 
 /* The plan: LIST */
 
+/*
+ * Names are looked up once per LIST and STATUS response: hashed, so that a
+ * server listing many mailboxes (or one many times) costs linear time.
+ */
+static size_t
+name_hash(const char *name, size_t len)
+{
+	size_t h = 2166136261u;		/* FNV-1a */
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (unsigned char)name[i]) * 16777619u;
+	return h;
+}
+
+/* The slot that holds name, or the empty one where it would go. */
+static size_t *
+mbx_slot(struct mirror *m, const char *name, size_t len)
+{
+	size_t i = name_hash(name, len) & (m->n_slots - 1), *slot;
+	const struct mbx *mb;
+
+	for (;; i = (i + 1) & (m->n_slots - 1)) {
+		slot = &m->mbx_slots[i];
+		if (*slot == 0)
+			return slot;
+		mb = &m->mbxs[*slot - 1];
+		if (strlen(mb->name) == len && memcmp(mb->name, name, len) == 0)
+			return slot;
+	}
+}
+
 static struct mbx *
 find_mbx(struct mirror *m, const char *name, size_t len)
 {
-	for (size_t i = 0; i < m->n_mbxs; i++)
-		if (strlen(m->mbxs[i].name) == len &&
-		    memcmp(m->mbxs[i].name, name, len) == 0)
-			return &m->mbxs[i];
-	return NULL;
+	size_t *slot;
+
+	if (m->n_slots == 0)
+		return NULL;
+	slot = mbx_slot(m, name, len);
+	return *slot != 0 ? &m->mbxs[*slot - 1] : NULL;
+}
+
+/* Room in the hash for one more name; -1 when out of memory. */
+static int
+mbx_slots_reserve(struct mirror *m)
+{
+	size_t n = m->n_slots ? m->n_slots : 32, *old = m->mbx_slots;
+	size_t old_n = m->n_slots;
+
+	if (old_n > 2 * (m->n_mbxs + 1))
+		return 0;
+	while (n <= 2 * (m->n_mbxs + 1))
+		n *= 2;
+	if ((m->mbx_slots = calloc(n, sizeof *m->mbx_slots)) == NULL) {
+		m->mbx_slots = old;
+		return -1;
+	}
+	m->n_slots = n;
+	for (size_t i = 0; i < old_n; i++)
+		if (old[i] != 0)
+			*mbx_slot(m, m->mbxs[old[i] - 1].name,
+			    strlen(m->mbxs[old[i] - 1].name)) = old[i];
+	free(old);
+	return 0;
 }
 
 static void
@@ -273,6 +331,10 @@ add_mbx(struct mirror *m, const struct imap_list_item *item)
 		m->mbxs = v;
 		m->cap_mbxs = cap;
 	}
+	if (mbx_slots_reserve(m) != 0) {
+		free(display);
+		return;
+	}
 	mb = &m->mbxs[m->n_mbxs];
 	memset(mb, 0, sizeof *mb);
 	if ((mb->name = strndup(item->name, item->name_len)) == NULL) {
@@ -282,6 +344,7 @@ add_mbx(struct mirror *m, const struct imap_list_item *item)
 	mb->display = display;
 	mb->delimiter = item->delimiter;
 	m->n_mbxs++;
+	*mbx_slot(m, mb->name, item->name_len) = m->n_mbxs;
 }
 
 static void on_status_untagged(struct session *, const struct imap_response *,
@@ -1732,6 +1795,7 @@ mirror_free(struct mirror **mp)
 		free(m->mbxs[i].display);
 	}
 	free(m->mbxs);
+	free(m->mbx_slots);
 	free(m->todo);
 	free(m->todo_sizes);
 	free(m->got);
