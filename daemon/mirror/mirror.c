@@ -37,6 +37,15 @@
 #define PROGRESS_INTERVAL 5.0
 /* Bytes of a server's text kept for an error message. */
 #define ERROR_TEXT_MAX 300
+/*
+ * Each commit costs an fdatasync, which flushes the disk's cache whatever
+ * its size (some 20 ms here): while more batches follow, commit at most
+ * this often, or after this many bytes, so that a mailbox of big messages
+ * does not pay a flush per message.  A crash costs at most that much
+ * fetched again.
+ */
+#define COMMIT_INTERVAL 1.0
+#define COMMIT_MAX_BYTES (256ULL * 1024 * 1024)
 /* How often to look again at an mbox another program holds locked. */
 #define LOCK_POLL_SECS 0.1
 
@@ -101,6 +110,7 @@ struct mirror {
 	uint32_t *todo;			/* UIDs to fetch, ascending */
 	uint64_t *todo_sizes;
 	size_t n_todo, cap_todo, next_todo;
+	size_t contig;			/* todo[0..contig) all appended */
 	bool todo_unsorted;		/* the server's order was not ours */
 	unsigned in_flight;
 	struct batch batches[BATCHES_IN_FLIGHT];	/* in flight: used */
@@ -110,6 +120,7 @@ struct mirror {
 	unsigned long long mbx_messages, mbx_bytes;
 	uint64_t todo_bytes;		/* sum of todo_sizes */
 	ev_tstamp mbx_started, last_progress;
+	ev_tstamp last_commit;
 
 	/* The message being streamed */
 	bool msg_skip;
@@ -781,6 +792,7 @@ prepare_mailbox(struct mirror *m)
 	free(path);
 	m->appended_max = ms->last_uid;
 	m->n_got = 0;
+	m->contig = 0;
 	m->mbx_messages = m->mbx_bytes = 0;
 	m->fetch_stale = ms->last_uid != m->fetch_base;
 }
@@ -1161,10 +1173,10 @@ send_fetch(struct mirror *m, uint32_t base, bool direct)
 	int rc;
 
 	m->fetch_base = base;
-	m->n_todo = m->next_todo = 0;
+	m->n_todo = m->next_todo = m->contig = 0;
 	m->todo_unsorted = false;
 	m->todo_bytes = 0;
-	m->mbx_started = m->last_progress = ev_now(m->loop);
+	m->mbx_started = m->last_progress = m->last_commit = ev_now(m->loop);
 	session_cmd_init(m->session, &cmd, "UID FETCH");
 	if (direct) {
 		imap_cmd_add_raw(&cmd, "%u:* (UID INTERNALDATE RFC822.SIZE "
@@ -1209,7 +1221,7 @@ on_sizes_done(struct session *s, const struct imap_response *tagged,
 	m->todo_bytes = 0;
 	for (size_t i = 0; i < m->n_todo; i++)
 		m->todo_bytes += m->todo_sizes[i];
-	m->mbx_started = m->last_progress = ev_now(m->loop);
+	m->mbx_started = m->last_progress = m->last_commit = ev_now(m->loop);
 	log_debug("%s: mailbox %s: %zu new messages", m->prefix,
 	    m->mbxs[m->cur].display, m->n_todo);
 	send_batches(m);
@@ -1401,17 +1413,17 @@ pop_batch(struct mirror *m, const char *tag, struct batch *b_r)
  * the state could not say which are in the mbox.
  */
 static bool
-appended_contiguous(const struct mirror *m)
+appended_contiguous(struct mirror *m)
 {
-	uint32_t top;
-
 	if (m->n_got == 0)
 		return true;
-	top = m->got[m->n_got - 1];
-	for (size_t i = 0; i < m->n_todo && m->todo[i] <= top; i++)
-		if (!uid_in(m->got, m->n_got, m->todo[i], NULL))
-			return false;
-	return true;
+	/* got only grows while a mailbox is synced: the prefix of todo found
+	 * in it only grows too, so each batch looks at its new part alone. */
+	while (m->contig < m->n_todo &&
+	    uid_in(m->got, m->n_got, m->todo[m->contig], NULL))
+		m->contig++;
+	return m->contig == m->n_todo ||
+	    m->todo[m->contig] > m->got[m->n_got - 1];
 }
 
 static int
@@ -1646,6 +1658,15 @@ report_progress(struct mirror *m)
 	    m->todo_bytes / 1e6, rate / 1e6, eta > 0 ? eta : 0);
 }
 
+/* Whether this batch's commit may join a later one's (see COMMIT_INTERVAL). */
+static bool
+commit_can_wait(const struct mirror *m)
+{
+	return (m->next_todo < m->n_todo || m->in_flight > 0) &&
+	    m->batch_bytes < COMMIT_MAX_BYTES &&
+	    ev_now(m->loop) - m->last_commit < COMMIT_INTERVAL;
+}
+
 static void
 on_batch_done(struct session *s, const struct imap_response *tagged,
     void *arg)
@@ -1693,8 +1714,9 @@ on_batch_done(struct session *s, const struct imap_response *tagged,
 			return;
 		}
 	}
-	if (!appended_contiguous(m)) {
-		/* The next batch's OK commits it all. */
+	if (!appended_contiguous(m) || commit_can_wait(m)) {
+		/* A later batch's OK commits it all. */
+		report_progress(m);
 		send_batches(m);
 		return;
 	}
@@ -1704,6 +1726,7 @@ on_batch_done(struct session *s, const struct imap_response *tagged,
 		mirror_fail(m, SESSION_ERR_LOCAL, "%s", mbox_error(m->mbox));
 		return;
 	}
+	m->last_commit = ev_now(m->loop);
 	m->ms->last_uid = m->appended_max;
 	m->ms->mbox_size = size;
 	m->ms->messages += m->batch_appended;
