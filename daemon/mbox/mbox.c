@@ -100,7 +100,7 @@ static int	lock_dotlock(struct mbox *, const struct timespec *, char **);
 static int	unlock_all(struct mbox *, char **);
 static int	compute_pad(struct mbox *, char **);
 static int	is_leftover(struct mbox *, uint64_t, uint64_t, bool *, char **);
-static bool	dotlock_holder_dead(const char *);
+static bool	dotlock_stale(const char *, const struct stat *);
 
 static const struct mbox_sys_ops real_ops = {
 	sys_pwrite, sys_fdatasync, sys_ftruncate
@@ -186,9 +186,7 @@ mbox_locked_elsewhere(const char *path)
 		return true;
 	if (asprintf(&lock, "%s.lock", path) == -1)
 		return false;
-	held = lstat(lock, &st) == 0 &&
-	    time(NULL) - st.st_mtime <= MBOX_DOTLOCK_STALE_SECS &&
-	    !dotlock_holder_dead(lock);
+	held = lstat(lock, &st) == 0 && !dotlock_stale(lock, &st);
 	free(lock);
 	return held;
 }
@@ -867,6 +865,15 @@ dotlock_holder_dead(const char *path)
 	return kill((pid_t)pid, 0) == -1 && errno == ESRCH;
 }
 
+/* A dotlock (st: its lstat) that may be taken over: too old, or its
+ * holder is gone. */
+static bool
+dotlock_stale(const char *path, const struct stat *st)
+{
+	return time(NULL) - st->st_mtime > MBOX_DOTLOCK_STALE_SECS ||
+	    dotlock_holder_dead(path);
+}
+
 static int
 lock_dotlock(struct mbox *m, const struct timespec *deadline, char **error_r)
 {
@@ -890,8 +897,7 @@ lock_dotlock(struct mbox *m, const struct timespec *deadline, char **error_r)
 				continue;
 			goto syserr;
 		}
-		if (time(NULL) - st.st_mtime > MBOX_DOTLOCK_STALE_SECS ||
-		    dotlock_holder_dead(m->lock_path)) {
+		if (dotlock_stale(m->lock_path, &st)) {
 			/* Its holder died: mutt and Dovecot take over the
 			 * same way. */
 			if (unlink(m->lock_path) == -1 && errno != ENOENT)

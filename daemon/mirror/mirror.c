@@ -136,6 +136,8 @@ struct mirror {
 
 static void mirror_fail(struct mirror *, enum session_error, const char *, ...)
     __attribute__((format(printf, 3, 4)));
+static void mailbox_failed(struct mirror *, const char *, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* "[CODE] text" of a tagged NO or BAD, for an error message. */
 static const char *
@@ -815,6 +817,29 @@ on_examine_untagged(struct session *s, const struct imap_response *resp,
 		m->examine_uidnext = v;
 }
 
+/*
+ * The current mailbox is left out of this run: the others go on, but the
+ * mirror is incomplete, so the account fails in the end, saying why for the
+ * first such mailbox.
+ */
+static void
+mailbox_failed(struct mirror *m, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (m->mbxs_failed++ > 0)
+		return;
+	n = snprintf(m->mbx_failure, sizeof m->mbx_failure, "mailbox %s: ",
+	    m->mbxs[m->cur].display);
+	if (n < 0 || (size_t)n >= sizeof m->mbx_failure)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(m->mbx_failure + n, sizeof m->mbx_failure - (size_t)n, fmt,
+	    ap);
+	va_end(ap);
+}
+
 static void
 on_examine_done(struct session *s, const struct imap_response *tagged,
     void *arg)
@@ -832,10 +857,7 @@ on_examine_done(struct session *s, const struct imap_response *tagged,
 		log_warnx("%s: mailbox %s: EXAMINE failed, skipped: %s",
 		    m->prefix, mb->display, tagged_text(tagged, text,
 		    sizeof text));
-		if (m->mbxs_failed++ == 0)
-			snprintf(m->mbx_failure, sizeof m->mbx_failure,
-			    "mailbox %s: EXAMINE failed: %s", mb->display,
-			    text);
+		mailbox_failed(m, "EXAMINE failed: %s", text);
 		m->examine_failed = true;
 		return;
 	}
@@ -845,10 +867,7 @@ on_examine_done(struct session *s, const struct imap_response *tagged,
 		/* Nothing to tell a renumbered mailbox by: no mirroring. */
 		log_warnx("%s: mailbox %s: no UIDVALIDITY, skipped",
 		    m->prefix, mb->display);
-		if (m->mbxs_failed++ == 0)
-			snprintf(m->mbx_failure, sizeof m->mbx_failure,
-			    "mailbox %s: the server sent no UIDVALIDITY",
-			    mb->display);
+		mailbox_failed(m, "the server sent no UIDVALIDITY");
 		m->examine_failed = true;
 		return;
 	}
@@ -911,9 +930,7 @@ wait_for_mbox_lock(struct mirror *m)
 	log_warnx("%s: mailbox %s: %s is still locked by another program "
 	    "after %u ms; skipped until the next sync", m->prefix, mb->display,
 	    path, mbox_lock_wait());
-	if (m->mbxs_failed++ == 0)
-		snprintf(m->mbx_failure, sizeof m->mbx_failure, "mailbox %s: "
-		    "%s is locked by another program", mb->display, path);
+	mailbox_failed(m, "%s is locked by another program", path);
 	free(path);
 	m->lock_wait_since = 0;
 	m->cur++;
