@@ -792,6 +792,12 @@ prepare_mailbox(struct mirror *m)
 		ms->mbox_size = mbox_committed_size(m->mbox);
 	}
 	free(path);
+	/* The size the next append starts at must be durable before the
+	 * append: a crash during it must find the tail past this size, not
+	 * past the old one, to cut it as ours. */
+	if ((r == MBOX_OPEN_SHORTER || r == MBOX_OPEN_CHANGED) &&
+	    save_state(m) != 0)
+		return;
 	m->appended_max = ms->last_uid;
 	m->n_got = 0;
 	m->contig = 0;
