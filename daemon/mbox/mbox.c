@@ -747,6 +747,57 @@ mbox_rollback(struct mbox *m)
 }
 
 uint64_t
+mbox_appended_size(const struct mbox *m)
+{
+	return m->committed + m->flushed + m->out_len;
+}
+
+int
+mbox_commit_upto(struct mbox *m, uint64_t size, uint64_t *size_r)
+{
+	int r;
+
+	if (m->failed)
+		return -1;
+	if (size < m->committed || size > mbox_appended_size(m)) {
+		set_error(m, "%s: commit at %llu outside what was appended",
+		    m->path, (unsigned long long)size);
+		return -1;
+	}
+	/* A message in progress is cut off with the rest. */
+	m->in_msg = false;
+	m->holding = false;
+	m->hold_len = 0;
+	if (flush_out(m) == -1)
+		return -1;
+	if (size < m->committed + m->flushed) {
+		do
+			r = ops.ftruncate(m->fd, (off_t)size);
+		while (r == -1 && errno == EINTR);
+		if (r == -1) {
+			fail(m, "truncate", errno);
+			return -1;
+		}
+	}
+	if (size > m->committed || m->dirty) {
+		do
+			r = ops.fdatasync(m->fd);
+		while (r == -1 && errno == EINTR);
+		if (r == -1) {
+			fail(m, "fdatasync", errno);
+			return -1;
+		}
+	}
+	m->committed = size;
+	m->flushed = 0;
+	m->dirty = false;
+	m->pad = m->committed == m->open_size ? m->base_pad : 0;
+	if (size_r != NULL)
+		*size_r = m->committed;
+	return 0;
+}
+
+uint64_t
 mbox_committed_size(const struct mbox *m)
 {
 	return m->committed;

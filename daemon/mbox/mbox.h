@@ -100,6 +100,18 @@ int mbox_commit(struct mbox *mbox, uint64_t *size_r);
  * message in progress, and clears a failed state.  0, or -1 if the file
  * could not be truncated. */
 int mbox_rollback(struct mbox *mbox);
+/* The size the file will have once everything appended so far is written:
+ * taken after mbox_msg_end(), where the next entry begins. */
+uint64_t mbox_appended_size(const struct mbox *mbox);
+/*
+ * Commits what was appended up to size (a value mbox_appended_size() gave
+ * between two messages, or the committed size) and drops everything after
+ * it, a message in progress too: the rest is truncated away, and the file is
+ * fdatasync'ed.  For keeping the part of a batch that may be recorded when
+ * the rest may not.  *size_r (may be NULL) is the new committed size.  0 or
+ * -1; on failure everything since the last commit is truncated away.
+ */
+int mbox_commit_upto(struct mbox *mbox, uint64_t size, uint64_t *size_r);
 /* Size as last committed (after open: the size it started appending at). */
 uint64_t mbox_committed_size(const struct mbox *mbox);
 /* Rolls back anything uncommitted, releases the locks and closes; NULLs
