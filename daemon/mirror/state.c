@@ -6,6 +6,7 @@
  *       <TAB>next_attempt=T<TAB>failures=N<TAB>last_error=E
  *   mailbox<TAB>NAME<TAB>FILE<TAB>uidvalidity=N<TAB>last_uid=N
  *       <TAB>uidnext=N<TAB>messages=N<TAB>mbox_size=N
+ *       [<TAB>hole=UID:TRIES<TAB>skipped=TOTAL:UID,UID,...|-]
  *   ...
  *   end
  *
@@ -13,7 +14,8 @@
  * escaped: every byte outside '!'..'~' and '%' itself is written "%XX", so
  * any name stays on one line and one field; "-" stands for none (NULL) and
  * a literal "-" is written "%2D".  The end line tells a complete file from
- * a cut one.
+ * a cut one.  The hole and skipped fields are written only when there is a
+ * hole or a skipped UID, so files without them read as before.
  */
 #include "mirror/state.h"
 
@@ -50,6 +52,9 @@ static int	parse_account(struct account_state *, char **, size_t,
 		    const char **);
 static int	parse_mailbox(struct account_state *, char **, size_t,
 		    const char **);
+static int	parse_hole(const char *, struct mailbox_state *);
+static int	parse_skipped(const char *, struct mailbox_state *);
+static int	write_skipped(FILE *, const struct mailbox_state *);
 static int	parse_state(const char *, char *, size_t,
 		    struct account_state *, char **);
 static int	read_file(int, char **, size_t *);
@@ -275,8 +280,9 @@ parse_mailbox(struct account_state *st, char **f, size_t n,
 	char *name = NULL, *file = NULL;
 	const char *v;
 	size_t i;
+	struct mailbox_state extra = { 0 };
 
-	if (n != 8) {
+	if (n != 8 && n != 10) {
 		*what_r = "mailbox line: wrong number of fields";
 		return -1;
 	}
@@ -303,6 +309,16 @@ parse_mailbox(struct account_state *st, char **f, size_t n,
 		*what_r = "mailbox listed twice";
 		goto fail;
 	}
+	if (n == 10 && ((v = keyed(f[8], "hole")) == NULL ||
+	    parse_hole(v, &extra) == -1)) {
+		*what_r = "mailbox line: bad hole";
+		goto fail;
+	}
+	if (n == 10 && ((v = keyed(f[9], "skipped")) == NULL ||
+	    parse_skipped(v, &extra) == -1)) {
+		*what_r = "mailbox line: bad skipped list";
+		goto fail;
+	}
 	grown = reallocarray(st->mailboxes, st->n_mailboxes + 1,
 	    sizeof *st->mailboxes);
 	if (grown == NULL) {
@@ -318,11 +334,94 @@ parse_mailbox(struct account_state *st, char **f, size_t n,
 	mb->uidnext = (uint32_t)vals[2];
 	mb->messages = (uint32_t)vals[3];
 	mb->mbox_size = vals[4];
+	mb->hole_uid = extra.hole_uid;
+	mb->hole_tries = extra.hole_tries;
+	mb->skipped = extra.skipped;
+	mb->n_skipped = extra.n_skipped;
+	mb->skipped_total = extra.skipped_total;
 	return 0;
 fail:
+	free(extra.skipped);
 	free(name);
 	free(file);
 	return -1;
+}
+
+/* "UID:TRIES" */
+static int
+parse_hole(const char *v, struct mailbox_state *mb)
+{
+	const char *colon = strchr(v, ':');
+	char num[16];
+	uint64_t uid, tries;
+
+	if (colon == NULL || (size_t)(colon - v) >= sizeof num)
+		return -1;
+	memcpy(num, v, (size_t)(colon - v));
+	num[colon - v] = '\0';
+	if (parse_u64(num, UINT32_MAX, &uid) == -1 ||
+	    parse_u64(colon + 1, UINT32_MAX, &tries) == -1)
+		return -1;
+	mb->hole_uid = (uint32_t)uid;
+	mb->hole_tries = (uint32_t)tries;
+	return 0;
+}
+
+/* "-", or "TOTAL:UID,UID,..." with the UIDs ascending (none when all
+ * were dropped). */
+static int
+parse_skipped(const char *v, struct mailbox_state *mb)
+{
+	char num[16];
+	const char *p, *end;
+	uint64_t total, u;
+
+	if (strcmp(v, "-") == 0)
+		return 0;
+	end = v + strcspn(v, ":");
+	if (*end != ':' || end == v || (size_t)(end - v) >= sizeof num)
+		return -1;
+	memcpy(num, v, (size_t)(end - v));
+	num[end - v] = '\0';
+	if (parse_u64(num, UINT32_MAX, &total) == -1)
+		return -1;
+	for (p = end + 1; *p != '\0'; p = *end == ',' ? end + 1 : end) {
+		end = p + strcspn(p, ",");
+		if (end == p || (size_t)(end - p) >= sizeof num)
+			return -1;
+		memcpy(num, p, (size_t)(end - p));
+		num[end - p] = '\0';
+		if (parse_u64(num, UINT32_MAX, &u) == -1 || u == 0 ||
+		    mb->n_skipped == STATE_SKIPPED_MAX || (mb->n_skipped > 0 &&
+		    u <= mb->skipped[mb->n_skipped - 1]) ||
+		    state_add_skipped(mb, (uint32_t)u) == -1)
+			return -1;
+		if (*end == ',' && end[1] == '\0')
+			return -1;
+	}
+	if (total < mb->n_skipped)
+		return -1;
+	mb->skipped_total = (uint32_t)total;
+	return 0;
+}
+
+static int
+write_skipped(FILE *fp, const struct mailbox_state *mb)
+{
+	if (mb->hole_uid == 0 && mb->skipped_total == 0)
+		return 0;
+	if (fprintf(fp, "\thole=%" PRIu32 ":%" PRIu32 "\tskipped=",
+	    mb->hole_uid, mb->hole_tries) < 0)
+		return -1;
+	if (mb->skipped_total == 0)
+		return fputc('-', fp) == EOF ? -1 : 0;
+	if (fprintf(fp, "%" PRIu32 ":", mb->skipped_total) < 0)
+		return -1;
+	for (size_t i = 0; i < mb->n_skipped; i++)
+		if (fprintf(fp, "%s%" PRIu32, i > 0 ? "," : "",
+		    mb->skipped[i]) < 0)
+			return -1;
+	return 0;
 }
 
 static int
@@ -553,9 +652,10 @@ write_state(FILE *fp, const struct account_state *st)
 		    put_escaped(fp, mb->file) == -1 ||
 		    fprintf(fp, "\tuidvalidity=%" PRIu32 "\tlast_uid=%" PRIu32
 		    "\tuidnext=%" PRIu32 "\tmessages=%" PRIu32
-		    "\tmbox_size=%" PRIu64 "\n", mb->uidvalidity,
+		    "\tmbox_size=%" PRIu64, mb->uidvalidity,
 		    mb->last_uid, mb->uidnext, mb->messages,
-		    mb->mbox_size) < 0)
+		    mb->mbox_size) < 0 || write_skipped(fp, mb) == -1 ||
+		    fputc('\n', fp) == EOF)
 			return -1;
 	}
 	if (fputs("end\n", fp) == EOF)
@@ -661,6 +761,7 @@ state_clear(struct account_state *st)
 	for (i = 0; i < st->n_mailboxes; i++) {
 		free(st->mailboxes[i].name);
 		free(st->mailboxes[i].file);
+		free(st->mailboxes[i].skipped);
 	}
 	free(st->mailboxes);
 	free(st->last_error);
@@ -711,4 +812,46 @@ state_set_error(struct account_state *st, const char *error, time_t when)
 	/* Out of memory loses the text, not the fact of the failure. */
 	st->last_error = strdup(error);
 	st->last_error_time = when;
+}
+
+int
+state_add_skipped(struct mailbox_state *mb, uint32_t uid)
+{
+	size_t pos = 0;
+	uint32_t *v;
+
+	while (pos < mb->n_skipped && mb->skipped[pos] < uid)
+		pos++;
+	if (pos < mb->n_skipped && mb->skipped[pos] == uid)
+		return 0;
+	mb->skipped_total++;
+	if (mb->n_skipped == STATE_SKIPPED_MAX) {
+		/* Full: the oldest (lowest) goes, unless uid is older. */
+		if (pos == 0)
+			return 0;
+		memmove(mb->skipped, mb->skipped + 1, (pos - 1) *
+		    sizeof *mb->skipped);
+		mb->skipped[pos - 1] = uid;
+		return 0;
+	}
+	v = reallocarray(mb->skipped, mb->n_skipped + 1, sizeof *v);
+	if (v == NULL) {
+		mb->skipped_total--;
+		return -1;
+	}
+	mb->skipped = v;
+	memmove(mb->skipped + pos + 1, mb->skipped + pos,
+	    (mb->n_skipped - pos) * sizeof *mb->skipped);
+	mb->skipped[pos] = uid;
+	mb->n_skipped++;
+	return 0;
+}
+
+bool
+state_is_skipped(const struct mailbox_state *mb, uint32_t uid)
+{
+	for (size_t i = 0; i < mb->n_skipped; i++)
+		if (mb->skipped[i] == uid)
+			return true;
+	return false;
 }

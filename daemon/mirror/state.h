@@ -22,7 +22,18 @@ struct mailbox_state {
 	uint32_t uidnext;	/* UIDNEXT when last synced (0: unknown) */
 	uint32_t messages;	/* messages mirrored into file */
 	uint64_t mbox_size;	/* committed size of file */
+	/* A UID listed but not delivered (0: none), and how many syncs met
+	 * it (mirror/plan.h). */
+	uint32_t hole_uid;
+	uint32_t hole_tries;
+	/* UIDs given up after PLAN_HOLE_TRIES_MAX syncs, ascending, at most
+	 * STATE_SKIPPED_MAX of them (the newest); skipped_total counts all. */
+	uint32_t *skipped;
+	size_t n_skipped;
+	uint32_t skipped_total;
 };
+
+#define STATE_SKIPPED_MAX 100
 
 struct account_state {
 	struct mailbox_state *mailboxes;
@@ -64,5 +75,9 @@ struct mailbox_state *state_get(struct account_state *state,
 /* Records the last error (copied) and its time; NULL clears it (success). */
 void state_set_error(struct account_state *state, const char *error,
     time_t when);
+/* Records uid as given up (kept ascending, the oldest dropped past
+ * STATE_SKIPPED_MAX).  0, or -1 on allocation failure. */
+int state_add_skipped(struct mailbox_state *mb, uint32_t uid);
+bool state_is_skipped(const struct mailbox_state *mb, uint32_t uid);
 
 #endif
