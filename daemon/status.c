@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "mirror/plan.h"
 #include "mirror/state.h"
 
 struct account_summary {
@@ -65,6 +66,35 @@ json_time(FILE *out, const char *key, time_t t)
 	json_string(out, buf);
 }
 
+/* Messages given up and holes still tried, per mailbox (JSON). */
+static void
+print_json_gaps(FILE *out, const struct account_state *st)
+{
+	bool first = true;
+
+	fputs(", \"mailboxes_incomplete\": [", out);
+	for (size_t i = 0; i < st->n_mailboxes; i++) {
+		const struct mailbox_state *mb = &st->mailboxes[i];
+
+		if (mb->skipped_total == 0 && mb->hole_uid == 0)
+			continue;
+		fputs(first ? "{\"mailbox\": " : ", {\"mailbox\": ", out);
+		first = false;
+		json_string(out, mb->name);
+		fprintf(out, ", \"given_up\": %u, \"given_up_uids\": [",
+		    mb->skipped_total);
+		for (size_t k = 0; k < mb->n_skipped; k++)
+			fprintf(out, "%s%u", k > 0 ? ", " : "", mb->skipped[k]);
+		fputs("], \"not_delivered_uid\": ", out);
+		if (mb->hole_uid != 0)
+			fprintf(out, "%u, \"not_delivered_syncs\": %u}",
+			    mb->hole_uid, mb->hole_tries);
+		else
+			fputs("null, \"not_delivered_syncs\": 0}", out);
+	}
+	fputc(']', out);
+}
+
 static void
 print_json(FILE *out, const struct account_summary *a, bool last)
 {
@@ -89,11 +119,53 @@ print_json(FILE *out, const struct account_summary *a, bool last)
 	json_time(out, "last_error_time", a->st.last_error_time);
 	fputs(", ", out);
 	json_time(out, "next_attempt", a->st.next_attempt);
+	print_json_gaps(out, &a->st);
 	fprintf(out, ", \"consecutive_failures\": %u, \"mailboxes\": %zu, "
 	    "\"messages\": %llu, \"mbox_bytes\": %llu, \"ok\": %s}%s\n",
 	    a->st.failures, a->st.n_mailboxes, a->messages, a->bytes,
 	    a->st.last_error == NULL && a->st.last_success != 0 ? "true" :
 	    "false", last ? "" : ",");
+}
+
+/* A mailbox name as the server sent it, without control bytes. */
+static void
+print_name(FILE *out, const char *name)
+{
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			fprintf(out, "\\x%02x", *p);
+		else
+			fputc(*p, out);
+}
+
+/* Below an account's row: what its mirror lacks. */
+static void
+print_gaps(FILE *out, const struct account_state *st)
+{
+	for (size_t i = 0; i < st->n_mailboxes; i++) {
+		const struct mailbox_state *mb = &st->mailboxes[i];
+
+		if (mb->skipped_total > 0) {
+			fprintf(out, "%-16s   mailbox ", "");
+			print_name(out, mb->name);
+			fprintf(out, ": %u message%s given up, not in the "
+			    "mirror (UID", mb->skipped_total,
+			    mb->skipped_total == 1 ? "" : "s");
+			for (size_t k = 0; k < mb->n_skipped; k++)
+				fprintf(out, "%s %u", k > 0 ? "," : "",
+				    mb->skipped[k]);
+			fprintf(out, "%s)\n", mb->n_skipped <
+			    mb->skipped_total ? ", ..." : "");
+		}
+		if (mb->hole_uid != 0) {
+			fprintf(out, "%-16s   mailbox ", "");
+			print_name(out, mb->name);
+			fprintf(out, ": UID %u not delivered in %u of %u "
+			    "syncs; given up after %u\n", mb->hole_uid,
+			    mb->hole_tries, PLAN_HOLE_TRIES_MAX,
+			    PLAN_HOLE_TRIES_MAX);
+		}
+	}
 }
 
 static void
@@ -116,6 +188,7 @@ print_row(FILE *out, const struct account_summary *a)
 		fprintf(out, "%-16s   last error at %s (%u in a row): %s\n", "",
 		    when, a->st.failures, a->st.last_error);
 	}
+	print_gaps(out, &a->st);
 }
 
 static bool

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "mbox/mbox.h"
 #include "mirror/names.h"
+#include "mirror/plan.h"
 #include "mirror/state.h"
 
 /*
@@ -48,6 +49,19 @@
 #define COMMIT_MAX_BYTES (256ULL * 1024 * 1024)
 /* How often to look again at an mbox another program holds locked. */
 #define LOCK_POLL_SECS 0.1
+/*
+ * A server may end a session after so many messages (NO [UNAVAILABLE],
+ * BYE): what arrived whole is committed and a new connection goes on, after
+ * this pause, as long as each connection delivers something, at most this
+ * many times a run.
+ */
+#define RECONNECT_PAUSE 0.5
+#define MAX_RECONNECTS 100
+/* UIDs a size query may list beyond the messages the mailbox holds (new
+ * mail meanwhile) before the server counts as listing without end. */
+#define TODO_SLACK 100000
+/* Mailboxes of one account; a server listing more is not believed. */
+#define MAX_MAILBOXES 100000
 
 /*
  * A UID FETCH of bodies in flight: what it asked for.  A server may answer
@@ -79,6 +93,11 @@ struct mirror {
 	ev_tstamp started;
 	ev_timer finish_timer;
 	bool finished;
+	ev_timer reconnect_timer;	/* a new connection after a cut one */
+	unsigned reconnects;
+	unsigned session_messages;	/* committed on this connection */
+	bool session_gave_up;		/* ...or a hole given up on it */
+	bool plan_ready;		/* LIST and STATUS done */
 	ev_timer lock_timer;		/* waiting for a mail reader's lock */
 	ev_tstamp lock_wait_since;	/* 0: not waiting */
 
@@ -103,20 +122,30 @@ struct mirror {
 	bool in_mbx;			/* from EXAMINE to its end */
 	struct mailbox_state *ms;
 	struct mbox *mbox;
-	uint32_t examine_uidvalidity, examine_uidnext;
+	uint32_t examine_uidvalidity, examine_uidnext, examine_exists;
 	uint32_t fetch_base;		/* the pipelined fetch asked after it */
 	bool fetch_stale;		/* ...but the state turned out older */
 	bool examine_failed;		/* skip once the pipelined fetch ends */
+	bool direct;			/* bodies asked with the EXAMINE */
+	bool sizes_pending;		/* the size query is unanswered */
+	bool open_done;			/* the direct batch waits for it */
+	struct batch open_batch;
+	bool draining;			/* over for this run: ignore the rest */
 	uint32_t *todo;			/* UIDs to fetch, ascending */
 	uint64_t *todo_sizes;
+	bool *todo_done;		/* committed or given up */
 	size_t n_todo, cap_todo, next_todo;
-	size_t contig;			/* todo[0..contig) all appended */
+	size_t contig;			/* todo[0..contig) all done */
 	bool todo_unsorted;		/* the server's order was not ours */
 	unsigned in_flight;
 	struct batch batches[BATCHES_IN_FLIGHT];	/* in flight: used */
-	uint32_t appended_max;		/* highest UID appended */
 	uint32_t *got;			/* UIDs appended, ascending */
 	size_t n_got, cap_got;
+	struct plan_arrival *arr;	/* appended since the last commit */
+	uint64_t *arr_sizes;		/* their message sizes */
+	size_t n_arr, cap_arr;
+	uint32_t nil_uid;		/* answered with BODY[] NIL */
+	uint32_t hole_counted;		/* the hole this sync counted */
 	unsigned long long mbx_messages, mbx_bytes;
 	uint64_t todo_bytes;		/* sum of todo_sizes */
 	ev_tstamp mbx_started, last_progress;
@@ -125,8 +154,7 @@ struct mirror {
 	/* The message being streamed */
 	bool msg_skip;
 	uint32_t msg_uid;
-	unsigned batch_appended;	/* since the last commit */
-	uint64_t batch_bytes;
+	uint64_t batch_bytes;		/* appended since the last commit */
 	bool spooling;
 	uint32_t spool_msgno;		/* the FETCH response it is part of */
 	int spool_fd;
@@ -154,6 +182,15 @@ static void send_batches(struct mirror *);
 static bool uid_in(const uint32_t *, size_t, uint32_t, size_t *);
 static void push_batch(struct mirror *, const char *, bool, uint32_t, size_t,
     size_t);
+static void send_fetch(struct mirror *, uint32_t, bool);
+static void fetch_answered(struct mirror *, const struct batch *);
+static void fetch_refused(struct mirror *, const char *,
+    const struct batch *);
+static void on_session_failed(struct session *, enum session_error,
+    const char *, void *);
+static int sink(void *, enum imap_sink_event, const struct imap_literal_info *,
+    const unsigned char *, size_t);
+static const struct session_callbacks mirror_session_cb;
 
 static void
 on_finish_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -175,6 +212,7 @@ finish(struct mirror *m)
 		return;
 	m->finished = true;
 	ev_timer_stop(m->loop, &m->lock_timer);
+	ev_timer_stop(m->loop, &m->reconnect_timer);
 	m->result.seconds = ev_now(m->loop) - m->started;
 	if (m->result.seconds < 0)
 		m->result.seconds = 0;
@@ -223,16 +261,6 @@ mirror_fail(struct mirror *m, enum session_error kind, const char *fmt, ...)
 }
 
 /* Session callbacks */
-
-static void
-on_session_failed(struct session *s, enum session_error error,
-    const char *message, void *arg)
-{
-	struct mirror *m = arg;
-
-	(void)s;
-	mirror_fail(m, error, "%s", message);
-}
 
 static void
 on_session_closed(struct session *s, void *arg)
@@ -331,6 +359,12 @@ add_mbx(struct mirror *m, const struct imap_list_item *item)
 	    a->mailboxes.n, (const char *const *)a->exclude.v, a->exclude.n,
 	    display, item->delimiter)) {
 		free(display);
+		return;
+	}
+	if (m->n_mbxs == MAX_MAILBOXES) {
+		free(display);
+		mirror_fail(m, SESSION_ERR_PROTOCOL, "the server lists more "
+		    "than %d mailboxes", MAX_MAILBOXES);
 		return;
 	}
 	if (m->n_mbxs == m->cap_mbxs) {
@@ -448,6 +482,11 @@ on_ready(struct session *s, void *arg)
 	struct imap_cmd cmd;
 
 	log_debug("%s: logged in", m->prefix);
+	if (m->plan_ready) {
+		/* A new connection after a cut one: go on where it ended. */
+		next_mailbox(m);
+		return;
+	}
 	for (size_t i = 0; i < a->mailboxes.n; i++) {
 		session_cmd_init(s, &cmd, "LIST");
 		imap_cmd_add_raw(&cmd, "\"\"");
@@ -688,11 +727,6 @@ save_state(struct mirror *m)
 	return -1;
 }
 
-static void on_sizes_untagged(struct session *, const struct imap_response *,
-    void *);
-static void on_sizes_done(struct session *, const struct imap_response *,
-    void *);
-
 /* EXAMINE answered: reconcile the state with UIDVALIDITY, open the mbox. */
 static void
 prepare_mailbox(struct mirror *m)
@@ -744,6 +778,8 @@ prepare_mailbox(struct mirror *m)
 		ms->uidnext = 0;
 		ms->messages = 0;
 		ms->mbox_size = 0;
+		ms->hole_uid = ms->hole_tries = ms->skipped_total = 0;
+		ms->n_skipped = 0;
 		free(ms->file);
 		ms->file = rel;
 		rel = NULL;
@@ -798,9 +834,10 @@ prepare_mailbox(struct mirror *m)
 	if ((r == MBOX_OPEN_SHORTER || r == MBOX_OPEN_CHANGED) &&
 	    save_state(m) != 0)
 		return;
-	m->appended_max = ms->last_uid;
-	m->n_got = 0;
+	m->n_got = m->n_arr = 0;
 	m->contig = 0;
+	m->batch_bytes = 0;
+	m->nil_uid = 0;
 	m->mbx_messages = m->mbx_bytes = 0;
 	m->fetch_stale = ms->last_uid != m->fetch_base;
 }
@@ -813,6 +850,11 @@ on_examine_untagged(struct session *s, const struct imap_response *resp,
 	uint32_t v;
 
 	(void)s;
+	if (resp->keyword != NULL && strcmp(resp->keyword, "EXISTS") == 0 &&
+	    resp->has_number) {
+		m->examine_exists = resp->number;
+		return;
+	}
 	if (resp->status != IMAP_STATUS_OK || resp->code == NULL ||
 	    resp->code_nargs < 1 || imap_arg_uint32(&resp->code_args[0],
 	    &v) != 0)
@@ -961,7 +1003,9 @@ examine(struct mirror *m)
 	if (wait_for_mbox_lock(m))
 		return;
 	m->examine_uidvalidity = m->examine_uidnext = 0;
+	m->examine_exists = mb->messages;
 	m->examine_failed = m->fetch_stale = false;
+	m->draining = false;
 	m->ms = NULL;
 	m->in_mbx = true;
 	session_cmd_init(m->session, &cmd, "EXAMINE");
@@ -972,8 +1016,10 @@ examine(struct mirror *m)
 		mirror_fail(m, SESSION_ERR_LOCAL, "cannot queue EXAMINE");
 		return;
 	}
+	/* An open range would ask again for a message given up. */
 	send_fetch(m, base, base > 0 && mb->has_status &&
-	    expect <= DIRECT_FETCH_MAX);
+	    expect <= DIRECT_FETCH_MAX && (ms == NULL || ms->n_skipped == 0 ||
+	    ms->skipped[ms->n_skipped - 1] <= base));
 }
 
 static void
@@ -1005,13 +1051,16 @@ next_mailbox(struct mirror *m)
 	struct mailbox_state *ms;
 	struct mbx *mb;
 
+	m->plan_ready = true;
 	for (; m->cur < m->n_mbxs; m->cur++) {
 		mb = &m->mbxs[m->cur];
 		/* Without a usable STATUS (refused, or lacking UIDNEXT) there
 		 * is no telling what changed: open it. */
-		if (mb->has_status && mailbox_unchanged(m, mb))
-			continue;
 		ms = state_find(&m->state, mb->name);
+		/* A hole is asked for again even with nothing new. */
+		if (mb->has_status && mailbox_unchanged(m, mb) &&
+		    ms->hole_uid == 0)
+			continue;
 		if (mb->has_status && ms != NULL && ms->uidvalidity ==
 		    mb->uidvalidity && ms->last_uid == UINT32_MAX)
 			continue;	/* nothing can come after UID 2^32-1 */
@@ -1039,6 +1088,20 @@ decode_fetch(const struct imap_response *resp, struct imap_fetch_item *item)
 	    resp->args[0].count, item);
 }
 
+/* The value of the body item of a FETCH response, or NULL. */
+static const struct imap_arg *
+fetch_body(const struct imap_response *resp)
+{
+	const struct imap_arg *items = resp->args[0].list;
+
+	for (size_t i = 0; i + 1 < resp->args[0].count; i += 2)
+		if (items[i].type == IMAP_ARG_ATOM &&
+		    (strcasecmp(items[i].str, "BODY[]") == 0 ||
+		    strcasecmp(items[i].str, "RFC822") == 0))
+			return &items[i + 1];
+	return NULL;
+}
+
 /* The size query: which UIDs are new, and how big */
 
 static int
@@ -1048,6 +1111,7 @@ add_todo(struct mirror *m, uint32_t uid, uint64_t size)
 		size_t cap = m->cap_todo ? m->cap_todo * 2 : 256;
 		uint32_t *u = reallocarray(m->todo, cap, sizeof *u);
 		uint64_t *sz;
+		bool *d;
 
 		if (u == NULL)
 			return -1;
@@ -1055,31 +1119,34 @@ add_todo(struct mirror *m, uint32_t uid, uint64_t size)
 		if ((sz = reallocarray(m->todo_sizes, cap, sizeof *sz)) == NULL)
 			return -1;
 		m->todo_sizes = sz;
+		if ((d = reallocarray(m->todo_done, cap, sizeof *d)) == NULL)
+			return -1;
+		m->todo_done = d;
 		m->cap_todo = cap;
 	}
+	if (m->n_todo > 0 && uid <= m->todo[m->n_todo - 1])
+		m->todo_unsorted = true;
 	m->todo[m->n_todo] = uid;
+	m->todo_done[m->n_todo] = false;
 	m->todo_sizes[m->n_todo++] = size;
 	return 0;
 }
 
+/* One line of the answer to the size query. */
 static void
-on_sizes_untagged(struct session *s, const struct imap_response *resp,
-    void *arg)
+add_listed(struct mirror *m, const struct imap_fetch_item *item)
 {
-	struct mirror *m = arg;
-	struct imap_fetch_item item;
-
-	(void)s;
-	if (m->ms == NULL || m->fetch_stale || decode_fetch(resp, &item) != 0 ||
-	    !item.has_uid)
-		return;
 	/* "n:*" returns the last message even when it is old. */
-	if (item.uid <= m->ms->last_uid)
+	if (item->uid <= m->ms->last_uid || state_is_skipped(m->ms, item->uid))
 		return;
-	/* Out of order or repeated: sorted once the answer is complete. */
-	if (m->n_todo > 0 && item.uid <= m->todo[m->n_todo - 1])
-		m->todo_unsorted = true;
-	if (add_todo(m, item.uid, item.has_size ? item.size : 0) != 0)
+	/* More than the mailbox holds: a server that lists without end. */
+	if (m->n_todo >= (size_t)m->examine_exists + TODO_SLACK) {
+		mirror_fail(m, SESSION_ERR_PROTOCOL, "the server listed more "
+		    "new messages than the mailbox holds (%u)",
+		    m->examine_exists);
+		return;
+	}
+	if (add_todo(m, item->uid, item->has_size ? item->size : 0) != 0)
 		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
 }
 
@@ -1087,6 +1154,7 @@ struct uid_size {
 	uint32_t uid;
 	size_t arrival;
 	uint64_t size;
+	bool done;
 };
 
 static int
@@ -1110,12 +1178,15 @@ sort_todo(struct mirror *m)
 	struct uid_size *v;
 	size_t i, n = 0;
 
+	if (!m->todo_unsorted)
+		return 0;
 	if ((v = reallocarray(NULL, m->n_todo, sizeof *v)) == NULL)
 		return -1;
 	for (i = 0; i < m->n_todo; i++) {
 		v[i].uid = m->todo[i];
 		v[i].arrival = i;
 		v[i].size = m->todo_sizes[i];
+		v[i].done = m->todo_done[i];
 	}
 	qsort(v, m->n_todo, sizeof *v, uid_size_cmp);
 	for (i = 0; i < m->n_todo; i++) {
@@ -1123,12 +1194,60 @@ sort_todo(struct mirror *m)
 			continue;
 		m->todo[n] = v[i].uid;
 		m->todo_sizes[n] = v[i].size;
+		m->todo_done[n] = v[i].done;
 		n++;
 	}
 	m->n_todo = n;
 	m->todo_unsorted = false;
 	free(v);
 	return 0;
+}
+
+static bool
+uid_in(const uint32_t *v, size_t n, uint32_t uid, size_t *pos_r)
+{
+	return plan_uid_find(v, n, uid, pos_r);
+}
+
+/*
+ * Bodies a direct fetch delivered that the size query (run beside it) did
+ * not list: new mail that arrived between the two.  They exist and were
+ * delivered, so they join the UIDs to fetch.
+ */
+static int
+merge_extras(struct mirror *m)
+{
+	for (size_t i = 0; i < m->n_got; i++)
+		if (!uid_in(m->todo, m->n_todo, m->got[i], NULL) &&
+		    add_todo(m, m->got[i], 0) != 0)
+			return -1;
+	return sort_todo(m);
+}
+
+/* Mailbox ends */
+
+static void on_fetch_untagged(struct session *, const struct imap_response *,
+    void *);
+static void on_batch_done(struct session *, const struct imap_response *,
+    void *);
+static void on_sizes_done(struct session *, const struct imap_response *,
+    void *);
+
+/* Resets what one pass over a mailbox collected. */
+static void
+leave_mailbox(struct mirror *m)
+{
+	mbox_close(&m->mbox);
+	m->ms = NULL;
+	m->in_mbx = false;
+	m->draining = false;
+	m->direct = false;
+	m->sizes_pending = false;
+	m->open_done = false;
+	m->in_flight = 0;
+	memset(m->batches, 0, sizeof m->batches);
+	m->n_arr = 0;
+	m->batch_bytes = 0;
 }
 
 static void
@@ -1145,113 +1264,101 @@ mailbox_done(struct mirror *m)
 	if (m->mbx_messages > 0)
 		log_info("%s: mailbox %s: %llu new messages, %llu bytes",
 		    m->prefix, mb->display, m->mbx_messages, m->mbx_bytes);
-	m->ms = NULL;
-	m->in_mbx = false;
+	leave_mailbox(m);
+	m->hole_counted = 0;
 	m->cur++;
 	next_mailbox(m);
 }
 
-static void on_batch_untagged(struct session *, const struct imap_response *,
-    void *);
-static void on_batch_done(struct session *, const struct imap_response *,
-    void *);
-
+/* The mailbox is over for this run with part of it not mirrored (its
+ * failure recorded already): what was committed stays, and the next run
+ * opens it again, since its UIDNEXT is not recorded. */
 static void
-skip_mailbox(struct mirror *m)
+mailbox_abandoned(struct mirror *m)
 {
-	mbox_close(&m->mbox);
-	m->ms = NULL;
-	m->in_mbx = false;
+	if (save_state(m) != 0)
+		return;
+	leave_mailbox(m);
+	m->hole_counted = 0;
 	m->cur++;
 	next_mailbox(m);
+}
+
+/* Nothing more of the current mailbox is wanted this run: once what is
+ * still in flight has been answered (and ignored), go on. */
+static void
+drain_mailbox(struct mirror *m)
+{
+	m->draining = true;
+	if (m->in_flight == 0 && !m->sizes_pending)
+		mailbox_abandoned(m);
 }
 
 /*
- * The fetch sent along with EXAMINE is over.  True when its answer does not
- * count: EXAMINE failed (next mailbox) or the state was stale (ask again
- * from what the state now says).
+ * The fetch sent along with EXAMINE is over (its size query and, for a
+ * direct fetch, its bodies).  True when its answer does not count: EXAMINE
+ * failed (next mailbox) or the state was stale (ask again from what the
+ * state now says).
  */
 static bool
 pipelined_fetch_void(struct mirror *m)
 {
+	if (!m->examine_failed && !m->fetch_stale)
+		return false;
+	if (m->sizes_pending || m->in_flight > 0)
+		return true;	/* the rest of it is still to come */
 	if (m->examine_failed) {
-		skip_mailbox(m);
+		leave_mailbox(m);
+		m->cur++;
+		next_mailbox(m);
 		return true;
 	}
-	if (m->fetch_stale) {
-		m->fetch_stale = false;
-		send_fetch(m, m->ms->last_uid, false);
-		return true;
-	}
-	return false;
+	m->fetch_stale = false;
+	send_fetch(m, m->ms->last_uid, false);
+	return true;
 }
 
-/* Asks for what is new after base: the bodies at once (direct), or first
- * the sizes, to cut batches by bytes. */
+/*
+ * Asks for what is new after base: always its UIDs and sizes, and with
+ * direct the bodies at once as well, in the same round trip.  The sizes say
+ * which UIDs exist, so that even a direct fetch never commits past one the
+ * server left out; otherwise they cut the batches by bytes.
+ */
 static void
 send_fetch(struct mirror *m, uint32_t base, bool direct)
 {
 	char tag[IMAP_TAG_MAX];
 	struct imap_cmd cmd;
-	int rc;
 
 	m->fetch_base = base;
 	m->n_todo = m->next_todo = m->contig = 0;
 	m->todo_unsorted = false;
 	m->todo_bytes = 0;
+	m->direct = direct;
+	m->open_done = false;
 	m->mbx_started = m->last_progress = m->last_commit = ev_now(m->loop);
 	session_cmd_init(m->session, &cmd, "UID FETCH");
-	if (direct) {
-		imap_cmd_add_raw(&cmd, "%u:* (UID INTERNALDATE RFC822.SIZE "
-		    "BODY.PEEK[])", base + 1);
-		snprintf(tag, sizeof tag, "%s", cmd.tag);
-		rc = session_send(m->session, &cmd, on_batch_untagged,
-		    on_batch_done, m);
-		if (rc == 0)
-			push_batch(m, tag, true, base, 0, 0);
-	} else {
-		imap_cmd_add_raw(&cmd, "%u:* (UID RFC822.SIZE)", base + 1);
-		rc = session_send(m->session, &cmd, on_sizes_untagged,
-		    on_sizes_done, m);
-	}
-	if (rc != 0)
-		mirror_fail(m, SESSION_ERR_LOCAL, "cannot queue UID FETCH");
-}
-
-static void
-on_sizes_done(struct session *s, const struct imap_response *tagged,
-    void *arg)
-{
-	struct mirror *m = arg;
-	char text[ERROR_TEXT_MAX];
-
-	(void)s;
-	if (pipelined_fetch_void(m))
+	imap_cmd_add_raw(&cmd, "%u:* (UID RFC822.SIZE)", base + 1);
+	if (session_send(m->session, &cmd, on_fetch_untagged, on_sizes_done,
+	    m) != 0)
+		goto fail;
+	m->sizes_pending = true;
+	if (!direct)
 		return;
-	if (tagged->status != IMAP_STATUS_OK) {
-		mirror_fail(m, SESSION_ERR_SERVER, "UID FETCH failed: %s",
-		    tagged_text(tagged, text, sizeof text));
-		return;
-	}
-	if (m->todo_unsorted && sort_todo(m) != 0) {
-		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
-		return;
-	}
-	if (m->n_todo == 0) {
-		mailbox_done(m);
-		return;
-	}
-	m->todo_bytes = 0;
-	for (size_t i = 0; i < m->n_todo; i++)
-		m->todo_bytes += m->todo_sizes[i];
-	m->mbx_started = m->last_progress = m->last_commit = ev_now(m->loop);
-	log_debug("%s: mailbox %s: %zu new messages", m->prefix,
-	    m->mbxs[m->cur].display, m->n_todo);
-	send_batches(m);
+	session_cmd_init(m->session, &cmd, "UID FETCH");
+	imap_cmd_add_raw(&cmd, "%u:* (UID INTERNALDATE RFC822.SIZE "
+	    "BODY.PEEK[])", base + 1);
+	snprintf(tag, sizeof tag, "%s", cmd.tag);
+	if (session_send(m->session, &cmd, on_fetch_untagged, on_batch_done,
+	    m) != 0)
+		goto fail;
+	push_batch(m, tag, true, base, 0, 0);
+	return;
+fail:
+	mirror_fail(m, SESSION_ERR_LOCAL, "cannot queue UID FETCH");
 }
 
 /* Bodies */
-
 
 static void
 send_batch(struct mirror *m)
@@ -1277,7 +1384,7 @@ send_batch(struct mirror *m)
 	free(set);
 	m->next_todo += n;
 	snprintf(tag, sizeof tag, "%s", cmd.tag);
-	if (session_send(m->session, &cmd, on_batch_untagged, on_batch_done,
+	if (session_send(m->session, &cmd, on_fetch_untagged, on_batch_done,
 	    m) != 0) {
 		mirror_fail(m, SESSION_ERR_LOCAL, "cannot queue UID FETCH");
 		return;
@@ -1296,6 +1403,8 @@ can_send_next(const struct mirror *m)
 {
 	const struct batch *b, *newest = NULL;
 
+	if (m->draining)
+		return false;
 	if (m->in_flight == 0)
 		return true;
 	if (m->in_flight >= BATCHES_IN_FLIGHT)
@@ -1353,26 +1462,9 @@ spool_write(struct mirror *m, const unsigned char *data, size_t len)
 	return 0;
 }
 
-static bool
-uid_in(const uint32_t *v, size_t n, uint32_t uid, size_t *pos_r)
-{
-	size_t lo = 0, hi = n, mid;
-
-	while (lo < hi) {
-		mid = lo + (hi - lo) / 2;
-		if (v[mid] < uid)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	if (pos_r != NULL)
-		*pos_r = lo;
-	return lo < n && v[lo] == uid;
-}
-
 /*
- * Asked for by the batch being answered, newer than the state, and not
- * appended yet: a server that repeats, reorders or adds messages can
+ * Asked for by a batch in flight, newer than the state, not given up and
+ * not appended yet: a server that repeats, reorders or adds messages can
  * neither make one appear twice nor push one out (answered out of order, a
  * message is appended where it comes).
  */
@@ -1381,7 +1473,9 @@ wanted_uid(const struct mirror *m, uint32_t uid)
 {
 	const struct batch *b;
 
-	if (uid <= m->ms->last_uid || uid_in(m->got, m->n_got, uid, NULL))
+	if (m->draining || uid <= m->ms->last_uid ||
+	    uid_in(m->got, m->n_got, uid, NULL) ||
+	    state_is_skipped(m->ms, uid))
 		return false;
 	/* Any batch in flight: a server may run pipelined fetches side by
 	 * side (Dovecot does), so the next batch's first messages can come
@@ -1429,26 +1523,6 @@ pop_batch(struct mirror *m, const char *tag, struct batch *b_r)
 	return false;
 }
 
-/*
- * Whether what was appended can be committed: every UID asked for up to the
- * highest one appended is in.  Not so while the next batch has begun (in
- * parallel) with one of its messages still to come before the others: then
- * the state could not say which are in the mbox.
- */
-static bool
-appended_contiguous(struct mirror *m)
-{
-	if (m->n_got == 0)
-		return true;
-	/* got only grows while a mailbox is synced: the prefix of todo found
-	 * in it only grows too, so each batch looks at its new part alone. */
-	while (m->contig < m->n_todo &&
-	    uid_in(m->got, m->n_got, m->todo[m->contig], NULL))
-		m->contig++;
-	return m->contig == m->n_todo ||
-	    m->todo[m->contig] > m->got[m->n_got - 1];
-}
-
 static int
 begin_message(struct mirror *m, const struct imap_literal_info *info)
 {
@@ -1459,7 +1533,7 @@ begin_message(struct mirror *m, const struct imap_literal_info *info)
 	/* Bodies only count in answer to a batch (not to the sizes query,
 	 * not before EXAMINE has been answered). */
 	if (m->ms == NULL || m->mbox == NULL || m->fetch_stale ||
-	    m->in_flight == 0 || (strcmp(info->item,
+	    m->draining || m->in_flight == 0 || (strcmp(info->item,
 	    "BODY[]") != 0 && strcmp(info->item, "RFC822") != 0))
 		return 0;
 	if (imap_fetch_decode(info->msgno, info->before, info->nbefore,
@@ -1489,6 +1563,8 @@ fail:
 	return -1;
 }
 
+/* A message is in the mbox (not yet committed): where its entry ends is
+ * remembered, so a commit can stop after it. */
 static int
 message_appended(struct mirror *m, uint32_t uid, uint64_t size)
 {
@@ -1498,26 +1574,38 @@ message_appended(struct mirror *m, uint32_t uid, uint64_t size)
 		size_t cap = m->cap_got ? m->cap_got * 2 : 256;
 		uint32_t *v = reallocarray(m->got, cap, sizeof *v);
 
-		if (v == NULL) {
-			mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
-			return -1;
-		}
+		if (v == NULL)
+			goto oom;
 		m->got = v;
 		m->cap_got = cap;
+	}
+	if (m->n_arr == m->cap_arr) {
+		size_t cap = m->cap_arr ? m->cap_arr * 2 : 256;
+		struct plan_arrival *a = reallocarray(m->arr, cap, sizeof *a);
+		uint64_t *s = reallocarray(m->arr_sizes, cap, sizeof *s);
+
+		if (a != NULL)
+			m->arr = a;
+		if (s != NULL)
+			m->arr_sizes = s;
+		if (a == NULL || s == NULL)
+			goto oom;
+		m->cap_arr = cap;
 	}
 	(void)uid_in(m->got, m->n_got, uid, &pos);
 	memmove(m->got + pos + 1, m->got + pos, (m->n_got - pos) *
 	    sizeof *m->got);
 	m->got[pos] = uid;
 	m->n_got++;
-	if (uid > m->appended_max)
-		m->appended_max = uid;
-	m->batch_appended++;
-	m->mbx_messages++;
-	m->mbx_bytes += size;
+	m->arr[m->n_arr].uid = uid;
+	m->arr[m->n_arr].end = mbox_appended_size(m->mbox);
+	m->arr_sizes[m->n_arr++] = size;
 	m->batch_bytes += size;
 	send_batches(m);
 	return 0;
+oom:
+	mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
+	return -1;
 }
 
 static int
@@ -1594,20 +1682,6 @@ fail:
 	    mbox_error(m->mbox) : strerror(errno));
 }
 
-/* The value of the body item of a FETCH response, or NULL. */
-static const struct imap_arg *
-fetch_body(const struct imap_response *resp)
-{
-	const struct imap_arg *items = resp->args[0].list;
-
-	for (size_t i = 0; i + 1 < resp->args[0].count; i += 2)
-		if (items[i].type == IMAP_ARG_ATOM &&
-		    (strcasecmp(items[i].str, "BODY[]") == 0 ||
-		    strcasecmp(items[i].str, "RFC822") == 0))
-			return &items[i + 1];
-	return NULL;
-}
-
 /* A body that came whole in the response (a quoted string). */
 static void
 append_string(struct mirror *m, const struct imap_fetch_item *item,
@@ -1627,8 +1701,14 @@ append_string(struct mirror *m, const struct imap_fetch_item *item,
 	(void)message_appended(m, item->uid, body->len);
 }
 
+/*
+ * Every FETCH answer of a mailbox comes here, whichever of its commands is
+ * the oldest in flight (a server may answer pipelined fetches side by
+ * side): lines of the size query add to the UIDs to fetch; bodies not
+ * streamed through the sink are appended here.
+ */
 static void
-on_batch_untagged(struct session *s, const struct imap_response *resp,
+on_fetch_untagged(struct session *s, const struct imap_response *resp,
     void *arg)
 {
 	struct mirror *m = arg;
@@ -1636,10 +1716,14 @@ on_batch_untagged(struct session *s, const struct imap_response *resp,
 	const struct imap_arg *body;
 
 	(void)s;
-	/* Streamed bodies arrive through the sink; flag updates and
-	 * EXISTS/EXPUNGE during the fetch need nothing here. */
-	if (m->ms == NULL || m->mbox == NULL || resp->keyword == NULL ||
-	    strcmp(resp->keyword, "FETCH") != 0)
+	if (m->ms == NULL || m->fetch_stale || resp->keyword == NULL)
+		return;
+	if (strcmp(resp->keyword, "EXISTS") == 0 && resp->has_number) {
+		if (resp->number > m->examine_exists)
+			m->examine_exists = resp->number;
+		return;
+	}
+	if (strcmp(resp->keyword, "FETCH") != 0)
 		return;
 	if (m->spooling) {
 		if (resp->number == m->spool_msgno)
@@ -1647,9 +1731,14 @@ on_batch_untagged(struct session *s, const struct imap_response *resp,
 		m->spooling = false;
 		return;
 	}
-	if (decode_fetch(resp, &item) != 0 ||
-	    (body = fetch_body(resp)) == NULL ||
-	    body->type == IMAP_ARG_STREAMED || !item.has_uid ||
+	if (decode_fetch(resp, &item) != 0 || !item.has_uid)
+		return;
+	if ((body = fetch_body(resp)) == NULL) {
+		if (m->sizes_pending)
+			add_listed(m, &item);
+		return;
+	}
+	if (m->mbox == NULL || body->type == IMAP_ARG_STREAMED ||
 	    !wanted_uid(m, item.uid))
 		return;
 	if (body->type == IMAP_ARG_STRING) {
@@ -1657,11 +1746,11 @@ on_batch_untagged(struct session *s, const struct imap_response *resp,
 		return;
 	}
 	/* NIL: the server cannot deliver it now (expunged meanwhile, or
-	 * broken).  Going on would commit past it and lose it for good; the
-	 * next sync asks again. */
-	mirror_fail(m, SESSION_ERR_PROTOCOL, "UID %u: the server sent no body "
-	    "(%s NIL)", item.uid, "BODY[]");
+	 * broken).  It stays undelivered: the batch's end finds the hole. */
+	m->nil_uid = item.uid;
 }
+
+/* Commits */
 
 /* A line every few seconds while a big mailbox comes in. */
 static void
@@ -1690,6 +1779,225 @@ commit_can_wait(const struct mirror *m)
 	    ev_now(m->loop) - m->last_commit < COMMIT_INTERVAL;
 }
 
+/*
+ * The commit protocol: the mbox is made durable up to the commit point
+ * (mirror/plan.h), then the state says so.  With salvage the rest of what
+ * was appended is cut off (the run cannot wait for what would make it
+ * committable); without, nothing is committed unless all of it can be.
+ * 0, or -1 when the run has failed.
+ */
+static int
+commit(struct mirror *m, bool salvage)
+{
+	bool *resolved;
+	size_t k, contig, pos;
+	uint64_t size, bytes = 0;
+
+	if (m->mbox == NULL || m->ms == NULL)
+		return 0;
+	if ((m->direct && merge_extras(m) != 0) ||
+	    (resolved = malloc(m->n_todo + 1)) == NULL) {
+		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
+		return -1;
+	}
+	memcpy(resolved, m->todo_done, m->n_todo * sizeof *resolved);
+	k = plan_commit_point(m->todo, m->n_todo, resolved, m->arr, m->n_arr,
+	    &contig);
+	free(resolved);
+	if (!salvage && k < m->n_arr)
+		return 0;
+	size = k > 0 ? m->arr[k - 1].end : mbox_committed_size(m->mbox);
+	if (mbox_commit_upto(m->mbox, size, &size) != 0) {
+		mirror_fail(m, SESSION_ERR_LOCAL, "%s", mbox_error(m->mbox));
+		return -1;
+	}
+	/* What was cut off was not delivered after all. */
+	for (size_t j = k; j < m->n_arr; j++)
+		if (uid_in(m->got, m->n_got, m->arr[j].uid, &pos)) {
+			memmove(m->got + pos, m->got + pos + 1,
+			    (m->n_got - pos - 1) * sizeof *m->got);
+			m->n_got--;
+		}
+	for (size_t j = 0; j < k; j++) {
+		if (uid_in(m->todo, m->n_todo, m->arr[j].uid, &pos))
+			m->todo_done[pos] = true;
+		bytes += m->arr_sizes[j];
+	}
+	m->contig = contig;
+	m->last_commit = ev_now(m->loop);
+	if (contig > 0 && m->todo[contig - 1] > m->ms->last_uid)
+		m->ms->last_uid = m->todo[contig - 1];
+	if (m->ms->hole_uid != 0 && m->ms->hole_uid <= m->ms->last_uid)
+		m->ms->hole_uid = m->ms->hole_tries = 0;
+	m->ms->mbox_size = size;
+	m->ms->messages += (uint32_t)k;
+	/* Only what is committed counts as mirrored. */
+	m->mbx_messages += k;
+	m->mbx_bytes += bytes;
+	m->result.messages += k;
+	m->result.bytes += bytes;
+	m->session_messages += k;
+	m->n_arr = 0;
+	m->batch_bytes = 0;
+	return save_state(m);
+}
+
+/*
+ * uid was asked for and its fetch has ended without it.  Counted once per
+ * sync; after PLAN_HOLE_TRIES_MAX syncs it is given up, so that one message
+ * the server never delivers does not stop the mailbox for good.  True when
+ * it was given up (the fetch may go past it).
+ */
+static bool
+hole(struct mirror *m, uint32_t uid, const char *why)
+{
+	struct mailbox_state *ms = m->ms;
+	const char *box = m->mbxs[m->cur].display;
+	size_t pos;
+
+	ms->hole_tries = plan_hole_tries(ms->hole_uid, ms->hole_tries, uid,
+	    m->hole_counted == uid);
+	ms->hole_uid = uid;
+	m->hole_counted = uid;
+	if (ms->hole_tries < PLAN_HOLE_TRIES_MAX) {
+		log_warnx("%s: mailbox %s: UID %u: %s (sync %u of %u before "
+		    "it is given up); nothing after it is kept", m->prefix,
+		    box, uid, why, ms->hole_tries, PLAN_HOLE_TRIES_MAX);
+		mailbox_failed(m, "UID %u: %s; the next sync asks again",
+		    uid, why);
+		return false;
+	}
+	log_warnx("%s: mailbox %s: UID %u: %s in %u syncs in a row; given "
+	    "up: this message is not in the mirror (--status lists it)",
+	    m->prefix, box, uid, why, ms->hole_tries);
+	if (state_add_skipped(ms, uid) != 0) {
+		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
+		return false;
+	}
+	ms->hole_uid = ms->hole_tries = 0;
+	if (uid_in(m->todo, m->n_todo, uid, &pos))
+		m->todo_done[pos] = true;
+	m->session_gave_up = true;
+	return true;
+}
+
+/* The first UID of todo[from, to) that was neither delivered nor given
+ * up, or 0. */
+static uint32_t
+first_undelivered(const struct mirror *m, size_t from, size_t to)
+{
+	for (size_t i = from; i < to && i < m->n_todo; i++)
+		if (!m->todo_done[i] && !uid_in(m->got, m->n_got, m->todo[i],
+		    NULL))
+			return m->todo[i];
+	return 0;
+}
+
+static const char *
+hole_reason(const struct mirror *m, uint32_t uid)
+{
+	return uid == m->nil_uid ? "the server sent no body (BODY[] NIL)" :
+	    "the server answered without it";
+}
+
+/* A batch answered OK: every message it asked for must have come, or be
+ * given up; true when the mailbox can go on. */
+static bool
+batch_complete(struct mirror *m, const struct batch *b)
+{
+	size_t from = b->open ? 0 : b->first;
+	size_t to = b->open ? m->n_todo : b->first + b->n;
+	uint32_t uid;
+
+	while ((uid = first_undelivered(m, from, to)) != 0)
+		if (!hole(m, uid, hole_reason(m, uid)))
+			return false;
+	return true;
+}
+
+static void
+on_sizes_done(struct session *s, const struct imap_response *tagged,
+    void *arg)
+{
+	struct mirror *m = arg;
+	char text[ERROR_TEXT_MAX];
+
+	(void)s;
+	m->sizes_pending = false;
+	if (pipelined_fetch_void(m) || m->finished)
+		return;
+	if (m->draining) {
+		drain_mailbox(m);
+		return;
+	}
+	if (tagged->status != IMAP_STATUS_OK) {
+		fetch_refused(m, tagged_text(tagged, text, sizeof text), NULL);
+		return;
+	}
+	if (sort_todo(m) != 0) {
+		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
+		return;
+	}
+	m->todo_bytes = 0;
+	for (size_t i = 0; i < m->n_todo; i++)
+		m->todo_bytes += m->todo_sizes[i];
+	if (m->direct) {
+		/* The bodies are on their way; an answer that came first
+		 * waited for this list. */
+		if (m->open_done)
+			fetch_answered(m, &m->open_batch);
+		return;
+	}
+	if (m->n_todo == 0) {
+		mailbox_done(m);
+		return;
+	}
+	m->mbx_started = m->last_progress = m->last_commit = ev_now(m->loop);
+	log_debug("%s: mailbox %s: %zu new messages", m->prefix,
+	    m->mbxs[m->cur].display, m->n_todo);
+	send_batches(m);
+}
+
+/* A batch of bodies answered OK (and its UIDs are known). */
+static void
+fetch_answered(struct mirror *m, const struct batch *b)
+{
+	m->open_done = false;
+	if (b->open) {
+		if (merge_extras(m) != 0) {
+			mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
+			return;
+		}
+		m->next_todo = m->n_todo;	/* all asked for already */
+	}
+	if (!batch_complete(m, b)) {
+		/* Keep what came before the hole; nothing past it. */
+		if (commit(m, true) == 0)
+			drain_mailbox(m);
+		return;
+	}
+	if (commit_can_wait(m)) {
+		/* A later batch's OK commits it all. */
+		report_progress(m);
+		send_batches(m);
+		return;
+	}
+	if (commit(m, false) != 0)
+		return;
+	report_progress(m);
+	if (m->next_todo < m->n_todo)
+		send_batches(m);
+	else if (m->in_flight == 0 && m->contig == m->n_todo)
+		mailbox_done(m);
+	else if (m->in_flight == 0 && commit(m, true) == 0) {
+		/* Not reached while every batch delivered all it asked for;
+		 * never wait for what cannot come. */
+		mailbox_failed(m, "not every message asked for could be "
+		    "committed; the next sync asks again");
+		drain_mailbox(m);
+	}
+}
+
 static void
 on_batch_done(struct session *s, const struct imap_response *tagged,
     void *arg)
@@ -1697,7 +2005,6 @@ on_batch_done(struct session *s, const struct imap_response *tagged,
 	struct mirror *m = arg;
 	struct batch b;
 	char text[ERROR_TEXT_MAX];
-	uint64_t size;
 
 	(void)s;
 	if (!pop_batch(m, tagged->tag, &b)) {
@@ -1705,66 +2012,154 @@ on_batch_done(struct session *s, const struct imap_response *tagged,
 		    "twice", tagged->tag);
 		return;
 	}
-	if (m->examine_failed || m->fetch_stale) {
-		/* Only a direct fetch is ever stale, and it appended nothing. */
-		pipelined_fetch_void(m);
+	if (pipelined_fetch_void(m))
+		return;
+	if (m->draining) {
+		drain_mailbox(m);
 		return;
 	}
 	if (tagged->status != IMAP_STATUS_OK) {
-		mirror_fail(m, SESSION_ERR_SERVER, "UID FETCH failed: %s",
-		    tagged_text(tagged, text, sizeof text));
+		fetch_refused(m, tagged_text(tagged, text, sizeof text), &b);
 		return;
 	}
-	if (!b.open) {
-		size_t missing = 0;
-		uint32_t first_missing = 0;
+	if (b.open && m->sizes_pending) {
+		m->open_batch = b;
+		m->open_done = true;
+		return;
+	}
+	fetch_answered(m, &b);
+}
 
-		for (size_t i = b.first; i < b.first + b.n; i++)
-			if (!uid_in(m->got, m->n_got, m->todo[i], NULL) &&
-			    missing++ == 0)
-				first_missing = m->todo[i];
-		/*
-		 * Usually expunged since the sizes were asked for; but a
-		 * server may also drop a message it still has.  Committing
-		 * past it would lose it for good, so keep nothing of this
-		 * batch: the next sync asks again, and finds out.
-		 */
-		if (missing > 0) {
-			mirror_fail(m, SESSION_ERR_SERVER, "the server sent %zu "
-			    "of the %zu messages asked for (UID %u missing); "
-			    "nothing of this batch is kept, the next sync asks "
-			    "again", b.n - missing, b.n, first_missing);
+/* Connection ends */
+
+/* Another connection may finish the run: this one got somewhere (it
+ * delivered something, as a server that serves only so many messages a
+ * session does, or a message it never delivers was given up), and not too
+ * often.  Not after a protocol error: a server that sends garbage is not
+ * asked again in the same run. */
+static bool
+may_reconnect(const struct mirror *m, enum session_error error)
+{
+	return !m->finished && (m->session_messages > 0 ||
+	    m->session_gave_up) && m->reconnects < MAX_RECONNECTS &&
+	    (error == SESSION_ERR_NETWORK || error == SESSION_ERR_TIMEOUT ||
+	    error == SESSION_ERR_SERVER);
+}
+
+static void
+reconnect(struct mirror *m, const char *why)
+{
+	log_info("%s: the server ended the session after %u messages (%s); "
+	    "reconnecting", m->prefix, m->session_messages, why);
+	m->reconnects++;
+	m->session_messages = 0;
+	m->session_gave_up = false;
+	leave_mailbox(m);
+	m->spooling = false;
+	if (m->session != NULL)
+		session_abort(m->session, SESSION_OK, "reconnecting");
+	ev_timer_set(&m->reconnect_timer, RECONNECT_PAUSE, 0);
+	ev_timer_start(m->loop, &m->reconnect_timer);
+}
+
+static void
+on_reconnect_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct mirror *m = w->data;
+
+	(void)loop;
+	(void)revents;
+	ev_timer_stop(m->loop, &m->reconnect_timer);
+	if (m->finished)
+		return;
+	session_free(&m->session);
+	m->session = session_new(m->loop, m->account, m->config->timeout,
+	    &mirror_session_cb, m);
+	if (m->session == NULL) {
+		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
+		return;
+	}
+	session_set_sink(m->session, sink, m);
+	session_start(m->session);
+}
+
+/* The batches in flight, as one range of todo: where the first
+ * undelivered UID of the connection's end is looked for. */
+static void
+in_flight_range(const struct mirror *m, size_t *from_r, size_t *to_r)
+{
+	*from_r = m->n_todo;
+	*to_r = 0;
+	for (size_t i = 0; i < BATCHES_IN_FLIGHT; i++) {
+		const struct batch *b = &m->batches[i];
+		size_t from = b->open ? 0 : b->first;
+		size_t to = b->open ? m->n_todo : b->first + b->n;
+
+		if (!b->used)
+			continue;
+		if (from < *from_r)
+			*from_r = from;
+		if (to > *to_r)
+			*to_r = to;
+	}
+}
+
+/*
+ * A UID FETCH was refused (NO or BAD; b is NULL for the size query): the
+ * prefix that arrived whole is kept.  On a connection that delivered mail a
+ * fresh one goes on ("NO [UNAVAILABLE]" after so many messages a session);
+ * otherwise the mailbox is over for this run, and the first message not
+ * delivered counts a try.
+ */
+static void
+fetch_refused(struct mirror *m, const char *text, const struct batch *b)
+{
+	char why[ERROR_TEXT_MAX + 32];
+	uint32_t uid = 0;
+
+	if (commit(m, true) != 0)
+		return;
+	snprintf(why, sizeof why, "UID FETCH failed: %s", text);
+	if (!may_reconnect(m, SESSION_ERR_SERVER) && b != NULL)
+		uid = first_undelivered(m, b->open ? 0 : b->first,
+		    b->open ? m->n_todo : b->first + b->n);
+	if (uid != 0 && !hole(m, uid, why)) {
+		drain_mailbox(m);	/* hole() said why */
+		return;
+	}
+	if (may_reconnect(m, SESSION_ERR_SERVER)) {
+		reconnect(m, why);
+		return;
+	}
+	mailbox_failed(m, "%s", why);
+	drain_mailbox(m);
+}
+
+static void
+on_session_failed(struct session *s, enum session_error error,
+    const char *message, void *arg)
+{
+	struct mirror *m = arg;
+	size_t from, to;
+	uint32_t uid;
+
+	(void)s;
+	if (m->finished)
+		return;
+	if (m->in_mbx && m->mbox != NULL && m->ms != NULL) {
+		/* Keep the prefix that arrived whole. */
+		if (commit(m, true) != 0)
 			return;
-		}
+		in_flight_range(m, &from, &to);
+		if (!may_reconnect(m, error) &&
+		    (uid = first_undelivered(m, from, to)) != 0)
+			(void)hole(m, uid, message);
 	}
-	if (!appended_contiguous(m) || commit_can_wait(m)) {
-		/* A later batch's OK commits it all. */
-		report_progress(m);
-		send_batches(m);
+	if (may_reconnect(m, error)) {
+		reconnect(m, message);
 		return;
 	}
-	/* The commit protocol: the mbox is durable before the state says
-	 * so. */
-	if (mbox_commit(m->mbox, &size) != 0) {
-		mirror_fail(m, SESSION_ERR_LOCAL, "%s", mbox_error(m->mbox));
-		return;
-	}
-	m->last_commit = ev_now(m->loop);
-	m->ms->last_uid = m->appended_max;
-	m->ms->mbox_size = size;
-	m->ms->messages += m->batch_appended;
-	/* Only what is committed counts as mirrored in the result. */
-	m->result.messages += m->batch_appended;
-	m->result.bytes += m->batch_bytes;
-	m->batch_appended = 0;
-	m->batch_bytes = 0;
-	if (save_state(m) != 0)
-		return;
-	report_progress(m);
-	if (m->next_todo < m->n_todo)
-		send_batches(m);
-	else if (m->in_flight == 0)
-		mailbox_done(m);
+	mirror_fail(m, error, "%s", message);
 }
 
 /* Session set-up */
@@ -1793,6 +2188,8 @@ mirror_start(struct ev_loop *loop, const struct config *config,
 	m->spool_fd = -1;
 	ev_timer_init(&m->lock_timer, on_lock_timer, 0, 0);
 	m->lock_timer.data = m;
+	ev_timer_init(&m->reconnect_timer, on_reconnect_timer, 0, 0);
+	m->reconnect_timer.data = m;
 	snprintf(m->prefix, sizeof m->prefix, "account %s", account->name);
 	m->state_dir = state_account_dir(config->state_dir, account->name);
 	if (m->state_dir == NULL) {
@@ -1834,6 +2231,7 @@ mirror_free(struct mirror **mp)
 		return;
 	ev_timer_stop(m->loop, &m->finish_timer);
 	ev_timer_stop(m->loop, &m->lock_timer);
+	ev_timer_stop(m->loop, &m->reconnect_timer);
 	mbox_close(&m->mbox);
 	session_free(&m->session);
 	for (size_t i = 0; i < m->n_mbxs; i++) {
@@ -1844,7 +2242,10 @@ mirror_free(struct mirror **mp)
 	free(m->mbx_slots);
 	free(m->todo);
 	free(m->todo_sizes);
+	free(m->todo_done);
 	free(m->got);
+	free(m->arr);
+	free(m->arr_sizes);
 	state_clear(&m->state);
 	free(m->state_dir);
 	if (m->spool_fd >= 0)

@@ -368,15 +368,24 @@ class Hostile(unittest.TestCase):
 
     def test_message_left_out_of_a_batch(self):
         # The server answers OK but leaves out UID 3, which it still has.
-        # Committing past it would lose it for good: nothing of the batch is
-        # kept, the run fails naming the mailbox, and the next one gets all.
-        e = self.env(counts={b"INBOX": 5})
-        e.srv.hooks["UID FETCH"] = on_body_fetch(lambda conn, ctx: [
-            b"".join(conn.fetch_response(u) for u in ctx["uids"] if u != 3) + ok(ctx)])
-        res, _ = e.run()
-        e.assert_failed(res, r"UID 3 missing", mailbox=b"INBOX")
-        self.assertEqual(e.mbox(b"INBOX"), b"")
-        e.follow_up()
+        # Committing past it would lose it for good: what came before it is kept,
+        # nothing after it, the run fails naming mailbox and UID, and the next one
+        # gets the rest.  On the first sync (sizes, then batches) and on a later one
+        # (the fetch sent with EXAMINE, a few new messages).
+        for first in (True, False):
+            with self.subTest(first_sync=first):
+                e = self.env() if first else self.synced()
+                base = len(e.boxes[b"INBOX"])
+                e.add(b"INBOX", 5)
+                gone = base + 3
+                e.srv.hooks["UID FETCH"] = on_body_fetch(lambda conn, ctx, g=gone: [
+                    b"".join(conn.fetch_response(u) for u in ctx["uids"] if u != g) +
+                    ok(ctx)])
+                res, _ = e.run()
+                e.assert_failed(res, rf"UID {gone}: the server answered without it",
+                                mailbox=b"INBOX")
+                e.assert_exact(b"INBOX", range(1, gone))
+                e.follow_up()
 
     def test_batches_completed_out_of_order(self):
         # Two batches in flight (over 2000 messages); the server runs them side by
@@ -467,8 +476,11 @@ class Hostile(unittest.TestCase):
         # The message that finally comes with UID 9 is mirrored.
         e.srv.uidnext.clear()
         e.add(b"INBOX", 6)
-        e.srv.hooks["UID FETCH"] = on_body_fetch(lambda conn, ctx: [
-            conn.fetch_response(3) + conn.fetch_response(9) + ok(ctx)])
+        # (UIDs 4 to 8 were expunged: neither the sizes nor the bodies list them.)
+        e.srv.hooks["UID FETCH"] = lambda conn, ctx: [
+            b"".join(conn.fetch_response(u) if ctx["body"] else
+                     conn.fetch_response(u, ("UID", "RFC822.SIZE")) for u in (3, 9)) +
+            ok(ctx)]
         e.srv.uidnext[b"INBOX"] = 10
         res, _ = e.run()
         e.assert_ok(res, messages=1)
@@ -531,29 +543,48 @@ class Hostile(unittest.TestCase):
         self.assertEqual(e.mbox(b"Locked"), b"")
         e.follow_up()
 
-    # -- failures during the fetch: exit 1, the mbox as committed, then exact -----------
+    # -- failures during the fetch: exit 1, a whole prefix kept, then exact ------------
+
+    def assert_prefix_kept(self, e, snap, first_new, res):
+        """After a failed run the mbox is what was committed before plus the
+        messages that arrived whole before the failure, in the server's order, each
+        exact: never a part of one, never one past a message missing.  The run
+        reports as added exactly what it kept.  Returns how many it kept."""
+        data = e.mbox(b"INBOX")
+        self.assertTrue(data.startswith(snap), "the committed part changed")
+        entries = e.entries(b"INBOX")
+        kept, rest = 0, data[len(snap):]
+        while rest:
+            want = entries.get(first_new + kept)
+            self.assertIsNotNone(want, f"more than was new: {rest[:200]!r}")
+            self.assertTrue(rest.startswith(want), f"entry {kept} of the new ones "
+                            f"is not UID {first_new + kept}: {rest[:200]!r}")
+            rest = rest[len(want):]
+            kept += 1
+        self.assertRegex(res.stdout, rf"{ACCOUNT}: FAILED .* {kept} messages \(")
+        return kept
 
     def failing(self, script, pattern, first_sync=False, new=3, bound=BOUND,
                 mailbox=b"INBOX", key="UID FETCH", timeout="10s"):
         """New mail, a server that breaks as script says: the run fails as pattern
-        says, within bound, the mbox as last committed; then a follow-up is exact."""
+        says, within bound, keeping the whole prefix that arrived; then a follow-up
+        is exact."""
         e = self.env(timeout=timeout) if first_sync else self.synced(timeout=timeout)
         snap = e.mbox(b"INBOX")
+        first_new = len(e.boxes[b"INBOX"]) + 1
         e.add(b"INBOX", new)
         e.srv.hooks[key] = on_body_fetch(script) if key == "UID FETCH" else script
         res, elapsed = e.run(bound)
         e.assert_failed(res, pattern, mailbox=mailbox)
         self.assertLess(elapsed, bound)
-        self.assertEqual(e.mbox(b"INBOX"), snap)
-        # What was rolled back is not reported as added.
-        self.assertRegex(res.stdout, rf"{ACCOUNT}: FAILED .* 0 messages \(0 B\) added")
+        self.assert_prefix_kept(e, snap, first_new, res)
         e.follow_up()
         return res, elapsed
 
     def test_connection_lost_mid_literal(self):
         def cut(conn, ctx, bye):
-            full = conn.fetch_response(ctx["uids"][0]) + conn.fetch_response(
-                ctx["uids"][1])
+            # (After a reconnect only one may be left to ask for.)
+            full = b"".join(conn.fetch_response(u) for u in ctx["uids"][:2])
             return [full[:len(full) - 40] + bye, ("close",)]
         for first in (True, False):
             for bye in (b"", b"\r\n* BYE shutting down\r\n"):
@@ -613,13 +644,17 @@ class Hostile(unittest.TestCase):
         for what, (junk, pattern) in cases.items():
             with self.subTest(what):
                 snap = e.mbox(b"INBOX")
+                first_new = len(e.boxes[b"INBOX"]) + 1
                 e.add(b"INBOX", 2)
+                # A dropped connection is tried again once the first message
+                # is in: then the one left gets the junk at once.
                 e.srv.hooks["UID FETCH"] = on_body_fetch(lambda conn, ctx, junk=junk: [
-                    conn.fetch_response(ctx["uids"][0]) + junk(conn, ctx["uids"][1]),
-                    ("sleep", 0.3), ("close",)])
+                    b"".join(conn.fetch_response(u) for u in ctx["uids"][:-1]) +
+                    junk(conn, ctx["uids"][-1]), ("sleep", 0.3), ("close",)])
                 res, _ = e.run()
                 e.assert_failed(res, pattern)
-                self.assertEqual(e.mbox(b"INBOX"), snap)
+                # The message before the junk arrived whole: it is kept.
+                self.assertEqual(self.assert_prefix_kept(e, snap, first_new, res), 1)
                 e.follow_up(again=False)
         e.follow_up()
 
@@ -647,6 +682,120 @@ class Hostile(unittest.TestCase):
                 self.assertEqual(e.mbox(b"INBOX"), snap)
                 e.follow_up(again=False)
         e.follow_up()
+
+    # -- servers that serve so much a session, and messages never delivered -----------
+
+    def per_session(self, e, limit, end):
+        """A server that serves limit bodies a connection, then ends the fetch as end
+        says ("NO": a tagged NO [UNAVAILABLE]; "BYE": BYE and hang up)."""
+        def script(conn, ctx):
+            if not ctx["body"]:
+                return None
+            served = getattr(conn, "served", 0)
+            uids = ctx["uids"][:max(limit - served, 0)]
+            conn.served = served + len(uids)
+            out = b"".join(conn.fetch_response(u) for u in uids)
+            if len(uids) == len(ctx["uids"]):
+                return [out + ok(ctx)]
+            if end == "NO":
+                return [out + ctx["tag"] + b" NO [UNAVAILABLE] Too many messages in "
+                        b"this session; come back later\r\n"]
+            return [out + b"* BYE Session limit reached\r\n", ("close",)]
+        e.srv.hooks["UID FETCH"] = script
+
+    def logins(self, e):
+        return sum(1 for v, _ in e.srv.log if v in (b"AUTHENTICATE", b"LOGIN"))
+
+    def test_server_serving_500_messages_a_session(self):
+        # Yahoo answers NO [UNAVAILABLE] after a burst: what arrived whole is kept and
+        # a new connection goes on, so 10,000 messages take one --once, each once.
+        e = self.env(counts={b"INBOX": 10000})
+        self.per_session(e, 500, "NO")
+        res, _ = e.run(bound=180)
+        e.assert_ok(res, messages=10000)
+        e.assert_exact(b"INBOX")
+        self.assertEqual(self.logins(e), 20)
+        self.assertIn("reconnecting", res.stderr)
+        e.follow_up()
+
+    def test_server_ending_sessions_with_bye(self):
+        # Others say BYE and hang up; a later sync of new mail goes the same way.
+        e = self.env(counts={b"INBOX": 700})
+        self.per_session(e, 300, "BYE")
+        res, _ = e.run(bound=120)
+        e.assert_ok(res, messages=700)
+        e.assert_exact(b"INBOX")
+        self.assertEqual(self.logins(e), 3)
+        e.add(b"INBOX", 50)
+        self.per_session(e, 20, "BYE")
+        res, _ = e.run(bound=120)
+        e.assert_ok(res, messages=50)
+        e.assert_exact(b"INBOX")
+        e.follow_up()
+
+    def test_server_that_never_delivers_gives_up_in_time(self):
+        # A connection that delivers nothing is not tried again in the same run.
+        e = self.env(counts={b"INBOX": 5})
+        self.per_session(e, 0, "NO")
+        res, _ = e.run()
+        e.assert_failed(res, r"UID 1: UID FETCH failed: \[UNAVAILABLE\]")
+        self.assertEqual(self.logins(e), 1)
+        self.assertEqual(e.mbox(b"INBOX"), b"")
+        e.follow_up()
+
+    def undeliverable(self, e, uid, how):
+        """UID uid is never delivered: its body is NIL, or the fetch that asks for it
+        delivers what comes before it and ends NO (Exchange, for a corrupt item)."""
+        def script(conn, ctx):
+            if not ctx["body"]:
+                return None
+            out = b""
+            for u in ctx["uids"]:
+                if u != uid:
+                    out += conn.fetch_response(u)
+                elif how == "NIL":
+                    out += b"* %d FETCH (UID %d INTERNALDATE %s BODY[] NIL)\r\n" % (
+                        u, u, conn.server.date(b"INBOX", u))
+                else:
+                    return [out + ctx["tag"] + b" NO The item is corrupt\r\n"]
+            return [out + ok(ctx)]
+        e.srv.hooks["UID FETCH"] = script
+
+    def test_message_never_delivered_is_given_up(self):
+        for how, why in (("NIL", r"the server sent no body \(BODY\[\] NIL\)"),
+                         ("NO", r"UID FETCH failed: The item is corrupt")):
+            with self.subTest(how):
+                e = self.env(counts={b"INBOX": 6})
+                self.undeliverable(e, 3, how)
+                for sync in (1, 2):
+                    res, _ = e.run()
+                    e.assert_failed(res, rf"UID 3: {why}")
+                    self.assertIn(f"(sync {sync} of 3 before it is given up)",
+                                  res.stderr)
+                    e.assert_exact(b"INBOX", [1, 2])
+                # The third sync gives it up and mirrors everything after it.
+                res, _ = e.run()
+                e.assert_ok(res)
+                self.assertRegex(res.stderr, r"mailbox INBOX: UID 3: .* in 3 syncs in "
+                                 r"a row; given up")
+                e.assert_exact(b"INBOX", [1, 2, 4, 5, 6])
+                status = mmtest.run_mboxmirror("-c", e.conf, "--status")
+                self.assertRegex(status.stdout, r"INBOX: 1 message given up.*UID 3")
+                # It stays given up; new mail still comes.
+                e.add(b"INBOX", 2)
+                res, _ = e.run()
+                e.assert_ok(res, messages=2)
+                e.assert_exact(b"INBOX", [1, 2, 4, 5, 6, 7, 8])
+
+    def test_hole_filled_before_it_is_given_up(self):
+        # Left out once, delivered the next time: nothing is given up, all once.
+        e = self.env(counts={b"INBOX": 6})
+        self.undeliverable(e, 4, "NIL")
+        res, _ = e.run()
+        e.assert_failed(res, r"UID 4: the server sent no body")
+        e.follow_up()
+        status = mmtest.run_mboxmirror("-c", e.conf, "--status")
+        self.assertNotIn("given up", status.stdout)
 
     # -- servers that stall: timeout = 2s ---------------------------------------------
 
