@@ -161,7 +161,9 @@ fcntl_locked_elsewhere(const char *path)
 	struct flock fl;
 	int fd, r;
 
-	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) == -1)
+	/* O_NONBLOCK: a FIFO put there must not hang the daemon. */
+	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+	    O_CLOEXEC)) == -1)
 		return false;
 	memset(&fl, 0, sizeof fl);
 	fl.l_type = F_WRLCK;
@@ -901,7 +903,8 @@ dotlock_holder_dead(const char *path)
 	long pid;
 	int fd;
 
-	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) == -1)
+	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+	    O_CLOEXEC)) == -1)
 		return false;
 	n = read(fd, buf, sizeof buf - 1);
 	close(fd);

@@ -15,6 +15,7 @@
 #include "imap/writer.h"
 #include "log.h"
 #include "mbox/mbox.h"
+#include "mirror/layout.h"
 #include "mirror/names.h"
 #include "mirror/plan.h"
 #include "mirror/state.h"
@@ -563,157 +564,6 @@ mailbox_unchanged(const struct mirror *m, const struct mbx *mb)
 	    ms->uidnext == mb->uidnext;
 }
 
-static char *
-join_path(const char *dir, const char *rel)
-{
-	char *path;
-
-	if (asprintf(&path, "%s/%s", dir, rel) < 0)
-		return NULL;
-	return path;
-}
-
-/* mkdir -p for the directories of a file below output, 0700, refusing to
- * walk through symlinks. */
-static int
-make_parents(const char *output, const char *rel, char **error_r)
-{
-	char *path = join_path(output, rel), *p;
-	struct stat st;
-	size_t base = strlen(output);
-
-	if (path == NULL)
-		return -1;
-	for (p = path + base; (p = strchr(p + 1, '/')) != NULL; ) {
-		*p = '\0';
-		if (mkdir(path, 0700) != 0 && errno != EEXIST)
-			goto fail;
-		if (lstat(path, &st) != 0)
-			goto fail;
-		if (!S_ISDIR(st.st_mode)) {
-			errno = ENOTDIR;
-			goto fail;
-		}
-		*p = '/';
-	}
-	free(path);
-	return 0;
-fail:
-	if (asprintf(error_r, "cannot create directory %s: %s", path,
-	    strerror(errno)) < 0)
-		*error_r = NULL;
-	free(path);
-	return -1;
-}
-
-/* mkdir -p for output itself: its parents may not exist yet on a first run.
- * Directories created here are 0700 like those below. */
-static int
-make_output(const char *output)
-{
-	char *path, *p;
-	int rc = -1;
-
-	if ((path = strdup(output)) == NULL)
-		return -1;
-	for (p = path; (p = strchr(p + 1, '/')) != NULL; ) {
-		*p = '\0';
-		if (mkdir(path, 0700) != 0 && errno != EEXIST)
-			goto out;
-		*p = '/';
-	}
-	if (mkdir(path, 0700) != 0 && errno != EEXIST)
-		goto out;
-	rc = 0;
-out:
-	free(path);
-	return rc;
-}
-
-/* Moves an mbox out of the way, keeping it: "<base>.<tag>.mbox", with a
- * counter when that exists.  Returns 0 also when there is no file. */
-static int
-keep_aside(struct mirror *m, const char *rel, const char *tag)
-{
-	char *from = join_path(m->account->output, rel), *to = NULL;
-	size_t len = strlen(from);
-	struct stat st;
-	int rc = -1;
-
-	if (lstat(from, &st) != 0) {
-		rc = errno == ENOENT ? 0 : -1;
-		goto out;
-	}
-	if (len > 5 && strcmp(from + len - 5, ".mbox") == 0)
-		len -= 5;
-	for (unsigned i = 1; i < 1000; i++) {
-		free(to);
-		if ((i == 1 ? asprintf(&to, "%.*s.%s.mbox", (int)len, from,
-		    tag) : asprintf(&to, "%.*s.%s-%u.mbox", (int)len, from,
-		    tag, i)) < 0) {
-			to = NULL;
-			goto out;
-		}
-		if (lstat(to, &st) != 0 && errno == ENOENT)
-			break;
-	}
-	if (rename(from, to) != 0)
-		goto out;
-	log_warnx("%s: kept the previous mirror as %s", m->prefix, to);
-	rc = 0;
-out:
-	if (rc != 0)
-		log_warn("%s: cannot move %s aside", m->prefix, from);
-	free(from);
-	free(to);
-	return rc;
-}
-
-/* Whether a mailbox other than self already mirrors into rel. */
-static bool
-file_taken(const struct mirror *m, const struct mailbox_state *self,
-    const char *rel)
-{
-	for (size_t i = 0; i < m->state.n_mailboxes; i++) {
-		const struct mailbox_state *o = &m->state.mailboxes[i];
-
-		if (o != self && o->file != NULL && strcmp(o->file, rel) == 0)
-			return true;
-	}
-	return false;
-}
-
-/*
- * rel (taken over), or "<base>.<n>.mbox" when another mailbox has it: names
- * under different hierarchy delimiters ("a//b" with "/", "a..b" with ".")
- * map to one path, and two mailboxes must never share a file.  The choice
- * is recorded in the state, so it stays.  NULL when out of memory.
- */
-static char *
-unique_file(struct mirror *m, const struct mailbox_state *self, char *rel)
-{
-	size_t len = strlen(rel);
-	char *alt;
-
-	if (!file_taken(m, self, rel))
-		return rel;
-	if (len > 5 && strcmp(rel + len - 5, ".mbox") == 0)
-		len -= 5;
-	for (unsigned i = 2; ; i++) {
-		if (asprintf(&alt, "%.*s.%u.mbox", (int)len, rel, i) < 0) {
-			free(rel);
-			return NULL;
-		}
-		if (!file_taken(m, self, alt))
-			break;
-		free(alt);
-	}
-	log_warnx("%s: mailbox %s: %s is another mailbox's mirror; using %s",
-	    m->prefix, m->mbxs[m->cur].display, rel, alt);
-	free(rel);
-	return alt;
-}
-
 static int
 save_state(struct mirror *m)
 {
@@ -727,14 +577,52 @@ save_state(struct mirror *m)
 	return -1;
 }
 
+/*
+ * A mailbox whose file cannot be placed or opened here (a file or a symlink
+ * in the way, a path too long, no permission): the others go on, the
+ * answer of the fetch sent with its EXAMINE is ignored, and the account
+ * fails in the end.
+ */
+static void
+mailbox_local_failure(struct mirror *m, const char *error)
+{
+	log_warnx("%s: mailbox %s: %s; skipped", m->prefix,
+	    m->mbxs[m->cur].display, error);
+	mailbox_failed(m, "%s", error);
+	mbox_close(&m->mbox);
+	m->ms = NULL;
+	m->examine_failed = true;
+}
+
+/* Moves a file of the mailbox out of the way, keeping it. */
+static int
+keep_aside(struct mirror *m, const char *rel, const char *tag)
+{
+	char *to, *error;
+
+	if (layout_keep_aside(m->account->output, rel, tag, &to,
+	    &error) != 0) {
+		mailbox_local_failure(m, error != NULL ? error :
+		    "out of memory");
+		free(error);
+		return -1;
+	}
+	if (to != NULL)
+		log_warnx("%s: kept the previous mirror as %s", m->prefix, to);
+	free(to);
+	return 0;
+}
+
 /* EXAMINE answered: reconcile the state with UIDVALIDITY, open the mbox. */
 static void
 prepare_mailbox(struct mirror *m)
 {
 	struct mbx *mb = &m->mbxs[m->cur];
 	struct mailbox_state *ms = state_get(&m->state, mb->name);
+	struct layout_file *lf = NULL;
 	enum mbox_open_result r;
-	char *rel, *path, *error = NULL, tag[40];
+	char *name, *rel = NULL, *error = NULL, tag[40];
+	const char *path;
 	bool fresh;
 
 	if (ms == NULL) {
@@ -743,13 +631,18 @@ prepare_mailbox(struct mirror *m)
 	}
 	m->ms = ms;
 	fresh = ms->uidvalidity == 0;
-	rel = names_mbox_path(mb->name, strlen(mb->name), mb->delimiter, false);
-	if (rel != NULL)
-		rel = unique_file(m, ms, rel);
-	if (rel == NULL) {
+	name = names_mbox_path(mb->name, strlen(mb->name), mb->delimiter,
+	    false);
+	if (name == NULL || layout_unique_file(&m->state, ms, name,
+	    &rel) != 0) {
+		free(name);
 		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
 		return;
 	}
+	if (strcmp(rel, name) != 0)
+		log_warnx("%s: mailbox %s: %s is another mailbox's mirror; "
+		    "using %s", m->prefix, mb->display, name, rel);
+	free(name);
 	if (!fresh && ms->uidvalidity != m->examine_uidvalidity) {
 		log_warnx("%s: mailbox %s: UIDVALIDITY changed from %u to %u; "
 		    "mirroring it afresh", m->prefix, mb->display,
@@ -757,8 +650,6 @@ prepare_mailbox(struct mirror *m)
 		snprintf(tag, sizeof tag, "uidvalidity-%u", ms->uidvalidity);
 		if (keep_aside(m, ms->file != NULL ? ms->file : rel, tag) != 0) {
 			free(rel);
-			mirror_fail(m, SESSION_ERR_LOCAL, "cannot keep the old "
-			    "mirror aside");
 			return;
 		}
 		fresh = true;
@@ -767,8 +658,6 @@ prepare_mailbox(struct mirror *m)
 		snprintf(tag, sizeof tag, "unknown-%lld", (long long)time(NULL));
 		if (keep_aside(m, rel, tag) != 0) {
 			free(rel);
-			mirror_fail(m, SESSION_ERR_LOCAL, "cannot move an "
-			    "unknown file aside");
 			return;
 		}
 	}
@@ -784,7 +673,8 @@ prepare_mailbox(struct mirror *m)
 		ms->file = rel;
 		rel = NULL;
 		/* Recorded before the file exists, so a crash leftover is
-		 * ours to truncate, not a stranger's to keep. */
+		 * ours to truncate, not a stranger's to keep.  (A file moved
+		 * aside above is durably so by now.) */
 		if (save_state(m) != 0)
 			return;
 	} else if (ms->file == NULL) {
@@ -792,22 +682,28 @@ prepare_mailbox(struct mirror *m)
 		rel = NULL;
 	}
 	free(rel);
-	if (make_parents(m->account->output, ms->file, &error) != 0) {
-		mirror_fail(m, SESSION_ERR_LOCAL, "%s", error != NULL ? error :
+	if (layout_file_open(m->account->output, ms->file, &lf,
+	    &error) != 0) {
+		mailbox_local_failure(m, error != NULL ? error :
 		    "out of memory");
 		free(error);
 		return;
 	}
-	if ((path = join_path(m->account->output, ms->file)) == NULL) {
-		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
-		return;
-	}
+	path = layout_file_path(lf);
 	r = mbox_open(path, ms->mbox_size, &m->mbox, &error);
 	if (r == MBOX_OPEN_FAILED) {
-		mirror_fail(m, SESSION_ERR_LOCAL, "%s", error != NULL ? error :
+		mailbox_local_failure(m, error != NULL ? error :
 		    "cannot open mbox");
 		free(error);
-		free(path);
+		layout_file_free(&lf);
+		return;
+	}
+	/* A new mbox's entry is durable before any state counts on it. */
+	if (layout_file_opened(lf, &error) != 0) {
+		mailbox_local_failure(m, error != NULL ? error :
+		    "out of memory");
+		free(error);
+		layout_file_free(&lf);
 		return;
 	}
 	if (r == MBOX_OPEN_TRUNCATED)
@@ -827,7 +723,7 @@ prepare_mailbox(struct mirror *m)
 		    ms->mbox_size);
 		ms->mbox_size = mbox_committed_size(m->mbox);
 	}
-	free(path);
+	layout_file_free(&lf);
 	/* The size the next append starts at must be durable before the
 	 * append: a crash during it must find the tail past this size, not
 	 * past the old one, to cut it as ours. */
@@ -955,7 +851,7 @@ wait_for_mbox_lock(struct mirror *m)
 	bool busy;
 
 	if (ms == NULL || ms->file == NULL ||
-	    (path = join_path(m->account->output, ms->file)) == NULL)
+	    (path = layout_path(m->account->output, ms->file)) == NULL)
 		return false;
 	busy = mbox_locked_elsewhere(path);
 	if (!busy) {
@@ -2205,7 +2101,7 @@ mirror_start(struct ev_loop *loop, const struct config *config,
 		return m;
 	}
 	m->state.last_attempt = time(NULL);
-	if (make_output(account->output) != 0) {
+	if (layout_make_output(account->output) != 0) {
 		mirror_fail(m, SESSION_ERR_LOCAL, "cannot create %s: %s",
 		    account->output, strerror(errno));
 		return m;

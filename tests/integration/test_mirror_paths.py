@@ -162,6 +162,90 @@ class Paths(unittest.TestCase):
         finally:
             srv.stop()
 
+    def fake_account(self, tmp, srv):
+        acct = {"__name__": "test", "host": "127.0.0.1", "port": str(srv.port),
+                "tls": "none", "allow_plaintext": "yes", "user": "u",
+                "password": "pw", "output": os.path.join(tmp, "out", "test")}
+        return mmtest.write_config(tmp, [acct]), acct["output"]
+
+    def test_blocked_mailbox_skipped(self):
+        """A mailbox whose file cannot be made (a file, a symlink or a FIFO in the way) is
+        skipped with a message naming it and the path; the others are mirrored, the run
+        fails, and once the obstacle is gone the next run mirrors it."""
+        names = [b"INBOX", b"Archive/2023", b"Links/x", b"Work", b"Zeta"]
+        mailboxes = [(b"/", n, [mmtest.make_message(f"m{i}", f"marker {i}\r\n")])
+                     for i, n in enumerate(names)]
+        srv = mirror_fakeimap.FakeImap(mailboxes).start()
+        try:
+            with mmtest.TempDir() as tmp:
+                conf, out = self.fake_account(tmp, srv)
+                elsewhere = os.path.join(tmp, "elsewhere")
+                os.makedirs(out, 0o700)
+                os.mkdir(elsewhere, 0o700)
+                with open(os.path.join(out, "Archive"), "w") as f:
+                    f.write("in the way\n")
+                os.symlink(elsewhere, os.path.join(out, "Links"))
+                res = mmtest.run_mboxmirror("-c", conf, "--once")
+                self.assertEqual(srv.errors, [])
+                self.assertEqual(res.returncode, 1, res.stderr)
+                self.assertRegex(res.stderr, r"mailbox Archive/2023: .*"
+                                 + re.escape(os.path.join(out, "Archive")) + r".*skipped")
+                self.assertRegex(res.stderr, r"mailbox Links/x: .*"
+                                 + re.escape(os.path.join(out, "Links")) + r".*symlink")
+                self.assertEqual(os.listdir(elsewhere), [])
+                os.unlink(os.path.join(out, "Archive"))
+                os.unlink(os.path.join(out, "Links"))
+                found = self.files_by_marker(out)
+                self.assertEqual(found, {0: "INBOX.mbox", 3: "Work.mbox", 4: "Zeta.mbox"})
+
+                # The obstacles gone, a FIFO where a mirrored mbox was, with new mail.
+                zeta = os.path.join(out, "Zeta.mbox")
+                os.unlink(zeta)
+                os.mkfifo(zeta, 0o600)
+                mailboxes[4][2].append(mmtest.make_message("again", "marker 4\r\n"))
+                res = mmtest.run_mboxmirror("-c", conf, "--once")
+                self.assertEqual(res.returncode, 1, res.stderr)
+                self.assertRegex(res.stderr, r"mailbox Zeta: .*" + re.escape(zeta))
+                os.unlink(zeta)
+                found = self.files_by_marker(out)
+                self.assertEqual(found, {0: "INBOX.mbox", 1: "Archive/2023.mbox",
+                                         2: "Links/x.mbox", 3: "Work.mbox"})
+                mu.assert_modes(self, out)
+
+                # And with nothing in the way, all is well.
+                res = mmtest.run_mboxmirror("-c", conf, "--once")
+                self.assertEqual(res.returncode, 0, res.stderr)
+                self.assertEqual(len(mmtest.read_mbox(zeta)), 1)
+        finally:
+            srv.stop()
+
+    def test_names_differing_by_case(self):
+        """Mailboxes whose names differ only by case or Unicode normalisation get files
+        that differ by more, so that a folding file system keeps them apart; the choice
+        stays."""
+        names = [b"Work", b"work", b"WORK/x", b"work/X",
+                 b"Caf&AOk-",                   # "Café", NFC
+                 b"Cafe&AwE-"]                  # "Café", NFD
+        mailboxes = [(b"/", n, [mmtest.make_message(f"m{i}", f"marker {i}\r\n")])
+                     for i, n in enumerate(names)]
+        srv = mirror_fakeimap.FakeImap(mailboxes).start()
+        try:
+            with mmtest.TempDir() as tmp:
+                conf, out = self.fake_account(tmp, srv)
+                res = mmtest.run_mboxmirror("-c", conf, "--once")
+                self.assertEqual(res.returncode, 0, res.stderr)
+                found = self.files_by_marker(out)
+                self.assertEqual(found, {0: "Work.mbox", 1: "work.2.mbox",
+                                         2: "WORK/x.mbox", 3: "work/X.2.mbox",
+                                         4: "Caf\u00e9.mbox", 5: "Cafe\u0301.2.mbox"})
+                for i, (_, _, msgs) in enumerate(mailboxes):
+                    msgs.append(mmtest.make_message(f"again {i}", f"marker {i}\r\n"))
+                res = mmtest.run_mboxmirror("-c", conf, "--once")
+                self.assertEqual(res.returncode, 0, res.stderr)
+                self.assertEqual(self.files_by_marker(out, per_file=2), found)
+        finally:
+            srv.stop()
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
