@@ -797,6 +797,51 @@ class Hostile(unittest.TestCase):
         status = mmtest.run_mboxmirror("-c", e.conf, "--status")
         self.assertNotIn("given up", status.stdout)
 
+    # -- a mail reader changed the mbox, then a crash ---------------------------------
+
+    def state_size(self, e):
+        with open(os.path.join(e.tmp, "state", ACCOUNT, "state")) as f:
+            m = re.search(r"^mailbox\tINBOX\t.*\tmbox_size=(\d+)", f.read(), re.M)
+        return int(m.group(1))
+
+    def test_shrunk_mbox_then_kill_during_append(self):
+        # A reader deleted the last message (the mbox is shorter than committed);
+        # the next sync is killed while appending.  The new size must have been
+        # durable before the append, so the restart cuts the tail as its own and the
+        # mirror ends with every message once.
+        e = self.synced(prior=3)
+        entries = split_mbox(e.mbox(b"INBOX"))
+        shrunk = b"".join(entries[:2])
+        with open(e.path(b"INBOX"), "r+b") as f:
+            f.truncate(len(shrunk))
+        e.add(b"INBOX", 2)
+        # Big enough that part of the append reaches the file before the kill.
+        e.boxes[b"INBOX"][3] = mmtest.make_message("big", (b"y" * 70 + b"\r\n") * 8000)
+        held = []
+
+        def script(conn, ctx):
+            if not ctx["body"]:
+                return None
+            held.append(True)
+            full = conn.fetch_response(ctx["uids"][0])
+            return [full[:len(full) - 100], ("hang",)]
+        e.srv.hooks["UID FETCH"] = script
+        proc = mu.start_mboxmirror("-c", e.conf, "--once")
+        try:
+            deadline = time.monotonic() + BOUND
+            while time.monotonic() < deadline and (
+                    not held or os.path.getsize(e.path(b"INBOX")) <= len(shrunk)):
+                time.sleep(0.05)
+            self.assertGreater(os.path.getsize(e.path(b"INBOX")), len(shrunk))
+            self.assertEqual(self.state_size(e), len(shrunk))
+        finally:
+            proc.kill()
+            proc.communicate()
+        e.srv.hooks.clear()
+        res, _ = e.run()
+        e.assert_ok(res, messages=2)
+        self.assertEqual(e.mbox(b"INBOX"), shrunk + e.expected(b"INBOX", [4, 5]))
+
     # -- servers that stall: timeout = 2s ---------------------------------------------
 
     def test_server_stops_answering_mid_fetch(self):
