@@ -53,8 +53,23 @@ typedef void secret_done_fn(char *secret, char *error, void *arg);
 struct ev_loop;
 struct secret_job *secret_fetch_async(struct ev_loop *loop,
     const struct account *account, secret_done_fn *done, void *arg);
-/* Stops caring: done will not be called; the worker cleans up after itself. */
+/*
+ * Stops caring: done will not be called.  The job is shared by the loop and
+ * the worker and freed by whichever lets go last, so this may be called
+ * at any point, even after the worker has finished and signalled.
+ */
 void secret_job_cancel(struct secret_job **job);
+
+/*
+ * Testing seam: fn (NULL: none) is called on a password_command's worker
+ * thread at two points: SIGNALLED once it has told the loop that the job is
+ * done, while it still holds its part of the job, and EXITING after its last
+ * touch of the job.  Lets tests widen the window between the two, where the
+ * loop may deliver and release the job.  Not for use outside tests.
+ */
+enum secret_worker_point { SECRET_WORKER_SIGNALLED, SECRET_WORKER_EXITING };
+typedef void secret_worker_hook_fn(enum secret_worker_point point);
+void secret_set_worker_hook(secret_worker_hook_fn *fn);
 
 /* Wipes and frees *secret, and sets it to NULL. */
 void secret_free(char **secret);

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <semaphore.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -397,6 +398,90 @@ test_async_cancel(void **state)
 	ev_loop_destroy(loop);
 }
 
+/*
+ * The worker stops right after signalling the loop, until the test lets it
+ * go: the loop gets every chance to deliver (or cancel) and release the job
+ * first.  The worker must touch nothing of the job that the loop let go.
+ */
+static sem_t worker_signalled, worker_go, worker_exited;
+
+static void
+hold_worker(enum secret_worker_point point)
+{
+	if (point == SECRET_WORKER_SIGNALLED) {
+		sem_post(&worker_signalled);
+		while (sem_wait(&worker_go) == -1 && errno == EINTR)
+			continue;
+	} else
+		sem_post(&worker_exited);
+}
+
+static void
+wait_sem(sem_t *sem)
+{
+	while (sem_wait(sem) == -1 && errno == EINTR)
+		continue;
+}
+
+static void
+test_async_worker_outlives_delivery(void **state)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct account a = { .name = "uaf", .secret_source = SECRET_COMMAND,
+	    .secret = "echo uaf-s3cret" };
+	struct async_result r;
+
+	(void)state;
+	sem_init(&worker_signalled, 0, 0);
+	sem_init(&worker_go, 0, 0);
+	sem_init(&worker_exited, 0, 0);
+	secret_set_worker_hook(hold_worker);
+	for (int i = 0; i < 20; i++) {
+		memset(&r, 0, sizeof r);
+		assert_non_null(secret_fetch_async(loop, &a, async_done, &r));
+		/* Delivered, and the loop's side of the job let go... */
+		while (r.calls == 0)
+			ev_run(loop, EVRUN_ONCE);
+		assert_string_equal(r.secret, "uaf-s3cret");
+		secret_free(&r.secret);
+		wait_sem(&worker_signalled);
+		/* ...before the worker goes on. */
+		sem_post(&worker_go);
+		wait_sem(&worker_exited);
+	}
+	secret_set_worker_hook(NULL);
+	ev_loop_destroy(loop);
+}
+
+static void
+test_async_cancel_after_signal(void **state)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct account a = { .name = "uaf", .secret_source = SECRET_COMMAND,
+	    .secret = "echo late-s3cret" };
+	struct async_result r = { 0 };
+	struct secret_job *job;
+
+	(void)state;
+	sem_init(&worker_signalled, 0, 0);
+	sem_init(&worker_go, 0, 0);
+	sem_init(&worker_exited, 0, 0);
+	secret_set_worker_hook(hold_worker);
+	for (int i = 0; i < 20; i++) {
+		job = secret_fetch_async(loop, &a, async_done, &r);
+		assert_non_null(job);
+		/* Signalled but not delivered: the owner gives up. */
+		wait_sem(&worker_signalled);
+		secret_job_cancel(&job);
+		sem_post(&worker_go);
+		wait_sem(&worker_exited);
+		ev_run(loop, EVRUN_NOWAIT);
+		assert_int_equal(r.calls, 0);
+	}
+	secret_set_worker_hook(NULL);
+	ev_loop_destroy(loop);
+}
+
 int
 main(void)
 {
@@ -415,6 +500,8 @@ main(void)
 		cmocka_unit_test(test_async_command_does_not_block),
 		cmocka_unit_test(test_async_error_and_inline),
 		cmocka_unit_test(test_async_cancel),
+		cmocka_unit_test(test_async_worker_outlives_delivery),
+		cmocka_unit_test(test_async_cancel_after_signal),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
