@@ -304,8 +304,12 @@ secret_fetch(const struct account *account, char **secret_r, char **error_r)
 		ret = log_set_error(error_r, "no secret source");
 		break;
 	}
-	if (ret == 0)
-		log_add_secret(*secret_r);
+	if (ret == 0 && log_set_secret(account->name, *secret_r) != 0) {
+		/* A secret the log cannot mask is not used. */
+		secret_free(secret_r);
+		ret = log_set_error(error_r, "no memory to keep the secret out "
+		    "of the log");
+	}
 	return ret;
 }
 
@@ -335,7 +339,7 @@ struct secret_job {
 
 	struct ev_loop *loop;
 	ev_async wake;
-	struct account account;	/* the fields secret_fetch reads */
+	struct account account;	/* the fields secret_fetch reads, and name */
 	secret_done_fn *done;
 	void *arg;
 };
@@ -364,6 +368,7 @@ job_unref(struct secret_job *job)
 		return;
 	secret_free(&job->secret);
 	free(job->error);
+	free(job->account.name);
 	free(job->account.secret);
 	pthread_mutex_destroy(&job->lock);
 	free(job);
@@ -391,12 +396,15 @@ on_job_wake(struct ev_loop *loop, ev_async *w, int revents)
 	pthread_mutex_unlock(&job->lock);
 
 	ev_async_stop(loop, w);
+	/* Registered here, on the loop's thread: the log is not shared. */
+	if (secret != NULL && log_set_secret(job->account.name, secret) != 0) {
+		secret_free(&secret);
+		log_set_error(&error, "no memory to keep the secret out of the "
+		    "log");
+	}
 	done = job->done;
 	arg = job->arg;
 	job_unref(job);
-	/* Registered here, on the loop's thread: the log is not shared. */
-	if (secret != NULL)
-		log_add_secret(secret);
 	done(secret, error, arg);
 }
 
@@ -465,7 +473,9 @@ secret_fetch_async(struct ev_loop *loop, const struct account *account,
 	job->arg = arg;
 	job->account.secret_source = account->secret_source;
 	if ((job->account.secret = strdup(account->secret != NULL ?
-	    account->secret : "")) == NULL) {
+	    account->secret : "")) == NULL ||
+	    (job->account.name = strdup(account->name != NULL ?
+	    account->name : "")) == NULL) {
 		job_unref(job);
 		return NULL;
 	}

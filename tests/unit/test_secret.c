@@ -398,6 +398,49 @@ test_async_cancel(void **state)
 	ev_loop_destroy(loop);
 }
 
+/* A password_command that yields a new token each time: the account's
+ * older tokens are forgotten by the log, another account's are not. */
+static void
+test_async_rotated_token_forgotten(void **state)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct account a = { .name = "rot", .secret_source = SECRET_COMMAND };
+	struct account other = { .name = "other",
+	    .secret_source = SECRET_INLINE, .secret = "rot-token-1" };
+	static const char *const commands[] = { "echo rot-token-1",
+	    "echo rot-token-2", "echo rot-token-3" };
+	struct async_result r;
+
+	(void)state;
+	log_set_sink(capture_sink, NULL);
+	for (size_t i = 0; i < 3; i++) {
+		a.secret = (char *)commands[i];
+		memset(&r, 0, sizeof r);
+		assert_non_null(secret_fetch_async(loop, &a, async_done, &r));
+		while (r.calls == 0)
+			ev_run(loop, EVRUN_ONCE);
+		assert_non_null(r.secret);
+		secret_free(&r.secret);
+		if (i == 1) {
+			log_error("1=rot-token-1 2=rot-token-2");
+			assert_string_equal(last_line, "1=******** 2=********");
+		}
+	}
+	log_error("1=rot-token-1 2=rot-token-2 3=rot-token-3");
+	assert_string_equal(last_line, "1=rot-token-1 2=******** 3=********");
+	/* The same string as another account's password stays masked. */
+	memset(&r, 0, sizeof r);
+	assert_non_null(secret_fetch_async(loop, &other, async_done, &r));
+	while (r.calls == 0)
+		ev_run(loop, EVRUN_ONCE);
+	secret_free(&r.secret);
+	log_error("1=rot-token-1");
+	assert_string_equal(last_line, "1=********");
+	log_clear_secrets();
+	log_set_sink(NULL, NULL);
+	ev_loop_destroy(loop);
+}
+
 /*
  * The worker stops right after signalling the loop, until the test lets it
  * go: the loop gets every chance to deliver (or cancel) and release the job
@@ -500,6 +543,7 @@ main(void)
 		cmocka_unit_test(test_async_command_does_not_block),
 		cmocka_unit_test(test_async_error_and_inline),
 		cmocka_unit_test(test_async_cancel),
+		cmocka_unit_test(test_async_rotated_token_forgotten),
 		cmocka_unit_test(test_async_worker_outlives_delivery),
 		cmocka_unit_test(test_async_cancel_after_signal),
 	};
