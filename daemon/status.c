@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "log.h"
 #include "mirror/state.h"
 
 struct account_summary {
@@ -155,6 +156,12 @@ status_print(FILE *out, const struct config *config, char *const *names,
 			rc = 1;
 		}
 		free(dir);
+		/* A server wrote the error text: no escape sequences may reach
+		 * the terminal, nor a script that prints the JSON. */
+		if (a->st.last_error != NULL)
+			log_sanitize(a->st.last_error);
+		if (a->error != NULL)
+			log_sanitize(a->error);
 		for (size_t k = 0; k < a->st.n_mailboxes; k++) {
 			a->messages += a->st.mailboxes[k].messages;
 			a->bytes += a->st.mailboxes[k].mbox_size;
