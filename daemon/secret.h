@@ -47,9 +47,9 @@ int secret_run_command(const char *command, unsigned timeout_ms,
  * done is called on the loop, never from inside this call, with either the
  * secret (registered with the log as secret_fetch does; the callee frees it
  * with secret_free) or an error (the callee frees it).  The account's fields
- * are copied, so the account may go away meanwhile.  The loop must not reap children it did
- * not start (use ev_loop_new, not the default loop, which waits for every
- * child).  NULL on allocation failure.
+ * are copied, so the account may go away meanwhile.  The loop must not reap
+ * children it did not start (use ev_loop_new, not the default loop, which
+ * waits for every child).  NULL on allocation failure.
  */
 struct secret_job;
 typedef void secret_done_fn(char *secret, char *error, void *arg);
