@@ -948,6 +948,33 @@ require(struct parser *p, struct raw_section *s, const char *key)
 		report(p, s->line, s->name, key, "missing (required)");
 }
 
+/*
+ * A password_file others can read gives the password away; one others can
+ * write lets them choose it.  Only a warning: the file may be fixed before
+ * it is read, and a missing one is reported when it is.
+ */
+static void
+check_secret_file(struct parser *p, struct raw_section *s,
+    struct raw_entry *e, const char *path)
+{
+	struct stat st;
+	const char *how;
+	bool readable, writable;
+
+	if (stat(path, &st) == -1)
+		return;
+	readable = (st.st_mode & S_IROTH) != 0;
+	writable = (st.st_mode & (S_IWGRP | S_IWOTH)) != 0;
+	if (!readable && !writable)
+		return;
+	how = !writable ? "readable by others" : !readable ?
+	    "writable by group or others" :
+	    "readable by others and writable by group or others";
+	log_warnx("%s:%u: [%s] %s: %s is %s (mode %04o); run chmod 600 %s",
+	    p->path, e->line, s->name, e->key, path, how,
+	    (unsigned)(st.st_mode & 07777), path);
+}
+
 static void
 account_secret(struct parser *p, struct raw_section *s, struct account *a)
 {
@@ -984,9 +1011,11 @@ account_secret(struct parser *p, struct raw_section *s, struct account *a)
 	if (first->value == NULL)
 		return;
 	a->secret_source = sources[chosen];
-	if (a->secret_source == SECRET_FILE)
+	if (a->secret_source == SECRET_FILE) {
 		a->secret = expand_path(p, s, first, false);
-	else
+		if (a->secret != NULL)
+			check_secret_file(p, s, first, a->secret);
+	} else
 		a->secret = p_strdup(p, first->value);
 }
 
@@ -1199,9 +1228,16 @@ load(const char *name, const char *text, size_t len, const struct stat *st,
 	if (st != NULL && (st->st_mode & (S_IRGRP | S_IROTH)) != 0 &&
 	    has_inline_password(&p))
 		log_warnx("%s: holds an inline password but is readable by "
-		    "group or others (mode %04o); chmod 600 it, or use "
+		    "group or others (mode %04o); run chmod 600 %s, or use "
 		    "password_file or password_command", name,
-		    (unsigned)(st->st_mode & 07777));
+		    (unsigned)(st->st_mode & 07777), name);
+	/* Whoever can write the config can choose the password_command the
+	 * daemon runs: as good as running code as its user. */
+	if (st != NULL && (st->st_mode & S_IWOTH) != 0)
+		log_warnx("%s: writable by anyone (mode %04o): any user can set "
+		    "a password_command and have it run as this user; run "
+		    "chmod 600 %s", name, (unsigned)(st->st_mode & 07777),
+		    name);
 
 	if ((c = calloc(1, sizeof *c)) == NULL ||
 	    (c->path = strdup(name)) == NULL) {

@@ -75,8 +75,12 @@ struct config {
  * Loads and validates path.  Returns 0 and a config, or -1 after logging
  * every error found, each as one log_error line
  * "path:line: [section] key: what is wrong" (file-level problems such as a
- * missing file have no line).  A config file holding an inline password that
- * is readable by group or others gets a log_warnx naming the file.
+ * missing file have no line).  Warnings (log_warnx, naming the file, its
+ * mode and the chmod 600 that fixes it): a config file holding an inline
+ * password that is readable by group or others; a config file writable by
+ * others (anyone could set a password_command); a password_file readable
+ * by others or writable by group or others (as "path:line: [section]
+ * password_file: ...", also from config_load_string).
  *
  * Lines longer than inih's line limit are refused (never split).  Leading
  * whitespace is ignored (there are no continuation lines).  "~" and "~/" are

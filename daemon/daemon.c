@@ -495,6 +495,8 @@ reload(struct daemon *d)
 			removed++;
 		log_info("account %s: %s", r->account->name, a != NULL ?
 		    "changed, restarting" : "removed, stopping");
+		/* Its connections go with it; a restart fetches afresh. */
+		log_forget_secrets(r->account->name);
 		runner_free(r);
 	}
 	cfg_unref(&d->cfg);

@@ -7,15 +7,24 @@
 #include <string.h>
 #include <time.h>
 
-#define MAX_SECRETS 256
 #define MASK "********"
+/* Secrets kept per owner: a connection that fetched the previous one may
+ * still be logging in while another has fetched a rotated one. */
+#define OWNER_SECRETS 2
 
 static enum log_level current_level = LOGL_INFO;
 static bool journal;
 static log_sink_fn *sink;
 static void *sink_arg;
-static char *secrets[MAX_SECRETS];
-static size_t n_secrets;
+
+/* Who registered which secrets; secrets[0] is the newest, unused slots are
+ * NULL.  Grows without limit: masking never silently stops. */
+struct secret_owner {
+	char *name;
+	char *secrets[OWNER_SECRETS];
+};
+static struct secret_owner *owners;
+static size_t n_owners, owners_size;
 
 static const char *const level_names[] = { "error", "warning", "info", "debug" };
 /* syslog priorities: err, warning, info, debug */
@@ -82,27 +91,98 @@ log_set_sink(log_sink_fn *fn, void *arg)
 	sink_arg = arg;
 }
 
-void
-log_add_secret(const char *secret)
+static void
+wipe_free(char *s)
 {
-	if (secret == NULL || strlen(secret) < 3 || n_secrets == MAX_SECRETS)
+	if (s == NULL)
 		return;
-	for (size_t i = 0; i < n_secrets; i++)
-		if (strcmp(secrets[i], secret) == 0)
-			return;
-	if ((secrets[n_secrets] = strdup(secret)) != NULL)
-		n_secrets++;
+	explicit_bzero(s, strlen(s));
+	free(s);
+}
+
+static struct secret_owner *
+find_owner(const char *name)
+{
+	for (size_t i = 0; i < n_owners; i++)
+		if (strcmp(owners[i].name, name) == 0)
+			return &owners[i];
+	return NULL;
+}
+
+int
+log_set_secret(const char *owner, const char *secret)
+{
+	struct secret_owner *o, *grown;
+	char *copy, *swap;
+	size_t size;
+
+	if (secret == NULL || strlen(secret) < 3)
+		return 0;
+	if (owner == NULL)
+		owner = "";
+	if ((o = find_owner(owner)) == NULL) {
+		if (n_owners == owners_size) {
+			size = owners_size == 0 ? 8 : owners_size * 2;
+			if ((grown = reallocarray(owners, size,
+			    sizeof *owners)) == NULL)
+				return -1;
+			owners = grown;
+			owners_size = size;
+		}
+		o = &owners[n_owners];
+		memset(o, 0, sizeof *o);
+		if ((o->name = strdup(owner)) == NULL)
+			return -1;
+		n_owners++;
+	}
+	if (o->secrets[0] != NULL && strcmp(o->secrets[0], secret) == 0)
+		return 0;
+	for (size_t k = 1; k < OWNER_SECRETS; k++) {
+		if (o->secrets[k] == NULL || strcmp(o->secrets[k], secret) != 0)
+			continue;
+		/* Used again: the newest once more. */
+		swap = o->secrets[k];
+		memmove(&o->secrets[1], &o->secrets[0], k * sizeof *o->secrets);
+		o->secrets[0] = swap;
+		return 0;
+	}
+	if ((copy = strdup(secret)) == NULL)
+		return -1;
+	wipe_free(o->secrets[OWNER_SECRETS - 1]);
+	memmove(&o->secrets[1], &o->secrets[0],
+	    (OWNER_SECRETS - 1) * sizeof *o->secrets);
+	o->secrets[0] = copy;
+	return 0;
+}
+
+void
+log_forget_secrets(const char *owner)
+{
+	struct secret_owner *o;
+
+	if ((o = find_owner(owner != NULL ? owner : "")) == NULL)
+		return;
+	for (size_t k = 0; k < OWNER_SECRETS; k++)
+		wipe_free(o->secrets[k]);
+	free(o->name);
+	*o = owners[--n_owners];
 }
 
 void
 log_clear_secrets(void)
 {
-	for (size_t i = 0; i < n_secrets; i++) {
-		/* volatile-ish wipe: the secret should not linger in freed memory */
-		explicit_bzero(secrets[i], strlen(secrets[i]));
-		free(secrets[i]);
-	}
-	n_secrets = 0;
+	while (n_owners > 0)
+		log_forget_secrets(owners[n_owners - 1].name);
+	free(owners);
+	owners = NULL;
+	owners_size = 0;
+}
+
+/* The i-th registered secret, for i below 2 * n_owners; NULL if unused. */
+static const char *
+secret_at(size_t i)
+{
+	return owners[i / OWNER_SECRETS].secrets[i % OWNER_SECRETS];
 }
 
 /*
@@ -121,11 +201,15 @@ redact_copy(const char *src, char *dst, size_t size)
 	if (size == 0)
 		return;
 	for (i = 0; src[i] != '\0'; i++) {
-		for (size_t k = 0; k < n_secrets; k++) {
-			size_t slen = strlen(secrets[k]);
+		for (size_t k = 0; k < n_owners * OWNER_SECRETS; k++) {
+			const char *secret = secret_at(k);
+			size_t slen;
 
+			if (secret == NULL)
+				continue;
+			slen = strlen(secret);
 			if (i + slen > covered &&
-			    strncmp(src + i, secrets[k], slen) == 0)
+			    strncmp(src + i, secret, slen) == 0)
 				covered = i + slen;
 		}
 		if (i < covered) {
@@ -155,26 +239,31 @@ redact_copy(const char *src, char *dst, size_t size)
 	}
 }
 
-void
-log_redact(char *line, size_t size)
+char *
+log_redact(const char *text)
 {
+	/* Each masked run is at least 3 bytes long and becomes 8. */
+	size_t size = strlen(text) * 3 + 1;
 	char *copy;
 
-	if (n_secrets == 0 || size == 0)
-		return;
-	if ((copy = strdup(line)) != NULL) {
-		redact_copy(copy, line, size);
-		explicit_bzero(copy, strlen(copy));
-		free(copy);
-		return;
-	}
-	/* Out of memory: mask in place without growing the line. */
-	for (size_t k = 0; k < n_secrets; k++) {
-		size_t slen = strlen(secrets[k]);
-		char *p = line;
+	if ((copy = malloc(size)) != NULL)
+		redact_copy(text, copy, size);
+	return copy;
+}
 
-		while ((p = strstr(p, secrets[k])) != NULL)
-			memset(p, '*', slen);
+void
+log_sanitize(char *text)
+{
+	unsigned char *p = (unsigned char *)text;
+
+	for (; *p != '\0'; p++) {
+		if (*p < 0x20 || *p == 0x7f)
+			*p = '?';
+		else if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+			/* U+0080..U+009F: C1 controls such as CSI */
+			p[0] = p[1] = '?';
+			p++;
+		}
 	}
 }
 
@@ -211,9 +300,7 @@ log_vmsg(enum log_level level, const char *suffix, const char *fmt, va_list ap)
 	explicit_bzero(full, strlen(full));
 	free(full);
 	/* Control characters from servers must not forge log lines. */
-	for (char *p = line; *p != '\0'; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			*p = '?';
+	log_sanitize(line);
 	(sink != NULL ? sink : stderr_sink)(level, line, sink_arg);
 }
 

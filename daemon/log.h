@@ -40,16 +40,32 @@ const char *log_level_name(enum log_level level);
 void log_set_sink(log_sink_fn *sink, void *arg);
 
 /*
- * Registers a secret (password, token): from now on every occurrence of it in
- * a log line is replaced by "********".  Secrets shorter than 3 bytes are not
- * registered (they would mangle ordinary text).  The string is copied.
+ * Registers owner's newest secret (a password or token; owner names who uses
+ * it, such as the account; NULL stands for ""): from now on every occurrence
+ * of it in a log line is replaced by "********".  Each owner keeps its two
+ * newest distinct secrets (a connection that fetched the previous one may
+ * still be logging in); an older one is wiped and forgotten, so a rotated
+ * token does not linger.  There is no limit on the number of owners.
+ * Secrets shorter than 3 bytes are ignored (they would mangle ordinary
+ * text).  Both strings are copied.  Returns 0, or -1 when out of memory: the
+ * secret is then not masked and must not be used.
  */
-void log_add_secret(const char *secret);
+int log_set_secret(const char *owner, const char *secret);
+/* Wipes and forgets owner's secrets (an account stopped or removed). */
+void log_forget_secrets(const char *owner);
+/* Wipes and forgets every owner's secrets. */
 void log_clear_secrets(void);
 
-/* Replaces registered secrets in line (NUL-terminated, at most size bytes
- * including NUL) in place.  Exposed for tests. */
-void log_redact(char *line, size_t size);
+/* A malloc'ed copy of text with every registered secret masked as in a log
+ * line, never cut (NULL when out of memory): for text kept beyond a log
+ * line, such as the last error in a state file. */
+char *log_redact(const char *text);
+
+/* Replaces control characters in text, in place, with '?': C0 controls,
+ * DEL, and UTF-8 encoded C1 controls (U+0080..U+009F), so that text from a
+ * server can neither forge a line nor send escape sequences to a terminal.
+ * Every log line goes through it. */
+void log_sanitize(char *text);
 
 void log_msg(enum log_level level, const char *fmt, ...) MM_PRINTF(2, 3);
 #define log_error(...) log_msg(LOGL_ERROR, __VA_ARGS__)

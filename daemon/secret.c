@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -303,8 +304,12 @@ secret_fetch(const struct account *account, char **secret_r, char **error_r)
 		ret = log_set_error(error_r, "no secret source");
 		break;
 	}
-	if (ret == 0)
-		log_add_secret(*secret_r);
+	if (ret == 0 && log_set_secret(account->name, *secret_r) != 0) {
+		/* A secret the log cannot mask is not used. */
+		secret_free(secret_r);
+		ret = log_set_error(error_r, "no memory to keep the secret out "
+		    "of the log");
+	}
 	return ret;
 }
 
@@ -320,23 +325,50 @@ secret_free(char **secret)
 
 /* The asynchronous form */
 
+/*
+ * Two parties hold a job: the loop side (until done is called or the job is
+ * cancelled) and, for a password_command, the worker thread.  Whoever lets
+ * go last frees it, so neither touches memory the other has released.
+ */
 struct secret_job {
+	pthread_mutex_t lock;
+	atomic_uint refs;	/* the loop side and the worker */
+	bool abandoned;		/* under lock: cancelled or delivered */
+	bool finished;		/* under lock: secret or error is set */
+	char *secret, *error;	/* under lock */
+
 	struct ev_loop *loop;
 	ev_async wake;
-	pthread_mutex_t lock;
-	bool finished;		/* the worker is done with the job */
-	bool cancelled;		/* the owner is gone: the worker frees */
-	struct account account;	/* the fields secret_fetch reads */
-	char *secret, *error;
+	struct account account;	/* the fields secret_fetch reads, and name */
 	secret_done_fn *done;
 	void *arg;
 };
 
-static void
-job_free(struct secret_job *job)
+static _Atomic(secret_worker_hook_fn *) worker_hook;
+
+void
+secret_set_worker_hook(secret_worker_hook_fn *fn)
 {
+	atomic_store(&worker_hook, fn);
+}
+
+static void
+call_worker_hook(enum secret_worker_point point)
+{
+	secret_worker_hook_fn *fn = atomic_load(&worker_hook);
+
+	if (fn != NULL)
+		fn(point);
+}
+
+static void
+job_unref(struct secret_job *job)
+{
+	if (atomic_fetch_sub(&job->refs, 1) != 1)
+		return;
 	secret_free(&job->secret);
 	free(job->error);
+	free(job->account.name);
 	free(job->account.secret);
 	pthread_mutex_destroy(&job->lock);
 	free(job);
@@ -346,32 +378,50 @@ static void
 on_job_wake(struct ev_loop *loop, ev_async *w, int revents)
 {
 	struct secret_job *job = w->data;
-	char *secret = job->secret, *error = job->error;
+	secret_done_fn *done;
+	char *secret, *error;
+	void *arg;
 
 	(void)revents;
-	ev_async_stop(loop, w);
+	pthread_mutex_lock(&job->lock);
+	if (!job->finished || job->abandoned) {
+		/* Not ours: never deliver twice. */
+		pthread_mutex_unlock(&job->lock);
+		return;
+	}
+	job->abandoned = true;
+	secret = job->secret;
+	error = job->error;
 	job->secret = job->error = NULL;
+	pthread_mutex_unlock(&job->lock);
+
+	ev_async_stop(loop, w);
 	/* Registered here, on the loop's thread: the log is not shared. */
-	if (secret != NULL)
-		log_add_secret(secret);
-	job->done(secret, error, job->arg);
-	job_free(job);
+	if (secret != NULL && log_set_secret(job->account.name, secret) != 0) {
+		secret_free(&secret);
+		log_set_error(&error, "no memory to keep the secret out of the "
+		    "log");
+	}
+	done = job->done;
+	arg = job->arg;
+	job_unref(job);
+	done(secret, error, arg);
 }
 
 static void
-run_job(struct secret_job *job)
+run_job(const struct account *account, char **secret_r, char **error_r)
 {
-	if (job->account.secret_source == SECRET_COMMAND)
-		secret_run_command(job->account.secret,
-		    SECRET_COMMAND_TIMEOUT * 1000, &job->secret, &job->error);
-	else if (job->account.secret_source == SECRET_FILE)
-		read_secret_file(job->account.secret, &job->secret,
-		    &job->error);
-	else if ((job->secret = strdup(job->account.secret)) == NULL)
-		log_set_error(&job->error, "password: out of memory");
-	else if (*job->secret == '\0') {
-		secret_free(&job->secret);
-		log_set_error(&job->error, "password is empty");
+	*secret_r = *error_r = NULL;
+	if (account->secret_source == SECRET_COMMAND)
+		secret_run_command(account->secret,
+		    SECRET_COMMAND_TIMEOUT * 1000, secret_r, error_r);
+	else if (account->secret_source == SECRET_FILE)
+		read_secret_file(account->secret, secret_r, error_r);
+	else if ((*secret_r = strdup(account->secret)) == NULL)
+		log_set_error(error_r, "password: out of memory");
+	else if (**secret_r == '\0') {
+		secret_free(secret_r);
+		log_set_error(error_r, "password is empty");
 	}
 }
 
@@ -379,17 +429,25 @@ static void *
 job_thread(void *arg)
 {
 	struct secret_job *job = arg;
-	bool cancelled;
+	char *secret, *error;
 
-	run_job(job);
+	run_job(&job->account, &secret, &error);
 	pthread_mutex_lock(&job->lock);
-	cancelled = job->cancelled;
-	job->finished = true;
-	if (!cancelled)
+	if (!job->abandoned) {
+		job->secret = secret;
+		job->error = error;
+		secret = error = NULL;
+		job->finished = true;
+		/* Under the lock: cancel cannot stop the watcher meanwhile. */
 		ev_async_send(job->loop, &job->wake);
+	}
 	pthread_mutex_unlock(&job->lock);
-	if (cancelled)
-		job_free(job);
+	/* Cancelled: nobody wants them. */
+	secret_free(&secret);
+	free(error);
+	call_worker_hook(SECRET_WORKER_SIGNALLED);
+	job_unref(job);
+	call_worker_hook(SECRET_WORKER_EXITING);
 	return NULL;
 }
 
@@ -405,37 +463,46 @@ secret_fetch_async(struct ev_loop *loop, const struct account *account,
 
 	if ((job = calloc(1, sizeof *job)) == NULL)
 		return NULL;
+	if (pthread_mutex_init(&job->lock, NULL) != 0) {
+		free(job);
+		return NULL;
+	}
+	atomic_init(&job->refs, 1);
 	job->loop = loop;
 	job->done = done;
 	job->arg = arg;
 	job->account.secret_source = account->secret_source;
 	if ((job->account.secret = strdup(account->secret != NULL ?
-	    account->secret : "")) == NULL) {
-		free(job);
+	    account->secret : "")) == NULL ||
+	    (job->account.name = strdup(account->name != NULL ?
+	    account->name : "")) == NULL) {
+		job_unref(job);
 		return NULL;
 	}
-	pthread_mutex_init(&job->lock, NULL);
 	ev_async_init(&job->wake, on_job_wake);
 	job->wake.data = job;
 	ev_async_start(loop, &job->wake);
 	if (account->secret_source != SECRET_COMMAND) {
 		/* Nothing slow: done comes from the next loop iteration. */
-		run_job(job);
+		run_job(&job->account, &job->secret, &job->error);
 		job->finished = true;
 		ev_async_send(loop, &job->wake);
 		return job;
 	}
+	atomic_fetch_add(&job->refs, 1);
 	/* Signals stay with the loop's thread. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	rc = pthread_create(&thread, &attr, job_thread, job);
-	pthread_attr_destroy(&attr);
+	if ((rc = pthread_attr_init(&attr)) == 0) {
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		rc = pthread_create(&thread, &attr, job_thread, job);
+		pthread_attr_destroy(&attr);
+	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc != 0) {
 		ev_async_stop(loop, &job->wake);
-		job_free(job);
+		atomic_fetch_sub(&job->refs, 1);
+		job_unref(job);
 		return NULL;
 	}
 	return job;
@@ -445,16 +512,20 @@ void
 secret_job_cancel(struct secret_job **jobp)
 {
 	struct secret_job *job = *jobp;
-	bool finished;
+	char *secret, *error;
 
 	*jobp = NULL;
 	if (job == NULL)
 		return;
-	ev_async_stop(job->loop, &job->wake);
 	pthread_mutex_lock(&job->lock);
-	finished = job->finished;
-	job->cancelled = true;
+	job->abandoned = true;
+	secret = job->secret;
+	error = job->error;
+	job->secret = job->error = NULL;
 	pthread_mutex_unlock(&job->lock);
-	if (finished)
-		job_free(job);
+
+	ev_async_stop(job->loop, &job->wake);
+	secret_free(&secret);
+	free(error);
+	job_unref(job);
 }

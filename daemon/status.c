@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "log.h"
 #include "mirror/plan.h"
 #include "mirror/state.h"
 
@@ -127,17 +128,6 @@ print_json(FILE *out, const struct account_summary *a, bool last)
 	    "false", last ? "" : ",");
 }
 
-/* A mailbox name as the server sent it, without control bytes. */
-static void
-print_name(FILE *out, const char *name)
-{
-	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
-		if (*p < 0x20 || *p == 0x7f)
-			fprintf(out, "\\x%02x", *p);
-		else
-			fputc(*p, out);
-}
-
 /* Below an account's row: what its mirror lacks. */
 static void
 print_gaps(FILE *out, const struct account_state *st)
@@ -146,10 +136,9 @@ print_gaps(FILE *out, const struct account_state *st)
 		const struct mailbox_state *mb = &st->mailboxes[i];
 
 		if (mb->skipped_total > 0) {
-			fprintf(out, "%-16s   mailbox ", "");
-			print_name(out, mb->name);
-			fprintf(out, ": %u message%s given up, not in the "
-			    "mirror (UID", mb->skipped_total,
+			fprintf(out, "%-16s   mailbox %s: %u message%s given "
+			    "up, not in the mirror (UID", "", mb->name,
+			    mb->skipped_total,
 			    mb->skipped_total == 1 ? "" : "s");
 			for (size_t k = 0; k < mb->n_skipped; k++)
 				fprintf(out, "%s %u", k > 0 ? "," : "",
@@ -158,10 +147,9 @@ print_gaps(FILE *out, const struct account_state *st)
 			    mb->skipped_total ? ", ..." : "");
 		}
 		if (mb->hole_uid != 0) {
-			fprintf(out, "%-16s   mailbox ", "");
-			print_name(out, mb->name);
-			fprintf(out, ": UID %u not delivered in %u of %u "
-			    "syncs; given up after %u\n", mb->hole_uid,
+			fprintf(out, "%-16s   mailbox %s: UID %u not delivered "
+			    "in %u of %u syncs; given up after %u\n", "",
+			    mb->name, mb->hole_uid,
 			    mb->hole_tries, PLAN_HOLE_TRIES_MAX,
 			    PLAN_HOLE_TRIES_MAX);
 		}
@@ -228,7 +216,15 @@ status_print(FILE *out, const struct config *config, char *const *names,
 			rc = 1;
 		}
 		free(dir);
+		/* A server wrote the error text: no escape sequences may reach
+		 * the terminal, nor a script that prints the JSON. */
+		if (a->st.last_error != NULL)
+			log_sanitize(a->st.last_error);
+		if (a->error != NULL)
+			log_sanitize(a->error);
 		for (size_t k = 0; k < a->st.n_mailboxes; k++) {
+			/* So are mailbox names, shown for what they lack. */
+			log_sanitize(a->st.mailboxes[k].name);
 			a->messages += a->st.mailboxes[k].messages;
 			a->bytes += a->st.mailboxes[k].mbox_size;
 		}

@@ -13,7 +13,8 @@
 #include "config.h"
 
 /* names: only these accounts (NULL/0: all).  Returns 0, or 1 when an
- * account's state is unreadable or its last attempt failed. */
+ * account's state is unreadable or its last attempt failed.  Error texts are
+ * printed with control characters replaced (log_sanitize), in both forms. */
 int status_print(FILE *out, const struct config *config, char *const *names,
     size_t nnames, bool json);
 

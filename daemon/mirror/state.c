@@ -32,6 +32,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "log.h"
+
 #define STATE_MAGIC	"mboxmirror-state "
 #define STATE_VERSION	1
 #define STATE_NAME	"state"
@@ -809,8 +811,10 @@ state_set_error(struct account_state *st, const char *error, time_t when)
 	st->last_error = NULL;
 	if (error == NULL)
 		return;
-	/* Out of memory loses the text, not the fact of the failure. */
-	st->last_error = strdup(error);
+	/* Masked as a log line is: a server may echo the password in the
+	 * reply that failed.  Out of memory loses the text, not the fact of
+	 * the failure. */
+	st->last_error = log_redact(error);
 	st->last_error_time = when;
 }
 

@@ -72,7 +72,9 @@ struct mailbox_state *state_find(struct account_state *state,
  * stale. */
 struct mailbox_state *state_get(struct account_state *state,
     const char *name);
-/* Records the last error (copied) and its time; NULL clears it (success). */
+/* Records the last error and its time; NULL clears it (success).  The copy
+ * kept has every secret registered with the log masked (log_redact), so a
+ * secret a server echoed never reaches the state file. */
 void state_set_error(struct account_state *state, const char *error,
     time_t when);
 /* Records uid as given up (kept ascending, the oldest dropped past

@@ -13,7 +13,8 @@ Behaviour switches, for servers that are broken or hostile rather than merely od
 (all may be changed between runs, e.g. set back to {} for a well-behaved follow-up):
 
     srv.hooks[KEY] = fn(conn, ctx) -> None (behave normally) or a list of actions
-        KEY: "greeting", "CAPABILITY", "LIST", "STATUS", "EXAMINE", "UID FETCH";
+        KEY: "greeting", "CAPABILITY", "LOGIN", "AUTHENTICATE", "LIST", "STATUS",
+        "EXAMINE", "UID FETCH";
         ctx: {"tag", "args", "mailbox" (the tuple or None), "default" (the bytes
         the normal answer would send), "uids" (UID FETCH: the UIDs that exist and
         were asked, ascending), "body" (UID FETCH: whether bodies were asked)}
@@ -206,8 +207,8 @@ class _Conn:
             if verb == b"UID" and args:
                 verb, args = b"UID " + args[0].upper(), args[1:]
             key = verb.decode(errors="replace")
-            if verb in (b"CAPABILITY", b"LIST", b"STATUS", b"EXAMINE") and \
-                    key in self.server.hooks:
+            if verb in (b"CAPABILITY", b"LOGIN", b"AUTHENTICATE", b"LIST", b"STATUS",
+                        b"EXAMINE") and key in self.server.hooks:
                 mb = self.mailbox(args[0]) if verb in (b"STATUS", b"EXAMINE") and args \
                     else None
                 r = self.hook(key, {"tag": tag, "args": args, "mailbox": mb,

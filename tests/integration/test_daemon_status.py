@@ -1,5 +1,7 @@
 """--status and --status --json after the daemon ran with one good and one failing
-account: what the state files say, for people and for scripts, and the exit status."""
+account: what the state files say, for people and for scripts, and the exit status.
+A server's error text reaches neither the state file with the password in it nor the
+terminal with its control characters."""
 
 import json
 import os
@@ -7,6 +9,7 @@ import re
 import time
 import unittest
 
+import mirror_fakeimap as fi
 import mmtest
 from faultproxy import closed_port
 from test_daemon_basic import DaemonTestCase, inbox, mbox_count, wait_for
@@ -90,6 +93,52 @@ class TestStatus(DaemonTestCase):
         for a in (g, b):
             self.assertIsNotNone(a["last_attempt"], f"{a['account']}: no last_attempt")
             self.assertGreaterEqual(parse_iso(a["last_attempt"]), int(started) - 1)
+
+
+class TestStatusHostileServer(unittest.TestCase):
+    """A server refuses the login with terminal escape sequences and the password
+    itself in its reply (no Dovecot needed: a scripted server)."""
+
+    PASSWORD = "Echoed-pa55word"
+
+    def test_error_text_sanitized_and_password_masked(self):
+        with mmtest.TempDir() as tmp:
+            srv = fi.FakeImap([(b"/", b"INBOX", [])])
+            evil = (b"\x1b[2J\x1b]0;owned\x07\x1b[31mbad password \xc2\x9b1m" +
+                    self.PASSWORD.encode() + b" for u")
+            srv.hooks["LOGIN"] = lambda conn, ctx: [
+                ctx["tag"] + b" NO [AUTHENTICATIONFAILED] " + evil + b"\r\n"]
+            srv.start()
+            try:
+                acct = {"__name__": "hostile", "host": "127.0.0.1",
+                        "port": str(srv.port), "tls": "none", "allow_plaintext": "yes",
+                        "user": "u", "auth": "login", "password": self.PASSWORD,
+                        "output": os.path.join(tmp, "out", "hostile")}
+                conf = mmtest.write_config(tmp, [acct])
+                res = mmtest.run_mboxmirror("-c", conf, "--once", timeout=60)
+            finally:
+                srv.stop()
+            self.assertNotEqual(res.returncode, 0, res.stderr)
+            self.assertIn("bad password", res.stderr)
+            self.assertNotIn(self.PASSWORD, res.stderr)
+
+            with open(os.path.join(tmp, "state", "hostile", "state"), "rb") as f:
+                state = f.read()
+            self.assertIn(b"password%20%C2%9B1m********", state)
+            self.assertNotIn(self.PASSWORD.encode(), state)
+
+            text = mmtest.run_mboxmirror("-c", conf, "--status")
+            js = mmtest.run_mboxmirror("-c", conf, "--status", "--json")
+            for res in (text, js):
+                self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
+                self.assertIn("bad password", res.stdout)
+                self.assertNotIn(self.PASSWORD, res.stdout)
+                for c in ("\x1b", "\x07", "\x9b", "\\u001b", "\\u0007", "\\u009b"):
+                    self.assertNotIn(c, res.stdout, repr(res.stdout))
+            last_error = json.loads(js.stdout)[0]["last_error"]
+            self.assertRegex(last_error, r"\?\[2J\?\]0;owned\?\?\[31mbad password "
+                             r"\?\?1m\*{8} for u")
+            self.assertIn(last_error, text.stdout)
 
 
 if __name__ == "__main__":

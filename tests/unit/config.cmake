@@ -15,3 +15,24 @@ mm_unit_test(test_log
 # The shipped example must load as it is.
 target_compile_definitions(test_config PRIVATE
   MM_EXAMPLE_CONFIG="${PROJECT_SOURCE_DIR}/config/mboxmirror.ini.example")
+
+# The secret worker and the loop share each job across threads: the same
+# tests again under ThreadSanitizer, which sees what AddressSanitizer cannot
+# (a mutex unlocked inside glibc after the other side freed it).  Built from
+# the sources, since ThreadSanitizer excludes the project-wide sanitizers.
+if(CMAKE_C_COMPILER_ID MATCHES "Clang|GNU")
+  mm_unit_test(test_secret_tsan
+    SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_secret.c
+            ${PROJECT_SOURCE_DIR}/daemon/secret.c
+            ${PROJECT_SOURCE_DIR}/daemon/config.c
+            ${PROJECT_SOURCE_DIR}/daemon/log.c
+            ${PROJECT_SOURCE_DIR}/daemon/base64.c
+    LIBS mm_libev PkgConfig::INIH Threads::Threads)
+  get_target_property(tsan_opts test_secret_tsan COMPILE_OPTIONS)
+  list(FILTER tsan_opts EXCLUDE REGEX "sanitize")
+  set_target_properties(test_secret_tsan PROPERTIES
+    COMPILE_OPTIONS "${tsan_opts};-fsanitize=thread;-g"
+    LINK_OPTIONS "-fsanitize=thread")
+  set_tests_properties(unit.test_secret_tsan PROPERTIES
+    ENVIRONMENT "TSAN_OPTIONS=halt_on_error=1")
+endif()

@@ -4,7 +4,8 @@ mm_unit_test(test_mbox SOURCES unit/test_mbox.c LIBS mm_mbox)
 # state.c is built in directly: this test needs none of mm_state's other
 # objects (names.c, and the protocol layer they link).
 mm_unit_test(test_state SOURCES unit/test_state.c
-             ${PROJECT_SOURCE_DIR}/daemon/mirror/state.c)
+             ${PROJECT_SOURCE_DIR}/daemon/mirror/state.c
+             LIBS mm_log)
 
 # An mbox written by the writer, read back by Python's mailbox module and an
 # independent mboxrd reader.

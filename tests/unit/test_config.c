@@ -1014,6 +1014,104 @@ test_permission_warning(void **state)
 	free(path);
 }
 
+/* Only warning lines: line i of the capture, which must be a warning. */
+static const char *
+warning_line(size_t i)
+{
+	assert_true(i < cap.n);
+	assert_int_equal(cap.level[i], LOGL_WARNING);
+	return cap.line[i];
+}
+
+/* Anyone who can write the config can choose the password_command. */
+static void
+test_world_writable_config_warning(void **state)
+{
+	static const char text[] = "[a]\nhost = h\nuser = u\n"
+	    "password_command = pass x\noutput = /m\n";
+	struct config *c = NULL;
+	char *path, *want;
+
+	(void)state;
+	path = write_temp("open.ini", text, 0646);
+	assert_int_equal(config_load(path, &c), 0);
+	assert_int_equal(cap.n, 1);
+	assert_true(strncmp(warning_line(0), path, strlen(path)) == 0);
+	assert_non_null(strstr(cap.line[0], "writable by anyone (mode 0646)"));
+	assert_non_null(strstr(cap.line[0], "password_command"));
+	assert_true(asprintf(&want, "run chmod 600 %s", path) > 0);
+	assert_non_null(strstr(cap.line[0], want));
+	free(want);
+	config_free(&c);
+	free(path);
+
+	/* Group-writable, private, or read-only for others: no warning. */
+	for (size_t i = 0; i < 3; i++) {
+		static const mode_t modes[] = { 0660, 0600, 0444 };
+
+		capture_reset();
+		path = write_temp("open.ini", text, modes[i]);
+		assert_int_equal(config_load(path, &c), 0);
+		assert_int_equal(cap.n, 0);
+		config_free(&c);
+		unlink(path);
+		free(path);
+	}
+}
+
+/* A password_file others can read (or write) draws a warning naming the
+ * file, the config line, the mode and the fix; never the password. */
+static void
+test_password_file_permissions(void **state)
+{
+	static const struct {
+		mode_t mode;
+		const char *how;	/* NULL: no warning */
+	} cases[] = {
+		{ 0644, "is readable by others (mode 0644)" },
+		{ 0604, "is readable by others (mode 0604)" },
+		{ 0620, "is writable by group or others (mode 0620)" },
+		{ 0602, "is writable by group or others (mode 0602)" },
+		{ 0666, "is readable by others and writable by group or "
+		    "others (mode 0666)" },
+		{ 0640, NULL },
+		{ 0600, NULL },
+		{ 0400, NULL },
+	};
+	struct config *c = NULL;
+	char *pw, *text, *want;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		capture_reset();
+		pw = write_temp("pw", "file-s3cret\n", cases[i].mode);
+		assert_true(asprintf(&text, "[a]\nhost = h\nuser = u\n"
+		    "password_file = %s\noutput = /m\n", pw) > 0);
+		c = load_ok(text);
+		if (cases[i].how == NULL) {
+			assert_int_equal(cap.n, 0);
+		} else {
+			assert_int_equal(cap.n, 1);
+			assert_true(asprintf(&want, "t.ini:4: [a] password_file: "
+			    "%s %s; run chmod 600 %s", pw, cases[i].how,
+			    pw) > 0);
+			assert_string_equal(warning_line(0), want);
+			free(want);
+		}
+		config_free(&c);
+		free(text);
+		unlink(pw);
+		free(pw);
+	}
+
+	/* A missing file is for the read to report. */
+	capture_reset();
+	c = load_ok("[a]\nhost = h\nuser = u\npassword_file = /nonexistent/pw\n"
+	    "output = /m\n");
+	assert_int_equal(cap.n, 0);
+	config_free(&c);
+}
+
 static void
 test_missing_file(void **state)
 {
@@ -1155,6 +1253,10 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_permission_warning, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_world_writable_config_warning, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_password_file_permissions,
+		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_file, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_example_file, setup,

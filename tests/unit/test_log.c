@@ -1,7 +1,8 @@
 /*
  * log: level filtering, redaction of registered secrets (several,
- * overlapping, at the end of a line, across the truncation point), and
- * neutralised control characters.
+ * overlapping, at the end of a line, across the truncation point, without
+ * limit on their number, rotated ones forgotten), and neutralised control
+ * characters.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -96,8 +97,8 @@ static void
 test_redact_several(void **state)
 {
 	(void)state;
-	log_add_secret("hunter2");
-	log_add_secret("tok-ABC");
+	log_set_secret("o1", "hunter2");
+	log_set_secret("o2", "tok-ABC");
 	log_info("user=alice pass=hunter2 token=tok-ABC again hunter2");
 	assert_string_equal(last, "user=alice pass=******** token=******** "
 	    "again ********");
@@ -108,12 +109,12 @@ test_redact_overlapping(void **state)
 {
 	(void)state;
 	/* Two secrets sharing bytes: nothing of either survives. */
-	log_add_secret("abcdef");
-	log_add_secret("defghi");
+	log_set_secret("o3", "abcdef");
+	log_set_secret("o4", "defghi");
 	log_info("x abcdefghi y");
 	assert_string_equal(last, "x ******** y");
 	/* Repeated occurrences that touch become one mask. */
-	log_add_secret("zzz");
+	log_set_secret("o5", "zzz");
 	log_info("[zzzzzz]");
 	assert_string_equal(last, "[********]");
 }
@@ -122,7 +123,7 @@ static void
 test_redact_line_end(void **state)
 {
 	(void)state;
-	log_add_secret("s3cr3t");
+	log_set_secret("o6", "s3cr3t");
 	log_info("ends with s3cr3t");
 	assert_string_equal(last, "ends with ********");
 	log_info("s3cr3t");
@@ -133,12 +134,12 @@ static void
 test_short_secrets_ignored(void **state)
 {
 	(void)state;
-	log_add_secret("ab");
-	log_add_secret("");
-	log_add_secret(NULL);
+	log_set_secret("o7", "ab");
+	log_set_secret("o8", "");
+	log_set_secret("o9", NULL);
 	log_info("a tab and a cab");
 	assert_string_equal(last, "a tab and a cab");
-	log_add_secret("gone-soon");
+	log_set_secret("o10", "gone-soon");
 	log_clear_secrets();
 	log_info("gone-soon");
 	assert_string_equal(last, "gone-soon");
@@ -152,7 +153,7 @@ test_redact_across_truncation(void **state)
 	size_t fill;
 
 	(void)state;
-	log_add_secret(secret);
+	log_set_secret("o11", secret);
 	/* The secret straddles the cut at LOG_LINE_MAX: no prefix of it may
 	 * remain in the line. */
 	for (fill = LOG_LINE_MAX - 12; fill < LOG_LINE_MAX + 2; fill++) {
@@ -168,34 +169,103 @@ test_redact_across_truncation(void **state)
 }
 
 static void
-test_redact_buffer_tight(void **state)
+test_redact_copy_never_cut(void **state)
 {
-	char buf[16];
+	char *copy;
 
 	(void)state;
-	log_add_secret("abc");
-	/* The 8-byte mask cannot fit where the 3-byte secret was. */
-	strcpy(buf, "0123456789abc");
-	log_redact(buf, sizeof buf);
-	assert_true(strlen(buf) < sizeof buf);
-	assert_null(strstr(buf, "abc"));
-	assert_true(strncmp(buf, "0123456789", 10) == 0);
-
-	strcpy(buf, "abcabcabcabcabc");
-	log_redact(buf, sizeof buf);
-	assert_string_equal(buf, "********");
+	assert_int_equal(log_set_secret("o12", "abc"), 0);
+	/* The 8-byte mask is longer than the 3-byte secret it replaces. */
+	copy = log_redact("abcabcXabcXabc");
+	assert_non_null(copy);
+	assert_string_equal(copy, "********X********X********");
+	free(copy);
+	copy = log_redact("");
+	assert_string_equal(copy, "");
+	free(copy);
 }
 
 static void
 test_control_characters(void **state)
 {
+	char text[] = "a\x1b[2Jb\xc2\x9b" "31mc\x7f\xc3\xa9\xc2\xa0" "d\te";
+
 	(void)state;
 	log_info("line1\nforged: error\r\x1b[31mred\x7f");
 	assert_string_equal(last, "line1?forged: error??[31mred?");
 	/* A secret with a tab in it is still found (redaction comes first). */
-	log_add_secret("tab\tbed");
+	log_set_secret("o13", "tab\tbed");
 	log_info("pw=tab\tbed");
 	assert_string_equal(last, "pw=********");
+	/* C1 controls (CSI as U+009B) go too; other UTF-8 stays. */
+	log_sanitize(text);
+	assert_string_equal(text, "a?[2Jb??31mc?\xc3\xa9\xc2\xa0" "d?e");
+	log_info("x\xc2\x9b" "1m");
+	assert_string_equal(last, "x??1m");
+}
+
+/* Far more secrets than any fixed table would hold: every one is masked. */
+static void
+test_many_secrets_all_masked(void **state)
+{
+	char owner[32], secret[32];
+
+	(void)state;
+	for (int i = 0; i < 2000; i++) {
+		snprintf(owner, sizeof owner, "account%d", i);
+		snprintf(secret, sizeof secret, "pw-%d-end", i);
+		assert_int_equal(log_set_secret(owner, secret), 0);
+	}
+	log_info("first pw-0-end middle pw-1000-end last pw-1999-end");
+	assert_string_equal(last, "first ******** middle ******** last ********");
+}
+
+/* A rotated token stays masked while a connection may still use it, then
+ * is forgotten; a token used again is kept. */
+static void
+test_rotated_secret_forgotten(void **state)
+{
+	(void)state;
+	assert_int_equal(log_set_secret("acct", "token-1"), 0);
+	assert_int_equal(log_set_secret("acct", "token-2"), 0);
+	log_info("token-1 token-2");
+	assert_string_equal(last, "******** ********");
+	assert_int_equal(log_set_secret("acct", "token-3"), 0);
+	log_info("token-1 token-2 token-3");
+	assert_string_equal(last, "token-1 ******** ********");
+	/* token-2 again: now the newest, token-3 the previous one. */
+	assert_int_equal(log_set_secret("acct", "token-2"), 0);
+	assert_int_equal(log_set_secret("acct", "token-4"), 0);
+	log_info("token-2 token-3 token-4");
+	assert_string_equal(last, "******** token-3 ********");
+	/* The same token twice in a row counts once. */
+	assert_int_equal(log_set_secret("acct", "token-4"), 0);
+	log_info("token-2 token-4");
+	assert_string_equal(last, "******** ********");
+}
+
+/* Forgetting an owner leaves another owner's copy of the same secret. */
+static void
+test_forget_secrets(void **state)
+{
+	(void)state;
+	assert_int_equal(log_set_secret("a", "shared-pw"), 0);
+	assert_int_equal(log_set_secret("b", "shared-pw"), 0);
+	assert_int_equal(log_set_secret("b", "b-only-pw"), 0);
+	log_forget_secrets("b");
+	log_info("shared-pw b-only-pw");
+	assert_string_equal(last, "******** b-only-pw");
+	log_forget_secrets("a");
+	log_forget_secrets("nobody");
+	log_info("shared-pw");
+	assert_string_equal(last, "shared-pw");
+	/* An unnamed owner is one owner too. */
+	assert_int_equal(log_set_secret(NULL, "no-owner"), 0);
+	log_info("no-owner");
+	assert_string_equal(last, "********");
+	log_forget_secrets(NULL);
+	log_info("no-owner");
+	assert_string_equal(last, "no-owner");
 }
 
 static void
@@ -241,13 +311,19 @@ main(void)
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_redact_across_truncation,
 		    setup, teardown),
-		cmocka_unit_test_setup_teardown(test_redact_buffer_tight, setup,
+		cmocka_unit_test_setup_teardown(test_redact_copy_never_cut, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_control_characters, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_warn_appends_errno, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_long_line_truncated, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_many_secrets_all_masked,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rotated_secret_forgotten,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_forget_secrets, setup,
 		    teardown),
 	};
 

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <semaphore.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -397,6 +398,133 @@ test_async_cancel(void **state)
 	ev_loop_destroy(loop);
 }
 
+/* A password_command that yields a new token each time: the account's
+ * older tokens are forgotten by the log, another account's are not. */
+static void
+test_async_rotated_token_forgotten(void **state)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct account a = { .name = "rot", .secret_source = SECRET_COMMAND };
+	struct account other = { .name = "other",
+	    .secret_source = SECRET_INLINE, .secret = "rot-token-1" };
+	static const char *const commands[] = { "echo rot-token-1",
+	    "echo rot-token-2", "echo rot-token-3" };
+	struct async_result r;
+
+	(void)state;
+	log_set_sink(capture_sink, NULL);
+	for (size_t i = 0; i < 3; i++) {
+		a.secret = (char *)commands[i];
+		memset(&r, 0, sizeof r);
+		assert_non_null(secret_fetch_async(loop, &a, async_done, &r));
+		while (r.calls == 0)
+			ev_run(loop, EVRUN_ONCE);
+		assert_non_null(r.secret);
+		secret_free(&r.secret);
+		if (i == 1) {
+			log_error("1=rot-token-1 2=rot-token-2");
+			assert_string_equal(last_line, "1=******** 2=********");
+		}
+	}
+	log_error("1=rot-token-1 2=rot-token-2 3=rot-token-3");
+	assert_string_equal(last_line, "1=rot-token-1 2=******** 3=********");
+	/* The same string as another account's password stays masked. */
+	memset(&r, 0, sizeof r);
+	assert_non_null(secret_fetch_async(loop, &other, async_done, &r));
+	while (r.calls == 0)
+		ev_run(loop, EVRUN_ONCE);
+	secret_free(&r.secret);
+	log_error("1=rot-token-1");
+	assert_string_equal(last_line, "1=********");
+	log_clear_secrets();
+	log_set_sink(NULL, NULL);
+	ev_loop_destroy(loop);
+}
+
+/*
+ * The worker stops right after signalling the loop, until the test lets it
+ * go: the loop gets every chance to deliver (or cancel) and release the job
+ * first.  The worker must touch nothing of the job that the loop let go.
+ */
+static sem_t worker_signalled, worker_go, worker_exited;
+
+static void
+hold_worker(enum secret_worker_point point)
+{
+	if (point == SECRET_WORKER_SIGNALLED) {
+		sem_post(&worker_signalled);
+		while (sem_wait(&worker_go) == -1 && errno == EINTR)
+			continue;
+	} else
+		sem_post(&worker_exited);
+}
+
+static void
+wait_sem(sem_t *sem)
+{
+	while (sem_wait(sem) == -1 && errno == EINTR)
+		continue;
+}
+
+static void
+test_async_worker_outlives_delivery(void **state)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct account a = { .name = "uaf", .secret_source = SECRET_COMMAND,
+	    .secret = "echo uaf-s3cret" };
+	struct async_result r;
+
+	(void)state;
+	sem_init(&worker_signalled, 0, 0);
+	sem_init(&worker_go, 0, 0);
+	sem_init(&worker_exited, 0, 0);
+	secret_set_worker_hook(hold_worker);
+	for (int i = 0; i < 20; i++) {
+		memset(&r, 0, sizeof r);
+		assert_non_null(secret_fetch_async(loop, &a, async_done, &r));
+		/* Delivered, and the loop's side of the job let go... */
+		while (r.calls == 0)
+			ev_run(loop, EVRUN_ONCE);
+		assert_string_equal(r.secret, "uaf-s3cret");
+		secret_free(&r.secret);
+		wait_sem(&worker_signalled);
+		/* ...before the worker goes on. */
+		sem_post(&worker_go);
+		wait_sem(&worker_exited);
+	}
+	secret_set_worker_hook(NULL);
+	ev_loop_destroy(loop);
+}
+
+static void
+test_async_cancel_after_signal(void **state)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct account a = { .name = "uaf", .secret_source = SECRET_COMMAND,
+	    .secret = "echo late-s3cret" };
+	struct async_result r = { 0 };
+	struct secret_job *job;
+
+	(void)state;
+	sem_init(&worker_signalled, 0, 0);
+	sem_init(&worker_go, 0, 0);
+	sem_init(&worker_exited, 0, 0);
+	secret_set_worker_hook(hold_worker);
+	for (int i = 0; i < 20; i++) {
+		job = secret_fetch_async(loop, &a, async_done, &r);
+		assert_non_null(job);
+		/* Signalled but not delivered: the owner gives up. */
+		wait_sem(&worker_signalled);
+		secret_job_cancel(&job);
+		sem_post(&worker_go);
+		wait_sem(&worker_exited);
+		ev_run(loop, EVRUN_NOWAIT);
+		assert_int_equal(r.calls, 0);
+	}
+	secret_set_worker_hook(NULL);
+	ev_loop_destroy(loop);
+}
+
 int
 main(void)
 {
@@ -415,6 +543,9 @@ main(void)
 		cmocka_unit_test(test_async_command_does_not_block),
 		cmocka_unit_test(test_async_error_and_inline),
 		cmocka_unit_test(test_async_cancel),
+		cmocka_unit_test(test_async_rotated_token_forgotten),
+		cmocka_unit_test(test_async_worker_outlives_delivery),
+		cmocka_unit_test(test_async_cancel_after_signal),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

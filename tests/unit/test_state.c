@@ -21,6 +21,7 @@
 
 #include <cmocka.h>
 
+#include "log.h"
 #include "mirror/state.h"
 
 static char tmpdir[64];
@@ -438,6 +439,39 @@ test_account_dir(void **state)
 	}
 }
 
+/* A server that echoes the password in its NO reply: the state file (which
+ * --status prints) never holds it, as the log would not. */
+static void
+test_error_redacted(void **state)
+{
+	struct account_state st, got;
+	char dir[PATH_MAX], path[PATH_MAX + 16], buf[4096], *error = NULL;
+	FILE *fp;
+	size_t n;
+
+	(void)state;
+	make_dir_path(dir, sizeof dir, "redacted");
+	memset(&st, 0, sizeof st);
+	memset(&got, 0, sizeof got);
+	assert_int_equal(log_set_secret("acct", "Pa55-w0rd"), 0);
+	state_set_error(&st, "account acct: login failed: [AUTHENTICATIONFAILED]"
+	    " bad password Pa55-w0rd for acct", 7);
+	assert_string_equal(st.last_error, "account acct: login failed: "
+	    "[AUTHENTICATIONFAILED] bad password ******** for acct");
+	assert_int_equal(state_save(dir, &st, &error), 0);
+	snprintf(path, sizeof path, "%s/state", dir);
+	assert_non_null(fp = fopen(path, "r"));
+	n = fread(buf, 1, sizeof buf - 1, fp);
+	buf[n] = '\0';
+	fclose(fp);
+	assert_null(strstr(buf, "Pa55"));
+	assert_int_equal(state_load(dir, &got, &error), 0);
+	assert_string_equal(got.last_error, st.last_error);
+	log_clear_secrets();
+	state_clear(&got);
+	state_clear(&st);
+}
+
 static int
 group_setup(void **state)
 {
@@ -463,6 +497,7 @@ main(void)
 		cmocka_unit_test(test_garbage),
 		cmocka_unit_test(test_permissions_and_atomic_replace),
 		cmocka_unit_test(test_account_dir),
+		cmocka_unit_test(test_error_redacted),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
