@@ -101,6 +101,7 @@ static int	unlock_all(struct mbox *, char **);
 static int	compute_pad(struct mbox *, char **);
 static int	is_leftover(struct mbox *, uint64_t, uint64_t, bool *, char **);
 static bool	dotlock_stale(const char *, const struct stat *);
+static int	open_regular(const char *, int, mode_t);
 
 static const struct mbox_sys_ops real_ops = {
 	sys_pwrite, sys_fdatasync, sys_ftruncate
@@ -155,13 +156,47 @@ mbox_lock_wait(void)
 	return lock_wait_msec;
 }
 
+/*
+ * open(2) for every file this module opens beside the mailbox: never follows
+ * a symbolic link, never blocks (a FIFO without a writer would hang the
+ * event loop in a plain open) and takes nothing but a regular file.
+ * O_NONBLOCK is cleared again once the file is known to be regular.
+ * Returns the fd; -1 with errno set; -2 when path is not a regular file.
+ */
+static int
+open_regular(const char *path, int flags, mode_t mode)
+{
+	struct stat st;
+	int fd, fl, saved;
+
+	fd = open(path, flags | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, mode);
+	if (fd == -1)
+		return -1;
+	if (fstat(fd, &st) == -1)
+		goto syserr;
+	if (!S_ISREG(st.st_mode)) {
+		(void)close(fd);
+		return -2;
+	}
+	if ((fl = fcntl(fd, F_GETFL)) == -1 ||
+	    fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == -1)
+		goto syserr;
+	return fd;
+syserr:
+	saved = errno;
+	(void)close(fd);
+	errno = saved;
+	return -1;
+}
+
 static bool
 fcntl_locked_elsewhere(const char *path)
 {
 	struct flock fl;
 	int fd, r;
 
-	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) == -1)
+	/* Not a regular file: mbox_open() will say so. */
+	if ((fd = open_regular(path, O_RDONLY, 0)) < 0)
 		return false;
 	memset(&fl, 0, sizeof fl);
 	fl.l_type = F_WRLCK;
@@ -186,7 +221,10 @@ mbox_locked_elsewhere(const char *path)
 		return true;
 	if (asprintf(&lock, "%s.lock", path) == -1)
 		return false;
-	held = lstat(lock, &st) == 0 && !dotlock_stale(lock, &st);
+	/* Anything but a regular file is no lock, but an error mbox_open()
+	 * reports. */
+	held = lstat(lock, &st) == 0 && S_ISREG(st.st_mode) &&
+	    !dotlock_stale(lock, &st);
 	free(lock);
 	return held;
 }
@@ -850,7 +888,7 @@ dotlock_holder_dead(const char *path)
 	long pid;
 	int fd;
 
-	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) == -1)
+	if ((fd = open_regular(path, O_RDONLY, 0)) < 0)
 		return false;
 	n = read(fd, buf, sizeof buf - 1);
 	close(fd);
@@ -884,18 +922,26 @@ lock_dotlock(struct mbox *m, const struct timespec *deadline, char **error_r)
 	int fd;
 
 	for (;;) {
-		fd = open(m->lock_path, O_WRONLY | O_CREAT | O_EXCL |
-		    O_NOFOLLOW | O_CLOEXEC, 0600);
-		if (fd != -1)
+		fd = open_regular(m->lock_path, O_WRONLY | O_CREAT | O_EXCL,
+		    0600);
+		if (fd >= 0)
 			break;
-		if (errno == EINTR)
+		if (fd == -1 && errno == EINTR)
 			continue;
-		if (errno != EEXIST)
+		if (fd == -1 && errno != EEXIST)
 			goto syserr;
 		if (lstat(m->lock_path, &st) == -1) {
 			if (errno == ENOENT)
 				continue;
 			goto syserr;
+		}
+		if (!S_ISREG(st.st_mode)) {
+			/* Not a dotlock anybody could hold: neither wait for
+			 * it nor remove what we do not understand. */
+			if (asprintf(error_r, "dotlock %s: not a regular file",
+			    m->lock_path) == -1)
+				*error_r = NULL;
+			return -1;
 		}
 		if (dotlock_stale(m->lock_path, &st)) {
 			/* Its holder died: mutt and Dovecot take over the
@@ -1099,10 +1145,14 @@ mbox_open(const char *path, uint64_t committed_size, struct mbox **mbox_r,
 		goto fail;
 	}
 
-	/* O_NONBLOCK: should a FIFO appear after the lstat, don't hang on
-	 * it (it is refused below); regular files ignore the flag. */
-	m->fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC |
-	    O_NONBLOCK, 0600);
+	/* Should a FIFO appear after the lstat, this does not hang on it. */
+	m->fd = open_regular(path, O_RDWR | O_CREAT, 0600);
+	if (m->fd == -2) {
+		m->fd = -1;
+		if (asprintf(error_r, "%s: not a regular file", path) == -1)
+			*error_r = NULL;
+		goto fail;
+	}
 	if (m->fd == -1) {
 		if (errno == ELOOP) {
 			if (asprintf(error_r, "%s: refusing a symbolic link",
@@ -1114,11 +1164,6 @@ mbox_open(const char *path, uint64_t committed_size, struct mbox **mbox_r,
 	}
 	if (fstat(m->fd, &st) == -1)
 		goto syserr;
-	if (!S_ISREG(st.st_mode)) {
-		if (asprintf(error_r, "%s: not a regular file", path) == -1)
-			*error_r = NULL;
-		goto fail;
-	}
 	if (st.st_nlink != 1) {
 		if (asprintf(error_r, "%s: refusing a file with %lu links",
 		    path, (unsigned long)st.st_nlink) == -1)

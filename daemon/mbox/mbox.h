@@ -57,8 +57,9 @@ enum mbox_open_result {
  * symlinks and anything but a regular file with one link, takes an fcntl
  * write lock and a "<path>.lock" dotlock (waiting up to the lock wait,
  * MBOX_LOCK_WAIT_MSEC_DEFAULT unless changed, for other holders; a dotlock
- * older than MBOX_DOTLOCK_STALE_SECS is removed), then compares the size
- * with committed_size:
+ * older than MBOX_DOTLOCK_STALE_SECS is removed; one that is not a regular
+ * file is an error at once, neither waited for nor removed), then compares
+ * the size with committed_size:
  *  - longer, and the bytes past committed_size start like an entry this
  *    writer appends (optional LFs, then "From "): a crash leftover, truncated
  *    back to committed_size (MBOX_OPEN_TRUNCATED);
@@ -74,8 +75,9 @@ enum mbox_open_result {
  * The fcntl lock is an open-file-description lock where the system has them
  * (it conflicts with classic fcntl locks of mail readers, and with a second
  * mbox_open() in the same process).
- * Returns MBOX_OPEN_FAILED with a malloc'ed *error_r naming the file on
- * failure (*mbox_r is then NULL).
+ * No file is ever opened in a way that could block (a FIFO's open(2)
+ * waits for a writer).  Returns MBOX_OPEN_FAILED with a malloc'ed *error_r
+ * naming the file on failure (*mbox_r is then NULL).
  */
 enum mbox_open_result mbox_open(const char *path, uint64_t committed_size,
     struct mbox **mbox_r, char **error_r);
@@ -131,8 +133,10 @@ unsigned int mbox_lock_wait(void);
 
 /*
  * Whether another process holds path's lock now: a write-conflicting fcntl
- * lock, or a dotlock that is not stale.  Neither waits nor locks, so a
- * caller on an event loop can wait on a timer instead of in mbox_open().
+ * lock, or a dotlock (a regular file) that is not stale.  Neither waits,
+ * blocks nor locks, so a caller on an event loop can wait on a timer instead
+ * of in mbox_open(); a mbox or dotlock that is not a regular file is not
+ * "locked": mbox_open() reports it.
  */
 bool mbox_locked_elsewhere(const char *path);
 

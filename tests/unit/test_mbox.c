@@ -1523,6 +1523,65 @@ test_locked_elsewhere(void **state)
 	assert_int_equal(unlink(lock), 0);
 }
 
+/* Milliseconds since t0. */
+static long
+ms_since(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (t1.tv_sec - t0->tv_sec) * 1000 +
+	    (t1.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+/*
+ * A FIFO (or any other non-regular file) where the mbox or its dotlock
+ * should be: opening one without a writer blocks, so every look at them
+ * must refuse it at once, naming the path.  alarm() turns a hang into a
+ * failure.
+ */
+static void
+test_fifo_never_blocks(void **state)
+{
+	char path[PATH_MAX], lock[PATH_MAX + 8], *error;
+	struct timespec t0;
+	struct mbox *m;
+
+	(void)state;
+	alarm(20);
+	mbox_set_lock_wait(200);
+
+	/* The mbox. */
+	make_path(path, sizeof path, "fifo-box.mbox");
+	assert_int_equal(mkfifo(path, 0600), 0);
+	assert_false(mbox_locked_elsewhere(path));
+	error = must_fail_open(path, 0);
+	assert_non_null(strstr(error, "not a regular file"));
+	free(error);
+
+	/* The dotlock, fresh (a stale one would be removed unread). */
+	make_path(path, sizeof path, "fifo-lock.mbox");
+	snprintf(lock, sizeof lock, "%s.lock", path);
+	assert_int_equal(mkfifo(lock, 0600), 0);
+	/* Not a lock anybody holds: mbox_open() is to say what is wrong. */
+	assert_false(mbox_locked_elsewhere(path));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	error = must_fail_open(path, 0);
+	assert_non_null(strstr(error, lock));
+	assert_non_null(strstr(error, "not a regular file"));
+	free(error);
+	/* At once, not after the lock wait. */
+	assert_true(ms_since(&t0) < 150);
+	/* Neither removed nor replaced. */
+	assert_int_equal(access(lock, F_OK), 0);
+	assert_int_equal(unlink(lock), 0);
+	m = must_open(path, 0, MBOX_OPEN_OK);
+	mbox_close(&m);
+
+	alarm(0);
+	mbox_set_lock_wait(MBOX_LOCK_WAIT_MSEC_DEFAULT);
+}
+
 /* ---- failure injection ------------------------------------------------- */
 
 static void
@@ -1806,6 +1865,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_dotlock),
 		cmocka_unit_test(test_dotlock_dead_holder),
 		cmocka_unit_test(test_locked_elsewhere),
+		cmocka_unit_test(test_fifo_never_blocks),
 		cmocka_unit_test(test_short_leftover_truncated),
 		cmocka_unit_test(test_write_failure_truncates),
 		cmocka_unit_test(test_fdatasync_failure_truncates),
