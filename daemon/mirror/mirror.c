@@ -84,6 +84,7 @@ struct mirror {
 
 	struct session *session;
 	char *state_dir;
+	int state_lock_fd;		/* the account lock; -1: not held */
 	struct account_state state;
 	char prefix[160];
 
@@ -1781,9 +1782,12 @@ mirror_start(struct ev_loop *loop, const struct config *config,
 {
 	struct mirror *m;
 	char *error = NULL;
+	long holder;
+	int r;
 
 	if ((m = calloc(1, sizeof *m)) == NULL)
 		return NULL;
+	m->state_lock_fd = -1;
 	m->loop = loop;
 	m->config = config;
 	m->account = account;
@@ -1798,6 +1802,28 @@ mirror_start(struct ev_loop *loop, const struct config *config,
 	if (m->state_dir == NULL) {
 		free(m);
 		return NULL;
+	}
+	/* Before anything is read or written: another process syncing the
+	 * account would overwrite our state with its own, and we its. */
+	if ((r = state_lock(m->state_dir, &m->state_lock_fd, &holder,
+	    &error)) != 0) {
+		if (r == 1 && holder > 0)
+			snprintf(m->result.message, sizeof m->result.message,
+			    "%s: another mboxmirror process (pid %ld) is "
+			    "syncing this account; skipped", m->prefix, holder);
+		else if (r == 1)
+			snprintf(m->result.message, sizeof m->result.message,
+			    "%s: another mboxmirror process is syncing this "
+			    "account; skipped", m->prefix);
+		else
+			snprintf(m->result.message, sizeof m->result.message,
+			    "%s: %s", m->prefix, error != NULL ? error :
+			    "cannot lock the state");
+		free(error);
+		/* Not recorded in the state: it is the other's to write. */
+		m->result.error = SESSION_ERR_LOCAL;
+		finish(m);
+		return m;
 	}
 	if (state_load(m->state_dir, &m->state, &error) != 0) {
 		snprintf(m->result.message, sizeof m->result.message,
@@ -1846,6 +1872,7 @@ mirror_free(struct mirror **mp)
 	free(m->todo_sizes);
 	free(m->got);
 	state_clear(&m->state);
+	state_unlock(&m->state_lock_fd);
 	free(m->state_dir);
 	if (m->spool_fd >= 0)
 		close(m->spool_fd);
