@@ -24,6 +24,20 @@
 #define DOTLOCK_TOUCH_SECS 60
 /* Unfolded Return-Path value looked at; an address is far shorter. */
 #define RETURN_PATH_MAX	2048
+/* The append record (see mbox.h): "<magic> <kind> <dev> <ino> <end>\n<path>\n",
+ * numbers of fixed width so every rewrite has the same length. */
+#define MARKER_MAGIC	"mboxmirror-append 1"
+#define MARKER_OPEN	"open"
+#define MARKER_DONE	"done"
+/* Bytes copied at a time when a foreign tail is saved aside. */
+#define COPY_CHUNK	65536
+
+enum marker_kind {
+	MARKER_NONE,	/* none, or about another file: nothing ours past C */
+	MARKER_APPENDING, /* a run of ours ended without closing */
+	MARKER_CLOSED,	/* ours ended exactly at its end */
+	MARKER_GARBLED,	/* unreadable: as if a run had ended unclosed */
+};
 
 /* Header-end detection while holding: where the current line stands. */
 enum hold_line {
@@ -36,6 +50,13 @@ struct mbox {
 	char		*path;
 	char		*lock_path;
 	int		 fd;
+	dev_t		 dev;
+	ino_t		 ino;
+	char		*marker;	/* the append record's path */
+	int		 marker_fd;
+	bool		 marker_open;	/* "open" is durable for this run */
+	uint64_t	 marker_max;	/* highest end ever written to it */
+	char		*cut_path;	/* where mbox_open() saved a tail */
 	int		 lock_cmd;	/* F_OFD_SETLK, or F_SETLK */
 	bool		 fcntl_locked;
 	bool		 dotlocked;
@@ -100,6 +121,13 @@ static int	lock_dotlock(struct mbox *, const struct timespec *, char **);
 static int	unlock_all(struct mbox *, char **);
 static int	compute_pad(struct mbox *, char **);
 static int	is_leftover(struct mbox *, uint64_t, uint64_t, bool *, char **);
+static int	fsync_parent(const char *);
+static int	marker_write(struct mbox *, bool, uint64_t, bool);
+static int	marker_read(struct mbox *, enum marker_kind *, uint64_t *,
+		    char **);
+static int	save_aside(struct mbox *, uint64_t, uint64_t, char **);
+static int	reconcile(struct mbox *, uint64_t, uint64_t,
+		    enum mbox_open_result *, char **);
 static bool	dotlock_stale(const char *, const struct stat *);
 static int	open_regular(const char *, int, mode_t);
 
@@ -333,6 +361,19 @@ flush_out(struct mbox *m)
 
 	if (m->failed)
 		return -1;
+	if (m->out_len > 0 && !m->marker_open) {
+		/* Durable before the first byte past the committed size, so
+		 * that a crash leaves a tail known to be ours. */
+		if (marker_write(m, true, m->committed + m->flushed,
+		    true) == -1) {
+			set_error(m, "write %s: %s", m->marker,
+			    strerror(errno));
+			m->failed = true;
+			m->out_len = 0;
+			return -1;
+		}
+		m->marker_open = true;
+	}
 	while (done < m->out_len) {
 		m->dirty = true;
 		n = ops.pwrite(m->fd, m->out + done, m->out_len - done,
@@ -347,6 +388,11 @@ flush_out(struct mbox *m)
 		m->flushed += (uint64_t)n;
 	}
 	m->out_len = 0;
+	/* Where our bytes end, not synced: after a kill it tells them from
+	 * bytes appended later; a power cut may lose it, and then more of
+	 * the tail is only saved aside than need be. */
+	if (done > 0)
+		(void)marker_write(m, true, m->committed + m->flushed, false);
 
 	now = time(NULL);
 	if (m->dotlocked && now - m->dotlock_touched >= DOTLOCK_TOUCH_SECS) {
@@ -791,6 +837,12 @@ mbox_committed_size(const struct mbox *m)
 }
 
 const char *
+mbox_cut_path(const struct mbox *m)
+{
+	return m->cut_path;
+}
+
+const char *
 mbox_error(const struct mbox *m)
 {
 	return m->error != NULL ? m->error : "";
@@ -1103,9 +1155,325 @@ is_leftover(struct mbox *m, uint64_t committed, uint64_t size,
 	return 0;
 }
 
-enum mbox_open_result
-mbox_open(const char *path, uint64_t committed_size, struct mbox **mbox_r,
+/* fsync(2) of the directory holding path: a new name in it is durable. */
+static int
+fsync_parent(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir;
+	int fd, r, saved;
+
+	if (slash == NULL)
+		dir = strdup(".");
+	else if (slash == path)
+		dir = strdup("/");
+	else
+		dir = strndup(path, (size_t)(slash - path));
+	if (dir == NULL)
+		return -1;
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	free(dir);
+	if (fd == -1)
+		return -1;
+	r = fsync(fd);
+	saved = errno;
+	(void)close(fd);
+	errno = saved;
+	return r;
+}
+
+/*
+ * Writes the append record: "open" (a run of ours is appending; its bytes
+ * end at end or beyond) or "done" (ours end exactly at end).  sync makes it
+ * durable; a record that had to be created is always made durable, name
+ * included.  0, or -1 with errno set.
+ */
+static int
+marker_write(struct mbox *m, bool open, uint64_t end, bool sync)
+{
+	char *rec;
+	bool created = false;
+	ssize_t n;
+	size_t done = 0;
+	int len, saved;
+
+	if (m->marker_fd == -1) {
+		m->marker_fd = open_regular(m->marker, O_RDWR, 0);
+		if (m->marker_fd == -1 && errno == ENOENT) {
+			m->marker_fd = open_regular(m->marker, O_RDWR |
+			    O_CREAT | O_EXCL, 0600);
+			created = true;
+		}
+		if (m->marker_fd == -2)
+			errno = EINVAL;
+		if (m->marker_fd < 0) {
+			m->marker_fd = -1;
+			return -1;
+		}
+	}
+	len = asprintf(&rec, "%s %s %020llu %020llu %020llu\n%s\n",
+	    MARKER_MAGIC, open ? MARKER_OPEN : MARKER_DONE,
+	    (unsigned long long)m->dev, (unsigned long long)m->ino,
+	    (unsigned long long)end, m->path);
+	if (len == -1) {
+		errno = ENOMEM;
+		return -1;
+	}
+	while (done < (size_t)len) {
+		n = pwrite(m->marker_fd, rec + done, (size_t)len - done,
+		    (off_t)done);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			saved = n == 0 ? EIO : errno;
+			free(rec);
+			errno = saved;
+			return -1;
+		}
+		done += (size_t)n;
+	}
+	free(rec);
+	if (ftruncate(m->marker_fd, (off_t)len) == -1)
+		return -1;
+	if ((sync || created) && (fdatasync(m->marker_fd) == -1 ||
+	    (created && fsync_parent(m->marker) == -1)))
+		return -1;
+	if (open && end > m->marker_max)
+		m->marker_max = end;
+	return 0;
+}
+
+/*
+ * Reads the append record into *kind_r and *end_r.  A record about another
+ * file (another path, or the same path now naming another file) is none.
+ * 0, or -1 with a malloc'ed *error_r.
+ */
+static int
+marker_read(struct mbox *m, enum marker_kind *kind_r, uint64_t *end_r,
     char **error_r)
+{
+	unsigned long long dev, ino, end;
+	size_t cap = strlen(m->path) + 128, len = 0, plen;
+	char kind[8], *buf = NULL;
+	ssize_t n;
+	int fd, pos = 0;
+
+	*kind_r = MARKER_NONE;
+	*end_r = 0;
+	fd = open_regular(m->marker, O_RDONLY, 0);
+	if (fd == -1 && errno == ENOENT)
+		return 0;
+	if (fd == -2) {
+		if (asprintf(error_r, "%s: not a regular file", m->marker) ==
+		    -1)
+			*error_r = NULL;
+		return -1;
+	}
+	if (fd == -1 || (buf = malloc(cap + 1)) == NULL)
+		goto syserr;
+	/* One byte more than any record of ours: a longer file is not. */
+	while (len <= cap) {
+		n = read(fd, buf + len, cap + 1 - len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1)
+			goto syserr;
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	(void)close(fd);
+	fd = -1;
+	buf[len > cap ? cap : len] = '\0';
+	*kind_r = MARKER_GARBLED;
+	if (len > cap || memchr(buf, '\0', len) != NULL ||
+	    sscanf(buf, MARKER_MAGIC " %4s %20llu %20llu %20llu%n", kind, &dev,
+	    &ino, &end, &pos) != 4 || buf[pos] != '\n' ||
+	    (strcmp(kind, MARKER_OPEN) != 0 && strcmp(kind, MARKER_DONE) != 0))
+		goto out;
+	plen = strlen(m->path);
+	if (len - (size_t)pos - 1 != plen + 1 ||
+	    memcmp(buf + pos + 1, m->path, plen) != 0 || buf[len - 1] != '\n' ||
+	    dev != (unsigned long long)m->dev ||
+	    ino != (unsigned long long)m->ino) {
+		*kind_r = MARKER_NONE;
+		goto out;
+	}
+	*kind_r = strcmp(kind, MARKER_OPEN) == 0 ? MARKER_APPENDING :
+	    MARKER_CLOSED;
+	*end_r = end;
+out:
+	free(buf);
+	return 0;
+
+syserr:
+	if (asprintf(error_r, "read %s: %s", m->marker, strerror(errno)) ==
+	    -1)
+		*error_r = NULL;
+	if (fd >= 0)
+		(void)close(fd);
+	free(buf);
+	return -1;
+}
+
+/*
+ * Copies bytes [from, size) of the mbox to a new "<path>.cut-<time>[-<k>]"
+ * beside it, durably, before they are cut: they may be mail another program
+ * appended.  0, or -1 with a malloc'ed *error_r (nothing is cut then).
+ */
+static int
+save_aside(struct mbox *m, uint64_t from, uint64_t size, char **error_r)
+{
+	unsigned char *buf = NULL;
+	const char *step = "create";
+	char *name = NULL;
+	ssize_t n, w;
+	size_t done;
+	int fd = -1;
+
+	for (unsigned k = 1; k < 1000 && fd < 0; k++) {
+		free(name);
+		if ((k == 1 ? asprintf(&name, "%s.cut-%lld", m->path,
+		    (long long)time(NULL)) : asprintf(&name, "%s.cut-%lld-%u",
+		    m->path, (long long)time(NULL), k)) == -1) {
+			name = NULL;
+			errno = ENOMEM;
+			goto syserr;
+		}
+		fd = open_regular(name, O_WRONLY | O_CREAT | O_EXCL, 0600);
+		if (fd == -1 && errno != EEXIST)
+			goto syserr;
+	}
+	if (fd < 0) {
+		errno = EEXIST;
+		goto syserr;
+	}
+	step = "write";
+	if ((buf = malloc(COPY_CHUNK)) == NULL)
+		goto syserr;
+	while (from < size) {
+		n = pread(m->fd, buf, size - from < COPY_CHUNK ?
+		    (size_t)(size - from) : COPY_CHUNK, (off_t)from);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0)
+				errno = EIO;
+			goto syserr;
+		}
+		for (done = 0; done < (size_t)n; done += (size_t)w) {
+			w = write(fd, buf + done, (size_t)n - done);
+			if (w == -1 && errno == EINTR)
+				w = 0;
+			else if (w <= 0) {
+				if (w == 0)
+					errno = EIO;
+				goto syserr;
+			}
+		}
+		from += (uint64_t)n;
+	}
+	step = "fsync";
+	if (fsync(fd) == -1)
+		goto syserr;
+	step = "close";
+	n = close(fd);
+	fd = -1;
+	if (n == -1 || fsync_parent(name) == -1)
+		goto syserr;
+	free(buf);
+	m->cut_path = name;
+	return 0;
+
+syserr:
+	if (asprintf(error_r, "%s %s: %s", step, name != NULL ? name : m->path,
+	    strerror(errno)) == -1)
+		*error_r = NULL;
+	if (fd >= 0) {
+		(void)close(fd);
+		(void)unlink(name);
+	}
+	free(buf);
+	free(name);
+	return -1;
+}
+
+/*
+ * The size check of mbox_open() (the rule is in mbox.h): size is the file's,
+ * c the committed size the caller recorded.  Sets m->committed and *res_r.
+ * 0, or -1 with a malloc'ed *error_r.
+ */
+static int
+reconcile(struct mbox *m, uint64_t c, uint64_t size,
+    enum mbox_open_result *res_r, char **error_r)
+{
+	enum marker_kind kind;
+	uint64_t end, aside, settled;
+	bool ours, looks;
+	int r;
+
+	if (marker_read(m, &kind, &end, error_r) == -1)
+		return -1;
+	/* Whether bytes past c may be ours: a run that never closed, or one
+	 * whose last commits the caller did not record. */
+	ours = kind == MARKER_APPENDING || kind == MARKER_GARBLED ||
+	    (kind == MARKER_CLOSED && end > c);
+	if (size > c && ours) {
+		if (is_leftover(m, c, size, &looks, error_r) == -1)
+			return -1;
+		/* Ours start at c with an entry; whatever lies past our end
+		 * (or all of it, when it does not start like ours) another
+		 * program appended: kept aside, since exactly once wins. */
+		aside = c;
+		if (looks && kind != MARKER_GARBLED && end > c)
+			aside = end;
+		if (aside < size && save_aside(m, aside, size, error_r) == -1)
+			return -1;
+		do
+			r = ops.ftruncate(m->fd, (off_t)c);
+		while (r == -1 && errno == EINTR);
+		/* The cut must be durable before the record forgets it. */
+		if (r == 0) {
+			do
+				r = ops.fdatasync(m->fd);
+			while (r == -1 && errno == EINTR);
+		}
+		if (r == -1) {
+			if (asprintf(error_r, "truncate %s to %llu: %s",
+			    m->path, (unsigned long long)c,
+			    strerror(errno)) == -1)
+				*error_r = NULL;
+			return -1;
+		}
+		*res_r = MBOX_OPEN_TRUNCATED;
+		m->committed = c;
+	} else if (size > c) {
+		*res_r = MBOX_OPEN_CHANGED;
+		m->committed = size;
+	} else if (size < c) {
+		*res_r = MBOX_OPEN_SHORTER;
+		m->committed = size;
+	} else {
+		*res_r = MBOX_OPEN_OK;
+		m->committed = size;
+	}
+	/* From now on nothing past what the caller records (c, or the new
+	 * size it records for SHORTER and CHANGED) may count as ours. */
+	settled = c < m->committed ? c : m->committed;
+	if (kind == MARKER_NONE || (kind == MARKER_CLOSED && end <= settled))
+		return 0;
+	if (marker_write(m, false, settled, true) == -1) {
+		if (asprintf(error_r, "write %s: %s", m->marker,
+		    strerror(errno)) == -1)
+			*error_r = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+enum mbox_open_result
+mbox_open(const char *path, const char *marker, uint64_t committed_size,
+    struct mbox **mbox_r, char **error_r)
 {
 	enum mbox_open_result res = MBOX_OPEN_FAILED;
 	struct timespec deadline;
@@ -1113,8 +1481,7 @@ mbox_open(const char *path, uint64_t committed_size, struct mbox **mbox_r,
 	struct mbox *m;
 	char *unlock_err = NULL;
 	uint64_t size;
-	bool existed, leftover;
-	int r;
+	bool existed;
 
 	*mbox_r = NULL;
 	*error_r = NULL;
@@ -1122,7 +1489,9 @@ mbox_open(const char *path, uint64_t committed_size, struct mbox **mbox_r,
 		goto nomem;
 	m->fd = -1;
 	m->dotlock_fd = -1;
+	m->marker_fd = -1;
 	if ((m->path = strdup(path)) == NULL ||
+	    (m->marker = strdup(marker)) == NULL ||
 	    asprintf(&m->lock_path, "%s.lock", path) == -1) {
 		m->lock_path = NULL;
 		goto nomem;
@@ -1188,39 +1557,14 @@ mbox_open(const char *path, uint64_t committed_size, struct mbox **mbox_r,
 	/* Others may have appended while we waited. */
 	if (fstat(m->fd, &st) == -1)
 		goto syserr;
+	m->dev = st.st_dev;
+	m->ino = st.st_ino;
 	size = (uint64_t)st.st_size;
 	if (committed_size == MBOX_SIZE_UNKNOWN) {
 		res = MBOX_OPEN_OK;
 		m->committed = size;
-	} else if (size > committed_size) {
-		if (is_leftover(m, committed_size, size, &leftover,
-		    error_r) == -1)
-			goto fail;
-		if (!leftover) {
-			res = MBOX_OPEN_CHANGED;
-			m->committed = size;
-			goto opened;
-		}
-		do
-			r = ops.ftruncate(m->fd, (off_t)committed_size);
-		while (r == -1 && errno == EINTR);
-		if (r == -1) {
-			if (asprintf(error_r, "truncate %s to %llu: %s", path,
-			    (unsigned long long)committed_size,
-			    strerror(errno)) == -1)
-				*error_r = NULL;
-			goto fail;
-		}
-		res = MBOX_OPEN_TRUNCATED;
-		m->committed = committed_size;
-	} else if (size < committed_size) {
-		res = MBOX_OPEN_SHORTER;
-		m->committed = size;
-	} else {
-		res = MBOX_OPEN_OK;
-		m->committed = size;
-	}
-opened:
+	} else if (reconcile(m, committed_size, size, &res, error_r) == -1)
+		goto fail;
 	m->open_size = m->committed;
 	if ((res == MBOX_OPEN_SHORTER || res == MBOX_OPEN_CHANGED ||
 	    committed_size == MBOX_SIZE_UNKNOWN) &&
@@ -1241,8 +1585,12 @@ fail:
 		free(unlock_err);
 		if (m->fd != -1)
 			(void)close(m->fd);
+		if (m->marker_fd != -1)
+			(void)close(m->marker_fd);
 		free(m->out);
 		free(m->lock_path);
+		free(m->marker);
+		free(m->cut_path);
 		free(m->path);
 		free(m);
 	}
@@ -1266,6 +1614,23 @@ mbox_close_checked(struct mbox **mp, char **error_r)
 	if (mbox_rollback(m) == -1) {
 		err = strdup(mbox_error(m));
 		r = -1;
+	} else if (m->marker_open) {
+		/* Ours end here.  Synced when a lost write could bring back
+		 * an "open" naming more: bytes appended there later would be
+		 * cut as ours. */
+		if (marker_write(m, false, m->committed,
+		    m->marker_max > m->committed) == -1) {
+			if (asprintf(&err, "write %s: %s", m->marker,
+			    strerror(errno)) == -1)
+				err = NULL;
+			r = -1;
+		}
+	}
+	if (m->marker_fd != -1 && close(m->marker_fd) == -1 && err == NULL) {
+		if (asprintf(&err, "close %s: %s", m->marker,
+		    strerror(errno)) == -1)
+			err = NULL;
+		r = -1;
 	}
 	if (unlock_all(m, &err) == -1)
 		r = -1;
@@ -1283,6 +1648,8 @@ mbox_close_checked(struct mbox **mp, char **error_r)
 	free(m->out);
 	free(m->error);
 	free(m->lock_path);
+	free(m->marker);
+	free(m->cut_path);
 	free(m->path);
 	free(m);
 	return r;

@@ -701,7 +701,7 @@ prepare_mailbox(struct mirror *m)
 	struct mbx *mb = &m->mbxs[m->cur];
 	struct mailbox_state *ms = state_get(&m->state, mb->name);
 	enum mbox_open_result r;
-	char *rel, *path, *error = NULL, tag[40];
+	char *rel, *path, *record, *error = NULL, tag[40];
 	bool fresh;
 
 	if (ms == NULL) {
@@ -767,7 +767,13 @@ prepare_mailbox(struct mirror *m)
 		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
 		return;
 	}
-	r = mbox_open(path, ms->mbox_size, &m->mbox, &error);
+	if ((record = state_append_record(m->state_dir, ms->file)) == NULL) {
+		free(path);
+		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
+		return;
+	}
+	r = mbox_open(path, record, ms->mbox_size, &m->mbox, &error);
+	free(record);
 	if (r == MBOX_OPEN_FAILED) {
 		mirror_fail(m, SESSION_ERR_LOCAL, "%s", error != NULL ? error :
 		    "cannot open mbox");
@@ -778,16 +784,21 @@ prepare_mailbox(struct mirror *m)
 	if (r == MBOX_OPEN_TRUNCATED)
 		log_info("%s: %s: removed the tail an interrupted sync left",
 		    m->prefix, path);
-	else if (r == MBOX_OPEN_SHORTER) {
+	if (mbox_cut_path(m->mbox) != NULL)
+		log_warnx("%s: %s: another program appended to it after an "
+		    "interrupted sync; those bytes are no longer in it but "
+		    "saved as %s", m->prefix, path, mbox_cut_path(m->mbox));
+	if (r == MBOX_OPEN_SHORTER) {
 		log_warnx("%s: %s is shorter than mboxmirror left it (%llu < "
 		    "%llu bytes): someone changed it; appending at its end",
 		    m->prefix, path, (unsigned long long)mbox_committed_size(
 		    m->mbox), (unsigned long long)ms->mbox_size);
 		ms->mbox_size = mbox_committed_size(m->mbox);
 	} else if (r == MBOX_OPEN_CHANGED) {
-		log_warnx("%s: %s was rewritten since mboxmirror left it (%llu "
-		    "bytes, %llu expected): keeping it as it is, appending at "
-		    "its end", m->prefix, path, (unsigned long long)
+		log_warnx("%s: %s was changed since mboxmirror left it (%llu "
+		    "bytes, %llu expected): another program appended to it or "
+		    "rewrote it; keeping it as it is, appending at its end",
+		    m->prefix, path, (unsigned long long)
 		    mbox_committed_size(m->mbox), (unsigned long long)
 		    ms->mbox_size);
 		ms->mbox_size = mbox_committed_size(m->mbox);

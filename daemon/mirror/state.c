@@ -797,3 +797,17 @@ state_unlock(int *fd)
 	(void)close(*fd);
 	*fd = -1;
 }
+
+char *
+state_append_record(const char *dir, const char *file)
+{
+	uint64_t h = 14695981039346656037ULL;	/* FNV-1a */
+	char *path;
+
+	for (const unsigned char *p = (const unsigned char *)file; *p != '\0';
+	    p++)
+		h = (h ^ *p) * 1099511628211ULL;
+	if (asprintf(&path, "%s/append-%016" PRIx64, dir, h) == -1)
+		return NULL;
+	return path;
+}

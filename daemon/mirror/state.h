@@ -80,4 +80,14 @@ int state_lock(const char *dir, int *fd_r, long *holder_r, char **error_r);
 /* Releases a lock state_lock() took (fd -1: nothing to do); sets *fd -1. */
 void state_unlock(int *fd);
 
+/*
+ * Where the mbox writer keeps the record of its appends to file (the mbox
+ * path relative to the account's output; see mbox_open()):
+ * "<dir>/append-<16 hex digits of a 64-bit FNV-1a hash of file>".  The
+ * record names its mbox: two files whose names hash alike (unlikely by
+ * chance) can only overwrite each other's record, never be mistaken for
+ * each other.  malloc'ed, or NULL.
+ */
+char *state_append_record(const char *dir, const char *file);
+
 #endif
