@@ -135,14 +135,22 @@ record_next_attempt(struct runner *r, double delay)
 {
 	struct account_state st = { 0 };
 	char *dir, *error = NULL;
+	long holder;
+	int lock_fd;
 
 	dir = state_account_dir(r->cfg->config->state_dir, r->account->name);
 	if (dir == NULL)
 		return;
-	if (state_load(dir, &st, &error) == 0) {
-		st.next_attempt = time(NULL) + (time_t)delay;
-		if (state_save(dir, &st, &error) != 0)
-			log_error("account %s: %s", r->account->name, error);
+	/* Another process syncing the account owns its state: a skipped
+	 * run, or one that just ended, must not write over it. */
+	if (state_lock(dir, &lock_fd, &holder, &error) == 0) {
+		if (state_load(dir, &st, &error) == 0) {
+			st.next_attempt = time(NULL) + (time_t)delay;
+			if (state_save(dir, &st, &error) != 0)
+				log_error("account %s: %s", r->account->name,
+				    error);
+		}
+		state_unlock(&lock_fd);
 	}
 	free(error);
 	state_clear(&st);

@@ -24,6 +24,20 @@
 #define DOTLOCK_TOUCH_SECS 60
 /* Unfolded Return-Path value looked at; an address is far shorter. */
 #define RETURN_PATH_MAX	2048
+/* The append record (see mbox.h): "<magic> <kind> <dev> <ino> <end>\n<path>\n",
+ * numbers of fixed width so every rewrite has the same length. */
+#define MARKER_MAGIC	"mboxmirror-append 1"
+#define MARKER_OPEN	"open"
+#define MARKER_DONE	"done"
+/* Bytes copied at a time when a foreign tail is saved aside. */
+#define COPY_CHUNK	65536
+
+enum marker_kind {
+	MARKER_NONE,	/* none, or about another file: nothing ours past C */
+	MARKER_APPENDING, /* a run of ours ended without closing */
+	MARKER_CLOSED,	/* ours ended exactly at its end */
+	MARKER_GARBLED,	/* unreadable: as if a run had ended unclosed */
+};
 
 /* Header-end detection while holding: where the current line stands. */
 enum hold_line {
@@ -36,6 +50,13 @@ struct mbox {
 	char		*path;
 	char		*lock_path;
 	int		 fd;
+	dev_t		 dev;
+	ino_t		 ino;
+	char		*marker;	/* the append record's path */
+	int		 marker_fd;
+	bool		 marker_open;	/* "open" is durable for this run */
+	uint64_t	 marker_max;	/* highest end ever written to it */
+	char		*cut_path;	/* where mbox_open() saved a tail */
 	int		 lock_cmd;	/* F_OFD_SETLK, or F_SETLK */
 	bool		 fcntl_locked;
 	bool		 dotlocked;
@@ -100,7 +121,15 @@ static int	lock_dotlock(struct mbox *, const struct timespec *, char **);
 static int	unlock_all(struct mbox *, char **);
 static int	compute_pad(struct mbox *, char **);
 static int	is_leftover(struct mbox *, uint64_t, uint64_t, bool *, char **);
+static int	fsync_parent(const char *);
+static int	marker_write(struct mbox *, bool, uint64_t, bool);
+static int	marker_read(struct mbox *, enum marker_kind *, uint64_t *,
+		    char **);
+static int	save_aside(struct mbox *, uint64_t, uint64_t, char **);
+static int	reconcile(struct mbox *, uint64_t, uint64_t,
+		    enum mbox_open_result *, char **);
 static bool	dotlock_stale(const char *, const struct stat *);
+static int	open_regular(const char *, int, mode_t);
 
 static const struct mbox_sys_ops real_ops = {
 	sys_pwrite, sys_fdatasync, sys_ftruncate
@@ -155,15 +184,47 @@ mbox_lock_wait(void)
 	return lock_wait_msec;
 }
 
+/*
+ * open(2) for every file this module opens beside the mailbox: never follows
+ * a symbolic link, never blocks (a FIFO without a writer would hang the
+ * event loop in a plain open) and takes nothing but a regular file.
+ * O_NONBLOCK is cleared again once the file is known to be regular.
+ * Returns the fd; -1 with errno set; -2 when path is not a regular file.
+ */
+static int
+open_regular(const char *path, int flags, mode_t mode)
+{
+	struct stat st;
+	int fd, fl, saved;
+
+	fd = open(path, flags | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, mode);
+	if (fd == -1)
+		return -1;
+	if (fstat(fd, &st) == -1)
+		goto syserr;
+	if (!S_ISREG(st.st_mode)) {
+		(void)close(fd);
+		return -2;
+	}
+	if ((fl = fcntl(fd, F_GETFL)) == -1 ||
+	    fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == -1)
+		goto syserr;
+	return fd;
+syserr:
+	saved = errno;
+	(void)close(fd);
+	errno = saved;
+	return -1;
+}
+
 static bool
 fcntl_locked_elsewhere(const char *path)
 {
 	struct flock fl;
 	int fd, r;
 
-	/* O_NONBLOCK: a FIFO put there must not hang the daemon. */
-	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
-	    O_CLOEXEC)) == -1)
+	/* Not a regular file: mbox_open() will say so. */
+	if ((fd = open_regular(path, O_RDONLY, 0)) < 0)
 		return false;
 	memset(&fl, 0, sizeof fl);
 	fl.l_type = F_WRLCK;
@@ -188,7 +249,10 @@ mbox_locked_elsewhere(const char *path)
 		return true;
 	if (asprintf(&lock, "%s.lock", path) == -1)
 		return false;
-	held = lstat(lock, &st) == 0 && !dotlock_stale(lock, &st);
+	/* Anything but a regular file is no lock, but an error mbox_open()
+	 * reports. */
+	held = lstat(lock, &st) == 0 && S_ISREG(st.st_mode) &&
+	    !dotlock_stale(lock, &st);
 	free(lock);
 	return held;
 }
@@ -297,6 +361,19 @@ flush_out(struct mbox *m)
 
 	if (m->failed)
 		return -1;
+	if (m->out_len > 0 && !m->marker_open) {
+		/* Durable before the first byte past the committed size, so
+		 * that a crash leaves a tail known to be ours. */
+		if (marker_write(m, true, m->committed + m->flushed,
+		    true) == -1) {
+			set_error(m, "write %s: %s", m->marker,
+			    strerror(errno));
+			m->failed = true;
+			m->out_len = 0;
+			return -1;
+		}
+		m->marker_open = true;
+	}
 	while (done < m->out_len) {
 		m->dirty = true;
 		n = ops.pwrite(m->fd, m->out + done, m->out_len - done,
@@ -311,6 +388,11 @@ flush_out(struct mbox *m)
 		m->flushed += (uint64_t)n;
 	}
 	m->out_len = 0;
+	/* Where our bytes end, not synced: after a kill it tells them from
+	 * bytes appended later; a power cut may lose it, and then more of
+	 * the tail is only saved aside than need be. */
+	if (done > 0)
+		(void)marker_write(m, true, m->committed + m->flushed, false);
 
 	now = time(NULL);
 	if (m->dotlocked && now - m->dotlock_touched >= DOTLOCK_TOUCH_SECS) {
@@ -806,6 +888,12 @@ mbox_committed_size(const struct mbox *m)
 }
 
 const char *
+mbox_cut_path(const struct mbox *m)
+{
+	return m->cut_path;
+}
+
+const char *
 mbox_error(const struct mbox *m)
 {
 	return m->error != NULL ? m->error : "";
@@ -903,8 +991,7 @@ dotlock_holder_dead(const char *path)
 	long pid;
 	int fd;
 
-	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
-	    O_CLOEXEC)) == -1)
+	if ((fd = open_regular(path, O_RDONLY, 0)) < 0)
 		return false;
 	n = read(fd, buf, sizeof buf - 1);
 	close(fd);
@@ -938,18 +1025,26 @@ lock_dotlock(struct mbox *m, const struct timespec *deadline, char **error_r)
 	int fd;
 
 	for (;;) {
-		fd = open(m->lock_path, O_WRONLY | O_CREAT | O_EXCL |
-		    O_NOFOLLOW | O_CLOEXEC, 0600);
-		if (fd != -1)
+		fd = open_regular(m->lock_path, O_WRONLY | O_CREAT | O_EXCL,
+		    0600);
+		if (fd >= 0)
 			break;
-		if (errno == EINTR)
+		if (fd == -1 && errno == EINTR)
 			continue;
-		if (errno != EEXIST)
+		if (fd == -1 && errno != EEXIST)
 			goto syserr;
 		if (lstat(m->lock_path, &st) == -1) {
 			if (errno == ENOENT)
 				continue;
 			goto syserr;
+		}
+		if (!S_ISREG(st.st_mode)) {
+			/* Not a dotlock anybody could hold: neither wait for
+			 * it nor remove what we do not understand. */
+			if (asprintf(error_r, "dotlock %s: not a regular file",
+			    m->lock_path) == -1)
+				*error_r = NULL;
+			return -1;
 		}
 		if (dotlock_stale(m->lock_path, &st)) {
 			/* Its holder died: mutt and Dovecot take over the
@@ -1111,9 +1206,325 @@ is_leftover(struct mbox *m, uint64_t committed, uint64_t size,
 	return 0;
 }
 
-enum mbox_open_result
-mbox_open(const char *path, uint64_t committed_size, struct mbox **mbox_r,
+/* fsync(2) of the directory holding path: a new name in it is durable. */
+static int
+fsync_parent(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir;
+	int fd, r, saved;
+
+	if (slash == NULL)
+		dir = strdup(".");
+	else if (slash == path)
+		dir = strdup("/");
+	else
+		dir = strndup(path, (size_t)(slash - path));
+	if (dir == NULL)
+		return -1;
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	free(dir);
+	if (fd == -1)
+		return -1;
+	r = fsync(fd);
+	saved = errno;
+	(void)close(fd);
+	errno = saved;
+	return r;
+}
+
+/*
+ * Writes the append record: "open" (a run of ours is appending; its bytes
+ * end at end or beyond) or "done" (ours end exactly at end).  sync makes it
+ * durable; a record that had to be created is always made durable, name
+ * included.  0, or -1 with errno set.
+ */
+static int
+marker_write(struct mbox *m, bool open, uint64_t end, bool sync)
+{
+	char *rec;
+	bool created = false;
+	ssize_t n;
+	size_t done = 0;
+	int len, saved;
+
+	if (m->marker_fd == -1) {
+		m->marker_fd = open_regular(m->marker, O_RDWR, 0);
+		if (m->marker_fd == -1 && errno == ENOENT) {
+			m->marker_fd = open_regular(m->marker, O_RDWR |
+			    O_CREAT | O_EXCL, 0600);
+			created = true;
+		}
+		if (m->marker_fd == -2)
+			errno = EINVAL;
+		if (m->marker_fd < 0) {
+			m->marker_fd = -1;
+			return -1;
+		}
+	}
+	len = asprintf(&rec, "%s %s %020llu %020llu %020llu\n%s\n",
+	    MARKER_MAGIC, open ? MARKER_OPEN : MARKER_DONE,
+	    (unsigned long long)m->dev, (unsigned long long)m->ino,
+	    (unsigned long long)end, m->path);
+	if (len == -1) {
+		errno = ENOMEM;
+		return -1;
+	}
+	while (done < (size_t)len) {
+		n = pwrite(m->marker_fd, rec + done, (size_t)len - done,
+		    (off_t)done);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			saved = n == 0 ? EIO : errno;
+			free(rec);
+			errno = saved;
+			return -1;
+		}
+		done += (size_t)n;
+	}
+	free(rec);
+	if (ftruncate(m->marker_fd, (off_t)len) == -1)
+		return -1;
+	if ((sync || created) && (fdatasync(m->marker_fd) == -1 ||
+	    (created && fsync_parent(m->marker) == -1)))
+		return -1;
+	if (open && end > m->marker_max)
+		m->marker_max = end;
+	return 0;
+}
+
+/*
+ * Reads the append record into *kind_r and *end_r.  A record about another
+ * file (another path, or the same path now naming another file) is none.
+ * 0, or -1 with a malloc'ed *error_r.
+ */
+static int
+marker_read(struct mbox *m, enum marker_kind *kind_r, uint64_t *end_r,
     char **error_r)
+{
+	unsigned long long dev, ino, end;
+	size_t cap = strlen(m->path) + 128, len = 0, plen;
+	char kind[8], *buf = NULL;
+	ssize_t n;
+	int fd, pos = 0;
+
+	*kind_r = MARKER_NONE;
+	*end_r = 0;
+	fd = open_regular(m->marker, O_RDONLY, 0);
+	if (fd == -1 && errno == ENOENT)
+		return 0;
+	if (fd == -2) {
+		if (asprintf(error_r, "%s: not a regular file", m->marker) ==
+		    -1)
+			*error_r = NULL;
+		return -1;
+	}
+	if (fd == -1 || (buf = malloc(cap + 1)) == NULL)
+		goto syserr;
+	/* One byte more than any record of ours: a longer file is not. */
+	while (len <= cap) {
+		n = read(fd, buf + len, cap + 1 - len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1)
+			goto syserr;
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	(void)close(fd);
+	fd = -1;
+	buf[len > cap ? cap : len] = '\0';
+	*kind_r = MARKER_GARBLED;
+	if (len > cap || memchr(buf, '\0', len) != NULL ||
+	    sscanf(buf, MARKER_MAGIC " %4s %20llu %20llu %20llu%n", kind, &dev,
+	    &ino, &end, &pos) != 4 || buf[pos] != '\n' ||
+	    (strcmp(kind, MARKER_OPEN) != 0 && strcmp(kind, MARKER_DONE) != 0))
+		goto out;
+	plen = strlen(m->path);
+	if (len - (size_t)pos - 1 != plen + 1 ||
+	    memcmp(buf + pos + 1, m->path, plen) != 0 || buf[len - 1] != '\n' ||
+	    dev != (unsigned long long)m->dev ||
+	    ino != (unsigned long long)m->ino) {
+		*kind_r = MARKER_NONE;
+		goto out;
+	}
+	*kind_r = strcmp(kind, MARKER_OPEN) == 0 ? MARKER_APPENDING :
+	    MARKER_CLOSED;
+	*end_r = end;
+out:
+	free(buf);
+	return 0;
+
+syserr:
+	if (asprintf(error_r, "read %s: %s", m->marker, strerror(errno)) ==
+	    -1)
+		*error_r = NULL;
+	if (fd >= 0)
+		(void)close(fd);
+	free(buf);
+	return -1;
+}
+
+/*
+ * Copies bytes [from, size) of the mbox to a new "<path>.cut-<time>[-<k>]"
+ * beside it, durably, before they are cut: they may be mail another program
+ * appended.  0, or -1 with a malloc'ed *error_r (nothing is cut then).
+ */
+static int
+save_aside(struct mbox *m, uint64_t from, uint64_t size, char **error_r)
+{
+	unsigned char *buf = NULL;
+	const char *step = "create";
+	char *name = NULL;
+	ssize_t n, w;
+	size_t done;
+	int fd = -1;
+
+	for (unsigned k = 1; k < 1000 && fd < 0; k++) {
+		free(name);
+		if ((k == 1 ? asprintf(&name, "%s.cut-%lld", m->path,
+		    (long long)time(NULL)) : asprintf(&name, "%s.cut-%lld-%u",
+		    m->path, (long long)time(NULL), k)) == -1) {
+			name = NULL;
+			errno = ENOMEM;
+			goto syserr;
+		}
+		fd = open_regular(name, O_WRONLY | O_CREAT | O_EXCL, 0600);
+		if (fd == -1 && errno != EEXIST)
+			goto syserr;
+	}
+	if (fd < 0) {
+		errno = EEXIST;
+		goto syserr;
+	}
+	step = "write";
+	if ((buf = malloc(COPY_CHUNK)) == NULL)
+		goto syserr;
+	while (from < size) {
+		n = pread(m->fd, buf, size - from < COPY_CHUNK ?
+		    (size_t)(size - from) : COPY_CHUNK, (off_t)from);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0)
+				errno = EIO;
+			goto syserr;
+		}
+		for (done = 0; done < (size_t)n; done += (size_t)w) {
+			w = write(fd, buf + done, (size_t)n - done);
+			if (w == -1 && errno == EINTR)
+				w = 0;
+			else if (w <= 0) {
+				if (w == 0)
+					errno = EIO;
+				goto syserr;
+			}
+		}
+		from += (uint64_t)n;
+	}
+	step = "fsync";
+	if (fsync(fd) == -1)
+		goto syserr;
+	step = "close";
+	n = close(fd);
+	fd = -1;
+	if (n == -1 || fsync_parent(name) == -1)
+		goto syserr;
+	free(buf);
+	m->cut_path = name;
+	return 0;
+
+syserr:
+	if (asprintf(error_r, "%s %s: %s", step, name != NULL ? name : m->path,
+	    strerror(errno)) == -1)
+		*error_r = NULL;
+	if (fd >= 0) {
+		(void)close(fd);
+		(void)unlink(name);
+	}
+	free(buf);
+	free(name);
+	return -1;
+}
+
+/*
+ * The size check of mbox_open() (the rule is in mbox.h): size is the file's,
+ * c the committed size the caller recorded.  Sets m->committed and *res_r.
+ * 0, or -1 with a malloc'ed *error_r.
+ */
+static int
+reconcile(struct mbox *m, uint64_t c, uint64_t size,
+    enum mbox_open_result *res_r, char **error_r)
+{
+	enum marker_kind kind;
+	uint64_t end, aside, settled;
+	bool ours, looks;
+	int r;
+
+	if (marker_read(m, &kind, &end, error_r) == -1)
+		return -1;
+	/* Whether bytes past c may be ours: a run that never closed, or one
+	 * whose last commits the caller did not record. */
+	ours = kind == MARKER_APPENDING || kind == MARKER_GARBLED ||
+	    (kind == MARKER_CLOSED && end > c);
+	if (size > c && ours) {
+		if (is_leftover(m, c, size, &looks, error_r) == -1)
+			return -1;
+		/* Ours start at c with an entry; whatever lies past our end
+		 * (or all of it, when it does not start like ours) another
+		 * program appended: kept aside, since exactly once wins. */
+		aside = c;
+		if (looks && kind != MARKER_GARBLED && end > c)
+			aside = end;
+		if (aside < size && save_aside(m, aside, size, error_r) == -1)
+			return -1;
+		do
+			r = ops.ftruncate(m->fd, (off_t)c);
+		while (r == -1 && errno == EINTR);
+		/* The cut must be durable before the record forgets it. */
+		if (r == 0) {
+			do
+				r = ops.fdatasync(m->fd);
+			while (r == -1 && errno == EINTR);
+		}
+		if (r == -1) {
+			if (asprintf(error_r, "truncate %s to %llu: %s",
+			    m->path, (unsigned long long)c,
+			    strerror(errno)) == -1)
+				*error_r = NULL;
+			return -1;
+		}
+		*res_r = MBOX_OPEN_TRUNCATED;
+		m->committed = c;
+	} else if (size > c) {
+		*res_r = MBOX_OPEN_CHANGED;
+		m->committed = size;
+	} else if (size < c) {
+		*res_r = MBOX_OPEN_SHORTER;
+		m->committed = size;
+	} else {
+		*res_r = MBOX_OPEN_OK;
+		m->committed = size;
+	}
+	/* From now on nothing past what the caller records (c, or the new
+	 * size it records for SHORTER and CHANGED) may count as ours. */
+	settled = c < m->committed ? c : m->committed;
+	if (kind == MARKER_NONE || (kind == MARKER_CLOSED && end <= settled))
+		return 0;
+	if (marker_write(m, false, settled, true) == -1) {
+		if (asprintf(error_r, "write %s: %s", m->marker,
+		    strerror(errno)) == -1)
+			*error_r = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+enum mbox_open_result
+mbox_open(const char *path, const char *marker, uint64_t committed_size,
+    struct mbox **mbox_r, char **error_r)
 {
 	enum mbox_open_result res = MBOX_OPEN_FAILED;
 	struct timespec deadline;
@@ -1121,8 +1532,7 @@ mbox_open(const char *path, uint64_t committed_size, struct mbox **mbox_r,
 	struct mbox *m;
 	char *unlock_err = NULL;
 	uint64_t size;
-	bool existed, leftover;
-	int r;
+	bool existed;
 
 	*mbox_r = NULL;
 	*error_r = NULL;
@@ -1130,7 +1540,9 @@ mbox_open(const char *path, uint64_t committed_size, struct mbox **mbox_r,
 		goto nomem;
 	m->fd = -1;
 	m->dotlock_fd = -1;
+	m->marker_fd = -1;
 	if ((m->path = strdup(path)) == NULL ||
+	    (m->marker = strdup(marker)) == NULL ||
 	    asprintf(&m->lock_path, "%s.lock", path) == -1) {
 		m->lock_path = NULL;
 		goto nomem;
@@ -1153,10 +1565,14 @@ mbox_open(const char *path, uint64_t committed_size, struct mbox **mbox_r,
 		goto fail;
 	}
 
-	/* O_NONBLOCK: should a FIFO appear after the lstat, don't hang on
-	 * it (it is refused below); regular files ignore the flag. */
-	m->fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC |
-	    O_NONBLOCK, 0600);
+	/* Should a FIFO appear after the lstat, this does not hang on it. */
+	m->fd = open_regular(path, O_RDWR | O_CREAT, 0600);
+	if (m->fd == -2) {
+		m->fd = -1;
+		if (asprintf(error_r, "%s: not a regular file", path) == -1)
+			*error_r = NULL;
+		goto fail;
+	}
 	if (m->fd == -1) {
 		if (errno == ELOOP) {
 			if (asprintf(error_r, "%s: refusing a symbolic link",
@@ -1168,11 +1584,6 @@ mbox_open(const char *path, uint64_t committed_size, struct mbox **mbox_r,
 	}
 	if (fstat(m->fd, &st) == -1)
 		goto syserr;
-	if (!S_ISREG(st.st_mode)) {
-		if (asprintf(error_r, "%s: not a regular file", path) == -1)
-			*error_r = NULL;
-		goto fail;
-	}
 	if (st.st_nlink != 1) {
 		if (asprintf(error_r, "%s: refusing a file with %lu links",
 		    path, (unsigned long)st.st_nlink) == -1)
@@ -1197,39 +1608,14 @@ mbox_open(const char *path, uint64_t committed_size, struct mbox **mbox_r,
 	/* Others may have appended while we waited. */
 	if (fstat(m->fd, &st) == -1)
 		goto syserr;
+	m->dev = st.st_dev;
+	m->ino = st.st_ino;
 	size = (uint64_t)st.st_size;
 	if (committed_size == MBOX_SIZE_UNKNOWN) {
 		res = MBOX_OPEN_OK;
 		m->committed = size;
-	} else if (size > committed_size) {
-		if (is_leftover(m, committed_size, size, &leftover,
-		    error_r) == -1)
-			goto fail;
-		if (!leftover) {
-			res = MBOX_OPEN_CHANGED;
-			m->committed = size;
-			goto opened;
-		}
-		do
-			r = ops.ftruncate(m->fd, (off_t)committed_size);
-		while (r == -1 && errno == EINTR);
-		if (r == -1) {
-			if (asprintf(error_r, "truncate %s to %llu: %s", path,
-			    (unsigned long long)committed_size,
-			    strerror(errno)) == -1)
-				*error_r = NULL;
-			goto fail;
-		}
-		res = MBOX_OPEN_TRUNCATED;
-		m->committed = committed_size;
-	} else if (size < committed_size) {
-		res = MBOX_OPEN_SHORTER;
-		m->committed = size;
-	} else {
-		res = MBOX_OPEN_OK;
-		m->committed = size;
-	}
-opened:
+	} else if (reconcile(m, committed_size, size, &res, error_r) == -1)
+		goto fail;
 	m->open_size = m->committed;
 	if ((res == MBOX_OPEN_SHORTER || res == MBOX_OPEN_CHANGED ||
 	    committed_size == MBOX_SIZE_UNKNOWN) &&
@@ -1250,8 +1636,12 @@ fail:
 		free(unlock_err);
 		if (m->fd != -1)
 			(void)close(m->fd);
+		if (m->marker_fd != -1)
+			(void)close(m->marker_fd);
 		free(m->out);
 		free(m->lock_path);
+		free(m->marker);
+		free(m->cut_path);
 		free(m->path);
 		free(m);
 	}
@@ -1275,6 +1665,23 @@ mbox_close_checked(struct mbox **mp, char **error_r)
 	if (mbox_rollback(m) == -1) {
 		err = strdup(mbox_error(m));
 		r = -1;
+	} else if (m->marker_open) {
+		/* Ours end here.  Synced when a lost write could bring back
+		 * an "open" naming more: bytes appended there later would be
+		 * cut as ours. */
+		if (marker_write(m, false, m->committed,
+		    m->marker_max > m->committed) == -1) {
+			if (asprintf(&err, "write %s: %s", m->marker,
+			    strerror(errno)) == -1)
+				err = NULL;
+			r = -1;
+		}
+	}
+	if (m->marker_fd != -1 && close(m->marker_fd) == -1 && err == NULL) {
+		if (asprintf(&err, "close %s: %s", m->marker,
+		    strerror(errno)) == -1)
+			err = NULL;
+		r = -1;
 	}
 	if (unlock_all(m, &err) == -1)
 		r = -1;
@@ -1292,6 +1699,8 @@ mbox_close_checked(struct mbox **mp, char **error_r)
 	free(m->out);
 	free(m->error);
 	free(m->lock_path);
+	free(m->marker);
+	free(m->cut_path);
 	free(m->path);
 	free(m);
 	return r;

@@ -3,7 +3,9 @@
  * locks mail readers honour, and the append side of the commit protocol
  * (DESIGN.md section 5): a batch of messages is appended through a buffer,
  * made durable with mbox_commit(), and on any failure the file is truncated
- * back to its last committed size.
+ * back to its last committed size.  A record of its appends, kept beside the
+ * caller's state, tells a crash leftover of ours (cut) from mail another
+ * program appended (kept) when the file is opened again.
  *
  * Format written for each message:
  *  - "From <sender> <asctime UTC date>\n", sender from the first Return-Path
@@ -49,7 +51,7 @@ enum mbox_open_result {
 	MBOX_OPEN_OK = 0,
 	MBOX_OPEN_TRUNCATED,	/* longer than committed: crash leftover cut */
 	MBOX_OPEN_SHORTER,	/* shorter than committed: someone changed it */
-	MBOX_OPEN_CHANGED,	/* longer, but not by a leftover of ours */
+	MBOX_OPEN_CHANGED,	/* longer, by another program's bytes */
 };
 
 /*
@@ -57,28 +59,56 @@ enum mbox_open_result {
  * symlinks and anything but a regular file with one link, takes an fcntl
  * write lock and a "<path>.lock" dotlock (waiting up to the lock wait,
  * MBOX_LOCK_WAIT_MSEC_DEFAULT unless changed, for other holders; a dotlock
- * older than MBOX_DOTLOCK_STALE_SECS is removed), then compares the size
- * with committed_size:
- *  - longer, and the bytes past committed_size start like an entry this
- *    writer appends (optional LFs, then "From "): a crash leftover, truncated
- *    back to committed_size (MBOX_OPEN_TRUNCATED);
- *  - longer otherwise (a mail reader rewrote it, e.g. to store flags):
- *    left alone, appends go at its end (MBOX_OPEN_CHANGED; the caller
- *    warns; nothing is lost);
- *  - shorter: leaves it alone and appends at its end (MBOX_OPEN_SHORTER;
- *    the caller warns; nothing is lost);
- *  - MBOX_SIZE_UNKNOWN: appends at its end (MBOX_OPEN_OK).
+ * older than MBOX_DOTLOCK_STALE_SECS is removed; one that is not a regular
+ * file is an error at once, neither waited for nor removed), then compares
+ * the size with committed_size, the size the caller recorded with its
+ * last commit.
+ *
+ * Telling our crash leftover from mail another program appended.  marker
+ * is the path of a small file (outside the output directory: the caller's
+ * state directory) where this writer records its appends to path:
+ *  - before the first byte past the committed size is written, durably:
+ *    "open" (a run is appending), with where its bytes end, updated (not
+ *    synced) after every write;
+ *  - at mbox_close(): "done", with the committed size (the file's end).
+ * The record names the file (path, device, inode); one about another file
+ * counts as none.  When the file is longer than committed_size:
+ *  - no record, or "done" at or before committed_size: nothing past
+ *    committed_size is ours; it is another program's (a reader appended a
+ *    message, or rewrote the file to store flags): left alone, appends go at
+ *    its end (MBOX_OPEN_CHANGED; the caller records the new size and warns;
+ *    nothing is lost);
+ *  - "open" (a run of ours was killed or lost power), "done" past
+ *    committed_size (the caller did not record our last commits), or a
+ *    record that cannot be read: the bytes from committed_size are ours, and
+ *    exactly once (DESIGN.md section 5) wants them gone: the file is
+ *    truncated back to committed_size (MBOX_OPEN_TRUNCATED).  What lies
+ *    past the end the record names was appended by another program after
+ *    ours; when the tail does not start like an entry of ours (up to two
+ *    LFs, then "From ") or the record is unreadable, all of it may be.
+ *    Those bytes are first copied, durably, to a new
+ *    "<path>.cut-<unix time>[-<k>]" (mbox_cut_path() names it), never lost.
+ *    After a power cut the unsynced end may be older than our last write:
+ *    then some of our own bytes are saved aside too, which costs a
+ *    duplicate in that file, never in the mbox.
+ * When the file is shorter: it is left alone and appends go at its end
+ * (MBOX_OPEN_SHORTER; the caller records the new size and warns; nothing
+ * is lost).  MBOX_SIZE_UNKNOWN: appends go at its end (MBOX_OPEN_OK).
  * When appending after bytes this writer did not commit (SHORTER, CHANGED,
  * unknown), the first message is preceded by the LFs needed to end the file
  * in an empty line, so it still starts an entry of its own.
+ *
  * The fcntl lock is an open-file-description lock where the system has them
  * (it conflicts with classic fcntl locks of mail readers, and with a second
- * mbox_open() in the same process).
- * Returns MBOX_OPEN_FAILED with a malloc'ed *error_r naming the file on
- * failure (*mbox_r is then NULL).
+ * mbox_open() in the same process).  No file is ever opened in a way that
+ * could block (a FIFO's open(2) waits for a writer).  Returns
+ * MBOX_OPEN_FAILED with a malloc'ed *error_r naming the file on failure
+ * (*mbox_r is then NULL).
  */
-enum mbox_open_result mbox_open(const char *path, uint64_t committed_size,
-    struct mbox **mbox_r, char **error_r);
+enum mbox_open_result mbox_open(const char *path, const char *marker,
+    uint64_t committed_size, struct mbox **mbox_r, char **error_r);
+/* The file mbox_open() saved a cut tail to (see above), or NULL. */
+const char *mbox_cut_path(const struct mbox *mbox);
 
 /*
  * One message: begin, its raw bytes as they come (any chunking), end.
@@ -114,9 +144,11 @@ uint64_t mbox_appended_size(const struct mbox *mbox);
 int mbox_commit_upto(struct mbox *mbox, uint64_t size, uint64_t *size_r);
 /* Size as last committed (after open: the size it started appending at). */
 uint64_t mbox_committed_size(const struct mbox *mbox);
-/* Rolls back anything uncommitted, releases the locks and closes; NULLs
- * *mbox.  Returns 0, or -1 with a malloc'ed *error_r (error_r may be NULL)
- * if truncating, unlocking or closing failed. */
+/* Rolls back anything uncommitted, records "done" at the committed size in
+ * the append record (if this run appended; not after a failed truncation,
+ * which leaves "open"), releases the locks and closes; NULLs *mbox.
+ * Returns 0, or -1 with a malloc'ed *error_r (error_r may be NULL) if
+ * truncating, recording, unlocking or closing failed. */
 int mbox_close_checked(struct mbox **mbox, char **error_r);
 /* mbox_close_checked() for callers that have nothing to do on failure. */
 void mbox_close(struct mbox **mbox);
@@ -143,8 +175,10 @@ unsigned int mbox_lock_wait(void);
 
 /*
  * Whether another process holds path's lock now: a write-conflicting fcntl
- * lock, or a dotlock that is not stale.  Neither waits nor locks, so a
- * caller on an event loop can wait on a timer instead of in mbox_open().
+ * lock, or a dotlock (a regular file) that is not stale.  Neither waits,
+ * blocks nor locks, so a caller on an event loop can wait on a timer instead
+ * of in mbox_open(); a mbox or dotlock that is not a regular file is not
+ * "locked": mbox_open() reports it.
  */
 bool mbox_locked_elsewhere(const char *path);
 

@@ -104,6 +104,7 @@ struct mirror {
 
 	struct session *session;
 	char *state_dir;
+	int state_lock_fd;		/* the account lock; -1: not held */
 	struct account_state state;
 	char prefix[160];
 
@@ -621,7 +622,7 @@ prepare_mailbox(struct mirror *m)
 	struct mailbox_state *ms = state_get(&m->state, mb->name);
 	struct layout_file *lf = NULL;
 	enum mbox_open_result r;
-	char *name, *rel = NULL, *error = NULL, tag[40];
+	char *name, *rel = NULL, *record, *error = NULL, tag[40];
 	const char *path;
 	bool fresh;
 
@@ -690,7 +691,13 @@ prepare_mailbox(struct mirror *m)
 		return;
 	}
 	path = layout_file_path(lf);
-	r = mbox_open(path, ms->mbox_size, &m->mbox, &error);
+	if ((record = state_append_record(m->state_dir, ms->file)) == NULL) {
+		layout_file_free(&lf);
+		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
+		return;
+	}
+	r = mbox_open(path, record, ms->mbox_size, &m->mbox, &error);
+	free(record);
 	if (r == MBOX_OPEN_FAILED) {
 		mailbox_local_failure(m, error != NULL ? error :
 		    "cannot open mbox");
@@ -709,16 +716,21 @@ prepare_mailbox(struct mirror *m)
 	if (r == MBOX_OPEN_TRUNCATED)
 		log_info("%s: %s: removed the tail an interrupted sync left",
 		    m->prefix, path);
-	else if (r == MBOX_OPEN_SHORTER) {
+	if (mbox_cut_path(m->mbox) != NULL)
+		log_warnx("%s: %s: another program appended to it after an "
+		    "interrupted sync; those bytes are no longer in it but "
+		    "saved as %s", m->prefix, path, mbox_cut_path(m->mbox));
+	if (r == MBOX_OPEN_SHORTER) {
 		log_warnx("%s: %s is shorter than mboxmirror left it (%llu < "
 		    "%llu bytes): someone changed it; appending at its end",
 		    m->prefix, path, (unsigned long long)mbox_committed_size(
 		    m->mbox), (unsigned long long)ms->mbox_size);
 		ms->mbox_size = mbox_committed_size(m->mbox);
 	} else if (r == MBOX_OPEN_CHANGED) {
-		log_warnx("%s: %s was rewritten since mboxmirror left it (%llu "
-		    "bytes, %llu expected): keeping it as it is, appending at "
-		    "its end", m->prefix, path, (unsigned long long)
+		log_warnx("%s: %s was changed since mboxmirror left it (%llu "
+		    "bytes, %llu expected): another program appended to it or "
+		    "rewrote it; keeping it as it is, appending at its end",
+		    m->prefix, path, (unsigned long long)
 		    mbox_committed_size(m->mbox), (unsigned long long)
 		    ms->mbox_size);
 		ms->mbox_size = mbox_committed_size(m->mbox);
@@ -2072,9 +2084,12 @@ mirror_start(struct ev_loop *loop, const struct config *config,
 {
 	struct mirror *m;
 	char *error = NULL;
+	long holder;
+	int r;
 
 	if ((m = calloc(1, sizeof *m)) == NULL)
 		return NULL;
+	m->state_lock_fd = -1;
 	m->loop = loop;
 	m->config = config;
 	m->account = account;
@@ -2091,6 +2106,28 @@ mirror_start(struct ev_loop *loop, const struct config *config,
 	if (m->state_dir == NULL) {
 		free(m);
 		return NULL;
+	}
+	/* Before anything is read or written: another process syncing the
+	 * account would overwrite our state with its own, and we its. */
+	if ((r = state_lock(m->state_dir, &m->state_lock_fd, &holder,
+	    &error)) != 0) {
+		if (r == 1 && holder > 0)
+			snprintf(m->result.message, sizeof m->result.message,
+			    "%s: another mboxmirror process (pid %ld) is "
+			    "syncing this account; skipped", m->prefix, holder);
+		else if (r == 1)
+			snprintf(m->result.message, sizeof m->result.message,
+			    "%s: another mboxmirror process is syncing this "
+			    "account; skipped", m->prefix);
+		else
+			snprintf(m->result.message, sizeof m->result.message,
+			    "%s: %s", m->prefix, error != NULL ? error :
+			    "cannot lock the state");
+		free(error);
+		/* Not recorded in the state: it is the other's to write. */
+		m->result.error = SESSION_ERR_LOCAL;
+		finish(m);
+		return m;
 	}
 	if (state_load(m->state_dir, &m->state, &error) != 0) {
 		snprintf(m->result.message, sizeof m->result.message,
@@ -2143,6 +2180,7 @@ mirror_free(struct mirror **mp)
 	free(m->arr);
 	free(m->arr_sizes);
 	state_clear(&m->state);
+	state_unlock(&m->state_lock_fd);
 	free(m->state_dir);
 	if (m->spool_fd >= 0)
 		close(m->spool_fd);

@@ -31,8 +31,13 @@ struct mirror;
 typedef void mirror_done_fn(struct mirror *m, const struct mirror_result *r,
     void *arg);
 
-/* Starts one sync; done is called exactly once (possibly from a later loop
- * iteration, never from inside mirror_start). */
+/*
+ * Starts one sync; done is called exactly once (possibly from a later loop
+ * iteration, never from inside mirror_start).  The sync holds the account's
+ * lock (state_lock()) until mirror_free(): when another process holds it,
+ * the run ends at once, failed (SESSION_ERR_LOCAL, the message naming the
+ * other's pid), without reading or writing the state.
+ */
 struct mirror *mirror_start(struct ev_loop *loop, const struct config *config,
     const struct account *account, mirror_done_fn *done, void *arg);
 /* Stops a sync in progress (uncommitted appends are rolled back). done is

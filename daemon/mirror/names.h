@@ -45,7 +45,9 @@
  *
  * Files beside the mbox: a mailbox "x" has the file "x.mbox" and, if it has
  * children, the directory "x/".  Other files belonging to it must be named
- * "x.mbox.<suffix>" (the dotlock "x.mbox.lock", its temporary files) or
+ * "x.mbox.<suffix>" (the dotlock "x.mbox.lock", its temporary files, a tail
+ * another program appended after a crash, saved aside as
+ * "x.mbox.cut-<time>[-<k>]" by mbox_open()) or
  * "x.uidvalidity-<N>[-<k>].mbox" / "x.unknown-<N>[-<k>].mbox" (files kept
  * aside; names_old_path() gives the first form).  Because of the escapes in
  * step 3, no mailbox's directory or mbox can be named like any of these:

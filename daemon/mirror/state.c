@@ -19,6 +19,7 @@
  */
 #include "mirror/state.h"
 
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -38,6 +39,7 @@
 #define STATE_VERSION	1
 #define STATE_NAME	"state"
 #define STATE_TMP	"state.tmp"
+#define STATE_LOCK	"lock"
 /* A state file is small; anything bigger is not ours. */
 #define STATE_MAX_SIZE	(256 * 1024 * 1024)
 #define MAX_FIELDS	16
@@ -858,4 +860,101 @@ state_is_skipped(const struct mailbox_state *mb, uint32_t uid)
 		if (mb->skipped[i] == uid)
 			return true;
 	return false;
+}
+
+int
+state_lock(const char *dir, int *fd_r, long *holder_r, char **error_r)
+{
+	char *path = NULL, buf[32], *end;
+	struct stat st;
+	ssize_t n;
+	long pid;
+	int fd = -1, r = -1, len;
+
+	*fd_r = -1;
+	*holder_r = 0;
+	*error_r = NULL;
+	if (asprintf(&path, "%s/%s", dir, STATE_LOCK) == -1) {
+		path = NULL;
+		goto out;
+	}
+	if (mkdirs(dir) == -1) {
+		errorf(error_r, "mkdir %s: %s", dir, strerror(errno));
+		goto out;
+	}
+	/* O_NONBLOCK: a FIFO put there must not hang us in open(2). */
+	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK,
+	    0600);
+	if (fd == -1 || fstat(fd, &st) == -1) {
+		errorf(error_r, "open %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		errorf(error_r, "%s: not a regular file", path);
+		goto out;
+	}
+	while (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+		if (errno == EINTR)
+			continue;
+		if (errno != EWOULDBLOCK) {
+			errorf(error_r, "lock %s: %s", path, strerror(errno));
+			goto out;
+		}
+		/* Only a hint for the message: the holder may not have
+		 * written its pid yet. */
+		n = pread(fd, buf, sizeof buf - 1, 0);
+		if (n > 0) {
+			buf[n] = '\0';
+			errno = 0;
+			pid = strtol(buf, &end, 10);
+			if (errno == 0 && end != buf && *end == '\n' && pid > 0)
+				*holder_r = pid;
+		}
+		r = 1;
+		goto out;
+	}
+	len = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+	n = -1;
+	if (ftruncate(fd, 0) == -1 ||
+	    (n = pwrite(fd, buf, (size_t)len, 0)) != len) {
+		if (n >= 0)
+			errno = EIO;
+		errorf(error_r, "write %s: %s", path, strerror(errno));
+		goto out;
+	}
+	*fd_r = fd;
+	fd = -1;
+	r = 0;
+out:
+	if (fd != -1)
+		(void)close(fd);
+	free(path);
+	if (r == -1 && *error_r == NULL)
+		*error_r = strdup("state_lock: out of memory");
+	return r;
+}
+
+void
+state_unlock(int *fd)
+{
+	if (*fd < 0)
+		return;
+	/* An empty file names no holder: the pid would soon be stale. */
+	(void)ftruncate(*fd, 0);
+	(void)close(*fd);
+	*fd = -1;
+}
+
+char *
+state_append_record(const char *dir, const char *file)
+{
+	uint64_t h = 14695981039346656037ULL;	/* FNV-1a */
+	char *path;
+
+	for (const unsigned char *p = (const unsigned char *)file; *p != '\0';
+	    p++)
+		h = (h ^ *p) * 1099511628211ULL;
+	if (asprintf(&path, "%s/append-%016" PRIx64, dir, h) == -1)
+		return NULL;
+	return path;
 }

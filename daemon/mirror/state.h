@@ -82,4 +82,29 @@ void state_set_error(struct account_state *state, const char *error,
 int state_add_skipped(struct mailbox_state *mb, uint32_t uid);
 bool state_is_skipped(const struct mailbox_state *mb, uint32_t uid);
 
+/*
+ * The account's run lock, so that one process at a time syncs it (say the
+ * daemon and a --once) and writes its state: creates dir (0700, parents
+ * too) and "<dir>/lock" (0600) if needed, takes an exclusive flock(2) on it
+ * without waiting and writes this process's pid into it.  The lock belongs
+ * to the open file: a second state_lock() conflicts even in the same
+ * process.  Returns 0 with *fd_r, to hold for as long as the state may be
+ * written (state_unlock() releases it); 1 when another holds it, *fd_r -1
+ * and *holder_r the pid it wrote (0 if unknown); -1 with a malloc'ed
+ * *error_r naming the file.  Never blocks.
+ */
+int state_lock(const char *dir, int *fd_r, long *holder_r, char **error_r);
+/* Releases a lock state_lock() took (fd -1: nothing to do); sets *fd -1. */
+void state_unlock(int *fd);
+
+/*
+ * Where the mbox writer keeps the record of its appends to file (the mbox
+ * path relative to the account's output; see mbox_open()):
+ * "<dir>/append-<16 hex digits of a 64-bit FNV-1a hash of file>".  The
+ * record names its mbox: two files whose names hash alike (unlikely by
+ * chance) can only overwrite each other's record, never be mistaken for
+ * each other.  malloc'ed, or NULL.
+ */
+char *state_append_record(const char *dir, const char *file);
+
 #endif

@@ -282,6 +282,13 @@ class ChangedByAPerson(unittest.TestCase):
         self.check(lambda d: d.replace(b"\nSubject: old 0\n", b"\nSubject: old 0\nStatus: RO\n"),
                    r"(?i)warning.*(rewritten|changed)")
 
+    def test_reader_appended_a_message(self):
+        # A mail reader (or a delivery program) appended a whole message of its
+        # own between two syncs: it is no leftover of ours and stays.
+        self.check(lambda d: d + b"From reader@example.org Mon Jan  1 00:00:00 2024\n"
+                   b"Subject: saved by a reader\n\nFrom a reader.\n\n",
+                   r"(?i)warning.*changed")
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

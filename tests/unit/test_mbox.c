@@ -12,6 +12,7 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -72,6 +73,19 @@ static void
 make_path(char *buf, size_t size, const char *name)
 {
 	snprintf(buf, size, "%s/%d-%s", tmpdir, ++file_seq, name);
+}
+
+/* The append record the tests keep for the mbox at path: "<path>.record"
+ * (the daemon keeps it in its state directory). */
+static const char *
+rec(const char *path)
+{
+	static char bufs[4][PATH_MAX + 16];
+	static unsigned next;
+	char *buf = bufs[next++ % 4];
+
+	snprintf(buf, sizeof bufs[0], "%s.record", path);
+	return buf;
 }
 
 static unsigned char *
@@ -277,7 +291,8 @@ open_mem_mbox(void)
 	mbox_set_sys_ops(&mem_ops);
 	mem.len = 0;
 	mem.max_write = 0;
-	assert_int_equal(mbox_open(path, 0, &m, &error), MBOX_OPEN_OK);
+	assert_int_equal(mbox_open(path, rec(path), 0, &m, &error),
+	    MBOX_OPEN_OK);
 	assert_null(error);
 	return m;
 }
@@ -896,7 +911,8 @@ test_big_message(void **state)
 	memset(&big, 0, sizeof big);
 	big.body = lines * (sizeof big_out - 1);
 	mbox_set_sys_ops(&big_ops);
-	assert_int_equal(mbox_open(path, 0, &m, &error), MBOX_OPEN_OK);
+	assert_int_equal(mbox_open(path, rec(path), 0, &m, &error),
+	    MBOX_OPEN_OK);
 	assert_int_equal(mbox_msg_begin(m, DATE_SUN_NOV_1), 0);
 	assert_int_equal(mbox_msg_write(m, "Subject: big\r\n\r\n", 16), 0);
 
@@ -947,7 +963,7 @@ must_open(const char *path, uint64_t committed, enum mbox_open_result want)
 	char *error = NULL;
 	enum mbox_open_result r;
 
-	r = mbox_open(path, committed, &m, &error);
+	r = mbox_open(path, rec(path), committed, &m, &error);
 	if (r != want)
 		fail_msg("mbox_open %s: %d, want %d (%s)", path, r, want,
 		    error != NULL ? error : "no error");
@@ -962,7 +978,7 @@ must_fail_open(const char *path, uint64_t committed)
 	struct mbox *m = NULL;
 	char *error = NULL;
 
-	assert_int_equal(mbox_open(path, committed, &m, &error),
+	assert_int_equal(mbox_open(path, rec(path), committed, &m, &error),
 	    MBOX_OPEN_FAILED);
 	assert_null(m);
 	assert_non_null(error);
@@ -1069,6 +1085,101 @@ test_misuse(void **state)
 	mbox_close(&m);		/* NULL is fine */
 }
 
+enum crash_point {
+	CRASH_MID_ENTRY,	/* part of a big message written, no commit */
+	CRASH_AFTER_COMMIT,	/* committed, but the caller never recorded it */
+};
+
+/*
+ * A run killed as by kill -9: a child opens path at committed, appends and
+ * dies without closing (its locks go with it; its dotlock names a dead
+ * process).  Returns the file's size afterwards, always past committed.
+ */
+static uint64_t
+crash_run(const char *path, uint64_t committed, enum crash_point at)
+{
+	char chunk[4096], *error = NULL;
+	struct mbox *m = NULL;
+	int status, ok = 1;
+	pid_t pid;
+
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (mbox_open(path, rec(path), committed, &m, &error) ==
+		    MBOX_OPEN_FAILED)
+			_exit(1);
+		if (at == CRASH_AFTER_COMMIT) {
+			ok = mbox_msg_begin(m, DATE_SUN_NOV_1) == 0 &&
+			    mbox_msg_write(m, msg1, strlen(msg1)) == 0 &&
+			    mbox_msg_end(m) == 0 &&
+			    mbox_msg_begin(m, DATE_SAT_NOV_21) == 0 &&
+			    mbox_msg_write(m, msg2, strlen(msg2)) == 0 &&
+			    mbox_msg_end(m) == 0 && mbox_commit(m, NULL) == 0;
+			_exit(ok ? 0 : 1);
+		}
+		memset(chunk, 'z', sizeof chunk);
+		chunk[sizeof chunk - 1] = '\n';
+		ok = mbox_msg_begin(m, DATE_SUN_NOV_1) == 0 &&
+		    mbox_msg_write(m, "Subject: big\r\n\r\n", 16) == 0;
+		/* Past the write buffer: some of it reaches the file. */
+		for (size_t n = 0; ok && n < MBOX_WRITE_BUFFER + 3000;
+		    n += sizeof chunk)
+			ok = mbox_msg_write(m, chunk, sizeof chunk) == 0;
+		_exit(ok ? 0 : 1);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_true((uint64_t)file_size(path) > committed);
+	return (uint64_t)file_size(path);
+}
+
+/* Appends data at the end of path as a mail reader does (under its fcntl
+ * lock, which must be free). */
+static void
+reader_append(const char *path, const char *data)
+{
+	struct flock fl;
+	int fd;
+
+	fd = open(path, O_WRONLY | O_APPEND);
+	assert_true(fd >= 0);
+	memset(&fl, 0, sizeof fl);
+	fl.l_type = F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	assert_int_equal(fcntl(fd, F_SETLK, &fl), 0);
+	assert_int_equal(write(fd, data, strlen(data)), (ssize_t)strlen(data));
+	assert_int_equal(close(fd), 0);
+}
+
+/* The "<path>.cut-*" files beside path: how many, and the last one's
+ * name into found (if any). */
+static int
+cut_files(const char *path, char *found, size_t size)
+{
+	char dir[PATH_MAX], prefix[PATH_MAX];
+	const char *base = strrchr(path, '/') + 1;
+	struct dirent *de;
+	DIR *d;
+	int n = 0;
+
+	snprintf(dir, sizeof dir, "%.*s", (int)(base - 1 - path), path);
+	snprintf(prefix, sizeof prefix, "%s.cut-", base);
+	d = opendir(dir);
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0)
+			continue;
+		n++;
+		if (found != NULL)
+			snprintf(found, size, "%s/%s", dir, de->d_name);
+	}
+	closedir(d);
+	return n;
+}
+
+/* A killed run's leftover is cut, wherever the kill fell: mid-entry, or
+ * after a commit the caller never recorded; nothing is saved aside. */
 static void
 test_reopen_truncates_leftover(void **state)
 {
@@ -1076,7 +1187,6 @@ test_reopen_truncates_leftover(void **state)
 	unsigned char *before, *after;
 	size_t blen, alen;
 	uint64_t size;
-	int fd;
 	struct mbox *m;
 
 	(void)state;
@@ -1087,32 +1197,34 @@ test_reopen_truncates_leftover(void **state)
 	mbox_close(&m);
 	before = read_all(path, &blen);
 
-	/* A crash left half an entry behind the committed size. */
-	fd = open(path, O_WRONLY | O_APPEND);
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, "From x Thu Jan  1 00:00:00 1970\nhal", 35),
-	    35);
-	close(fd);
-	m = must_open(path, size, MBOX_OPEN_TRUNCATED);
-	assert_int_equal(file_size(path), size);
-	assert_int_equal(mbox_committed_size(m), size);
+	for (int at = CRASH_MID_ENTRY; at <= CRASH_AFTER_COMMIT; at++) {
+		crash_run(path, size, (enum crash_point)at);
+		m = must_open(path, size, MBOX_OPEN_TRUNCATED);
+		assert_null(mbox_cut_path(m));
+		assert_int_equal(file_size(path), size);
+		assert_int_equal(mbox_committed_size(m), size);
+		mbox_close(&m);
+	}
+	/* Killed before anything reached the file: nothing to cut. */
+	m = must_open(path, size, MBOX_OPEN_OK);
 	append(m, msg2, 0);
 	assert_int_equal(mbox_commit(m, NULL), 0);
 	mbox_close(&m);
 	after = read_all(path, &alen);
 	assert_memory_equal(after, before, blen);
 	assert_memory_equal(after + blen, "From MAILER-DAEMON", 18);
+	assert_int_equal(cut_files(path, NULL, 0), 0);
 	free(before);
 	free(after);
 }
 
-/* A power cut inside an append can leave only its first bytes: the padding,
- * or the start of "From ".  Those are ours to cut too; "Fx" is not. */
+/* A power cut inside an append can leave only its first bytes, "F" or
+ * "Fr": ours to cut too.  The same bytes after a run that closed are
+ * someone else's, and stay. */
 static void
 test_short_leftover_truncated(void **state)
 {
-	static const char *const tails[] = { "\n", "\n\n", "F", "Fr", "\nFrom",
-	    "\n\nFro" };
+	static const size_t keep[] = { 1, 2, 5 };
 	char path[PATH_MAX];
 	uint64_t size;
 	struct mbox *m;
@@ -1124,23 +1236,196 @@ test_short_leftover_truncated(void **state)
 	append(m, msg1, 0);
 	assert_int_equal(mbox_commit(m, &size), 0);
 	mbox_close(&m);
-	for (size_t i = 0; i < sizeof tails / sizeof *tails; i++) {
-		fd = open(path, O_WRONLY | O_APPEND);
-		assert_true(fd >= 0);
-		assert_int_equal(write(fd, tails[i], strlen(tails[i])),
-		    (ssize_t)strlen(tails[i]));
-		close(fd);
+	for (size_t i = 0; i < sizeof keep / sizeof *keep; i++) {
+		crash_run(path, size, CRASH_AFTER_COMMIT);
+		assert_int_equal(truncate(path, (off_t)(size + keep[i])), 0);
 		m = must_open(path, size, MBOX_OPEN_TRUNCATED);
+		assert_null(mbox_cut_path(m));
 		mbox_close(&m);
 		assert_int_equal(file_size(path), size);
 	}
 	fd = open(path, O_WRONLY | O_APPEND);
 	assert_true(fd >= 0);
-	assert_int_equal(write(fd, "Fx", 2), 2);
+	assert_int_equal(write(fd, "Fr", 2), 2);
 	close(fd);
 	m = must_open(path, size, MBOX_OPEN_CHANGED);
 	mbox_close(&m);
 	assert_int_equal(file_size(path), size + 2);
+}
+
+static const char reader_entry[] = "From reader@example.org Mon Jan  1 "
+    "00:00:00 2024\nSubject: saved by a reader\n\n>From a reader.\n\n";
+
+/* A mail reader appended a whole message between two runs: kept, and ours
+ * go after it. */
+static void
+test_reader_append_kept(void **state)
+{
+	char path[PATH_MAX];
+	unsigned char *before, *after;
+	size_t blen, alen, rlen = sizeof reader_entry - 1;
+	uint64_t size, size2;
+	struct mbox *m;
+
+	(void)state;
+	make_path(path, sizeof path, "reader.mbox");
+	m = must_open(path, 0, MBOX_OPEN_OK);
+	append(m, msg1, 0);
+	assert_int_equal(mbox_commit(m, &size), 0);
+	mbox_close(&m);
+	before = read_all(path, &blen);
+
+	reader_append(path, reader_entry);
+	m = must_open(path, size, MBOX_OPEN_CHANGED);
+	assert_null(mbox_cut_path(m));
+	assert_int_equal(mbox_committed_size(m), size + rlen);
+	append(m, msg2, 0);
+	assert_int_equal(mbox_commit(m, &size2), 0);
+	mbox_close(&m);
+
+	after = read_all(path, &alen);
+	assert_int_equal(alen, size2);
+	assert_memory_equal(after, before, blen);
+	assert_memory_equal(after + blen, reader_entry, rlen);
+	assert_memory_equal(after + blen + rlen, "From MAILER-DAEMON", 18);
+	/* The caller recorded size2: the next open finds nothing to do. */
+	m = must_open(path, size2, MBOX_OPEN_OK);
+	mbox_close(&m);
+	assert_int_equal(cut_files(path, NULL, 0), 0);
+	free(before);
+	free(after);
+}
+
+/*
+ * Killed, and then a reader appended before the next run: our leftover
+ * goes (exactly once), the reader's message is saved aside whole, never
+ * lost.  The same when the caller did not record our last commit.
+ */
+static void
+test_reader_append_after_crash_saved(void **state)
+{
+	char path[PATH_MAX], cut[PATH_MAX + 64];
+	unsigned char *before, *data;
+	size_t blen, len, rlen = sizeof reader_entry - 1;
+	uint64_t size, size2;
+	struct stat st;
+	struct mbox *m;
+
+	(void)state;
+	make_path(path, sizeof path, "crash-reader.mbox");
+	m = must_open(path, 0, MBOX_OPEN_OK);
+	append(m, msg1, 0);
+	assert_int_equal(mbox_commit(m, &size), 0);
+	mbox_close(&m);
+	before = read_all(path, &blen);
+
+	for (int at = CRASH_MID_ENTRY; at <= CRASH_AFTER_COMMIT; at++) {
+		crash_run(path, size, (enum crash_point)at);
+		reader_append(path, reader_entry);
+		m = must_open(path, size, MBOX_OPEN_TRUNCATED);
+		assert_non_null(mbox_cut_path(m));
+		snprintf(cut, sizeof cut, "%s", mbox_cut_path(m));
+		mbox_close(&m);
+		data = read_all(path, &len);
+		assert_int_equal(len, blen);
+		assert_memory_equal(data, before, blen);
+		free(data);
+		assert_int_equal(cut_files(path, NULL, 0), at + 1);
+		assert_int_equal(strncmp(cut, path, strlen(path)), 0);
+		assert_int_equal(strncmp(cut + strlen(path), ".cut-", 5), 0);
+		data = read_all(cut, &len);
+		assert_int_equal(len, rlen);
+		assert_memory_equal(data, reader_entry, rlen);
+		free(data);
+		assert_int_equal(stat(cut, &st), 0);
+		assert_int_equal(st.st_mode & 07777, 0600);
+	}
+
+	/* Our run closed, but the caller failed to record its commit. */
+	m = must_open(path, size, MBOX_OPEN_OK);
+	append(m, msg2, 0);
+	assert_int_equal(mbox_commit(m, &size2), 0);
+	mbox_close(&m);
+	reader_append(path, reader_entry);
+	m = must_open(path, size, MBOX_OPEN_TRUNCATED);
+	assert_non_null(mbox_cut_path(m));
+	data = read_all(mbox_cut_path(m), &len);
+	assert_int_equal(len, rlen);
+	assert_memory_equal(data, reader_entry, rlen);
+	free(data);
+	mbox_close(&m);
+	assert_int_equal(file_size(path), size);
+	free(before);
+}
+
+/*
+ * A record that cannot be read (or a killed run whose tail does not start
+ * like our entries: the file was rewritten since): the whole tail is cut
+ * and saved aside.  A record about another file (the mbox was replaced) is
+ * no record: the tail is the new file's own.
+ */
+static void
+test_record_doubtful(void **state)
+{
+	static const char tail[] = "From someone Mon Jan  1 00:00:00 2024\n\nx\n\n";
+	char path[PATH_MAX], cut[PATH_MAX + 64];
+	unsigned char *data;
+	uint64_t size;
+	struct mbox *m;
+	size_t len;
+
+	(void)state;
+	make_path(path, sizeof path, "doubt.mbox");
+	m = must_open(path, 0, MBOX_OPEN_OK);
+	append(m, msg1, 0);
+	assert_int_equal(mbox_commit(m, &size), 0);
+	mbox_close(&m);
+
+	/* Garbled. */
+	write_all(rec(path), "mboxmirror-append 1 op", 22);
+	reader_append(path, tail);
+	m = must_open(path, size, MBOX_OPEN_TRUNCATED);
+	assert_non_null(mbox_cut_path(m));
+	snprintf(cut, sizeof cut, "%s", mbox_cut_path(m));
+	mbox_close(&m);
+	data = read_all(cut, &len);
+	assert_int_equal(len, sizeof tail - 1);
+	assert_memory_equal(data, tail, len);
+	free(data);
+	assert_int_equal(file_size(path), size);
+
+	/* Killed, then rewritten: the bytes at the committed size are not
+	 * the start of an entry of ours. */
+	crash_run(path, size, CRASH_MID_ENTRY);
+	data = read_all(path, &len);
+	data[size] = 'X';
+	write_all(path, data, len);	/* in place: the same file */
+	m = must_open(path, size, MBOX_OPEN_TRUNCATED);
+	assert_non_null(mbox_cut_path(m));
+	mbox_close(&m);
+	assert_int_equal(cut_files(path, NULL, 0), 2);
+	free(data);
+
+	/* Killed, then the file was replaced by another one (the old one
+	 * kept, as the mirror keeps one aside after a UIDVALIDITY change). */
+	crash_run(path, size, CRASH_AFTER_COMMIT);
+	data = read_all(path, &len);
+	snprintf(cut, sizeof cut, "%s.old", path);
+	assert_int_equal(rename(path, cut), 0);
+	write_all(path, data, len);
+	m = must_open(path, size, MBOX_OPEN_CHANGED);
+	assert_null(mbox_cut_path(m));
+	assert_int_equal(mbox_committed_size(m), len);
+	mbox_close(&m);
+	free(data);
+
+	/* A record that is not a regular file is an error. */
+	assert_int_equal(unlink(rec(path)), 0);
+	assert_int_equal(mkfifo(rec(path), 0600), 0);
+	alarm(20);
+	free(must_fail_open(path, len));
+	alarm(0);
+	assert_int_equal(unlink(rec(path)), 0);
 }
 
 /* Longer, but not by an append of ours: a reader rewrote it. */
@@ -1523,6 +1808,65 @@ test_locked_elsewhere(void **state)
 	assert_int_equal(unlink(lock), 0);
 }
 
+/* Milliseconds since t0. */
+static long
+ms_since(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (t1.tv_sec - t0->tv_sec) * 1000 +
+	    (t1.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+/*
+ * A FIFO (or any other non-regular file) where the mbox or its dotlock
+ * should be: opening one without a writer blocks, so every look at them
+ * must refuse it at once, naming the path.  alarm() turns a hang into a
+ * failure.
+ */
+static void
+test_fifo_never_blocks(void **state)
+{
+	char path[PATH_MAX], lock[PATH_MAX + 8], *error;
+	struct timespec t0;
+	struct mbox *m;
+
+	(void)state;
+	alarm(20);
+	mbox_set_lock_wait(200);
+
+	/* The mbox. */
+	make_path(path, sizeof path, "fifo-box.mbox");
+	assert_int_equal(mkfifo(path, 0600), 0);
+	assert_false(mbox_locked_elsewhere(path));
+	error = must_fail_open(path, 0);
+	assert_non_null(strstr(error, "not a regular file"));
+	free(error);
+
+	/* The dotlock, fresh (a stale one would be removed unread). */
+	make_path(path, sizeof path, "fifo-lock.mbox");
+	snprintf(lock, sizeof lock, "%s.lock", path);
+	assert_int_equal(mkfifo(lock, 0600), 0);
+	/* Not a lock anybody holds: mbox_open() is to say what is wrong. */
+	assert_false(mbox_locked_elsewhere(path));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	error = must_fail_open(path, 0);
+	assert_non_null(strstr(error, lock));
+	assert_non_null(strstr(error, "not a regular file"));
+	free(error);
+	/* At once, not after the lock wait. */
+	assert_true(ms_since(&t0) < 150);
+	/* Neither removed nor replaced. */
+	assert_int_equal(access(lock, F_OK), 0);
+	assert_int_equal(unlink(lock), 0);
+	m = must_open(path, 0, MBOX_OPEN_OK);
+	mbox_close(&m);
+
+	alarm(0);
+	mbox_set_lock_wait(MBOX_LOCK_WAIT_MSEC_DEFAULT);
+}
+
 /* ---- failure injection ------------------------------------------------- */
 
 static void
@@ -1727,7 +2071,7 @@ write_fixture(const char *dir)
 	time_t date;
 
 	snprintf(path, sizeof path, "%s/fixture.mbox", dir);
-	if (mbox_open(path, 0, &m, &error) == MBOX_OPEN_FAILED) {
+	if (mbox_open(path, rec(path), 0, &m, &error) == MBOX_OPEN_FAILED) {
 		fprintf(stderr, "%s\n", error);
 		return 1;
 	}
@@ -1806,7 +2150,11 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_dotlock),
 		cmocka_unit_test(test_dotlock_dead_holder),
 		cmocka_unit_test(test_locked_elsewhere),
+		cmocka_unit_test(test_fifo_never_blocks),
 		cmocka_unit_test(test_short_leftover_truncated),
+		cmocka_unit_test(test_reader_append_kept),
+		cmocka_unit_test(test_reader_append_after_crash_saved),
+		cmocka_unit_test(test_record_doubtful),
 		cmocka_unit_test(test_write_failure_truncates),
 		cmocka_unit_test(test_fdatasync_failure_truncates),
 		cmocka_unit_test(test_partial_writes),

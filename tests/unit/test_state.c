@@ -472,6 +472,62 @@ test_error_redacted(void **state)
 	state_clear(&st);
 }
 
+/*
+ * The account lock: taken once, refused to a second open of it (flock
+ * locks belong to the open file, so one process shows the conflict) with
+ * the holder's pid, free again once released.  The directory is created
+ * 0700, the lock file 0600; a FIFO in its place is an error, not a hang.
+ */
+static void
+test_lock(void **state)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 8], *error = NULL;
+	struct stat st;
+	long holder = -1;
+	int fd = -1, fd2 = -1;
+
+	(void)state;
+	make_dir_path(dir, sizeof dir, "locked/account");
+	assert_int_equal(state_lock(dir, &fd, &holder, &error), 0);
+	assert_null(error);
+	assert_true(fd >= 0);
+	assert_int_equal(stat(dir, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0700);
+	snprintf(path, sizeof path, "%s/lock", dir);
+	assert_int_equal(lstat(path, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+
+	assert_int_equal(state_lock(dir, &fd2, &holder, &error), 1);
+	assert_null(error);
+	assert_int_equal(fd2, -1);
+	assert_int_equal(holder, (long)getpid());
+	/* Refused without touching the state. */
+	snprintf(path, sizeof path, "%s/state", dir);
+	assert_int_equal(access(path, F_OK), -1);
+
+	state_unlock(&fd);
+	assert_int_equal(fd, -1);
+	state_unlock(&fd);
+	assert_int_equal(state_lock(dir, &fd2, &holder, &error), 0);
+	assert_true(fd2 >= 0);
+	state_unlock(&fd2);
+
+	/* Not a regular file. */
+	make_dir_path(dir, sizeof dir, "fifo-lock");
+	assert_int_equal(mkdir(dir, 0700), 0);
+	snprintf(path, sizeof path, "%s/lock", dir);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	alarm(20);
+	assert_int_equal(state_lock(dir, &fd, &holder, &error), -1);
+	alarm(0);
+	assert_non_null(error);
+	assert_non_null(strstr(error, path));
+	assert_int_equal(fd, -1);
+	free(error);
+}
+
 static int
 group_setup(void **state)
 {
@@ -498,6 +554,7 @@ main(void)
 		cmocka_unit_test(test_permissions_and_atomic_replace),
 		cmocka_unit_test(test_account_dir),
 		cmocka_unit_test(test_error_redacted),
+		cmocka_unit_test(test_lock),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
