@@ -473,6 +473,85 @@ test_error_redacted(void **state)
 }
 
 /*
+ * A UID not delivered and the UIDs given up: saved, read back, kept
+ * ascending and bounded; a file without them (an older one) still reads.
+ */
+static void
+test_holes_and_given_up(void **state)
+{
+	struct account_state st, got;
+	struct mailbox_state *mb;
+	char dir[PATH_MAX], *error = NULL, buf[1024];
+
+	(void)state;
+	make_dir_path(dir, sizeof dir, "holes");
+	memset(&st, 0, sizeof st);
+	memset(&got, 0, sizeof got);
+	mb = state_get(&st, "INBOX");
+	mb->file = strdup("INBOX.mbox");
+	mb->uidvalidity = 7;
+	mb->hole_uid = 12;
+	mb->hole_tries = 2;
+	assert_int_equal(state_add_skipped(mb, 9), 0);
+	assert_int_equal(state_add_skipped(mb, 4), 0);
+	assert_int_equal(state_add_skipped(mb, 9), 0);	/* once */
+	assert_int_equal(mb->n_skipped, 2);
+	assert_int_equal(mb->skipped_total, 2);
+	assert_true(state_is_skipped(mb, 4));
+	assert_false(state_is_skipped(mb, 5));
+	assert_non_null(state_get(&st, "Other"));
+	assert_int_equal(state_save(dir, &st, &error), 0);
+	assert_int_equal(state_load(dir, &got, &error), 0);
+	mb = state_find(&got, "INBOX");
+	assert_non_null(mb);
+	assert_int_equal(mb->hole_uid, 12);
+	assert_int_equal(mb->hole_tries, 2);
+	assert_int_equal(mb->n_skipped, 2);
+	assert_int_equal(mb->skipped[0], 4);
+	assert_int_equal(mb->skipped[1], 9);
+	assert_int_equal(mb->skipped_total, 2);
+	mb = state_find(&got, "Other");
+	assert_int_equal(mb->hole_uid, 0);
+	assert_int_equal(mb->n_skipped, 0);
+	state_clear(&got);
+
+	/* Past STATE_SKIPPED_MAX the oldest go; the total counts all. */
+	mb = state_find(&st, "INBOX");
+	for (uint32_t uid = 100; uid < 100 + STATE_SKIPPED_MAX; uid++)
+		assert_int_equal(state_add_skipped(mb, uid), 0);
+	assert_int_equal(mb->n_skipped, STATE_SKIPPED_MAX);
+	assert_int_equal(mb->skipped_total, STATE_SKIPPED_MAX + 2);
+	assert_int_equal(mb->skipped[0], 100);
+	assert_int_equal(state_add_skipped(mb, 1), 0);	/* older than all */
+	assert_int_equal(mb->skipped[0], 100);
+	assert_int_equal(mb->skipped_total, STATE_SKIPPED_MAX + 3);
+	assert_int_equal(state_save(dir, &st, &error), 0);
+	assert_int_equal(state_load(dir, &got, &error), 0);
+	mb = state_find(&got, "INBOX");
+	assert_int_equal(mb->n_skipped, STATE_SKIPPED_MAX);
+	assert_int_equal(mb->skipped_total, STATE_SKIPPED_MAX + 3);
+	assert_int_equal(mb->skipped[STATE_SKIPPED_MAX - 1],
+	    99 + STATE_SKIPPED_MAX);
+	state_clear(&got);
+	state_clear(&st);
+
+	/* Malformed hole and given-up fields are a corrupt state. */
+	static const char *const bad[] = {
+		"hole=1\tskipped=-", "hole=x:1\tskipped=-",
+		"hole=1:2\tskipped=3:5,4",
+		"hole=1:2\tskipped=1:4,5", "hole=1:2\tskipped=2:4,",
+		"hole=1:2\tskipped=2:0", "skipped=-\thole=1:2",
+		"hole=1:2\tskipped=99999999999:4",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		snprintf(buf, sizeof buf, "%s%smailbox\tINBOX\tINBOX.mbox\t"
+		    "uidvalidity=1\tlast_uid=2\tuidnext=3\tmessages=4\t"
+		    "mbox_size=5\t%s\nend\n", header, account, bad[i]);
+		expect_corrupt(buf, 3, "mailbox line");
+	}
+}
+
+/*
  * The account lock: taken once, refused to a second open of it (flock
  * locks belong to the open file, so one process shows the conflict) with
  * the holder's pid, free again once released.  The directory is created
@@ -554,6 +633,7 @@ main(void)
 		cmocka_unit_test(test_permissions_and_atomic_replace),
 		cmocka_unit_test(test_account_dir),
 		cmocka_unit_test(test_error_redacted),
+		cmocka_unit_test(test_holes_and_given_up),
 		cmocka_unit_test(test_lock),
 	};
 
