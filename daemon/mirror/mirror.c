@@ -1708,7 +1708,8 @@ commit(struct mirror *m, bool salvage)
 		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
 		return -1;
 	}
-	memcpy(resolved, m->todo_done, m->n_todo * sizeof *resolved);
+	if (m->n_todo > 0)
+		memcpy(resolved, m->todo_done, m->n_todo * sizeof *resolved);
 	k = plan_commit_point(m->todo, m->n_todo, resolved, m->arr, m->n_arr,
 	    &contig);
 	free(resolved);
