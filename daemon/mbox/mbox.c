@@ -100,6 +100,7 @@ static int	sys_ftruncate(int, off_t);
 static void	set_error(struct mbox *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
 static int	truncate_back(struct mbox *);
+static void	marker_truncated(struct mbox *, uint64_t);
 static void	fail(struct mbox *, const char *, int);
 static int	flush_out(struct mbox *);
 static int	out_raw(struct mbox *, const void *, size_t);
@@ -338,6 +339,7 @@ truncate_back(struct mbox *m)
 		return -1;
 	}
 	m->dirty = false;
+	marker_truncated(m, m->committed);
 	return 0;
 }
 
@@ -862,6 +864,7 @@ mbox_commit_upto(struct mbox *m, uint64_t size, uint64_t *size_r)
 			fail(m, "truncate", errno);
 			return -1;
 		}
+		marker_truncated(m, size);
 	}
 	if (size > m->committed || m->dirty) {
 		do
@@ -1234,6 +1237,21 @@ fsync_parent(const char *path)
 }
 
 /*
+ * Our bytes now end at end, below what the record may claim: say so,
+ * durably, so that mail another program appends after a crash is not
+ * taken for ours and cut.  Best effort: if it fails, such mail is at worst
+ * cut without being saved aside, as before the record existed.
+ */
+static void
+marker_truncated(struct mbox *m, uint64_t end)
+{
+	if (!m->marker_open || m->marker_max <= end)
+		return;
+	if (marker_write(m, true, end, true) == 0)
+		m->marker_max = end;
+}
+
+/*
  * Writes the append record: "open" (a run of ours is appending; its bytes
  * end at end or beyond) or "done" (ours end exactly at end).  sync makes it
  * durable; a record that had to be created is always made durable, name
@@ -1498,12 +1516,21 @@ reconcile(struct mbox *m, uint64_t c, uint64_t size,
 		}
 		*res_r = MBOX_OPEN_TRUNCATED;
 		m->committed = c;
-	} else if (size > c) {
-		*res_r = MBOX_OPEN_CHANGED;
+	} else if (size != c) {
+		/* Another program's bytes (or cut): durable before the
+		 * caller records the new size, so the state is never ahead
+		 * of the file after a power cut. */
+		*res_r = size > c ? MBOX_OPEN_CHANGED : MBOX_OPEN_SHORTER;
 		m->committed = size;
-	} else if (size < c) {
-		*res_r = MBOX_OPEN_SHORTER;
-		m->committed = size;
+		do
+			r = ops.fdatasync(m->fd);
+		while (r == -1 && errno == EINTR);
+		if (r == -1) {
+			if (asprintf(error_r, "fdatasync %s: %s", m->path,
+			    strerror(errno)) == -1)
+				*error_r = NULL;
+			return -1;
+		}
 	} else {
 		*res_r = MBOX_OPEN_OK;
 		m->committed = size;

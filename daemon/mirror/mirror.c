@@ -35,6 +35,8 @@
  * sync, first asks for the sizes so batches can be cut by bytes.
  */
 #define DIRECT_FETCH_MAX 100
+/* ...and at most this many more it may send (mail arriving meanwhile). */
+#define DIRECT_SLACK 1000
 /* Seconds between progress lines of a long sync. */
 #define PROGRESS_INTERVAL 5.0
 /* Bytes of a server's text kept for an error message. */
@@ -128,8 +130,10 @@ struct mirror {
 	uint32_t fetch_base;		/* the pipelined fetch asked after it */
 	bool fetch_stale;		/* ...but the state turned out older */
 	bool examine_failed;		/* skip once the pipelined fetch ends */
+	bool examined;			/* EXAMINE answered */
 	bool direct;			/* bodies asked with the EXAMINE */
 	bool sizes_pending;		/* the size query is unanswered */
+	bool sizes_complete;		/* ...and answered OK */
 	bool open_done;			/* the direct batch waits for it */
 	struct batch open_batch;
 	bool draining;			/* over for this run: ignore the rest */
@@ -186,7 +190,7 @@ static void push_batch(struct mirror *, const char *, bool, uint32_t, size_t,
     size_t);
 static void send_fetch(struct mirror *, uint32_t, bool);
 static void fetch_answered(struct mirror *, const struct batch *);
-static void fetch_refused(struct mirror *, const char *,
+static void fetch_refused(struct mirror *, const struct imap_response *,
     const struct batch *);
 static void on_session_failed(struct session *, enum session_error,
     const char *, void *);
@@ -805,6 +809,11 @@ on_examine_done(struct session *s, const struct imap_response *tagged,
 	char text[ERROR_TEXT_MAX];
 
 	(void)s;
+	if (m->examined || m->mbox != NULL) {
+		mirror_fail(m, SESSION_ERR_PROTOCOL, "EXAMINE answered twice");
+		return;
+	}
+	m->examined = true;
 	if (tagged->status != IMAP_STATUS_OK) {
 		/* Deleted since LIST, or not ours to read: the others go on
 		 * once the fetch sent with the EXAMINE has failed too, but
@@ -879,6 +888,7 @@ wait_for_mbox_lock(struct mirror *m)
 	if (ev_now(m->loop) - m->lock_wait_since <
 	    mbox_lock_wait() / 1000.0) {
 		free(path);
+		ev_timer_stop(m->loop, &m->lock_timer);
 		ev_timer_set(&m->lock_timer, LOCK_POLL_SECS, 0);
 		ev_timer_start(m->loop, &m->lock_timer);
 		return true;
@@ -912,7 +922,7 @@ examine(struct mirror *m)
 		return;
 	m->examine_uidvalidity = m->examine_uidnext = 0;
 	m->examine_exists = mb->messages;
-	m->examine_failed = m->fetch_stale = false;
+	m->examine_failed = m->fetch_stale = m->examined = false;
 	m->draining = false;
 	m->ms = NULL;
 	m->in_mbx = true;
@@ -1066,6 +1076,14 @@ struct uid_size {
 };
 
 static int
+uid_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int
 uid_size_cmp(const void *a, const void *b)
 {
 	const struct uid_size *x = a, *y = b;
@@ -1119,16 +1137,24 @@ uid_in(const uint32_t *v, size_t n, uint32_t uid, size_t *pos_r)
 
 /*
  * Bodies a direct fetch delivered that the size query (run beside it) did
- * not list: new mail that arrived between the two.  They exist and were
- * delivered, so they join the UIDs to fetch.
+ * not list: new mail that arrived between the two.  Only those that follow
+ * the listed ones without a gap join the UIDs to fetch: one after a gap
+ * could hide a UID that exists but came in neither answer.  The rest are
+ * not committed (the next sync lists them).
  */
 static int
 merge_extras(struct mirror *m)
 {
-	for (size_t i = 0; i < m->n_got; i++)
-		if (!uid_in(m->todo, m->n_todo, m->got[i], NULL) &&
-		    add_todo(m, m->got[i], 0) != 0)
+	uint32_t hi = m->n_todo > 0 ? m->todo[m->n_todo - 1] :
+	    m->ms->last_uid;
+
+	for (size_t i = 0; i < m->n_got; i++) {
+		if (m->got[i] <= hi || m->got[i] != hi + 1)
+			continue;
+		if (add_todo(m, m->got[i], 0) != 0)
 			return -1;
+		hi = m->got[i];
+	}
 	return sort_todo(m);
 }
 
@@ -1202,6 +1228,18 @@ drain_mailbox(struct mirror *m)
 		mailbox_abandoned(m);
 }
 
+/* A fetch sent after EXAMINE completed before it: the server mixed up
+ * commands that depend on each other.  True when the run has failed. */
+static bool
+answered_before_examine(struct mirror *m)
+{
+	if (m->examined)
+		return false;
+	mirror_fail(m, SESSION_ERR_PROTOCOL, "UID FETCH completed before the "
+	    "EXAMINE it depends on");
+	return true;
+}
+
 /*
  * The fetch sent along with EXAMINE is over (its size query and, for a
  * direct fetch, its bodies).  True when its answer does not count: EXAMINE
@@ -1244,6 +1282,7 @@ send_fetch(struct mirror *m, uint32_t base, bool direct)
 	m->todo_bytes = 0;
 	m->direct = direct;
 	m->open_done = false;
+	m->sizes_complete = false;
 	m->mbx_started = m->last_progress = m->last_commit = ev_now(m->loop);
 	session_cmd_init(m->session, &cmd, "UID FETCH");
 	imap_cmd_add_raw(&cmd, "%u:* (UID RFC822.SIZE)", base + 1);
@@ -1392,8 +1431,10 @@ wanted_uid(const struct mirror *m, uint32_t uid)
 		b = &m->batches[i];
 		if (!b->used)
 			continue;
-		if (b->open ? uid > b->base : uid_in(m->todo + b->first, b->n,
-		    uid, NULL))
+		/* An open range takes what a few new messages need, not
+		 * whatever a server sends. */
+		if (b->open ? uid > b->base && m->n_got < DIRECT_FETCH_MAX +
+		    DIRECT_SLACK : uid_in(m->todo + b->first, b->n, uid, NULL))
 			return true;
 	}
 	return false;
@@ -1626,11 +1667,6 @@ on_fetch_untagged(struct session *s, const struct imap_response *resp,
 	(void)s;
 	if (m->ms == NULL || m->fetch_stale || resp->keyword == NULL)
 		return;
-	if (strcmp(resp->keyword, "EXISTS") == 0 && resp->has_number) {
-		if (resp->number > m->examine_exists)
-			m->examine_exists = resp->number;
-		return;
-	}
 	if (strcmp(resp->keyword, "FETCH") != 0)
 		return;
 	if (m->spooling) {
@@ -1694,26 +1730,93 @@ commit_can_wait(const struct mirror *m)
  * committable); without, nothing is committed unless all of it can be.
  * 0, or -1 when the run has failed.
  */
-static int
-commit(struct mirror *m, bool salvage)
+/*
+ * How many arrivals may be committed, and the state's last UID after them.
+ * -1 when out of memory.
+ */
+static ssize_t
+commit_point(struct mirror *m, uint32_t *last_r)
 {
+	uint32_t last = m->ms->last_uid, highest = last;
+	size_t k = 0, contig;
 	bool *resolved;
-	size_t k, contig, pos;
-	uint64_t size, bytes = 0;
 
-	if (m->mbox == NULL || m->ms == NULL)
-		return 0;
-	if ((m->direct && merge_extras(m) != 0) ||
-	    (resolved = malloc(m->n_todo + 1)) == NULL) {
-		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
-		return -1;
+	*last_r = last;
+	if (m->direct && !m->sizes_complete) {
+		/* Without the list of what exists, only UIDs that follow the
+		 * last one committed with no gap at all can be trusted. */
+		for (size_t j = 0; j < m->n_arr; j++) {
+			if (m->arr[j].uid > highest)
+				highest = m->arr[j].uid;
+			if ((uint64_t)highest == (uint64_t)last + j + 1) {
+				k = j + 1;
+				*last_r = highest;
+			}
+		}
+		return (ssize_t)k;
 	}
+	if ((m->direct && merge_extras(m) != 0) ||
+	    (resolved = malloc(m->n_todo + 1)) == NULL)
+		return -1;
 	if (m->n_todo > 0)
 		memcpy(resolved, m->todo_done, m->n_todo * sizeof *resolved);
 	k = plan_commit_point(m->todo, m->n_todo, resolved, m->arr, m->n_arr,
 	    &contig);
 	free(resolved);
-	if (!salvage && k < m->n_arr)
+	if (contig > 0 && m->todo[contig - 1] > last)
+		*last_r = m->todo[contig - 1];
+	return (ssize_t)k;
+}
+
+/* Takes the UIDs of arr[from..n_arr), cut off the mbox, out of got (one
+ * pass: both are sorted here). */
+static void
+forget_cut(struct mirror *m, size_t from)
+{
+	size_t n_cut = m->n_arr - from, i = 0, o = 0, c = 0;
+	uint32_t *cut;
+
+	if (n_cut == 0)
+		return;
+	if ((cut = reallocarray(NULL, n_cut, sizeof *cut)) == NULL) {
+		/* One at a time, then. */
+		for (size_t j = from; j < m->n_arr; j++)
+			if (uid_in(m->got, m->n_got, m->arr[j].uid, &i)) {
+				memmove(m->got + i, m->got + i + 1,
+				    (m->n_got - i - 1) * sizeof *m->got);
+				m->n_got--;
+			}
+		return;
+	}
+	for (size_t j = 0; j < n_cut; j++)
+		cut[j] = m->arr[from + j].uid;
+	qsort(cut, n_cut, sizeof *cut, uid_cmp);
+	for (i = 0; i < m->n_got; i++) {
+		while (c < n_cut && cut[c] < m->got[i])
+			c++;
+		if (c < n_cut && cut[c] == m->got[i])
+			continue;
+		m->got[o++] = m->got[i];
+	}
+	m->n_got = o;
+	free(cut);
+}
+
+static int
+commit(struct mirror *m, bool salvage)
+{
+	ssize_t k;
+	size_t pos;
+	uint32_t last;
+	uint64_t size, bytes = 0;
+
+	if (m->mbox == NULL || m->ms == NULL)
+		return 0;
+	if ((k = commit_point(m, &last)) < 0) {
+		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
+		return -1;
+	}
+	if (!salvage && (size_t)k < m->n_arr)
 		return 0;
 	size = k > 0 ? m->arr[k - 1].end : mbox_committed_size(m->mbox);
 	if (mbox_commit_upto(m->mbox, size, &size) != 0) {
@@ -1721,31 +1824,28 @@ commit(struct mirror *m, bool salvage)
 		return -1;
 	}
 	/* What was cut off was not delivered after all. */
-	for (size_t j = k; j < m->n_arr; j++)
-		if (uid_in(m->got, m->n_got, m->arr[j].uid, &pos)) {
-			memmove(m->got + pos, m->got + pos + 1,
-			    (m->n_got - pos - 1) * sizeof *m->got);
-			m->n_got--;
-		}
-	for (size_t j = 0; j < k; j++) {
+	forget_cut(m, (size_t)k);
+	for (ssize_t j = 0; j < k; j++) {
 		if (uid_in(m->todo, m->n_todo, m->arr[j].uid, &pos))
 			m->todo_done[pos] = true;
 		bytes += m->arr_sizes[j];
 	}
-	m->contig = contig;
 	m->last_commit = ev_now(m->loop);
-	if (contig > 0 && m->todo[contig - 1] > m->ms->last_uid)
-		m->ms->last_uid = m->todo[contig - 1];
+	m->ms->last_uid = last;
+	/* Everything up to the last UID needs nothing more. */
+	while (m->contig < m->n_todo && (m->todo_done[m->contig] ||
+	    m->todo[m->contig] <= last))
+		m->todo_done[m->contig++] = true;
 	if (m->ms->hole_uid != 0 && m->ms->hole_uid <= m->ms->last_uid)
 		m->ms->hole_uid = m->ms->hole_tries = 0;
 	m->ms->mbox_size = size;
 	m->ms->messages += (uint32_t)k;
 	/* Only what is committed counts as mirrored. */
-	m->mbx_messages += k;
+	m->mbx_messages += (unsigned long long)k;
 	m->mbx_bytes += bytes;
-	m->result.messages += k;
+	m->result.messages += (unsigned long long)k;
 	m->result.bytes += bytes;
-	m->session_messages += k;
+	m->session_messages += (unsigned)k;
 	m->n_arr = 0;
 	m->batch_bytes = 0;
 	return save_state(m);
@@ -1829,23 +1929,31 @@ on_sizes_done(struct session *s, const struct imap_response *tagged,
     void *arg)
 {
 	struct mirror *m = arg;
-	char text[ERROR_TEXT_MAX];
 
 	(void)s;
 	m->sizes_pending = false;
-	if (pipelined_fetch_void(m) || m->finished)
+	if (answered_before_examine(m) || pipelined_fetch_void(m) ||
+	    m->finished)
 		return;
 	if (m->draining) {
 		drain_mailbox(m);
 		return;
 	}
 	if (tagged->status != IMAP_STATUS_OK) {
-		fetch_refused(m, tagged_text(tagged, text, sizeof text), NULL);
+		fetch_refused(m, tagged, NULL);
 		return;
 	}
 	if (sort_todo(m) != 0) {
 		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
 		return;
+	}
+	m->sizes_complete = true;
+	if (m->ms->hole_uid > m->ms->last_uid &&
+	    !uid_in(m->todo, m->n_todo, m->ms->hole_uid, NULL)) {
+		/* Expunged meanwhile: nothing to wait for any more. */
+		log_debug("%s: mailbox %s: UID %u is no longer listed",
+		    m->prefix, m->mbxs[m->cur].display, m->ms->hole_uid);
+		m->ms->hole_uid = m->ms->hole_tries = 0;
 	}
 	m->todo_bytes = 0;
 	for (size_t i = 0; i < m->n_todo; i++)
@@ -1871,6 +1979,8 @@ on_sizes_done(struct session *s, const struct imap_response *tagged,
 static void
 fetch_answered(struct mirror *m, const struct batch *b)
 {
+	bool last;
+
 	m->open_done = false;
 	if (b->open) {
 		if (merge_extras(m) != 0) {
@@ -1891,14 +2001,17 @@ fetch_answered(struct mirror *m, const struct batch *b)
 		send_batches(m);
 		return;
 	}
-	if (commit(m, false) != 0)
+	/* After the last answer nothing more can come: commit what can be,
+	 * cut the rest (messages a direct fetch brought past a gap). */
+	last = m->next_todo >= m->n_todo && m->in_flight == 0;
+	if (commit(m, last) != 0)
 		return;
 	report_progress(m);
-	if (m->next_todo < m->n_todo)
+	if (!last)
 		send_batches(m);
-	else if (m->in_flight == 0 && m->contig == m->n_todo)
+	else if (m->contig == m->n_todo)
 		mailbox_done(m);
-	else if (m->in_flight == 0 && commit(m, true) == 0) {
+	else {
 		/* Not reached while every batch delivered all it asked for;
 		 * never wait for what cannot come. */
 		mailbox_failed(m, "not every message asked for could be "
@@ -1913,7 +2026,6 @@ on_batch_done(struct session *s, const struct imap_response *tagged,
 {
 	struct mirror *m = arg;
 	struct batch b;
-	char text[ERROR_TEXT_MAX];
 
 	(void)s;
 	if (!pop_batch(m, tagged->tag, &b)) {
@@ -1921,14 +2033,14 @@ on_batch_done(struct session *s, const struct imap_response *tagged,
 		    "twice", tagged->tag);
 		return;
 	}
-	if (pipelined_fetch_void(m))
+	if (answered_before_examine(m) || pipelined_fetch_void(m))
 		return;
 	if (m->draining) {
 		drain_mailbox(m);
 		return;
 	}
 	if (tagged->status != IMAP_STATUS_OK) {
-		fetch_refused(m, tagged_text(tagged, text, sizeof text), &b);
+		fetch_refused(m, tagged, &b);
 		return;
 	}
 	if (b.open && m->sizes_pending) {
@@ -1963,6 +2075,9 @@ reconnect(struct mirror *m, const char *why)
 	m->reconnects++;
 	m->session_messages = 0;
 	m->session_gave_up = false;
+	/* A wait for a mail reader's lock starts again on the new one. */
+	ev_timer_stop(m->loop, &m->lock_timer);
+	m->lock_wait_since = 0;
 	leave_mailbox(m);
 	m->spooling = false;
 	if (m->session != NULL)
@@ -1992,44 +2107,45 @@ on_reconnect_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	session_start(m->session);
 }
 
-/* The batches in flight, as one range of todo: where the first
- * undelivered UID of the connection's end is looked for. */
-static void
-in_flight_range(const struct mirror *m, size_t *from_r, size_t *to_r)
+/*
+ * Response codes of a NO that says "not now" (RFC 5530), not "not this
+ * message": such a refusal counts no try against the message.
+ */
+static bool
+transient_refusal(const struct imap_response *tagged)
 {
-	*from_r = m->n_todo;
-	*to_r = 0;
-	for (size_t i = 0; i < BATCHES_IN_FLIGHT; i++) {
-		const struct batch *b = &m->batches[i];
-		size_t from = b->open ? 0 : b->first;
-		size_t to = b->open ? m->n_todo : b->first + b->n;
+	static const char *const codes[] = { "UNAVAILABLE", "INUSE", "LIMIT",
+	    "OVERQUOTA" };
 
-		if (!b->used)
-			continue;
-		if (from < *from_r)
-			*from_r = from;
-		if (to > *to_r)
-			*to_r = to;
-	}
+	if (tagged->code == NULL)
+		return false;
+	for (size_t i = 0; i < sizeof codes / sizeof *codes; i++)
+		if (strcasecmp(tagged->code, codes[i]) == 0)
+			return true;
+	return false;
 }
 
 /*
  * A UID FETCH was refused (NO or BAD; b is NULL for the size query): the
  * prefix that arrived whole is kept.  On a connection that delivered mail a
  * fresh one goes on ("NO [UNAVAILABLE]" after so many messages a session);
- * otherwise the mailbox is over for this run, and the first message not
- * delivered counts a try.
+ * otherwise the mailbox is over for this run, and unless the refusal said
+ * "not now" the first message not delivered counts a try (Exchange refuses
+ * a fetch that holds a corrupt item).
  */
 static void
-fetch_refused(struct mirror *m, const char *text, const struct batch *b)
+fetch_refused(struct mirror *m, const struct imap_response *tagged,
+    const struct batch *b)
 {
-	char why[ERROR_TEXT_MAX + 32];
+	char text[ERROR_TEXT_MAX], why[ERROR_TEXT_MAX + 32];
 	uint32_t uid = 0;
 
 	if (commit(m, true) != 0)
 		return;
-	snprintf(why, sizeof why, "UID FETCH failed: %s", text);
-	if (!may_reconnect(m, SESSION_ERR_SERVER) && b != NULL)
+	snprintf(why, sizeof why, "UID FETCH failed: %s",
+	    tagged_text(tagged, text, sizeof text));
+	if (!may_reconnect(m, SESSION_ERR_SERVER) && b != NULL &&
+	    !transient_refusal(tagged))
 		uid = first_undelivered(m, b->open ? 0 : b->first,
 		    b->open ? m->n_todo : b->first + b->n);
 	if (uid != 0 && !hole(m, uid, why)) {
@@ -2049,21 +2165,15 @@ on_session_failed(struct session *s, enum session_error error,
     const char *message, void *arg)
 {
 	struct mirror *m = arg;
-	size_t from, to;
-	uint32_t uid;
 
 	(void)s;
 	if (m->finished)
 		return;
-	if (m->in_mbx && m->mbox != NULL && m->ms != NULL) {
-		/* Keep the prefix that arrived whole. */
-		if (commit(m, true) != 0)
-			return;
-		in_flight_range(m, &from, &to);
-		if (!may_reconnect(m, error) &&
-		    (uid = first_undelivered(m, from, to)) != 0)
-			(void)hole(m, uid, message);
-	}
+	/* Keep the prefix that arrived whole.  A lost connection says
+	 * nothing about the message that was coming: no try is counted. */
+	if (m->in_mbx && m->mbox != NULL && m->ms != NULL &&
+	    commit(m, true) != 0)
+		return;
 	if (may_reconnect(m, error)) {
 		reconnect(m, message);
 		return;
