@@ -96,7 +96,9 @@ test_round_trip(void **state)
 		mb->mbox_size = i == 0 ? (uint64_t)INT64_MAX :
 		    (uint64_t)i << 33;
 		if (i % 3 != 0) {
-			snprintf(file, sizeof file, "f\t%zu\n%%.mbox", i);
+			/* Odd but safe: spaces, '%', '-', 8-bit bytes. */
+			snprintf(file, sizeof file, "d %zu/100%%/-/caf\xc3\xa9"
+			    "/...x.mbox", i);
 			mb->file = strdup(file);
 		}
 	}
@@ -286,6 +288,42 @@ test_corrupt(void **state)
 	expect_corrupt(buf, 3, NULL);
 }
 
+/* state_parse reads exactly len bytes, needs no NUL after them, names the
+ * file as told, and leaves the state alone when it fails. */
+static void
+test_parse_buffer(void **state)
+{
+	struct account_state st;
+	char buf[1024], *copy, *error = NULL;
+	size_t len;
+
+	(void)state;
+	len = (size_t)snprintf(buf, sizeof buf, "%s%s%send\n", header, account,
+	    mailbox);
+	/* An exact-size copy: ASan catches a read past its end. */
+	copy = malloc(len);
+	assert_non_null(copy);
+	memcpy(copy, buf, len);
+	memset(&st, 0, sizeof st);
+	assert_non_null(state_get(&st, "replaced"));
+	assert_int_equal(state_parse(copy, len, "mem", &st, &error), 0);
+	assert_null(error);
+	assert_int_equal(st.n_mailboxes, 1);
+	assert_string_equal(st.mailboxes[0].name, "INBOX");
+	assert_string_equal(st.mailboxes[0].file, "INBOX.mbox");
+	/* The buffer is not changed. */
+	assert_memory_equal(copy, buf, len);
+	/* One byte short: the end line has no newline. */
+	assert_int_equal(state_parse(copy, len - 1, "mem", &st, &error), -1);
+	assert_non_null(error);
+	assert_string_equal(error, "mem:4: line cut short (no newline)");
+	free(error);
+	assert_int_equal(st.n_mailboxes, 1);
+	assert_string_equal(st.mailboxes[0].name, "INBOX");
+	state_clear(&st);
+	free(copy);
+}
+
 /* Random garbage and random damage to a good file: never a crash. */
 static void
 test_garbage(void **state)
@@ -460,6 +498,7 @@ main(void)
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_missing_is_empty),
 		cmocka_unit_test(test_corrupt),
+		cmocka_unit_test(test_parse_buffer),
 		cmocka_unit_test(test_garbage),
 		cmocka_unit_test(test_permissions_and_atomic_replace),
 		cmocka_unit_test(test_account_dir),
