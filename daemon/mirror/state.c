@@ -48,6 +48,7 @@ static const char *keyed(const char *, const char *);
 static size_t	split_fields(char *, char **, size_t);
 static int	parse_account(struct account_state *, char **, size_t,
 		    const char **);
+static bool	valid_file(const char *);
 static int	parse_mailbox(struct account_state *, char **, size_t,
 		    const char **);
 static int	read_file(int, char **, size_t *);
@@ -262,6 +263,33 @@ parse_account(struct account_state *st, char **f, size_t n,
 	return 0;
 }
 
+/*
+ * A file that stays inside the output directory and is an mbox: relative,
+ * every component a real name (not empty, "." or ".."), no control bytes,
+ * ending in ".mbox".  names_mbox_path() gives nothing else; anything else
+ * is a damaged or tampered state.
+ */
+static bool
+valid_file(const char *file)
+{
+	const char *p, *c;
+	size_t len = strlen(file), n;
+
+	if (len < 5 || strcmp(file + len - 5, ".mbox") != 0)
+		return false;
+	for (p = file; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return false;
+	for (c = file; ; c += n + 1) {
+		n = strcspn(c, "/");
+		if (n == 0 || (n == 1 && c[0] == '.') ||
+		    (n == 2 && c[0] == '.' && c[1] == '.'))
+			return false;
+		if (c[n] == '\0')
+			return true;
+	}
+}
+
 static int
 parse_mailbox(struct account_state *st, char **f, size_t n,
     const char **what_r)
@@ -295,6 +323,12 @@ parse_mailbox(struct account_state *st, char **f, size_t n,
 	}
 	if (unescape(f[2], &file) == -1) {
 		*what_r = "mailbox line: bad file name";
+		goto fail;
+	}
+	/* "-": no file yet. */
+	if (file != NULL && !valid_file(file)) {
+		*what_r = "mailbox line: file is not a relative .mbox path "
+		    "inside the output directory";
 		goto fail;
 	}
 	if (state_find(st, name) != NULL) {
