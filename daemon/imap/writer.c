@@ -513,6 +513,29 @@ fail:
 	return NULL;
 }
 
+char *
+imap_sasl_gs2_header(const char *authzid)
+{
+	size_t	 len = strlen(authzid);
+	char	*out, *o;
+	const char *p;
+
+	/* Each byte is at most 3; "n,a=" and "," around it. */
+	if (len > (SIZE_MAX - 6) / 3 || (out = malloc(len * 3 + 6)) == NULL)
+		return NULL;
+	o = stpcpy(out, "n,a=");
+	for (p = authzid; *p != '\0'; p++) {
+		if (*p == ',')
+			o = stpcpy(o, "=2C");
+		else if (*p == '=')
+			o = stpcpy(o, "=3D");
+		else
+			*o++ = *p;
+	}
+	strcpy(o, ",");
+	return out;
+}
+
 size_t
 imap_seqset_format(char *buf, size_t size, const uint32_t *uids, size_t n)
 {
