@@ -1107,14 +1107,21 @@ static char *
 sasl_initial_response(const struct session *s, const char *mech)
 {
 	const struct account *a = s->account;
-	size_t ulen = strlen(a->user), plen = strlen(s->secret);
-	size_t cap = ulen * 2 + plen + strlen(a->host) + 64;
+	size_t ulen = strlen(a->user), plen = strlen(s->secret), cap;
 	unsigned char *raw;
-	char *b64;
+	char *b64, *gs2 = NULL;
 	int n;
 
-	if ((raw = malloc(cap)) == NULL)
+	/* The escaped user can be three times as long as the user. */
+	if (strcmp(mech, "OAUTHBEARER") == 0 &&
+	    (gs2 = imap_sasl_gs2_header(a->user)) == NULL)
 		return NULL;
+	cap = ulen + plen + strlen(a->host) + (gs2 != NULL ? strlen(gs2) : 0) +
+	    64;
+	if ((raw = malloc(cap)) == NULL) {
+		free(gs2);
+		return NULL;
+	}
 	if (strcmp(mech, "PLAIN") == 0) {
 		raw[0] = '\0';
 		memcpy(raw + 1, a->user, ulen);
@@ -1124,14 +1131,16 @@ sasl_initial_response(const struct session *s, const char *mech)
 	} else if (strcmp(mech, "XOAUTH2") == 0) {
 		n = snprintf((char *)raw, cap, "user=%s\001auth=Bearer %s\001\001",
 		    a->user, s->secret);
-	} else {
-		n = snprintf((char *)raw, cap, "n,a=%s,\001host=%s\001port=%u"
-		    "\001auth=Bearer %s\001\001", a->user, a->host, a->port,
+	} else if (gs2 != NULL) {
+		n = snprintf((char *)raw, cap, "%s\001host=%s\001port=%u"
+		    "\001auth=Bearer %s\001\001", gs2, a->host, a->port,
 		    s->secret);
-	}
-	b64 = base64_encode(raw, (size_t)n);
+	} else
+		n = -1;
+	b64 = n >= 0 && (size_t)n < cap ? base64_encode(raw, (size_t)n) : NULL;
 	explicit_bzero(raw, cap);
 	free(raw);
+	free(gs2);
 	return b64;
 }
 

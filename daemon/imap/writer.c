@@ -441,9 +441,15 @@ imap_utf7_decode(const char *mutf7, size_t len)
 	int	 v;
 	bool	 after_shift = false;
 
-	/* Each output byte needs at least one input byte: "&-" -> '&', and a
-	 * UTF-16 unit (<= 3 UTF-8 bytes) takes at least 16 bits of base64. */
-	if (len == SIZE_MAX || (out = malloc(len + 1)) == NULL)
+	/*
+	 * A shift can decode to more bytes than it has: 16 bits of base64
+	 * (8/3 characters) give one UTF-16 unit, up to 3 bytes of UTF-8, so
+	 * 8 characters give up to 9 bytes (a surrogate pair is 32 bits for
+	 * 4 bytes, less).  Outside a shift a byte gives at most one.  So the
+	 * output is at most len * 9 / 8 bytes, plus the NUL.
+	 */
+	if (len > (SIZE_MAX - 1) / 9 * 8 ||
+	    (out = malloc(len + len / 8 + 1)) == NULL)
 		return NULL;
 	o = out;
 	while (i < len) {
@@ -505,6 +511,29 @@ imap_utf7_decode(const char *mutf7, size_t len)
 fail:
 	free(out);
 	return NULL;
+}
+
+char *
+imap_sasl_gs2_header(const char *authzid)
+{
+	size_t	 len = strlen(authzid);
+	char	*out, *o;
+	const char *p;
+
+	/* Each byte is at most 3; "n,a=" and "," around it. */
+	if (len > (SIZE_MAX - 6) / 3 || (out = malloc(len * 3 + 6)) == NULL)
+		return NULL;
+	o = stpcpy(out, "n,a=");
+	for (p = authzid; *p != '\0'; p++) {
+		if (*p == ',')
+			o = stpcpy(o, "=2C");
+		else if (*p == '=')
+			o = stpcpy(o, "=3D");
+		else
+			*o++ = *p;
+	}
+	strcpy(o, ",");
+	return out;
 }
 
 size_t

@@ -54,13 +54,12 @@ static const char *keyed(const char *, const char *);
 static size_t	split_fields(char *, char **, size_t);
 static int	parse_account(struct account_state *, char **, size_t,
 		    const char **);
+static bool	valid_file(const char *);
 static int	parse_mailbox(struct account_state *, char **, size_t,
 		    const char **);
 static int	parse_hole(const char *, struct mailbox_state *);
 static int	parse_skipped(const char *, struct mailbox_state *);
 static int	write_skipped(FILE *, const struct mailbox_state *);
-static int	parse_state(const char *, char *, size_t,
-		    struct account_state *, char **);
 static int	read_file(int, char **, size_t *);
 static int	mkdirs(const char *);
 static int	write_state(FILE *, const struct account_state *);
@@ -273,6 +272,33 @@ parse_account(struct account_state *st, char **f, size_t n,
 	return 0;
 }
 
+/*
+ * A file that stays inside the output directory and is an mbox: relative,
+ * every component a real name (not empty, "." or ".."), no control bytes,
+ * ending in ".mbox".  names_mbox_path() gives nothing else; anything else
+ * is a damaged or tampered state.
+ */
+static bool
+valid_file(const char *file)
+{
+	const char *p, *c;
+	size_t len = strlen(file), n;
+
+	if (len < 5 || strcmp(file + len - 5, ".mbox") != 0)
+		return false;
+	for (p = file; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return false;
+	for (c = file; ; c += n + 1) {
+		n = strcspn(c, "/");
+		if (n == 0 || (n == 1 && c[0] == '.') ||
+		    (n == 2 && c[0] == '.' && c[1] == '.'))
+			return false;
+		if (c[n] == '\0')
+			return true;
+	}
+}
+
 static int
 parse_mailbox(struct account_state *st, char **f, size_t n,
     const char **what_r)
@@ -307,6 +333,12 @@ parse_mailbox(struct account_state *st, char **f, size_t n,
 	}
 	if (unescape(f[2], &file) == -1) {
 		*what_r = "mailbox line: bad file name";
+		goto fail;
+	}
+	/* "-": no file yet. */
+	if (file != NULL && !valid_file(file)) {
+		*what_r = "mailbox line: file is not a relative .mbox path "
+		    "inside the output directory";
 		goto fail;
 	}
 	if (state_find(st, name) != NULL) {
@@ -428,28 +460,41 @@ write_skipped(FILE *fp, const struct mailbox_state *mb)
 	return 0;
 }
 
-static int
-parse_state(const char *path, char *buf, size_t len,
-    struct account_state *st, char **error_r)
+int
+state_parse(const char *buf, size_t len, const char *name,
+    struct account_state *state, char **error_r)
 {
-	char *fields[MAX_FIELDS], *line, *nl, *v;
-	const char *what = NULL;
+	struct account_state loaded, *st = &loaded;
+	char *fields[MAX_FIELDS], *line = NULL, *grown, *v;
+	const char *what = NULL, *p, *nl;
 	bool seen_account = false, seen_end = false;
-	size_t lineno = 0, n;
+	size_t lineno = 0, n, linecap = 0;
 	uint64_t version;
 
-	for (line = buf; line < buf + len; line = nl + 1) {
+	memset(&loaded, 0, sizeof loaded);
+	*error_r = NULL;
+	for (p = buf; p < buf + len; p = nl + 1) {
 		lineno++;
-		nl = memchr(line, '\n', (size_t)(buf + len - line));
+		nl = memchr(p, '\n', (size_t)(buf + len - p));
 		if (nl == NULL) {
 			what = "line cut short (no newline)";
 			goto bad;
 		}
-		*nl = '\0';
-		if (memchr(line, '\0', (size_t)(nl - line)) != NULL) {
+		if (memchr(p, '\0', (size_t)(nl - p)) != NULL) {
 			what = "NUL byte";
 			goto bad;
 		}
+		/* The fields are cut in place: a private copy of the line. */
+		if ((size_t)(nl - p) + 1 > linecap) {
+			linecap = (size_t)(nl - p) + 1;
+			if ((grown = realloc(line, linecap)) == NULL) {
+				what = "out of memory";
+				goto bad;
+			}
+			line = grown;
+		}
+		memcpy(line, p, (size_t)(nl - p));
+		line[nl - p] = '\0';
 		if (lineno == 1) {
 			if (strncmp(line, STATE_MAGIC,
 			    sizeof STATE_MAGIC - 1) != 0) {
@@ -464,7 +509,7 @@ parse_state(const char *path, char *buf, size_t len,
 			if (version != STATE_VERSION) {
 				errorf(error_r, "%s:%zu: state version %s is "
 				    "not supported (made by a newer "
-				    "mboxmirror?)", path, lineno, v);
+				    "mboxmirror?)", name, lineno, v);
 				goto fail;
 			}
 			continue;
@@ -504,10 +549,16 @@ parse_state(const char *path, char *buf, size_t len,
 		lineno++;
 		goto bad;
 	}
+	free(line);
+	state_clear(state);
+	*state = loaded;
 	return 0;
 bad:
-	errorf(error_r, "%s:%zu: %s", path, lineno, what);
+	errorf(error_r, "%s:%zu: %s", name, lineno, what);
 fail:
+	if (*error_r == NULL)
+		*error_r = strdup("state_parse: out of memory");
+	free(line);
 	state_clear(st);
 	return -1;
 }
@@ -558,12 +609,10 @@ read_file(int fd, char **buf_r, size_t *len_r)
 int
 state_load(const char *dir, struct account_state *st, char **error_r)
 {
-	struct account_state loaded;
 	char *path = NULL, *buf = NULL;
 	size_t len;
 	int fd, r = -1;
 
-	memset(&loaded, 0, sizeof loaded);
 	*error_r = NULL;
 	if (asprintf(&path, "%s/%s", dir, STATE_NAME) == -1) {
 		path = NULL;
@@ -573,6 +622,7 @@ state_load(const char *dir, struct account_state *st, char **error_r)
 	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd == -1) {
 		if (errno == ENOENT) {
+			state_clear(st);
 			r = 0;
 			goto out;
 		}
@@ -586,12 +636,8 @@ state_load(const char *dir, struct account_state *st, char **error_r)
 	}
 	/* Read-only: a failing close loses nothing. */
 	(void)close(fd);
-	r = parse_state(path, buf, len, &loaded, error_r);
+	r = state_parse(buf, len, path, st, error_r);
 out:
-	if (r == 0) {
-		state_clear(st);
-		*st = loaded;
-	}
 	free(buf);
 	free(path);
 	return r;

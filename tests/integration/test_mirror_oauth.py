@@ -79,12 +79,12 @@ class OAuthServer:
 
 
 class OAuth(unittest.TestCase):
-    def run_against(self, mech, sasl_ir, accept):
+    def run_against(self, mech, sasl_ir, accept, user="alice@example.org"):
         srv = OAuthServer(sasl_ir, accept)
         try:
             with mmtest.TempDir() as tmp:
                 acct = {"__name__": "test", "host": "127.0.0.1", "port": str(srv.port),
-                        "tls": "none", "allow_plaintext": "yes", "user": "alice@example.org",
+                        "tls": "none", "allow_plaintext": "yes", "user": user,
                         "password_command": f"echo {TOKEN}", "auth": mech,
                         "output": tmp + "/out/test"}
                 conf = mmtest.write_config(tmp, [acct], general={"timeout": "10s"})
@@ -115,6 +115,15 @@ class OAuth(unittest.TestCase):
                 self.assertTrue(srv.response.startswith(want), srv.response)
                 self.assertTrue(srv.response.endswith(b"auth=Bearer " + TOKEN.encode() +
                                                       b"\x01\x01"), srv.response)
+
+    def test_gs2_authzid_is_escaped(self):
+        # RFC 7628 3.1 / RFC 5801 4: in "a=" ',' is "=2C" and '=' is "=3D", or the
+        # server reads the header wrong ("a=x" and a bogus attribute "y@z" here).
+        srv, res = self.run_against("oauthbearer", True, accept=True,
+                                    user="tech,ops=x@example.org")
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertTrue(srv.response.startswith(b"n,a=tech=2Cops=3Dx@example.org,\x01host="),
+                        srv.response)
 
 
 if __name__ == "__main__":
