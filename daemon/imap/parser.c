@@ -17,6 +17,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "util/num.h"
+
 #define ARENA_BLOCK (16 * 1024)
 #define ARENA_ALIGN 8
 #define LINE_INITIAL 1024
@@ -538,18 +540,16 @@ parse_start(struct imap_parser *p, struct seg *g)
 			    "empty untagged response");
 		if (s[g->i] >= '0' && s[g->i] <= '9') {
 			start = g->i;
-			num = 0;
-			for (k = g->i; k < g->end && s[k] != ' '; k++) {
+			for (k = g->i; k < g->end && s[k] != ' '; k++)
 				if (s[k] < '0' || s[k] > '9')
 					return fail(p, IMAP_ERR_NUMBER,
 					    p->seg_pos + k,
 					    "malformed message number");
-				num = num * 10 + (s[k] - '0');
-				if (num > UINT32_MAX)
-					return fail(p, IMAP_ERR_NUMBER,
-					    p->seg_pos + start,
-					    "message number overflows");
-			}
+			if (num_parse_u64n((const char *)s + start, k - start,
+			    UINT32_MAX, &num) == -1)
+				return fail(p, IMAP_ERR_NUMBER,
+				    p->seg_pos + start,
+				    "message number overflows");
 			p->resp.has_number = true;
 			p->resp.number = (uint32_t)num;
 			g->i = k;
@@ -881,7 +881,6 @@ parse_literal(struct imap_parser *p, struct seg *g)
 	const struct imap_arg *name = NULL;
 	size_t k = g->i, digits;
 	uint64_t size = 0;
-	unsigned d;
 
 	p->lit_pos = p->seg_pos + k;
 	p->lit_literal8 = s[k] == '~';
@@ -891,16 +890,15 @@ parse_literal(struct imap_parser *p, struct seg *g)
 	if (k < g->end && s[k] == '-')
 		return fail(p, IMAP_ERR_LITERAL, p->lit_pos,
 		    "negative literal size");
-	for (digits = k; k < g->end && s[k] >= '0' && s[k] <= '9'; k++) {
-		d = s[k] - '0';
-		if (size > (UINT64_MAX - d) / 10)
-			return fail(p, IMAP_ERR_NUMBER, p->lit_pos,
-			    "literal size overflows");
-		size = size * 10 + d;
-	}
+	for (digits = k; k < g->end && s[k] >= '0' && s[k] <= '9'; k++)
+		continue;
 	if (k == digits)
 		return fail(p, IMAP_ERR_LITERAL, p->lit_pos,
 		    "malformed literal size");
+	if (num_parse_u64n((const char *)s + digits, k - digits, UINT64_MAX,
+	    &size) == -1)
+		return fail(p, IMAP_ERR_NUMBER, p->lit_pos,
+		    "literal size overflows");
 	if (k < g->end && s[k] == '+')
 		k++;
 	if (k == g->end || s[k] != '}')
@@ -1020,17 +1018,8 @@ word_is(const unsigned char *s, size_t len, const char *word)
 static bool
 atom_valid_u32(const struct imap_arg *arg)
 {
-	uint64_t v = 0;
-	size_t i;
+	uint64_t v;
 
-	if (arg->type != IMAP_ARG_ATOM || arg->len == 0)
-		return false;
-	for (i = 0; i < arg->len; i++) {
-		if (arg->str[i] < '0' || arg->str[i] > '9')
-			return false;
-		v = v * 10 + (arg->str[i] - '0');
-		if (v > UINT32_MAX)
-			return false;
-	}
-	return true;
+	return arg->type == IMAP_ARG_ATOM &&
+	    num_parse_u64n(arg->str, arg->len, UINT32_MAX, &v) == 0;
 }

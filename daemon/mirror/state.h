@@ -56,7 +56,8 @@ char *state_account_dir(const char *state_dir, const char *account);
  * of an unknown future version) with *state untouched. */
 int state_load(const char *dir, struct account_state *state,
     char **error_r);
-/* Creates dir (0700, parents too) if needed; atomic replace: writes
+/* Creates dir (0700, parents too, each new one's parent fsynced) if
+ * needed; atomic replace: writes
  * "state.tmp" (0600, O_EXCL after removing a stale one), fsyncs, renames it
  * over "state" and fsyncs dir.  One writer per dir at a time.  0, or -1 and
  * a malloc'ed *error_r naming the file and the failing step; on failure the
