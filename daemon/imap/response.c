@@ -4,6 +4,7 @@
 #include "imap/response.h"
 #include "util/num.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -11,6 +12,16 @@
 static int caps_set(struct imap_caps *, const struct imap_arg *, size_t);
 static int64_t days_from_civil(int64_t, unsigned, unsigned);
 static int two_digits(const char *);
+
+const char *
+imap_response_text(const struct imap_response *resp, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s%s%s%s", resp->code != NULL ? "[" : "",
+	    resp->code != NULL ? resp->code : "",
+	    resp->code != NULL ? "] " : "",
+	    resp->text != NULL ? resp->text : "");
+	return buf;
+}
 
 bool
 imap_arg_is_atom(const struct imap_arg *arg, const char *atom)

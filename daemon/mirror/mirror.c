@@ -19,6 +19,7 @@
 #include "mirror/names.h"
 #include "mirror/plan.h"
 #include "mirror/state.h"
+#include "util/hash.h"
 
 /*
  * A batch is one UID FETCH of bodies.  Bounded by count and bytes so a commit
@@ -169,16 +170,6 @@ static void mirror_fail(struct mirror *, enum session_error, const char *, ...)
 static void mailbox_failed(struct mirror *, const char *, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* "[CODE] text" of a tagged NO or BAD, for an error message. */
-static const char *
-tagged_text(const struct imap_response *r, char *buf, size_t size)
-{
-	snprintf(buf, size, "%s%s%s%s", r->code != NULL ? "[" : "",
-	    r->code != NULL ? r->code : "", r->code != NULL ? "] " : "",
-	    r->text != NULL ? r->text : "");
-	return buf;
-}
-
 static void next_mailbox(struct mirror *);
 static void send_batches(struct mirror *);
 static bool uid_in(const uint32_t *, size_t, uint32_t, size_t *);
@@ -282,11 +273,7 @@ on_session_closed(struct session *s, void *arg)
 static size_t
 name_hash(const char *name, size_t len)
 {
-	size_t h = 2166136261u;		/* FNV-1a */
-
-	for (size_t i = 0; i < len; i++)
-		h = (h ^ (unsigned char)name[i]) * 16777619u;
-	return h;
+	return (size_t)hash_fnv1a64(name, len);
 }
 
 /* The slot that holds name, or the empty one where it would go. */
@@ -811,7 +798,7 @@ on_examine_done(struct session *s, const struct imap_response *tagged,
 		 * the mirror is incomplete, so the account fails in the end
 		 * (a mailbox gone for good leaves LIST by the next sync). */
 		log_warnx("%s: mailbox %s: EXAMINE failed, skipped: %s",
-		    m->prefix, mb->display, tagged_text(tagged, text,
+		    m->prefix, mb->display, imap_response_text(tagged, text,
 		    sizeof text));
 		mailbox_failed(m, "EXAMINE failed: %s", text);
 		m->examine_failed = true;
@@ -1839,7 +1826,8 @@ on_sizes_done(struct session *s, const struct imap_response *tagged,
 		return;
 	}
 	if (tagged->status != IMAP_STATUS_OK) {
-		fetch_refused(m, tagged_text(tagged, text, sizeof text), NULL);
+		fetch_refused(m, imap_response_text(tagged, text,
+		    sizeof text), NULL);
 		return;
 	}
 	if (sort_todo(m) != 0) {
@@ -1927,7 +1915,8 @@ on_batch_done(struct session *s, const struct imap_response *tagged,
 		return;
 	}
 	if (tagged->status != IMAP_STATUS_OK) {
-		fetch_refused(m, tagged_text(tagged, text, sizeof text), &b);
+		fetch_refused(m, imap_response_text(tagged, text,
+		    sizeof text), &b);
 		return;
 	}
 	if (b.open && m->sizes_pending) {
