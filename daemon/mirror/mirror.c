@@ -635,7 +635,8 @@ prepare_mailbox(struct mirror *m)
 		log_warnx("%s: mailbox %s: UIDVALIDITY changed from %u to %u; "
 		    "mirroring it afresh", m->prefix, mb->display,
 		    ms->uidvalidity, m->examine_uidvalidity);
-		snprintf(tag, sizeof tag, "uidvalidity-%u", ms->uidvalidity);
+		names_aside_tag(NAMES_ASIDE_UIDVALIDITY, ms->uidvalidity, tag,
+		    sizeof tag);
 		if (keep_aside(m, ms->file != NULL ? ms->file : rel, tag) != 0) {
 			free(rel);
 			return;
@@ -643,7 +644,8 @@ prepare_mailbox(struct mirror *m)
 		fresh = true;
 	} else if (fresh) {
 		/* A file we have no record of is someone's: keep it. */
-		snprintf(tag, sizeof tag, "unknown-%lld", (long long)time(NULL));
+		names_aside_tag(NAMES_ASIDE_UNKNOWN, time(NULL), tag,
+		    sizeof tag);
 		if (keep_aside(m, rel, tag) != 0) {
 			free(rel);
 			return;

@@ -19,6 +19,13 @@ struct sbuf {
 	bool	 failed;
 };
 
+/* Why files are kept aside: the one list that both their tags and the
+ * names reserved for them come from. */
+static const char *const aside_why[] = {
+	[NAMES_ASIDE_UIDVALIDITY] = "uidvalidity",
+	[NAMES_ASIDE_UNKNOWN] = "unknown",
+};
+
 static void	 sb_add(struct sbuf *, const void *, size_t);
 static void	 sb_escape(struct sbuf *, unsigned char);
 static bool	 ends_reserved_at(const unsigned char *, size_t, size_t);
@@ -73,7 +80,6 @@ sb_escape(struct sbuf *sb, unsigned char c)
 static bool
 ends_reserved_at(const unsigned char *c, size_t len, size_t i)
 {
-	static const char *const aside[] = { ".uidvalidity-", ".unknown-" };
 	const char *s = (const char *)c + i;
 	size_t	 rest = len - i, k, a, n;
 
@@ -82,9 +88,11 @@ ends_reserved_at(const unsigned char *c, size_t len, size_t i)
 		return true;
 	if (rest == 5 && strncasecmp(s, ".lock", 5) == 0)
 		return true;
-	for (a = 0; a < sizeof(aside) / sizeof(aside[0]); a++) {
-		n = strlen(aside[a]);
-		if (rest <= n || strncasecmp(s, aside[a], n) != 0)
+	for (a = 0; a < sizeof(aside_why) / sizeof(aside_why[0]); a++) {
+		/* "." why "-" */
+		n = strlen(aside_why[a]) + 2;
+		if (rest <= n || strncasecmp(s + 1, aside_why[a], n - 2) != 0 ||
+		    s[n - 1] != '-')
 			continue;
 		for (k = n; k < rest; k++)
 			if ((s[k] < '0' || s[k] > '9') && s[k] != '-')
@@ -205,18 +213,11 @@ names_mbox_path(const char *name, size_t len, char delimiter, bool utf8)
 	return out.data;
 }
 
-char *
-names_old_path(const char *path, uint32_t uidvalidity)
+const char *
+names_aside_tag(enum names_aside why, long long n, char *buf, size_t size)
 {
-	size_t	 len = strlen(path);
-	char	*out;
-
-	if (len < 5 || strcmp(path + len - 5, ".mbox") != 0)
-		return NULL;
-	if (asprintf(&out, "%.*s.uidvalidity-%u.mbox", (int)(len - 5), path,
-	    (unsigned)uidvalidity) == -1)
-		return NULL;
-	return out;
+	snprintf(buf, size, "%s-%lld", aside_why[why], n);
+	return buf;
 }
 
 /*
