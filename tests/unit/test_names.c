@@ -143,7 +143,7 @@ test_aside_tag(void **state)
 	static const enum names_aside why[] = {
 		NAMES_ASIDE_UIDVALIDITY, NAMES_ASIDE_UNKNOWN,
 	};
-	char tag[40], name[64], kept[64], *p;
+	char tag[40], name[64], kept[80], *p;
 	const char *r;
 
 	(void)state;

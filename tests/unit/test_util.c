@@ -191,7 +191,7 @@ ino_of(const char *path)
 static void
 test_mkdirs(void **state)
 {
-	char top[PATH_MAX], path[PATH_MAX + 32], mid[PATH_MAX + 32];
+	char top[PATH_MAX + 8], path[PATH_MAX + 32], mid[PATH_MAX + 32];
 	struct stat st;
 	mode_t old;
 
