@@ -147,6 +147,7 @@ static int literal_data(struct imap_parser *, const unsigned char *, size_t);
 static int literal_end(struct imap_parser *);
 static bool streamable(const char *);
 static bool word_is(const unsigned char *, size_t, const char *);
+static enum imap_status status_word(const unsigned char *, size_t);
 static bool atom_valid_u32(const struct imap_arg *);
 
 struct imap_parser *
@@ -563,16 +564,7 @@ parse_start(struct imap_parser *p, struct seg *g)
 		if ((r = scan_word(p, g, &len)) == -1)
 			return SEG_ERROR;
 		if (!p->resp.has_number) {
-			if (word_is(s + start, len, "OK"))
-				p->resp.status = IMAP_STATUS_OK;
-			else if (word_is(s + start, len, "NO"))
-				p->resp.status = IMAP_STATUS_NO;
-			else if (word_is(s + start, len, "BAD"))
-				p->resp.status = IMAP_STATUS_BAD;
-			else if (word_is(s + start, len, "BYE"))
-				p->resp.status = IMAP_STATUS_BYE;
-			else if (word_is(s + start, len, "PREAUTH"))
-				p->resp.status = IMAP_STATUS_PREAUTH;
+			p->resp.status = status_word(s + start, len);
 			if (p->resp.status != IMAP_STATUS_NONE)
 				return parse_resp_text(p, g);
 		}
@@ -602,16 +594,32 @@ parse_start(struct imap_parser *p, struct seg *g)
 	start = g->i;
 	if ((r = scan_word(p, g, &len)) == -1)
 		return SEG_ERROR;
-	if (word_is(s + start, len, "OK"))
-		p->resp.status = IMAP_STATUS_OK;
-	else if (word_is(s + start, len, "NO"))
-		p->resp.status = IMAP_STATUS_NO;
-	else if (word_is(s + start, len, "BAD"))
-		p->resp.status = IMAP_STATUS_BAD;
-	else
+	p->resp.status = status_word(s + start, len);
+	if (p->resp.status != IMAP_STATUS_OK &&
+	    p->resp.status != IMAP_STATUS_NO &&
+	    p->resp.status != IMAP_STATUS_BAD)
 		return fail(p, IMAP_ERR_SYNTAX, p->seg_pos + start,
 		    "tagged response without OK, NO or BAD");
 	return parse_resp_text(p, g);
+}
+
+/* The status a word names (in any case), or IMAP_STATUS_NONE. */
+static enum imap_status
+status_word(const unsigned char *s, size_t len)
+{
+	static const struct {
+		const char *word;
+		enum imap_status status;
+	} words[] = {
+		{ "OK", IMAP_STATUS_OK }, { "NO", IMAP_STATUS_NO },
+		{ "BAD", IMAP_STATUS_BAD }, { "BYE", IMAP_STATUS_BYE },
+		{ "PREAUTH", IMAP_STATUS_PREAUTH },
+	};
+
+	for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+		if (word_is(s, len, words[i].word))
+			return words[i].status;
+	return IMAP_STATUS_NONE;
 }
 
 /* Bytes up to a space or the line end; controls are refused. */
