@@ -7,6 +7,7 @@
 
 #include <ev.h>
 
+#include "cli.h"
 #include "imap/session.h"
 #include "log.h"
 #include "mirror/mirror.h"
@@ -129,17 +130,6 @@ on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
-static bool
-selected(const struct account *a, char *const *names, size_t nnames)
-{
-	if (nnames == 0)
-		return true;
-	for (size_t i = 0; i < nnames; i++)
-		if (strcmp(names[i], a->name) == 0)
-			return true;
-	return false;
-}
-
 int
 run_once(const struct config *config, char *const *names, size_t nnames)
 {
@@ -161,7 +151,8 @@ run_once(const struct config *config, char *const *names, size_t nnames)
 	if (once.jobs == NULL)
 		return 1;
 	for (size_t i = 0; i < config->n_accounts; i++)
-		if (selected(&config->accounts[i], names, nnames))
+		if (cli_account_selected(names, nnames,
+		    config->accounts[i].name))
 			once.jobs[once.n_jobs++].account = &config->accounts[i];
 	the_once = &once;
 	ev_signal_init(&once.sigint, on_stop_signal, SIGINT);

@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/fs.h"
+
 #define HOLD_INITIAL	8192
 #define LOCK_RETRY_NSEC	(50 * 1000 * 1000)
 /* Refresh the dotlock's mtime this often so readers never think it stale. */
@@ -122,7 +124,6 @@ static int	lock_dotlock(struct mbox *, const struct timespec *, char **);
 static int	unlock_all(struct mbox *, char **);
 static int	compute_pad(struct mbox *, char **);
 static int	is_leftover(struct mbox *, uint64_t, uint64_t, bool *, char **);
-static int	fsync_parent(const char *);
 static int	marker_write(struct mbox *, bool, uint64_t, bool);
 static int	marker_read(struct mbox *, enum marker_kind *, uint64_t *,
 		    char **);
@@ -1209,33 +1210,6 @@ is_leftover(struct mbox *m, uint64_t committed, uint64_t size,
 	return 0;
 }
 
-/* fsync(2) of the directory holding path: a new name in it is durable. */
-static int
-fsync_parent(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-	char *dir;
-	int fd, r, saved;
-
-	if (slash == NULL)
-		dir = strdup(".");
-	else if (slash == path)
-		dir = strdup("/");
-	else
-		dir = strndup(path, (size_t)(slash - path));
-	if (dir == NULL)
-		return -1;
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	free(dir);
-	if (fd == -1)
-		return -1;
-	r = fsync(fd);
-	saved = errno;
-	(void)close(fd);
-	errno = saved;
-	return r;
-}
-
 /*
  * Our bytes now end at end, below what the record may claim: say so,
  * durably, so that mail another program appends after a crash is not
@@ -1305,7 +1279,7 @@ marker_write(struct mbox *m, bool open, uint64_t end, bool sync)
 	if (ftruncate(m->marker_fd, (off_t)len) == -1)
 		return -1;
 	if ((sync || created) && (fdatasync(m->marker_fd) == -1 ||
-	    (created && fsync_parent(m->marker) == -1)))
+	    (created && fs_sync_parent(m->marker, NULL) == -1)))
 		return -1;
 	if (open && end > m->marker_max)
 		m->marker_max = end;
@@ -1448,7 +1422,7 @@ save_aside(struct mbox *m, uint64_t from, uint64_t size, char **error_r)
 	step = "close";
 	n = close(fd);
 	fd = -1;
-	if (n == -1 || fsync_parent(name) == -1)
+	if (n == -1 || fs_sync_parent(name, NULL) == -1)
 		goto syserr;
 	free(buf);
 	m->cut_path = name;

@@ -19,6 +19,7 @@
 #include "mirror/names.h"
 #include "mirror/plan.h"
 #include "mirror/state.h"
+#include "util/hash.h"
 
 /*
  * A batch is one UID FETCH of bodies.  Bounded by count and bytes so a commit
@@ -173,16 +174,6 @@ static void mirror_fail(struct mirror *, enum session_error, const char *, ...)
 static void mailbox_failed(struct mirror *, const char *, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* "[CODE] text" of a tagged NO or BAD, for an error message. */
-static const char *
-tagged_text(const struct imap_response *r, char *buf, size_t size)
-{
-	snprintf(buf, size, "%s%s%s%s", r->code != NULL ? "[" : "",
-	    r->code != NULL ? r->code : "", r->code != NULL ? "] " : "",
-	    r->text != NULL ? r->text : "");
-	return buf;
-}
-
 static void next_mailbox(struct mirror *);
 static void send_batches(struct mirror *);
 static bool uid_in(const uint32_t *, size_t, uint32_t, size_t *);
@@ -286,11 +277,7 @@ on_session_closed(struct session *s, void *arg)
 static size_t
 name_hash(const char *name, size_t len)
 {
-	size_t h = 2166136261u;		/* FNV-1a */
-
-	for (size_t i = 0; i < len; i++)
-		h = (h ^ (unsigned char)name[i]) * 16777619u;
-	return h;
+	return (size_t)hash_fnv1a64(name, len);
 }
 
 /* The slot that holds name, or the empty one where it would go. */
@@ -652,7 +639,8 @@ prepare_mailbox(struct mirror *m)
 		log_warnx("%s: mailbox %s: UIDVALIDITY changed from %u to %u; "
 		    "mirroring it afresh", m->prefix, mb->display,
 		    ms->uidvalidity, m->examine_uidvalidity);
-		snprintf(tag, sizeof tag, "uidvalidity-%u", ms->uidvalidity);
+		names_aside_tag(NAMES_ASIDE_UIDVALIDITY, ms->uidvalidity, tag,
+		    sizeof tag);
 		if (keep_aside(m, ms->file != NULL ? ms->file : rel, tag) != 0) {
 			free(rel);
 			return;
@@ -660,7 +648,8 @@ prepare_mailbox(struct mirror *m)
 		fresh = true;
 	} else if (fresh) {
 		/* A file we have no record of is someone's: keep it. */
-		snprintf(tag, sizeof tag, "unknown-%lld", (long long)time(NULL));
+		names_aside_tag(NAMES_ASIDE_UNKNOWN, time(NULL), tag,
+		    sizeof tag);
 		if (keep_aside(m, rel, tag) != 0) {
 			free(rel);
 			return;
@@ -820,7 +809,7 @@ on_examine_done(struct session *s, const struct imap_response *tagged,
 		 * the mirror is incomplete, so the account fails in the end
 		 * (a mailbox gone for good leaves LIST by the next sync). */
 		log_warnx("%s: mailbox %s: EXAMINE failed, skipped: %s",
-		    m->prefix, mb->display, tagged_text(tagged, text,
+		    m->prefix, mb->display, imap_response_text(tagged, text,
 		    sizeof text));
 		mailbox_failed(m, "EXAMINE failed: %s", text);
 		m->examine_failed = true;
@@ -2143,7 +2132,7 @@ fetch_refused(struct mirror *m, const struct imap_response *tagged,
 	if (commit(m, true) != 0)
 		return;
 	snprintf(why, sizeof why, "UID FETCH failed: %s",
-	    tagged_text(tagged, text, sizeof text));
+	    imap_response_text(tagged, text, sizeof text));
 	if (!may_reconnect(m, SESSION_ERR_SERVER) && b != NULL &&
 	    !transient_refusal(tagged))
 		uid = first_undelivered(m, b->open ? 0 : b->first,

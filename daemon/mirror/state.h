@@ -66,7 +66,8 @@ int state_load(const char *dir, struct account_state *state,
  * untouched and *error_r as for state_load(). */
 int state_parse(const char *buf, size_t len, const char *name,
     struct account_state *state, char **error_r);
-/* Creates dir (0700, parents too) if needed; atomic replace: writes
+/* Creates dir (0700, parents too, each new one's parent fsynced) if
+ * needed; atomic replace: writes
  * "state.tmp" (0600, O_EXCL after removing a stale one), fsyncs, renames it
  * over "state" and fsyncs dir.  One writer per dir at a time.  0, or -1 and
  * a malloc'ed *error_r naming the file and the failing step; on failure the

@@ -16,6 +16,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -162,11 +163,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    !(starts_inbox(path[0]) && starts_inbox(path[1])) &&
 	    strstr(path[0], "%~") == NULL)
 		abort();
-	if ((old = names_old_path(path[0], uv)) == NULL)
-		abort();
-	if (strcmp(old, path[1]) == 0 || strcmp(old, path[0]) == 0)
-		abort();
-	free(old);
+	/* A file kept aside (as layout_keep_aside() names it) is never a
+	 * mailbox's. */
+	{
+		char tag[40];
+		size_t base = strlen(path[0]) - 5;	/* ".mbox" */
+
+		names_aside_tag(uv & 1 ? NAMES_ASIDE_UIDVALIDITY :
+		    NAMES_ASIDE_UNKNOWN, uv, tag, sizeof tag);
+		if (asprintf(&old, "%.*s.%s.mbox", (int)base, path[0],
+		    tag) < 0)
+			abort();
+		if (strcmp(old, path[1]) == 0 || strcmp(old, path[0]) == 0)
+			abort();
+		free(old);
+	}
 
 	/* LIST matching on the name as a C string: "*" takes anything, and
 	 * a name without wildcards matches itself. */
