@@ -1173,6 +1173,16 @@ leave_mailbox(struct mirror *m)
 	m->batch_bytes = 0;
 }
 
+/* On to the next mailbox; this one's pass is over. */
+static void
+next_after(struct mirror *m)
+{
+	leave_mailbox(m);
+	m->hole_counted = 0;
+	m->cur++;
+	next_mailbox(m);
+}
+
 static void
 mailbox_done(struct mirror *m)
 {
@@ -1187,10 +1197,7 @@ mailbox_done(struct mirror *m)
 	if (m->mbx_messages > 0)
 		log_info("%s: mailbox %s: %llu new messages, %llu bytes",
 		    m->prefix, mb->display, m->mbx_messages, m->mbx_bytes);
-	leave_mailbox(m);
-	m->hole_counted = 0;
-	m->cur++;
-	next_mailbox(m);
+	next_after(m);
 }
 
 /* The mailbox is over for this run with part of it not mirrored (its
@@ -1201,10 +1208,7 @@ mailbox_abandoned(struct mirror *m)
 {
 	if (save_state(m) != 0)
 		return;
-	leave_mailbox(m);
-	m->hole_counted = 0;
-	m->cur++;
-	next_mailbox(m);
+	next_after(m);
 }
 
 /* Nothing more of the current mailbox is wanted this run: once what is
@@ -1243,9 +1247,7 @@ pipelined_fetch_void(struct mirror *m)
 	if (m->sizes_pending || m->in_flight > 0)
 		return true;	/* the rest of it is still to come */
 	if (m->examine_failed) {
-		leave_mailbox(m);
-		m->cur++;
-		next_mailbox(m);
+		next_after(m);
 		return true;
 	}
 	m->fetch_stale = false;
