@@ -15,6 +15,7 @@
 #include "imap/writer.h"
 #include "log.h"
 #include "mbox/mbox.h"
+#include "mirror/account_session.h"
 #include "mirror/layout.h"
 #include "mirror/names.h"
 #include "mirror/plan.h"
@@ -1981,8 +1982,8 @@ on_reconnect_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	if (m->finished)
 		return;
 	session_free(&m->session);
-	m->session = session_new(m->loop, m->account, m->config->timeout,
-	    &mirror_session_cb, m);
+	m->session = account_session_new(m->loop, m->account,
+	    m->config->timeout, &mirror_session_cb, m);
 	if (m->session == NULL) {
 		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
 		return;
@@ -2143,7 +2144,7 @@ mirror_start(struct ev_loop *loop, const struct config *config,
 		    account->output, strerror(errno));
 		return m;
 	}
-	m->session = session_new(loop, account, config->timeout,
+	m->session = account_session_new(loop, account, config->timeout,
 	    &mirror_session_cb, m);
 	if (m->session == NULL) {
 		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
