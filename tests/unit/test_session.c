@@ -38,6 +38,7 @@ static struct ev_loop *loop;
 static struct record rec;
 static struct session *sess;
 static struct transport_mem *mem;
+static bool free_in_failed;	/* on_failed frees the session */
 
 /* The credential: delivered from the loop, as secret_fetch_async does. */
 static ev_idle cred_idle;
@@ -92,6 +93,8 @@ on_failed(struct session *s, enum session_error error, const char *message,
 	rec.failed++;
 	rec.error = error;
 	snprintf(rec.message, sizeof rec.message, "%s", message);
+	if (free_in_failed)
+		session_free(&sess);
 	ev_break(loop, EVBREAK_ALL);
 }
 
@@ -252,6 +255,7 @@ setup(void **state)
 	memset(&rec, 0, sizeof rec);
 	cred_error = NULL;
 	cred_cancelled = 0;
+	free_in_failed = false;
 	loop = ev_loop_new(EVFLAG_AUTO);
 	assert_non_null(loop);
 	ev_idle_init(&cred_idle, on_cred);
@@ -843,6 +847,24 @@ test_secret_cannot_start(void **state)
 	expect_failure(SESSION_ERR_LOCAL, "secret");
 }
 
+/* Freed from inside its failed callback while more input was waiting:
+ * released on the way out, nothing touched afterwards (AddressSanitizer
+ * would see it), no callback follows. */
+static void
+test_free_inside_callback(void **state)
+{
+	(void)state;
+	start_ready();
+	free_in_failed = true;
+	send_cmd("NOOP", "a");
+	server("A9 OK unknown\r\n* 3 EXISTS\r\nA2 OK\r\n");
+	assert_null(sess);
+	assert_int_equal(rec.failed, 1);
+	assert_int_equal(rec.error, SESSION_ERR_PROTOCOL);
+	assert_string_equal(rec.order, "");
+	assert_string_equal(rec.untagged, "");
+}
+
 /* Logout */
 
 static void
@@ -944,6 +966,7 @@ main(void)
 		T(test_secret_unavailable),
 		T(test_secret_cancelled_on_free),
 		T(test_secret_cannot_start),
+		T(test_free_inside_callback),
 		T(test_logout),
 		T(test_logout_eof_without_tagged),
 		T(test_compress_refused),
