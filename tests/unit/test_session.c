@@ -15,6 +15,7 @@
 #include "../fakes/transport_mem.h"
 #include "imap/session.h"
 #include "log.h"
+#include "net/compress.h"
 
 #define PLAIN_IR	"AHVzZXIAczNjcmV0"	/* \0user\0s3cret */
 #define XOAUTH2_IR	"dXNlcj11c2VyAWF1dGg9QmVhcmVyIHMzY3JldAEB"
@@ -44,7 +45,8 @@ static bool free_in_failed;	/* on_failed frees the session */
 static ev_idle cred_idle;
 static session_secret_fn *cred_done;
 static void *cred_done_arg;
-static const char *cred_error;	/* NULL: hand out "s3cret" */
+static const char *cred_error;	/* NULL: hand out cred_secret */
+static const char *cred_secret;
 static int cred_cancelled;
 
 static void
@@ -55,7 +57,7 @@ on_cred(struct ev_loop *l, ev_idle *w, int revents)
 	if (cred_error != NULL)
 		cred_done(NULL, strdup(cred_error), cred_done_arg);
 	else
-		cred_done(strdup("s3cret"), NULL, cred_done_arg);
+		cred_done(strdup(cred_secret), NULL, cred_done_arg);
 }
 
 static void *
@@ -254,6 +256,7 @@ setup(void **state)
 	(void)state;
 	memset(&rec, 0, sizeof rec);
 	cred_error = NULL;
+	cred_secret = "s3cret";
 	cred_cancelled = 0;
 	free_in_failed = false;
 	loop = ev_loop_new(EVFLAG_AUTO);
@@ -385,6 +388,24 @@ test_login(void **state)
 	server("A1 NO [AUTHENTICATIONFAILED] wrong\r\n");
 	expect_failure(SESSION_ERR_AUTH,
 	    "login as user failed: [AUTHENTICATIONFAILED] wrong");
+}
+
+/* A password no quoted string can carry goes as a synchronising literal:
+ * its bytes only after the server's "+". */
+static void
+test_login_literal(void **state)
+{
+	struct session_params p = default_params();
+
+	(void)state;
+	cred_secret = "p\xc3\xa4ss";
+	start_connected(&p);
+	server("* OK [CAPABILITY IMAP4rev1] hi\r\n");
+	expect_client("A1 LOGIN user {5}\r\n");
+	server("+ go ahead\r\n");
+	expect_client("p\xc3\xa4ss\r\n");
+	server("A1 OK [CAPABILITY IMAP4rev1] in\r\n");
+	assert_int_equal(rec.ready, 1);
 }
 
 static void
@@ -927,6 +948,63 @@ test_compress_auto_local_peer(void **state)
 	assert_int_equal(rec.ready, 1);
 }
 
+static int
+collect(void *arg, const unsigned char *data, size_t len)
+{
+	char *buf = arg;
+	size_t have = strlen(buf);
+
+	assert_true(have + len < 256);
+	memcpy(buf + have, data, len);
+	buf[have + len] = '\0';
+	return 0;
+}
+
+static int
+to_server(void *arg, const unsigned char *data, size_t len)
+{
+	(void)arg;
+	transport_mem_push_len(mem, data, len);
+	return 0;
+}
+
+/* Once COMPRESS is on, both directions are DEFLATE streams. */
+static void
+test_compress_on(void **state)
+{
+	struct session_params p = default_params();
+	struct compress *server_z;
+	const char *wire;
+	char plain[256] = "";
+
+	(void)state;
+	p.compress = SESSION_COMPRESS_YES;
+	start_connected(&p);
+	server("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR] hi\r\n");
+	expect_client("A1 AUTHENTICATE PLAIN " PLAIN_IR "\r\n");
+	server("A1 OK [CAPABILITY IMAP4rev1 COMPRESS=DEFLATE] in\r\n");
+	expect_client("A2 COMPRESS DEFLATE\r\n");
+	server("A2 OK deflating\r\n");
+	assert_int_equal(rec.ready, 1);
+	server_z = compress_new(1);
+	assert_non_null(server_z);
+	send_cmd("NOOP", "n");
+	wire = transport_mem_take(mem);
+	assert_string_not_equal(wire, "A3 NOOP\r\n");
+	assert_int_equal(compress_inflate(server_z, wire, strlen(wire),
+	    collect, plain), 0);
+	assert_string_equal(plain, "A3 NOOP\r\n");
+	assert_int_equal(compress_deflate(server_z, "* 2 EXISTS\r\nA3 OK\r\n",
+	    20, to_server, NULL), 0);
+	pump();
+	assert_string_equal(rec.untagged, "n:EXISTS");
+	assert_string_equal(rec.order, "A3");
+	/* Garbage where DEFLATE is due ends the session. */
+	server("\xff\xff\xff\xff");
+	expect_failure(SESSION_ERR_PROTOCOL, "");
+	compress_free(&server_z);
+}
+
 int
 main(void)
 {
@@ -940,6 +1018,7 @@ main(void)
 		T(test_preauth_on_starttls_refused),
 		T(test_not_imap4),
 		T(test_login),
+		T(test_login_literal),
 		T(test_logindisabled_obeyed),
 		T(test_logindisabled_login_asked),
 		T(test_plain_not_offered),
@@ -969,6 +1048,7 @@ main(void)
 		T(test_free_inside_callback),
 		T(test_logout),
 		T(test_logout_eof_without_tagged),
+		T(test_compress_on),
 		T(test_compress_refused),
 		T(test_compress_auto_local_peer),
 #undef T
