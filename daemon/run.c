@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "imap/session.h"
 #include "log.h"
+#include "mirror/account_session.h"
 #include "mirror/mirror.h"
 #include "net/transport.h"
 
@@ -178,6 +179,7 @@ run_once(const struct config *config, char *const *names, size_t nnames)
 
 struct probe {
 	struct ev_loop *loop;
+	const struct account *account;
 	int status;
 };
 
@@ -205,7 +207,8 @@ static void
 on_probe_stage(struct session *s, enum session_stage stage, const char *text,
     void *arg)
 {
-	(void)arg;
+	const struct probe *p = arg;
+
 	switch (stage) {
 	case SESSION_STAGE_GREETING:
 		print_clean("greeting: ", text);
@@ -217,7 +220,7 @@ on_probe_stage(struct session *s, enum session_stage stage, const char *text,
 		printf("TLS: %s\n", text);
 		break;
 	case SESSION_STAGE_CAPS_TLS:
-		print_caps(s, session_account(s)->tls == TLS_NONE ?
+		print_caps(s, p->account->tls == TLS_NONE ?
 		    "(no TLS)" : "after TLS");
 		break;
 	case SESSION_STAGE_CAPS_AUTH:
@@ -244,7 +247,8 @@ on_probe_failed(struct session *s, enum session_error error,
 {
 	struct probe *p = arg;
 
-	log_error("account %s: %s: %s", session_account(s)->name,
+	(void)s;
+	log_error("account %s: %s: %s", p->account->name,
 	    session_error_name(error), message);
 	p->status = 1;
 	ev_break(p->loop, EVBREAK_ALL);
@@ -270,7 +274,7 @@ run_probe(const struct config *config, const char *name)
 		.stage = on_probe_stage,
 	};
 	const struct account *account = config_find_account(config, name);
-	struct probe p = { .status = 0 };
+	struct probe p = { .account = account, .status = 0 };
 	struct session *s;
 
 	if (account == NULL) {
@@ -283,8 +287,8 @@ run_probe(const struct config *config, const char *name)
 		return 1;
 	printf("server: %s:%u (%s)\n", account->host, account->port,
 	    tls_mode_name(account->tls));
-	if ((s = session_new(p.loop, account, config->timeout, &cb, &p)) ==
-	    NULL)
+	if ((s = account_session_new(p.loop, account, config->timeout, &cb,
+	    &p)) == NULL)
 		return 1;
 	if (session_start(s) == 0)
 		ev_run(p.loop, 0);

@@ -15,6 +15,7 @@
 #include "imap/writer.h"
 #include "log.h"
 #include "mbox/mbox.h"
+#include "mirror/account_session.h"
 #include "mirror/layout.h"
 #include "mirror/names.h"
 #include "mirror/plan.h"
@@ -2048,14 +2049,16 @@ on_batch_done(struct session *s, const struct imap_response *tagged,
  * delivered something, as a server that serves only so many messages a
  * session does, or a message it never delivers was given up), and not too
  * often.  Not after a protocol error: a server that sends garbage is not
- * asked again in the same run. */
+ * asked again in the same run.  A TLS error on a connection that delivered
+ * mail is the link failing (a reset under TLS), not its certificate: that
+ * was checked before anything was delivered. */
 static bool
 may_reconnect(const struct mirror *m, enum session_error error)
 {
 	return !m->finished && (m->session_messages > 0 ||
 	    m->session_gave_up) && m->reconnects < MAX_RECONNECTS &&
 	    (error == SESSION_ERR_NETWORK || error == SESSION_ERR_TIMEOUT ||
-	    error == SESSION_ERR_SERVER);
+	    error == SESSION_ERR_SERVER || error == SESSION_ERR_TLS);
 }
 
 static void
@@ -2088,8 +2091,8 @@ on_reconnect_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	if (m->finished)
 		return;
 	session_free(&m->session);
-	m->session = session_new(m->loop, m->account, m->config->timeout,
-	    &mirror_session_cb, m);
+	m->session = account_session_new(m->loop, m->account,
+	    m->config->timeout, &mirror_session_cb, m);
 	if (m->session == NULL) {
 		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
 		return;
@@ -2245,7 +2248,7 @@ mirror_start(struct ev_loop *loop, const struct config *config,
 		    account->output, strerror(errno));
 		return m;
 	}
-	m->session = session_new(loop, account, config->timeout,
+	m->session = account_session_new(loop, account, config->timeout,
 	    &mirror_session_cb, m);
 	if (m->session == NULL) {
 		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
