@@ -69,6 +69,65 @@
 #define MAX_MAILBOXES 100000
 
 /*
+ * Where a run stands; mirror_set_state() is the only way to change it.
+ *
+ *   CONNECTING   connect, TLS, login (session_start; ready follows)
+ *   LISTING      LIST for each pattern (with LIST-STATUS, the plan's
+ *                STATUS comes with it)
+ *   STATUS       the STATUS of every mailbox LIST-STATUS did not answer
+ *   LOCK_WAIT    a mail reader holds the next mailbox's mbox: polled on a
+ *                timer before anything is sent for it
+ *   EXAMINING    EXAMINE sent, with the size query (and, for a few new
+ *                messages, the bodies) pipelined behind it
+ *   FETCHING     EXAMINE answered, mbox open: sizes and batches of bodies,
+ *                commits (mirror/plan.h decides what may be committed)
+ *   REFETCHING   EXAMINE showed the pipelined fetch asked from a stale
+ *                state: its answers are waited out, then a fresh one sent
+ *   SKIPPING     the mailbox is left out (EXAMINE refused, no UIDVALIDITY,
+ *                its file cannot be made): the pipelined fetch is waited out
+ *   DRAINING     the mailbox is over for this run (a hole, a refusal): what
+ *                is still in flight is answered and ignored
+ *   RECONNECTING the server ended a connection that delivered mail: a new
+ *                one follows after RECONNECT_PAUSE, resuming where it stood
+ *   LOGOUT       every mailbox done, LOGOUT sent
+ *   DONE         the outcome is known; done() follows from the loop
+ *
+ * CONNECTING -> LISTING -> STATUS -> per mailbox [LOCK_WAIT ->] EXAMINING
+ * -> FETCHING | REFETCHING -> FETCHING | SKIPPING | DRAINING -> the next
+ * mailbox ... -> LOGOUT -> DONE; RECONNECTING -> CONNECTING from any state
+ * with a connection; DONE from anywhere.
+ */
+enum mirror_state {
+	MS_CONNECTING,
+	MS_LISTING,
+	MS_STATUS,
+	MS_LOCK_WAIT,
+	MS_EXAMINING,
+	MS_FETCHING,
+	MS_REFETCHING,
+	MS_SKIPPING,
+	MS_DRAINING,
+	MS_RECONNECTING,
+	MS_LOGOUT,
+	MS_DONE,
+};
+
+static const char *const mirror_state_names[] = {
+	[MS_CONNECTING] = "connecting",
+	[MS_LISTING] = "listing",
+	[MS_STATUS] = "status",
+	[MS_LOCK_WAIT] = "lock-wait",
+	[MS_EXAMINING] = "examining",
+	[MS_FETCHING] = "fetching",
+	[MS_REFETCHING] = "refetching",
+	[MS_SKIPPING] = "skipping",
+	[MS_DRAINING] = "draining",
+	[MS_RECONNECTING] = "reconnecting",
+	[MS_LOGOUT] = "logout",
+	[MS_DONE] = "done",
+};
+
+/*
  * A UID FETCH of bodies in flight: what it asked for.  A server may answer
  * in any order and may add messages nobody asked for; only what was asked
  * is appended, once.
@@ -97,7 +156,7 @@ struct mirror {
 	void *arg;
 	ev_tstamp started;
 	ev_timer finish_timer;
-	bool finished;
+	enum mirror_state step;		/* where the run stands */
 	ev_timer reconnect_timer;	/* a new connection after a cut one */
 	unsigned reconnects;
 	unsigned session_messages;	/* committed on this connection */
@@ -125,20 +184,15 @@ struct mirror {
 	char mbx_failure[400];
 
 	/* The mailbox being synced */
-	bool in_mbx;			/* from EXAMINE to its end */
 	struct mailbox_state *ms;
 	struct mbox *mbox;
 	uint32_t examine_uidvalidity, examine_uidnext, examine_exists;
 	uint32_t fetch_base;		/* the pipelined fetch asked after it */
-	bool fetch_stale;		/* ...but the state turned out older */
-	bool examine_failed;		/* skip once the pipelined fetch ends */
-	bool examined;			/* EXAMINE answered */
 	bool direct;			/* bodies asked with the EXAMINE */
 	bool sizes_pending;		/* the size query is unanswered */
 	bool sizes_complete;		/* ...and answered OK */
 	bool open_done;			/* the direct batch waits for it */
 	struct batch open_batch;
-	bool draining;			/* over for this run: ignore the rest */
 	uint32_t *todo;			/* UIDs to fetch, ascending */
 	uint64_t *todo_sizes;
 	bool *todo_done;		/* committed or given up */
@@ -191,6 +245,24 @@ static int sink(void *, enum imap_sink_event, const struct imap_literal_info *,
 static const struct session_callbacks mirror_session_cb;
 
 static void
+mirror_set_state(struct mirror *m, enum mirror_state state)
+{
+	if (m->step != state)
+		log_debug("%s: sync %s -> %s", m->prefix,
+		    mirror_state_names[m->step], mirror_state_names[state]);
+	m->step = state;
+}
+
+/* From EXAMINE to the end of that mailbox's pass. */
+static bool
+in_mailbox(const struct mirror *m)
+{
+	return m->step == MS_EXAMINING || m->step == MS_FETCHING ||
+	    m->step == MS_REFETCHING || m->step == MS_SKIPPING ||
+	    m->step == MS_DRAINING;
+}
+
+static void
 on_finish_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct mirror *m = w->data;
@@ -206,9 +278,9 @@ on_finish_timer(struct ev_loop *loop, ev_timer *w, int revents)
 static void
 finish(struct mirror *m)
 {
-	if (m->finished)
+	if (m->step == MS_DONE)
 		return;
-	m->finished = true;
+	mirror_set_state(m, MS_DONE);
 	ev_timer_stop(m->loop, &m->lock_timer);
 	ev_timer_stop(m->loop, &m->reconnect_timer);
 	m->result.seconds = ev_now(m->loop) - m->started;
@@ -236,11 +308,11 @@ mirror_fail(struct mirror *m, enum session_error kind, const char *fmt, ...)
 	va_list ap;
 	int n;
 
-	if (m->finished)
+	if (m->step == MS_DONE)
 		return;
 	n = snprintf(m->result.message, sizeof m->result.message, "%s: ",
 	    m->prefix);
-	if (m->mbxs != NULL && m->cur < m->n_mbxs && m->in_mbx)
+	if (m->mbxs != NULL && m->cur < m->n_mbxs && in_mailbox(m))
 		n += snprintf(m->result.message + n, sizeof m->result.message -
 		    (size_t)n, "mailbox %s: ", m->mbxs[m->cur].display);
 	va_start(ap, fmt);
@@ -432,6 +504,7 @@ send_statuses(struct mirror *m)
 	}
 	/* All STATUS commands at once: one round trip for the whole plan
 	 * (none at all for what LIST-STATUS answered already). */
+	mirror_set_state(m, MS_STATUS);
 	for (size_t i = 0; i < m->n_mbxs; i++) {
 		if (m->mbxs[i].has_status)
 			continue;
@@ -481,6 +554,7 @@ on_ready(struct session *s, void *arg)
 		next_mailbox(m);
 		return;
 	}
+	mirror_set_state(m, MS_LISTING);
 	for (size_t i = 0; i < a->mailboxes.n; i++) {
 		session_cmd_init(s, &cmd, "LIST");
 		imap_cmd_add_raw(&cmd, "\"\"");
@@ -584,7 +658,7 @@ mailbox_local_failure(struct mirror *m, const char *error)
 	mailbox_failed(m, "%s", error);
 	mbox_close(&m->mbox);
 	m->ms = NULL;
-	m->examine_failed = true;
+	mirror_set_state(m, MS_SKIPPING);
 }
 
 /* Moves a file of the mailbox out of the way, keeping it. */
@@ -741,7 +815,10 @@ prepare_mailbox(struct mirror *m)
 	m->batch_bytes = 0;
 	m->nil_uid = 0;
 	m->mbx_messages = m->mbx_bytes = 0;
-	m->fetch_stale = ms->last_uid != m->fetch_base;
+	/* The fetch sent with EXAMINE asked after fetch_base: if the state
+	 * turned out older (a new UIDVALIDITY), its answers do not count. */
+	mirror_set_state(m, ms->last_uid != m->fetch_base ? MS_REFETCHING :
+	    MS_FETCHING);
 }
 
 static void
@@ -799,11 +876,10 @@ on_examine_done(struct session *s, const struct imap_response *tagged,
 	char text[ERROR_TEXT_MAX];
 
 	(void)s;
-	if (m->examined || m->mbox != NULL) {
+	if (m->step != MS_EXAMINING || m->mbox != NULL) {
 		mirror_fail(m, SESSION_ERR_PROTOCOL, "EXAMINE answered twice");
 		return;
 	}
-	m->examined = true;
 	if (tagged->status != IMAP_STATUS_OK) {
 		/* Deleted since LIST, or not ours to read: the others go on
 		 * once the fetch sent with the EXAMINE has failed too, but
@@ -813,7 +889,7 @@ on_examine_done(struct session *s, const struct imap_response *tagged,
 		    m->prefix, mb->display, imap_response_text(tagged, text,
 		    sizeof text));
 		mailbox_failed(m, "EXAMINE failed: %s", text);
-		m->examine_failed = true;
+		mirror_set_state(m, MS_SKIPPING);
 		return;
 	}
 	if (m->examine_uidvalidity == 0)
@@ -823,7 +899,7 @@ on_examine_done(struct session *s, const struct imap_response *tagged,
 		log_warnx("%s: mailbox %s: no UIDVALIDITY, skipped",
 		    m->prefix, mb->display);
 		mailbox_failed(m, "the server sent no UIDVALIDITY");
-		m->examine_failed = true;
+		mirror_set_state(m, MS_SKIPPING);
 		return;
 	}
 	m->result.mailboxes_opened++;
@@ -842,7 +918,7 @@ on_lock_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)loop;
 	(void)revents;
 	ev_timer_stop(m->loop, &m->lock_timer);
-	if (!m->finished)
+	if (m->step == MS_LOCK_WAIT)
 		examine(m);
 }
 
@@ -875,6 +951,7 @@ wait_for_mbox_lock(struct mirror *m)
 		    "waiting", m->prefix, mb->display, path);
 		m->lock_wait_since = ev_now(m->loop);
 	}
+	mirror_set_state(m, MS_LOCK_WAIT);
 	if (ev_now(m->loop) - m->lock_wait_since <
 	    mbox_lock_wait() / 1000.0) {
 		free(path);
@@ -912,10 +989,8 @@ examine(struct mirror *m)
 		return;
 	m->examine_uidvalidity = m->examine_uidnext = 0;
 	m->examine_exists = mb->messages;
-	m->examine_failed = m->fetch_stale = m->examined = false;
-	m->draining = false;
 	m->ms = NULL;
-	m->in_mbx = true;
+	mirror_set_state(m, MS_EXAMINING);
 	session_cmd_init(m->session, &cmd, "EXAMINE");
 	imap_cmd_add_string(&cmd, mb->name, strlen(mb->name),
 	    session_literal_mode(m->session));
@@ -950,6 +1025,7 @@ all_done(struct mirror *m)
 	}
 	if (save_state(m) != 0)
 		return;
+	mirror_set_state(m, MS_LOGOUT);
 	session_logout(m->session);
 }
 
@@ -1163,8 +1239,6 @@ leave_mailbox(struct mirror *m)
 {
 	mbox_close(&m->mbox);
 	m->ms = NULL;
-	m->in_mbx = false;
-	m->draining = false;
 	m->direct = false;
 	m->sizes_pending = false;
 	m->open_done = false;
@@ -1217,7 +1291,7 @@ mailbox_abandoned(struct mirror *m)
 static void
 drain_mailbox(struct mirror *m)
 {
-	m->draining = true;
+	mirror_set_state(m, MS_DRAINING);
 	if (m->in_flight == 0 && !m->sizes_pending)
 		mailbox_abandoned(m);
 }
@@ -1227,7 +1301,7 @@ drain_mailbox(struct mirror *m)
 static bool
 answered_before_examine(struct mirror *m)
 {
-	if (m->examined)
+	if (m->step != MS_EXAMINING)
 		return false;
 	mirror_fail(m, SESSION_ERR_PROTOCOL, "UID FETCH completed before the "
 	    "EXAMINE it depends on");
@@ -1243,15 +1317,15 @@ answered_before_examine(struct mirror *m)
 static bool
 pipelined_fetch_void(struct mirror *m)
 {
-	if (!m->examine_failed && !m->fetch_stale)
+	if (m->step != MS_SKIPPING && m->step != MS_REFETCHING)
 		return false;
 	if (m->sizes_pending || m->in_flight > 0)
 		return true;	/* the rest of it is still to come */
-	if (m->examine_failed) {
+	if (m->step == MS_SKIPPING) {
 		next_after(m);
 		return true;
 	}
-	m->fetch_stale = false;
+	mirror_set_state(m, MS_FETCHING);
 	send_fetch(m, m->ms->last_uid, false);
 	return true;
 }
@@ -1342,7 +1416,7 @@ can_send_next(const struct mirror *m)
 {
 	const struct batch *b, *newest = NULL;
 
-	if (m->draining)
+	if (m->step != MS_FETCHING)
 		return false;
 	if (m->in_flight == 0)
 		return true;
@@ -1361,7 +1435,7 @@ can_send_next(const struct mirror *m)
 static void
 send_batches(struct mirror *m)
 {
-	while (!m->finished && m->next_todo < m->n_todo && can_send_next(m))
+	while (m->next_todo < m->n_todo && can_send_next(m))
 		send_batch(m);
 }
 
@@ -1412,7 +1486,7 @@ wanted_uid(const struct mirror *m, uint32_t uid)
 {
 	const struct batch *b;
 
-	if (m->draining || uid <= m->ms->last_uid ||
+	if (m->step != MS_FETCHING || uid <= m->ms->last_uid ||
 	    uid_in(m->got, m->n_got, uid, NULL) ||
 	    state_is_skipped(m->ms, uid))
 		return false;
@@ -1473,8 +1547,8 @@ begin_message(struct mirror *m, const struct imap_literal_info *info)
 	m->spooling = false;
 	/* Bodies only count in answer to a batch (not to the sizes query,
 	 * not before EXAMINE has been answered). */
-	if (m->ms == NULL || m->mbox == NULL || m->fetch_stale ||
-	    m->draining || m->in_flight == 0 || (strcmp(info->item,
+	if (m->ms == NULL || m->mbox == NULL || m->step != MS_FETCHING ||
+	    m->in_flight == 0 || (strcmp(info->item,
 	    "BODY[]") != 0 && strcmp(info->item, "RFC822") != 0))
 		return 0;
 	if (imap_fetch_decode(info->msgno, info->before, info->nbefore,
@@ -1657,7 +1731,7 @@ on_fetch_untagged(struct session *s, const struct imap_response *resp,
 	const struct imap_arg *body;
 
 	(void)s;
-	if (m->ms == NULL || m->fetch_stale || resp->keyword == NULL)
+	if (m->ms == NULL || m->step != MS_FETCHING || resp->keyword == NULL)
 		return;
 	if (strcmp(resp->keyword, "FETCH") != 0)
 		return;
@@ -1925,9 +1999,9 @@ on_sizes_done(struct session *s, const struct imap_response *tagged,
 	(void)s;
 	m->sizes_pending = false;
 	if (answered_before_examine(m) || pipelined_fetch_void(m) ||
-	    m->finished)
+	    m->step == MS_DONE)
 		return;
-	if (m->draining) {
+	if (m->step == MS_DRAINING) {
 		drain_mailbox(m);
 		return;
 	}
@@ -2020,6 +2094,8 @@ on_batch_done(struct session *s, const struct imap_response *tagged,
 	struct batch b;
 
 	(void)s;
+	if (m->step == MS_DONE)
+		return;
 	if (!pop_batch(m, tagged->tag, &b)) {
 		mirror_fail(m, SESSION_ERR_PROTOCOL, "UID FETCH %s completed "
 		    "twice", tagged->tag);
@@ -2027,7 +2103,7 @@ on_batch_done(struct session *s, const struct imap_response *tagged,
 	}
 	if (answered_before_examine(m) || pipelined_fetch_void(m))
 		return;
-	if (m->draining) {
+	if (m->step == MS_DRAINING) {
 		drain_mailbox(m);
 		return;
 	}
@@ -2055,8 +2131,10 @@ on_batch_done(struct session *s, const struct imap_response *tagged,
 static bool
 may_reconnect(const struct mirror *m, enum session_error error)
 {
-	return !m->finished && (m->session_messages > 0 ||
-	    m->session_gave_up) && m->reconnects < MAX_RECONNECTS &&
+	/* (After LOGOUT everything is committed: nothing to go on with.) */
+	return m->step != MS_DONE && m->step != MS_LOGOUT &&
+	    (m->session_messages > 0 || m->session_gave_up) &&
+	    m->reconnects < MAX_RECONNECTS &&
 	    (error == SESSION_ERR_NETWORK || error == SESSION_ERR_TIMEOUT ||
 	    error == SESSION_ERR_SERVER || error == SESSION_ERR_TLS);
 }
@@ -2076,6 +2154,7 @@ reconnect(struct mirror *m, const char *why)
 	m->spooling = false;
 	if (m->session != NULL)
 		session_abort(m->session, SESSION_OK, "reconnecting");
+	mirror_set_state(m, MS_RECONNECTING);
 	ev_timer_set(&m->reconnect_timer, RECONNECT_PAUSE, 0);
 	ev_timer_start(m->loop, &m->reconnect_timer);
 }
@@ -2088,8 +2167,9 @@ on_reconnect_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)loop;
 	(void)revents;
 	ev_timer_stop(m->loop, &m->reconnect_timer);
-	if (m->finished)
+	if (m->step != MS_RECONNECTING)
 		return;
+	mirror_set_state(m, MS_CONNECTING);
 	session_free(&m->session);
 	m->session = account_session_new(m->loop, m->account,
 	    m->config->timeout, &mirror_session_cb, m);
@@ -2161,11 +2241,11 @@ on_session_failed(struct session *s, enum session_error error,
 	struct mirror *m = arg;
 
 	(void)s;
-	if (m->finished)
+	if (m->step == MS_DONE)
 		return;
 	/* Keep the prefix that arrived whole.  A lost connection says
 	 * nothing about the message that was coming: no try is counted. */
-	if (m->in_mbx && m->mbox != NULL && m->ms != NULL &&
+	if (in_mailbox(m) && m->mbox != NULL && m->ms != NULL &&
 	    commit(m, true) != 0)
 		return;
 	if (may_reconnect(m, error)) {
