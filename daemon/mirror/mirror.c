@@ -51,6 +51,12 @@
  * fetched again.
  */
 #define COMMIT_INTERVAL 1.0
+/*
+ * ...and at least this often while a batch comes in, whatever its size: a
+ * batch may be 32 MB, which a slow link takes minutes to bring, and a crash
+ * should cost seconds of fetching, not the batch.
+ */
+#define COMMIT_EVERY 2.0
 #define COMMIT_MAX_BYTES (256ULL * 1024 * 1024)
 /* How often to look again at an mbox another program holds locked. */
 #define LOCK_POLL_SECS 0.1
@@ -212,6 +218,7 @@ struct mirror {
 	uint64_t todo_bytes;		/* sum of todo_sizes */
 	ev_tstamp mbx_started, last_progress;
 	ev_tstamp last_commit;
+	ev_tstamp last_commit_try;	/* mid-batch, not always possible */
 
 	/* The message being streamed */
 	bool msg_skip;
@@ -1578,6 +1585,19 @@ fail:
 	return -1;
 }
 
+static int commit(struct mirror *, bool);
+static void report_progress(struct mirror *);
+
+/* A commit is due in the middle of a batch (see COMMIT_EVERY). */
+static bool
+commit_due(const struct mirror *m)
+{
+	ev_tstamp now = ev_now(m->loop);
+
+	return now - m->last_commit >= COMMIT_EVERY &&
+	    now - m->last_commit_try >= COMMIT_EVERY;
+}
+
 /* A message is in the mbox (not yet committed): where its entry ends is
  * remembered, so a commit can stop after it. */
 static int
@@ -1616,6 +1636,14 @@ message_appended(struct mirror *m, uint32_t uid, uint64_t size)
 	m->arr[m->n_arr].end = mbox_appended_size(m->mbox);
 	m->arr_sizes[m->n_arr++] = size;
 	m->batch_bytes += size;
+	if (commit_due(m)) {
+		/* Commits only if all that arrived can be (no message before
+		 * the last one still to come); else it waits for more. */
+		m->last_commit_try = ev_now(m->loop);
+		if (commit(m, false) != 0)
+			return -1;
+	}
+	report_progress(m);
 	send_batches(m);
 	return 0;
 oom:

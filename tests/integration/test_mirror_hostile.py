@@ -950,6 +950,45 @@ class Hostile(unittest.TestCase):
         e.assert_ok(res, messages=2)
         self.assertEqual(e.mbox(b"INBOX"), shrunk + e.expected(b"INBOX", [4, 5]))
 
+    def test_slow_batch_commits_as_it_comes(self):
+        # One batch that takes long to arrive (a slow link) is committed every
+        # couple of seconds as it comes, not only at its end: a kill -9 in the
+        # middle keeps what came before, and progress is reported meanwhile.
+        e = self.env(counts={b"INBOX": 12}, timeout="20s")
+
+        def script(conn, ctx):
+            if not ctx["body"]:
+                return None
+            acts = []
+            for u in ctx["uids"]:
+                acts += [conn.fetch_response(u), ("sleep", 0.5)]
+            return acts + [("hang",)]
+        e.srv.hooks["UID FETCH"] = script
+        t0 = time.monotonic()
+        proc = mu.start_mboxmirror("-c", e.conf, "--once", "-v")
+        try:
+            # Within the batch's 6 s, long before its end or the timeout.
+            deadline = t0 + 5
+            while time.monotonic() < deadline:
+                try:
+                    if self.state_size(e) > 0:
+                        break
+                except (FileNotFoundError, AttributeError):
+                    pass
+                time.sleep(0.1)
+            committed = self.state_size(e)
+            # Past the first progress line (every 5 s), before the batch ends.
+            time.sleep(max(0, t0 + 5.8 - time.monotonic()))
+        finally:
+            proc.kill()
+            _, err = proc.communicate()
+        err = err.decode(errors="replace")
+        self.assertGreater(committed, 0, err[-3000:])
+        # The committed part is whole messages, in order.
+        self.assertTrue(e.expected(b"INBOX").startswith(e.mbox(b"INBOX")[:committed]))
+        self.assertRegex(err, r"mailbox INBOX: \d+/12 messages")
+        e.follow_up()
+
     # -- servers that stall: timeout = 2s ---------------------------------------------
 
     def test_server_stops_answering_mid_fetch(self):
