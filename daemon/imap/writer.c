@@ -37,8 +37,14 @@ cmd_reserve(struct imap_cmd *cmd, size_t more)
 	ncap = cmd->cap ? cmd->cap : 64;
 	while (ncap < need)
 		ncap *= 2;
-	if ((p = realloc(cmd->data, ncap)) == NULL)
+	/* Not realloc: the old block may hold a password, and is wiped. */
+	if ((p = malloc(ncap)) == NULL)
 		goto fail;
+	if (cmd->data != NULL) {
+		memcpy(p, cmd->data, cmd->len);
+		explicit_bzero(cmd->data, cmd->cap);
+		free(cmd->data);
+	}
 	cmd->data = p;
 	cmd->cap = ncap;
 	return 0;

@@ -340,6 +340,9 @@ truncate_back(struct mbox *m)
 		return -1;
 	}
 	m->dirty = false;
+	/* Not synced first (a failure path): if a power cut undoes the cut,
+	 * our tail is at worst saved aside as another program's; a record
+	 * left claiming it could cut a reader's mail unsaved. */
 	marker_truncated(m, m->committed);
 	return 0;
 }
@@ -861,10 +864,16 @@ mbox_commit_upto(struct mbox *m, uint64_t size, uint64_t *size_r)
 		do
 			r = ops.ftruncate(m->fd, (off_t)size);
 		while (r == -1 && errno == EINTR);
+		if (r == 0) {
+			do
+				r = ops.fdatasync(m->fd);
+			while (r == -1 && errno == EINTR);
+		}
 		if (r == -1) {
 			fail(m, "truncate", errno);
 			return -1;
 		}
+		/* The cut is durable: the record may say so now. */
 		marker_truncated(m, size);
 	}
 	if (size > m->committed || m->dirty) {

@@ -1906,7 +1906,10 @@ commit(struct mirror *m, bool salvage)
 
 	if (m->mbox == NULL || m->ms == NULL)
 		return 0;
-	if ((k = commit_point(m, &last)) < 0) {
+	/* A size list still coming in may be out of order: the searches and
+	 * the walk below need it sorted. */
+	if ((m->todo_unsorted && sort_todo(m) != 0) ||
+	    (k = commit_point(m, &last)) < 0) {
 		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
 		return -1;
 	}
@@ -2042,6 +2045,11 @@ on_sizes_done(struct session *s, const struct imap_response *tagged,
 		return;
 	}
 	m->sizes_complete = true;
+	/* What a commit made while the list came in covered: done. */
+	m->contig = 0;
+	while (m->contig < m->n_todo && (m->todo_done[m->contig] ||
+	    m->todo[m->contig] <= m->ms->last_uid))
+		m->todo_done[m->contig++] = true;
 	if (m->ms->hole_uid > m->ms->last_uid &&
 	    !uid_in(m->todo, m->n_todo, m->ms->hole_uid, NULL)) {
 		/* Expunged meanwhile: nothing to wait for any more. */
@@ -2271,6 +2279,13 @@ on_session_failed(struct session *s, enum session_error error,
 	(void)s;
 	if (m->step == MS_DONE)
 		return;
+	if (m->step == MS_LOGOUT) {
+		/* Everything was committed and the outcome saved before
+		 * LOGOUT: a connection lost now changes neither. */
+		log_debug("%s: after LOGOUT: %s", m->prefix, message);
+		finish(m);
+		return;
+	}
 	/* Keep the prefix that arrived whole.  A lost connection says
 	 * nothing about the message that was coming: no try is counted. */
 	if (in_mailbox(m) && m->mbox != NULL && m->ms != NULL &&

@@ -270,6 +270,8 @@ transport_destroy(struct sock_transport *t)
 	transport_teardown(t);
 	ev_idle_stop(t->loop, &t->kick);
 	free(t->pull);
+	if (t->wbuf != NULL)
+		explicit_bzero(t->wbuf, t->wcap);
 	free(t->wbuf);
 	free(t->host);
 	free(t->ca_file);
@@ -1143,6 +1145,8 @@ transport_flush(struct sock_transport *t)
 			if (n > 0)
 				transport_progress(t);
 		}
+		/* Sent bytes may be a login: wiped, not just skipped. */
+		explicit_bzero(t->wbuf + t->woff, (size_t)n);
 		t->woff += (size_t)n;
 		t->wlen -= (size_t)n;
 	}
@@ -1364,6 +1368,7 @@ sock_write(struct transport *base, const void *data, size_t len)
 	if (t->woff + need > t->wcap) {
 		if (t->woff > 0) {
 			memmove(t->wbuf, t->wbuf + t->woff, t->wlen);
+			explicit_bzero(t->wbuf + t->wlen, t->woff);
 			t->woff = 0;
 		}
 		if (need > t->wcap) {
@@ -1371,8 +1376,14 @@ sock_write(struct transport *base, const void *data, size_t len)
 
 			while (cap < need)
 				cap *= 2;
-			if ((p = realloc(t->wbuf, cap)) == NULL)
+			/* Not realloc: what was sent may hold a password. */
+			if ((p = malloc(cap)) == NULL)
 				return -1;
+			if (t->wbuf != NULL) {
+				memcpy(p, t->wbuf, t->wlen);
+				explicit_bzero(t->wbuf, t->wcap);
+				free(t->wbuf);
+			}
 			t->wbuf = p;
 			t->wcap = cap;
 		}

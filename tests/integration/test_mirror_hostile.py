@@ -989,6 +989,27 @@ class Hostile(unittest.TestCase):
         self.assertRegex(err, r"mailbox INBOX: \d+/12 messages")
         e.follow_up()
 
+    def test_slow_direct_fetch_with_sizes_out_of_order(self):
+        # A few new messages, their sizes listed in descending order and the list
+        # held open while the bodies come slowly: the commit made meanwhile must
+        # not leave a committed UID looking undone once the list is complete.
+        e = self.synced(prior=10)
+        e.add(b"INBOX", 3)
+        held = {}
+
+        def script(conn, ctx):
+            if not ctx["body"]:
+                held["tag"] = ctx["tag"]
+                return [b"".join(conn.fetch_response(u, ("UID", "RFC822.SIZE"))
+                                 for u in reversed(ctx["uids"]) if u > 10)]
+            return [("sleep", 2.6), conn.fetch_response(11), conn.fetch_response(12),
+                    conn.fetch_response(13), held["tag"] + b" OK sizes\r\n" + ok(ctx)]
+        e.srv.hooks["UID FETCH"] = script
+        res, _ = e.run()
+        e.assert_ok(res, messages=3)
+        e.assert_exact(b"INBOX")
+        e.follow_up()
+
     # -- servers that stall: timeout = 2s ---------------------------------------------
 
     def test_server_stops_answering_mid_fetch(self):
