@@ -1028,18 +1028,82 @@ dotlock_stale(const char *path, const struct stat *st)
 	    dotlock_holder_dead(path);
 }
 
+/* Our pid and a newline, as mail readers write it into a dotlock. */
+static int
+write_pid(int fd)
+{
+	char pid[32];
+	size_t len;
+	ssize_t n;
+
+	len = (size_t)snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+	n = write(fd, pid, len);
+	if (n != (ssize_t)len) {
+		if (n != -1)
+			errno = EIO;
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Creates the dotlock with our pid already in it: written to a temporary
+ * file beside it, then link(2)ed into place, so that no crash can leave an
+ * empty dotlock whose holder nobody can tell (and that others would wait
+ * for until it is stale).  Where the file system has no hard links, falls
+ * back to O_EXCL and writes the pid afterwards (*written_r false).  The
+ * lock's fd, or -1 with errno (EEXIST: held).
+ */
+static int
+dotlock_create(struct mbox *m, bool *written_r)
+{
+	char *tmp;
+	int fd, saved;
+
+	*written_r = false;
+	if (asprintf(&tmp, "%s.%ld.tmp", m->lock_path, (long)getpid()) == -1)
+		return -1;
+	(void)unlink(tmp);	/* ours, left by a crash of this pid */
+	if ((fd = open_regular(tmp, O_RDWR | O_CREAT | O_EXCL, 0600)) < 0) {
+		saved = errno;
+		free(tmp);
+		errno = saved;
+		return -1;
+	}
+	if (write_pid(fd) == -1)
+		goto fail;
+	if (link(tmp, m->lock_path) == -1) {
+		if (errno != EPERM && errno != ENOTSUP && errno != ENOSYS &&
+		    errno != EOPNOTSUPP)
+			goto fail;
+		(void)close(fd);
+		(void)unlink(tmp);
+		free(tmp);
+		return open_regular(m->lock_path, O_WRONLY | O_CREAT |
+		    O_EXCL, 0600);
+	}
+	(void)unlink(tmp);
+	free(tmp);
+	*written_r = true;
+	return fd;
+fail:
+	saved = errno;
+	(void)close(fd);
+	(void)unlink(tmp);
+	free(tmp);
+	errno = saved;
+	return -1;
+}
+
 static int
 lock_dotlock(struct mbox *m, const struct timespec *deadline, char **error_r)
 {
-	char pid[32];
 	struct stat st;
-	ssize_t n;
-	size_t len;
+	bool written;
 	int fd;
 
 	for (;;) {
-		fd = open_regular(m->lock_path, O_WRONLY | O_CREAT | O_EXCL,
-		    0600);
+		fd = dotlock_create(m, &written);
 		if (fd >= 0)
 			break;
 		if (fd == -1 && errno == EINTR)
@@ -1084,13 +1148,8 @@ lock_dotlock(struct mbox *m, const struct timespec *deadline, char **error_r)
 		goto syserr;
 	m->dotlock_dev = st.st_dev;
 	m->dotlock_ino = st.st_ino;
-	len = (size_t)snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
-	n = write(fd, pid, len);
-	if (n != (ssize_t)len) {
-		if (n != -1)
-			errno = EIO;
+	if (!written && write_pid(fd) == -1)
 		goto syserr;
-	}
 	return 0;
 
 syserr:

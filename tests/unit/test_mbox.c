@@ -1710,6 +1710,25 @@ test_dotlock(void **state)
 	mbox_close(&m);
 	assert_int_equal(access(lock, F_OK), -1);
 
+	/* Ours holds our pid from the moment it exists (linked into place,
+	 * never created empty), and no temporary file is left beside it. */
+	{
+		char buf[64], want[32], tmp[PATH_MAX + 32];
+		FILE *fp;
+		size_t n;
+
+		m = must_open(path, 0, MBOX_OPEN_OK);
+		assert_non_null(fp = fopen(lock, "r"));
+		n = fread(buf, 1, sizeof buf - 1, fp);
+		buf[n] = '\0';
+		fclose(fp);
+		snprintf(want, sizeof want, "%ld\n", (long)getpid());
+		assert_string_equal(buf, want);
+		snprintf(tmp, sizeof tmp, "%s.%ld.tmp", lock, (long)getpid());
+		assert_int_equal(access(tmp, F_OK), -1);
+		mbox_close(&m);
+	}
+
 	/* Replaced by someone else while we held it: not removed. */
 	m = must_open(path, 0, MBOX_OPEN_OK);
 	assert_int_equal(unlink(lock), 0);
