@@ -27,6 +27,7 @@ UTF-7 for IMAP.
 
 import base64
 import email.utils
+import fcntl
 import imaplib
 import itertools
 import mailbox
@@ -157,11 +158,36 @@ class Fixture:
 
     def new_user(self, prefix="t"):
         """A fresh user with an empty mailbox tree: (name, password).  Tests that run in
-        parallel stay out of each other's mail this way."""
+        parallel stay out of each other's mail this way.  Taken from the pool of users
+        the fixture made before the servers started (no wait); once that is used up, a
+        user named prefix... is added (add_user, which waits for the servers)."""
+        taken = self._take_pool_user()
+        if taken:
+            return taken
         n = next(_counter)
         name = f"{prefix}{os.getpid()}x{n}"
         password = f"pw-{name}-{random.randrange(1 << 30):x}"
         self.add_user(name, password)
+        return name, password
+
+    def _take_pool_user(self):
+        """The next untaken (name, password) of the fixture's pool, or None.  The
+        counter file is locked, so concurrent tests never take the same user."""
+        pool, counter = self.env.get("USER_POOL"), self.env.get("USER_POOL_NEXT")
+        if not pool or not counter:
+            return None
+        with open(counter, "r+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            n = int(f.read().strip() or 0)
+            with open(pool, encoding="utf-8") as p:
+                lines = p.read().splitlines()
+            if n >= len(lines):
+                return None
+            f.seek(0)
+            f.write(f"{n + 1}\n")
+            f.truncate()
+        name, password = lines[n].split(":", 1)
+        self.users[name] = password
         return name, password
 
     def ssl_context(self, cafile=None):
