@@ -228,17 +228,15 @@ def start_mboxmirror(*args):
 
 def wait_file_size(path, minimum, proc, timeout=60):
     """Waits until path holds at least minimum bytes; False if proc ended first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def size_or_end():
         try:
             if os.path.getsize(path) >= minimum:
-                return True
+                return "reached"
         except FileNotFoundError:
             pass
-        if proc.poll() is not None:
-            return False
-        time.sleep(0.005)
-    return False
+        return "ended" if proc.poll() is not None else None
+    return mmtest.wait_for(size_or_end, timeout, interval=0.005,
+                           what=f"{path} to reach {minimum} bytes") == "reached"
 
 
 def kill(proc, sig=signal.SIGKILL):

@@ -43,7 +43,7 @@ import time
 
 __all__ = [
     "Fixture", "TempDir", "MboxEntry", "make_message", "mutf7_encode", "mutf7_decode",
-    "write_config", "run_mboxmirror", "read_mbox", "mbox_escape_entry",
+    "write_config", "run_mboxmirror", "read_mbox", "mbox_escape_entry", "wait_for",
 ]
 
 _counter = itertools.count(1)
@@ -324,14 +324,12 @@ class Fixture:
         """Waits until the log after offset matches the regular expression pattern (the
         server writes its log asynchronously) and returns that text; raises
         AssertionError on timeout."""
-        deadline = time.monotonic() + timeout
-        while True:
+        def matched():
             text = self.log_since(offset)
-            if re.search(pattern, text):
-                return text
-            if time.monotonic() > deadline:
-                raise AssertionError(f"server log never matched {pattern!r}:\n{text}")
-            time.sleep(0.05)
+            return text if re.search(pattern, text) else None
+        return wait_for(matched, timeout,
+                        what=lambda: f"server log to match {pattern!r}:\n"
+                                     f"{self.log_since(offset)}")
 
     # -- mboxmirror configuration --
 
@@ -411,6 +409,24 @@ def run_mboxmirror(*args, timeout=120, env=None, check=False):
         raise AssertionError(f"mboxmirror {' '.join(args)} exited {res.returncode}:"
                              f"\n{res.stderr}")
     return res
+
+
+# ---- waiting ---------------------------------------------------------------------------
+
+def wait_for(predicate, timeout, interval=0.02, what="condition"):
+    """Polls predicate() until it returns something true and returns that value; raises
+    AssertionError after timeout seconds.  what names the condition in the message (a
+    callable is called then, for a message that needs the latest state).  The one way
+    tests wait for something to happen: never a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            text = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout}s waiting for {text}")
+        time.sleep(interval)
 
 
 # ---- messages and mbox files -----------------------------------------------------------

@@ -16,6 +16,7 @@ import time
 import unittest
 
 import mmtest
+from mmtest import wait_for
 
 SANITIZER_ERROR = re.compile(r"ERROR: (Address|Leak)Sanitizer|runtime error:")
 
@@ -25,19 +26,6 @@ def binary():
     if not path or not os.access(path, os.X_OK):
         raise AssertionError(f"MBOXMIRROR does not name the built mboxmirror ({path!r})")
     return path
-
-
-def wait_for(predicate, timeout, interval=0.02, what="condition"):
-    """Polls predicate() until it returns something true; returns that value, or raises
-    AssertionError after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def mbox_entries(path):
@@ -124,19 +112,17 @@ class Daemon:
         """Waits until the log after offset since holds count matches of the regular
         expression; returns the list of matches.  Fails at once if the daemon exits."""
         rx = re.compile(pattern, re.MULTILINE)
-        deadline = time.monotonic() + timeout
-        while True:
-            text = self.log_since(since)
-            found = list(rx.finditer(text))
+
+        def matched():
+            found = list(rx.finditer(self.log_since(since)))
             if len(found) >= count:
                 return found
             if not self.alive():
                 raise AssertionError(f"daemon exited ({self.proc.returncode}) before "
                                      f"the log matched {pattern!r}:\n{self.tail()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"log never matched {pattern!r} {count} times in "
-                                     f"{timeout}s:\n{self.tail()}")
-            time.sleep(0.02)
+            return None
+        return wait_for(matched, timeout, what=lambda: f"the log to match {pattern!r} "
+                        f"{count} times:\n{self.tail()}")
 
     def tail(self, n=60):
         return "\n".join(self.log().splitlines()[-n:])

@@ -10,7 +10,6 @@ MM_IDLE_WINDOW (seconds, default 5) sets how long the idle CPU use is measured.
 """
 
 import os
-import re
 import sys
 import time
 import unittest

@@ -2,10 +2,8 @@
 within seconds without leaving half a message behind; sd_notify tells READY, STATUS,
 WATCHDOG, RELOADING and STOPPING at the right moments."""
 
-import base64
 import os
 import random
-import re
 import signal
 import socket
 import statistics
@@ -15,19 +13,15 @@ import time
 import unittest
 
 import mirror_fakeimap as fi
+import mirror_util as mu
 import mmtest
 from test_daemon_basic import DaemonTestCase, assert_mirrored, inbox, mbox_count, wait_for
 
 
 def big_messages(n, rng):
     """n messages of 100-300 KB each."""
-    out = []
-    for i in range(n):
-        size = rng.randrange(100_000, 300_000)
-        b64 = base64.b64encode(rng.randbytes(size * 3 // 4))
-        body = b"\r\n".join(b64[j:j + 76] for j in range(0, len(b64), 76)) + b"\r\n"
-        out.append(mmtest.make_message(f"big {i}", body=body))
-    return out
+    return [mmtest.make_message(f"big {i}", body=mu.random_text_body(
+        rng, rng.randrange(100_000, 300_000))) for i in range(n)]
 
 
 class NotifyListener:
