@@ -37,6 +37,9 @@ def messages(n_small, big_size, rng):
 
 
 class TestFaults(DaemonTestCase):
+    # Light, and its one timing (a 2 s timeout) has 2.5 s of slack: runs beside
+    # the other daemon tests.
+    takes_turns = False
 
     def account_via(self, proxy, name, user, password):
         return self.fx.account(self.tmp, user, password, name=name, idle="no",
