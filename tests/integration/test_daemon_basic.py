@@ -15,6 +15,7 @@ import sys
 import time
 import unittest
 
+import mirror_util
 import mmtest
 from mmtest import wait_for
 
@@ -53,11 +54,9 @@ def inbox(tmp, account):
 
 
 def assert_mirrored(test, path, messages):
-    """The mbox holds exactly messages (server bytes), once each, in order."""
-    got = [e.data for e in mmtest.read_mbox(path)]
-    test.assertEqual(len(got), len(messages), f"{path}: message count")
-    for i, (g, m) in enumerate(zip(got, messages)):
-        test.assertEqual(g, m, f"{path}: message {i} differs")
+    """The mbox holds exactly messages (server bytes), once each, in order, byte for
+    byte (mirror_util.assert_mbox_holds)."""
+    mirror_util.assert_mbox_holds(test, path, messages)
 
 
 def vm_rss_kib(pid):
