@@ -70,9 +70,9 @@ add_account(struct cli_options *opts, const char *name, char **error_r)
 
 	if (*name == '\0')
 		return log_set_error(error_r, "-a needs an account name");
-	for (size_t i = 0; i < opts->n_accounts; i++)
-		if (strcmp(opts->accounts[i], name) == 0)
-			return 0;
+	if (opts->n_accounts > 0 && cli_account_selected(opts->accounts,
+	    opts->n_accounts, name))
+		return 0;
 	v = reallocarray(opts->accounts, opts->n_accounts + 1, sizeof *v);
 	if (v == NULL)
 		return log_set_error(error_r, "out of memory");
@@ -231,6 +231,17 @@ cli_usage(FILE *fp)
 "\n"
 "Exit status: 0 success; 1 an account failed (--once, --probe);\n"
 "64 usage error; 78 configuration error.\n", fp);
+}
+
+bool
+cli_account_selected(char *const *names, size_t n, const char *name)
+{
+	if (n == 0)
+		return true;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(names[i], name) == 0)
+			return true;
+	return false;
 }
 
 void

@@ -56,6 +56,10 @@ void cli_usage(FILE *fp);
 /* The option that selects mode ("--once"); "" for the daemon mode. */
 const char *cli_mode_option(enum cli_mode mode);
 
+/* Whether the n account names given with -a (cli_options' accounts)
+ * select the account name: every account when there are none. */
+bool cli_account_selected(char *const *names, size_t n, const char *name);
+
 /* Frees what cli_parse() allocated and empties opts. */
 void cli_free(struct cli_options *opts);
 

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "base64.h"
+#include "util/num.h"
 
 #define ACCOUNT_NAME_MAX 64
 #define HOST_MAX 255
@@ -535,17 +536,15 @@ entry_value(struct raw_section *s, const char *key)
 static const char *
 duration_problem(const char *text, unsigned *seconds_r)
 {
-	unsigned long long n = 0, mult = 1;
-	const char *s = text;
+	size_t digits = strspn(text, "0123456789");
+	const char *s = text + digits;
+	uint64_t n, mult = 1;
 
-	if (*s < '0' || *s > '9')
+	if (digits == 0)
 		return "is not a duration (a number with an optional s, m, h "
 		    "or d suffix)";
-	for (; *s >= '0' && *s <= '9'; s++) {
-		n = n * 10 + (unsigned)(*s - '0');
-		if (n > CONFIG_DURATION_MAX)
-			return "is too long (at most 365d)";
-	}
+	if (num_parse_u64n(text, digits, CONFIG_DURATION_MAX, &n) == -1)
+		return "is too long (at most 365d)";
 	switch (*s) {
 	case '\0':
 		break;
@@ -607,28 +606,6 @@ get_duration(struct parser *p, struct raw_section *s, const char *key,
 	if ((problem = duration_problem(e->value, seconds)) != NULL)
 		report(p, e->line, s->name, key, "\"%.64s\" %s", e->value,
 		    problem);
-}
-
-/* A decimal number in [min, max], digits only. */
-static int
-parse_number(const char *text, unsigned long min, unsigned long max,
-    unsigned long *n_r)
-{
-	unsigned long n = 0;
-
-	if (*text == '\0')
-		return -1;
-	for (const char *s = text; *s != '\0'; s++) {
-		if (*s < '0' || *s > '9')
-			return -1;
-		n = n * 10 + (unsigned long)(*s - '0');
-		if (n > max)
-			return -1;
-	}
-	if (n < min)
-		return -1;
-	*n_r = n;
-	return 0;
 }
 
 static int
@@ -866,7 +843,7 @@ static void
 validate_general(struct parser *p, struct raw_section *g, struct config *c)
 {
 	struct raw_entry *e;
-	unsigned long n;
+	uint64_t n;
 	int level;
 
 	c->interval = DEFAULT_INTERVAL;
@@ -886,8 +863,8 @@ validate_general(struct parser *p, struct raw_section *g, struct config *c)
 		report(p, e->line, g->name, e->key, "is shorter than "
 		    "retry_min");
 	if ((e = entry_value(g, "max_connections")) != NULL) {
-		if (parse_number(e->value, 1, CONFIG_MAX_CONNECTIONS_MAX,
-		    &n) == 0)
+		if (num_parse_u64(e->value, CONFIG_MAX_CONNECTIONS_MAX,
+		    &n) == 0 && n >= 1)
 			c->max_connections = (unsigned)n;
 		else
 			report(p, e->line, g->name, e->key, "\"%.64s\" is not "
@@ -1024,7 +1001,7 @@ validate_account(struct parser *p, struct raw_section *s, struct config *c,
     struct account *a, unsigned *output_line)
 {
 	struct raw_entry *e;
-	unsigned long n;
+	uint64_t n;
 	int v;
 
 	check_keys(p, s, IN_ACCOUNT);
@@ -1060,7 +1037,7 @@ validate_account(struct parser *p, struct raw_section *s, struct config *c,
 	}
 	a->port = a->tls == TLS_IMPLICIT ? 993 : 143;
 	if ((e = entry_value(s, "port")) != NULL) {
-		if (parse_number(e->value, 1, 65535, &n) == 0)
+		if (num_parse_u64(e->value, 65535, &n) == 0 && n >= 1)
 			a->port = (uint16_t)n;
 		else
 			report(p, e->line, s->name, e->key,

@@ -9,6 +9,7 @@
 
 #include <ev.h>
 
+#include "cli.h"
 #include "log.h"
 #include "mirror/idle.h"
 #include "mirror/mirror.h"
@@ -406,12 +407,7 @@ runner_free(struct runner *r)
 static bool
 selected(const struct daemon *d, const char *name)
 {
-	if (d->nnames == 0)
-		return true;
-	for (size_t i = 0; i < d->nnames; i++)
-		if (strcmp(d->names[i], name) == 0)
-			return true;
-	return false;
+	return cli_account_selected(d->names, d->nnames, name);
 }
 
 static bool

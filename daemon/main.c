@@ -39,17 +39,6 @@ apply_verbosity(enum cli_verbosity verbosity, enum log_level fallback)
 	}
 }
 
-static bool
-account_selected(const struct cli_options *opts, const char *name)
-{
-	if (opts->n_accounts == 0)
-		return true;
-	for (size_t i = 0; i < opts->n_accounts; i++)
-		if (strcmp(opts->accounts[i], name) == 0)
-			return true;
-	return false;
-}
-
 static void
 print_quoted_list(const struct str_list *l)
 {
@@ -81,7 +70,8 @@ check_config(const struct config *config, const struct cli_options *opts)
 	for (size_t i = 0; i < config->n_accounts; i++) {
 		const struct account *a = &config->accounts[i];
 
-		if (!account_selected(opts, a->name))
+		if (!cli_account_selected(opts->accounts, opts->n_accounts,
+		    a->name))
 			continue;
 		printf("%s: %s @ %s:%u %s%s, auth %s, every %s, %s, "
 		    "mailboxes ", a->name, a->user, a->host, a->port,

@@ -14,8 +14,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/num.h"
+
 static int	 parse_socket(const char *name);
-static int	 parse_u64(const char *text, uint64_t *value_r);
 static uint64_t	 parse_watchdog(const char *usec, const char *pid);
 static int	 send_datagram(const char *msg, size_t len);
 static int	 send_failed(const char *what, int error);
@@ -85,23 +86,6 @@ parse_socket(const char *name)
 	return 0;
 }
 
-static int
-parse_u64(const char *text, uint64_t *value_r)
-{
-	unsigned long long v;
-	char *end;
-
-	/* strtoull would accept blanks, a sign and an empty string. */
-	if (text[0] < '0' || text[0] > '9')
-		return -1;
-	errno = 0;
-	v = strtoull(text, &end, 10);
-	if (errno != 0 || *end != '\0')
-		return -1;
-	*value_r = v;
-	return 0;
-}
-
 static uint64_t
 parse_watchdog(const char *usec, const char *pid)
 {
@@ -109,12 +93,12 @@ parse_watchdog(const char *usec, const char *pid)
 
 	if (usec == NULL)
 		return 0;
-	if (parse_u64(usec, &value) == -1 || value == 0) {
+	if (num_parse_u64(usec, UINT64_MAX, &value) == -1 || value == 0) {
 		log_debug("notify: ignoring WATCHDOG_USEC \"%s\"", usec);
 		return 0;
 	}
 	if (pid != NULL) {
-		if (parse_u64(pid, &owner) == -1 || owner == 0) {
+		if (num_parse_u64(pid, UINT64_MAX, &owner) == -1 || owner == 0) {
 			log_debug("notify: ignoring WATCHDOG_PID \"%s\"", pid);
 			return 0;
 		}

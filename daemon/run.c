@@ -7,8 +7,10 @@
 
 #include <ev.h>
 
+#include "cli.h"
 #include "imap/session.h"
 #include "log.h"
+#include "mirror/account_session.h"
 #include "mirror/mirror.h"
 #include "net/transport.h"
 
@@ -129,17 +131,6 @@ on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
-static bool
-selected(const struct account *a, char *const *names, size_t nnames)
-{
-	if (nnames == 0)
-		return true;
-	for (size_t i = 0; i < nnames; i++)
-		if (strcmp(names[i], a->name) == 0)
-			return true;
-	return false;
-}
-
 int
 run_once(const struct config *config, char *const *names, size_t nnames)
 {
@@ -161,7 +152,8 @@ run_once(const struct config *config, char *const *names, size_t nnames)
 	if (once.jobs == NULL)
 		return 1;
 	for (size_t i = 0; i < config->n_accounts; i++)
-		if (selected(&config->accounts[i], names, nnames))
+		if (cli_account_selected(names, nnames,
+		    config->accounts[i].name))
 			once.jobs[once.n_jobs++].account = &config->accounts[i];
 	the_once = &once;
 	ev_signal_init(&once.sigint, on_stop_signal, SIGINT);
@@ -187,6 +179,7 @@ run_once(const struct config *config, char *const *names, size_t nnames)
 
 struct probe {
 	struct ev_loop *loop;
+	const struct account *account;
 	int status;
 };
 
@@ -214,7 +207,8 @@ static void
 on_probe_stage(struct session *s, enum session_stage stage, const char *text,
     void *arg)
 {
-	(void)arg;
+	const struct probe *p = arg;
+
 	switch (stage) {
 	case SESSION_STAGE_GREETING:
 		print_clean("greeting: ", text);
@@ -226,7 +220,7 @@ on_probe_stage(struct session *s, enum session_stage stage, const char *text,
 		printf("TLS: %s\n", text);
 		break;
 	case SESSION_STAGE_CAPS_TLS:
-		print_caps(s, session_account(s)->tls == TLS_NONE ?
+		print_caps(s, p->account->tls == TLS_NONE ?
 		    "(no TLS)" : "after TLS");
 		break;
 	case SESSION_STAGE_CAPS_AUTH:
@@ -253,7 +247,8 @@ on_probe_failed(struct session *s, enum session_error error,
 {
 	struct probe *p = arg;
 
-	log_error("account %s: %s: %s", session_account(s)->name,
+	(void)s;
+	log_error("account %s: %s: %s", p->account->name,
 	    session_error_name(error), message);
 	p->status = 1;
 	ev_break(p->loop, EVBREAK_ALL);
@@ -279,7 +274,7 @@ run_probe(const struct config *config, const char *name)
 		.stage = on_probe_stage,
 	};
 	const struct account *account = config_find_account(config, name);
-	struct probe p = { .status = 0 };
+	struct probe p = { .account = account, .status = 0 };
 	struct session *s;
 
 	if (account == NULL) {
@@ -292,8 +287,8 @@ run_probe(const struct config *config, const char *name)
 		return 1;
 	printf("server: %s:%u (%s)\n", account->host, account->port,
 	    tls_mode_name(account->tls));
-	if ((s = session_new(p.loop, account, config->timeout, &cb, &p)) ==
-	    NULL)
+	if ((s = account_session_new(p.loop, account, config->timeout, &cb,
+	    &p)) == NULL)
 		return 1;
 	if (session_start(s) == 0)
 		ev_run(p.loop, 0);

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli.h"
 #include "log.h"
 #include "mirror/plan.h"
 #include "mirror/state.h"
@@ -179,17 +180,6 @@ print_row(FILE *out, const struct account_summary *a)
 	print_gaps(out, &a->st);
 }
 
-static bool
-selected(const char *name, char *const *names, size_t nnames)
-{
-	if (nnames == 0)
-		return true;
-	for (size_t i = 0; i < nnames; i++)
-		if (strcmp(names[i], name) == 0)
-			return true;
-	return false;
-}
-
 int
 status_print(FILE *out, const struct config *config, char *const *names,
     size_t nnames, bool json)
@@ -205,7 +195,7 @@ status_print(FILE *out, const struct config *config, char *const *names,
 		struct account_summary *a;
 		char *dir;
 
-		if (!selected(acc->name, names, nnames))
+		if (!cli_account_selected(names, nnames, acc->name))
 			continue;
 		a = &sums[n++];
 		a->name = acc->name;

@@ -3,7 +3,8 @@
 #
 #   build/       gcc, no sanitizers             unit + integration tests
 #   build-asan/  clang (else gcc), ASan+UBSan    unit + integration tests
-#   build-fuzz/  clang, libFuzzer                the fuzz tests, once (skipped without clang)
+#   build-fuzz/  clang, libFuzzer                the fuzz tests, 10 s each (skipped without clang;
+#                                                scripts/fuzz.sh runs them for longer)
 #
 # Installs missing packages first (scripts/deps.sh).  Every configuration runs even when
 # an earlier one failed; the exit status is non-zero when anything failed.  Works from
@@ -94,7 +95,8 @@ ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
 UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
     run_config build-asan "$ASAN_CC" -- -DMM_SANITIZE=ON -DMM_FUZZ=OFF
 if command -v clang >/dev/null; then
-	run_config build-fuzz clang -L fuzz -- -DMM_FUZZ=ON -DMM_SANITIZE=OFF
+	run_config build-fuzz clang -L fuzz -- -DMM_FUZZ=ON -DMM_SANITIZE=OFF \
+	    -DMM_FUZZ_SECONDS=10
 else
 	summary+=("build-fuzz: skipped (no clang)")
 fi

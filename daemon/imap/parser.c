@@ -17,6 +17,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "util/num.h"
+
 #define ARENA_BLOCK (16 * 1024)
 #define ARENA_ALIGN 8
 #define LINE_INITIAL 1024
@@ -145,6 +147,7 @@ static int literal_data(struct imap_parser *, const unsigned char *, size_t);
 static int literal_end(struct imap_parser *);
 static bool streamable(const char *);
 static bool word_is(const unsigned char *, size_t, const char *);
+static enum imap_status status_word(const unsigned char *, size_t);
 static bool atom_valid_u32(const struct imap_arg *);
 
 struct imap_parser *
@@ -538,18 +541,16 @@ parse_start(struct imap_parser *p, struct seg *g)
 			    "empty untagged response");
 		if (s[g->i] >= '0' && s[g->i] <= '9') {
 			start = g->i;
-			num = 0;
-			for (k = g->i; k < g->end && s[k] != ' '; k++) {
+			for (k = g->i; k < g->end && s[k] != ' '; k++)
 				if (s[k] < '0' || s[k] > '9')
 					return fail(p, IMAP_ERR_NUMBER,
 					    p->seg_pos + k,
 					    "malformed message number");
-				num = num * 10 + (s[k] - '0');
-				if (num > UINT32_MAX)
-					return fail(p, IMAP_ERR_NUMBER,
-					    p->seg_pos + start,
-					    "message number overflows");
-			}
+			if (num_parse_u64n((const char *)s + start, k - start,
+			    UINT32_MAX, &num) == -1)
+				return fail(p, IMAP_ERR_NUMBER,
+				    p->seg_pos + start,
+				    "message number overflows");
 			p->resp.has_number = true;
 			p->resp.number = (uint32_t)num;
 			g->i = k;
@@ -563,16 +564,7 @@ parse_start(struct imap_parser *p, struct seg *g)
 		if ((r = scan_word(p, g, &len)) == -1)
 			return SEG_ERROR;
 		if (!p->resp.has_number) {
-			if (word_is(s + start, len, "OK"))
-				p->resp.status = IMAP_STATUS_OK;
-			else if (word_is(s + start, len, "NO"))
-				p->resp.status = IMAP_STATUS_NO;
-			else if (word_is(s + start, len, "BAD"))
-				p->resp.status = IMAP_STATUS_BAD;
-			else if (word_is(s + start, len, "BYE"))
-				p->resp.status = IMAP_STATUS_BYE;
-			else if (word_is(s + start, len, "PREAUTH"))
-				p->resp.status = IMAP_STATUS_PREAUTH;
+			p->resp.status = status_word(s + start, len);
 			if (p->resp.status != IMAP_STATUS_NONE)
 				return parse_resp_text(p, g);
 		}
@@ -602,16 +594,32 @@ parse_start(struct imap_parser *p, struct seg *g)
 	start = g->i;
 	if ((r = scan_word(p, g, &len)) == -1)
 		return SEG_ERROR;
-	if (word_is(s + start, len, "OK"))
-		p->resp.status = IMAP_STATUS_OK;
-	else if (word_is(s + start, len, "NO"))
-		p->resp.status = IMAP_STATUS_NO;
-	else if (word_is(s + start, len, "BAD"))
-		p->resp.status = IMAP_STATUS_BAD;
-	else
+	p->resp.status = status_word(s + start, len);
+	if (p->resp.status != IMAP_STATUS_OK &&
+	    p->resp.status != IMAP_STATUS_NO &&
+	    p->resp.status != IMAP_STATUS_BAD)
 		return fail(p, IMAP_ERR_SYNTAX, p->seg_pos + start,
 		    "tagged response without OK, NO or BAD");
 	return parse_resp_text(p, g);
+}
+
+/* The status a word names (in any case), or IMAP_STATUS_NONE. */
+static enum imap_status
+status_word(const unsigned char *s, size_t len)
+{
+	static const struct {
+		const char *word;
+		enum imap_status status;
+	} words[] = {
+		{ "OK", IMAP_STATUS_OK }, { "NO", IMAP_STATUS_NO },
+		{ "BAD", IMAP_STATUS_BAD }, { "BYE", IMAP_STATUS_BYE },
+		{ "PREAUTH", IMAP_STATUS_PREAUTH },
+	};
+
+	for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+		if (word_is(s, len, words[i].word))
+			return words[i].status;
+	return IMAP_STATUS_NONE;
 }
 
 /* Bytes up to a space or the line end; controls are refused. */
@@ -881,7 +889,6 @@ parse_literal(struct imap_parser *p, struct seg *g)
 	const struct imap_arg *name = NULL;
 	size_t k = g->i, digits;
 	uint64_t size = 0;
-	unsigned d;
 
 	p->lit_pos = p->seg_pos + k;
 	p->lit_literal8 = s[k] == '~';
@@ -891,16 +898,15 @@ parse_literal(struct imap_parser *p, struct seg *g)
 	if (k < g->end && s[k] == '-')
 		return fail(p, IMAP_ERR_LITERAL, p->lit_pos,
 		    "negative literal size");
-	for (digits = k; k < g->end && s[k] >= '0' && s[k] <= '9'; k++) {
-		d = s[k] - '0';
-		if (size > (UINT64_MAX - d) / 10)
-			return fail(p, IMAP_ERR_NUMBER, p->lit_pos,
-			    "literal size overflows");
-		size = size * 10 + d;
-	}
+	for (digits = k; k < g->end && s[k] >= '0' && s[k] <= '9'; k++)
+		continue;
 	if (k == digits)
 		return fail(p, IMAP_ERR_LITERAL, p->lit_pos,
 		    "malformed literal size");
+	if (num_parse_u64n((const char *)s + digits, k - digits, UINT64_MAX,
+	    &size) == -1)
+		return fail(p, IMAP_ERR_NUMBER, p->lit_pos,
+		    "literal size overflows");
 	if (k < g->end && s[k] == '+')
 		k++;
 	if (k == g->end || s[k] != '}')
@@ -1020,17 +1026,8 @@ word_is(const unsigned char *s, size_t len, const char *word)
 static bool
 atom_valid_u32(const struct imap_arg *arg)
 {
-	uint64_t v = 0;
-	size_t i;
+	uint64_t v;
 
-	if (arg->type != IMAP_ARG_ATOM || arg->len == 0)
-		return false;
-	for (i = 0; i < arg->len; i++) {
-		if (arg->str[i] < '0' || arg->str[i] > '9')
-			return false;
-		v = v * 10 + (arg->str[i] - '0');
-		if (v > UINT32_MAX)
-			return false;
-	}
-	return true;
+	return arg->type == IMAP_ARG_ATOM &&
+	    num_parse_u64n(arg->str, arg->len, UINT32_MAX, &v) == 0;
 }

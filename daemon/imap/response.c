@@ -2,15 +2,26 @@
  * imap/response: typed views of parsed responses; see response.h.
  */
 #include "imap/response.h"
+#include "util/num.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-static int parse_digits(const char *, size_t, uint64_t, uint64_t *);
 static int caps_set(struct imap_caps *, const struct imap_arg *, size_t);
 static int64_t days_from_civil(int64_t, unsigned, unsigned);
 static int two_digits(const char *);
+
+const char *
+imap_response_text(const struct imap_response *resp, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s%s%s%s", resp->code != NULL ? "[" : "",
+	    resp->code != NULL ? resp->code : "",
+	    resp->code != NULL ? "] " : "",
+	    resp->text != NULL ? resp->text : "");
+	return buf;
+}
 
 bool
 imap_arg_is_atom(const struct imap_arg *arg, const char *atom)
@@ -34,7 +45,7 @@ imap_arg_uint32(const struct imap_arg *arg, uint32_t *value_r)
 	uint64_t v;
 
 	if (arg == NULL || arg->type != IMAP_ARG_ATOM ||
-	    parse_digits(arg->str, arg->len, UINT32_MAX, &v) == -1)
+	    num_parse_u64n(arg->str, arg->len, UINT32_MAX, &v) == -1)
 		return -1;
 	*value_r = (uint32_t)v;
 	return 0;
@@ -45,28 +56,7 @@ imap_arg_uint64(const struct imap_arg *arg, uint64_t *value_r)
 {
 	if (arg == NULL || arg->type != IMAP_ARG_ATOM)
 		return -1;
-	return parse_digits(arg->str, arg->len, UINT64_MAX, value_r);
-}
-
-static int
-parse_digits(const char *s, size_t len, uint64_t max, uint64_t *value_r)
-{
-	uint64_t v = 0;
-	unsigned d;
-	size_t i;
-
-	if (len == 0)
-		return -1;
-	for (i = 0; i < len; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		d = s[i] - '0';
-		if (v > (max - d) / 10)
-			return -1;
-		v = v * 10 + d;
-	}
-	*value_r = v;
-	return 0;
+	return num_parse_u64n(arg->str, arg->len, UINT64_MAX, value_r);
 }
 
 int

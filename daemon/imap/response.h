@@ -1,8 +1,10 @@
 /*
  * imap/response: typed views of parsed responses (CAPABILITY, LIST, STATUS,
- * FETCH, SEARCH/ESEARCH, VANISHED).  Pure functions over struct imap_response
- * from imap/parser.h; they never allocate unless said so and return -1 on a
- * response that does not have the expected shape.
+ * FETCH items, INTERNALDATE) and the text of a status response.  Pure
+ * functions over struct imap_response from imap/parser.h; they never
+ * allocate unless said so and return -1 on a response that does not have
+ * the expected shape.  SEARCH, ESEARCH and VANISHED responses have no view
+ * here: their users read resp->args themselves.
  */
 #ifndef MM_IMAP_RESPONSE_H
 #define MM_IMAP_RESPONSE_H
@@ -12,6 +14,13 @@
 #include <time.h>
 
 #include "imap/parser.h"
+
+/* "[CODE] text" of a status response (OK, NO, BAD, BYE, PREAUTH), or its
+ * text alone when it has no response code; the code's own arguments are
+ * left out.  Written into buf, cut to fit size (> 0); returns buf.  For
+ * error messages. */
+const char *imap_response_text(const struct imap_response *resp, char *buf,
+    size_t size);
 
 /* Case-insensitive atom comparison (IMAP keywords are). */
 bool imap_arg_is_atom(const struct imap_arg *arg, const char *atom);

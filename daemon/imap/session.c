@@ -11,7 +11,6 @@
 #include "log.h"
 #include "net/compress.h"
 #include "net/transport.h"
-#include "secret.h"
 
 /* Large reads: a FETCH stream is mostly literal bytes handed to the sink
  * straight from this buffer. */
@@ -75,7 +74,17 @@ struct pending_cmd {
 
 struct session {
 	struct ev_loop *loop;
-	const struct account *account;
+	char *host;
+	uint16_t port;
+	enum session_tls tls;
+	char *ca_file;
+	bool has_pin;
+	uint8_t pin_sha256[32];
+	char *user;
+	enum session_auth auth;
+	enum session_compress compress;
+	struct session_credential credential;
+	const struct transport_ops *transport_ops;
 	unsigned timeout;
 	struct session_callbacks cb;
 	void *arg;
@@ -86,7 +95,7 @@ struct session {
 	struct imap_tagger tagger;
 	struct imap_caps caps;
 	char *secret;
-	struct secret_job *secret_job;	/* fetching the secret */
+	void *secret_job;		/* credential.fetch's, until done */
 	char prefix[128];
 	unsigned char *rbuf;
 	struct compress *z;		/* COMPRESS=DEFLATE is on */
@@ -111,6 +120,7 @@ static void on_stall(struct ev_loop *, ev_timer *, int);
 static void session_fail(struct session *, enum session_error, const char *,
     ...) __attribute__((format(printf, 3, 4)));
 static void on_transport(struct transport *, enum transport_event, void *);
+static enum session_error transport_failure(const struct session *);
 static void handle_response(struct session *, const struct imap_response *);
 static void flush_commands(struct session *);
 static void request_capabilities(struct session *, enum session_state);
@@ -131,28 +141,66 @@ session_error_name(enum session_error error)
 	return names[error];
 }
 
+static void
+wipe_secret(char **secret)
+{
+	if (*secret == NULL)
+		return;
+	explicit_bzero(*secret, strlen(*secret));
+	free(*secret);
+	*secret = NULL;
+}
+
+static void
+cancel_secret(struct session *s)
+{
+	if (s->secret_job != NULL && s->credential.cancel != NULL)
+		s->credential.cancel(s->secret_job);
+	s->secret_job = NULL;
+}
+
 struct session *
-session_new(struct ev_loop *loop, const struct account *account,
-    unsigned timeout, const struct session_callbacks *cb, void *arg)
+session_new(struct ev_loop *loop, const struct session_params *params,
+    const struct session_callbacks *cb, void *arg)
 {
 	struct session *s;
 
 	if ((s = calloc(1, sizeof *s)) == NULL)
 		return NULL;
 	s->loop = loop;
-	s->account = account;
-	s->timeout = timeout;
+	s->port = params->port;
+	s->tls = params->tls;
+	s->auth = params->auth;
+	s->compress = params->compress;
+	s->credential = params->credential;
+	s->transport_ops = params->transport;
+	s->timeout = params->timeout;
+	if (params->pin_sha256 != NULL) {
+		s->has_pin = true;
+		memcpy(s->pin_sha256, params->pin_sha256,
+		    sizeof s->pin_sha256);
+	}
 	s->cb = *cb;
 	s->arg = arg;
 	s->tail = &s->head;
 	ev_timer_init(&s->stall, on_stall, 0., 0.);
 	s->stall.data = s;
-	snprintf(s->prefix, sizeof s->prefix, "account %s", account->name);
+	snprintf(s->prefix, sizeof s->prefix, "account %s",
+	    params->name != NULL ? params->name : "?");
+	s->host = strdup(params->host != NULL ? params->host : "");
+	s->user = strdup(params->user != NULL ? params->user : "");
+	if (params->ca_file != NULL)
+		s->ca_file = strdup(params->ca_file);
 	s->parser = imap_parser_new();
 	s->rbuf = malloc(READ_BUFFER_SIZE);
-	if (s->parser == NULL || s->rbuf == NULL) {
+	if (s->parser == NULL || s->rbuf == NULL || s->host == NULL ||
+	    s->user == NULL || (params->ca_file != NULL && s->ca_file ==
+	    NULL)) {
 		imap_parser_free(&s->parser);
 		free(s->rbuf);
+		free(s->host);
+		free(s->user);
+		free(s->ca_file);
 		free(s);
 		return NULL;
 	}
@@ -191,10 +239,13 @@ session_destroy(struct session *s)
 	transport_free(&s->transport);
 	imap_parser_free(&s->parser);
 	imap_caps_clear(&s->caps);
-	secret_job_cancel(&s->secret_job);
-	secret_free(&s->secret);
+	cancel_secret(s);
+	wipe_secret(&s->secret);
 	compress_free(&s->z);
 	free(s->rbuf);
+	free(s->host);
+	free(s->user);
+	free(s->ca_file);
 	free(s);
 }
 
@@ -298,7 +349,7 @@ session_vfail(struct session *s, enum session_error error, const char *fmt,
 		return;
 	vsnprintf(message, sizeof message, fmt, ap);
 	session_set_state(s, S_FAILED);
-	secret_job_cancel(&s->secret_job);
+	cancel_secret(s);
 	if (s->transport != NULL)
 		transport_close(s->transport);
 	drop_commands(s);
@@ -346,7 +397,7 @@ on_secret(char *secret, char *error, void *arg)
 	s->secret = secret;
 	session_set_state(s, S_CONNECTING);
 	if (transport_connect(s->transport) != 0)
-		session_fail(s, SESSION_ERR_NETWORK, "%s",
+		session_fail(s, transport_failure(s), "%s",
 		    transport_error(s->transport));
 	session_unref(s);
 }
@@ -354,15 +405,15 @@ on_secret(char *secret, char *error, void *arg)
 int
 session_start(struct session *s)
 {
-	const struct account *a = s->account;
 	struct transport_params params = {
-		.host = a->host,
-		.port = a->port,
-		.tls = a->tls == TLS_IMPLICIT,
-		.ca_file = a->ca_file,
-		.pin_sha256 = a->has_pin ? a->pin_sha256 : NULL,
+		.host = s->host,
+		.port = s->port,
+		.tls = s->tls == SESSION_TLS_IMPLICIT,
+		.ca_file = s->ca_file,
+		.pin_sha256 = s->has_pin ? s->pin_sha256 : NULL,
 		.timeout = s->timeout,
 		.log_prefix = s->prefix,
+		.ops = s->transport_ops,
 	};
 
 	session_ref(s);
@@ -373,7 +424,9 @@ session_start(struct session *s)
 	}
 	/* The secret first (a password_command may take a while, off the
 	 * loop), then the connection. */
-	s->secret_job = secret_fetch_async(s->loop, a, on_secret, s);
+	if (s->credential.fetch != NULL)
+		s->secret_job = s->credential.fetch(s->loop, s->credential.arg,
+		    on_secret, s);
 	if (s->secret_job == NULL) {
 		session_fail(s, SESSION_ERR_LOCAL, "cannot start fetching the "
 		    "secret");
@@ -386,14 +439,22 @@ fail:
 	return -1;
 }
 
+/* What a transport failure means up here: by its kind, never its words. */
 static enum session_error
-classify_transport_error(const struct session *s, const char *text)
+transport_failure(const struct session *s)
 {
-	if (s->state == S_TLS_HANDSHAKE)
+	switch (transport_error_kind(s->transport)) {
+	case TRANSPORT_ERR_TIMEOUT:
+		return SESSION_ERR_TIMEOUT;
+	case TRANSPORT_ERR_TLS_VERIFY:
+	case TRANSPORT_ERR_TLS:
 		return SESSION_ERR_TLS;
-	if (strstr(text, "certificate") != NULL || strstr(text, "TLS") != NULL ||
-	    strstr(text, "pin") != NULL)
-		return SESSION_ERR_TLS;
+	case TRANSPORT_ERR_LOCAL:
+		return SESSION_ERR_LOCAL;
+	case TRANSPORT_ERR_NONE:
+	case TRANSPORT_ERR_NETWORK:
+		break;
+	}
 	return SESSION_ERR_NETWORK;
 }
 
@@ -545,16 +606,15 @@ on_stall(struct ev_loop *loop, ev_timer *w, int revents)
 	if (s->untagged_run > UNTAGGED_PROGRESS_MAX)
 		session_fail(s, SESSION_ERR_TIMEOUT, "no response from %s:%u "
 		    "for %us, only %lu untagged ones (in state %s)",
-		    s->account->host, s->account->port, s->timeout,
+		    s->host, s->port, s->timeout,
 		    s->untagged_run, state_names[s->state]);
 	else if (s->literal_in == s->stall_mark)
 		session_fail(s, SESSION_ERR_TIMEOUT, "no response from %s:%u "
-		    "for %us (in state %s)", s->account->host,
-		    s->account->port, s->timeout, state_names[s->state]);
+		    "for %us (in state %s)", s->host, s->port, s->timeout, state_names[s->state]);
 	else
 		session_fail(s, SESSION_ERR_TIMEOUT, "no response from %s:%u "
 		    "for %us, only %llu bytes of one (in state %s)",
-		    s->account->host, s->account->port, s->timeout,
+		    s->host, s->port, s->timeout,
 		    s->literal_in - s->stall_mark, state_names[s->state]);
 	session_unref(s);
 }
@@ -594,12 +654,11 @@ on_transport(struct transport *t, enum transport_event event, void *arg)
 		break;
 	case TRANSPORT_TIMEOUT:
 		session_fail(s, SESSION_ERR_TIMEOUT, "no response from "
-		    "%s:%u for %us (in state %s)", s->account->host,
-		    s->account->port, s->timeout, state_names[s->state]);
+		    "%s:%u for %us (in state %s)", s->host, s->port,
+		    s->timeout, state_names[s->state]);
 		break;
 	case TRANSPORT_ERROR:
-		session_fail(s, classify_transport_error(s,
-		    transport_error(s->transport)), "%s",
+		session_fail(s, transport_failure(s), "%s",
 		    transport_error(s->transport));
 		break;
 	}
@@ -880,7 +939,7 @@ on_greeting(struct session *s, const struct imap_response *resp)
 	case IMAP_STATUS_OK:
 		break;
 	case IMAP_STATUS_PREAUTH:
-		if (s->account->tls == TLS_STARTTLS) {
+		if (s->tls == SESSION_TLS_STARTTLS) {
 			/* RFC 3501: no STARTTLS after PREAUTH; refuse rather
 			 * than go on in plaintext. */
 			session_fail(s, SESSION_ERR_TLS, "server sent PREAUTH,"
@@ -995,10 +1054,10 @@ starttls_done(struct session *s, const struct imap_response *tagged,
 static bool
 want_compression(const struct session *s)
 {
-	if (s->account->compress == COMPRESS_NO ||
+	if (s->compress == SESSION_COMPRESS_NO ||
 	    !imap_caps_has(&s->caps, "COMPRESS=DEFLATE"))
 		return false;
-	return s->account->compress == COMPRESS_YES ||
+	return s->compress == SESSION_COMPRESS_YES ||
 	    !transport_peer_is_local(s->transport);
 }
 
@@ -1039,11 +1098,11 @@ after_capabilities(struct session *s)
 	}
 	switch (s->state) {
 	case S_CAPABILITY:
-		if (s->cb.stage != NULL && s->account->tls != TLS_IMPLICIT)
+		if (s->cb.stage != NULL && s->tls != SESSION_TLS_IMPLICIT)
 			s->cb.stage(s, SESSION_STAGE_CAPS, NULL, s->arg);
 		else if (s->cb.stage != NULL)
 			s->cb.stage(s, SESSION_STAGE_CAPS_TLS, NULL, s->arg);
-		if (s->account->tls != TLS_STARTTLS) {
+		if (s->tls != SESSION_TLS_STARTTLS) {
 			start_auth(s);
 			return;
 		}
@@ -1083,7 +1142,7 @@ become_ready(struct session *s)
 {
 	session_set_state(s, S_READY);
 	/* The secret is not needed again on this connection. */
-	secret_free(&s->secret);
+	wipe_secret(&s->secret);
 	update_timeout(s);
 	if (s->cb.ready != NULL)
 		s->cb.ready(s, s->arg);
@@ -1102,36 +1161,44 @@ auth_done(struct session *s, const struct imap_response *tagged, void *arg)
 	request_capabilities(s, S_CAPABILITY_AUTH);
 }
 
-/* The SASL initial response for the account's mechanism, base64. */
+/* The SASL initial response for mech, base64. */
 static char *
 sasl_initial_response(const struct session *s, const char *mech)
 {
-	const struct account *a = s->account;
-	size_t ulen = strlen(a->user), plen = strlen(s->secret);
-	size_t cap = ulen * 2 + plen + strlen(a->host) + 64;
+	size_t ulen = strlen(s->user), plen = strlen(s->secret), cap;
 	unsigned char *raw;
-	char *b64;
+	char *b64, *gs2 = NULL;
 	int n;
 
-	if ((raw = malloc(cap)) == NULL)
+	/* The escaped user can be three times as long as the user. */
+	if (strcmp(mech, "OAUTHBEARER") == 0 &&
+	    (gs2 = imap_sasl_gs2_header(s->user)) == NULL)
 		return NULL;
+	cap = ulen + plen + strlen(s->host) + (gs2 != NULL ? strlen(gs2) : 0) +
+	    64;
+	if ((raw = malloc(cap)) == NULL) {
+		free(gs2);
+		return NULL;
+	}
 	if (strcmp(mech, "PLAIN") == 0) {
 		raw[0] = '\0';
-		memcpy(raw + 1, a->user, ulen);
+		memcpy(raw + 1, s->user, ulen);
 		raw[1 + ulen] = '\0';
 		memcpy(raw + 2 + ulen, s->secret, plen);
 		n = (int)(ulen + plen + 2);
 	} else if (strcmp(mech, "XOAUTH2") == 0) {
 		n = snprintf((char *)raw, cap, "user=%s\001auth=Bearer %s\001\001",
-		    a->user, s->secret);
-	} else {
-		n = snprintf((char *)raw, cap, "n,a=%s,\001host=%s\001port=%u"
-		    "\001auth=Bearer %s\001\001", a->user, a->host, a->port,
+		    s->user, s->secret);
+	} else if (gs2 != NULL) {
+		n = snprintf((char *)raw, cap, "%s\001host=%s\001port=%u"
+		    "\001auth=Bearer %s\001\001", gs2, s->host, s->port,
 		    s->secret);
-	}
-	b64 = base64_encode(raw, (size_t)n);
+	} else
+		n = -1;
+	b64 = n >= 0 && (size_t)n < cap ? base64_encode(raw, (size_t)n) : NULL;
 	explicit_bzero(raw, cap);
 	free(raw);
+	free(gs2);
 	return b64;
 }
 
@@ -1174,8 +1241,7 @@ send_login(struct session *s)
 	struct imap_cmd cmd;
 
 	session_cmd_init(s, &cmd, "LOGIN");
-	imap_cmd_add_string(&cmd, s->account->user, strlen(s->account->user),
-	    mode);
+	imap_cmd_add_string(&cmd, s->user, strlen(s->user), mode);
 	imap_cmd_add_string(&cmd, s->secret, strlen(s->secret), mode);
 	send_internal(s, &cmd, auth_done);
 }
@@ -1183,13 +1249,12 @@ send_login(struct session *s)
 static void
 start_auth(struct session *s)
 {
-	const struct account *a = s->account;
 	bool plain = imap_caps_has(&s->caps, "AUTH=PLAIN");
 	bool login_ok = !imap_caps_has(&s->caps, "LOGINDISABLED");
 
 	session_set_state(s, S_AUTHENTICATE);
-	switch (a->auth) {
-	case AUTH_AUTO:
+	switch (s->auth) {
+	case SESSION_AUTH_AUTO:
 		if (plain)
 			send_authenticate(s, "PLAIN");
 		else if (login_ok)
@@ -1198,24 +1263,24 @@ start_auth(struct session *s)
 			session_fail(s, SESSION_ERR_AUTH, "server offers "
 			    "neither AUTH=PLAIN nor LOGIN (LOGINDISABLED)");
 		return;
-	case AUTH_PLAIN:
+	case SESSION_AUTH_PLAIN:
 		if (plain)
 			send_authenticate(s, "PLAIN");
 		else
 			session_fail(s, SESSION_ERR_AUTH, "server does not "
 			    "offer AUTH=PLAIN");
 		return;
-	case AUTH_LOGIN:
+	case SESSION_AUTH_LOGIN:
 		if (login_ok)
 			send_login(s);
 		else
 			session_fail(s, SESSION_ERR_AUTH, "server refuses "
 			    "LOGIN (LOGINDISABLED)");
 		return;
-	case AUTH_XOAUTH2:
+	case SESSION_AUTH_XOAUTH2:
 		send_authenticate(s, "XOAUTH2");
 		return;
-	case AUTH_OAUTHBEARER:
+	case SESSION_AUTH_OAUTHBEARER:
 		send_authenticate(s, "OAUTHBEARER");
 		return;
 	}
@@ -1248,12 +1313,6 @@ session_idle_stop(struct session *s)
 	else
 		pc->stop_idle = true;
 	session_unref(s);
-}
-
-bool
-session_idling(const struct session *s)
-{
-	return s->head != NULL && s->head->idling;
 }
 
 /* Logout */
@@ -1306,12 +1365,6 @@ session_literal_mode(const struct session *s)
 	if (imap_caps_has(&s->caps, "LITERAL-"))
 		return IMAP_LITERAL_MINUS;
 	return IMAP_LITERAL_SYNC;
-}
-
-const struct account *
-session_account(const struct session *s)
-{
-	return s->account;
 }
 
 /* Counts streamed literal bytes as progress, then hands them on. */

@@ -2,27 +2,35 @@
  * imap/session: one IMAP connection as a state machine on libev.
  *
  * It connects (net/transport), reads the greeting, learns the capabilities,
- * upgrades with STARTTLS when configured (never falling back to plaintext),
+ * upgrades with STARTTLS when asked to (never falling back to plaintext),
  * authenticates, and then runs the commands its owner queues: pipelined, each
  * with a callback for the untagged responses that arrive while it is the
  * oldest command in flight and one for its tagged completion.  Any failure
  * ends the session with one error of a kind the scheduler can act on.
  *
- * Callbacks may queue commands and may call session_close(); they must not
- * free the session (free it after its failed/closed callback has returned,
- * e.g. from a later loop iteration, or from outside any callback).
+ * It knows nothing of the configuration: its owner gives it plain
+ * parameters and a way to obtain the secret, and picks the transport
+ * (sockets, or an in-memory one in tests) through net/transport's
+ * operations.
+ *
+ * Callbacks may queue commands and may call session_logout(),
+ * session_abort() and even session_free(): a session freed inside one of
+ * its callbacks is released once the callback has returned, and no
+ * callback follows.
  */
 #ifndef MM_IMAP_SESSION_H
 #define MM_IMAP_SESSION_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <ev.h>
 
-#include "config.h"
 #include "imap/parser.h"
 #include "imap/response.h"
 #include "imap/writer.h"
+
+struct transport_ops;
 
 enum session_error {
 	SESSION_OK = 0,
@@ -30,7 +38,7 @@ enum session_error {
 	SESSION_ERR_TIMEOUT,	/* no progress for the timeout */
 	SESSION_ERR_TLS,	/* handshake or verification */
 	SESSION_ERR_AUTH,	/* credentials rejected */
-	SESSION_ERR_SECRET,	/* password_command / password_file failed */
+	SESSION_ERR_SECRET,	/* the owner could not obtain the secret */
 	SESSION_ERR_PROTOCOL,	/* unparseable or unexpected server data */
 	SESSION_ERR_SERVER,	/* BYE, NO/BAD where OK was needed */
 	SESSION_ERR_LOCAL,	/* disk full, state file, ... */
@@ -44,6 +52,61 @@ enum session_stage {
 	SESSION_STAGE_CAPS_TLS,		/* capabilities after TLS */
 	SESSION_STAGE_CAPS_AUTH,	/* capabilities after login */
 	SESSION_STAGE_COMPRESS,		/* text: "DEFLATE" once it is on */
+};
+
+enum session_tls {
+	SESSION_TLS_IMPLICIT,	/* TLS from the first byte */
+	SESSION_TLS_STARTTLS,	/* STARTTLS, or fail */
+	SESSION_TLS_NONE,	/* plaintext */
+};
+
+enum session_auth {
+	SESSION_AUTH_AUTO,	/* AUTHENTICATE PLAIN if offered, else LOGIN */
+	SESSION_AUTH_PLAIN,
+	SESSION_AUTH_LOGIN,
+	SESSION_AUTH_XOAUTH2,	/* the secret is an OAuth 2 access token */
+	SESSION_AUTH_OAUTHBEARER, /* RFC 7628; the secret is a token */
+};
+
+enum session_compress {
+	SESSION_COMPRESS_AUTO,	/* DEFLATE with peers beyond local networks */
+	SESSION_COMPRESS_YES,	/* whenever the server offers it */
+	SESSION_COMPRESS_NO,
+};
+
+/*
+ * How the session obtains its secret.  fetch is called once per
+ * session_start(), before connecting; it returns a job (any non-NULL
+ * handle) and later calls done, from the loop and never from inside fetch,
+ * with either a malloc'ed secret (the session wipes and frees it) or a
+ * malloc'ed error message (the session frees it).  NULL: it could not
+ * start.  cancel(job) is called instead when the session ends or is freed
+ * first; done must not follow it.  The types match secret_fetch_async()
+ * and secret_job_cancel() for a reason.
+ */
+typedef void session_secret_fn(char *secret, char *error, void *done_arg);
+struct session_credential {
+	void *(*fetch)(struct ev_loop *loop, void *arg, session_secret_fn *done,
+	    void *done_arg);
+	void (*cancel)(void *job);
+	void *arg;
+};
+
+/* What session_new() needs; the strings and the pin are copied. */
+struct session_params {
+	const char *name;	/* in log lines: "account <name>" */
+	const char *host;
+	uint16_t port;
+	enum session_tls tls;
+	const char *ca_file;	/* NULL: the system trust store */
+	const uint8_t *pin_sha256;	/* NULL, or 32 bytes: SPKI SHA-256 */
+	const char *user;
+	enum session_auth auth;
+	enum session_compress compress;
+	unsigned timeout;	/* seconds without progress; 0: none */
+	struct session_credential credential;
+	/* The transport; NULL: net/transport's sockets. */
+	const struct transport_ops *transport;
 };
 
 struct session;
@@ -70,14 +133,17 @@ typedef void session_untagged_fn(struct session *s,
 typedef void session_done_fn(struct session *s,
     const struct imap_response *tagged, void *arg);
 
-/* log_prefix names the account in every line ("account personal"). */
+/* NULL when out of memory.  Nothing happens until session_start(). */
 struct session *session_new(struct ev_loop *loop,
-    const struct account *account, unsigned timeout,
-    const struct session_callbacks *cb, void *arg);
+    const struct session_params *params, const struct session_callbacks *cb,
+    void *arg);
+/* Closes the connection, cancels a secret being fetched, drops queued
+ * commands without calling them, and sets *s to NULL. */
 void session_free(struct session **s);
 
-/* Fetches the secret, connects and logs in; ready or failed follows.
- * 0, or -1 when it failed at once (failed has been called). */
+/* Obtains the secret (params.credential), connects and logs in; ready or
+ * failed follows.  0, or -1 when it failed at once (failed has been
+ * called). */
 int session_start(struct session *s);
 
 /* A command (built with session_cmd_init); ownership of cmd's buffers
@@ -98,7 +164,6 @@ int session_send(struct session *s, struct imap_cmd *cmd,
 int session_idle_start(struct session *s, session_untagged_fn *untagged,
     session_done_fn *done, void *arg);
 void session_idle_stop(struct session *s);
-bool session_idling(const struct session *s);
 
 /* The sink for FETCH body literals (see imap/parser.h). */
 void session_set_sink(struct session *s, imap_sink_fn *sink, void *arg);
@@ -113,7 +178,6 @@ void session_abort(struct session *s, enum session_error error,
 const struct imap_caps *session_caps(const struct session *s);
 bool session_has_cap(const struct session *s, const char *name);
 enum imap_literal_mode session_literal_mode(const struct session *s);
-const struct account *session_account(const struct session *s);
 
 const char *session_error_name(enum session_error error);
 

@@ -11,14 +11,13 @@
 
 #include "base64.h"
 #include "imap/writer.h"
+#include "util/utf8.h"
 
 static int	 cmd_reserve(struct imap_cmd *, size_t);
 static void	 cmd_append(struct imap_cmd *, const void *, size_t);
 static void	 cmd_add_split(struct imap_cmd *);
 static bool	 is_astring_char(unsigned char);
 static bool	 is_line_safe(const char *, size_t);
-static int	 utf8_next(const unsigned char *, size_t, size_t *, uint32_t *);
-static size_t	 utf8_put(char *, uint32_t);
 
 
 /* Growth doubles, so building a command stays linear in its size. */
@@ -38,8 +37,14 @@ cmd_reserve(struct imap_cmd *cmd, size_t more)
 	ncap = cmd->cap ? cmd->cap : 64;
 	while (ncap < need)
 		ncap *= 2;
-	if ((p = realloc(cmd->data, ncap)) == NULL)
+	/* Not realloc: the old block may hold a password, and is wiped. */
+	if ((p = malloc(ncap)) == NULL)
 		goto fail;
+	if (cmd->data != NULL) {
+		memcpy(p, cmd->data, cmd->len);
+		explicit_bzero(cmd->data, cmd->cap);
+		free(cmd->data);
+	}
 	cmd->data = p;
 	cmd->cap = ncap;
 	return 0;
@@ -239,15 +244,11 @@ imap_cmd_add_mailbox(struct imap_cmd *cmd, const char *utf8_name,
 	}
 	if (utf8) {
 		/* Validate: the server must never see broken UTF-8. */
-		size_t pos = 0, len = strlen(utf8_name);
-		uint32_t cp;
+		size_t len = strlen(utf8_name);
 
-		while (pos < len) {
-			if (utf8_next((const unsigned char *)utf8_name, len,
-			    &pos, &cp) == -1) {
-				cmd->failed = true;
-				return;
-			}
+		if (!utf8_valid(utf8_name, len)) {
+			cmd->failed = true;
+			return;
 		}
 		imap_cmd_add_string(cmd, utf8_name, len, mode);
 		return;
@@ -288,81 +289,12 @@ imap_cmd_part(const struct imap_cmd *cmd, size_t i, size_t *len_r)
 	return cmd->data + start;
 }
 
-/*
- * One code point of strict UTF-8 at *pos: no overlong forms, surrogates,
- * values above U+10FFFF or truncated sequences.
- */
-static int
-utf8_next(const unsigned char *s, size_t len, size_t *pos, uint32_t *cp_r)
-{
-	size_t	 i = *pos, n, k;
-	uint32_t cp, min;
-	unsigned char c = s[i];
-
-	if (c < 0x80) {
-		*cp_r = c;
-		*pos = i + 1;
-		return 0;
-	}
-	if (c >= 0xc2 && c <= 0xdf) {
-		n = 1;
-		cp = c & 0x1f;
-		min = 0x80;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		n = 2;
-		cp = c & 0x0f;
-		min = 0x800;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 3;
-		cp = c & 0x07;
-		min = 0x10000;
-	} else
-		return -1;
-	if (len - i - 1 < n)
-		return -1;
-	for (k = 1; k <= n; k++) {
-		if ((s[i + k] & 0xc0) != 0x80)
-			return -1;
-		cp = (cp << 6) | (s[i + k] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return -1;
-	*cp_r = cp;
-	*pos = i + n + 1;
-	return 0;
-}
-
-static size_t
-utf8_put(char *out, uint32_t cp)
-{
-	if (cp < 0x80) {
-		out[0] = cp;
-		return 1;
-	}
-	if (cp < 0x800) {
-		out[0] = 0xc0 | (cp >> 6);
-		out[1] = 0x80 | (cp & 0x3f);
-		return 2;
-	}
-	if (cp < 0x10000) {
-		out[0] = 0xe0 | (cp >> 12);
-		out[1] = 0x80 | ((cp >> 6) & 0x3f);
-		out[2] = 0x80 | (cp & 0x3f);
-		return 3;
-	}
-	out[0] = 0xf0 | (cp >> 18);
-	out[1] = 0x80 | ((cp >> 12) & 0x3f);
-	out[2] = 0x80 | ((cp >> 6) & 0x3f);
-	out[3] = 0x80 | (cp & 0x3f);
-	return 4;
-}
-
 char *
 imap_utf7_encode(const char *utf8, size_t len)
 {
 	const unsigned char *s = (const unsigned char *)utf8;
 	char	*out, *o;
-	size_t	 pos = 0;
+	size_t	 pos = 0, n;
 	uint32_t cp, bits = 0;
 	unsigned nbits = 0;
 	bool	 shifted = false;
@@ -376,8 +308,9 @@ imap_utf7_encode(const char *utf8, size_t len)
 		return NULL;
 	o = out;
 	while (pos < len) {
-		if (utf8_next(s, len, &pos, &cp) == -1 || cp == 0)
+		if ((n = utf8_decode(s + pos, len - pos, &cp)) == 0 || cp == 0)
 			goto fail;
+		pos += n;
 		if (cp >= 0x20 && cp <= 0x7e) {
 			if (shifted) {
 				if (nbits > 0)
@@ -441,9 +374,15 @@ imap_utf7_decode(const char *mutf7, size_t len)
 	int	 v;
 	bool	 after_shift = false;
 
-	/* Each output byte needs at least one input byte: "&-" -> '&', and a
-	 * UTF-16 unit (<= 3 UTF-8 bytes) takes at least 16 bits of base64. */
-	if (len == SIZE_MAX || (out = malloc(len + 1)) == NULL)
+	/*
+	 * A shift can decode to more bytes than it has: 16 bits of base64
+	 * (8/3 characters) give one UTF-16 unit, up to 3 bytes of UTF-8, so
+	 * 8 characters give up to 9 bytes (a surrogate pair is 32 bits for
+	 * 4 bytes, less).  Outside a shift a byte gives at most one.  So the
+	 * output is at most len * 9 / 8 bytes, plus the NUL.
+	 */
+	if (len > (SIZE_MAX - 1) / 9 * 8 ||
+	    (out = malloc(len + len / 8 + 1)) == NULL)
 		return NULL;
 	o = out;
 	while (i < len) {
@@ -490,7 +429,7 @@ imap_utf7_decode(const char *mutf7, size_t len)
 			/* Printable ASCII must stand for itself; NUL never. */
 			if (cp == 0 || (cp >= 0x20 && cp <= 0x7e))
 				goto fail;
-			o += utf8_put(o, cp);
+			o += utf8_encode(cp, o);
 		}
 		/* Unterminated, empty, dangling high surrogate, a whole
 		 * surplus base64 char, or non-zero padding bits. */
@@ -505,6 +444,29 @@ imap_utf7_decode(const char *mutf7, size_t len)
 fail:
 	free(out);
 	return NULL;
+}
+
+char *
+imap_sasl_gs2_header(const char *authzid)
+{
+	size_t	 len = strlen(authzid);
+	char	*out, *o;
+	const char *p;
+
+	/* Each byte is at most 3; "n,a=" and "," around it. */
+	if (len > (SIZE_MAX - 6) / 3 || (out = malloc(len * 3 + 6)) == NULL)
+		return NULL;
+	o = stpcpy(out, "n,a=");
+	for (p = authzid; *p != '\0'; p++) {
+		if (*p == ',')
+			o = stpcpy(o, "=2C");
+		else if (*p == '=')
+			o = stpcpy(o, "=3D");
+		else
+			*o++ = *p;
+	}
+	strcpy(o, ",");
+	return out;
 }
 
 size_t

@@ -1,7 +1,8 @@
 /*
  * imap/writer: builds tagged IMAP commands with correctly chosen argument
  * forms (atom, quoted string, literal), modified UTF-7 mailbox names
- * (RFC 3501 5.1.3) and UID sequence sets.  Pure: no I/O.
+ * (RFC 3501 5.1.3), UID sequence sets and the SASL GS2 header.  Pure: no
+ * I/O.
  */
 #ifndef MM_IMAP_WRITER_H
 #define MM_IMAP_WRITER_H
@@ -112,6 +113,12 @@ const char *imap_cmd_part(const struct imap_cmd *cmd, size_t i,
  */
 char *imap_utf7_decode(const char *mutf7, size_t len);
 char *imap_utf7_encode(const char *utf8, size_t len);
+
+/* The GS2 header that starts a SASL OAUTHBEARER message (RFC 7628 3.1,
+ * RFC 5801 4): "n,a=<authzid>,", with ',' written "=2C" and '=' "=3D" in
+ * authzid so that they cannot end the field.  malloc'ed, or NULL when out of
+ * memory. */
+char *imap_sasl_gs2_header(const char *authzid);
 
 /* Writes a compact sequence set ("1:5,9,12:*") for the sorted, distinct,
  * non-zero uids; UINT32_MAX is written as "*" (so a trailing range to it is

@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/fs.h"
+
 #define HOLD_INITIAL	8192
 #define LOCK_RETRY_NSEC	(50 * 1000 * 1000)
 /* Refresh the dotlock's mtime this often so readers never think it stale. */
@@ -100,6 +102,7 @@ static int	sys_ftruncate(int, off_t);
 static void	set_error(struct mbox *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
 static int	truncate_back(struct mbox *);
+static void	marker_truncated(struct mbox *, uint64_t);
 static void	fail(struct mbox *, const char *, int);
 static int	flush_out(struct mbox *);
 static int	out_raw(struct mbox *, const void *, size_t);
@@ -121,7 +124,6 @@ static int	lock_dotlock(struct mbox *, const struct timespec *, char **);
 static int	unlock_all(struct mbox *, char **);
 static int	compute_pad(struct mbox *, char **);
 static int	is_leftover(struct mbox *, uint64_t, uint64_t, bool *, char **);
-static int	fsync_parent(const char *);
 static int	marker_write(struct mbox *, bool, uint64_t, bool);
 static int	marker_read(struct mbox *, enum marker_kind *, uint64_t *,
 		    char **);
@@ -338,6 +340,10 @@ truncate_back(struct mbox *m)
 		return -1;
 	}
 	m->dirty = false;
+	/* Not synced first (a failure path): if a power cut undoes the cut,
+	 * our tail is at worst saved aside as another program's; a record
+	 * left claiming it could cut a reader's mail unsaved. */
+	marker_truncated(m, m->committed);
 	return 0;
 }
 
@@ -858,10 +864,17 @@ mbox_commit_upto(struct mbox *m, uint64_t size, uint64_t *size_r)
 		do
 			r = ops.ftruncate(m->fd, (off_t)size);
 		while (r == -1 && errno == EINTR);
+		if (r == 0) {
+			do
+				r = ops.fdatasync(m->fd);
+			while (r == -1 && errno == EINTR);
+		}
 		if (r == -1) {
 			fail(m, "truncate", errno);
 			return -1;
 		}
+		/* The cut is durable: the record may say so now. */
+		marker_truncated(m, size);
 	}
 	if (size > m->committed || m->dirty) {
 		do
@@ -1206,31 +1219,19 @@ is_leftover(struct mbox *m, uint64_t committed, uint64_t size,
 	return 0;
 }
 
-/* fsync(2) of the directory holding path: a new name in it is durable. */
-static int
-fsync_parent(const char *path)
+/*
+ * Our bytes now end at end, below what the record may claim: say so,
+ * durably, so that mail another program appends after a crash is not
+ * taken for ours and cut.  Best effort: if it fails, such mail is at worst
+ * cut without being saved aside, as before the record existed.
+ */
+static void
+marker_truncated(struct mbox *m, uint64_t end)
 {
-	const char *slash = strrchr(path, '/');
-	char *dir;
-	int fd, r, saved;
-
-	if (slash == NULL)
-		dir = strdup(".");
-	else if (slash == path)
-		dir = strdup("/");
-	else
-		dir = strndup(path, (size_t)(slash - path));
-	if (dir == NULL)
-		return -1;
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	free(dir);
-	if (fd == -1)
-		return -1;
-	r = fsync(fd);
-	saved = errno;
-	(void)close(fd);
-	errno = saved;
-	return r;
+	if (!m->marker_open || m->marker_max <= end)
+		return;
+	if (marker_write(m, true, end, true) == 0)
+		m->marker_max = end;
 }
 
 /*
@@ -1287,7 +1288,7 @@ marker_write(struct mbox *m, bool open, uint64_t end, bool sync)
 	if (ftruncate(m->marker_fd, (off_t)len) == -1)
 		return -1;
 	if ((sync || created) && (fdatasync(m->marker_fd) == -1 ||
-	    (created && fsync_parent(m->marker) == -1)))
+	    (created && fs_sync_parent(m->marker, NULL) == -1)))
 		return -1;
 	if (open && end > m->marker_max)
 		m->marker_max = end;
@@ -1430,7 +1431,7 @@ save_aside(struct mbox *m, uint64_t from, uint64_t size, char **error_r)
 	step = "close";
 	n = close(fd);
 	fd = -1;
-	if (n == -1 || fsync_parent(name) == -1)
+	if (n == -1 || fs_sync_parent(name, NULL) == -1)
 		goto syserr;
 	free(buf);
 	m->cut_path = name;
@@ -1498,12 +1499,21 @@ reconcile(struct mbox *m, uint64_t c, uint64_t size,
 		}
 		*res_r = MBOX_OPEN_TRUNCATED;
 		m->committed = c;
-	} else if (size > c) {
-		*res_r = MBOX_OPEN_CHANGED;
+	} else if (size != c) {
+		/* Another program's bytes (or cut): durable before the
+		 * caller records the new size, so the state is never ahead
+		 * of the file after a power cut. */
+		*res_r = size > c ? MBOX_OPEN_CHANGED : MBOX_OPEN_SHORTER;
 		m->committed = size;
-	} else if (size < c) {
-		*res_r = MBOX_OPEN_SHORTER;
-		m->committed = size;
+		do
+			r = ops.fdatasync(m->fd);
+		while (r == -1 && errno == EINTR);
+		if (r == -1) {
+			if (asprintf(error_r, "fdatasync %s: %s", m->path,
+			    strerror(errno)) == -1)
+				*error_r = NULL;
+			return -1;
+		}
 	} else {
 		*res_r = MBOX_OPEN_OK;
 		m->committed = size;

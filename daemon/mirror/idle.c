@@ -6,6 +6,7 @@
 
 #include "imap/session.h"
 #include "log.h"
+#include "mirror/account_session.h"
 
 struct idle_watch {
 	struct ev_loop *loop;
@@ -185,7 +186,8 @@ idle_watch_start(struct ev_loop *loop, const struct config *config,
 	ev_init(&w->refresh, on_refresh);
 	w->refresh.repeat = IDLE_REFRESH;
 	w->refresh.data = w;
-	w->session = session_new(loop, account, config->timeout, &scb, w);
+	w->session = account_session_new(loop, account, config->timeout, &scb,
+	    w);
 	if (w->session == NULL) {
 		free(w);
 		return NULL;

@@ -9,6 +9,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util/fs.h"
+#include "util/utf8.h"
+
 /* Names tried for a file kept aside before giving up. */
 #define KEEP_ASIDE_TRIES 1000
 
@@ -27,7 +30,6 @@ static const struct layout_sys_ops *sys = &real_ops;
 static bool valid_rel(const char *);
 static int open_dir(const char *, const char *, bool, const char **,
     char **);
-static int sync_parent(const char *);
 static int check_same_dir(const struct layout_file *, char **);
 
 void
@@ -46,65 +48,10 @@ layout_path(const char *output, const char *rel)
 	return path;
 }
 
-/* fsync of the directory that holds path. */
-static int
-sync_parent(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-	char *dir;
-	int fd, rc, saved;
-
-	if (slash == NULL)
-		dir = strdup(".");
-	else if (slash == path)
-		dir = strdup("/");
-	else
-		dir = strndup(path, (size_t)(slash - path));
-	if (dir == NULL)
-		return -1;
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	saved = errno;
-	free(dir);
-	if (fd == -1) {
-		errno = saved;
-		return -1;
-	}
-	rc = sys->fsync(fd);
-	saved = errno;
-	close(fd);
-	errno = saved;
-	return rc;
-}
-
 int
 layout_make_output(const char *output)
 {
-	char *path, *p;
-	int rc = -1;
-
-	if ((path = strdup(output)) == NULL)
-		return -1;
-	for (p = path; ; p++) {
-		if (*p != '/' && *p != '\0')
-			continue;
-		if (p > path && p[-1] != '/') {
-			char c = *p;
-
-			*p = '\0';
-			if (mkdir(path, 0700) == 0) {
-				if (sync_parent(path) != 0)
-					goto out;
-			} else if (errno != EEXIST)
-				goto out;
-			*p = c;
-		}
-		if (*p == '\0')
-			break;
-	}
-	rc = 0;
-out:
-	free(path);
-	return rc;
+	return fs_mkdirs(output, 0700, sys->fsync);
 }
 
 /* Relative, no empty, "." or ".." component: checked before anything is
@@ -388,45 +335,22 @@ static const struct fold_entry fold_table[] = {
 #include "mirror/layout_fold.inc"
 };
 
-/* Reads one code point; a byte that does not start valid UTF-8 is
- * returned as 0x110000 + byte, equal to nothing else. */
+/* Reads one code point of the NUL-terminated string at *pp; a byte that
+ * does not start valid UTF-8 is returned as 0x110000 + byte, equal to
+ * nothing else. */
 static uint32_t
-utf8_next(const unsigned char **pp)
+next_cp(const unsigned char **pp)
 {
 	const unsigned char *p = *pp;
-	uint32_t c = p[0], min;
-	int n;
+	uint32_t c;
+	size_t n;
 
-	if (c < 0x80) {
+	if ((n = utf8_decode(p, strnlen((const char *)p, 4), &c)) == 0) {
 		*pp = p + 1;
-		return c;
+		return 0x110000 + p[0];
 	}
-	if (c >= 0xc2 && c <= 0xdf) {
-		n = 1;
-		c &= 0x1f;
-		min = 0x80;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		n = 2;
-		c &= 0x0f;
-		min = 0x800;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 3;
-		c &= 0x07;
-		min = 0x10000;
-	} else
-		goto bad;
-	for (int i = 1; i <= n; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			goto bad;
-		c = c << 6 | (p[i] & 0x3f);
-	}
-	if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-		goto bad;
-	*pp = p + n + 1;
+	*pp = p + n;
 	return c;
-bad:
-	*pp = p + 1;
-	return 0x110000 + p[0];
 }
 
 /* Folded code points of a string, one at a time; 0 at its end. */
@@ -447,7 +371,7 @@ fold_next(struct fold *f)
 		return f->pending[f->next++];
 	if (*f->p == '\0')
 		return 0;
-	c = utf8_next(&f->p);
+	c = next_cp(&f->p);
 	if (c < 0x80)
 		return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
 	while (lo < hi) {

@@ -39,8 +39,8 @@
 #include "mirror/state.h"
 
 /*
- * mkdir -p output, each directory made 0700 and its parent fsynced.  0, or
- * -1 with errno set.
+ * mkdir -p output (fs_mkdirs()), each directory made 0700 and its parent
+ * fsynced with the sys ops' fsync.  0, or -1 with errno set.
  */
 int layout_make_output(const char *output);
 

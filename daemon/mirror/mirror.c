@@ -15,10 +15,12 @@
 #include "imap/writer.h"
 #include "log.h"
 #include "mbox/mbox.h"
+#include "mirror/account_session.h"
 #include "mirror/layout.h"
 #include "mirror/names.h"
 #include "mirror/plan.h"
 #include "mirror/state.h"
+#include "util/hash.h"
 
 /*
  * A batch is one UID FETCH of bodies.  Bounded by count and bytes so a commit
@@ -35,6 +37,8 @@
  * sync, first asks for the sizes so batches can be cut by bytes.
  */
 #define DIRECT_FETCH_MAX 100
+/* ...and at most this many more it may send (mail arriving meanwhile). */
+#define DIRECT_SLACK 1000
 /* Seconds between progress lines of a long sync. */
 #define PROGRESS_INTERVAL 5.0
 /* Bytes of a server's text kept for an error message. */
@@ -47,6 +51,12 @@
  * fetched again.
  */
 #define COMMIT_INTERVAL 1.0
+/*
+ * ...and at least this often while a batch comes in, whatever its size: a
+ * batch may be 32 MB, which a slow link takes minutes to bring, and a crash
+ * should cost seconds of fetching, not the batch.
+ */
+#define COMMIT_EVERY 2.0
 #define COMMIT_MAX_BYTES (256ULL * 1024 * 1024)
 /* How often to look again at an mbox another program holds locked. */
 #define LOCK_POLL_SECS 0.1
@@ -63,6 +73,65 @@
 #define TODO_SLACK 100000
 /* Mailboxes of one account; a server listing more is not believed. */
 #define MAX_MAILBOXES 100000
+
+/*
+ * Where a run stands; mirror_set_state() is the only way to change it.
+ *
+ *   CONNECTING   connect, TLS, login (session_start; ready follows)
+ *   LISTING      LIST for each pattern (with LIST-STATUS, the plan's
+ *                STATUS comes with it)
+ *   STATUS       the STATUS of every mailbox LIST-STATUS did not answer
+ *   LOCK_WAIT    a mail reader holds the next mailbox's mbox: polled on a
+ *                timer before anything is sent for it
+ *   EXAMINING    EXAMINE sent, with the size query (and, for a few new
+ *                messages, the bodies) pipelined behind it
+ *   FETCHING     EXAMINE answered, mbox open: sizes and batches of bodies,
+ *                commits (mirror/plan.h decides what may be committed)
+ *   REFETCHING   EXAMINE showed the pipelined fetch asked from a stale
+ *                state: its answers are waited out, then a fresh one sent
+ *   SKIPPING     the mailbox is left out (EXAMINE refused, no UIDVALIDITY,
+ *                its file cannot be made): the pipelined fetch is waited out
+ *   DRAINING     the mailbox is over for this run (a hole, a refusal): what
+ *                is still in flight is answered and ignored
+ *   RECONNECTING the server ended a connection that delivered mail: a new
+ *                one follows after RECONNECT_PAUSE, resuming where it stood
+ *   LOGOUT       every mailbox done, LOGOUT sent
+ *   DONE         the outcome is known; done() follows from the loop
+ *
+ * CONNECTING -> LISTING -> STATUS -> per mailbox [LOCK_WAIT ->] EXAMINING
+ * -> FETCHING | REFETCHING -> FETCHING | SKIPPING | DRAINING -> the next
+ * mailbox ... -> LOGOUT -> DONE; RECONNECTING -> CONNECTING from any state
+ * with a connection; DONE from anywhere.
+ */
+enum mirror_state {
+	MS_CONNECTING,
+	MS_LISTING,
+	MS_STATUS,
+	MS_LOCK_WAIT,
+	MS_EXAMINING,
+	MS_FETCHING,
+	MS_REFETCHING,
+	MS_SKIPPING,
+	MS_DRAINING,
+	MS_RECONNECTING,
+	MS_LOGOUT,
+	MS_DONE,
+};
+
+static const char *const mirror_state_names[] = {
+	[MS_CONNECTING] = "connecting",
+	[MS_LISTING] = "listing",
+	[MS_STATUS] = "status",
+	[MS_LOCK_WAIT] = "lock-wait",
+	[MS_EXAMINING] = "examining",
+	[MS_FETCHING] = "fetching",
+	[MS_REFETCHING] = "refetching",
+	[MS_SKIPPING] = "skipping",
+	[MS_DRAINING] = "draining",
+	[MS_RECONNECTING] = "reconnecting",
+	[MS_LOGOUT] = "logout",
+	[MS_DONE] = "done",
+};
 
 /*
  * A UID FETCH of bodies in flight: what it asked for.  A server may answer
@@ -93,7 +162,7 @@ struct mirror {
 	void *arg;
 	ev_tstamp started;
 	ev_timer finish_timer;
-	bool finished;
+	enum mirror_state step;		/* where the run stands */
 	ev_timer reconnect_timer;	/* a new connection after a cut one */
 	unsigned reconnects;
 	unsigned session_messages;	/* committed on this connection */
@@ -121,18 +190,15 @@ struct mirror {
 	char mbx_failure[400];
 
 	/* The mailbox being synced */
-	bool in_mbx;			/* from EXAMINE to its end */
 	struct mailbox_state *ms;
 	struct mbox *mbox;
 	uint32_t examine_uidvalidity, examine_uidnext, examine_exists;
 	uint32_t fetch_base;		/* the pipelined fetch asked after it */
-	bool fetch_stale;		/* ...but the state turned out older */
-	bool examine_failed;		/* skip once the pipelined fetch ends */
 	bool direct;			/* bodies asked with the EXAMINE */
 	bool sizes_pending;		/* the size query is unanswered */
+	bool sizes_complete;		/* ...and answered OK */
 	bool open_done;			/* the direct batch waits for it */
 	struct batch open_batch;
-	bool draining;			/* over for this run: ignore the rest */
 	uint32_t *todo;			/* UIDs to fetch, ascending */
 	uint64_t *todo_sizes;
 	bool *todo_done;		/* committed or given up */
@@ -152,6 +218,7 @@ struct mirror {
 	uint64_t todo_bytes;		/* sum of todo_sizes */
 	ev_tstamp mbx_started, last_progress;
 	ev_tstamp last_commit;
+	ev_tstamp last_commit_try;	/* mid-batch, not always possible */
 
 	/* The message being streamed */
 	bool msg_skip;
@@ -169,16 +236,6 @@ static void mirror_fail(struct mirror *, enum session_error, const char *, ...)
 static void mailbox_failed(struct mirror *, const char *, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* "[CODE] text" of a tagged NO or BAD, for an error message. */
-static const char *
-tagged_text(const struct imap_response *r, char *buf, size_t size)
-{
-	snprintf(buf, size, "%s%s%s%s", r->code != NULL ? "[" : "",
-	    r->code != NULL ? r->code : "", r->code != NULL ? "] " : "",
-	    r->text != NULL ? r->text : "");
-	return buf;
-}
-
 static void next_mailbox(struct mirror *);
 static void send_batches(struct mirror *);
 static bool uid_in(const uint32_t *, size_t, uint32_t, size_t *);
@@ -186,13 +243,31 @@ static void push_batch(struct mirror *, const char *, bool, uint32_t, size_t,
     size_t);
 static void send_fetch(struct mirror *, uint32_t, bool);
 static void fetch_answered(struct mirror *, const struct batch *);
-static void fetch_refused(struct mirror *, const char *,
+static void fetch_refused(struct mirror *, const struct imap_response *,
     const struct batch *);
 static void on_session_failed(struct session *, enum session_error,
     const char *, void *);
 static int sink(void *, enum imap_sink_event, const struct imap_literal_info *,
     const unsigned char *, size_t);
 static const struct session_callbacks mirror_session_cb;
+
+static void
+mirror_set_state(struct mirror *m, enum mirror_state state)
+{
+	if (m->step != state)
+		log_debug("%s: sync %s -> %s", m->prefix,
+		    mirror_state_names[m->step], mirror_state_names[state]);
+	m->step = state;
+}
+
+/* From EXAMINE to the end of that mailbox's pass. */
+static bool
+in_mailbox(const struct mirror *m)
+{
+	return m->step == MS_EXAMINING || m->step == MS_FETCHING ||
+	    m->step == MS_REFETCHING || m->step == MS_SKIPPING ||
+	    m->step == MS_DRAINING;
+}
 
 static void
 on_finish_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -210,9 +285,9 @@ on_finish_timer(struct ev_loop *loop, ev_timer *w, int revents)
 static void
 finish(struct mirror *m)
 {
-	if (m->finished)
+	if (m->step == MS_DONE)
 		return;
-	m->finished = true;
+	mirror_set_state(m, MS_DONE);
 	ev_timer_stop(m->loop, &m->lock_timer);
 	ev_timer_stop(m->loop, &m->reconnect_timer);
 	m->result.seconds = ev_now(m->loop) - m->started;
@@ -240,11 +315,11 @@ mirror_fail(struct mirror *m, enum session_error kind, const char *fmt, ...)
 	va_list ap;
 	int n;
 
-	if (m->finished)
+	if (m->step == MS_DONE)
 		return;
 	n = snprintf(m->result.message, sizeof m->result.message, "%s: ",
 	    m->prefix);
-	if (m->mbxs != NULL && m->cur < m->n_mbxs && m->in_mbx)
+	if (m->mbxs != NULL && m->cur < m->n_mbxs && in_mailbox(m))
 		n += snprintf(m->result.message + n, sizeof m->result.message -
 		    (size_t)n, "mailbox %s: ", m->mbxs[m->cur].display);
 	va_start(ap, fmt);
@@ -282,11 +357,7 @@ on_session_closed(struct session *s, void *arg)
 static size_t
 name_hash(const char *name, size_t len)
 {
-	size_t h = 2166136261u;		/* FNV-1a */
-
-	for (size_t i = 0; i < len; i++)
-		h = (h ^ (unsigned char)name[i]) * 16777619u;
-	return h;
+	return (size_t)hash_fnv1a64(name, len);
 }
 
 /* The slot that holds name, or the empty one where it would go. */
@@ -440,6 +511,7 @@ send_statuses(struct mirror *m)
 	}
 	/* All STATUS commands at once: one round trip for the whole plan
 	 * (none at all for what LIST-STATUS answered already). */
+	mirror_set_state(m, MS_STATUS);
 	for (size_t i = 0; i < m->n_mbxs; i++) {
 		if (m->mbxs[i].has_status)
 			continue;
@@ -489,6 +561,7 @@ on_ready(struct session *s, void *arg)
 		next_mailbox(m);
 		return;
 	}
+	mirror_set_state(m, MS_LISTING);
 	for (size_t i = 0; i < a->mailboxes.n; i++) {
 		session_cmd_init(s, &cmd, "LIST");
 		imap_cmd_add_raw(&cmd, "\"\"");
@@ -592,7 +665,7 @@ mailbox_local_failure(struct mirror *m, const char *error)
 	mailbox_failed(m, "%s", error);
 	mbox_close(&m->mbox);
 	m->ms = NULL;
-	m->examine_failed = true;
+	mirror_set_state(m, MS_SKIPPING);
 }
 
 /* Moves a file of the mailbox out of the way, keeping it. */
@@ -648,7 +721,8 @@ prepare_mailbox(struct mirror *m)
 		log_warnx("%s: mailbox %s: UIDVALIDITY changed from %u to %u; "
 		    "mirroring it afresh", m->prefix, mb->display,
 		    ms->uidvalidity, m->examine_uidvalidity);
-		snprintf(tag, sizeof tag, "uidvalidity-%u", ms->uidvalidity);
+		names_aside_tag(NAMES_ASIDE_UIDVALIDITY, ms->uidvalidity, tag,
+		    sizeof tag);
 		if (keep_aside(m, ms->file != NULL ? ms->file : rel, tag) != 0) {
 			free(rel);
 			return;
@@ -656,7 +730,8 @@ prepare_mailbox(struct mirror *m)
 		fresh = true;
 	} else if (fresh) {
 		/* A file we have no record of is someone's: keep it. */
-		snprintf(tag, sizeof tag, "unknown-%lld", (long long)time(NULL));
+		names_aside_tag(NAMES_ASIDE_UNKNOWN, time(NULL), tag,
+		    sizeof tag);
 		if (keep_aside(m, rel, tag) != 0) {
 			free(rel);
 			return;
@@ -747,7 +822,10 @@ prepare_mailbox(struct mirror *m)
 	m->batch_bytes = 0;
 	m->nil_uid = 0;
 	m->mbx_messages = m->mbx_bytes = 0;
-	m->fetch_stale = ms->last_uid != m->fetch_base;
+	/* The fetch sent with EXAMINE asked after fetch_base: if the state
+	 * turned out older (a new UIDVALIDITY), its answers do not count. */
+	mirror_set_state(m, ms->last_uid != m->fetch_base ? MS_REFETCHING :
+	    MS_FETCHING);
 }
 
 static void
@@ -805,16 +883,20 @@ on_examine_done(struct session *s, const struct imap_response *tagged,
 	char text[ERROR_TEXT_MAX];
 
 	(void)s;
+	if (m->step != MS_EXAMINING || m->mbox != NULL) {
+		mirror_fail(m, SESSION_ERR_PROTOCOL, "EXAMINE answered twice");
+		return;
+	}
 	if (tagged->status != IMAP_STATUS_OK) {
 		/* Deleted since LIST, or not ours to read: the others go on
 		 * once the fetch sent with the EXAMINE has failed too, but
 		 * the mirror is incomplete, so the account fails in the end
 		 * (a mailbox gone for good leaves LIST by the next sync). */
 		log_warnx("%s: mailbox %s: EXAMINE failed, skipped: %s",
-		    m->prefix, mb->display, tagged_text(tagged, text,
+		    m->prefix, mb->display, imap_response_text(tagged, text,
 		    sizeof text));
 		mailbox_failed(m, "EXAMINE failed: %s", text);
-		m->examine_failed = true;
+		mirror_set_state(m, MS_SKIPPING);
 		return;
 	}
 	if (m->examine_uidvalidity == 0)
@@ -824,7 +906,7 @@ on_examine_done(struct session *s, const struct imap_response *tagged,
 		log_warnx("%s: mailbox %s: no UIDVALIDITY, skipped",
 		    m->prefix, mb->display);
 		mailbox_failed(m, "the server sent no UIDVALIDITY");
-		m->examine_failed = true;
+		mirror_set_state(m, MS_SKIPPING);
 		return;
 	}
 	m->result.mailboxes_opened++;
@@ -843,7 +925,7 @@ on_lock_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)loop;
 	(void)revents;
 	ev_timer_stop(m->loop, &m->lock_timer);
-	if (!m->finished)
+	if (m->step == MS_LOCK_WAIT)
 		examine(m);
 }
 
@@ -876,9 +958,11 @@ wait_for_mbox_lock(struct mirror *m)
 		    "waiting", m->prefix, mb->display, path);
 		m->lock_wait_since = ev_now(m->loop);
 	}
+	mirror_set_state(m, MS_LOCK_WAIT);
 	if (ev_now(m->loop) - m->lock_wait_since <
 	    mbox_lock_wait() / 1000.0) {
 		free(path);
+		ev_timer_stop(m->loop, &m->lock_timer);
 		ev_timer_set(&m->lock_timer, LOCK_POLL_SECS, 0);
 		ev_timer_start(m->loop, &m->lock_timer);
 		return true;
@@ -912,10 +996,8 @@ examine(struct mirror *m)
 		return;
 	m->examine_uidvalidity = m->examine_uidnext = 0;
 	m->examine_exists = mb->messages;
-	m->examine_failed = m->fetch_stale = false;
-	m->draining = false;
 	m->ms = NULL;
-	m->in_mbx = true;
+	mirror_set_state(m, MS_EXAMINING);
 	session_cmd_init(m->session, &cmd, "EXAMINE");
 	imap_cmd_add_string(&cmd, mb->name, strlen(mb->name),
 	    session_literal_mode(m->session));
@@ -950,6 +1032,7 @@ all_done(struct mirror *m)
 	}
 	if (save_state(m) != 0)
 		return;
+	mirror_set_state(m, MS_LOGOUT);
 	session_logout(m->session);
 }
 
@@ -1066,6 +1149,14 @@ struct uid_size {
 };
 
 static int
+uid_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int
 uid_size_cmp(const void *a, const void *b)
 {
 	const struct uid_size *x = a, *y = b;
@@ -1119,16 +1210,24 @@ uid_in(const uint32_t *v, size_t n, uint32_t uid, size_t *pos_r)
 
 /*
  * Bodies a direct fetch delivered that the size query (run beside it) did
- * not list: new mail that arrived between the two.  They exist and were
- * delivered, so they join the UIDs to fetch.
+ * not list: new mail that arrived between the two.  Only those that follow
+ * the listed ones without a gap join the UIDs to fetch: one after a gap
+ * could hide a UID that exists but came in neither answer.  The rest are
+ * not committed (the next sync lists them).
  */
 static int
 merge_extras(struct mirror *m)
 {
-	for (size_t i = 0; i < m->n_got; i++)
-		if (!uid_in(m->todo, m->n_todo, m->got[i], NULL) &&
-		    add_todo(m, m->got[i], 0) != 0)
+	uint32_t hi = m->n_todo > 0 ? m->todo[m->n_todo - 1] :
+	    m->ms->last_uid;
+
+	for (size_t i = 0; i < m->n_got; i++) {
+		if (m->got[i] <= hi || m->got[i] != hi + 1)
+			continue;
+		if (add_todo(m, m->got[i], 0) != 0)
 			return -1;
+		hi = m->got[i];
+	}
 	return sort_todo(m);
 }
 
@@ -1147,8 +1246,6 @@ leave_mailbox(struct mirror *m)
 {
 	mbox_close(&m->mbox);
 	m->ms = NULL;
-	m->in_mbx = false;
-	m->draining = false;
 	m->direct = false;
 	m->sizes_pending = false;
 	m->open_done = false;
@@ -1156,6 +1253,16 @@ leave_mailbox(struct mirror *m)
 	memset(m->batches, 0, sizeof m->batches);
 	m->n_arr = 0;
 	m->batch_bytes = 0;
+}
+
+/* On to the next mailbox; this one's pass is over. */
+static void
+next_after(struct mirror *m)
+{
+	leave_mailbox(m);
+	m->hole_counted = 0;
+	m->cur++;
+	next_mailbox(m);
 }
 
 static void
@@ -1172,10 +1279,7 @@ mailbox_done(struct mirror *m)
 	if (m->mbx_messages > 0)
 		log_info("%s: mailbox %s: %llu new messages, %llu bytes",
 		    m->prefix, mb->display, m->mbx_messages, m->mbx_bytes);
-	leave_mailbox(m);
-	m->hole_counted = 0;
-	m->cur++;
-	next_mailbox(m);
+	next_after(m);
 }
 
 /* The mailbox is over for this run with part of it not mirrored (its
@@ -1186,10 +1290,7 @@ mailbox_abandoned(struct mirror *m)
 {
 	if (save_state(m) != 0)
 		return;
-	leave_mailbox(m);
-	m->hole_counted = 0;
-	m->cur++;
-	next_mailbox(m);
+	next_after(m);
 }
 
 /* Nothing more of the current mailbox is wanted this run: once what is
@@ -1197,9 +1298,21 @@ mailbox_abandoned(struct mirror *m)
 static void
 drain_mailbox(struct mirror *m)
 {
-	m->draining = true;
+	mirror_set_state(m, MS_DRAINING);
 	if (m->in_flight == 0 && !m->sizes_pending)
 		mailbox_abandoned(m);
+}
+
+/* A fetch sent after EXAMINE completed before it: the server mixed up
+ * commands that depend on each other.  True when the run has failed. */
+static bool
+answered_before_examine(struct mirror *m)
+{
+	if (m->step != MS_EXAMINING)
+		return false;
+	mirror_fail(m, SESSION_ERR_PROTOCOL, "UID FETCH completed before the "
+	    "EXAMINE it depends on");
+	return true;
 }
 
 /*
@@ -1211,17 +1324,15 @@ drain_mailbox(struct mirror *m)
 static bool
 pipelined_fetch_void(struct mirror *m)
 {
-	if (!m->examine_failed && !m->fetch_stale)
+	if (m->step != MS_SKIPPING && m->step != MS_REFETCHING)
 		return false;
 	if (m->sizes_pending || m->in_flight > 0)
 		return true;	/* the rest of it is still to come */
-	if (m->examine_failed) {
-		leave_mailbox(m);
-		m->cur++;
-		next_mailbox(m);
+	if (m->step == MS_SKIPPING) {
+		next_after(m);
 		return true;
 	}
-	m->fetch_stale = false;
+	mirror_set_state(m, MS_FETCHING);
 	send_fetch(m, m->ms->last_uid, false);
 	return true;
 }
@@ -1244,6 +1355,7 @@ send_fetch(struct mirror *m, uint32_t base, bool direct)
 	m->todo_bytes = 0;
 	m->direct = direct;
 	m->open_done = false;
+	m->sizes_complete = false;
 	m->mbx_started = m->last_progress = m->last_commit = ev_now(m->loop);
 	session_cmd_init(m->session, &cmd, "UID FETCH");
 	imap_cmd_add_raw(&cmd, "%u:* (UID RFC822.SIZE)", base + 1);
@@ -1311,7 +1423,7 @@ can_send_next(const struct mirror *m)
 {
 	const struct batch *b, *newest = NULL;
 
-	if (m->draining)
+	if (m->step != MS_FETCHING)
 		return false;
 	if (m->in_flight == 0)
 		return true;
@@ -1330,7 +1442,7 @@ can_send_next(const struct mirror *m)
 static void
 send_batches(struct mirror *m)
 {
-	while (!m->finished && m->next_todo < m->n_todo && can_send_next(m))
+	while (m->next_todo < m->n_todo && can_send_next(m))
 		send_batch(m);
 }
 
@@ -1381,7 +1493,7 @@ wanted_uid(const struct mirror *m, uint32_t uid)
 {
 	const struct batch *b;
 
-	if (m->draining || uid <= m->ms->last_uid ||
+	if (m->step != MS_FETCHING || uid <= m->ms->last_uid ||
 	    uid_in(m->got, m->n_got, uid, NULL) ||
 	    state_is_skipped(m->ms, uid))
 		return false;
@@ -1392,8 +1504,10 @@ wanted_uid(const struct mirror *m, uint32_t uid)
 		b = &m->batches[i];
 		if (!b->used)
 			continue;
-		if (b->open ? uid > b->base : uid_in(m->todo + b->first, b->n,
-		    uid, NULL))
+		/* An open range takes what a few new messages need, not
+		 * whatever a server sends. */
+		if (b->open ? uid > b->base && m->n_got < DIRECT_FETCH_MAX +
+		    DIRECT_SLACK : uid_in(m->todo + b->first, b->n, uid, NULL))
 			return true;
 	}
 	return false;
@@ -1440,8 +1554,8 @@ begin_message(struct mirror *m, const struct imap_literal_info *info)
 	m->spooling = false;
 	/* Bodies only count in answer to a batch (not to the sizes query,
 	 * not before EXAMINE has been answered). */
-	if (m->ms == NULL || m->mbox == NULL || m->fetch_stale ||
-	    m->draining || m->in_flight == 0 || (strcmp(info->item,
+	if (m->ms == NULL || m->mbox == NULL || m->step != MS_FETCHING ||
+	    m->in_flight == 0 || (strcmp(info->item,
 	    "BODY[]") != 0 && strcmp(info->item, "RFC822") != 0))
 		return 0;
 	if (imap_fetch_decode(info->msgno, info->before, info->nbefore,
@@ -1469,6 +1583,19 @@ begin_message(struct mirror *m, const struct imap_literal_info *info)
 fail:
 	mirror_fail(m, SESSION_ERR_LOCAL, "%s", mbox_error(m->mbox));
 	return -1;
+}
+
+static int commit(struct mirror *, bool);
+static void report_progress(struct mirror *);
+
+/* A commit is due in the middle of a batch (see COMMIT_EVERY). */
+static bool
+commit_due(const struct mirror *m)
+{
+	ev_tstamp now = ev_now(m->loop);
+
+	return now - m->last_commit >= COMMIT_EVERY &&
+	    now - m->last_commit_try >= COMMIT_EVERY;
 }
 
 /* A message is in the mbox (not yet committed): where its entry ends is
@@ -1509,6 +1636,14 @@ message_appended(struct mirror *m, uint32_t uid, uint64_t size)
 	m->arr[m->n_arr].end = mbox_appended_size(m->mbox);
 	m->arr_sizes[m->n_arr++] = size;
 	m->batch_bytes += size;
+	if (commit_due(m)) {
+		/* Commits only if all that arrived can be (no message before
+		 * the last one still to come); else it waits for more. */
+		m->last_commit_try = ev_now(m->loop);
+		if (commit(m, false) != 0)
+			return -1;
+	}
+	report_progress(m);
 	send_batches(m);
 	return 0;
 oom:
@@ -1624,13 +1759,8 @@ on_fetch_untagged(struct session *s, const struct imap_response *resp,
 	const struct imap_arg *body;
 
 	(void)s;
-	if (m->ms == NULL || m->fetch_stale || resp->keyword == NULL)
+	if (m->ms == NULL || m->step != MS_FETCHING || resp->keyword == NULL)
 		return;
-	if (strcmp(resp->keyword, "EXISTS") == 0 && resp->has_number) {
-		if (resp->number > m->examine_exists)
-			m->examine_exists = resp->number;
-		return;
-	}
 	if (strcmp(resp->keyword, "FETCH") != 0)
 		return;
 	if (m->spooling) {
@@ -1694,25 +1824,96 @@ commit_can_wait(const struct mirror *m)
  * committable); without, nothing is committed unless all of it can be.
  * 0, or -1 when the run has failed.
  */
+/*
+ * How many arrivals may be committed, and the state's last UID after them.
+ * -1 when out of memory.
+ */
+static ssize_t
+commit_point(struct mirror *m, uint32_t *last_r)
+{
+	uint32_t last = m->ms->last_uid, highest = last;
+	size_t k = 0, contig;
+	bool *resolved;
+
+	*last_r = last;
+	if (m->direct && !m->sizes_complete) {
+		/* Without the list of what exists, only UIDs that follow the
+		 * last one committed with no gap at all can be trusted. */
+		for (size_t j = 0; j < m->n_arr; j++) {
+			if (m->arr[j].uid > highest)
+				highest = m->arr[j].uid;
+			if ((uint64_t)highest == (uint64_t)last + j + 1) {
+				k = j + 1;
+				*last_r = highest;
+			}
+		}
+		return (ssize_t)k;
+	}
+	if ((m->direct && merge_extras(m) != 0) ||
+	    (resolved = malloc(m->n_todo + 1)) == NULL)
+		return -1;
+	if (m->n_todo > 0)
+		memcpy(resolved, m->todo_done, m->n_todo * sizeof *resolved);
+	k = plan_commit_point(m->todo, m->n_todo, resolved, m->arr, m->n_arr,
+	    &contig);
+	free(resolved);
+	if (contig > 0 && m->todo[contig - 1] > last)
+		*last_r = m->todo[contig - 1];
+	return (ssize_t)k;
+}
+
+/* Takes the UIDs of arr[from..n_arr), cut off the mbox, out of got (one
+ * pass: both are sorted here). */
+static void
+forget_cut(struct mirror *m, size_t from)
+{
+	size_t n_cut = m->n_arr - from, i = 0, o = 0, c = 0;
+	uint32_t *cut;
+
+	if (n_cut == 0)
+		return;
+	if ((cut = reallocarray(NULL, n_cut, sizeof *cut)) == NULL) {
+		/* One at a time, then. */
+		for (size_t j = from; j < m->n_arr; j++)
+			if (uid_in(m->got, m->n_got, m->arr[j].uid, &i)) {
+				memmove(m->got + i, m->got + i + 1,
+				    (m->n_got - i - 1) * sizeof *m->got);
+				m->n_got--;
+			}
+		return;
+	}
+	for (size_t j = 0; j < n_cut; j++)
+		cut[j] = m->arr[from + j].uid;
+	qsort(cut, n_cut, sizeof *cut, uid_cmp);
+	for (i = 0; i < m->n_got; i++) {
+		while (c < n_cut && cut[c] < m->got[i])
+			c++;
+		if (c < n_cut && cut[c] == m->got[i])
+			continue;
+		m->got[o++] = m->got[i];
+	}
+	m->n_got = o;
+	free(cut);
+}
+
 static int
 commit(struct mirror *m, bool salvage)
 {
-	bool *resolved;
-	size_t k, contig, pos;
+	ssize_t k;
+	size_t pos;
+	uint32_t last;
 	uint64_t size, bytes = 0;
 
 	if (m->mbox == NULL || m->ms == NULL)
 		return 0;
-	if ((m->direct && merge_extras(m) != 0) ||
-	    (resolved = malloc(m->n_todo + 1)) == NULL) {
+	/* A size list still coming in may be out of order: the searches and
+	 * the walk below need it sorted. */
+	if ((m->todo_unsorted && sort_todo(m) != 0) ||
+	    (k = commit_point(m, &last)) < 0) {
 		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
 		return -1;
 	}
-	memcpy(resolved, m->todo_done, m->n_todo * sizeof *resolved);
-	k = plan_commit_point(m->todo, m->n_todo, resolved, m->arr, m->n_arr,
-	    &contig);
-	free(resolved);
-	if (!salvage && k < m->n_arr)
+	if (!salvage && (size_t)k < m->n_arr)
 		return 0;
 	size = k > 0 ? m->arr[k - 1].end : mbox_committed_size(m->mbox);
 	if (mbox_commit_upto(m->mbox, size, &size) != 0) {
@@ -1720,31 +1921,28 @@ commit(struct mirror *m, bool salvage)
 		return -1;
 	}
 	/* What was cut off was not delivered after all. */
-	for (size_t j = k; j < m->n_arr; j++)
-		if (uid_in(m->got, m->n_got, m->arr[j].uid, &pos)) {
-			memmove(m->got + pos, m->got + pos + 1,
-			    (m->n_got - pos - 1) * sizeof *m->got);
-			m->n_got--;
-		}
-	for (size_t j = 0; j < k; j++) {
+	forget_cut(m, (size_t)k);
+	for (ssize_t j = 0; j < k; j++) {
 		if (uid_in(m->todo, m->n_todo, m->arr[j].uid, &pos))
 			m->todo_done[pos] = true;
 		bytes += m->arr_sizes[j];
 	}
-	m->contig = contig;
 	m->last_commit = ev_now(m->loop);
-	if (contig > 0 && m->todo[contig - 1] > m->ms->last_uid)
-		m->ms->last_uid = m->todo[contig - 1];
+	m->ms->last_uid = last;
+	/* Everything up to the last UID needs nothing more. */
+	while (m->contig < m->n_todo && (m->todo_done[m->contig] ||
+	    m->todo[m->contig] <= last))
+		m->todo_done[m->contig++] = true;
 	if (m->ms->hole_uid != 0 && m->ms->hole_uid <= m->ms->last_uid)
 		m->ms->hole_uid = m->ms->hole_tries = 0;
 	m->ms->mbox_size = size;
 	m->ms->messages += (uint32_t)k;
 	/* Only what is committed counts as mirrored. */
-	m->mbx_messages += k;
+	m->mbx_messages += (unsigned long long)k;
 	m->mbx_bytes += bytes;
-	m->result.messages += k;
+	m->result.messages += (unsigned long long)k;
 	m->result.bytes += bytes;
-	m->session_messages += k;
+	m->session_messages += (unsigned)k;
 	m->n_arr = 0;
 	m->batch_bytes = 0;
 	return save_state(m);
@@ -1828,23 +2026,36 @@ on_sizes_done(struct session *s, const struct imap_response *tagged,
     void *arg)
 {
 	struct mirror *m = arg;
-	char text[ERROR_TEXT_MAX];
 
 	(void)s;
 	m->sizes_pending = false;
-	if (pipelined_fetch_void(m) || m->finished)
+	if (answered_before_examine(m) || pipelined_fetch_void(m) ||
+	    m->step == MS_DONE)
 		return;
-	if (m->draining) {
+	if (m->step == MS_DRAINING) {
 		drain_mailbox(m);
 		return;
 	}
 	if (tagged->status != IMAP_STATUS_OK) {
-		fetch_refused(m, tagged_text(tagged, text, sizeof text), NULL);
+		fetch_refused(m, tagged, NULL);
 		return;
 	}
 	if (sort_todo(m) != 0) {
 		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
 		return;
+	}
+	m->sizes_complete = true;
+	/* What a commit made while the list came in covered: done. */
+	m->contig = 0;
+	while (m->contig < m->n_todo && (m->todo_done[m->contig] ||
+	    m->todo[m->contig] <= m->ms->last_uid))
+		m->todo_done[m->contig++] = true;
+	if (m->ms->hole_uid > m->ms->last_uid &&
+	    !uid_in(m->todo, m->n_todo, m->ms->hole_uid, NULL)) {
+		/* Expunged meanwhile: nothing to wait for any more. */
+		log_debug("%s: mailbox %s: UID %u is no longer listed",
+		    m->prefix, m->mbxs[m->cur].display, m->ms->hole_uid);
+		m->ms->hole_uid = m->ms->hole_tries = 0;
 	}
 	m->todo_bytes = 0;
 	for (size_t i = 0; i < m->n_todo; i++)
@@ -1870,6 +2081,8 @@ on_sizes_done(struct session *s, const struct imap_response *tagged,
 static void
 fetch_answered(struct mirror *m, const struct batch *b)
 {
+	bool last;
+
 	m->open_done = false;
 	if (b->open) {
 		if (merge_extras(m) != 0) {
@@ -1890,14 +2103,17 @@ fetch_answered(struct mirror *m, const struct batch *b)
 		send_batches(m);
 		return;
 	}
-	if (commit(m, false) != 0)
+	/* After the last answer nothing more can come: commit what can be,
+	 * cut the rest (messages a direct fetch brought past a gap). */
+	last = m->next_todo >= m->n_todo && m->in_flight == 0;
+	if (commit(m, last) != 0)
 		return;
 	report_progress(m);
-	if (m->next_todo < m->n_todo)
+	if (!last)
 		send_batches(m);
-	else if (m->in_flight == 0 && m->contig == m->n_todo)
+	else if (m->contig == m->n_todo)
 		mailbox_done(m);
-	else if (m->in_flight == 0 && commit(m, true) == 0) {
+	else {
 		/* Not reached while every batch delivered all it asked for;
 		 * never wait for what cannot come. */
 		mailbox_failed(m, "not every message asked for could be "
@@ -1912,22 +2128,23 @@ on_batch_done(struct session *s, const struct imap_response *tagged,
 {
 	struct mirror *m = arg;
 	struct batch b;
-	char text[ERROR_TEXT_MAX];
 
 	(void)s;
+	if (m->step == MS_DONE)
+		return;
 	if (!pop_batch(m, tagged->tag, &b)) {
 		mirror_fail(m, SESSION_ERR_PROTOCOL, "UID FETCH %s completed "
 		    "twice", tagged->tag);
 		return;
 	}
-	if (pipelined_fetch_void(m))
+	if (answered_before_examine(m) || pipelined_fetch_void(m))
 		return;
-	if (m->draining) {
+	if (m->step == MS_DRAINING) {
 		drain_mailbox(m);
 		return;
 	}
 	if (tagged->status != IMAP_STATUS_OK) {
-		fetch_refused(m, tagged_text(tagged, text, sizeof text), &b);
+		fetch_refused(m, tagged, &b);
 		return;
 	}
 	if (b.open && m->sizes_pending) {
@@ -1944,14 +2161,18 @@ on_batch_done(struct session *s, const struct imap_response *tagged,
  * delivered something, as a server that serves only so many messages a
  * session does, or a message it never delivers was given up), and not too
  * often.  Not after a protocol error: a server that sends garbage is not
- * asked again in the same run. */
+ * asked again in the same run.  A TLS error on a connection that delivered
+ * mail is the link failing (a reset under TLS), not its certificate: that
+ * was checked before anything was delivered. */
 static bool
 may_reconnect(const struct mirror *m, enum session_error error)
 {
-	return !m->finished && (m->session_messages > 0 ||
-	    m->session_gave_up) && m->reconnects < MAX_RECONNECTS &&
+	/* (After LOGOUT everything is committed: nothing to go on with.) */
+	return m->step != MS_DONE && m->step != MS_LOGOUT &&
+	    (m->session_messages > 0 || m->session_gave_up) &&
+	    m->reconnects < MAX_RECONNECTS &&
 	    (error == SESSION_ERR_NETWORK || error == SESSION_ERR_TIMEOUT ||
-	    error == SESSION_ERR_SERVER);
+	    error == SESSION_ERR_SERVER || error == SESSION_ERR_TLS);
 }
 
 static void
@@ -1962,10 +2183,14 @@ reconnect(struct mirror *m, const char *why)
 	m->reconnects++;
 	m->session_messages = 0;
 	m->session_gave_up = false;
+	/* A wait for a mail reader's lock starts again on the new one. */
+	ev_timer_stop(m->loop, &m->lock_timer);
+	m->lock_wait_since = 0;
 	leave_mailbox(m);
 	m->spooling = false;
 	if (m->session != NULL)
 		session_abort(m->session, SESSION_OK, "reconnecting");
+	mirror_set_state(m, MS_RECONNECTING);
 	ev_timer_set(&m->reconnect_timer, RECONNECT_PAUSE, 0);
 	ev_timer_start(m->loop, &m->reconnect_timer);
 }
@@ -1978,11 +2203,12 @@ on_reconnect_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)loop;
 	(void)revents;
 	ev_timer_stop(m->loop, &m->reconnect_timer);
-	if (m->finished)
+	if (m->step != MS_RECONNECTING)
 		return;
+	mirror_set_state(m, MS_CONNECTING);
 	session_free(&m->session);
-	m->session = session_new(m->loop, m->account, m->config->timeout,
-	    &mirror_session_cb, m);
+	m->session = account_session_new(m->loop, m->account,
+	    m->config->timeout, &mirror_session_cb, m);
 	if (m->session == NULL) {
 		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
 		return;
@@ -1991,44 +2217,45 @@ on_reconnect_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	session_start(m->session);
 }
 
-/* The batches in flight, as one range of todo: where the first
- * undelivered UID of the connection's end is looked for. */
-static void
-in_flight_range(const struct mirror *m, size_t *from_r, size_t *to_r)
+/*
+ * Response codes of a NO that says "not now" (RFC 5530), not "not this
+ * message": such a refusal counts no try against the message.
+ */
+static bool
+transient_refusal(const struct imap_response *tagged)
 {
-	*from_r = m->n_todo;
-	*to_r = 0;
-	for (size_t i = 0; i < BATCHES_IN_FLIGHT; i++) {
-		const struct batch *b = &m->batches[i];
-		size_t from = b->open ? 0 : b->first;
-		size_t to = b->open ? m->n_todo : b->first + b->n;
+	static const char *const codes[] = { "UNAVAILABLE", "INUSE", "LIMIT",
+	    "OVERQUOTA" };
 
-		if (!b->used)
-			continue;
-		if (from < *from_r)
-			*from_r = from;
-		if (to > *to_r)
-			*to_r = to;
-	}
+	if (tagged->code == NULL)
+		return false;
+	for (size_t i = 0; i < sizeof codes / sizeof *codes; i++)
+		if (strcasecmp(tagged->code, codes[i]) == 0)
+			return true;
+	return false;
 }
 
 /*
  * A UID FETCH was refused (NO or BAD; b is NULL for the size query): the
  * prefix that arrived whole is kept.  On a connection that delivered mail a
  * fresh one goes on ("NO [UNAVAILABLE]" after so many messages a session);
- * otherwise the mailbox is over for this run, and the first message not
- * delivered counts a try.
+ * otherwise the mailbox is over for this run, and unless the refusal said
+ * "not now" the first message not delivered counts a try (Exchange refuses
+ * a fetch that holds a corrupt item).
  */
 static void
-fetch_refused(struct mirror *m, const char *text, const struct batch *b)
+fetch_refused(struct mirror *m, const struct imap_response *tagged,
+    const struct batch *b)
 {
-	char why[ERROR_TEXT_MAX + 32];
+	char text[ERROR_TEXT_MAX], why[ERROR_TEXT_MAX + 32];
 	uint32_t uid = 0;
 
 	if (commit(m, true) != 0)
 		return;
-	snprintf(why, sizeof why, "UID FETCH failed: %s", text);
-	if (!may_reconnect(m, SESSION_ERR_SERVER) && b != NULL)
+	snprintf(why, sizeof why, "UID FETCH failed: %s",
+	    imap_response_text(tagged, text, sizeof text));
+	if (!may_reconnect(m, SESSION_ERR_SERVER) && b != NULL &&
+	    !transient_refusal(tagged))
 		uid = first_undelivered(m, b->open ? 0 : b->first,
 		    b->open ? m->n_todo : b->first + b->n);
 	if (uid != 0 && !hole(m, uid, why)) {
@@ -2048,21 +2275,22 @@ on_session_failed(struct session *s, enum session_error error,
     const char *message, void *arg)
 {
 	struct mirror *m = arg;
-	size_t from, to;
-	uint32_t uid;
 
 	(void)s;
-	if (m->finished)
+	if (m->step == MS_DONE)
 		return;
-	if (m->in_mbx && m->mbox != NULL && m->ms != NULL) {
-		/* Keep the prefix that arrived whole. */
-		if (commit(m, true) != 0)
-			return;
-		in_flight_range(m, &from, &to);
-		if (!may_reconnect(m, error) &&
-		    (uid = first_undelivered(m, from, to)) != 0)
-			(void)hole(m, uid, message);
+	if (m->step == MS_LOGOUT) {
+		/* Everything was committed and the outcome saved before
+		 * LOGOUT: a connection lost now changes neither. */
+		log_debug("%s: after LOGOUT: %s", m->prefix, message);
+		finish(m);
+		return;
 	}
+	/* Keep the prefix that arrived whole.  A lost connection says
+	 * nothing about the message that was coming: no try is counted. */
+	if (in_mailbox(m) && m->mbox != NULL && m->ms != NULL &&
+	    commit(m, true) != 0)
+		return;
 	if (may_reconnect(m, error)) {
 		reconnect(m, message);
 		return;
@@ -2143,7 +2371,7 @@ mirror_start(struct ev_loop *loop, const struct config *config,
 		    account->output, strerror(errno));
 		return m;
 	}
-	m->session = session_new(loop, account, config->timeout,
+	m->session = account_session_new(loop, account, config->timeout,
 	    &mirror_session_cb, m);
 	if (m->session == NULL) {
 		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");

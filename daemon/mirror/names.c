@@ -10,6 +10,8 @@
 
 #include "imap/writer.h"
 #include "mirror/names.h"
+#include "util/hash.h"
+#include "util/utf8.h"
 
 struct sbuf {
 	char	*data;
@@ -17,13 +19,18 @@ struct sbuf {
 	bool	 failed;
 };
 
+/* Why files are kept aside: the one list that both their tags and the
+ * names reserved for them come from. */
+static const char *const aside_why[] = {
+	[NAMES_ASIDE_UIDVALIDITY] = "uidvalidity",
+	[NAMES_ASIDE_UNKNOWN] = "unknown",
+};
+
 static void	 sb_add(struct sbuf *, const void *, size_t);
 static void	 sb_escape(struct sbuf *, unsigned char);
-static size_t	 utf8_seq_len(const unsigned char *, size_t);
 static bool	 ends_reserved_at(const unsigned char *, size_t, size_t);
 static void	 add_component(struct sbuf *, const unsigned char *, size_t,
 		    bool);
-static uint64_t	 fnv1a64(const char *, size_t);
 static bool	 is_inbox(const char *, size_t);
 static bool	 has_control(const char *);
 
@@ -64,40 +71,6 @@ sb_escape(struct sbuf *sb, unsigned char c)
 	sb_add(sb, e, 3);
 }
 
-/* Length of the valid, shortest-form UTF-8 sequence of two or more bytes
- * at s, else 0. */
-static size_t
-utf8_seq_len(const unsigned char *s, size_t len)
-{
-	size_t	 n, k;
-	uint32_t cp, min;
-
-	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-		n = 2;
-		cp = s[0] & 0x1f;
-		min = 0x80;
-	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		n = 3;
-		cp = s[0] & 0x0f;
-		min = 0x800;
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		n = 4;
-		cp = s[0] & 0x07;
-		min = 0x10000;
-	} else
-		return 0;
-	if (len < n)
-		return 0;
-	for (k = 1; k < n; k++) {
-		if ((s[k] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[k] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
-}
-
 /*
  * The '.' at c[i] starts a suffix that other files beside the mbox use:
  * ".mbox" at the end or before another '.', ".lock" at the end, or
@@ -107,7 +80,6 @@ utf8_seq_len(const unsigned char *s, size_t len)
 static bool
 ends_reserved_at(const unsigned char *c, size_t len, size_t i)
 {
-	static const char *const aside[] = { ".uidvalidity-", ".unknown-" };
 	const char *s = (const char *)c + i;
 	size_t	 rest = len - i, k, a, n;
 
@@ -116,9 +88,11 @@ ends_reserved_at(const unsigned char *c, size_t len, size_t i)
 		return true;
 	if (rest == 5 && strncasecmp(s, ".lock", 5) == 0)
 		return true;
-	for (a = 0; a < sizeof(aside) / sizeof(aside[0]); a++) {
-		n = strlen(aside[a]);
-		if (rest <= n || strncasecmp(s, aside[a], n) != 0)
+	for (a = 0; a < sizeof(aside_why) / sizeof(aside_why[0]); a++) {
+		/* "." why "-" */
+		n = strlen(aside_why[a]) + 2;
+		if (rest <= n || strncasecmp(s + 1, aside_why[a], n - 2) != 0 ||
+		    s[n - 1] != '-')
 			continue;
 		for (k = n; k < rest; k++)
 			if ((s[k] < '0' || s[k] > '9') && s[k] != '-')
@@ -129,24 +103,12 @@ ends_reserved_at(const unsigned char *c, size_t len, size_t i)
 	return false;
 }
 
-static uint64_t
-fnv1a64(const char *s, size_t len)
-{
-	uint64_t h = 0xcbf29ce484222325ULL;
-	size_t	 i;
-
-	for (i = 0; i < len; i++) {
-		h ^= (unsigned char)s[i];
-		h *= 0x100000001b3ULL;
-	}
-	return h;
-}
-
 static void
 add_component(struct sbuf *out, const unsigned char *c, size_t len, bool raw)
 {
 	struct sbuf e = { 0 };
 	size_t	 i, n, cut, step;
+	uint32_t cp;
 	char	 tail[24];
 
 	if (len == 0) {
@@ -156,7 +118,7 @@ add_component(struct sbuf *out, const unsigned char *c, size_t len, bool raw)
 	for (i = 0; i < len; i += n) {
 		n = 1;
 		if (c[i] >= 0x80) {
-			if (!raw && (n = utf8_seq_len(c + i, len - i)) > 0) {
+			if (!raw && (n = utf8_decode(c + i, len - i, &cp)) > 0) {
 				sb_add(&e, c + i, n);
 				continue;
 			}
@@ -179,11 +141,12 @@ add_component(struct sbuf *out, const unsigned char *c, size_t len, bool raw)
 	}
 	/* Cut between characters: never inside "%XX" or a UTF-8 sequence. */
 	snprintf(tail, sizeof(tail), "%%~%016llx",
-	    (unsigned long long)fnv1a64(e.data, e.len));
+	    (unsigned long long)hash_fnv1a64(e.data, e.len));
 	for (cut = 0; ; cut += step) {
 		unsigned char b = e.data[cut];
 		step = b == '%' ? 3 : b < 0x80 ? 1 :
-		    utf8_seq_len((unsigned char *)e.data + cut, e.len - cut);
+		    utf8_decode((unsigned char *)e.data + cut, e.len - cut,
+		    &cp);
 		if (step == 0)
 			step = 1;
 		if (cut + step > NAMES_COMPONENT_MAX - strlen(tail))
@@ -250,18 +213,11 @@ names_mbox_path(const char *name, size_t len, char delimiter, bool utf8)
 	return out.data;
 }
 
-char *
-names_old_path(const char *path, uint32_t uidvalidity)
+const char *
+names_aside_tag(enum names_aside why, long long n, char *buf, size_t size)
 {
-	size_t	 len = strlen(path);
-	char	*out;
-
-	if (len < 5 || strcmp(path + len - 5, ".mbox") != 0)
-		return NULL;
-	if (asprintf(&out, "%.*s.uidvalidity-%u.mbox", (int)(len - 5), path,
-	    (unsigned)uidvalidity) == -1)
-		return NULL;
-	return out;
+	snprintf(buf, size, "%s-%lld", aside_why[why], n);
+	return buf;
 }
 
 /*

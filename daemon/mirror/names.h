@@ -49,7 +49,7 @@
  * another program appended after a crash, saved aside as
  * "x.mbox.cut-<time>[-<k>]" by mbox_open()) or
  * "x.uidvalidity-<N>[-<k>].mbox" / "x.unknown-<N>[-<k>].mbox" (files kept
- * aside; names_old_path() gives the first form).  Because of the escapes in
+ * aside; names_aside_tag() gives the tags).  Because of the escapes in
  * step 3, no mailbox's directory or mbox can be named like any of these:
  * mailbox "x.lock" is "x%2Elock.mbox", "x.mbox" is "x%2Embox.mbox",
  * "x.uidvalidity-7" is "x%2Euidvalidity-7.mbox".
@@ -58,13 +58,19 @@ char *names_mbox_path(const char *name, size_t len, char delimiter,
     bool utf8);
 
 /*
- * Where the mbox at path (a names_mbox_path() result, ending in ".mbox") is
- * kept after the server changed the mailbox's UIDVALIDITY away from
- * uidvalidity: "a/b.mbox" -> "a/b.uidvalidity-1234.mbox".  It can never be
- * the path of a mailbox.  malloc'ed, or NULL on allocation failure or when
- * path does not end in ".mbox".
+ * Why a file is kept aside, and the tag layout_keep_aside() puts in its new
+ * name "<base>.<tag>[-<k>].mbox": "uidvalidity-<n>" for the mbox of a
+ * mailbox whose UIDVALIDITY changed away from n, "unknown-<n>" for a file
+ * we have no record of, found at time n.  names_mbox_path() reserves these
+ * names from this one list, so no mailbox is ever named like one.
  */
-char *names_old_path(const char *path, uint32_t uidvalidity);
+enum names_aside {
+	NAMES_ASIDE_UIDVALIDITY,
+	NAMES_ASIDE_UNKNOWN,
+};
+/* The tag "<why>-<n>" in buf, cut to fit size (> 0); returns buf. */
+const char *names_aside_tag(enum names_aside why, long long n, char *buf,
+    size_t size);
 
 /*
  * IMAP LIST pattern match (RFC 3501 6.3.8): '*' matches anything, '%'

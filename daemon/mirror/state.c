@@ -27,13 +27,15 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "util/fs.h"
+#include "util/hash.h"
+#include "util/num.h"
 
 #define STATE_MAGIC	"mboxmirror-state "
 #define STATE_VERSION	1
@@ -48,36 +50,19 @@ static bool	needs_escape(unsigned char);
 static int	put_escaped(FILE *, const char *);
 static char	*escape_component(const char *);
 static int	unescape(const char *, char **);
-static int	parse_u64(const char *, uint64_t, uint64_t *);
 static int	parse_time(const char *, time_t *);
 static const char *keyed(const char *, const char *);
 static size_t	split_fields(char *, char **, size_t);
 static int	parse_account(struct account_state *, char **, size_t,
 		    const char **);
+static bool	valid_file(const char *);
 static int	parse_mailbox(struct account_state *, char **, size_t,
 		    const char **);
 static int	parse_hole(const char *, struct mailbox_state *);
 static int	parse_skipped(const char *, struct mailbox_state *);
 static int	write_skipped(FILE *, const struct mailbox_state *);
-static int	parse_state(const char *, char *, size_t,
-		    struct account_state *, char **);
 static int	read_file(int, char **, size_t *);
-static int	mkdirs(const char *);
 static int	write_state(FILE *, const struct account_state *);
-static int	fsync_dir(const char *);
-static void	errorf(char **, const char *, ...)
-		    __attribute__((format(printf, 2, 3)));
-
-static void
-errorf(char **error_r, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	if (vasprintf(error_r, fmt, ap) == -1)
-		*error_r = NULL;
-	va_end(ap);
-}
 
 static bool
 needs_escape(unsigned char c)
@@ -178,30 +163,12 @@ state_account_dir(const char *state_dir, const char *account)
 }
 
 static int
-parse_u64(const char *s, uint64_t max, uint64_t *v_r)
-{
-	uint64_t v = 0;
-
-	if (*s == '\0')
-		return -1;
-	for (; *s != '\0'; s++) {
-		if (*s < '0' || *s > '9')
-			return -1;
-		if (v > (max - (uint64_t)(*s - '0')) / 10)
-			return -1;
-		v = v * 10 + (uint64_t)(*s - '0');
-	}
-	*v_r = v;
-	return 0;
-}
-
-static int
 parse_time(const char *s, time_t *t_r)
 {
 	uint64_t v;
 	bool neg = *s == '-';
 
-	if (parse_u64(s + neg, INT64_MAX, &v) == -1)
+	if (num_parse_u64(s + neg, INT64_MAX, &v) == -1)
 		return -1;
 	*t_r = neg ? -(time_t)v : (time_t)v;
 	return 0;
@@ -259,7 +226,7 @@ parse_account(struct account_state *st, char **f, size_t n,
 			return -1;
 		}
 		if (i == 4) {
-			if (parse_u64(v, UINT_MAX, &u) == -1) {
+			if (num_parse_u64(v, UINT_MAX, &u) == -1) {
 				*what_r = "account line: bad failure count";
 				return -1;
 			}
@@ -271,6 +238,33 @@ parse_account(struct account_state *st, char **f, size_t n,
 		}
 	}
 	return 0;
+}
+
+/*
+ * A file that stays inside the output directory and is an mbox: relative,
+ * every component a real name (not empty, "." or ".."), no control bytes,
+ * ending in ".mbox".  names_mbox_path() gives nothing else; anything else
+ * is a damaged or tampered state.
+ */
+static bool
+valid_file(const char *file)
+{
+	const char *p, *c;
+	size_t len = strlen(file), n;
+
+	if (len < 5 || strcmp(file + len - 5, ".mbox") != 0)
+		return false;
+	for (p = file; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return false;
+	for (c = file; ; c += n + 1) {
+		n = strcspn(c, "/");
+		if (n == 0 || (n == 1 && c[0] == '.') ||
+		    (n == 2 && c[0] == '.' && c[1] == '.'))
+			return false;
+		if (c[n] == '\0')
+			return true;
+	}
 }
 
 static int
@@ -295,7 +289,7 @@ parse_mailbox(struct account_state *st, char **f, size_t n,
 			*what_r = "mailbox line: unexpected field";
 			return -1;
 		}
-		if (parse_u64(v, i == 4 ? INT64_MAX : UINT32_MAX,
+		if (num_parse_u64(v, i == 4 ? INT64_MAX : UINT32_MAX,
 		    &vals[i]) == -1) {
 			*what_r = "mailbox line: bad number";
 			return -1;
@@ -307,6 +301,12 @@ parse_mailbox(struct account_state *st, char **f, size_t n,
 	}
 	if (unescape(f[2], &file) == -1) {
 		*what_r = "mailbox line: bad file name";
+		goto fail;
+	}
+	/* "-": no file yet. */
+	if (file != NULL && !valid_file(file)) {
+		*what_r = "mailbox line: file is not a relative .mbox path "
+		    "inside the output directory";
 		goto fail;
 	}
 	if (state_find(st, name) != NULL) {
@@ -363,8 +363,8 @@ parse_hole(const char *v, struct mailbox_state *mb)
 		return -1;
 	memcpy(num, v, (size_t)(colon - v));
 	num[colon - v] = '\0';
-	if (parse_u64(num, UINT32_MAX, &uid) == -1 ||
-	    parse_u64(colon + 1, UINT32_MAX, &tries) == -1)
+	if (num_parse_u64(num, UINT32_MAX, &uid) == -1 ||
+	    num_parse_u64(colon + 1, UINT32_MAX, &tries) == -1)
 		return -1;
 	mb->hole_uid = (uint32_t)uid;
 	mb->hole_tries = (uint32_t)tries;
@@ -387,7 +387,7 @@ parse_skipped(const char *v, struct mailbox_state *mb)
 		return -1;
 	memcpy(num, v, (size_t)(end - v));
 	num[end - v] = '\0';
-	if (parse_u64(num, UINT32_MAX, &total) == -1)
+	if (num_parse_u64(num, UINT32_MAX, &total) == -1)
 		return -1;
 	for (p = end + 1; *p != '\0'; p = *end == ',' ? end + 1 : end) {
 		end = p + strcspn(p, ",");
@@ -395,7 +395,7 @@ parse_skipped(const char *v, struct mailbox_state *mb)
 			return -1;
 		memcpy(num, p, (size_t)(end - p));
 		num[end - p] = '\0';
-		if (parse_u64(num, UINT32_MAX, &u) == -1 || u == 0 ||
+		if (num_parse_u64(num, UINT32_MAX, &u) == -1 || u == 0 ||
 		    mb->n_skipped == STATE_SKIPPED_MAX || (mb->n_skipped > 0 &&
 		    u <= mb->skipped[mb->n_skipped - 1]) ||
 		    state_add_skipped(mb, (uint32_t)u) == -1)
@@ -428,28 +428,41 @@ write_skipped(FILE *fp, const struct mailbox_state *mb)
 	return 0;
 }
 
-static int
-parse_state(const char *path, char *buf, size_t len,
-    struct account_state *st, char **error_r)
+int
+state_parse(const char *buf, size_t len, const char *name,
+    struct account_state *state, char **error_r)
 {
-	char *fields[MAX_FIELDS], *line, *nl, *v;
-	const char *what = NULL;
+	struct account_state loaded, *st = &loaded;
+	char *fields[MAX_FIELDS], *line = NULL, *grown, *v;
+	const char *what = NULL, *p, *nl;
 	bool seen_account = false, seen_end = false;
-	size_t lineno = 0, n;
+	size_t lineno = 0, n, linecap = 0;
 	uint64_t version;
 
-	for (line = buf; line < buf + len; line = nl + 1) {
+	memset(&loaded, 0, sizeof loaded);
+	*error_r = NULL;
+	for (p = buf; p < buf + len; p = nl + 1) {
 		lineno++;
-		nl = memchr(line, '\n', (size_t)(buf + len - line));
+		nl = memchr(p, '\n', (size_t)(buf + len - p));
 		if (nl == NULL) {
 			what = "line cut short (no newline)";
 			goto bad;
 		}
-		*nl = '\0';
-		if (memchr(line, '\0', (size_t)(nl - line)) != NULL) {
+		if (memchr(p, '\0', (size_t)(nl - p)) != NULL) {
 			what = "NUL byte";
 			goto bad;
 		}
+		/* The fields are cut in place: a private copy of the line. */
+		if ((size_t)(nl - p) + 1 > linecap) {
+			linecap = (size_t)(nl - p) + 1;
+			if ((grown = realloc(line, linecap)) == NULL) {
+				what = "out of memory";
+				goto bad;
+			}
+			line = grown;
+		}
+		memcpy(line, p, (size_t)(nl - p));
+		line[nl - p] = '\0';
 		if (lineno == 1) {
 			if (strncmp(line, STATE_MAGIC,
 			    sizeof STATE_MAGIC - 1) != 0) {
@@ -457,14 +470,14 @@ parse_state(const char *path, char *buf, size_t len,
 				goto bad;
 			}
 			v = line + sizeof STATE_MAGIC - 1;
-			if (parse_u64(v, UINT32_MAX, &version) == -1) {
+			if (num_parse_u64(v, UINT32_MAX, &version) == -1) {
 				what = "bad version";
 				goto bad;
 			}
 			if (version != STATE_VERSION) {
-				errorf(error_r, "%s:%zu: state version %s is "
-				    "not supported (made by a newer "
-				    "mboxmirror?)", path, lineno, v);
+				log_set_error(error_r, "%s:%zu: state "
+				    "version %s is not supported (made by a "
+				    "newer mboxmirror?)", name, lineno, v);
 				goto fail;
 			}
 			continue;
@@ -504,10 +517,16 @@ parse_state(const char *path, char *buf, size_t len,
 		lineno++;
 		goto bad;
 	}
+	free(line);
+	state_clear(state);
+	*state = loaded;
 	return 0;
 bad:
-	errorf(error_r, "%s:%zu: %s", path, lineno, what);
+	log_set_error(error_r, "%s:%zu: %s", name, lineno, what);
 fail:
+	if (*error_r == NULL)
+		*error_r = strdup("state_parse: out of memory");
+	free(line);
 	state_clear(st);
 	return -1;
 }
@@ -558,75 +577,37 @@ read_file(int fd, char **buf_r, size_t *len_r)
 int
 state_load(const char *dir, struct account_state *st, char **error_r)
 {
-	struct account_state loaded;
 	char *path = NULL, *buf = NULL;
 	size_t len;
 	int fd, r = -1;
 
-	memset(&loaded, 0, sizeof loaded);
 	*error_r = NULL;
 	if (asprintf(&path, "%s/%s", dir, STATE_NAME) == -1) {
 		path = NULL;
-		errorf(error_r, "%s: out of memory", dir);
+		log_set_error(error_r, "%s: out of memory", dir);
 		goto out;
 	}
 	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd == -1) {
 		if (errno == ENOENT) {
+			state_clear(st);
 			r = 0;
 			goto out;
 		}
-		errorf(error_r, "open %s: %s", path, strerror(errno));
+		log_set_error(error_r, "open %s: %s", path, strerror(errno));
 		goto out;
 	}
 	if (read_file(fd, &buf, &len) == -1) {
-		errorf(error_r, "read %s: %s", path, strerror(errno));
+		log_set_error(error_r, "read %s: %s", path, strerror(errno));
 		(void)close(fd);
 		goto out;
 	}
 	/* Read-only: a failing close loses nothing. */
 	(void)close(fd);
-	r = parse_state(path, buf, len, &loaded, error_r);
+	r = state_parse(buf, len, path, st, error_r);
 out:
-	if (r == 0) {
-		state_clear(st);
-		*st = loaded;
-	}
 	free(buf);
 	free(path);
-	return r;
-}
-
-/* mkdir -p, 0700 for each directory it creates. */
-static int
-mkdirs(const char *dir)
-{
-	char *p, *s;
-	int r = -1;
-
-	if (*dir == '\0') {
-		errno = ENOENT;
-		return -1;
-	}
-	if ((p = strdup(dir)) == NULL)
-		return -1;
-	for (s = p + 1; ; s++) {
-		if (*s != '/' && *s != '\0')
-			continue;
-		if (s[-1] != '/') {
-			char c = *s;
-
-			*s = '\0';
-			if (mkdir(p, 0700) == -1 && errno != EEXIST)
-				goto out;
-			*s = c;
-		}
-		if (*s == '\0')
-			break;
-	}
-	r = 0;
-out:
-	free(p);
 	return r;
 }
 
@@ -667,22 +648,6 @@ write_state(FILE *fp, const struct account_state *st)
 	return 0;
 }
 
-static int
-fsync_dir(const char *dir)
-{
-	int fd, saved;
-
-	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
-		return -1;
-	if (fsync(fd) == -1) {
-		saved = errno;
-		(void)close(fd);
-		errno = saved;
-		return -1;
-	}
-	return close(fd);
-}
-
 int
 state_save(const char *dir, const struct account_state *st, char **error_r)
 {
@@ -694,26 +659,26 @@ state_save(const char *dir, const struct account_state *st, char **error_r)
 	*error_r = NULL;
 	if (asprintf(&path, "%s/%s", dir, STATE_NAME) == -1 ||
 	    asprintf(&tmp, "%s/%s", dir, STATE_TMP) == -1) {
-		errorf(error_r, "%s: out of memory", dir);
+		log_set_error(error_r, "%s: out of memory", dir);
 		goto out;
 	}
-	if (mkdirs(dir) == -1) {
-		errorf(error_r, "mkdir %s: %s", dir, strerror(errno));
+	if (fs_mkdirs(dir, 0700, NULL) == -1) {
+		log_set_error(error_r, "mkdir %s: %s", dir, strerror(errno));
 		goto out;
 	}
 	/* A temp file left by a crash is ours and worthless. */
 	if (unlink(tmp) == -1 && errno != ENOENT) {
-		errorf(error_r, "unlink %s: %s", tmp, strerror(errno));
+		log_set_error(error_r, "unlink %s: %s", tmp, strerror(errno));
 		goto out;
 	}
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 	    0600);
 	if (fd == -1) {
-		errorf(error_r, "create %s: %s", tmp, strerror(errno));
+		log_set_error(error_r, "create %s: %s", tmp, strerror(errno));
 		goto out;
 	}
 	if ((fp = fdopen(fd, "w")) == NULL) {
-		errorf(error_r, "fdopen %s: %s", tmp, strerror(errno));
+		log_set_error(error_r, "fdopen %s: %s", tmp, strerror(errno));
 		goto out;
 	}
 	fd = -1;
@@ -729,20 +694,20 @@ state_save(const char *dir, const struct account_state *st, char **error_r)
 	}
 	fp = NULL;
 	if (rename(tmp, path) == -1) {
-		errorf(error_r, "rename %s to %s: %s", tmp, path,
+		log_set_error(error_r, "rename %s to %s: %s", tmp, path,
 		    strerror(errno));
 		goto out;
 	}
 	free(tmp);
 	tmp = NULL;
-	if (fsync_dir(dir) == -1) {
-		errorf(error_r, "fsync %s: %s", dir, strerror(errno));
+	if (fs_sync_dir(dir, NULL) == -1) {
+		log_set_error(error_r, "fsync %s: %s", dir, strerror(errno));
 		goto out;
 	}
 	r = 0;
 	goto out;
 syserr:
-	errorf(error_r, "%s %s: %s", step, tmp, strerror(errno));
+	log_set_error(error_r, "%s %s: %s", step, tmp, strerror(errno));
 out:
 	if (fp != NULL)
 		(void)fclose(fp);
@@ -865,10 +830,10 @@ state_is_skipped(const struct mailbox_state *mb, uint32_t uid)
 int
 state_lock(const char *dir, int *fd_r, long *holder_r, char **error_r)
 {
-	char *path = NULL, buf[32], *end;
+	char *path = NULL, buf[32], *nl;
 	struct stat st;
 	ssize_t n;
-	long pid;
+	uint64_t pid;
 	int fd = -1, r = -1, len;
 
 	*fd_r = -1;
@@ -878,38 +843,36 @@ state_lock(const char *dir, int *fd_r, long *holder_r, char **error_r)
 		path = NULL;
 		goto out;
 	}
-	if (mkdirs(dir) == -1) {
-		errorf(error_r, "mkdir %s: %s", dir, strerror(errno));
+	if (fs_mkdirs(dir, 0700, NULL) == -1) {
+		log_set_error(error_r, "mkdir %s: %s", dir, strerror(errno));
 		goto out;
 	}
 	/* O_NONBLOCK: a FIFO put there must not hang us in open(2). */
 	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK,
 	    0600);
 	if (fd == -1 || fstat(fd, &st) == -1) {
-		errorf(error_r, "open %s: %s", path, strerror(errno));
+		log_set_error(error_r, "open %s: %s", path, strerror(errno));
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		errorf(error_r, "%s: not a regular file", path);
+		log_set_error(error_r, "%s: not a regular file", path);
 		goto out;
 	}
 	while (flock(fd, LOCK_EX | LOCK_NB) == -1) {
 		if (errno == EINTR)
 			continue;
 		if (errno != EWOULDBLOCK) {
-			errorf(error_r, "lock %s: %s", path, strerror(errno));
+			log_set_error(error_r, "lock %s: %s", path,
+			    strerror(errno));
 			goto out;
 		}
 		/* Only a hint for the message: the holder may not have
 		 * written its pid yet. */
-		n = pread(fd, buf, sizeof buf - 1, 0);
-		if (n > 0) {
-			buf[n] = '\0';
-			errno = 0;
-			pid = strtol(buf, &end, 10);
-			if (errno == 0 && end != buf && *end == '\n' && pid > 0)
-				*holder_r = pid;
-		}
+		n = pread(fd, buf, sizeof buf, 0);
+		if (n > 0 && (nl = memchr(buf, '\n', (size_t)n)) != NULL &&
+		    num_parse_u64n(buf, (size_t)(nl - buf), LONG_MAX,
+		    &pid) == 0 && pid > 0)
+			*holder_r = (long)pid;
 		r = 1;
 		goto out;
 	}
@@ -919,7 +882,7 @@ state_lock(const char *dir, int *fd_r, long *holder_r, char **error_r)
 	    (n = pwrite(fd, buf, (size_t)len, 0)) != len) {
 		if (n >= 0)
 			errno = EIO;
-		errorf(error_r, "write %s: %s", path, strerror(errno));
+		log_set_error(error_r, "write %s: %s", path, strerror(errno));
 		goto out;
 	}
 	*fd_r = fd;
@@ -948,13 +911,10 @@ state_unlock(int *fd)
 char *
 state_append_record(const char *dir, const char *file)
 {
-	uint64_t h = 14695981039346656037ULL;	/* FNV-1a */
 	char *path;
 
-	for (const unsigned char *p = (const unsigned char *)file; *p != '\0';
-	    p++)
-		h = (h ^ *p) * 1099511628211ULL;
-	if (asprintf(&path, "%s/append-%016" PRIx64, dir, h) == -1)
+	if (asprintf(&path, "%s/append-%016" PRIx64, dir,
+	    hash_fnv1a64(file, strlen(file))) == -1)
 		return NULL;
 	return path;
 }

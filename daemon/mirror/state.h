@@ -16,7 +16,8 @@
 
 struct mailbox_state {
 	char *name;		/* the server's name, as sent (raw) */
-	char *file;		/* mbox path relative to the account's output */
+	char *file;		/* mbox path relative to the account's output
+				 * (a names_mbox_path() result), or NULL */
 	uint32_t uidvalidity;
 	uint32_t last_uid;	/* highest UID appended and committed */
 	uint32_t uidnext;	/* UIDNEXT when last synced (0: unknown) */
@@ -53,10 +54,20 @@ char *state_account_dir(const char *state_dir, const char *account);
 /* Loads "<dir>/state", replacing *state (zeroed or a valid state: its old
  * contents are freed); a missing file gives an empty state (0).  -1 and
  * *error_r (malloc'ed, "FILE:LINE: what" for a corrupt file, also for a file
- * of an unknown future version) with *state untouched. */
+ * of an unknown future version) with *state untouched.  The file is parsed
+ * by state_parse(). */
 int state_load(const char *dir, struct account_state *state,
     char **error_r);
-/* Creates dir (0700, parents too) if needed; atomic replace: writes
+/* Parses the len bytes at buf (a state file's contents; no NUL needed) as
+ * state_load() does, name standing for the file in errors.  Every mailbox's
+ * file is NULL ("-") or a path that stays inside the output directory:
+ * relative, no empty, "." or ".." component, no control byte, ending in
+ * ".mbox"; anything else is a corrupt state.  0, or -1 with *state
+ * untouched and *error_r as for state_load(). */
+int state_parse(const char *buf, size_t len, const char *name,
+    struct account_state *state, char **error_r);
+/* Creates dir (0700, parents too, each new one's parent fsynced) if
+ * needed; atomic replace: writes
  * "state.tmp" (0600, O_EXCL after removing a stale one), fsyncs, renames it
  * over "state" and fsyncs dir.  One writer per dir at a time.  0, or -1 and
  * a malloc'ed *error_r naming the file and the failing step; on failure the

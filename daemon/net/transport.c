@@ -53,7 +53,8 @@ enum transport_state {
 	TS_CLOSED,		/* after an error, EOF, timeout or close */
 };
 
-struct transport {
+struct sock_transport {
+	struct transport base;		/* first: the operations */
 	struct ev_loop *loop;
 	transport_cb *cb;
 	void *arg;
@@ -112,6 +113,7 @@ struct transport {
 	size_t woff;
 	size_t wlen;
 
+	enum transport_error_kind kind;	/* of error */
 	char error[512];
 	char desc[128];
 };
@@ -124,20 +126,51 @@ struct tls_cache_entry {
 static struct tls_cache_entry tls_cache[TLS_CACHE_MAX];
 static unsigned tls_cache_next;
 
-static bool	transport_emit(struct transport *, enum transport_event);
-static void	transport_fail(struct transport *, enum transport_event,
-		    const char *, ...) MM_PRINTF(3, 4);
-static void	transport_teardown(struct transport *);
-static void	transport_update_io(struct transport *);
-static void	transport_try_next(struct transport *);
-static void	transport_handshake(struct transport *);
-static void	transport_emit_readable(struct transport *);
+static struct transport *sock_new(struct ev_loop *,
+		    const struct transport_params *, transport_cb *, void *);
+static void	sock_free(struct transport *);
+static int	sock_connect(struct transport *);
+static int	sock_start_tls(struct transport *);
+static ssize_t	sock_read(struct transport *, void *, size_t);
+static int	sock_write(struct transport *, const void *, size_t);
+static size_t	sock_queued(const struct transport *);
+static void	sock_expect(struct transport *, uint64_t);
+static void	sock_set_timeout(struct transport *, unsigned);
+static void	sock_close(struct transport *);
+static bool	sock_is_tls(const struct transport *);
+static bool	sock_peer_is_local(const struct transport *);
+static bool	sock_tls_resumed(const struct transport *);
+static const char *sock_description(const struct transport *);
+static const char *sock_error(const struct transport *);
+static enum transport_error_kind sock_error_kind(const struct transport *);
+static bool	transport_emit(struct sock_transport *, enum transport_event);
+static void	transport_fail(struct sock_transport *, enum transport_event,
+		    enum transport_error_kind, const char *, ...)
+		    MM_PRINTF(4, 5);
+static void	transport_teardown(struct sock_transport *);
+static void	transport_update_io(struct sock_transport *);
+static void	transport_try_next(struct sock_transport *);
+static void	transport_handshake(struct sock_transport *);
+static void	transport_emit_readable(struct sock_transport *);
 static void	transport_io_cb(struct ev_loop *, ev_io *, int);
 static void	transport_timer_cb(struct ev_loop *, ev_timer *, int);
 static void	transport_kick_cb(struct ev_loop *, ev_idle *, int);
 
+/* The socket transport behind the operations' struct transport. */
+static struct sock_transport *
+sock(struct transport *base)
+{
+	return (struct sock_transport *)base;
+}
+
+static const struct sock_transport *
+csock(const struct transport *base)
+{
+	return (const struct sock_transport *)base;
+}
+
 static const char *
-transport_prefix(const struct transport *t)
+transport_prefix(const struct sock_transport *t)
 {
 	return t->log_prefix != NULL ? t->log_prefix : "transport";
 }
@@ -164,16 +197,17 @@ hex_encode(const uint8_t *in, size_t len, char *out)
 	out[2 * len] = '\0';
 }
 
-struct transport *
-transport_new(struct ev_loop *loop, const struct transport_params *params,
+static struct transport *
+sock_new(struct ev_loop *loop, const struct transport_params *params,
     transport_cb *cb, void *arg)
 {
-	struct transport *t;
+	struct sock_transport *t;
 	char pinhex[2 * PIN_LEN + 1] = "";
 	int n;
 
 	if ((t = calloc(1, sizeof *t)) == NULL)
 		return NULL;
+	t->base.ops = &transport_socket_ops;
 	t->loop = loop;
 	t->cb = cb;
 	t->arg = arg;
@@ -219,7 +253,7 @@ transport_new(struct ev_loop *loop, const struct transport_params *params,
 	/* Deferred events must not starve behind busy sockets. */
 	ev_set_priority(&t->kick, EV_MAXPRI);
 	t->kick.data = t;
-	return t;
+	return &t->base;
 
 fail:
 	free(t->host);
@@ -231,11 +265,13 @@ fail:
 }
 
 static void
-transport_destroy(struct transport *t)
+transport_destroy(struct sock_transport *t)
 {
 	transport_teardown(t);
 	ev_idle_stop(t->loop, &t->kick);
 	free(t->pull);
+	if (t->wbuf != NULL)
+		explicit_bzero(t->wbuf, t->wcap);
 	free(t->wbuf);
 	free(t->host);
 	free(t->ca_file);
@@ -245,15 +281,11 @@ transport_destroy(struct transport *t)
 	free(t);
 }
 
-void
-transport_free(struct transport **tp)
+static void
+sock_free(struct transport *base)
 {
-	struct transport *t;
+	struct sock_transport *t = sock(base);
 
-	if (tp == NULL || (t = *tp) == NULL)
-		return;
-	*tp = NULL;
-	transport_close(t);
 	if (t->depth > 0) {
 		/* Inside a callback: release on the way out of it. */
 		t->free_pending = true;
@@ -268,12 +300,12 @@ transport_free(struct transport **tp)
  * freed from inside the callback.
  */
 static bool
-transport_emit(struct transport *t, enum transport_event event)
+transport_emit(struct sock_transport *t, enum transport_event event)
 {
 	unsigned gen = t->gen;
 
 	t->depth++;
-	t->cb(t, event, t->arg);
+	t->cb(&t->base, event, t->arg);
 	t->depth--;
 	if (t->free_pending) {
 		if (t->depth == 0)
@@ -284,7 +316,7 @@ transport_emit(struct transport *t, enum transport_event event)
 }
 
 static void
-transport_set_io(struct transport *t, int events)
+transport_set_io(struct sock_transport *t, int events)
 {
 	if (events == t->io_events && ev_is_active(&t->io) == (events != 0))
 		return;
@@ -297,7 +329,7 @@ transport_set_io(struct transport *t, int events)
 }
 
 static void
-transport_update_io(struct transport *t)
+transport_update_io(struct sock_transport *t)
 {
 	int events = 0;
 
@@ -322,7 +354,7 @@ transport_update_io(struct transport *t)
 }
 
 static void
-transport_progress(struct transport *t)
+transport_progress(struct sock_transport *t)
 {
 	if (t->timeout > 0)
 		ev_timer_again(t->loop, &t->timer);
@@ -382,7 +414,7 @@ tls_cache_clear(void)
 
 /* Keeps the session of a verified connection for resumption. */
 static void
-transport_save_session(struct transport *t)
+transport_save_session(struct sock_transport *t)
 {
 	gnutls_datum_t data = { NULL, 0 };
 
@@ -420,7 +452,7 @@ transport_discard_input(int fd)
 
 /* Releases the connection; the transport can connect again. */
 static void
-transport_teardown(struct transport *t)
+transport_teardown(struct sock_transport *t)
 {
 	transport_set_io(t, 0);
 	ev_timer_stop(t->loop, &t->timer);
@@ -459,11 +491,12 @@ transport_teardown(struct transport *t)
 
 /* Tears the connection down and reports event from the loop. */
 static void
-transport_fail(struct transport *t, enum transport_event event,
-    const char *fmt, ...)
+transport_fail(struct sock_transport *t, enum transport_event event,
+    enum transport_error_kind kind, const char *fmt, ...)
 {
 	va_list ap;
 
+	t->kind = kind;
 	va_start(ap, fmt);
 	vsnprintf(t->error, sizeof t->error, fmt, ap);
 	va_end(ap);
@@ -474,19 +507,19 @@ transport_fail(struct transport *t, enum transport_event event,
 }
 
 static void
-transport_eof(struct transport *t)
+transport_eof(struct sock_transport *t)
 {
-	transport_fail(t, TRANSPORT_EOF, "connection closed by %s", t->peer);
+	transport_fail(t, TRANSPORT_EOF, TRANSPORT_ERR_NETWORK, "connection closed by %s", t->peer);
 }
 
 static void
 transport_resolved(int error, struct addrinfo *res, void *arg)
 {
-	struct transport *t = arg;
+	struct sock_transport *t = arg;
 
 	t->resolve = NULL;
 	if (error != 0) {
-		transport_fail(t, TRANSPORT_ERROR, "resolve %s: %s", t->host,
+		transport_fail(t, TRANSPORT_ERROR, TRANSPORT_ERR_NETWORK, "resolve %s: %s", t->host,
 		    gai_strerror(error));
 		return;
 	}
@@ -494,10 +527,13 @@ transport_resolved(int error, struct addrinfo *res, void *arg)
 	transport_try_next(t);
 }
 
-int
-transport_connect(struct transport *t)
+static int
+sock_connect(struct transport *base)
 {
+	struct sock_transport *t = sock(base);
+
 	if (t->state != TS_IDLE && t->state != TS_CLOSED) {
+		t->kind = TRANSPORT_ERR_LOCAL;
 		snprintf(t->error, sizeof t->error,
 		    "connect to %s: already connected", t->peer);
 		return -1;
@@ -507,6 +543,7 @@ transport_connect(struct transport *t)
 	t->pending_event = EVENT_NONE;
 	t->gen++;
 	t->error[0] = '\0';
+	t->kind = TRANSPORT_ERR_NONE;
 	t->last_errno = 0;
 	t->last_timed_out = false;
 	t->starttls = false;
@@ -517,6 +554,7 @@ transport_connect(struct transport *t)
 	t->resolve = resolve_start(t->loop, t->host, t->port,
 	    transport_resolved, t);
 	if (t->resolve == NULL) {
+		t->kind = TRANSPORT_ERR_NETWORK;
 		snprintf(t->error, sizeof t->error, "resolve %s: %s", t->host,
 		    strerror(errno));
 		t->state = TS_CLOSED;
@@ -527,7 +565,7 @@ transport_connect(struct transport *t)
 }
 
 static void
-transport_try_next(struct transport *t)
+transport_try_next(struct sock_transport *t)
 {
 	struct addrinfo *ai;
 	char addr[NI_MAXHOST];
@@ -566,13 +604,14 @@ transport_try_next(struct transport *t)
 		close(fd);
 	}
 	transport_fail(t, t->last_timed_out ? TRANSPORT_TIMEOUT :
-	    TRANSPORT_ERROR, "connect to %s: %s", t->peer,
+	    TRANSPORT_ERROR, t->last_timed_out ? TRANSPORT_ERR_TIMEOUT :
+	    TRANSPORT_ERR_NETWORK, "connect to %s: %s", t->peer,
 	    strerror(t->last_errno != 0 ? t->last_errno : EHOSTUNREACH));
 }
 
 /* Gives up on the current address and moves on to the next one. */
 static void
-transport_attempt_failed(struct transport *t, int error, bool timed_out)
+transport_attempt_failed(struct sock_transport *t, int error, bool timed_out)
 {
 	t->last_errno = error;
 	t->last_timed_out = timed_out;
@@ -587,7 +626,7 @@ transport_attempt_failed(struct transport *t, int error, bool timed_out)
 static ssize_t
 transport_tls_push(gnutls_transport_ptr_t ptr, const void *data, size_t len)
 {
-	struct transport *t = ptr;
+	struct sock_transport *t = ptr;
 	ssize_t n;
 
 	do {
@@ -604,7 +643,7 @@ transport_tls_push(gnutls_transport_ptr_t ptr, const void *data, size_t len)
 
 /* Refills the read-ahead block from the socket: recv()'s result. */
 static ssize_t
-transport_pull_fill(struct transport *t)
+transport_pull_fill(struct sock_transport *t)
 {
 	ssize_t n;
 
@@ -636,7 +675,7 @@ transport_pull_fill(struct transport *t)
 static ssize_t
 transport_tls_pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
 {
-	struct transport *t = ptr;
+	struct sock_transport *t = ptr;
 	ssize_t n;
 
 	if (t->pull_len == 0) {
@@ -659,7 +698,7 @@ transport_tls_pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
 
 /* Names a GnuTLS failure, preferring the socket error behind it. */
 static const char *
-transport_tls_strerror(const struct transport *t, int ret)
+transport_tls_strerror(const struct sock_transport *t, int ret)
 {
 	if ((ret == GNUTLS_E_PUSH_ERROR || ret == GNUTLS_E_PULL_ERROR) &&
 	    t->tls_io_errno != 0)
@@ -710,7 +749,7 @@ verify_reasons(unsigned status, char *buf, size_t size)
 }
 
 static int
-transport_check_pin(struct transport *t)
+transport_check_pin(struct sock_transport *t)
 {
 	const gnutls_datum_t *certs;
 	gnutls_pubkey_t pubkey = NULL;
@@ -749,7 +788,7 @@ out:
 static int
 transport_verify_cb(gnutls_session_t session)
 {
-	struct transport *t = gnutls_session_get_ptr(session);
+	struct sock_transport *t = gnutls_session_get_ptr(session);
 	char reasons[200] = "";
 	unsigned status = 0;
 	int ret;
@@ -808,12 +847,13 @@ cred_cache_clear(void)
 }
 
 static gnutls_certificate_credentials_t
-cred_load(struct transport *t)
+cred_load(struct sock_transport *t)
 {
 	gnutls_certificate_credentials_t cred;
 	int ret;
 
 	if ((ret = gnutls_certificate_allocate_credentials(&cred)) < 0) {
+		t->kind = TRANSPORT_ERR_TLS;
 		snprintf(t->error, sizeof t->error, "TLS set-up for %s: %s",
 		    t->peer, gnutls_strerror(ret));
 		return NULL;
@@ -822,6 +862,7 @@ cred_load(struct transport *t)
 		ret = gnutls_certificate_set_x509_trust_file(cred, t->ca_file,
 		    GNUTLS_X509_FMT_PEM);
 		if (ret <= 0) {
+			t->kind = TRANSPORT_ERR_TLS;
 			snprintf(t->error, sizeof t->error,
 			    "cannot load CA file %s: %s", t->ca_file,
 			    ret == 0 ? "no certificates in it" :
@@ -832,6 +873,7 @@ cred_load(struct transport *t)
 	} else {
 		ret = gnutls_certificate_set_x509_system_trust(cred);
 		if (ret < 0) {
+			t->kind = TRANSPORT_ERR_TLS;
 			snprintf(t->error, sizeof t->error,
 			    "cannot load the system trust store: %s",
 			    gnutls_strerror(ret));
@@ -847,12 +889,13 @@ cred_load(struct transport *t)
 }
 
 static gnutls_certificate_credentials_t
-cred_get(struct transport *t)
+cred_get(struct sock_transport *t)
 {
 	struct cred_entry *e, **pp;
 	struct stat st = { 0 };
 
 	if (t->ca_file != NULL && stat(t->ca_file, &st) != 0) {
+		t->kind = TRANSPORT_ERR_TLS;
 		snprintf(t->error, sizeof t->error, "cannot load CA file %s: "
 		    "%s", t->ca_file, strerror(errno));
 		return NULL;
@@ -872,6 +915,7 @@ cred_get(struct transport *t)
 	    (t->ca_file != NULL && (e->ca_file = strdup(t->ca_file)) ==
 	    NULL)) {
 		free(e);
+		t->kind = TRANSPORT_ERR_LOCAL;
 		snprintf(t->error, sizeof t->error, "out of memory");
 		return NULL;
 	}
@@ -889,7 +933,7 @@ cred_get(struct transport *t)
 
 /* Sets up a client session on the connected socket; -1 with t->error. */
 static int
-transport_tls_begin(struct transport *t)
+transport_tls_begin(struct sock_transport *t)
 {
 	const gnutls_datum_t *cached;
 	int ret;
@@ -932,13 +976,14 @@ fail_session:
 	gnutls_deinit(t->session);
 	t->session = NULL;
 fail:
+	t->kind = TRANSPORT_ERR_TLS;
 	snprintf(t->error, sizeof t->error, "TLS set-up for %s: %s", t->peer,
 	    gnutls_strerror(ret));
 	return -1;
 }
 
 static void
-transport_handshake(struct transport *t)
+transport_handshake(struct sock_transport *t)
 {
 	enum transport_event event;
 	int ret;
@@ -957,16 +1002,16 @@ transport_handshake(struct transport *t)
 			if (t->verify_error[0] != '\0') {
 				/* Best effort: tell the server why. */
 				gnutls_alert_send_appropriate(t->session, ret);
-				transport_fail(t, TRANSPORT_ERROR, "%s",
+				transport_fail(t, TRANSPORT_ERROR, TRANSPORT_ERR_TLS_VERIFY, "%s",
 				    t->verify_error);
 			} else if (ret == GNUTLS_E_FATAL_ALERT_RECEIVED) {
-				transport_fail(t, TRANSPORT_ERROR,
+				transport_fail(t, TRANSPORT_ERROR, TRANSPORT_ERR_TLS,
 				    "TLS handshake with %s failed: "
 				    "the server sent alert: %s", t->peer,
 				    gnutls_alert_get_name(
 				    gnutls_alert_get(t->session)));
 			} else {
-				transport_fail(t, TRANSPORT_ERROR,
+				transport_fail(t, TRANSPORT_ERROR, TRANSPORT_ERR_TLS,
 				    "TLS handshake with %s failed: %s",
 				    t->peer, transport_tls_strerror(t, ret));
 			}
@@ -996,7 +1041,7 @@ transport_handshake(struct transport *t)
 }
 
 static void
-transport_connect_done(struct transport *t)
+transport_connect_done(struct sock_transport *t)
 {
 	socklen_t len;
 	int error = 0, one = 1;
@@ -1015,7 +1060,7 @@ transport_connect_done(struct transport *t)
 	transport_progress(t);
 	if (t->implicit_tls) {
 		if (transport_tls_begin(t) == -1) {
-			transport_fail(t, TRANSPORT_ERROR, "%s", t->error);
+			transport_fail(t, TRANSPORT_ERROR, t->kind, "%s", t->error);
 			return;
 		}
 		transport_handshake(t);
@@ -1027,16 +1072,20 @@ transport_connect_done(struct transport *t)
 	transport_emit(t, TRANSPORT_CONNECTED);
 }
 
-int
-transport_start_tls(struct transport *t)
+static int
+sock_start_tls(struct transport *base)
 {
+	struct sock_transport *t = sock(base);
+
 	if (t->state != TS_OPEN || t->session != NULL) {
+		t->kind = TRANSPORT_ERR_LOCAL;
 		snprintf(t->error, sizeof t->error, "STARTTLS with %s: %s",
 		    t->peer, t->session != NULL ? "TLS is already on" :
 		    "not connected");
 		return -1;
 	}
 	if (t->wlen > 0) {
+		t->kind = TRANSPORT_ERR_LOCAL;
 		snprintf(t->error, sizeof t->error,
 		    "STARTTLS with %s: unsent data queued", t->peer);
 		return -1;
@@ -1052,7 +1101,7 @@ transport_start_tls(struct transport *t)
 
 /* Sends what the socket takes.  Returns false when the caller must stop. */
 static bool
-transport_flush(struct transport *t)
+transport_flush(struct sock_transport *t)
 {
 	bool had = t->wlen > 0;
 	ssize_t n;
@@ -1075,7 +1124,7 @@ transport_flush(struct transport *t)
 			t->tls_send_len = 0;
 			t->write_wants_read = false;
 			if (n < 0) {
-				transport_fail(t, TRANSPORT_ERROR,
+				transport_fail(t, TRANSPORT_ERROR, TRANSPORT_ERR_TLS,
 				    "TLS write to %s: %s", t->peer,
 				    transport_tls_strerror(t, (int)n));
 				return false;
@@ -1088,7 +1137,7 @@ transport_flush(struct transport *t)
 					continue;
 				if (errno == EAGAIN || errno == EWOULDBLOCK)
 					break;
-				transport_fail(t, TRANSPORT_ERROR,
+				transport_fail(t, TRANSPORT_ERROR, TRANSPORT_ERR_NETWORK,
 				    "write to %s: %s", t->peer,
 				    strerror(errno));
 				return false;
@@ -1096,6 +1145,8 @@ transport_flush(struct transport *t)
 			if (n > 0)
 				transport_progress(t);
 		}
+		/* Sent bytes may be a login: wiped, not just skipped. */
+		explicit_bzero(t->wbuf + t->woff, (size_t)n);
 		t->woff += (size_t)n;
 		t->wlen -= (size_t)n;
 	}
@@ -1110,14 +1161,14 @@ transport_flush(struct transport *t)
 
 /* Input that is past the socket but not yet read by the layer above. */
 static bool
-transport_tls_pending(struct transport *t)
+transport_tls_pending(struct sock_transport *t)
 {
 	return t->session != NULL &&
 	    (t->pull_len > 0 || gnutls_record_check_pending(t->session) > 0);
 }
 
 static void
-transport_emit_readable(struct transport *t)
+transport_emit_readable(struct sock_transport *t)
 {
 	if (!transport_emit(t, TRANSPORT_READABLE) || t->state != TS_OPEN)
 		return;
@@ -1135,7 +1186,7 @@ transport_emit_readable(struct transport *t)
 static void
 transport_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
-	struct transport *t = w->data;
+	struct sock_transport *t = w->data;
 
 	if ((revents & EV_READ) != 0)
 		t->drained = false;
@@ -1167,23 +1218,23 @@ transport_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 static void
 transport_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct transport *t = w->data;
+	struct sock_transport *t = w->data;
 
 	switch (t->state) {
 	case TS_RESOLVING:
-		transport_fail(t, TRANSPORT_TIMEOUT,
+		transport_fail(t, TRANSPORT_TIMEOUT, TRANSPORT_ERR_TIMEOUT,
 		    "resolve %s: no answer within %u s", t->host, t->timeout);
 		break;
 	case TS_CONNECTING:
 		transport_attempt_failed(t, ETIMEDOUT, true);
 		break;
 	case TS_HANDSHAKE:
-		transport_fail(t, TRANSPORT_TIMEOUT,
+		transport_fail(t, TRANSPORT_TIMEOUT, TRANSPORT_ERR_TIMEOUT,
 		    "TLS handshake with %s: no progress for %u s", t->peer,
 		    t->timeout);
 		break;
 	case TS_OPEN:
-		transport_fail(t, TRANSPORT_TIMEOUT,
+		transport_fail(t, TRANSPORT_TIMEOUT, TRANSPORT_ERR_TIMEOUT,
 		    "connection to %s: no progress for %u s", t->peer,
 		    t->timeout);
 		break;
@@ -1196,7 +1247,7 @@ transport_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void
 transport_kick_cb(struct ev_loop *loop, ev_idle *w, int revents)
 {
-	struct transport *t = w->data;
+	struct sock_transport *t = w->data;
 	int event;
 
 	ev_idle_stop(loop, w);
@@ -1212,12 +1263,12 @@ transport_kick_cb(struct ev_loop *loop, ev_idle *w, int revents)
 	}
 }
 
-static void transport_update_lowat(struct transport *);
+static void transport_update_lowat(struct sock_transport *);
 
 /* What was promised shrinks by what came: near its end, every byte wakes
  * the reader again. */
 static void
-transport_consumed(struct transport *t, size_t n)
+transport_consumed(struct sock_transport *t, size_t n)
 {
 	if (t->expect == 0)
 		return;
@@ -1226,9 +1277,10 @@ transport_consumed(struct transport *t, size_t n)
 		transport_update_lowat(t);
 }
 
-ssize_t
-transport_read(struct transport *t, void *buf, size_t len)
+static ssize_t
+sock_read(struct transport *base, void *buf, size_t len)
 {
+	struct sock_transport *t = sock(base);
 	size_t total = 0;
 	ssize_t n;
 
@@ -1252,7 +1304,7 @@ transport_read(struct transport *t, void *buf, size_t len)
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				return 0;
-			transport_fail(t, TRANSPORT_ERROR, "read from %s: %s",
+			transport_fail(t, TRANSPORT_ERROR, TRANSPORT_ERR_NETWORK, "read from %s: %s",
 			    t->peer, strerror(errno));
 			return -1;
 		}
@@ -1291,7 +1343,7 @@ transport_read(struct transport *t, void *buf, size_t len)
 		if (n == GNUTLS_E_INTERRUPTED || n == GNUTLS_E_REHANDSHAKE ||
 		    !gnutls_error_is_fatal((int)n))
 			continue;
-		transport_fail(t, TRANSPORT_ERROR, "TLS read from %s: %s",
+		transport_fail(t, TRANSPORT_ERROR, TRANSPORT_ERR_TLS, "TLS read from %s: %s",
 		    t->peer, transport_tls_strerror(t, (int)n));
 		return -1;
 	}
@@ -1299,9 +1351,10 @@ transport_read(struct transport *t, void *buf, size_t len)
 	return (ssize_t)total;
 }
 
-int
-transport_write(struct transport *t, const void *data, size_t len)
+static int
+sock_write(struct transport *base, const void *data, size_t len)
 {
+	struct sock_transport *t = sock(base);
 	size_t need;
 	char *p;
 
@@ -1315,6 +1368,7 @@ transport_write(struct transport *t, const void *data, size_t len)
 	if (t->woff + need > t->wcap) {
 		if (t->woff > 0) {
 			memmove(t->wbuf, t->wbuf + t->woff, t->wlen);
+			explicit_bzero(t->wbuf + t->wlen, t->woff);
 			t->woff = 0;
 		}
 		if (need > t->wcap) {
@@ -1322,8 +1376,14 @@ transport_write(struct transport *t, const void *data, size_t len)
 
 			while (cap < need)
 				cap *= 2;
-			if ((p = realloc(t->wbuf, cap)) == NULL)
+			/* Not realloc: what was sent may hold a password. */
+			if ((p = malloc(cap)) == NULL)
 				return -1;
+			if (t->wbuf != NULL) {
+				memcpy(p, t->wbuf, t->wlen);
+				explicit_bzero(t->wbuf, t->wcap);
+				free(t->wbuf);
+			}
 			t->wbuf = p;
 			t->wcap = cap;
 		}
@@ -1335,15 +1395,17 @@ transport_write(struct transport *t, const void *data, size_t len)
 	return 0;
 }
 
-size_t
-transport_queued(const struct transport *t)
+static size_t
+sock_queued(const struct transport *base)
 {
+	const struct sock_transport *t = csock(base);
+
 	return t->wlen;
 }
 
 /* SO_RCVLOWAT for what is still certain to come (t->expect). */
 static void
-transport_update_lowat(struct transport *t)
+transport_update_lowat(struct sock_transport *t)
 {
 	uint64_t bytes = t->expect, held = 0, slack = 0;
 	int lowat = 1;
@@ -1367,16 +1429,20 @@ transport_update_lowat(struct transport *t)
 		t->lowat = lowat;
 }
 
-void
-transport_expect(struct transport *t, uint64_t bytes)
+static void
+sock_expect(struct transport *base, uint64_t bytes)
 {
+	struct sock_transport *t = sock(base);
+
 	t->expect = bytes;
 	transport_update_lowat(t);
 }
 
-void
-transport_set_timeout(struct transport *t, unsigned timeout)
+static void
+sock_set_timeout(struct transport *base, unsigned timeout)
 {
+	struct sock_transport *t = sock(base);
+
 	t->timeout = timeout;
 	t->timer.repeat = (ev_tstamp)timeout;
 	if (timeout == 0)
@@ -1385,9 +1451,11 @@ transport_set_timeout(struct transport *t, unsigned timeout)
 		ev_timer_again(t->loop, &t->timer);
 }
 
-void
-transport_close(struct transport *t)
+static void
+sock_close(struct transport *base)
 {
+	struct sock_transport *t = sock(base);
+
 	if (t->session != NULL && t->tls_up && t->fd != -1)
 		/* One try at close_notify; the socket closes regardless. */
 		(void)gnutls_bye(t->session, GNUTLS_SHUT_WR);
@@ -1398,9 +1466,10 @@ transport_close(struct transport *t)
  * Loopback, link-local and private (RFC 1918, IPv6 ULA) peers: networks fast
  * enough that compressing costs the server more time than it saves.
  */
-bool
-transport_peer_is_local(const struct transport *t)
+static bool
+sock_peer_is_local(const struct transport *base)
 {
+	const struct sock_transport *t = csock(base);
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof ss;
 	const uint8_t *a;
@@ -1426,28 +1495,169 @@ transport_peer_is_local(const struct transport *t)
 	    (a[0] == 169 && a[1] == 254);
 }
 
+static bool
+sock_is_tls(const struct transport *base)
+{
+	const struct sock_transport *t = csock(base);
+
+	return t->tls_up;
+}
+
+static bool
+sock_tls_resumed(const struct transport *base)
+{
+	const struct sock_transport *t = csock(base);
+
+	return t->tls_up && t->resumed;
+}
+
+static const char *
+sock_description(const struct transport *base)
+{
+	const struct sock_transport *t = csock(base);
+
+	return t->desc;
+}
+
+static const char *
+sock_error(const struct transport *base)
+{
+	const struct sock_transport *t = csock(base);
+
+	return t->error;
+}
+
+static enum transport_error_kind
+sock_error_kind(const struct transport *base)
+{
+	return csock(base)->kind;
+}
+
+const struct transport_ops transport_socket_ops = {
+	.create = sock_new,
+	.free = sock_free,
+	.connect = sock_connect,
+	.start_tls = sock_start_tls,
+	.read = sock_read,
+	.write = sock_write,
+	.queued = sock_queued,
+	.expect = sock_expect,
+	.set_timeout = sock_set_timeout,
+	.close = sock_close,
+	.is_tls = sock_is_tls,
+	.peer_is_local = sock_peer_is_local,
+	.tls_resumed = sock_tls_resumed,
+	.description = sock_description,
+	.error = sock_error,
+	.error_kind = sock_error_kind,
+};
+
+/* The operations, whichever implementation */
+
+struct transport *
+transport_new(struct ev_loop *loop, const struct transport_params *params,
+    transport_cb *cb, void *arg)
+{
+	const struct transport_ops *ops = params->ops != NULL ? params->ops :
+	    &transport_socket_ops;
+
+	return ops->create(loop, params, cb, arg);
+}
+
+void
+transport_free(struct transport **tp)
+{
+	struct transport *t;
+
+	if (tp == NULL || (t = *tp) == NULL)
+		return;
+	*tp = NULL;
+	t->ops->close(t);
+	t->ops->free(t);
+}
+
+int
+transport_connect(struct transport *t)
+{
+	return t->ops->connect(t);
+}
+
+int
+transport_start_tls(struct transport *t)
+{
+	return t->ops->start_tls(t);
+}
+
+ssize_t
+transport_read(struct transport *t, void *buf, size_t len)
+{
+	return t->ops->read(t, buf, len);
+}
+
+int
+transport_write(struct transport *t, const void *data, size_t len)
+{
+	return t->ops->write(t, data, len);
+}
+
+size_t
+transport_queued(const struct transport *t)
+{
+	return t->ops->queued(t);
+}
+
+void
+transport_expect(struct transport *t, uint64_t bytes)
+{
+	t->ops->expect(t, bytes);
+}
+
+void
+transport_set_timeout(struct transport *t, unsigned timeout)
+{
+	t->ops->set_timeout(t, timeout);
+}
+
+void
+transport_close(struct transport *t)
+{
+	t->ops->close(t);
+}
+
 bool
 transport_is_tls(const struct transport *t)
 {
-	return t->tls_up;
+	return t->ops->is_tls(t);
+}
+
+bool
+transport_peer_is_local(const struct transport *t)
+{
+	return t->ops->peer_is_local(t);
 }
 
 bool
 transport_tls_resumed(const struct transport *t)
 {
-	return t->tls_up && t->resumed;
+	return t->ops->tls_resumed(t);
 }
 
 const char *
 transport_description(const struct transport *t)
 {
-	return t->desc;
+	return t->ops->description(t);
 }
 
 const char *
 transport_error(const struct transport *t)
 {
-	return t->error;
+	return t->ops->error(t);
+}
+
+enum transport_error_kind
+transport_error_kind(const struct transport *t)
+{
+	return t->ops->error_kind(t);
 }
 
 int

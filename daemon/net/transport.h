@@ -1,7 +1,10 @@
 /*
- * net/transport: one connection to a server on a libev loop: name resolution
- * off the loop, non-blocking connect (IPv6 and IPv4, each address in turn)
- * with a timeout, and optional GnuTLS (implicit, or upgraded later for
+ * net/transport: one connection to a server on a libev loop, behind a table
+ * of operations (struct transport_ops) so that the layer above can be run
+ * over an in-memory transport in tests.  The implementation here
+ * (transport_socket_ops) does name resolution off the loop, non-blocking
+ * connect (IPv6 and IPv4, each address in turn) with a timeout, and
+ * optional GnuTLS (implicit, or upgraded later for
  * STARTTLS) with certificate chain, hostname and optional SPKI pin checks.
  *
  * Upward there is one callback with an event.  Reads are pull: on
@@ -17,7 +20,8 @@
  *
  * Events are delivered from the loop only, never from inside a transport_*
  * call: a failure found by transport_read() or transport_write() is
- * reported by an event on a later loop iteration.
+ * reported by an event on a later loop iteration.  Every implementation
+ * keeps these rules.
  *
  * TLS is 1.2 or newer.  The certificate chain is checked against ca_file
  * or the system trust store, the name against host (SNI is sent for names,
@@ -46,6 +50,19 @@ enum transport_event {
 	TRANSPORT_ERROR,	/* see transport_error() */
 };
 
+/* What kind of failure transport_error() describes, so that the layer above
+ * never has to read the words. */
+enum transport_error_kind {
+	TRANSPORT_ERR_NONE = 0,
+	TRANSPORT_ERR_NETWORK,	/* resolve, connect, read, write, EOF */
+	TRANSPORT_ERR_TIMEOUT,	/* no progress (also the TIMEOUT event) */
+	TRANSPORT_ERR_TLS_VERIFY, /* certificate chain, name or pin refused */
+	TRANSPORT_ERR_TLS,	/* TLS set-up (CA file), handshake, records */
+	TRANSPORT_ERR_LOCAL,	/* out of memory, misuse (already connected) */
+};
+
+struct transport_ops;
+
 struct transport_params {
 	const char *host;
 	uint16_t port;
@@ -54,11 +71,53 @@ struct transport_params {
 	const uint8_t *pin_sha256;	/* NULL, or 32 bytes: SPKI SHA-256 */
 	unsigned timeout;	/* seconds without progress; 0: none */
 	const char *log_prefix;	/* e.g. "account personal" */
+	/* The implementation; NULL: transport_socket_ops. */
+	const struct transport_ops *ops;
 };
 
-struct transport;
+/*
+ * Every implementation's connection starts with this, so the functions
+ * below can find its operations.  Only implementations look inside.
+ */
+struct transport {
+	const struct transport_ops *ops;
+};
+
 typedef void transport_cb(struct transport *t, enum transport_event event,
     void *arg);
+
+/*
+ * The operations of one implementation: the functions below, minus the
+ * transport_ prefix, with the contracts written there (create is
+ * transport_new; free releases what create made and is given a closed
+ * transport).  Model: Redis connection.h's ConnectionType.
+ *
+ * transport_socket_ops (this file's implementation) is a TCP socket with
+ * optional GnuTLS stacked on it; tests/fakes/transport_mem.c is an
+ * in-memory one that a test scripts.
+ */
+struct transport_ops {
+	struct transport *(*create)(struct ev_loop *loop,
+	    const struct transport_params *params, transport_cb *cb,
+	    void *arg);
+	void (*free)(struct transport *t);
+	int (*connect)(struct transport *t);
+	int (*start_tls)(struct transport *t);
+	ssize_t (*read)(struct transport *t, void *buf, size_t len);
+	int (*write)(struct transport *t, const void *data, size_t len);
+	size_t (*queued)(const struct transport *t);
+	void (*expect)(struct transport *t, uint64_t bytes);
+	void (*set_timeout)(struct transport *t, unsigned timeout);
+	void (*close)(struct transport *t);
+	bool (*is_tls)(const struct transport *t);
+	bool (*peer_is_local)(const struct transport *t);
+	bool (*tls_resumed)(const struct transport *t);
+	const char *(*description)(const struct transport *t);
+	const char *(*error)(const struct transport *t);
+	enum transport_error_kind (*error_kind)(const struct transport *t);
+};
+
+extern const struct transport_ops transport_socket_ops;
 
 /* Copies params.  Nothing happens until transport_connect().  Returns NULL
  * when out of memory. */
@@ -108,8 +167,12 @@ bool transport_tls_resumed(const struct transport *t);
 const char *transport_description(const struct transport *t);
 /* The last error, e.g. "certificate verification failed for
  * imap.example.org: certificate has expired", "connect to
- * imap.example.org:993: Connection refused"; "" when none. */
+ * imap.example.org:993: Connection refused"; "" when none.  For people:
+ * decisions go by transport_error_kind(). */
 const char *transport_error(const struct transport *t);
+/* The kind of the last error (TRANSPORT_ERR_NONE when none); set together
+ * with transport_error(), by the same failures. */
+enum transport_error_kind transport_error_kind(const struct transport *t);
 
 /* Process-wide GnuTLS set-up and tear-down (the latter also drops the TLS
  * session cache).  transport_global_init returns 0, or -1. */

@@ -738,7 +738,7 @@ class Hostile(unittest.TestCase):
         e = self.env(counts={b"INBOX": 5})
         self.per_session(e, 0, "NO")
         res, _ = e.run()
-        e.assert_failed(res, r"UID 1: UID FETCH failed: \[UNAVAILABLE\]")
+        e.assert_failed(res, r"UID FETCH failed: \[UNAVAILABLE\]")
         self.assertEqual(self.logins(e), 1)
         self.assertEqual(e.mbox(b"INBOX"), b"")
         e.follow_up()
@@ -797,6 +797,114 @@ class Hostile(unittest.TestCase):
         status = mmtest.run_mboxmirror("-c", e.conf, "--status")
         self.assertNotIn("given up", status.stdout)
 
+    def test_lost_connections_never_give_a_message_up(self):
+        # A link that cuts every transfer of a big message counts no try against it:
+        # it is not the server saying the message cannot be had.
+        e = self.env(counts={b"INBOX": 3})
+        e.srv.hooks["UID FETCH"] = on_body_fetch(lambda conn, ctx: [
+            conn.fetch_response(ctx["uids"][0])[:-40], ("close",)])
+        for _ in range(4):
+            res, _ = e.run()
+            e.assert_failed(res, "closed the connection")
+            self.assertNotIn("given up", res.stderr)
+        e.follow_up()
+        status = mmtest.run_mboxmirror("-c", e.conf, "--status")
+        self.assertNotIn("given up", status.stdout)
+        # Nor does a refusal that says "not now".
+        e.add(b"INBOX", 2)
+        e.srv.hooks["UID FETCH"] = on_body_fetch(lambda conn, ctx: [
+            ctx["tag"] + b" NO [UNAVAILABLE] try later\r\n"])
+        for _ in range(4):
+            res, _ = e.run()
+            e.assert_failed(res, r"UID FETCH failed: \[UNAVAILABLE\] try later")
+            self.assertNotIn("given up", res.stderr)
+        e.follow_up()
+
+    def test_direct_fetch_failing_before_its_sizes(self):
+        # The fetch sent with EXAMINE brings UIDs 3 and 5 but not 4, and fails before
+        # the size query (which would list 4) has been answered: only 3 may be
+        # committed, or 4 would be lost for good.
+        for end in ("NO", "close"):
+            with self.subTest(end):
+                e = self.synced(prior=2)
+                e.add(b"INBOX", 3)
+                held = {}
+
+                def hook(conn, ctx, end=end):
+                    if not ctx["body"]:
+                        held["sizes"] = ctx
+                        return []
+                    out = b"".join(conn.fetch_response(u) for u in ctx["uids"]
+                                   if u != 4)
+                    if end == "close":
+                        return [out, ("sleep", 0.2), ("close",)]
+                    sz = held["sizes"]
+                    return [out + ctx["tag"] + b" NO [UNAVAILABLE] try later\r\n" +
+                            b"".join(conn.fetch_response(u, ("UID", "RFC822.SIZE"))
+                                     for u in sz["uids"]) + sz["tag"] + b" OK done\r\n"]
+                e.srv.hooks["UID FETCH"] = hook
+                res, _ = e.run()
+                self.assertEqual(res.returncode, 1, res.stderr[-3000:])
+                e.assert_exact(b"INBOX", [1, 2, 3])
+                e.follow_up()
+
+    def test_fetch_completed_before_its_examine(self):
+        # Commands that depend on each other answered out of order: a protocol
+        # error, never a crash or a second open of one mbox.
+        for first in (True, False):
+            with self.subTest(first_sync=first):
+                e = self.env(counts={b"INBOX": 3}) if first else self.synced()
+                if not first:
+                    e.add(b"INBOX", 2)
+                held = {}
+
+                def examine(conn, ctx):
+                    conn.selected = ctx["mailbox"]
+                    held["tag"] = ctx["tag"]
+                    return []
+
+                def fetch(conn, ctx):
+                    items = (("UID", "INTERNALDATE", "RFC822.SIZE", "BODY[]")
+                             if ctx["body"] else ("UID", "RFC822.SIZE"))
+                    n = len(conn.selected[2])
+                    return [b"".join(conn.fetch_response(u, items) for u in ctx["uids"]) +
+                            ok(ctx) + b"* %d EXISTS\r\n* OK [UIDVALIDITY %d] v\r\n" %
+                            (n, fi.UIDVALIDITY) + held["tag"] + b" OK examined\r\n"]
+                e.srv.hooks["EXAMINE"] = examine
+                e.srv.hooks["UID FETCH"] = fetch
+                snap = e.mbox(b"INBOX")
+                res, _ = e.run()
+                e.assert_failed(res, "completed before the EXAMINE", mailbox=None)
+                self.assertEqual(e.mbox(b"INBOX"), snap)
+                self.assertFalse(os.path.exists(e.path(b"INBOX") + ".lock"))
+                e.follow_up()
+
+    def test_hole_expunged_is_forgotten(self):
+        # UID 3 was left out once, then expunged: the mailbox is not held for it,
+        # and no longer opened once nothing is new.
+        e = self.env(counts={b"INBOX": 4})
+        self.undeliverable(e, 3, "NIL")
+        res, _ = e.run()
+        e.assert_failed(res, r"UID 3: the server sent no body")
+        e.srv.hooks.clear()
+        gone = e.boxes[b"INBOX"][2]
+
+        def without_3(conn, ctx):
+            items = (("UID", "INTERNALDATE", "RFC822.SIZE", "BODY[]")
+                     if ctx["body"] else ("UID", "RFC822.SIZE"))
+            return [b"".join(conn.fetch_response(u, items) for u in ctx["uids"]
+                             if u != 3) + ok(ctx)]
+        e.srv.hooks["UID FETCH"] = without_3
+        res, _ = e.run()
+        e.assert_ok(res)
+        e.assert_exact(b"INBOX", [1, 2, 4])
+        res, _ = e.run()
+        e.assert_ok(res, messages=0)
+        self.assertEqual(mu.count_opened(res.stdout, ACCOUNT)[1], 0)
+        self.assertTrue(gone)
+        status = mmtest.run_mboxmirror("-c", e.conf, "--status")
+        self.assertNotIn("not delivered", status.stdout)
+
     # -- a mail reader changed the mbox, then a crash ---------------------------------
 
     def state_size(self, e):
@@ -838,6 +946,66 @@ class Hostile(unittest.TestCase):
         res, _ = e.run()
         e.assert_ok(res, messages=2)
         self.assertEqual(e.mbox(b"INBOX"), shrunk + e.expected(b"INBOX", [4, 5]))
+
+    def test_slow_batch_commits_as_it_comes(self):
+        # One batch that takes long to arrive (a slow link) is committed every
+        # couple of seconds as it comes, not only at its end: a kill -9 in the
+        # middle keeps what came before, and progress is reported meanwhile.
+        e = self.env(counts={b"INBOX": 12}, timeout="20s")
+
+        def script(conn, ctx):
+            if not ctx["body"]:
+                return None
+            acts = []
+            for u in ctx["uids"]:
+                acts += [conn.fetch_response(u), ("sleep", 0.5)]
+            return acts + [("hang",)]
+        e.srv.hooks["UID FETCH"] = script
+        t0 = time.monotonic()
+        proc = mu.start_mboxmirror("-c", e.conf, "--once", "-v")
+        try:
+            # Within the batch's 6 s, long before its end or the timeout.
+            deadline = t0 + 5
+            while time.monotonic() < deadline:
+                try:
+                    if self.state_size(e) > 0:
+                        break
+                except (FileNotFoundError, AttributeError):
+                    pass
+                time.sleep(0.1)
+            committed = self.state_size(e)
+            # Past the first progress line (every 5 s), before the batch ends.
+            time.sleep(max(0, t0 + 5.8 - time.monotonic()))
+        finally:
+            proc.kill()
+            _, err = proc.communicate()
+        err = err.decode(errors="replace")
+        self.assertGreater(committed, 0, err[-3000:])
+        # The committed part is whole messages, in order.
+        self.assertTrue(e.expected(b"INBOX").startswith(e.mbox(b"INBOX")[:committed]))
+        self.assertRegex(err, r"mailbox INBOX: \d+/12 messages")
+        e.follow_up()
+
+    def test_slow_direct_fetch_with_sizes_out_of_order(self):
+        # A few new messages, their sizes listed in descending order and the list
+        # held open while the bodies come slowly: the commit made meanwhile must
+        # not leave a committed UID looking undone once the list is complete.
+        e = self.synced(prior=10)
+        e.add(b"INBOX", 3)
+        held = {}
+
+        def script(conn, ctx):
+            if not ctx["body"]:
+                held["tag"] = ctx["tag"]
+                return [b"".join(conn.fetch_response(u, ("UID", "RFC822.SIZE"))
+                                 for u in reversed(ctx["uids"]) if u > 10)]
+            return [("sleep", 2.6), conn.fetch_response(11), conn.fetch_response(12),
+                    conn.fetch_response(13), held["tag"] + b" OK sizes\r\n" + ok(ctx)]
+        e.srv.hooks["UID FETCH"] = script
+        res, _ = e.run()
+        e.assert_ok(res, messages=3)
+        e.assert_exact(b"INBOX")
+        e.follow_up()
 
     # -- servers that stall: timeout = 2s ---------------------------------------------
 

@@ -40,12 +40,12 @@ def initial_response(srv):
 
 
 class OAuth(unittest.TestCase):
-    def run_against(self, mech, sasl_ir, accept):
+    def run_against(self, mech, sasl_ir, accept, user="alice@example.org"):
         srv = provider(sasl_ir, accept)
         try:
             with mmtest.TempDir() as tmp:
                 acct = {"__name__": "test", "host": "127.0.0.1", "port": str(srv.port),
-                        "tls": "none", "allow_plaintext": "yes", "user": "alice@example.org",
+                        "tls": "none", "allow_plaintext": "yes", "user": user,
                         "password_command": f"echo {TOKEN}", "auth": mech,
                         "output": tmp + "/out/test"}
                 conf = mmtest.write_config(tmp, [acct], general={"timeout": "10s"})
@@ -79,6 +79,16 @@ class OAuth(unittest.TestCase):
                 self.assertTrue(response.endswith(b"auth=Bearer " + TOKEN.encode() +
                                                   b"\x01\x01"), response)
                 self.assertEqual(srv.errors, [])
+
+    def test_gs2_authzid_is_escaped(self):
+        # RFC 7628 3.1 / RFC 5801 4: in "a=" ',' is "=2C" and '=' is "=3D", or the
+        # server reads the header wrong ("a=x" and a bogus attribute "y@z" here).
+        srv, res = self.run_against("oauthbearer", True, accept=True,
+                                    user="tech,ops=x@example.org")
+        self.assertEqual(res.returncode, 0, res.stderr)
+        response = initial_response(srv)
+        self.assertTrue(response.startswith(b"n,a=tech=2Cops=3Dx@example.org,\x01host="),
+                        response)
 
 
 if __name__ == "__main__":

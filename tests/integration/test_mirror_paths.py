@@ -246,6 +246,54 @@ class Paths(unittest.TestCase):
         finally:
             srv.stop()
 
+    def test_tampered_state_file(self):
+        """A state whose file field leaves output (edited by hand, or by an attacker
+        who can write the state but not the output) is a corrupt state: the account
+        fails naming the line, and nothing is written outside output."""
+        msgs = [mmtest.make_message(f"t{i}", f"marker {i}\r\n") for i in range(2)]
+        srv = mirror_fakeimap.FakeImap([(b"/", b"INBOX", msgs)]).start()
+        try:
+            with mmtest.TempDir() as top:
+                tmp = os.path.join(top, "a", "b")
+                os.makedirs(tmp, 0o700)
+                acct = {"__name__": "test", "host": "127.0.0.1", "port": str(srv.port),
+                        "tls": "none", "allow_plaintext": "yes", "user": "u",
+                        "password": "p", "output": os.path.join(tmp, "out", "test")}
+                conf = mmtest.write_config(tmp, [acct])
+                res = mmtest.run_mboxmirror("-c", conf, "--once")
+                self.assertEqual(res.returncode, 0, res.stderr)
+                state = os.path.join(tmp, "state", "test", "state")
+                with open(state, "rb") as f:
+                    good = f.read()
+                line = next(n for n, ln in enumerate(good.split(b"\n"), 1)
+                            if ln.startswith(b"mailbox\tINBOX\tINBOX.mbox\t"))
+                for bad in (b"../../../escape.mbox", os.path.join(top, "abs.mbox").encode(),
+                            b"x/../../../../escape.mbox", b"INBOX"):
+                    with self.subTest(file=bad):
+                        # From scratch, so that every message would be written.
+                        tampered = re.sub(rb"(mailbox\tINBOX\t)INBOX\.mbox(\t.*)last_uid=\d+"
+                                          rb"\tuidnext=\d+(.*)mbox_size=\d+",
+                                          lambda m: m.group(1) + bad + m.group(2) +
+                                          b"last_uid=0\tuidnext=0" + m.group(3) +
+                                          b"mbox_size=0", good)
+                        self.assertNotEqual(tampered, good)
+                        with open(state, "wb") as f:
+                            f.write(tampered)
+                        before_top = walk(top)
+                        before = walk(tmp)
+                        res = mmtest.run_mboxmirror("-c", conf, "--once")
+                        self.check_confined(tmp, before)
+                        self.assertEqual(walk(top) - before_top,
+                                         {"a/b/" + r for r in walk(tmp) - before})
+                        self.assertEqual(res.returncode, 1, res.stderr)
+                        self.assertIn(f"{state}:{line}: mailbox line: file is not a "
+                                      "relative .mbox path", res.stderr)
+                        # The damaged state is left for a person to look at.
+                        with open(state, "rb") as f:
+                            self.assertEqual(f.read(), tampered)
+        finally:
+            srv.stop()
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

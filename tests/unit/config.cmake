@@ -27,6 +27,7 @@ if(CMAKE_C_COMPILER_ID MATCHES "Clang|GNU")
             ${PROJECT_SOURCE_DIR}/daemon/config.c
             ${PROJECT_SOURCE_DIR}/daemon/log.c
             ${PROJECT_SOURCE_DIR}/daemon/base64.c
+            ${PROJECT_SOURCE_DIR}/daemon/util/num.c
     LIBS mm_libev PkgConfig::INIH Threads::Threads)
   get_target_property(tsan_opts test_secret_tsan COMPILE_OPTIONS)
   list(FILTER tsan_opts EXCLUDE REGEX "sanitize")

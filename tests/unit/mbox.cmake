@@ -5,7 +5,7 @@ mm_unit_test(test_mbox SOURCES unit/test_mbox.c LIBS mm_mbox)
 # objects (names.c, and the protocol layer they link).
 mm_unit_test(test_state SOURCES unit/test_state.c
              ${PROJECT_SOURCE_DIR}/daemon/mirror/state.c
-             LIBS mm_log)
+             LIBS mm_log mm_util)
 
 # An mbox written by the writer, read back by Python's mailbox module and an
 # independent mboxrd reader.

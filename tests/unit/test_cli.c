@@ -102,9 +102,18 @@ test_once_with_accounts(void **state)
 	assert_string_equal(opts.accounts[1], "work");
 	assert_string_equal(opts.accounts[2], "extra");
 	assert_int_equal(opts.verbosity, CLI_VERBOSITY_DEBUG);
+	assert_true(cli_account_selected(opts.accounts, opts.n_accounts,
+	    "work"));
+	assert_false(cli_account_selected(opts.accounts, opts.n_accounts,
+	    "Work"));
+	assert_false(cli_account_selected(opts.accounts, opts.n_accounts,
+	    "other"));
 	cli_free(&opts);
 	assert_null(opts.accounts);
 	assert_int_equal(opts.n_accounts, 0);
+	/* No -a: every account. */
+	assert_true(cli_account_selected(opts.accounts, opts.n_accounts,
+	    "other"));
 }
 
 static void

@@ -44,6 +44,26 @@ parse(void **state, const char *text)
 }
 
 static void
+test_response_text(void **state)
+{
+	const struct imap_response *r;
+	char buf[64], small[8];
+
+	r = parse(state, "A1 NO [TRYCREATE] no such mailbox\r\n");
+	assert_string_equal(imap_response_text(r, buf, sizeof buf),
+	    "[TRYCREATE] no such mailbox");
+	r = parse(state, "A2 BAD [BADCHARSET (UTF-8)] huh\r\n");
+	assert_string_equal(imap_response_text(r, buf, sizeof buf),
+	    "[BADCHARSET] huh");
+	r = parse(state, "A3 NO go away\r\n");
+	assert_string_equal(imap_response_text(r, buf, sizeof buf),
+	    "go away");
+	r = parse(state, "* BYE [ALERT] shutting down now\r\n");
+	assert_ptr_equal(imap_response_text(r, small, sizeof small), small);
+	assert_string_equal(small, "[ALERT]");
+}
+
+static void
 test_arg_helpers(void **state)
 {
 	const struct imap_response *r;
@@ -323,6 +343,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_caps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_list, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_response_text, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_status, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fetch, setup, teardown),
 		cmocka_unit_test(test_internaldate),

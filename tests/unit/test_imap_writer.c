@@ -437,6 +437,34 @@ test_seqset(void **state)
 	assert_string_equal(buf, "1:5,9,12,");
 }
 
+/* RFC 5801 4 saslname: ',' and '=' are escaped, nothing else. */
+static void
+test_gs2_header(void **state)
+{
+	static const struct {
+		const char *authzid, *header;
+	} cases[] = {
+		{ "alice@example.org", "n,a=alice@example.org," },
+		{ "", "n,a=," },
+		{ ",", "n,a==2C," },
+		{ "=", "n,a==3D," },
+		{ "a,b=c", "n,a=a=2Cb=3Dc," },
+		{ ",,==", "n,a==2C=2C=3D=3D," },
+		{ "=2C", "n,a==3D2C," },
+		{ "caf\xc3\xa9 x", "n,a=caf\xc3\xa9 x," },
+	};
+	char *h;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		h = imap_sasl_gs2_header(cases[i].authzid);
+		assert_non_null(h);
+		assert_string_equal(h, cases[i].header);
+		free(h);
+	}
+}
+
 int
 main(void)
 {
@@ -452,6 +480,7 @@ main(void)
 		cmocka_unit_test(test_raw_long),
 		cmocka_unit_test(test_size_bound),
 		cmocka_unit_test(test_seqset),
+		cmocka_unit_test(test_gs2_header),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

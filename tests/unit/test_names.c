@@ -135,26 +135,36 @@ test_path_table(void **state)
 	}
 }
 
+/* The tags files are kept aside under, and no mailbox named like a kept
+ * file ("<base>.<tag>[-<k>]") maps onto that file's name. */
 static void
-test_old_path(void **state)
+test_aside_tag(void **state)
 {
-	char *p, *q;
+	static const enum names_aside why[] = {
+		NAMES_ASIDE_UIDVALIDITY, NAMES_ASIDE_UNKNOWN,
+	};
+	char tag[40], name[64], kept[80], *p;
+	const char *r;
 
 	(void)state;
-	p = names_old_path("a/b.mbox", 1234);
-	assert_non_null(p);
-	assert_string_equal(p, "a/b.uidvalidity-1234.mbox");
-	/* No mailbox maps onto it. */
-	q = names_mbox_path(NAME("a/b.uidvalidity-1234"), '/', false);
-	assert_non_null(q);
-	assert_string_not_equal(p, q);
-	free(q);
-	free(p);
-	p = names_old_path("INBOX.mbox", UINT32_MAX);
-	assert_string_equal(p, "INBOX.uidvalidity-4294967295.mbox");
-	free(p);
-	assert_null(names_old_path("a/b", 1));
-	assert_null(names_old_path("mbox", 1));
+	r = names_aside_tag(NAMES_ASIDE_UIDVALIDITY, UINT32_MAX, tag,
+	    sizeof tag);
+	assert_ptr_equal(r, tag);
+	assert_string_equal(tag, "uidvalidity-4294967295");
+	names_aside_tag(NAMES_ASIDE_UNKNOWN, 1700000000, tag, sizeof tag);
+	assert_string_equal(tag, "unknown-1700000000");
+	for (size_t i = 0; i < sizeof why / sizeof why[0]; i++) {
+		names_aside_tag(why[i], 1234, tag, sizeof tag);
+		for (int k = 1; k <= 2; k++) {
+			snprintf(name, sizeof name, k == 1 ? "a/b.%s" :
+			    "a/b.%s-%d", tag, k);
+			snprintf(kept, sizeof kept, "%s.mbox", name);
+			p = names_mbox_path(name, strlen(name), '/', false);
+			assert_non_null(p);
+			assert_string_not_equal(p, kept);
+			free(p);
+		}
+	}
 }
 
 /* Checks the shape of one path: relative, every component a plain name. */
@@ -233,7 +243,7 @@ check_files_apart(const struct entry *t, size_t n, char delim)
 {
 	struct file *f;
 	size_t i, nf = 0, cap = n * 5, len;
-	char *slash;
+	char *slash, tag[40];
 
 	for (i = 0; i < n; i++)
 		for (slash = t[i].path; (slash = strchr(slash, '/')) != NULL;
@@ -247,16 +257,20 @@ check_files_apart(const struct entry *t, size_t n, char delim)
 		    t[i].path), -1);
 		f[nf].kind = 2;
 		f[nf++].owner = &t[i];
-		f[nf++] = (struct file){ names_old_path(t[i].path, 7), 3,
-		    &t[i] };
-		/* The other names the mirror keeps files aside under. */
+		/* The names the mirror keeps files aside under. */
 		len = strlen(t[i].path) - 5;
-		assert_int_not_equal(asprintf(&f[nf].path,
-		    "%.*s.uidvalidity-7-2.mbox", (int)len, t[i].path), -1);
+		names_aside_tag(NAMES_ASIDE_UIDVALIDITY, 7, tag, sizeof tag);
+		assert_int_not_equal(asprintf(&f[nf].path, "%.*s.%s.mbox",
+		    (int)len, t[i].path, tag), -1);
 		f[nf].kind = 3;
 		f[nf++].owner = &t[i];
-		assert_int_not_equal(asprintf(&f[nf].path,
-		    "%.*s.unknown-9.mbox", (int)len, t[i].path), -1);
+		assert_int_not_equal(asprintf(&f[nf].path, "%.*s.%s-2.mbox",
+		    (int)len, t[i].path, tag), -1);
+		f[nf].kind = 3;
+		f[nf++].owner = &t[i];
+		names_aside_tag(NAMES_ASIDE_UNKNOWN, 9, tag, sizeof tag);
+		assert_int_not_equal(asprintf(&f[nf].path, "%.*s.%s.mbox",
+		    (int)len, t[i].path, tag), -1);
 		f[nf].kind = 3;
 		f[nf++].owner = &t[i];
 		for (slash = strchr(t[i].path, '/'); slash != NULL;
@@ -560,7 +574,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_path_table),
-		cmocka_unit_test(test_old_path),
+		cmocka_unit_test(test_aside_tag),
 		cmocka_unit_test(test_property_random),
 		cmocka_unit_test(test_long_components),
 		cmocka_unit_test(test_match_table),

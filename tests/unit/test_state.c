@@ -97,7 +97,9 @@ test_round_trip(void **state)
 		mb->mbox_size = i == 0 ? (uint64_t)INT64_MAX :
 		    (uint64_t)i << 33;
 		if (i % 3 != 0) {
-			snprintf(file, sizeof file, "f\t%zu\n%%.mbox", i);
+			/* Odd but safe: spaces, '%', '-', 8-bit bytes. */
+			snprintf(file, sizeof file, "d %zu/100%%/-/caf\xc3\xa9"
+			    "/...x.mbox", i);
 			mb->file = strdup(file);
 		}
 	}
@@ -285,6 +287,115 @@ test_corrupt(void **state)
 	snprintf(buf, sizeof buf, "%s%s%s%s%s", header, mailbox, mailbox,
 	    "end\n", "");
 	expect_corrupt(buf, 3, NULL);
+}
+
+/* The file field is a path under the output directory: a tampered one
+ * that would leave it (or is no mbox) makes the state corrupt. */
+static void
+test_file_escapes(void **state)
+{
+	static const char *const bad[] = {
+		"",				/* empty (written "" by hand) */
+		"/etc/x.mbox",			/* absolute */
+		"%2Fetc%2Fx.mbox",		/* the same, escaped */
+		"../../etc/x.mbox",
+		"%2E%2E/%2E%2E/etc/x.mbox",
+		"a/../../x.mbox",
+		"a/./x.mbox",
+		"./x.mbox",
+		"a//x.mbox",
+		"a/",
+		"..",
+		".",
+		"a/..",
+		"INBOX",			/* not an mbox */
+		"INBOX.mbo",
+		"INBOX.mbox/",
+		"INBOX.mbox.lock",
+		"a%0Ab.mbox",			/* control bytes */
+		"a%09b.mbox",
+		"a%7Fb.mbox",
+		"a%1Fb.mbox",
+		"a%00b.mbox",			/* NUL */
+	};
+	static const char *const good[] = {
+		"INBOX.mbox",
+		"a/b/c.mbox",
+		"...mbox",
+		"%25/%25.mbox",			/* names_mbox_path's empty */
+		"..a/b...mbox",
+		"caf%C3%A9/%E6%97%A5.mbox",
+		"%FF.mbox",
+	};
+	struct account_state st;
+	char buf[1024], *error;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		snprintf(buf, sizeof buf, "%s%smailbox\tINBOX\t%s\t"
+		    "uidvalidity=1\tlast_uid=2\tuidnext=3\tmessages=4\t"
+		    "mbox_size=5\nend\n", header, account, bad[i]);
+		expect_corrupt(buf, 3, i == sizeof bad / sizeof bad[0] - 1 ?
+		    "bad file name" : "file is not a relative .mbox path");
+	}
+	for (i = 0; i < sizeof good / sizeof good[0]; i++) {
+		snprintf(buf, sizeof buf, "%s%smailbox\tINBOX\t%s\t"
+		    "uidvalidity=1\tlast_uid=2\tuidnext=3\tmessages=4\t"
+		    "mbox_size=5\nend\n", header, account, good[i]);
+		memset(&st, 0, sizeof st);
+		error = NULL;
+		if (state_parse(buf, strlen(buf), "good", &st, &error) != 0)
+			fail_msg("%s: %s", good[i], error);
+		assert_int_equal(st.n_mailboxes, 1);
+		assert_non_null(st.mailboxes[0].file);
+		state_clear(&st);
+	}
+	/* "-" is no file yet. */
+	snprintf(buf, sizeof buf, "%s%smailbox\tINBOX\t-\tuidvalidity=1\t"
+	    "last_uid=2\tuidnext=3\tmessages=4\tmbox_size=5\nend\n", header,
+	    account);
+	memset(&st, 0, sizeof st);
+	assert_int_equal(state_parse(buf, strlen(buf), "x", &st, &error), 0);
+	assert_int_equal(st.n_mailboxes, 1);
+	assert_null(st.mailboxes[0].file);
+	state_clear(&st);
+}
+
+/* state_parse reads exactly len bytes, needs no NUL after them, names the
+ * file as told, and leaves the state alone when it fails. */
+static void
+test_parse_buffer(void **state)
+{
+	struct account_state st;
+	char buf[1024], *copy, *error = NULL;
+	size_t len;
+
+	(void)state;
+	len = (size_t)snprintf(buf, sizeof buf, "%s%s%send\n", header, account,
+	    mailbox);
+	/* An exact-size copy: ASan catches a read past its end. */
+	copy = malloc(len);
+	assert_non_null(copy);
+	memcpy(copy, buf, len);
+	memset(&st, 0, sizeof st);
+	assert_non_null(state_get(&st, "replaced"));
+	assert_int_equal(state_parse(copy, len, "mem", &st, &error), 0);
+	assert_null(error);
+	assert_int_equal(st.n_mailboxes, 1);
+	assert_string_equal(st.mailboxes[0].name, "INBOX");
+	assert_string_equal(st.mailboxes[0].file, "INBOX.mbox");
+	/* The buffer is not changed. */
+	assert_memory_equal(copy, buf, len);
+	/* One byte short: the end line has no newline. */
+	assert_int_equal(state_parse(copy, len - 1, "mem", &st, &error), -1);
+	assert_non_null(error);
+	assert_string_equal(error, "mem:4: line cut short (no newline)");
+	free(error);
+	assert_int_equal(st.n_mailboxes, 1);
+	assert_string_equal(st.mailboxes[0].name, "INBOX");
+	state_clear(&st);
+	free(copy);
 }
 
 /* Random garbage and random damage to a good file: never a crash. */
@@ -629,6 +740,8 @@ main(void)
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_missing_is_empty),
 		cmocka_unit_test(test_corrupt),
+		cmocka_unit_test(test_file_escapes),
+		cmocka_unit_test(test_parse_buffer),
 		cmocka_unit_test(test_garbage),
 		cmocka_unit_test(test_permissions_and_atomic_replace),
 		cmocka_unit_test(test_account_dir),

@@ -252,6 +252,7 @@ refuse_test(gnutls_x509_crt_t crt, const uint8_t *pin, const char *expect)
 		    expect);
 	assert_non_null(strstr(transport_error(c.t),
 	    "certificate verification failed for localhost: "));
+	assert_int_equal(transport_error_kind(c.t), TRANSPORT_ERR_TLS_VERIFY);
 	assert_int_equal(transport_write(c.t, "x", 1), -1);
 	assert_int_equal(transport_read(c.t, (char[4]){ 0 }, 4), -1);
 	net_server_join(&srv);
@@ -431,6 +432,7 @@ test_connection_refused(void **state)
 	snprintf(expect, sizeof expect,
 	    "connect to 127.0.0.1:%u: Connection refused", (unsigned)port);
 	assert_string_equal(transport_error(c.t), expect);
+	assert_int_equal(transport_error_kind(c.t), TRANSPORT_ERR_NETWORK);
 	client_done(&c);
 }
 
@@ -453,6 +455,7 @@ test_handshake_timeout(void **state)
 	assert_non_null(strstr(transport_error(c.t), "TLS handshake with "
 	    "127.0.0.1:"));
 	assert_non_null(strstr(transport_error(c.t), "no progress for 1 s"));
+	assert_int_equal(transport_error_kind(c.t), TRANSPORT_ERR_TIMEOUT);
 	transport_close(c.t);
 	net_server_join(&srv);
 	assert_int_equal(srv.accepted, 1);
@@ -734,6 +737,7 @@ test_connect_timeout_last_address(void **state)
 	snprintf(expect, sizeof expect, "connect to jam.test:993: %s",
 	    strerror(ETIMEDOUT));
 	assert_string_equal(transport_error(c.t), expect);
+	assert_int_equal(transport_error_kind(c.t), TRANSPORT_ERR_TIMEOUT);
 	client_done(&c);
 	jam_stop(&j);
 }
@@ -764,6 +768,7 @@ test_resolve_failure(void **state)
 	snprintf(expect, sizeof expect, "resolve nowhere.test: %s",
 	    gai_strerror(EAI_NONAME));
 	assert_string_equal(transport_error(c.t), expect);
+	assert_int_equal(transport_error_kind(c.t), TRANSPORT_ERR_NETWORK);
 	client_done(&c);
 }
 

@@ -320,6 +320,48 @@ test_round_trip_all(void **state)
 	}
 }
 
+/*
+ * A long shift decodes to more bytes than it has: every 8 base64 characters
+ * are three UTF-16 units, up to 9 bytes of UTF-8.  A CJK name of n
+ * characters is about 8n/3 + 2 bytes of modified UTF-7 and 3n of UTF-8;
+ * under ASan a decoder that sizes its output from its input overflows.
+ */
+static void
+test_long_names(void **state)
+{
+	static const uint32_t cps[] = { 0x65e5, 0x672c, 0x8a9e, 0x4e2d,
+	    0xac00, 0xffef, 0x1f602, 0x2000b, 0x10fffd };
+	char *utf8, *enc, *dec;
+	size_t n, len, i, k;
+
+	(void)state;
+	for (n = 1; n <= 300; n++) {
+		for (k = 0; k < 3; k++) {
+			/* k 0: all CJK; 1: all beyond the BMP (surrogate
+			 * pairs); 2: mixed, with ASCII between shifts. */
+			if ((utf8 = malloc(n * 5 + 1)) == NULL)
+				fail();
+			for (len = i = 0; i < n; i++) {
+				uint32_t cp = k == 0 ? cps[i % 6] :
+				    k == 1 ? cps[6 + i % 3] : cps[i % 9];
+
+				if (k == 2 && i % 37 == 36)
+					utf8[len++] = 'x';
+				len += put_utf8(utf8 + len, cp);
+			}
+			utf8[len] = '\0';
+			enc = imap_utf7_encode(utf8, len);
+			assert_non_null(enc);
+			dec = imap_utf7_decode(enc, strlen(enc));
+			assert_non_null(dec);
+			assert_string_equal(dec, utf8);
+			free(dec);
+			free(enc);
+			free(utf8);
+		}
+	}
+}
+
 /* Random garbage never crashes the decoder, and whatever it accepts
  * encodes back to exactly the input (decoding is one-to-one). */
 static void
@@ -361,6 +403,7 @@ main(void)
 		cmocka_unit_test(test_printable_not_shifted),
 		cmocka_unit_test(test_odd_octets),
 		cmocka_unit_test(test_round_trip_all),
+		cmocka_unit_test(test_long_names),
 		cmocka_unit_test(test_decode_garbage),
 	};
 

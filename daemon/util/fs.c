@@ -1,0 +1,81 @@
+/*
+ * util/fs: directories made and made durable; see fs.h.
+ */
+#include "util/fs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int
+fs_sync_dir(const char *dir, int (*sync)(int))
+{
+	int fd, rc, saved;
+
+	if (sync == NULL)
+		sync = fsync;
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		return -1;
+	rc = sync(fd);
+	saved = errno;
+	(void)close(fd);
+	errno = saved;
+	return rc;
+}
+
+int
+fs_sync_parent(const char *path, int (*sync)(int))
+{
+	const char *slash = strrchr(path, '/');
+	char *dir;
+	int rc, saved;
+
+	if (slash == NULL)
+		return fs_sync_dir(".", sync);
+	if (slash == path)
+		return fs_sync_dir("/", sync);
+	if ((dir = strndup(path, (size_t)(slash - path))) == NULL)
+		return -1;
+	rc = fs_sync_dir(dir, sync);
+	saved = errno;
+	free(dir);
+	errno = saved;
+	return rc;
+}
+
+int
+fs_mkdirs(const char *path, mode_t mode, int (*sync)(int))
+{
+	char *p, *s, c;
+	int rc = -1;
+
+	if (*path == '\0') {
+		errno = ENOENT;
+		return -1;
+	}
+	if ((p = strdup(path)) == NULL)
+		return -1;
+	for (s = p + 1; ; s++) {
+		if (*s != '/' && *s != '\0')
+			continue;
+		if (s[-1] != '/') {
+			c = *s;
+			*s = '\0';
+			if (mkdir(p, mode) == 0) {
+				if (fs_sync_parent(p, sync) == -1)
+					goto out;
+			} else if (errno != EEXIST)
+				goto out;
+			*s = c;
+		}
+		if (*s == '\0')
+			break;
+	}
+	rc = 0;
+out:
+	free(p);
+	return rc;
+}

@@ -1,0 +1,32 @@
+/*
+ * util/fs: directories made and made durable.
+ *
+ * A new, renamed or removed name is durable only once the directory that
+ * holds it is fsynced.  Each function takes the fsync(2) to use: fsync, or
+ * a test's stand-in that records or fails calls; NULL means fsync.
+ */
+#ifndef MM_UTIL_FS_H
+#define MM_UTIL_FS_H
+
+#include <sys/types.h>
+
+/* fsync of the directory dir (opened O_RDONLY | O_DIRECTORY).  0, or -1
+ * with errno. */
+int fs_sync_dir(const char *dir, int (*sync)(int));
+
+/* fs_sync_dir() of the directory that holds path: "." for a bare name,
+ * "/" for a name in the root.  0, or -1 with errno. */
+int fs_sync_parent(const char *path, int (*sync)(int));
+
+/*
+ * mkdir -p: each missing directory of path is made with mode (less the
+ * umask) and the directory holding it fsynced before the next is made, so
+ * a crash never leaves a directory whose parent does not record it.
+ * Existing components are left as they are, whatever their mode; one that
+ * exists but is not a directory fails the next step (ENOTDIR) or, for the
+ * last one, is taken as is.  Repeated and trailing '/' are ignored.  0, or
+ * -1 with errno (ENOENT for "").
+ */
+int fs_mkdirs(const char *path, mode_t mode, int (*sync)(int));
+
+#endif
