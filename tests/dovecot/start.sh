@@ -75,7 +75,7 @@ MAIL_GID=$(id -g "$MAIL_USER")
 # (108 bytes).  Both hold for DIR itself in the usual case; otherwise the run-time files
 # go to a fresh directory under /tmp, linked as DIR/root and removed by stop.sh.
 rm -rf "$DIR/run" "$DIR/mail" "$DIR/passwd" "$DIR/state" "$DIR/ssl" "$DIR"/*.conf \
-    "$DIR/dovecot.log" "$DIR/env" "$DIR/fixture.vars"
+    "$DIR/dovecot.log" "$DIR/env" "$DIR/fixture.vars" "$DIR/pool" "$DIR/pool.next"
 rm -f "$DIR/root"
 if [ -O "$DIR" ]; then
 	chmod 755 "$DIR"
@@ -111,6 +111,29 @@ for i in $(seq 1 "$NUSERS"); do
 	USERS="$USERS user$i:secret$i"
 done
 USERS=${USERS# }
+
+# A pool of users known before the servers start: mmtest.Fixture.new_user() takes the
+# next one at once (POOL_NEXT counts those taken), where a user added to the running
+# servers costs a wait until every instance has reread the passwd-file.
+POOL=$DIR/pool
+POOL_NEXT=$DIR/pool.next
+NPOOL=${MM_USER_POOL:-400}
+pool_homes=()
+: >"$POOL"
+for i in $(seq 1 "$NPOOL"); do
+	name=pool$i
+	password=pw-$name-$(printf '%04x%04x' "$RANDOM" "$RANDOM")
+	printf '%s\n' "$name:{PLAIN}$password:$MAIL_UID:$MAIL_GID::$MAIL_ROOT/$name::" >>"$PASSWD"
+	printf '%s:%s\n' "$name" "$password" >>"$POOL"
+	pool_homes+=("$MAIL_ROOT/$name")
+done
+if [ "$NPOOL" -gt 0 ]; then
+	mkdir "${pool_homes[@]}"
+	chown "$MAIL_UID:$MAIL_GID" "${pool_homes[@]}"
+	chmod 700 "${pool_homes[@]}"
+fi
+echo 0 >"$POOL_NEXT"
+chmod 644 "$POOL" "$POOL_NEXT"
 
 # ---- TLS material ------------------------------------------------------------------
 SSL=$DIR/ssl
@@ -157,6 +180,7 @@ if [ -e /usr/lib/dovecot/modules/lib30_imap_zlib_plugin.so ]; then
 fi
 if [ "$(id -u)" = 0 ]; then
 	PRIV=
+	ANVIL_CHROOT=
 else
 	# An ordinary user can neither chroot nor change uid: everything runs as that user.
 	PRIV="default_internal_user = $MAIL_USER
@@ -164,10 +188,8 @@ default_internal_group = $(id -gn)
 default_login_user = $MAIL_USER
 service imap-login {
   chroot =
-}
-service anvil {
-  chroot =
 }"
+	ANVIL_CHROOT="chroot ="
 fi
 cat >"$DIR/common.conf" <<EOF
 # Shared part of the mboxmirror test fixture's Dovecot instances (written by start.sh).
@@ -210,6 +232,15 @@ service imap-login {
 }
 service imap {
   process_limit = 200
+}
+# No authentication penalty: after a failed login Dovecot would delay every later
+# login from the same address (all tests share 127.0.0.1) by 2 to 15 s.  Without its
+# socket the auth process runs without penalty tracking.
+service anvil {
+  $ANVIL_CHROOT
+  unix_listener anvil-auth-penalty {
+    mode = 0
+  }
 }
 $PRIV
 EOF
@@ -344,6 +375,8 @@ DOVECOT_LOG=$(q "$DIR/dovecot.log")
 DOVEADM=$(q "$DOVEADM_BIN -c $DIR/dovecot.conf")
 ADDUSER=$(q "$HERE/adduser.sh $DIR")
 USERS=$(q "$USERS")
+USER_POOL=$(q "$POOL")
+USER_POOL_NEXT=$(q "$POOL_NEXT")
 EOF
 chmod 644 "$DIR/env"
 echo "dovecot fixture: running in $DIR (imaps $IMAPS_PORT, starttls $IMAP_PORT," \

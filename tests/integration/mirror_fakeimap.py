@@ -19,7 +19,8 @@ Behaviour switches, for servers that are broken or hostile rather than merely od
         the normal answer would send), "uids" (UID FETCH: the UIDs that exist and
         were asked, ascending), "body" (UID FETCH: whether bodies were asked)}
     actions: bytes (sent), ("sleep", s), ("close",) (drop the connection),
-        ("hang",) (answer nothing more until stop()), ("trickle", bytes, s) (one
+        ("hang",) (answer nothing more until stop()), ("read",) (take one line from
+        the client, e.g. a SASL response, into srv.reads), ("trickle", bytes, s) (one
         byte every s seconds), ("flood", bytes, s) (bytes sent again and again for s
         seconds)
     srv.dates[(name, uid)] = b'"03-Sep-2023 14:05:09 +0000"'   (INTERNALDATE)
@@ -61,6 +62,8 @@ class _Conn:
                 self.server.stopped.wait(act[1])
             elif act[0] == "close":
                 return False
+            elif act[0] == "read":
+                self.server.reads.append(self._line())
             elif act[0] == "hang":
                 self.server.stopped.wait(300)
                 return False
@@ -302,6 +305,7 @@ class FakeImap:
         self.stopped = threading.Event()
         self.log = []
         self.errors = []
+        self.reads = []         # client lines taken by ("read",) actions, in order
         self.lsock = socket.socket()
         self.lsock.bind(("127.0.0.1", 0))
         self.lsock.listen(8)

@@ -110,12 +110,28 @@ def assert_bytes_equal(tc, actual, expected, what):
             f"  expected {expected[max(0, at - 80):at + 80]!r}")
 
 
+def assert_mbox_holds(tc, path, bodies):
+    """The mbox at path holds exactly bodies (server bytes), once each, in order, byte
+    for byte as DESIGN.md section 4 prescribes, each under a From_ line with the
+    sender section 4 asks for (the date is not known here: assert_mirror_exact checks
+    it against the server's INTERNALDATE)."""
+    with open(path, "rb") as f:
+        actual = f.read()
+    entries = mmtest.read_mbox(path)
+    tc.assertEqual(len(entries), len(bodies), f"{path}: message count")
+    for i, (e, body) in enumerate(zip(entries, bodies)):
+        tc.assertTrue(e.from_line.startswith(sender_of(body) + " "),
+                      f"{path}: message {i}: From_ line {e.from_line!r}")
+    assert_bytes_equal(tc, actual, b"".join(mmtest.mbox_escape_entry(body, e.from_line)
+                                            for e, body in zip(entries, bodies)), path)
+
+
 def assert_mirror_exact(tc, fx, user, password, mailbox_name, path, messages=None,
                         readback=True):
     """The mbox at path holds every message of the mailbox exactly once, in UID order,
-    byte for byte as DESIGN.md section 4 prescribes, and (unless readback is false:
-    it is slow on large files) reads back through Python's mailbox module to the
-    server's bytes with the right From_ lines."""
+    byte for byte as DESIGN.md section 4 prescribes, with the From_ lines the
+    server's data asks for, and (unless readback is false: it is slow on large files)
+    reads back through Python's mailbox module to the server's bytes."""
     if messages is None:
         messages = server_messages(fx, user, password, mailbox_name)
     with open(path, "rb") as f:
@@ -228,17 +244,15 @@ def start_mboxmirror(*args):
 
 def wait_file_size(path, minimum, proc, timeout=60):
     """Waits until path holds at least minimum bytes; False if proc ended first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def size_or_end():
         try:
             if os.path.getsize(path) >= minimum:
-                return True
+                return "reached"
         except FileNotFoundError:
             pass
-        if proc.poll() is not None:
-            return False
-        time.sleep(0.005)
-    return False
+        return "ended" if proc.poll() is not None else None
+    return mmtest.wait_for(size_or_end, timeout, interval=0.005,
+                           what=f"{path} to reach {minimum} bytes") == "reached"
 
 
 def kill(proc, sig=signal.SIGKILL):

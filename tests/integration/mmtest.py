@@ -27,6 +27,7 @@ UTF-7 for IMAP.
 
 import base64
 import email.utils
+import fcntl
 import imaplib
 import itertools
 import mailbox
@@ -42,7 +43,7 @@ import time
 
 __all__ = [
     "Fixture", "TempDir", "MboxEntry", "make_message", "mutf7_encode", "mutf7_decode",
-    "write_config", "run_mboxmirror", "read_mbox", "mbox_escape_entry",
+    "write_config", "run_mboxmirror", "read_mbox", "mbox_escape_entry", "wait_for",
 ]
 
 _counter = itertools.count(1)
@@ -157,11 +158,36 @@ class Fixture:
 
     def new_user(self, prefix="t"):
         """A fresh user with an empty mailbox tree: (name, password).  Tests that run in
-        parallel stay out of each other's mail this way."""
+        parallel stay out of each other's mail this way.  Taken from the pool of users
+        the fixture made before the servers started (no wait); once that is used up, a
+        user named prefix... is added (add_user, which waits for the servers)."""
+        taken = self._take_pool_user()
+        if taken:
+            return taken
         n = next(_counter)
         name = f"{prefix}{os.getpid()}x{n}"
         password = f"pw-{name}-{random.randrange(1 << 30):x}"
         self.add_user(name, password)
+        return name, password
+
+    def _take_pool_user(self):
+        """The next untaken (name, password) of the fixture's pool, or None.  The
+        counter file is locked, so concurrent tests never take the same user."""
+        pool, counter = self.env.get("USER_POOL"), self.env.get("USER_POOL_NEXT")
+        if not pool or not counter:
+            return None
+        with open(counter, "r+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            n = int(f.read().strip() or 0)
+            with open(pool, encoding="utf-8") as p:
+                lines = p.read().splitlines()
+            if n >= len(lines):
+                return None
+            f.seek(0)
+            f.write(f"{n + 1}\n")
+            f.truncate()
+        name, password = lines[n].split(":", 1)
+        self.users[name] = password
         return name, password
 
     def ssl_context(self, cafile=None):
@@ -229,8 +255,9 @@ class Fixture:
     def append_many(self, user, password, mailbox_name, messages, flags=(), date=None):
         """APPENDs every message over one connection; returns their UIDs in order.
         flags (a tuple of flags) and date apply to all; or either is a list with one
-        entry (a tuple of flags, a Unix time) per message."""
-        uids = []
+        entry (a tuple of flags, a Unix time) per message.  Line ends become CRLF, as
+        imaplib's append() makes them.  The APPENDs are pipelined (LITERAL+), a window
+        at a time: thousands of messages take seconds, not one round trip each."""
         n = len(messages)
         per_msg = (isinstance(flags, list) and len(flags) == n
                    and not any(isinstance(f, str) for f in flags))
@@ -238,15 +265,38 @@ class Fixture:
         date_list = date if isinstance(date, list) else [date] * n
         if len(date_list) != n:
             raise ValueError("one date per message, or one for all")
+        box = _quote(mutf7_encode(mailbox_name)).encode()
+        commands = []
+        for msg, fl, dt in zip(messages, flag_list, date_list):
+            args = [box]
+            if fl:
+                args.append(("(" + " ".join(fl) + ")").encode())
+            args.append(imaplib.Time2Internaldate(
+                dt if dt is not None else time.time()).encode())
+            msg = imaplib.MapCRLF.sub(b"\r\n", msg)
+            commands.append(b" ".join(args) + b" {%d+}\r\n" % len(msg) + msg + b"\r\n")
+        uids = []
         with self.imap(user, password) as c:
-            for msg, fl, dt in zip(messages, flag_list, date_list):
-                flag_arg = "(" + " ".join(fl) + ")" if fl else None
-                date_arg = imaplib.Time2Internaldate(dt if dt is not None else time.time())
-                typ, data = c.append(_quote(mutf7_encode(mailbox_name)), flag_arg,
-                                     date_arg, msg)
-                _check(typ, data, f"APPEND {mailbox_name}")
-                m = re.search(rb"APPENDUID \d+ (\d+)", data[0])
-                uids.append(int(m.group(1)))
+            # Small enough that the server's answers to a window fit in the socket
+            # buffers while we still send.
+            window = 64
+            for start in range(0, n, window):
+                tags = [b"mmA%d" % i for i in range(start, min(n, start + window))]
+                c.send(b"".join(t + b" APPEND " + cmd
+                                for t, cmd in zip(tags, commands[start:])))
+                done = {}
+                while len(done) < len(tags):
+                    line = c.readline()
+                    if not line:
+                        raise RuntimeError(f"APPEND {mailbox_name}: connection closed")
+                    tag, _, rest = line.partition(b" ")
+                    if tag in tags:
+                        done[tag] = rest
+                for t in tags:
+                    m = re.match(rb"OK \[APPENDUID \d+ (\d+)\]", done[t])
+                    if not m:
+                        raise RuntimeError(f"APPEND {mailbox_name}: {done[t]!r}")
+                    uids.append(int(m.group(1)))
         return uids
 
     def deliver(self, user, mailbox_name, message):
@@ -298,14 +348,12 @@ class Fixture:
         """Waits until the log after offset matches the regular expression pattern (the
         server writes its log asynchronously) and returns that text; raises
         AssertionError on timeout."""
-        deadline = time.monotonic() + timeout
-        while True:
+        def matched():
             text = self.log_since(offset)
-            if re.search(pattern, text):
-                return text
-            if time.monotonic() > deadline:
-                raise AssertionError(f"server log never matched {pattern!r}:\n{text}")
-            time.sleep(0.05)
+            return text if re.search(pattern, text) else None
+        return wait_for(matched, timeout,
+                        what=lambda: f"server log to match {pattern!r}:\n"
+                                     f"{self.log_since(offset)}")
 
     # -- mboxmirror configuration --
 
@@ -385,6 +433,24 @@ def run_mboxmirror(*args, timeout=120, env=None, check=False):
         raise AssertionError(f"mboxmirror {' '.join(args)} exited {res.returncode}:"
                              f"\n{res.stderr}")
     return res
+
+
+# ---- waiting ---------------------------------------------------------------------------
+
+def wait_for(predicate, timeout, interval=0.02, what="condition"):
+    """Polls predicate() until it returns something true and returns that value; raises
+    AssertionError after timeout seconds.  what names the condition in the message (a
+    callable is called then, for a message that needs the latest state).  The one way
+    tests wait for something to happen: never a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            text = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout}s waiting for {text}")
+        time.sleep(interval)
 
 
 # ---- messages and mbox files -----------------------------------------------------------

@@ -6,13 +6,13 @@ The faults come from faultproxy.FaultProxy, a plain TCP proxy between the daemon
 fixture's IMAPS port (TLS stays end to end: the certificate carries 127.0.0.1).
 """
 
-import base64
 import random
 import re
 import sys
 import time
 import unittest
 
+import mirror_util as mu
 import mmtest
 from faultproxy import Cut, Stall
 from test_daemon_basic import DaemonTestCase, assert_mirrored, inbox
@@ -25,28 +25,21 @@ from test_daemon_basic import DaemonTestCase, assert_mirrored, inbox
 HANDSHAKE_RECORDS = 8
 
 
-def body(size, rng):
-    """A text body of about size bytes (CRLF lines), with lines that mboxrd must
-    escape."""
-    raw = rng.randbytes(size * 3 // 4)
-    b64 = base64.b64encode(raw)
-    lines = [b64[i:i + 76] for i in range(0, len(b64), 76)]
-    lines[len(lines) // 3] = b"From the middle of a line-start"
-    lines[len(lines) // 2] = b">From an escaped one"
-    return b"\r\n".join(lines) + b"\r\n"
-
-
 def messages(n_small, big_size, rng):
     """n_small small messages around one big one (in the middle)."""
     out = []
     for i in range(n_small):
-        out.append(mmtest.make_message(f"small {i}", body=body(rng.randrange(2000, 40000),
-                                                                rng)))
-    out.insert(n_small // 2, mmtest.make_message("big", body=body(big_size, rng)))
+        out.append(mmtest.make_message(f"small {i}", body=mu.random_text_body(
+            rng, rng.randrange(2000, 40000))))
+    out.insert(n_small // 2, mmtest.make_message("big",
+                                                 body=mu.random_text_body(rng, big_size)))
     return out
 
 
 class TestFaults(DaemonTestCase):
+    # Light, and its one timing (a 2 s timeout) has 2.5 s of slack: runs beside
+    # the other daemon tests.
+    takes_turns = False
 
     def account_via(self, proxy, name, user, password):
         return self.fx.account(self.tmp, user, password, name=name, idle="no",

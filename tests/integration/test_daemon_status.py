@@ -20,6 +20,8 @@ def parse_iso(s):
 
 
 class TestStatus(DaemonTestCase):
+    # Light and without timings: runs beside the other daemon tests.
+    takes_turns = False
 
     def test_status_after_a_run_with_a_failing_account(self):
         fx = self.fx

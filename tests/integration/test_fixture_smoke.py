@@ -9,6 +9,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 import unittest
 
 import mmtest
@@ -68,6 +69,27 @@ class Listeners(unittest.TestCase):
         with self.assertRaises(imaplib.IMAP4.error):
             conn.login("user1", "not-the-password")
         conn.shutdown()
+
+    def test_no_login_delay_after_a_wrong_password(self):
+        # Tests share 127.0.0.1 and run side by side: one test's wrong password
+        # must not hold up the next login from there (Dovecot's auth penalty).
+        for _ in range(2):
+            conn = imaplib.IMAP4_SSL(self.fx.host, self.fx.imaps_port,
+                                     ssl_context=self.fx.ssl_context(), timeout=30)
+            with self.assertRaises(imaplib.IMAP4.error):
+                conn.login("user2", "not-the-password")
+            conn.shutdown()
+        t0 = time.monotonic()
+        self.fx.imap("user2", self.fx.users["user2"]).logout()
+        self.assertLess(time.monotonic() - t0, 1.5)
+
+    def test_new_users_are_known_at_once(self):
+        # new_user() is called by every test: it must not wait for the servers.
+        t0 = time.monotonic()
+        user, pw = self.fx.new_user()
+        self.assertLess(time.monotonic() - t0, 0.5)
+        self.fx.imap(user, pw).logout()
+        self.assertNotEqual(self.fx.new_user()[0], user)
 
     def test_starttls_port_offers_starttls(self):
         conn = imaplib.IMAP4(self.fx.host, self.fx.imap_port, timeout=30)

@@ -10,10 +10,17 @@ import unittest
 
 import mmtest
 import mirror_util as mu
+from faultproxy import FaultProxy, Stall
 
 N_MESSAGES = 400
-# SIGKILL this long after the start: from before login to deep into the fetch.
-KILL_DELAYS = [0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75, 0.9, 1.1, 1.3, 1.5]
+# Where the kill -9 loop holds the server's stream and kills the client: bytes of the
+# server's side of the connection (TLS included), from inside the handshake to deep
+# into the fetch.  Runs resume in groups of four (see test_kill9_loop); no group pulls
+# more than a fraction of the corpus (about 70 MB), so every point lies inside a sync.
+KILL_AT_BYTES = [300, 3_000, 30_000, 2_000_000,
+                 6_000, 150_000, 700_000, 4_000_000,
+                 1_500, 60_000, 1_000_000, 9_000_000,
+                 12_000]
 
 
 def big_corpus(seed=7):
@@ -89,23 +96,26 @@ class Crash(unittest.TestCase):
         self.assert_complete()
 
     def test_kill9_loop(self):
-        """Kill -9 at different delays, each run going on from where the last one
-        died; now and then from scratch.  Then one clean run: exactly once.  Each
-        run takes over the locks the killed one left."""
-        killed_mid_sync = 0
-        for i, delay in enumerate(KILL_DELAYS):
+        """Kill -9 at many points of a sync, each run going on from where the last
+        one died; now and then from scratch.  Then one clean run: exactly once.  Each
+        run takes over the locks the killed one left.  A proxy holds the server's
+        stream at the kill point, so every kill lands in a running sync."""
+        for i, at in enumerate(KILL_AT_BYTES):
             if i % 4 == 0:
                 self.reset()
-            proc = mu.start_mboxmirror("-c", self.conf, "--once")
-            time.sleep(delay)
-            finished = proc.poll() is not None
-            mu.kill(proc)
-            if not finished:
-                killed_mid_sync += 1
-            self.assert_prefix("Bulk", f"kill -9 at {delay}s")
-            self.assert_prefix("INBOX", f"kill -9 at {delay}s")
-        # Most kills must have hit a running sync, or this tested nothing.
-        self.assertGreaterEqual(killed_mid_sync, len(KILL_DELAYS) // 2)
+            with FaultProxy(self.fx.host, self.fx.imaps_port, [Stall(at_byte=at)]) as proxy:
+                acct = self.fx.account(self.tmp, self.user, self.pw, port=proxy.port)
+                conf = mmtest.write_config(self.tmp, [acct], filename="stalled.ini",
+                                           general={"log_level": "info"})
+                proc = mu.start_mboxmirror("-c", conf, "--once")
+                stalled = proxy.wait(lambda p: p.faults() or proc.poll() is not None, 60)
+                running = proc.poll() is None
+                out, err = mu.kill(proc)
+                self.assertTrue(stalled and running and proxy.faults(),
+                                f"the run ended before byte {at} of the server's "
+                                f"stream:\n{out}{err}")
+            self.assert_prefix("Bulk", f"kill -9 at byte {at}")
+            self.assert_prefix("INBOX", f"kill -9 at byte {at}")
         res = self.clean_run()
         self.assertNotIn("error", res.stderr.lower())
         self.assert_complete(readback=True)

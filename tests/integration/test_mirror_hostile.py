@@ -936,11 +936,8 @@ class Hostile(unittest.TestCase):
         e.srv.hooks["UID FETCH"] = script
         proc = mu.start_mboxmirror("-c", e.conf, "--once")
         try:
-            deadline = time.monotonic() + BOUND
-            while time.monotonic() < deadline and (
-                    not held or os.path.getsize(e.path(b"INBOX")) <= len(shrunk)):
-                time.sleep(0.05)
-            self.assertGreater(os.path.getsize(e.path(b"INBOX")), len(shrunk))
+            mmtest.wait_for(lambda: held and os.path.getsize(e.path(b"INBOX")) > len(shrunk),
+                            BOUND, what="the held sync to append")
             self.assertEqual(self.state_size(e), len(shrunk))
         finally:
             proc.kill()

@@ -1,86 +1,47 @@
 """XOAUTH2 and OAUTHBEARER: the token from the password source goes in the SASL
 initial response (SASL-IR) or after the server's "+"; a refused token comes back as an
 error challenge ("+ <base64 JSON>") that wants an empty line before the tagged NO, and
-must end as an authentication failure (slow backoff), not a protocol error.  A small
-scripted server on loopback plays the provider."""
+must end as an authentication failure (slow backoff), not a protocol error.  The scripted
+server (mirror_fakeimap) plays the provider."""
 
 import base64
-import socket
-import threading
 import unittest
 
+import mirror_fakeimap as fi
 import mmtest
 
 TOKEN = "ya29.token-for-test"
 CHALLENGE = base64.b64encode(b'{"status":"401","schemes":"Bearer"}')
 
 
-class OAuthServer:
-    """Answers one connection: greeting, AUTHENTICATE, then OK or the error dance."""
-
-    def __init__(self, sasl_ir, accept):
-        self.sasl_ir, self.accept = sasl_ir, accept
-        self.lines = []
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(4)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self):
-        try:
-            conn, _ = self.sock.accept()
-        except OSError:
-            return
-        f = conn.makefile("rb")
-
-        def send(b):
-            conn.sendall(b)
-
-        def line():
-            ln = f.readline()
-            self.lines.append(ln)
-            return ln.rstrip(b"\r\n")
-
-        caps = b"IMAP4rev1 AUTH=XOAUTH2 AUTH=OAUTHBEARER" + (b" SASL-IR" if self.sasl_ir
+def provider(sasl_ir, accept):
+    """A started scripted server playing the provider: it offers AUTH=XOAUTH2 and
+    AUTH=OAUTHBEARER (and SASL-IR if sasl_ir), takes the client's response (after a
+    "+" without SASL-IR), then logs in, or refuses with the error challenge and a
+    tagged NO once the client has answered it."""
+    srv = fi.FakeImap([])
+    srv.caps = b"IMAP4rev1 AUTH=XOAUTH2 AUTH=OAUTHBEARER" + (b" SASL-IR" if sasl_ir
                                                             else b"")
-        send(b"* OK [CAPABILITY " + caps + b"] provider ready\r\n")
-        try:
-            cmd = line().split(b" ")
-            tag = cmd[0]
-            ir = cmd[3] if len(cmd) > 3 else None
-            if ir is None:
-                send(b"+ \r\n")
-                ir = line()
-            self.response = base64.b64decode(ir)
-            if self.accept:
-                send(tag + b" OK [CAPABILITY IMAP4rev1] welcome\r\n")
-                while True:
-                    ln = line()
-                    if not ln:
-                        return
-                    t = ln.split(b" ")[0]
-                    if b"LIST" in ln:
-                        send(t + b" OK nothing here\r\n")
-                    elif b"LOGOUT" in ln:
-                        send(b"* BYE\r\n" + t + b" OK bye\r\n")
-                        return
-                    else:
-                        send(t + b" BAD what\r\n")
-            send(b"+ " + CHALLENGE + b"\r\n")
-            self.after_challenge = line()
-            send(tag + b" NO [AUTHENTICATIONFAILED] Invalid credentials\r\n")
-            line()
-        finally:
-            conn.close()
 
-    def stop(self):
-        self.sock.close()
+    def authenticate(conn, ctx):
+        acts = [] if len(ctx["args"]) > 1 else [b"+ \r\n", ("read",)]
+        if accept:
+            return acts + [ctx["tag"] + b" OK [CAPABILITY IMAP4rev1] welcome\r\n"]
+        return acts + [b"+ " + CHALLENGE + b"\r\n", ("read",),
+                       ctx["tag"] + b" NO [AUTHENTICATIONFAILED] Invalid credentials\r\n"]
+    srv.hooks["AUTHENTICATE"] = authenticate
+    return srv.start()
+
+
+def initial_response(srv):
+    """The decoded SASL response the client sent first (initial or after "+")."""
+    args = next(a for v, a in srv.log if v == b"AUTHENTICATE")
+    return base64.b64decode(args[1] if len(args) > 1 else srv.reads[0])
 
 
 class OAuth(unittest.TestCase):
     def run_against(self, mech, sasl_ir, accept, user="alice@example.org"):
-        srv = OAuthServer(sasl_ir, accept)
+        srv = provider(sasl_ir, accept)
         try:
             with mmtest.TempDir() as tmp:
                 acct = {"__name__": "test", "host": "127.0.0.1", "port": str(srv.port),
@@ -103,7 +64,8 @@ class OAuth(unittest.TestCase):
                     self.assertIn("FAILED (authentication failed)", res.stdout)
                     self.assertIn("Invalid credentials", res.stderr)
                     # The challenge was answered with an empty line.
-                    self.assertEqual(srv.after_challenge, b"")
+                    self.assertEqual(srv.reads[-1], b"")
+                    self.assertEqual(srv.errors, [])
 
     def test_token_in_the_initial_response(self):
         for mech, want in (("xoauth2", b"user=alice@example.org\x01auth=Bearer " +
@@ -112,9 +74,11 @@ class OAuth(unittest.TestCase):
             with self.subTest(mech=mech):
                 srv, res = self.run_against(mech, True, accept=True)
                 self.assertEqual(res.returncode, 0, res.stderr)
-                self.assertTrue(srv.response.startswith(want), srv.response)
-                self.assertTrue(srv.response.endswith(b"auth=Bearer " + TOKEN.encode() +
-                                                      b"\x01\x01"), srv.response)
+                response = initial_response(srv)
+                self.assertTrue(response.startswith(want), response)
+                self.assertTrue(response.endswith(b"auth=Bearer " + TOKEN.encode() +
+                                                  b"\x01\x01"), response)
+                self.assertEqual(srv.errors, [])
 
     def test_gs2_authzid_is_escaped(self):
         # RFC 7628 3.1 / RFC 5801 4: in "a=" ',' is "=2C" and '=' is "=3D", or the
@@ -122,8 +86,9 @@ class OAuth(unittest.TestCase):
         srv, res = self.run_against("oauthbearer", True, accept=True,
                                     user="tech,ops=x@example.org")
         self.assertEqual(res.returncode, 0, res.stderr)
-        self.assertTrue(srv.response.startswith(b"n,a=tech=2Cops=3Dx@example.org,\x01host="),
-                        srv.response)
+        response = initial_response(srv)
+        self.assertTrue(response.startswith(b"n,a=tech=2Cops=3Dx@example.org,\x01host="),
+                        response)
 
 
 if __name__ == "__main__":
