@@ -1,6 +1,8 @@
 /*
  * mboxrd appender: locking, streaming From-quoting, buffered durable writes
- * and truncate-back on failure.  See mbox.h for the contract.
+ * and truncate-back on failure.  See mbox.h for the contract.  One file of
+ * this size because the encoder, the locks and the append record all act on
+ * the one open struct mbox, and its commit protocol needs all three.
  */
 #include "mbox/mbox.h"
 

@@ -1,3 +1,10 @@
+/*
+ * One sync of one account (see mirror.h), as one state machine: the steps
+ * are the enum mirror_state below.  Why one file of this size: the plan
+ * (LIST, STATUS, which mailboxes), the per-mailbox fetch and the commit all
+ * act on the one struct mirror, whose fields are the run's state; the
+ * decisions that need no I/O are in plan.c, file placement in layout.c.
+ */
 #include "mirror/mirror.h"
 
 #include <errno.h>

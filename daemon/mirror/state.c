@@ -1,5 +1,7 @@
 /*
- * The state file: a versioned, line-based text file, written atomically.
+ * The state file: a versioned, line-based text file, written atomically,
+ * and the account lock beside it (one module: the lock exists to keep two
+ * writers of this file apart).
  *
  *   mboxmirror-state 1
  *   account<TAB>last_attempt=T<TAB>last_success=T<TAB>last_error_time=T
