@@ -55,10 +55,12 @@ on_job_done(struct mirror *mirror, const struct mirror_result *r, void *arg)
 	job->done = true;
 	format_bytes(size, sizeof size, r->bytes);
 	if (r->error == SESSION_OK) {
-		printf("%s: ok: %u mailboxes checked, %u opened, %llu messages "
-		    "(%s) added in %.1fs\n", job->account->name,
-		    r->mailboxes_checked, r->mailboxes_opened, r->messages,
-		    size, r->seconds);
+		/* -q: nothing on success, so cron mails only failures. */
+		if (log_get_level() >= LOGL_INFO)
+			printf("%s: ok: %u mailboxes checked, %u opened, %llu "
+			    "messages (%s) added in %.1fs\n",
+			    job->account->name, r->mailboxes_checked,
+			    r->mailboxes_opened, r->messages, size, r->seconds);
 	} else {
 		job->failed = true;
 		log_error("%s", r->message);

@@ -989,12 +989,12 @@ static bool
 expect_ok(struct session *s, const struct imap_response *tagged,
     enum session_error error, const char *what)
 {
+	char text[ERROR_MAX];
+
 	if (tagged->status == IMAP_STATUS_OK)
 		return true;
-	session_fail(s, error, "%s failed: %s%s%s%s", what,
-	    tagged->code != NULL ? "[" : "", tagged->code != NULL ?
-	    tagged->code : "", tagged->code != NULL ? "] " : "",
-	    tagged->text != NULL ? tagged->text : "");
+	session_fail(s, error, "%s failed: %s", what,
+	    imap_response_text(tagged, text, sizeof text));
 	return false;
 }
 
@@ -1151,8 +1151,12 @@ become_ready(struct session *s)
 static void
 auth_done(struct session *s, const struct imap_response *tagged, void *arg)
 {
+	char what[160];
+
 	(void)arg;
-	if (!expect_ok(s, tagged, SESSION_ERR_AUTH, "login as user"))
+	/* The login name, so that a wrong one is seen at once. */
+	snprintf(what, sizeof what, "login as %s", s->user);
+	if (!expect_ok(s, tagged, SESSION_ERR_AUTH, what))
 		return;
 	log_debug("%s: logged in", s->prefix);
 	/* Capabilities may change after login (RFC 3501 6.2.2). */

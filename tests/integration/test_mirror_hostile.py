@@ -1007,6 +1007,20 @@ class Hostile(unittest.TestCase):
         e.assert_exact(b"INBOX")
         e.follow_up()
 
+    def test_quiet_prints_nothing_on_success(self):
+        # --once -q from cron: silence when all is well, the failure when not.
+        e = self.env(counts={b"INBOX": 2})
+        res = mmtest.run_mboxmirror("-c", e.conf, "--once", "-q")
+        self.assertEqual((res.returncode, res.stdout, res.stderr), (0, "", ""))
+        e.assert_exact(b"INBOX")
+        e.add(b"INBOX", 1)
+        e.srv.hooks["UID FETCH"] = on_body_fetch(lambda conn, ctx: [
+            ctx["tag"] + b" NO [UNAVAILABLE] later\r\n"])
+        res = mmtest.run_mboxmirror("-c", e.conf, "--once", "-q")
+        self.assertEqual(res.returncode, 1)
+        self.assertIn(f"{ACCOUNT}: FAILED", res.stdout)
+        self.assertIn("UID FETCH failed: [UNAVAILABLE] later", res.stderr)
+
     # -- servers that stall: timeout = 2s ---------------------------------------------
 
     def test_server_stops_answering_mid_fetch(self):

@@ -382,12 +382,14 @@ test_login(void **state)
 	struct session_params p = default_params();
 
 	(void)state;
+	/* The error names the login that failed. */
+	p.user = "alice";
 	start_connected(&p);
 	server("* OK [CAPABILITY IMAP4rev1] hi\r\n");
-	expect_client("A1 LOGIN user s3cret\r\n");
+	expect_client("A1 LOGIN alice s3cret\r\n");
 	server("A1 NO [AUTHENTICATIONFAILED] wrong\r\n");
 	expect_failure(SESSION_ERR_AUTH,
-	    "login as user failed: [AUTHENTICATIONFAILED] wrong");
+	    "login as alice failed: [AUTHENTICATIONFAILED] wrong");
 }
 
 /* A password no quoted string can carry goes as a synchronising literal:
