@@ -494,12 +494,15 @@ static void
 transport_fail(struct sock_transport *t, enum transport_event event,
     enum transport_error_kind kind, const char *fmt, ...)
 {
+	char error[sizeof t->error];
 	va_list ap;
 
 	t->kind = kind;
+	/* Formatted aside first: the arguments may be t->error itself. */
 	va_start(ap, fmt);
-	vsnprintf(t->error, sizeof t->error, fmt, ap);
+	vsnprintf(error, sizeof error, fmt, ap);
 	va_end(ap);
+	memcpy(t->error, error, sizeof t->error);
 	log_debug("%s: %s", transport_prefix(t), t->error);
 	transport_teardown(t);
 	t->pending_event = event;

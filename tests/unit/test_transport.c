@@ -261,6 +261,33 @@ refuse_test(gnutls_x509_crt_t crt, const uint8_t *pin, const char *expect)
 	client_done(&c);
 }
 
+/* A CA file that cannot be read: one clear error naming it, of the TLS
+ * kind (it is the configuration's trust, not the network). */
+static void
+test_missing_ca_file(void **state)
+{
+	struct transport_params p;
+	struct net_server srv;
+	struct client c;
+
+	(void)state;
+	assert_int_equal(net_server_start(&srv, "127.0.0.1", NET_SRV_TLS_ECHO,
+	    pki.good, pki.key, 1), 0);
+	tls_params(&p, "localhost", srv.port);
+	p.ca_file = "/nonexistent/mboxmirror-ca.pem";
+	client_init(&c, &p);
+	assert_int_equal(transport_connect(c.t), 0);
+	RUN_UNTIL(&c, c.seen & (EV_BIT(TRANSPORT_CONNECTED) |
+	    EV_BIT(TRANSPORT_ERROR) | EV_BIT(TRANSPORT_TIMEOUT)));
+	assert_true(c.seen & EV_BIT(TRANSPORT_ERROR));
+	assert_false(c.seen & EV_BIT(TRANSPORT_CONNECTED));
+	assert_string_equal(transport_error(c.t), "cannot load CA file "
+	    "/nonexistent/mboxmirror-ca.pem: No such file or directory");
+	assert_int_equal(transport_error_kind(c.t), TRANSPORT_ERR_TLS);
+	net_server_join(&srv);
+	client_done(&c);
+}
+
 static void
 test_unknown_issuer_refused(void **state)
 {
@@ -957,6 +984,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tls_echo_v4),
 		cmocka_unit_test(test_tls_echo_v6),
+		cmocka_unit_test(test_missing_ca_file),
 		cmocka_unit_test(test_unknown_issuer_refused),
 		cmocka_unit_test(test_expired_refused),
 		cmocka_unit_test(test_wrong_hostname_refused),
