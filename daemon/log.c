@@ -6,6 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <sys/stat.h>
+
+#include "util/num.h"
 
 #define MASK "********"
 /* Secrets kept per owner: a connection that fetched the previous one may
@@ -48,10 +53,28 @@ stderr_sink(enum log_level level, const char *line, void *arg)
 	fprintf(stderr, "%s %s: %s\n", stamp, level_names[level], line);
 }
 
+bool
+log_journal_stream_is(const char *value, int fd)
+{
+	const char *colon;
+	uint64_t dev, ino;
+	struct stat st;
+
+	if (value == NULL || (colon = strchr(value, ':')) == NULL ||
+	    num_parse_u64n(value, (size_t)(colon - value), UINT64_MAX,
+	    &dev) != 0 || num_parse_u64(colon + 1, UINT64_MAX, &ino) != 0 ||
+	    fstat(fd, &st) != 0)
+		return false;
+	return (uint64_t)st.st_dev == dev && (uint64_t)st.st_ino == ino;
+}
+
 void
 log_init(void)
 {
-	journal = getenv("JOURNAL_STREAM") != NULL;
+	/* Only while stderr is still the journal's stream: a shell started
+	 * from a unit inherits the variable with stderr elsewhere. */
+	journal = log_journal_stream_is(getenv("JOURNAL_STREAM"),
+	    STDERR_FILENO);
 }
 
 void

@@ -30,7 +30,12 @@ enum log_level {
 typedef void log_sink_fn(enum log_level level, const char *line, void *arg);
 
 /* Reads $JOURNAL_STREAM; call once at start-up. */
+/* Reads the environment: journald priority prefixes ("<N>") when
+ * JOURNAL_STREAM names the file stderr is (systemd.exec(5)). */
 void log_init(void);
+/* Whether value ("DEVICE:INODE", as in JOURNAL_STREAM) names the file
+ * open as fd. */
+bool log_journal_stream_is(const char *value, int fd);
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
 /* Parses "error|warning|info|debug"; returns 0, or -1 if unknown. */

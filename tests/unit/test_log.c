@@ -15,6 +15,10 @@
 
 #include <cmocka.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "log.h"
 
 static char last[LOG_LINE_MAX + 1];
@@ -293,6 +297,33 @@ test_long_line_truncated(void **state)
 	assert_string_equal(last + LOG_LINE_MAX - 4, "...");
 }
 
+/* JOURNAL_STREAM counts only while it names the file (device and inode)
+ * that is open: not a stale value inherited by a shell. */
+static void
+test_journal_stream_matches_fd(void **state)
+{
+	char path[] = "/tmp/test_log.XXXXXX", value[64];
+	struct stat st;
+	int fd;
+
+	(void)state;
+	assert_true((fd = mkstemp(path)) >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	snprintf(value, sizeof value, "%llu:%llu",
+	    (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+	assert_true(log_journal_stream_is(value, fd));
+	snprintf(value, sizeof value, "%llu:%llu",
+	    (unsigned long long)st.st_dev, (unsigned long long)st.st_ino + 1);
+	assert_false(log_journal_stream_is(value, fd));
+	assert_false(log_journal_stream_is("", fd));
+	assert_false(log_journal_stream_is("12", fd));
+	assert_false(log_journal_stream_is("1:x", fd));
+	assert_false(log_journal_stream_is(" 1:2", fd));
+	assert_false(log_journal_stream_is(NULL, fd));
+	close(fd);
+	unlink(path);
+}
+
 int
 main(void)
 {
@@ -323,6 +354,7 @@ main(void)
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rotated_secret_forgotten,
 		    setup, teardown),
+		cmocka_unit_test(test_journal_stream_matches_fd),
 		cmocka_unit_test_setup_teardown(test_forget_secrets, setup,
 		    teardown),
 	};
