@@ -1339,14 +1339,13 @@ config_free(struct config **config)
 	*config = NULL;
 }
 
-char *
-config_default_path(void)
+/* The per-user config path ($XDG_CONFIG_HOME or ~/.config), or NULL. */
+static char *
+user_config_path(void)
 {
 	const char *env, *home;
 	char *path = NULL;
 
-	if ((env = getenv("MBOXMIRROR_CONFIG")) != NULL && *env != '\0')
-		return strdup(env);
 	if ((env = getenv("XDG_CONFIG_HOME")) != NULL && env[0] == '/') {
 		if (asprintf(&path, "%s/mboxmirror/config.ini", env) < 0)
 			path = NULL;
@@ -1355,10 +1354,36 @@ config_default_path(void)
 		    home) < 0)
 			path = NULL;
 	}
+	return path;
+}
+
+char *
+config_default_path(void)
+{
+	const char *env;
+	char *path;
+
+	if ((env = getenv("MBOXMIRROR_CONFIG")) != NULL && *env != '\0')
+		return strdup(env);
+	path = user_config_path();
 	if (path != NULL && access(path, F_OK) == 0)
 		return path;
 	free(path);
 	return strdup(SYSTEM_CONFIG);
+}
+
+void
+config_report_none_found(void)
+{
+	char *user = user_config_path();
+
+	log_error("no configuration file: looked for %s%s%s (and "
+	    "$MBOXMIRROR_CONFIG is not set); start from the example "
+	    "(mboxmirror.ini.example: installed under share/doc/mboxmirror, "
+	    "config/ in the source tree) or name a file with -c FILE",
+	    user != NULL ? user : "", user != NULL ? " and " : "",
+	    SYSTEM_CONFIG);
+	free(user);
 }
 
 const struct account *

@@ -102,6 +102,9 @@ void config_free(struct config **config);
  * else /etc/mboxmirror/mboxmirror.ini.
  */
 char *config_default_path(void);
+/* Logs, for a config_default_path() result that does not exist, every path
+ * searched and how to make one. */
+void config_report_none_found(void);
 
 /* Finds an account by name, or NULL. */
 const struct account *config_find_account(const struct config *config,

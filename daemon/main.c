@@ -4,10 +4,12 @@
  */
 #include <sys/resource.h>
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "config.h"
@@ -130,6 +132,13 @@ main(int argc, char **argv)
 	if (path == NULL) {
 		log_error("out of memory");
 		status = 1;
+		goto out;
+	}
+	if (opts.config_path == NULL && access(path, F_OK) != 0 &&
+	    errno == ENOENT && (getenv("MBOXMIRROR_CONFIG") == NULL ||
+	    *getenv("MBOXMIRROR_CONFIG") == '\0')) {
+		config_report_none_found();
+		status = CONFIG_EXIT_STATUS;
 		goto out;
 	}
 	if (config_load(path, &config) == -1) {
