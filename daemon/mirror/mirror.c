@@ -245,7 +245,6 @@ static void mailbox_failed(struct mirror *, const char *, ...)
 
 static void next_mailbox(struct mirror *);
 static void send_batches(struct mirror *);
-static bool uid_in(const uint32_t *, size_t, uint32_t, size_t *);
 static void push_batch(struct mirror *, const char *, bool, uint32_t, size_t,
     size_t);
 static void send_fetch(struct mirror *, uint32_t, bool);
@@ -1209,12 +1208,6 @@ sort_todo(struct mirror *m)
 	return 0;
 }
 
-static bool
-uid_in(const uint32_t *v, size_t n, uint32_t uid, size_t *pos_r)
-{
-	return plan_uid_find(v, n, uid, pos_r);
-}
-
 /*
  * Bodies a direct fetch delivered that the size query (run beside it) did
  * not list: new mail that arrived between the two.  Only those that follow
@@ -1442,8 +1435,8 @@ can_send_next(const struct mirror *m)
 			newest = b;
 	}
 	return newest != NULL && !newest->open && newest->n > 0 &&
-	    uid_in(m->got, m->n_got, m->todo[newest->first + newest->n - 1],
-	    NULL);
+	    plan_uid_find(m->got, m->n_got,
+	    m->todo[newest->first + newest->n - 1], NULL);
 }
 
 static void
@@ -1501,7 +1494,7 @@ wanted_uid(const struct mirror *m, uint32_t uid)
 	const struct batch *b;
 
 	if (m->step != MS_FETCHING || uid <= m->ms->last_uid ||
-	    uid_in(m->got, m->n_got, uid, NULL) ||
+	    plan_uid_find(m->got, m->n_got, uid, NULL) ||
 	    state_is_skipped(m->ms, uid))
 		return false;
 	/* Any batch in flight: a server may run pipelined fetches side by
@@ -1514,7 +1507,8 @@ wanted_uid(const struct mirror *m, uint32_t uid)
 		/* An open range takes what a few new messages need, not
 		 * whatever a server sends. */
 		if (b->open ? uid > b->base && m->n_got < DIRECT_FETCH_MAX +
-		    DIRECT_SLACK : uid_in(m->todo + b->first, b->n, uid, NULL))
+		    DIRECT_SLACK : plan_uid_find(m->todo + b->first, b->n, uid,
+		    NULL))
 			return true;
 	}
 	return false;
@@ -1634,7 +1628,7 @@ message_appended(struct mirror *m, uint32_t uid, uint64_t size)
 			goto oom;
 		m->cap_arr = cap;
 	}
-	(void)uid_in(m->got, m->n_got, uid, &pos);
+	(void)plan_uid_find(m->got, m->n_got, uid, &pos);
 	memmove(m->got + pos + 1, m->got + pos, (m->n_got - pos) *
 	    sizeof *m->got);
 	m->got[pos] = uid;
@@ -1882,7 +1876,8 @@ forget_cut(struct mirror *m, size_t from)
 	if ((cut = reallocarray(NULL, n_cut, sizeof *cut)) == NULL) {
 		/* One at a time, then. */
 		for (size_t j = from; j < m->n_arr; j++)
-			if (uid_in(m->got, m->n_got, m->arr[j].uid, &i)) {
+			if (plan_uid_find(m->got, m->n_got, m->arr[j].uid,
+			    &i)) {
 				memmove(m->got + i, m->got + i + 1,
 				    (m->n_got - i - 1) * sizeof *m->got);
 				m->n_got--;
@@ -1901,6 +1896,16 @@ forget_cut(struct mirror *m, size_t from)
 	}
 	m->n_got = o;
 	free(cut);
+}
+
+/* Extends todo's done prefix: everything up to the state's last UID, or
+ * committed or given up, needs nothing more.  todo must be sorted. */
+static void
+advance_contig(struct mirror *m)
+{
+	while (m->contig < m->n_todo && (m->todo_done[m->contig] ||
+	    m->todo[m->contig] <= m->ms->last_uid))
+		m->todo_done[m->contig++] = true;
 }
 
 static int
@@ -1930,16 +1935,13 @@ commit(struct mirror *m, bool salvage)
 	/* What was cut off was not delivered after all. */
 	forget_cut(m, (size_t)k);
 	for (ssize_t j = 0; j < k; j++) {
-		if (uid_in(m->todo, m->n_todo, m->arr[j].uid, &pos))
+		if (plan_uid_find(m->todo, m->n_todo, m->arr[j].uid, &pos))
 			m->todo_done[pos] = true;
 		bytes += m->arr_sizes[j];
 	}
 	m->last_commit = ev_now(m->loop);
 	m->ms->last_uid = last;
-	/* Everything up to the last UID needs nothing more. */
-	while (m->contig < m->n_todo && (m->todo_done[m->contig] ||
-	    m->todo[m->contig] <= last))
-		m->todo_done[m->contig++] = true;
+	advance_contig(m);
 	if (m->ms->hole_uid != 0 && m->ms->hole_uid <= m->ms->last_uid)
 		m->ms->hole_uid = m->ms->hole_tries = 0;
 	m->ms->mbox_size = size;
@@ -1988,7 +1990,7 @@ hole(struct mirror *m, uint32_t uid, const char *why)
 		return false;
 	}
 	ms->hole_uid = ms->hole_tries = 0;
-	if (uid_in(m->todo, m->n_todo, uid, &pos))
+	if (plan_uid_find(m->todo, m->n_todo, uid, &pos))
 		m->todo_done[pos] = true;
 	m->session_gave_up = true;
 	return true;
@@ -2000,8 +2002,8 @@ static uint32_t
 first_undelivered(const struct mirror *m, size_t from, size_t to)
 {
 	for (size_t i = from; i < to && i < m->n_todo; i++)
-		if (!m->todo_done[i] && !uid_in(m->got, m->n_got, m->todo[i],
-		    NULL))
+		if (!m->todo_done[i] && !plan_uid_find(m->got, m->n_got,
+		    m->todo[i], NULL))
 			return m->todo[i];
 	return 0;
 }
@@ -2054,11 +2056,9 @@ on_sizes_done(struct session *s, const struct imap_response *tagged,
 	m->sizes_complete = true;
 	/* What a commit made while the list came in covered: done. */
 	m->contig = 0;
-	while (m->contig < m->n_todo && (m->todo_done[m->contig] ||
-	    m->todo[m->contig] <= m->ms->last_uid))
-		m->todo_done[m->contig++] = true;
+	advance_contig(m);
 	if (m->ms->hole_uid > m->ms->last_uid &&
-	    !uid_in(m->todo, m->n_todo, m->ms->hole_uid, NULL)) {
+	    !plan_uid_find(m->todo, m->n_todo, m->ms->hole_uid, NULL)) {
 		/* Expunged meanwhile: nothing to wait for any more. */
 		log_debug("%s: mailbox %s: UID %u is no longer listed",
 		    m->prefix, m->mbxs[m->cur].display, m->ms->hole_uid);
