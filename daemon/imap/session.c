@@ -1,3 +1,9 @@
+/*
+ * One IMAP connection (see session.h).  One file of this size because the
+ * command queue, continuations, STARTTLS, SASL and IDLE all step the one
+ * state machine and share its parser and transport; the SASL payloads
+ * themselves are built in writer.c.
+ */
 #include "imap/session.h"
 
 #include <errno.h>

@@ -1,3 +1,9 @@
+/*
+ * The socket transport behind struct transport_ops (see transport.h).  One
+ * file of this size because TLS is stacked on the socket through GnuTLS's
+ * push/pull and shares its buffers, timers and error kinds; trust anchors,
+ * pinning and session resumption act on the same connection state.
+ */
 #include "net/transport.h"
 
 #include <sys/socket.h>
