@@ -306,6 +306,8 @@ class FakeImap:
         self.log = []
         self.errors = []
         self.reads = []         # client lines taken by ("read",) actions, in order
+        self._lock = threading.Lock()
+        self._socks = []        # accepted connections, ended by stop()
         self.lsock = socket.socket()
         self.lsock.bind(("127.0.0.1", 0))
         self.lsock.listen(8)
@@ -323,11 +325,16 @@ class FakeImap:
         return self.uidnext.get(mb[1], len(mb[2]) + 1)
 
     def _accept(self):
-        while True:
+        while not self.stopped.is_set():
             try:
                 sock, _ = self.lsock.accept()
             except OSError:
                 return
+            with self._lock:
+                if self.stopped.is_set():
+                    sock.close()
+                    return
+                self._socks.append(sock)
             threading.Thread(target=self._handle, args=(sock,), daemon=True).start()
 
     def _handle(self, sock):
@@ -338,8 +345,28 @@ class FakeImap:
         except Exception as e:  # reported to the test
             self.errors.append(repr(e))
         finally:
-            sock.close()
+            with self._lock:
+                if sock in self._socks:
+                    self._socks.remove(sock)
+                sock.close()
 
     def stop(self):
+        """Stops listening and ends every connection: close() alone neither wakes a
+        blocked accept() nor ends a served connection, and a later test's client
+        could still be answered by this server's script."""
         self.stopped.set()
+        try:
+            self.lsock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        # The accept thread may hold the descriptor's number: close it only once that
+        # thread is gone, or a new server's socket could reuse the number under it.
+        if self.thread.is_alive():
+            self.thread.join(timeout=2)
         self.lsock.close()
+        with self._lock:
+            for sock in self._socks:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
