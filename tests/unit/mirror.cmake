@@ -1,0 +1,9 @@
+# The mirror engine and IDLE through their public headers, against a small
+# IMAP server on the in-memory transport: the sessions they open are put on
+# it by wrapping session_new at link time.
+mm_unit_test(test_mirror
+  SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_mirror.c
+          ${CMAKE_CURRENT_SOURCE_DIR}/fakes/imapd_mem.c
+          ${CMAKE_CURRENT_SOURCE_DIR}/fakes/transport_mem.c
+  LIBS mm_mirror)
+target_link_options(test_mirror PRIVATE -Wl,--wrap=session_new)
