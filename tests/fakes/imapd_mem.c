@@ -415,6 +415,8 @@ command(struct imapd *d, char *line)
 		do_status(d, tag, tok, n);
 	} else if (strcasecmp(verb, "EXAMINE") == 0) {
 		do_examine(d, tag, tok, n);
+	} else if (strcasecmp(verb, "IDLE") == 0 && d->idle_no) {
+		out(d, "%s NO IDLE not now\r\n", tag);
 	} else if (strcasecmp(verb, "IDLE") == 0) {
 		d->idles++;
 		snprintf(d->idle_tag, sizeof d->idle_tag, "%.15s", tag);
@@ -423,6 +425,9 @@ command(struct imapd *d, char *line)
 		d->logouts++;
 		out(d, "* BYE logging out\r\n%s OK bye\r\n", tag);
 		hang_up(d);
+	} else if (strcasecmp(verb, "STARTTLS") == 0) {
+		/* The handshake "completes" once the client has started it. */
+		out(d, "%s OK begin TLS\r\n", tag);
 	} else if (strcasecmp(verb, "NOOP") == 0) {
 		out(d, "%s OK noop\r\n", tag);
 	} else {
@@ -459,6 +464,8 @@ serve(struct ev_loop *loop, ev_prepare *w, int revents)
 	}
 	if (d->conn == NULL || d->gone)
 		return;
+	if (transport_mem_tls_started(d->conn))
+		transport_mem_tls_ready(d->conn);
 	bytes = transport_mem_take(d->conn);
 	len = strlen(bytes);
 	if (len > sizeof d->in - d->in_len - 1)

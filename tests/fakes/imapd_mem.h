@@ -3,7 +3,7 @@
  * (the mirror engine, IDLE), on tests/fakes/transport_mem.  It answers what
  * those layers send (CAPABILITY, LOGIN, AUTHENTICATE PLAIN, LIST with or
  * without RETURN STATUS, STATUS, EXAMINE, UID FETCH of sizes and bodies,
- * IDLE/DONE, NOOP, LOGOUT) from mailboxes the test fills in, and misbehaves
+ * IDLE/DONE, NOOP, STARTTLS, LOGOUT) from mailboxes the test fills in, and misbehaves
  * on request (faults below).  It runs from an ev_prepare on the test's
  * loop: each connection transport_mem makes is greeted and served in turn.
  * Every command line the client sent is kept for assertions.
@@ -56,6 +56,7 @@ struct imapd {
 	unsigned bye_after;		/* BYE and EOF after so many bodies a
 					 * connection (0: never) */
 	unsigned unavailable_after;	/* NO [UNAVAILABLE] after so many */
+	bool idle_no;			/* IDLE refused */
 	bool drop_on_fetch;		/* the link fails at the first body
 					 * fetch (before any body) */
 

@@ -7,3 +7,9 @@ mm_unit_test(test_mirror
           ${CMAKE_CURRENT_SOURCE_DIR}/fakes/transport_mem.c
   LIBS mm_mirror)
 target_link_options(test_mirror PRIVATE -Wl,--wrap=session_new)
+mm_unit_test(test_idle
+  SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_idle.c
+          ${CMAKE_CURRENT_SOURCE_DIR}/fakes/imapd_mem.c
+          ${CMAKE_CURRENT_SOURCE_DIR}/fakes/transport_mem.c
+  LIBS mm_mirror)
+target_link_options(test_idle PRIVATE -Wl,--wrap=session_new)
