@@ -294,6 +294,27 @@ send_body(struct imapd *d, size_t seq, const struct imapd_msg *msg)
 	}
 }
 
+/* The answer to "UID FETCH set (UID RFC822.SIZE)". */
+static void
+send_sizes(struct imapd *d, const char *tag, const char *set, uint32_t star)
+{
+	const struct imapd_mailbox *b = d->selected;
+
+	if (d->sizes_no) {
+		out(d, "%s NO sizes unavailable\r\n", tag);
+		return;
+	}
+	for (size_t k = 0; k < b->n_msgs; k++) {
+		size_t i = d->reverse_sizes ? b->n_msgs - 1 - k : k;
+		const struct imapd_msg *msg = &b->msgs[i];
+
+		if (in_set(set, msg->uid, star))
+			out(d, "* %zu FETCH (UID %u RFC822.SIZE %zu)\r\n", i + 1,
+			    msg->uid, strlen(msg->body));
+	}
+	out(d, "%s OK FETCH done\r\n", tag);
+}
+
 static void
 do_uid_fetch(struct imapd *d, const char *tag, char **tok, size_t n)
 {
@@ -316,16 +337,19 @@ do_uid_fetch(struct imapd *d, const char *tag, char **tok, size_t n)
 			return;
 		}
 	}
+	if (!bodies) {
+		send_sizes(d, tag, tok[0], star);
+		return;
+	}
+	if (d->fetch_refusal != NULL) {
+		out(d, "%s %s\r\n", tag, d->fetch_refusal);
+		return;
+	}
 	for (size_t i = 0; i < b->n_msgs; i++) {
 		const struct imapd_msg *msg = &b->msgs[i];
 
 		if (!in_set(tok[0], msg->uid, star))
 			continue;
-		if (!bodies) {
-			out(d, "* %zu FETCH (UID %u RFC822.SIZE %zu)\r\n", i + 1,
-			    msg->uid, strlen(msg->body));
-			continue;
-		}
 		if (msg->uid == d->omit_uid)
 			continue;
 		if (d->unavailable_after > 0 &&
@@ -335,6 +359,10 @@ do_uid_fetch(struct imapd *d, const char *tag, char **tok, size_t n)
 		}
 		send_body(d, i + 1, msg);
 		d->conn_bodies++;
+		if (d->stall_after > 0 && d->conn_bodies >= d->stall_after) {
+			d->gone = true;
+			return;
+		}
 		if (d->bye_after > 0 && d->conn_bodies >= d->bye_after) {
 			out(d, "* BYE enough for this session\r\n");
 			hang_up(d);

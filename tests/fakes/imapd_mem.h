@@ -17,7 +17,7 @@
 
 #include <ev.h>
 
-#define IMAPD_MAILBOXES_MAX 8
+#define IMAPD_MAILBOXES_MAX 40
 #define IMAPD_MESSAGES_MAX 64
 
 struct imapd_msg {
@@ -56,7 +56,12 @@ struct imapd {
 	unsigned bye_after;		/* BYE and EOF after so many bodies a
 					 * connection (0: never) */
 	unsigned unavailable_after;	/* NO [UNAVAILABLE] after so many */
+	unsigned stall_after;		/* silence after so many */
 	bool idle_no;			/* IDLE refused */
+	bool sizes_no;			/* the size query refused */
+	bool reverse_sizes;		/* ...answered highest UID first */
+	const char *fetch_refusal;	/* body fetches answered with it
+					 * ("NO [UNAVAILABLE] later") */
 	bool drop_on_fetch;		/* the link fails at the first body
 					 * fetch (before any body) */
 

@@ -238,16 +238,25 @@ account_dir(void)
 	return sd;
 }
 
+/* Loads the account's saved state into st. */
+static void
+load_saved(void)
+{
+	char *sd = account_dir(), *error = NULL;
+
+	state_clear(&st);
+	if (state_load(sd, &st, &error) != 0)
+		fail_msg("%s", error);
+	free(sd);
+}
+
 /* The saved state of mailbox name (must exist). */
 static const struct mailbox_state *
 saved(const char *name)
 {
-	char *sd = account_dir(), *error = NULL;
 	const struct mailbox_state *ms;
 
-	state_clear(&st);
-	assert_int_equal(state_load(sd, &st, &error), 0);
-	free(sd);
+	load_saved();
 	ms = state_find(&st, name);
 	assert_non_null(ms);
 	return ms;
@@ -823,6 +832,237 @@ test_mbox_locked_by_reader(void **state)
 	assert_int_equal(entries("INBOX.mbox"), 2);
 }
 
+/* Sizes listed highest UID first: the mbox still gets UID order. */
+static void
+test_sizes_out_of_order(void **state)
+{
+	char *text;
+
+	(void)state;
+	inbox_with(5);
+	srv.reverse_sizes = true;
+	sync_once();
+	expect_ok();
+	assert_int_equal(res.messages, 5);
+	text = slurp("INBOX.mbox");
+	assert_true(strstr(text, "one") < strstr(text, "two"));
+	assert_true(strstr(text, "two") < strstr(text, "three"));
+	assert_true(strstr(text, "four") < strstr(text, "five"));
+	free(text);
+	assert_int_equal(saved("INBOX")->last_uid, 5);
+}
+
+/* The size query refused: the mailbox is over for this run, nothing
+ * counted against any message. */
+static void
+test_sizes_refused(void **state)
+{
+	const struct mailbox_state *ms;
+
+	(void)state;
+	inbox_with(2);
+	srv.sizes_no = true;
+	sync_once();
+	expect_error(SESSION_ERR_SERVER, "UID FETCH failed: sizes "
+	    "unavailable");
+	assert_int_equal(res.messages, 0);
+	ms = saved("INBOX");
+	assert_int_equal(ms->last_uid, 0);
+	assert_int_equal(ms->hole_uid, 0);
+}
+
+/* A body fetch refused outright counts a try against its first message
+ * (a server that cannot deliver one corrupt message) ... */
+static void
+test_fetch_refused_counts_try(void **state)
+{
+	const struct mailbox_state *ms;
+
+	(void)state;
+	inbox_with(2);
+	srv.fetch_refusal = "NO broken item";
+	sync_once();
+	expect_error(SESSION_ERR_SERVER, "UID 1: UID FETCH failed: broken "
+	    "item");
+	ms = saved("INBOX");
+	assert_int_equal(ms->hole_uid, 1);
+	assert_int_equal(ms->hole_tries, 1);
+	assert_int_equal(srv.connections, 1);
+}
+
+/* ... but one that says "not now" does not. */
+static void
+test_fetch_refused_transient(void **state)
+{
+	(void)state;
+	inbox_with(2);
+	srv.fetch_refusal = "NO [UNAVAILABLE] later";
+	sync_once();
+	expect_error(SESSION_ERR_SERVER, "UID FETCH failed");
+	assert_non_null(strstr(res.message, "later"));
+	assert_int_equal(saved("INBOX")->hole_uid, 0);
+	assert_int_equal(res.messages, 0);
+}
+
+/* A corrupt state file: the run fails before any connection, and the
+ * file is left for a person to look at. */
+static void
+test_state_corrupt(void **state)
+{
+	char *sd = account_dir(), path[256];
+	FILE *f;
+
+	(void)state;
+	inbox_with(1);
+	assert_int_equal(mkdir(cfg->state_dir, 0700), 0);
+	assert_int_equal(mkdir(sd, 0700), 0);
+	snprintf(path, sizeof path, "%s/state", sd);
+	free(sd);
+	assert_non_null(f = fopen(path, "w"));
+	fputs("garbage\n", f);
+	fclose(f);
+	sync_once();
+	expect_error(SESSION_ERR_LOCAL, path);
+	assert_string_equal(srv.log, "");
+	assert_false(exists("INBOX.mbox"));
+}
+
+/* An output directory that cannot be made: the run fails, and says so
+ * in the state. */
+static void
+test_output_unusable(void **state)
+{
+	char path[128];
+	FILE *f;
+
+	(void)state;
+	inbox_with(1);
+	snprintf(path, sizeof path, "%s/file", dir);
+	assert_non_null(f = fopen(path, "w"));
+	fclose(f);
+	snprintf(out_dir, sizeof out_dir, "%s/file/out", dir);
+	configure("");
+	sync_once();
+	expect_error(SESSION_ERR_LOCAL, "cannot create");
+	assert_string_equal(srv.log, "");
+	load_saved();
+	assert_int_equal(st.failures, 1);
+	assert_non_null(strstr(st.last_error, "cannot create"));
+}
+
+/* The mbox replaced by a symlink: that mailbox is skipped (nothing written
+ * through the link), the others go on, the account fails naming it. */
+static void
+test_mbox_symlink_refused(void **state)
+{
+	struct imapd_mailbox *inbox;
+	char path[256], target[256];
+	struct stat sb;
+	FILE *f;
+
+	(void)state;
+	inbox = inbox_with(1);
+	imapd_add_mailbox(&srv, "Other");
+	sync_once();
+	expect_ok();
+	snprintf(target, sizeof target, "%s/elsewhere", dir);
+	assert_non_null(f = fopen(target, "w"));
+	fclose(f);
+	snprintf(path, sizeof path, "%s/INBOX.mbox", out_dir);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(symlink(target, path), 0);
+	imapd_add_message(inbox, MSG2);
+	imapd_add_message(&srv.boxes[1], MSG3);
+	sync_once();
+	expect_error(SESSION_ERR_SERVER, "mailbox INBOX: ");
+	assert_int_equal(res.messages, 1);
+	assert_int_equal(entries("Other.mbox"), 1);
+	/* Nothing went through the link. */
+	assert_int_equal(stat(target, &sb), 0);
+	assert_int_equal(sb.st_size, 0);
+}
+
+/* Everything expunged on the server: nothing to open, the mirror keeps
+ * what it has (backup semantics) and remembers the new UIDNEXT. */
+static void
+test_mailbox_emptied(void **state)
+{
+	struct imapd_mailbox *inbox;
+
+	(void)state;
+	inbox = inbox_with(2);
+	sync_once();
+	expect_ok();
+	inbox->n_msgs = 0;
+	inbox->uidnext = 5;
+	sync_once();
+	expect_ok();
+	assert_int_equal(srv.examines, 1);
+	assert_int_equal(saved("INBOX")->uidnext, 5);
+	assert_int_equal(entries("INBOX.mbox"), 2);
+}
+
+/* Many mailboxes (the name table grows), and a \Noselect one that only
+ * holds others: never opened. */
+static void
+test_many_mailboxes(void **state)
+{
+	struct imapd_mailbox *b;
+	char name[32];
+
+	(void)state;
+	for (int i = 0; i < 30; i++) {
+		snprintf(name, sizeof name, "Box%02d", i);
+		imapd_add_message(imapd_add_mailbox(&srv, name), MSG1);
+	}
+	b = imapd_add_mailbox(&srv, "Parent");
+	b->flags = "\\Noselect \\HasChildren";
+	sync_once();
+	expect_ok();
+	assert_int_equal(res.mailboxes_checked, 30);
+	assert_int_equal(res.messages, 30);
+	assert_int_equal(entries("Box00.mbox"), 1);
+	assert_int_equal(entries("Box29.mbox"), 1);
+	assert_int_equal(imapd_count(&srv, "Parent"), 0);
+	assert_false(exists("Parent.mbox"));
+}
+
+/* Stopped in the middle of a batch (the server fell silent after two of
+ * its five messages): no done call, the appended but uncommitted messages
+ * are rolled back, and the next sync brings every message exactly once. */
+static void
+test_free_mid_batch(void **state)
+{
+	struct mirror *m;
+	char *text;
+
+	(void)state;
+	inbox_with(5);
+	srv.stall_after = 2;
+	m = mirror_start(loop, cfg, &cfg->accounts[0], on_done, NULL);
+	assert_non_null(m);
+	for (int i = 0; i < 1000 && (srv.body_fetches == 0 ||
+	    transport_mem_busy()); i++)
+		ev_run(loop, EVRUN_NOWAIT);
+	assert_int_equal(srv.body_fetches, 1);
+	/* Two messages read and appended, none committed. */
+	assert_false(transport_mem_busy());
+	assert_int_equal(done_calls, 0);
+	mirror_free(&m);
+	assert_int_equal(done_calls, 0);
+	assert_int_equal(file_size("INBOX.mbox"), 0);
+	assert_int_equal(saved("INBOX")->mbox_size, 0);
+
+	srv.stall_after = 0;
+	sync_once();
+	expect_ok();
+	assert_int_equal(entries("INBOX.mbox"), 5);
+	text = slurp("INBOX.mbox");
+	assert_null(strstr(strstr(text, "Subject: one") + 1, "Subject: one"));
+	assert_null(strstr(strstr(text, "Subject: two") + 1, "Subject: two"));
+	free(text);
+}
+
 int
 main(void)
 {
@@ -871,6 +1111,26 @@ main(void)
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mbox_locked_by_reader,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sizes_out_of_order, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_sizes_refused, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_fetch_refused_counts_try,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fetch_refused_transient,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_state_corrupt, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_output_unusable, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_mbox_symlink_refused,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mailbox_emptied, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_many_mailboxes, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_free_mid_batch, setup,
+		    teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
