@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # coverage.sh -- line coverage of daemon/ from the unit tests (gcc --coverage, plain gcov).
 #
-#   scripts/coverage.sh [--all] [--build-dir DIR] [--fail-under PCT]
+#   scripts/coverage.sh [--all] [--build-dir DIR] [--fail-under PCT] [--uncovered FILE]...
 #
 #   --all             run every test (unit and integration), not only `ctest -L unit`
 #   --build-dir DIR   the instrumented build (default: build-cov at the top of the repo)
 #   --fail-under PCT  exit non-zero when the total line coverage is below PCT
+#   --uncovered FILE  also list the line numbers no test ran in FILE (daemon/mirror/mirror.c)
 #
 # Configures DIR with gcc, no sanitizers, -O0 and MM_COVERAGE=ON, builds it, clears the
 # counters of any earlier run, runs the tests, then prints each source file under daemon/
@@ -19,11 +20,13 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DIR=$REPO/build-cov
 ALL=0
 FAIL_UNDER=
+UNCOVERED=()
 while [ $# -gt 0 ]; do
 	case $1 in
 	--all) ALL=1 ;;
 	--build-dir) DIR=$(realpath -m "$2"); shift ;;
 	--fail-under) FAIL_UNDER=$2; shift ;;
+	--uncovered) UNCOVERED+=("$(realpath -m "$2")"); shift ;;
 	-h | --help) sed -n '2,/^set /{/^set /d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
 	*) echo "coverage.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
@@ -45,10 +48,11 @@ fi
 (cd "$DIR" && ctest --output-on-failure -j "$JOBS" "${labels[@]}")
 test_status=$?
 
-python3 - "$DIR" "$REPO/daemon" "${FAIL_UNDER:-0}" <<'EOF'
+python3 - "$DIR" "$REPO/daemon" "${FAIL_UNDER:-0}" "${UNCOVERED[@]}" <<'EOF'
 import json, os, subprocess, sys, tempfile
 
 build, src, fail_under = sys.argv[1], os.path.realpath(sys.argv[2]), float(sys.argv[3])
+uncovered = sys.argv[4:]
 notes = [os.path.join(d, f) for d, _, fs in os.walk(build) for f in fs
          if f.endswith(".gcno")]
 lines = {}  # source path -> {line number: times run, summed over every object}
@@ -80,6 +84,16 @@ for path in sorted(lines):
           f"{100.0 * r / n if n else 100.0:>6.1f}%")
 pct = 100.0 * run / total if total else 0.0
 print(f"{'total':<40} {total:>6} {run:>6} {pct:>6.1f}%")
+for path in uncovered:
+    missed = sorted(n for n, c in lines.get(path, {}).items() if c == 0)
+    ranges = []
+    for n in missed:
+        if ranges and ranges[-1][1] == n - 1:
+            ranges[-1][1] = n
+        else:
+            ranges.append([n, n])
+    print(f"\nnot run in {os.path.relpath(path, os.path.dirname(src))}: " +
+          ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in ranges))
 sys.exit(1 if pct < fail_under else 0)
 EOF
 summary_status=$?
