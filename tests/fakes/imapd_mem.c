@@ -271,20 +271,21 @@ in_set(const char *set, uint32_t uid, uint32_t star)
 static void
 send_body(struct imapd *d, size_t seq, const struct imapd_msg *msg)
 {
+	const char *date = d->no_internaldate ? "" : " INTERNALDATE "
+	    INTERNALDATE;
 	size_t len = strlen(msg->body);
 
 	if (msg->uid == d->nil_uid) {
 		out(d, "* %zu FETCH (UID %u INTERNALDATE " INTERNALDATE
 		    " RFC822.SIZE %zu BODY[] NIL)\r\n", seq, msg->uid, len);
 	} else if (d->string_bodies) {
-		out(d, "* %zu FETCH (UID %u INTERNALDATE " INTERNALDATE
-		    " RFC822.SIZE %zu BODY[] \"%s\")\r\n", seq, msg->uid, len,
-		    msg->body);
+		out(d, "* %zu FETCH (UID %u%s RFC822.SIZE %zu BODY[] \"%s\")\r\n",
+		    seq, msg->uid, date, len, msg->body);
 	} else if (d->uid_after_body) {
 		out(d, "* %zu FETCH (RFC822.SIZE %zu BODY[] {%zu}\r\n", seq,
 		    len, len);
 		transport_mem_push(d->conn, msg->body);
-		out(d, " UID %u INTERNALDATE " INTERNALDATE ")\r\n", msg->uid);
+		out(d, " UID %u%s)\r\n", msg->uid, date);
 	} else {
 		out(d, "* %zu FETCH (UID %u INTERNALDATE " INTERNALDATE
 		    " RFC822.SIZE %zu BODY[] {%zu}\r\n", seq, msg->uid, len,
@@ -298,7 +299,7 @@ send_body(struct imapd *d, size_t seq, const struct imapd_msg *msg)
 static void
 send_sizes(struct imapd *d, const char *tag, const char *set, uint32_t star)
 {
-	const struct imapd_mailbox *b = d->selected;
+	struct imapd_mailbox *b = d->selected;
 
 	if (d->sizes_no) {
 		out(d, "%s NO sizes unavailable\r\n", tag);
@@ -313,6 +314,10 @@ send_sizes(struct imapd *d, const char *tag, const char *set, uint32_t star)
 			    msg->uid, strlen(msg->body));
 	}
 	out(d, "%s OK FETCH done\r\n", tag);
+	if (d->arrive_after_sizes != NULL) {
+		imapd_add_message(d->selected, d->arrive_after_sizes);
+		d->arrive_after_sizes = NULL;
+	}
 }
 
 static void
@@ -449,6 +454,9 @@ command(struct imapd *d, char *line)
 		d->idles++;
 		snprintf(d->idle_tag, sizeof d->idle_tag, "%.15s", tag);
 		out(d, "+ idling\r\n");
+	} else if (strcasecmp(verb, "LOGOUT") == 0 && d->logout_drop) {
+		d->logouts++;
+		hang_up(d);
 	} else if (strcasecmp(verb, "LOGOUT") == 0) {
 		d->logouts++;
 		out(d, "* BYE logging out\r\n%s OK bye\r\n", tag);

@@ -53,6 +53,10 @@ struct imapd {
 	uint32_t omit_uid;		/* left out of body answers */
 	bool string_bodies;		/* bodies as quoted strings */
 	bool uid_after_body;		/* UID and INTERNALDATE after BODY[] */
+	bool no_internaldate;		/* ...or none (those two modes) */
+	const char *arrive_after_sizes;	/* a message added to the mailbox
+					 * once a size query is answered */
+	bool logout_drop;		/* LOGOUT: hang up, no answer */
 	unsigned bye_after;		/* BYE and EOF after so many bodies a
 					 * connection (0: never) */
 	unsigned unavailable_after;	/* NO [UNAVAILABLE] after so many */

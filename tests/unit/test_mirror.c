@@ -1063,6 +1063,97 @@ test_free_mid_batch(void **state)
 	free(text);
 }
 
+/* A message that arrives between the size query and the direct fetch
+ * pipelined with it: it directly follows the listed ones, so it is
+ * committed; the next sync finds nothing new and appends nothing twice. */
+static void
+test_mail_arrives_during_fetch(void **state)
+{
+	struct imapd_mailbox *inbox;
+
+	(void)state;
+	inbox = inbox_with(3);
+	sync_once();
+	expect_ok();
+	imapd_add_message(inbox, MSG4);
+	imapd_add_message(inbox, MSG5);
+	srv.arrive_after_sizes = "Subject: six\r\n\r\nSixth\r\n";
+	sync_once();
+	expect_ok();
+	assert_int_equal(res.messages, 3);
+	assert_int_equal(saved("INBOX")->last_uid, 6);
+	assert_int_equal(entries("INBOX.mbox"), 6);
+	sync_once();
+	expect_ok();
+	assert_int_equal(res.messages, 0);
+	assert_int_equal(entries("INBOX.mbox"), 6);
+}
+
+/* Without STATUS the fetch sent with EXAMINE trusts the state; when
+ * EXAMINE then shows a new UIDVALIDITY, its answer is ignored and the
+ * mailbox fetched again from the start. */
+static void
+test_stale_pipelined_fetch(void **state)
+{
+	struct imapd_mailbox *inbox;
+
+	(void)state;
+	inbox = inbox_with(3);
+	srv.status_no = true;
+	sync_once();
+	expect_ok();
+	inbox->uidvalidity = 2000;
+	sync_once();
+	expect_ok();
+	assert_int_equal(res.messages, 3);
+	assert_int_equal(imapd_count(&srv, "UID FETCH 4:* (UID RFC822.SIZE)"),
+	    1);
+	assert_int_equal(imapd_count(&srv, "UID FETCH 1:* (UID RFC822.SIZE)"),
+	    2);
+	assert_int_equal(entries("INBOX.uidvalidity-1000.mbox"), 3);
+	assert_int_equal(entries("INBOX.mbox"), 3);
+	assert_int_equal(saved("INBOX")->uidvalidity, 2000);
+}
+
+/* A connection lost after LOGOUT was sent: everything was committed and
+ * recorded before, so the run still succeeds. */
+static void
+test_logout_unanswered(void **state)
+{
+	(void)state;
+	inbox_with(2);
+	srv.logout_drop = true;
+	sync_once();
+	expect_ok();
+	assert_int_equal(res.messages, 2);
+	assert_int_equal(srv.logouts, 1);
+	(void)saved("INBOX");
+	assert_null(st.last_error);
+}
+
+/* A body without INTERNALDATE cannot get its From_ line: a protocol
+ * error, nothing appended (as a quoted string, and spooled). */
+static void
+test_body_without_internaldate(void **state)
+{
+	(void)state;
+	imapd_add_message(imapd_add_mailbox(&srv, "INBOX"), "Subject: x");
+	srv.no_internaldate = true;
+	srv.string_bodies = true;
+	sync_once();
+	expect_error(SESSION_ERR_PROTOCOL, "UID 1: FETCH response without "
+	    "INTERNALDATE");
+	assert_int_equal(res.messages, 0);
+	srv.string_bodies = false;
+	srv.uid_after_body = true;
+	sync_once();
+	expect_error(SESSION_ERR_PROTOCOL, "FETCH response without UID or "
+	    "INTERNALDATE");
+	assert_int_equal(res.messages, 0);
+	assert_int_equal(saved("INBOX")->last_uid, 0);
+	assert_int_equal(file_size("INBOX.mbox"), 0);
+}
+
 int
 main(void)
 {
@@ -1129,6 +1220,14 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_many_mailboxes, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_mail_arrives_during_fetch,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stale_pipelined_fetch,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_logout_unanswered, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_body_without_internaldate,
+		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_free_mid_batch, setup,
 		    teardown),
 	};
