@@ -279,8 +279,8 @@ send_body(struct imapd *d, size_t seq, const struct imapd_msg *msg)
 		out(d, "* %zu FETCH (UID %u INTERNALDATE " INTERNALDATE
 		    " RFC822.SIZE %zu BODY[] NIL)\r\n", seq, msg->uid, len);
 	} else if (d->string_bodies) {
-		out(d, "* %zu FETCH (UID %u%s RFC822.SIZE %zu BODY[] \"%s\")\r\n",
-		    seq, msg->uid, date, len, msg->body);
+		out(d, "* %zu FETCH (UID %u%s RFC822.SIZE %zu "
+		    "BODY[] \"%s\")\r\n", seq, msg->uid, date, len, msg->body);
 	} else if (d->uid_after_body) {
 		out(d, "* %zu FETCH (RFC822.SIZE %zu BODY[] {%zu}\r\n", seq,
 		    len, len);
@@ -310,8 +310,8 @@ send_sizes(struct imapd *d, const char *tag, const char *set, uint32_t star)
 		const struct imapd_msg *msg = &b->msgs[i];
 
 		if (in_set(set, msg->uid, star))
-			out(d, "* %zu FETCH (UID %u RFC822.SIZE %zu)\r\n", i + 1,
-			    msg->uid, strlen(msg->body));
+			out(d, "* %zu FETCH (UID %u RFC822.SIZE %zu)\r\n",
+			    i + 1, msg->uid, strlen(msg->body));
 	}
 	out(d, "%s OK FETCH done\r\n", tag);
 	if (d->arrive_after_sizes != NULL) {

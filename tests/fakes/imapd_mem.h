@@ -1,12 +1,13 @@
 /*
  * imapd_mem: a small IMAP server for tests of the layers above imap/session
  * (the mirror engine, IDLE), on tests/fakes/transport_mem.  It answers what
- * those layers send (CAPABILITY, LOGIN, AUTHENTICATE PLAIN, LIST with or
+ * those layers send (CAPABILITY, LOGIN, AUTHENTICATE, LIST with or
  * without RETURN STATUS, STATUS, EXAMINE, UID FETCH of sizes and bodies,
- * IDLE/DONE, NOOP, STARTTLS, LOGOUT) from mailboxes the test fills in, and misbehaves
- * on request (faults below).  It runs from an ev_prepare on the test's
- * loop: each connection transport_mem makes is greeted and served in turn.
- * Every command line the client sent is kept for assertions.
+ * IDLE/DONE, NOOP, STARTTLS, LOGOUT) from mailboxes the test fills in,
+ * and misbehaves on request (faults below).  It runs from an ev_prepare on
+ * the test's loop: each connection transport_mem makes is greeted and
+ * served in turn.  Every command line the client sent is kept for
+ * assertions.
  */
 #ifndef MM_TESTS_IMAPD_MEM_H
 #define MM_TESTS_IMAPD_MEM_H
@@ -28,7 +29,7 @@ struct imapd_msg {
 struct imapd_mailbox {
 	char name[64];
 	char delimiter;
-	const char *flags;		/* LIST flags, e.g. "\\HasNoChildren" */
+	const char *flags;		/* LIST flags ("\\HasNoChildren") */
 	uint32_t uidvalidity;
 	uint32_t uidnext;
 	struct imapd_msg msgs[IMAPD_MESSAGES_MAX];
@@ -40,7 +41,7 @@ struct imapd_mailbox {
 struct imapd {
 	struct ev_loop *loop;
 	ev_prepare prepare;
-	const char *caps;		/* default "IMAP4rev1 AUTH=PLAIN SASL-IR" */
+	const char *caps;		/* "IMAP4rev1 AUTH=PLAIN SASL-IR" */
 	const char *user, *password;	/* LOGIN must match */
 	struct imapd_mailbox boxes[IMAPD_MAILBOXES_MAX];
 	size_t n_boxes;
@@ -52,7 +53,7 @@ struct imapd {
 	uint32_t nil_uid;		/* its body comes as BODY[] NIL */
 	uint32_t omit_uid;		/* left out of body answers */
 	bool string_bodies;		/* bodies as quoted strings */
-	bool uid_after_body;		/* UID and INTERNALDATE after BODY[] */
+	bool uid_after_body;		/* UID, INTERNALDATE after BODY[] */
 	bool no_internaldate;		/* ...or none (those two modes) */
 	const char *arrive_after_sizes;	/* a message added to the mailbox
 					 * once a size query is answered */

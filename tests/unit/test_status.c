@@ -147,10 +147,10 @@ test_table(void **state)
 	write_states();
 	assert_int_equal(run(NULL, 0, false), 1);
 	expect("ACCOUNT          LAST SUCCESS        NEXT ATTEMPT");
-	expect("good             2023-11-14 22:13:20 -                           "
-	    "2         5  ok\n");
-	expect("bad              never               2023-11-14 22:15:20         "
-	    "1         1  FAILING\n");
+	expect("good             2023-11-14 22:13:20 -                   "
+	    "        2         5  ok\n");
+	expect("bad              never               2023-11-14 22:15:20 "
+	    "        1         1  FAILING\n");
 	/* The server's escape sequence is defused. */
 	expect("last error at 2023-11-14 22:14:20 (2 in a row): server said "
 	    "\"no\" \\ ?[31mred\n");
@@ -159,8 +159,8 @@ test_table(void **state)
 	    "(UID 5, 7, ...)\n");
 	expect("mailbox Junk?: UID 9 not delivered in 1 of 3 syncs; given up "
 	    "after 3\n");
-	expect("new              never               -                           "
-	    "0         0  not synced yet\n");
+	expect("new              never               -                   "
+	    "        0         0  not synced yet\n");
 }
 
 static void
