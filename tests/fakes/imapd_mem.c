@@ -36,10 +36,11 @@ imapd_stop(struct imapd *d)
 struct imapd_mailbox *
 imapd_add_mailbox(struct imapd *d, const char *name)
 {
-	struct imapd_mailbox *b = &d->boxes[d->n_boxes++];
+	struct imapd_mailbox *b;
 
-	if (d->n_boxes > IMAPD_MAILBOXES_MAX)
+	if (d->n_boxes == IMAPD_MAILBOXES_MAX)
 		abort();
+	b = &d->boxes[d->n_boxes++];
 	memset(b, 0, sizeof *b);
 	snprintf(b->name, sizeof b->name, "%s", name);
 	b->delimiter = '/';
