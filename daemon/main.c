@@ -14,6 +14,7 @@
 #include "cli.h"
 #include "config.h"
 #include "daemon.h"
+#include "list.h"
 #include "log.h"
 #include "run.h"
 #include "status.h"
@@ -172,6 +173,9 @@ main(int argc, char **argv)
 		break;
 	case CLI_MODE_PROBE:
 		status = run_probe(config, opts.probe_account);
+		break;
+	case CLI_MODE_LIST:
+		status = list_run(config, opts.accounts, opts.n_accounts);
 		break;
 	case CLI_MODE_STATUS:
 		status = status_print(stdout, config, opts.accounts,
