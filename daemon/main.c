@@ -89,6 +89,7 @@ check_config(const struct config *config, const struct cli_options *opts)
 		printf(" -> %s\n", a->output);
 		n++;
 	}
+	printf("state: %s (%s)\n", config->state_dir, config->state_dir_origin);
 	printf("configuration OK: %zu account%s\n", n, n == 1 ? "" : "s");
 	return fflush(stdout) == 0 ? 0 : 1;
 }
