@@ -241,6 +241,12 @@ class SystemdUnits(unittest.TestCase):
         self.assertEqual(timer[("Timer", "OnCalendar")], ["*:0/15"])
         self.assertEqual(timer[("Timer", "Persistent")], ["true"])
         self.assertEqual(timer[("Timer", "RandomizedDelaySec")], ["60"])
+        # The daemon and the timer never run side by side: each stops the other.
+        daemon = unit_settings(os.path.join(base, "mboxmirror.service"))
+        self.assertEqual(daemon[("Unit", "Conflicts")],
+                         ["mboxmirror-once.service mboxmirror-once.timer"])
+        self.assertEqual(once[("Unit", "Conflicts")], ["mboxmirror.service"])
+        self.assertEqual(timer[("Unit", "Conflicts")], ["mboxmirror.service"])
         res = run(["systemd-analyze", "calendar", "*:0/15"])
         self.assertEqual(res.returncode, 0, res.stderr)
 
