@@ -1,8 +1,8 @@
 /*
  * status: --status from state files written with state_save() into a
  * temporary state directory: the table and the JSON, what each says about
- * a good, a failing, a never synced and an unreadable account, and the
- * exit status.
+ * a good, a failing, a never synced and an unreadable account, each
+ * mailbox's figures, whether a daemon runs, and the exit status.
  */
 #include <fcntl.h>
 #include <ftw.h>
@@ -48,7 +48,7 @@ save(const char *account, const struct account_state *st)
 	free(sd);
 }
 
-/* "good": synced, two mailboxes.  "bad": failing twice in a row, with a
+/* "good": synced, two mailboxes (one without a file yet).  "bad": failing twice in a row, with a
  * server's error text (a quote, a backslash, an escape sequence), messages
  * given up and a hole. */
 static void
@@ -60,12 +60,15 @@ write_states(void)
 	st.last_attempt = T0;
 	st.last_success = T0;
 	mb = state_get(&st, "INBOX");
+	mb->file = strdup("INBOX.mbox");
 	mb->uidvalidity = 1;
+	mb->last_uid = 3;
 	mb->messages = 3;
 	mb->mbox_size = 300;
 	mb = state_get(&st, "Sent");
 	mb->uidvalidity = 1;
-	mb->messages = 2;
+	mb->last_uid = 1;
+	mb->messages = 1;
 	mb->mbox_size = 200;
 	save("good", &st);
 	state_clear(&st);
@@ -148,7 +151,11 @@ test_table(void **state)
 	assert_int_equal(run(NULL, 0, false), 1);
 	expect("ACCOUNT          LAST SUCCESS        NEXT ATTEMPT");
 	expect("good             2023-11-14 22:13:20 -                   "
-	    "        2         5  ok\n");
+	    "        2         4  ok\n"
+	    "                   mailbox INBOX: INBOX.mbox, last UID 3, "
+	    "3 messages, 300 bytes\n"
+	    "                   mailbox Sent: no file yet, last UID 1, "
+	    "1 message, 200 bytes\n");
 	expect("bad              never               2023-11-14 22:15:20 "
 	    "        1         1  FAILING\n");
 	/* The server's escape sequence is defused. */
@@ -161,6 +168,36 @@ test_table(void **state)
 	    "after 3\n");
 	expect("new              never               -                   "
 	    "        0         0  not synced yet\n");
+	expect("daemon: not running on ");
+}
+
+/* A daemon holding its lock on the state directory is named, with its
+ * pid, in both forms. */
+static void
+test_daemon_running(void **state)
+{
+	char *names[] = { "good" }, *dd, *error = NULL, want[64];
+	long holder;
+	int fd = -1;
+
+	(void)state;
+	write_states();
+	assert_int_equal(run(names, 1, false), 0);
+	expect("daemon: not running on ");
+	assert_int_equal(run(names, 1, true), 0);
+	expect("\"daemon_running\": false");
+	assert_non_null(dd = state_daemon_dir(cfg->state_dir));
+	assert_int_equal(state_lock(dd, &fd, &holder, &error), 0);
+	snprintf(want, sizeof want, "daemon: running (pid %ld) on ",
+	    (long)getpid());
+	assert_int_equal(run(names, 1, false), 0);
+	expect(want);
+	assert_int_equal(run(names, 1, true), 0);
+	snprintf(want, sizeof want, "\"daemon_running\": true, "
+	    "\"daemon_pid\": %ld", (long)getpid());
+	expect(want);
+	state_unlock(&fd);
+	free(dd);
 }
 
 static void
@@ -170,12 +207,17 @@ test_json(void **state)
 	write_states();
 	assert_int_equal(run(NULL, 0, true), 1);
 	assert_int_equal(text[0], '[');
-	expect("  {\"account\": \"good\", \"last_attempt\": "
-	    "\"2023-11-14T22:13:20Z\", \"last_success\": "
+	expect("  {\"account\": \"good\", \"daemon_running\": false, "
+	    "\"last_attempt\": \"2023-11-14T22:13:20Z\", \"last_success\": "
 	    "\"2023-11-14T22:13:20Z\", \"last_error\": null, "
 	    "\"last_error_time\": null, \"next_attempt\": null, "
+	    "\"per_mailbox\": [{\"mailbox\": \"INBOX\", \"file\": "
+	    "\"INBOX.mbox\", \"uidvalidity\": 1, \"last_uid\": 3, "
+	    "\"messages\": 3, \"mbox_bytes\": 300}, {\"mailbox\": \"Sent\", "
+	    "\"file\": null, \"uidvalidity\": 1, \"last_uid\": 1, "
+	    "\"messages\": 1, \"mbox_bytes\": 200}], "
 	    "\"mailboxes_incomplete\": [], \"consecutive_failures\": 0, "
-	    "\"mailboxes\": 2, \"messages\": 5, \"mbox_bytes\": 500, "
+	    "\"mailboxes\": 2, \"messages\": 4, \"mbox_bytes\": 500, "
 	    "\"ok\": true},\n");
 	expect("\"last_error\": \"server said \\\"no\\\" \\\\ ?[31mred\"");
 	expect("\"mailboxes_incomplete\": [{\"mailbox\": \"Junk?\", "
@@ -183,7 +225,8 @@ test_json(void **state)
 	    "\"not_delivered_uid\": 9, \"not_delivered_syncs\": 1}]");
 	expect("\"consecutive_failures\": 2");
 	expect("\"next_attempt\": \"2023-11-14T22:15:20Z\"");
-	expect("{\"account\": \"new\", \"last_attempt\": null");
+	expect("{\"account\": \"new\", \"daemon_running\": false, "
+	    "\"last_attempt\": null");
 	/* The last entry has no comma after it. */
 	expect("\"ok\": false}\n]\n");
 }
@@ -220,7 +263,8 @@ test_unreadable(void **state)
 	assert_int_equal(run(names, 1, false), 1);
 	expect("good             state unreadable: ");
 	assert_int_equal(run(names, 1, true), 1);
-	expect("[\n  {\"account\": \"good\", \"state_error\": \"");
+	expect("[\n  {\"account\": \"good\", \"daemon_running\": false, "
+	    "\"state_error\": \"");
 	expect("\"}\n]\n");
 }
 
@@ -231,6 +275,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_table, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_json, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_selected, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_daemon_running, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_unreadable, setup,
 		    teardown),
 	};
