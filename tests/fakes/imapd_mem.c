@@ -24,13 +24,23 @@ imapd_init(struct imapd *d, struct ev_loop *loop)
 	d->seen_created = transport_mem_created();
 	ev_prepare_init(&d->prepare, serve);
 	d->prepare.data = d;
+	if (loop != NULL)
+		ev_prepare_start(loop, &d->prepare);
+}
+
+void
+imapd_attach(struct imapd *d, struct ev_loop *loop)
+{
+	imapd_stop(d);
+	d->loop = loop;
 	ev_prepare_start(loop, &d->prepare);
 }
 
 void
 imapd_stop(struct imapd *d)
 {
-	ev_prepare_stop(d->loop, &d->prepare);
+	if (d->loop != NULL && ev_is_active(&d->prepare))
+		ev_prepare_stop(d->loop, &d->prepare);
 }
 
 struct imapd_mailbox *

@@ -87,8 +87,11 @@ struct imapd {
 	bool gone;			/* EOF sent */
 };
 
-/* Starts serving on loop (an ev_prepare; stopped by imapd_stop()). */
+/* Starts serving on loop (an ev_prepare; stopped by imapd_stop()); loop
+ * may be NULL for imapd_attach() later. */
 void imapd_init(struct imapd *d, struct ev_loop *loop);
+/* Serves on loop from now on (a loop the code under test made). */
+void imapd_attach(struct imapd *d, struct ev_loop *loop);
 void imapd_stop(struct imapd *d);
 /* Adds a mailbox (uidnext 1, uidvalidity 1000, delimiter '/'). */
 struct imapd_mailbox *imapd_add_mailbox(struct imapd *d, const char *name);

@@ -13,3 +13,15 @@ mm_unit_test(test_idle
           ${CMAKE_CURRENT_SOURCE_DIR}/fakes/transport_mem.c
   LIBS mm_mirror)
 target_link_options(test_idle PRIVATE -Wl,--wrap=session_new)
+
+# --list: the same server; list_run() makes its own loop, which the server
+# joins when the first session is made and leaves when the loop goes.
+mm_unit_test(test_list
+  SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_list.c
+          ${CMAKE_CURRENT_SOURCE_DIR}/fakes/imapd_mem.c
+          ${CMAKE_CURRENT_SOURCE_DIR}/fakes/transport_mem.c
+          ${PROJECT_SOURCE_DIR}/daemon/list.c
+          ${PROJECT_SOURCE_DIR}/daemon/cli.c
+  LIBS mm_mirror)
+target_link_options(test_list PRIVATE -Wl,--wrap=session_new
+                    -Wl,--wrap=ev_loop_destroy)
