@@ -53,8 +53,17 @@ import json, os, subprocess, sys, tempfile
 
 build, src, fail_under = sys.argv[1], os.path.realpath(sys.argv[2]), float(sys.argv[3])
 uncovered = sys.argv[4:]
+def instrumented(note):
+    """A .gcno whose object is still built with coverage (a target built
+    without it since, like the ThreadSanitizer one, leaves a stale one)."""
+    try:
+        with open(note[:-len(".gcno")] + ".o", "rb") as f:
+            return b"__gcov" in f.read()
+    except OSError:
+        return False
+
 notes = [os.path.join(d, f) for d, _, fs in os.walk(build) for f in fs
-         if f.endswith(".gcno")]
+         if f.endswith(".gcno") and instrumented(os.path.join(d, f))]
 lines = {}  # source path -> {line number: times run, summed over every object}
 with tempfile.TemporaryDirectory() as scratch:
     for note in sorted(notes):
