@@ -17,7 +17,9 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1154,6 +1156,48 @@ test_body_without_internaldate(void **state)
 	assert_int_equal(file_size("INBOX.mbox"), 0);
 }
 
+/* The disk fills up (a file size limit) while a message is appended: the
+ * run fails naming the file and the cause, the mbox is cut back to what
+ * the state says, and once there is room the next sync brings the
+ * message, once. */
+static void
+test_disk_full(void **state)
+{
+	struct imapd_mailbox *inbox;
+	struct rlimit old, small;
+	static char big[8192];
+	void (*old_handler)(int);
+	off_t committed;
+
+	(void)state;
+	inbox = inbox_with(1);
+	sync_once();
+	expect_ok();
+	committed = file_size("INBOX.mbox");
+	memset(big, 'x', sizeof big - 1);
+	memcpy(big, "Subject: big\r\n\r\n", 16);
+	imapd_add_message(inbox, big);
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	small = old;
+	small.rlim_cur = 4096;
+	old_handler = signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+	sync_once();
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, old_handler);
+	expect_error(SESSION_ERR_LOCAL, "mailbox INBOX: write ");
+	expect_error(SESSION_ERR_LOCAL, "INBOX.mbox: File too large");
+	assert_int_equal(res.messages, 0);
+	assert_int_equal(file_size("INBOX.mbox"), committed);
+	assert_int_equal(saved("INBOX")->last_uid, 1);
+	assert_int_equal(saved("INBOX")->mbox_size, committed);
+
+	sync_once();
+	expect_ok();
+	assert_int_equal(res.messages, 1);
+	assert_int_equal(entries("INBOX.mbox"), 2);
+}
+
 int
 main(void)
 {
@@ -1228,6 +1272,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_body_without_internaldate,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_disk_full, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_free_mid_batch, setup,
 		    teardown),
 	};
