@@ -25,6 +25,7 @@
 #include <cmocka.h>
 #include <ev.h>
 
+#include "base64.h"
 #include "net/resolve.h"
 #include "net/transport.h"
 #include "net_fixture.h"
@@ -227,15 +228,17 @@ test_tls_echo_v6(void **state)
  * though the client queued some before connecting.
  */
 static void
-refuse_test(gnutls_x509_crt_t crt, const uint8_t *pin, const char *expect)
+refuse_host_test(gnutls_x509_crt_t crt, const char *host, const uint8_t *pin,
+    const char *expect)
 {
 	struct transport_params p;
 	struct net_server srv;
 	struct client c;
+	char prefix[128];
 
 	assert_int_equal(net_server_start(&srv, "127.0.0.1", NET_SRV_TLS_ECHO,
 	    crt, pki.key, 1), 0);
-	tls_params(&p, "localhost", srv.port);
+	tls_params(&p, host, srv.port);
 	p.pin_sha256 = pin;
 	client_init(&c, &p);
 	assert_int_equal(transport_write(c.t, "a LOGIN user secret\r\n", 21),
@@ -250,8 +253,9 @@ refuse_test(gnutls_x509_crt_t crt, const uint8_t *pin, const char *expect)
 	if (strstr(transport_error(c.t), expect) == NULL)
 		fail_msg("error \"%s\" lacks \"%s\"", transport_error(c.t),
 		    expect);
-	assert_non_null(strstr(transport_error(c.t),
-	    "certificate verification failed for localhost: "));
+	snprintf(prefix, sizeof prefix, "certificate verification failed for "
+	    "%s: ", host);
+	assert_non_null(strstr(transport_error(c.t), prefix));
 	assert_int_equal(transport_error_kind(c.t), TRANSPORT_ERR_TLS_VERIFY);
 	assert_int_equal(transport_write(c.t, "x", 1), -1);
 	assert_int_equal(transport_read(c.t, (char[4]){ 0 }, 4), -1);
@@ -259,6 +263,12 @@ refuse_test(gnutls_x509_crt_t crt, const uint8_t *pin, const char *expect)
 	assert_int_equal(srv.handshakes_ok, 0);
 	assert_int_equal(srv.app_bytes, 0);
 	client_done(&c);
+}
+
+static void
+refuse_test(gnutls_x509_crt_t crt, const uint8_t *pin, const char *expect)
+{
+	refuse_host_test(crt, "localhost", pin, expect);
 }
 
 /* A CA file that cannot be read: one clear error naming it, of the TLS
@@ -288,10 +298,21 @@ test_missing_ca_file(void **state)
 	client_done(&c);
 }
 
+/* An unknown issuer points at ca_file, and gives the pin of the key the
+ * server presented (the fixture's one key) for pin_sha256. */
 static void
 test_unknown_issuer_refused(void **state)
 {
-	refuse_test(pki.foreign, NULL, "signer not found (unknown issuer)");
+	char expect[256], *pin;
+
+	pin = base64_encode(pki.good_pin, sizeof pki.good_pin);
+	assert_non_null(pin);
+	snprintf(expect, sizeof expect, "signer not found (unknown issuer); "
+	    "if the server's CA is a private one, set ca_file to its "
+	    "certificate (and pin_sha256 = %s to accept only this server "
+	    "key)", pin);
+	free(pin);
+	refuse_test(pki.foreign, NULL, expect);
 }
 
 static void
@@ -300,10 +321,69 @@ test_expired_refused(void **state)
 	refuse_test(pki.expired, NULL, "certificate has expired");
 }
 
+/* A name that does not match says which names the certificate holds. */
 static void
 test_wrong_hostname_refused(void **state)
 {
-	refuse_test(pki.wrong_name, NULL, "hostname does not match");
+	refuse_test(pki.wrong_name, NULL, "hostname does not match; the "
+	    "certificate is for wrong.example");
+}
+
+/* Any name that resolves to the loopback server, for the certificates
+ * made for "localhost". */
+static int
+other_name(const char *host, const char *service,
+    const struct addrinfo *hints, struct addrinfo **res)
+{
+	struct addrinfo h = *hints;
+
+	h.ai_flags |= AI_NUMERICHOST;
+	return getaddrinfo("127.0.0.1", service, &h, res);
+}
+
+/* The certificate's addresses are named too, in the order it holds them. */
+static void
+test_wrong_hostname_lists_addresses(void **state)
+{
+	resolve_set_getaddrinfo(other_name);
+	refuse_host_test(pki.good, "imap.example.org", NULL, "certificate "
+	    "verification failed for imap.example.org: hostname does not "
+	    "match; the certificate is for localhost, 127.0.0.1, ::1");
+	resolve_set_getaddrinfo(NULL);
+}
+
+/*
+ * Implicit TLS to a server that greets in plain text (a port 143 server):
+ * the handshake fails at its first bytes, and the message quotes them and
+ * says what to configure, as a TLS error, not a certificate one.
+ */
+static void
+test_plain_text_server_on_tls_port(void **state)
+{
+	struct transport_params p;
+	struct net_server srv;
+	struct client c;
+	char expect[256];
+
+	assert_int_equal(net_server_start(&srv, "127.0.0.1",
+	    NET_SRV_PLAIN_GREETING, NULL, NULL, 1), 0);
+	tls_params(&p, "localhost", srv.port);
+	client_init(&c, &p);
+	assert_int_equal(transport_connect(c.t), 0);
+	RUN_UNTIL(&c, c.seen & (EV_BIT(TRANSPORT_CONNECTED) |
+	    EV_BIT(TRANSPORT_ERROR) | EV_BIT(TRANSPORT_TIMEOUT)));
+	assert_int_equal(c.seen, EV_BIT(TRANSPORT_ERROR));
+	snprintf(expect, sizeof expect, "TLS handshake with localhost:%u "
+	    "failed: the server answered in plain text (\"%.*s\"): this port "
+	    "speaks plain text; use tls = starttls or port 993",
+	    (unsigned)srv.port, (int)strlen(NET_PLAIN_GREETING) - 2,
+	    NET_PLAIN_GREETING);
+	assert_string_equal(transport_error(c.t), expect);
+	assert_int_equal(transport_error_kind(c.t), TRANSPORT_ERR_TLS);
+	transport_close(c.t);
+	net_server_join(&srv);
+	assert_int_equal(srv.accepted, 1);
+	client_done(&c);
 }
 
 static void
@@ -469,6 +549,7 @@ test_handshake_timeout(void **state)
 	struct transport_params p;
 	struct net_server srv;
 	struct client c;
+	char expect[128];
 
 	assert_int_equal(net_server_start(&srv, "127.0.0.1", NET_SRV_SILENT,
 	    NULL, NULL, 1), 0);
@@ -479,9 +560,9 @@ test_handshake_timeout(void **state)
 	RUN_UNTIL(&c, c.seen & (EV_BIT(TRANSPORT_CONNECTED) |
 	    EV_BIT(TRANSPORT_ERROR) | EV_BIT(TRANSPORT_TIMEOUT)));
 	assert_int_equal(c.seen, EV_BIT(TRANSPORT_TIMEOUT));
-	assert_non_null(strstr(transport_error(c.t), "TLS handshake with "
-	    "127.0.0.1:"));
-	assert_non_null(strstr(transport_error(c.t), "no progress for 1 s"));
+	snprintf(expect, sizeof expect, "TLS handshake with 127.0.0.1:%u "
+	    "timed out (no progress for 1 s)", (unsigned)srv.port);
+	assert_string_equal(transport_error(c.t), expect);
 	assert_int_equal(transport_error_kind(c.t), TRANSPORT_ERR_TIMEOUT);
 	transport_close(c.t);
 	net_server_join(&srv);
@@ -988,6 +1069,8 @@ main(void)
 		cmocka_unit_test(test_unknown_issuer_refused),
 		cmocka_unit_test(test_expired_refused),
 		cmocka_unit_test(test_wrong_hostname_refused),
+		cmocka_unit_test(test_wrong_hostname_lists_addresses),
+		cmocka_unit_test(test_plain_text_server_on_tls_port),
 		cmocka_unit_test(test_pin_mismatch_refused),
 		cmocka_unit_test(test_pin_match_accepted),
 		cmocka_unit_test(test_tls_pending_plaintext_wakeup),
