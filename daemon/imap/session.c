@@ -659,9 +659,18 @@ on_transport(struct transport *t, enum transport_event event, void *arg)
 		on_eof(s);
 		break;
 	case TRANSPORT_TIMEOUT:
-		session_fail(s, SESSION_ERR_TIMEOUT, "no response from "
-		    "%s:%u for %us (in state %s)", s->host, s->port,
-		    s->timeout, state_names[s->state]);
+		/* Resolving, connecting and TLS handshakes are the
+		 * transport's to time, and to name ("TLS handshake with ...
+		 * timed out"); a silent server is ours. */
+		if ((s->state == S_CONNECTING ||
+		    s->state == S_TLS_HANDSHAKE) &&
+		    *transport_error(s->transport) != '\0')
+			session_fail(s, SESSION_ERR_TIMEOUT, "%s",
+			    transport_error(s->transport));
+		else
+			session_fail(s, SESSION_ERR_TIMEOUT, "no response from "
+			    "%s:%u for %us (in state %s)", s->host, s->port,
+			    s->timeout, state_names[s->state]);
 		break;
 	case TRANSPORT_ERROR:
 		session_fail(s, transport_failure(s), "%s",

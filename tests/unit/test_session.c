@@ -815,6 +815,26 @@ test_transport_error_kinds(void **state)
 	}
 }
 
+/*
+ * A TLS handshake that stalls is named by the transport ("TLS handshake
+ * ... timed out"), not as a silent server in state tls-handshake.
+ */
+static void
+test_tls_handshake_timeout_named(void **state)
+{
+	static const char words[] = "TLS handshake with "
+	    "imap.example.org:143 timed out (no progress for 60 s)";
+
+	(void)state;
+	starttls_until_ok("A1 OK begin TLS\r\n");
+	assert_true(transport_mem_tls_started(mem));
+	transport_mem_fail(mem, TRANSPORT_TIMEOUT, TRANSPORT_ERR_TIMEOUT,
+	    words);
+	pump();
+	expect_failure(SESSION_ERR_TIMEOUT, words);
+	assert_null(strstr(rec.message, "in state"));
+}
+
 static void
 test_connect_refused_at_once(void **state)
 {
@@ -1043,6 +1063,7 @@ main(void)
 		T(test_idle_stop_before_continuation),
 		T(test_no_progress_timeout),
 		T(test_transport_error_kinds),
+		T(test_tls_handshake_timeout_named),
 		T(test_connect_refused_at_once),
 		T(test_secret_unavailable),
 		T(test_secret_cancelled_on_free),
