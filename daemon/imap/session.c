@@ -13,7 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "base64.h"
+#include "imap/sasl.h"
 #include "log.h"
 #include "net/compress.h"
 #include "net/transport.h"
@@ -1180,60 +1180,23 @@ auth_done(struct session *s, const struct imap_response *tagged, void *arg)
 	request_capabilities(s, S_CAPABILITY_AUTH);
 }
 
-/* The SASL initial response for mech, base64. */
-static char *
-sasl_initial_response(const struct session *s, const char *mech)
-{
-	size_t ulen = strlen(s->user), plen = strlen(s->secret), cap;
-	unsigned char *raw;
-	char *b64, *gs2 = NULL;
-	int n;
-
-	/* The escaped user can be three times as long as the user. */
-	if (strcmp(mech, "OAUTHBEARER") == 0 &&
-	    (gs2 = imap_sasl_gs2_header(s->user)) == NULL)
-		return NULL;
-	cap = ulen + plen + strlen(s->host) + (gs2 != NULL ? strlen(gs2) : 0) +
-	    64;
-	if ((raw = malloc(cap)) == NULL) {
-		free(gs2);
-		return NULL;
-	}
-	if (strcmp(mech, "PLAIN") == 0) {
-		raw[0] = '\0';
-		memcpy(raw + 1, s->user, ulen);
-		raw[1 + ulen] = '\0';
-		memcpy(raw + 2 + ulen, s->secret, plen);
-		n = (int)(ulen + plen + 2);
-	} else if (strcmp(mech, "XOAUTH2") == 0) {
-		n = snprintf((char *)raw, cap, "user=%s\001auth=Bearer %s\001\001",
-		    s->user, s->secret);
-	} else if (gs2 != NULL) {
-		n = snprintf((char *)raw, cap, "%s\001host=%s\001port=%u"
-		    "\001auth=Bearer %s\001\001", gs2, s->host, s->port,
-		    s->secret);
-	} else
-		n = -1;
-	b64 = n >= 0 && (size_t)n < cap ? base64_encode(raw, (size_t)n) : NULL;
-	explicit_bzero(raw, cap);
-	free(raw);
-	free(gs2);
-	return b64;
-}
-
 static void
-send_authenticate(struct session *s, const char *mech)
+send_authenticate(struct session *s, enum sasl_method method)
 {
+	const struct sasl_credentials creds = {
+		.user = s->user, .secret = s->secret, .host = s->host,
+		.port = s->port,
+	};
 	struct pending_cmd *pc;
 	struct imap_cmd cmd;
 	char *b64, *line;
 
-	if ((b64 = sasl_initial_response(s, mech)) == NULL) {
+	if ((b64 = sasl_initial_response(method, &creds)) == NULL) {
 		session_fail(s, SESSION_ERR_LOCAL, "out of memory");
 		return;
 	}
 	session_cmd_init(s, &cmd, "AUTHENTICATE");
-	imap_cmd_add_atom(&cmd, mech);
+	imap_cmd_add_atom(&cmd, sasl_mechanism_name(method));
 	if (imap_caps_has(&s->caps, "SASL-IR")) {
 		imap_cmd_add_atom(&cmd, b64);
 		line = NULL;
@@ -1268,41 +1231,16 @@ send_login(struct session *s)
 static void
 start_auth(struct session *s)
 {
-	bool plain = imap_caps_has(&s->caps, "AUTH=PLAIN");
-	bool login_ok = !imap_caps_has(&s->caps, "LOGINDISABLED");
+	enum sasl_method method;
+	const char *error;
 
 	session_set_state(s, S_AUTHENTICATE);
-	switch (s->auth) {
-	case SESSION_AUTH_AUTO:
-		if (plain)
-			send_authenticate(s, "PLAIN");
-		else if (login_ok)
-			send_login(s);
-		else
-			session_fail(s, SESSION_ERR_AUTH, "server offers "
-			    "neither AUTH=PLAIN nor LOGIN (LOGINDISABLED)");
-		return;
-	case SESSION_AUTH_PLAIN:
-		if (plain)
-			send_authenticate(s, "PLAIN");
-		else
-			session_fail(s, SESSION_ERR_AUTH, "server does not "
-			    "offer AUTH=PLAIN");
-		return;
-	case SESSION_AUTH_LOGIN:
-		if (login_ok)
-			send_login(s);
-		else
-			session_fail(s, SESSION_ERR_AUTH, "server refuses "
-			    "LOGIN (LOGINDISABLED)");
-		return;
-	case SESSION_AUTH_XOAUTH2:
-		send_authenticate(s, "XOAUTH2");
-		return;
-	case SESSION_AUTH_OAUTHBEARER:
-		send_authenticate(s, "OAUTHBEARER");
-		return;
-	}
+	if (sasl_choose(s->auth, &s->caps, &method, &error) != 0)
+		session_fail(s, SESSION_ERR_AUTH, "%s", error);
+	else if (method == SASL_LOGIN_COMMAND)
+		send_login(s);
+	else
+		send_authenticate(s, method);
 }
 
 /* IDLE (RFC 2177) */
