@@ -875,6 +875,7 @@ static void
 on_tagged(struct session *s, const struct imap_response *resp)
 {
 	struct pending_cmd **pp, *pc;
+	char line[ERROR_MAX];
 
 	for (pp = &s->head; (pc = *pp) != NULL; pp = &pc->next)
 		if (strcmp(pc->cmd.tag, resp->tag) == 0)
@@ -892,12 +893,9 @@ on_tagged(struct session *s, const struct imap_response *resp)
 	*pp = pc->next;
 	if (s->tail == &pc->next)
 		s->tail = pp;
-	log_debug("%s: S: %s %s%s%s%s %s", s->prefix, resp->tag,
-	    resp->status == IMAP_STATUS_OK ? "OK" :
-	    resp->status == IMAP_STATUS_NO ? "NO" : "BAD",
-	    resp->code != NULL ? " [" : "", resp->code != NULL ? resp->code :
-	    "", resp->code != NULL ? "]" : "",
-	    resp->text != NULL ? resp->text : "");
+	if (log_get_level() >= LOGL_DEBUG)
+		log_debug("%s: S: %s %s", s->prefix, resp->tag,
+		    imap_response_status_line(resp, line, sizeof line));
 	if (pc->done != NULL)
 		pc->done(s, resp, pc->arg);
 	free_cmd(pc);
@@ -938,16 +936,9 @@ on_greeting(struct session *s, const struct imap_response *resp)
 		session_fail(s, SESSION_ERR_PROTOCOL, "bad greeting");
 		return;
 	}
-	snprintf(line, sizeof line, "* %s %s%s%s%s%s",
-	    resp->status == IMAP_STATUS_OK ? "OK" :
-	    resp->status == IMAP_STATUS_PREAUTH ? "PREAUTH" :
-	    resp->status == IMAP_STATUS_BYE ? "BYE" : "?",
-	    resp->code != NULL ? "[" : "", resp->code != NULL ? resp->code :
-	    "", resp->code_text != NULL && *resp->code_text ? " " : "",
-	    resp->code_text != NULL ? resp->code_text : "",
-	    resp->code != NULL ? "] " : "");
-	snprintf(line + strlen(line), sizeof line - strlen(line), "%s",
-	    resp->text != NULL ? resp->text : "");
+	line[0] = '*';
+	line[1] = ' ';
+	imap_response_status_line(resp, line + 2, sizeof line - 2);
 	if (s->cb.stage != NULL)
 		s->cb.stage(s, SESSION_STAGE_GREETING, line, s->arg);
 	switch (resp->status) {
@@ -1082,6 +1073,8 @@ static void
 compress_done(struct session *s, const struct imap_response *tagged,
     void *arg)
 {
+	char text[ERROR_MAX];
+
 	(void)arg;
 	if (tagged->status == IMAP_STATUS_OK) {
 		/* Level 1: our side sends only short commands. */
@@ -1095,7 +1088,7 @@ compress_done(struct session *s, const struct imap_response *tagged,
 			    s->arg);
 	} else {
 		log_info("%s: server refused COMPRESS: %s", s->prefix,
-		    tagged->text != NULL ? tagged->text : "");
+		    imap_response_text(tagged, text, sizeof text));
 	}
 	become_ready(s);
 }
