@@ -1,8 +1,8 @@
 /*
  * The mbox appender (see mbox.h): opening, buffered durable writes,
- * commits, truncate-back on failure and the append record that tells our
- * crash leftovers from other programs' mail.  The mboxrd encoding of a
- * message is mboxrd.c's, the locks lock.c's.
+ * commits, truncate-back on failure, and reconciling the file with the
+ * committed size at open.  The mboxrd encoding of a message is mboxrd.c's,
+ * the locks lock.c's, the append record record.c's.
  */
 #include "mbox/mbox.h"
 
@@ -10,9 +10,7 @@
 #include <sys/types.h>
 
 #include <errno.h>
-#include <signal.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,32 +21,16 @@
 #include "log.h"
 #include "mbox/lock.h"
 #include "mbox/mboxrd.h"
+#include "mbox/record.h"
 #include "util/fs.h"
 
-/* The append record (see mbox.h): "<magic> <kind> <dev> <ino> <end>\n<path>\n",
- * numbers of fixed width so every rewrite has the same length. */
-#define MARKER_MAGIC	"mboxmirror-append 1"
-#define MARKER_OPEN	"open"
-#define MARKER_DONE	"done"
 /* Bytes copied at a time when a foreign tail is saved aside. */
 #define COPY_CHUNK	65536
-
-enum marker_kind {
-	MARKER_NONE,	/* none, or about another file: nothing ours past C */
-	MARKER_APPENDING, /* a run of ours ended without closing */
-	MARKER_CLOSED,	/* ours ended exactly at its end */
-	MARKER_GARBLED,	/* unreadable: as if a run had ended unclosed */
-};
 
 struct mbox {
 	char		*path;
 	int		 fd;
-	dev_t		 dev;
-	ino_t		 ino;
-	char		*marker;	/* the append record's path */
-	int		 marker_fd;
-	bool		 marker_open;	/* "open" is durable for this run */
-	uint64_t	 marker_max;	/* highest end ever written to it */
+	struct mbox_record rec;		/* the append record */
 	char		*cut_path;	/* where mbox_open() saved a tail */
 	struct mbox_lock lock;
 
@@ -75,15 +57,11 @@ static int	sys_ftruncate(int, off_t);
 static void	set_error(struct mbox *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
 static int	truncate_back(struct mbox *);
-static void	marker_truncated(struct mbox *, uint64_t);
 static void	fail(struct mbox *, const char *, int);
 static int	flush_out(struct mbox *);
 static int	out_raw(struct mbox *, const void *, size_t);
 static int	compute_pad(struct mbox *, char **);
 static int	is_leftover(struct mbox *, uint64_t, uint64_t, bool *, char **);
-static int	marker_write(struct mbox *, bool, uint64_t, bool);
-static int	marker_read(struct mbox *, enum marker_kind *, uint64_t *,
-		    char **);
 static int	save_aside(struct mbox *, uint64_t, uint64_t, char **);
 static int	reconcile(struct mbox *, uint64_t, uint64_t,
 		    enum mbox_open_result *, char **);
@@ -141,18 +119,60 @@ set_error(struct mbox *m, const char *fmt, ...)
 	m->error = s;
 }
 
+/* ops.fdatasync, again after EINTR.  0, or -1 with errno. */
+static int
+sync_data(int fd)
+{
+	int r;
+
+	do
+		r = ops.fdatasync(fd);
+	while (r == -1 && errno == EINTR);
+	return r;
+}
+
+/* ops.ftruncate, again after EINTR.  0, or -1 with errno. */
+static int
+truncate_to(int fd, uint64_t size)
+{
+	int r;
+
+	do
+		r = ops.ftruncate(fd, (off_t)size);
+	while (r == -1 && errno == EINTR);
+	return r;
+}
+
+/* Cut to size, and the cut durable.  0, or -1 with errno. */
+static int
+truncate_durably(int fd, uint64_t size)
+{
+	return truncate_to(fd, size) == -1 ? -1 : sync_data(fd);
+}
+
+/* Exactly len bytes of the mbox at off.  0, or -1 with *error_r. */
+static int
+read_exactly(struct mbox *m, void *buf, size_t len, uint64_t off,
+    char **error_r)
+{
+	ssize_t n;
+
+	do
+		n = pread(m->fd, buf, len, (off_t)off);
+	while (n == -1 && errno == EINTR);
+	if (n == (ssize_t)len)
+		return 0;
+	return log_set_error(error_r, "read %s: %s", m->path,
+	    n == -1 ? strerror(errno) : "short read");
+}
+
 /* Cuts the file back to its committed size; 0 or -1 (error appended). */
 static int
 truncate_back(struct mbox *m)
 {
-	int r;
-
 	if (!m->dirty)
 		return 0;
-	do
-		r = ops.ftruncate(m->fd, (off_t)m->committed);
-	while (r == -1 && errno == EINTR);
-	if (r == -1) {
+	if (truncate_to(m->fd, m->committed) == -1) {
 		int saved = errno;
 		char *prev = m->error;
 
@@ -168,7 +188,7 @@ truncate_back(struct mbox *m)
 	/* Not synced first (a failure path): if a power cut undoes the cut,
 	 * our tail is at worst saved aside as another program's; a record
 	 * left claiming it could cut a reader's mail unsaved. */
-	marker_truncated(m, m->committed);
+	mbox_record_truncated(&m->rec, m->committed);
 	return 0;
 }
 
@@ -191,18 +211,18 @@ flush_out(struct mbox *m)
 
 	if (m->failed)
 		return -1;
-	if (m->out_len > 0 && !m->marker_open) {
+	if (m->out_len > 0 && !m->rec.open) {
 		/* Durable before the first byte past the committed size, so
 		 * that a crash leaves a tail known to be ours. */
-		if (marker_write(m, true, m->committed + m->flushed,
+		if (mbox_record_write(&m->rec, true, m->committed + m->flushed,
 		    true) == -1) {
-			set_error(m, "write %s: %s", m->marker,
+			set_error(m, "write %s: %s", m->rec.path,
 			    strerror(errno));
 			m->failed = true;
 			m->out_len = 0;
 			return -1;
 		}
-		m->marker_open = true;
+		m->rec.open = true;
 	}
 	while (done < m->out_len) {
 		m->dirty = true;
@@ -222,7 +242,7 @@ flush_out(struct mbox *m)
 	 * bytes appended later; a power cut may lose it, and then more of
 	 * the tail is only saved aside than need be. */
 	if (done > 0)
-		(void)marker_write(m, true, m->committed + m->flushed, false);
+		(void)mbox_record_write(&m->rec, true, m->committed + m->flushed, false);
 	mbox_lock_touch(&m->lock);
 	return 0;
 }
@@ -313,7 +333,6 @@ mbox_msg_end(struct mbox *m)
 int
 mbox_commit(struct mbox *m, uint64_t *size_r)
 {
-	int r;
 
 	if (m->failed)
 		return -1;
@@ -324,10 +343,7 @@ mbox_commit(struct mbox *m, uint64_t *size_r)
 	if (flush_out(m) == -1)
 		return -1;
 	if (m->flushed > 0) {
-		do
-			r = ops.fdatasync(m->fd);
-		while (r == -1 && errno == EINTR);
-		if (r == -1) {
+		if (sync_data(m->fd) == -1) {
 			fail(m, "fdatasync", errno);
 			return -1;
 		}
@@ -363,7 +379,6 @@ mbox_appended_size(const struct mbox *m)
 int
 mbox_commit_upto(struct mbox *m, uint64_t size, uint64_t *size_r)
 {
-	int r;
 
 	if (m->failed)
 		return -1;
@@ -378,26 +393,15 @@ mbox_commit_upto(struct mbox *m, uint64_t size, uint64_t *size_r)
 	if (flush_out(m) == -1)
 		return -1;
 	if (size < m->committed + m->flushed) {
-		do
-			r = ops.ftruncate(m->fd, (off_t)size);
-		while (r == -1 && errno == EINTR);
-		if (r == 0) {
-			do
-				r = ops.fdatasync(m->fd);
-			while (r == -1 && errno == EINTR);
-		}
-		if (r == -1) {
+		if (truncate_durably(m->fd, size) == -1) {
 			fail(m, "truncate", errno);
 			return -1;
 		}
 		/* The cut is durable: the record may say so now. */
-		marker_truncated(m, size);
+		mbox_record_truncated(&m->rec, size);
 	}
 	if (size > m->committed || m->dirty) {
-		do
-			r = ops.fdatasync(m->fd);
-		while (r == -1 && errno == EINTR);
-		if (r == -1) {
+		if (sync_data(m->fd) == -1) {
 			fail(m, "fdatasync", errno);
 			return -1;
 		}
@@ -436,20 +440,13 @@ compute_pad(struct mbox *m, char **error_r)
 {
 	unsigned char tail[2];
 	size_t want;
-	ssize_t n;
 
 	m->base_pad = 0;
 	if (m->committed == 0)
 		return 0;
 	want = m->committed >= 2 ? 2 : 1;
-	do
-		n = pread(m->fd, tail, want, (off_t)(m->committed - want));
-	while (n == -1 && errno == EINTR);
-	if (n != (ssize_t)want) {
-		(void)log_set_error(error_r, "read %s: %s", m->path,
-		    n == -1 ? strerror(errno) : "short read");
+	if (read_exactly(m, tail, want, m->committed - want, error_r) == -1)
 		return -1;
-	}
 	if (tail[want - 1] != '\n')
 		m->base_pad = 2;
 	else if (want == 2 && tail[0] != '\n')
@@ -469,18 +466,11 @@ is_leftover(struct mbox *m, uint64_t committed, uint64_t size,
 {
 	unsigned char head[7];
 	size_t want, i = 0;
-	ssize_t n;
 
 	want = size - committed < sizeof head ? (size_t)(size - committed) :
 	    sizeof head;
-	do
-		n = pread(m->fd, head, want, (off_t)committed);
-	while (n == -1 && errno == EINTR);
-	if (n != (ssize_t)want) {
-		(void)log_set_error(error_r, "read %s: %s", m->path,
-		    n == -1 ? strerror(errno) : "short read");
+	if (read_exactly(m, head, want, committed, error_r) == -1)
 		return -1;
-	}
 	while (i < 2 && i < want && head[i] == '\n')
 		i++;
 	if (want - i >= sizeof from_ - 1)
@@ -491,151 +481,6 @@ is_leftover(struct mbox *m, uint64_t committed, uint64_t size,
 		*leftover_r = size - committed == want &&
 		    memcmp(head + i, from_, want - i) == 0;
 	return 0;
-}
-
-/*
- * Our bytes now end at end, below what the record may claim: say so,
- * durably, so that mail another program appends after a crash is not
- * taken for ours and cut.  Best effort: if it fails, such mail is at worst
- * cut without being saved aside, as before the record existed.
- */
-static void
-marker_truncated(struct mbox *m, uint64_t end)
-{
-	if (!m->marker_open || m->marker_max <= end)
-		return;
-	if (marker_write(m, true, end, true) == 0)
-		m->marker_max = end;
-}
-
-/*
- * Writes the append record: "open" (a run of ours is appending; its bytes
- * end at end or beyond) or "done" (ours end exactly at end).  sync makes it
- * durable; a record that had to be created is always made durable, name
- * included.  0, or -1 with errno set.
- */
-static int
-marker_write(struct mbox *m, bool open, uint64_t end, bool sync)
-{
-	char *rec;
-	bool created = false;
-	ssize_t n;
-	size_t done = 0;
-	int len, saved;
-
-	if (m->marker_fd == -1) {
-		m->marker_fd = fs_open_regular(m->marker, O_RDWR, 0);
-		if (m->marker_fd == -1 && errno == ENOENT) {
-			m->marker_fd = fs_open_regular(m->marker, O_RDWR |
-			    O_CREAT | O_EXCL, 0600);
-			created = true;
-		}
-		if (m->marker_fd == -2)
-			errno = EINVAL;
-		if (m->marker_fd < 0) {
-			m->marker_fd = -1;
-			return -1;
-		}
-	}
-	len = asprintf(&rec, "%s %s %020llu %020llu %020llu\n%s\n",
-	    MARKER_MAGIC, open ? MARKER_OPEN : MARKER_DONE,
-	    (unsigned long long)m->dev, (unsigned long long)m->ino,
-	    (unsigned long long)end, m->path);
-	if (len == -1) {
-		errno = ENOMEM;
-		return -1;
-	}
-	while (done < (size_t)len) {
-		n = pwrite(m->marker_fd, rec + done, (size_t)len - done,
-		    (off_t)done);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			saved = n == 0 ? EIO : errno;
-			free(rec);
-			errno = saved;
-			return -1;
-		}
-		done += (size_t)n;
-	}
-	free(rec);
-	if (ftruncate(m->marker_fd, (off_t)len) == -1)
-		return -1;
-	if ((sync || created) && (fdatasync(m->marker_fd) == -1 ||
-	    (created && fs_sync_parent(m->marker, NULL) == -1)))
-		return -1;
-	if (open && end > m->marker_max)
-		m->marker_max = end;
-	return 0;
-}
-
-/*
- * Reads the append record into *kind_r and *end_r.  A record about another
- * file (another path, or the same path now naming another file) is none.
- * 0, or -1 with a malloc'ed *error_r.
- */
-static int
-marker_read(struct mbox *m, enum marker_kind *kind_r, uint64_t *end_r,
-    char **error_r)
-{
-	unsigned long long dev, ino, end;
-	size_t cap = strlen(m->path) + 128, len = 0, plen;
-	char kind[8], *buf = NULL;
-	ssize_t n;
-	int fd, pos = 0;
-
-	*kind_r = MARKER_NONE;
-	*end_r = 0;
-	fd = fs_open_regular(m->marker, O_RDONLY, 0);
-	if (fd == -1 && errno == ENOENT)
-		return 0;
-	if (fd == -2)
-		return log_set_error(error_r, "%s: not a regular file",
-		    m->marker);
-	if (fd == -1 || (buf = malloc(cap + 1)) == NULL)
-		goto syserr;
-	/* One byte more than any record of ours: a longer file is not. */
-	while (len <= cap) {
-		n = read(fd, buf + len, cap + 1 - len);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1)
-			goto syserr;
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	(void)close(fd);
-	fd = -1;
-	buf[len > cap ? cap : len] = '\0';
-	*kind_r = MARKER_GARBLED;
-	if (len > cap || memchr(buf, '\0', len) != NULL ||
-	    sscanf(buf, MARKER_MAGIC " %4s %20llu %20llu %20llu%n", kind, &dev,
-	    &ino, &end, &pos) != 4 || buf[pos] != '\n' ||
-	    (strcmp(kind, MARKER_OPEN) != 0 && strcmp(kind, MARKER_DONE) != 0))
-		goto out;
-	plen = strlen(m->path);
-	if (len - (size_t)pos - 1 != plen + 1 ||
-	    memcmp(buf + pos + 1, m->path, plen) != 0 || buf[len - 1] != '\n' ||
-	    dev != (unsigned long long)m->dev ||
-	    ino != (unsigned long long)m->ino) {
-		*kind_r = MARKER_NONE;
-		goto out;
-	}
-	*kind_r = strcmp(kind, MARKER_OPEN) == 0 ? MARKER_APPENDING :
-	    MARKER_CLOSED;
-	*end_r = end;
-out:
-	free(buf);
-	return 0;
-
-syserr:
-	(void)log_set_error(error_r, "read %s: %s", m->marker,
-	    strerror(errno));
-	if (fd >= 0)
-		(void)close(fd);
-	free(buf);
-	return -1;
 }
 
 /*
@@ -728,17 +573,16 @@ static int
 reconcile(struct mbox *m, uint64_t c, uint64_t size,
     enum mbox_open_result *res_r, char **error_r)
 {
-	enum marker_kind kind;
+	enum mbox_record_kind kind;
 	uint64_t end, aside, settled;
 	bool ours, looks;
-	int r;
 
-	if (marker_read(m, &kind, &end, error_r) == -1)
+	if (mbox_record_read(&m->rec, &kind, &end, error_r) == -1)
 		return -1;
 	/* Whether bytes past c may be ours: a run that never closed, or one
 	 * whose last commits the caller did not record. */
-	ours = kind == MARKER_APPENDING || kind == MARKER_GARBLED ||
-	    (kind == MARKER_CLOSED && end > c);
+	ours = kind == MBOX_RECORD_APPENDING || kind == MBOX_RECORD_GARBLED ||
+	    (kind == MBOX_RECORD_CLOSED && end > c);
 	if (size > c && ours) {
 		if (is_leftover(m, c, size, &looks, error_r) == -1)
 			return -1;
@@ -746,20 +590,12 @@ reconcile(struct mbox *m, uint64_t c, uint64_t size,
 		 * (or all of it, when it does not start like ours) another
 		 * program appended: kept aside, since exactly once wins. */
 		aside = c;
-		if (looks && kind != MARKER_GARBLED && end > c)
+		if (looks && kind != MBOX_RECORD_GARBLED && end > c)
 			aside = end;
 		if (aside < size && save_aside(m, aside, size, error_r) == -1)
 			return -1;
-		do
-			r = ops.ftruncate(m->fd, (off_t)c);
-		while (r == -1 && errno == EINTR);
 		/* The cut must be durable before the record forgets it. */
-		if (r == 0) {
-			do
-				r = ops.fdatasync(m->fd);
-			while (r == -1 && errno == EINTR);
-		}
-		if (r == -1) {
+		if (truncate_durably(m->fd, c) == -1) {
 			(void)log_set_error(error_r, "truncate %s to %llu: %s",
 			    m->path, (unsigned long long)c,
 			    strerror(errno));
@@ -773,10 +609,7 @@ reconcile(struct mbox *m, uint64_t c, uint64_t size,
 		 * of the file after a power cut. */
 		*res_r = size > c ? MBOX_OPEN_CHANGED : MBOX_OPEN_SHORTER;
 		m->committed = size;
-		do
-			r = ops.fdatasync(m->fd);
-		while (r == -1 && errno == EINTR);
-		if (r == -1) {
+		if (sync_data(m->fd) == -1) {
 			(void)log_set_error(error_r, "fdatasync %s: %s",
 			    m->path, strerror(errno));
 			return -1;
@@ -788,10 +621,10 @@ reconcile(struct mbox *m, uint64_t c, uint64_t size,
 	/* From now on nothing past what the caller records (c, or the new
 	 * size it records for SHORTER and CHANGED) may count as ours. */
 	settled = c < m->committed ? c : m->committed;
-	if (kind == MARKER_NONE || (kind == MARKER_CLOSED && end <= settled))
+	if (kind == MBOX_RECORD_NONE || (kind == MBOX_RECORD_CLOSED && end <= settled))
 		return 0;
-	if (marker_write(m, false, settled, true) == -1) {
-		(void)log_set_error(error_r, "write %s: %s", m->marker,
+	if (mbox_record_write(&m->rec, false, settled, true) == -1) {
+		(void)log_set_error(error_r, "write %s: %s", m->rec.path,
 		    strerror(errno));
 		return -1;
 	}
@@ -815,10 +648,10 @@ mbox_open(const char *path, const char *marker, uint64_t committed_size,
 		goto nomem;
 	m->fd = -1;
 	m->lock.dotlock_fd = -1;
-	m->marker_fd = -1;
+	m->rec.fd = -1;
 	mboxrd_init(&m->enc, enc_out, m);
 	if ((m->path = strdup(path)) == NULL ||
-	    (m->marker = strdup(marker)) == NULL ||
+	    mbox_record_init(&m->rec, marker, m->path) == -1 ||
 	    mbox_lock_init(&m->lock, m->path) == -1)
 		goto nomem;
 	if ((m->out = malloc(MBOX_WRITE_BUFFER)) == NULL)
@@ -874,8 +707,8 @@ mbox_open(const char *path, const char *marker, uint64_t committed_size,
 	/* Others may have appended while we waited. */
 	if (fstat(m->fd, &st) == -1)
 		goto syserr;
-	m->dev = st.st_dev;
-	m->ino = st.st_ino;
+	m->rec.dev = st.st_dev;
+	m->rec.ino = st.st_ino;
 	size = (uint64_t)st.st_size;
 	if (committed_size == MBOX_SIZE_UNKNOWN) {
 		res = MBOX_OPEN_OK;
@@ -901,11 +734,9 @@ fail:
 		free(unlock_err);
 		if (m->fd != -1)
 			(void)close(m->fd);
-		if (m->marker_fd != -1)
-			(void)close(m->marker_fd);
+		mbox_record_free(&m->rec);
 		free(m->out);
 		mbox_lock_clear(&m->lock);
-		free(m->marker);
 		free(m->cut_path);
 		free(m->path);
 		free(m);
@@ -930,17 +761,17 @@ mbox_close_checked(struct mbox **mp, char **error_r)
 	if (mbox_rollback(m) == -1) {
 		err = strdup(mbox_error(m));
 		r = -1;
-	} else if (m->marker_open) {
+	} else if (m->rec.open) {
 		/* Ours end here.  Synced when a lost write could bring back
 		 * an "open" naming more: bytes appended there later would be
 		 * cut as ours. */
-		if (marker_write(m, false, m->committed,
-		    m->marker_max > m->committed) == -1)
-			r = log_set_error(&err, "write %s: %s", m->marker,
+		if (mbox_record_write(&m->rec, false, m->committed,
+		    m->rec.max > m->committed) == -1)
+			r = log_set_error(&err, "write %s: %s", m->rec.path,
 			    strerror(errno));
 	}
-	if (m->marker_fd != -1 && close(m->marker_fd) == -1 && err == NULL)
-		r = log_set_error(&err, "close %s: %s", m->marker,
+	if (mbox_record_close(&m->rec) == -1 && err == NULL)
+		r = log_set_error(&err, "close %s: %s", m->rec.path,
 		    strerror(errno));
 	if (mbox_lock_release(&m->lock, m->fd, &err) == -1)
 		r = -1;
@@ -958,7 +789,7 @@ mbox_close_checked(struct mbox **mp, char **error_r)
 	free(m->out);
 	free(m->error);
 	mbox_lock_clear(&m->lock);
-	free(m->marker);
+	mbox_record_free(&m->rec);
 	free(m->cut_path);
 	free(m->path);
 	free(m);
