@@ -1,8 +1,10 @@
 /*
- * One IMAP connection (see session.h).  One file of this size because the
- * command queue, continuations, STARTTLS, SASL and IDLE all step the one
- * state machine and share its parser and transport; the SASL payloads
- * themselves are built in writer.c.
+ * One IMAP connection (see session.h).  Over 900 lines, and one file,
+ * because the command queue, continuations, STARTTLS, authentication and
+ * IDLE all step the one state machine and share its parser, transport and
+ * timeouts; split, each part would reach into the others' state.  How to
+ * log in (the SASL mechanism and its initial response) is decided in
+ * sasl.c.
  */
 #include "imap/session.h"
 

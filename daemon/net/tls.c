@@ -23,7 +23,8 @@
 
 #define TLS_PRIORITY	"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 #define TLS_CACHE_MAX	32
-#define NAMES_MAX	160	/* of the names a refused certificate holds */
+/* Room for the names a refused certificate holds. */
+#define NAMES_MAX	160
 
 /*
  * Trust anchors are shared by every connection that uses the same CA file

@@ -1,9 +1,11 @@
 /*
  * The socket transport behind struct transport_ops (see transport.h):
  * resolving, connecting, the write queue, timeouts and events, and GnuTLS
- * stacked on the socket through push/pull, sharing its buffers and timers.
- * What TLS needs besides moving bytes (trust anchors, the certificate and
- * pin check, failure messages, resumption) is in tls.c.
+ * stacked on the socket through push/pull.  Over 900 lines, and one file,
+ * because plain and TLS I/O share one state machine, one set of buffers
+ * (the write queue, the read-ahead GnuTLS pulls from) and one timer; what
+ * TLS needs besides moving bytes (trust anchors, the certificate and pin
+ * check, failure messages, resumption) is in tls.c.
  */
 #include "net/transport.h"
 
@@ -110,7 +112,7 @@ struct sock_transport {
 	bool drained;		/* a short recv(): the socket is empty */
 	struct tls_check check;	/* of the server's certificate */
 	bool hs_heard;		/* the server has sent handshake bytes */
-	char plain[64];		/* its text, when it answered in plain text */
+	char plain[64];		/* its first line, if it was plain text */
 
 	char *wbuf;
 	size_t wcap;
@@ -420,7 +422,8 @@ transport_fail(struct sock_transport *t, enum transport_event event,
 static void
 transport_eof(struct sock_transport *t)
 {
-	transport_fail(t, TRANSPORT_EOF, TRANSPORT_ERR_NETWORK, "connection closed by %s", t->peer);
+	transport_fail(t, TRANSPORT_EOF, TRANSPORT_ERR_NETWORK,
+	    "connection closed by %s", t->peer);
 }
 
 static void
@@ -430,8 +433,8 @@ transport_resolved(int error, struct addrinfo *res, void *arg)
 
 	t->resolve = NULL;
 	if (error != 0) {
-		transport_fail(t, TRANSPORT_ERROR, TRANSPORT_ERR_NETWORK, "resolve %s: %s", t->host,
-		    gai_strerror(error));
+		transport_fail(t, TRANSPORT_ERROR, TRANSPORT_ERR_NETWORK,
+		    "resolve %s: %s", t->host, gai_strerror(error));
 		return;
 	}
 	t->addrs = t->next_addr = res;
@@ -737,7 +740,8 @@ transport_connect_done(struct sock_transport *t)
 	transport_progress(t);
 	if (t->implicit_tls) {
 		if (transport_tls_begin(t) == -1) {
-			transport_fail(t, TRANSPORT_ERROR, t->kind, "%s", t->error);
+			transport_fail(t, TRANSPORT_ERROR, t->kind, "%s",
+			    t->error);
 			return;
 		}
 		transport_handshake(t);
@@ -794,15 +798,17 @@ transport_flush(struct sock_transport *t)
 			    len);
 			if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
 				t->tls_send_len = len;
-				t->write_wants_read = gnutls_record_get_direction(
-				    t->session) == 0;
+				t->write_wants_read =
+				    gnutls_record_get_direction(t->session) ==
+				    0;
 				break;
 			}
 			t->tls_send_len = 0;
 			t->write_wants_read = false;
 			if (n < 0) {
-				transport_fail(t, TRANSPORT_ERROR, TRANSPORT_ERR_TLS,
-				    "TLS write to %s: %s", t->peer,
+				transport_fail(t, TRANSPORT_ERROR,
+				    TRANSPORT_ERR_TLS, "TLS write to %s: %s",
+				    t->peer,
 				    tls_strerror((int)n, t->tls_io_errno));
 				return false;
 			}
@@ -814,8 +820,9 @@ transport_flush(struct sock_transport *t)
 					continue;
 				if (errno == EAGAIN || errno == EWOULDBLOCK)
 					break;
-				transport_fail(t, TRANSPORT_ERROR, TRANSPORT_ERR_NETWORK,
-				    "write to %s: %s", t->peer,
+				transport_fail(t, TRANSPORT_ERROR,
+				    TRANSPORT_ERR_NETWORK, "write to %s: %s",
+				    t->peer,
 				    strerror(errno));
 				return false;
 			}
@@ -982,8 +989,9 @@ sock_read(struct transport *base, void *buf, size_t len)
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				return 0;
-			transport_fail(t, TRANSPORT_ERROR, TRANSPORT_ERR_NETWORK, "read from %s: %s",
-			    t->peer, strerror(errno));
+			transport_fail(t, TRANSPORT_ERROR,
+			    TRANSPORT_ERR_NETWORK, "read from %s: %s", t->peer,
+			    strerror(errno));
 			return -1;
 		}
 	}
@@ -1021,8 +1029,9 @@ sock_read(struct transport *base, void *buf, size_t len)
 		if (n == GNUTLS_E_INTERRUPTED || n == GNUTLS_E_REHANDSHAKE ||
 		    !gnutls_error_is_fatal((int)n))
 			continue;
-		transport_fail(t, TRANSPORT_ERROR, TRANSPORT_ERR_TLS, "TLS read from %s: %s",
-		    t->peer, tls_strerror((int)n, t->tls_io_errno));
+		transport_fail(t, TRANSPORT_ERROR, TRANSPORT_ERR_TLS,
+		    "TLS read from %s: %s", t->peer,
+		    tls_strerror((int)n, t->tls_io_errno));
 		return -1;
 	}
 	transport_consumed(t, total);
