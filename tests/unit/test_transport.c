@@ -127,6 +127,15 @@ client_done(struct client *c)
 	free(c->rx);
 }
 
+/* Connects and runs the loop until the connection is up or has failed. */
+static void
+connect_until_outcome(struct client *c)
+{
+	assert_int_equal(transport_connect(c->t), 0);
+	RUN_UNTIL(c, c->seen & (EV_BIT(TRANSPORT_CONNECTED) |
+	    EV_BIT(TRANSPORT_ERROR) | EV_BIT(TRANSPORT_TIMEOUT)));
+}
+
 static bool
 rx_has(const struct client *c, const char *s)
 {
@@ -177,9 +186,7 @@ echo_test(const char *addr, const char *host)
 		payload[i] = (unsigned char)(x >> 16);
 	}
 
-	assert_int_equal(transport_connect(c.t), 0);
-	RUN_UNTIL(&c, c.seen & (EV_BIT(TRANSPORT_CONNECTED) |
-	    EV_BIT(TRANSPORT_ERROR) | EV_BIT(TRANSPORT_TIMEOUT)));
+	connect_until_outcome(&c);
 	assert_true(c.seen & EV_BIT(TRANSPORT_CONNECTED));
 	assert_true(transport_is_tls(c.t));
 	assert_string_equal(transport_error(c.t), "");
@@ -243,9 +250,7 @@ refuse_host_test(gnutls_x509_crt_t crt, const char *host, const uint8_t *pin,
 	client_init(&c, &p);
 	assert_int_equal(transport_write(c.t, "a LOGIN user secret\r\n", 21),
 	    0);
-	assert_int_equal(transport_connect(c.t), 0);
-	RUN_UNTIL(&c, c.seen & (EV_BIT(TRANSPORT_CONNECTED) |
-	    EV_BIT(TRANSPORT_ERROR) | EV_BIT(TRANSPORT_TIMEOUT)));
+	connect_until_outcome(&c);
 	assert_false(c.seen & EV_BIT(TRANSPORT_CONNECTED));
 	assert_true(c.seen & EV_BIT(TRANSPORT_ERROR));
 	assert_int_equal(c.counts[TRANSPORT_ERROR], 1);
@@ -286,9 +291,7 @@ test_missing_ca_file(void **state)
 	tls_params(&p, "localhost", srv.port);
 	p.ca_file = "/nonexistent/mboxmirror-ca.pem";
 	client_init(&c, &p);
-	assert_int_equal(transport_connect(c.t), 0);
-	RUN_UNTIL(&c, c.seen & (EV_BIT(TRANSPORT_CONNECTED) |
-	    EV_BIT(TRANSPORT_ERROR) | EV_BIT(TRANSPORT_TIMEOUT)));
+	connect_until_outcome(&c);
 	assert_true(c.seen & EV_BIT(TRANSPORT_ERROR));
 	assert_false(c.seen & EV_BIT(TRANSPORT_CONNECTED));
 	assert_string_equal(transport_error(c.t), "cannot load CA file "
@@ -369,9 +372,7 @@ test_plain_text_server_on_tls_port(void **state)
 	    NET_SRV_PLAIN_GREETING, NULL, NULL, 1), 0);
 	tls_params(&p, "localhost", srv.port);
 	client_init(&c, &p);
-	assert_int_equal(transport_connect(c.t), 0);
-	RUN_UNTIL(&c, c.seen & (EV_BIT(TRANSPORT_CONNECTED) |
-	    EV_BIT(TRANSPORT_ERROR) | EV_BIT(TRANSPORT_TIMEOUT)));
+	connect_until_outcome(&c);
 	assert_int_equal(c.seen, EV_BIT(TRANSPORT_ERROR));
 	snprintf(expect, sizeof expect, "TLS handshake with localhost:%u "
 	    "failed: the server answered in plain text (\"%.*s\"): this port "
@@ -532,9 +533,7 @@ test_connection_refused(void **state)
 	p.port = port;
 	p.timeout = 10;
 	client_init(&c, &p);
-	assert_int_equal(transport_connect(c.t), 0);
-	RUN_UNTIL(&c, c.seen & (EV_BIT(TRANSPORT_CONNECTED) |
-	    EV_BIT(TRANSPORT_ERROR) | EV_BIT(TRANSPORT_TIMEOUT)));
+	connect_until_outcome(&c);
 	assert_true(c.seen & EV_BIT(TRANSPORT_ERROR));
 	snprintf(expect, sizeof expect,
 	    "connect to 127.0.0.1:%u: Connection refused", (unsigned)port);
@@ -556,9 +555,7 @@ test_handshake_timeout(void **state)
 	tls_params(&p, "127.0.0.1", srv.port);
 	p.timeout = 1;
 	client_init(&c, &p);
-	assert_int_equal(transport_connect(c.t), 0);
-	RUN_UNTIL(&c, c.seen & (EV_BIT(TRANSPORT_CONNECTED) |
-	    EV_BIT(TRANSPORT_ERROR) | EV_BIT(TRANSPORT_TIMEOUT)));
+	connect_until_outcome(&c);
 	assert_int_equal(c.seen, EV_BIT(TRANSPORT_TIMEOUT));
 	snprintf(expect, sizeof expect, "TLS handshake with 127.0.0.1:%u "
 	    "timed out (no progress for 1 s)", (unsigned)srv.port);
