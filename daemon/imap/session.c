@@ -572,13 +572,22 @@ deflated(void *arg, const unsigned char *data, size_t len)
 }
 
 /* Everything the client sends goes through here (and through DEFLATE once
- * COMPRESS is on). */
+ * COMPRESS is on); a failure ends the session.  0, or -1. */
 static int
 session_write(struct session *s, const void *data, size_t len)
 {
+	int r;
+
 	if (s->z != NULL)
-		return compress_deflate(s->z, data, len, deflated, s);
-	return transport_write(s->transport, data, len);
+		r = compress_deflate(s->z, data, len, deflated, s);
+	else
+		r = transport_write(s->transport, data, len);
+	if (r != 0) {
+		session_fail(s, SESSION_ERR_NETWORK, "%s",
+		    transport_error(s->transport));
+		return -1;
+	}
+	return 0;
 }
 
 static void
@@ -777,12 +786,9 @@ flush_commands(struct session *s)
 		end = pc->split < pc->cmd.nsplits ? pc->cmd.splits[pc->split] :
 		    pc->cmd.len;
 		if (end > pc->sent) {
-			if (session_write(s, pc->cmd.data +
-			    pc->sent, end - pc->sent) != 0) {
-				session_fail(s, SESSION_ERR_NETWORK, "%s",
-				    transport_error(s->transport));
+			if (session_write(s, pc->cmd.data + pc->sent,
+			    end - pc->sent) != 0)
 				return;
-			}
 			pc->sent = end;
 		}
 		/* Nothing may follow an IDLE until its DONE. */
@@ -801,11 +807,8 @@ send_done(struct session *s, struct pending_cmd *pc)
 
 	pc->waiting = pc->idling = false;
 	pc->idle = false;
-	if (session_write(s, done, sizeof done - 1) != 0) {
-		session_fail(s, SESSION_ERR_NETWORK, "%s",
-		    transport_error(s->transport));
+	if (session_write(s, done, sizeof done - 1) != 0)
 		return;
-	}
 	s->unsent = pc->next;
 	flush_commands(s);
 	update_timeout(s);
@@ -829,9 +832,7 @@ on_continuation(struct session *s, const struct imap_response *resp)
 			    pc->sasl == NULL)
 				break;
 		if (pc != NULL) {
-			if (session_write(s, empty, 2) != 0)
-				session_fail(s, SESSION_ERR_NETWORK, "%s",
-				    transport_error(s->transport));
+			(void)session_write(s, empty, 2);
 			return;
 		}
 		session_fail(s, SESSION_ERR_PROTOCOL, "unexpected continuation "
@@ -855,18 +856,12 @@ on_continuation(struct session *s, const struct imap_response *resp)
 	/* AUTHENTICATE: the first "+" takes the initial response; a later one
 	 * is an error challenge, answered empty so the server can say NO. */
 	if (pc->sasl != NULL) {
-		if (session_write(s, pc->sasl,
-		    strlen(pc->sasl)) != 0) {
-			session_fail(s, SESSION_ERR_NETWORK, "%s",
-			    transport_error(s->transport));
+		if (session_write(s, pc->sasl, strlen(pc->sasl)) != 0)
 			return;
-		}
 		explicit_bzero(pc->sasl, strlen(pc->sasl));
 		free(pc->sasl);
 		pc->sasl = NULL;
 	} else if (session_write(s, empty, 2) != 0) {
-		session_fail(s, SESSION_ERR_NETWORK, "%s",
-		    transport_error(s->transport));
 		return;
 	}
 	s->unsent = pc->next;
