@@ -27,6 +27,7 @@
 
 #include "base64.h"
 #include "net/resolve.h"
+#include "net/tls.h"
 #include "net/transport.h"
 #include "net_fixture.h"
 
@@ -353,6 +354,33 @@ test_wrong_hostname_lists_addresses(void **state)
 	    "verification failed for imap.example.org: hostname does not "
 	    "match; the certificate is for localhost, 127.0.0.1, ::1");
 	resolve_set_getaddrinfo(NULL);
+}
+
+/* What counts as a plain-text answer to a ClientHello: text, not a TLS
+ * record (content types 20 to 24) nor binary. */
+static void
+test_plain_text_detection(void **state)
+{
+	static const struct {
+		const char *bytes;
+		size_t len;
+		bool plain;
+	} cases[] = {
+		{ "* OK ready\r\n", 12, true },
+		{ "HTTP/1.1 400", 12, true },
+		{ "\x16\x03\x03\x00\x7a", 5, false },	/* handshake */
+		{ "\x15\x03\x03\x00\x02", 5, false },	/* alert */
+		{ "\x17\x03\x03", 3, false },		/* application data */
+		{ "\x00\x01", 2, false },
+		{ "\xff", 1, false },
+		{ "", 0, false },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+		assert_int_equal(tls_looks_like_plain_text(
+		    (const unsigned char *)cases[i].bytes, cases[i].len),
+		    cases[i].plain);
 }
 
 /*
@@ -1067,6 +1095,7 @@ main(void)
 		cmocka_unit_test(test_expired_refused),
 		cmocka_unit_test(test_wrong_hostname_refused),
 		cmocka_unit_test(test_wrong_hostname_lists_addresses),
+		cmocka_unit_test(test_plain_text_detection),
 		cmocka_unit_test(test_plain_text_server_on_tls_port),
 		cmocka_unit_test(test_pin_mismatch_refused),
 		cmocka_unit_test(test_pin_match_accepted),
