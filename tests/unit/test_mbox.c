@@ -811,6 +811,28 @@ enc_sink_out(void *arg, const void *data, size_t len)
 	return 0;
 }
 
+/* Encodes msg (whole, or a byte at a time) into k, which takes cap bytes;
+ * mboxrd_write()'s or mboxrd_end()'s result. */
+static int
+encode(struct enc_sink *k, size_t cap, const char *msg, size_t len,
+    bool bytewise)
+{
+	struct mboxrd e;
+	size_t step = bytewise ? 1 : len;
+	int r = 0;
+
+	memset(k, 0, sizeof *k);
+	k->cap = cap;
+	mboxrd_init(&e, enc_sink_out, k);
+	mboxrd_begin(&e, DATE_SAT_NOV_21);
+	for (size_t b = 0; r == 0 && b < len; b += step)
+		r = mboxrd_write(&e, msg + b, step);
+	if (r == 0)
+		r = mboxrd_end(&e);
+	mboxrd_free(&e);
+	return r;
+}
+
 /*
  * The encoder without a file: the same entry as the model for every tricky
  * message fed in one piece and a byte at a time, and an output that refuses
@@ -822,69 +844,44 @@ test_mboxrd_encoder_alone(void **state)
 	static const char msg[] = "Return-Path: <a@b.example>\r\n"
 	    "Subject: x\r\n\r\nFrom here\r\n>From there\r\nend";
 	struct enc_sink sink;
-	struct mboxrd e;
 	unsigned char *want, *got_lf, *want_lf;
 	size_t i, wlen, cut;
 
 	(void)state;
 	for (i = 0; i < sizeof tricky / sizeof tricky[0]; i++) {
+		want = model_entry((const unsigned char *)tricky[i].s,
+		    tricky[i].len, NULL, DATE_SAT_NOV_21, &wlen);
+		want_lf = memchr(want, '\n', wlen);
+		assert_non_null(want_lf);
 		for (int bytewise = 0; bytewise < 2; bytewise++) {
-			memset(&sink, 0, sizeof sink);
-			sink.cap = sizeof sink.buf;
-			mboxrd_init(&e, enc_sink_out, &sink);
-			mboxrd_begin(&e, DATE_SAT_NOV_21);
-			if (!bytewise)
-				assert_int_equal(mboxrd_write(&e, tricky[i].s,
-				    tricky[i].len), 0);
-			for (size_t b = 0; bytewise && b < tricky[i].len; b++)
-				assert_int_equal(mboxrd_write(&e,
-				    tricky[i].s + b, 1), 0);
-			assert_int_equal(mboxrd_end(&e), 0);
-			mboxrd_free(&e);
-			want = model_entry((const unsigned char *)tricky[i].s,
-			    tricky[i].len, NULL, DATE_SAT_NOV_21, &wlen);
-			/* The model names no sender; compare past the
-			 * From_ lines. */
+			assert_int_equal(encode(&sink, sizeof sink.buf,
+			    tricky[i].s, tricky[i].len, bytewise), 0);
+			/* The model names no sender: compare past the From_
+			 * lines. */
 			assert_true(sink.len >= 5 && memcmp(sink.buf, "From ",
 			    5) == 0);
 			got_lf = memchr(sink.buf, '\n', sink.len);
-			want_lf = memchr(want, '\n', wlen);
 			assert_non_null(got_lf);
-			assert_non_null(want_lf);
 			assert_int_equal(sink.buf + sink.len - got_lf,
 			    want + wlen - want_lf);
 			assert_memory_equal(got_lf, want_lf,
 			    (size_t)(want + wlen - want_lf));
-			free(want);
 		}
+		free(want);
 	}
 
 	want = model_entry((const unsigned char *)msg, sizeof msg - 1,
 	    "a@b.example", DATE_SAT_NOV_21, &wlen);
 	for (cut = 0; cut < wlen; cut++) {
-		int r;
-
-		memset(&sink, 0, sizeof sink);
-		sink.cap = cut;
-		mboxrd_init(&e, enc_sink_out, &sink);
-		mboxrd_begin(&e, DATE_SAT_NOV_21);
-		r = mboxrd_write(&e, msg, sizeof msg - 1);
-		if (r == 0)
-			r = mboxrd_end(&e);
-		mboxrd_free(&e);
-		assert_int_equal(r, -1);
+		assert_int_equal(encode(&sink, cut, msg, sizeof msg - 1,
+		    cut % 2 == 1), -1);
 		assert_true(sink.refused);
 		assert_int_equal(sink.calls_after_refusal, 0);
 		assert_memory_equal(sink.buf, want, sink.len);
 	}
 	/* With room for all of it: the model's entry, sender included. */
-	memset(&sink, 0, sizeof sink);
-	sink.cap = sizeof sink.buf;
-	mboxrd_init(&e, enc_sink_out, &sink);
-	mboxrd_begin(&e, DATE_SAT_NOV_21);
-	assert_int_equal(mboxrd_write(&e, msg, sizeof msg - 1), 0);
-	assert_int_equal(mboxrd_end(&e), 0);
-	mboxrd_free(&e);
+	assert_int_equal(encode(&sink, sizeof sink.buf, msg, sizeof msg - 1,
+	    false), 0);
 	assert_int_equal(sink.len, wlen);
 	assert_memory_equal(sink.buf, want, wlen);
 	free(want);

@@ -333,10 +333,9 @@ test_wrong_hostname_refused(void **state)
 	    "certificate is for wrong.example");
 }
 
-/* Any name that resolves to the loopback server, for the certificates
- * made for "localhost". */
+/* Any name resolves to 127.0.0.1, where the test servers listen. */
 static int
-other_name(const char *host, const char *service,
+any_name_loopback(const char *host, const char *service,
     const struct addrinfo *hints, struct addrinfo **res)
 {
 	struct addrinfo h = *hints;
@@ -349,7 +348,7 @@ other_name(const char *host, const char *service,
 static void
 test_wrong_hostname_lists_addresses(void **state)
 {
-	resolve_set_getaddrinfo(other_name);
+	resolve_set_getaddrinfo(any_name_loopback);
 	refuse_host_test(pki.good, "imap.example.org", NULL, "certificate "
 	    "verification failed for imap.example.org: hostname does not "
 	    "match; the certificate is for localhost, 127.0.0.1, ::1");
@@ -914,16 +913,13 @@ static int
 held_lookup(const char *host, const char *service,
     const struct addrinfo *hints, struct addrinfo **res)
 {
-	struct addrinfo h = *hints;
-
 	pthread_mutex_lock(&hold_lock);
 	hold_entered = true;
 	pthread_cond_broadcast(&hold_cond);
 	while (!hold_released)
 		pthread_cond_wait(&hold_cond, &hold_lock);
 	pthread_mutex_unlock(&hold_lock);
-	h.ai_flags |= AI_NUMERICHOST;
-	return getaddrinfo("127.0.0.1", service, &h, res);
+	return any_name_loopback(host, service, hints, res);
 }
 
 static void
