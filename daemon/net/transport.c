@@ -10,9 +10,7 @@
 #include "net/transport.h"
 
 #include <sys/socket.h>
-#include <sys/stat.h>
 
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
