@@ -16,7 +16,7 @@
 #include "mirror/state.h"
 #include "net/transport.h"
 #include "notify.h"
-#include "sched.h"
+#include "scheduler.h"
 
 /* A config shared by the runners that were started from it. */
 struct cfg {

@@ -1,11 +1,12 @@
 /*
  * daemon: the long-running mode.  One libev loop serves every account: a
  * timer per account (its interval, with jitter so accounts do not line up),
- * syncs queued and run by the scheduler (sched.h: at most max_connections at
- * once, first come, first served), push through IDLE where configured, retry
- * with exponential backoff and jitter (sched_backoff(): slower for
- * authentication failures), SIGHUP reloads the config, SIGTERM/SIGINT
- * stop within seconds, and systemd hears about it all through sd_notify.
+ * syncs queued and run by the scheduler (scheduler.h: at most
+ * max_connections at once, first come, first served), push through IDLE
+ * where configured, retry with exponential backoff and jitter
+ * (sched_backoff(): slower for authentication failures), SIGHUP reloads the
+ * config, SIGTERM/SIGINT stop within seconds, and systemd hears about it
+ * all through sd_notify.
  */
 #ifndef MM_DAEMON_H
 #define MM_DAEMON_H

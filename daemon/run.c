@@ -13,7 +13,7 @@
 #include "mirror/account_session.h"
 #include "mirror/mirror.h"
 #include "net/transport.h"
-#include "sched.h"
+#include "scheduler.h"
 
 struct once;
 

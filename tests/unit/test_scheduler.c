@@ -1,5 +1,5 @@
 /*
- * sched: the scheduler's decisions with the syncs replaced at link time
+ * scheduler: the scheduler's decisions with the syncs replaced at link time
  * (mirror_start()/mirror_free() below): queue order, slot accounting, what
  * runs next when a sync ends, could not start or its job is freed, what a
  * done callback may do, and the backoff table.
@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "sched.h"
+#include "scheduler.h"
 
 #define MAX_MIRRORS 64
 #define MAX_JOBS 8

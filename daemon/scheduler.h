@@ -1,8 +1,9 @@
 /*
- * sched: the scheduler that --once and the daemon share.  It owns the queue
- * of accounts waiting for a connection slot (first come, first served), the
- * max_connections limit (syncs at once, all accounts together), starting a
- * sync (mirror_start()) when a slot is free, and telling the account's owner
+ * scheduler (functions sched_*; not "sched.h", which <pthread.h> includes):
+ * what --once and the daemon share.  It owns the queue of accounts waiting
+ * for a connection slot (first come, first served), the max_connections
+ * limit (syncs at once, all accounts together), starting a sync
+ * (mirror_start()) when a slot is free, and telling the account's owner
  * when that sync ended.  When an account is queued is its owner's policy:
  * --once queues every selected account once (run.c); the daemon queues an
  * account when its interval or backoff timer fires or new mail is announced
@@ -15,8 +16,8 @@
  * pass: an owner retries that from a timer.  sched_free() never from inside
  * a callback.
  */
-#ifndef MM_SCHED_H
-#define MM_SCHED_H
+#ifndef MM_SCHEDULER_H
+#define MM_SCHEDULER_H
 
 #include <stdbool.h>
 
