@@ -818,8 +818,31 @@ decode_pin(const char *text, uint8_t out[32])
 	return n == 32 && acc == 0 ? 0 : -1;
 }
 
+/* The state directory of a system-wide configuration: the services'
+ * StateDirectory=mboxmirror. */
+#define SYSTEM_STATE_DIR "/var/lib/mboxmirror"
+
+/* Whether path names a file under /etc, once made absolute and resolved. */
+static bool
+is_system_config(const char *path)
+{
+	char *real = realpath(path, NULL);
+	bool under_etc;
+
+	under_etc = strncmp(real != NULL ? real : path, "/etc/", 5) == 0;
+	free(real);
+	return under_etc;
+}
+
+/*
+ * The state directory when state_dir is not set, and why it is that one: a
+ * property of the configuration, not of who runs the command, so that a
+ * "sudo mboxmirror --once" with the service's config uses the service's
+ * state (and does not take its mirror for unknown files).
+ */
 static int
-default_state_dir(char **dir_r)
+default_state_dir(const char *config_path, char **dir_r,
+    const char **origin_r)
 {
 	const char *env, *home;
 	size_t len;
@@ -830,12 +853,18 @@ default_state_dir(char **dir_r)
 		while (len > 1 && env[len - 1] == '/')
 			len--;
 		*dir_r = strndup(env, len);
+		*origin_r = "$STATE_DIRECTORY, from the service";
+	} else if (is_system_config(config_path)) {
+		*dir_r = strdup(SYSTEM_STATE_DIR);
+		*origin_r = "the default for a configuration under /etc";
 	} else if ((env = getenv("XDG_STATE_HOME")) != NULL && env[0] == '/') {
 		if (asprintf(dir_r, "%s/mboxmirror", env) < 0)
 			*dir_r = NULL;
+		*origin_r = "$XDG_STATE_HOME/mboxmirror";
 	} else if ((home = home_dir()) != NULL) {
 		if (asprintf(dir_r, "%s/.local/state/mboxmirror", home) < 0)
 			*dir_r = NULL;
+		*origin_r = "the default for a user's configuration";
 	} else
 		return -1;
 	return 0;
@@ -883,10 +912,12 @@ validate_general(struct parser *p, struct raw_section *g, struct config *c)
 			report(p, e->line, g->name, e->key, "\"%.64s\" is not "
 			    "one of error, warning, info or debug", e->value);
 	}
-	if ((e = entry_value(g, "state_dir")) != NULL)
+	if ((e = entry_value(g, "state_dir")) != NULL) {
 		c->state_dir = expand_path(p, g, e, true);
-	else if (entry_find(g, "state_dir") == NULL) {
-		if (default_state_dir(&c->state_dir) == -1)
+		c->state_dir_origin = "state_dir in [general]";
+	} else if (entry_find(g, "state_dir") == NULL) {
+		if (default_state_dir(p->path, &c->state_dir,
+		    &c->state_dir_origin) == -1)
 			report(p, 0, "general", "state_dir", "no default (none "
 			    "of $STATE_DIRECTORY, $XDG_STATE_HOME, $HOME is "
 			    "usable); set it");

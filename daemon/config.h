@@ -60,6 +60,7 @@ struct account {
 struct config {
 	char *path;
 	char *state_dir;	/* absolute */
+	const char *state_dir_origin;	/* why it is that one, in words */
 	unsigned interval;	/* seconds, default 15m */
 	unsigned timeout;	/* seconds, default 60s */
 	unsigned max_connections;	/* default 16 */
@@ -86,8 +87,10 @@ struct config {
  * whitespace is ignored (there are no continuation lines).  "~" and "~/" are
  * expanded in output, state_dir, ca_file and password_file; relative ca_file
  * and password_file paths are taken relative to the config file's directory.
- * The default state_dir is read from $STATE_DIRECTORY, $XDG_STATE_HOME and
- * $HOME at load time.
+ * The default state_dir, at load time: $STATE_DIRECTORY (set by systemd for
+ * the service); else /var/lib/mboxmirror for a config file under /etc
+ * (the services' StateDirectory, whoever runs the command); else
+ * $XDG_STATE_HOME/mboxmirror or ~/.local/state/mboxmirror.
  */
 int config_load(const char *path, struct config **config_r);
 /* The same on a string; name stands for the file name in messages. */

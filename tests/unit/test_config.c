@@ -421,6 +421,33 @@ test_state_dir_defaults(void **state)
 
 	c = load_ok("[general]\nstate_dir = ~/st\n" ACC);
 	assert_string_equal(c->state_dir, "/home/tester/st");
+	assert_string_equal(c->state_dir_origin, "state_dir in [general]");
+	config_free(&c);
+}
+
+static void
+test_state_dir_of_a_system_config(void **state)
+{
+	struct config *c;
+
+	(void)state;
+	/* Whoever runs it: a config under /etc keeps the service's state. */
+	unsetenv("STATE_DIRECTORY");
+	setenv("XDG_STATE_HOME", "/xdg/state", 1);
+	assert_int_equal(config_load_string("/etc/mboxmirror/mboxmirror.ini",
+	    ACC, &c), 0);
+	assert_string_equal(c->state_dir, "/var/lib/mboxmirror");
+	assert_non_null(strstr(c->state_dir_origin, "/etc"));
+	config_free(&c);
+	/* Not a prefix match on the text alone. */
+	assert_int_equal(config_load_string("/etcetera/m.ini", ACC, &c), 0);
+	assert_string_equal(c->state_dir, "/xdg/state/mboxmirror");
+	config_free(&c);
+	/* The service's own directory still wins. */
+	setenv("STATE_DIRECTORY", "/var/lib/private/mboxmirror", 1);
+	assert_int_equal(config_load_string("/etc/mboxmirror/mboxmirror.ini",
+	    ACC, &c), 0);
+	assert_string_equal(c->state_dir, "/var/lib/private/mboxmirror");
 	config_free(&c);
 }
 
@@ -1183,6 +1210,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_state_dir_defaults, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_state_dir_of_a_system_config, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_paths_expanded, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_default_path, setup,
