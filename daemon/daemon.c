@@ -130,12 +130,19 @@ on_sync_done(struct sched_job *job, const struct mirror_result *res,
 {
 	struct runner *r = arg;
 	struct daemon *d = r->d;
-	double delay;
+	double delay, fraction;
+	bool auth;
 
 	(void)job;
+	if (res != NULL && res->error != SESSION_OK)
+		r->failures++;
+	delay = sched_next_delay(d->cfg->config, r->account, res, r->failures,
+	    r->rerun, &fraction);
+	if (fraction > 0)
+		delay = jitter(delay, fraction);
 	if (res == NULL) {
 		/* It could not start: again soon, not counted as a failure. */
-		schedule(r, d->cfg->config->retry_min);
+		schedule(r, delay);
 		return;
 	}
 	if (res->error == SESSION_OK) {
@@ -148,17 +155,12 @@ on_sync_done(struct sched_job *job, const struct mirror_result *res,
 			log_info("account %s: %llu new messages (%llu bytes) "
 			    "in %.1fs", r->account->name, res->messages,
 			    res->bytes, res->seconds);
-		delay = r->rerun ? 0 : jitter(r->account->interval, 0.05);
 		r->rerun = false;
 		if (r->account->idle && r->idle == NULL &&
 		    !r->idle_unsupported && !ev_is_active(&r->idle_timer))
 			start_idle(r);
 	} else {
-		bool auth = res->error == SESSION_ERR_AUTH;
-
-		r->failures++;
-		delay = jitter(sched_backoff(d->cfg->config, r->failures,
-		    auth), 0.2);
+		auth = res->error == SESSION_ERR_AUTH;
 		log_error("%s; retrying in %.0fs (failure %u%s)", res->message,
 		    delay, r->failures, auth ? ", authentication: backing "
 		    "off slowly so the server does not lock the account" : "");

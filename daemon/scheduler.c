@@ -268,3 +268,22 @@ sched_backoff(const struct config *config, unsigned failures, bool auth)
 		delay *= 2;
 	return delay < max ? delay : max;
 }
+
+double
+sched_next_delay(const struct config *config, const struct account *account,
+    const struct mirror_result *r, unsigned failures, bool rerun,
+    double *jitter_r)
+{
+	*jitter_r = 0;
+	if (r == NULL)
+		return config->retry_min;
+	if (r->error != SESSION_OK) {
+		*jitter_r = 0.2;
+		return sched_backoff(config, failures,
+		    r->error == SESSION_ERR_AUTH);
+	}
+	if (rerun)
+		return 0;
+	*jitter_r = 0.05;
+	return account->interval;
+}

@@ -91,4 +91,16 @@ const struct account *sched_job_account(const struct sched_job *job);
 unsigned sched_backoff(const struct config *config, unsigned failures,
     bool auth);
 
+/*
+ * When an account's next sync is due once one ended with r (NULL: it could
+ * not start), in seconds, and in *jitter_r the fraction to spread it by
+ * (+-): at once if new mail was announced during a successful one (rerun);
+ * its interval (5%) after any other success; sched_backoff() (20%) after
+ * failure number failures (counting this one); retry_min (0: not spread,
+ * and not a failure) when it could not start.
+ */
+double sched_next_delay(const struct config *config,
+    const struct account *account, const struct mirror_result *r,
+    unsigned failures, bool rerun, double *jitter_r);
+
 #endif

@@ -2,7 +2,7 @@
  * scheduler: the scheduler's decisions with the syncs replaced at link time
  * (mirror_start()/mirror_free() below): queue order, slot accounting, what
  * runs next when a sync ends, could not start or its job is freed, what a
- * done callback may do, and the backoff table.
+ * done callback may do, the backoff table and when the next sync is due.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -501,6 +501,37 @@ test_backoff(void **state)
 	assert_int_equal(sched_backoff(&c, 2, false), 6 * 3600);
 }
 
+/* After a sync: at once for mail announced during a good one, the
+ * interval after a success, the backoff after a failure (slower for
+ * authentication), retry_min unspread when it could not start. */
+static void
+test_next_delay(void **state)
+{
+	struct config c = { .retry_min = 30, .retry_max = 3600 };
+	struct account a = { .name = "a", .interval = 900 };
+	struct mirror_result r = { .error = SESSION_OK };
+	double fraction = -1;
+
+	(void)state;
+	assert_true(sched_next_delay(&c, &a, &r, 0, false, &fraction) == 900);
+	assert_true(fraction == 0.05);
+	assert_true(sched_next_delay(&c, &a, &r, 0, true, &fraction) == 0);
+	assert_true(fraction == 0);
+
+	r.error = SESSION_ERR_NETWORK;
+	assert_true(sched_next_delay(&c, &a, &r, 1, false, &fraction) == 30);
+	assert_true(fraction == 0.2);
+	/* New mail during a failed sync does not skip the backoff. */
+	assert_true(sched_next_delay(&c, &a, &r, 3, true, &fraction) == 120);
+	assert_true(fraction == 0.2);
+	r.error = SESSION_ERR_AUTH;
+	assert_true(sched_next_delay(&c, &a, &r, 1, false, &fraction) == 300);
+	assert_true(fraction == 0.2);
+
+	assert_true(sched_next_delay(&c, &a, NULL, 5, true, &fraction) == 30);
+	assert_true(fraction == 0);
+}
+
 int
 main(void)
 {
@@ -519,6 +550,7 @@ main(void)
 		T(test_changed_once_per_pass),
 		T(test_free_stops_all),
 		cmocka_unit_test(test_backoff),
+		cmocka_unit_test(test_next_delay),
 #undef T
 	};
 
