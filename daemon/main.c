@@ -64,21 +64,33 @@ tls_description(enum tls_mode mode)
 	return "?";
 }
 
-/* --check-config: one line per selected account. */
+/*
+ * --check-config: the files the selected accounts name must be usable (a
+ * sync would fail without them); then one line per selected account.
+ */
 static int
 check_config(const struct config *config, const struct cli_options *opts)
 {
 	char every[16];
-	size_t n = 0;
+	size_t n = 0, problems = 0;
 
+	for (size_t i = 0; i < config->n_accounts; i++)
+		if (cli_account_selected(opts->accounts, opts->n_accounts,
+		    config->accounts[i].name))
+			problems += config_check_account_files(config,
+			    &config->accounts[i]);
+	if (problems > 0)
+		return CONFIG_EXIT_STATUS;
 	for (size_t i = 0; i < config->n_accounts; i++) {
 		const struct account *a = &config->accounts[i];
+		bool v6 = strchr(a->host, ':') != NULL;
 
 		if (!cli_account_selected(opts->accounts, opts->n_accounts,
 		    a->name))
 			continue;
-		printf("%s: %s @ %s:%u %s%s, auth %s, every %s, %s, "
-		    "mailboxes ", a->name, a->user, a->host, a->port,
+		printf("%s: %s @ %s%s%s:%u %s%s, auth %s, every %s, %s, "
+		    "mailboxes ", a->name, a->user, v6 ? "[" : "", a->host,
+		    v6 ? "]" : "", a->port,
 		    tls_description(a->tls), a->has_pin ? " (pinned key)" : "",
 		    auth_method_name(a->auth),
 		    config_format_duration(a->interval, every, sizeof every),
@@ -150,6 +162,8 @@ main(int argc, char **argv)
 	/* A core file would hold passwords and tokens. */
 	(void)setrlimit(RLIMIT_CORE, &(struct rlimit){ 0, 0 });
 	log_init();
+	/* Until the configuration is loaded, errors read "FILE:LINE: ...". */
+	log_set_plain(true);
 
 	if (cli_parse(argc, argv, &opts, &error) == -1) {
 		usage_error(error);
@@ -186,6 +200,8 @@ main(int argc, char **argv)
 		goto out;
 	}
 	apply_verbosity(opts.verbosity, config->log_level);
+	if (opts.mode != CLI_MODE_CHECK_CONFIG)
+		log_set_plain(false);
 
 	for (size_t i = 0; i < opts.n_accounts; i++) {
 		if (config_find_account(config, opts.accounts[i]) == NULL) {

@@ -97,6 +97,29 @@ print_json_gaps(FILE *out, const struct account_state *st)
 	fputc(']', out);
 }
 
+/* Each mailbox's figures from the state (JSON). */
+static void
+print_json_mailboxes(FILE *out, const struct account_state *st)
+{
+	fputs(", \"per_mailbox\": [", out);
+	for (size_t i = 0; i < st->n_mailboxes; i++) {
+		const struct mailbox_state *mb = &st->mailboxes[i];
+
+		fputs(i == 0 ? "{\"mailbox\": " : ", {\"mailbox\": ", out);
+		json_string(out, mb->name);
+		fputs(", \"file\": ", out);
+		if (mb->file != NULL)
+			json_string(out, mb->file);
+		else
+			fputs("null", out);
+		fprintf(out, ", \"uidvalidity\": %u, \"last_uid\": %u, "
+		    "\"messages\": %u, \"mbox_bytes\": %llu}",
+		    mb->uidvalidity, mb->last_uid, mb->messages,
+		    (unsigned long long)mb->mbox_size);
+	}
+	fputc(']', out);
+}
+
 /* daemon_pid: -1 when no daemon runs on the state, 0 when its pid is not
  * known yet. */
 static void
@@ -128,12 +151,28 @@ print_json(FILE *out, const struct account_summary *a, long daemon_pid,
 	json_time(out, "last_error_time", a->st.last_error_time);
 	fputs(", ", out);
 	json_time(out, "next_attempt", a->st.next_attempt);
+	print_json_mailboxes(out, &a->st);
 	print_json_gaps(out, &a->st);
 	fprintf(out, ", \"consecutive_failures\": %u, \"mailboxes\": %zu, "
 	    "\"messages\": %llu, \"mbox_bytes\": %llu, \"ok\": %s}%s\n",
 	    a->st.failures, a->st.n_mailboxes, a->messages, a->bytes,
 	    a->st.last_error == NULL && a->st.last_success != 0 ? "true" :
 	    "false", last ? "" : ",");
+}
+
+/* Below an account's row: each mailbox's file and figures. */
+static void
+print_mailboxes(FILE *out, const struct account_state *st)
+{
+	for (size_t i = 0; i < st->n_mailboxes; i++) {
+		const struct mailbox_state *mb = &st->mailboxes[i];
+
+		fprintf(out, "%-16s   mailbox %s: %s, last UID %u, %u "
+		    "message%s, %llu bytes\n", "", mb->name,
+		    mb->file != NULL ? mb->file : "no file yet", mb->last_uid,
+		    mb->messages, mb->messages == 1 ? "" : "s",
+		    (unsigned long long)mb->mbox_size);
+	}
 }
 
 /* Under the table: whether a daemon runs on this state directory. */
@@ -199,6 +238,7 @@ print_row(FILE *out, const struct account_summary *a)
 		fprintf(out, "%-16s   last error at %s (%u in a row): %s\n", "",
 		    when, a->st.failures, a->st.last_error);
 	}
+	print_mailboxes(out, &a->st);
 	print_gaps(out, &a->st);
 }
 
