@@ -184,8 +184,8 @@ def assert_modes(tc, root, file_mode=0o600, dir_mode=0o700):
 
 
 def count_opened(stdout, account="test"):
-    m = re.search(rf"^{re.escape(account)}: ok: (\d+) mailboxes checked, (\d+) opened, "
-                  r"(\d+) messages", stdout, re.MULTILINE)
+    m = re.search(rf"^{re.escape(account)}: ok: (\d+) mailbox(?:es)? checked, (\d+) opened, "
+                  r"(\d+) messages?", stdout, re.MULTILINE)
     if not m:
         raise AssertionError(f"no summary line for {account} in {stdout!r}")
     return tuple(int(x) for x in m.groups())
