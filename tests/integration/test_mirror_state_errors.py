@@ -1,0 +1,164 @@
+"""When the state cannot be written or read.
+
+A state save that fails after the mbox commit (the state directory's file system is
+full): the run fails naming the account and the mailbox, and the next run, with room
+again, ends with every message once.  A state file that is damaged (cut short, garbage,
+an unknown version, a bad field): the account fails with an error naming the file and
+the line, downloads nothing, and renames or rewrites nothing.
+
+The full disk is a small tmpfs mounted over the state directory in a mount namespace
+of this process's own (mmtest.private_mount_namespace): nothing outside changes."""
+
+import errno
+import os
+import random
+import re
+import unittest
+
+import mirror_fakeimap
+import mirror_util as mu
+import mmtest
+
+
+def plain_account(tmp, port, name="test"):
+    return {"__name__": name, "host": "127.0.0.1", "port": str(port), "tls": "none",
+            "allow_plaintext": "yes", "user": "u", "password": "p",
+            "output": os.path.join(tmp, "out", name)}
+
+
+def fill(directory):
+    """Writes a file into directory until its file system has no room left; returns
+    its path."""
+    path = os.path.join(directory, "filler")
+    block = b"\0" * 65536
+    with open(path, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(block)
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                raise
+    return path
+
+
+class StateSaveFails(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        # Before any thread starts: the scripted server's threads must see the tmpfs.
+        mmtest.private_mount_namespace()
+
+    def test_full_state_disk_after_commit(self):
+        rng = random.Random(4242)
+        msgs = [mmtest.make_message(f"m{i}", mu.random_text_body(rng, 20000))
+                for i in range(3)]
+        inbox = [msgs[0]]
+        srv = mirror_fakeimap.FakeImap([(b"/", b"INBOX", inbox)]).start()
+        self.addCleanup(srv.stop)
+        with mmtest.TempDir() as tmp:
+            state_dir = os.path.join(tmp, "state")
+            os.mkdir(state_dir, 0o700)
+            mmtest.mount("-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", state_dir)
+            self.addCleanup(mmtest.umount, state_dir)
+            conf = mmtest.write_config(tmp, [plain_account(tmp, srv.port)])
+            path = mu.mbox_path(tmp, "test", "INBOX")
+            res = mmtest.run_mboxmirror("-c", conf, "--once")
+            self.assertEqual(res.returncode, 0, res.stderr)
+            mu.assert_mbox_holds(self, path, inbox)
+
+            # New mail; while the server sends it, the state's file system fills up.
+            inbox += msgs[1:]
+            filled = []
+
+            def fill_then_send(conn, ctx):
+                if ctx["body"] and not filled:
+                    filled.append(fill(state_dir))
+                return None
+            srv.hooks["UID FETCH"] = fill_then_send
+            res = mmtest.run_mboxmirror("-c", conf, "--once")
+            self.assertTrue(filled, "the bodies were never fetched")
+            self.assertEqual(res.returncode, 1, res.stderr)
+            self.assertRegex(res.stderr, r"error: account test: mailbox INBOX: .*"
+                             + re.escape(state_dir) + r".*No space left on device")
+            self.assertRegex(res.stdout, r"^test: FAILED")
+            acct_state = os.path.join(state_dir, "test")
+            self.assertNotIn("state.tmp", os.listdir(acct_state))
+            # The state still claims only the first message ...
+            with open(os.path.join(acct_state, "state")) as f:
+                self.assertRegex(f.read(), r"\tlast_uid=1\t")
+
+            # ... and with room again the next run ends with each message once.
+            os.unlink(filled[0])
+            srv.hooks = {}
+            res = mmtest.run_mboxmirror("-c", conf, "--once")
+            self.assertEqual(res.returncode, 0, res.stderr)
+            mu.assert_mbox_holds(self, path, msgs)
+            res = mmtest.run_mboxmirror("-c", conf, "--once")
+            self.assertEqual(res.returncode, 0, res.stderr)
+            mu.assert_mbox_holds(self, path, msgs)
+        self.assertEqual(srv.errors, [])
+
+
+class CorruptState(unittest.TestCase):
+
+    def test_corrupt_state_fails_naming_file_and_line(self):
+        msgs = [mmtest.make_message("first")]
+        srv = mirror_fakeimap.FakeImap([(b"/", b"INBOX", msgs)]).start()
+        self.addCleanup(srv.stop)
+        with mmtest.TempDir() as tmp:
+            conf = mmtest.write_config(tmp, [plain_account(tmp, srv.port)])
+            res = mmtest.run_mboxmirror("-c", conf, "--once")
+            self.assertEqual(res.returncode, 0, res.stderr)
+            state = os.path.join(tmp, "state", "test", "state")
+            with open(state, "rb") as f:
+                good = f.read()
+            lines = good.split(b"\n")
+            self.assertEqual(lines[0], b"mboxmirror-state 1")
+            self.assertEqual(lines[-2:], [b"end", b""])
+            mailbox_line = next(n for n, ln in enumerate(lines, 1)
+                                if ln.startswith(b"mailbox\tINBOX\t"))
+            # New mail that a run from a damaged state must not fetch into anything.
+            msgs.append(mmtest.make_message("second"))
+            srv.log.clear()
+            cases = {
+                "cut mid-line": (good[:len(lines[0]) + 1 + 20], 2, "line cut short"),
+                "no end line": (good[:good.rindex(b"end\n")], mailbox_line + 1,
+                                "cut short (no end line)"),
+                "empty": (b"", 1, "empty file"),
+                "garbage": (b"\x00\xff\xfe garbage\n" * 3, 1, "NUL byte"),
+                "not ours": (b"hello\nworld\n", 1, "not an mboxmirror state file"),
+                "newer version": (good.replace(b"mboxmirror-state 1",
+                                               b"mboxmirror-state 7"), 1,
+                                  "state version 7 is not supported"),
+                "bad number": (re.sub(rb"last_uid=\d+", b"last_uid=1x", good),
+                               mailbox_line, "bad number"),
+            }
+            for what, (damaged, line, text) in cases.items():
+                with self.subTest(what):
+                    with open(state, "wb") as f:
+                        f.write(damaged)
+                    before = mu.snapshot(tmp)
+                    res = mmtest.run_mboxmirror("-c", conf, "--once")
+                    self.assertEqual(res.returncode, 1, res.stderr)
+                    m = re.search(rf"error: account test: {re.escape(state)}:(\d+): "
+                                  r"(.*)", res.stderr)
+                    self.assertIsNotNone(m, res.stderr)
+                    self.assertEqual(int(m.group(1)), line, m.group(0))
+                    self.assertIn(text, m.group(2))
+                    # Nothing fetched, nothing written, moved or renamed.
+                    self.assertEqual(mu.snapshot(tmp), before)
+                    self.assertFalse(any(v == b"UID FETCH" or
+                                         (v == b"UID" and a[:1] == [b"FETCH"])
+                                         for v, a in srv.log), srv.log)
+                    srv.log.clear()
+            # Once a person puts the good state back, the sync goes on from it.
+            with open(state, "wb") as f:
+                f.write(good)
+            res = mmtest.run_mboxmirror("-c", conf, "--once")
+            self.assertEqual(res.returncode, 0, res.stderr)
+            mu.assert_mbox_holds(self, mu.mbox_path(tmp, "test", "INBOX"), msgs)
+        self.assertEqual(srv.errors, [])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
