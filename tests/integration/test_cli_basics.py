@@ -115,6 +115,21 @@ class Cli(unittest.TestCase):
             self.assertEqual(res.returncode, 64, res.stderr)
             self.assertIn(f"no account named 'three' in {conf}", res.stderr)
 
+    def test_idle_refresh_bounds(self):
+        # RFC 2177: a server may end an IDLE after 30 minutes.
+        port = closed_port()
+        with mmtest.TempDir() as tmp:
+            for value, ok in (("29m", True), ("1s", True), ("30m", False),
+                              ("0s", False), ("soon", False)):
+                with self.subTest(value=value):
+                    conf = mmtest.write_config(tmp, [account(tmp, "one", port)],
+                                               general={"idle_refresh": value})
+                    res = mmtest.run_mboxmirror("-c", conf, "--check-config", timeout=30)
+                    self.assertEqual(res.returncode, 0 if ok else 78, res.stderr)
+                    if not ok:
+                        self.assertRegex(res.stderr, rf"{re.escape(conf)}:\d+: "
+                                         r"\[general\] idle_refresh: ")
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
