@@ -244,8 +244,10 @@ class Fixture:
             new = self.uidvalidity(user, password, name)
             if new != old:
                 return new
-            # Dovecot derives UIDVALIDITY from the clock: same second, try again.
-            time.sleep(1)
+            # Dovecot derives UIDVALIDITY from the clock: same second, try again
+            # in the next one.
+            second = int(time.time())
+            wait_for(lambda: int(time.time()) > second, 2, what="the next second")
             self.delete_mailbox(user, password, name)
 
     # -- messages --
