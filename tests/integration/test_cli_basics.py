@@ -76,14 +76,15 @@ class Cli(unittest.TestCase):
             res = mmtest.run_mboxmirror("-c", conf, "--check-config", timeout=30)
             self.assertEqual(res.returncode, 0, res.stderr)
             lines = res.stdout.splitlines()
-            self.assertEqual(len(lines), 3, res.stdout)
+            self.assertEqual(len(lines), 4, res.stdout)
             self.assertEqual(lines[0], f"one: one@example.org @ 127.0.0.1:{port} no TLS "
                              "(plaintext), auth auto, every 5m, no idle, mailboxes "
                              f"\"*\" -> {tmp}/out/one")
             self.assertEqual(lines[1], f"two: two@example.org @ 127.0.0.1:{port} no TLS "
                              "(plaintext), auth auto, every 5m, no idle, mailboxes "
                              f"\"INBOX\",\"Archive/*\" minus \"Trash\" -> {tmp}/out/two")
-            self.assertEqual(lines[2], f"configuration OK: 2 accounts in {conf}")
+            self.assertEqual(lines[2], f"state: {tmp}/state (state_dir in [general])")
+            self.assertEqual(lines[3], f"configuration OK: 2 accounts in {conf}")
             # -a picks accounts; the file is named also when the environment chose it.
             res = mmtest.run_mboxmirror("--check-config", "-a", "two", timeout=30,
                                         env={"MBOXMIRROR_CONFIG": conf})
