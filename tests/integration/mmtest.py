@@ -498,8 +498,9 @@ def mount(*args):
 
 
 def umount(path):
-    """Undoes a mount() on path."""
-    res = subprocess.run(["umount", path], capture_output=True, text=True)
+    """Undoes a mount() on path, also while a process still uses it (umount -l: it
+    goes from the tree at once), so that path can be removed right after."""
+    res = subprocess.run(["umount", "-l", path], capture_output=True, text=True)
     if res.returncode != 0:
         raise AssertionError(f"umount {path}: {res.stderr.strip()}")
 

@@ -18,6 +18,7 @@ import unittest
 import mirror_fakeimap
 import mirror_util as mu
 import mmtest
+from test_daemon_basic import DaemonTestCase, mbox_count
 
 
 def plain_account(tmp, port, name="test"):
@@ -59,43 +60,114 @@ class StateSaveFails(unittest.TestCase):
             state_dir = os.path.join(tmp, "state")
             os.mkdir(state_dir, 0o700)
             mmtest.mount("-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", state_dir)
-            self.addCleanup(mmtest.umount, state_dir)
-            conf = mmtest.write_config(tmp, [plain_account(tmp, srv.port)])
-            path = mu.mbox_path(tmp, "test", "INBOX")
-            res = mmtest.run_mboxmirror("-c", conf, "--once")
-            self.assertEqual(res.returncode, 0, res.stderr)
-            mu.assert_mbox_holds(self, path, inbox)
+            try:
+                self.sync_with_full_state_disk(srv, tmp, state_dir, msgs, inbox)
+            finally:
+                mmtest.umount(state_dir)
+        self.assertEqual(srv.errors, [])
 
-            # New mail; while the server sends it, the state's file system fills up.
-            inbox += msgs[1:]
-            filled = []
+    def sync_with_full_state_disk(self, srv, tmp, state_dir, msgs, inbox):
+        """Run 1 mirrors inbox; run 2 fails to save the state after its commit; run
+        3, with room again, ends with msgs once each."""
+        conf = mmtest.write_config(tmp, [plain_account(tmp, srv.port)])
+        path = mu.mbox_path(tmp, "test", "INBOX")
+        res = mmtest.run_mboxmirror("-c", conf, "--once")
+        self.assertEqual(res.returncode, 0, res.stderr)
+        mu.assert_mbox_holds(self, path, inbox)
 
-            def fill_then_send(conn, ctx):
-                if ctx["body"] and not filled:
-                    filled.append(fill(state_dir))
-                return None
-            srv.hooks["UID FETCH"] = fill_then_send
-            res = mmtest.run_mboxmirror("-c", conf, "--once")
-            self.assertTrue(filled, "the bodies were never fetched")
-            self.assertEqual(res.returncode, 1, res.stderr)
-            self.assertRegex(res.stderr, r"error: account test: mailbox INBOX: .*"
-                             + re.escape(state_dir) + r".*No space left on device")
-            self.assertRegex(res.stdout, r"^test: FAILED")
-            acct_state = os.path.join(state_dir, "test")
-            self.assertNotIn("state.tmp", os.listdir(acct_state))
-            # The state still claims only the first message ...
-            with open(os.path.join(acct_state, "state")) as f:
-                self.assertRegex(f.read(), r"\tlast_uid=1\t")
+        # New mail; while the server sends it, the state's file system fills up.
+        inbox += msgs[1:]
+        filled = []
 
-            # ... and with room again the next run ends with each message once.
-            os.unlink(filled[0])
-            srv.hooks = {}
-            res = mmtest.run_mboxmirror("-c", conf, "--once")
-            self.assertEqual(res.returncode, 0, res.stderr)
-            mu.assert_mbox_holds(self, path, msgs)
-            res = mmtest.run_mboxmirror("-c", conf, "--once")
-            self.assertEqual(res.returncode, 0, res.stderr)
-            mu.assert_mbox_holds(self, path, msgs)
+        def fill_then_send(conn, ctx):
+            if ctx["body"] and not filled:
+                filled.append(fill(state_dir))
+            return None
+        srv.hooks["UID FETCH"] = fill_then_send
+        res = mmtest.run_mboxmirror("-c", conf, "--once")
+        self.assertTrue(filled, "the bodies were never fetched")
+        self.assertEqual(res.returncode, 1, res.stderr)
+        self.assertRegex(res.stderr, r"error: account test: mailbox INBOX: .*"
+                         + re.escape(state_dir) + r".*No space left on device")
+        self.assertRegex(res.stdout, r"^test: FAILED")
+        # (The failure came after the mbox commit: the new mail is in the file.)
+        self.assertEqual(len(mmtest.read_mbox(path)), len(msgs))
+        acct_state = os.path.join(state_dir, "test")
+        self.assertNotIn("state.tmp", os.listdir(acct_state))
+        # The state still claims only the first message ...
+        with open(os.path.join(acct_state, "state")) as f:
+            self.assertRegex(f.read(), r"\tlast_uid=1\t")
+
+        # ... and with room again the next run ends with each message once.
+        os.unlink(filled[0])
+        srv.hooks = {}
+        res = mmtest.run_mboxmirror("-c", conf, "--once")
+        self.assertEqual(res.returncode, 0, res.stderr)
+        mu.assert_mbox_holds(self, path, msgs)
+        res = mmtest.run_mboxmirror("-c", conf, "--once")
+        self.assertEqual(res.returncode, 0, res.stderr)
+        mu.assert_mbox_holds(self, path, msgs)
+
+
+class DaemonStateErrors(DaemonTestCase):
+    # Light and without timings that others could disturb.
+    takes_turns = False
+
+    mounted = None
+
+    @classmethod
+    def setUpClass(cls):
+        mmtest.private_mount_namespace()
+        super().setUpClass()
+
+    def tearDown(self):
+        # Before the temporary directory goes (with the mount point in it).
+        if self.mounted:
+            mmtest.umount(self.mounted)
+        super().tearDown()
+
+    def test_full_state_disk_retried_until_room(self):
+        """The daemon retries an account whose state cannot be saved, with backoff,
+        and converges to each message once when there is room again."""
+        rng = random.Random(99)
+        msgs = [mmtest.make_message(f"d{i}", mu.random_text_body(rng, 5000))
+                for i in range(3)]
+        inbox = [msgs[0]]
+        srv = mirror_fakeimap.FakeImap([(b"/", b"INBOX", inbox)]).start()
+        self.addCleanup(srv.stop)
+        state_dir = os.path.join(self.tmp, "state")
+        os.mkdir(state_dir, 0o700)
+        mmtest.mount("-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", state_dir)
+        self.mounted = state_dir
+        acct = plain_account(self.tmp, srv.port)
+        acct.update(idle="no", interval="1s")
+        conf = mmtest.write_config(self.tmp, [acct], general={"retry_min": "1s",
+                                                              "retry_max": "2s"})
+        path = mu.mbox_path(self.tmp, "test", "INBOX")
+        d = self.daemon(conf)
+        mmtest.wait_for(lambda: mbox_count(path) == 1, 20, what="the first sync")
+
+        filled = []
+
+        def fill_then_send(conn, ctx):
+            if ctx["body"] and not filled:
+                filled.append(fill(state_dir))
+            return None
+        off = d.log_offset()
+        srv.hooks["UID FETCH"] = fill_then_send
+        inbox += msgs[1:]
+        # Fails, and fails again on the retries while the disk stays full.
+        d.wait_log(r"error: account test: mailbox INBOX: write [^\n]*state\.tmp: No space "
+                   r"left on device; retrying in \d+s", since=off, count=2, timeout=20)
+        os.unlink(filled[0])
+        d.wait_log(r"account test: recovered after \d+ failed attempts", since=off,
+                   timeout=20)
+        mu.assert_mbox_holds(self, path, msgs)
+        # Later polls find nothing new: still each message once.
+        off = d.log_offset()
+        d.wait_log(r"account test: sync logout -> done", since=off, count=2, timeout=10)
+        self.assertEqual(d.stop(), 0, d.tail())
+        mu.assert_mbox_holds(self, path, msgs)
         self.assertEqual(srv.errors, [])
 
 
