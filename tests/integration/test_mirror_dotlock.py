@@ -69,8 +69,8 @@ class Dotlock(unittest.TestCase):
             env = dict(os.environ, LD_PRELOAD=self.shim, MM_CLOCK_SHIFT_FILE=shift_file,
                        # A sanitizer build wants its runtime first; the module
                        # holds no code the sanitizers need to see.
-                       ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") +
-                       ":verify_asan_link_order=0")
+                       ASAN_OPTIONS=":".join(filter(None, [
+                           os.environ.get("ASAN_OPTIONS"), "verify_asan_link_order=0"])))
             proc = mu.start_mboxmirror("-c", conf, "--once", env=env)
             self.addCleanup(lambda: proc.poll() is None and mu.kill(proc))
 
