@@ -106,7 +106,7 @@ class TestIdle(DaemonTestCase):
         off = d.log_offset()
         t0 = time.monotonic()
         push = open_conns(proxy)[0]
-        push.stalled.set()          # the proxy swallows what the daemon sends
+        push.stall()
         m = d.wait_log(rf"account {name}: push connection lost \(([^\n]*)\); "
                        r"reconnecting in \d+s", since=off, timeout=15)
         noticed = time.monotonic() - t0
