@@ -115,11 +115,6 @@ class DaemonStateErrors(DaemonTestCase):
 
     mounted = None
 
-    @classmethod
-    def setUpClass(cls):
-        mmtest.private_mount_namespace()
-        super().setUpClass()
-
     def tearDown(self):
         # Before the temporary directory goes (with the mount point in it).
         if self.mounted:
@@ -129,6 +124,8 @@ class DaemonStateErrors(DaemonTestCase):
     def test_full_state_disk_retried_until_room(self):
         """The daemon retries an account whose state cannot be saved, with backoff,
         and converges to each message once when there is room again."""
+        # Before the scripted server's threads start: they must see the tmpfs.
+        mmtest.private_mount_namespace()
         rng = random.Random(99)
         msgs = [mmtest.make_message(f"d{i}", mu.random_text_body(rng, 5000))
                 for i in range(3)]
