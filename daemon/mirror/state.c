@@ -1,7 +1,9 @@
 /*
  * The state file: a versioned, line-based text file, written atomically,
  * and the account lock beside it (one module: the lock exists to keep two
- * writers of this file apart).
+ * writers of this file apart).  Over 900 lines because the format's reader
+ * (which must refuse every corrupt or hostile file), its writer and the
+ * lock are one contract, kept in one place so they cannot drift apart.
  *
  *   mboxmirror-state 1
  *   account<TAB>last_attempt=T<TAB>last_success=T<TAB>last_error_time=T
@@ -910,6 +912,31 @@ state_unlock(int *fd)
 	(void)ftruncate(*fd, 0);
 	(void)close(*fd);
 	*fd = -1;
+}
+
+int
+state_set_next_attempt(const char *dir, time_t when, char **error_r)
+{
+	struct account_state st = { 0 };
+	char *error = NULL;
+	long holder;
+	int lock_fd, r = 1;
+
+	*error_r = NULL;
+	/* Another process syncing the account owns its state: a skipped
+	 * run, or one that just ended, must not write over it.  A lock or a
+	 * state that fails here fails the next sync too, which says why. */
+	if (state_lock(dir, &lock_fd, &holder, &error) != 0)
+		goto out;
+	if (state_load(dir, &st, &error) == 0) {
+		st.next_attempt = when;
+		r = state_save(dir, &st, error_r) == 0 ? 0 : -1;
+	}
+	state_unlock(&lock_fd);
+out:
+	free(error);
+	state_clear(&st);
+	return r;
 }
 
 char *

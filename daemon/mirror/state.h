@@ -109,6 +109,16 @@ int state_lock(const char *dir, int *fd_r, long *holder_r, char **error_r);
 void state_unlock(int *fd);
 
 /*
+ * Records when the account's next sync is due (for --status) in
+ * "<dir>/state" and changes nothing else there: under the account lock
+ * (state_lock()), loaded and saved as state_save() does.  0 when written;
+ * 1 when nothing was written because the state is not this process's to
+ * write now (another holds the lock) or cannot be locked or read (the next
+ * sync reports why); -1 with a malloc'ed *error_r when saving failed.
+ */
+int state_set_next_attempt(const char *dir, time_t when, char **error_r);
+
+/*
  * The daemon's own lock, so that --status can tell whether a daemon runs on
  * this state directory and a second daemon does not start beside it:
  * state_lock() on state_daemon_dir() ("<state_dir>/.daemon"; malloc'ed or
