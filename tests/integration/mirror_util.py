@@ -235,11 +235,12 @@ def attachment_message(subject, size, seed=1):
             + enc + b"--" + boundary + b"--\r\n")
 
 
-def start_mboxmirror(*args):
-    """Popen of $MBOXMIRROR args... with captured output (for signals)."""
+def start_mboxmirror(*args, env=None):
+    """Popen of $MBOXMIRROR args... with captured output (for signals); env: the
+    whole environment (default: this process's)."""
     return subprocess.Popen([os.environ["MBOXMIRROR"]] + list(args),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL, env=env)
 
 
 def wait_file_size(path, minimum, proc, timeout=60):
