@@ -14,14 +14,23 @@ mm_unit_test(test_idle
   LIBS mm_mirror)
 target_link_options(test_idle PRIVATE -Wl,--wrap=session_new)
 
-# --list: the same server; list_run() makes its own loop, which the server
-# joins when the first session is made and leaves when the loop goes.
+# The modes that make their own loop (--list, --once, --probe, the daemon):
+# the same server joins that loop (fakes/imapd_wrap.c, which wraps
+# session_new and ev_loop_destroy); stdout and the log are captured.
+set(MM_OWN_LOOP_SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/capture.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/fakes/imapd_wrap.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/fakes/imapd_mem.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/fakes/transport_mem.c
+    ${PROJECT_SOURCE_DIR}/daemon/cli.c)
+set(MM_OWN_LOOP_WRAP -Wl,--wrap=session_new -Wl,--wrap=ev_loop_destroy)
 mm_unit_test(test_list
   SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_list.c
-          ${CMAKE_CURRENT_SOURCE_DIR}/fakes/imapd_mem.c
-          ${CMAKE_CURRENT_SOURCE_DIR}/fakes/transport_mem.c
-          ${PROJECT_SOURCE_DIR}/daemon/list.c
-          ${PROJECT_SOURCE_DIR}/daemon/cli.c
+          ${PROJECT_SOURCE_DIR}/daemon/list.c ${MM_OWN_LOOP_SOURCES}
   LIBS mm_mirror)
-target_link_options(test_list PRIVATE -Wl,--wrap=session_new
-                    -Wl,--wrap=ev_loop_destroy)
+target_link_options(test_list PRIVATE ${MM_OWN_LOOP_WRAP})
+mm_unit_test(test_run
+  SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_run.c
+          ${PROJECT_SOURCE_DIR}/daemon/run.c
+          ${PROJECT_SOURCE_DIR}/daemon/scheduler.c ${MM_OWN_LOOP_SOURCES}
+  LIBS mm_mirror)
+target_link_options(test_run PRIVATE ${MM_OWN_LOOP_WRAP})

@@ -1,9 +1,7 @@
 /*
  * list: --list against tests/fakes/imapd_mem on the in-memory transport.
- * list_run() makes its own loop: the server attaches to it when the first
- * session is made (session_new is wrapped at link time, and so is
- * ev_loop_destroy, to detach it again).  The table goes to stdout, read
- * back from a temporary file; warnings are captured from the log.
+ * list_run() makes its own loop: the server joins it (imapd_wrap.h).  The
+ * table goes to stdout and warnings to the log, both captured (capture.h).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,100 +15,43 @@
 #include <cmocka.h>
 #include <ev.h>
 
-#include "../fakes/imapd_mem.h"
+#include "../fakes/imapd_wrap.h"
 #include "../fakes/transport_mem.h"
+#include "capture.h"
 #include "config.h"
 #include "imap/session.h"
 #include "list.h"
 #include "log.h"
 
-struct session *__real_session_new(struct ev_loop *,
-    const struct session_params *, const struct session_callbacks *, void *);
-struct session *__wrap_session_new(struct ev_loop *,
-    const struct session_params *, const struct session_callbacks *, void *);
-void __real_ev_loop_destroy(struct ev_loop *);
-void __wrap_ev_loop_destroy(struct ev_loop *);
-
 static struct imapd srv;
-
-/* Every session on the in-memory transport, served on its loop. */
-struct session *
-__wrap_session_new(struct ev_loop *l, const struct session_params *params,
-    const struct session_callbacks *cb, void *arg)
-{
-	struct session_params p = *params;
-
-	if (srv.loop != l)
-		imapd_attach(&srv, l);
-	p.transport = &transport_mem_ops;
-	return __real_session_new(l, &p, cb, arg);
-}
-
-void
-__wrap_ev_loop_destroy(struct ev_loop *l)
-{
-	if (srv.loop == l) {
-		imapd_stop(&srv);
-		srv.loop = NULL;
-	}
-	__real_ev_loop_destroy(l);
-}
 
 static char dir[64];
 static struct config *cfg;
 static char *out;		/* what list_run printed */
-static char logbuf[8192];
-
-static void
-capture(enum log_level level, const char *line, void *arg)
-{
-	size_t len = strlen(logbuf);
-
-	(void)arg;
-	snprintf(logbuf + len, sizeof logbuf - len, "%s: %s\n",
-	    log_level_name(level), line);
-}
 
 /* Runs list_run with its stdout in out; returns its result. */
 static int
 run(char *const *names, size_t n)
 {
-	FILE *tmp = tmpfile();
-	long size;
-	int saved, rc;
+	int rc;
 
-	assert_non_null(tmp);
-	fflush(stdout);
-	saved = dup(STDOUT_FILENO);
-	assert_true(saved >= 0);
-	assert_true(dup2(fileno(tmp), STDOUT_FILENO) >= 0);
+	capture_stdout_begin();
 	rc = list_run(cfg, names, n);
-	fflush(stdout);
-	assert_true(dup2(saved, STDOUT_FILENO) >= 0);
-	close(saved);
-	size = ftell(tmp);
-	assert_true(size >= 0);
-	rewind(tmp);
 	free(out);
-	assert_non_null(out = malloc((size_t)size + 1));
-	assert_int_equal(fread(out, 1, (size_t)size, tmp), (size_t)size);
-	out[size] = '\0';
-	fclose(tmp);
+	out = capture_stdout_end();
 	return rc;
 }
 
 static void
 expect_out(const char *want)
 {
-	if (strstr(out, want) == NULL)
-		fail_msg("no \"%s\" in:\n%s", want, out);
+	expect_in(out, want, "stdout");
 }
 
 static void
 expect_log(const char *want)
 {
-	if (strstr(logbuf, want) == NULL)
-		fail_msg("no \"%s\" in the log:\n%s", want, logbuf);
+	expect_in(capture_log(), want, "the log");
 }
 
 static int
@@ -131,11 +72,10 @@ setup(void **state)
 	    "output = %s/some\nmailboxes = INBOX, Work/*, Nothing\n",
 	    dir, dir, dir);
 	assert_int_equal(config_load_string("t.ini", text, &cfg), 0);
-	logbuf[0] = '\0';
-	log_set_sink(capture, NULL);
-	log_set_level(LOGL_INFO);
+	capture_log_begin(LOGL_INFO);
 	transport_mem_reset();
 	imapd_init(&srv, NULL);
+	imapd_wrap_serve(&srv, NULL);
 	imapd_add_message(imapd_add_mailbox(&srv, "Work/Reports"), "a");
 	imapd_add_message(&srv.boxes[0], "b");
 	imapd_add_message(imapd_add_mailbox(&srv, "INBOX"), "c");
@@ -162,7 +102,7 @@ teardown(void **state)
 	config_free(&cfg);
 	free(out);
 	out = NULL;
-	log_set_sink(NULL, NULL);
+	capture_log_end();
 	rmdir(dir);
 	return 0;
 }
@@ -216,7 +156,7 @@ test_table(void **state)
 	    "mailbox");
 	expect_log("account some: mailboxes pattern \"Nothing\" matches no "
 	    "mailbox");
-	assert_null(strstr(logbuf, "\"Trash\" matches"));
+	assert_null(strstr(capture_log(), "\"Trash\" matches"));
 	/* Without LIST-STATUS, one STATUS per selectable mailbox. */
 	assert_int_equal(imapd_count(&srv, "\nSTATUS "), 6);
 	assert_int_equal(srv.logouts, 2);
@@ -265,7 +205,7 @@ test_failures(void **state)
 
 	srv.list_no = false;
 	srv.auth_no = true;
-	logbuf[0] = '\0';
+	capture_log_clear();
 	assert_int_equal(run(NULL, 0), 1);
 	expect_log("error: account all: ");
 	expect_log("AUTHENTICATIONFAILED");
