@@ -14,10 +14,10 @@ void __wrap_ev_loop_destroy(struct ev_loop *);
 
 static struct imapd *served;
 static void (*pass_fn)(void);
-static ev_check pass;
+static ev_prepare pass;
 
 static void
-on_pass(struct ev_loop *loop, ev_check *w, int revents)
+on_pass(struct ev_loop *loop, ev_prepare *w, int revents)
 {
 	(void)loop;
 	(void)w;
@@ -30,7 +30,7 @@ imapd_wrap_serve(struct imapd *d, void (*each_pass)(void))
 {
 	served = d;
 	pass_fn = each_pass;
-	ev_check_init(&pass, on_pass);
+	ev_prepare_init(&pass, on_pass);
 }
 
 struct session *
@@ -42,7 +42,7 @@ __wrap_session_new(struct ev_loop *l, const struct session_params *params,
 	if (served->loop != l) {
 		imapd_attach(served, l);
 		if (pass_fn != NULL)
-			ev_check_start(l, &pass);
+			ev_prepare_start(l, &pass);
 	}
 	p.transport = &transport_mem_ops;
 	return __real_session_new(l, &p, cb, arg);
@@ -54,7 +54,7 @@ __wrap_ev_loop_destroy(struct ev_loop *l)
 	if (served != NULL && served->loop == l) {
 		imapd_stop(served);
 		if (ev_is_active(&pass))
-			ev_check_stop(l, &pass);
+			ev_prepare_stop(l, &pass);
 		served->loop = NULL;
 	}
 	__real_ev_loop_destroy(l);

@@ -3,9 +3,9 @@
  * (--once, --probe, --list, the daemon).  Linked with
  * -Wl,--wrap=session_new,--wrap=ev_loop_destroy: every session goes on the
  * in-memory transport, the server joins the loop the session was made on
- * and leaves it when that loop is destroyed.  A test can also look at each
- * pass of that loop (an ev_check), to stop the code under test (a signal)
- * once what it waits for has happened.
+ * and leaves it when that loop is destroyed.  A test can also act each
+ * time that loop is about to wait (an ev_prepare), to stop the code under
+ * test (a signal) once what it waits for has happened.
  */
 #ifndef MM_TESTS_IMAPD_WRAP_H
 #define MM_TESTS_IMAPD_WRAP_H
@@ -13,7 +13,7 @@
 #include "imapd_mem.h"
 
 /* d serves every session made from now on; each_pass (NULL: none) runs
- * after every pass of the loop d serves on. */
+ * before the loop d serves on waits, every time. */
 void imapd_wrap_serve(struct imapd *d, void (*each_pass)(void));
 
 #endif

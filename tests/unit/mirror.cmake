@@ -34,3 +34,10 @@ mm_unit_test(test_run
           ${PROJECT_SOURCE_DIR}/daemon/scheduler.c ${MM_OWN_LOOP_SOURCES}
   LIBS mm_mirror)
 target_link_options(test_run PRIVATE ${MM_OWN_LOOP_WRAP})
+mm_unit_test(test_daemon
+  SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_daemon.c
+          ${PROJECT_SOURCE_DIR}/daemon/daemon.c
+          ${PROJECT_SOURCE_DIR}/daemon/scheduler.c
+          ${PROJECT_SOURCE_DIR}/daemon/notify.c ${MM_OWN_LOOP_SOURCES}
+  LIBS mm_mirror)
+target_link_options(test_daemon PRIVATE ${MM_OWN_LOOP_WRAP})
