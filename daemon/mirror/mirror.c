@@ -386,6 +386,8 @@ fetching_sizes_done(struct mirror *m, const struct imap_response *tagged)
 	if (m->direct) {
 		/* The bodies are on their way; an answer that came first
 		 * waited for this list. */
+		if (m->n_todo > 0)
+			progress_start(m);
 		if (m->open_done)
 			fetch_answered(m, &m->open_batch);
 		return;
