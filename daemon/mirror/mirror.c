@@ -299,7 +299,7 @@ mirror_drain_mailbox(struct mirror *m)
 }
 
 /*
- * EXAMINING, SKIPPING, REFETCHING: the fetch sent along with EXAMINE is
+ * SKIPPING, REFETCHING: the fetch sent along with EXAMINE is
  * over when its size query and (for a direct fetch) its bodies are
  * answered.  Its answer does not count: EXAMINE failed (next mailbox) or
  * the state was stale (ask again from what the state now says).

@@ -18,8 +18,8 @@ import mmtest
 ACCOUNT = "test"
 MESSAGES = 500
 BODY_BYTES = 10_000
-# The paced link: this many bytes, then a pause (about 200 kB/s).
-CHUNK = 8192
+# The paced link: this many bytes, then a pause (about 100 kB/s).
+CHUNK = 4096
 PAUSE = 0.04
 PROGRESS = re.compile(r" (info|debug): account test: mailbox INBOX: (\d+)/(\d+) messages, "
                       r"[\d.]+/[\d.]+ MB, ([\d.]+) MB/s, about \d+s left; account: \d+ "
@@ -131,7 +131,7 @@ class SlowLink(unittest.TestCase):
         self.assertEqual(counts, sorted(counts))
         self.assertLess(counts[-1], MESSAGES)
         # Batches follow the link: a small first one, smaller ones once the link
-        # has shown its rate (about 200 kB/s: some 2 s of it a batch).
+        # has shown its rate (about 100 kB/s: some 5 s of it a batch).
         self.assertGreaterEqual(len(self.body_fetches), 2, self.body_fetches)
         first = len(self.body_fetches[0])
         self.assertLessEqual(first, 100)
@@ -155,7 +155,7 @@ class SlowLink(unittest.TestCase):
         self.srv.hooks.clear()
         res = mmtest.run_mboxmirror("-c", self.conf, "--once", timeout=120)
         self.assertEqual(res.returncode, 0, res.stderr[-4000:])
-        # Three new messages that take some 6 s to come (fetched with EXAMINE).
+        # Three new messages that take over 6 s to come (fetched with EXAMINE).
         for uid in range(MESSAGES + 1, MESSAGES + 4):
             self.msgs.append(message(uid))
 
