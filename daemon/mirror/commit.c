@@ -210,23 +210,21 @@ commit_open_mailbox(struct mirror *m)
 
 /* Commits */
 
-/* A commit is due in the middle of a batch (see COMMIT_EVERY). */
+/* A commit is due in the middle of a batch (plan_commit_due()). */
 bool
 commit_due(const struct mirror *m)
 {
 	ev_tstamp now = ev_now(m->loop);
 
-	return now - m->last_commit >= COMMIT_EVERY &&
-	    now - m->last_commit_try >= COMMIT_EVERY;
+	return plan_commit_due(now - m->last_commit, now - m->last_commit_try);
 }
 
-/* Whether this batch's commit may join a later one's (see COMMIT_INTERVAL). */
+/* Whether this batch's commit may join a later one's. */
 bool
 commit_can_wait(const struct mirror *m)
 {
-	return (m->next_todo < m->n_todo || m->in_flight > 0) &&
-	    m->batch_bytes < COMMIT_MAX_BYTES &&
-	    ev_now(m->loop) - m->last_commit < COMMIT_INTERVAL;
+	return plan_commit_can_wait(m->next_todo < m->n_todo ||
+	    m->in_flight > 0, m->batch_bytes, ev_now(m->loop) - m->last_commit);
 }
 
 /*

@@ -2,8 +2,9 @@
  * mirror/mirror: one sync of one account: the mailbox plan (LIST with the
  * account's patterns minus its excludes, STATUS for all of them in one
  * pipelined round trip, EXAMINE only where UIDNEXT or UIDVALIDITY moved),
- * the fetch (UID FETCH batches bounded by count and bytes, pipelined, bodies
- * streamed from the parser into the mbox writer) and the commit protocol
+ * the fetch (UID FETCH batches bounded by count and bytes and sized by the
+ * measured rate, pipelined, bodies streamed from the parser into the mbox
+ * writer, progress every 5 s) and the commit protocol
  * (DESIGN.md section 5: mbox fdatasync, then the state replaced atomically).
  */
 #ifndef MM_MIRROR_H

@@ -39,7 +39,7 @@
  * batch boundary leaves the link idle for a round trip (the next batch
  * goes out once the previous one's last message is in): at 5 s a batch,
  * a 40 ms round trip costs under 1%.  Commits do not wait for a batch's
- * end (COMMIT_EVERY).  Two in flight keep the pipe full while the previous
+ * end (PLAN_COMMIT_EVERY).  Two in flight keep the pipe full while the previous
  * batch is committed.
  */
 #define BATCH_MAX_MESSAGES 2000
@@ -64,21 +64,6 @@
 #define PROGRESS_INTERVAL 5.0
 /* Bytes of a server's text kept for an error message. */
 #define ERROR_TEXT_MAX 300
-/*
- * Each commit costs an fdatasync, which flushes the disk's cache whatever
- * its size (some 20 ms here): while more batches follow, commit at most
- * this often, or after this many bytes, so that a mailbox of big messages
- * does not pay a flush per message.  A crash costs at most that much
- * fetched again.
- */
-#define COMMIT_INTERVAL 1.0
-/*
- * ...and at least this often while a batch comes in, whatever its size: a
- * batch may be 32 MB, which a slow link takes minutes to bring, and a crash
- * should cost seconds of fetching, not the batch.
- */
-#define COMMIT_EVERY 2.0
-#define COMMIT_MAX_BYTES (256ULL * 1024 * 1024)
 /* How often to look again at an mbox another program holds locked. */
 #define LOCK_POLL_SECS 0.1
 /*

@@ -191,6 +191,21 @@ plan_direct_commit_point(uint32_t last, const struct plan_arrival *arr,
 	return k;
 }
 
+bool
+plan_commit_can_wait(bool more_coming, uint64_t uncommitted_bytes,
+    double since_commit)
+{
+	return more_coming && uncommitted_bytes < PLAN_COMMIT_MAX_BYTES &&
+	    since_commit < PLAN_COMMIT_INTERVAL;
+}
+
+bool
+plan_commit_due(double since_commit, double since_try)
+{
+	return since_commit >= PLAN_COMMIT_EVERY &&
+	    since_try >= PLAN_COMMIT_EVERY;
+}
+
 size_t
 plan_batch_cut(const uint64_t *sizes, size_t n_avail,
     const struct plan_batch_cap *cap)

@@ -1,6 +1,8 @@
 /*
- * mirror/plan: the decisions that keep a mirror exact, as pure functions
- * (no I/O, no event loop), so each rule is tested on arrays alone.
+ * mirror/plan: the sync engine's decisions as pure functions (no I/O, no
+ * event loop), so each rule is tested on arrays alone: what may be
+ * committed, which mailboxes and UIDs are fetched, how batches are cut and
+ * sized, what is retried, how loud progress is.
  *
  * A mailbox's fetch works on "todo": the UIDs the server listed as new,
  * ascending and distinct.  Bodies arrive in the order the server sends
@@ -136,6 +138,31 @@ uint32_t plan_gapless_after(const uint32_t *got, size_t n, uint32_t hi);
  */
 size_t plan_direct_commit_point(uint32_t last, const struct plan_arrival *arr,
     size_t n, uint32_t *last_r);
+
+/* When to commit */
+
+/*
+ * Each commit costs an fdatasync, which flushes the disk's cache whatever
+ * its size (some 20 ms here): while more batches follow, a batch's commit
+ * may join a later one's, unless the last commit is PLAN_COMMIT_INTERVAL
+ * seconds old or PLAN_COMMIT_MAX_BYTES are uncommitted, so that a mailbox
+ * of big messages does not pay a flush per message.  A crash costs at most
+ * that much fetched again.
+ */
+#define PLAN_COMMIT_INTERVAL 1.0
+#define PLAN_COMMIT_MAX_BYTES (256ULL * 1024 * 1024)
+bool plan_commit_can_wait(bool more_coming, uint64_t uncommitted_bytes,
+    double since_commit);
+
+/*
+ * ...and in the middle of a batch, whatever its size, a commit is due
+ * PLAN_COMMIT_EVERY seconds after the last one and after the last try (a
+ * try commits nothing while a message before the last one appended is
+ * still to come): a slow link should cost seconds of fetching after a
+ * crash, not a batch.
+ */
+#define PLAN_COMMIT_EVERY 2.0
+bool plan_commit_due(double since_commit, double since_try);
 
 /* How batches are formed */
 

@@ -2,7 +2,8 @@
  * mirror/plan: the commit point over every shape of arrival a server can
  * cause (in order, out of order, a UID left out, one not asked for, one
  * given up, UID 2^32-1), the count of a hole's tries, which mailboxes
- * and UIDs are fetched, how batches are cut and paced, what is retried.
+ * and UIDs are fetched, when to commit, how batches are cut and paced,
+ * what is retried.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -359,6 +360,30 @@ test_direct_commit_point(void **state)
 }
 
 static void
+test_commit_can_wait(void **state)
+{
+	(void)state;
+	assert_true(plan_commit_can_wait(true, 1000, 0.2));
+	/* The last batch: commit now. */
+	assert_false(plan_commit_can_wait(false, 1000, 0.2));
+	/* A second since the last commit, or much uncommitted: now. */
+	assert_false(plan_commit_can_wait(true, 1000, PLAN_COMMIT_INTERVAL));
+	assert_false(plan_commit_can_wait(true, PLAN_COMMIT_MAX_BYTES, 0.2));
+	assert_true(plan_commit_can_wait(true, PLAN_COMMIT_MAX_BYTES - 1, 0));
+}
+
+static void
+test_commit_due(void **state)
+{
+	(void)state;
+	assert_false(plan_commit_due(0.5, 10));
+	assert_true(plan_commit_due(PLAN_COMMIT_EVERY, PLAN_COMMIT_EVERY));
+	/* A try that could commit nothing waits as long again. */
+	assert_false(plan_commit_due(10, 1.0));
+	assert_true(plan_commit_due(10, 2.5));
+}
+
+static void
 test_batch_cut(void **state)
 {
 	const uint64_t sizes[] = { 10, 20, 30, 100, 5 };
@@ -551,6 +576,8 @@ main(void)
 		cmocka_unit_test(test_todo_sort),
 		cmocka_unit_test(test_gapless_after),
 		cmocka_unit_test(test_direct_commit_point),
+		cmocka_unit_test(test_commit_can_wait),
+		cmocka_unit_test(test_commit_due),
 		cmocka_unit_test(test_batch_cut),
 		cmocka_unit_test(test_pace_first_batch_small),
 		cmocka_unit_test(test_pace_grows_while_link_keeps_up),
