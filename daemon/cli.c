@@ -10,6 +10,7 @@ enum {
 	OPT_ONCE = 256,
 	OPT_CHECK_CONFIG,
 	OPT_PROBE,
+	OPT_LIST,
 	OPT_STATUS,
 	OPT_JSON,
 	OPT_VERSION,
@@ -23,6 +24,7 @@ static const struct option long_options[] = {
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
 	{ "probe", required_argument, NULL, OPT_PROBE },
+	{ "list", no_argument, NULL, OPT_LIST },
 	{ "status", no_argument, NULL, OPT_STATUS },
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ "version", no_argument, NULL, OPT_VERSION },
@@ -41,6 +43,8 @@ cli_mode_option(enum cli_mode mode)
 		return "--check-config";
 	case CLI_MODE_PROBE:
 		return "--probe";
+	case CLI_MODE_LIST:
+		return "--list";
 	case CLI_MODE_STATUS:
 		return "--status";
 	case CLI_MODE_VERSION:
@@ -140,6 +144,10 @@ parse_options(int argc, char **argv, struct cli_options *opts,
 			if ((opts->probe_account = strdup(optarg)) == NULL)
 				return log_set_error(error_r, "out of memory");
 			break;
+		case OPT_LIST:
+			if (set_mode(opts, CLI_MODE_LIST, error_r) == -1)
+				return -1;
+			break;
 		case OPT_STATUS:
 			if (set_mode(opts, CLI_MODE_STATUS, error_r) == -1)
 				return -1;
@@ -205,6 +213,7 @@ cli_usage(FILE *fp)
 "usage: mboxmirror [-c FILE] [--once] [-a NAME]... [-v|-q]\n"
 "       mboxmirror [-c FILE] --check-config [-a NAME]...\n"
 "       mboxmirror [-c FILE] --probe NAME\n"
+"       mboxmirror [-c FILE] --list [-a NAME]...\n"
 "       mboxmirror [-c FILE] --status [--json] [-a NAME]...\n"
 "       mboxmirror --version | --help\n"
 "\n"
@@ -217,19 +226,21 @@ cli_usage(FILE *fp)
 "  -q, --quiet         log errors only\n"
 "      --check-config  validate the config, print one line per account\n"
 "      --probe NAME    show what the account's server offers, then log out\n"
+"      --list          show each server's mailboxes: which are mirrored, to\n"
+"                      which file, and why (the mailboxes/exclude patterns)\n"
 "      --status        show each account's last sync\n"
 "      --json          with --status: print JSON\n"
 "      --version       print the version\n"
 "  -h, --help          print this help\n"
 "\n"
-"Without --once, --check-config, --probe or --status, runs in the foreground\n"
+"Without --once, --check-config, --probe, --list or --status, runs in the foreground\n"
 "until SIGTERM or SIGINT; SIGHUP reloads the config.\n"
 "\n"
 "Default configuration: $MBOXMIRROR_CONFIG, else\n"
 "$XDG_CONFIG_HOME/mboxmirror/config.ini (~/.config/...) if it exists, else\n"
 "/etc/mboxmirror/mboxmirror.ini.\n"
 "\n"
-"Exit status: 0 success; 1 an account failed (--once, --probe);\n"
+"Exit status: 0 success; 1 an account failed (--once, --probe, --list);\n"
 "64 usage error; 78 configuration error.\n", fp);
 }
 

@@ -18,6 +18,7 @@ enum cli_mode {
 	CLI_MODE_ONCE,		/* --once */
 	CLI_MODE_CHECK_CONFIG,	/* --check-config */
 	CLI_MODE_PROBE,		/* --probe NAME */
+	CLI_MODE_LIST,		/* --list */
 	CLI_MODE_STATUS,	/* --status [--json] */
 	CLI_MODE_VERSION,	/* --version */
 	CLI_MODE_HELP,		/* -h, --help */

@@ -12,6 +12,7 @@
 
 #include <sys/stat.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ini.h>
@@ -818,8 +819,31 @@ decode_pin(const char *text, uint8_t out[32])
 	return n == 32 && acc == 0 ? 0 : -1;
 }
 
+/* The state directory of a system-wide configuration: the services'
+ * StateDirectory=mboxmirror. */
+#define SYSTEM_STATE_DIR "/var/lib/mboxmirror"
+
+/* Whether path names a file under /etc, once made absolute and resolved. */
+static bool
+is_system_config(const char *path)
+{
+	char *real = realpath(path, NULL);
+	bool under_etc;
+
+	under_etc = strncmp(real != NULL ? real : path, "/etc/", 5) == 0;
+	free(real);
+	return under_etc;
+}
+
+/*
+ * The state directory when state_dir is not set, and why it is that one: a
+ * property of the configuration, not of who runs the command, so that a
+ * "sudo mboxmirror --once" with the service's config uses the service's
+ * state (and does not take its mirror for unknown files).
+ */
 static int
-default_state_dir(char **dir_r)
+default_state_dir(const char *config_path, char **dir_r,
+    const char **origin_r)
 {
 	const char *env, *home;
 	size_t len;
@@ -830,12 +854,18 @@ default_state_dir(char **dir_r)
 		while (len > 1 && env[len - 1] == '/')
 			len--;
 		*dir_r = strndup(env, len);
+		*origin_r = "$STATE_DIRECTORY, from the service";
+	} else if (is_system_config(config_path)) {
+		*dir_r = strdup(SYSTEM_STATE_DIR);
+		*origin_r = "the default for a configuration under /etc";
 	} else if ((env = getenv("XDG_STATE_HOME")) != NULL && env[0] == '/') {
 		if (asprintf(dir_r, "%s/mboxmirror", env) < 0)
 			*dir_r = NULL;
+		*origin_r = "$XDG_STATE_HOME/mboxmirror";
 	} else if ((home = home_dir()) != NULL) {
 		if (asprintf(dir_r, "%s/.local/state/mboxmirror", home) < 0)
 			*dir_r = NULL;
+		*origin_r = "the default for a user's configuration";
 	} else
 		return -1;
 	return 0;
@@ -883,10 +913,12 @@ validate_general(struct parser *p, struct raw_section *g, struct config *c)
 			report(p, e->line, g->name, e->key, "\"%.64s\" is not "
 			    "one of error, warning, info or debug", e->value);
 	}
-	if ((e = entry_value(g, "state_dir")) != NULL)
+	if ((e = entry_value(g, "state_dir")) != NULL) {
 		c->state_dir = expand_path(p, g, e, true);
-	else if (entry_find(g, "state_dir") == NULL) {
-		if (default_state_dir(&c->state_dir) == -1)
+		c->state_dir_origin = "state_dir in [general]";
+	} else if (entry_find(g, "state_dir") == NULL) {
+		if (default_state_dir(p->path, &c->state_dir,
+		    &c->state_dir_origin) == -1)
 			report(p, 0, "general", "state_dir", "no default (none "
 			    "of $STATE_DIRECTORY, $XDG_STATE_HOME, $HOME is "
 			    "usable); set it");
@@ -920,6 +952,84 @@ host_ok(const char *host)
 	return true;
 }
 
+/* An IPv6 address, with an optional "%zone" (fe80::1%eth0). */
+static bool
+ipv6_literal(const char *text, size_t len)
+{
+	char buf[INET6_ADDRSTRLEN + 1];
+	struct in6_addr addr;
+	size_t alen = len;
+	const char *zone = memchr(text, '%', len);
+
+	if (zone != NULL) {
+		alen = (size_t)(zone - text);
+		for (const char *z = zone + 1; z < text + len; z++)
+			if ((unsigned char)*z <= ' ' || *z == '/' || *z == '%')
+				return false;
+		if (zone + 1 == text + len || len - alen > 16)
+			return false;
+	}
+	if (alen == 0 || alen >= sizeof buf)
+		return false;
+	memcpy(buf, text, alen);
+	buf[alen] = '\0';
+	return inet_pton(AF_INET6, buf, &addr) == 1;
+}
+
+static bool
+all_digits(const char *s)
+{
+	return *s != '\0' && s[strspn(s, "0123456789")] == '\0';
+}
+
+/*
+ * host: a name, an IPv4 address, or an IPv6 address bare or in brackets
+ * (kept without them, as the resolver wants it).  "name:port" and
+ * "[v6]:port" are refused with a pointer to port =: the port would end up
+ * in the name looked up, and the summary would show "name:port:993".
+ */
+static void
+account_host(struct parser *p, struct raw_section *s, struct raw_entry *e,
+    struct account *a)
+{
+	const char *v = e->value, *colon, *close, *name = v, *port = NULL;
+	size_t nlen = strlen(v);
+
+	if (v[0] == '[') {
+		close = strchr(v, ']');
+		if (close == NULL || !ipv6_literal(v + 1,
+		    (size_t)(close - v - 1)))
+			goto bad;
+		name = v + 1;
+		nlen = (size_t)(close - name);
+		if (close[1] == ':')
+			port = close + 2;
+		else if (close[1] != '\0')
+			goto bad;
+	} else if ((colon = strchr(v, ':')) != NULL &&
+	    strchr(colon + 1, ':') == NULL) {
+		nlen = (size_t)(colon - v);
+		port = colon + 1;
+	} else if (colon != NULL && !ipv6_literal(v, nlen))
+		goto bad;
+	if (port != NULL) {
+		if (nlen == 0 || !all_digits(port))
+			goto bad;
+		report(p, e->line, s->name, e->key, "\"%.64s\" holds a port; "
+		    "write host = %.*s and port = %.16s", v, (int)nlen, name,
+		    port);
+		return;
+	}
+	if (!host_ok(v))
+		goto bad;
+	a->host = p_strndup(p, name, nlen);
+	return;
+ bad:
+	report(p, e->line, s->name, e->key, "\"%.64s\" is not a host name "
+	    "(an IPv6 address may be in brackets; the port goes in port =)",
+	    v);
+}
+
 static void
 require(struct parser *p, struct raw_section *s, const char *key)
 {
@@ -940,7 +1050,7 @@ check_secret_file(struct parser *p, struct raw_section *s,
 	const char *how;
 	bool readable, writable;
 
-	if (stat(path, &st) == -1)
+	if (stat(path, &st) == -1 || !S_ISREG(st.st_mode))
 		return;
 	readable = (st.st_mode & S_IROTH) != 0;
 	writable = (st.st_mode & (S_IWGRP | S_IWOTH)) != 0;
@@ -990,6 +1100,7 @@ account_secret(struct parser *p, struct raw_section *s, struct account *a)
 	if (first->value == NULL)
 		return;
 	a->secret_source = sources[chosen];
+	a->secret_line = first->line;
 	if (a->secret_source == SECRET_FILE) {
 		a->secret = expand_path(p, s, first, false);
 		if (a->secret != NULL)
@@ -1020,13 +1131,8 @@ validate_account(struct parser *p, struct raw_section *s, struct config *c,
 	require(p, s, "host");
 	require(p, s, "user");
 	require(p, s, "output");
-	if ((e = entry_value(s, "host")) != NULL) {
-		if (host_ok(e->value))
-			a->host = p_strdup(p, e->value);
-		else
-			report(p, e->line, s->name, e->key,
-			    "\"%.64s\" is not a host name", e->value);
-	}
+	if ((e = entry_value(s, "host")) != NULL)
+		account_host(p, s, e, a);
 	v = (int)a->tls;
 	get_enum(p, s, "tls", tls_names, 3, &v);
 	a->tls = (enum tls_mode)v;
@@ -1045,8 +1151,10 @@ validate_account(struct parser *p, struct raw_section *s, struct config *c,
 			report(p, e->line, s->name, e->key,
 			    "\"%.64s\" is not a port (1-65535)", e->value);
 	}
-	if ((e = entry_value(s, "ca_file")) != NULL)
+	if ((e = entry_value(s, "ca_file")) != NULL) {
 		a->ca_file = expand_path(p, s, e, false);
+		a->ca_file_line = e->line;
+	}
 	if ((e = entry_value(s, "pin_sha256")) != NULL) {
 		if (decode_pin(e->value, a->pin_sha256) == 0)
 			a->has_pin = true;
@@ -1075,47 +1183,86 @@ validate_account(struct parser *p, struct raw_section *s, struct config *c,
 	a->compress = (enum compress_mode)v;
 }
 
-/* Collapses "//" and "/./" and drops a trailing '/', for comparisons. */
-static char *
-normalize_path(const char *path)
+/* Drops the last component of the resolved path in out ("" is "/"). */
+static void
+path_pop(char *out)
 {
-	char *out, *o;
+	char *slash = strrchr(out, '/');
 
-	if ((out = malloc(strlen(path) + 1)) == NULL)
+	if (slash != NULL)
+		*slash = '\0';
+}
+
+char *
+config_resolve_path(const char *path)
+{
+	size_t size = PATH_MAX + strlen(path) + 2, len, n;
+	const char *c = path;
+	char *out, *real;
+
+	/* out holds the path without a trailing '/', "" for the root; it
+	 * never outgrows the longest realpath plus the rest of path. */
+	if ((out = malloc(size)) == NULL)
 		return NULL;
-	o = out;
-	for (const char *s = path; *s != '\0';) {
-		if (*s == '/' && (s[1] == '/' || (s[1] == '.' &&
-		    (s[2] == '/' || s[2] == '\0')))) {
-			s += s[1] == '/' ? 1 : 2;
-			continue;
+	out[0] = '\0';
+	for (;;) {
+		c += strspn(c, "/");
+		if (*c == '\0')
+			break;
+		n = strcspn(c, "/");
+		if (n == 2 && c[0] == '.' && c[1] == '.')
+			path_pop(out);
+		else if (n != 1 || c[0] != '.') {
+			len = strlen(out);
+			out[len] = '/';
+			memcpy(out + len + 1, c, n);
+			out[len + 1 + n] = '\0';
+			/* Only what exists can be a symlink; the rest (not
+			 * made yet) is taken as written. */
+			if ((real = realpath(out, NULL)) != NULL) {
+				if (strlen(real) < PATH_MAX)
+					snprintf(out, size, "%s",
+					    strcmp(real, "/") == 0 ? "" : real);
+				free(real);
+			}
 		}
-		*o++ = *s++;
+		c += n;
 	}
-	while (o > out + 1 && o[-1] == '/')
-		o--;
-	if (o == out)
-		*o++ = '/';
-	*o = '\0';
+	if (out[0] == '\0')
+		snprintf(out, size, "/");
 	return out;
 }
 
-/* Is b inside (or equal to) a?  Both normalized. */
-static bool
-path_within(const char *a, const char *b)
+bool
+config_path_within(const char *outer, const char *inner)
 {
-	size_t alen = strlen(a);
+	size_t len = strlen(outer);
 
-	if (strcmp(a, "/") == 0)
+	if (strcmp(outer, "/") == 0)
 		return true;
-	return strncmp(a, b, alen) == 0 && (b[alen] == '\0' || b[alen] == '/');
+	return strncmp(outer, inner, len) == 0 &&
+	    (inner[len] == '\0' || inner[len] == '/');
 }
 
-/* Two accounts writing into the same directory would mix their files. */
+/* Where account i's and j's outputs lead, when one is not as written (a
+ * symlink, ".."), for the error; else "". */
+static void
+where_resolved(const struct config *c, char *const *norm, size_t i,
+    size_t j, char *buf, size_t size)
+{
+	buf[0] = '\0';
+	if (strcmp(norm[i], c->accounts[i].output) != 0 ||
+	    strcmp(norm[j], c->accounts[j].output) != 0)
+		snprintf(buf, size, " (resolved: %.128s and %.128s)", norm[i],
+		    norm[j]);
+}
+
+/* Two accounts writing into the same directory would mix their files, and
+ * each would rename the other's mbox files as ones it has no record of. */
 static void
 check_outputs(struct parser *p, struct config *c, const unsigned *lines)
 {
-	char **norm;
+	char **norm, where[300];
 
 	if ((norm = calloc(c->n_accounts, sizeof *norm)) == NULL) {
 		p->oom = true;
@@ -1124,7 +1271,8 @@ check_outputs(struct parser *p, struct config *c, const unsigned *lines)
 	for (size_t i = 0; i < c->n_accounts; i++) {
 		if (c->accounts[i].output == NULL)
 			continue;
-		if ((norm[i] = normalize_path(c->accounts[i].output)) == NULL) {
+		norm[i] = config_resolve_path(c->accounts[i].output);
+		if (norm[i] == NULL) {
 			p->oom = true;
 			goto out;
 		}
@@ -1135,16 +1283,18 @@ check_outputs(struct parser *p, struct config *c, const unsigned *lines)
 				continue;
 			if (strcmp(norm[i], norm[j]) == 0)
 				what = "is also the output of";
-			else if (path_within(norm[j], norm[i]))
+			else if (config_path_within(norm[j], norm[i]))
 				what = "is inside the output of";
-			else if (path_within(norm[i], norm[j]))
+			else if (config_path_within(norm[i], norm[j]))
 				what = "contains the output of";
 			else
 				continue;
+			where_resolved(c, norm, i, j, where, sizeof where);
 			report(p, lines[i], c->accounts[i].name, "output",
-			    "\"%.64s\" %s [%s] (line %u); each account needs "
-			    "a directory of its own", c->accounts[i].output,
-			    what, c->accounts[j].name, lines[j]);
+			    "\"%.64s\" %s [%s] (line %u)%s; each account "
+			    "needs a directory of its own",
+			    c->accounts[i].output, what, c->accounts[j].name,
+			    lines[j], where);
 		}
 	}
  out:

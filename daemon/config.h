@@ -38,15 +38,17 @@ struct str_list {
 struct account {
 	char *name;		/* the section name */
 	unsigned line;		/* line of the [section] header */
-	char *host;
+	char *host;		/* an IPv6 address without its brackets */
 	uint16_t port;		/* filled in from tls when not set */
 	enum tls_mode tls;
 	char *ca_file;		/* NULL: the system trust store */
+	unsigned ca_file_line;
 	bool has_pin;
 	uint8_t pin_sha256[32];	/* SHA-256 of the server's SubjectPublicKeyInfo */
 	char *user;
 	enum secret_source secret_source;
 	char *secret;		/* the command, the file path, or the password */
+	unsigned secret_line;	/* of the key that set it */
 	enum auth_method auth;
 	struct str_list mailboxes;	/* default: "*" */
 	struct str_list exclude;	/* default: empty */
@@ -60,6 +62,7 @@ struct account {
 struct config {
 	char *path;
 	char *state_dir;	/* absolute */
+	const char *state_dir_origin;	/* why it is that one, in words */
 	unsigned interval;	/* seconds, default 15m */
 	unsigned timeout;	/* seconds, default 60s */
 	unsigned max_connections;	/* default 16 */
@@ -86,14 +89,44 @@ struct config {
  * whitespace is ignored (there are no continuation lines).  "~" and "~/" are
  * expanded in output, state_dir, ca_file and password_file; relative ca_file
  * and password_file paths are taken relative to the config file's directory.
- * The default state_dir is read from $STATE_DIRECTORY, $XDG_STATE_HOME and
- * $HOME at load time.
+ * The default state_dir, at load time: $STATE_DIRECTORY (set by systemd for
+ * the service); else /var/lib/mboxmirror for a config file under /etc
+ * (the services' StateDirectory, whoever runs the command); else
+ * $XDG_STATE_HOME/mboxmirror or ~/.local/state/mboxmirror.  host is a name
+ * or an address, an IPv6 one bare or in brackets; "name:port" is refused
+ * (port = is the way).  Two accounts' outputs may not be one directory or
+ * nest, compared as config_resolve_path() resolves them (symlinks followed).
  */
 int config_load(const char *path, struct config **config_r);
 /* The same on a string; name stands for the file name in messages. */
 int config_load_string(const char *name, const char *text,
     struct config **config_r);
 void config_free(struct config **config);
+
+/*
+ * --check-config's look at the files account names (config_check.c): a
+ * password_file must be a regular file this process can open for reading,
+ * and a ca_file a readable regular file GnuTLS takes at least one PEM
+ * certificate from.  Each problem is one log_error line
+ * "path:line: [section] key: FILE: what is wrong".  Returns the number of
+ * problems found.  Not part of config_load(): a file may appear
+ * between a reload and the next sync (a systemd credential, a mounted
+ * secret), and a sync names the file itself when it is still missing.
+ */
+size_t config_check_account_files(const struct config *config,
+    const struct account *account);
+
+/*
+ * path (absolute) as the kernel would reach it, for comparing directories:
+ * every prefix that exists is resolved with realpath(3), so symlinks and
+ * ".." after one are followed; past the part that exists, ".", ".." and
+ * repeated slashes are resolved lexically.  malloc'ed, NULL when out of
+ * memory.
+ */
+char *config_resolve_path(const char *path);
+/* Whether inner is outer or below it; both as config_resolve_path() gives
+ * them ("/a/b" is within "/a", "/ab" is not). */
+bool config_path_within(const char *outer, const char *inner);
 
 /*
  * The default config path per DESIGN.md 1 (malloc'ed, NULL when out of

@@ -16,6 +16,7 @@
 #include "mirror/state.h"
 #include "net/transport.h"
 #include "notify.h"
+#include "scheduler.h"
 
 /* A config shared by the runners that were started from it. */
 struct cfg {
@@ -23,17 +24,15 @@ struct cfg {
 	int refs;
 };
 
-enum runner_state { R_WAITING, R_QUEUED, R_RUNNING };
-
+/* An account's policy: when its next sync is due, its failures, its push
+ * connection.  The scheduler queues and runs the syncs (job). */
 struct runner {
 	struct daemon *d;
 	struct runner *next;		/* all runners */
-	struct runner *qnext;		/* the run queue */
 	struct cfg *cfg;
 	const struct account *account;
-	enum runner_state state;
-	ev_timer timer;
-	struct mirror *mirror;
+	struct sched_job *job;
+	ev_timer timer;			/* the next sync is due */
 	unsigned failures;
 	bool rerun;			/* new mail came during a run */
 	bool last_ok;
@@ -43,7 +42,6 @@ struct runner {
 	ev_timer idle_timer;		/* restarts the watch after a failure */
 	unsigned idle_failures;
 	bool idle_unsupported;
-	bool removed;
 };
 
 struct daemon {
@@ -53,35 +51,14 @@ struct daemon {
 	char *const *names;
 	size_t nnames;
 	struct runner *runners;
-	struct runner *qhead, **qtail;
-	unsigned running;
+	struct sched *sched;
 	ev_signal sigterm, sigint, sighup;
 	ev_timer watchdog;
 	int status;
 };
 
-static void run_queue(struct daemon *);
 static void schedule(struct runner *, double delay);
 static void start_idle(struct runner *);
-
-unsigned
-daemon_backoff(const struct config *config, unsigned failures, bool auth)
-{
-	unsigned delay = config->retry_min, max = config->retry_max;
-
-	if (auth) {
-		delay = delay * BACKOFF_AUTH_FACTOR < BACKOFF_AUTH_CAP ?
-		    delay * BACKOFF_AUTH_FACTOR : BACKOFF_AUTH_CAP;
-		max = max * BACKOFF_AUTH_FACTOR < BACKOFF_AUTH_CAP ?
-		    max * BACKOFF_AUTH_FACTOR : BACKOFF_AUTH_CAP;
-		if (max < delay)
-			max = delay;
-	}
-
-	for (unsigned i = 1; i < failures && delay < max; i++)
-		delay *= 2;
-	return delay < max ? delay : max;
-}
 
 /* delay * (1 +- fraction), so accounts and retries spread out. */
 static double
@@ -118,7 +95,7 @@ update_status(struct daemon *d)
 
 	for (struct runner *r = d->runners; r != NULL; r = r->next) {
 		total++;
-		if (r->state == R_RUNNING)
+		if (sched_job_state(r->job) == SCHED_RUNNING)
 			syncing++;
 		if (r->failures > 0)
 			failing++;
@@ -131,48 +108,43 @@ update_status(struct daemon *d)
 	    total, ok, failing, syncing, idle);
 }
 
+/* For --status; the state file is mirror/'s to write. */
 static void
 record_next_attempt(struct runner *r, double delay)
 {
-	struct account_state st = { 0 };
 	char *dir, *error = NULL;
-	long holder;
-	int lock_fd;
 
 	dir = state_account_dir(r->cfg->config->state_dir, r->account->name);
 	if (dir == NULL)
 		return;
-	/* Another process syncing the account owns its state: a skipped
-	 * run, or one that just ended, must not write over it. */
-	if (state_lock(dir, &lock_fd, &holder, &error) == 0) {
-		if (state_load(dir, &st, &error) == 0) {
-			st.next_attempt = time(NULL) + (time_t)delay;
-			if (state_save(dir, &st, &error) != 0)
-				log_error("account %s: %s", r->account->name,
-				    error);
-		}
-		state_unlock(&lock_fd);
-	}
+	if (state_set_next_attempt(dir, time(NULL) + (time_t)delay,
+	    &error) == -1)
+		log_error("account %s: %s", r->account->name, error);
 	free(error);
-	state_clear(&st);
 	free(dir);
 }
 
 static void
-on_mirror_done(struct mirror *m, const struct mirror_result *result,
+on_sync_done(struct sched_job *job, const struct mirror_result *res,
     void *arg)
 {
 	struct runner *r = arg;
 	struct daemon *d = r->d;
-	/* result lives inside the mirror, which goes first. */
-	struct mirror_result copy = *result;
-	const struct mirror_result *res = &copy;
-	double delay;
+	double delay, fraction;
+	bool auth;
 
-	(void)m;
-	mirror_free(&r->mirror);
-	d->running--;
-	r->state = R_WAITING;
+	(void)job;
+	if (res != NULL && res->error != SESSION_OK)
+		r->failures++;
+	delay = sched_next_delay(d->cfg->config, r->account, res, r->failures,
+	    r->rerun, &fraction);
+	if (fraction > 0)
+		delay = jitter(delay, fraction);
+	if (res == NULL) {
+		/* It could not start: again soon, not counted as a failure. */
+		schedule(r, delay);
+		return;
+	}
 	if (res->error == SESSION_OK) {
 		if (r->failures > 0)
 			log_info("account %s: recovered after %u failed "
@@ -183,73 +155,37 @@ on_mirror_done(struct mirror *m, const struct mirror_result *result,
 			log_info("account %s: %llu new messages (%llu bytes) "
 			    "in %.1fs", r->account->name, res->messages,
 			    res->bytes, res->seconds);
-		delay = r->rerun ? 0 : jitter(r->account->interval, 0.05);
 		r->rerun = false;
 		if (r->account->idle && r->idle == NULL &&
 		    !r->idle_unsupported && !ev_is_active(&r->idle_timer))
 			start_idle(r);
 	} else {
-		bool auth = res->error == SESSION_ERR_AUTH;
-
-		r->failures++;
-		delay = jitter(daemon_backoff(r->d->cfg->config, r->failures, auth),
-		    0.2);
+		auth = res->error == SESSION_ERR_AUTH;
 		log_error("%s; retrying in %.0fs (failure %u%s)", res->message,
 		    delay, r->failures, auth ? ", authentication: backing "
 		    "off slowly so the server does not lock the account" : "");
 	}
+	/* The slot it freed is given out once this returns. */
 	schedule(r, delay);
 	record_next_attempt(r, delay);
 	update_status(d);
-	run_queue(d);
 }
 
 static void
-start_run(struct runner *r)
+on_sched_changed(struct sched *s, void *arg)
 {
-	struct daemon *d = r->d;
-
-	r->mirror = mirror_start(d->loop, r->cfg->config, r->account,
-	    on_mirror_done, r);
-	if (r->mirror == NULL) {
-		log_error("account %s: out of memory", r->account->name);
-		r->state = R_WAITING;
-		schedule(r, r->d->cfg->config->retry_min);
-		return;
-	}
-	r->state = R_RUNNING;
-	d->running++;
+	(void)s;
+	update_status(arg);
 }
 
-static void
-run_queue(struct daemon *d)
-{
-	struct runner *r;
-
-	while (d->qhead != NULL &&
-	    d->running < d->cfg->config->max_connections) {
-		r = d->qhead;
-		d->qhead = r->qnext;
-		if (d->qhead == NULL)
-			d->qtail = &d->qhead;
-		r->qnext = NULL;
-		start_run(r);
-	}
-	update_status(d);
-}
-
+/* Due now: to the scheduler's queue, unless already there or syncing. */
 static void
 enqueue(struct runner *r)
 {
-	struct daemon *d = r->d;
-
-	if (r->state != R_WAITING)
+	if (sched_job_state(r->job) != SCHED_IDLE)
 		return;
-	ev_timer_stop(d->loop, &r->timer);
-	r->state = R_QUEUED;
-	*d->qtail = r;
-	d->qtail = &r->qnext;
-	run_queue(d);
+	ev_timer_stop(r->d->loop, &r->timer);
+	(void)sched_enqueue(r->job);
 }
 
 static void
@@ -296,7 +232,7 @@ on_idle_event(struct idle_watch *w, enum idle_event event, const char *message,
 		/* Mail that came after the last sync looked at INBOX and
 		 * before this connection examined it raised no EXISTS here:
 		 * one more sync catches it (cheap when nothing is new). */
-		if (r->state == R_RUNNING)
+		if (sched_job_state(r->job) == SCHED_RUNNING)
 			r->rerun = true;
 		else
 			enqueue(r);
@@ -304,7 +240,7 @@ on_idle_event(struct idle_watch *w, enum idle_event event, const char *message,
 		return;
 	case IDLE_NEW_MAIL:
 		log_debug("account %s: new mail announced", r->account->name);
-		if (r->state == R_RUNNING)
+		if (sched_job_state(r->job) == SCHED_RUNNING)
 			r->rerun = true;
 		else
 			enqueue(r);
@@ -329,7 +265,7 @@ on_idle_event(struct idle_watch *w, enum idle_event event, const char *message,
 			return;
 		}
 		r->idle_failures++;
-		delay = jitter(daemon_backoff(r->d->cfg->config, r->idle_failures,
+		delay = jitter(sched_backoff(r->d->cfg->config, r->idle_failures,
 		    false), 0.2);
 		log_warnx("account %s: push connection lost (%s); reconnecting "
 		    "in %.0fs", r->account->name, message, delay);
@@ -359,8 +295,14 @@ runner_new(struct daemon *d, const struct account *account)
 	if ((r = calloc(1, sizeof *r)) == NULL)
 		return NULL;
 	r->d = d;
-	r->cfg = cfg_ref(d->cfg);
 	r->account = account;
+	r->job = sched_job_new(d->sched, d->cfg->config, account, on_sync_done,
+	    r);
+	if (r->job == NULL) {
+		free(r);
+		return NULL;
+	}
+	r->cfg = cfg_ref(d->cfg);
 	ev_init(&r->timer, on_timer);
 	r->timer.data = r;
 	ev_init(&r->idle_timer, on_idle_timer);
@@ -381,33 +323,16 @@ runner_free(struct runner *r)
 
 	ev_timer_stop(d->loop, &r->timer);
 	ev_timer_stop(d->loop, &r->idle_timer);
-	if (r->state == R_RUNNING)
-		d->running--;
-	if (r->state == R_QUEUED) {
-		for (pp = &d->qhead; *pp != NULL; pp = &(*pp)->qnext)
-			if (*pp == r) {
-				*pp = r->qnext;
-				break;
-			}
-		d->qtail = &d->qhead;
-		while (*d->qtail != NULL)
-			d->qtail = &(*d->qtail)->qnext;
-	}
+	/* Its sync stops; the slot goes to the queue at the next fill. */
+	sched_job_free(&r->job);
 	for (pp = &d->runners; *pp != NULL; pp = &(*pp)->next)
 		if (*pp == r) {
 			*pp = r->next;
 			break;
 		}
-	mirror_free(&r->mirror);
 	idle_watch_free(&r->idle);
 	cfg_unref(&r->cfg);
 	free(r);
-}
-
-static bool
-selected(const struct daemon *d, const char *name)
-{
-	return cli_account_selected(d->names, d->nnames, name);
 }
 
 static bool
@@ -457,7 +382,8 @@ start_runners(struct daemon *d)
 	const struct config *c = d->cfg->config;
 
 	for (size_t i = 0; i < c->n_accounts; i++)
-		if (selected(d, c->accounts[i].name))
+		if (cli_account_selected(d->names, d->nnames,
+		    c->accounts[i].name))
 			runner_new(d, &c->accounts[i]);
 }
 
@@ -489,11 +415,12 @@ reload(struct daemon *d)
 	for (r = d->runners; r != NULL; r = next) {
 		next = r->next;
 		a = config_find_account(config, r->account->name);
-		if (a != NULL && selected(d, a->name) &&
-		    account_eq(a, r->account) &&
+		if (a != NULL && cli_account_selected(d->names, d->nnames,
+		    a->name) && account_eq(a, r->account) &&
 		    general_eq(config, r->cfg->config))
 			continue;
-		if (a != NULL && selected(d, a->name))
+		if (a != NULL && cli_account_selected(d->names, d->nnames,
+		    a->name))
 			changed++;
 		else
 			removed++;
@@ -505,10 +432,12 @@ reload(struct daemon *d)
 	}
 	cfg_unref(&d->cfg);
 	d->cfg = fresh;
+	sched_set_max_connections(d->sched, config->max_connections);
 	for (size_t i = 0; i < config->n_accounts; i++) {
 		bool found = false;
 
-		if (!selected(d, config->accounts[i].name))
+		if (!cli_account_selected(d->names, d->nnames,
+		    config->accounts[i].name))
 			continue;
 		for (r = d->runners; r != NULL && !found; r = r->next)
 			found = strcmp(r->account->name,
@@ -525,7 +454,7 @@ reload(struct daemon *d)
 	    added, removed, changed);
 	notify_ready(NULL);
 	update_status(d);
-	run_queue(d);
+	sched_fill(d->sched);
 }
 
 /* Signals and the watchdog */
@@ -579,8 +508,10 @@ daemon_run(struct config *config, const char *path, char *const *names,
 	d.path = path;
 	d.names = names;
 	d.nnames = nnames;
-	d.qtail = &d.qhead;
-	if ((d.cfg = calloc(1, sizeof *d.cfg)) == NULL) {
+	d.sched = sched_new(d.loop, config->max_connections, on_sched_changed,
+	    &d);
+	if (d.sched == NULL || (d.cfg = calloc(1, sizeof *d.cfg)) == NULL) {
+		sched_free(&d.sched);
 		config_free(&config);
 		return 1;
 	}
@@ -608,6 +539,7 @@ daemon_run(struct config *config, const char *path, char *const *names,
 	/* Uncommitted appends are rolled back by the mirrors' teardown. */
 	while (d.runners != NULL)
 		runner_free(d.runners);
+	sched_free(&d.sched);
 	ev_timer_stop(d.loop, &d.watchdog);
 	ev_signal_stop(d.loop, &d.sigterm);
 	ev_signal_stop(d.loop, &d.sigint);

@@ -19,6 +19,7 @@
 
 static enum log_level current_level = LOGL_INFO;
 static bool journal;
+static bool plain;
 static log_sink_fn *sink;
 static void *sink_arg;
 
@@ -45,6 +46,13 @@ stderr_sink(enum log_level level, const char *line, void *arg)
 	(void)arg;
 	if (journal) {
 		fprintf(stderr, "<%d>%s\n", level_prio[level], line);
+		return;
+	}
+	if (plain) {
+		if (level == LOGL_ERROR)
+			fprintf(stderr, "%s\n", line);
+		else
+			fprintf(stderr, "%s: %s\n", level_names[level], line);
 		return;
 	}
 	now = time(NULL);
@@ -75,6 +83,12 @@ log_init(void)
 	 * from a unit inherits the variable with stderr elsewhere. */
 	journal = log_journal_stream_is(getenv("JOURNAL_STREAM"),
 	    STDERR_FILENO);
+}
+
+void
+log_set_plain(bool on)
+{
+	plain = on;
 }
 
 void

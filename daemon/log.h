@@ -25,17 +25,24 @@ enum log_level {
  * A sink receives every line that passes the level filter, already formatted
  * and redacted, without a trailing newline.  The default sink writes to
  * stderr: "<N>" journald prefix when $JOURNAL_STREAM is set, else a local
- * timestamp and the level name.
+ * timestamp and the level name (both left out in plain mode, below).
  */
 typedef void log_sink_fn(enum log_level level, const char *line, void *arg);
 
-/* Reads $JOURNAL_STREAM; call once at start-up. */
 /* Reads the environment: journald priority prefixes ("<N>") when
  * JOURNAL_STREAM names the file stderr is (systemd.exec(5)). */
 void log_init(void);
 /* Whether value ("DEVICE:INODE", as in JOURNAL_STREAM) names the file
  * open as fd. */
 bool log_journal_stream_is(const char *value, int fd);
+/*
+ * While on, the default sink writes no timestamp, and no level name for
+ * errors, so that "FILE:LINE: message" lines read as a compiler's do (for
+ * the configuration checked at start-up and by --check-config); other levels
+ * keep their name ("warning: ...").  The journald "<N>" prefix is written
+ * either way.
+ */
+void log_set_plain(bool on);
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
 /* Parses "error|warning|info|debug"; returns 0, or -1 if unknown. */

@@ -14,7 +14,9 @@
 #include "cli.h"
 #include "config.h"
 #include "daemon.h"
+#include "list.h"
 #include "log.h"
+#include "mirror/state.h"
 #include "run.h"
 #include "status.h"
 
@@ -62,21 +64,33 @@ tls_description(enum tls_mode mode)
 	return "?";
 }
 
-/* --check-config: one line per selected account. */
+/*
+ * --check-config: the files the selected accounts name must be usable (a
+ * sync would fail without them); then one line per selected account.
+ */
 static int
 check_config(const struct config *config, const struct cli_options *opts)
 {
 	char every[16];
-	size_t n = 0;
+	size_t n = 0, problems = 0;
 
+	for (size_t i = 0; i < config->n_accounts; i++)
+		if (cli_account_selected(opts->accounts, opts->n_accounts,
+		    config->accounts[i].name))
+			problems += config_check_account_files(config,
+			    &config->accounts[i]);
+	if (problems > 0)
+		return CONFIG_EXIT_STATUS;
 	for (size_t i = 0; i < config->n_accounts; i++) {
 		const struct account *a = &config->accounts[i];
+		bool v6 = strchr(a->host, ':') != NULL;
 
 		if (!cli_account_selected(opts->accounts, opts->n_accounts,
 		    a->name))
 			continue;
-		printf("%s: %s @ %s:%u %s%s, auth %s, every %s, %s, "
-		    "mailboxes ", a->name, a->user, a->host, a->port,
+		printf("%s: %s @ %s%s%s:%u %s%s, auth %s, every %s, %s, "
+		    "mailboxes ", a->name, a->user, v6 ? "[" : "", a->host,
+		    v6 ? "]" : "", a->port,
 		    tls_description(a->tls), a->has_pin ? " (pinned key)" : "",
 		    auth_method_name(a->auth),
 		    config_format_duration(a->interval, every, sizeof every),
@@ -89,8 +103,46 @@ check_config(const struct config *config, const struct cli_options *opts)
 		printf(" -> %s\n", a->output);
 		n++;
 	}
+	printf("state: %s (%s)\n", config->state_dir, config->state_dir_origin);
 	printf("configuration OK: %zu account%s\n", n, n == 1 ? "" : "s");
 	return fflush(stdout) == 0 ? 0 : 1;
+}
+
+/*
+ * A daemon holds its state directory's daemon lock for its life, so that
+ * --status can say it runs and a second daemon on the same state stops
+ * here instead of competing for every account.  0 with *fd_r, or -1.
+ */
+static int
+take_daemon_lock(const struct config *config, int *fd_r)
+{
+	char *dir = state_daemon_dir(config->state_dir), *error = NULL;
+	long holder = 0;
+	int r = -1;
+
+	if (dir == NULL) {
+		log_error("out of memory");
+		return -1;
+	}
+	for (int tries = 0; tries < 3; tries++) {
+		if ((r = state_lock(dir, fd_r, &holder, &error)) != 1)
+			break;
+		/* --status holds it shared for an instant when it looks. */
+		usleep(100 * 1000);
+	}
+	if (r == 1 && holder > 0)
+		log_error("another mboxmirror daemon (pid %ld) runs with the "
+		    "state directory %s; not starting a second one", holder,
+		    config->state_dir);
+	else if (r == 1)
+		log_error("another mboxmirror daemon runs with the state "
+		    "directory %s; not starting a second one",
+		    config->state_dir);
+	else if (r == -1)
+		log_error("%s", error != NULL ? error : "out of memory");
+	free(error);
+	free(dir);
+	return r == 0 ? 0 : -1;
 }
 
 int
@@ -100,7 +152,7 @@ main(int argc, char **argv)
 	struct config *config = NULL;
 	struct sigaction sa;
 	char *error = NULL, *path = NULL;
-	int status = 0;
+	int status = 0, daemon_lock = -1;
 
 	/* Write errors on closed sockets come back as EPIPE instead. */
 	memset(&sa, 0, sizeof sa);
@@ -110,6 +162,8 @@ main(int argc, char **argv)
 	/* A core file would hold passwords and tokens. */
 	(void)setrlimit(RLIMIT_CORE, &(struct rlimit){ 0, 0 });
 	log_init();
+	/* Until the configuration is loaded, errors read "FILE:LINE: ...". */
+	log_set_plain(true);
 
 	if (cli_parse(argc, argv, &opts, &error) == -1) {
 		usage_error(error);
@@ -146,6 +200,8 @@ main(int argc, char **argv)
 		goto out;
 	}
 	apply_verbosity(opts.verbosity, config->log_level);
+	if (opts.mode != CLI_MODE_CHECK_CONFIG)
+		log_set_plain(false);
 
 	for (size_t i = 0; i < opts.n_accounts; i++) {
 		if (config_find_account(config, opts.accounts[i]) == NULL) {
@@ -173,11 +229,18 @@ main(int argc, char **argv)
 	case CLI_MODE_PROBE:
 		status = run_probe(config, opts.probe_account);
 		break;
+	case CLI_MODE_LIST:
+		status = list_run(config, opts.accounts, opts.n_accounts);
+		break;
 	case CLI_MODE_STATUS:
 		status = status_print(stdout, config, opts.accounts,
 		    opts.n_accounts, opts.json);
 		break;
 	case CLI_MODE_DAEMON:
+		if (take_daemon_lock(config, &daemon_lock) != 0) {
+			status = 1;
+			break;
+		}
 		/* The daemon owns the config from here (reloads replace it). */
 		status = daemon_run(config, path, opts.accounts,
 		    opts.n_accounts);
@@ -188,6 +251,7 @@ main(int argc, char **argv)
 		break;
 	}
  out:
+	state_unlock(&daemon_lock);
 	config_free(&config);
 	free(path);
 	cli_free(&opts);

@@ -13,24 +13,24 @@
 #include "mirror/account_session.h"
 #include "mirror/mirror.h"
 #include "net/transport.h"
+#include "scheduler.h"
+
+struct once;
 
 struct once_job {
+	struct once *once;
 	const struct account *account;
-	struct mirror *mirror;
-	bool started, done;
-	bool failed;
+	struct sched_job *job;
 };
 
 struct once {
 	struct ev_loop *loop;
-	const struct config *config;
+	struct sched *sched;
 	struct once_job *jobs;
-	size_t n_jobs, next, running, finished;
+	size_t n_jobs, finished;
 	int status;
 	ev_signal sigint, sigterm;
 };
-
-static void start_more(struct once *);
 
 static void
 format_bytes(char *buf, size_t size, unsigned long long bytes)
@@ -45,78 +45,52 @@ format_bytes(char *buf, size_t size, unsigned long long bytes)
 		snprintf(buf, size, "%llu B", bytes);
 }
 
-static void
-on_job_done(struct mirror *mirror, const struct mirror_result *r, void *arg)
+/* The summary line: true if the sync succeeded. */
+static bool
+print_summary(const struct account *account, const struct mirror_result *r)
 {
-	struct once_job *job = arg;
 	char size[32];
+	bool ok = r->error == SESSION_OK;
 
-	(void)mirror;
-	job->done = true;
 	format_bytes(size, sizeof size, r->bytes);
-	if (r->error == SESSION_OK) {
+	if (ok) {
 		/* -q: nothing on success, so cron mails only failures. */
 		if (log_get_level() >= LOGL_INFO)
 			printf("%s: ok: %u mailboxes checked, %u opened, %llu "
 			    "messages (%s) added in %.1fs\n",
-			    job->account->name, r->mailboxes_checked,
+			    account->name, r->mailboxes_checked,
 			    r->mailboxes_opened, r->messages, size, r->seconds);
 	} else {
-		job->failed = true;
 		log_error("%s", r->message);
 		printf("%s: FAILED (%s): %u mailboxes checked, %llu messages "
-		    "(%s) added in %.1fs\n", job->account->name,
+		    "(%s) added in %.1fs\n", account->name,
 		    session_error_name(r->error), r->mailboxes_checked,
 		    r->messages, size, r->seconds);
 	}
 	fflush(stdout);
+	return ok;
 }
 
-static struct once *the_once;
-
+/* Each account runs once: its job is not queued again. */
 static void
-job_finished(struct once *once, struct once_job *job)
+on_job_done(struct sched_job *job, const struct mirror_result *r, void *arg)
 {
-	mirror_free(&job->mirror);
-	if (job->failed)
+	struct once_job *oj = arg;
+	struct once *once = oj->once;
+
+	(void)job;
+	/* NULL: it could not start, and the scheduler said why. */
+	if (r == NULL || !print_summary(oj->account, r))
 		once->status = 1;
-	once->running--;
-	once->finished++;
-	start_more(once);
-}
-
-static void
-on_done_trampoline(struct mirror *mirror, const struct mirror_result *r,
-    void *arg)
-{
-	struct once_job *job = arg;
-
-	on_job_done(mirror, r, arg);
-	job_finished(the_once, job);
-}
-
-static void
-start_more(struct once *once)
-{
-	while (once->next < once->n_jobs &&
-	    once->running < once->config->max_connections) {
-		struct once_job *job = &once->jobs[once->next++];
-
-		job->started = true;
-		job->mirror = mirror_start(once->loop, once->config,
-		    job->account, on_done_trampoline, job);
-		if (job->mirror == NULL) {
-			log_error("account %s: out of memory",
-			    job->account->name);
-			job->failed = true;
-			once->status = 1;
-			once->finished++;
-			continue;
-		}
-		once->running++;
-	}
-	if (once->finished == once->n_jobs)
+	if (++once->finished == once->n_jobs)
 		ev_break(once->loop, EVBREAK_ALL);
+}
+
+static void
+free_jobs(struct once *once)
+{
+	for (size_t i = 0; i < once->n_jobs; i++)
+		sched_job_free(&once->jobs[i].job);
 }
 
 static void
@@ -127,10 +101,35 @@ on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
 	(void)revents;
 	log_warnx("stopping on signal %d; uncommitted work is rolled back",
 	    w->signum);
-	for (size_t i = 0; i < once->n_jobs; i++)
-		mirror_free(&once->jobs[i].mirror);
+	/* Freeing a running job starts no queued one. */
+	free_jobs(once);
 	once->status = 1;
 	ev_break(loop, EVBREAK_ALL);
+}
+
+/* Every selected account gets a job, queued in config order. */
+static int
+queue_selected(struct once *once, const struct config *config,
+    char *const *names, size_t nnames)
+{
+	for (size_t i = 0; i < config->n_accounts; i++) {
+		struct once_job *oj;
+
+		if (!cli_account_selected(names, nnames,
+		    config->accounts[i].name))
+			continue;
+		oj = &once->jobs[once->n_jobs];
+		oj->once = once;
+		oj->account = &config->accounts[i];
+		oj->job = sched_job_new(once->sched, config, oj->account,
+		    on_job_done, oj);
+		if (oj->job == NULL)
+			return -1;
+		once->n_jobs++;
+	}
+	for (size_t i = 0; i < once->n_jobs; i++)
+		(void)sched_enqueue(once->jobs[i].job);
+	return 0;
 }
 
 int
@@ -149,30 +148,31 @@ run_once(const struct config *config, char *const *names, size_t nnames)
 		transport_global_deinit();
 		return 1;
 	}
-	once.config = config;
 	once.jobs = calloc(config->n_accounts, sizeof *once.jobs);
-	if (once.jobs == NULL)
-		return 1;
-	for (size_t i = 0; i < config->n_accounts; i++)
-		if (cli_account_selected(names, nnames,
-		    config->accounts[i].name))
-			once.jobs[once.n_jobs++].account = &config->accounts[i];
-	the_once = &once;
+	once.sched = sched_new(once.loop, config->max_connections, NULL, NULL);
+	if (once.jobs == NULL || once.sched == NULL) {
+		log_error("out of memory");
+		once.status = 1;
+		goto out;
+	}
 	ev_signal_init(&once.sigint, on_stop_signal, SIGINT);
 	ev_signal_init(&once.sigterm, on_stop_signal, SIGTERM);
 	once.sigint.data = once.sigterm.data = &once;
 	ev_signal_start(once.loop, &once.sigint);
 	ev_signal_start(once.loop, &once.sigterm);
-	start_more(&once);
-	if (once.finished < once.n_jobs)
+	if (queue_selected(&once, config, names, nnames) != 0) {
+		log_error("out of memory");
+		once.status = 1;
+	} else if (once.finished < once.n_jobs)
 		ev_run(once.loop, 0);
 	ev_signal_stop(once.loop, &once.sigint);
 	ev_signal_stop(once.loop, &once.sigterm);
-	for (size_t i = 0; i < once.n_jobs; i++)
-		mirror_free(&once.jobs[i].mirror);
+out:
+	if (once.jobs != NULL)
+		free_jobs(&once);
+	sched_free(&once.sched);
 	free(once.jobs);
 	ev_loop_destroy(once.loop);
-	the_once = NULL;
 	transport_global_deinit();
 	return once.status;
 }

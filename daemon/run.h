@@ -10,7 +10,8 @@
 
 /*
  * --once: every selected account (names: NULL/0 for all) synced once,
- * concurrently up to max_connections, one summary line each on stdout.
+ * queued in config order through the scheduler (scheduler.h: up to
+ * max_connections at once), one summary line each on stdout as each ends.
  * SIGINT/SIGTERM stop it (uncommitted appends are rolled back).  Returns 0
  * if every account succeeded, else 1.
  */

@@ -97,11 +97,41 @@ print_json_gaps(FILE *out, const struct account_state *st)
 	fputc(']', out);
 }
 
+/* Each mailbox's figures from the state (JSON). */
 static void
-print_json(FILE *out, const struct account_summary *a, bool last)
+print_json_mailboxes(FILE *out, const struct account_state *st)
+{
+	fputs(", \"per_mailbox\": [", out);
+	for (size_t i = 0; i < st->n_mailboxes; i++) {
+		const struct mailbox_state *mb = &st->mailboxes[i];
+
+		fputs(i == 0 ? "{\"mailbox\": " : ", {\"mailbox\": ", out);
+		json_string(out, mb->name);
+		fputs(", \"file\": ", out);
+		if (mb->file != NULL)
+			json_string(out, mb->file);
+		else
+			fputs("null", out);
+		fprintf(out, ", \"uidvalidity\": %u, \"last_uid\": %u, "
+		    "\"messages\": %u, \"mbox_bytes\": %llu}",
+		    mb->uidvalidity, mb->last_uid, mb->messages,
+		    (unsigned long long)mb->mbox_size);
+	}
+	fputc(']', out);
+}
+
+/* daemon_pid: -1 when no daemon runs on the state, 0 when its pid is not
+ * known yet. */
+static void
+print_json(FILE *out, const struct account_summary *a, long daemon_pid,
+    bool last)
 {
 	fputs("  {\"account\": ", out);
 	json_string(out, a->name);
+	fputs(", \"daemon_running\": ", out);
+	fputs(daemon_pid >= 0 ? "true" : "false", out);
+	if (daemon_pid > 0)
+		fprintf(out, ", \"daemon_pid\": %ld", daemon_pid);
 	if (a->error != NULL) {
 		fputs(", \"state_error\": ", out);
 		json_string(out, a->error);
@@ -121,12 +151,43 @@ print_json(FILE *out, const struct account_summary *a, bool last)
 	json_time(out, "last_error_time", a->st.last_error_time);
 	fputs(", ", out);
 	json_time(out, "next_attempt", a->st.next_attempt);
+	print_json_mailboxes(out, &a->st);
 	print_json_gaps(out, &a->st);
 	fprintf(out, ", \"consecutive_failures\": %u, \"mailboxes\": %zu, "
 	    "\"messages\": %llu, \"mbox_bytes\": %llu, \"ok\": %s}%s\n",
 	    a->st.failures, a->st.n_mailboxes, a->messages, a->bytes,
 	    a->st.last_error == NULL && a->st.last_success != 0 ? "true" :
 	    "false", last ? "" : ",");
+}
+
+/* Below an account's row: each mailbox's file and figures. */
+static void
+print_mailboxes(FILE *out, const struct account_state *st)
+{
+	for (size_t i = 0; i < st->n_mailboxes; i++) {
+		const struct mailbox_state *mb = &st->mailboxes[i];
+
+		fprintf(out, "%-16s   mailbox %s: %s, last UID %u, %u "
+		    "message%s, %llu bytes\n", "", mb->name,
+		    mb->file != NULL ? mb->file : "no file yet", mb->last_uid,
+		    mb->messages, mb->messages == 1 ? "" : "s",
+		    (unsigned long long)mb->mbox_size);
+	}
+}
+
+/* Under the table: whether a daemon runs on this state directory. */
+static void
+print_daemon(FILE *out, const char *state_dir, int running, long pid)
+{
+	if (running == 1 && pid > 0)
+		fprintf(out, "daemon: running (pid %ld) on %s\n", pid, state_dir);
+	else if (running == 1)
+		fprintf(out, "daemon: running on %s\n", state_dir);
+	else if (running == 0)
+		fprintf(out, "daemon: not running on %s\n", state_dir);
+	else
+		fprintf(out, "daemon: unknown (cannot read %s/.daemon)\n",
+		    state_dir);
 }
 
 /* Below an account's row: what its mirror lacks. */
@@ -177,6 +238,7 @@ print_row(FILE *out, const struct account_summary *a)
 		fprintf(out, "%-16s   last error at %s (%u in a row): %s\n", "",
 		    when, a->st.failures, a->st.last_error);
 	}
+	print_mailboxes(out, &a->st);
 	print_gaps(out, &a->st);
 }
 
@@ -186,10 +248,12 @@ status_print(FILE *out, const struct config *config, char *const *names,
 {
 	struct account_summary *sums;
 	size_t n = 0;
-	int rc = 0;
+	long daemon_pid;
+	int rc = 0, daemon;
 
 	if ((sums = calloc(config->n_accounts, sizeof *sums)) == NULL)
 		return 1;
+	daemon = state_daemon_running(config->state_dir, &daemon_pid);
 	for (size_t i = 0; i < config->n_accounts; i++) {
 		const struct account *acc = &config->accounts[i];
 		struct account_summary *a;
@@ -224,7 +288,8 @@ status_print(FILE *out, const struct config *config, char *const *names,
 	if (json) {
 		fputs("[\n", out);
 		for (size_t i = 0; i < n; i++)
-			print_json(out, &sums[i], i + 1 == n);
+			print_json(out, &sums[i], daemon == 1 ? daemon_pid : -1,
+			    i + 1 == n);
 		fputs("]\n", out);
 	} else {
 		fprintf(out, "%-16s %-19s %-19s %9s %9s  %s\n", "ACCOUNT",
@@ -232,6 +297,7 @@ status_print(FILE *out, const struct config *config, char *const *names,
 		    "STATE");
 		for (size_t i = 0; i < n; i++)
 			print_row(out, &sums[i]);
+		print_daemon(out, config->state_dir, daemon, daemon_pid);
 	}
 	for (size_t i = 0; i < n; i++) {
 		state_clear(&sums[i].st);

@@ -1,8 +1,8 @@
 /*
  * status: --status, read from the state files alone (no daemon needed): per
  * account the last success, the last error and when, the next attempt, and
- * the mailboxes and messages mirrored.  A table for people, JSON for
- * scripts.
+ * per mailbox its file, the last UID committed, the messages and the bytes
+ * mirrored.  A table for people, JSON for scripts.
  */
 #ifndef MM_STATUS_H
 #define MM_STATUS_H

@@ -6,7 +6,7 @@
 # (scripts/sample-mail.py), writes a config for it, and runs mboxmirror --check-config,
 # --probe and --once.  Then lists the mbox files with their sizes and message counts and
 # shows the start of INBOX.mbox.  The server is stopped at the end unless --keep is given
-# (then the commands to look around and to stop it are printed).
+# (then it prints how to run the daemon against it, deliver a test message, and stop it).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -134,9 +134,25 @@ fi
 
 if [ "$KEEP" = 1 ]; then
 	step "the server keeps running"
-	echo "    config:   $DEMO/mboxmirror.ini"
-	echo "    mirror:   $MBOXMIRROR -c $DEMO/mboxmirror.ini --once"
-	echo "    server:   $SERVER/env ($DOVEADM ...)"
-	echo "    stop it:  $REPO/tests/dovecot/stop.sh $SERVER"
+	cat <<EOF
+    The config is $DEMO/mboxmirror.ini; the server's ports and users are in $SERVER/env.
+
+    Run the daemon against it (in the foreground, with IDLE on INBOX; Ctrl-C stops it):
+        $MBOXMIRROR -c $DEMO/mboxmirror.ini -v
+
+    In another terminal, deliver a test message to user1's INBOX:
+        printf 'From: demo@example.org\\nSubject: test from demo.sh\\n\\nHello.\\n' | $DOVEADM save -u user1 -m INBOX
+
+    Within a second the daemon logs it, and it is the last message of
+    $DEMO/output/INBOX.mbox:
+        tail -n 5 $DEMO/output/INBOX.mbox
+        $MBOXMIRROR -c $DEMO/mboxmirror.ini --status
+
+    Or sync once instead of running the daemon:
+        $MBOXMIRROR -c $DEMO/mboxmirror.ini --once
+
+    Stop the server:
+        $REPO/tests/dovecot/stop.sh $SERVER
+EOF
 fi
 step "done"

@@ -13,13 +13,46 @@ static int caps_set(struct imap_caps *, const struct imap_arg *, size_t);
 static int64_t days_from_civil(int64_t, unsigned, unsigned);
 static int two_digits(const char *);
 
+/* "[CODE] text", or with_args "[CODE args] text"; text alone without a
+ * code. */
+static const char *
+format_text(const struct imap_response *resp, bool with_args, char *buf,
+    size_t size)
+{
+	bool args = with_args && resp->code != NULL &&
+	    resp->code_text != NULL && resp->code_text[0] != '\0';
+
+	snprintf(buf, size, "%s%s%s%s%s%s", resp->code != NULL ? "[" : "",
+	    resp->code != NULL ? resp->code : "", args ? " " : "",
+	    args ? resp->code_text : "", resp->code != NULL ? "] " : "",
+	    resp->text != NULL ? resp->text : "");
+	return buf;
+}
+
 const char *
 imap_response_text(const struct imap_response *resp, char *buf, size_t size)
 {
-	snprintf(buf, size, "%s%s%s%s", resp->code != NULL ? "[" : "",
-	    resp->code != NULL ? resp->code : "",
-	    resp->code != NULL ? "] " : "",
-	    resp->text != NULL ? resp->text : "");
+	return format_text(resp, false, buf, size);
+}
+
+const char *
+imap_response_status_line(const struct imap_response *resp, char *buf,
+    size_t size)
+{
+	static const char *const names[] = {
+		[IMAP_STATUS_OK] = "OK", [IMAP_STATUS_NO] = "NO",
+		[IMAP_STATUS_BAD] = "BAD", [IMAP_STATUS_BYE] = "BYE",
+		[IMAP_STATUS_PREAUTH] = "PREAUTH",
+	};
+	const char *name = NULL;
+	size_t len;
+
+	if ((size_t)resp->status < sizeof names / sizeof *names)
+		name = names[resp->status];
+	snprintf(buf, size, "%s ", name != NULL ? name : "?");
+	len = strlen(buf);
+	if (len < size)
+		format_text(resp, true, buf + len, size - len);
 	return buf;
 }
 

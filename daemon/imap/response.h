@@ -21,6 +21,11 @@
  * error messages. */
 const char *imap_response_text(const struct imap_response *resp, char *buf,
     size_t size);
+/* The status response as the server sent it, tag aside: "OK [CODE args]
+ * text" ("?" for a response that is not a status response).  Written into
+ * buf, cut to fit size (> 0); returns buf.  For logs and --probe. */
+const char *imap_response_status_line(const struct imap_response *resp,
+    char *buf, size_t size);
 
 /* Case-insensitive atom comparison (IMAP keywords are). */
 bool imap_arg_is_atom(const struct imap_arg *arg, const char *atom);

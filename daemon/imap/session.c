@@ -1,8 +1,10 @@
 /*
- * One IMAP connection (see session.h).  One file of this size because the
- * command queue, continuations, STARTTLS, SASL and IDLE all step the one
- * state machine and share its parser and transport; the SASL payloads
- * themselves are built in writer.c.
+ * One IMAP connection (see session.h).  Over 900 lines, and one file,
+ * because the command queue, continuations, STARTTLS, authentication and
+ * IDLE all step the one state machine and share its parser, transport and
+ * timeouts; split, each part would reach into the others' state.  How to
+ * log in (the SASL mechanism and its initial response) is decided in
+ * sasl.c.
  */
 #include "imap/session.h"
 
@@ -13,7 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "base64.h"
+#include "imap/sasl.h"
 #include "log.h"
 #include "net/compress.h"
 #include "net/transport.h"
@@ -570,13 +572,22 @@ deflated(void *arg, const unsigned char *data, size_t len)
 }
 
 /* Everything the client sends goes through here (and through DEFLATE once
- * COMPRESS is on). */
+ * COMPRESS is on); a failure ends the session.  0, or -1. */
 static int
 session_write(struct session *s, const void *data, size_t len)
 {
+	int r;
+
 	if (s->z != NULL)
-		return compress_deflate(s->z, data, len, deflated, s);
-	return transport_write(s->transport, data, len);
+		r = compress_deflate(s->z, data, len, deflated, s);
+	else
+		r = transport_write(s->transport, data, len);
+	if (r != 0) {
+		session_fail(s, SESSION_ERR_NETWORK, "%s",
+		    transport_error(s->transport));
+		return -1;
+	}
+	return 0;
 }
 
 static void
@@ -659,9 +670,18 @@ on_transport(struct transport *t, enum transport_event event, void *arg)
 		on_eof(s);
 		break;
 	case TRANSPORT_TIMEOUT:
-		session_fail(s, SESSION_ERR_TIMEOUT, "no response from "
-		    "%s:%u for %us (in state %s)", s->host, s->port,
-		    s->timeout, state_names[s->state]);
+		/* Resolving, connecting and TLS handshakes are the
+		 * transport's to time, and to name ("TLS handshake with ...
+		 * timed out"); a silent server is ours. */
+		if ((s->state == S_CONNECTING ||
+		    s->state == S_TLS_HANDSHAKE) &&
+		    *transport_error(s->transport) != '\0')
+			session_fail(s, SESSION_ERR_TIMEOUT, "%s",
+			    transport_error(s->transport));
+		else
+			session_fail(s, SESSION_ERR_TIMEOUT, "no response from "
+			    "%s:%u for %us (in state %s)", s->host, s->port,
+			    s->timeout, state_names[s->state]);
 		break;
 	case TRANSPORT_ERROR:
 		session_fail(s, transport_failure(s), "%s",
@@ -766,12 +786,9 @@ flush_commands(struct session *s)
 		end = pc->split < pc->cmd.nsplits ? pc->cmd.splits[pc->split] :
 		    pc->cmd.len;
 		if (end > pc->sent) {
-			if (session_write(s, pc->cmd.data +
-			    pc->sent, end - pc->sent) != 0) {
-				session_fail(s, SESSION_ERR_NETWORK, "%s",
-				    transport_error(s->transport));
+			if (session_write(s, pc->cmd.data + pc->sent,
+			    end - pc->sent) != 0)
 				return;
-			}
 			pc->sent = end;
 		}
 		/* Nothing may follow an IDLE until its DONE. */
@@ -790,11 +807,8 @@ send_done(struct session *s, struct pending_cmd *pc)
 
 	pc->waiting = pc->idling = false;
 	pc->idle = false;
-	if (session_write(s, done, sizeof done - 1) != 0) {
-		session_fail(s, SESSION_ERR_NETWORK, "%s",
-		    transport_error(s->transport));
+	if (session_write(s, done, sizeof done - 1) != 0)
 		return;
-	}
 	s->unsent = pc->next;
 	flush_commands(s);
 	update_timeout(s);
@@ -818,9 +832,7 @@ on_continuation(struct session *s, const struct imap_response *resp)
 			    pc->sasl == NULL)
 				break;
 		if (pc != NULL) {
-			if (session_write(s, empty, 2) != 0)
-				session_fail(s, SESSION_ERR_NETWORK, "%s",
-				    transport_error(s->transport));
+			(void)session_write(s, empty, 2);
 			return;
 		}
 		session_fail(s, SESSION_ERR_PROTOCOL, "unexpected continuation "
@@ -844,18 +856,12 @@ on_continuation(struct session *s, const struct imap_response *resp)
 	/* AUTHENTICATE: the first "+" takes the initial response; a later one
 	 * is an error challenge, answered empty so the server can say NO. */
 	if (pc->sasl != NULL) {
-		if (session_write(s, pc->sasl,
-		    strlen(pc->sasl)) != 0) {
-			session_fail(s, SESSION_ERR_NETWORK, "%s",
-			    transport_error(s->transport));
+		if (session_write(s, pc->sasl, strlen(pc->sasl)) != 0)
 			return;
-		}
 		explicit_bzero(pc->sasl, strlen(pc->sasl));
 		free(pc->sasl);
 		pc->sasl = NULL;
 	} else if (session_write(s, empty, 2) != 0) {
-		session_fail(s, SESSION_ERR_NETWORK, "%s",
-		    transport_error(s->transport));
 		return;
 	}
 	s->unsent = pc->next;
@@ -866,6 +872,7 @@ static void
 on_tagged(struct session *s, const struct imap_response *resp)
 {
 	struct pending_cmd **pp, *pc;
+	char line[ERROR_MAX];
 
 	for (pp = &s->head; (pc = *pp) != NULL; pp = &pc->next)
 		if (strcmp(pc->cmd.tag, resp->tag) == 0)
@@ -883,12 +890,9 @@ on_tagged(struct session *s, const struct imap_response *resp)
 	*pp = pc->next;
 	if (s->tail == &pc->next)
 		s->tail = pp;
-	log_debug("%s: S: %s %s%s%s%s %s", s->prefix, resp->tag,
-	    resp->status == IMAP_STATUS_OK ? "OK" :
-	    resp->status == IMAP_STATUS_NO ? "NO" : "BAD",
-	    resp->code != NULL ? " [" : "", resp->code != NULL ? resp->code :
-	    "", resp->code != NULL ? "]" : "",
-	    resp->text != NULL ? resp->text : "");
+	if (log_get_level() >= LOGL_DEBUG)
+		log_debug("%s: S: %s %s", s->prefix, resp->tag,
+		    imap_response_status_line(resp, line, sizeof line));
 	if (pc->done != NULL)
 		pc->done(s, resp, pc->arg);
 	free_cmd(pc);
@@ -929,16 +933,9 @@ on_greeting(struct session *s, const struct imap_response *resp)
 		session_fail(s, SESSION_ERR_PROTOCOL, "bad greeting");
 		return;
 	}
-	snprintf(line, sizeof line, "* %s %s%s%s%s%s",
-	    resp->status == IMAP_STATUS_OK ? "OK" :
-	    resp->status == IMAP_STATUS_PREAUTH ? "PREAUTH" :
-	    resp->status == IMAP_STATUS_BYE ? "BYE" : "?",
-	    resp->code != NULL ? "[" : "", resp->code != NULL ? resp->code :
-	    "", resp->code_text != NULL && *resp->code_text ? " " : "",
-	    resp->code_text != NULL ? resp->code_text : "",
-	    resp->code != NULL ? "] " : "");
-	snprintf(line + strlen(line), sizeof line - strlen(line), "%s",
-	    resp->text != NULL ? resp->text : "");
+	line[0] = '*';
+	line[1] = ' ';
+	imap_response_status_line(resp, line + 2, sizeof line - 2);
 	if (s->cb.stage != NULL)
 		s->cb.stage(s, SESSION_STAGE_GREETING, line, s->arg);
 	switch (resp->status) {
@@ -1073,6 +1070,8 @@ static void
 compress_done(struct session *s, const struct imap_response *tagged,
     void *arg)
 {
+	char text[ERROR_MAX];
+
 	(void)arg;
 	if (tagged->status == IMAP_STATUS_OK) {
 		/* Level 1: our side sends only short commands. */
@@ -1086,7 +1085,7 @@ compress_done(struct session *s, const struct imap_response *tagged,
 			    s->arg);
 	} else {
 		log_info("%s: server refused COMPRESS: %s", s->prefix,
-		    tagged->text != NULL ? tagged->text : "");
+		    imap_response_text(tagged, text, sizeof text));
 	}
 	become_ready(s);
 }
@@ -1171,60 +1170,23 @@ auth_done(struct session *s, const struct imap_response *tagged, void *arg)
 	request_capabilities(s, S_CAPABILITY_AUTH);
 }
 
-/* The SASL initial response for mech, base64. */
-static char *
-sasl_initial_response(const struct session *s, const char *mech)
-{
-	size_t ulen = strlen(s->user), plen = strlen(s->secret), cap;
-	unsigned char *raw;
-	char *b64, *gs2 = NULL;
-	int n;
-
-	/* The escaped user can be three times as long as the user. */
-	if (strcmp(mech, "OAUTHBEARER") == 0 &&
-	    (gs2 = imap_sasl_gs2_header(s->user)) == NULL)
-		return NULL;
-	cap = ulen + plen + strlen(s->host) + (gs2 != NULL ? strlen(gs2) : 0) +
-	    64;
-	if ((raw = malloc(cap)) == NULL) {
-		free(gs2);
-		return NULL;
-	}
-	if (strcmp(mech, "PLAIN") == 0) {
-		raw[0] = '\0';
-		memcpy(raw + 1, s->user, ulen);
-		raw[1 + ulen] = '\0';
-		memcpy(raw + 2 + ulen, s->secret, plen);
-		n = (int)(ulen + plen + 2);
-	} else if (strcmp(mech, "XOAUTH2") == 0) {
-		n = snprintf((char *)raw, cap, "user=%s\001auth=Bearer %s\001\001",
-		    s->user, s->secret);
-	} else if (gs2 != NULL) {
-		n = snprintf((char *)raw, cap, "%s\001host=%s\001port=%u"
-		    "\001auth=Bearer %s\001\001", gs2, s->host, s->port,
-		    s->secret);
-	} else
-		n = -1;
-	b64 = n >= 0 && (size_t)n < cap ? base64_encode(raw, (size_t)n) : NULL;
-	explicit_bzero(raw, cap);
-	free(raw);
-	free(gs2);
-	return b64;
-}
-
 static void
-send_authenticate(struct session *s, const char *mech)
+send_authenticate(struct session *s, enum sasl_method method)
 {
+	const struct sasl_credentials creds = {
+		.user = s->user, .secret = s->secret, .host = s->host,
+		.port = s->port,
+	};
 	struct pending_cmd *pc;
 	struct imap_cmd cmd;
 	char *b64, *line;
 
-	if ((b64 = sasl_initial_response(s, mech)) == NULL) {
+	if ((b64 = sasl_initial_response(method, &creds)) == NULL) {
 		session_fail(s, SESSION_ERR_LOCAL, "out of memory");
 		return;
 	}
 	session_cmd_init(s, &cmd, "AUTHENTICATE");
-	imap_cmd_add_atom(&cmd, mech);
+	imap_cmd_add_atom(&cmd, sasl_mechanism_name(method));
 	if (imap_caps_has(&s->caps, "SASL-IR")) {
 		imap_cmd_add_atom(&cmd, b64);
 		line = NULL;
@@ -1259,41 +1221,16 @@ send_login(struct session *s)
 static void
 start_auth(struct session *s)
 {
-	bool plain = imap_caps_has(&s->caps, "AUTH=PLAIN");
-	bool login_ok = !imap_caps_has(&s->caps, "LOGINDISABLED");
+	enum sasl_method method;
+	const char *error;
 
 	session_set_state(s, S_AUTHENTICATE);
-	switch (s->auth) {
-	case SESSION_AUTH_AUTO:
-		if (plain)
-			send_authenticate(s, "PLAIN");
-		else if (login_ok)
-			send_login(s);
-		else
-			session_fail(s, SESSION_ERR_AUTH, "server offers "
-			    "neither AUTH=PLAIN nor LOGIN (LOGINDISABLED)");
-		return;
-	case SESSION_AUTH_PLAIN:
-		if (plain)
-			send_authenticate(s, "PLAIN");
-		else
-			session_fail(s, SESSION_ERR_AUTH, "server does not "
-			    "offer AUTH=PLAIN");
-		return;
-	case SESSION_AUTH_LOGIN:
-		if (login_ok)
-			send_login(s);
-		else
-			session_fail(s, SESSION_ERR_AUTH, "server refuses "
-			    "LOGIN (LOGINDISABLED)");
-		return;
-	case SESSION_AUTH_XOAUTH2:
-		send_authenticate(s, "XOAUTH2");
-		return;
-	case SESSION_AUTH_OAUTHBEARER:
-		send_authenticate(s, "OAUTHBEARER");
-		return;
-	}
+	if (sasl_choose(s->auth, &s->caps, &method, &error) != 0)
+		session_fail(s, SESSION_ERR_AUTH, "%s", error);
+	else if (method == SASL_LOGIN_COMMAND)
+		send_login(s);
+	else
+		send_authenticate(s, method);
 }
 
 /* IDLE (RFC 2177) */

@@ -47,7 +47,8 @@ enum session_error {
 /* Moments worth telling the user in --probe. */
 enum session_stage {
 	SESSION_STAGE_GREETING,		/* text: the greeting line */
-	SESSION_STAGE_CAPS,		/* capabilities before TLS (STARTTLS) */
+	SESSION_STAGE_CAPS,		/* capabilities without TLS (before
+					 * STARTTLS, or with tls none) */
 	SESSION_STAGE_TLS,		/* text: TLS description */
 	SESSION_STAGE_CAPS_TLS,		/* capabilities after TLS */
 	SESSION_STAGE_CAPS_AUTH,	/* capabilities after login */
@@ -81,8 +82,9 @@ enum session_compress {
  * with either a malloc'ed secret (the session wipes and frees it) or a
  * malloc'ed error message (the session frees it).  NULL: it could not
  * start.  cancel(job) is called instead when the session ends or is freed
- * first; done must not follow it.  The types match secret_fetch_async()
- * and secret_job_cancel() for a reason.
+ * first; done must not follow it.  session_secret_fn has the shape of
+ * secret.h's secret_done_fn, so that fetch and cancel can be thin wrappers
+ * of secret_fetch_async() and secret_job_cancel().
  */
 typedef void session_secret_fn(char *secret, char *error, void *done_arg);
 struct session_credential {
@@ -146,10 +148,13 @@ void session_free(struct session **s);
  * called). */
 int session_start(struct session *s);
 
-/* A command (built with session_cmd_init); ownership of cmd's buffers
- * passes to the session.  Commands are pipelined. 0 or -1. */
+/* Starts a command with the session's next tag (imap/writer.h builds the
+ * rest). */
 void session_cmd_init(struct session *s, struct imap_cmd *cmd,
     const char *verb);
+/* Queues cmd (built with session_cmd_init); ownership of cmd's buffers
+ * passes to the session, also on failure.  Commands are pipelined.  0, or
+ * -1 (a session that has ended, or out of memory). */
 int session_send(struct session *s, struct imap_cmd *cmd,
     session_untagged_fn *untagged, session_done_fn *done, void *arg);
 

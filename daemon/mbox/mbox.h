@@ -30,7 +30,7 @@
 
 /* Header bytes held to find Return-Path before the From_ line is written. */
 #define MBOX_MAX_HEADER_HOLD (256 * 1024)
-/* Output buffered before a write(2). */
+/* Output buffered before it is written (pwrite(2)). */
 #define MBOX_WRITE_BUFFER (256 * 1024)
 /* Longest sender written in a From_ line; a longer one is cut. */
 #define MBOX_MAX_SENDER 512
@@ -183,8 +183,8 @@ unsigned int mbox_lock_wait(void);
 bool mbox_locked_elsewhere(const char *path);
 
 /*
- * The system calls behind writing, syncing and truncating, replaceable so
- * tests can inject failures.  NULL restores the real ones.  Not for use
+ * The system calls behind writing, syncing and truncating the mbox (not
+ * its lock or append record), replaceable so tests can inject failures.  NULL restores the real ones.  Not for use
  * outside tests.
  */
 struct mbox_sys_ops {

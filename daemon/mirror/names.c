@@ -277,19 +277,23 @@ out:
 	return result;
 }
 
+int
+names_first_match(const char *const *patterns, size_t n, const char *name,
+    char delimiter)
+{
+	for (size_t i = 0; i < n; i++)
+		if (names_match(patterns[i], name, delimiter))
+			return (int)i;
+	return -1;
+}
+
 bool
 names_selected(const char *const *include, size_t ninclude,
     const char *const *exclude, size_t nexclude, const char *name,
     char delimiter)
 {
-	size_t	 i;
-	bool	 wanted = ninclude == 0;
-
-	for (i = 0; i < ninclude && !wanted; i++)
-		if (names_match(include[i], name, delimiter))
-			wanted = true;
-	for (i = 0; i < nexclude && wanted; i++)
-		if (names_match(exclude[i], name, delimiter))
-			wanted = false;
-	return wanted;
+	if (ninclude > 0 && names_first_match(include, ninclude, name,
+	    delimiter) < 0)
+		return false;
+	return names_first_match(exclude, nexclude, name, delimiter) < 0;
 }

@@ -81,6 +81,10 @@ const char *names_aside_tag(enum names_aside why, long long n, char *buf,
  */
 bool names_match(const char *pattern, const char *name, char delimiter);
 
+/* The index of the first of the n patterns that matches name, or -1. */
+int names_first_match(const char *const *patterns, size_t n, const char *name,
+    char delimiter);
+
 /* The mailbox is wanted: matches one of include and none of exclude.  No
  * include patterns at all means every mailbox (the default "*"). */
 bool names_selected(const char *const *include, size_t ninclude,

@@ -1,7 +1,9 @@
 /*
  * The state file: a versioned, line-based text file, written atomically,
  * and the account lock beside it (one module: the lock exists to keep two
- * writers of this file apart).
+ * writers of this file apart).  Over 900 lines because the format's reader
+ * (which must refuse every corrupt or hostile file), its writer and the
+ * lock are one contract, kept in one place so they cannot drift apart.
  *
  *   mboxmirror-state 1
  *   account<TAB>last_attempt=T<TAB>last_success=T<TAB>last_error_time=T
@@ -44,6 +46,8 @@
 #define STATE_NAME	"state"
 #define STATE_TMP	"state.tmp"
 #define STATE_LOCK	"lock"
+/* The daemon's lock directory: no account name starts with '.'. */
+#define STATE_DAEMON_DIR	".daemon"
 /* A state file is small; anything bigger is not ours. */
 #define STATE_MAX_SIZE	(256 * 1024 * 1024)
 #define MAX_FIELDS	16
@@ -908,6 +912,75 @@ state_unlock(int *fd)
 	(void)ftruncate(*fd, 0);
 	(void)close(*fd);
 	*fd = -1;
+}
+
+int
+state_set_next_attempt(const char *dir, time_t when, char **error_r)
+{
+	struct account_state st = { 0 };
+	char *error = NULL;
+	long holder;
+	int lock_fd, r = 1;
+
+	*error_r = NULL;
+	/* Another process syncing the account owns its state: a skipped
+	 * run, or one that just ended, must not write over it.  A lock or a
+	 * state that fails here fails the next sync too, which says why. */
+	if (state_lock(dir, &lock_fd, &holder, &error) != 0)
+		goto out;
+	if (state_load(dir, &st, &error) == 0) {
+		st.next_attempt = when;
+		r = state_save(dir, &st, error_r) == 0 ? 0 : -1;
+	}
+	state_unlock(&lock_fd);
+out:
+	free(error);
+	state_clear(&st);
+	return r;
+}
+
+char *
+state_daemon_dir(const char *state_dir)
+{
+	char *dir;
+
+	if (asprintf(&dir, "%s/%s", state_dir, STATE_DAEMON_DIR) == -1)
+		return NULL;
+	return dir;
+}
+
+int
+state_daemon_running(const char *state_dir, long *pid_r)
+{
+	char *path = NULL, buf[32], *nl;
+	ssize_t n;
+	uint64_t pid;
+	int fd, r = -1;
+
+	*pid_r = 0;
+	if (asprintf(&path, "%s/%s/%s", state_dir, STATE_DAEMON_DIR,
+	    STATE_LOCK) == -1)
+		return -1;
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	free(path);
+	if (fd == -1)
+		return errno == ENOENT ? 0 : -1;
+	/* A shared lock is granted unless a daemon holds its exclusive one;
+	 * it is given back at once. */
+	while ((r = flock(fd, LOCK_SH | LOCK_NB)) == -1 && errno == EINTR)
+		;
+	if (r == 0) {
+		(void)flock(fd, LOCK_UN);
+	} else if (errno == EWOULDBLOCK) {
+		n = pread(fd, buf, sizeof buf, 0);
+		if (n > 0 && (nl = memchr(buf, '\n', (size_t)n)) != NULL &&
+		    num_parse_u64n(buf, (size_t)(nl - buf), LONG_MAX,
+		    &pid) == 0 && pid > 0)
+			*pid_r = (long)pid;
+		r = 1;
+	}
+	(void)close(fd);
+	return r;
 }
 
 char *

@@ -109,6 +109,27 @@ int state_lock(const char *dir, int *fd_r, long *holder_r, char **error_r);
 void state_unlock(int *fd);
 
 /*
+ * Records when the account's next sync is due (for --status) in
+ * "<dir>/state" and changes nothing else there: under the account lock
+ * (state_lock()), loaded and saved as state_save() does.  0 when written;
+ * 1 when nothing was written because the state is not this process's to
+ * write now (another holds the lock) or cannot be locked or read (the next
+ * sync reports why); -1 with a malloc'ed *error_r when saving failed.
+ */
+int state_set_next_attempt(const char *dir, time_t when, char **error_r);
+
+/*
+ * The daemon's own lock, so that --status can tell whether a daemon runs on
+ * this state directory and a second daemon does not start beside it:
+ * state_lock() on state_daemon_dir() ("<state_dir>/.daemon"; malloc'ed or
+ * NULL), held for the daemon's life.  state_daemon_running() looks without
+ * creating anything: 1 if a daemon holds it (*pid_r its pid, 0 if not
+ * written yet), 0 if none does, -1 if it cannot tell.
+ */
+char *state_daemon_dir(const char *state_dir);
+int state_daemon_running(const char *state_dir, long *pid_r);
+
+/*
  * Where the mbox writer keeps the record of its appends to file (the mbox
  * path relative to the account's output; see mbox_open()):
  * "<dir>/append-<16 hex digits of a 64-bit FNV-1a hash of file>".  The

@@ -1,15 +1,16 @@
 /*
- * The socket transport behind struct transport_ops (see transport.h).  One
- * file of this size because TLS is stacked on the socket through GnuTLS's
- * push/pull and shares its buffers, timers and error kinds; trust anchors,
- * pinning and session resumption act on the same connection state.
+ * The socket transport behind struct transport_ops (see transport.h):
+ * resolving, connecting, the write queue, timeouts and events, and GnuTLS
+ * stacked on the socket through push/pull.  Over 900 lines, and one file,
+ * because plain and TLS I/O share one state machine, one set of buffers
+ * (the write queue, the read-ahead GnuTLS pulls from) and one timer; what
+ * TLS needs besides moving bytes (trust anchors, the certificate and pin
+ * check, failure messages, resumption) is in tls.c.
  */
 #include "net/transport.h"
 
 #include <sys/socket.h>
-#include <sys/stat.h>
 
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
@@ -21,18 +22,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <gnutls/abstract.h>
-#include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
-#include <gnutls/x509.h>
 
 #include "log.h"
 #include "net/resolve.h"
+#include "net/tls.h"
 
-#define TLS_PRIORITY	"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 #define TLS_RECORD_MAX	16384
 #define TLS_RECORD_OVERHEAD 2048	/* header, MAC/tag, padding: at most */
-#define TLS_CACHE_MAX	32
 /*
  * GnuTLS pulls a record header, then its body: two recv() calls per record,
  * and servers send records of a few KB.  Reading the socket in blocks this
@@ -47,7 +44,6 @@
  * rule, which counts 64 KiB as progress, so no stall is detected later.
  */
 #define RECV_LOWAT	(64 * 1024)
-#define PIN_LEN		32
 #define EVENT_NONE	(-1)
 
 enum transport_state {
@@ -70,7 +66,7 @@ struct sock_transport {
 	bool implicit_tls;
 	char *ca_file;
 	bool has_pin;
-	uint8_t pin[PIN_LEN];
+	uint8_t pin[TLS_PIN_LEN];
 	unsigned timeout;
 	char *log_prefix;
 	char *peer;		/* "host:port" for messages */
@@ -112,7 +108,9 @@ struct sock_transport {
 	int lowat;		/* SO_RCVLOWAT set on fd (0: the default) */
 	uint64_t expect;	/* input still certain to come, as promised */
 	bool drained;		/* a short recv(): the socket is empty */
-	char verify_error[256];
+	struct tls_check check;	/* of the server's certificate */
+	bool hs_heard;		/* the server has sent handshake bytes */
+	char plain[64];		/* its first line, if it was plain text */
 
 	char *wbuf;
 	size_t wcap;
@@ -123,14 +121,6 @@ struct sock_transport {
 	char error[512];
 	char desc[128];
 };
-
-struct tls_cache_entry {
-	char *key;
-	gnutls_datum_t data;
-};
-
-static struct tls_cache_entry tls_cache[TLS_CACHE_MAX];
-static unsigned tls_cache_next;
 
 static struct transport *sock_new(struct ev_loop *,
 		    const struct transport_params *, transport_cb *, void *);
@@ -181,34 +171,11 @@ transport_prefix(const struct sock_transport *t)
 	return t->log_prefix != NULL ? t->log_prefix : "transport";
 }
 
-static bool
-is_address_literal(const char *host)
-{
-	struct in6_addr a6;
-	struct in_addr a4;
-
-	return inet_pton(AF_INET, host, &a4) == 1 ||
-	    inet_pton(AF_INET6, host, &a6) == 1;
-}
-
-static void
-hex_encode(const uint8_t *in, size_t len, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < len; i++) {
-		out[2 * i] = digits[in[i] >> 4];
-		out[2 * i + 1] = digits[in[i] & 0xf];
-	}
-	out[2 * len] = '\0';
-}
-
 static struct transport *
 sock_new(struct ev_loop *loop, const struct transport_params *params,
     transport_cb *cb, void *arg)
 {
 	struct sock_transport *t;
-	char pinhex[2 * PIN_LEN + 1] = "";
 	int n;
 
 	if ((t = calloc(1, sizeof *t)) == NULL)
@@ -225,8 +192,7 @@ sock_new(struct ev_loop *loop, const struct transport_params *params,
 	t->timeout = params->timeout;
 	if (params->pin_sha256 != NULL) {
 		t->has_pin = true;
-		memcpy(t->pin, params->pin_sha256, PIN_LEN);
-		hex_encode(t->pin, PIN_LEN, pinhex);
+		memcpy(t->pin, params->pin_sha256, TLS_PIN_LEN);
 	}
 	if ((t->host = strdup(params->host != NULL ? params->host : "")) ==
 	    NULL)
@@ -243,12 +209,12 @@ sock_new(struct ev_loop *loop, const struct transport_params *params,
 		t->peer = NULL;
 		goto fail;
 	}
-	n = asprintf(&t->cache_key, "%s\n%u\n%s\n%s", t->host,
-	    (unsigned)t->port, t->ca_file != NULL ? t->ca_file : "", pinhex);
-	if (n == -1) {
-		t->cache_key = NULL;
+	t->cache_key = tls_cache_key(t->host, t->port, t->ca_file,
+	    t->has_pin ? t->pin : NULL);
+	if (t->cache_key == NULL)
 		goto fail;
-	}
+	t->check.host = t->host;
+	t->check.pin = t->has_pin ? t->pin : NULL;
 	snprintf(t->desc, sizeof t->desc, "plain");
 
 	ev_io_init(&t->io, transport_io_cb, 0, EV_READ);
@@ -366,76 +332,12 @@ transport_progress(struct sock_transport *t)
 		ev_timer_again(t->loop, &t->timer);
 }
 
-static void
-tls_cache_store(const char *key, gnutls_datum_t *data)
-{
-	struct tls_cache_entry *e = NULL;
-	char *copy;
-
-	for (unsigned i = 0; i < TLS_CACHE_MAX; i++) {
-		if (tls_cache[i].key != NULL &&
-		    strcmp(tls_cache[i].key, key) == 0) {
-			e = &tls_cache[i];
-			break;
-		}
-	}
-	if (e == NULL) {
-		if ((copy = strdup(key)) == NULL) {
-			gnutls_free(data->data);
-			return;
-		}
-		e = &tls_cache[tls_cache_next];
-		tls_cache_next = (tls_cache_next + 1) % TLS_CACHE_MAX;
-		free(e->key);
-		e->key = copy;
-	}
-	gnutls_free(e->data.data);
-	e->data = *data;
-	data->data = NULL;
-}
-
-static const gnutls_datum_t *
-tls_cache_lookup(const char *key)
-{
-	for (unsigned i = 0; i < TLS_CACHE_MAX; i++) {
-		if (tls_cache[i].key != NULL &&
-		    strcmp(tls_cache[i].key, key) == 0)
-			return &tls_cache[i].data;
-	}
-	return NULL;
-}
-
-static void
-tls_cache_clear(void)
-{
-	for (unsigned i = 0; i < TLS_CACHE_MAX; i++) {
-		free(tls_cache[i].key);
-		gnutls_free(tls_cache[i].data.data);
-		tls_cache[i].key = NULL;
-		tls_cache[i].data.data = NULL;
-		tls_cache[i].data.size = 0;
-	}
-	tls_cache_next = 0;
-}
-
 /* Keeps the session of a verified connection for resumption. */
 static void
 transport_save_session(struct sock_transport *t)
 {
-	gnutls_datum_t data = { NULL, 0 };
-
-	if (!t->tls_up || t->session == NULL)
-		return;
-	/* TLS 1.3 data is resumable only once a ticket has arrived. */
-	if (gnutls_protocol_get_version(t->session) == GNUTLS_TLS1_3 &&
-	    (gnutls_session_get_flags(t->session) &
-	    GNUTLS_SFLAGS_SESSION_TICKET) == 0)
-		return;
-	if (gnutls_session_get_data2(t->session, &data) == 0 &&
-	    data.size > 0)
-		tls_cache_store(t->cache_key, &data);
-	else
-		gnutls_free(data.data);
+	if (t->tls_up && t->session != NULL)
+		tls_session_save(t->session, t->cache_key);
 }
 
 /*
@@ -518,7 +420,8 @@ transport_fail(struct sock_transport *t, enum transport_event event,
 static void
 transport_eof(struct sock_transport *t)
 {
-	transport_fail(t, TRANSPORT_EOF, TRANSPORT_ERR_NETWORK, "connection closed by %s", t->peer);
+	transport_fail(t, TRANSPORT_EOF, TRANSPORT_ERR_NETWORK,
+	    "connection closed by %s", t->peer);
 }
 
 static void
@@ -528,8 +431,8 @@ transport_resolved(int error, struct addrinfo *res, void *arg)
 
 	t->resolve = NULL;
 	if (error != 0) {
-		transport_fail(t, TRANSPORT_ERROR, TRANSPORT_ERR_NETWORK, "resolve %s: %s", t->host,
-		    gai_strerror(error));
+		transport_fail(t, TRANSPORT_ERROR, TRANSPORT_ERR_NETWORK,
+		    "resolve %s: %s", t->host, gai_strerror(error));
 		return;
 	}
 	t->addrs = t->next_addr = res;
@@ -650,6 +553,27 @@ transport_tls_push(gnutls_transport_ptr_t ptr, const void *data, size_t len)
 	return n;
 }
 
+/*
+ * The server's first handshake bytes: when they are text, not a TLS
+ * record, keep their first line to say so (an IMAP greeting on a port
+ * configured for implicit TLS).
+ */
+static void
+transport_heard_server(struct sock_transport *t)
+{
+	size_t len = 0;
+
+	t->hs_heard = true;
+	if (!tls_looks_like_plain_text(t->pull, t->pull_len))
+		return;
+	while (len < t->pull_len && len < sizeof t->plain - 1 &&
+	    t->pull[len] != '\r' && t->pull[len] != '\n')
+		len++;
+	memcpy(t->plain, t->pull, len);
+	t->plain[len] = '\0';
+	log_sanitize(t->plain);
+}
+
 /* Refills the read-ahead block from the socket: recv()'s result. */
 static ssize_t
 transport_pull_fill(struct sock_transport *t)
@@ -677,6 +601,8 @@ transport_pull_fill(struct sock_transport *t)
 		t->pull_len = (size_t)n;
 		t->drained = (size_t)n < TLS_PULL_BLOCK;
 		transport_progress(t);
+		if (t->state == TS_HANDSHAKE && !t->hs_heard)
+			transport_heard_server(t);
 	}
 	return n;
 }
@@ -705,290 +631,48 @@ transport_tls_pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
 	return (ssize_t)len;
 }
 
-/* Names a GnuTLS failure, preferring the socket error behind it. */
-static const char *
-transport_tls_strerror(const struct sock_transport *t, int ret)
-{
-	if ((ret == GNUTLS_E_PUSH_ERROR || ret == GNUTLS_E_PULL_ERROR) &&
-	    t->tls_io_errno != 0)
-		return strerror(t->tls_io_errno);
-	return gnutls_strerror(ret);
-}
-
-/* Appends the reasons in status to buf, separated by ", ". */
-static void
-verify_reasons(unsigned status, char *buf, size_t size)
-{
-	static const struct {
-		unsigned bit;
-		const char *text;
-	} reasons[] = {
-		{ GNUTLS_CERT_SIGNER_NOT_FOUND,
-		    "signer not found (unknown issuer)" },
-		{ GNUTLS_CERT_EXPIRED, "certificate has expired" },
-		{ GNUTLS_CERT_NOT_ACTIVATED, "certificate is not yet valid" },
-		{ GNUTLS_CERT_UNEXPECTED_OWNER, "hostname does not match" },
-		{ GNUTLS_CERT_REVOKED, "certificate has been revoked" },
-		{ GNUTLS_CERT_SIGNER_NOT_CA, "signer is not a CA" },
-		{ GNUTLS_CERT_SIGNATURE_FAILURE, "signature check failed" },
-		{ GNUTLS_CERT_INSECURE_ALGORITHM,
-		    "signed with an insecure algorithm" },
-		{ GNUTLS_CERT_SIGNER_CONSTRAINTS_FAILURE,
-		    "signer constraints violated" },
-		{ GNUTLS_CERT_PURPOSE_MISMATCH,
-		    "certificate is not for a TLS server" },
-		{ GNUTLS_CERT_UNKNOWN_CRIT_EXTENSIONS,
-		    "unknown critical extension" },
-		{ GNUTLS_CERT_MISMATCH, "certificate mismatch" },
-	};
-	size_t len = strlen(buf);
-
-	for (size_t i = 0; i < sizeof reasons / sizeof *reasons; i++) {
-		if ((status & reasons[i].bit) == 0)
-			continue;
-		status &= ~reasons[i].bit;
-		snprintf(buf + len, size - len, "%s%s", len > 0 ? ", " : "",
-		    reasons[i].text);
-		len = strlen(buf);
-	}
-	status &= ~GNUTLS_CERT_INVALID;
-	if (status != 0 || len == 0)
-		snprintf(buf + len, size - len, "%sinvalid certificate",
-		    len > 0 ? ", " : "");
-}
-
-static int
-transport_check_pin(struct sock_transport *t)
-{
-	const gnutls_datum_t *certs;
-	gnutls_pubkey_t pubkey = NULL;
-	gnutls_datum_t spki = { NULL, 0 };
-	uint8_t digest[PIN_LEN];
-	unsigned n = 0;
-	int ret = -1;
-
-	certs = gnutls_certificate_get_peers(t->session, &n);
-	if (certs == NULL || n == 0)
-		goto out;
-	if (gnutls_pubkey_init(&pubkey) < 0)
-		goto out;
-	if (gnutls_pubkey_import_x509_raw(pubkey, &certs[0],
-	    GNUTLS_X509_FMT_DER, 0) < 0)
-		goto out;
-	if (gnutls_pubkey_export2(pubkey, GNUTLS_X509_FMT_DER, &spki) < 0)
-		goto out;
-	if (gnutls_hash_fast(GNUTLS_DIG_SHA256, spki.data, spki.size,
-	    digest) < 0)
-		goto out;
-	if (memcmp(digest, t->pin, PIN_LEN) == 0)
-		ret = 0;
-out:
-	gnutls_free(spki.data);
-	if (pubkey != NULL)
-		gnutls_pubkey_deinit(pubkey);
-	return ret;
-}
-
-/*
- * Runs inside the handshake once the server's certificate has arrived:
- * a non-zero return aborts the handshake before our Finished message, so
- * nothing queued by the upper layer can leave.
- */
-static int
-transport_verify_cb(gnutls_session_t session)
-{
-	struct sock_transport *t = gnutls_session_get_ptr(session);
-	char reasons[200] = "";
-	unsigned status = 0;
-	int ret;
-
-	ret = gnutls_certificate_verify_peers3(session, t->host, &status);
-	if (ret < 0) {
-		snprintf(t->verify_error, sizeof t->verify_error,
-		    "certificate verification failed for %s: %s", t->host,
-		    gnutls_strerror(ret));
-		return GNUTLS_E_CERTIFICATE_ERROR;
-	}
-	if (status != 0) {
-		verify_reasons(status, reasons, sizeof reasons);
-		snprintf(t->verify_error, sizeof t->verify_error,
-		    "certificate verification failed for %s: %s", t->host,
-		    reasons);
-		return GNUTLS_E_CERTIFICATE_ERROR;
-	}
-	if (t->has_pin && transport_check_pin(t) != 0) {
-		snprintf(t->verify_error, sizeof t->verify_error,
-		    "certificate verification failed for %s: "
-		    "public key pin mismatch", t->host);
-		return GNUTLS_E_CERTIFICATE_ERROR;
-	}
-	return 0;
-}
-
-/*
- * Trust anchors are shared by every connection that uses the same CA file
- * (or the system store) for the life of the process: parsing the system
- * store takes milliseconds and about a megabyte, which a daemon with many
- * accounts should pay once, not per connection.  A CA file that changed on
- * disk (size or mtime) is loaded anew.
- */
-struct cred_entry {
-	struct cred_entry *next;
-	char *ca_file;			/* NULL: the system trust store */
-	off_t size;
-	struct timespec mtime;
-	gnutls_certificate_credentials_t cred;
-};
-
-static struct cred_entry *cred_cache;
-
-static void
-cred_cache_clear(void)
-{
-	struct cred_entry *e;
-
-	while ((e = cred_cache) != NULL) {
-		cred_cache = e->next;
-		gnutls_certificate_free_credentials(e->cred);
-		free(e->ca_file);
-		free(e);
-	}
-}
-
-static gnutls_certificate_credentials_t
-cred_load(struct sock_transport *t)
-{
-	gnutls_certificate_credentials_t cred;
-	int ret;
-
-	if ((ret = gnutls_certificate_allocate_credentials(&cred)) < 0) {
-		t->kind = TRANSPORT_ERR_TLS;
-		snprintf(t->error, sizeof t->error, "TLS set-up for %s: %s",
-		    t->peer, gnutls_strerror(ret));
-		return NULL;
-	}
-	if (t->ca_file != NULL) {
-		ret = gnutls_certificate_set_x509_trust_file(cred, t->ca_file,
-		    GNUTLS_X509_FMT_PEM);
-		if (ret <= 0) {
-			t->kind = TRANSPORT_ERR_TLS;
-			snprintf(t->error, sizeof t->error,
-			    "cannot load CA file %s: %s", t->ca_file,
-			    ret == 0 ? "no certificates in it" :
-			    gnutls_strerror(ret));
-			gnutls_certificate_free_credentials(cred);
-			return NULL;
-		}
-	} else {
-		ret = gnutls_certificate_set_x509_system_trust(cred);
-		if (ret < 0) {
-			t->kind = TRANSPORT_ERR_TLS;
-			snprintf(t->error, sizeof t->error,
-			    "cannot load the system trust store: %s",
-			    gnutls_strerror(ret));
-			gnutls_certificate_free_credentials(cred);
-			return NULL;
-		}
-		if (ret == 0)
-			log_warnx("%s: the system trust store is empty",
-			    transport_prefix(t));
-	}
-	gnutls_certificate_set_verify_function(cred, transport_verify_cb);
-	return cred;
-}
-
-static gnutls_certificate_credentials_t
-cred_get(struct sock_transport *t)
-{
-	struct cred_entry *e, **pp;
-	struct stat st = { 0 };
-
-	if (t->ca_file != NULL && stat(t->ca_file, &st) != 0) {
-		t->kind = TRANSPORT_ERR_TLS;
-		snprintf(t->error, sizeof t->error, "cannot load CA file %s: "
-		    "%s", t->ca_file, strerror(errno));
-		return NULL;
-	}
-	for (pp = &cred_cache; (e = *pp) != NULL; pp = &e->next) {
-		if ((e->ca_file == NULL) != (t->ca_file == NULL) ||
-		    (e->ca_file != NULL && strcmp(e->ca_file, t->ca_file) != 0))
-			continue;
-		if (e->size == st.st_size && e->mtime.tv_sec ==
-		    st.st_mtim.tv_sec && e->mtime.tv_nsec == st.st_mtim.tv_nsec)
-			return e->cred;
-		/* Changed on disk.  Connections still using the old one
-		 * keep it: it is freed with the cache, at exit. */
-		break;
-	}
-	if ((e = calloc(1, sizeof *e)) == NULL ||
-	    (t->ca_file != NULL && (e->ca_file = strdup(t->ca_file)) ==
-	    NULL)) {
-		free(e);
-		t->kind = TRANSPORT_ERR_LOCAL;
-		snprintf(t->error, sizeof t->error, "out of memory");
-		return NULL;
-	}
-	if ((e->cred = cred_load(t)) == NULL) {
-		free(e->ca_file);
-		free(e);
-		return NULL;
-	}
-	e->size = st.st_size;
-	e->mtime = st.st_mtim;
-	e->next = cred_cache;
-	cred_cache = e;
-	return e->cred;
-}
-
 /* Sets up a client session on the connected socket; -1 with t->error. */
 static int
 transport_tls_begin(struct sock_transport *t)
 {
-	const gnutls_datum_t *cached;
 	int ret;
 
-	if (t->cred == NULL && (t->cred = cred_get(t)) == NULL)
+	if (t->cred == NULL && (t->cred = tls_credentials(t->ca_file,
+	    transport_prefix(t), &t->kind, t->error, sizeof t->error)) == NULL)
 		return -1;
-
-	ret = gnutls_init(&t->session, GNUTLS_CLIENT | GNUTLS_NONBLOCK |
-	    GNUTLS_NO_SIGNAL);
+	ret = tls_session_new(&t->session, t->cred, &t->check, t->cache_key);
 	if (ret < 0) {
-		t->session = NULL;
-		goto fail;
+		t->kind = TRANSPORT_ERR_TLS;
+		snprintf(t->error, sizeof t->error, "TLS set-up for %s: %s",
+		    t->peer, gnutls_strerror(ret));
+		return -1;
 	}
-	if ((ret = gnutls_priority_set_direct(t->session, TLS_PRIORITY,
-	    NULL)) < 0)
-		goto fail_session;
-	if (!is_address_literal(t->host) &&
-	    (ret = gnutls_server_name_set(t->session, GNUTLS_NAME_DNS, t->host,
-	    strlen(t->host))) < 0)
-		goto fail_session;
-	if ((ret = gnutls_credentials_set(t->session, GNUTLS_CRD_CERTIFICATE,
-	    t->cred)) < 0)
-		goto fail_session;
-	gnutls_session_set_ptr(t->session, t);
 	gnutls_transport_set_ptr(t->session, t);
 	gnutls_transport_set_push_function(t->session, transport_tls_push);
 	gnutls_transport_set_pull_function(t->session, transport_tls_pull);
 	/* The no-progress timer is the only handshake timeout. */
 	gnutls_handshake_set_timeout(t->session, 0);
-	if ((cached = tls_cache_lookup(t->cache_key)) != NULL)
-		gnutls_session_set_data(t->session, cached->data,
-		    cached->size);
-	t->verify_error[0] = '\0';
 	t->tls_io_errno = 0;
+	t->hs_heard = false;
+	t->plain[0] = '\0';
 	t->state = TS_HANDSHAKE;
 	t->hs_events = EV_WRITE;
 	return 0;
+}
 
-fail_session:
-	gnutls_deinit(t->session);
-	t->session = NULL;
-fail:
-	t->kind = TRANSPORT_ERR_TLS;
-	snprintf(t->error, sizeof t->error, "TLS set-up for %s: %s", t->peer,
-	    gnutls_strerror(ret));
-	return -1;
+static void
+transport_handshake_failed(struct sock_transport *t, int ret)
+{
+	enum transport_error_kind kind;
+	char error[sizeof t->error];
+
+	kind = tls_handshake_error(t->session, ret, &t->check, t->peer,
+	    t->plain[0] != '\0' ? t->plain : NULL, !t->starttls,
+	    t->tls_io_errno, error, sizeof error);
+	/* Best effort: tell the server why its certificate was refused. */
+	if (kind == TRANSPORT_ERR_TLS_VERIFY)
+		gnutls_alert_send_appropriate(t->session, ret);
+	transport_fail(t, TRANSPORT_ERROR, kind, "%s", error);
 }
 
 static void
@@ -1008,22 +692,7 @@ transport_handshake(struct sock_transport *t)
 			return;
 		}
 		if (gnutls_error_is_fatal(ret)) {
-			if (t->verify_error[0] != '\0') {
-				/* Best effort: tell the server why. */
-				gnutls_alert_send_appropriate(t->session, ret);
-				transport_fail(t, TRANSPORT_ERROR, TRANSPORT_ERR_TLS_VERIFY, "%s",
-				    t->verify_error);
-			} else if (ret == GNUTLS_E_FATAL_ALERT_RECEIVED) {
-				transport_fail(t, TRANSPORT_ERROR, TRANSPORT_ERR_TLS,
-				    "TLS handshake with %s failed: "
-				    "the server sent alert: %s", t->peer,
-				    gnutls_alert_get_name(
-				    gnutls_alert_get(t->session)));
-			} else {
-				transport_fail(t, TRANSPORT_ERROR, TRANSPORT_ERR_TLS,
-				    "TLS handshake with %s failed: %s",
-				    t->peer, transport_tls_strerror(t, ret));
-			}
+			transport_handshake_failed(t, ret);
 			return;
 		}
 		/* A warning alert: carry on. */
@@ -1069,7 +738,8 @@ transport_connect_done(struct sock_transport *t)
 	transport_progress(t);
 	if (t->implicit_tls) {
 		if (transport_tls_begin(t) == -1) {
-			transport_fail(t, TRANSPORT_ERROR, t->kind, "%s", t->error);
+			transport_fail(t, TRANSPORT_ERROR, t->kind, "%s",
+			    t->error);
 			return;
 		}
 		transport_handshake(t);
@@ -1126,16 +796,18 @@ transport_flush(struct sock_transport *t)
 			    len);
 			if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
 				t->tls_send_len = len;
-				t->write_wants_read = gnutls_record_get_direction(
-				    t->session) == 0;
+				t->write_wants_read =
+				    gnutls_record_get_direction(t->session) ==
+				    0;
 				break;
 			}
 			t->tls_send_len = 0;
 			t->write_wants_read = false;
 			if (n < 0) {
-				transport_fail(t, TRANSPORT_ERROR, TRANSPORT_ERR_TLS,
-				    "TLS write to %s: %s", t->peer,
-				    transport_tls_strerror(t, (int)n));
+				transport_fail(t, TRANSPORT_ERROR,
+				    TRANSPORT_ERR_TLS, "TLS write to %s: %s",
+				    t->peer,
+				    tls_strerror((int)n, t->tls_io_errno));
 				return false;
 			}
 		} else {
@@ -1146,8 +818,9 @@ transport_flush(struct sock_transport *t)
 					continue;
 				if (errno == EAGAIN || errno == EWOULDBLOCK)
 					break;
-				transport_fail(t, TRANSPORT_ERROR, TRANSPORT_ERR_NETWORK,
-				    "write to %s: %s", t->peer,
+				transport_fail(t, TRANSPORT_ERROR,
+				    TRANSPORT_ERR_NETWORK, "write to %s: %s",
+				    t->peer,
 				    strerror(errno));
 				return false;
 			}
@@ -1239,7 +912,8 @@ transport_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		break;
 	case TS_HANDSHAKE:
 		transport_fail(t, TRANSPORT_TIMEOUT, TRANSPORT_ERR_TIMEOUT,
-		    "TLS handshake with %s: no progress for %u s", t->peer,
+		    "TLS handshake with %s timed out (no progress for %u s)",
+		    t->peer,
 		    t->timeout);
 		break;
 	case TS_OPEN:
@@ -1313,8 +987,9 @@ sock_read(struct transport *base, void *buf, size_t len)
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				return 0;
-			transport_fail(t, TRANSPORT_ERROR, TRANSPORT_ERR_NETWORK, "read from %s: %s",
-			    t->peer, strerror(errno));
+			transport_fail(t, TRANSPORT_ERROR,
+			    TRANSPORT_ERR_NETWORK, "read from %s: %s", t->peer,
+			    strerror(errno));
 			return -1;
 		}
 	}
@@ -1352,8 +1027,9 @@ sock_read(struct transport *base, void *buf, size_t len)
 		if (n == GNUTLS_E_INTERRUPTED || n == GNUTLS_E_REHANDSHAKE ||
 		    !gnutls_error_is_fatal((int)n))
 			continue;
-		transport_fail(t, TRANSPORT_ERROR, TRANSPORT_ERR_TLS, "TLS read from %s: %s",
-		    t->peer, transport_tls_strerror(t, (int)n));
+		transport_fail(t, TRANSPORT_ERROR, TRANSPORT_ERR_TLS,
+		    "TLS read from %s: %s", t->peer,
+		    tls_strerror((int)n, t->tls_io_errno));
 		return -1;
 	}
 	transport_consumed(t, total);
@@ -1684,7 +1360,6 @@ transport_global_init(void)
 void
 transport_global_deinit(void)
 {
-	tls_cache_clear();
-	cred_cache_clear();
+	tls_caches_clear();
 	gnutls_global_deinit();
 }

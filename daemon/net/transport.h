@@ -92,8 +92,8 @@ typedef void transport_cb(struct transport *t, enum transport_event event,
  * transport_new; free releases what create made and is given a closed
  * transport).  Model: Redis connection.h's ConnectionType.
  *
- * transport_socket_ops (this file's implementation) is a TCP socket with
- * optional GnuTLS stacked on it; tests/fakes/transport_mem.c is an
+ * transport_socket_ops (net/transport.c, with net/tls.c) is a TCP socket
+ * with optional GnuTLS stacked on it; tests/fakes/transport_mem.c is an
  * in-memory one that a test scripts.
  */
 struct transport_ops {
@@ -167,15 +167,20 @@ bool transport_tls_resumed(const struct transport *t);
 const char *transport_description(const struct transport *t);
 /* The last error, e.g. "certificate verification failed for
  * imap.example.org: certificate has expired", "connect to
- * imap.example.org:993: Connection refused"; "" when none.  For people:
- * decisions go by transport_error_kind(). */
+ * imap.example.org:993: Connection refused"; "" when none.  For people,
+ * with what to do where the cause is known: the names a certificate holds
+ * when the host name matches none of them, ca_file and the key's
+ * pin_sha256 for an unknown issuer, "this port speaks plain text" when a
+ * plain-text server answers a TLS handshake, "TLS handshake ... timed out"
+ * for a stalled one.  Decisions go by transport_error_kind(). */
 const char *transport_error(const struct transport *t);
 /* The kind of the last error (TRANSPORT_ERR_NONE when none); set together
  * with transport_error(), by the same failures. */
 enum transport_error_kind transport_error_kind(const struct transport *t);
 
 /* Process-wide GnuTLS set-up and tear-down (the latter also drops the TLS
- * session cache).  transport_global_init returns 0, or -1. */
+ * session cache and the loaded trust anchors).  transport_global_init
+ * returns 0, or -1. */
 int transport_global_init(void);
 void transport_global_deinit(void);
 

@@ -1,5 +1,6 @@
 /*
- * util/fs: directories made and made durable; see fs.h.
+ * util/fs: directories made and made durable, regular files opened
+ * safely; see fs.h.
  */
 #include "util/fs.h"
 
@@ -78,4 +79,30 @@ fs_mkdirs(const char *path, mode_t mode, int (*sync)(int))
 out:
 	free(p);
 	return rc;
+}
+
+int
+fs_open_regular(const char *path, int flags, mode_t mode)
+{
+	struct stat st;
+	int fd, fl, saved;
+
+	fd = open(path, flags | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, mode);
+	if (fd == -1)
+		return -1;
+	if (fstat(fd, &st) == -1)
+		goto syserr;
+	if (!S_ISREG(st.st_mode)) {
+		(void)close(fd);
+		return -2;
+	}
+	if ((fl = fcntl(fd, F_GETFL)) == -1 ||
+	    fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == -1)
+		goto syserr;
+	return fd;
+syserr:
+	saved = errno;
+	(void)close(fd);
+	errno = saved;
+	return -1;
 }

@@ -1,5 +1,6 @@
 /*
- * util/fs: directories made and made durable.
+ * util/fs: directories made and made durable, and regular files opened
+ * without following links or blocking.
  *
  * A new, renamed or removed name is durable only once the directory that
  * holds it is fsynced.  Each function takes the fsync(2) to use: fsync, or
@@ -28,5 +29,15 @@ int fs_sync_parent(const char *path, int (*sync)(int));
  * -1 with errno (ENOENT for "").
  */
 int fs_mkdirs(const char *path, mode_t mode, int (*sync)(int));
+
+/*
+ * open(2) for a file that must be regular (a mailbox, its lock, a record
+ * beside it): never follows a symbolic link (ELOOP), never blocks (a FIFO
+ * without a writer would hang an event loop in a plain open) and takes
+ * nothing but a regular file.  flags get O_NOFOLLOW and O_CLOEXEC; the fd
+ * is left blocking.  Returns the fd; -1 with errno set; -2 when path is
+ * not a regular file.
+ */
+int fs_open_regular(const char *path, int flags, mode_t mode);
 
 #endif

@@ -39,5 +39,29 @@ class ConfigSearch(unittest.TestCase):
             self.assertNotIn("no configuration file", res.stderr)
 
 
+    def test_check_config_says_which_state_directory(self):
+        with mmtest.TempDir() as home:
+            acct = {"__name__": "a", "host": "imap.example.org", "user": "u",
+                    "password": "x", "output": os.path.join(home, "out")}
+            conf = mmtest.write_config(home, [acct])
+            res = mmtest.run_mboxmirror("-c", conf, "--check-config", env=self.env(home),
+                                        timeout=30)
+            self.assertEqual(res.returncode, 0, res.stderr)
+            self.assertIn(f"state: {os.path.join(home, 'state')} (state_dir in [general])",
+                          res.stdout)
+            # Unset: a user's config gets the XDG directory, and says so.
+            with open(conf) as f:
+                text = f.read()
+            with open(conf, "w") as f:
+                f.write("\n".join(l for l in text.splitlines()
+                                  if not l.startswith("state_dir")) + "\n")
+            env = dict(self.env(home), XDG_STATE_HOME=os.path.join(home, "xdg"),
+                       STATE_DIRECTORY="")
+            res = mmtest.run_mboxmirror("-c", conf, "--check-config", env=env, timeout=30)
+            self.assertEqual(res.returncode, 0, res.stderr)
+            self.assertIn(f"state: {os.path.join(home, 'xdg', 'mboxmirror')} "
+                          "($XDG_STATE_HOME/mboxmirror)", res.stdout)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -97,6 +97,34 @@ class TestStatus(DaemonTestCase):
             self.assertGreaterEqual(parse_iso(a["last_attempt"]), int(started) - 1)
 
 
+    def test_status_tells_a_running_daemon_and_a_second_one_stops(self):
+        good, user, password = self.new_account("good", idle="no", interval="10m")
+        conf = mmtest.write_config(self.tmp, [good])
+        state_dir = os.path.join(self.tmp, "state")
+        res = mmtest.run_mboxmirror("-c", conf, "--status")
+        self.assertIn(f"daemon: not running on {state_dir}", res.stdout)
+        d = self.daemon(conf)
+        d.wait_log(r"account good: sync \w+ -> done", timeout=20)
+        pid = d.proc.pid
+        res = mmtest.run_mboxmirror("-c", conf, "--status")
+        self.assertIn(f"daemon: running (pid {pid}) on {state_dir}", res.stdout)
+        js = json.loads(mmtest.run_mboxmirror("-c", conf, "--status", "--json").stdout)
+        self.assertIs(js[0]["daemon_running"], True)
+        self.assertEqual(js[0]["daemon_pid"], pid)
+        # A second daemon on the same state says who runs and exits.
+        second = mmtest.run_mboxmirror("-c", conf, timeout=30)
+        self.assertEqual(second.returncode, 1, second.stderr)
+        self.assertIn(f"another mboxmirror daemon (pid {pid}) runs with the state "
+                      f"directory {state_dir}", second.stderr)
+        self.assertTrue(d.alive())
+        self.assertEqual(d.stop(), 0, d.tail())
+        res = mmtest.run_mboxmirror("-c", conf, "--status")
+        self.assertIn(f"daemon: not running on {state_dir}", res.stdout)
+        js = json.loads(mmtest.run_mboxmirror("-c", conf, "--status", "--json").stdout)
+        self.assertIs(js[0]["daemon_running"], False)
+        self.assertNotIn("daemon_pid", js[0])
+
+
 class TestStatusHostileServer(unittest.TestCase):
     """A server refuses the login with terminal escape sequences and the password
     itself in its reply (no Dovecot needed: a scripted server)."""

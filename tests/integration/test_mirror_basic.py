@@ -242,6 +242,75 @@ class Incremental(unittest.TestCase):
             self.assertEqual(mu.count_opened(res.stdout), (5, 0, 0))
 
 
+class Slots(unittest.TestCase):
+    """--once runs the selected accounts through max_connections slots, first come
+    first served in config order: never more syncs at once than the limit, a failed
+    account frees its slot like any other, and -a leaves the others alone."""
+
+    TRANSITION = re.compile(r"account (\S+): sync (\w+) -> (\w+)$", re.M)
+
+    def transitions(self, stderr):
+        return self.TRANSITION.findall(stderr)
+
+    def most_at_once(self, transitions):
+        running, most = set(), 0
+        for name, old, new in transitions:
+            if new == "running":
+                running.add(name)
+            elif old == "running":
+                running.discard(name)
+            most = max(most, len(running))
+        return most
+
+    def test_limit_order_and_selection(self):
+        fx = mmtest.Fixture()
+        mk = mmtest.make_message
+        with mmtest.TempDir() as tmp:
+            accounts = []
+            for name in ("one", "two", "three"):
+                user, pw = fx.new_user(f"slot{name}")
+                fx.append(user, pw, "INBOX", mk(f"for {name}"))
+                accounts.append(fx.account(tmp, user, pw, name=name))
+            # "bad" logs in with a wrong password; it sits in the middle.
+            user, pw = fx.new_user("slotbad")
+            accounts.insert(1, fx.account(tmp, user, pw + "x", name="bad"))
+            names = [a["__name__"] for a in accounts]
+
+            conf = mmtest.write_config(tmp, accounts, {"max_connections": "1"})
+            res = mmtest.run_mboxmirror("-c", conf, "--once", "-v")
+            self.assertEqual(res.returncode, 1, res.stderr)
+            tr = self.transitions(res.stderr)
+            started = [n for n, _, new in tr if new == "running"]
+            ended = [n for n, old, new in tr if old == "running" and new == "idle"]
+            self.assertEqual(started, names, res.stderr)
+            self.assertEqual(ended, names, res.stderr)
+            self.assertEqual(self.most_at_once(tr), 1, res.stderr)
+            summaries = re.findall(r"^(\S+): (ok|FAILED)", res.stdout, re.M)
+            self.assertEqual(summaries, [("one", "ok"), ("bad", "FAILED"),
+                                         ("two", "ok"), ("three", "ok")], res.stdout)
+
+            # Two slots: the first two start before either ends.
+            conf = mmtest.write_config(tmp, accounts, {"max_connections": "2"})
+            res = mmtest.run_mboxmirror("-c", conf, "--once", "-v")
+            self.assertEqual(res.returncode, 1, res.stderr)
+            tr = self.transitions(res.stderr)
+            self.assertEqual([n for n, _, new in tr if new == "running"], names,
+                             res.stderr)
+            first_end = next(i for i, (_, old, _n) in enumerate(tr) if old == "running")
+            self.assertEqual([n for n, _, new in tr[:first_end] if new == "running"],
+                             names[:2], res.stderr)
+            self.assertEqual(self.most_at_once(tr), 2, res.stderr)
+
+            # Only the accounts named run; all of them succeed: exit 0.
+            res = mmtest.run_mboxmirror("-c", conf, "--once", "-v", "-a", "three",
+                                        "-a", "one")
+            self.assertEqual(res.returncode, 0, res.stderr)
+            self.assertEqual(sorted({n for n, _, _n in self.transitions(res.stderr)}),
+                             ["one", "three"], res.stderr)
+            self.assertEqual(sorted(re.findall(r"^(\S+): ok", res.stdout, re.M)),
+                             ["one", "three"], res.stdout)
+
+
 class ChangedByAPerson(unittest.TestCase):
     """A mbox someone else shortened or rewrote: warn, keep what is there, append the
     new mail as entries of their own (DESIGN.md section 5: lose nothing)."""

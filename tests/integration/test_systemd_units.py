@@ -14,6 +14,8 @@ import subprocess
 import tempfile
 import unittest
 
+import mmtest
+
 SRC = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 # The highest exposure accepted for the system service (0 best, 10 worst).
@@ -25,8 +27,8 @@ MAN_PAGES = ["man1/mboxmirror.1", "man5/mboxmirror.ini.5"]
 
 # DESIGN.md section 1, plus --status [--json].
 OPTIONS = ["-c", "--config", "--once", "-a", "--account", "-v", "--verbose", "-q",
-           "--quiet", "--check-config", "--probe", "--status", "--json", "--version",
-           "--help"]
+           "--quiet", "--check-config", "--probe", "--list", "--status", "--json",
+           "--version", "-h", "--help"]
 # DESIGN.md section 2, plus compress.
 GENERAL_KEYS = ["state_dir", "interval", "timeout", "max_connections", "log_level"]
 ACCOUNT_KEYS = ["host", "port", "tls", "ca_file", "pin_sha256", "user",
@@ -239,6 +241,12 @@ class SystemdUnits(unittest.TestCase):
         self.assertEqual(timer[("Timer", "OnCalendar")], ["*:0/15"])
         self.assertEqual(timer[("Timer", "Persistent")], ["true"])
         self.assertEqual(timer[("Timer", "RandomizedDelaySec")], ["60"])
+        # The daemon and the timer never run side by side: each stops the other.
+        daemon = unit_settings(os.path.join(base, "mboxmirror.service"))
+        self.assertEqual(daemon[("Unit", "Conflicts")],
+                         ["mboxmirror-once.service mboxmirror-once.timer"])
+        self.assertEqual(once[("Unit", "Conflicts")], ["mboxmirror.service"])
+        self.assertEqual(timer[("Unit", "Conflicts")], ["mboxmirror.service"])
         res = run(["systemd-analyze", "calendar", "*:0/15"])
         self.assertEqual(res.returncode, 0, res.stderr)
 
@@ -278,6 +286,11 @@ class ManPages(unittest.TestCase):
             # On a macro line (.B, .BR, .RB, .BI ...), not merely in running text.
             self.assertRegex(text, re.compile(r"^\.[BR][BRI]? (.* )?" + re.escape(opt) +
                                               r"( |$)", re.M), opt)
+        # And the list above is the program's own: every option --help names.
+        res = mmtest.run_mboxmirror("--help", timeout=30)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        helped = set(re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)(?=[ ,|\]])", res.stdout))
+        self.assertEqual(helped - {"-c", "-a"}, set(OPTIONS) - {"-c", "-a"})
         for var in ENVIRONMENT:
             self.assertRegex(text, r"\.B[R]? " + var + r"\b", var)
         for sig in ("SIGTERM", "SIGINT", "SIGHUP"):

@@ -37,3 +37,17 @@ if(CMAKE_C_COMPILER_ID MATCHES "Clang|GNU")
   set_tests_properties(unit.test_secret_tsan PROPERTIES
     ENVIRONMENT "TSAN_OPTIONS=halt_on_error=1")
 endif()
+
+# Every key config.c accepts is in mboxmirror.ini(5), docs/config.md and the
+# example, under the section it belongs to (read from config.c's key table).
+find_package(Python3 COMPONENTS Interpreter)
+if(Python3_Interpreter_FOUND)
+  add_test(NAME unit.config_docs
+           COMMAND ${Python3_EXECUTABLE}
+                   ${CMAKE_CURRENT_SOURCE_DIR}/unit/config_docs.py
+                   ${PROJECT_SOURCE_DIR}/daemon/config.c
+                   ${PROJECT_SOURCE_DIR}/docs/mboxmirror.ini.5
+                   ${PROJECT_SOURCE_DIR}/docs/config.md
+                   ${PROJECT_SOURCE_DIR}/config/mboxmirror.ini.example)
+  set_tests_properties(unit.config_docs PROPERTIES LABELS unit TIMEOUT 60)
+endif()

@@ -309,6 +309,13 @@ server_conn(struct net_server *s, int fd)
 	case NET_SRV_PLAIN_BYE:
 		(void)send_all(fd, "bye\r\n", 5);
 		break;
+	case NET_SRV_PLAIN_GREETING:
+		if (send_all(fd, NET_PLAIN_GREETING,
+		    strlen(NET_PLAIN_GREETING)) < 0)
+			break;
+		while ((n = recv(fd, buf, sizeof buf, 0)) > 0)
+			;
+		break;
 	case NET_SRV_TLS_BYE:
 		if ((session = server_tls(s, fd)) != NULL) {
 			(void)tls_send_all(session, "bye\r\n", 5);

@@ -33,12 +33,17 @@ struct net_pki {
 int net_pki_create(struct net_pki *pki);
 void net_pki_destroy(struct net_pki *pki);
 
+/* What NET_SRV_PLAIN_GREETING sends first. */
+#define NET_PLAIN_GREETING	"* OK [CAPABILITY IMAP4rev1 STARTTLS] ready\r\n"
+
 enum net_server_mode {
 	NET_SRV_TLS_ECHO,	/* TLS, then echo until EOF */
 	NET_SRV_SILENT,		/* accept, never answer */
 	NET_SRV_STARTTLS_ECHO,	/* greeting, "a STARTTLS", TLS, echo */
 	NET_SRV_PLAIN_BYE,	/* send "bye\r\n", close */
 	NET_SRV_TLS_BYE,	/* TLS, send "bye\r\n", close_notify, close */
+	NET_SRV_PLAIN_GREETING,	/* an IMAP greeting in plain text, then
+				 * read until the client closes */
 };
 
 struct net_server {

@@ -421,6 +421,33 @@ test_state_dir_defaults(void **state)
 
 	c = load_ok("[general]\nstate_dir = ~/st\n" ACC);
 	assert_string_equal(c->state_dir, "/home/tester/st");
+	assert_string_equal(c->state_dir_origin, "state_dir in [general]");
+	config_free(&c);
+}
+
+static void
+test_state_dir_of_a_system_config(void **state)
+{
+	struct config *c;
+
+	(void)state;
+	/* Whoever runs it: a config under /etc keeps the service's state. */
+	unsetenv("STATE_DIRECTORY");
+	setenv("XDG_STATE_HOME", "/xdg/state", 1);
+	assert_int_equal(config_load_string("/etc/mboxmirror/mboxmirror.ini",
+	    ACC, &c), 0);
+	assert_string_equal(c->state_dir, "/var/lib/mboxmirror");
+	assert_non_null(strstr(c->state_dir_origin, "/etc"));
+	config_free(&c);
+	/* Not a prefix match on the text alone. */
+	assert_int_equal(config_load_string("/etcetera/m.ini", ACC, &c), 0);
+	assert_string_equal(c->state_dir, "/xdg/state/mboxmirror");
+	config_free(&c);
+	/* The service's own directory still wins. */
+	setenv("STATE_DIRECTORY", "/var/lib/private/mboxmirror", 1);
+	assert_int_equal(config_load_string("/etc/mboxmirror/mboxmirror.ini",
+	    ACC, &c), 0);
+	assert_string_equal(c->state_dir, "/var/lib/private/mboxmirror");
 	config_free(&c);
 }
 
@@ -1147,6 +1174,282 @@ test_example_file(void **state)
 	config_free(&c);
 }
 
+/* "host = name:port" is refused with the port = it should be; IPv6
+ * addresses, bare or in brackets, are hosts. */
+static void
+test_host_port(void **state)
+{
+	static const struct {
+		const char *value;
+		const char *host;	/* NULL: refused with what */
+		const char *what;
+	} cases[] = {
+		{ "127.0.0.1:42039", NULL, "holds a port; write host = "
+		    "127.0.0.1 and port = 42039" },
+		{ "imap.example.org:993", NULL, "write host = "
+		    "imap.example.org and port = 993" },
+		{ "[::1]:993", NULL, "write host = ::1 and port = 993" },
+		{ "imap.example.org:imaps", NULL, "is not a host name" },
+		{ ":993", NULL, "is not a host name" },
+		{ "a:b:c", NULL, "is not a host name" },
+		{ "[imap.example.org]", NULL, "is not a host name" },
+		{ "[::1]x", NULL, "is not a host name" },
+		{ "[::1", NULL, "is not a host name" },
+		{ "::1", "::1", NULL },
+		{ "[::1]", "::1", NULL },
+		{ "2001:db8::25", "2001:db8::25", NULL },
+		{ "[fe80::1%eth0]", "fe80::1%eth0", NULL },
+		{ "127.0.0.1", "127.0.0.1", NULL },
+		{ "imap.example.org", "imap.example.org", NULL },
+	};
+	struct config *c;
+	char *text, prefix[] = "t.ini:2: [a] host: ";
+
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		capture_reset();
+		assert_true(asprintf(&text, "[a]\nhost = %s\nuser = u\n"
+		    "password = p\noutput = /m\n", cases[i].value) > 0);
+		if (cases[i].host == NULL) {
+			expect_one_error(text, prefix, cases[i].what);
+		} else {
+			c = load_ok(text);
+			assert_string_equal(c->accounts[0].host,
+			    cases[i].host);
+			config_free(&c);
+		}
+		free(text);
+	}
+}
+
+static void
+expect_resolved(const char *path, const char *want)
+{
+	char *got = config_resolve_path(path);
+
+	assert_non_null(got);
+	if (strcmp(got, want) != 0)
+		fail_msg("%s resolved to %s, not %s", path, got, want);
+	free(got);
+}
+
+/* Where nothing exists, only the text counts. */
+static void
+test_resolve_path_lexical(void **state)
+{
+	(void)state;
+	expect_resolved("/", "/");
+	expect_resolved("//", "/");
+	expect_resolved("/..", "/");
+	expect_resolved("/nonexistent-mm/a/../b", "/nonexistent-mm/b");
+	expect_resolved("/nonexistent-mm//a/./b/", "/nonexistent-mm/a/b");
+	expect_resolved("/nonexistent-mm/a/../../..", "/");
+	expect_resolved("/nonexistent-mm/..a/.b", "/nonexistent-mm/..a/.b");
+}
+
+/* What exists is resolved as the kernel would: "link/.." is the parent of
+ * the link's target, not the directory holding the link. */
+static void
+test_resolve_path_symlinks(void **state)
+{
+	char *real, *deep, *link, *p, *want;
+
+	(void)state;
+	real = realpath(tmpdir, NULL);
+	assert_non_null(real);
+	assert_true(asprintf(&deep, "%s/x/deep", tmpdir) > 0);
+	assert_true(asprintf(&link, "%s/link", tmpdir) > 0);
+	assert_true(asprintf(&p, "%s/x", tmpdir) > 0);
+	assert_int_equal(mkdir(p, 0700), 0);
+	assert_int_equal(mkdir(deep, 0700), 0);
+	assert_int_equal(symlink(deep, link), 0);
+
+	free(p);
+	assert_true(asprintf(&p, "%s/link/new/../mail", tmpdir) > 0);
+	assert_true(asprintf(&want, "%s/x/deep/mail", real) > 0);
+	expect_resolved(p, want);
+	free(p);
+	free(want);
+	assert_true(asprintf(&p, "%s/link/../other", tmpdir) > 0);
+	assert_true(asprintf(&want, "%s/x/other", real) > 0);
+	expect_resolved(p, want);
+	free(p);
+	free(want);
+
+	assert_int_equal(unlink(link), 0);
+	assert_int_equal(rmdir(deep), 0);
+	assert_true(asprintf(&p, "%s/x", tmpdir) > 0);
+	assert_int_equal(rmdir(p), 0);
+	free(p);
+	free(link);
+	free(deep);
+	free(real);
+}
+
+static void
+test_path_within(void **state)
+{
+	(void)state;
+	assert_true(config_path_within("/m/a", "/m/a"));
+	assert_true(config_path_within("/m/a", "/m/a/b"));
+	assert_true(config_path_within("/", "/m"));
+	assert_false(config_path_within("/m/a", "/m/ab"));
+	assert_false(config_path_within("/m/a", "/m"));
+	assert_false(config_path_within("/m/a/b", "/m/a"));
+}
+
+/* "a/../b" is beside a, not inside it; the same written with "~". */
+static void
+test_output_dotdot(void **state)
+{
+	struct config *c;
+
+	(void)state;
+	c = load_ok(ACC "[b]\nhost = h\nuser = u\npassword = p\n"
+	    "output = /m/a/../b\n");
+	assert_int_equal(c->n_accounts, 2);
+	config_free(&c);
+	c = load_ok("[a]\nhost = h\nuser = u\npassword = p\n"
+	    "output = ~/mail/a\n[b]\nhost = h\nuser = u\npassword = p\n"
+	    "output = ~/mail/a/../b\n");
+	config_free(&c);
+	expect_one_error(ACC "[b]\nhost = h\nuser = u\npassword = p\n"
+	    "output = /m/b/../a/x\n", "t.ini:10: [b] output: ",
+	    "is inside the output of [a] (line 5) (resolved: /m/a/x and "
+	    "/m/a)");
+}
+
+/* Two names for one directory: each account would rename the other's
+ * mbox files as files it has no record of. */
+static void
+test_output_through_symlink(void **state)
+{
+	char *dir, *link, *text, *real;
+
+	(void)state;
+	real = realpath(tmpdir, NULL);
+	assert_non_null(real);
+	assert_true(asprintf(&dir, "%s/mail", tmpdir) > 0);
+	assert_true(asprintf(&link, "%s/alias", tmpdir) > 0);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	assert_int_equal(symlink("mail", link), 0);
+	assert_true(asprintf(&text, "[a]\nhost = h\nuser = u\npassword = p\n"
+	    "output = %s\n[b]\nhost = h\nuser = u\npassword = p\n"
+	    "output = %s/\n", dir, link) > 0);
+	expect_one_error(text, "t.ini:10: [b] output: ",
+	    "is also the output of [a] (line 5)");
+	assert_non_null(strstr(cap.line[0], real));
+	free(text);
+	assert_int_equal(unlink(link), 0);
+	assert_int_equal(rmdir(dir), 0);
+	free(dir);
+	free(link);
+	free(real);
+}
+
+/* A self-signed CA certificate (Ed25519, made with certtool). */
+static const char test_ca_pem[] =
+    "-----BEGIN CERTIFICATE-----\n"
+    "MIIBOTCB7KADAgECAhQOhsfUd0EnmKsl32UqzMmAu9zJ7TAFBgMrZXAwGjEYMBYG\n"
+    "A1UEAxMPbW0gdW5pdCB0ZXN0IENBMCAXDTI2MTIwMzEwMTQ1N1oYDzIxMjYxMTA5\n"
+    "MTAxNDU3WjAaMRgwFgYDVQQDEw9tbSB1bml0IHRlc3QgQ0EwKjAFBgMrZXADIQCu\n"
+    "hko9ASAutx2YMnhyqff6KSagrKJINVaALiHuPdm+qaNCMEAwDwYDVR0TAQH/BAUw\n"
+    "AwEB/zAOBgNVHQ8BAf8EBAMCAgQwHQYDVR0OBBYEFJexh1/WKUuslYNS4hC5gF4v\n"
+    "HEGuMAUGAytlcANBADX8amV+N5FATB2YVD2GRAO8fSx7DF928wjS/1/jpYN6Q4qT\n"
+    "Cv4eC/poJk4io6DaRPzAPx7xSmbkdJRFxYqrmgQ=\n"
+    "-----END CERTIFICATE-----\n";
+
+/*
+ * Loads one account naming key = value (after "~" and relative paths are
+ * expanded), runs the file check on it and returns how many problems it
+ * found; the lines are in cap.
+ */
+static size_t
+check_files(const char *key, const char *value)
+{
+	struct config *c;
+	char *text;
+	size_t n;
+
+	assert_true(asprintf(&text, "[a]\nhost = h\nuser = u\n%s%s = %s\n"
+	    "output = /m\n", strcmp(key, "ca_file") == 0 ?
+	    "password = p\n" : "", key, value) > 0);
+	capture_reset();
+	c = load_ok(text);
+	free(text);
+	capture_reset();
+	n = config_check_account_files(c, &c->accounts[0]);
+	assert_int_equal(count_level(LOGL_ERROR), n);
+	config_free(&c);
+	return n;
+}
+
+static void
+expect_file_problem(const char *key, const char *value, const char *prefix,
+    const char *what)
+{
+	assert_int_equal(check_files(key, value), 1);
+	if (strncmp(cap.line[0], prefix, strlen(prefix)) != 0 ||
+	    strstr(cap.line[0], what) == NULL)
+		fail_msg("got \"%s\", wanted \"%s...%s\"", cap.line[0], prefix,
+		    what);
+}
+
+static void
+test_check_password_file(void **state)
+{
+	char *pw, *missing;
+
+	(void)state;
+	pw = write_temp("pw", "secret\n", 0600);
+	assert_int_equal(check_files("password_file", pw), 0);
+	assert_true(asprintf(&missing, "%s/absent", tmpdir) > 0);
+	expect_file_problem("password_file", missing,
+	    "t.ini:4: [a] password_file: ", strerror(ENOENT));
+	expect_file_problem("password_file", tmpdir,
+	    "t.ini:4: [a] password_file: ", "is a directory");
+	/* Root reads any file: mode 000 stops only others. */
+	if (geteuid() != 0) {
+		assert_int_equal(chmod(pw, 0), 0);
+		expect_file_problem("password_file", pw,
+		    "t.ini:4: [a] password_file: ", strerror(EACCES));
+	}
+	assert_int_equal(unlink(pw), 0);
+	free(pw);
+	free(missing);
+}
+
+static void
+test_check_ca_file(void **state)
+{
+	char *ca, *bad, *empty, *missing;
+
+	(void)state;
+	ca = write_temp("ca.pem", test_ca_pem, 0644);
+	bad = write_temp("bad.pem", "not a certificate\n", 0644);
+	empty = write_temp("empty.pem", "", 0644);
+	assert_true(asprintf(&missing, "%s/absent.pem", tmpdir) > 0);
+	assert_int_equal(check_files("ca_file", ca), 0);
+	expect_file_problem("ca_file", missing, "t.ini:5: [a] ca_file: ",
+	    strerror(ENOENT));
+	expect_file_problem("ca_file", bad, "t.ini:5: [a] ca_file: ",
+	    "no PEM certificate in it");
+	expect_file_problem("ca_file", empty, "t.ini:5: [a] ca_file: ",
+	    "certificate");
+	expect_file_problem("ca_file", tmpdir, "t.ini:5: [a] ca_file: ",
+	    "is a directory");
+	/* A relative name is taken from the config file's directory. */
+	assert_int_equal(check_files("ca_file", "ca.pem"), 1);
+	assert_non_null(strstr(cap.line[0], "ca.pem: "));
+	unlink(ca);
+	unlink(bad);
+	unlink(empty);
+	free(ca);
+	free(bad);
+	free(empty);
+	free(missing);
+}
+
 static int
 group_setup(void **state)
 {
@@ -1183,6 +1486,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_state_dir_defaults, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_state_dir_of_a_system_config, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_paths_expanded, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_default_path, setup,
@@ -1260,6 +1565,22 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_missing_file, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_example_file, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_host_port, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_resolve_path_lexical, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_resolve_path_symlinks, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_path_within, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_output_dotdot, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_output_through_symlink, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_check_password_file, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_check_ca_file, setup,
 		    teardown),
 	};
 

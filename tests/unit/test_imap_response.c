@@ -63,6 +63,31 @@ test_response_text(void **state)
 	assert_string_equal(small, "[ALERT]");
 }
 
+/* The whole status response, the code's arguments included. */
+static void
+test_response_status_line(void **state)
+{
+	const struct imap_response *r;
+	char buf[64], small[10];
+
+	r = parse(state, "* OK [CAPABILITY IMAP4rev1 IDLE] ready\r\n");
+	assert_string_equal(imap_response_status_line(r, buf, sizeof buf),
+	    "OK [CAPABILITY IMAP4rev1 IDLE] ready");
+	r = parse(state, "A1 NO [TRYCREATE] no such mailbox\r\n");
+	assert_string_equal(imap_response_status_line(r, buf, sizeof buf),
+	    "NO [TRYCREATE] no such mailbox");
+	r = parse(state, "* PREAUTH welcome\r\n");
+	assert_string_equal(imap_response_status_line(r, buf, sizeof buf),
+	    "PREAUTH welcome");
+	r = parse(state, "* 3 EXISTS\r\n");
+	assert_string_equal(imap_response_status_line(r, buf, sizeof buf),
+	    "? ");
+	r = parse(state, "* BYE [ALERT] shutting down now\r\n");
+	assert_ptr_equal(imap_response_status_line(r, small, sizeof small),
+	    small);
+	assert_string_equal(small, "BYE [ALER");
+}
+
 static void
 test_arg_helpers(void **state)
 {
@@ -339,6 +364,8 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_response_status_line,
+		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_arg_helpers, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_caps, setup, teardown),

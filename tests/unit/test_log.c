@@ -324,6 +324,57 @@ test_journal_stream_matches_fd(void **state)
 	unlink(path);
 }
 
+/* Plain mode (the configuration at start-up): errors as a compiler writes
+ * them, other levels named, no timestamp; under the journal the "<N>"
+ * priority prefix stays either way. */
+static void
+test_plain_mode(void **state)
+{
+	char path[] = "/tmp/test_log.XXXXXX", value[64], got[256];
+	struct stat st;
+	ssize_t n;
+	int fd, saved;
+
+	(void)state;
+	assert_true((fd = mkstemp(path)) >= 0);
+	assert_true((saved = dup(STDERR_FILENO)) >= 0);
+	fflush(stderr);
+	assert_true(dup2(fd, STDERR_FILENO) >= 0);
+	log_set_sink(NULL, NULL);
+	log_set_level(LOGL_INFO);
+	unsetenv("JOURNAL_STREAM");
+	log_init();
+	log_set_plain(true);
+	log_error("t.ini:3: [a] host: bad");
+	log_warnx("t.ini: readable");
+	log_debug("not shown");
+	assert_int_equal(fstat(fd, &st), 0);
+	snprintf(value, sizeof value, "%llu:%llu",
+	    (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+	setenv("JOURNAL_STREAM", value, 1);
+	log_init();
+	log_error("t.ini:3: [a] host: bad");
+	log_warnx("t.ini: readable");
+	log_set_plain(false);
+	log_error("daemon");
+	fflush(stderr);
+	assert_true(dup2(saved, STDERR_FILENO) >= 0);
+	close(saved);
+	unsetenv("JOURNAL_STREAM");
+	log_init();
+
+	n = pread(fd, got, sizeof got - 1, 0);
+	assert_true(n >= 0);
+	got[n] = '\0';
+	assert_string_equal(got, "t.ini:3: [a] host: bad\n"
+	    "warning: t.ini: readable\n"
+	    "<3>t.ini:3: [a] host: bad\n"
+	    "<4>t.ini: readable\n"
+	    "<3>daemon\n");
+	close(fd);
+	unlink(path);
+}
+
 int
 main(void)
 {
@@ -355,6 +406,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_rotated_secret_forgotten,
 		    setup, teardown),
 		cmocka_unit_test(test_journal_stream_matches_fd),
+		cmocka_unit_test_setup_teardown(test_plain_mode, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_forget_secrets, setup,
 		    teardown),
 	};

@@ -31,6 +31,7 @@
 #include <cmocka.h>
 
 #include "mbox/mbox.h"
+#include "mbox/mboxrd.h"
 
 /* Sun Nov  1 09:05:03 2026 and Sat Nov 21 09:05:03 2026 UTC */
 #define DATE_SUN_NOV_1	((time_t)1793523903)
@@ -783,6 +784,107 @@ test_chunking_every_split(void **state)
 		free(whole);
 	}
 	close_mem_mbox(&m);
+}
+
+/* Where the encoder alone writes: memory, refusing once cap is reached. */
+struct enc_sink {
+	unsigned char buf[4096];
+	size_t len;
+	size_t cap;		/* refuse a write that would pass it */
+	unsigned calls_after_refusal;
+	bool refused;
+};
+
+static int
+enc_sink_out(void *arg, const void *data, size_t len)
+{
+	struct enc_sink *k = arg;
+
+	if (k->refused)
+		k->calls_after_refusal++;
+	if (k->len + len > k->cap) {
+		k->refused = true;
+		return -1;
+	}
+	memcpy(k->buf + k->len, data, len);
+	k->len += len;
+	return 0;
+}
+
+/* Encodes msg (whole, or a byte at a time) into k, which takes cap bytes;
+ * mboxrd_write()'s or mboxrd_end()'s result. */
+static int
+encode(struct enc_sink *k, size_t cap, const char *msg, size_t len,
+    bool bytewise)
+{
+	struct mboxrd e;
+	size_t step = bytewise ? 1 : len;
+	int r = 0;
+
+	memset(k, 0, sizeof *k);
+	k->cap = cap;
+	mboxrd_init(&e, enc_sink_out, k);
+	mboxrd_begin(&e, DATE_SAT_NOV_21);
+	for (size_t b = 0; r == 0 && b < len; b += step)
+		r = mboxrd_write(&e, msg + b, step);
+	if (r == 0)
+		r = mboxrd_end(&e);
+	mboxrd_free(&e);
+	return r;
+}
+
+/*
+ * The encoder without a file: the same entry as the model for every tricky
+ * message fed in one piece and a byte at a time, and an output that refuses
+ * stops it at once, whatever byte it refuses at.
+ */
+static void
+test_mboxrd_encoder_alone(void **state)
+{
+	static const char msg[] = "Return-Path: <a@b.example>\r\n"
+	    "Subject: x\r\n\r\nFrom here\r\n>From there\r\nend";
+	struct enc_sink sink;
+	unsigned char *want, *got_lf, *want_lf;
+	size_t i, wlen, cut;
+
+	(void)state;
+	for (i = 0; i < sizeof tricky / sizeof tricky[0]; i++) {
+		want = model_entry((const unsigned char *)tricky[i].s,
+		    tricky[i].len, NULL, DATE_SAT_NOV_21, &wlen);
+		want_lf = memchr(want, '\n', wlen);
+		assert_non_null(want_lf);
+		for (int bytewise = 0; bytewise < 2; bytewise++) {
+			assert_int_equal(encode(&sink, sizeof sink.buf,
+			    tricky[i].s, tricky[i].len, bytewise), 0);
+			/* The model names no sender: compare past the From_
+			 * lines. */
+			assert_true(sink.len >= 5 && memcmp(sink.buf, "From ",
+			    5) == 0);
+			got_lf = memchr(sink.buf, '\n', sink.len);
+			assert_non_null(got_lf);
+			assert_int_equal(sink.buf + sink.len - got_lf,
+			    want + wlen - want_lf);
+			assert_memory_equal(got_lf, want_lf,
+			    (size_t)(want + wlen - want_lf));
+		}
+		free(want);
+	}
+
+	want = model_entry((const unsigned char *)msg, sizeof msg - 1,
+	    "a@b.example", DATE_SAT_NOV_21, &wlen);
+	for (cut = 0; cut < wlen; cut++) {
+		assert_int_equal(encode(&sink, cut, msg, sizeof msg - 1,
+		    cut % 2 == 1), -1);
+		assert_true(sink.refused);
+		assert_int_equal(sink.calls_after_refusal, 0);
+		assert_memory_equal(sink.buf, want, sink.len);
+	}
+	/* With room for all of it: the model's entry, sender included. */
+	assert_int_equal(encode(&sink, sizeof sink.buf, msg, sizeof msg - 1,
+	    false), 0);
+	assert_int_equal(sink.len, wlen);
+	assert_memory_equal(sink.buf, want, wlen);
+	free(want);
 }
 
 /* Random messages over the bytes that matter, random chunkings, against the
@@ -2153,6 +2255,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_from_quoting),
 		cmocka_unit_test(test_final_newline_and_bytes),
 		cmocka_unit_test(test_chunking_every_split),
+		cmocka_unit_test(test_mboxrd_encoder_alone),
 		cmocka_unit_test(test_random_messages),
 		cmocka_unit_test(test_reverse_gives_original),
 		cmocka_unit_test(test_big_message),

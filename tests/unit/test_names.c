@@ -569,6 +569,21 @@ test_selected(void **state)
 	assert_false(names_selected(inc2, 2, exc, 3, "Sent", '/'));
 }
 
+static void
+test_first_match(void **state)
+{
+	const char *pats[] = { "Lists/%", "*", "INBOX" };
+
+	(void)state;
+	/* The first that matches wins, though a later one matches too. */
+	assert_int_equal(names_first_match(pats, 3, "Lists/debian", '/'), 0);
+	assert_int_equal(names_first_match(pats, 3, "Lists/a/b", '/'), 1);
+	assert_int_equal(names_first_match(pats, 3, "inbox", '/'), 1);
+	assert_int_equal(names_first_match(pats + 2, 1, "inbox", '/'), 0);
+	assert_int_equal(names_first_match(pats + 2, 1, "Sent", '/'), -1);
+	assert_int_equal(names_first_match(NULL, 0, "INBOX", '/'), -1);
+}
+
 int
 main(void)
 {
@@ -580,6 +595,7 @@ main(void)
 		cmocka_unit_test(test_match_table),
 		cmocka_unit_test(test_match_pathological),
 		cmocka_unit_test(test_selected),
+		cmocka_unit_test(test_first_match),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -13,6 +13,7 @@
 #include <ev.h>
 
 #include "../fakes/transport_mem.h"
+#include "imap/sasl.h"
 #include "imap/session.h"
 #include "log.h"
 #include "net/compress.h"
@@ -815,6 +816,112 @@ test_transport_error_kinds(void **state)
 	}
 }
 
+/* sasl_choose(): every configured method against the capabilities that
+ * decide it; NULL error: chosen. */
+static void
+test_sasl_choose(void **state)
+{
+	static const struct {
+		enum session_auth auth;
+		bool plain, logindisabled;
+		enum sasl_method method;
+		const char *error;
+	} cases[] = {
+		{ SESSION_AUTH_AUTO, true, false, SASL_PLAIN, NULL },
+		{ SESSION_AUTH_AUTO, true, true, SASL_PLAIN, NULL },
+		{ SESSION_AUTH_AUTO, false, false, SASL_LOGIN_COMMAND, NULL },
+		{ SESSION_AUTH_AUTO, false, true, 0, "server offers neither "
+		    "AUTH=PLAIN nor LOGIN (LOGINDISABLED)" },
+		{ SESSION_AUTH_PLAIN, true, true, SASL_PLAIN, NULL },
+		{ SESSION_AUTH_PLAIN, false, false, 0, "server does not offer "
+		    "AUTH=PLAIN" },
+		{ SESSION_AUTH_LOGIN, true, false, SASL_LOGIN_COMMAND, NULL },
+		{ SESSION_AUTH_LOGIN, true, true, 0, "server refuses LOGIN "
+		    "(LOGINDISABLED)" },
+		{ SESSION_AUTH_XOAUTH2, false, true, SASL_XOAUTH2, NULL },
+		{ SESSION_AUTH_OAUTHBEARER, false, true, SASL_OAUTHBEARER,
+		    NULL },
+	};
+	char plain[] = "AUTH=PLAIN", disabled[] = "LOGINDISABLED";
+	enum sasl_method method;
+	const char *error;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		struct imap_caps caps = { .n = 0 };
+
+		if (cases[i].plain)
+			caps.names[caps.n++] = plain;
+		if (cases[i].logindisabled)
+			caps.names[caps.n++] = disabled;
+		method = (enum sasl_method)-1;
+		if (cases[i].error == NULL) {
+			assert_int_equal(sasl_choose(cases[i].auth, &caps,
+			    &method, &error), 0);
+			assert_int_equal(method, cases[i].method);
+			assert_null(error);
+		} else {
+			assert_int_equal(sasl_choose(cases[i].auth, &caps,
+			    &method, &error), -1);
+			assert_string_equal(error, cases[i].error);
+		}
+	}
+	assert_string_equal(sasl_mechanism_name(SASL_PLAIN), "PLAIN");
+	assert_string_equal(sasl_mechanism_name(SASL_XOAUTH2), "XOAUTH2");
+	assert_string_equal(sasl_mechanism_name(SASL_OAUTHBEARER),
+	    "OAUTHBEARER");
+	assert_null(sasl_mechanism_name(SASL_LOGIN_COMMAND));
+}
+
+/* The initial responses on their own: the same bytes the transcripts
+ * expect, whoever sends them. */
+static void
+test_sasl_initial_responses(void **state)
+{
+	static const struct {
+		enum sasl_method method;
+		const char *b64;
+	} cases[] = {
+		{ SASL_PLAIN, PLAIN_IR },
+		{ SASL_XOAUTH2, XOAUTH2_IR },
+		{ SASL_OAUTHBEARER, OAUTHBEARER_IR },
+	};
+	const struct sasl_credentials creds = {
+		.user = "user", .secret = "s3cret",
+		.host = "imap.example.org", .port = 143,
+	};
+	char *b64;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		b64 = sasl_initial_response(cases[i].method, &creds);
+		assert_non_null(b64);
+		assert_string_equal(b64, cases[i].b64);
+		free(b64);
+	}
+	assert_null(sasl_initial_response(SASL_LOGIN_COMMAND, &creds));
+}
+
+/*
+ * A TLS handshake that stalls is named by the transport ("TLS handshake
+ * ... timed out"), not as a silent server in state tls-handshake.
+ */
+static void
+test_tls_handshake_timeout_named(void **state)
+{
+	static const char words[] = "TLS handshake with "
+	    "imap.example.org:143 timed out (no progress for 60 s)";
+
+	(void)state;
+	starttls_until_ok("A1 OK begin TLS\r\n");
+	assert_true(transport_mem_tls_started(mem));
+	transport_mem_fail(mem, TRANSPORT_TIMEOUT, TRANSPORT_ERR_TIMEOUT,
+	    words);
+	pump();
+	expect_failure(SESSION_ERR_TIMEOUT, words);
+	assert_null(strstr(rec.message, "in state"));
+}
+
 static void
 test_connect_refused_at_once(void **state)
 {
@@ -1043,6 +1150,9 @@ main(void)
 		T(test_idle_stop_before_continuation),
 		T(test_no_progress_timeout),
 		T(test_transport_error_kinds),
+		T(test_tls_handshake_timeout_named),
+		cmocka_unit_test(test_sasl_choose),
+		cmocka_unit_test(test_sasl_initial_responses),
 		T(test_connect_refused_at_once),
 		T(test_secret_unavailable),
 		T(test_secret_cancelled_on_free),

@@ -718,6 +718,77 @@ test_lock(void **state)
 	free(error);
 }
 
+/*
+ * The next attempt is written under the account lock and changes nothing
+ * else: refused (1, file untouched) while another holds the lock, left
+ * alone (1) when the state is corrupt, written (0) otherwise, a missing
+ * state included.
+ */
+static void
+test_set_next_attempt(void **state)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 8], *error = NULL;
+	struct account_state st = { 0 }, got = { 0 };
+	struct mailbox_state *mb;
+	struct stat before, after;
+	long holder;
+	int fd = -1;
+
+	(void)state;
+	make_dir_path(dir, sizeof dir, "next");
+	assert_int_equal(state_set_next_attempt(dir, 1700000000, &error), 0);
+	assert_null(error);
+	assert_int_equal(state_load(dir, &got, &error), 0);
+	assert_int_equal(got.next_attempt, 1700000000);
+	assert_int_equal(got.n_mailboxes, 0);
+	state_clear(&got);
+
+	mb = state_get(&st, "INBOX");
+	assert_non_null(mb);
+	mb->uidvalidity = 7;
+	mb->last_uid = 42;
+	mb->mbox_size = 4096;
+	st.last_success = 1690000000;
+	st.failures = 2;
+	state_set_error(&st, "login failed", 1690000100);
+	assert_int_equal(state_save(dir, &st, &error), 0);
+	assert_int_equal(state_set_next_attempt(dir, 1700000900, &error), 0);
+	assert_int_equal(state_load(dir, &got, &error), 0);
+	assert_int_equal(got.next_attempt, 1700000900);
+	assert_int_equal(got.last_success, 1690000000);
+	assert_int_equal(got.failures, 2);
+	assert_string_equal(got.last_error, "login failed");
+	assert_int_equal(got.n_mailboxes, 1);
+	assert_int_equal(got.mailboxes[0].last_uid, 42);
+	assert_int_equal(got.mailboxes[0].mbox_size, 4096);
+	state_clear(&got);
+
+	/* Held by another: the state is not this caller's to write. */
+	snprintf(path, sizeof path, "%s/state", dir);
+	assert_int_equal(state_lock(dir, &fd, &holder, &error), 0);
+	assert_int_equal(stat(path, &before), 0);
+	assert_int_equal(state_set_next_attempt(dir, 1800000000, &error), 1);
+	assert_null(error);
+	assert_int_equal(stat(path, &after), 0);
+	assert_int_equal(before.st_ino, after.st_ino);
+	state_unlock(&fd);
+	assert_int_equal(state_load(dir, &got, &error), 0);
+	assert_int_equal(got.next_attempt, 1700000900);
+	state_clear(&got);
+	/* The lock is free again afterwards. */
+	assert_int_equal(state_lock(dir, &fd, &holder, &error), 0);
+	state_unlock(&fd);
+
+	/* Corrupt: left for the next sync to report. */
+	write_file(dir, "state", "mboxmirror-state 1\ngarbage\n");
+	assert_int_equal(stat(path, &before), 0);
+	assert_int_equal(state_set_next_attempt(dir, 1800000000, &error), 1);
+	assert_null(error);
+	assert_int_equal(stat(path, &after), 0);
+	assert_int_equal(before.st_ino, after.st_ino);
+	state_clear(&st);
+}
+
 static int
 group_setup(void **state)
 {
@@ -748,6 +819,7 @@ main(void)
 		cmocka_unit_test(test_error_redacted),
 		cmocka_unit_test(test_holes_and_given_up),
 		cmocka_unit_test(test_lock),
+		cmocka_unit_test(test_set_next_attempt),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -25,7 +25,9 @@
 #include <cmocka.h>
 #include <ev.h>
 
+#include "base64.h"
 #include "net/resolve.h"
+#include "net/tls.h"
 #include "net/transport.h"
 #include "net_fixture.h"
 
@@ -126,6 +128,15 @@ client_done(struct client *c)
 	free(c->rx);
 }
 
+/* Connects and runs the loop until the connection is up or has failed. */
+static void
+connect_until_outcome(struct client *c)
+{
+	assert_int_equal(transport_connect(c->t), 0);
+	RUN_UNTIL(c, c->seen & (EV_BIT(TRANSPORT_CONNECTED) |
+	    EV_BIT(TRANSPORT_ERROR) | EV_BIT(TRANSPORT_TIMEOUT)));
+}
+
 static bool
 rx_has(const struct client *c, const char *s)
 {
@@ -176,9 +187,7 @@ echo_test(const char *addr, const char *host)
 		payload[i] = (unsigned char)(x >> 16);
 	}
 
-	assert_int_equal(transport_connect(c.t), 0);
-	RUN_UNTIL(&c, c.seen & (EV_BIT(TRANSPORT_CONNECTED) |
-	    EV_BIT(TRANSPORT_ERROR) | EV_BIT(TRANSPORT_TIMEOUT)));
+	connect_until_outcome(&c);
 	assert_true(c.seen & EV_BIT(TRANSPORT_CONNECTED));
 	assert_true(transport_is_tls(c.t));
 	assert_string_equal(transport_error(c.t), "");
@@ -227,22 +236,22 @@ test_tls_echo_v6(void **state)
  * though the client queued some before connecting.
  */
 static void
-refuse_test(gnutls_x509_crt_t crt, const uint8_t *pin, const char *expect)
+refuse_host_test(gnutls_x509_crt_t crt, const char *host, const uint8_t *pin,
+    const char *expect)
 {
 	struct transport_params p;
 	struct net_server srv;
 	struct client c;
+	char prefix[128];
 
 	assert_int_equal(net_server_start(&srv, "127.0.0.1", NET_SRV_TLS_ECHO,
 	    crt, pki.key, 1), 0);
-	tls_params(&p, "localhost", srv.port);
+	tls_params(&p, host, srv.port);
 	p.pin_sha256 = pin;
 	client_init(&c, &p);
 	assert_int_equal(transport_write(c.t, "a LOGIN user secret\r\n", 21),
 	    0);
-	assert_int_equal(transport_connect(c.t), 0);
-	RUN_UNTIL(&c, c.seen & (EV_BIT(TRANSPORT_CONNECTED) |
-	    EV_BIT(TRANSPORT_ERROR) | EV_BIT(TRANSPORT_TIMEOUT)));
+	connect_until_outcome(&c);
 	assert_false(c.seen & EV_BIT(TRANSPORT_CONNECTED));
 	assert_true(c.seen & EV_BIT(TRANSPORT_ERROR));
 	assert_int_equal(c.counts[TRANSPORT_ERROR], 1);
@@ -250,8 +259,9 @@ refuse_test(gnutls_x509_crt_t crt, const uint8_t *pin, const char *expect)
 	if (strstr(transport_error(c.t), expect) == NULL)
 		fail_msg("error \"%s\" lacks \"%s\"", transport_error(c.t),
 		    expect);
-	assert_non_null(strstr(transport_error(c.t),
-	    "certificate verification failed for localhost: "));
+	snprintf(prefix, sizeof prefix, "certificate verification failed for "
+	    "%s: ", host);
+	assert_non_null(strstr(transport_error(c.t), prefix));
 	assert_int_equal(transport_error_kind(c.t), TRANSPORT_ERR_TLS_VERIFY);
 	assert_int_equal(transport_write(c.t, "x", 1), -1);
 	assert_int_equal(transport_read(c.t, (char[4]){ 0 }, 4), -1);
@@ -259,6 +269,12 @@ refuse_test(gnutls_x509_crt_t crt, const uint8_t *pin, const char *expect)
 	assert_int_equal(srv.handshakes_ok, 0);
 	assert_int_equal(srv.app_bytes, 0);
 	client_done(&c);
+}
+
+static void
+refuse_test(gnutls_x509_crt_t crt, const uint8_t *pin, const char *expect)
+{
+	refuse_host_test(crt, "localhost", pin, expect);
 }
 
 /* A CA file that cannot be read: one clear error naming it, of the TLS
@@ -276,9 +292,7 @@ test_missing_ca_file(void **state)
 	tls_params(&p, "localhost", srv.port);
 	p.ca_file = "/nonexistent/mboxmirror-ca.pem";
 	client_init(&c, &p);
-	assert_int_equal(transport_connect(c.t), 0);
-	RUN_UNTIL(&c, c.seen & (EV_BIT(TRANSPORT_CONNECTED) |
-	    EV_BIT(TRANSPORT_ERROR) | EV_BIT(TRANSPORT_TIMEOUT)));
+	connect_until_outcome(&c);
 	assert_true(c.seen & EV_BIT(TRANSPORT_ERROR));
 	assert_false(c.seen & EV_BIT(TRANSPORT_CONNECTED));
 	assert_string_equal(transport_error(c.t), "cannot load CA file "
@@ -288,10 +302,21 @@ test_missing_ca_file(void **state)
 	client_done(&c);
 }
 
+/* An unknown issuer points at ca_file, and gives the pin of the key the
+ * server presented (the fixture's one key) for pin_sha256. */
 static void
 test_unknown_issuer_refused(void **state)
 {
-	refuse_test(pki.foreign, NULL, "signer not found (unknown issuer)");
+	char expect[256], *pin;
+
+	pin = base64_encode(pki.good_pin, sizeof pki.good_pin);
+	assert_non_null(pin);
+	snprintf(expect, sizeof expect, "signer not found (unknown issuer); "
+	    "if the server's CA is a private one, set ca_file to its "
+	    "certificate (and pin_sha256 = %s to accept only this server "
+	    "key)", pin);
+	free(pin);
+	refuse_test(pki.foreign, NULL, expect);
 }
 
 static void
@@ -300,10 +325,93 @@ test_expired_refused(void **state)
 	refuse_test(pki.expired, NULL, "certificate has expired");
 }
 
+/* A name that does not match says which names the certificate holds. */
 static void
 test_wrong_hostname_refused(void **state)
 {
-	refuse_test(pki.wrong_name, NULL, "hostname does not match");
+	refuse_test(pki.wrong_name, NULL, "hostname does not match; the "
+	    "certificate is for wrong.example");
+}
+
+/* Any name resolves to 127.0.0.1, where the test servers listen. */
+static int
+any_name_loopback(const char *host, const char *service,
+    const struct addrinfo *hints, struct addrinfo **res)
+{
+	struct addrinfo h = *hints;
+
+	h.ai_flags |= AI_NUMERICHOST;
+	return getaddrinfo("127.0.0.1", service, &h, res);
+}
+
+/* The certificate's addresses are named too, in the order it holds them. */
+static void
+test_wrong_hostname_lists_addresses(void **state)
+{
+	resolve_set_getaddrinfo(any_name_loopback);
+	refuse_host_test(pki.good, "imap.example.org", NULL, "certificate "
+	    "verification failed for imap.example.org: hostname does not "
+	    "match; the certificate is for localhost, 127.0.0.1, ::1");
+	resolve_set_getaddrinfo(NULL);
+}
+
+/* What counts as a plain-text answer to a ClientHello: text, not a TLS
+ * record (content types 20 to 24) nor binary. */
+static void
+test_plain_text_detection(void **state)
+{
+	static const struct {
+		const char *bytes;
+		size_t len;
+		bool plain;
+	} cases[] = {
+		{ "* OK ready\r\n", 12, true },
+		{ "HTTP/1.1 400", 12, true },
+		{ "\x16\x03\x03\x00\x7a", 5, false },	/* handshake */
+		{ "\x15\x03\x03\x00\x02", 5, false },	/* alert */
+		{ "\x17\x03\x03", 3, false },		/* application data */
+		{ "\x00\x01", 2, false },
+		{ "\xff", 1, false },
+		{ "", 0, false },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+		assert_int_equal(tls_looks_like_plain_text(
+		    (const unsigned char *)cases[i].bytes, cases[i].len),
+		    cases[i].plain);
+}
+
+/*
+ * Implicit TLS to a server that greets in plain text (a port 143 server):
+ * the handshake fails at its first bytes, and the message quotes them and
+ * says what to configure, as a TLS error, not a certificate one.
+ */
+static void
+test_plain_text_server_on_tls_port(void **state)
+{
+	struct transport_params p;
+	struct net_server srv;
+	struct client c;
+	char expect[256];
+
+	assert_int_equal(net_server_start(&srv, "127.0.0.1",
+	    NET_SRV_PLAIN_GREETING, NULL, NULL, 1), 0);
+	tls_params(&p, "localhost", srv.port);
+	client_init(&c, &p);
+	connect_until_outcome(&c);
+	assert_int_equal(c.seen, EV_BIT(TRANSPORT_ERROR));
+	snprintf(expect, sizeof expect, "TLS handshake with localhost:%u "
+	    "failed: the server answered in plain text (\"%.*s\"): this port "
+	    "speaks plain text; use tls = starttls or port 993",
+	    (unsigned)srv.port, (int)strlen(NET_PLAIN_GREETING) - 2,
+	    NET_PLAIN_GREETING);
+	assert_string_equal(transport_error(c.t), expect);
+	assert_int_equal(transport_error_kind(c.t), TRANSPORT_ERR_TLS);
+	transport_close(c.t);
+	net_server_join(&srv);
+	assert_int_equal(srv.accepted, 1);
+	client_done(&c);
 }
 
 static void
@@ -452,9 +560,7 @@ test_connection_refused(void **state)
 	p.port = port;
 	p.timeout = 10;
 	client_init(&c, &p);
-	assert_int_equal(transport_connect(c.t), 0);
-	RUN_UNTIL(&c, c.seen & (EV_BIT(TRANSPORT_CONNECTED) |
-	    EV_BIT(TRANSPORT_ERROR) | EV_BIT(TRANSPORT_TIMEOUT)));
+	connect_until_outcome(&c);
 	assert_true(c.seen & EV_BIT(TRANSPORT_ERROR));
 	snprintf(expect, sizeof expect,
 	    "connect to 127.0.0.1:%u: Connection refused", (unsigned)port);
@@ -469,19 +575,18 @@ test_handshake_timeout(void **state)
 	struct transport_params p;
 	struct net_server srv;
 	struct client c;
+	char expect[128];
 
 	assert_int_equal(net_server_start(&srv, "127.0.0.1", NET_SRV_SILENT,
 	    NULL, NULL, 1), 0);
 	tls_params(&p, "127.0.0.1", srv.port);
 	p.timeout = 1;
 	client_init(&c, &p);
-	assert_int_equal(transport_connect(c.t), 0);
-	RUN_UNTIL(&c, c.seen & (EV_BIT(TRANSPORT_CONNECTED) |
-	    EV_BIT(TRANSPORT_ERROR) | EV_BIT(TRANSPORT_TIMEOUT)));
+	connect_until_outcome(&c);
 	assert_int_equal(c.seen, EV_BIT(TRANSPORT_TIMEOUT));
-	assert_non_null(strstr(transport_error(c.t), "TLS handshake with "
-	    "127.0.0.1:"));
-	assert_non_null(strstr(transport_error(c.t), "no progress for 1 s"));
+	snprintf(expect, sizeof expect, "TLS handshake with 127.0.0.1:%u "
+	    "timed out (no progress for 1 s)", (unsigned)srv.port);
+	assert_string_equal(transport_error(c.t), expect);
 	assert_int_equal(transport_error_kind(c.t), TRANSPORT_ERR_TIMEOUT);
 	transport_close(c.t);
 	net_server_join(&srv);
@@ -808,16 +913,13 @@ static int
 held_lookup(const char *host, const char *service,
     const struct addrinfo *hints, struct addrinfo **res)
 {
-	struct addrinfo h = *hints;
-
 	pthread_mutex_lock(&hold_lock);
 	hold_entered = true;
 	pthread_cond_broadcast(&hold_cond);
 	while (!hold_released)
 		pthread_cond_wait(&hold_cond, &hold_lock);
 	pthread_mutex_unlock(&hold_lock);
-	h.ai_flags |= AI_NUMERICHOST;
-	return getaddrinfo("127.0.0.1", service, &h, res);
+	return any_name_loopback(host, service, hints, res);
 }
 
 static void
@@ -988,6 +1090,9 @@ main(void)
 		cmocka_unit_test(test_unknown_issuer_refused),
 		cmocka_unit_test(test_expired_refused),
 		cmocka_unit_test(test_wrong_hostname_refused),
+		cmocka_unit_test(test_wrong_hostname_lists_addresses),
+		cmocka_unit_test(test_plain_text_detection),
+		cmocka_unit_test(test_plain_text_server_on_tls_port),
 		cmocka_unit_test(test_pin_mismatch_refused),
 		cmocka_unit_test(test_pin_match_accepted),
 		cmocka_unit_test(test_tls_pending_plaintext_wakeup),
