@@ -101,7 +101,8 @@ commit_open_mailbox(struct mirror *m)
 		    ms->uidvalidity, m->examine_uidvalidity);
 		names_aside_tag(NAMES_ASIDE_UIDVALIDITY, ms->uidvalidity, tag,
 		    sizeof tag);
-		if (keep_aside(m, ms->file != NULL ? ms->file : rel, tag) != 0) {
+		if (keep_aside(m, ms->file != NULL ? ms->file : rel,
+		    tag) != 0) {
 			free(rel);
 			return;
 		}

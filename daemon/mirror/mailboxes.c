@@ -201,7 +201,8 @@ send_statuses(struct mirror *m)
 		imap_cmd_add_raw(&cmd, "(UIDVALIDITY UIDNEXT MESSAGES)");
 		if (session_send(m->session, &cmd, on_status_untagged,
 		    on_status_done, m) != 0) {
-			mirror_fail(m, SESSION_ERR_LOCAL, "cannot queue STATUS");
+			mirror_fail(m, SESSION_ERR_LOCAL,
+			    "cannot queue STATUS");
 			return;
 		}
 		m->status_pending++;
@@ -296,8 +297,8 @@ on_status_done(struct session *s, const struct imap_response *tagged,
 
 /* What STATUS and the state say of mb, for the plan's decisions. */
 void
-mailboxes_plan_view(const struct mirror *m, const struct mbx *mb, struct plan_status *st,
-    struct plan_known *known)
+mailboxes_plan_view(const struct mirror *m, const struct mbx *mb,
+    struct plan_status *st, struct plan_known *known)
 {
 	const struct mailbox_state *ms = state_find((struct account_state *)
 	    &m->state, mb->name);

@@ -39,8 +39,8 @@
  * batch boundary leaves the link idle for a round trip (the next batch
  * goes out once the previous one's last message is in): at 5 s a batch,
  * a 40 ms round trip costs under 1%.  Commits do not wait for a batch's
- * end (PLAN_COMMIT_EVERY).  Two in flight keep the pipe full while the previous
- * batch is committed.
+ * end (PLAN_COMMIT_EVERY).  Two in flight keep the pipe full while the
+ * previous batch is committed.
  */
 #define BATCH_MAX_MESSAGES 2000
 #define BATCH_MAX_BYTES (32ULL * 1024 * 1024)

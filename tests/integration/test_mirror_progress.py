@@ -21,9 +21,10 @@ BODY_BYTES = 10_000
 # The paced link: this many bytes, then a pause (about 100 kB/s).
 CHUNK = 4096
 PAUSE = 0.04
-PROGRESS = re.compile(r" (info|debug): account test: mailbox INBOX: (\d+)/(\d+) messages, "
-                      r"[\d.]+/[\d.]+ MB, ([\d.]+) MB/s, about \d+s left; account: \d+ "
-                      r"messages, [\d.]+ MB, mailbox 1 of 1, about \d+s left")
+PROGRESS = re.compile(r" (info|debug): account test: mailbox INBOX: (\d+)/(\d+) "
+                      r"messages, [\d.]+/[\d.]+ MB, ([\d.]+) MB/s, about \d+s left; "
+                      r"account: \d+ messages, [\d.]+ MB, mailbox 1 of 1, about \d+s "
+                      r"left")
 
 
 def message(uid):
@@ -113,7 +114,8 @@ class SlowLink(unittest.TestCase):
                                   proc.poll() is not None, 40, interval=0.05,
                                   what="three progress lines")
             self.assertTrue(got and proc.poll() is None,
-                            "the sync ended before three progress lines:\n" + err.text())
+                            "the sync ended before three progress lines:\n" +
+                            err.text())
         finally:
             mu.kill(proc)
         lines = err.matching(PROGRESS)
