@@ -35,6 +35,7 @@
 #define DEFAULT_RETRY_MIN 30
 #define DEFAULT_RETRY_MAX 3600
 #define DEFAULT_MAX_CONNECTIONS 16
+#define DEFAULT_IDLE_REFRESH (9 * 60)
 #define SYSTEM_CONFIG "/etc/mboxmirror/mboxmirror.ini"
 
 #define IN_GENERAL 1u
@@ -86,6 +87,7 @@ static const struct key_def key_defs[] = {
 	{ "max_connections", IN_GENERAL },
 	{ "retry_min", IN_GENERAL },
 	{ "retry_max", IN_GENERAL },
+	{ "idle_refresh", IN_GENERAL },
 	{ "log_level", IN_GENERAL },
 	{ "host", IN_ACCOUNT },
 	{ "port", IN_ACCOUNT },
@@ -883,6 +885,7 @@ validate_general(struct parser *p, struct raw_section *g, struct config *c)
 	c->max_connections = DEFAULT_MAX_CONNECTIONS;
 	c->retry_min = DEFAULT_RETRY_MIN;
 	c->retry_max = DEFAULT_RETRY_MAX;
+	c->idle_refresh = DEFAULT_IDLE_REFRESH;
 	c->log_level = LOGL_INFO;
 	if (g != NULL)
 		check_keys(p, g, IN_GENERAL);
@@ -894,6 +897,11 @@ validate_general(struct parser *p, struct raw_section *g, struct config *c)
 	    "retry_max")) != NULL)
 		report(p, e->line, g->name, e->key, "is shorter than "
 		    "retry_min");
+	get_duration(p, g, "idle_refresh", &c->idle_refresh);
+	if (c->idle_refresh > CONFIG_IDLE_REFRESH_MAX && (e = entry_value(g,
+	    "idle_refresh")) != NULL)
+		report(p, e->line, g->name, e->key, "is longer than 29m (RFC "
+		    "2177 lets servers end an IDLE after 30 minutes)");
 	if ((e = entry_value(g, "max_connections")) != NULL) {
 		if (num_parse_u64(e->value, CONFIG_MAX_CONNECTIONS_MAX,
 		    &n) == 0 && n >= 1)

@@ -19,6 +19,9 @@
 
 /* Longest duration accepted anywhere (365 days), in seconds. */
 #define CONFIG_DURATION_MAX (365u * 86400u)
+/* Upper bound of [general] idle_refresh: RFC 2177 lets a server end an IDLE
+ * after 30 minutes. */
+#define CONFIG_IDLE_REFRESH_MAX (29u * 60u)
 /* Upper bound of [general] max_connections. */
 #define CONFIG_MAX_CONNECTIONS_MAX 1000
 /* Largest config file read (bytes). */
@@ -68,6 +71,7 @@ struct config {
 	unsigned max_connections;	/* default 16 */
 	unsigned retry_min;	/* seconds: first retry after a failure (30s) */
 	unsigned retry_max;	/* seconds: longest retry delay (1h) */
+	unsigned idle_refresh;	/* seconds between re-issues of IDLE (9m) */
 	enum log_level log_level;
 	bool inline_password_warned;
 	struct account *accounts;	/* in file order */

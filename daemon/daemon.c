@@ -17,6 +17,7 @@
 #include "net/transport.h"
 #include "notify.h"
 #include "scheduler.h"
+#include "util/num.h"
 
 /* A config shared by the runners that were started from it. */
 struct cfg {
@@ -104,8 +105,9 @@ update_status(struct daemon *d)
 		if (r->idle != NULL)
 			idle++;
 	}
-	notify_status("%u accounts: %u ok, %u failing, %u syncing, %u on push",
-	    total, ok, failing, syncing, idle);
+	notify_status("%u %s: %u ok, %u failing, %u syncing, %u on push",
+	    total, num_plural(total, "account", "accounts"), ok, failing,
+	    syncing, idle);
 }
 
 /* For --status; the state file is mirror/'s to write. */
@@ -122,6 +124,16 @@ record_next_attempt(struct runner *r, double delay)
 		log_error("account %s: %s", r->account->name, error);
 	free(error);
 	free(dir);
+}
+
+/* The length of text without a final '.': a server's "Authentication
+ * failed." ends a sentence that "; retrying" goes on. */
+static size_t
+without_full_stop(const char *text)
+{
+	size_t len = strlen(text);
+
+	return len > 0 && text[len - 1] == '.' ? len - 1 : len;
 }
 
 static void
@@ -152,16 +164,19 @@ on_sync_done(struct sched_job *job, const struct mirror_result *res,
 		r->failures = 0;
 		r->ever_ok = true;
 		if (res->messages > 0)
-			log_info("account %s: %llu new messages (%llu bytes) "
-			    "in %.1fs", r->account->name, res->messages,
-			    res->bytes, res->seconds);
+			log_info("account %s: %llu new %s (%llu %s) in %.1fs",
+			    r->account->name, res->messages, num_plural(
+			    res->messages, "message", "messages"), res->bytes,
+			    num_plural(res->bytes, "byte", "bytes"),
+			    res->seconds);
 		r->rerun = false;
 		if (r->account->idle && r->idle == NULL &&
 		    !r->idle_unsupported && !ev_is_active(&r->idle_timer))
 			start_idle(r);
 	} else {
 		auth = res->error == SESSION_ERR_AUTH;
-		log_error("%s; retrying in %.0fs (failure %u%s)", res->message,
+		log_error("%.*s; retrying in %.0fs (failure %u%s)",
+		    (int)without_full_stop(res->message), res->message,
 		    delay, r->failures, auth ? ", authentication: backing "
 		    "off slowly so the server does not lock the account" : "");
 	}
@@ -530,8 +545,9 @@ daemon_run(struct config *config, const char *path, char *const *names,
 		ev_timer_again(d.loop, &d.watchdog);
 	}
 	start_runners(&d);
-	log_info("mboxmirror %s running: %zu accounts", MM_VERSION,
-	    config->n_accounts);
+	log_info("mboxmirror %s running: %zu %s", MM_VERSION,
+	    config->n_accounts, num_plural(config->n_accounts, "account",
+	    "accounts"));
 	notify_ready(NULL);
 	update_status(&d);
 	ev_run(d.loop, 0);

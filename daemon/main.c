@@ -104,7 +104,9 @@ check_config(const struct config *config, const struct cli_options *opts)
 		n++;
 	}
 	printf("state: %s (%s)\n", config->state_dir, config->state_dir_origin);
-	printf("configuration OK: %zu account%s\n", n, n == 1 ? "" : "s");
+	/* Which file was read: without -c that depends on the environment. */
+	printf("configuration OK: %zu account%s in %s\n", n, n == 1 ? "" : "s",
+	    config->path);
 	return fflush(stdout) == 0 ? 0 : 1;
 }
 

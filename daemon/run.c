@@ -1,4 +1,5 @@
 #include "run.h"
+#include "util/num.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -56,16 +57,19 @@ print_summary(const struct account *account, const struct mirror_result *r)
 	if (ok) {
 		/* -q: nothing on success, so cron mails only failures. */
 		if (log_get_level() >= LOGL_INFO)
-			printf("%s: ok: %u mailboxes checked, %u opened, %llu "
-			    "messages (%s) added in %.1fs\n",
-			    account->name, r->mailboxes_checked,
-			    r->mailboxes_opened, r->messages, size, r->seconds);
+			printf("%s: ok: %u %s checked, %u opened, %llu %s "
+			    "(%s) added in %.1fs\n", account->name,
+			    r->mailboxes_checked, num_plural(r->mailboxes_checked,
+			    "mailbox", "mailboxes"), r->mailboxes_opened,
+			    r->messages, num_plural(r->messages, "message",
+			    "messages"), size, r->seconds);
 	} else {
 		log_error("%s", r->message);
-		printf("%s: FAILED (%s): %u mailboxes checked, %llu messages "
-		    "(%s) added in %.1fs\n", account->name,
-		    session_error_name(r->error), r->mailboxes_checked,
-		    r->messages, size, r->seconds);
+		printf("%s: FAILED (%s): %u %s checked, %llu %s (%s) added "
+		    "in %.1fs\n", account->name, session_error_name(r->error),
+		    r->mailboxes_checked, num_plural(r->mailboxes_checked,
+		    "mailbox", "mailboxes"), r->messages, num_plural(
+		    r->messages, "message", "messages"), size, r->seconds);
 	}
 	fflush(stdout);
 	return ok;

@@ -184,7 +184,7 @@ idle_watch_start(struct ev_loop *loop, const struct config *config,
 	w->cb = cb;
 	w->arg = arg;
 	ev_init(&w->refresh, on_refresh);
-	w->refresh.repeat = IDLE_REFRESH;
+	w->refresh.repeat = config->idle_refresh;
 	w->refresh.data = w;
 	w->session = account_session_new(loop, account, config->timeout, &scb,
 	    w);

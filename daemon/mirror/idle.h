@@ -2,9 +2,10 @@
  * mirror/idle: push for one account.  Keeps a connection with INBOX examined
  * and in IDLE (RFC 2177), and says when new mail arrives; the scheduler then
  * runs a sync.  The IDLE is re-issued well before the 29-minute limit RFC 2177
- * allows servers, and the reply to that re-issue is held to the no-progress
- * timeout, so a silently dead connection is noticed within IDLE_REFRESH plus
- * the timeout and reported as a failure (the scheduler reconnects).
+ * allows servers (every [general] idle_refresh, 9 minutes unless set), and the
+ * reply to that re-issue is held to the no-progress timeout, so a silently
+ * dead connection is noticed within idle_refresh plus the timeout and
+ * reported as a failure (the scheduler reconnects).
  */
 #ifndef MM_MIRROR_IDLE_H
 #define MM_MIRROR_IDLE_H
@@ -13,9 +14,6 @@
 
 #include "config.h"
 #include "imap/session.h"
-
-/* Seconds between re-issues of IDLE. */
-#define IDLE_REFRESH (9 * 60)
 
 enum idle_event {
 	IDLE_WATCHING,		/* in IDLE on INBOX */

@@ -14,6 +14,7 @@ pass everything:
     proxy.close()
 
 A Delay holds the server's first bytes back for a while, then passes everything.
+proxy.conns[i].stall() silences a connection at any moment.
 A Cut closes both sides once that much of the server's stream has been forwarded; a
 Stall stops forwarding there (both directions) and keeps the sockets open until the
 client gives up or the proxy closes.  Offsets count bytes forwarded to the client, or,
@@ -150,6 +151,8 @@ class _Conn:
                     delayed = False
                     if self.closed.wait(self.plan.seconds):
                         break
+                if self.stalled.is_set():
+                    continue    # swallowed: the stall is total
                 if need_stream:
                     seen += data
                 limit = self.plan.limit(seen)
@@ -167,6 +170,14 @@ class _Conn:
         except OSError:
             pass
         self.close()
+
+    def stall(self):
+        """From now on forwards nothing either way and keeps both sockets open: a
+        connection that went silent (a NAT or firewall that forgot it), until the
+        client gives up or the proxy closes."""
+        self.fault = "stall"
+        self.stalled.set()
+        self.proxy._event(self)
 
     def _note_records(self, data):
         # Keeps at most one partial record (records are at most 2^14 + 2048 bytes).

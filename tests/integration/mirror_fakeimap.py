@@ -26,11 +26,17 @@ Behaviour switches, for servers that are broken or hostile rather than merely od
     srv.dates[(name, uid)] = b'"03-Sep-2023 14:05:09 +0000"'   (INTERNALDATE)
     srv.uidnext[name] = n         (UIDNEXT in STATUS and EXAMINE, default count + 1)
     srv.caps = b"IMAP4rev1 ..."   (CAPABILITY)
+    srv.login_caps = b"..."       (the CAPABILITY code of the LOGIN/AUTHENTICATE OK)
+    srv.literal_hold = s          (before each "+" to a synchronising literal, wait up
+        to s seconds for literal bytes the client should not send yet)
+    srv.literals: one (line before the literal, size, synchronising, bytes of it that
+        came before the "+") for every literal the client sent, in order
     conn.fetch_response(uid, items) builds "* n FETCH (...)" with the items in the
         given order (any case; UID, INTERNALDATE, RFC822.SIZE, BODY[], FLAGS,
         MODSEQ; a (name, raw bytes) pair sends raw bytes as the value)."""
 
 import re
+import select
 import socket
 import threading
 import time
@@ -151,10 +157,23 @@ class _Conn:
                 raw += line
                 break
             raw += line[:m.start()]
+            early = b""
             if not m.group(2):
+                early = self._early_bytes()
                 self.send(b"+ go on\r\n")
+            self.server.literals.append((line[:m.start()], int(m.group(1)),
+                                         not m.group(2), early))
             raw += b"\x00LIT" + self._bytes(int(m.group(1))).hex().encode() + b"\x00"
         return self._tokens(raw)
+
+    def _early_bytes(self):
+        """What the client sent past a synchronising literal's line before our "+"
+        (nothing, from a client that waits), watched for literal_hold seconds."""
+        if self.server.literal_hold and not self.buf:
+            readable, _, _ = select.select([self.sock], [], [], self.server.literal_hold)
+            if readable:
+                self._fill()
+        return self.buf
 
     @staticmethod
     def _tokens(raw):
@@ -224,7 +243,8 @@ class _Conn:
                 self.send(b"* CAPABILITY " + self.server.caps + b"\r\n" + tag +
                           b" OK done\r\n")
             elif verb in (b"AUTHENTICATE", b"LOGIN"):
-                self.send(tag + b" OK [CAPABILITY IMAP4rev1 LITERAL+] logged in\r\n")
+                self.send(tag + b" OK [CAPABILITY " + self.server.login_caps +
+                          b"] logged in\r\n")
             elif verb == b"LIST":
                 out = b""
                 for delim, name, _ in self.server.mailboxes:
@@ -302,6 +322,9 @@ class FakeImap:
         self.dates = {}
         self.uidnext = {}
         self.caps = b"IMAP4rev1 LITERAL+ AUTH=PLAIN"
+        self.login_caps = b"IMAP4rev1 LITERAL+"
+        self.literal_hold = 0
+        self.literals = []
         self.stopped = threading.Event()
         self.log = []
         self.errors = []

@@ -184,8 +184,8 @@ def assert_modes(tc, root, file_mode=0o600, dir_mode=0o700):
 
 
 def count_opened(stdout, account="test"):
-    m = re.search(rf"^{re.escape(account)}: ok: (\d+) mailboxes checked, (\d+) opened, "
-                  r"(\d+) messages", stdout, re.MULTILINE)
+    m = re.search(rf"^{re.escape(account)}: ok: (\d+) mailbox(?:es)? checked, (\d+) opened, "
+                  r"(\d+) messages?", stdout, re.MULTILINE)
     if not m:
         raise AssertionError(f"no summary line for {account} in {stdout!r}")
     return tuple(int(x) for x in m.groups())
@@ -235,11 +235,12 @@ def attachment_message(subject, size, seed=1):
             + enc + b"--" + boundary + b"--\r\n")
 
 
-def start_mboxmirror(*args):
-    """Popen of $MBOXMIRROR args... with captured output (for signals)."""
+def start_mboxmirror(*args, env=None):
+    """Popen of $MBOXMIRROR args... with captured output (for signals); env: the
+    whole environment (default: this process's)."""
     return subprocess.Popen([os.environ["MBOXMIRROR"]] + list(args),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL, env=env)
 
 
 def wait_file_size(path, minimum, proc, timeout=60):

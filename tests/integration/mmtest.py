@@ -26,6 +26,7 @@ UTF-7 for IMAP.
 """
 
 import base64
+import ctypes
 import email.utils
 import fcntl
 import imaplib
@@ -40,10 +41,12 @@ import ssl
 import subprocess
 import tempfile
 import time
+import unittest
 
 __all__ = [
     "Fixture", "TempDir", "MboxEntry", "make_message", "mutf7_encode", "mutf7_decode",
     "write_config", "run_mboxmirror", "read_mbox", "mbox_escape_entry", "wait_for",
+    "private_mount_namespace", "mount", "umount",
 ]
 
 _counter = itertools.count(1)
@@ -241,8 +244,10 @@ class Fixture:
             new = self.uidvalidity(user, password, name)
             if new != old:
                 return new
-            # Dovecot derives UIDVALIDITY from the clock: same second, try again.
-            time.sleep(1)
+            # Dovecot derives UIDVALIDITY from the clock: same second, try again
+            # in the next one.
+            second = int(time.time())
+            wait_for(lambda: int(time.time()) > second, 2, what="the next second")
             self.delete_mailbox(user, password, name)
 
     # -- messages --
@@ -451,6 +456,53 @@ def wait_for(predicate, timeout, interval=0.02, what="condition"):
             text = what() if callable(what) else what
             raise AssertionError(f"timed out after {timeout}s waiting for {text}")
         time.sleep(interval)
+
+
+# ---- a private mount namespace ---------------------------------------------------------
+
+_CLONE_NEWNS = 0x00020000
+_in_private_namespace = False
+
+
+def private_mount_namespace():
+    """Moves this process into a mount namespace of its own (unshare(2), then every
+    mount made private), so that mount() below changes nothing outside it: the
+    mounts go when the process ends.  Threads started before the call stay in the
+    old namespace (call it first); processes started after it see the mounts.
+    Raises unittest.SkipTest, saying why, where that is impossible (not root, no
+    CAP_SYS_ADMIN in a container)."""
+    global _in_private_namespace
+    if _in_private_namespace:
+        return
+    if os.geteuid() != 0:
+        raise unittest.SkipTest("a private mount namespace needs root")
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(_CLONE_NEWNS) != 0:
+        err = ctypes.get_errno()
+        raise unittest.SkipTest(f"unshare(CLONE_NEWNS) failed: {os.strerror(err)}")
+    res = subprocess.run(["mount", "--make-rprivate", "/"], capture_output=True,
+                         text=True)
+    if res.returncode != 0:
+        raise unittest.SkipTest(f"mount --make-rprivate / failed: {res.stderr.strip()}")
+    _in_private_namespace = True
+
+
+def mount(*args):
+    """mount(8) args... inside the private namespace (private_mount_namespace() first);
+    raises AssertionError with mount's message on failure."""
+    if not _in_private_namespace:
+        raise AssertionError("mount() outside a private mount namespace")
+    res = subprocess.run(["mount"] + list(args), capture_output=True, text=True)
+    if res.returncode != 0:
+        raise AssertionError(f"mount {' '.join(args)}: {res.stderr.strip()}")
+
+
+def umount(path):
+    """Undoes a mount() on path, also while a process still uses it (umount -l: it
+    goes from the tree at once), so that path can be removed right after."""
+    res = subprocess.run(["umount", "-l", path], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise AssertionError(f"umount {path}: {res.stderr.strip()}")
 
 
 # ---- messages and mbox files -----------------------------------------------------------

@@ -58,7 +58,8 @@ class CheckConfig(unittest.TestCase):
         self.assertEqual(res.stderr, "")
         self.assertIn("a: u @ 127.0.0.1:993 implicit TLS", res.stdout)
         self.assertIn("b: u @ [::1]:993 implicit TLS", res.stdout)
-        self.assertTrue(res.stdout.endswith("configuration OK: 2 accounts\n"))
+        self.assertTrue(res.stdout.endswith(f"configuration OK: 2 accounts in {path}\n"),
+                        res.stdout)
 
     def test_password_file_missing(self):
         missing = os.path.join(self.dir, "absent")

@@ -280,7 +280,7 @@ class TestManyAccounts(DaemonTestCase):
                          interval=0.01, what=f"pushed mail for {name}")
                 latencies.setdefault(name, []).append(time.monotonic() - t0)
                 # The sync ends before the next round starts.
-                d.wait_log(rf"account {name}: 1 new messages", since=off)
+                d.wait_log(rf"account {name}: 1 new message ", since=off)
         print(f"push latency (s): {latencies}", file=sys.stderr)
         for name, lat in latencies.items():
             for x in lat:
@@ -351,7 +351,7 @@ class TestPushRaces(DaemonTestCase):
                           interval="10m", port=str(proxy.port))
         conf = mmtest.write_config(self.tmp, [acct])
         d = self.daemon(conf)
-        d.wait_log(r"account racy: 1 new messages")
+        d.wait_log(r"account racy: 1 new message ")
         self.assertTrue(proxy.wait(lambda p: len(p.conns) >= 2, 10), d.tail())
         second = mmtest.make_message("second")
         fx.append(user, password, "INBOX", second)

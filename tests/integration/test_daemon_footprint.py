@@ -72,7 +72,7 @@ class TestFootprint(DaemonTestCase):
         wait_for(lambda: all(mbox_count(inbox(self.tmp, n)) == 1 for n in names),
                  timeout, interval=0.2, what=f"first sync of {len(names)} accounts")
         # Each of those syncs has ended (its line comes once the connection is gone).
-        d.wait_log(r"^.*account a\d+: 1 new messages", count=new, timeout=timeout)
+        d.wait_log(r"^.*account a\d+: 1 new message ", count=new, timeout=timeout)
 
     def test_many_polling_accounts(self):
         accts, msgs = self.make_accounts(N_ACCOUNTS)
