@@ -34,6 +34,7 @@
 #include "mbox/mbox.h"
 #include "mirror/account_session.h"
 #include "mirror/layout.h"
+#include "util/num.h"
 
 static void fetching_sizes_done(struct mirror *,
     const struct imap_response *);
@@ -272,8 +273,9 @@ mirror_mailbox_done(struct mirror *m)
 	if (mirror_save_state(m) != 0)
 		return;
 	if (m->mbx_messages > 0)
-		log_info("%s: mailbox %s: %llu new messages, %llu bytes",
-		    m->prefix, mb->display, m->mbx_messages, m->mbx_bytes);
+		log_info("%s: mailbox %s: %llu new %s, %llu bytes", m->prefix,
+		    mb->display, m->mbx_messages, num_plural(m->mbx_messages,
+		    "message", "messages"), m->mbx_bytes);
 	next_after(m);
 }
 

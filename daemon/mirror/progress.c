@@ -10,6 +10,7 @@
 #include "mirror/mirror_int.h"
 
 #include "log.h"
+#include "util/num.h"
 
 static void
 on_progress_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -33,10 +34,11 @@ on_progress_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	log_msg(plan_progress_loud(m->first_sync, m->n_todo, m->todo_bytes) ?
 	    LOGL_INFO : LOGL_DEBUG, "%s: mailbox %s: %llu/%zu messages, "
 	    "%.1f/%.1f MB, %.2f MB/s, about %.0fs left; account: %llu "
-	    "messages, %.1f MB, mailbox %zu of %zu, about %.0fs left",
+	    "%s, %.1f MB, mailbox %zu of %zu, about %.0fs left",
 	    m->prefix, m->mbxs[m->cur].display, m->mbx_recv_messages,
 	    m->n_todo, m->mbx_recv_bytes / 1e6, m->todo_bytes / 1e6,
 	    rate / 1e6, rate > 0 ? mbx_left / rate : 0, m->run_recv_messages,
+	    num_plural(m->run_recv_messages, "message", "messages"),
 	    m->run_recv_bytes / 1e6, m->cur + 1, m->n_mbxs,
 	    rate > 0 ? run_left / rate : 0);
 }

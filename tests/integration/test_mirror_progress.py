@@ -23,7 +23,7 @@ CHUNK = 4096
 PAUSE = 0.04
 PROGRESS = re.compile(r" (info|debug): account test: mailbox INBOX: (\d+)/(\d+) "
                       r"messages, [\d.]+/[\d.]+ MB, ([\d.]+) MB/s, about \d+s left; "
-                      r"account: \d+ messages, [\d.]+ MB, mailbox 1 of 1, about \d+s "
+                      r"account: \d+ messages?, [\d.]+ MB, mailbox 1 of 1, about \d+s "
                       r"left")
 
 
