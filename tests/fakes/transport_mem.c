@@ -42,6 +42,7 @@ struct transport_mem {
 
 static struct transport_mem *last;
 static unsigned busy;
+static unsigned created;
 
 static void
 mem_arm(struct transport_mem *m)
@@ -143,6 +144,7 @@ mem_create(struct ev_loop *loop, const struct transport_params *params,
 	ev_idle_init(&m->kick, mem_kick);
 	m->kick.data = m;
 	last = m;
+	created++;
 	return &m->base;
 }
 
@@ -324,6 +326,12 @@ struct transport_mem *
 transport_mem_last(void)
 {
 	return last;
+}
+
+unsigned
+transport_mem_created(void)
+{
+	return created;
 }
 
 void

@@ -22,6 +22,9 @@ struct transport_mem;
  * transport_mem_reset() forgets it. */
 struct transport_mem *transport_mem_last(void);
 void transport_mem_reset(void);
+/* How many were created so far (a new connection can reuse the address of
+ * the one freed before it). */
+unsigned transport_mem_created(void);
 /* Whether any transport_mem has an event still to deliver. */
 bool transport_mem_busy(void);
 

@@ -502,6 +502,81 @@ test_default_path(void **state)
 	free(file);
 	free(home);
 	unsetenv("XDG_CONFIG_HOME");
+
+	/* Without XDG_CONFIG_HOME: ~/.config. */
+	setenv("HOME", tmpdir, 1);
+	assert_true(asprintf(&home, "%s/.config", tmpdir) > 0);
+	assert_int_equal(mkdir(home, 0700), 0);
+	free(home);
+	assert_true(asprintf(&home, "%s/.config/mboxmirror", tmpdir) > 0);
+	assert_int_equal(mkdir(home, 0700), 0);
+	file = write_temp(".config/mboxmirror/config.ini", ACC, 0600);
+	p = config_default_path();
+	assert_string_equal(p, file);
+	free(p);
+	assert_int_equal(unlink(file), 0);
+	assert_int_equal(rmdir(home), 0);
+	free(home);
+	assert_true(asprintf(&home, "%s/.config", tmpdir) > 0);
+	assert_int_equal(rmdir(home), 0);
+	free(home);
+	free(file);
+}
+
+/* With no file found, one error names every path searched and where to
+ * start from. */
+static void
+test_report_none_found(void **state)
+{
+	(void)state;
+	setenv("XDG_CONFIG_HOME", "/cfg", 1);
+	config_report_none_found();
+	assert_int_equal(cap.n, 1);
+	assert_int_equal(cap.level[0], LOGL_ERROR);
+	assert_non_null(strstr(cap.line[0], "looked for "
+	    "/cfg/mboxmirror/config.ini and /etc/mboxmirror/mboxmirror.ini"));
+	assert_non_null(strstr(cap.line[0], "mboxmirror.ini.example"));
+	assert_non_null(strstr(cap.line[0], "-c FILE"));
+	unsetenv("XDG_CONFIG_HOME");
+}
+
+/* The names --check-config prints are the config file's spellings. */
+static void
+test_mode_names(void **state)
+{
+	static const char *const tls[] = { "implicit", "starttls", "none" };
+	static const char *const auth[] = { "auto", "plain", "login",
+	    "xoauth2", "oauthbearer" };
+	static const char *const compress[] = { "auto", "yes", "no" };
+	char text[256];
+	struct config *c;
+
+	(void)state;
+	assert_string_equal(tls_mode_name(TLS_STARTTLS), "starttls");
+	assert_string_equal(auth_method_name(AUTH_OAUTHBEARER),
+	    "oauthbearer");
+	assert_string_equal(compress_mode_name(COMPRESS_NO), "no");
+	assert_string_equal(tls_mode_name((enum tls_mode)3), "?");
+	assert_string_equal(auth_method_name((enum auth_method)5), "?");
+	assert_string_equal(compress_mode_name((enum compress_mode)3), "?");
+	/* Each name loads as the mode it names. */
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(text, sizeof text, ACC "tls = %s\nport = 993\n"
+		    "allow_plaintext = yes\ncompress = %s\n", tls[i],
+		    compress[i]);
+		c = load_ok(text);
+		assert_string_equal(tls_mode_name(c->accounts[0].tls), tls[i]);
+		assert_string_equal(compress_mode_name(
+		    c->accounts[0].compress), compress[i]);
+		config_free(&c);
+	}
+	for (size_t i = 0; i < 5; i++) {
+		snprintf(text, sizeof text, ACC "auth = %s\n", auth[i]);
+		c = load_ok(text);
+		assert_string_equal(auth_method_name(c->accounts[0].auth),
+		    auth[i]);
+		config_free(&c);
+	}
 }
 
 /* Bad files: each names file:line, section and key. */
@@ -1491,6 +1566,10 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_paths_expanded, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_default_path, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_report_none_found, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_mode_names, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_bad_port, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_key, setup,

@@ -377,6 +377,60 @@ test_async_error_and_inline(void **state)
 	ev_loop_destroy(loop);
 }
 
+/* A NUL inside the first line is refused: a secret cut short there would
+ * be another secret. */
+static void
+test_file_nul(void **state)
+{
+	struct account a;
+	char *path, *secret = NULL, *error = NULL;
+
+	(void)state;
+	path = write_file("nul", "ab\0cd\n", 6);
+	memset(&a, 0, sizeof a);
+	a.secret_source = SECRET_FILE;
+	a.secret = path;
+	assert_int_equal(secret_fetch(&a, &secret, &error), -1);
+	assert_null(secret);
+	assert_non_null(strstr(error, "contains a NUL byte"));
+	free(error);
+	unlink(path);
+	free(path);
+}
+
+/* An empty inline password and an unknown source are errors, both
+ * directly and off the loop. */
+static void
+test_inline_empty_and_no_source(void **state)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct account a = { .name = "acct", .secret_source = SECRET_INLINE,
+	    .secret = "" };
+	struct async_result r = { 0 };
+	char *secret = NULL, *error = NULL;
+
+	(void)state;
+	assert_int_equal(secret_fetch(&a, &secret, &error), -1);
+	assert_null(secret);
+	assert_string_equal(error, "password is empty");
+	free(error);
+
+	assert_non_null(secret_fetch_async(loop, &a, async_done, &r));
+	while (r.calls == 0)
+		ev_run(loop, EVRUN_ONCE);
+	assert_null(r.secret);
+	assert_string_equal(r.error, "password is empty");
+	free(r.error);
+	ev_loop_destroy(loop);
+
+	a.secret_source = (enum secret_source)7;
+	a.secret = "x";
+	assert_int_equal(secret_fetch(&a, &secret, &error), -1);
+	assert_null(secret);
+	assert_string_equal(error, "no secret source");
+	free(error);
+}
+
 static void
 test_async_cancel(void **state)
 {
@@ -539,6 +593,8 @@ main(void)
 		cmocka_unit_test(test_command_sigpipe_default),
 		cmocka_unit_test(test_file_first_line_crlf),
 		cmocka_unit_test(test_file_errors),
+		cmocka_unit_test(test_file_nul),
+		cmocka_unit_test(test_inline_empty_and_no_source),
 		cmocka_unit_test(test_inline_and_redaction),
 		cmocka_unit_test(test_async_command_does_not_block),
 		cmocka_unit_test(test_async_error_and_inline),

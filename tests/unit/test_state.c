@@ -789,6 +789,91 @@ test_set_next_attempt(void **state)
 	state_clear(&st);
 }
 
+/* Starts with prefix and names what. */
+static void
+expect_error_text(char *error, const char *prefix, const char *what)
+{
+	assert_non_null(error);
+	if (strncmp(error, prefix, strlen(prefix)) != 0 ||
+	    strstr(error, what) == NULL)
+		fail_msg("error \"%s\", want \"%s...%s\"", error, prefix, what);
+	free(error);
+}
+
+/* Whatever is in the way, each call fails naming the file and the step,
+ * and a state saved before is still the one loaded. */
+static void
+test_io_errors(void **state)
+{
+	struct account_state st, loaded;
+	char dir[PATH_MAX], path[PATH_MAX + 16], sub[PATH_MAX + 32];
+	char *error = NULL;
+	long holder;
+	int fd = -1;
+
+	(void)state;
+	memset(&st, 0, sizeof st);
+	memset(&loaded, 0, sizeof loaded);
+	st.failures = 3;
+
+	/* A file where a directory should be. */
+	make_dir_path(dir, sizeof dir, "file");
+	write_file(tmpdir, strrchr(dir, '/') + 1, "x");
+	snprintf(sub, sizeof sub, "%s/acct", dir);
+	assert_int_equal(state_save(sub, &st, &error), -1);
+	expect_error_text(error, "mkdir ", sub);
+	assert_int_equal(state_lock(sub, &fd, &holder, &error), -1);
+	expect_error_text(error, "mkdir ", sub);
+	assert_int_equal(fd, -1);
+
+	/* A saved state, then a directory where the temp file goes. */
+	make_dir_path(dir, sizeof dir, "tmp-dir");
+	assert_int_equal(state_save(dir, &st, &error), 0);
+	snprintf(path, sizeof path, "%s/state.tmp", dir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	write_file(path, "keep", "x");
+	st.failures = 4;
+	assert_int_equal(state_save(dir, &st, &error), -1);
+	expect_error_text(error, "unlink ", path);
+	assert_int_equal(state_load(dir, &loaded, &error), 0);
+	assert_int_equal(loaded.failures, 3);
+	state_clear(&loaded);
+
+	/* A directory where the state goes: the rename fails, and no temp
+	 * file is left. */
+	make_dir_path(dir, sizeof dir, "state-dir");
+	snprintf(path, sizeof path, "%s/state", dir);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	assert_int_equal(mkdir(path, 0700), 0);
+	write_file(path, "keep", "x");
+	assert_int_equal(state_save(dir, &st, &error), -1);
+	expect_error_text(error, "rename ", path);
+	snprintf(sub, sizeof sub, "%s/state.tmp", dir);
+	assert_int_equal(access(sub, F_OK), -1);
+	/* ...which cannot be read either. */
+	loaded.failures = 9;
+	assert_int_equal(state_load(dir, &loaded, &error), -1);
+	expect_error_text(error, "read ", path);
+	assert_int_equal(loaded.failures, 9);
+
+	/* A symlink is not followed. */
+	make_dir_path(dir, sizeof dir, "state-link");
+	assert_int_equal(mkdir(dir, 0700), 0);
+	snprintf(path, sizeof path, "%s/state", dir);
+	assert_int_equal(symlink("/etc/passwd", path), 0);
+	assert_int_equal(state_load(dir, &loaded, &error), -1);
+	expect_error_text(error, "open ", path);
+
+	/* A directory where the lock goes. */
+	make_dir_path(dir, sizeof dir, "lock-dir");
+	snprintf(path, sizeof path, "%s/lock", dir);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	assert_int_equal(mkdir(path, 0700), 0);
+	assert_int_equal(state_lock(dir, &fd, &holder, &error), -1);
+	expect_error_text(error, "open ", path);
+	assert_int_equal(fd, -1);
+}
+
 static int
 group_setup(void **state)
 {
@@ -820,6 +905,7 @@ main(void)
 		cmocka_unit_test(test_holes_and_given_up),
 		cmocka_unit_test(test_lock),
 		cmocka_unit_test(test_set_next_attempt),
+		cmocka_unit_test(test_io_errors),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
