@@ -146,7 +146,7 @@ on_sync_done(struct sched_job *job, const struct mirror_result *res,
 	bool auth;
 
 	(void)job;
-	if (res != NULL && res->error != SESSION_OK)
+	if (res != NULL && res->error != MIRROR_OK)
 		r->failures++;
 	delay = sched_next_delay(d->cfg->config, r->account, res, r->failures,
 	    r->rerun, &fraction);
@@ -157,7 +157,7 @@ on_sync_done(struct sched_job *job, const struct mirror_result *res,
 		schedule(r, delay);
 		return;
 	}
-	if (res->error == SESSION_OK) {
+	if (res->error == MIRROR_OK) {
 		if (r->failures > 0)
 			log_info("account %s: recovered after %u failed "
 			    "attempts", r->account->name, r->failures);
@@ -174,7 +174,7 @@ on_sync_done(struct sched_job *job, const struct mirror_result *res,
 		    !r->idle_unsupported && !ev_is_active(&r->idle_timer))
 			start_idle(r);
 	} else {
-		auth = res->error == SESSION_ERR_AUTH;
+		auth = res->error == MIRROR_ERR_AUTH;
 		log_error("%.*s; retrying in %.0fs (failure %u%s)",
 		    (int)without_full_stop(res->message), res->message,
 		    delay, r->failures, auth ? ", authentication: backing "

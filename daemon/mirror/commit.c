@@ -40,7 +40,7 @@ mailbox_local_failure(struct mirror *m, const char *error)
 {
 	log_warnx("%s: mailbox %s: %s; skipped", m->prefix,
 	    m->mbxs[m->cur].display, error);
-	mirror_mailbox_failed(m, "%s", error);
+	mirror_mailbox_failed(m, MIRROR_ERR_LOCAL, "%s", error);
 	mbox_close(&m->mbox);
 	m->ms = NULL;
 	mirror_set_state(m, MS_SKIPPING);
@@ -78,7 +78,7 @@ commit_open_mailbox(struct mirror *m)
 	bool fresh;
 
 	if (ms == NULL) {
-		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
+		mirror_fail(m, MIRROR_ERR_LOCAL, "out of memory");
 		return;
 	}
 	m->ms = ms;
@@ -88,7 +88,7 @@ commit_open_mailbox(struct mirror *m)
 	if (name == NULL || layout_unique_file(&m->state, ms, name,
 	    &rel) != 0) {
 		free(name);
-		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
+		mirror_fail(m, MIRROR_ERR_LOCAL, "out of memory");
 		return;
 	}
 	if (strcmp(rel, name) != 0)
@@ -147,7 +147,7 @@ commit_open_mailbox(struct mirror *m)
 	path = layout_file_path(lf);
 	if ((record = state_append_record(m->state_dir, ms->file)) == NULL) {
 		layout_file_free(&lf);
-		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
+		mirror_fail(m, MIRROR_ERR_LOCAL, "out of memory");
 		return;
 	}
 	r = mbox_open(path, record, ms->mbox_size, &m->mbox, &error);
@@ -322,14 +322,14 @@ commit_appended(struct mirror *m, bool salvage)
 	 * the walk below need it sorted. */
 	if ((m->todo_unsorted && fetch_sort_todo(m) != 0) ||
 	    (k = commit_point(m, &last)) < 0) {
-		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
+		mirror_fail(m, MIRROR_ERR_LOCAL, "out of memory");
 		return -1;
 	}
 	if (!salvage && (size_t)k < m->n_arr)
 		return 0;
 	size = k > 0 ? m->arr[k - 1].end : mbox_committed_size(m->mbox);
 	if (mbox_commit_upto(m->mbox, size, &size) != 0) {
-		mirror_fail(m, SESSION_ERR_LOCAL, "%s", mbox_error(m->mbox));
+		mirror_fail(m, MIRROR_ERR_LOCAL, "%s", mbox_error(m->mbox));
 		return -1;
 	}
 	/* What was cut off was not delivered after all. */
@@ -378,7 +378,8 @@ commit_hole(struct mirror *m, uint32_t uid, const char *why)
 		log_warnx("%s: mailbox %s: UID %u: %s (sync %u of %u before "
 		    "it is given up); nothing after it is kept", m->prefix,
 		    box, uid, why, ms->hole_tries, PLAN_HOLE_TRIES_MAX);
-		mirror_mailbox_failed(m, "UID %u: %s; the next sync asks again",
+		mirror_mailbox_failed(m, MIRROR_ERR_SERVER,
+		    "UID %u: %s; the next sync asks again",
 		    uid, why);
 		return false;
 	}
@@ -386,7 +387,7 @@ commit_hole(struct mirror *m, uint32_t uid, const char *why)
 	    "up: this message is not in the mirror (--status lists it)",
 	    m->prefix, box, uid, why, ms->hole_tries);
 	if (state_add_skipped(ms, uid) != 0) {
-		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
+		mirror_fail(m, MIRROR_ERR_LOCAL, "out of memory");
 		return false;
 	}
 	ms->hole_uid = ms->hole_tries = 0;

@@ -94,13 +94,13 @@ add_listed(struct mirror *m, const struct imap_fetch_item *item)
 		return;
 	/* More than the mailbox holds: a server that lists without end. */
 	if (m->n_todo >= (size_t)m->examine_exists + TODO_SLACK) {
-		mirror_fail(m, SESSION_ERR_PROTOCOL, "the server listed more "
+		mirror_fail(m, MIRROR_ERR_PROTOCOL, "the server listed more "
 		    "new messages than the mailbox holds (%u)",
 		    m->examine_exists);
 		return;
 	}
 	if (add_todo(m, item->uid, item->has_size ? item->size : 0) != 0)
-		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
+		mirror_fail(m, MIRROR_ERR_LOCAL, "out of memory");
 }
 
 /* The UIDs to fetch in ascending order, each once (plan_todo_sort()). */
@@ -172,7 +172,7 @@ fetch_send(struct mirror *m, uint32_t base, bool direct)
 	push_batch(m, tag, true, base, 0, 0);
 	return;
 fail:
-	mirror_fail(m, SESSION_ERR_LOCAL, "cannot queue UID FETCH");
+	mirror_fail(m, MIRROR_ERR_LOCAL, "cannot queue UID FETCH");
 }
 
 /* Bodies */
@@ -222,7 +222,7 @@ send_batch(struct mirror *m)
 	    next_batch_cap(m));
 	need = imap_seqset_format(NULL, 0, m->todo + first, n) + 1;
 	if ((set = malloc(need)) == NULL) {
-		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
+		mirror_fail(m, MIRROR_ERR_LOCAL, "out of memory");
 		return;
 	}
 	imap_seqset_format(set, need, m->todo + first, n);
@@ -234,7 +234,7 @@ send_batch(struct mirror *m)
 	snprintf(tag, sizeof tag, "%s", cmd.tag);
 	if (session_send(m->session, &cmd, on_fetch_untagged, on_batch_done,
 	    m) != 0) {
-		mirror_fail(m, SESSION_ERR_LOCAL, "cannot queue UID FETCH");
+		mirror_fail(m, MIRROR_ERR_LOCAL, "cannot queue UID FETCH");
 		return;
 	}
 	push_batch(m, tag, false, 0, first, n);
@@ -391,7 +391,7 @@ begin_message(struct mirror *m, const struct imap_literal_info *info)
 	    &item) != 0 || !item.has_uid || !item.has_internaldate) {
 		m->msg_skip = false;
 		if (spool_begin(m) != 0) {
-			mirror_fail(m, SESSION_ERR_LOCAL, "cannot create a "
+			mirror_fail(m, MIRROR_ERR_LOCAL, "cannot create a "
 			    "temporary file in %s: %s", m->state_dir,
 			    strerror(errno));
 			return -1;
@@ -410,7 +410,7 @@ begin_message(struct mirror *m, const struct imap_literal_info *info)
 	m->msg_skip = false;
 	return 0;
 fail:
-	mirror_fail(m, SESSION_ERR_LOCAL, "%s", mbox_error(m->mbox));
+	mirror_fail(m, MIRROR_ERR_LOCAL, "%s", mbox_error(m->mbox));
 	return -1;
 }
 
@@ -462,7 +462,7 @@ message_appended(struct mirror *m, uint32_t uid, uint64_t size)
 	fetch_send_batches(m);
 	return 0;
 oom:
-	mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
+	mirror_fail(m, MIRROR_ERR_LOCAL, "out of memory");
 	return -1;
 }
 
@@ -482,7 +482,7 @@ fetch_sink(void *arg, enum imap_sink_event event,
 		if (m->spooling) {
 			if (spool_write(m, data, len) == 0)
 				return 0;
-			mirror_fail(m, SESSION_ERR_LOCAL, "temporary file: %s",
+			mirror_fail(m, MIRROR_ERR_LOCAL, "temporary file: %s",
 			    strerror(errno));
 			return -1;
 		}
@@ -498,7 +498,7 @@ fetch_sink(void *arg, enum imap_sink_event event,
 		progress_received(m, 0, true);
 		return message_appended(m, m->msg_uid, info->size);
 	}
-	mirror_fail(m, SESSION_ERR_LOCAL, "%s", mbox_error(m->mbox));
+	mirror_fail(m, MIRROR_ERR_LOCAL, "%s", mbox_error(m->mbox));
 	return -1;
 }
 
@@ -515,7 +515,7 @@ append_spooled(struct mirror *m, const struct imap_response *resp)
 	m->spooling = false;
 	if (decode_fetch(resp, &item) != 0 || !item.has_uid ||
 	    !item.has_internaldate) {
-		mirror_fail(m, SESSION_ERR_PROTOCOL, "FETCH response without "
+		mirror_fail(m, MIRROR_ERR_PROTOCOL, "FETCH response without "
 		    "UID or INTERNALDATE");
 		return;
 	}
@@ -538,7 +538,7 @@ append_spooled(struct mirror *m, const struct imap_response *resp)
 	(void)message_appended(m, item.uid, (uint64_t)size);
 	return;
 fail:
-	mirror_fail(m, SESSION_ERR_LOCAL, "appending a spooled message: %s",
+	mirror_fail(m, MIRROR_ERR_LOCAL, "appending a spooled message: %s",
 	    m->mbox != NULL && mbox_error(m->mbox) != NULL ?
 	    mbox_error(m->mbox) : strerror(errno));
 }
@@ -549,14 +549,14 @@ append_string(struct mirror *m, const struct imap_fetch_item *item,
     const struct imap_arg *body)
 {
 	if (!item->has_internaldate) {
-		mirror_fail(m, SESSION_ERR_PROTOCOL, "UID %u: FETCH response "
+		mirror_fail(m, MIRROR_ERR_PROTOCOL, "UID %u: FETCH response "
 		    "without INTERNALDATE", item->uid);
 		return;
 	}
 	if (mbox_msg_begin(m->mbox, item->internaldate) != 0 ||
 	    (body->len > 0 && mbox_msg_write(m->mbox, body->str,
 	    body->len) != 0) || mbox_msg_end(m->mbox) != 0) {
-		mirror_fail(m, SESSION_ERR_LOCAL, "%s", mbox_error(m->mbox));
+		mirror_fail(m, MIRROR_ERR_LOCAL, "%s", mbox_error(m->mbox));
 		return;
 	}
 	progress_received(m, body->len, true);
@@ -631,7 +631,7 @@ on_batch_done(struct session *s, const struct imap_response *tagged,
 	if (m->step == MS_DONE)
 		return;
 	if (!pop_batch(m, tagged->tag, &b)) {
-		mirror_fail(m, SESSION_ERR_PROTOCOL, "UID FETCH %s completed "
+		mirror_fail(m, MIRROR_ERR_PROTOCOL, "UID FETCH %s completed "
 		    "twice", tagged->tag);
 		return;
 	}

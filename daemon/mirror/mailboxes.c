@@ -114,7 +114,7 @@ add_mbx(struct mirror *m, const struct imap_list_item *item)
 	}
 	if (m->n_mbxs == MAX_MAILBOXES) {
 		free(display);
-		mirror_fail(m, SESSION_ERR_PROTOCOL, "the server lists more "
+		mirror_fail(m, MIRROR_ERR_PROTOCOL, "the server lists more "
 		    "than %d mailboxes", MAX_MAILBOXES);
 		return;
 	}
@@ -201,7 +201,7 @@ send_statuses(struct mirror *m)
 		imap_cmd_add_raw(&cmd, "(UIDVALIDITY UIDNEXT MESSAGES)");
 		if (session_send(m->session, &cmd, on_status_untagged,
 		    on_status_done, m) != 0) {
-			mirror_fail(m, SESSION_ERR_LOCAL,
+			mirror_fail(m, MIRROR_ERR_LOCAL,
 			    "cannot queue STATUS");
 			return;
 		}
@@ -220,7 +220,7 @@ on_list_done(struct session *s, const struct imap_response *tagged, void *arg)
 
 	(void)s;
 	if (tagged->status != IMAP_STATUS_OK) {
-		mirror_fail(m, SESSION_ERR_SERVER, "LIST failed: %s",
+		mirror_fail(m, MIRROR_ERR_SERVER, "LIST failed: %s",
 		    tagged->text != NULL ? tagged->text : "");
 		return;
 	}
@@ -395,7 +395,8 @@ wait_for_mbox_lock(struct mirror *m)
 	log_warnx("%s: mailbox %s: %s is still locked by another program "
 	    "after %u ms; skipped until the next sync", m->prefix, mb->display,
 	    path, mbox_lock_wait());
-	mirror_mailbox_failed(m, "%s is locked by another program", path);
+	mirror_mailbox_failed(m, MIRROR_ERR_BUSY,
+	    "%s is locked by another program", path);
 	free(path);
 	m->lock_wait_since = 0;
 	m->cur++;
@@ -429,7 +430,7 @@ examine(struct mirror *m)
 	    session_literal_mode(m->session));
 	if (session_send(m->session, &cmd, on_examine_untagged,
 	    on_examine_done, m) != 0) {
-		mirror_fail(m, SESSION_ERR_LOCAL, "cannot queue EXAMINE");
+		mirror_fail(m, MIRROR_ERR_LOCAL, "cannot queue EXAMINE");
 		return;
 	}
 	mailboxes_plan_view(m, mb, &st, &known);
@@ -501,7 +502,7 @@ on_examine_done(struct session *s, const struct imap_response *tagged,
 
 	(void)s;
 	if (m->step != MS_EXAMINING || m->mbox != NULL) {
-		mirror_fail(m, SESSION_ERR_PROTOCOL, "EXAMINE answered twice");
+		mirror_fail(m, MIRROR_ERR_PROTOCOL, "EXAMINE answered twice");
 		return;
 	}
 	if (tagged->status != IMAP_STATUS_OK) {
@@ -512,7 +513,8 @@ on_examine_done(struct session *s, const struct imap_response *tagged,
 		log_warnx("%s: mailbox %s: EXAMINE failed, skipped: %s",
 		    m->prefix, mb->display, imap_response_text(tagged, text,
 		    sizeof text));
-		mirror_mailbox_failed(m, "EXAMINE failed: %s", text);
+		mirror_mailbox_failed(m, MIRROR_ERR_SERVER, "EXAMINE failed: %s",
+		    text);
 		mirror_set_state(m, MS_SKIPPING);
 		return;
 	}
@@ -522,7 +524,8 @@ on_examine_done(struct session *s, const struct imap_response *tagged,
 		/* Nothing to tell a renumbered mailbox by: no mirroring. */
 		log_warnx("%s: mailbox %s: no UIDVALIDITY, skipped",
 		    m->prefix, mb->display);
-		mirror_mailbox_failed(m, "the server sent no UIDVALIDITY");
+		mirror_mailbox_failed(m, MIRROR_ERR_PROTOCOL,
+		    "the server sent no UIDVALIDITY");
 		mirror_set_state(m, MS_SKIPPING);
 		return;
 	}

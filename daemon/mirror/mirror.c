@@ -121,8 +121,76 @@ save_outcome(struct mirror *m)
 	}
 }
 
+enum mirror_error
+mirror_error_from_session(enum session_error error)
+{
+	switch (error) {
+	case SESSION_OK:
+		return MIRROR_OK;
+	case SESSION_ERR_NETWORK:
+		return MIRROR_ERR_NETWORK;
+	case SESSION_ERR_TIMEOUT:
+		return MIRROR_ERR_TIMEOUT;
+	case SESSION_ERR_TLS:
+		return MIRROR_ERR_TLS;
+	case SESSION_ERR_AUTH:
+		return MIRROR_ERR_AUTH;
+	case SESSION_ERR_SECRET:
+		return MIRROR_ERR_SECRET;
+	case SESSION_ERR_PROTOCOL:
+		return MIRROR_ERR_PROTOCOL;
+	case SESSION_ERR_SERVER:
+		return MIRROR_ERR_SERVER;
+	case SESSION_ERR_LOCAL:
+		break;
+	}
+	return MIRROR_ERR_LOCAL;
+}
+
+static const struct {
+	const char *name, *kind;
+} mirror_errors[] = {
+	[MIRROR_OK] = { "ok", "ok" },
+	[MIRROR_ERR_NETWORK] = { "network error", "network" },
+	[MIRROR_ERR_TIMEOUT] = { "timeout", "timeout" },
+	[MIRROR_ERR_TLS] = { "TLS error", "tls" },
+	[MIRROR_ERR_AUTH] = { "authentication failed", "auth" },
+	[MIRROR_ERR_SECRET] = { "secret unavailable", "secret" },
+	[MIRROR_ERR_PROTOCOL] = { "protocol error", "protocol" },
+	[MIRROR_ERR_SERVER] = { "server error", "server" },
+	[MIRROR_ERR_LOCAL] = { "local error", "local" },
+	[MIRROR_ERR_BUSY] = { "busy", "busy" },
+};
+
+const char *
+mirror_error_name(enum mirror_error error)
+{
+	return mirror_errors[error].name;
+}
+
+const char *
+mirror_error_kind(enum mirror_error error)
+{
+	return mirror_errors[error].kind;
+}
+
+/* The result's error into the state, without the "account NAME: " every
+ * message starts with (the state is the account's already). */
+static void
+record_error(struct mirror *m)
+{
+	const char *text = m->result.message;
+	size_t n = strlen(m->prefix);
+
+	if (strncmp(text, m->prefix, n) == 0 && strncmp(text + n, ": ",
+	    2) == 0)
+		text += n + 2;
+	state_set_error(&m->state, text, mirror_error_kind(m->result.error),
+	    time(NULL));
+}
+
 void
-mirror_fail(struct mirror *m, enum session_error kind, const char *fmt, ...)
+mirror_fail(struct mirror *m, enum mirror_error kind, const char *fmt, ...)
 {
 	va_list ap;
 	int n;
@@ -143,7 +211,7 @@ mirror_fail(struct mirror *m, enum session_error kind, const char *fmt, ...)
 	mbox_close(&m->mbox);
 	if (m->session != NULL)
 		session_abort(m->session, SESSION_OK, "stopped");
-	state_set_error(&m->state, m->result.message, time(NULL));
+	record_error(m);
 	m->state.failures++;
 	save_outcome(m);
 	finish(m);
@@ -174,7 +242,7 @@ on_ready(struct session *s, void *arg)
 	}
 	mirror_set_state(m, MS_LISTING);
 	if (mailboxes_list(m) != 0)
-		mirror_fail(m, SESSION_ERR_LOCAL, "cannot queue LIST");
+		mirror_fail(m, MIRROR_ERR_LOCAL, "cannot queue LIST");
 }
 
 /* Per mailbox */
@@ -186,7 +254,7 @@ mirror_save_state(struct mirror *m)
 
 	if (state_save(m->state_dir, &m->state, &error) == 0)
 		return 0;
-	mirror_fail(m, SESSION_ERR_LOCAL, "%s", error != NULL ? error :
+	mirror_fail(m, MIRROR_ERR_LOCAL, "%s", error != NULL ? error :
 	    "cannot save state");
 	free(error);
 	return -1;
@@ -198,13 +266,15 @@ mirror_save_state(struct mirror *m)
  * first such mailbox.
  */
 void
-mirror_mailbox_failed(struct mirror *m, const char *fmt, ...)
+mirror_mailbox_failed(struct mirror *m, enum mirror_error kind,
+    const char *fmt, ...)
 {
 	va_list ap;
 	int n;
 
 	if (m->mbxs_failed++ > 0)
 		return;
+	m->mbx_failure_kind = kind;
 	n = snprintf(m->mbx_failure, sizeof m->mbx_failure, "mailbox %s: ",
 	    m->mbxs[m->cur].display);
 	if (n < 0 || (size_t)n >= sizeof m->mbx_failure)
@@ -221,11 +291,11 @@ mirror_all_done(struct mirror *m)
 	if (m->mbxs_failed > 0) {
 		/* Everything else is mirrored and committed; the result says
 		 * what is missing, and the logout still happens. */
-		m->result.error = SESSION_ERR_SERVER;
+		m->result.error = m->mbx_failure_kind;
 		snprintf(m->result.message, sizeof m->result.message,
 		    "%s: %.320s%s", m->prefix, m->mbx_failure,
 		    m->mbxs_failed > 1 ? " (and more mailboxes)" : "");
-		state_set_error(&m->state, m->result.message, time(NULL));
+		record_error(m);
 		m->state.failures++;
 	} else {
 		m->state.last_success = time(NULL);
@@ -331,7 +401,7 @@ mirror_fetch_ended(struct mirror *m, const struct imap_response *tagged,
 	switch (m->step) {
 	case MS_EXAMINING:
 		/* The server mixed up commands that depend on each other. */
-		mirror_fail(m, SESSION_ERR_PROTOCOL, "UID FETCH completed "
+		mirror_fail(m, MIRROR_ERR_PROTOCOL, "UID FETCH completed "
 		    "before the EXAMINE it depends on");
 		return;
 	case MS_SKIPPING:
@@ -368,7 +438,7 @@ fetching_sizes_done(struct mirror *m, const struct imap_response *tagged)
 		return;
 	}
 	if (fetch_sort_todo(m) != 0) {
-		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
+		mirror_fail(m, MIRROR_ERR_LOCAL, "out of memory");
 		return;
 	}
 	m->sizes_complete = true;
@@ -414,7 +484,7 @@ fetch_answered(struct mirror *m, const struct batch *b)
 	m->open_done = false;
 	if (b->open) {
 		if (fetch_merge_extras(m) != 0) {
-			mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
+			mirror_fail(m, MIRROR_ERR_LOCAL, "out of memory");
 			return;
 		}
 		m->next_todo = m->n_todo;	/* all asked for already */
@@ -442,7 +512,8 @@ fetch_answered(struct mirror *m, const struct batch *b)
 	else {
 		/* Not reached while every batch delivered all it asked for;
 		 * never wait for what cannot come. */
-		mirror_mailbox_failed(m, "not every message asked for could be "
+		mirror_mailbox_failed(m, MIRROR_ERR_SERVER, "not every message "
+		    "asked for could be "
 		    "committed; the next sync asks again");
 		mirror_drain_mailbox(m);
 	}
@@ -475,7 +546,7 @@ fetching_batch_done(struct mirror *m, const struct imap_response *tagged,
  * mail is the link failing (a reset under TLS), not its certificate: that
  * was checked before anything was delivered. */
 static bool
-may_reconnect(const struct mirror *m, enum session_error error)
+may_reconnect(const struct mirror *m, enum mirror_error error)
 {
 	/* (After LOGOUT everything is committed: nothing to go on with.) */
 	return m->step != MS_DONE && m->step != MS_LOGOUT &&
@@ -518,7 +589,7 @@ on_reconnect_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	m->session = account_session_new(m->loop, m->account,
 	    m->config->timeout, &mirror_session_cb, m);
 	if (m->session == NULL) {
-		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
+		mirror_fail(m, MIRROR_ERR_LOCAL, "out of memory");
 		return;
 	}
 	session_set_sink(m->session, fetch_sink, m);
@@ -544,7 +615,7 @@ fetch_refused(struct mirror *m, const struct imap_response *tagged,
 		return;
 	snprintf(why, sizeof why, "UID FETCH failed: %s",
 	    imap_response_text(tagged, text, sizeof text));
-	if (!may_reconnect(m, SESSION_ERR_SERVER) && b != NULL &&
+	if (!may_reconnect(m, MIRROR_ERR_SERVER) && b != NULL &&
 	    !plan_refusal_transient(tagged->code))
 		uid = commit_first_undelivered(m, b->open ? 0 : b->first,
 		    b->open ? m->n_todo : b->first + b->n);
@@ -552,19 +623,20 @@ fetch_refused(struct mirror *m, const struct imap_response *tagged,
 		mirror_drain_mailbox(m);	/* hole() said why */
 		return;
 	}
-	if (may_reconnect(m, SESSION_ERR_SERVER)) {
+	if (may_reconnect(m, MIRROR_ERR_SERVER)) {
 		reconnect(m, why);
 		return;
 	}
-	mirror_mailbox_failed(m, "%s", why);
+	mirror_mailbox_failed(m, MIRROR_ERR_SERVER, "%s", why);
 	mirror_drain_mailbox(m);
 }
 
 static void
-on_session_failed(struct session *s, enum session_error error,
+on_session_failed(struct session *s, enum session_error session_error,
     const char *message, void *arg)
 {
 	struct mirror *m = arg;
+	enum mirror_error error = mirror_error_from_session(session_error);
 
 	(void)s;
 	if (m->step == MS_DONE)
@@ -643,7 +715,7 @@ mirror_start(struct ev_loop *loop, const struct config *config,
 			    "cannot lock the state");
 		free(error);
 		/* Not recorded in the state: it is the other's to write. */
-		m->result.error = SESSION_ERR_LOCAL;
+		m->result.error = r == 1 ? MIRROR_ERR_BUSY : MIRROR_ERR_LOCAL;
 		finish(m);
 		return m;
 	}
@@ -651,20 +723,20 @@ mirror_start(struct ev_loop *loop, const struct config *config,
 		snprintf(m->result.message, sizeof m->result.message,
 		    "%s: %s", m->prefix, error != NULL ? error : "bad state");
 		free(error);
-		m->result.error = SESSION_ERR_LOCAL;
+		m->result.error = MIRROR_ERR_LOCAL;
 		finish(m);
 		return m;
 	}
 	m->state.last_attempt = time(NULL);
 	if (layout_make_output(account->output) != 0) {
-		mirror_fail(m, SESSION_ERR_LOCAL, "cannot create %s: %s",
+		mirror_fail(m, MIRROR_ERR_LOCAL, "cannot create %s: %s",
 		    account->output, strerror(errno));
 		return m;
 	}
 	m->session = account_session_new(loop, account, config->timeout,
 	    &mirror_session_cb, m);
 	if (m->session == NULL) {
-		mirror_fail(m, SESSION_ERR_LOCAL, "out of memory");
+		mirror_fail(m, MIRROR_ERR_LOCAL, "out of memory");
 		return m;
 	}
 	session_set_sink(m->session, fetch_sink, m);

@@ -17,9 +17,13 @@
 
 #include "config.h"
 #include "imap/session.h"
+#include "mirror/error.h"
+
+/* The session's kind as the mirror's. */
+enum mirror_error mirror_error_from_session(enum session_error error);
 
 struct mirror_result {
-	enum session_error error;	/* SESSION_OK on success */
+	enum mirror_error error;	/* MIRROR_OK on success */
 	char message[512];		/* the error, naming account/mailbox */
 	unsigned mailboxes_checked;	/* selected by the plan */
 	unsigned mailboxes_opened;	/* EXAMINEd */
@@ -36,7 +40,7 @@ typedef void mirror_done_fn(struct mirror *m, const struct mirror_result *r,
  * Starts one sync; done is called exactly once (possibly from a later loop
  * iteration, never from inside mirror_start).  The sync holds the account's
  * lock (state_lock()) until mirror_free(): when another process holds it,
- * the run ends at once, failed (SESSION_ERR_LOCAL, the message naming the
+ * the run ends at once, failed (MIRROR_ERR_BUSY, the message naming the
  * other's pid), without reading or writing the state.
  */
 struct mirror *mirror_start(struct ev_loop *loop, const struct config *config,

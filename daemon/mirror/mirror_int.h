@@ -180,6 +180,7 @@ struct mirror {
 	 * others are done. */
 	unsigned mbxs_failed;
 	char mbx_failure[400];
+	enum mirror_error mbx_failure_kind;	/* of the first such */
 
 	/* The mailbox being synced */
 	struct mailbox_state *ms;
@@ -243,10 +244,11 @@ struct mirror {
 
 /* mirror.c */
 void mirror_set_state(struct mirror *, enum mirror_state);
-void mirror_fail(struct mirror *, enum session_error, const char *, ...)
+void mirror_fail(struct mirror *, enum mirror_error, const char *, ...)
     __attribute__((format(printf, 3, 4)));
-void mirror_mailbox_failed(struct mirror *, const char *, ...)
-    __attribute__((format(printf, 2, 3)));
+void mirror_mailbox_failed(struct mirror *, enum mirror_error, const char *,
+    ...)
+    __attribute__((format(printf, 3, 4)));
 int mirror_save_state(struct mirror *);
 void mirror_all_done(struct mirror *);
 void mirror_mailbox_done(struct mirror *);

@@ -284,11 +284,11 @@ plan_refusal_transient(const char *code)
 
 bool
 plan_may_reconnect(bool got_somewhere, unsigned reconnects, unsigned max,
-    enum session_error error)
+    enum mirror_error error)
 {
 	return got_somewhere && reconnects < max &&
-	    (error == SESSION_ERR_NETWORK || error == SESSION_ERR_TIMEOUT ||
-	    error == SESSION_ERR_SERVER || error == SESSION_ERR_TLS);
+	    (error == MIRROR_ERR_NETWORK || error == MIRROR_ERR_TIMEOUT ||
+	    error == MIRROR_ERR_SERVER || error == MIRROR_ERR_TLS);
 }
 
 bool

@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "imap/session.h"
+#include "mirror/error.h"
 
 /* A message appended since the last commit: its UID and where its entry
  * ends in the mbox. */
@@ -224,7 +224,7 @@ bool plan_refusal_transient(const char *code);
  * before), not garbage: a server that sends that is not asked again.
  */
 bool plan_may_reconnect(bool got_somewhere, unsigned reconnects, unsigned max,
-    enum session_error error);
+    enum mirror_error error);
 
 /* Progress */
 

@@ -66,8 +66,12 @@ class TestStatus(DaemonTestCase):
         self.assertIsNone(b["last_success"])
         self.assertIsInstance(b["last_error"], str)
         self.assertTrue(b["last_error"])
-        # The state keeps the error the daemon logged.
+        # The state keeps the error the daemon logged, without the account's name
+        # (the record is the account's), and its kind for scripts.
         self.assertIn(b["last_error"], error_line)
+        self.assertFalse(b["last_error"].startswith("account"), b["last_error"])
+        self.assertEqual(b["last_error_kind"], "network")
+        self.assertIsNone(g["last_error_kind"])
         self.assertIsNotNone(b["last_error_time"])
         self.assertGreaterEqual(parse_iso(b["last_error_time"]), int(started) - 1)
         self.assertEqual(b["messages"], 0)
@@ -84,7 +88,7 @@ class TestStatus(DaemonTestCase):
         self.assertIn("FAILING", bad_rows[0])
         self.assertIn("never", bad_rows[0])
         self.assertIn(b["last_error"], res.stdout)
-        self.assertRegex(res.stdout, rf"\({b['consecutive_failures']} in a row\)")
+        self.assertRegex(res.stdout, rf"\({b['consecutive_failures']} in a row, network\)")
 
         # Only the good one: exit status 0.
         res = mmtest.run_mboxmirror("-c", conf, "--status", "--json", "-a", "good")

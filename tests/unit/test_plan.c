@@ -512,16 +512,16 @@ static void
 test_may_reconnect(void **state)
 {
 	(void)state;
-	assert_true(plan_may_reconnect(true, 0, 3, SESSION_ERR_NETWORK));
-	assert_true(plan_may_reconnect(true, 2, 3, SESSION_ERR_TIMEOUT));
-	assert_true(plan_may_reconnect(true, 0, 3, SESSION_ERR_SERVER));
-	assert_true(plan_may_reconnect(true, 0, 3, SESSION_ERR_TLS));
+	assert_true(plan_may_reconnect(true, 0, 3, MIRROR_ERR_NETWORK));
+	assert_true(plan_may_reconnect(true, 2, 3, MIRROR_ERR_TIMEOUT));
+	assert_true(plan_may_reconnect(true, 0, 3, MIRROR_ERR_SERVER));
+	assert_true(plan_may_reconnect(true, 0, 3, MIRROR_ERR_TLS));
 	/* Nothing delivered on it, too often, or garbage: no. */
-	assert_false(plan_may_reconnect(false, 0, 3, SESSION_ERR_NETWORK));
-	assert_false(plan_may_reconnect(true, 3, 3, SESSION_ERR_NETWORK));
-	assert_false(plan_may_reconnect(true, 0, 3, SESSION_ERR_PROTOCOL));
-	assert_false(plan_may_reconnect(true, 0, 3, SESSION_ERR_LOCAL));
-	assert_false(plan_may_reconnect(true, 0, 3, SESSION_ERR_AUTH));
+	assert_false(plan_may_reconnect(false, 0, 3, MIRROR_ERR_NETWORK));
+	assert_false(plan_may_reconnect(true, 3, 3, MIRROR_ERR_NETWORK));
+	assert_false(plan_may_reconnect(true, 0, 3, MIRROR_ERR_PROTOCOL));
+	assert_false(plan_may_reconnect(true, 0, 3, MIRROR_ERR_LOCAL));
+	assert_false(plan_may_reconnect(true, 0, 3, MIRROR_ERR_AUTH));
 }
 
 static void
