@@ -16,6 +16,7 @@
 #include "list.h"
 #include "log.h"
 #include "mirror/account_session.h"
+#include "mirror/mirror.h"
 #include "mirror/names.h"
 #include "net/transport.h"
 
@@ -102,6 +103,8 @@ add_listed(struct lister *l, const struct imap_list_item *item)
 	if (e->display == NULL || (!e->noselect && e->file == NULL))
 		return -1;
 	log_sanitize(e->display);
+	if (e->file != NULL)
+		log_sanitize(e->file);
 	return 0;
 }
 
@@ -275,18 +278,17 @@ static const char *
 verdict(const struct account *a, const struct listed *e, bool *include_hit,
     bool *exclude_hit, char *buf, size_t size)
 {
-	const char *const *inc = (const char *const *)a->mailboxes.v;
 	const char *const *exc = (const char *const *)a->exclude.v;
+	struct names_patterns p = {
+		(const char *const *)a->mailboxes.v, a->mailboxes.n,
+		exc, a->exclude.n, include_hit, exclude_hit,
+	};
+	const char *const *inc = p.include;
 	int i, x;
 
 	if (e->noselect)
 		return "not selectable (holds only other mailboxes)";
-	i = names_first_match(inc, a->mailboxes.n, e->display, e->delimiter);
-	x = names_first_match(exc, a->exclude.n, e->display, e->delimiter);
-	if (i >= 0)
-		include_hit[i] = true;
-	if (x >= 0 && (i >= 0 || a->mailboxes.n == 0))
-		exclude_hit[x] = true;
+	(void)names_decide(&p, e->display, e->delimiter, &i, &x);
 	if (a->mailboxes.n > 0 && i < 0)
 		return "skipped: matches no pattern in mailboxes";
 	if (x >= 0) {
@@ -297,16 +299,6 @@ verdict(const struct account *a, const struct listed *e, bool *include_hit,
 		return "mirrored";
 	snprintf(buf, size, "mirrored (mailboxes \"%s\")", inc[i]);
 	return buf;
-}
-
-static void
-warn_unmatched(const struct account *a, const char *key,
-    const struct str_list *patterns, const bool *hit)
-{
-	for (size_t i = 0; i < patterns->n; i++)
-		if (!hit[i])
-			log_warnx("account %s: %s pattern \"%s\" matches no "
-			    "mailbox", a->name, key, patterns->v[i]);
 }
 
 static int
@@ -363,8 +355,7 @@ print_table(struct lister *l)
 	}
 	printf("  %zu of %zu mirrored\n", mirrored, l->n);
 	fflush(stdout);
-	warn_unmatched(a, "mailboxes", &a->mailboxes, inc_hit);
-	warn_unmatched(a, "exclude", &a->exclude, exc_hit);
+	mirror_warn_unmatched(a, inc_hit, exc_hit);
 	free(inc_hit);
 	free(exc_hit);
 	return 0;

@@ -283,8 +283,11 @@ status_print(FILE *out, const struct config *config, char *const *names,
 		if (a->error != NULL)
 			log_sanitize(a->error);
 		for (size_t k = 0; k < a->st.n_mailboxes; k++) {
-			/* So are mailbox names, shown for what they lack. */
+			/* So are mailbox names, shown for what they lack, and
+			 * the files made from them. */
 			log_sanitize(a->st.mailboxes[k].name);
+			if (a->st.mailboxes[k].file != NULL)
+				log_sanitize(a->st.mailboxes[k].file);
 			a->messages += a->st.mailboxes[k].messages;
 			a->bytes += a->st.mailboxes[k].mbox_size;
 		}

@@ -524,7 +524,8 @@ layout_find_mbox(const char *output, char **rel_r, char **error_r)
 	*error_r = NULL;
 	fd = open(output, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd == -1) {
-		if (errno == ENOENT)
+		/* No output (or a file in its way): no mirror there. */
+		if (errno == ENOENT || errno == ENOTDIR)
 			return 0;
 		if (asprintf(error_r, "%s: %s", output, strerror(errno)) == -1)
 			*error_r = NULL;

@@ -100,7 +100,7 @@ int layout_keep_aside(const char *output, const char *rel, const char *tag,
  * end).  So a sync whose state knows no mailbox can tell an empty output
  * from someone's mirror, which it must not take for unknown files.
  * 1 with *rel_r (malloc'ed, relative to output), 0 when there is none (or
- * no output), -1 with a malloc'ed *error_r (NULL when out of memory).
+ * output is missing or not a directory), -1 with a malloc'ed *error_r (NULL when out of memory).
  */
 #define LAYOUT_FIND_DEPTH 64
 #define LAYOUT_FIND_ENTRIES 100000

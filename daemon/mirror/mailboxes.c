@@ -93,7 +93,6 @@ mbx_slots_reserve(struct mirror *m)
 static void
 add_mbx(struct mirror *m, const struct imap_list_item *item)
 {
-	const struct account *a = m->account;
 	struct mbx *mb;
 	char *display;
 
@@ -106,9 +105,8 @@ add_mbx(struct mirror *m, const struct imap_list_item *item)
 		display = strndup(item->name, item->name_len);
 	if (display == NULL)
 		return;
-	if (!names_selected((const char *const *)a->mailboxes.v,
-	    a->mailboxes.n, (const char *const *)a->exclude.v, a->exclude.n,
-	    display, item->delimiter)) {
+	if (!names_decide(&m->patterns, display, item->delimiter, NULL,
+	    NULL)) {
 		free(display);
 		return;
 	}
@@ -224,8 +222,11 @@ on_list_done(struct session *s, const struct imap_response *tagged, void *arg)
 		    tagged->text != NULL ? tagged->text : "");
 		return;
 	}
-	if (--m->lists_pending == 0)
+	if (--m->lists_pending == 0) {
+		mirror_warn_unmatched(m->account, m->patterns.include_hit,
+		    m->patterns.exclude_hit);
 		send_statuses(m);
+	}
 }
 
 /* LIST for each of the account's patterns; -1 when one cannot be queued. */
@@ -320,8 +321,44 @@ mailboxes_plan_view(const struct mirror *m, const struct mbx *mb,
 }
 
 void
+mirror_warn_unmatched(const struct account *a, const bool *include_hit,
+    const bool *exclude_hit)
+{
+	for (size_t i = 0; include_hit != NULL && i < a->mailboxes.n; i++)
+		if (!include_hit[i])
+			log_warnx("account %s: mailboxes pattern \"%s\" matches "
+			    "no mailbox", a->name, a->mailboxes.v[i]);
+	for (size_t i = 0; exclude_hit != NULL && i < a->exclude.n; i++)
+		if (!exclude_hit[i])
+			log_warnx("account %s: exclude pattern \"%s\" matches no "
+			    "mailbox", a->name, a->exclude.v[i]);
+}
+
+/* The account's patterns, with room to note which ones matched (without
+ * it, no warning: the sync goes on). */
+static void
+patterns_init(struct mirror *m)
+{
+	const struct account *a = m->account;
+
+	m->patterns.include = (const char *const *)a->mailboxes.v;
+	m->patterns.ninclude = a->mailboxes.n;
+	m->patterns.exclude = (const char *const *)a->exclude.v;
+	m->patterns.nexclude = a->exclude.n;
+	m->patterns.include_hit = calloc(a->mailboxes.n + 1, sizeof(bool));
+	m->patterns.exclude_hit = calloc(a->exclude.n + 1, sizeof(bool));
+	if (m->patterns.include_hit == NULL ||
+	    m->patterns.exclude_hit == NULL) {
+		free(m->patterns.include_hit);
+		free(m->patterns.exclude_hit);
+		m->patterns.include_hit = m->patterns.exclude_hit = NULL;
+	}
+}
+
+void
 mailboxes_init(struct mirror *m)
 {
+	patterns_init(m);
 	ev_timer_init(&m->lock_timer, on_lock_timer, 0, 0);
 	m->lock_timer.data = m;
 }
@@ -335,6 +372,9 @@ mailboxes_free(struct mirror *m)
 	}
 	free(m->mbxs);
 	free(m->mbx_slots);
+	free(m->patterns.include_hit);
+	free(m->patterns.exclude_hit);
+	m->patterns.include_hit = m->patterns.exclude_hit = NULL;
 	m->mbxs = NULL;
 	m->mbx_slots = NULL;
 	m->n_mbxs = m->n_slots = 0;

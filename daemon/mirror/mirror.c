@@ -668,6 +668,39 @@ static const struct session_callbacks mirror_session_cb = {
 	.closed = on_session_closed,
 };
 
+/*
+ * A state that knows no mailbox, beside an output that holds a mirror: the
+ * state was lost, or this is not the state directory that made the mirror
+ * (another user's default, another state_dir).  Taking every file for
+ * unknown would move the mirror aside and download it all again: stop
+ * instead, saying which state directory was used.  0 to go on.
+ */
+static int
+refuse_unknown_mirror(struct mirror *m)
+{
+	const struct account *a = m->account;
+	char *found = NULL, *error = NULL;
+	int r;
+
+	if (m->state.n_mailboxes > 0)
+		return 0;
+	if ((r = layout_find_mbox(a->output, &found, &error)) == 0)
+		return 0;
+	if (r == 1)
+		mirror_fail(m, MIRROR_ERR_LOCAL, "%s/%s holds mail that the "
+		    "state in %s (%s) has no record of; nothing was changed: "
+		    "set state_dir to the state directory that made this "
+		    "mirror, or move its files away to start anew", a->output,
+		    found, m->state_dir, m->config->state_dir_origin != NULL ?
+		    m->config->state_dir_origin : "state_dir");
+	else
+		mirror_fail(m, MIRROR_ERR_LOCAL, "%s", error != NULL ? error :
+		    "out of memory");
+	free(found);
+	free(error);
+	return -1;
+}
+
 struct mirror *
 mirror_start(struct ev_loop *loop, const struct config *config,
     const struct account *account, mirror_done_fn *done, void *arg)
@@ -728,6 +761,8 @@ mirror_start(struct ev_loop *loop, const struct config *config,
 		return m;
 	}
 	m->state.last_attempt = time(NULL);
+	if (refuse_unknown_mirror(m) != 0)
+		return m;
 	if (layout_make_output(account->output) != 0) {
 		mirror_fail(m, MIRROR_ERR_LOCAL, "cannot create %s: %s",
 		    account->output, strerror(errno));

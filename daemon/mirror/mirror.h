@@ -45,6 +45,14 @@ typedef void mirror_done_fn(struct mirror *m, const struct mirror_result *r,
  */
 struct mirror *mirror_start(struct ev_loop *loop, const struct config *config,
     const struct account *account, mirror_done_fn *done, void *arg);
+/*
+ * Warns of each pattern in the account's mailboxes and exclude that decided
+ * no mailbox (include_hit and exclude_hit as names_decide() noted them):
+ * "mailboxes = Inbox2" on a server without one mirrors less than meant.
+ */
+void mirror_warn_unmatched(const struct account *account,
+    const bool *include_hit, const bool *exclude_hit);
+
 /* Stops a sync in progress (uncommitted appends are rolled back). done is
  * not called afterwards. */
 void mirror_free(struct mirror **m);

@@ -27,6 +27,7 @@
 #include "imap/response.h"
 #include "imap/session.h"
 #include "mirror/mirror.h"
+#include "mirror/names.h"
 #include "mirror/plan.h"
 #include "mirror/state.h"
 
@@ -181,6 +182,7 @@ struct mirror {
 	unsigned mbxs_failed;
 	char mbx_failure[400];
 	enum mirror_error mbx_failure_kind;	/* of the first such */
+	struct names_patterns patterns;	/* the account's, and what they hit */
 
 	/* The mailbox being synced */
 	struct mailbox_state *ms;

@@ -118,10 +118,13 @@ add_component(struct sbuf *out, const unsigned char *c, size_t len, bool raw)
 	for (i = 0; i < len; i += n) {
 		n = 1;
 		if (c[i] >= 0x80) {
-			if (!raw && (n = utf8_decode(c + i, len - i, &cp)) > 0) {
+			if (!raw && (n = utf8_decode(c + i, len - i, &cp)) > 0 &&
+			    (cp < 0x80 || cp > 0x9f)) {
 				sb_add(&e, c + i, n);
 				continue;
 			}
+			/* A C1 control (no decoded name has one: see
+			 * has_control()) is escaped byte by byte. */
 			n = 1;
 			sb_escape(&e, c[i]);
 		} else if (c[i] < 0x20 || c[i] == 0x7f || c[i] == '%' ||
@@ -167,8 +170,12 @@ is_inbox(const char *s, size_t len)
 static bool
 has_control(const char *s)
 {
-	for (; *s != '\0'; s++)
-		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+	const unsigned char *p = (const unsigned char *)s;
+
+	/* C0, DEL, and the C1 controls U+0080..U+009F (CSI, OSC...). */
+	for (; *p != '\0'; p++)
+		if (*p < 0x20 || *p == 0x7f || (p[0] == 0xc2 && p[1] >= 0x80 &&
+		    p[1] <= 0x9f))
 			return true;
 	return false;
 }
@@ -285,6 +292,27 @@ names_first_match(const char *const *patterns, size_t n, const char *name,
 		if (names_match(patterns[i], name, delimiter))
 			return (int)i;
 	return -1;
+}
+
+bool
+names_decide(const struct names_patterns *p, const char *name,
+    char delimiter, int *include_r, int *exclude_r)
+{
+	int i = names_first_match(p->include, p->ninclude, name, delimiter);
+	int x = -1;
+
+	if (i >= 0 && p->include_hit != NULL)
+		p->include_hit[i] = true;
+	if (i >= 0 || p->ninclude == 0) {
+		x = names_first_match(p->exclude, p->nexclude, name, delimiter);
+		if (x >= 0 && p->exclude_hit != NULL)
+			p->exclude_hit[x] = true;
+	}
+	if (include_r != NULL)
+		*include_r = i;
+	if (exclude_r != NULL)
+		*exclude_r = x;
+	return (i >= 0 || p->ninclude == 0) && x < 0;
 }
 
 bool

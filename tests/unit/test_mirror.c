@@ -467,10 +467,11 @@ test_uidvalidity_change(void **state)
 
 /* An mbox we have no record of is someone else's: kept, not appended to. */
 static void
-test_unknown_file_kept(void **state)
+test_unknown_mirror_refused(void **state)
 {
 	FILE *f;
 	char path[256];
+	struct stat before, after;
 
 	(void)state;
 	inbox_with(1);
@@ -479,6 +480,37 @@ test_unknown_file_kept(void **state)
 	assert_non_null(f = fopen(path, "w"));
 	fputs("not ours\n", f);
 	fclose(f);
+	assert_int_equal(stat(path, &before), 0);
+	sync_once();
+	expect_error(MIRROR_ERR_LOCAL, "has no record of");
+	assert_non_null(strstr(res.message, "INBOX.mbox"));
+	assert_non_null(strstr(res.message, "state_dir"));
+	assert_string_equal(srv.log, "");
+	assert_int_equal(files_like("INBOX.unknown-"), 0);
+	assert_int_equal(stat(path, &after), 0);
+	assert_true(after.st_size == before.st_size &&
+	    after.st_ino == before.st_ino);
+}
+
+/* A state that knows the account: a stranger's file where a new mailbox
+ * goes is kept aside, not appended to. */
+static void
+test_unknown_file_kept(void **state)
+{
+	struct imapd_mailbox *inbox;
+	FILE *f;
+	char path[256];
+
+	(void)state;
+	imapd_add_message(imapd_add_mailbox(&srv, "Other"), MSG2);
+	sync_once();
+	expect_ok();
+	snprintf(path, sizeof path, "%s/INBOX.mbox", out_dir);
+	assert_non_null(f = fopen(path, "w"));
+	fputs("not ours\n", f);
+	fclose(f);
+	inbox = imapd_add_mailbox(&srv, "INBOX");
+	imapd_add_message(inbox, MSG1);
 	sync_once();
 	expect_ok();
 	assert_int_equal(files_like("INBOX.unknown-"), 1);
@@ -1213,6 +1245,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_uidvalidity_change, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_unknown_mirror_refused,
+		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_file_kept, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_examine_refused, setup,
