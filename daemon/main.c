@@ -3,6 +3,7 @@
  * Exit statuses follow sysexits.h (DESIGN.md section 1).
  */
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 #include <errno.h>
 #include <signal.h>
@@ -108,6 +109,28 @@ check_config(const struct config *config, const struct cli_options *opts)
 	printf("configuration OK: %zu account%s in %s\n", n, n == 1 ? "" : "s",
 	    config->path);
 	return fflush(stdout) == 0 ? 0 : 1;
+}
+
+/*
+ * Root with a state directory that belongs to someone else (the service's
+ * /var/lib/mboxmirror, say, after "sudo mboxmirror --once"): the files a
+ * sync writes there would be root's, 0600, and the owner could no longer
+ * read its own state.  0 to go on, -1 after saying why not.
+ */
+static int
+refuse_foreign_state(const struct config *config)
+{
+	struct stat st;
+
+	if (geteuid() != 0 || stat(config->state_dir, &st) != 0 ||
+	    st.st_uid == 0)
+		return 0;
+	log_error("the state directory %s belongs to uid %lu: as root, this "
+	    "run would leave files there that its owner cannot read; run "
+	    "mboxmirror as that user (for the service's state: systemctl "
+	    "start mboxmirror-once.service)", config->state_dir,
+	    (unsigned long)st.st_uid);
+	return -1;
 }
 
 /*
@@ -226,6 +249,10 @@ main(int argc, char **argv)
 		status = check_config(config, &opts);
 		break;
 	case CLI_MODE_ONCE:
+		if (refuse_foreign_state(config) != 0) {
+			status = 1;
+			break;
+		}
 		status = run_once(config, opts.accounts, opts.n_accounts);
 		break;
 	case CLI_MODE_PROBE:
@@ -239,7 +266,8 @@ main(int argc, char **argv)
 		    opts.n_accounts, opts.json);
 		break;
 	case CLI_MODE_DAEMON:
-		if (take_daemon_lock(config, &daemon_lock) != 0) {
+		if (refuse_foreign_state(config) != 0 ||
+		    take_daemon_lock(config, &daemon_lock) != 0) {
 			status = 1;
 			break;
 		}

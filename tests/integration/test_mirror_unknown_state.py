@@ -64,6 +64,19 @@ class UnknownState(unittest.TestCase):
         mu.assert_mirror_exact(self, self.fx, self.user, self.pw, "INBOX",
                                mu.mbox_path(self.tmp, "test", "INBOX"))
 
+    @unittest.skipUnless(os.geteuid() == 0, "needs root")
+    def test_root_does_not_write_into_another_users_state(self):
+        conf = self.conf("service")
+        state = os.path.join(self.tmp, "service")
+        os.mkdir(state, 0o700)
+        os.chown(state, 4242, 4242)
+        for mode in (["--once"], []):
+            res = mmtest.run_mboxmirror("-c", conf, *mode, timeout=30)
+            self.assertEqual(res.returncode, 1, res.stderr)
+            self.assertIn(f"the state directory {state} belongs to uid 4242", res.stderr)
+            self.assertEqual(os.listdir(state), [])
+        self.assertFalse(os.path.exists(self.acct["output"]))
+
     def test_empty_output_is_not_a_mirror(self):
         # Empty mbox files and other files hold nothing to lose: a first sync goes on.
         out = self.acct["output"]
