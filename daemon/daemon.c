@@ -55,6 +55,7 @@ struct daemon {
 	struct sched *sched;
 	ev_signal sigterm, sigint, sighup;
 	ev_timer watchdog;
+	int lock_fd;		/* the state directory's daemon lock */
 	int status;
 };
 
@@ -402,6 +403,59 @@ start_runners(struct daemon *d)
 			runner_new(d, &c->accounts[i]);
 }
 
+/*
+ * A daemon holds its state directory's daemon lock for its life, so that
+ * --status can say it runs and a second daemon on the same state stops
+ * here instead of competing for every account.  0 with *fd_r, or -1.
+ */
+static int
+take_daemon_lock(const char *state_dir, int *fd_r)
+{
+	char *dir = state_daemon_dir(state_dir), *error = NULL;
+	long holder = 0;
+	int r = -1;
+
+	if (dir == NULL) {
+		log_error("out of memory");
+		return -1;
+	}
+	for (int tries = 0; tries < 3; tries++) {
+		if ((r = state_lock(dir, fd_r, &holder, &error)) != 1)
+			break;
+		/* --status holds it shared for an instant when it looks. */
+		usleep(100 * 1000);
+	}
+	if (r == 1 && holder > 0)
+		log_error("another mboxmirror daemon (pid %ld) runs with the "
+		    "state directory %s; not starting a second one", holder,
+		    state_dir);
+	else if (r == 1)
+		log_error("another mboxmirror daemon runs with the state "
+		    "directory %s; not starting a second one",
+		    state_dir);
+	else if (r == -1)
+		log_error("%s", error != NULL ? error : "out of memory");
+	free(error);
+	free(dir);
+	return r == 0 ? 0 : -1;
+}
+
+/* A new state_dir: the daemon lock goes with it, or the reload does not
+ * happen (another daemon runs there). */
+static int
+move_daemon_lock(struct daemon *d, const struct config *config)
+{
+	int fd = -1;
+
+	if (strcmp(config->state_dir, d->cfg->config->state_dir) == 0)
+		return 0;
+	if (take_daemon_lock(config->state_dir, &fd) != 0)
+		return -1;
+	state_unlock(&d->lock_fd);
+	d->lock_fd = fd;
+	return 0;
+}
+
 static void
 reload(struct daemon *d)
 {
@@ -416,6 +470,12 @@ reload(struct daemon *d)
 	if (config_load(d->path, &config) != 0) {
 		log_error("the new configuration has errors; keeping the "
 		    "running one");
+		notify_ready(NULL);
+		return;
+	}
+	if (move_daemon_lock(d, config) != 0) {
+		log_error("keeping the running configuration");
+		config_free(&config);
 		notify_ready(NULL);
 		return;
 	}
@@ -504,11 +564,16 @@ int
 daemon_run(struct config *config, const char *path, char *const *names,
     size_t nnames)
 {
-	struct daemon d = { 0 };
+	struct daemon d = { .lock_fd = -1 };
 	uint64_t wd;
 
+	if (take_daemon_lock(config->state_dir, &d.lock_fd) != 0) {
+		config_free(&config);
+		return 1;
+	}
 	if (transport_global_init() != 0) {
 		log_error("cannot initialise TLS");
+		state_unlock(&d.lock_fd);
 		config_free(&config);
 		return 1;
 	}
@@ -516,6 +581,7 @@ daemon_run(struct config *config, const char *path, char *const *names,
 	/* Not the default loop: that one reaps every child, including a
 	 * password_command's that the secret worker waits for. */
 	if ((d.loop = ev_loop_new(EVFLAG_AUTO)) == NULL) {
+		state_unlock(&d.lock_fd);
 		config_free(&config);
 		transport_global_deinit();
 		return 1;
@@ -527,6 +593,7 @@ daemon_run(struct config *config, const char *path, char *const *names,
 	    &d);
 	if (d.sched == NULL || (d.cfg = calloc(1, sizeof *d.cfg)) == NULL) {
 		sched_free(&d.sched);
+		state_unlock(&d.lock_fd);
 		config_free(&config);
 		return 1;
 	}
@@ -563,6 +630,7 @@ daemon_run(struct config *config, const char *path, char *const *names,
 	cfg_unref(&d.cfg);
 	ev_loop_destroy(d.loop);
 	transport_global_deinit();
+	state_unlock(&d.lock_fd);
 	log_info("stopped");
 	return d.status;
 }

@@ -17,7 +17,6 @@
 #include "daemon.h"
 #include "list.h"
 #include "log.h"
-#include "mirror/state.h"
 #include "run.h"
 #include "status.h"
 
@@ -133,43 +132,6 @@ refuse_foreign_state(const struct config *config)
 	return -1;
 }
 
-/*
- * A daemon holds its state directory's daemon lock for its life, so that
- * --status can say it runs and a second daemon on the same state stops
- * here instead of competing for every account.  0 with *fd_r, or -1.
- */
-static int
-take_daemon_lock(const struct config *config, int *fd_r)
-{
-	char *dir = state_daemon_dir(config->state_dir), *error = NULL;
-	long holder = 0;
-	int r = -1;
-
-	if (dir == NULL) {
-		log_error("out of memory");
-		return -1;
-	}
-	for (int tries = 0; tries < 3; tries++) {
-		if ((r = state_lock(dir, fd_r, &holder, &error)) != 1)
-			break;
-		/* --status holds it shared for an instant when it looks. */
-		usleep(100 * 1000);
-	}
-	if (r == 1 && holder > 0)
-		log_error("another mboxmirror daemon (pid %ld) runs with the "
-		    "state directory %s; not starting a second one", holder,
-		    config->state_dir);
-	else if (r == 1)
-		log_error("another mboxmirror daemon runs with the state "
-		    "directory %s; not starting a second one",
-		    config->state_dir);
-	else if (r == -1)
-		log_error("%s", error != NULL ? error : "out of memory");
-	free(error);
-	free(dir);
-	return r == 0 ? 0 : -1;
-}
-
 int
 main(int argc, char **argv)
 {
@@ -177,7 +139,7 @@ main(int argc, char **argv)
 	struct config *config = NULL;
 	struct sigaction sa;
 	char *error = NULL, *path = NULL;
-	int status = 0, daemon_lock = -1;
+	int status = 0;
 
 	/* Write errors on closed sockets come back as EPIPE instead. */
 	memset(&sa, 0, sizeof sa);
@@ -266,8 +228,7 @@ main(int argc, char **argv)
 		    opts.n_accounts, opts.json);
 		break;
 	case CLI_MODE_DAEMON:
-		if (refuse_foreign_state(config) != 0 ||
-		    take_daemon_lock(config, &daemon_lock) != 0) {
+		if (refuse_foreign_state(config) != 0) {
 			status = 1;
 			break;
 		}
@@ -281,7 +242,6 @@ main(int argc, char **argv)
 		break;
 	}
  out:
-	state_unlock(&daemon_lock);
 	config_free(&config);
 	free(path);
 	cli_free(&opts);

@@ -6,6 +6,7 @@ terminal with its control characters."""
 import json
 import os
 import re
+import signal
 import time
 import unittest
 
@@ -121,9 +122,24 @@ class TestStatus(DaemonTestCase):
         self.assertIn(f"another mboxmirror daemon (pid {pid}) runs with the state "
                       f"directory {state_dir}", second.stderr)
         self.assertTrue(d.alive())
+        # A reload onto another state directory takes the lock along.
+        other = os.path.join(self.tmp, "other-state")
+        other_conf = mmtest.write_config(self.tmp, [good], filename="other.ini",
+                                         general={"state_dir": other})
+        os.replace(other_conf, conf)
+        d.signal(signal.SIGHUP)
+        d.wait_log(r"configuration reloaded", timeout=20)
+        res = mmtest.run_mboxmirror("-c", conf, "--status")
+        self.assertIn(f"daemon: running (pid {pid}) on {other}", res.stdout)
+        second = mmtest.run_mboxmirror("-c", conf, timeout=30)
+        self.assertEqual(second.returncode, 1, second.stderr)
+        self.assertIn(f"(pid {pid}) runs with the state directory {other}", second.stderr)
+        old = mmtest.write_config(self.tmp, [good], filename="old.ini")
+        res = mmtest.run_mboxmirror("-c", old, "--status")
+        self.assertIn(f"daemon: not running on {state_dir}", res.stdout)
         self.assertEqual(d.stop(), 0, d.tail())
         res = mmtest.run_mboxmirror("-c", conf, "--status")
-        self.assertIn(f"daemon: not running on {state_dir}", res.stdout)
+        self.assertIn(f"daemon: not running on {other}", res.stdout)
         js = json.loads(mmtest.run_mboxmirror("-c", conf, "--status", "--json").stdout)
         self.assertIs(js[0]["daemon_running"], False)
         self.assertNotIn("daemon_pid", js[0])
