@@ -19,6 +19,7 @@
 #include "mirror/mirror.h"
 #include "mirror/names.h"
 #include "net/transport.h"
+#include "util/hash.h"
 
 /* As the sync: a server listing more than this is not believed. */
 #define LIST_MAX_MAILBOXES 100000
@@ -38,6 +39,8 @@ struct lister {
 	const struct account *account;
 	struct listed *v;
 	size_t n, cap;
+	size_t *slots;		/* hash of raw names: index + 1, or 0 */
+	size_t nslots;		/* a power of two, or 0 */
 	unsigned status_pending;
 	bool failed;
 	bool too_many;
@@ -52,18 +55,59 @@ listed_free_all(struct lister *l)
 		free(l->v[i].file);
 	}
 	free(l->v);
+	free(l->slots);
 	l->v = NULL;
-	l->n = l->cap = 0;
+	l->slots = NULL;
+	l->n = l->cap = l->nslots = 0;
 }
 
+/* Names are hashed: a server listing 100,000 mailboxes, each answered by
+ * a STATUS, costs no more than reading them. */
 static struct listed *
 find_listed(struct lister *l, const char *raw, size_t len)
 {
-	for (size_t i = 0; i < l->n; i++)
-		if (strlen(l->v[i].raw) == len && memcmp(l->v[i].raw, raw,
-		    len) == 0)
-			return &l->v[i];
+	size_t mask = l->nslots - 1, i, k;
+
+	if (l->nslots == 0)
+		return NULL;
+	for (i = hash_fnv1a64(raw, len) & mask; (k = l->slots[i]) != 0;
+	    i = (i + 1) & mask)
+		if (strlen(l->v[k - 1].raw) == len && memcmp(l->v[k - 1].raw,
+		    raw, len) == 0)
+			return &l->v[k - 1];
 	return NULL;
+}
+
+static void
+slot_put(struct lister *l, size_t k)
+{
+	const char *raw = l->v[k].raw;
+	size_t mask = l->nslots - 1, i;
+
+	for (i = hash_fnv1a64(raw, strlen(raw)) & mask; l->slots[i] != 0;
+	    i = (i + 1) & mask)
+		;
+	l->slots[i] = k + 1;
+}
+
+/* Room in the hash for one more name (kept at most half full). */
+static int
+slots_reserve(struct lister *l)
+{
+	size_t n = l->nslots ? l->nslots : 64, *v;
+
+	if (2 * (l->n + 1) <= l->nslots)
+		return 0;
+	while (2 * (l->n + 1) > n)
+		n *= 2;
+	if ((v = calloc(n, sizeof *v)) == NULL)
+		return -1;
+	free(l->slots);
+	l->slots = v;
+	l->nslots = n;
+	for (size_t k = 0; k < l->n; k++)
+		slot_put(l, k);
+	return 0;
 }
 
 static int
@@ -78,6 +122,8 @@ add_listed(struct lister *l, const struct imap_list_item *item)
 		l->too_many = true;
 		return 0;
 	}
+	if (slots_reserve(l) != 0)
+		return -1;
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? l->cap * 2 : 32;
 		struct listed *v = reallocarray(l->v, cap, sizeof *v);
@@ -99,7 +145,7 @@ add_listed(struct lister *l, const struct imap_list_item *item)
 	if (!e->noselect)
 		e->file = names_mbox_path(item->name, item->name_len,
 		    item->delimiter, false);
-	l->n++;
+	slot_put(l, l->n++);
 	if (e->display == NULL || (!e->noselect && e->file == NULL))
 		return -1;
 	log_sanitize(e->display);
@@ -317,6 +363,10 @@ print_table(struct lister *l)
 		log_error("out of memory");
 		return -1;
 	}
+	/* The hash points into the order the server gave: no more lookups. */
+	free(l->slots);
+	l->slots = NULL;
+	l->nslots = 0;
 	qsort(l->v, l->n, sizeof *l->v, listed_order);
 	for (size_t i = 0; i < l->n; i++) {
 		int w = display_width(l->v[i].display);
