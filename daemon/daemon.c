@@ -1,5 +1,7 @@
 #include "daemon.h"
 
+#include <sys/stat.h>
+
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -445,9 +447,13 @@ take_daemon_lock(const char *state_dir, int *fd_r)
 static int
 move_daemon_lock(struct daemon *d, const struct config *config)
 {
+	struct stat a, b;
 	int fd = -1;
 
-	if (strcmp(config->state_dir, d->cfg->config->state_dir) == 0)
+	/* The same directory, however it is spelled, keeps its lock. */
+	if (strcmp(config->state_dir, d->cfg->config->state_dir) == 0 ||
+	    (stat(config->state_dir, &a) == 0 && stat(d->cfg->config->state_dir,
+	    &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino))
 		return 0;
 	if (take_daemon_lock(config->state_dir, &fd) != 0)
 		return -1;
@@ -473,18 +479,20 @@ reload(struct daemon *d)
 		notify_ready(NULL);
 		return;
 	}
-	if (move_daemon_lock(d, config) != 0) {
-		log_error("keeping the running configuration");
-		config_free(&config);
-		notify_ready(NULL);
-		return;
-	}
-	log_set_level(config->log_level);
 	if ((fresh = calloc(1, sizeof *fresh)) == NULL) {
 		config_free(&config);
 		notify_ready(NULL);
 		return;
 	}
+	/* Last of what may fail: nothing to undo after it. */
+	if (move_daemon_lock(d, config) != 0) {
+		log_error("keeping the running configuration");
+		free(fresh);
+		config_free(&config);
+		notify_ready(NULL);
+		return;
+	}
+	log_set_level(config->log_level);
 	fresh->config = config;
 	fresh->refs = 1;
 	for (r = d->runners; r != NULL; r = next) {

@@ -30,6 +30,7 @@ struct listed {
 	char *file;		/* the mbox path under output; NULL: none */
 	char delimiter;
 	bool noselect;
+	int include, exclude;	/* the patterns that decided (names_decide) */
 	bool has_count;
 	uint32_t messages;
 };
@@ -41,6 +42,7 @@ struct lister {
 	size_t n, cap;
 	size_t *slots;		/* hash of raw names: index + 1, or 0 */
 	size_t nslots;		/* a power of two, or 0 */
+	struct names_patterns patterns;	/* with what they matched */
 	unsigned status_pending;
 	bool failed;
 	bool too_many;
@@ -148,6 +150,11 @@ add_listed(struct lister *l, const struct imap_list_item *item)
 	slot_put(l, l->n++);
 	if (e->display == NULL || (!e->noselect && e->file == NULL))
 		return -1;
+	/* Decided on the name as the sync sees it, then made printable. */
+	e->include = e->exclude = -1;
+	if (!e->noselect)
+		(void)names_decide(&l->patterns, e->display, e->delimiter,
+		    &e->include, &e->exclude);
 	log_sanitize(e->display);
 	if (e->file != NULL)
 		log_sanitize(e->file);
@@ -320,30 +327,24 @@ listed_order(const void *a, const void *b)
 
 /* Why a mailbox is or is not mirrored, in words; include_hit and
  * exclude_hit note the patterns that matched it. */
+/* Why a mailbox is or is not mirrored, in words. */
 static const char *
-verdict(const struct account *a, const struct listed *e, bool *include_hit,
-    bool *exclude_hit, char *buf, size_t size)
+verdict(const struct account *a, const struct listed *e, char *buf,
+    size_t size)
 {
-	const char *const *exc = (const char *const *)a->exclude.v;
-	struct names_patterns p = {
-		(const char *const *)a->mailboxes.v, a->mailboxes.n,
-		exc, a->exclude.n, include_hit, exclude_hit,
-	};
-	const char *const *inc = p.include;
-	int i, x;
-
 	if (e->noselect)
 		return "not selectable (holds only other mailboxes)";
-	(void)names_decide(&p, e->display, e->delimiter, &i, &x);
-	if (a->mailboxes.n > 0 && i < 0)
+	if (a->mailboxes.n > 0 && e->include < 0)
 		return "skipped: matches no pattern in mailboxes";
-	if (x >= 0) {
-		snprintf(buf, size, "excluded by \"%s\"", exc[x]);
+	if (e->exclude >= 0) {
+		snprintf(buf, size, "excluded by \"%s\"",
+		    a->exclude.v[e->exclude]);
 		return buf;
 	}
-	if (i < 0)
+	if (e->include < 0)
 		return "mirrored";
-	snprintf(buf, size, "mirrored (mailboxes \"%s\")", inc[i]);
+	snprintf(buf, size, "mirrored (mailboxes \"%s\")",
+	    a->mailboxes.v[e->include]);
 	return buf;
 }
 
@@ -351,18 +352,10 @@ static int
 print_table(struct lister *l)
 {
 	const struct account *a = l->account;
-	bool *inc_hit = calloc(a->mailboxes.n + 1, sizeof *inc_hit);
-	bool *exc_hit = calloc(a->exclude.n + 1, sizeof *exc_hit);
 	int wname = 7, wfile = 4;
 	size_t mirrored = 0;
 	char why[512], count[16];
 
-	if (inc_hit == NULL || exc_hit == NULL) {
-		free(inc_hit);
-		free(exc_hit);
-		log_error("out of memory");
-		return -1;
-	}
 	/* The hash points into the order the server gave: no more lookups. */
 	free(l->slots);
 	l->slots = NULL;
@@ -388,8 +381,7 @@ print_table(struct lister *l)
 	printf("  mirrored?\n");
 	for (size_t i = 0; i < l->n; i++) {
 		const struct listed *e = &l->v[i];
-		const char *v = verdict(a, e, inc_hit, exc_hit, why,
-		    sizeof why);
+		const char *v = verdict(a, e, why, sizeof why);
 
 		if (strncmp(v, "mirrored", 8) == 0)
 			mirrored++;
@@ -405,9 +397,8 @@ print_table(struct lister *l)
 	}
 	printf("  %zu of %zu mirrored\n", mirrored, l->n);
 	fflush(stdout);
-	mirror_warn_unmatched(a, inc_hit, exc_hit);
-	free(inc_hit);
-	free(exc_hit);
+	mirror_warn_unmatched(a, l->patterns.include_hit,
+	    l->patterns.exclude_hit);
 	return 0;
 }
 
@@ -423,9 +414,13 @@ list_account(struct ev_loop *loop, const struct config *config,
 	struct lister l = { .loop = loop, .account = account };
 	struct session *s;
 
-	if ((s = account_session_new(loop, account, config->timeout, &cb,
+	if (names_patterns_init(&l.patterns,
+	    (const char *const *)account->mailboxes.v, account->mailboxes.n,
+	    (const char *const *)account->exclude.v, account->exclude.n) != 0 ||
+	    (s = account_session_new(loop, account, config->timeout, &cb,
 	    &l)) == NULL) {
 		log_error("account %s: out of memory", account->name);
+		names_patterns_free(&l.patterns);
 		return 1;
 	}
 	if (session_start(s) == 0)
@@ -436,6 +431,7 @@ list_account(struct ev_loop *loop, const struct config *config,
 	if (!l.failed && print_table(&l) != 0)
 		l.failed = true;
 	listed_free_all(&l);
+	names_patterns_free(&l.patterns);
 	return l.failed ? 1 : 0;
 }
 

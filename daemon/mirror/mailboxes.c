@@ -334,31 +334,15 @@ mirror_warn_unmatched(const struct account *a, const bool *include_hit,
 			    "mailbox", a->name, a->exclude.v[i]);
 }
 
-/* The account's patterns, with room to note which ones matched (without
- * it, no warning: the sync goes on). */
-static void
-patterns_init(struct mirror *m)
-{
-	const struct account *a = m->account;
-
-	m->patterns.include = (const char *const *)a->mailboxes.v;
-	m->patterns.ninclude = a->mailboxes.n;
-	m->patterns.exclude = (const char *const *)a->exclude.v;
-	m->patterns.nexclude = a->exclude.n;
-	m->patterns.include_hit = calloc(a->mailboxes.n + 1, sizeof(bool));
-	m->patterns.exclude_hit = calloc(a->exclude.n + 1, sizeof(bool));
-	if (m->patterns.include_hit == NULL ||
-	    m->patterns.exclude_hit == NULL) {
-		free(m->patterns.include_hit);
-		free(m->patterns.exclude_hit);
-		m->patterns.include_hit = m->patterns.exclude_hit = NULL;
-	}
-}
-
 void
 mailboxes_init(struct mirror *m)
 {
-	patterns_init(m);
+	const struct account *a = m->account;
+
+	/* Without room to note what matched, no warning: the sync goes on. */
+	(void)names_patterns_init(&m->patterns,
+	    (const char *const *)a->mailboxes.v, a->mailboxes.n,
+	    (const char *const *)a->exclude.v, a->exclude.n);
 	ev_timer_init(&m->lock_timer, on_lock_timer, 0, 0);
 	m->lock_timer.data = m;
 }
@@ -372,9 +356,7 @@ mailboxes_free(struct mirror *m)
 	}
 	free(m->mbxs);
 	free(m->mbx_slots);
-	free(m->patterns.include_hit);
-	free(m->patterns.exclude_hit);
-	m->patterns.include_hit = m->patterns.exclude_hit = NULL;
+	names_patterns_free(&m->patterns);
 	m->mbxs = NULL;
 	m->mbx_slots = NULL;
 	m->n_mbxs = m->n_slots = 0;

@@ -690,7 +690,8 @@ refuse_unknown_mirror(struct mirror *m)
 		mirror_fail(m, MIRROR_ERR_LOCAL, "%s/%s holds mail that the "
 		    "state in %s (%s) has no record of; nothing was changed: "
 		    "set state_dir to the state directory that made this "
-		    "mirror, or move its files away to start anew", a->output,
+		    "mirror (or give the account's directory there its name, "
+		    "if it was renamed), or move the files away", a->output,
 		    found, m->state_dir, m->config->state_dir_origin != NULL ?
 		    m->config->state_dir_origin : "state_dir");
 	else

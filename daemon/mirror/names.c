@@ -294,20 +294,61 @@ names_first_match(const char *const *patterns, size_t n, const char *name,
 	return -1;
 }
 
+int
+names_patterns_init(struct names_patterns *p, const char *const *include,
+    size_t ninclude, const char *const *exclude, size_t nexclude)
+{
+	p->include = include;
+	p->ninclude = ninclude;
+	p->exclude = exclude;
+	p->nexclude = nexclude;
+	p->include_hit = calloc(ninclude + 1, sizeof *p->include_hit);
+	p->exclude_hit = calloc(nexclude + 1, sizeof *p->exclude_hit);
+	if (p->include_hit != NULL && p->exclude_hit != NULL)
+		return 0;
+	names_patterns_free(p);
+	return -1;
+}
+
+void
+names_patterns_free(struct names_patterns *p)
+{
+	free(p->include_hit);
+	free(p->exclude_hit);
+	p->include_hit = p->exclude_hit = NULL;
+}
+
+/* Notes every pattern of the n that matches name in hit (if any); returns
+ * the first one's index, or -1. */
+static int
+match_noting(const char *const *patterns, size_t n, bool *hit,
+    const char *name, char delimiter)
+{
+	int first = -1;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!names_match(patterns[i], name, delimiter))
+			continue;
+		if (first < 0)
+			first = (int)i;
+		if (hit == NULL)
+			break;
+		hit[i] = true;
+	}
+	return first;
+}
+
 bool
 names_decide(const struct names_patterns *p, const char *name,
     char delimiter, int *include_r, int *exclude_r)
 {
-	int i = names_first_match(p->include, p->ninclude, name, delimiter);
+	int i = match_noting(p->include, p->ninclude, p->include_hit, name,
+	    delimiter);
 	int x = -1;
 
-	if (i >= 0 && p->include_hit != NULL)
-		p->include_hit[i] = true;
-	if (i >= 0 || p->ninclude == 0) {
-		x = names_first_match(p->exclude, p->nexclude, name, delimiter);
-		if (x >= 0 && p->exclude_hit != NULL)
-			p->exclude_hit[x] = true;
-	}
+	if (i >= 0 || p->ninclude == 0)
+		x = match_noting(p->exclude, p->nexclude, p->exclude_hit, name,
+		    delimiter);
 	if (include_r != NULL)
 		*include_r = i;
 	if (exclude_r != NULL)

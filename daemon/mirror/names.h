@@ -99,11 +99,18 @@ struct names_patterns {
 	bool *include_hit;
 	bool *exclude_hit;
 };
+/* p for the given patterns, with hit flags all false: 0, or -1 when out of
+ * memory (p then has no flags, and notes nothing). */
+int names_patterns_init(struct names_patterns *p, const char *const *include,
+    size_t ninclude, const char *const *exclude, size_t nexclude);
+/* Frees the hit flags. */
+void names_patterns_free(struct names_patterns *p);
+
 /*
- * Whether name is selected (as names_selected()), noting the patterns that
- * decided it: the first include that matches, and the first exclude that
- * matches a name the includes take.  *include_r and *exclude_r (either may
- * be NULL) get their indexes, or -1.
+ * Whether name is selected (as names_selected()), noting in the hit flags
+ * every include that matches it and every exclude that matches a name the
+ * includes take.  *include_r and *exclude_r (either may be NULL) get the
+ * first of each that matches (the one that decided), or -1.
  */
 bool names_decide(const struct names_patterns *p, const char *name,
     char delimiter, int *include_r, int *exclude_r);

@@ -134,6 +134,14 @@ class TestStatus(DaemonTestCase):
         second = mmtest.run_mboxmirror("-c", conf, timeout=30)
         self.assertEqual(second.returncode, 1, second.stderr)
         self.assertIn(f"(pid {pid}) runs with the state directory {other}", second.stderr)
+        # The same directory spelled otherwise keeps the lock: the reload goes on.
+        off = d.log_offset()
+        again = mmtest.write_config(self.tmp, [good], filename="again.ini",
+                                    general={"state_dir": other + "/./"})
+        os.replace(again, conf)
+        d.signal(signal.SIGHUP)
+        d.wait_log(r"configuration reloaded", timeout=20, since=off)
+        self.assertNotIn("keeping the running configuration", d.log_since(off))
         old = mmtest.write_config(self.tmp, [good], filename="old.ini")
         res = mmtest.run_mboxmirror("-c", old, "--status")
         self.assertIn(f"daemon: not running on {state_dir}", res.stdout)

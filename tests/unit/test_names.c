@@ -591,10 +591,10 @@ test_first_match(void **state)
 static void
 test_decide(void **state)
 {
-	const char *inc[] = { "INBOX", "Lists/*", "Inbox2" };
+	const char *inc[] = { "INBOX", "Lists/*", "Inbox2", "INBOX*" };
 	const char *exc[] = { "Lists/spam", "Nothing*", "Trash" };
-	bool ih[3] = { false }, xh[3] = { false };
-	struct names_patterns p = { inc, 3, exc, 3, ih, xh };
+	bool ih[4] = { false }, xh[3] = { false };
+	struct names_patterns p = { inc, 4, exc, 3, ih, xh };
 	int i, x;
 
 	(void)state;
@@ -608,7 +608,8 @@ test_decide(void **state)
 	assert_false(names_decide(&p, "Trash", '/', &i, &x));
 	assert_int_equal(i, -1);
 	assert_int_equal(x, -1);
-	assert_true(ih[0] && ih[1] && !ih[2]);
+	/* INBOX* matched INBOX too, though INBOX decided it. */
+	assert_true(ih[0] && ih[1] && !ih[2] && ih[3]);
 	assert_true(xh[0] && !xh[1] && !xh[2]);
 	/* No includes: everything is taken, so excludes decide. */
 	p.ninclude = 0;
