@@ -1,5 +1,7 @@
 #include "daemon.h"
 
+#include <sys/stat.h>
+
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +57,7 @@ struct daemon {
 	struct sched *sched;
 	ev_signal sigterm, sigint, sighup;
 	ev_timer watchdog;
+	int lock_fd;		/* the state directory's daemon lock */
 	int status;
 };
 
@@ -146,7 +149,7 @@ on_sync_done(struct sched_job *job, const struct mirror_result *res,
 	bool auth;
 
 	(void)job;
-	if (res != NULL && res->error != SESSION_OK)
+	if (res != NULL && res->error != MIRROR_OK)
 		r->failures++;
 	delay = sched_next_delay(d->cfg->config, r->account, res, r->failures,
 	    r->rerun, &fraction);
@@ -157,7 +160,7 @@ on_sync_done(struct sched_job *job, const struct mirror_result *res,
 		schedule(r, delay);
 		return;
 	}
-	if (res->error == SESSION_OK) {
+	if (res->error == MIRROR_OK) {
 		if (r->failures > 0)
 			log_info("account %s: recovered after %u failed "
 			    "attempts", r->account->name, r->failures);
@@ -174,7 +177,7 @@ on_sync_done(struct sched_job *job, const struct mirror_result *res,
 		    !r->idle_unsupported && !ev_is_active(&r->idle_timer))
 			start_idle(r);
 	} else {
-		auth = res->error == SESSION_ERR_AUTH;
+		auth = res->error == MIRROR_ERR_AUTH;
 		log_error("%.*s; retrying in %.0fs (failure %u%s)",
 		    (int)without_full_stop(res->message), res->message,
 		    delay, r->failures, auth ? ", authentication: backing "
@@ -402,6 +405,63 @@ start_runners(struct daemon *d)
 			runner_new(d, &c->accounts[i]);
 }
 
+/*
+ * A daemon holds its state directory's daemon lock for its life, so that
+ * --status can say it runs and a second daemon on the same state stops
+ * here instead of competing for every account.  0 with *fd_r, or -1.
+ */
+static int
+take_daemon_lock(const char *state_dir, int *fd_r)
+{
+	char *dir = state_daemon_dir(state_dir), *error = NULL;
+	long holder = 0;
+	int r = -1;
+
+	if (dir == NULL) {
+		log_error("out of memory");
+		return -1;
+	}
+	for (int tries = 0; tries < 3; tries++) {
+		if ((r = state_lock(dir, fd_r, &holder, &error)) != 1)
+			break;
+		/* --status holds it shared for an instant when it looks. */
+		usleep(100 * 1000);
+	}
+	if (r == 1 && holder > 0)
+		log_error("another mboxmirror daemon (pid %ld) runs with the "
+		    "state directory %s; not starting a second one", holder,
+		    state_dir);
+	else if (r == 1)
+		log_error("another mboxmirror daemon runs with the state "
+		    "directory %s; not starting a second one",
+		    state_dir);
+	else if (r == -1)
+		log_error("%s", error != NULL ? error : "out of memory");
+	free(error);
+	free(dir);
+	return r == 0 ? 0 : -1;
+}
+
+/* A new state_dir: the daemon lock goes with it, or the reload does not
+ * happen (another daemon runs there). */
+static int
+move_daemon_lock(struct daemon *d, const struct config *config)
+{
+	struct stat a, b;
+	int fd = -1;
+
+	/* The same directory, however it is spelled, keeps its lock. */
+	if (strcmp(config->state_dir, d->cfg->config->state_dir) == 0 ||
+	    (stat(config->state_dir, &a) == 0 && stat(d->cfg->config->state_dir,
+	    &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino))
+		return 0;
+	if (take_daemon_lock(config->state_dir, &fd) != 0)
+		return -1;
+	state_unlock(&d->lock_fd);
+	d->lock_fd = fd;
+	return 0;
+}
+
 static void
 reload(struct daemon *d)
 {
@@ -419,12 +479,20 @@ reload(struct daemon *d)
 		notify_ready(NULL);
 		return;
 	}
-	log_set_level(config->log_level);
 	if ((fresh = calloc(1, sizeof *fresh)) == NULL) {
 		config_free(&config);
 		notify_ready(NULL);
 		return;
 	}
+	/* Last of what may fail: nothing to undo after it. */
+	if (move_daemon_lock(d, config) != 0) {
+		log_error("keeping the running configuration");
+		free(fresh);
+		config_free(&config);
+		notify_ready(NULL);
+		return;
+	}
+	log_set_level(config->log_level);
 	fresh->config = config;
 	fresh->refs = 1;
 	for (r = d->runners; r != NULL; r = next) {
@@ -504,11 +572,16 @@ int
 daemon_run(struct config *config, const char *path, char *const *names,
     size_t nnames)
 {
-	struct daemon d = { 0 };
+	struct daemon d = { .lock_fd = -1 };
 	uint64_t wd;
 
+	if (take_daemon_lock(config->state_dir, &d.lock_fd) != 0) {
+		config_free(&config);
+		return 1;
+	}
 	if (transport_global_init() != 0) {
 		log_error("cannot initialise TLS");
+		state_unlock(&d.lock_fd);
 		config_free(&config);
 		return 1;
 	}
@@ -516,6 +589,7 @@ daemon_run(struct config *config, const char *path, char *const *names,
 	/* Not the default loop: that one reaps every child, including a
 	 * password_command's that the secret worker waits for. */
 	if ((d.loop = ev_loop_new(EVFLAG_AUTO)) == NULL) {
+		state_unlock(&d.lock_fd);
 		config_free(&config);
 		transport_global_deinit();
 		return 1;
@@ -527,6 +601,7 @@ daemon_run(struct config *config, const char *path, char *const *names,
 	    &d);
 	if (d.sched == NULL || (d.cfg = calloc(1, sizeof *d.cfg)) == NULL) {
 		sched_free(&d.sched);
+		state_unlock(&d.lock_fd);
 		config_free(&config);
 		return 1;
 	}
@@ -563,6 +638,7 @@ daemon_run(struct config *config, const char *path, char *const *names,
 	cfg_unref(&d.cfg);
 	ev_loop_destroy(d.loop);
 	transport_global_deinit();
+	state_unlock(&d.lock_fd);
 	log_info("stopped");
 	return d.status;
 }

@@ -16,8 +16,10 @@
 #include "list.h"
 #include "log.h"
 #include "mirror/account_session.h"
+#include "mirror/mirror.h"
 #include "mirror/names.h"
 #include "net/transport.h"
+#include "util/hash.h"
 
 /* As the sync: a server listing more than this is not believed. */
 #define LIST_MAX_MAILBOXES 100000
@@ -28,6 +30,7 @@ struct listed {
 	char *file;		/* the mbox path under output; NULL: none */
 	char delimiter;
 	bool noselect;
+	int include, exclude;	/* the patterns that decided (names_decide) */
 	bool has_count;
 	uint32_t messages;
 };
@@ -37,6 +40,9 @@ struct lister {
 	const struct account *account;
 	struct listed *v;
 	size_t n, cap;
+	size_t *slots;		/* hash of raw names: index + 1, or 0 */
+	size_t nslots;		/* a power of two, or 0 */
+	struct names_patterns patterns;	/* with what they matched */
 	unsigned status_pending;
 	bool failed;
 	bool too_many;
@@ -51,18 +57,59 @@ listed_free_all(struct lister *l)
 		free(l->v[i].file);
 	}
 	free(l->v);
+	free(l->slots);
 	l->v = NULL;
-	l->n = l->cap = 0;
+	l->slots = NULL;
+	l->n = l->cap = l->nslots = 0;
 }
 
+/* Names are hashed: a server listing 100,000 mailboxes, each answered by
+ * a STATUS, costs no more than reading them. */
 static struct listed *
 find_listed(struct lister *l, const char *raw, size_t len)
 {
-	for (size_t i = 0; i < l->n; i++)
-		if (strlen(l->v[i].raw) == len && memcmp(l->v[i].raw, raw,
-		    len) == 0)
-			return &l->v[i];
+	size_t mask = l->nslots - 1, i, k;
+
+	if (l->nslots == 0)
+		return NULL;
+	for (i = hash_fnv1a64(raw, len) & mask; (k = l->slots[i]) != 0;
+	    i = (i + 1) & mask)
+		if (strlen(l->v[k - 1].raw) == len && memcmp(l->v[k - 1].raw,
+		    raw, len) == 0)
+			return &l->v[k - 1];
 	return NULL;
+}
+
+static void
+slot_put(struct lister *l, size_t k)
+{
+	const char *raw = l->v[k].raw;
+	size_t mask = l->nslots - 1, i;
+
+	for (i = hash_fnv1a64(raw, strlen(raw)) & mask; l->slots[i] != 0;
+	    i = (i + 1) & mask)
+		;
+	l->slots[i] = k + 1;
+}
+
+/* Room in the hash for one more name (kept at most half full). */
+static int
+slots_reserve(struct lister *l)
+{
+	size_t n = l->nslots ? l->nslots : 64, *v;
+
+	if (2 * (l->n + 1) <= l->nslots)
+		return 0;
+	while (2 * (l->n + 1) > n)
+		n *= 2;
+	if ((v = calloc(n, sizeof *v)) == NULL)
+		return -1;
+	free(l->slots);
+	l->slots = v;
+	l->nslots = n;
+	for (size_t k = 0; k < l->n; k++)
+		slot_put(l, k);
+	return 0;
 }
 
 static int
@@ -77,6 +124,8 @@ add_listed(struct lister *l, const struct imap_list_item *item)
 		l->too_many = true;
 		return 0;
 	}
+	if (slots_reserve(l) != 0)
+		return -1;
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? l->cap * 2 : 32;
 		struct listed *v = reallocarray(l->v, cap, sizeof *v);
@@ -98,10 +147,17 @@ add_listed(struct lister *l, const struct imap_list_item *item)
 	if (!e->noselect)
 		e->file = names_mbox_path(item->name, item->name_len,
 		    item->delimiter, false);
-	l->n++;
+	slot_put(l, l->n++);
 	if (e->display == NULL || (!e->noselect && e->file == NULL))
 		return -1;
+	/* Decided on the name as the sync sees it, then made printable. */
+	e->include = e->exclude = -1;
+	if (!e->noselect)
+		(void)names_decide(&l->patterns, e->display, e->delimiter,
+		    &e->include, &e->exclude);
 	log_sanitize(e->display);
+	if (e->file != NULL)
+		log_sanitize(e->file);
 	return 0;
 }
 
@@ -271,60 +327,39 @@ listed_order(const void *a, const void *b)
 
 /* Why a mailbox is or is not mirrored, in words; include_hit and
  * exclude_hit note the patterns that matched it. */
+/* Why a mailbox is or is not mirrored, in words. */
 static const char *
-verdict(const struct account *a, const struct listed *e, bool *include_hit,
-    bool *exclude_hit, char *buf, size_t size)
+verdict(const struct account *a, const struct listed *e, char *buf,
+    size_t size)
 {
-	const char *const *inc = (const char *const *)a->mailboxes.v;
-	const char *const *exc = (const char *const *)a->exclude.v;
-	int i, x;
-
 	if (e->noselect)
 		return "not selectable (holds only other mailboxes)";
-	i = names_first_match(inc, a->mailboxes.n, e->display, e->delimiter);
-	x = names_first_match(exc, a->exclude.n, e->display, e->delimiter);
-	if (i >= 0)
-		include_hit[i] = true;
-	if (x >= 0 && (i >= 0 || a->mailboxes.n == 0))
-		exclude_hit[x] = true;
-	if (a->mailboxes.n > 0 && i < 0)
+	if (a->mailboxes.n > 0 && e->include < 0)
 		return "skipped: matches no pattern in mailboxes";
-	if (x >= 0) {
-		snprintf(buf, size, "excluded by \"%s\"", exc[x]);
+	if (e->exclude >= 0) {
+		snprintf(buf, size, "excluded by \"%s\"",
+		    a->exclude.v[e->exclude]);
 		return buf;
 	}
-	if (i < 0)
+	if (e->include < 0)
 		return "mirrored";
-	snprintf(buf, size, "mirrored (mailboxes \"%s\")", inc[i]);
+	snprintf(buf, size, "mirrored (mailboxes \"%s\")",
+	    a->mailboxes.v[e->include]);
 	return buf;
-}
-
-static void
-warn_unmatched(const struct account *a, const char *key,
-    const struct str_list *patterns, const bool *hit)
-{
-	for (size_t i = 0; i < patterns->n; i++)
-		if (!hit[i])
-			log_warnx("account %s: %s pattern \"%s\" matches no "
-			    "mailbox", a->name, key, patterns->v[i]);
 }
 
 static int
 print_table(struct lister *l)
 {
 	const struct account *a = l->account;
-	bool *inc_hit = calloc(a->mailboxes.n + 1, sizeof *inc_hit);
-	bool *exc_hit = calloc(a->exclude.n + 1, sizeof *exc_hit);
 	int wname = 7, wfile = 4;
 	size_t mirrored = 0;
 	char why[512], count[16];
 
-	if (inc_hit == NULL || exc_hit == NULL) {
-		free(inc_hit);
-		free(exc_hit);
-		log_error("out of memory");
-		return -1;
-	}
+	/* The hash points into the order the server gave: no more lookups. */
+	free(l->slots);
+	l->slots = NULL;
+	l->nslots = 0;
 	qsort(l->v, l->n, sizeof *l->v, listed_order);
 	for (size_t i = 0; i < l->n; i++) {
 		int w = display_width(l->v[i].display);
@@ -346,8 +381,7 @@ print_table(struct lister *l)
 	printf("  mirrored?\n");
 	for (size_t i = 0; i < l->n; i++) {
 		const struct listed *e = &l->v[i];
-		const char *v = verdict(a, e, inc_hit, exc_hit, why,
-		    sizeof why);
+		const char *v = verdict(a, e, why, sizeof why);
 
 		if (strncmp(v, "mirrored", 8) == 0)
 			mirrored++;
@@ -363,10 +397,8 @@ print_table(struct lister *l)
 	}
 	printf("  %zu of %zu mirrored\n", mirrored, l->n);
 	fflush(stdout);
-	warn_unmatched(a, "mailboxes", &a->mailboxes, inc_hit);
-	warn_unmatched(a, "exclude", &a->exclude, exc_hit);
-	free(inc_hit);
-	free(exc_hit);
+	mirror_warn_unmatched(a, l->patterns.include_hit,
+	    l->patterns.exclude_hit);
 	return 0;
 }
 
@@ -382,9 +414,13 @@ list_account(struct ev_loop *loop, const struct config *config,
 	struct lister l = { .loop = loop, .account = account };
 	struct session *s;
 
-	if ((s = account_session_new(loop, account, config->timeout, &cb,
+	if (names_patterns_init(&l.patterns,
+	    (const char *const *)account->mailboxes.v, account->mailboxes.n,
+	    (const char *const *)account->exclude.v, account->exclude.n) != 0 ||
+	    (s = account_session_new(loop, account, config->timeout, &cb,
 	    &l)) == NULL) {
 		log_error("account %s: out of memory", account->name);
+		names_patterns_free(&l.patterns);
 		return 1;
 	}
 	if (session_start(s) == 0)
@@ -395,6 +431,7 @@ list_account(struct ev_loop *loop, const struct config *config,
 	if (!l.failed && print_table(&l) != 0)
 		l.failed = true;
 	listed_free_all(&l);
+	names_patterns_free(&l.patterns);
 	return l.failed ? 1 : 0;
 }
 

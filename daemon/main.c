@@ -3,6 +3,7 @@
  * Exit statuses follow sysexits.h (DESIGN.md section 1).
  */
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 #include <errno.h>
 #include <signal.h>
@@ -16,7 +17,6 @@
 #include "daemon.h"
 #include "list.h"
 #include "log.h"
-#include "mirror/state.h"
 #include "run.h"
 #include "status.h"
 
@@ -111,40 +111,25 @@ check_config(const struct config *config, const struct cli_options *opts)
 }
 
 /*
- * A daemon holds its state directory's daemon lock for its life, so that
- * --status can say it runs and a second daemon on the same state stops
- * here instead of competing for every account.  0 with *fd_r, or -1.
+ * Root with a state directory that belongs to someone else (the service's
+ * /var/lib/mboxmirror, say, after "sudo mboxmirror --once"): the files a
+ * sync writes there would be root's, 0600, and the owner could no longer
+ * read its own state.  0 to go on, -1 after saying why not.
  */
 static int
-take_daemon_lock(const struct config *config, int *fd_r)
+refuse_foreign_state(const struct config *config)
 {
-	char *dir = state_daemon_dir(config->state_dir), *error = NULL;
-	long holder = 0;
-	int r = -1;
+	struct stat st;
 
-	if (dir == NULL) {
-		log_error("out of memory");
-		return -1;
-	}
-	for (int tries = 0; tries < 3; tries++) {
-		if ((r = state_lock(dir, fd_r, &holder, &error)) != 1)
-			break;
-		/* --status holds it shared for an instant when it looks. */
-		usleep(100 * 1000);
-	}
-	if (r == 1 && holder > 0)
-		log_error("another mboxmirror daemon (pid %ld) runs with the "
-		    "state directory %s; not starting a second one", holder,
-		    config->state_dir);
-	else if (r == 1)
-		log_error("another mboxmirror daemon runs with the state "
-		    "directory %s; not starting a second one",
-		    config->state_dir);
-	else if (r == -1)
-		log_error("%s", error != NULL ? error : "out of memory");
-	free(error);
-	free(dir);
-	return r == 0 ? 0 : -1;
+	if (geteuid() != 0 || stat(config->state_dir, &st) != 0 ||
+	    st.st_uid == 0)
+		return 0;
+	log_error("the state directory %s belongs to uid %lu: as root, this "
+	    "run would leave files there that its owner cannot read; run "
+	    "mboxmirror as that user (for the service's state: systemctl "
+	    "start mboxmirror-once.service)", config->state_dir,
+	    (unsigned long)st.st_uid);
+	return -1;
 }
 
 int
@@ -154,7 +139,7 @@ main(int argc, char **argv)
 	struct config *config = NULL;
 	struct sigaction sa;
 	char *error = NULL, *path = NULL;
-	int status = 0, daemon_lock = -1;
+	int status = 0;
 
 	/* Write errors on closed sockets come back as EPIPE instead. */
 	memset(&sa, 0, sizeof sa);
@@ -226,6 +211,10 @@ main(int argc, char **argv)
 		status = check_config(config, &opts);
 		break;
 	case CLI_MODE_ONCE:
+		if (refuse_foreign_state(config) != 0) {
+			status = 1;
+			break;
+		}
 		status = run_once(config, opts.accounts, opts.n_accounts);
 		break;
 	case CLI_MODE_PROBE:
@@ -239,7 +228,7 @@ main(int argc, char **argv)
 		    opts.n_accounts, opts.json);
 		break;
 	case CLI_MODE_DAEMON:
-		if (take_daemon_lock(config, &daemon_lock) != 0) {
+		if (refuse_foreign_state(config) != 0) {
 			status = 1;
 			break;
 		}
@@ -253,7 +242,6 @@ main(int argc, char **argv)
 		break;
 	}
  out:
-	state_unlock(&daemon_lock);
 	config_free(&config);
 	free(path);
 	cli_free(&opts);

@@ -51,7 +51,7 @@ static bool
 print_summary(const struct account *account, const struct mirror_result *r)
 {
 	char size[32];
-	bool ok = r->error == SESSION_OK;
+	bool ok = r->error == MIRROR_OK;
 
 	format_bytes(size, sizeof size, r->bytes);
 	if (ok) {
@@ -66,7 +66,7 @@ print_summary(const struct account *account, const struct mirror_result *r)
 	} else {
 		log_error("%s", r->message);
 		printf("%s: FAILED (%s): %u %s checked, %llu %s (%s) added "
-		    "in %.1fs\n", account->name, session_error_name(r->error),
+		    "in %.1fs\n", account->name, mirror_error_name(r->error),
 		    r->mailboxes_checked, num_plural(r->mailboxes_checked,
 		    "mailbox", "mailboxes"), r->messages, num_plural(
 		    r->messages, "message", "messages"), size, r->seconds);

@@ -277,10 +277,10 @@ sched_next_delay(const struct config *config, const struct account *account,
 	*jitter_r = 0;
 	if (r == NULL)
 		return config->retry_min;
-	if (r->error != SESSION_OK) {
+	if (r->error != MIRROR_OK) {
 		*jitter_r = 0.2;
 		return sched_backoff(config, failures,
-		    r->error == SESSION_ERR_AUTH);
+		    r->error == MIRROR_ERR_AUTH);
 	}
 	if (rerun)
 		return 0;

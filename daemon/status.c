@@ -147,6 +147,11 @@ print_json(FILE *out, const struct account_summary *a, long daemon_pid,
 		json_string(out, a->st.last_error);
 	else
 		fputs("null", out);
+	fputs(", \"last_error_kind\": ", out);
+	if (a->st.last_error != NULL && a->st.last_error_kind[0] != '\0')
+		json_string(out, a->st.last_error_kind);
+	else
+		fputs("null", out);
 	fputs(", ", out);
 	json_time(out, "last_error_time", a->st.last_error_time);
 	fputs(", ", out);
@@ -235,8 +240,9 @@ print_row(FILE *out, const struct account_summary *a)
 	    "not synced yet") : "FAILING");
 	if (a->st.last_error != NULL) {
 		format_time(when, sizeof when, a->st.last_error_time);
-		fprintf(out, "%-16s   last error at %s (%u in a row): %s\n", "",
-		    when, a->st.failures, a->st.last_error);
+		fprintf(out, "%-16s   last error at %s (%u in a row%s%s): %s\n",
+		    "", when, a->st.failures, a->st.last_error_kind[0] != '\0' ?
+		    ", " : "", a->st.last_error_kind, a->st.last_error);
 	}
 	print_mailboxes(out, &a->st);
 	print_gaps(out, &a->st);
@@ -277,8 +283,11 @@ status_print(FILE *out, const struct config *config, char *const *names,
 		if (a->error != NULL)
 			log_sanitize(a->error);
 		for (size_t k = 0; k < a->st.n_mailboxes; k++) {
-			/* So are mailbox names, shown for what they lack. */
+			/* So are mailbox names, shown for what they lack, and
+			 * the files made from them. */
 			log_sanitize(a->st.mailboxes[k].name);
+			if (a->st.mailboxes[k].file != NULL)
+				log_sanitize(a->st.mailboxes[k].file);
 			a->messages += a->st.mailboxes[k].messages;
 			a->bytes += a->st.mailboxes[k].mbox_size;
 		}

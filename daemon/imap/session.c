@@ -1196,6 +1196,11 @@ send_authenticate(struct session *s, enum sasl_method method)
 	}
 	explicit_bzero(b64, strlen(b64));
 	free(b64);
+	if (line == NULL && !imap_caps_has(&s->caps, "SASL-IR")) {
+		imap_cmd_free(&cmd);
+		session_fail(s, SESSION_ERR_LOCAL, "out of memory");
+		return;
+	}
 	if (enqueue(s, &cmd, NULL, auth_done, NULL, line, false) != 0) {
 		session_fail(s, SESSION_ERR_LOCAL, "cannot queue a command");
 		return;

@@ -41,7 +41,7 @@ enum session_error {
 	SESSION_ERR_SECRET,	/* the owner could not obtain the secret */
 	SESSION_ERR_PROTOCOL,	/* unparseable or unexpected server data */
 	SESSION_ERR_SERVER,	/* BYE, NO/BAD where OK was needed */
-	SESSION_ERR_LOCAL,	/* disk full, state file, ... */
+	SESSION_ERR_LOCAL,	/* this side: out of memory, a command not queued */
 };
 
 /* Moments worth telling the user in --probe. */

@@ -1,6 +1,7 @@
 #include "mirror/layout.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -448,4 +449,96 @@ layout_unique_file(const struct account_state *st,
 	}
 	*file_r = alt;
 	return 0;
+}
+
+/* The walk of layout_find_mbox(); find_in() consumes its descriptor. */
+struct find_walk {
+	size_t entries;
+	char *found;		/* relative to output */
+	int error;		/* errno of a failure, 0 */
+};
+
+static bool
+is_mbox_name(const char *name)
+{
+	size_t len = strlen(name);
+
+	return len > 5 && strcmp(name + len - 5, ".mbox") == 0;
+}
+
+static void
+find_in(struct find_walk *w, int fd_dir, const char *rel, int depth)
+{
+	DIR *d = fdopendir(fd_dir);
+	struct dirent *de;
+	struct stat st;
+	char *sub;
+
+	if (d == NULL) {
+		w->error = errno;
+		(void)close(fd_dir);
+		return;
+	}
+	while (w->found == NULL && w->error == 0 &&
+	    w->entries < LAYOUT_FIND_ENTRIES && (de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name,
+		    "..") == 0)
+			continue;
+		w->entries++;
+		if (fstatat(dirfd(d), de->d_name, &st,
+		    AT_SYMLINK_NOFOLLOW) != 0)
+			continue;	/* gone meanwhile */
+		if (S_ISREG(st.st_mode) && st.st_size > 0 &&
+		    is_mbox_name(de->d_name)) {
+			if (asprintf(&w->found, "%s%s%s", rel, *rel ? "/" : "",
+			    de->d_name) == -1) {
+				w->found = NULL;
+				w->error = ENOMEM;
+			}
+		} else if (S_ISDIR(st.st_mode) && depth < LAYOUT_FIND_DEPTH) {
+			int fd = openat(dirfd(d), de->d_name, O_RDONLY |
+			    O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+			if (fd == -1)
+				continue;	/* unreadable: not ours */
+			if (asprintf(&sub, "%s%s%s", rel, *rel ? "/" : "",
+			    de->d_name) == -1) {
+				(void)close(fd);
+				w->error = ENOMEM;
+				break;
+			}
+			find_in(w, fd, sub, depth + 1);
+			free(sub);
+		}
+	}
+	(void)closedir(d);
+}
+
+int
+layout_find_mbox(const char *output, char **rel_r, char **error_r)
+{
+	struct find_walk w = { 0 };
+	int fd;
+
+	*rel_r = NULL;
+	*error_r = NULL;
+	fd = open(output, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd == -1) {
+		/* No output (or a file in its way): no mirror there. */
+		if (errno == ENOENT || errno == ENOTDIR)
+			return 0;
+		if (asprintf(error_r, "%s: %s", output, strerror(errno)) == -1)
+			*error_r = NULL;
+		return -1;
+	}
+	find_in(&w, fd, "", 0);
+	if (w.error != 0) {
+		free(w.found);
+		if (w.error != ENOMEM && asprintf(error_r, "%s: %s", output,
+		    strerror(w.error)) == -1)
+			*error_r = NULL;
+		return -1;
+	}
+	*rel_r = w.found;
+	return w.found != NULL ? 1 : 0;
 }

@@ -93,6 +93,20 @@ int layout_keep_aside(const char *output, const char *rel, const char *tag,
     char **to_r, char **error_r);
 
 /*
+ * The first mbox file below output that holds something: a regular,
+ * non-empty file named "*.mbox", found walking down from output without
+ * following symlinks, at most LAYOUT_FIND_DEPTH directories deep and
+ * LAYOUT_FIND_ENTRIES entries in all (a huge tree is not searched to its
+ * end).  So a sync whose state knows no mailbox can tell an empty output
+ * from someone's mirror, which it must not take for unknown files.
+ * 1 with *rel_r (malloc'ed, relative to output), 0 when there is none (or
+ * output is missing or not a directory), -1 with a malloc'ed *error_r (NULL when out of memory).
+ */
+#define LAYOUT_FIND_DEPTH 64
+#define LAYOUT_FIND_ENTRIES 100000
+int layout_find_mbox(const char *output, char **rel_r, char **error_r);
+
+/*
  * Whether a and b name one file where a file system folds case or
  * normalises Unicode: equal after ASCII case folding, Unicode simple case
  * folding and canonical decomposition of the Latin, Greek and Cyrillic

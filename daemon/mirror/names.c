@@ -118,10 +118,13 @@ add_component(struct sbuf *out, const unsigned char *c, size_t len, bool raw)
 	for (i = 0; i < len; i += n) {
 		n = 1;
 		if (c[i] >= 0x80) {
-			if (!raw && (n = utf8_decode(c + i, len - i, &cp)) > 0) {
+			if (!raw && (n = utf8_decode(c + i, len - i, &cp)) > 0 &&
+			    (cp < 0x80 || cp > 0x9f)) {
 				sb_add(&e, c + i, n);
 				continue;
 			}
+			/* A C1 control (no decoded name has one: see
+			 * has_control()) is escaped byte by byte. */
 			n = 1;
 			sb_escape(&e, c[i]);
 		} else if (c[i] < 0x20 || c[i] == 0x7f || c[i] == '%' ||
@@ -167,8 +170,12 @@ is_inbox(const char *s, size_t len)
 static bool
 has_control(const char *s)
 {
-	for (; *s != '\0'; s++)
-		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+	const unsigned char *p = (const unsigned char *)s;
+
+	/* C0, DEL, and the C1 controls U+0080..U+009F (CSI, OSC...). */
+	for (; *p != '\0'; p++)
+		if (*p < 0x20 || *p == 0x7f || (p[0] == 0xc2 && p[1] >= 0x80 &&
+		    p[1] <= 0x9f))
 			return true;
 	return false;
 }
@@ -285,6 +292,68 @@ names_first_match(const char *const *patterns, size_t n, const char *name,
 		if (names_match(patterns[i], name, delimiter))
 			return (int)i;
 	return -1;
+}
+
+int
+names_patterns_init(struct names_patterns *p, const char *const *include,
+    size_t ninclude, const char *const *exclude, size_t nexclude)
+{
+	p->include = include;
+	p->ninclude = ninclude;
+	p->exclude = exclude;
+	p->nexclude = nexclude;
+	p->include_hit = calloc(ninclude + 1, sizeof *p->include_hit);
+	p->exclude_hit = calloc(nexclude + 1, sizeof *p->exclude_hit);
+	if (p->include_hit != NULL && p->exclude_hit != NULL)
+		return 0;
+	names_patterns_free(p);
+	return -1;
+}
+
+void
+names_patterns_free(struct names_patterns *p)
+{
+	free(p->include_hit);
+	free(p->exclude_hit);
+	p->include_hit = p->exclude_hit = NULL;
+}
+
+/* Notes every pattern of the n that matches name in hit (if any); returns
+ * the first one's index, or -1. */
+static int
+match_noting(const char *const *patterns, size_t n, bool *hit,
+    const char *name, char delimiter)
+{
+	int first = -1;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!names_match(patterns[i], name, delimiter))
+			continue;
+		if (first < 0)
+			first = (int)i;
+		if (hit == NULL)
+			break;
+		hit[i] = true;
+	}
+	return first;
+}
+
+bool
+names_decide(const struct names_patterns *p, const char *name,
+    char delimiter, int *include_r, int *exclude_r)
+{
+	int i = match_noting(p->include, p->ninclude, p->include_hit, name,
+	    delimiter);
+	int x = -1;
+
+	if (i >= 0 || p->ninclude == 0)
+		x = match_noting(p->exclude, p->nexclude, p->exclude_hit, name,
+		    delimiter);
+	if (include_r != NULL)
+		*include_r = i;
+	if (exclude_r != NULL)
+		*exclude_r = x;
+	return (i >= 0 || p->ninclude == 0) && x < 0;
 }
 
 bool

@@ -23,14 +23,15 @@
  *
  * 1. The name: with utf8 it is UTF-8 already; otherwise it is decoded from
  *    modified UTF-7.  A name that does not decode (or decodes to control
- *    characters) is used as its raw bytes, with '&' and every 8-bit byte
- *    escaped as well, so it cannot meet any decoded name.
+ *    characters, C0 or C1) is used as its raw bytes, with '&' and every
+ *    8-bit byte escaped as well, so it cannot meet any decoded name.
  * 2. It is split at the delimiter (delimiter '\0': NIL, one component).  A
  *    first component "INBOX" in any case is written "INBOX".
  * 3. Each other component is escaped, byte for byte, as "%XX" (upper-case
  *    hex) where the byte is '%', '/', '\\', a control (< 0x20, 0x7f), part
- *    of invalid UTF-8, a leading '.', or the '.' that starts ".mbox" at the
- *    end of the component or followed by '.', ".lock" at its end, or
+ *    of invalid UTF-8 or of a C1 control (U+0080..U+009F), a leading '.',
+ *    or the '.' that starts ".mbox" at the end of the component or
+ *    followed by '.', ".lock" at its end, or
  *    ".uidvalidity-" or ".unknown-" followed by nothing but digits and '-'
  *    up to its end (all compared case-insensitively).
  *    The empty component is written "%".  Every '%' in the result therefore
@@ -84,6 +85,35 @@ bool names_match(const char *pattern, const char *name, char delimiter);
 /* The index of the first of the n patterns that matches name, or -1. */
 int names_first_match(const char *const *patterns, size_t n, const char *name,
     char delimiter);
+
+/*
+ * An account's patterns, and which of them decided some mailbox: for the
+ * warning that a pattern matches nothing (include_hit and exclude_hit have
+ * ninclude and nexclude flags, or are NULL).
+ */
+struct names_patterns {
+	const char *const *include;
+	size_t ninclude;
+	const char *const *exclude;
+	size_t nexclude;
+	bool *include_hit;
+	bool *exclude_hit;
+};
+/* p for the given patterns, with hit flags all false: 0, or -1 when out of
+ * memory (p then has no flags, and notes nothing). */
+int names_patterns_init(struct names_patterns *p, const char *const *include,
+    size_t ninclude, const char *const *exclude, size_t nexclude);
+/* Frees the hit flags. */
+void names_patterns_free(struct names_patterns *p);
+
+/*
+ * Whether name is selected (as names_selected()), noting in the hit flags
+ * every include that matches it and every exclude that matches a name the
+ * includes take.  *include_r and *exclude_r (either may be NULL) get the
+ * first of each that matches (the one that decided), or -1.
+ */
+bool names_decide(const struct names_patterns *p, const char *name,
+    char delimiter, int *include_r, int *exclude_r);
 
 /* The mailbox is wanted: matches one of include and none of exclude.  No
  * include patterns at all means every mailbox (the default "*"). */

@@ -8,6 +8,7 @@
  *   mboxmirror-state 1
  *   account<TAB>last_attempt=T<TAB>last_success=T<TAB>last_error_time=T
  *       <TAB>next_attempt=T<TAB>failures=N<TAB>last_error=E
+ *       [<TAB>last_error_kind=WORD]
  *   mailbox<TAB>NAME<TAB>FILE<TAB>uidvalidity=N<TAB>last_uid=N
  *       <TAB>uidnext=N<TAB>messages=N<TAB>mbox_size=N
  *       [<TAB>hole=UID:TRIES<TAB>skipped=TOTAL:UID,UID,...|-]
@@ -206,6 +207,27 @@ split_fields(char *line, char **fields, size_t max)
 	}
 }
 
+/* A kind as state_set_error() keeps it: 1 to 15 lower-case letters. */
+static bool
+valid_kind(const char *v)
+{
+	size_t len = strspn(v, "abcdefghijklmnopqrstuvwxyz");
+
+	return len > 0 && v[len] == '\0' && len < sizeof ((struct
+	    account_state *)NULL)->last_error_kind;
+}
+
+static int
+parse_error_kind(struct account_state *st, const char *field)
+{
+	const char *v = keyed(field, "last_error_kind");
+
+	if (v == NULL || !valid_kind(v))
+		return -1;
+	memcpy(st->last_error_kind, v, strlen(v) + 1);
+	return 0;
+}
+
 static int
 parse_account(struct account_state *st, char **f, size_t n,
     const char **what_r)
@@ -218,8 +240,12 @@ parse_account(struct account_state *st, char **f, size_t n,
 	uint64_t u;
 	size_t i;
 
-	if (n != 7) {
+	if (n != 7 && n != 8) {
 		*what_r = "account line: wrong number of fields";
+		return -1;
+	}
+	if (n == 8 && parse_error_kind(st, f[7]) == -1) {
+		*what_r = "account line: bad last_error_kind";
 		return -1;
 	}
 	for (i = 0; i < 6; i++) {
@@ -629,7 +655,10 @@ write_state(FILE *fp, const struct account_state *st)
 	    "last_error=", (long long)st->last_attempt,
 	    (long long)st->last_success, (long long)st->last_error_time,
 	    (long long)st->next_attempt, st->failures) < 0 ||
-	    put_escaped(fp, st->last_error) == -1 || fputc('\n', fp) == EOF)
+	    put_escaped(fp, st->last_error) == -1 ||
+	    (st->last_error != NULL && valid_kind(st->last_error_kind) &&
+	    fprintf(fp, "\tlast_error_kind=%s", st->last_error_kind) < 0) ||
+	    fputc('\n', fp) == EOF)
 		return -1;
 	for (i = 0; i < st->n_mailboxes; i++) {
 		mb = &st->mailboxes[i];
@@ -778,12 +807,17 @@ state_get(struct account_state *st, const char *name)
 }
 
 void
-state_set_error(struct account_state *st, const char *error, time_t when)
+state_set_error(struct account_state *st, const char *error,
+    const char *kind, time_t when)
 {
 	free(st->last_error);
 	st->last_error = NULL;
+	st->last_error_kind[0] = '\0';
 	if (error == NULL)
 		return;
+	if (kind != NULL)
+		snprintf(st->last_error_kind, sizeof st->last_error_kind, "%s",
+		    kind);
 	/* Masked as a log line is: a server may echo the password in the
 	 * reply that failed.  Out of memory loses the text, not the fact of
 	 * the failure. */

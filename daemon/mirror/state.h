@@ -43,6 +43,7 @@ struct account_state {
 	time_t last_success;
 	time_t last_error_time;
 	char *last_error;	/* NULL when the last attempt succeeded */
+	char last_error_kind[16];	/* one word ("network"...), or "" */
 	time_t next_attempt;
 	unsigned failures;	/* consecutive */
 };
@@ -83,11 +84,12 @@ struct mailbox_state *state_find(struct account_state *state,
  * stale. */
 struct mailbox_state *state_get(struct account_state *state,
     const char *name);
-/* Records the last error and its time; NULL clears it (success).  The copy
+/* Records the last error, its kind (one lower-case word, cut to fit; NULL
+ * or "" for none) and its time; error NULL clears both (success).  The copy
  * kept has every secret registered with the log masked (log_redact), so a
  * secret a server echoed never reaches the state file. */
 void state_set_error(struct account_state *state, const char *error,
-    time_t when);
+    const char *kind, time_t when);
 /* Records uid as given up (kept ascending, the oldest dropped past
  * STATE_SKIPPED_MAX).  0, or -1 on allocation failure. */
 int state_add_skipped(struct mailbox_state *mb, uint32_t uid);

@@ -314,10 +314,13 @@ unknown_issuer_hint(gnutls_session_t session, char *buf, size_t size)
 
 	if (peer_spki_sha256(session, digest) == 0)
 		pin = base64_encode(digest, sizeof digest);
+	/* The key shown is whoever answered, maybe a man in the middle: to
+	 * compare with what the server's operator publishes, not to copy. */
 	snprintf(buf + len, size - len, "; if the server's CA is a private "
 	    "one, set ca_file to its certificate%s%s%s", pin != NULL ?
-	    " (and pin_sha256 = " : "", pin != NULL ? pin : "",
-	    pin != NULL ? " to accept only this server key)" : "");
+	    " (the key presented has pin_sha256 " : "", pin != NULL ? pin : "",
+	    pin != NULL ? "; pin it only if the server's operator confirms "
+	    "that value)" : "");
 	free(pin);
 }
 

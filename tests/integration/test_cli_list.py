@@ -67,6 +67,18 @@ class ListDovecot(unittest.TestCase):
         # The LIST-STATUS reply gave the counts: no STATUS command was sent.
         self.assertNotIn(" STATUS ", self.debug_commands(acct))
 
+    def test_sync_warns_of_patterns_matching_nothing(self):
+        acct = self.fx.account(self.tmp, self.user, self.pw,
+                               mailboxes="INBOX, Inbox2", exclude="Nothing*")
+        conf = mmtest.write_config(self.tmp, [acct], general={"log_level": "info"})
+        res = mmtest.run_mboxmirror("-c", conf, "--once", timeout=60)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertRegex(res.stderr, r'account test: mailboxes pattern "Inbox2" matches '
+                                     r'no mailbox')
+        self.assertRegex(res.stderr, r'account test: exclude pattern "Nothing\*" matches '
+                                     r'no mailbox')
+        self.assertNotIn('"INBOX" matches', res.stderr)
+
     def debug_commands(self, acct):
         conf = mmtest.write_config(self.tmp, [acct], filename="debug.ini")
         res = mmtest.run_mboxmirror("-c", conf, "--list", "-v", timeout=60)

@@ -6,6 +6,7 @@ terminal with its control characters."""
 import json
 import os
 import re
+import signal
 import time
 import unittest
 
@@ -66,8 +67,12 @@ class TestStatus(DaemonTestCase):
         self.assertIsNone(b["last_success"])
         self.assertIsInstance(b["last_error"], str)
         self.assertTrue(b["last_error"])
-        # The state keeps the error the daemon logged.
+        # The state keeps the error the daemon logged, without the account's name
+        # (the record is the account's), and its kind for scripts.
         self.assertIn(b["last_error"], error_line)
+        self.assertFalse(b["last_error"].startswith("account"), b["last_error"])
+        self.assertEqual(b["last_error_kind"], "network")
+        self.assertIsNone(g["last_error_kind"])
         self.assertIsNotNone(b["last_error_time"])
         self.assertGreaterEqual(parse_iso(b["last_error_time"]), int(started) - 1)
         self.assertEqual(b["messages"], 0)
@@ -84,7 +89,7 @@ class TestStatus(DaemonTestCase):
         self.assertIn("FAILING", bad_rows[0])
         self.assertIn("never", bad_rows[0])
         self.assertIn(b["last_error"], res.stdout)
-        self.assertRegex(res.stdout, rf"\({b['consecutive_failures']} in a row\)")
+        self.assertRegex(res.stdout, rf"\({b['consecutive_failures']} in a row, network\)")
 
         # Only the good one: exit status 0.
         res = mmtest.run_mboxmirror("-c", conf, "--status", "--json", "-a", "good")
@@ -117,9 +122,32 @@ class TestStatus(DaemonTestCase):
         self.assertIn(f"another mboxmirror daemon (pid {pid}) runs with the state "
                       f"directory {state_dir}", second.stderr)
         self.assertTrue(d.alive())
+        # A reload onto another state directory takes the lock along.
+        other = os.path.join(self.tmp, "other-state")
+        other_conf = mmtest.write_config(self.tmp, [good], filename="other.ini",
+                                         general={"state_dir": other})
+        os.replace(other_conf, conf)
+        d.signal(signal.SIGHUP)
+        d.wait_log(r"configuration reloaded", timeout=20)
+        res = mmtest.run_mboxmirror("-c", conf, "--status")
+        self.assertIn(f"daemon: running (pid {pid}) on {other}", res.stdout)
+        second = mmtest.run_mboxmirror("-c", conf, timeout=30)
+        self.assertEqual(second.returncode, 1, second.stderr)
+        self.assertIn(f"(pid {pid}) runs with the state directory {other}", second.stderr)
+        # The same directory spelled otherwise keeps the lock: the reload goes on.
+        off = d.log_offset()
+        again = mmtest.write_config(self.tmp, [good], filename="again.ini",
+                                    general={"state_dir": other + "/./"})
+        os.replace(again, conf)
+        d.signal(signal.SIGHUP)
+        d.wait_log(r"configuration reloaded", timeout=20, since=off)
+        self.assertNotIn("keeping the running configuration", d.log_since(off))
+        old = mmtest.write_config(self.tmp, [good], filename="old.ini")
+        res = mmtest.run_mboxmirror("-c", old, "--status")
+        self.assertIn(f"daemon: not running on {state_dir}", res.stdout)
         self.assertEqual(d.stop(), 0, d.tail())
         res = mmtest.run_mboxmirror("-c", conf, "--status")
-        self.assertIn(f"daemon: not running on {state_dir}", res.stdout)
+        self.assertIn(f"daemon: not running on {other}", res.stdout)
         js = json.loads(mmtest.run_mboxmirror("-c", conf, "--status", "--json").stdout)
         self.assertIs(js[0]["daemon_running"], False)
         self.assertNotIn("daemon_pid", js[0])

@@ -431,6 +431,46 @@ test_keep_aside(void **state)
 	free(error);
 }
 
+/* A mirror below output is found; empty files, other names, symlinks and
+ * a missing output are not a mirror. */
+static void
+test_find_mbox(void **state)
+{
+	char out[PATH_MAX], path[PATH_MAX + 32], *rel, *error;
+
+	(void)state;
+	fresh_dir(out, sizeof out, "find");
+	fmt(path, sizeof path, "%s/none", out);
+	assert_int_equal(layout_find_mbox(path, &rel, &error), 0);
+	assert_null(rel);
+	assert_int_equal(layout_find_mbox(out, &rel, &error), 0);
+
+	fmt(path, sizeof path, "%s/INBOX.mbox", out);
+	assert_int_equal(close(open(path, O_WRONLY | O_CREAT, 0600)), 0);
+	touch(out, "notes.txt");
+	touch(out, "x.mbox.lock");
+	fmt(path, sizeof path, "%s/d", out);
+	assert_int_equal(mkdir(path, 0700), 0);
+	fmt(path, sizeof path, "%s/d/e", out);
+	assert_int_equal(mkdir(path, 0700), 0);
+	fmt(path, sizeof path, "%s/elsewhere", tmpdir);
+	(void)mkdir(path, 0700);
+	touch(tmpdir, "elsewhere/y.mbox");
+	fmt(path, sizeof path, "%s/link", out);
+	assert_int_equal(symlink("../elsewhere", path), 0);
+	fmt(path, sizeof path, "%s/link.mbox", out);
+	assert_int_equal(symlink("../elsewhere/y.mbox", path), 0);
+	assert_int_equal(layout_find_mbox(out, &rel, &error), 0);
+	assert_null(error);
+
+	touch(out, "d/e/2023.mbox");
+	assert_int_equal(layout_find_mbox(out, &rel, &error), 1);
+	assert_string_equal(rel, "d/e/2023.mbox");
+	free(rel);
+	/* No fsync: it only looks. */
+	assert_int_equal(n_synced, 0);
+}
+
 /* output and its missing parents: 0700, each parent fsynced. */
 static void
 test_make_output(void **state)
@@ -558,6 +598,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_keep_aside, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_make_output, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_find_mbox, setup,
 		    teardown),
 		cmocka_unit_test(test_same_file),
 		cmocka_unit_test(test_unique_file),

@@ -142,12 +142,12 @@ sync_once(void)
 static void
 expect_ok(void)
 {
-	if (res.error != SESSION_OK)
+	if (res.error != MIRROR_OK)
 		fail_msg("sync failed: %s", res.message);
 }
 
 static void
-expect_error(enum session_error error, const char *words)
+expect_error(enum mirror_error error, const char *words)
 {
 	assert_int_equal(res.error, error);
 	if (strstr(res.message, words) == NULL)
@@ -467,10 +467,11 @@ test_uidvalidity_change(void **state)
 
 /* An mbox we have no record of is someone else's: kept, not appended to. */
 static void
-test_unknown_file_kept(void **state)
+test_unknown_mirror_refused(void **state)
 {
 	FILE *f;
 	char path[256];
+	struct stat before, after;
 
 	(void)state;
 	inbox_with(1);
@@ -479,6 +480,37 @@ test_unknown_file_kept(void **state)
 	assert_non_null(f = fopen(path, "w"));
 	fputs("not ours\n", f);
 	fclose(f);
+	assert_int_equal(stat(path, &before), 0);
+	sync_once();
+	expect_error(MIRROR_ERR_LOCAL, "has no record of");
+	assert_non_null(strstr(res.message, "INBOX.mbox"));
+	assert_non_null(strstr(res.message, "state_dir"));
+	assert_string_equal(srv.log, "");
+	assert_int_equal(files_like("INBOX.unknown-"), 0);
+	assert_int_equal(stat(path, &after), 0);
+	assert_true(after.st_size == before.st_size &&
+	    after.st_ino == before.st_ino);
+}
+
+/* A state that knows the account: a stranger's file where a new mailbox
+ * goes is kept aside, not appended to. */
+static void
+test_unknown_file_kept(void **state)
+{
+	struct imapd_mailbox *inbox;
+	FILE *f;
+	char path[256];
+
+	(void)state;
+	imapd_add_message(imapd_add_mailbox(&srv, "Other"), MSG2);
+	sync_once();
+	expect_ok();
+	snprintf(path, sizeof path, "%s/INBOX.mbox", out_dir);
+	assert_non_null(f = fopen(path, "w"));
+	fputs("not ours\n", f);
+	fclose(f);
+	inbox = imapd_add_mailbox(&srv, "INBOX");
+	imapd_add_message(inbox, MSG1);
 	sync_once();
 	expect_ok();
 	assert_int_equal(files_like("INBOX.unknown-"), 1);
@@ -499,7 +531,7 @@ test_examine_refused(void **state)
 	imapd_add_message(work, MSG3);
 	work->examine_no = true;
 	sync_once();
-	expect_error(SESSION_ERR_SERVER, "mailbox Work: EXAMINE failed");
+	expect_error(MIRROR_ERR_SERVER, "mailbox Work: EXAMINE failed");
 	assert_int_equal(res.messages, 2);
 	assert_int_equal(entries("INBOX.mbox"), 2);
 	assert_false(exists("Work.mbox"));
@@ -521,7 +553,7 @@ test_no_uidvalidity(void **state)
 	inbox = inbox_with(2);
 	inbox->no_uidvalidity = true;
 	sync_once();
-	expect_error(SESSION_ERR_SERVER, "the server sent no UIDVALIDITY");
+	expect_error(MIRROR_ERR_PROTOCOL, "the server sent no UIDVALIDITY");
 	assert_int_equal(res.messages, 0);
 	assert_false(exists("INBOX.mbox"));
 	assert_true(logged("STATUS lacks UIDVALIDITY"));
@@ -538,7 +570,7 @@ test_hole_given_up(void **state)
 	inbox_with(3);
 	srv.nil_uid = 2;
 	sync_once();
-	expect_error(SESSION_ERR_SERVER, "UID 2: the server sent no body");
+	expect_error(MIRROR_ERR_SERVER, "UID 2: the server sent no body");
 	assert_int_equal(res.messages, 1);
 	assert_int_equal(entries("INBOX.mbox"), 1);
 	ms = saved("INBOX");
@@ -547,7 +579,7 @@ test_hole_given_up(void **state)
 	assert_int_equal(ms->hole_tries, 1);
 	for (unsigned i = 2; i < PLAN_HOLE_TRIES_MAX; i++) {
 		sync_once();
-		expect_error(SESSION_ERR_SERVER, "UID 2");
+		expect_error(MIRROR_ERR_SERVER, "UID 2");
 		assert_int_equal(saved("INBOX")->hole_tries, i);
 	}
 	sync_once();
@@ -574,7 +606,7 @@ test_message_left_out(void **state)
 	inbox_with(3);
 	srv.omit_uid = 3;
 	sync_once();
-	expect_error(SESSION_ERR_SERVER, "UID 3: the server answered without "
+	expect_error(MIRROR_ERR_SERVER, "UID 3: the server answered without "
 	    "it");
 	assert_int_equal(res.messages, 2);
 	assert_int_equal(saved("INBOX")->last_uid, 2);
@@ -634,7 +666,7 @@ test_connection_lost(void **state)
 	inbox_with(2);
 	srv.drop_on_fetch = true;
 	sync_once();
-	expect_error(SESSION_ERR_NETWORK, "connection reset by peer");
+	expect_error(MIRROR_ERR_NETWORK, "connection reset by peer");
 	assert_int_equal(res.messages, 0);
 	assert_int_equal(srv.connections, 1);
 	assert_int_equal(saved("INBOX")->last_uid, 0);
@@ -650,7 +682,7 @@ test_auth_refused(void **state)
 	inbox_with(1);
 	srv.auth_no = true;
 	sync_once();
-	expect_error(SESSION_ERR_AUTH, "AUTHENTICATIONFAILED");
+	expect_error(MIRROR_ERR_AUTH, "AUTHENTICATIONFAILED");
 	assert_false(exists("INBOX.mbox"));
 	sd = account_dir();
 	assert_int_equal(state_load(sd, &st, &error), 0);
@@ -668,7 +700,7 @@ test_list_refused(void **state)
 	inbox_with(1);
 	srv.list_no = true;
 	sync_once();
-	expect_error(SESSION_ERR_SERVER, "LIST failed: LIST is not for you");
+	expect_error(MIRROR_ERR_SERVER, "LIST failed: LIST is not for you");
 	assert_int_equal(srv.examines, 0);
 }
 
@@ -746,7 +778,8 @@ test_account_locked(void **state)
 	assert_int_equal(state_lock(sd, &fd, &holder, &error), 0);
 	sync_once();
 	snprintf(want, sizeof want, "(pid %ld)", (long)getpid());
-	expect_error(SESSION_ERR_LOCAL, want);
+	/* Not a server's doing, nor a local failure: someone else's turn. */
+	expect_error(MIRROR_ERR_BUSY, want);
 	assert_int_equal(srv.connections, 0);
 	state_unlock(&fd);
 	free(sd);
@@ -822,7 +855,7 @@ test_mbox_locked_by_reader(void **state)
 	close(fd);
 	mbox_set_lock_wait(300);
 	sync_once();
-	expect_error(SESSION_ERR_SERVER, "is locked by another program");
+	expect_error(MIRROR_ERR_BUSY, "is locked by another program");
 	assert_true(logged("is locked by another program; waiting"));
 	assert_int_equal(res.messages, 1);
 	assert_int_equal(entries("Other.mbox"), 2);
@@ -865,7 +898,7 @@ test_sizes_refused(void **state)
 	inbox_with(2);
 	srv.sizes_no = true;
 	sync_once();
-	expect_error(SESSION_ERR_SERVER, "UID FETCH failed: sizes "
+	expect_error(MIRROR_ERR_SERVER, "UID FETCH failed: sizes "
 	    "unavailable");
 	assert_int_equal(res.messages, 0);
 	ms = saved("INBOX");
@@ -884,7 +917,7 @@ test_fetch_refused_counts_try(void **state)
 	inbox_with(2);
 	srv.fetch_refusal = "NO broken item";
 	sync_once();
-	expect_error(SESSION_ERR_SERVER, "UID 1: UID FETCH failed: broken "
+	expect_error(MIRROR_ERR_SERVER, "UID 1: UID FETCH failed: broken "
 	    "item");
 	ms = saved("INBOX");
 	assert_int_equal(ms->hole_uid, 1);
@@ -900,7 +933,7 @@ test_fetch_refused_transient(void **state)
 	inbox_with(2);
 	srv.fetch_refusal = "NO [UNAVAILABLE] later";
 	sync_once();
-	expect_error(SESSION_ERR_SERVER, "UID FETCH failed");
+	expect_error(MIRROR_ERR_SERVER, "UID FETCH failed");
 	assert_non_null(strstr(res.message, "later"));
 	assert_int_equal(saved("INBOX")->hole_uid, 0);
 	assert_int_equal(res.messages, 0);
@@ -924,7 +957,7 @@ test_state_corrupt(void **state)
 	fputs("garbage\n", f);
 	fclose(f);
 	sync_once();
-	expect_error(SESSION_ERR_LOCAL, path);
+	expect_error(MIRROR_ERR_LOCAL, path);
 	assert_string_equal(srv.log, "");
 	assert_false(exists("INBOX.mbox"));
 }
@@ -945,7 +978,7 @@ test_output_unusable(void **state)
 	snprintf(out_dir, sizeof out_dir, "%s/file/out", dir);
 	configure("");
 	sync_once();
-	expect_error(SESSION_ERR_LOCAL, "cannot create");
+	expect_error(MIRROR_ERR_LOCAL, "cannot create");
 	assert_string_equal(srv.log, "");
 	load_saved();
 	assert_int_equal(st.failures, 1);
@@ -976,7 +1009,7 @@ test_mbox_symlink_refused(void **state)
 	imapd_add_message(inbox, MSG2);
 	imapd_add_message(&srv.boxes[1], MSG3);
 	sync_once();
-	expect_error(SESSION_ERR_SERVER, "mailbox INBOX: ");
+	expect_error(MIRROR_ERR_LOCAL, "mailbox INBOX: ");
 	assert_int_equal(res.messages, 1);
 	assert_int_equal(entries("Other.mbox"), 1);
 	/* Nothing went through the link. */
@@ -1143,13 +1176,13 @@ test_body_without_internaldate(void **state)
 	srv.no_internaldate = true;
 	srv.string_bodies = true;
 	sync_once();
-	expect_error(SESSION_ERR_PROTOCOL, "UID 1: FETCH response without "
+	expect_error(MIRROR_ERR_PROTOCOL, "UID 1: FETCH response without "
 	    "INTERNALDATE");
 	assert_int_equal(res.messages, 0);
 	srv.string_bodies = false;
 	srv.uid_after_body = true;
 	sync_once();
-	expect_error(SESSION_ERR_PROTOCOL, "FETCH response without UID or "
+	expect_error(MIRROR_ERR_PROTOCOL, "FETCH response without UID or "
 	    "INTERNALDATE");
 	assert_int_equal(res.messages, 0);
 	assert_int_equal(saved("INBOX")->last_uid, 0);
@@ -1185,8 +1218,8 @@ test_disk_full(void **state)
 	sync_once();
 	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
 	signal(SIGXFSZ, old_handler);
-	expect_error(SESSION_ERR_LOCAL, "mailbox INBOX: write ");
-	expect_error(SESSION_ERR_LOCAL, "INBOX.mbox: File too large");
+	expect_error(MIRROR_ERR_LOCAL, "mailbox INBOX: write ");
+	expect_error(MIRROR_ERR_LOCAL, "INBOX.mbox: File too large");
 	assert_int_equal(res.messages, 0);
 	assert_int_equal(file_size("INBOX.mbox"), committed);
 	assert_int_equal(saved("INBOX")->last_uid, 1);
@@ -1212,6 +1245,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_uidvalidity_change, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_unknown_mirror_refused,
+		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_file_kept, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_examine_refused, setup,

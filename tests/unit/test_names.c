@@ -110,6 +110,10 @@ static const struct {
 	{ NAME("x.unknown-"), '/', false, "x.unknown-.mbox" },
 	{ NAME("x.unknown-a"), '/', false, "x.unknown-a.mbox" },
 	{ NAME("x.uidvalidity-"), '/', false, "x.uidvalidity-.mbox" },
+	/* U+009B (CSI) decoded: a control, so the raw bytes are used. */
+	{ NAME("x&AJs-31m"), '/', false, "x%26AJs-31m.mbox" },
+	/* With UTF-8 names, the C1 control itself is escaped. */
+	{ NAME("x\xc2\x9b" "31m"), '/', true, "x%C2%9B31m.mbox" },
 	{ NAME("x.uidvalidity-4a"), '/', false, "x.uidvalidity-4a.mbox" },
 	{ NAME("x.mboxes"), '/', false, "x.mboxes.mbox" },
 	{ NAME("x.locked"), '/', false, "x.locked.mbox" },
@@ -584,6 +588,36 @@ test_first_match(void **state)
 	assert_int_equal(names_first_match(NULL, 0, "INBOX", '/'), -1);
 }
 
+static void
+test_decide(void **state)
+{
+	const char *inc[] = { "INBOX", "Lists/*", "Inbox2", "INBOX*" };
+	const char *exc[] = { "Lists/spam", "Nothing*", "Trash" };
+	bool ih[4] = { false }, xh[3] = { false };
+	struct names_patterns p = { inc, 4, exc, 3, ih, xh };
+	int i, x;
+
+	(void)state;
+	assert_true(names_decide(&p, "INBOX", '/', &i, &x));
+	assert_int_equal(i, 0);
+	assert_int_equal(x, -1);
+	assert_false(names_decide(&p, "Lists/spam", '/', &i, &x));
+	assert_int_equal(i, 1);
+	assert_int_equal(x, 0);
+	/* Trash is not taken by any include: its exclude decided nothing. */
+	assert_false(names_decide(&p, "Trash", '/', &i, &x));
+	assert_int_equal(i, -1);
+	assert_int_equal(x, -1);
+	/* INBOX* matched INBOX too, though INBOX decided it. */
+	assert_true(ih[0] && ih[1] && !ih[2] && ih[3]);
+	assert_true(xh[0] && !xh[1] && !xh[2]);
+	/* No includes: everything is taken, so excludes decide. */
+	p.ninclude = 0;
+	assert_false(names_decide(&p, "Trash", '/', NULL, NULL));
+	assert_true(xh[2]);
+	assert_true(names_decide(&p, "Sent", '/', NULL, NULL));
+}
+
 int
 main(void)
 {
@@ -596,6 +630,7 @@ main(void)
 		cmocka_unit_test(test_match_pathological),
 		cmocka_unit_test(test_selected),
 		cmocka_unit_test(test_first_match),
+		cmocka_unit_test(test_decide),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

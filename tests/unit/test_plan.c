@@ -1,7 +1,9 @@
 /*
  * mirror/plan: the commit point over every shape of arrival a server can
  * cause (in order, out of order, a UID left out, one not asked for, one
- * given up, UID 2^32-1), and the count of a hole's tries.
+ * given up, UID 2^32-1), the count of a hole's tries, which mailboxes
+ * and UIDs are fetched, when to commit, how batches are cut and paced,
+ * what is retried.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -211,6 +213,347 @@ test_hole_tries(void **state)
 	    PLAN_HOLE_TRIES_MAX);
 }
 
+static const struct plan_status STATUS_5 = { true, 9, 6, 5 };
+
+static void
+test_mailbox_step(void **state)
+{
+	struct plan_known k = { true, 9, 6, 5, 0, 0 };
+	struct plan_status st = STATUS_5;
+
+	(void)state;
+	assert_int_equal(plan_mailbox_step(&st, &k), PLAN_MBX_UNCHANGED);
+	/* A hole is asked for again with nothing new. */
+	k.hole_uid = 3;
+	assert_int_equal(plan_mailbox_step(&st, &k), PLAN_MBX_OPEN);
+	k.hole_uid = 0;
+	st.uidnext = 8;
+	assert_int_equal(plan_mailbox_step(&st, &k), PLAN_MBX_OPEN);
+	st.messages = 0;
+	assert_int_equal(plan_mailbox_step(&st, &k), PLAN_MBX_EMPTY);
+	/* Another mailbox under the same name: opened, empty or not. */
+	st.uidvalidity = 10;
+	assert_int_equal(plan_mailbox_step(&st, &k), PLAN_MBX_OPEN);
+	st = STATUS_5;
+	st.uidnext = 9;
+	k.last_uid = UINT32_MAX;
+	assert_int_equal(plan_mailbox_step(&st, &k), PLAN_MBX_UNCHANGED);
+	/* Never mirrored, or no STATUS: open. */
+	k.known = false;
+	assert_int_equal(plan_mailbox_step(&st, &k), PLAN_MBX_OPEN);
+	k.known = true;
+	st.has_status = false;
+	assert_int_equal(plan_mailbox_step(&st, &k), PLAN_MBX_OPEN);
+	/* A sync that never completed recorded no UIDNEXT. */
+	st = STATUS_5;
+	k = (struct plan_known){ true, 9, 0, 5, 0, 0 };
+	assert_int_equal(plan_mailbox_step(&st, &k), PLAN_MBX_OPEN);
+}
+
+static void
+test_fetch_base(void **state)
+{
+	struct plan_known k = { true, 9, 6, 5, 0, 0 };
+	struct plan_status st = { true, 9, 50, 40 };
+	bool direct;
+
+	(void)state;
+	/* A few new: from the last UID, bodies with the EXAMINE. */
+	assert_int_equal(plan_fetch_base(&st, &k, &direct), 5);
+	assert_true(direct);
+	st.uidnext = 5 + PLAN_DIRECT_FETCH_MAX + 1;
+	assert_int_equal(plan_fetch_base(&st, &k, &direct), 5);
+	assert_true(direct);
+	st.uidnext++;
+	assert_int_equal(plan_fetch_base(&st, &k, &direct), 5);
+	assert_false(direct);
+	/* A UID given up past the base: no open range. */
+	st.uidnext = 50;
+	k.newest_skipped = 7;
+	assert_int_equal(plan_fetch_base(&st, &k, &direct), 5);
+	assert_false(direct);
+	k.newest_skipped = 4;
+	plan_fetch_base(&st, &k, &direct);
+	assert_true(direct);
+	/* Another UIDVALIDITY, or never mirrored: all of it, sizes first. */
+	st.uidvalidity = 10;
+	assert_int_equal(plan_fetch_base(&st, &k, &direct), 0);
+	assert_false(direct);
+	k.known = false;
+	assert_int_equal(plan_fetch_base(&st, &k, &direct), 0);
+	assert_false(direct);
+	/* No STATUS: trust the state (EXAMINE tells), but no direct. */
+	k.known = true;
+	st.has_status = false;
+	assert_int_equal(plan_fetch_base(&st, &k, &direct), 5);
+	assert_false(direct);
+}
+
+static void
+test_uid_listed(void **state)
+{
+	const uint32_t skipped[] = { 12, 9 };
+
+	(void)state;
+	assert_false(plan_uid_listed(5, 5, NULL, 0));
+	assert_false(plan_uid_listed(4, 5, NULL, 0));
+	assert_true(plan_uid_listed(6, 5, NULL, 0));
+	assert_false(plan_uid_listed(9, 5, skipped, 2));
+	assert_true(plan_uid_listed(10, 5, skipped, 2));
+}
+
+static void
+test_todo_sort(void **state)
+{
+	uint32_t uids[] = { 7, 3, 9, 3, 1, 7 };
+	uint64_t sizes[] = { 70, 30, 90, 31, 10, 71 };
+	bool done[] = { false, true, false, false, false, true };
+	size_t n;
+
+	(void)state;
+	n = plan_todo_sort(uids, sizes, done, 6);
+	assert_int_equal(n, 4);
+	assert_int_equal(uids[0], 1);
+	assert_int_equal(uids[1], 3);
+	assert_int_equal(uids[2], 7);
+	assert_int_equal(uids[3], 9);
+	/* The first entry of a repeated UID counts. */
+	assert_int_equal(sizes[1], 30);
+	assert_true(done[1]);
+	assert_int_equal(sizes[2], 70);
+	assert_false(done[2]);
+	assert_int_equal(plan_todo_sort(uids, sizes, done, 0), 0);
+}
+
+static void
+test_gapless_after(void **state)
+{
+	const uint32_t got[] = { 2, 5, 6, 7, 9 };
+	const uint32_t top[] = { 4294967294u, 4294967295u };
+
+	(void)state;
+	assert_int_equal(plan_gapless_after(got, 5, 4), 3);
+	assert_int_equal(plan_gapless_after(got, 5, 1), 1);
+	/* A gap right after hi: nothing. */
+	assert_int_equal(plan_gapless_after(got, 5, 2), 0);
+	assert_int_equal(plan_gapless_after(got, 5, 9), 0);
+	assert_int_equal(plan_gapless_after(got, 0, 0), 0);
+	assert_int_equal(plan_gapless_after(top, 2, 4294967293u), 2);
+	assert_int_equal(plan_gapless_after(top, 2, 4294967295u), 0);
+}
+
+static void
+test_direct_commit_point(void **state)
+{
+	struct plan_arrival arr[] = { { 11, 1 }, { 13, 2 }, { 12, 3 },
+	    { 15, 4 } };
+	uint32_t last;
+
+	(void)state;
+	/* 11, then 13 before 12: both once 12 is in; 15 after a gap not. */
+	assert_int_equal(plan_direct_commit_point(10, arr, 4, &last), 3);
+	assert_int_equal(last, 13);
+	assert_int_equal(plan_direct_commit_point(10, arr + 1, 3, &last), 0);
+	assert_int_equal(last, 10);
+	assert_int_equal(plan_direct_commit_point(10, arr, 0, &last), 0);
+	assert_int_equal(last, 10);
+}
+
+static void
+test_commit_can_wait(void **state)
+{
+	(void)state;
+	assert_true(plan_commit_can_wait(true, 1000, 0.2));
+	/* The last batch: commit now. */
+	assert_false(plan_commit_can_wait(false, 1000, 0.2));
+	/* A second since the last commit, or much uncommitted: now. */
+	assert_false(plan_commit_can_wait(true, 1000, PLAN_COMMIT_INTERVAL));
+	assert_false(plan_commit_can_wait(true, PLAN_COMMIT_MAX_BYTES, 0.2));
+	assert_true(plan_commit_can_wait(true, PLAN_COMMIT_MAX_BYTES - 1, 0));
+}
+
+static void
+test_commit_due(void **state)
+{
+	(void)state;
+	assert_false(plan_commit_due(0.5, 10));
+	assert_true(plan_commit_due(PLAN_COMMIT_EVERY, PLAN_COMMIT_EVERY));
+	/* A try that could commit nothing waits as long again. */
+	assert_false(plan_commit_due(10, 1.0));
+	assert_true(plan_commit_due(10, 2.5));
+}
+
+static void
+test_batch_cut(void **state)
+{
+	const uint64_t sizes[] = { 10, 20, 30, 100, 5 };
+	struct plan_batch_cap cap = { 3, 60 };
+
+	(void)state;
+	assert_int_equal(plan_batch_cut(sizes, 5, &cap), 3);
+	cap.bytes = 59;
+	assert_int_equal(plan_batch_cut(sizes, 5, &cap), 2);
+	cap.messages = 1;
+	assert_int_equal(plan_batch_cut(sizes, 5, &cap), 1);
+	/* A message over the byte cap goes alone, never none. */
+	cap = (struct plan_batch_cap){ 10, 50 };
+	assert_int_equal(plan_batch_cut(sizes + 3, 2, &cap), 1);
+	assert_int_equal(plan_batch_cut(sizes, 0, &cap), 0);
+	/* Unknown sizes (0): the count decides. */
+	assert_int_equal(plan_batch_cut((const uint64_t[]){ 0, 0, 0, 0 }, 4,
+	    &(struct plan_batch_cap){ 3, 1 }), 3);
+}
+
+static const struct plan_pace PACE = {
+	.first = { 100, 1 << 20 },
+	.min = { 10, 64 << 10 },
+	.max = { 2000, 32 << 20 },
+	.target_secs = 2.0,
+	.growth = 4,
+};
+
+static void
+test_pace_first_batch_small(void **state)
+{
+	struct plan_batch_cap c = plan_batch_pace(&PACE, NULL, 0, 0, 0);
+
+	(void)state;
+	assert_int_equal(c.messages, 100);
+	assert_int_equal(c.bytes, 1 << 20);
+	/* Whatever was measured elsewhere: a mailbox starts small. */
+	c = plan_batch_pace(&PACE, NULL, 100 << 20, 5000, 1.0);
+	assert_int_equal(c.messages, 100);
+	assert_int_equal(c.bytes, 1 << 20);
+}
+
+static void
+test_pace_grows_while_link_keeps_up(void **state)
+{
+	struct plan_batch_cap c = PACE.first, prev;
+	unsigned steps = 0;
+
+	(void)state;
+	/* A fast link (100 MB/s): each batch comes in a fraction of the
+	 * target, so the cap grows, by at most the growth factor, up to the
+	 * hard caps and no further. */
+	do {
+		prev = c;
+		c = plan_batch_pace(&PACE, &prev, prev.bytes, prev.messages,
+		    (double)prev.bytes / 100e6);
+		assert_true(c.bytes >= prev.bytes);
+		assert_true(c.bytes <= prev.bytes * PACE.growth);
+		assert_true(c.messages <= prev.messages * PACE.growth);
+		assert_true(c.bytes <= PACE.max.bytes);
+		assert_true(c.messages <= PACE.max.messages);
+	} while (++steps < 20 && (c.bytes != prev.bytes ||
+	    c.messages != prev.messages));
+	assert_true(steps > 1);
+	assert_int_equal(c.bytes, PACE.max.bytes);
+	assert_int_equal(c.messages, PACE.max.messages);
+	/* Instant (loopback) counts as fast; still no jump past growth. */
+	c = plan_batch_pace(&PACE, &PACE.first, 1 << 20, 100, 0);
+	assert_int_equal(c.bytes, 4 << 20);
+	assert_int_equal(c.messages, 400);
+}
+
+static void
+test_pace_slow_link(void **state)
+{
+	struct plan_batch_cap big = PACE.max, c;
+
+	(void)state;
+	/* 100 kB/s, 10 messages/s: two seconds' worth. */
+	c = plan_batch_pace(&PACE, &big, 500000, 50, 5.0);
+	assert_int_equal(c.bytes, 200000);
+	assert_int_equal(c.messages, 20);
+	/* A crawl: the floors, never 0. */
+	c = plan_batch_pace(&PACE, &big, 10, 1, 100.0);
+	assert_int_equal(c.bytes, PACE.min.bytes);
+	assert_int_equal(c.messages, PACE.min.messages);
+	/* Nothing measured: as before. */
+	c = plan_batch_pace(&PACE, &big, 0, 0, 3.0);
+	assert_int_equal(c.bytes, big.bytes);
+	assert_int_equal(c.messages, big.messages);
+}
+
+static void
+test_pace_never_zero_nor_over_caps(void **state)
+{
+	const struct plan_pace zero = { { 0, 0 }, { 0, 0 }, { 5, 1000 }, 2.0,
+	    0 };
+	struct plan_batch_cap c, huge = { (size_t)-1, UINT64_MAX };
+
+	(void)state;
+	c = plan_batch_pace(&zero, NULL, 0, 0, 0);
+	assert_true(c.messages >= 1 && c.bytes >= 1);
+	c = plan_batch_pace(&zero, &c, 1, 1, 1e9);
+	assert_true(c.messages >= 1 && c.bytes >= 1);
+	c = plan_batch_pace(&PACE, &huge, UINT64_MAX, (size_t)-1, 1e-9);
+	assert_int_equal(c.bytes, PACE.max.bytes);
+	assert_int_equal(c.messages, PACE.max.messages);
+	c = plan_batch_pace(&zero, &huge, 0, 0, 0);
+	assert_int_equal(c.bytes, 1000);
+	assert_int_equal(c.messages, 5);
+}
+
+static void
+test_refusal_transient(void **state)
+{
+	(void)state;
+	assert_true(plan_refusal_transient("UNAVAILABLE"));
+	assert_true(plan_refusal_transient("inuse"));
+	assert_true(plan_refusal_transient("LIMIT"));
+	assert_true(plan_refusal_transient("OVERQUOTA"));
+	assert_false(plan_refusal_transient("SERVERBUG"));
+	assert_false(plan_refusal_transient(NULL));
+}
+
+static void
+test_may_reconnect(void **state)
+{
+	(void)state;
+	assert_true(plan_may_reconnect(true, 0, 3, MIRROR_ERR_NETWORK));
+	assert_true(plan_may_reconnect(true, 2, 3, MIRROR_ERR_TIMEOUT));
+	assert_true(plan_may_reconnect(true, 0, 3, MIRROR_ERR_SERVER));
+	assert_true(plan_may_reconnect(true, 0, 3, MIRROR_ERR_TLS));
+	/* Nothing delivered on it, too often, or garbage: no. */
+	assert_false(plan_may_reconnect(false, 0, 3, MIRROR_ERR_NETWORK));
+	assert_false(plan_may_reconnect(true, 3, 3, MIRROR_ERR_NETWORK));
+	assert_false(plan_may_reconnect(true, 0, 3, MIRROR_ERR_PROTOCOL));
+	assert_false(plan_may_reconnect(true, 0, 3, MIRROR_ERR_LOCAL));
+	assert_false(plan_may_reconnect(true, 0, 3, MIRROR_ERR_AUTH));
+}
+
+static void
+test_progress_loud(void **state)
+{
+	(void)state;
+	assert_true(plan_progress_loud(true, 1, 10));
+	assert_false(plan_progress_loud(false, 5, 1000));
+	assert_true(plan_progress_loud(false, PLAN_LOUD_MESSAGES, 0));
+	assert_true(plan_progress_loud(false, 1, PLAN_LOUD_BYTES));
+}
+
+static void
+test_new_estimate(void **state)
+{
+	struct plan_known k = { true, 9, 6, 5, 0, 0 };
+	struct plan_status st = { true, 9, 106, 300 };
+
+	(void)state;
+	/* Mirrored before: at most the UIDs after the last one. */
+	assert_int_equal(plan_new_estimate(&st, &k), 100);
+	st.messages = 40;
+	assert_int_equal(plan_new_estimate(&st, &k), 40);
+	/* Never mirrored: all of it; unchanged: none. */
+	k.known = false;
+	assert_int_equal(plan_new_estimate(&st, &k), 40);
+	k = (struct plan_known){ true, 9, 106, 105, 0, 0 };
+	assert_int_equal(plan_new_estimate(&st, &k), 0);
+	st.has_status = false;
+	assert_int_equal(plan_new_estimate(&st, &k), 0);
+}
+
 int
 main(void)
 {
@@ -227,6 +570,23 @@ main(void)
 		cmocka_unit_test(test_resolved_prefix_beyond_arrivals),
 		cmocka_unit_test(test_uid_find),
 		cmocka_unit_test(test_hole_tries),
+		cmocka_unit_test(test_mailbox_step),
+		cmocka_unit_test(test_fetch_base),
+		cmocka_unit_test(test_uid_listed),
+		cmocka_unit_test(test_todo_sort),
+		cmocka_unit_test(test_gapless_after),
+		cmocka_unit_test(test_direct_commit_point),
+		cmocka_unit_test(test_commit_can_wait),
+		cmocka_unit_test(test_commit_due),
+		cmocka_unit_test(test_batch_cut),
+		cmocka_unit_test(test_pace_first_batch_small),
+		cmocka_unit_test(test_pace_grows_while_link_keeps_up),
+		cmocka_unit_test(test_pace_slow_link),
+		cmocka_unit_test(test_pace_never_zero_nor_over_caps),
+		cmocka_unit_test(test_refusal_transient),
+		cmocka_unit_test(test_may_reconnect),
+		cmocka_unit_test(test_progress_loud),
+		cmocka_unit_test(test_new_estimate),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -79,7 +79,7 @@ mirror_free(struct mirror **mp)
 
 /* The running sync of account name ends with error. */
 static void
-finish(const char *name, enum session_error error)
+finish(const char *name, enum mirror_error error)
 {
 	for (size_t i = 0; i < fake.n_mirrors; i++) {
 		struct mirror *m = &fake.mirrors[i];
@@ -215,16 +215,16 @@ test_fifo_and_slots(void **state)
 	assert_int_equal(sched_job_state(w->jobs[2]), SCHED_QUEUED);
 	assert_int_equal(sched_job_state(w->jobs[3]), SCHED_QUEUED);
 
-	finish("a1", SESSION_OK);
+	finish("a1", MIRROR_OK);
 	assert_started(3, (const char *[]){ "a0", "a1", "a2" });
 	assert_int_equal(sched_job_state(w->jobs[1]), SCHED_IDLE);
 	assert_int_equal(sched_running(w->s), 2);
 
-	finish("a0", SESSION_ERR_AUTH);
-	finish("a2", SESSION_OK);
+	finish("a0", MIRROR_ERR_AUTH);
+	finish("a2", MIRROR_OK);
 	assert_started(4, (const char *[]){ "a0", "a1", "a2", "a3" });
 	assert_int_equal(sched_running(w->s), 1);
-	finish("a3", SESSION_OK);
+	finish("a3", MIRROR_OK);
 	assert_int_equal(sched_running(w->s), 0);
 	assert_int_equal(w->n_done, 4);
 	assert_string_equal(w->done_order[0], "a1");
@@ -243,7 +243,7 @@ test_done_sees_copy_idle_and_free_slot(void **state)
 
 	assert_true(sched_enqueue(w->jobs[0]));
 	assert_true(sched_enqueue(w->jobs[1]));
-	finish("a0", SESSION_ERR_NETWORK);
+	finish("a0", MIRROR_ERR_NETWORK);
 	assert_int_equal(w->n_done, 1);
 	assert_false(w->done_null[0]);
 	assert_string_equal(w->done_message[0], "a0 ended");
@@ -263,8 +263,8 @@ test_enqueue_only_idle(void **state)
 	assert_true(sched_enqueue(w->jobs[1]));
 	assert_false(sched_enqueue(w->jobs[0]));
 	assert_false(sched_enqueue(w->jobs[1]));
-	finish("a0", SESSION_OK);
-	finish("a1", SESSION_OK);
+	finish("a0", MIRROR_OK);
+	finish("a1", MIRROR_OK);
 	assert_started(2, (const char *[]){ "a0", "a1" });
 	assert_int_equal(sched_running(w->s), 0);
 }
@@ -280,12 +280,12 @@ test_requeue_from_done_is_fair(void **state)
 	w->requeue[0] = 1;
 	assert_true(sched_enqueue(w->jobs[0]));
 	assert_true(sched_enqueue(w->jobs[1]));
-	finish("a0", SESSION_OK);
+	finish("a0", MIRROR_OK);
 	assert_int_equal(sched_job_state(w->jobs[1]), SCHED_RUNNING);
 	assert_int_equal(sched_job_state(w->jobs[0]), SCHED_QUEUED);
-	finish("a1", SESSION_OK);
+	finish("a1", MIRROR_OK);
 	assert_started(3, (const char *[]){ "a0", "a1", "a0" });
-	finish("a0", SESSION_OK);
+	finish("a0", MIRROR_OK);
 	assert_int_equal(sched_running(w->s), 0);
 }
 
@@ -309,7 +309,7 @@ test_start_failure(void **state)
 	assert_true(sched_enqueue(w->jobs[1]));
 	assert_true(sched_enqueue(w->jobs[2]));
 	assert_true(sched_enqueue(w->jobs[3]));
-	finish("a1", SESSION_OK);
+	finish("a1", MIRROR_OK);
 	assert_int_equal(w->n_done, 3);
 	assert_string_equal(w->done_order[2], "a2");
 	assert_true(w->done_null[2]);
@@ -332,7 +332,7 @@ test_start_failure_requeue_in_pass(void **state)
 	assert_true(sched_enqueue(w->jobs[2]));
 	fake.fail_start = "a0";
 	w->requeue[0] = 2;
-	finish("a1", SESSION_OK);
+	finish("a1", MIRROR_OK);
 	assert_int_equal(w->n_done, 2);
 	assert_string_equal(w->done_order[1], "a0");
 	assert_true(w->done_null[1]);
@@ -340,7 +340,7 @@ test_start_failure_requeue_in_pass(void **state)
 	assert_int_equal(sched_job_state(w->jobs[0]), SCHED_QUEUED);
 
 	/* a0 fails, is queued again, and the same pass tries it once more. */
-	finish("a2", SESSION_OK);
+	finish("a2", MIRROR_OK);
 	assert_int_equal(w->n_done, 5);
 	assert_string_equal(w->done_order[2], "a2");
 	for (size_t i = 3; i < 5; i++) {
@@ -387,9 +387,9 @@ test_free_queued(void **state)
 	sched_job_free(&w->jobs[2]);	/* the middle */
 	sched_job_free(&w->jobs[3]);	/* the tail */
 	assert_true(sched_enqueue(w->jobs[4]));
-	finish("a0", SESSION_OK);
-	finish("a1", SESSION_OK);
-	finish("a4", SESSION_OK);
+	finish("a0", MIRROR_OK);
+	finish("a1", MIRROR_OK);
+	finish("a4", MIRROR_OK);
 	assert_started(3, (const char *[]){ "a0", "a1", "a4" });
 	assert_int_equal(fake.freed, 3);
 }
@@ -404,7 +404,7 @@ test_done_frees_own_job(void **state)
 	w->free_self[0] = true;
 	assert_true(sched_enqueue(w->jobs[0]));
 	assert_true(sched_enqueue(w->jobs[1]));
-	finish("a0", SESSION_OK);
+	finish("a0", MIRROR_OK);
 	assert_null(w->jobs[0]);
 	assert_int_equal(sched_job_state(w->jobs[1]), SCHED_RUNNING);
 	assert_int_equal(sched_running(w->s), 1);
@@ -421,10 +421,10 @@ test_limit_changes(void **state)
 		assert_true(sched_enqueue(w->jobs[i]));
 	sched_set_max_connections(w->s, 1);
 	assert_int_equal(sched_running(w->s), 2);
-	finish("a0", SESSION_OK);
+	finish("a0", MIRROR_OK);
 	assert_int_equal(sched_running(w->s), 1);
 	assert_int_equal(sched_job_state(w->jobs[2]), SCHED_QUEUED);
-	finish("a1", SESSION_OK);
+	finish("a1", MIRROR_OK);
 	assert_int_equal(sched_job_state(w->jobs[2]), SCHED_RUNNING);
 	sched_set_max_connections(w->s, 3);
 	assert_int_equal(sched_running(w->s), 1);
@@ -433,9 +433,9 @@ test_limit_changes(void **state)
 	assert_started(5, (const char *[]){ "a0", "a1", "a2", "a3", "a4" });
 	/* 0 would stop everything for good: it counts as 1. */
 	sched_set_max_connections(w->s, 0);
-	finish("a2", SESSION_OK);
-	finish("a3", SESSION_OK);
-	finish("a4", SESSION_OK);
+	finish("a2", MIRROR_OK);
+	finish("a3", MIRROR_OK);
+	finish("a4", MIRROR_OK);
 	assert_true(sched_enqueue(w->jobs[0]));
 	assert_int_equal(sched_running(w->s), 1);
 }
@@ -452,7 +452,7 @@ test_changed_once_per_pass(void **state)
 	assert_int_equal(w->changed, 2);
 	/* The requeue inside done is a pass, and so is the one after it. */
 	w->requeue[0] = 1;
-	finish("a0", SESSION_OK);
+	finish("a0", MIRROR_OK);
 	assert_int_equal(w->changed, 4);
 	assert_false(sched_enqueue(w->jobs[0]));
 	assert_int_equal(w->changed, 4);
@@ -509,7 +509,7 @@ test_next_delay(void **state)
 {
 	struct config c = { .retry_min = 30, .retry_max = 3600 };
 	struct account a = { .name = "a", .interval = 900 };
-	struct mirror_result r = { .error = SESSION_OK };
+	struct mirror_result r = { .error = MIRROR_OK };
 	double fraction = -1;
 
 	(void)state;
@@ -518,13 +518,13 @@ test_next_delay(void **state)
 	assert_true(sched_next_delay(&c, &a, &r, 0, true, &fraction) == 0);
 	assert_true(fraction == 0);
 
-	r.error = SESSION_ERR_NETWORK;
+	r.error = MIRROR_ERR_NETWORK;
 	assert_true(sched_next_delay(&c, &a, &r, 1, false, &fraction) == 30);
 	assert_true(fraction == 0.2);
 	/* New mail during a failed sync does not skip the backoff. */
 	assert_true(sched_next_delay(&c, &a, &r, 3, true, &fraction) == 120);
 	assert_true(fraction == 0.2);
-	r.error = SESSION_ERR_AUTH;
+	r.error = MIRROR_ERR_AUTH;
 	assert_true(sched_next_delay(&c, &a, &r, 1, false, &fraction) == 300);
 	assert_true(fraction == 0.2);
 

@@ -111,7 +111,8 @@ test_round_trip(void **state)
 	st.last_success = 1793520000;
 	st.next_attempt = 1793524803;
 	st.failures = 3;
-	state_set_error(&st, "login failed:\tbad\npassword 100%", 1793523904);
+	state_set_error(&st, "login failed:\tbad\npassword 100%", "auth",
+	    1793523904);
 	assert_int_equal(st.last_error_time, 1793523904);
 
 	assert_int_equal(state_save(dir, &st, &error), 0);
@@ -140,16 +141,18 @@ test_round_trip(void **state)
 	assert_int_equal(got.next_attempt, st.next_attempt);
 	assert_int_equal(got.failures, 3);
 	assert_string_equal(got.last_error, st.last_error);
+	assert_string_equal(got.last_error_kind, "auth");
 
 	/* A cleared error and an empty one are not the same. */
-	state_set_error(&st, NULL, 0);
+	state_set_error(&st, NULL, NULL, 0);
 	assert_null(st.last_error);
+	assert_string_equal(st.last_error_kind, "");
 	assert_int_equal(state_save(dir, &st, &error), 0);
 	/* Loading replaces what got held. */
 	assert_int_equal(state_load(dir, &got, &error), 0);
 	assert_null(got.last_error);
 	assert_int_equal(got.n_mailboxes, n);
-	state_set_error(&st, "", 5);
+	state_set_error(&st, "", NULL, 5);
 	assert_int_equal(state_save(dir, &st, &error), 0);
 	assert_int_equal(state_load(dir, &got, &error), 0);
 	assert_non_null(got.last_error);
@@ -284,6 +287,14 @@ test_corrupt(void **state)
 	    "\tlast_error_time=3\tnext_attempt=4\tfailures=99999999999\t"
 	    "last_error=-\nend\n", header);
 	expect_corrupt(buf, 2, "failure count");
+	snprintf(buf, sizeof buf, "%saccount\tlast_attempt=1\tlast_success=2"
+	    "\tlast_error_time=3\tnext_attempt=4\tfailures=5\tlast_error=x"
+	    "\tlast_error_kind=Net-work\nend\n", header);
+	expect_corrupt(buf, 2, "bad last_error_kind");
+	snprintf(buf, sizeof buf, "%saccount\tlast_attempt=1\tlast_success=2"
+	    "\tlast_error_time=3\tnext_attempt=4\tfailures=5\tlast_error=x"
+	    "\tlast_error_kind=tls\textra=1\nend\n", header);
+	expect_corrupt(buf, 2, "wrong number of fields");
 	snprintf(buf, sizeof buf, "%s%s%s%s%s", header, mailbox, mailbox,
 	    "end\n", "");
 	expect_corrupt(buf, 3, NULL);
@@ -566,7 +577,7 @@ test_error_redacted(void **state)
 	memset(&got, 0, sizeof got);
 	assert_int_equal(log_set_secret("acct", "Pa55-w0rd"), 0);
 	state_set_error(&st, "account acct: login failed: [AUTHENTICATIONFAILED]"
-	    " bad password Pa55-w0rd for acct", 7);
+	    " bad password Pa55-w0rd for acct", "auth", 7);
 	assert_string_equal(st.last_error, "account acct: login failed: "
 	    "[AUTHENTICATIONFAILED] bad password ******** for acct");
 	assert_int_equal(state_save(dir, &st, &error), 0);
@@ -750,7 +761,7 @@ test_set_next_attempt(void **state)
 	mb->mbox_size = 4096;
 	st.last_success = 1690000000;
 	st.failures = 2;
-	state_set_error(&st, "login failed", 1690000100);
+	state_set_error(&st, "login failed", "auth", 1690000100);
 	assert_int_equal(state_save(dir, &st, &error), 0);
 	assert_int_equal(state_set_next_attempt(dir, 1700000900, &error), 0);
 	assert_int_equal(state_load(dir, &got, &error), 0);

@@ -75,7 +75,8 @@ write_states(void)
 
 	st.last_attempt = T0 + 60;
 	st.next_attempt = T0 + 120;
-	state_set_error(&st, "server said \"no\" \\ \x1b[31mred", T0 + 60);
+	state_set_error(&st, "server said \"no\" \\ \x1b[31mred", "server",
+	    T0 + 60);
 	st.failures = 2;
 	mb = state_get(&st, "Junk\x1b");
 	mb->uidvalidity = 7;
@@ -159,7 +160,7 @@ test_table(void **state)
 	expect("bad              never               2023-11-14 22:15:20 "
 	    "        1         1  FAILING\n");
 	/* The server's escape sequence is defused. */
-	expect("last error at 2023-11-14 22:14:20 (2 in a row): server said "
+	expect("last error at 2023-11-14 22:14:20 (2 in a row, server): server said "
 	    "\"no\" \\ ?[31mred\n");
 	assert_null(strchr(text, '\x1b'));
 	expect("mailbox Junk?: 3 messages given up, not in the mirror "
@@ -210,6 +211,7 @@ test_json(void **state)
 	expect("  {\"account\": \"good\", \"daemon_running\": false, "
 	    "\"last_attempt\": \"2023-11-14T22:13:20Z\", \"last_success\": "
 	    "\"2023-11-14T22:13:20Z\", \"last_error\": null, "
+	    "\"last_error_kind\": null, "
 	    "\"last_error_time\": null, \"next_attempt\": null, "
 	    "\"per_mailbox\": [{\"mailbox\": \"INBOX\", \"file\": "
 	    "\"INBOX.mbox\", \"uidvalidity\": 1, \"last_uid\": 3, "
@@ -219,7 +221,8 @@ test_json(void **state)
 	    "\"mailboxes_incomplete\": [], \"consecutive_failures\": 0, "
 	    "\"mailboxes\": 2, \"messages\": 4, \"mbox_bytes\": 500, "
 	    "\"ok\": true},\n");
-	expect("\"last_error\": \"server said \\\"no\\\" \\\\ ?[31mred\"");
+	expect("\"last_error\": \"server said \\\"no\\\" \\\\ ?[31mred\", "
+	    "\"last_error_kind\": \"server\"");
 	expect("\"mailboxes_incomplete\": [{\"mailbox\": \"Junk?\", "
 	    "\"given_up\": 3, \"given_up_uids\": [5, 7], "
 	    "\"not_delivered_uid\": 9, \"not_delivered_syncs\": 1}]");

@@ -307,14 +307,14 @@ test_missing_ca_file(void **state)
 static void
 test_unknown_issuer_refused(void **state)
 {
-	char expect[256], *pin;
+	char expect[320], *pin;
 
 	pin = base64_encode(pki.good_pin, sizeof pki.good_pin);
 	assert_non_null(pin);
 	snprintf(expect, sizeof expect, "signer not found (unknown issuer); "
 	    "if the server's CA is a private one, set ca_file to its "
-	    "certificate (and pin_sha256 = %s to accept only this server "
-	    "key)", pin);
+	    "certificate (the key presented has pin_sha256 %s; pin it only "
+	    "if the server's operator confirms that value)", pin);
 	free(pin);
 	refuse_test(pki.foreign, NULL, expect);
 }
