@@ -159,8 +159,10 @@ send_datagram(const char *msg, size_t len)
 	mh.msg_namelen = notify.addrlen;
 	mh.msg_iov = &iov;
 	mh.msg_iovlen = 1;
+	/* Never wait: a manager that reads nothing would stall the loop (and
+	 * with it SIGTERM); a notification lost is not fatal. */
 	do
-		n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+		n = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 	while (n == -1 && errno == EINTR);
 	error = errno;
 	close(fd);

@@ -149,6 +149,30 @@ test_abstract_socket(void **state)
 	check_all_messages(true);
 }
 
+/* A manager that reads nothing: sends fail at once (the queue is full)
+ * instead of blocking the loop; an alarm guards against a hang. */
+static void
+test_unread_socket_never_blocks(void **state)
+{
+	struct listener l;
+	int sent = 0, failed = 0;
+
+	(void)state;
+	listener_bind(&l, true);
+	assert_int_equal(notify_init(), 1);
+	alarm(10);
+	for (int i = 0; i < 200; i++) {
+		if (notify_status("flood %d", i) == 1)
+			sent++;
+		else
+			failed++;
+	}
+	alarm(0);
+	assert_true(sent > 0);
+	assert_true(failed > 0);
+	listener_close(&l);
+}
+
 static void
 test_reloading(void **state)
 {
@@ -375,6 +399,7 @@ main(void)
 		cmocka_unit_test_setup(test_environment_removed, setup),
 		cmocka_unit_test_setup(test_watchdog_usec, setup),
 		cmocka_unit_test_setup(test_send_failure_logged_once, setup),
+		cmocka_unit_test_setup(test_unread_socket_never_blocks, setup),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
