@@ -33,20 +33,23 @@
 
 /*
  * A batch is one UID FETCH of bodies.  Its size follows the link (see
- * plan_batch_pace()): a small first batch, then about BATCH_TARGET_SECS of
- * transfer by the measured rate, growing at most BATCH_GROWTH-fold a batch,
- * never past the hard caps, so that a batch refused or cut costs seconds of
- * a slow link, not minutes, while a fast one gets few, big batches.  Each
- * batch boundary leaves the link idle for a round trip (the next batch
- * goes out once the previous one's last message is in): at 5 s a batch,
- * a 40 ms round trip costs under 1%.  Commits do not wait for a batch's
- * end (PLAN_COMMIT_EVERY).  Two in flight keep the pipe full while the
+ * plan_batch_pace()): after the first, about BATCH_TARGET_SECS of transfer
+ * by the measured rate, growing at most BATCH_GROWTH-fold a batch, never
+ * past the hard caps, so that on a slow link a batch refused or cut costs
+ * seconds, not minutes, while a fast one gets few, big batches.  The first
+ * batch is a full one: nothing is known of the link yet, and each batch
+ * boundary leaves the link idle for a round trip and the server's start (the
+ * next batch goes out once the previous one's last message is in), which a
+ * ramp of small batches paid several times (+4 % for 5,000 messages over
+ * 40 ms and 50 Mbit/s).  What a small first batch would buy comes anyway:
+ * commits do not wait for a batch's end (PLAN_COMMIT_EVERY), and progress
+ * lines come from a timer.  Two in flight keep the pipe full while the
  * previous batch is committed.
  */
 #define BATCH_MAX_MESSAGES 2000
 #define BATCH_MAX_BYTES (32ULL * 1024 * 1024)
-#define BATCH_FIRST_MESSAGES 100
-#define BATCH_FIRST_BYTES (1024ULL * 1024)
+#define BATCH_FIRST_MESSAGES BATCH_MAX_MESSAGES
+#define BATCH_FIRST_BYTES BATCH_MAX_BYTES
 #define BATCH_MIN_MESSAGES 10
 #define BATCH_MIN_BYTES (64ULL * 1024)
 #define BATCH_TARGET_SECS 5.0

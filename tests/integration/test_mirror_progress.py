@@ -1,6 +1,5 @@
-"""A sync over a slow link (a scripted server that paces its FETCH answers): batches
-sized by the measured rate (a small first one, smaller ones once the link shows it is
-slow), a progress line every 5 s with the mailbox's and the account's totals, the rate
+"""A sync over a slow link (a scripted server that paces its FETCH answers): commits
+every couple of seconds within one batch, a progress line every 5 s with the mailbox's and the account's totals, the rate
 and the time left ("info" for a first sync, "debug" for a small incremental one), and a
 kill -9 in the middle that keeps every message committed before it: the next run asks
 only for what comes after them and ends with every message exactly once."""
@@ -132,12 +131,9 @@ class SlowLink(unittest.TestCase):
         counts = [int(m.group(2)) for _, m in lines]
         self.assertEqual(counts, sorted(counts))
         self.assertLess(counts[-1], MESSAGES)
-        # Batches follow the link: a small first one, smaller ones once the link
-        # has shown its rate (about 100 kB/s: some 5 s of it a batch).
-        self.assertGreaterEqual(len(self.body_fetches), 2, self.body_fetches)
-        first = len(self.body_fetches[0])
-        self.assertLessEqual(first, 100)
-        self.assertLess(len(self.body_fetches[1]), first, self.body_fetches)
+        # One batch so far (the first is a full one), and the kill came in its
+        # middle: what is kept below was committed by time, not by batch.
+        self.assertEqual(len(self.body_fetches), 1, self.body_fetches)
         committed_before = self.mbox()
         # The next run keeps what was committed: it asks only for what follows it.
         seen = len(self.srv.log)
