@@ -23,6 +23,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "testdir.h"
 #include <ftw.h>
 
 #include "../fakes/imapd_wrap.h"
@@ -172,15 +174,6 @@ setup(void **state)
 }
 
 static int
-rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *f)
-{
-	(void)sb;
-	(void)flag;
-	(void)f;
-	return remove(p);
-}
-
-static int
 teardown(void **state)
 {
 	(void)state;
@@ -188,7 +181,7 @@ teardown(void **state)
 		close(notify_fd);
 	notify_fd = -1;
 	capture_log_end();
-	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	testdir_remove(dir);
 	return 0;
 }
 

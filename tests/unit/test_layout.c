@@ -22,6 +22,8 @@
 
 #include <cmocka.h>
 
+#include "testdir.h"
+
 #include "mirror/layout.h"
 
 static char tmpdir[64];
@@ -570,15 +572,6 @@ test_unique_file(void **state)
 	free(f);
 }
 
-static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 int
 main(void)
 {
@@ -610,6 +603,6 @@ main(void)
 	if (mkdtemp(tmpdir) == NULL)
 		return 1;
 	rc = cmocka_run_group_tests(tests, NULL, NULL);
-	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	testdir_remove(tmpdir);
 	return rc;
 }

@@ -30,6 +30,8 @@
 
 #include <cmocka.h>
 
+#include "testdir.h"
+
 #include "mbox/mbox.h"
 #include "mbox/mboxrd.h"
 
@@ -60,15 +62,6 @@ static struct {
 } inj;
 
 /* ---- helpers ---------------------------------------------------------- */
-
-static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
 
 static void
 make_path(char *buf, size_t size, const char *name)
@@ -2240,7 +2233,8 @@ group_teardown(void **state)
 {
 	(void)state;
 	free(mem.buf);
-	return nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	testdir_remove(tmpdir);
+	return 0;
 }
 
 int

@@ -24,6 +24,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "testdir.h"
 #include <ev.h>
 
 #include "../fakes/imapd_mem.h"
@@ -276,15 +278,6 @@ inbox_with(unsigned n)
 }
 
 static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *f)
-{
-	(void)sb;
-	(void)flag;
-	(void)f;
-	return remove(path);
-}
-
-static int
 setup(void **state)
 {
 	(void)state;
@@ -315,7 +308,7 @@ teardown(void **state)
 	state_clear(&st);
 	log_set_sink(NULL, NULL);
 	mbox_set_lock_wait(MBOX_LOCK_WAIT_MSEC_DEFAULT);
-	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	testdir_remove(dir);
 	return 0;
 }
 

@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "testdir.h"
 #include <ftw.h>
 
 #include "../fakes/imapd_wrap.h"
@@ -147,15 +149,6 @@ setup(void **state)
 }
 
 static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *f)
-{
-	(void)sb;
-	(void)flag;
-	(void)f;
-	return remove(path);
-}
-
-static int
 teardown(void **state)
 {
 	(void)state;
@@ -165,7 +158,7 @@ teardown(void **state)
 	free(big);
 	big = NULL;
 	capture_log_end();
-	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	testdir_remove(dir);
 	return 0;
 }
 

@@ -21,20 +21,13 @@
 
 #include <cmocka.h>
 
+#include "testdir.h"
+
 #include "log.h"
 #include "mirror/state.h"
 
 static char tmpdir[64];
 static int dir_seq;
-
-static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
 
 static void
 make_dir_path(char *buf, size_t size, const char *name)
@@ -897,7 +890,8 @@ static int
 group_teardown(void **state)
 {
 	(void)state;
-	return nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	testdir_remove(tmpdir);
+	return 0;
 }
 
 int

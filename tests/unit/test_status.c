@@ -17,6 +17,8 @@
 
 #include <cmocka.h>
 
+#include "testdir.h"
+
 #include "config.h"
 #include "mirror/state.h"
 #include "status.h"
@@ -27,15 +29,6 @@
 static char dir[64];
 static struct config *cfg;
 static char *text;
-
-static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *f)
-{
-	(void)sb;
-	(void)flag;
-	(void)f;
-	return remove(path);
-}
 
 static void
 save(const char *account, const struct account_state *st)
@@ -140,7 +133,7 @@ teardown(void **state)
 	config_free(&cfg);
 	free(text);
 	text = NULL;
-	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	testdir_remove(dir);
 	return 0;
 }
 

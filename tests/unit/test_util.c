@@ -9,6 +9,8 @@
 
 #include <cmocka.h>
 
+#include "testdir.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -261,15 +263,6 @@ test_sync_parent(void **state)
 	assert_int_equal(errno, EIO);
 }
 
-static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 int
 main(void)
 {
@@ -287,6 +280,6 @@ main(void)
 	if (mkdtemp(tmpdir) == NULL)
 		return 1;
 	rc = cmocka_run_group_tests(tests, NULL, NULL);
-	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	testdir_remove(tmpdir);
 	return rc;
 }
