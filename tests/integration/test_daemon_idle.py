@@ -13,6 +13,11 @@ from mmtest import wait_for
 from test_daemon_basic import DaemonTestCase, assert_mirrored, inbox, mbox_count
 
 
+# Mail pushed arrives within this many seconds: the poll would take 10
+# minutes; a loaded test machine may take a few seconds for the sync itself.
+PUSH_BOUND = 6.0
+
+
 class TestIdle(DaemonTestCase):
 
     def push_account(self, name, port=None, general=None):
@@ -37,7 +42,7 @@ class TestIdle(DaemonTestCase):
         sent.append(msg)
         t0 = time.monotonic()
         self.fx.append(*creds, "INBOX", msg)
-        wait_for(lambda: mbox_count(inbox(self.tmp, name)) == len(sent), 5,
+        wait_for(lambda: mbox_count(inbox(self.tmp, name)) == len(sent), 10,
                  interval=0.01, what=f"{what}: pushed mail\n{d.tail()}")
         return time.monotonic() - t0
 
@@ -54,11 +59,11 @@ class TestIdle(DaemonTestCase):
             # The IDLE ran for idle_refresh (1 s), not for the default 9 minutes,
             # and was not ended early.
             self.assertGreaterEqual(float(m.group(2)), 0.9, m.group(0))
-            self.assertLess(float(m.group(2)), 1.9, m.group(0))
+            self.assertLess(float(m.group(2)), 3.0, m.group(0))
         # Mail still comes by push, also between two refreshes, on the one connection.
         for _ in range(3):
             latency = self.assert_push_works(d, name, creds, sent, "after refreshes")
-            self.assertLess(latency, 2.0)
+            self.assertLess(latency, PUSH_BOUND)
         self.assertNotIn("push connection lost", d.log())
         self.assertEqual(d.stop(), 0, d.tail())
         assert_mirrored(self, inbox(self.tmp, name), sent)
@@ -89,7 +94,7 @@ class TestIdle(DaemonTestCase):
         wait_for(lambda: len(open_conns(proxy)) == 1, 10,
                  what="the sync after push came back to end")
         latency = self.assert_push_works(d, name, creds, sent, "after reconnecting")
-        self.assertLess(latency, 2.0)
+        self.assertLess(latency, PUSH_BOUND)
         self.assertEqual(d.stop(), 0, d.tail())
         assert_mirrored(self, inbox(self.tmp, name), sent)
 
@@ -111,15 +116,16 @@ class TestIdle(DaemonTestCase):
                        r"reconnecting in \d+s", since=off, timeout=15)
         noticed = time.monotonic() - t0
         self.assertIn("2s", m[0].group(1))
-        # Within idle_refresh + timeout (3 s), with slack.
-        self.assertLess(noticed, 1 + 2 + 1.5, m[0].group(0))
+        # Within idle_refresh + timeout (3 s), with slack for a loaded machine
+        # (the default refresh alone would be 9 minutes).
+        self.assertLess(noticed, 1 + 2 + 4, m[0].group(0))
         self.assertTrue(proxy.wait(lambda p: push.closed.is_set(), 5),
                         "the daemon kept the silent connection")
         d.wait_log(rf"account {name}: push restored", since=off, timeout=15)
         wait_for(lambda: len(open_conns(proxy)) == 1, 10,
                  what="the sync after push came back to end")
         latency = self.assert_push_works(d, name, creds, sent, "after the silence")
-        self.assertLess(latency, 2.0)
+        self.assertLess(latency, PUSH_BOUND)
         self.assertEqual(d.stop(), 0, d.tail())
         assert_mirrored(self, inbox(self.tmp, name), sent)
 
