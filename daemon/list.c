@@ -19,7 +19,7 @@
 #include "mirror/mirror.h"
 #include "mirror/names.h"
 #include "net/transport.h"
-#include "util/hash.h"
+#include "util/nameindex.h"
 
 /* As the sync: a server listing more than this is not believed. */
 #define LIST_MAX_MAILBOXES 100000
@@ -40,8 +40,7 @@ struct lister {
 	const struct account *account;
 	struct listed *v;
 	size_t n, cap;
-	size_t *slots;		/* hash of raw names: index + 1, or 0 */
-	size_t nslots;		/* a power of two, or 0 */
+	struct nameindex index;	/* v by raw name */
 	struct names_patterns patterns;	/* with what they matched */
 	unsigned status_pending;
 	bool failed;
@@ -57,59 +56,27 @@ listed_free_all(struct lister *l)
 		free(l->v[i].file);
 	}
 	free(l->v);
-	free(l->slots);
+	nameindex_free(&l->index);
 	l->v = NULL;
-	l->slots = NULL;
-	l->n = l->cap = l->nslots = 0;
+	l->n = l->cap = 0;
 }
 
-/* Names are hashed: a server listing 100,000 mailboxes, each answered by
+/* Names are indexed: a server listing 100,000 mailboxes, each answered by
  * a STATUS, costs no more than reading them. */
+static const char *
+listed_name(size_t i, void *arg)
+{
+	const struct lister *l = arg;
+
+	return l->v[i].raw;
+}
+
 static struct listed *
 find_listed(struct lister *l, const char *raw, size_t len)
 {
-	size_t mask = l->nslots - 1, i, k;
+	size_t i = nameindex_find(&l->index, raw, len);
 
-	if (l->nslots == 0)
-		return NULL;
-	for (i = hash_fnv1a64(raw, len) & mask; (k = l->slots[i]) != 0;
-	    i = (i + 1) & mask)
-		if (strlen(l->v[k - 1].raw) == len && memcmp(l->v[k - 1].raw,
-		    raw, len) == 0)
-			return &l->v[k - 1];
-	return NULL;
-}
-
-static void
-slot_put(struct lister *l, size_t k)
-{
-	const char *raw = l->v[k].raw;
-	size_t mask = l->nslots - 1, i;
-
-	for (i = hash_fnv1a64(raw, strlen(raw)) & mask; l->slots[i] != 0;
-	    i = (i + 1) & mask)
-		;
-	l->slots[i] = k + 1;
-}
-
-/* Room in the hash for one more name (kept at most half full). */
-static int
-slots_reserve(struct lister *l)
-{
-	size_t n = l->nslots ? l->nslots : 64, *v;
-
-	if (2 * (l->n + 1) <= l->nslots)
-		return 0;
-	while (2 * (l->n + 1) > n)
-		n *= 2;
-	if ((v = calloc(n, sizeof *v)) == NULL)
-		return -1;
-	free(l->slots);
-	l->slots = v;
-	l->nslots = n;
-	for (size_t k = 0; k < l->n; k++)
-		slot_put(l, k);
-	return 0;
+	return i != SIZE_MAX ? &l->v[i] : NULL;
 }
 
 static int
@@ -124,8 +91,6 @@ add_listed(struct lister *l, const struct imap_list_item *item)
 		l->too_many = true;
 		return 0;
 	}
-	if (slots_reserve(l) != 0)
-		return -1;
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? l->cap * 2 : 32;
 		struct listed *v = reallocarray(l->v, cap, sizeof *v);
@@ -141,13 +106,17 @@ add_listed(struct lister *l, const struct imap_list_item *item)
 	e->noselect = (item->flags & IMAP_LIST_NOSELECT) != 0;
 	if ((e->raw = strndup(item->name, item->name_len)) == NULL)
 		return -1;
+	if (nameindex_add(&l->index, l->n) != 0) {
+		free(e->raw);
+		return -1;
+	}
 	e->display = imap_utf7_decode(item->name, item->name_len);
 	if (e->display == NULL)
 		e->display = strndup(item->name, item->name_len);
 	if (!e->noselect)
 		e->file = names_mbox_path(item->name, item->name_len,
 		    item->delimiter, false);
-	slot_put(l, l->n++);
+	l->n++;
 	if (e->display == NULL || (!e->noselect && e->file == NULL))
 		return -1;
 	/* Decided on the name as the sync sees it, then made printable. */
@@ -356,10 +325,8 @@ print_table(struct lister *l)
 	size_t mirrored = 0;
 	char why[512], count[16];
 
-	/* The hash points into the order the server gave: no more lookups. */
-	free(l->slots);
-	l->slots = NULL;
-	l->nslots = 0;
+	/* The index holds the order the server gave: no more lookups. */
+	nameindex_free(&l->index);
 	qsort(l->v, l->n, sizeof *l->v, listed_order);
 	for (size_t i = 0; i < l->n; i++) {
 		int w = display_width(l->v[i].display);
@@ -414,6 +381,7 @@ list_account(struct ev_loop *loop, const struct config *config,
 	struct lister l = { .loop = loop, .account = account };
 	struct session *s;
 
+	nameindex_init(&l.index, listed_name, &l);
 	if (names_patterns_init(&l.patterns,
 	    (const char *const *)account->mailboxes.v, account->mailboxes.n,
 	    (const char *const *)account->exclude.v, account->exclude.n) != 0 ||

@@ -17,7 +17,7 @@
 #include "mbox/mbox.h"
 #include "mirror/layout.h"
 #include "mirror/names.h"
-#include "util/hash.h"
+#include "util/nameindex.h"
 
 static void examine(struct mirror *);
 static void on_lock_timer(struct ev_loop *, ev_timer *, int);
@@ -29,65 +29,23 @@ static void on_examine_done(struct session *, const struct imap_response *,
 /* LISTING */
 
 /*
- * Names are looked up once per LIST and STATUS response: hashed, so that a
+ * Names are looked up once per LIST and STATUS response: indexed, so that a
  * server listing many mailboxes (or one many times) costs linear time.
  */
-static size_t
-name_hash(const char *name, size_t len)
+static const char *
+mbx_name(size_t i, void *arg)
 {
-	return (size_t)hash_fnv1a64(name, len);
-}
+	const struct mirror *m = arg;
 
-/* The slot that holds name, or the empty one where it would go. */
-static size_t *
-mbx_slot(struct mirror *m, const char *name, size_t len)
-{
-	size_t i = name_hash(name, len) & (m->n_slots - 1), *slot;
-	const struct mbx *mb;
-
-	for (;; i = (i + 1) & (m->n_slots - 1)) {
-		slot = &m->mbx_slots[i];
-		if (*slot == 0)
-			return slot;
-		mb = &m->mbxs[*slot - 1];
-		if (strlen(mb->name) == len && memcmp(mb->name, name, len) == 0)
-			return slot;
-	}
+	return m->mbxs[i].name;
 }
 
 static struct mbx *
 find_mbx(struct mirror *m, const char *name, size_t len)
 {
-	size_t *slot;
+	size_t i = nameindex_find(&m->mbx_index, name, len);
 
-	if (m->n_slots == 0)
-		return NULL;
-	slot = mbx_slot(m, name, len);
-	return *slot != 0 ? &m->mbxs[*slot - 1] : NULL;
-}
-
-/* Room in the hash for one more name; -1 when out of memory. */
-static int
-mbx_slots_reserve(struct mirror *m)
-{
-	size_t n = m->n_slots ? m->n_slots : 32, *old = m->mbx_slots;
-	size_t old_n = m->n_slots;
-
-	if (old_n > 2 * (m->n_mbxs + 1))
-		return 0;
-	while (n <= 2 * (m->n_mbxs + 1))
-		n *= 2;
-	if ((m->mbx_slots = calloc(n, sizeof *m->mbx_slots)) == NULL) {
-		m->mbx_slots = old;
-		return -1;
-	}
-	m->n_slots = n;
-	for (size_t i = 0; i < old_n; i++)
-		if (old[i] != 0)
-			*mbx_slot(m, m->mbxs[old[i] - 1].name,
-			    strlen(m->mbxs[old[i] - 1].name)) = old[i];
-	free(old);
-	return 0;
+	return i != SIZE_MAX ? &m->mbxs[i] : NULL;
 }
 
 static void
@@ -127,20 +85,17 @@ add_mbx(struct mirror *m, const struct imap_list_item *item)
 		m->mbxs = v;
 		m->cap_mbxs = cap;
 	}
-	if (mbx_slots_reserve(m) != 0) {
-		free(display);
-		return;
-	}
 	mb = &m->mbxs[m->n_mbxs];
 	memset(mb, 0, sizeof *mb);
-	if ((mb->name = strndup(item->name, item->name_len)) == NULL) {
+	if ((mb->name = strndup(item->name, item->name_len)) == NULL ||
+	    nameindex_add(&m->mbx_index, m->n_mbxs) != 0) {
+		free(mb->name);
 		free(display);
 		return;
 	}
 	mb->display = display;
 	mb->delimiter = item->delimiter;
 	m->n_mbxs++;
-	*mbx_slot(m, mb->name, item->name_len) = m->n_mbxs;
 }
 
 static void on_status_untagged(struct session *, const struct imap_response *,
@@ -339,6 +294,7 @@ mailboxes_init(struct mirror *m)
 {
 	const struct account *a = m->account;
 
+	nameindex_init(&m->mbx_index, mbx_name, m);
 	/* Without room to note what matched, no warning: the sync goes on. */
 	(void)names_patterns_init(&m->patterns,
 	    (const char *const *)a->mailboxes.v, a->mailboxes.n,
@@ -355,11 +311,10 @@ mailboxes_free(struct mirror *m)
 		free(m->mbxs[i].display);
 	}
 	free(m->mbxs);
-	free(m->mbx_slots);
+	nameindex_free(&m->mbx_index);
 	names_patterns_free(&m->patterns);
 	m->mbxs = NULL;
-	m->mbx_slots = NULL;
-	m->n_mbxs = m->n_slots = 0;
+	m->n_mbxs = 0;
 }
 
 /* LOCK_WAIT */

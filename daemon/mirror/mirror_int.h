@@ -30,6 +30,7 @@
 #include "mirror/names.h"
 #include "mirror/plan.h"
 #include "mirror/state.h"
+#include "util/nameindex.h"
 
 /*
  * A batch is one UID FETCH of bodies.  Its size follows the link (see
@@ -175,8 +176,7 @@ struct mirror {
 
 	struct mbx *mbxs;
 	size_t n_mbxs, cap_mbxs;
-	size_t *mbx_slots;		/* hash of names: index + 1, 0 empty */
-	size_t n_slots;			/* a power of two, > 2 * n_mbxs */
+	struct nameindex mbx_index;	/* mbxs by raw name */
 	unsigned lists_pending, status_pending;
 	size_t cur;			/* mailbox being synced */
 

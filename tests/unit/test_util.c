@@ -23,6 +23,7 @@
 
 #include "util/fs.h"
 #include "util/hash.h"
+#include "util/nameindex.h"
 #include "util/num.h"
 #include "util/utf8.h"
 
@@ -263,6 +264,43 @@ test_sync_parent(void **state)
 	assert_int_equal(errno, EIO);
 }
 
+static char index_names[1000][16];
+
+static const char *
+index_name(size_t i, void *arg)
+{
+	(void)arg;
+	return index_names[i];
+}
+
+/* Every name added is found at its position, through every growth of the
+ * slots; names that differ by a byte or a length are not confused. */
+static void
+test_nameindex(void **state)
+{
+	struct nameindex x;
+	size_t i, n = sizeof index_names / sizeof *index_names;
+
+	(void)state;
+	nameindex_init(&x, index_name, NULL);
+	assert_true(nameindex_find(&x, "a", 1) == SIZE_MAX);
+	for (i = 0; i < n; i++) {
+		snprintf(index_names[i], sizeof index_names[i], "box%zu", i);
+		assert_int_equal(nameindex_add(&x, i), 0);
+		assert_true(nameindex_find(&x, index_names[i],
+		    strlen(index_names[i])) == i);
+	}
+	assert_true(x.n_slots >= 2 * n);
+	for (i = 0; i < n; i++)
+		assert_true(nameindex_find(&x, index_names[i],
+		    strlen(index_names[i])) == i);
+	assert_true(nameindex_find(&x, "box1", 3) == SIZE_MAX);
+	assert_true(nameindex_find(&x, "box10000", 8) == SIZE_MAX);
+	assert_true(nameindex_find(&x, "box1\0", 5) == SIZE_MAX);
+	nameindex_free(&x);
+	assert_true(nameindex_find(&x, "box1", 4) == SIZE_MAX);
+}
+
 int
 main(void)
 {
@@ -273,6 +311,7 @@ main(void)
 		cmocka_unit_test(test_utf8_round_trip),
 		cmocka_unit_test(test_mkdirs),
 		cmocka_unit_test(test_sync_parent),
+		cmocka_unit_test(test_nameindex),
 	};
 	int rc;
 
