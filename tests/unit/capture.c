@@ -106,3 +106,9 @@ capture_file(const char *path)
 	fclose(f);
 	return text;
 }
+
+void
+expect_log(const char *want)
+{
+	expect_in(capture_log(), want, "the log");
+}

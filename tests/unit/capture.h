@@ -30,5 +30,7 @@ char *capture_file(const char *path);
 /* Fails the test, showing text, unless want is in text (what: "stdout",
  * "the log"). */
 void expect_in(const char *text, const char *want, const char *what);
+/* expect_in() on what was logged since capture_log_begin(). */
+void expect_log(const char *want);
 
 #endif

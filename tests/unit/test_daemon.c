@@ -88,12 +88,6 @@ logged(const char *text)
 	return strstr(capture_log(), text) != NULL;
 }
 
-static void
-expect_log(const char *want)
-{
-	expect_in(capture_log(), want, "the log");
-}
-
 /* Reads what is waiting; false when nothing was. */
 static bool
 read_notification(void)

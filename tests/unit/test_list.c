@@ -48,12 +48,6 @@ expect_out(const char *want)
 	expect_in(out, want, "stdout");
 }
 
-static void
-expect_log(const char *want)
-{
-	expect_in(capture_log(), want, "the log");
-}
-
 static int
 setup(void **state)
 {

@@ -99,12 +99,6 @@ expect_out(const char *want)
 	expect_in(out, want, "stdout");
 }
 
-static void
-expect_log(const char *want)
-{
-	expect_in(capture_log(), want, "the log");
-}
-
 /* The mbox at rel under dir, or NULL when there is none. */
 static char *
 mbox(const char *rel)
