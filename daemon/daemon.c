@@ -12,6 +12,7 @@
 #include <ev.h>
 
 #include "cli.h"
+#include "fdlimit.h"
 #include "log.h"
 #include "mirror/idle.h"
 #include "mirror/mirror.h"
@@ -58,6 +59,7 @@ struct daemon {
 	ev_signal sigterm, sigint, sighup;
 	ev_timer watchdog;
 	int lock_fd;		/* the state directory's daemon lock */
+	unsigned long fd_limit;	/* RLIMIT_NOFILE, once raised */
 	int status;
 };
 
@@ -442,6 +444,66 @@ take_daemon_lock(const char *state_dir, int *fd_r)
 	return r == 0 ? 0 : -1;
 }
 
+/* The accounts of config that this daemon runs with a push connection. */
+static unsigned
+push_accounts(const struct config *config, char *const *names, size_t nnames)
+{
+	unsigned n = 0;
+
+	for (size_t i = 0; i < config->n_accounts; i++)
+		if (config->accounts[i].idle && cli_account_selected(names,
+		    nnames, config->accounts[i].name))
+			n++;
+	return n;
+}
+
+/*
+ * Whether config's push connections and sync sessions fit in limit
+ * descriptors (RLIMIT_NOFILE); says what is needed and how to get it when
+ * they do not.  A daemon that ran out would fail connections one by one,
+ * at random, long after it started.
+ */
+static bool
+descriptors_fit(const struct config *config, char *const *names,
+    size_t nnames, unsigned long limit)
+{
+	unsigned push = push_accounts(config, names, nnames);
+	struct fdlimit_need n = fdlimit_needed(push, config->max_connections);
+
+	log_debug("file descriptors: %lu needed (%u push %s, %u sync "
+	    "%s x %d, %lu for the process, %lu spare), limit %lu", n.total,
+	    push, num_plural(push, "connection", "connections"),
+	    config->max_connections, num_plural(config->max_connections,
+	    "session", "sessions"), FDLIMIT_PER_SESSION, n.base, n.margin,
+	    limit);
+	if (n.total <= limit)
+		return true;
+	log_error("too many accounts for the file descriptor limit: %u push "
+	    "%s (idle = yes) and max_connections = %u need %lu descriptors, "
+	    "but RLIMIT_NOFILE allows %lu; raise it (LimitNOFILE=%lu or more "
+	    "in the service unit, ulimit -n in a shell) or set idle = no on "
+	    "some accounts", push, num_plural(push, "connection",
+	    "connections"), config->max_connections, n.total, limit, n.total);
+	return false;
+}
+
+/* The soft descriptor limit raised to the hard one; the limit in force. */
+static unsigned long
+raise_descriptor_limit(void)
+{
+	unsigned long before, after;
+
+	if (fdlimit_raise(&before, &after) != 0)
+		log_warn("cannot raise the file descriptor limit (soft limit "
+		    "%lu)", after);
+	else if (after != before)
+		log_info("file descriptor limit raised from %lu to %lu",
+		    before, after);
+	else
+		log_debug("file descriptor limit %lu", after);
+	return after;
+}
+
 /* A new state_dir: the daemon lock goes with it, or the reload does not
  * happen (another daemon runs there). */
 static int
@@ -476,6 +538,12 @@ reload(struct daemon *d)
 	if (config_load(d->path, &config) != 0) {
 		log_error("the new configuration has errors; keeping the "
 		    "running one");
+		notify_ready(NULL);
+		return;
+	}
+	if (!descriptors_fit(config, d->names, d->nnames, d->fd_limit)) {
+		log_error("keeping the running configuration");
+		config_free(&config);
 		notify_ready(NULL);
 		return;
 	}
@@ -578,6 +646,12 @@ daemon_run(struct config *config, const char *path, char *const *names,
 	if (take_daemon_lock(config->state_dir, &d.lock_fd) != 0) {
 		config_free(&config);
 		return 1;
+	}
+	d.fd_limit = raise_descriptor_limit();
+	if (!descriptors_fit(config, names, nnames, d.fd_limit)) {
+		state_unlock(&d.lock_fd);
+		config_free(&config);
+		return CONFIG_EXIT_STATUS;
 	}
 	if (transport_global_init() != 0) {
 		log_error("cannot initialise TLS");

@@ -41,3 +41,4 @@ mm_unit_test(test_daemon
           ${PROJECT_SOURCE_DIR}/daemon/notify.c ${MM_OWN_LOOP_SOURCES}
   LIBS mm_mirror)
 target_link_options(test_daemon PRIVATE ${MM_OWN_LOOP_WRAP})
+target_sources(test_daemon PRIVATE ${PROJECT_SOURCE_DIR}/daemon/fdlimit.c)
