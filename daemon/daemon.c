@@ -307,8 +307,11 @@ start_idle(struct runner *r)
 
 /* Runners */
 
+/* first: which of how many selected accounts it is, for the spread of the
+ * first syncs (sched_first_delay()). */
 static struct runner *
-runner_new(struct daemon *d, const struct account *account)
+runner_new(struct daemon *d, const struct account *account, unsigned first,
+    unsigned of)
 {
 	struct runner *r;
 
@@ -329,9 +332,10 @@ runner_new(struct daemon *d, const struct account *account)
 	r->idle_timer.data = r;
 	r->next = d->runners;
 	d->runners = r;
-	/* Start soon, spread a little so many accounts do not connect in the
-	 * same millisecond. */
-	schedule(r, (double)random() / RAND_MAX * 2.0);
+	/* Start soon, spread so that many accounts do not log in at once; its
+	 * push connection follows its first sync. */
+	schedule(r, sched_first_delay(first, of, account->interval,
+	    (double)random() / ((double)RAND_MAX + 1)));
 	return r;
 }
 
@@ -396,15 +400,28 @@ general_eq(const struct config *a, const struct config *b)
 	return str_eq(a->state_dir, b->state_dir) && a->timeout == b->timeout;
 }
 
-static void
-start_runners(struct daemon *d)
+static unsigned
+selected_accounts(const struct daemon *d, const struct config *c)
 {
-	const struct config *c = d->cfg->config;
+	unsigned n = 0;
 
 	for (size_t i = 0; i < c->n_accounts; i++)
 		if (cli_account_selected(d->names, d->nnames,
 		    c->accounts[i].name))
-			runner_new(d, &c->accounts[i]);
+			n++;
+	return n;
+}
+
+static void
+start_runners(struct daemon *d)
+{
+	const struct config *c = d->cfg->config;
+	unsigned n = selected_accounts(d, c), k = 0;
+
+	for (size_t i = 0; i < c->n_accounts; i++)
+		if (cli_account_selected(d->names, d->nnames,
+		    c->accounts[i].name))
+			runner_new(d, &c->accounts[i], k++, n);
 }
 
 /*
@@ -524,6 +541,18 @@ move_daemon_lock(struct daemon *d, const struct config *config)
 	return 0;
 }
 
+/* A selected account of the config that has no runner yet. */
+static bool
+wants_runner(const struct daemon *d, const struct account *a)
+{
+	if (!cli_account_selected(d->names, d->nnames, a->name))
+		return false;
+	for (const struct runner *r = d->runners; r != NULL; r = r->next)
+		if (strcmp(r->account->name, a->name) == 0)
+			return false;
+	return true;
+}
+
 static void
 reload(struct daemon *d)
 {
@@ -531,7 +560,7 @@ reload(struct daemon *d)
 	struct runner *r, *next;
 	struct cfg *fresh;
 	const struct account *a;
-	unsigned added = 0, removed = 0, changed = 0;
+	unsigned added = 0, removed = 0, changed = 0, nfresh = 0, k = 0;
 
 	notify_reloading();
 	log_info("reloading %s", d->path);
@@ -584,21 +613,18 @@ reload(struct daemon *d)
 	cfg_unref(&d->cfg);
 	d->cfg = fresh;
 	sched_set_max_connections(d->sched, config->max_connections);
+	/* The accounts new to this daemon (or restarted) are spread among
+	 * themselves, as at a start. */
+	for (size_t i = 0; i < config->n_accounts; i++)
+		if (wants_runner(d, &config->accounts[i]))
+			nfresh++;
 	for (size_t i = 0; i < config->n_accounts; i++) {
-		bool found = false;
-
-		if (!cli_account_selected(d->names, d->nnames,
-		    config->accounts[i].name))
+		if (!wants_runner(d, &config->accounts[i]))
 			continue;
-		for (r = d->runners; r != NULL && !found; r = r->next)
-			found = strcmp(r->account->name,
-			    config->accounts[i].name) == 0;
-		if (!found) {
-			if (runner_new(d, &config->accounts[i]) == NULL)
-				continue;
-			/* changed ones were counted above */
-			added++;
-		}
+		if (runner_new(d, &config->accounts[i], k++, nfresh) == NULL)
+			continue;
+		/* changed ones were counted above */
+		added++;
 	}
 	added -= changed;
 	log_info("configuration reloaded: %u added, %u removed, %u changed",
