@@ -209,8 +209,8 @@ sock_new(struct ev_loop *loop, const struct transport_params *params,
 		t->peer = NULL;
 		goto fail;
 	}
-	t->cache_key = tls_cache_key(t->host, t->port, t->ca_file,
-	    t->has_pin ? t->pin : NULL);
+	t->cache_key = tls_cache_key(params->tls_cache_scope, t->host, t->port,
+	    t->ca_file, t->has_pin ? t->pin : NULL);
 	if (t->cache_key == NULL)
 		goto fail;
 	t->check.host = t->host;
