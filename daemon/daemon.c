@@ -10,6 +10,9 @@
 #include <unistd.h>
 
 #include <ev.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "cli.h"
 #include "fdlimit.h"
@@ -58,6 +61,7 @@ struct daemon {
 	struct sched *sched;
 	ev_signal sigterm, sigint, sighup;
 	ev_timer watchdog;
+	ev_timer trim;		/* gives freed memory back after syncs */
 	int lock_fd;		/* the state directory's daemon lock */
 	unsigned long fd_limit;	/* RLIMIT_NOFILE, once raised */
 	int status;
@@ -189,6 +193,28 @@ on_sync_done(struct sched_job *job, const struct mirror_result *res,
 	schedule(r, delay);
 	record_next_attempt(r, delay);
 	update_status(d);
+	if (sched_running(d->sched) == 0 && !ev_is_active(&d->trim))
+		ev_timer_start(d->loop, &d->trim);
+}
+
+/*
+ * Syncs come and go between connections that stay (push): the heap pages
+ * they freed in between stay resident unless handed back, which a thousand
+ * push connections made 40 MB.  Once no sync has run for a moment.
+ */
+static void
+on_trim(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct daemon *d = t->data;
+
+	(void)loop;
+	(void)revents;
+#ifdef __GLIBC__
+	if (sched_running(d->sched) == 0)
+		(void)malloc_trim(0);
+#else
+	(void)d;
+#endif
 }
 
 static void
@@ -673,6 +699,17 @@ daemon_run(struct config *config, const char *path, char *const *names,
 		config_free(&config);
 		return 1;
 	}
+	/*
+	 * Buffers of 64 KiB and more (a session's read buffer, TLS's read
+	 * block) are mapped each on its own, not carved from the heap: a push
+	 * connection touches a page or two of them, where heap pages reused
+	 * from syncs that filled theirs would all stay resident (80 KB a push
+	 * connection).  Set, the threshold no longer grows as glibc's does by
+	 * default when such a buffer is freed.
+	 */
+#ifdef __GLIBC__
+	(void)mallopt(M_MMAP_THRESHOLD, 64 * 1024);
+#endif
 	d.fd_limit = raise_descriptor_limit();
 	if (!descriptors_fit(config, names, nnames, d.fd_limit)) {
 		state_unlock(&d.lock_fd);
@@ -719,6 +756,8 @@ daemon_run(struct config *config, const char *path, char *const *names,
 		ev_timer_init(&d.watchdog, on_watchdog, 0, wd / 2e6);
 		ev_timer_again(d.loop, &d.watchdog);
 	}
+	ev_timer_init(&d.trim, on_trim, 2., 0.);
+	d.trim.data = &d;
 	start_runners(&d);
 	log_info("mboxmirror %s running: %zu %s", MM_VERSION,
 	    config->n_accounts, num_plural(config->n_accounts, "account",
@@ -732,6 +771,7 @@ daemon_run(struct config *config, const char *path, char *const *names,
 		runner_free(d.runners);
 	sched_free(&d.sched);
 	ev_timer_stop(d.loop, &d.watchdog);
+	ev_timer_stop(d.loop, &d.trim);
 	ev_signal_stop(d.loop, &d.sigterm);
 	ev_signal_stop(d.loop, &d.sigint);
 	ev_signal_stop(d.loop, &d.sighup);

@@ -832,8 +832,13 @@ transport_flush(struct sock_transport *t)
 		t->woff += (size_t)n;
 		t->wlen -= (size_t)n;
 	}
-	if (t->wlen == 0)
-		t->woff = 0;
+	if (t->wlen == 0 && t->wbuf != NULL) {
+		/* Wiped as it went; a connection waiting in IDLE for days
+		 * keeps no buffer. */
+		free(t->wbuf);
+		t->wbuf = NULL;
+		t->woff = t->wcap = 0;
+	}
 	transport_update_io(t);
 	if (had && t->wlen == 0)
 		return transport_emit(t, TRANSPORT_DRAINED) &&
