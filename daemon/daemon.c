@@ -640,10 +640,11 @@ reload(struct daemon *d)
 	d->cfg = fresh;
 	sched_set_max_connections(d->sched, config->max_connections);
 	/* The accounts new to this daemon (or restarted) are spread among
-	 * themselves, as at a start. */
-	for (size_t i = 0; i < config->n_accounts; i++)
-		if (wants_runner(d, &config->accounts[i]))
-			nfresh++;
+	 * themselves, as at a start: every runner left has its account
+	 * among those selected. */
+	nfresh = selected_accounts(d, config);
+	for (r = d->runners; r != NULL; r = r->next)
+		nfresh--;
 	for (size_t i = 0; i < config->n_accounts; i++) {
 		if (!wants_runner(d, &config->accounts[i]))
 			continue;
