@@ -89,6 +89,13 @@ else
 	tar -C "$SRC" --exclude='./build*' --exclude=./.git -cf - . | tar -xf - -C "$WORK/src"
 fi
 
+step "dpkg-buildpackage -us -uc -S, for lintian's checks of the source"
+if ! (cd "$WORK/src" && dpkg-buildpackage -us -uc -S -d) >"$WORK/source.log" 2>&1; then
+	tail -n 40 "$WORK/source.log" >&2
+	echo "FAIL: dpkg-buildpackage -S failed (log above)" >&2
+	exit 1
+fi
+
 step "dpkg-buildpackage -us -uc -b"
 t0=$SECONDS
 if ! (cd "$WORK/src" && dpkg-checkbuilddeps &&
@@ -117,7 +124,8 @@ t0=$SECONDS
 # lintian returns non-zero on errors only with --fail-on; it refuses nothing as root
 # but says so on stderr.
 lint_status=0
-lintian --fail-on error --display-info "$changes" >"$WORK/lintian.log" 2>&1 ||
+lintian --fail-on error --display-info "$changes" \
+    "$WORK/mboxmirror_${version}_source.changes" >"$WORK/lintian.log" 2>&1 ||
     lint_status=$?
 grep -v '^running with root privileges' "$WORK/lintian.log" || true
 echo "test_deb: lintian took $((SECONDS - t0)) s"
