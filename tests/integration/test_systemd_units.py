@@ -241,6 +241,12 @@ class SystemdUnits(unittest.TestCase):
         }
         for key, value in want.items():
             self.assertEqual(s.get(("Service", key)), [value], key)
+        # Descriptors for push on many accounts: soft and hard limit alike, so that
+        # the daemon needs no raise, and no lower than systemd's usual hard limit.
+        limit = s[("Service", "LimitNOFILE")]
+        self.assertEqual(len(limit), 1)
+        self.assertRegex(limit[0], r"^[0-9]+$")
+        self.assertGreaterEqual(int(limit[0]), 524288)
         # password_command forks and execs: the filter must keep @system-service.
         self.assertEqual(s[("Service", "SystemCallFilter")],
                          ["@system-service", "~@privileged @resources"])
@@ -256,12 +262,6 @@ class SystemdUnits(unittest.TestCase):
                          ["/usr/bin/mboxmirror -c /etc/mboxmirror/%i.ini"])
         self.assertEqual(template[("Service", "StateDirectory")], ["mboxmirror/%i"])
         self.assertEqual(template[("Service", "SyslogIdentifier")], ["mboxmirror@%i"])
-        # Descriptors for push on many accounts: soft and hard limit alike, so that
-        # the daemon needs no raise, and no lower than systemd's usual hard limit.
-        limit = template[("Service", "LimitNOFILE")]
-        self.assertEqual(len(limit), 1)
-        self.assertRegex(limit[0], r"^[0-9]+$")
-        self.assertGreaterEqual(int(limit[0]), 524288)
         # Nested state directories: never beside the single daemon or the timer.
         self.assertEqual(set(template[("Unit", "Conflicts")][0].split()),
                          {"mboxmirror.service", "mboxmirror-once.service",
@@ -270,7 +270,7 @@ class SystemdUnits(unittest.TestCase):
         # Everything else of the service, the sandbox above all, is the single
         # daemon's.
         differs = {("Service", k) for k in ("ExecStart", "StateDirectory",
-                                             "SyslogIdentifier", "LimitNOFILE")}
+                                             "SyslogIdentifier")}
         differs |= {("Unit", k) for k in ("Description", "Conflicts")}
         for key in set(single) | set(template):
             if key in differs:
