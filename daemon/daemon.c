@@ -53,6 +53,7 @@ struct daemon {
 	const char *path;
 	char *const *names;
 	size_t nnames;
+	struct shard shard;		/* --shard; n == 0: the config's */
 	struct runner *runners;
 	struct sched *sched;
 	ev_signal sigterm, sigint, sighup;
@@ -411,9 +412,10 @@ start_runners(struct daemon *d)
  * here instead of competing for every account.  0 with *fd_r, or -1.
  */
 static int
-take_daemon_lock(const char *state_dir, int *fd_r)
+take_daemon_lock(const char *state_dir, const struct shard *shard, int *fd_r)
 {
-	char *dir = state_daemon_dir(state_dir), *error = NULL;
+	char *dir = state_shard_daemon_dir(state_dir, shard->k, shard->n);
+	char *error = NULL;
 	long holder = 0;
 	int r = -1;
 
@@ -450,12 +452,15 @@ move_daemon_lock(struct daemon *d, const struct config *config)
 	struct stat a, b;
 	int fd = -1;
 
-	/* The same directory, however it is spelled, keeps its lock. */
-	if (strcmp(config->state_dir, d->cfg->config->state_dir) == 0 ||
+	/* The same directory, however it is spelled, keeps its lock, unless
+	 * the shard (whose lock it is) changed. */
+	if ((strcmp(config->state_dir, d->cfg->config->state_dir) == 0 ||
 	    (stat(config->state_dir, &a) == 0 && stat(d->cfg->config->state_dir,
-	    &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino))
+	    &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)) &&
+	    config->shard.k == d->cfg->config->shard.k &&
+	    config->shard.n == d->cfg->config->shard.n)
 		return 0;
-	if (take_daemon_lock(config->state_dir, &fd) != 0)
+	if (take_daemon_lock(config->state_dir, &config->shard, &fd) != 0)
 		return -1;
 	state_unlock(&d->lock_fd);
 	d->lock_fd = fd;
@@ -479,6 +484,8 @@ reload(struct daemon *d)
 		notify_ready(NULL);
 		return;
 	}
+	config_keep_shard(config, d->shard.n != 0 ? &d->shard :
+	    &config->shard);
 	if ((fresh = calloc(1, sizeof *fresh)) == NULL) {
 		config_free(&config);
 		notify_ready(NULL);
@@ -570,12 +577,15 @@ on_watchdog(struct ev_loop *loop, ev_timer *t, int revents)
 
 int
 daemon_run(struct config *config, const char *path, char *const *names,
-    size_t nnames)
+    size_t nnames, const struct shard *shard)
 {
 	struct daemon d = { .lock_fd = -1 };
+	char shard_text[24];
 	uint64_t wd;
 
-	if (take_daemon_lock(config->state_dir, &d.lock_fd) != 0) {
+	d.shard = *shard;
+	if (take_daemon_lock(config->state_dir, &config->shard,
+	    &d.lock_fd) != 0) {
 		config_free(&config);
 		return 1;
 	}
@@ -620,9 +630,11 @@ daemon_run(struct config *config, const char *path, char *const *names,
 		ev_timer_again(d.loop, &d.watchdog);
 	}
 	start_runners(&d);
-	log_info("mboxmirror %s running: %zu %s", MM_VERSION,
+	log_info("mboxmirror %s running: %zu %s%s%s", MM_VERSION,
 	    config->n_accounts, num_plural(config->n_accounts, "account",
-	    "accounts"));
+	    "accounts"), config->shard.n != 0 ? " in shard " : "",
+	    config->shard.n != 0 ? shard_format(&config->shard, shard_text,
+	    sizeof shard_text) : "");
 	notify_ready(NULL);
 	update_status(&d);
 	ev_run(d.loop, 0);
