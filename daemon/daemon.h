@@ -6,7 +6,9 @@
  * where configured, retry with exponential backoff and jitter
  * (sched_backoff(): slower for authentication failures), SIGHUP reloads the
  * config, SIGTERM/SIGINT stop within seconds, and systemd hears about it
- * all through sd_notify.
+ * all through sd_notify.  With [general] metrics_file, the accounts' and
+ * the process's figures go there (metrics_file.h) after syncs and every
+ * minute.
  */
 #ifndef MM_DAEMON_H
 #define MM_DAEMON_H
