@@ -158,7 +158,8 @@ collect_metrics(void *arg, struct metrics_process *p,
 		n++;
 	if ((a = calloc(n + 1, sizeof *a)) == NULL)
 		return -1;
-	/* Runners are listed newest first: the file lists config order. */
+	/* Runners are listed newest first; the file lists them oldest
+	 * first (the config's order until a reload adds some). */
 	n = 0;
 	for (r = d->runners; r != NULL; r = r->next) {
 		r->metrics.syncing = sched_job_state(r->job) == SCHED_RUNNING;
