@@ -6,6 +6,7 @@ file is replaced whole (no temporary file left, mode 0644), and the daemons of t
 shards on one state directory run side by side, each writing its own accounts."""
 
 import os
+import signal
 import stat
 import sys
 import time
@@ -244,6 +245,33 @@ class Metrics(DaemonTestCase):
         again = self.daemon(os.path.join(self.tmp, "s0.ini"))
         self.assertEqual(again.proc.wait(20), 1)
         self.assertIn("another mboxmirror daemon", again.log())
+
+        # A reload onto the other shard: the daemon takes that shard's accounts, and
+        # its lock, which the other daemon holds: the reload is refused.
+        mmtest.write_config(self.tmp, accts, filename="s0.ini", general={
+            "metrics_file": paths[0], "shard": "1/2", "retry_min": "1m"})
+        off = daemons[0].log_offset()
+        daemons[0].signal(signal.SIGHUP)
+        daemons[0].wait_log(r"keeping the running configuration", since=off)
+        # Once the other is gone, the same reload goes through.
+        self.assertEqual(daemons[1].end(), 0)
+        os.unlink(paths[0])
+        off = daemons[0].log_offset()
+        daemons[0].signal(signal.SIGHUP)
+        daemons[0].wait_log(r"configuration reloaded: \d+ added, \d+ removed", since=off)
+        got = wait_for(lambda: read_metrics(paths[0]), 20, interval=0.1,
+                       what=lambda: daemons[0].tail())
+        accounts = {dict(labels)["account"] for (name, labels) in got[0]
+                    if name == "mboxmirror_consecutive_failures"}
+        self.assertEqual(accounts, parts[1])
+        self.assertEqual(value(got[0], "mboxmirror_accounts_configured", shard="1/2"),
+                         len(parts[1]))
+        # Shard 0 is free again.
+        zero = mmtest.write_config(self.tmp, accts, filename="z.ini", general={
+            "shard": "0/2", "retry_min": "1m"})
+        d0 = self.daemon(zero)
+        d0.wait_log(r"running: \d+ accounts? in shard 0/2")
+        self.assertTrue(d0.alive())
 
 
 if __name__ == "__main__":
