@@ -15,7 +15,7 @@ import unittest
 import mmtest
 from faultproxy import closed_port
 from mmtest import wait_for
-from test_daemon_basic import DaemonTestCase
+from test_daemon_basic import SANITIZER_ERROR, DaemonTestCase
 
 try:
     from prometheus_client.parser import text_string_to_metric_families
@@ -94,6 +94,7 @@ class Metrics(DaemonTestCase):
         res = mmtest.run_mboxmirror("-c", conf, "--once")
         t1 = time.time()
         self.assertEqual(res.returncode, 1, res.stderr)
+        self.assertNotRegex(res.stderr, SANITIZER_ERROR)
         samples, types = read_metrics(path)
         self.assert_file_replaced_whole(path)
 
@@ -140,6 +141,7 @@ class Metrics(DaemonTestCase):
         time.sleep(1.1)
         res = mmtest.run_mboxmirror("-c", conf, "--once")
         self.assertEqual(res.returncode, 1, res.stderr)
+        self.assertNotRegex(res.stderr, SANITIZER_ERROR)
         samples2, _ = read_metrics(path)
         self.assert_file_replaced_whole(path)
         self.assertEqual(account_value(samples2, "mboxmirror_messages_mirrored_total",
