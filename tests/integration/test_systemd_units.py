@@ -26,12 +26,13 @@ SYSTEM_UNITS = ["mboxmirror.service", "mboxmirror@.service", "mboxmirror-once.se
 USER_UNITS = ["mboxmirror.service"]
 MAN_PAGES = ["man1/mboxmirror.1", "man5/mboxmirror.ini.5"]
 
-# DESIGN.md section 1, plus --status [--json].
+# DESIGN.md section 1, plus --status [--json] and --shard.
 OPTIONS = ["-c", "--config", "--once", "-a", "--account", "-v", "--verbose", "-q",
            "--quiet", "--check-config", "--probe", "--list", "--status", "--json",
-           "--version", "-h", "--help"]
-# DESIGN.md section 2, plus compress.
-GENERAL_KEYS = ["state_dir", "interval", "timeout", "max_connections", "log_level"]
+           "--shard", "--version", "-h", "--help"]
+# DESIGN.md section 2, plus compress, shard and metrics_file.
+GENERAL_KEYS = ["state_dir", "interval", "timeout", "max_connections", "log_level",
+                "shard", "metrics_file"]
 ACCOUNT_KEYS = ["host", "port", "tls", "ca_file", "pin_sha256", "user",
                 "password_command", "password_file", "password", "auth", "mailboxes",
                 "exclude", "output", "interval", "idle", "allow_plaintext", "compress"]
