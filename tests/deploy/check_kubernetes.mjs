@@ -275,3 +275,43 @@ test("the image is the one the manifests expect", () => {
 	assert.equal(container().image, `mboxmirror:${cmakeVersion()}`);
 	assert.match(docker, new RegExp(`-t mboxmirror:${cmakeVersion()} `));
 });
+
+// The ConfigMap's configuration, its paths moved under a temporary directory and the
+// Secret's values written to files: mboxmirror --check-config accepts it, and the
+// accounts each pod's --shard K/N lists are every account, each in one pod only, and
+// none of the example's pods is idle.  Needs the built mboxmirror ($MBOXMIRROR).
+test("mboxmirror takes the ConfigMap's configuration, and the pods share out its accounts",
+    { skip: process.env.MBOXMIRROR ? false : "MBOXMIRROR names no built mboxmirror" }, () => {
+	const root = fs.mkdtempSync(path.join(os.tmpdir(), "mm-k8s-conf-"));
+	try {
+		const data = mountOf("data");
+		const secrets = mountOf("passwords");
+		fs.mkdirSync(path.join(root, "secrets"));
+		for (const [key, value] of Object.entries(only("Secret").stringData))
+			fs.writeFileSync(path.join(root, "secrets", key), value, { mode: 0o400 });
+		fs.mkdirSync(path.join(root, "data"), { mode: 0o700 });
+		const ini = only("ConfigMap").data["mboxmirror.ini"]
+		    .replaceAll(secrets + "/", path.join(root, "secrets") + "/")
+		    .replaceAll(data + "/", path.join(root, "data") + "/");
+		const conf = path.join(root, "mboxmirror.ini");
+		fs.writeFileSync(conf, ini, { mode: 0o644 });
+		const listed = (...args) => {
+			const out = execFileSync(process.env.MBOXMIRROR,
+			    ["-c", conf, "--check-config", ...args], { encoding: "utf8" });
+			return [...out.matchAll(/^([A-Za-z0-9._@+-]+): \S+ @ /gm)].map((m) => m[1]);
+		};
+		const everyone = listed();
+		const accounts = Object.keys(parseIni(ini)).filter((s) => s !== "general");
+		assert.deepEqual(everyone, accounts);
+		const n = only("StatefulSet").spec.replicas;
+		const seen = [];
+		for (let k = 0; k < n; k++) {
+			const part = listed("--shard", `${k}/${n}`);
+			assert.ok(part.length > 0, `pod ${k} of ${n} has no account`);
+			seen.push(...part);
+		}
+		assert.deepEqual(seen.sort(), [...everyone].sort());
+	} finally {
+		fs.rmSync(root, { recursive: true, force: true });
+	}
+});
