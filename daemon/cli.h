@@ -20,6 +20,7 @@ enum cli_mode {
 	CLI_MODE_PROBE,		/* --probe NAME */
 	CLI_MODE_LIST,		/* --list */
 	CLI_MODE_STATUS,	/* --status [--json] */
+	CLI_MODE_VERIFY,	/* --verify [--deep] [--json] */
 	CLI_MODE_VERSION,	/* --version */
 	CLI_MODE_HELP,		/* -h, --help */
 };
@@ -37,7 +38,8 @@ struct cli_options {
 	size_t n_accounts;
 	char *probe_account;		/* --probe NAME */
 	enum cli_verbosity verbosity;
-	bool json;			/* --json (with --status only) */
+	bool json;			/* --json (with --status or --verify) */
+	bool deep;			/* --deep (with --verify only) */
 };
 
 /*
@@ -45,8 +47,8 @@ struct cli_options {
  * and a malloc'ed one-line message without a trailing newline in *error_r
  * (opts is then empty).  Usage errors: unknown options, missing arguments,
  * extra arguments, two modes at once, -a with a mode that takes no account
- * list (--probe, --version, --help), -v with -q, --json without --status,
- * -c given twice.  Always call cli_free() afterwards.
+ * list (--probe, --version, --help), -v with -q, --json without --status
+ * or --verify, --deep without --verify, -c given twice.  Always call cli_free() afterwards.
  */
 int cli_parse(int argc, char **argv, struct cli_options *opts,
     char **error_r);

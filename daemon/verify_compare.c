@@ -283,7 +283,10 @@ verify_compare_server(struct verify_listed *listed, size_t nlisted,
 			continue;
 		}
 		c->in_mirror++;
-		if (ix[byuid[k].i].size != s->size) {
+		/* The index keeps sizes up to UINT32_MAX ("that or more"). */
+		if (ix[byuid[k].i].size != s->size &&
+		    (ix[byuid[k].i].size != UINT32_MAX || s->size <
+		    UINT32_MAX)) {
 			p.kind = VERIFY_SIZE;
 			p.a = s->size;
 			p.b = ix[byuid[k].i].size;
@@ -686,8 +689,9 @@ verify_compare_local(struct verify_indexed *ix, size_t nix,
 	if (report_copies(&l) != 0 || report_gaps(&l, (uint64_t)end <
 	    file_size ? (uint64_t)end : file_size, only_lf, arg) != 0)
 		goto out;
-	qsort(out->v + first, out->n - first, sizeof *out->v,
-	    problem_by_offset);
+	if (out->n > first)
+		qsort(out->v + first, out->n - first, sizeof *out->v,
+		    problem_by_offset);
 	if ((uint64_t)end == file_size) {
 		r = 0;
 		goto out;

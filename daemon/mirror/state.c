@@ -984,7 +984,7 @@ state_daemon_dir(const char *state_dir)
 }
 
 int
-state_daemon_running(const char *state_dir, long *pid_r)
+state_lock_held(const char *dir, long *pid_r)
 {
 	char *path = NULL, buf[32], *nl;
 	ssize_t n;
@@ -992,14 +992,13 @@ state_daemon_running(const char *state_dir, long *pid_r)
 	int fd, r = -1;
 
 	*pid_r = 0;
-	if (asprintf(&path, "%s/%s/%s", state_dir, STATE_DAEMON_DIR,
-	    STATE_LOCK) == -1)
+	if (asprintf(&path, "%s/%s", dir, STATE_LOCK) == -1)
 		return -1;
 	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	free(path);
 	if (fd == -1)
 		return errno == ENOENT ? 0 : -1;
-	/* A shared lock is granted unless a daemon holds its exclusive one;
+	/* A shared lock is granted unless a process holds its exclusive one;
 	 * it is given back at once. */
 	while ((r = flock(fd, LOCK_SH | LOCK_NB)) == -1 && errno == EINTR)
 		;
@@ -1014,6 +1013,20 @@ state_daemon_running(const char *state_dir, long *pid_r)
 		r = 1;
 	}
 	(void)close(fd);
+	return r;
+}
+
+int
+state_daemon_running(const char *state_dir, long *pid_r)
+{
+	char *dir = state_daemon_dir(state_dir);
+	int r;
+
+	*pid_r = 0;
+	if (dir == NULL)
+		return -1;
+	r = state_lock_held(dir, pid_r);
+	free(dir);
 	return r;
 }
 
