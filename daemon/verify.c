@@ -156,7 +156,7 @@ read_at(int fd, void *buf, size_t n, uint64_t offset)
 /* Where the bytes at an indexed entry's place stand: its From_ line, then
  * the bytes its digest was made of.  -1 on a read error. */
 static int
-entry_at(int fd, uint64_t file_size, const struct verify_indexed *e,
+entry_at(int fd, uint64_t file_size, struct verify_indexed *e,
     enum verify_at *at_r)
 {
 	unsigned char *buf, digest[MBOX_DIGEST_LEN];
@@ -196,6 +196,8 @@ entry_at(int fd, uint64_t file_size, const struct verify_indexed *e,
 	gnutls_hash_deinit(h, digest);
 	*at_r = memcmp(digest, e->digest, MBOX_DIGEST_LEN) == 0 ?
 	    VERIFY_AT_INTACT : VERIFY_AT_DIFFERS;
+	memcpy(e->file_digest, digest, VERIFY_DIGEST_LEN);
+	e->has_file_digest = true;
 	r = 0;
 out:
 	free(buf);
@@ -386,6 +388,9 @@ check_entries(struct vmbx *mb, int fd)
 			e->at = memcmp(found[f].digest, e->digest,
 			    VERIFY_DIGEST_LEN) == 0 ? VERIFY_AT_INTACT :
 			    VERIFY_AT_DIFFERS;
+			memcpy(e->file_digest, found[f].digest,
+			    VERIFY_DIGEST_LEN);
+			e->has_file_digest = true;
 			continue;
 		}
 		if (entry_at(fd, mb->file_size, e, &e->at) != 0) {
@@ -783,7 +788,11 @@ deep_compare(struct verifier *vf, struct vmbx *mb, uint32_t uid,
 	    mb->ix[mb->byuid[k]].uid == uid; k++) {
 		const struct verify_indexed *e = &mb->ix[mb->byuid[k]];
 
-		if (memcmp(e->digest, digest, VERIFY_DIGEST_LEN) == 0)
+		/* The file's bytes, not the index's record of them: an entry
+		 * changed on disk differs; one not in the file at all is
+		 * told by the local check already. */
+		if (!e->has_file_digest || memcmp(e->file_digest, digest,
+		    VERIFY_DIGEST_LEN) == 0)
 			continue;
 		p.offset = e->offset;
 		p.length = e->length;

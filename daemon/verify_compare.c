@@ -472,6 +472,9 @@ place_entries(struct local *l)
 			continue;
 		l->claimed[keys[f].i] = true;
 		l->where[i] = l->found[keys[f].i].offset;
+		l->ix[i].has_file_digest = true;
+		memcpy(l->ix[i].file_digest, l->ix[i].digest,
+		    VERIFY_DIGEST_LEN);
 	}
 	free(keys);
 	for (size_t i = 0; i < l->nix; i++)

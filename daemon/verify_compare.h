@@ -94,6 +94,11 @@ struct verify_indexed {
 	uint64_t offset, length;
 	uint8_t digest[VERIFY_DIGEST_LEN];
 	enum verify_at at;
+	/* The digest of what the file holds for it (at its place, or where
+	 * verify_compare_local() found it); for --deep, which compares the
+	 * server's bytes with the file's. */
+	bool has_file_digest;
+	uint8_t file_digest[VERIFY_DIGEST_LEN];
 };
 
 /* One entry the file holds: from a From_ line to the next (or the end),
@@ -145,7 +150,8 @@ typedef bool verify_only_lf_fn(uint64_t offset, uint64_t len, void *arg);
  * indexed one is VERIFY_DUPLICATE_ENTRY; bytes before the committed end
  * that no entry accounts for, and that are not only LFs, are
  * VERIFY_FOREIGN; then VERIFY_TAIL or VERIFY_SHORT when the file does not
- * end at committed (moved by as much as the last indexed entry moved).  Problems in file order.  0, or -1 when out of memory.
+ * end at committed (moved by as much as the last indexed entry moved).
+ * An entry found intact elsewhere gets its digest as file_digest.  Problems in file order.  0, or -1 when out of memory.
  */
 int verify_compare_local(struct verify_indexed *ix, size_t nix,
     const struct verify_found *found, size_t nfound, uint64_t committed,
