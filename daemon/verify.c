@@ -1086,6 +1086,11 @@ deep_start(struct verifier *vf)
 		return;
 	}
 	session_set_sink(vf->s, deep_sink, vf);
+	log_info("account %s: --deep: downloading %zu %s again, %.1f MB; a "
+	    "progress line every %.0f s", vf->account->name,
+	    vf->deep_total_messages, num_plural(vf->deep_total_messages,
+	    "message", "messages"), vf->deep_total_bytes / 1e6,
+	    DEEP_PROGRESS_SECS);
 	vf->deep_started = ev_now(vf->loop);
 	ev_timer_init(&vf->progress, on_progress, DEEP_PROGRESS_SECS,
 	    DEEP_PROGRESS_SECS);

@@ -187,6 +187,7 @@ class Verify(unittest.TestCase):
         self.assertRegex(p[self.uids[3]][1], rf"^the server's message differs from the "
                          rf"mirror's entry at offset {s[3]} ")
         self.assertRegex(res.stdout, r"7 compared with the server's bytes")
+        self.assertRegex(res.stderr, r"account test: --deep: downloading 7 messages again")
 
     def test_deep_without_index(self):
         """A mirror whose index is rebuilt from the file itself (made before the index
