@@ -335,7 +335,11 @@ load_index(struct verifier *vf, struct vmbx *mb)
 		return -1;
 	r = msgindex_load(ipath, mb->ms->file, &l, &error);
 	free(ipath);
-	if (r == 1) {
+	if (r == 1 && mb->ms->mbox_size == 0) {
+		/* Nothing committed: nothing to index. */
+		mb->index = INDEX_LOADED;
+		r = 0;
+	} else if (r == 1) {
 		log_info("account %s: mailbox %s: no index; rebuilt from the "
 		    "mbox in memory: the file's entries can only be counted, "
 		    "not checked (their UIDs and digests were never recorded)",
