@@ -248,7 +248,8 @@ verify_compare_server(struct verify_listed *listed, size_t nlisted,
 	int r = -1;
 
 	memset(c, 0, sizeof *c);
-	qsort(listed, nlisted, sizeof *listed, listed_by_uid);
+	if (nlisted > 0)
+		qsort(listed, nlisted, sizeof *listed, listed_by_uid);
 	for (size_t i = 0; i < nix; i++)
 		if (ix[i].uid == 0)
 			return compare_counts(listed, nlisted, nix, last_uid,
@@ -309,7 +310,7 @@ verify_compare_server(struct verify_listed *listed, size_t nlisted,
 
 		if (i > 0 && byuid[i - 1].uid == byuid[i].uid)
 			continue;
-		if (bsearch(&key, listed, nlisted, sizeof *listed,
+		if (nlisted == 0 || bsearch(&key, listed, nlisted, sizeof *listed,
 		    listed_by_uid) == NULL)
 			c->deleted++;
 	}
@@ -669,7 +670,8 @@ verify_compare_local(struct verify_indexed *ix, size_t nix,
 	int64_t end;
 	int r = -1;
 
-	qsort(ix, nix, sizeof *ix, indexed_by_offset);
+	if (nix > 0)
+		qsort(ix, nix, sizeof *ix, indexed_by_offset);
 	l.claimed = calloc(nfound ? nfound : 1, sizeof *l.claimed);
 	l.where = calloc(nix ? nix : 1, sizeof *l.where);
 	/* Each indexed entry once, each found copy once at most. */
@@ -731,7 +733,8 @@ verify_compare_digests(const struct verify_indexed *ix, size_t nix,
     uint8_t (*server)[VERIFY_DIGEST_LEN], size_t nserver,
     struct verify_problems *out)
 {
-	qsort(server, nserver, VERIFY_DIGEST_LEN, digest_cmp);
+	if (nserver > 0)
+		qsort(server, nserver, VERIFY_DIGEST_LEN, digest_cmp);
 	for (size_t i = 0; i < nix; i++) {
 		struct verify_problem p = { .kind = VERIFY_DEEP_UNMATCHED };
 

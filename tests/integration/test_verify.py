@@ -243,6 +243,42 @@ class Verify(unittest.TestCase):
                              r"in the mirror, 1 deleted on the server \(kept\), 1 new on "
                              r"the server \(not synced yet\)$")
 
+    def test_uidvalidity_changed(self):
+        fx = mmtest.Fixture()
+        user, pw = fx.new_user("verifyuv")
+        fx.create_mailbox(user, pw, "Box")
+        fx.append(user, pw, "Box", mmtest.make_message("one"))
+        with mmtest.TempDir() as tmp:
+            conf = mmtest.write_config(tmp, [fx.account(tmp, user, pw)])
+            mmtest.run_mboxmirror("-c", conf, "--once", check=True)
+            old = fx.uidvalidity(user, pw, "Box")
+            new = fx.recreate_mailbox(user, pw, "Box")
+            fx.append(user, pw, "Box", mmtest.make_message("one"))
+            res = mmtest.run_mboxmirror("-c", conf, "--verify")
+            self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
+            self.assertIn(f"account test: mailbox Box: UIDVALIDITY is {new} on the server, "
+                          f"{old} in the mirror", res.stdout, res.stderr)
+
+    def test_sync_running(self):
+        """While the account lock is held (a sync appending), bytes past the committed
+        end are the sync's, not a problem; verify neither waits for the lock nor takes
+        it."""
+        import fcntl
+        lock = os.path.join(self.tmp, "state", "test", "lock")
+        self.damage(self.original + b"From x Mon Jan  1 00:00:00 2024\nSubject: y\n\nz\n")
+        res = self.verify()
+        self.assertEqual(res.returncode, 1, res.stdout)
+        self.assertIn("after the last entry", res.stdout)
+        with open(lock, "r+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            f.write("4242\n")
+            f.flush()
+            self.before = self.tree()
+            res = self.verify()
+            f.truncate(0)
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        self.assertIn("a sync is running (pid 4242)", res.stderr)
+
     def test_server_unreachable(self):
         """No server: the local check still runs; nothing wrong found, but not all
         checked: exit 2."""

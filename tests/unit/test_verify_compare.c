@@ -273,6 +273,15 @@ test_server_whole(void **state)
 	assert_int_equal(c.newer, 1);
 	assert_int_equal(c.deleted, 0);
 	assert_false(c.uids_unknown);
+	/* The server lists nothing: every indexed message was deleted there. */
+	assert_int_equal(verify_compare_server(NULL, 0, ix, 3, 3, NULL, 0, &out,
+	    &c), 0);
+	assert_int_equal(out.n, 0);
+	assert_int_equal(c.deleted, 3);
+	/* Nothing on either side. */
+	assert_int_equal(verify_compare_server(NULL, 0, NULL, 0, 0, NULL, 0,
+	    &out, &c), 0);
+	assert_int_equal(out.n, 0);
 	verify_problems_free(&out);
 }
 
