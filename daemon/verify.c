@@ -48,6 +48,22 @@
 #define READ_CHUNK (256 * 1024)
 
 struct verifier;
+struct uid_at;
+
+/*
+ * Where an account's check stands; set_step() is the only way to change
+ * it.  LOCAL (the files) -> CONNECTING -> LISTING (EXAMINE and the size
+ * query per mailbox) -> [DEEP (the bodies again) ->] LOGOUT -> DONE;
+ * DONE from anywhere once the session has ended.
+ */
+enum verify_step {
+	VS_LOCAL,
+	VS_CONNECTING,
+	VS_LISTING,
+	VS_DEEP,
+	VS_LOGOUT,
+	VS_DONE,
+};
 
 enum index_origin {
 	INDEX_NONE,		/* no file to check (nothing committed) */
@@ -76,19 +92,14 @@ struct vmbx {
 	bool gone;		/* EXAMINE refused: not on the server */
 	struct verify_server_counts counts;
 	/* --deep */
-	size_t *byuid;		/* ix positions by UID, for --deep */
+	struct uid_at *byuid;	/* ix by UID, for --deep */
 	bool deep_done;
 	size_t deep_checked;
 	struct verify_problems problems;
 };
 
-/* One --deep batch in flight. */
-struct deep_batch {
-	bool used;
-	char tag[IMAP_TAG_MAX];
-};
-
 struct verifier {
+	enum verify_step step;
 	struct ev_loop *loop;
 	const struct config *config;
 	const struct account *account;
@@ -110,7 +121,6 @@ struct verifier {
 	uint32_t *deep_uids;
 	uint64_t *deep_sizes;
 	size_t deep_n, deep_next;
-	struct deep_batch batches[DEEP_IN_FLIGHT];
 	size_t in_flight;
 	struct mbox_digest *digest;
 	bool digesting;
@@ -124,6 +134,36 @@ struct verifier {
 	uint64_t deep_total_bytes, deep_bytes;
 	size_t deep_total_messages, deep_messages;
 };
+
+static const char *
+step_name(enum verify_step step)
+{
+	switch (step) {
+	case VS_LOCAL:
+		return "local";
+	case VS_CONNECTING:
+		return "connecting";
+	case VS_LISTING:
+		return "listing";
+	case VS_DEEP:
+		return "deep";
+	case VS_LOGOUT:
+		return "logout";
+	case VS_DONE:
+		return "done";
+	}
+	return "?";
+}
+
+static void
+set_step(struct verifier *vf, enum verify_step step)
+{
+	if (vf->step == step)
+		return;
+	log_debug("account %s: verify %s -> %s", vf->account->name,
+	    step_name(vf->step), step_name(step));
+	vf->step = step;
+}
 
 static void send_examines(struct verifier *);
 static void server_phase_done(struct verifier *);
@@ -558,7 +598,8 @@ on_sizes_untagged(struct session *s, const struct imap_response *resp,
 	struct vmbx *mb = arg;
 	struct imap_fetch_item item;
 
-	if (!mb->examined || decode_fetch(resp, &item) != 0 || !item.has_uid)
+	if (mb->vf->step != VS_LISTING || !mb->examined ||
+	    decode_fetch(resp, &item) != 0 || !item.has_uid)
 		return;
 	if (mb->nlisted >= (size_t)mb->exists + VERIFY_LISTED_SLACK) {
 		session_abort(s, SESSION_ERR_PROTOCOL, "the server listed more "
@@ -665,18 +706,22 @@ fail:
 
 /* --deep */
 
-static struct vmbx *uid_sort_mb;
+struct uid_at {
+	uint32_t uid;
+	size_t i;		/* in mb->ix */
+};
 
 static int
-byuid_cmp(const void *x, const void *y)
+uid_at_cmp(const void *x, const void *y)
 {
-	uint32_t a = uid_sort_mb->ix[*(const size_t *)x].uid;
-	uint32_t b = uid_sort_mb->ix[*(const size_t *)y].uid;
+	const struct uid_at *a = x, *b = y;
 
-	return a < b ? -1 : a > b;
+	if (a->uid != b->uid)
+		return a->uid < b->uid ? -1 : 1;
+	return a->i < b->i ? -1 : a->i > b->i;
 }
 
-/* mb->byuid: the positions of mb->ix sorted by UID.  0 or -1. */
+/* mb->byuid: mb->ix's UIDs in order, with where each is.  0 or -1. */
 static int
 sort_by_uid(struct vmbx *mb)
 {
@@ -684,15 +729,16 @@ sort_by_uid(struct vmbx *mb)
 		return 0;
 	if ((mb->byuid = calloc(mb->nix + 1, sizeof *mb->byuid)) == NULL)
 		return -1;
-	for (size_t i = 0; i < mb->nix; i++)
-		mb->byuid[i] = i;
-	uid_sort_mb = mb;
-	qsort(mb->byuid, mb->nix, sizeof *mb->byuid, byuid_cmp);
-	uid_sort_mb = NULL;
+	for (size_t i = 0; i < mb->nix; i++) {
+		mb->byuid[i].uid = mb->ix[i].uid;
+		mb->byuid[i].i = i;
+	}
+	if (mb->nix > 0)
+		qsort(mb->byuid, mb->nix, sizeof *mb->byuid, uid_at_cmp);
 	return 0;
 }
 
-/* The first position in mb->byuid of an entry with uid, or SIZE_MAX. */
+/* The first position in mb->byuid with uid, or SIZE_MAX. */
 static size_t
 find_uid(const struct vmbx *mb, uint32_t uid)
 {
@@ -701,13 +747,12 @@ find_uid(const struct vmbx *mb, uint32_t uid)
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 
-		if (mb->ix[mb->byuid[mid]].uid < uid)
+		if (mb->byuid[mid].uid < uid)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	return lo < mb->nix && mb->ix[mb->byuid[lo]].uid == uid ? lo :
-	    SIZE_MAX;
+	return lo < mb->nix && mb->byuid[lo].uid == uid ? lo : SIZE_MAX;
 }
 
 /* The UIDs whose bodies --deep fetches for mb, ascending, with their
@@ -789,8 +834,8 @@ deep_compare(struct verifier *vf, struct vmbx *mb, uint32_t uid,
 		return 0;
 	}
 	for (size_t k = find_uid(mb, uid); k < mb->nix &&
-	    mb->ix[mb->byuid[k]].uid == uid; k++) {
-		const struct verify_indexed *e = &mb->ix[mb->byuid[k]];
+	    mb->byuid[k].uid == uid; k++) {
+		const struct verify_indexed *e = &mb->ix[mb->byuid[k].i];
 
 		/* The file's bytes, not the index's record of them: an entry
 		 * changed on disk differs; one not in the file at all is
@@ -868,7 +913,8 @@ on_deep_untagged(struct session *s, const struct imap_response *resp,
 	bool pending = vf->have_pending && resp->has_number &&
 	    resp->number == vf->digest_msgno;
 
-	if (decode_fetch(resp, &item) != 0 || !item.has_uid)
+	if (vf->step != VS_DEEP || !vf->deep_examined ||
+	    decode_fetch(resp, &item) != 0 || !item.has_uid)
 		return;
 	if (pending) {
 		vf->have_pending = false;
@@ -896,7 +942,8 @@ deep_sink(void *arg, enum imap_sink_event event,
 
 	switch (event) {
 	case IMAP_SINK_BEGIN:
-		vf->digesting = vf->deep_examined && vf->in_flight > 0 &&
+		vf->digesting = vf->step == VS_DEEP && vf->deep_examined &&
+		    vf->in_flight > 0 &&
 		    strcmp(info->item, "BODY[]") == 0;
 		vf->have_pending = false;
 		vf->digest_msgno = info->msgno;
@@ -1061,6 +1108,7 @@ deep_next_mailbox(struct verifier *vf)
 		return;
 	}
 	ev_timer_stop(vf->loop, &vf->progress);
+	set_step(vf, VS_LOGOUT);
 	session_logout(vf->s);
 }
 
@@ -1089,6 +1137,7 @@ deep_start(struct verifier *vf)
 		session_abort(vf->s, SESSION_ERR_LOCAL, "out of memory");
 		return;
 	}
+	set_step(vf, VS_DEEP);
 	session_set_sink(vf->s, deep_sink, vf);
 	log_info("account %s: --deep: downloading %zu %s again, %.1f MB; a "
 	    "progress line every %.0f s", vf->account->name,
@@ -1107,10 +1156,12 @@ deep_start(struct verifier *vf)
 static void
 server_phase_done(struct verifier *vf)
 {
-	if (vf->deep)
+	if (vf->deep) {
 		deep_start(vf);
-	else
-		session_logout(vf->s);
+		return;
+	}
+	set_step(vf, VS_LOGOUT);
+	session_logout(vf->s);
 }
 
 /* The session */
@@ -1121,6 +1172,7 @@ on_ready(struct session *s, void *arg)
 	struct verifier *vf = arg;
 
 	(void)s;
+	set_step(vf, VS_LISTING);
 	send_examines(vf);
 }
 
@@ -1137,6 +1189,7 @@ on_failed(struct session *s, enum session_error error, const char *message,
 		vf->connect_error = NULL;
 	else
 		log_sanitize(vf->connect_error);
+	set_step(vf, VS_DONE);
 	ev_break(vf->loop, EVBREAK_ALL);
 }
 
@@ -1146,6 +1199,7 @@ on_closed(struct session *s, void *arg)
 	struct verifier *vf = arg;
 
 	(void)s;
+	set_step(vf, VS_DONE);
 	ev_break(vf->loop, EVBREAK_ALL);
 }
 
@@ -1175,8 +1229,10 @@ check_server(struct verifier *vf)
 		vf->connect_error = strdup("out of memory");
 		return;
 	}
+	set_step(vf, VS_CONNECTING);
 	if (session_start(vf->s) == 0)
 		ev_run(vf->loop, 0);
+	set_step(vf, VS_DONE);
 	ev_timer_stop(vf->loop, &vf->progress);
 	session_free(&vf->s);
 }

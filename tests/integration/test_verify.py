@@ -13,6 +13,7 @@ import unittest
 
 import mmtest
 import mirror_util as mu
+from faultproxy import FaultProxy, Stall, closed_port
 
 BOXES = {"INBOX": 5, "Archive/Ärger": 2}
 
@@ -282,7 +283,7 @@ class Verify(unittest.TestCase):
     def test_server_unreachable(self):
         """No server: the local check still runs; nothing wrong found, but not all
         checked: exit 2."""
-        acct = self.fx.account(self.tmp, self.user, self.pw, port=1)
+        acct = self.fx.account(self.tmp, self.user, self.pw, port=closed_port())
         conf = mmtest.write_config(self.tmp, [acct], filename="unreachable.ini")
         res = mmtest.run_mboxmirror("-c", conf, "--verify")
         self.assertEqual(res.returncode, 2, res.stdout + res.stderr)
@@ -292,6 +293,35 @@ class Verify(unittest.TestCase):
         res = mmtest.run_mboxmirror("-c", conf, "--verify")
         self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
         self.assertIn(f"UID {self.uids[-1]}: lost", res.stdout)
+
+
+class DeepStalled(unittest.TestCase):
+    """--deep on a link that stops in the middle of a big body: progress lines with the
+    time left every 5 seconds, then the timeout; what was checked is reported and the
+    run says it could not check everything (exit 2)."""
+
+    def test_progress_then_timeout(self):
+        fx = mmtest.Fixture()
+        user, pw = fx.new_user("verifydeep")
+        fx.append(user, pw, "INBOX", mmtest.make_message("small"))
+        fx.append(user, pw, "INBOX", mu.attachment_message("big", 4 * 1024 * 1024))
+        with mmtest.TempDir() as tmp:
+            conf = mmtest.write_config(tmp, [fx.account(tmp, user, pw)])
+            mmtest.run_mboxmirror("-c", conf, "--once", check=True)
+            with FaultProxy(fx.host, fx.imaps_port, [Stall(at_byte=1024 * 1024)]) as proxy:
+                acct = fx.account(tmp, user, pw, port=proxy.port)
+                conf = mmtest.write_config(tmp, [acct], filename="stalled.ini",
+                                           general={"log_level": "info", "timeout": "8s"})
+                before = mu.snapshot(os.path.join(tmp, "out"))
+                res = mmtest.run_mboxmirror("-c", conf, "--verify", "--deep")
+            self.assertEqual(mu.snapshot(os.path.join(tmp, "out")), before)
+            self.assertEqual(res.returncode, 2, res.stdout + res.stderr)
+            self.assertRegex(res.stderr, r"account test: --deep: mailbox INBOX: \d+/2 "
+                             r"messages; account: \d+/2 messages, [\d.]+/[\d.]+ MB, "
+                             r"[\d.]+ MB/s, about \d+s left")
+            self.assertRegex(res.stdout, r"(?m)^account test: INCOMPLETE: 1 mailbox, 2 "
+                             r"messages in the mirror, \d compared with the server's bytes, "
+                             r"not checked against the server$")
 
 
 if __name__ == "__main__":
