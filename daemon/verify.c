@@ -1244,6 +1244,7 @@ struct tally {
 	size_t mailboxes, messages, problems, deleted, newer, given_up;
 	size_t deep_checked, rebuilt, gone;
 	bool incomplete;
+	bool never_synced;	/* no state yet: nothing to verify */
 };
 
 static void
@@ -1251,6 +1252,9 @@ tally(const struct verifier *vf, struct tally *t)
 {
 	memset(t, 0, sizeof *t);
 	t->incomplete = vf->state_error != NULL || vf->connect_error != NULL;
+	t->never_synced = vf->state_error == NULL && vf->st.n_mailboxes == 0 &&
+	    vf->st.last_success == 0;
+	t->incomplete = t->incomplete || t->never_synced;
 	for (size_t i = 0; i < vf->n; i++) {
 		const struct vmbx *mb = &vf->v[i];
 
@@ -1289,8 +1293,13 @@ print_text(const struct verifier *vf, const struct tally *t)
 	const char *name = vf->account->name;
 
 	if (vf->state_error != NULL) {
-		printf("account %s: not verified: the state cannot be read: "
-		    "%s\n", name, vf->state_error);
+		printf("account %s: INCOMPLETE: not verified: the state cannot "
+		    "be read: %s\n", name, vf->state_error);
+		return;
+	}
+	if (t->never_synced) {
+		printf("account %s: INCOMPLETE: not synced yet, nothing to "
+		    "verify\n", name);
 		return;
 	}
 	for (size_t i = 0; i < vf->n; i++) {
@@ -1329,6 +1338,9 @@ print_text(const struct verifier *vf, const struct tally *t)
 		printf(", %zu new on the server (not synced yet)", t->newer);
 	if (t->given_up > 0)
 		printf(", %zu given up by the sync", t->given_up);
+	if (t->gone > 0)
+		printf(", %zu mailbox%s not on the server any more (kept)",
+		    t->gone, t->gone == 1 ? "" : "es");
 	if (vf->deep)
 		printf(", %zu compared with the server's bytes",
 		    t->deep_checked);
@@ -1429,6 +1441,8 @@ print_json(const struct verifier *vf, const struct tally *t, bool first)
 	    t->incomplete ? "false" : "true");
 	json_opt_string(out, "state_error", vf->state_error);
 	json_opt_string(out, "server_error", vf->connect_error);
+	fprintf(out, ", \"never_synced\": %s", t->never_synced ? "true" :
+	    "false");
 	fprintf(out, ", \"sync_running\": %s, \"problems\": %zu, "
 	    "\"messages\": %zu, \"deleted_on_server\": %zu, "
 	    "\"new_on_server\": %zu, \"given_up\": %zu",

@@ -225,24 +225,34 @@ class Verify(unittest.TestCase):
                     fp.write(data)
 
     def test_server_deleted_and_new(self):
-        """Deleted on the server: counted, kept, no problem; new there: counted."""
+        """Deleted on the server (a message, a mailbox): counted, kept, no problem;
+        new there: counted.  An account never synced: nothing to verify (exit 2)."""
         fx = mmtest.Fixture()
         user, pw = fx.new_user("verifydel")
         mk = mmtest.make_message
         fx.append_many(user, pw, "INBOX", [mk(f"d {i}") for i in range(3)])
+        fx.create_mailbox(user, pw, "Old")
+        fx.append(user, pw, "Old", mk("old"))
         with mmtest.TempDir() as tmp:
             conf = mmtest.write_config(tmp, [fx.account(tmp, user, pw)])
+            res = mmtest.run_mboxmirror("-c", conf, "--verify")
+            self.assertEqual(res.returncode, 2, res.stdout + res.stderr)
+            self.assertEqual(res.stdout, "account test: INCOMPLETE: not synced yet, "
+                             "nothing to verify\n")
             mmtest.run_mboxmirror("-c", conf, "--once", check=True)
             with fx.imap(user, pw) as c:
                 c.select("INBOX")
                 c.uid("STORE", "2", "+FLAGS", r"(\Deleted)")
                 c.expunge()
             fx.append(user, pw, "INBOX", mk("new"))
+            fx.delete_mailbox(user, pw, "Old")
             res = mmtest.run_mboxmirror("-c", conf, "--verify")
             self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
-            self.assertRegex(res.stdout, r"(?m)^account test: whole: 1 mailbox, 3 messages "
+            self.assertRegex(res.stdout, r"(?m)^account test: whole: 2 mailboxes, 4 messages "
                              r"in the mirror, 1 deleted on the server \(kept\), 1 new on "
-                             r"the server \(not synced yet\)$")
+                             r"the server \(not synced yet\), 1 mailbox not on the server "
+                             r"any more \(kept\)$")
+            self.assertRegex(res.stderr, r"mailbox Old: not on the server any more")
 
     def test_uidvalidity_changed(self):
         fx = mmtest.Fixture()
