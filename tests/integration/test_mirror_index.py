@@ -195,6 +195,35 @@ class IndexTest(unittest.TestCase):
                     bodies["INBOX"][u].replace(b"\r\n", b""):
                 self.assertEqual(r.size, server[u][0])
 
+    def test_uidvalidity_change_moves_the_index(self):
+        """The file kept aside keeps its index, renamed with it; the new file gets its
+        own, never the old one's records."""
+        user, pw = self.fx.new_user("ixuidv")
+        self.fx.create_mailbox(user, pw, "Work")
+        for i in range(3):
+            self.fx.append(user, pw, "Work", mmtest.make_message(f"old {i}", "x\r\n"),
+                           flags=(r"\Seen",))
+        conf = self.config(user, pw)
+        res = mmtest.run_mboxmirror("-c", conf, "--once", timeout=120)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        old = self.assert_matches_server(user, pw, "Work")
+        self.fx.recreate_mailbox(user, pw, "Work")
+        self.fx.append(user, pw, "Work", mmtest.make_message("new", "y\r\n"))
+        res = mmtest.run_mboxmirror("-c", conf, "--once", timeout=120)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        new = self.assert_matches_server(user, pw, "Work")
+        self.assertEqual(len(new), 1)
+        out = os.path.join(self.tmp, "out", "test")
+        aside = [f for f in os.listdir(out) if f.startswith("Work.") and f != "Work.mbox"]
+        self.assertEqual(len(aside), 1, os.listdir(out))
+        path = mmindex.find_index(os.path.join(self.tmp, "state"), aside[0])
+        name, records = mmindex.load(path)
+        self.assertEqual(name, aside[0])
+        self.assertEqual([(r.uid, r.digest) for r in records],
+                         [(r.uid, r.digest) for r in old])
+        with open(os.path.join(out, aside[0]), "rb") as f:
+            self.assertEqual(mmindex.entry_problems(records, f.read()), [])
+
     def test_kill9_leaves_index_consistent(self):
         user, pw = self.fx.new_user("ixcrash")
         self.fx.create_mailbox(user, pw, "Bulk")
