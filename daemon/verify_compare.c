@@ -93,9 +93,10 @@ verify_problem_text(const struct verify_problem *p, char *buf, size_t size)
 		    "%llu recorded in the mirror", a, b);
 		break;
 	case VERIFY_COUNT:
-		snprintf(buf, size, "the mirror holds %llu message%s, the "
-		    "server %llu it must have (the index was rebuilt: UIDs "
-		    "unknown)", a, a == 1 ? "" : "s", b);
+		snprintf(buf, size, "%llu message%s on the server that no "
+		    "recorded UID accounts for, but only %llu entr%s without a "
+		    "recorded UID (a rebuilt index): %llu missing", b,
+		    b == 1 ? "" : "s", a, a == 1 ? "y" : "ies", b - a);
 		break;
 	case VERIFY_UIDVALIDITY:
 		snprintf(buf, size, "UIDVALIDITY is %llu on the server, %llu "
@@ -205,35 +206,21 @@ uid_in(const uint32_t *v, size_t n, uint32_t uid)
 	return false;
 }
 
-/* A rebuilt index: only how many it holds can be compared. */
+/* Listed UIDs up to last_uid that no UID in the index accounts for, when
+ * some entries have no UID (rebuilt): they may be those, so only their
+ * number can be wrong. */
 static int
-compare_counts(const struct verify_listed *listed, size_t nlisted,
-    size_t nix, uint32_t last_uid, const uint32_t *skipped, size_t nskipped,
-    struct verify_problems *out, struct verify_server_counts *c)
+compare_unknown(size_t unknown, size_t unmatched, struct verify_problems *out,
+    struct verify_server_counts *c)
 {
-	size_t must = 0;
+	struct verify_problem p = { .kind = VERIFY_COUNT, .a = unknown,
+	    .b = unmatched };
 
 	c->uids_unknown = true;
-	for (size_t i = 0; i < nlisted; i++) {
-		if (listed[i].uid > last_uid) {
-			c->newer++;
-			continue;
-		}
-		c->listed++;
-		if (uid_in(skipped, nskipped, listed[i].uid))
-			c->given_up++;
-		else
-			must++;
-	}
-	c->in_mirror = nix < must ? nix : must;
-	if (nix < must) {
-		struct verify_problem p = { .kind = VERIFY_COUNT, .a = nix,
-		    .b = must };
-
-		return verify_problems_add(out, &p);
-	}
-	c->deleted = nix - must;
-	return 0;
+	c->in_mirror += unmatched < unknown ? unmatched : unknown;
+	if (unknown > unmatched)
+		c->deleted += unknown - unmatched;
+	return unmatched > unknown ? verify_problems_add(out, &p) : 0;
 }
 
 int
@@ -244,23 +231,24 @@ verify_compare_server(struct verify_listed *listed, size_t nlisted,
 {
 	struct verify_server_counts *c = counts_r;
 	struct uid_pos *byuid;
-	size_t k = 0, j;
+	size_t k = 0, j, nknown = 0, unknown = 0, unmatched = 0;
 	int r = -1;
 
 	memset(c, 0, sizeof *c);
 	if (nlisted > 0)
 		qsort(listed, nlisted, sizeof *listed, listed_by_uid);
-	for (size_t i = 0; i < nix; i++)
-		if (ix[i].uid == 0)
-			return compare_counts(listed, nlisted, nix, last_uid,
-			    skipped, nskipped, out, c);
 	if ((byuid = calloc(nix ? nix : 1, sizeof *byuid)) == NULL)
 		return -1;
 	for (size_t i = 0; i < nix; i++) {
-		byuid[i].uid = ix[i].uid;
-		byuid[i].i = i;
+		if (ix[i].uid == 0) {
+			unknown++;
+			continue;
+		}
+		byuid[nknown].uid = ix[i].uid;
+		byuid[nknown++].i = i;
 	}
-	qsort(byuid, nix, sizeof *byuid, uid_pos_cmp);
+	if (nknown > 0)
+		qsort(byuid, nknown, sizeof *byuid, uid_pos_cmp);
 	for (size_t i = 0; i < nlisted; i++) {
 		const struct verify_listed *s = &listed[i];
 		struct verify_problem p = { .uid = s->uid };
@@ -272,13 +260,18 @@ verify_compare_server(struct verify_listed *listed, size_t nlisted,
 			continue;
 		}
 		c->listed++;
-		while (k < nix && byuid[k].uid < s->uid)
+		while (k < nknown && byuid[k].uid < s->uid)
 			k++;
-		if (k == nix || byuid[k].uid != s->uid) {
-			p.kind = uid_in(skipped, nskipped, s->uid) ?
-			    VERIFY_GIVEN_UP : VERIFY_MISSING;
-			if (p.kind == VERIFY_GIVEN_UP)
+		if (k == nknown || byuid[k].uid != s->uid) {
+			if (uid_in(skipped, nskipped, s->uid)) {
+				p.kind = VERIFY_GIVEN_UP;
 				c->given_up++;
+			} else if (unknown > 0) {
+				unmatched++;
+				continue;
+			} else {
+				p.kind = VERIFY_MISSING;
+			}
 			if (verify_problems_add(out, &p) != 0)
 				goto out;
 			continue;
@@ -296,7 +289,7 @@ verify_compare_server(struct verify_listed *listed, size_t nlisted,
 			if (verify_problems_add(out, &p) != 0)
 				goto out;
 		}
-		for (j = k + 1; j < nix && byuid[j].uid == s->uid; j++) {
+		for (j = k + 1; j < nknown && byuid[j].uid == s->uid; j++) {
 			p.kind = VERIFY_DUPLICATE_UID;
 			p.offset = ix[byuid[j].i].offset;
 			p.length = ix[byuid[j].i].length;
@@ -305,7 +298,7 @@ verify_compare_server(struct verify_listed *listed, size_t nlisted,
 		}
 	}
 	/* Indexed UIDs the server no longer lists: deleted there, kept. */
-	for (size_t i = 0; i < nix; i++) {
+	for (size_t i = 0; i < nknown; i++) {
 		struct verify_listed key = { .uid = byuid[i].uid };
 
 		if (i > 0 && byuid[i - 1].uid == byuid[i].uid)
@@ -314,6 +307,8 @@ verify_compare_server(struct verify_listed *listed, size_t nlisted,
 		    listed_by_uid) == NULL)
 			c->deleted++;
 	}
+	if (unknown > 0 && compare_unknown(unknown, unmatched, out, c) != 0)
+		goto out;
 	r = 0;
 out:
 	free(byuid);
@@ -737,8 +732,10 @@ verify_compare_digests(const struct verify_indexed *ix, size_t nix,
 		qsort(server, nserver, VERIFY_DIGEST_LEN, digest_cmp);
 	for (size_t i = 0; i < nix; i++) {
 		struct verify_problem p = { .kind = VERIFY_DEEP_UNMATCHED };
+		const uint8_t *d = ix[i].has_file_digest ? ix[i].file_digest :
+		    ix[i].digest;
 
-		if (nserver > 0 && bsearch(ix[i].digest, server, nserver,
+		if (nserver > 0 && bsearch(d, server, nserver,
 		    VERIFY_DIGEST_LEN, digest_cmp) != NULL)
 			continue;
 		p.uid = ix[i].uid;

@@ -25,8 +25,9 @@ enum verify_kind {
 				 * second */
 	VERIFY_SIZE,		/* a: the server's RFC822.SIZE, b: the
 				 * index's */
-	VERIFY_COUNT,		/* index without UIDs (rebuilt): a: entries,
-				 * b: the server's messages it must hold */
+	VERIFY_COUNT,		/* entries without a UID (rebuilt): a of
+				 * them, b listed UIDs no recorded UID
+				 * accounts for */
 	VERIFY_UIDVALIDITY,	/* a: the server's, b: the state's */
 	VERIFY_DEEP_DIFFERS,	/* the server's bytes, encoded as the writer
 				 * does, differ from what was written */
@@ -125,10 +126,11 @@ struct verify_server_counts {
  * size (VERIFY_MISSING, VERIFY_DUPLICATE_UID, VERIFY_SIZE), or be one of
  * the UIDs the sync gave up (skipped, ascending; VERIFY_GIVEN_UP).
  * Indexed UIDs the server no longer lists are counted (deleted), and so
- * are listed UIDs after last_uid (newer): neither is a problem.  An index
- * with any UID 0 (rebuilt) is compared by counts only (VERIFY_COUNT when
- * it holds fewer entries than the server's UIDs up to last_uid not given
- * up).  Problems in UID order.  0, or -1 when out of memory.
+ * are listed UIDs after last_uid (newer): neither is a problem.  Entries
+ * with UID 0 (a rebuilt index) may be any of the listed UIDs no recorded
+ * UID accounts for: those are then counted, not missing, and
+ * VERIFY_COUNT (last) says when there are more of them than such
+ * entries.  Problems in UID order.  0, or -1 when out of memory.
  */
 int verify_compare_server(struct verify_listed *listed, size_t nlisted,
     const struct verify_indexed *ix, size_t nix, uint32_t last_uid,
@@ -159,8 +161,8 @@ int verify_compare_local(struct verify_indexed *ix, size_t nix,
     struct verify_problems *out);
 
 /*
- * --deep with an index without UIDs: each indexed entry's digest must be
- * one of the server's (digests of every message listed up to the last
+ * --deep with an index without UIDs: each indexed entry's digest (of the
+ * file's bytes, file_digest, where known) must be one of the server's (digests of every message listed up to the last
  * committed UID, nserver of them; sorted here); VERIFY_DEEP_UNMATCHED for
  * each that is not.  0, or -1 when out of memory.
  */

@@ -319,11 +319,12 @@ test_server_problems(void **state)
 static void
 test_server_rebuilt_index(void **state)
 {
-	struct verify_indexed ix[2];
+	struct verify_indexed ix[3];
 	struct verify_listed l[4] = { { 1, 1 }, { 2, 1 }, { 3, 1 }, { 9, 1 } };
 	uint32_t skipped[] = { 2 };
 	struct verify_server_counts c;
 	struct verify_problems out = { 0 };
+	char text[256];
 
 	(void)state;
 	ix[0] = ixe(0, 0, 100, VERIFY_AT_INTACT);
@@ -331,17 +332,37 @@ test_server_rebuilt_index(void **state)
 	/* 1 and 3 it must hold (2 given up, 9 new): two entries will do. */
 	assert_int_equal(verify_compare_server(l, 4, ix, 2, 3, skipped, 1,
 	    &out, &c), 0);
-	assert_int_equal(out.n, 0);
+	assert_int_equal(out.n, 1);
+	expect_problem(&out, 0, VERIFY_GIVEN_UP, 2, 0);
 	assert_true(c.uids_unknown);
 	assert_int_equal(c.newer, 1);
 	assert_int_equal(c.given_up, 1);
-	/* One entry is not enough. */
+	assert_int_equal(c.in_mirror, 2);
+	assert_int_equal(c.deleted, 0);
+	verify_problems_free(&out);
+	/* One entry is not enough for three. */
 	assert_int_equal(verify_compare_server(l, 4, ix, 1, 3, NULL, 0,
 	    &out, &c), 0);
 	assert_int_equal(out.n, 1);
 	expect_problem(&out, 0, VERIFY_COUNT, 0, 0);
 	assert_int_equal(out.v[0].a, 1);
 	assert_int_equal(out.v[0].b, 3);
+	assert_string_equal(verify_problem_text(&out.v[0], text, sizeof text),
+	    "3 messages on the server that no recorded UID accounts for, but "
+	    "only 1 entry without a recorded UID (a rebuilt index): 2 missing");
+	verify_problems_free(&out);
+	/* Rebuilt entries, then recorded ones (the next syncs): UIDs 2 and 3
+	 * compare as usual; UID 1 is one of the two without a UID, the other
+	 * was deleted on the server. */
+	ix[2] = ixe(3, 150, 80, VERIFY_AT_INTACT);
+	ix[2].size = 7;
+	assert_int_equal(verify_compare_server(l, 4, ix, 3, 3, skipped, 1,
+	    &out, &c), 0);
+	assert_int_equal(out.n, 2);
+	expect_problem(&out, 0, VERIFY_GIVEN_UP, 2, 0);
+	expect_problem(&out, 1, VERIFY_SIZE, 3, 150);
+	assert_int_equal(c.in_mirror, 2);
+	assert_int_equal(c.deleted, 1);
 	verify_problems_free(&out);
 }
 
@@ -359,6 +380,15 @@ test_digests(void **state)
 	assert_int_equal(verify_compare_digests(ix, 3, server, 2, &out), 0);
 	assert_int_equal(out.n, 1);
 	expect_problem(&out, 0, VERIFY_DEEP_UNMATCHED, 2, 100);
+	verify_problems_free(&out);
+	/* The file's bytes count, not the index's record: entry 2's are the
+	 * server's, entry 1's no longer are. */
+	ix[1].has_file_digest = ix[0].has_file_digest = true;
+	digest_of(ix[1].file_digest, 3);
+	digest_of(ix[0].file_digest, 42);
+	assert_int_equal(verify_compare_digests(ix, 3, server, 2, &out), 0);
+	assert_int_equal(out.n, 1);
+	expect_problem(&out, 0, VERIFY_DEEP_UNMATCHED, 1, 0);
 	verify_problems_free(&out);
 }
 
