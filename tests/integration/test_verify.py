@@ -254,6 +254,41 @@ class Verify(unittest.TestCase):
                              r"any more \(kept\)$")
             self.assertRegex(res.stderr, r"mailbox Old: not on the server any more")
 
+    def test_index_rebuilt_by_a_sync(self):
+        """A mirror made before the index existed: the next sync that brings mail
+        writes an index rebuilt from the mbox, then records the new message with its
+        UID.  --verify then checks the old entries' bytes against it and counts them
+        against the server, and compares the new one by UID."""
+        fx = mmtest.Fixture()
+        user, pw = fx.new_user("verifyold")
+        mk = mmtest.make_message
+        fx.append_many(user, pw, "INBOX", [mk(f"o {i}", f"old {i}\r\n") for i in range(3)])
+        with mmtest.TempDir() as tmp:
+            conf = mmtest.write_config(tmp, [fx.account(tmp, user, pw)])
+            mmtest.run_mboxmirror("-c", conf, "--once", check=True)
+            sdir = os.path.join(tmp, "state", "test")
+            for f in os.listdir(sdir):
+                if f.startswith("index-"):
+                    os.unlink(os.path.join(sdir, f))
+            fx.append(user, pw, "INBOX", mk("new", "new\r\n"))
+            mmtest.run_mboxmirror("-c", conf, "--once", check=True)
+            res = mmtest.run_mboxmirror("-c", conf, "--verify", "--json")
+            self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+            [box] = json.loads(res.stdout)["accounts"][0]["mailboxes"]
+            self.assertEqual((box["index"], box["messages"], box["listed"]),
+                             ("loaded", 4, 4))
+            path = mu.mbox_path(tmp, "test", "INBOX")
+            with open(path, "rb") as f:
+                data = f.read()
+            at = data.index(b"old 1")
+            with open(path, "wb") as f:
+                f.write(data[:at] + b"OLD 1" + data[at + 5:])
+            res = mmtest.run_mboxmirror("-c", conf, "--verify")
+            self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
+            # No UID recorded for it: the problem names the offset.
+            self.assertRegex(res.stdout, r"(?m)^account test: mailbox INBOX: changed: "
+                             r"the \d+ bytes at offset \d+ differ")
+
     def test_uidvalidity_changed(self):
         fx = mmtest.Fixture()
         user, pw = fx.new_user("verifyuv")
