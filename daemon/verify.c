@@ -68,7 +68,7 @@ enum verify_step {
 enum index_origin {
 	INDEX_NONE,		/* no file to check (nothing committed) */
 	INDEX_LOADED,		/* the index file */
-	INDEX_REBUILT,		/* none: rebuilt in memory from the mbox */
+	INDEX_REBUILT,		/* none: rebuilt in memory from the file */
 	INDEX_FAILED,		/* neither (file_error says why) */
 };
 
@@ -989,7 +989,8 @@ deep_send_batch(struct verifier *vf)
 	free(set);
 	if (session_send(vf->s, &cmd, on_deep_untagged, on_deep_batch_done,
 	    vf) != 0) {
-		session_abort(vf->s, SESSION_ERR_LOCAL, "cannot queue UID FETCH");
+		session_abort(vf->s, SESSION_ERR_LOCAL,
+		    "cannot queue UID FETCH");
 		return;
 	}
 	vf->deep_next += n;
@@ -1124,7 +1125,8 @@ deep_start(struct verifier *vf)
 		if (deep_uids(&vf->v[i], &uids, &sizes, &n) != 0) {
 			free(uids);
 			free(sizes);
-			session_abort(vf->s, SESSION_ERR_LOCAL, "out of memory");
+			session_abort(vf->s, SESSION_ERR_LOCAL,
+			    "out of memory");
 			return;
 		}
 		vf->deep_total_messages += n;

@@ -126,9 +126,9 @@ verify_problem_text(const struct verify_problem *p, char *buf, size_t size)
 		break;
 	case VERIFY_MOVED:
 		if (p->uid_last != p->uid)
-			snprintf(buf, size, "to UID %u: %llu entries intact but "
-			    "%" PRId64 " bytes from the offsets indexed (bytes "
-			    "%s before them)", p->uid_last, a, p->shift,
+			snprintf(buf, size, "to UID %u: %llu entries intact "
+			    "but %" PRId64 " bytes from the offsets indexed "
+			    "(bytes %s before them)", p->uid_last, a, p->shift,
 			    p->shift < 0 ? "removed" : "added");
 		else
 			snprintf(buf, size, "intact but %" PRId64 " bytes from "
@@ -303,8 +303,8 @@ verify_compare_server(struct verify_listed *listed, size_t nlisted,
 
 		if (i > 0 && byuid[i - 1].uid == byuid[i].uid)
 			continue;
-		if (nlisted == 0 || bsearch(&key, listed, nlisted, sizeof *listed,
-		    listed_by_uid) == NULL)
+		if (nlisted == 0 || bsearch(&key, listed, nlisted,
+		    sizeof *listed, listed_by_uid) == NULL)
 			c->deleted++;
 	}
 	if (unknown > 0 && compare_unknown(unknown, unmatched, out, c) != 0)

@@ -17,8 +17,8 @@
 
 enum verify_kind {
 	/* Against the server */
-	VERIFY_MISSING,		/* listed (UID <= the last committed), not in
-				 * the mirror */
+	VERIFY_MISSING,		/* listed (UID <= the last committed), not
+				 * in the mirror */
 	VERIFY_GIVEN_UP,	/* ...and the sync gave it up (the state's
 				 * skipped list): known, not corruption */
 	VERIFY_DUPLICATE_UID,	/* indexed more than once; offset: the
@@ -36,13 +36,13 @@ enum verify_kind {
 	/* Against the file */
 	VERIFY_CHANGED,		/* at its offset, its bytes differ */
 	VERIFY_NO_ENTRY,	/* no From_ line at its offset */
-	VERIFY_REMOVED,		/* gone: other entries' bytes sit there */
+	VERIFY_REMOVED,		/* gone: other entries' bytes are there */
 	VERIFY_MOVED,		/* intact, shift bytes from its offset;
 				 * uid..uid_last, a: how many */
 	VERIFY_LOST,		/* the file ends before it does */
 	VERIFY_DUPLICATE_ENTRY,	/* another copy of it at offset */
 	VERIFY_FOREIGN,		/* length bytes at offset in no entry */
-	VERIFY_TAIL,		/* length bytes after the last entry's end */
+	VERIFY_TAIL,		/* length bytes after the last entry */
 	VERIFY_SHORT,		/* the file: a bytes, its last entry's end
 				 * (as committed, shifted as it moved): b */
 };
@@ -153,7 +153,8 @@ typedef bool verify_only_lf_fn(uint64_t offset, uint64_t len, void *arg);
  * that no entry accounts for, and that are not only LFs, are
  * VERIFY_FOREIGN; then VERIFY_TAIL or VERIFY_SHORT when the file does not
  * end at committed (moved by as much as the last indexed entry moved).
- * An entry found intact elsewhere gets its digest as file_digest.  Problems in file order.  0, or -1 when out of memory.
+ * An entry found intact elsewhere gets its digest as file_digest.
+ * Problems in file order.  0, or -1 when out of memory.
  */
 int verify_compare_local(struct verify_indexed *ix, size_t nix,
     const struct verify_found *found, size_t nfound, uint64_t committed,
@@ -162,9 +163,10 @@ int verify_compare_local(struct verify_indexed *ix, size_t nix,
 
 /*
  * --deep with an index without UIDs: each indexed entry's digest (of the
- * file's bytes, file_digest, where known) must be one of the server's (digests of every message listed up to the last
- * committed UID, nserver of them; sorted here); VERIFY_DEEP_UNMATCHED for
- * each that is not.  0, or -1 when out of memory.
+ * file's bytes, file_digest, where known) must be one of the server's
+ * (digests of every message listed up to the last committed UID, nserver
+ * of them; sorted here); VERIFY_DEEP_UNMATCHED for each that is not.
+ * 0, or -1 when out of memory.
  */
 int verify_compare_digests(const struct verify_indexed *ix, size_t nix,
     uint8_t (*server)[VERIFY_DIGEST_LEN], size_t nserver,

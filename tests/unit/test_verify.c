@@ -209,8 +209,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_deep_server_differs, setup,
 		    teardown),
-		cmocka_unit_test_setup_teardown(test_server_cannot_answer, setup,
-		    teardown),
+		cmocka_unit_test_setup_teardown(test_server_cannot_answer,
+		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_and_deleted, setup,
 		    teardown),
 	};
