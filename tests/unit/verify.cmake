@@ -6,6 +6,9 @@ mm_unit_test(test_verify_compare SOURCES unit/test_verify_compare.c
 mm_unit_test(test_verify
   SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_verify.c
           ${PROJECT_SOURCE_DIR}/daemon/verify.c
+          ${PROJECT_SOURCE_DIR}/daemon/verify_deep.c
+          ${PROJECT_SOURCE_DIR}/daemon/verify_file.c
+          ${PROJECT_SOURCE_DIR}/daemon/verify_report.c
           ${PROJECT_SOURCE_DIR}/daemon/verify_compare.c
           ${PROJECT_SOURCE_DIR}/daemon/run.c
           ${PROJECT_SOURCE_DIR}/daemon/scheduler.c ${MM_OWN_LOOP_SOURCES}
