@@ -375,7 +375,6 @@ static int
 verify_account(struct verifier *vf)
 {
 	const char *name = vf->account->name;
-	int r;
 
 	if ((vf->state_dir = state_account_dir(vf->config->state_dir,
 	    name)) == NULL)
@@ -386,7 +385,9 @@ verify_account(struct verifier *vf)
 		log_sanitize(vf->state_error);
 		return 0;
 	}
-	if ((r = state_lock_held(vf->state_dir, &vf->sync_pid)) == 1) {
+	/* The account lock is a state_lock() like the daemon's: looked at
+	 * the same way, without taking it. */
+	if (state_daemon_running_in(vf->state_dir, &vf->sync_pid) == 1) {
 		vf->sync_running = true;
 		log_info("account %s: a sync is running (pid %ld): what it "
 		    "appends after the state read now is not checked", name,

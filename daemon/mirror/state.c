@@ -983,8 +983,35 @@ state_daemon_dir(const char *state_dir)
 	return dir;
 }
 
+char *
+state_shard_daemon_dir(const char *state_dir, unsigned k, unsigned n)
+{
+	char *dir;
+
+	if (n == 0)
+		return state_daemon_dir(state_dir);
+	if (asprintf(&dir, "%s/%s/shard-%u-of-%u", state_dir,
+	    STATE_DAEMON_DIR, k, n) == -1)
+		return NULL;
+	return dir;
+}
+
 int
-state_lock_held(const char *dir, long *pid_r)
+state_daemon_running(const char *state_dir, long *pid_r)
+{
+	char *dir = state_daemon_dir(state_dir);
+	int r;
+
+	*pid_r = 0;
+	if (dir == NULL)
+		return -1;
+	r = state_daemon_running_in(dir, pid_r);
+	free(dir);
+	return r;
+}
+
+int
+state_daemon_running_in(const char *dir, long *pid_r)
 {
 	char *path = NULL, buf[32], *nl;
 	ssize_t n;
@@ -998,7 +1025,7 @@ state_lock_held(const char *dir, long *pid_r)
 	free(path);
 	if (fd == -1)
 		return errno == ENOENT ? 0 : -1;
-	/* A shared lock is granted unless a process holds its exclusive one;
+	/* A shared lock is granted unless a daemon holds its exclusive one;
 	 * it is given back at once. */
 	while ((r = flock(fd, LOCK_SH | LOCK_NB)) == -1 && errno == EINTR)
 		;
@@ -1013,20 +1040,6 @@ state_lock_held(const char *dir, long *pid_r)
 		r = 1;
 	}
 	(void)close(fd);
-	return r;
-}
-
-int
-state_daemon_running(const char *state_dir, long *pid_r)
-{
-	char *dir = state_daemon_dir(state_dir);
-	int r;
-
-	*pid_r = 0;
-	if (dir == NULL)
-		return -1;
-	r = state_lock_held(dir, pid_r);
-	free(dir);
 	return r;
 }
 

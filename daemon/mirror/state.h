@@ -109,10 +109,6 @@ bool state_is_skipped(const struct mailbox_state *mb, uint32_t uid);
 int state_lock(const char *dir, int *fd_r, long *holder_r, char **error_r);
 /* Releases a lock state_lock() took (fd -1: nothing to do); sets *fd -1. */
 void state_unlock(int *fd);
-/* Whether a process holds the lock state_lock() takes on dir, looked at
- * without creating or writing anything: 1 if one does (*pid_r its pid, 0
- * if not written yet), 0 if none does, -1 if it cannot tell. */
-int state_lock_held(const char *dir, long *pid_r);
 
 /*
  * Records when the account's next sync is due (for --status) in
@@ -128,11 +124,19 @@ int state_set_next_attempt(const char *dir, time_t when, char **error_r);
  * The daemon's own lock, so that --status can tell whether a daemon runs on
  * this state directory and a second daemon does not start beside it:
  * state_lock() on state_daemon_dir() ("<state_dir>/.daemon"; malloc'ed or
- * NULL), held for the daemon's life.  state_daemon_running() is
- * state_lock_held() on it.
+ * NULL), held for the daemon's life.  state_daemon_running() looks without
+ * creating anything: 1 if a daemon holds it (*pid_r its pid, 0 if not
+ * written yet), 0 if none does, -1 if it cannot tell.
  */
 char *state_daemon_dir(const char *state_dir);
 int state_daemon_running(const char *state_dir, long *pid_r);
+/* The lock directory of the daemon of shard k of n: state_daemon_dir()
+ * when n is 0 (not sharded), else "<state_dir>/.daemon/shard-K-of-N", so
+ * the daemons of several shards can share a state directory.  malloc'ed,
+ * or NULL. */
+char *state_shard_daemon_dir(const char *state_dir, unsigned k, unsigned n);
+/* state_daemon_running() for the daemon whose lock directory is dir. */
+int state_daemon_running_in(const char *dir, long *pid_r);
 
 /*
  * Where the mbox writer keeps the record of its appends to file (the mbox

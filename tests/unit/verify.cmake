@@ -12,5 +12,6 @@ mm_unit_test(test_verify
           ${PROJECT_SOURCE_DIR}/daemon/verify_compare.c
           ${PROJECT_SOURCE_DIR}/daemon/run.c
           ${PROJECT_SOURCE_DIR}/daemon/scheduler.c ${MM_OWN_LOOP_SOURCES}
+          ${MM_METRICS_SOURCES}
   LIBS mm_mirror)
 target_link_options(test_verify PRIVATE ${MM_OWN_LOOP_WRAP})
