@@ -26,10 +26,10 @@ SYSTEM_UNITS = ["mboxmirror.service", "mboxmirror@.service", "mboxmirror-once.se
 USER_UNITS = ["mboxmirror.service"]
 MAN_PAGES = ["man1/mboxmirror.1", "man5/mboxmirror.ini.5"]
 
-# DESIGN.md section 1, plus --status [--json] and --shard.
+# DESIGN.md section 1, plus --status [--json], --verify [--deep] and --shard.
 OPTIONS = ["-c", "--config", "--once", "-a", "--account", "-v", "--verbose", "-q",
            "--quiet", "--check-config", "--probe", "--list", "--status", "--json",
-           "--shard", "--version", "-h", "--help"]
+           "--verify", "--deep", "--shard", "--version", "-h", "--help"]
 # DESIGN.md section 2, plus compress, shard and metrics_file.
 GENERAL_KEYS = ["state_dir", "interval", "timeout", "max_connections", "log_level",
                 "shard", "metrics_file"]
