@@ -1394,12 +1394,15 @@ check_outputs(struct parser *p, struct config *c, const unsigned *lines)
 		refs[n].path = norm[i];
 		refs[n++].i = i;
 	}
-	qsort(refs, n, sizeof *refs, output_cmp);
+	if (n > 1)
+		qsort(refs, n, sizeof *refs, output_cmp);
 	for (size_t k = 0; k < n; k++) {
 		while (depth > 0 && !config_path_within(refs[stack[depth -
 		    1]].path, refs[k].path))
 			depth--;
 		for (size_t d = 0; d < depth; d++) {
+			size_t a = refs[stack[d]].i, b = refs[k].i;
+
 			if (npairs == cap) {
 				cap = cap > 0 ? 2 * cap : 16;
 				if ((np = reallocarray(pairs, cap, 2 *
@@ -1409,15 +1412,14 @@ check_outputs(struct parser *p, struct config *c, const unsigned *lines)
 				}
 				pairs = np;
 			}
-			size_t a = refs[stack[d]].i, b = refs[k].i;
-
 			pairs[2 * npairs] = a > b ? a : b;
 			pairs[2 * npairs + 1] = a > b ? b : a;
 			npairs++;
 		}
 		stack[depth++] = k;
 	}
-	qsort(pairs, npairs, 2 * sizeof *pairs, pair_cmp);
+	if (npairs > 1)
+		qsort(pairs, npairs, 2 * sizeof *pairs, pair_cmp);
 	for (size_t k = 0; k < npairs; k++)
 		report_outputs(p, c, norm, lines, pairs[2 * k],
 		    pairs[2 * k + 1]);
