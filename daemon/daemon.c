@@ -267,27 +267,25 @@ on_sync_done(struct sched_job *job, const struct mirror_result *res,
 	schedule(r, delay);
 	record_next_attempt(r, delay);
 	update_status(d);
-	if (sched_running(d->sched) == 0 && !ev_is_active(&d->trim))
+	if (!ev_is_active(&d->trim))
 		ev_timer_start(d->loop, &d->trim);
 }
 
 /*
- * Syncs come and go between connections that stay (push): the heap pages
- * they freed in between stay resident unless handed back, which a thousand
- * push connections made 40 MB.  Once no sync has run for a moment.
+ * Syncs come and go between what stays (push connections, saved TLS
+ * sessions): the heap pages they freed in between stay resident unless
+ * handed back, which a thousand push connections made 40 MB.  2 s after a
+ * sync ended, so at most every 2 s while syncs run (a few milliseconds
+ * each) and never while nothing happens.
  */
 static void
 on_trim(struct ev_loop *loop, ev_timer *t, int revents)
 {
-	struct daemon *d = t->data;
-
 	(void)loop;
+	(void)t;
 	(void)revents;
 #ifdef __GLIBC__
-	if (sched_running(d->sched) == 0)
-		(void)malloc_trim(0);
-#else
-	(void)d;
+	(void)malloc_trim(0);
 #endif
 }
 
@@ -854,7 +852,6 @@ daemon_run(struct config *config, const char *path, char *const *names,
 		ev_timer_again(d.loop, &d.watchdog);
 	}
 	ev_timer_init(&d.trim, on_trim, 2., 0.);
-	d.trim.data = &d;
 	start_runners(&d);
 	open_metrics(&d);
 	log_info("mboxmirror %s running: %zu %s%s%s", MM_VERSION,
