@@ -224,7 +224,10 @@ load_index(struct verifier *vf, struct vmbx *mb)
 
 	if ((ipath = msgindex_path(vf->state_dir, mb->ms->file)) == NULL)
 		return -1;
-	r = msgindex_load(ipath, mb->ms->file, &l, &error);
+	/* A sync may have died appending records past the committed end
+	 * (the next one cuts them): not the mirror's problem. */
+	r = msgindex_load_committed(ipath, mb->ms->file, mb->ms->mbox_size,
+	    &l, &error);
 	free(ipath);
 	if (r == 1 && mb->ms->mbox_size == 0) {
 		/* Nothing committed: nothing to index. */

@@ -379,9 +379,24 @@ list_push(struct msgindex_list *l, size_t *cap, const struct msgindex_entry *e)
 	return 0;
 }
 
-int
-msgindex_load(const char *path, const char *file, struct msgindex_list *l,
-    char **error_r)
+/* Whether the reader is at the end of its file (a record that just failed
+ * was the last one: a torn append). */
+static bool
+rd_at_end(struct reader *r)
+{
+	unsigned char probe;
+
+	return rd_get(r, &probe, 1) == 0;
+}
+
+/*
+ * msgindex_load(), and with committed != UINT64_MAX msgindex_load_committed():
+ * records up to the first that ends past committed; a torn last record
+ * ends the list as it would for msgindex_open().
+ */
+static int
+load_records(const char *path, const char *file, uint64_t committed,
+    struct msgindex_list *l, char **error_r)
 {
 	struct msgindex_entry e;
 	struct reader r;
@@ -389,6 +404,7 @@ msgindex_load(const char *path, const char *file, struct msgindex_list *l,
 	char *name = NULL;
 	size_t cap = 0;
 	uint64_t prev_end = 0;
+	bool upto = committed != UINT64_MAX;
 	int fd, ret = -1;
 
 	l->v = NULL;
@@ -414,8 +430,18 @@ msgindex_load(const char *path, const char *file, struct msgindex_list *l,
 		rr = read_record(&r, k, prev_end, &e, true, error_r);
 		if (rr == REC_END)
 			break;
+		if (upto && (rr == REC_TRUNCATED || (rr == REC_BAD &&
+		    rd_at_end(&r)))) {
+			free(*error_r);
+			*error_r = NULL;
+			break;
+		}
 		if (rr != REC_OK)
 			goto out;
+		if (upto && e.offset + e.length > committed) {
+			free(e.keywords);
+			break;
+		}
 		if (list_push(l, &cap, &e) == -1) {
 			free(e.keywords);
 			(void)log_set_error(error_r, "%s: out of memory", path);
@@ -431,6 +457,21 @@ out:
 	free(r.buf);
 	(void)close(fd);
 	return ret;
+}
+
+int
+msgindex_load(const char *path, const char *file, struct msgindex_list *l,
+    char **error_r)
+{
+	return load_records(path, file, UINT64_MAX, l, error_r);
+}
+
+int
+msgindex_load_committed(const char *path, const char *file,
+    uint64_t committed, struct msgindex_list *l, char **error_r)
+{
+	return load_records(path, file, committed == UINT64_MAX ?
+	    UINT64_MAX - 1 : committed, l, error_r);
 }
 
 /* The flags a record rebuilt from a scanned entry has. */
@@ -701,10 +742,8 @@ look_at(const char *path, int fd, const char *file, uint64_t committed,
 		if (rr == REC_TRUNCATED)
 			break;
 		if (rr == REC_BAD) {
-			unsigned char probe;
-
 			/* The last record of the file: a torn append. */
-			if (rd_get(&r, &probe, 1) == 0)
+			if (rd_at_end(&r))
 				break;
 			*error_r = err;
 			err = NULL;

@@ -116,6 +116,12 @@ void msgindex_close(struct msgindex **ix);
  */
 int msgindex_load(const char *path, const char *file, struct msgindex_list *l,
     char **error_r);
+/* The same, for a mirror whose committed size is committed: the records
+ * msgindex_open() would keep (up to the first that ends past committed;
+ * a torn last record, cut short or failing its check, is a crash leftover
+ * and ends the list), read without cutting anything. */
+int msgindex_load_committed(const char *path, const char *file,
+    uint64_t committed, struct msgindex_list *l, char **error_r);
 /* The records a rebuild gives for the first size bytes of the mbox at
  * mbox_path (see above).  0, or -1 with a malloc'ed *error_r. */
 int msgindex_rebuild(const char *mbox_path, uint64_t size,
