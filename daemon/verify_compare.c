@@ -430,7 +430,7 @@ static int
 place_entries(struct local *l)
 {
 	struct content_key *keys;
-	size_t nkeys = 0, f;
+	size_t nkeys = 0, f, g, *taken;
 
 	for (size_t i = 0; i < l->nix; i++) {
 		l->where[i] = UINT64_MAX;
@@ -441,8 +441,13 @@ place_entries(struct local *l)
 		    SIZE_MAX && l->found[f].length == l->ix[i].length)
 			l->claimed[f] = true;
 	}
-	if ((keys = calloc(l->nfound ? l->nfound : 1, sizeof *keys)) == NULL)
+	keys = calloc(l->nfound ? l->nfound : 1, sizeof *keys);
+	taken = calloc(l->nfound ? l->nfound : 1, sizeof *taken);
+	if (keys == NULL || taken == NULL) {
+		free(keys);
+		free(taken);
 		return -1;
+	}
 	for (size_t j = 0; j < l->nfound; j++) {
 		if (l->claimed[j] || !l->found[j].from_line)
 			continue;
@@ -455,17 +460,20 @@ place_entries(struct local *l)
 	for (size_t i = 0; i < l->nix; i++) {
 		if (l->where[i] != UINT64_MAX)
 			continue;
-		f = content_find(keys, nkeys, l->ix[i].length,
+		g = content_find(keys, nkeys, l->ix[i].length,
 		    l->ix[i].digest);
-		/* The first unclaimed copy, in file order. */
-		while (f != SIZE_MAX && f < nkeys && l->claimed[keys[f].i] &&
-		    keys[f].length == l->ix[i].length && memcmp(keys[f].digest,
-		    l->ix[i].digest, VERIFY_DIGEST_LEN) == 0)
-			f++;
-		if (f == SIZE_MAX || f == nkeys || keys[f].length !=
-		    l->ix[i].length || memcmp(keys[f].digest, l->ix[i].digest,
+		if (g == SIZE_MAX)
+			continue;
+		/* The first copy not taken yet, in file order: only this loop
+		 * takes the keys of a group, first to last, so it is the
+		 * group's taken[g]th (no walk over the taken ones: a file of
+		 * many identical entries stays linear). */
+		f = g + taken[g];
+		if (f == nkeys || keys[f].length != l->ix[i].length ||
+		    memcmp(keys[f].digest, l->ix[i].digest,
 		    VERIFY_DIGEST_LEN) != 0)
 			continue;
+		taken[g]++;
 		l->claimed[keys[f].i] = true;
 		l->where[i] = l->found[keys[f].i].offset;
 		l->ix[i].has_file_digest = true;
@@ -473,6 +481,7 @@ place_entries(struct local *l)
 		    VERIFY_DIGEST_LEN);
 	}
 	free(keys);
+	free(taken);
 	for (size_t i = 0; i < l->nix; i++)
 		if (l->where[i] != UINT64_MAX)
 			cover(l, l->where[i], l->ix[i].length);

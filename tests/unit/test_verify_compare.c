@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include "verify_compare.h"
@@ -416,6 +417,48 @@ test_texts(void **state)
 	assert_int_equal(strlen(verify_problem_text(&p, buf, 8)), 7);
 }
 
+/*
+ * 100,000 entries with the same bytes (one message delivered over and
+ * over), all moved by a byte put before them: each indexed entry takes the
+ * next copy in file order, in time linear in the entries.
+ */
+static void
+test_local_many_copies_moved(void **state)
+{
+	const size_t n = 100000;
+	struct verify_indexed *ix = calloc(n, sizeof *ix);
+	struct verify_found *found = calloc(n + 1, sizeof *found);
+	struct verify_problems out = { 0 };
+	clock_t start;
+	double secs;
+
+	(void)state;
+	assert_non_null(ix);
+	assert_non_null(found);
+	found[0] = fnd(0, 1, 0);
+	found[0].from_line = false;
+	for (size_t i = 0; i < n; i++) {
+		ix[i] = ixe((uint32_t)i + 1, i * 100, 100, VERIFY_AT_NO_FROM);
+		digest_of(ix[i].digest, 7);
+		found[i + 1] = fnd(1 + i * 100, 100, 7);
+	}
+	lf_from = lf_to = 0;
+	start = clock();
+	assert_int_equal(verify_compare_local(ix, n, found, n + 1, n * 100,
+	    n * 100 + 1, only_lf, NULL, &out), 0);
+	secs = (double)(clock() - start) / CLOCKS_PER_SEC;
+	expect_problem(&out, 0, VERIFY_MOVED, 1, 0);
+	assert_int_equal(out.v[0].uid_last, n);
+	assert_int_equal(out.v[0].a, n);
+	expect_problem(&out, 1, VERIFY_FOREIGN, 0, 0);
+	assert_int_equal(out.n, 2);
+	if (secs > 3.0)
+		fail_msg("%.1f s of CPU for %zu entries", secs, n);
+	verify_problems_free(&out);
+	free(ix);
+	free(found);
+}
+
 int
 main(void)
 {
@@ -427,6 +470,7 @@ main(void)
 		cmocka_unit_test(test_local_duplicated),
 		cmocka_unit_test(test_local_foreign),
 		cmocka_unit_test(test_local_uncommitted_tail),
+		cmocka_unit_test(test_local_many_copies_moved),
 		cmocka_unit_test(test_server_whole),
 		cmocka_unit_test(test_server_problems),
 		cmocka_unit_test(test_server_rebuilt_index),
