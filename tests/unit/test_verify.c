@@ -24,6 +24,8 @@
 #include "capture.h"
 #include "config.h"
 #include "log.h"
+#include "mbox/mbox.h"
+#include "mirror/state.h"
 #include "run.h"
 #include "testdir.h"
 #include "verify.h"
@@ -251,6 +253,139 @@ test_torn_index_tail(void **state)
 		fail_msg("%s%s", out, capture_log());
 }
 
+/* What a sync does to a file while --verify looks at it: done just before
+ * --verify starts reading the file at path's entries (once). */
+static void (*before_scan)(const char *path);
+
+int __real_mbox_scan_open(const char *path, uint64_t size,
+    struct mbox_scan **scan_r, char **error_r);
+int __wrap_mbox_scan_open(const char *path, uint64_t size,
+    struct mbox_scan **scan_r, char **error_r);
+
+int
+__wrap_mbox_scan_open(const char *path, uint64_t size,
+    struct mbox_scan **scan_r, char **error_r)
+{
+	void (*f)(const char *) = before_scan;
+	size_t len = strlen(path);
+
+	if (f != NULL && len >= 10 && strcmp(path + len - 10,
+	    "INBOX.mbox") == 0) {
+		before_scan = NULL;
+		f(path);
+	}
+	return __real_mbox_scan_open(path, size, scan_r, error_r);
+}
+
+/* ...done just after --verify looked whether a sync is running (once). */
+static void (*after_lock_check)(const char *path);
+
+int __real_state_daemon_running_in(const char *dir, long *pid_r);
+int __wrap_state_daemon_running_in(const char *dir, long *pid_r);
+
+int
+__wrap_state_daemon_running_in(const char *sdir, long *pid_r)
+{
+	void (*f)(const char *) = after_lock_check;
+	int r = __real_state_daemon_running_in(sdir, pid_r);
+	char path[300];
+
+	if (f != NULL) {
+		after_lock_check = NULL;
+		snprintf(path, sizeof path, "%s/out/INBOX.mbox", dir);
+		f(path);
+	}
+	return r;
+}
+
+/* The state's mailbox of INBOX.mbox, loaded into st. */
+static struct mailbox_state *
+inbox_state(struct account_state *st, char *sdir, size_t size)
+{
+	char *error = NULL;
+
+	snprintf(sdir, size, "%s/state/acct", dir);
+	memset(st, 0, sizeof *st);
+	if (state_load(sdir, st, &error) != 0)
+		fail_msg("%s", error);
+	for (size_t i = 0; i < st->n_mailboxes; i++)
+		if (st->mailboxes[i].file != NULL &&
+		    strcmp(st->mailboxes[i].file, "INBOX.mbox") == 0)
+			return &st->mailboxes[i];
+	fail_msg("no INBOX in the state");
+	return NULL;
+}
+
+static void
+append_file(const char *path, const char *text)
+{
+	int fd;
+
+	assert_true((fd = open(path, O_WRONLY | O_APPEND)) >= 0);
+	assert_int_equal(write(fd, text, strlen(text)),
+	    (ssize_t)strlen(text));
+	assert_int_equal(close(fd), 0);
+}
+
+#define LEFTOVER "From MAILER-DAEMON Thu Jan  1 00:00:00 1970\nSubject: x\n"
+
+/* A sync starting cuts a crash's leftover tail back to the committed
+ * size, just as --verify reads the file. */
+static void
+cut_to_committed(const char *path)
+{
+	struct account_state st;
+	char sdir[300];
+	struct mailbox_state *ms = inbox_state(&st, sdir, sizeof sdir);
+
+	assert_int_equal(truncate(path, (off_t)ms->mbox_size), 0);
+	state_clear(&st);
+}
+
+/* A sync (--once) that appends and commits while --verify reads the
+ * file. */
+static void
+append_and_commit(const char *path)
+{
+	struct account_state st;
+	char sdir[300], *error = NULL;
+	struct mailbox_state *ms = inbox_state(&st, sdir, sizeof sdir);
+	struct stat sb;
+
+	append_file(path, "\n" LEFTOVER);
+	assert_int_equal(stat(path, &sb), 0);
+	ms->mbox_size = (uint64_t)sb.st_size;
+	if (state_save(sdir, &st, &error) != 0)
+		fail_msg("%s", error);
+	state_clear(&st);
+}
+
+/* A sync at work while --verify reads: what it does to the file is no
+ * problem of the mirror's. */
+static void
+test_sync_meanwhile(void **state)
+{
+	char path[300];
+
+	(void)state;
+	snprintf(path, sizeof path, "%s/out/INBOX.mbox", dir);
+	append_file(path, "\n" LEFTOVER);
+	assert_int_equal(verify(false, false), 1);
+	expect_out("account acct: mailbox INBOX: ");
+	expect_out(" after the last entry (offset ");
+
+	before_scan = cut_to_committed;
+	if (verify(false, false) != 0)
+		fail_msg("%s%s", out, capture_log());
+	assert_null(before_scan);
+	expect_out("account acct: whole: ");
+
+	after_lock_check = append_and_commit;
+	if (verify(false, false) != 0)
+		fail_msg("%s%s", out, capture_log());
+	assert_null(after_lock_check);
+}
+
 int
 main(void)
 {
@@ -265,6 +400,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_missing_and_deleted, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_torn_index_tail, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_sync_meanwhile, setup,
 		    teardown),
 	};
 
