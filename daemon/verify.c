@@ -102,7 +102,9 @@ on_examine_done(struct session *s, const struct imap_response *tagged,
 		mb->examined = true;
 		return;
 	}
-	mb->gone = true;
+	/* Refused for a while, or not allowed: not checked, not gone. */
+	mb->gone = verify_refusal_gone(tagged->status == IMAP_STATUS_NO,
+	    tagged->code);
 	free(mb->server_error);
 	if (asprintf(&mb->server_error, "EXAMINE failed: %s",
 	    imap_response_text(tagged, text, sizeof text)) == -1)

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 int
 verify_problems_add(struct verify_problems *l, const struct verify_problem *p)
@@ -164,6 +165,12 @@ verify_problem_text(const struct verify_problem *p, char *buf, size_t size)
 }
 
 /* Against the server */
+
+bool
+verify_refusal_gone(bool no, const char *code)
+{
+	return no && (code == NULL || strcasecmp(code, "NONEXISTENT") == 0);
+}
 
 static int
 listed_by_uid(const void *x, const void *y)

@@ -73,6 +73,14 @@ const char *verify_kind_name(enum verify_kind kind);
 const char *verify_problem_text(const struct verify_problem *p, char *buf,
     size_t size);
 
+/*
+ * Whether a refused EXAMINE says the mailbox is gone from the server (then
+ * counted, its mirror kept): NO with [NONEXISTENT], or NO without a
+ * response code (servers that say so in words only).  NO with any other
+ * code ([UNAVAILABLE], [NOPERM]...) or BAD: it could not be looked at.
+ */
+bool verify_refusal_gone(bool no, const char *code);
+
 /* One message the server listed. */
 struct verify_listed {
 	uint32_t uid;

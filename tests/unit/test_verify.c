@@ -386,6 +386,30 @@ test_sync_meanwhile(void **state)
 	assert_null(after_lock_check);
 }
 
+/* An EXAMINE refused for a while (or for a reason other than the mailbox
+ * being gone) leaves the mailbox unchecked: never "whole". */
+static void
+test_examine_refused(void **state)
+{
+	(void)state;
+	srv.boxes[0].examine_refusal = "NO [UNAVAILABLE] try again later";
+	assert_int_equal(verify(false, false), 2);
+	expect_out("account acct: INCOMPLETE: 3 mailboxes, 5 messages in the "
+	    "mirror, some mailboxes not checked against the server\n");
+	expect_log("account acct: mailbox INBOX: not checked against the "
+	    "server: EXAMINE failed: ");
+
+	srv.boxes[0].examine_refusal = "BAD [CLIENTBUG] what?";
+	assert_int_equal(verify(false, false), 2);
+
+	/* Gone: counted, kept, not a problem. */
+	srv.boxes[0].examine_refusal = "NO [NONEXISTENT] no such mailbox";
+	assert_int_equal(verify(false, false), 0);
+	expect_out("1 mailbox not on the server any more (kept)\n");
+	srv.boxes[0].examine_refusal = "NO Mailbox does not exist";
+	assert_int_equal(verify(false, false), 0);
+}
+
 int
 main(void)
 {
@@ -402,6 +426,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_torn_index_tail, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_sync_meanwhile, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_examine_refused, setup,
 		    teardown),
 	};
 

@@ -459,6 +459,20 @@ test_local_many_copies_moved(void **state)
 	free(found);
 }
 
+static void
+test_refusal_gone(void **state)
+{
+	(void)state;
+	assert_true(verify_refusal_gone(true, "NONEXISTENT"));
+	assert_true(verify_refusal_gone(true, "nonexistent"));
+	assert_true(verify_refusal_gone(true, NULL));
+	assert_false(verify_refusal_gone(true, "UNAVAILABLE"));
+	assert_false(verify_refusal_gone(true, "NOPERM"));
+	assert_false(verify_refusal_gone(true, "SERVERBUG"));
+	assert_false(verify_refusal_gone(false, NULL));
+	assert_false(verify_refusal_gone(false, "NONEXISTENT"));
+}
+
 int
 main(void)
 {
@@ -471,6 +485,7 @@ main(void)
 		cmocka_unit_test(test_local_foreign),
 		cmocka_unit_test(test_local_uncommitted_tail),
 		cmocka_unit_test(test_local_many_copies_moved),
+		cmocka_unit_test(test_refusal_gone),
 		cmocka_unit_test(test_server_whole),
 		cmocka_unit_test(test_server_problems),
 		cmocka_unit_test(test_server_rebuilt_index),
