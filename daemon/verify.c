@@ -162,6 +162,13 @@ compare_listing(struct vmbx *mb)
 {
 	struct verify_problem p = { .kind = VERIFY_UIDVALIDITY };
 
+	if (mb->uidvalidity == 0) {
+		/* A broken server: UIDs that cannot be compared, which is
+		 * not the mirror's fault. */
+		free(mb->server_error);
+		mb->server_error = strdup("EXAMINE gave no UIDVALIDITY");
+		return 0;
+	}
 	if (mb->uidvalidity != mb->ms->uidvalidity) {
 		p.a = mb->uidvalidity;
 		p.b = mb->ms->uidvalidity;

@@ -410,6 +410,20 @@ test_examine_refused(void **state)
 	assert_int_equal(verify(false, false), 0);
 }
 
+/* A server that answers EXAMINE without UIDVALIDITY gives nothing to
+ * compare the UIDs with: not checked, no problem of the mirror's. */
+static void
+test_no_uidvalidity(void **state)
+{
+	(void)state;
+	srv.boxes[0].no_uidvalidity = true;
+	assert_int_equal(verify(false, false), 2);
+	expect_out("account acct: INCOMPLETE: 3 mailboxes, 5 messages in the "
+	    "mirror, some mailboxes not checked against the server\n");
+	expect_log("account acct: mailbox INBOX: not checked against the "
+	    "server: EXAMINE gave no UIDVALIDITY");
+}
+
 int
 main(void)
 {
@@ -428,6 +442,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_sync_meanwhile, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_examine_refused, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_no_uidvalidity, setup,
 		    teardown),
 	};
 
