@@ -170,9 +170,17 @@ scan_file(struct vmbx *mb, struct verify_found **found_r, size_t *n_r,
 			goto oom;
 	}
 	mbox_scan_close(&scan);
+	if (r != 0) {
+		free(*found_r);
+		*found_r = NULL;
+		*n_r = 0;
+	}
 	return r;
 oom:
 	mbox_scan_close(&scan);
+	free(*found_r);
+	*found_r = NULL;
+	*n_r = 0;
 	return log_set_error(error_r, "out of memory");
 }
 
