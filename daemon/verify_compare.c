@@ -733,6 +733,26 @@ out:
 	return r;
 }
 
+void
+verify_drop_tail(struct verify_problems *l)
+{
+	uint64_t start = UINT64_MAX;
+	size_t k = 0;
+
+	for (size_t i = 0; i < l->n; i++)
+		if (l->v[i].kind == VERIFY_TAIL && l->v[i].offset < start)
+			start = l->v[i].offset;
+	for (size_t i = 0; i < l->n; i++) {
+		const struct verify_problem *p = &l->v[i];
+
+		if (p->kind == VERIFY_TAIL || (p->kind ==
+		    VERIFY_DUPLICATE_ENTRY && p->offset >= start))
+			continue;
+		l->v[k++] = *p;
+	}
+	l->n = k;
+}
+
 static int
 digest_cmp(const void *x, const void *y)
 {

@@ -170,6 +170,14 @@ int verify_compare_local(struct verify_indexed *ix, size_t nix,
     struct verify_problems *out);
 
 /*
+ * A tail a sync appended (it holds the lock, or committed it since): its
+ * VERIFY_TAIL dropped from l, and the VERIFY_DUPLICATE_ENTRY at or after
+ * where the tail starts (a message the server holds twice, appended
+ * again); the other problems keep their order.
+ */
+void verify_drop_tail(struct verify_problems *l);
+
+/*
  * --deep with an index without UIDs: each indexed entry's digest (of the
  * file's bytes, file_digest, where known) must be one of the server's
  * (digests of every message listed up to the last committed UID, nserver

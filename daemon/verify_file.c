@@ -472,11 +472,6 @@ verify_check_file(struct verifier *vf, struct vmbx *mb)
 	/* Bytes a sync appended after the state was read are expected, not
 	 * a problem. */
 	if (has_tail(mb) && sync_since(vf, mb))
-		for (size_t i = 0; i < mb->problems.n; i++)
-			if (mb->problems.v[i].kind == VERIFY_TAIL) {
-				mb->problems.v[i] = mb->problems.v[
-				    --mb->problems.n];
-				i--;
-			}
+		verify_drop_tail(&mb->problems);
 	return 0;
 }

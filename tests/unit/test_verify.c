@@ -345,19 +345,43 @@ cut_to_committed(const char *path)
 /* A sync (--once) that appends and commits while --verify reads the
  * file. */
 static void
-append_and_commit(const char *path)
+append_and_commit_text(const char *path, const char *text)
 {
 	struct account_state st;
 	char sdir[300], *error = NULL;
 	struct mailbox_state *ms = inbox_state(&st, sdir, sizeof sdir);
 	struct stat sb;
 
-	append_file(path, "\n" LEFTOVER);
+	append_file(path, text);
 	assert_int_equal(stat(path, &sb), 0);
 	ms->mbox_size = (uint64_t)sb.st_size;
 	if (state_save(sdir, &st, &error) != 0)
 		fail_msg("%s", error);
 	state_clear(&st);
+}
+
+static void
+append_and_commit(const char *path)
+{
+	append_and_commit_text(path, "\n" LEFTOVER);
+}
+
+/* ...and one that appends a message the server holds twice (the same
+ * bytes as INBOX's first entry). */
+static void
+append_copy_and_commit(const char *path)
+{
+	char buf[4096], *second;
+	ssize_t n;
+	int fd;
+
+	assert_true((fd = open(path, O_RDONLY)) >= 0);
+	assert_true((n = read(fd, buf, sizeof buf - 1)) > 0);
+	assert_int_equal(close(fd), 0);
+	buf[n] = '\0';
+	assert_non_null(second = strstr(buf, "\n\nFrom "));
+	second[2] = '\0';
+	append_and_commit_text(path, buf);
 }
 
 /* A sync at work while --verify reads: what it does to the file is no
@@ -381,6 +405,18 @@ test_sync_meanwhile(void **state)
 	expect_out("account acct: whole: ");
 
 	after_lock_check = append_and_commit;
+	if (verify(false, false) != 0)
+		fail_msg("%s%s", out, capture_log());
+	assert_null(after_lock_check);
+}
+
+/* A sync that appends a second copy of a message while --verify reads:
+ * no copy of the mirror's, no tail of another program's. */
+static void
+test_sync_appends_copy(void **state)
+{
+	(void)state;
+	after_lock_check = append_copy_and_commit;
 	if (verify(false, false) != 0)
 		fail_msg("%s%s", out, capture_log());
 	assert_null(after_lock_check);
@@ -440,6 +476,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_torn_index_tail, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_sync_meanwhile, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_sync_appends_copy, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_examine_refused, setup,
 		    teardown),

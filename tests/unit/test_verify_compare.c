@@ -473,6 +473,32 @@ test_refusal_gone(void **state)
 	assert_false(verify_refusal_gone(false, "NONEXISTENT"));
 }
 
+/* A sync's tail: gone from the problems with the copies in it, nothing
+ * else. */
+static void
+test_drop_tail(void **state)
+{
+	struct verify_problem v[] = {
+		{ .kind = VERIFY_CHANGED, .uid = 1, .offset = 0 },
+		{ .kind = VERIFY_DUPLICATE_ENTRY, .uid = 1, .offset = 100 },
+		{ .kind = VERIFY_FOREIGN, .offset = 150 },
+		{ .kind = VERIFY_DUPLICATE_ENTRY, .uid = 2, .offset = 230 },
+		{ .kind = VERIFY_TAIL, .offset = 230 },
+		{ .kind = VERIFY_DUPLICATE_ENTRY, .uid = 1, .offset = 300 },
+	};
+	struct verify_problems l = { 0 };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+		assert_int_equal(verify_problems_add(&l, &v[i]), 0);
+	verify_drop_tail(&l);
+	assert_int_equal(l.n, 3);
+	expect_problem(&l, 0, VERIFY_CHANGED, 1, 0);
+	expect_problem(&l, 1, VERIFY_DUPLICATE_ENTRY, 1, 100);
+	expect_problem(&l, 2, VERIFY_FOREIGN, 0, 150);
+	verify_problems_free(&l);
+}
+
 int
 main(void)
 {
@@ -486,6 +512,7 @@ main(void)
 		cmocka_unit_test(test_local_uncommitted_tail),
 		cmocka_unit_test(test_local_many_copies_moved),
 		cmocka_unit_test(test_refusal_gone),
+		cmocka_unit_test(test_drop_tail),
 		cmocka_unit_test(test_server_whole),
 		cmocka_unit_test(test_server_problems),
 		cmocka_unit_test(test_server_rebuilt_index),
