@@ -658,6 +658,18 @@ last_shift(const struct local *l)
 	return 0;
 }
 
+/* offset moved by shift, within 0 and UINT64_MAX (a damaged state may
+ * claim any size up to INT64_MAX). */
+static uint64_t
+shifted(uint64_t offset, int64_t shift)
+{
+	uint64_t by = shift < 0 ? 0 - (uint64_t)shift : (uint64_t)shift;
+
+	if (shift < 0)
+		return by > offset ? 0 : offset - by;
+	return by > UINT64_MAX - offset ? UINT64_MAX : offset + by;
+}
+
 static int
 problem_by_offset(const void *x, const void *y)
 {
@@ -678,7 +690,7 @@ verify_compare_local(struct verify_indexed *ix, size_t nix,
 	    .nfound = nfound, .out = out };
 	size_t first = out->n;
 	struct verify_problem p = { 0 };
-	int64_t end;
+	uint64_t end;
 	int r = -1;
 
 	if (nix > 0)
@@ -695,32 +707,30 @@ verify_compare_local(struct verify_indexed *ix, size_t nix,
 		goto out;
 	/* Entries moved by bytes added or removed before them explain a file
 	 * that ends elsewhere: only a difference beyond that is told. */
-	end = (int64_t)committed + last_shift(&l);
-	if (end < 0)
-		end = 0;
+	end = shifted(committed, last_shift(&l));
 	sort_covered(&l);
 	if (report_entries(&l, file_size) != 0)
 		goto out;
 	sort_covered(&l);
-	if (report_copies(&l) != 0 || report_gaps(&l, (uint64_t)end <
-	    file_size ? (uint64_t)end : file_size, only_lf, arg) != 0)
+	if (report_copies(&l) != 0 || report_gaps(&l, end < file_size ?
+	    end : file_size, only_lf, arg) != 0)
 		goto out;
 	if (out->n > first)
 		qsort(out->v + first, out->n - first, sizeof *out->v,
 		    problem_by_offset);
-	if ((uint64_t)end == file_size) {
+	if (end == file_size) {
 		r = 0;
 		goto out;
 	}
-	if (file_size > (uint64_t)end) {
+	if (file_size > end) {
 		p.kind = VERIFY_TAIL;
-		p.offset = (uint64_t)end;
-		p.length = file_size - (uint64_t)end;
+		p.offset = end;
+		p.length = file_size - end;
 	} else {
 		p.kind = VERIFY_SHORT;
 		p.offset = file_size;
 		p.a = file_size;
-		p.b = (uint64_t)end;
+		p.b = end;
 	}
 	if (verify_problems_add(out, &p) != 0)
 		goto out;

@@ -499,6 +499,31 @@ test_drop_tail(void **state)
 	verify_problems_free(&l);
 }
 
+/* A state that claims the largest size a state may hold (a damaged one),
+ * with entries moved by a byte: the end is worked out without overflow. */
+static void
+test_local_huge_committed(void **state)
+{
+	struct verify_indexed ix[3];
+	struct verify_found f[4] = { fnd(0, 1, 0), fnd(1, 100, 1),
+		fnd(101, 50, 2), fnd(151, 80, 3) };
+	struct verify_problems out = { 0 };
+
+	(void)state;
+	f[0].from_line = false;
+	three(ix);
+	ix[0].at = ix[1].at = ix[2].at = VERIFY_AT_NO_FROM;
+	lf_from = lf_to = 0;
+	assert_int_equal(verify_compare_local(ix, 3, f, 4, INT64_MAX, 231,
+	    only_lf, NULL, &out), 0);
+	expect_problem(&out, 0, VERIFY_MOVED, 1, 0);
+	expect_problem(&out, 1, VERIFY_FOREIGN, 0, 0);
+	expect_problem(&out, 2, VERIFY_SHORT, 0, 231);
+	assert_int_equal(out.v[2].b, (uint64_t)INT64_MAX + 1);
+	assert_int_equal(out.n, 3);
+	verify_problems_free(&out);
+}
+
 int
 main(void)
 {
@@ -513,6 +538,7 @@ main(void)
 		cmocka_unit_test(test_local_many_copies_moved),
 		cmocka_unit_test(test_refusal_gone),
 		cmocka_unit_test(test_drop_tail),
+		cmocka_unit_test(test_local_huge_committed),
 		cmocka_unit_test(test_server_whole),
 		cmocka_unit_test(test_server_problems),
 		cmocka_unit_test(test_server_rebuilt_index),
