@@ -90,7 +90,7 @@ static void
 add_listed(struct mirror *m, const struct imap_fetch_item *item)
 {
 	if (!plan_uid_listed(item->uid, m->ms->last_uid, m->ms->skipped,
-	    m->ms->n_skipped))
+	    m->ms->n_skipped) || state_is_remapped(m->ms, item->uid))
 		return;
 	/* More than the mailbox holds: a server that lists without end. */
 	if (m->n_todo >= (size_t)m->examine_exists + TODO_SLACK) {
@@ -323,7 +323,7 @@ wanted_uid(const struct mirror *m, uint32_t uid)
 
 	if (m->step != MS_FETCHING || uid <= m->ms->last_uid ||
 	    plan_uid_find(m->got, m->n_got, uid, NULL) ||
-	    state_is_skipped(m->ms, uid))
+	    state_is_skipped(m->ms, uid) || state_is_remapped(m->ms, uid))
 		return false;
 	/* Any batch in flight: a server may run pipelined fetches side by
 	 * side (Dovecot does), so the next batch's first messages can come

@@ -273,6 +273,7 @@ mailboxes_plan_view(const struct mirror *m, const struct mbx *mb,
 	known->hole_uid = ms->hole_uid;
 	known->newest_skipped = ms->n_skipped > 0 ?
 	    ms->skipped[ms->n_skipped - 1] : 0;
+	known->newest_remapped = state_newest_remapped(ms);
 }
 
 void
