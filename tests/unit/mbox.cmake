@@ -17,3 +17,7 @@ if(Python3_Interpreter_FOUND)
                    $<TARGET_FILE:test_mbox>)
   set_tests_properties(unit.mbox_python_read PROPERTIES LABELS unit TIMEOUT 60)
 endif()
+
+# What the message index is built on: entry digests from the writer, from
+# raw bytes, and from an mbox file's scan.
+mm_unit_test(test_mbox_digest SOURCES unit/test_mbox_digest.c LIBS mm_mbox)
