@@ -74,8 +74,9 @@ commit_open_mailbox(struct mirror *m)
 	struct layout_file *lf = NULL;
 	enum mbox_open_result r;
 	char *name, *rel = NULL, *record, *error = NULL, tag[40];
+	char *remap_path = NULL;
 	const char *path;
-	bool fresh;
+	bool fresh, remap = false;
 
 	if (ms == NULL) {
 		mirror_fail(m, MIRROR_ERR_LOCAL, "out of memory");
@@ -95,10 +96,19 @@ commit_open_mailbox(struct mirror *m)
 		log_warnx("%s: mailbox %s: %s is another mailbox's mirror; "
 		    "using %s", m->prefix, mb->display, name, rel);
 	free(name);
-	if (!fresh && ms->uidvalidity != m->examine_uidvalidity) {
-		log_warnx("%s: mailbox %s: UIDVALIDITY changed from %u to %u; "
-		    "mirroring it afresh", m->prefix, mb->display,
-		    ms->uidvalidity, m->examine_uidvalidity);
+	if (!fresh && ms->uidvalidity != m->examine_uidvalidity &&
+	    remapping_candidate(m, ms)) {
+		/* The mirror may hold these messages under other UIDs: opened
+		 * as it is, matched by content (remapping.c) before anything
+		 * is fetched. */
+		remap = true;
+	} else if (!fresh && ms->uidvalidity != m->examine_uidvalidity) {
+		/* (After a remap declined, it said so already.) */
+		if (!m->remap_declined)
+			log_warnx("%s: mailbox %s: UIDVALIDITY changed from %u "
+			    "to %u; mirroring it afresh", m->prefix,
+			    mb->display, ms->uidvalidity,
+			    m->examine_uidvalidity);
 		names_aside_tag(NAMES_ASIDE_UIDVALIDITY, ms->uidvalidity, tag,
 		    sizeof tag);
 		if (keep_aside(m, ms->file != NULL ? ms->file : rel,
@@ -189,13 +199,23 @@ commit_open_mailbox(struct mirror *m)
 		    ms->mbox_size);
 		ms->mbox_size = mbox_committed_size(m->mbox);
 	}
+	/* (A mailbox changed by another program is not matched: its index
+	 * no longer describes it.) */
+	if (remap && r != MBOX_OPEN_SHORTER && (remap_path = strdup(path)) ==
+	    NULL) {
+		layout_file_free(&lf);
+		mirror_fail(m, MIRROR_ERR_LOCAL, "out of memory");
+		return;
+	}
 	layout_file_free(&lf);
 	/* The size the next append starts at must be durable before the
 	 * append: a crash during it must find the tail past this size, not
 	 * past the old one, to cut it as ours. */
 	if ((r == MBOX_OPEN_SHORTER || r == MBOX_OPEN_CHANGED) &&
-	    mirror_save_state(m) != 0)
+	    mirror_save_state(m) != 0) {
+		free(remap_path);
 		return;
+	}
 	m->n_got = m->n_arr = 0;
 	m->contig = 0;
 	m->batch_bytes = 0;
@@ -203,6 +223,21 @@ commit_open_mailbox(struct mirror *m)
 	m->mbx_messages = m->mbx_bytes = 0;
 	m->mbx_recv_bytes = m->mbx_recv_messages = 0;
 	m->first_sync = fresh;
+	if (remap) {
+		if (remap_path != NULL)
+			remapping_start(m, remap_path);
+		else {
+			m->remap_declined = true;
+			log_warnx("%s: mailbox %s: UIDVALIDITY changed from %u "
+			    "to %u; the mbox is shorter than its index says: "
+			    "mirroring it afresh", m->prefix, mb->display,
+			    ms->uidvalidity, m->examine_uidvalidity);
+			mbox_close(&m->mbox);
+			commit_open_mailbox(m);
+		}
+		free(remap_path);
+		return;
+	}
 	/* The fetch sent with EXAMINE asked after fetch_base: if the state
 	 * turned out older (a new UIDVALIDITY), its answers do not count. */
 	mirror_set_state(m, ms->last_uid != m->fetch_base ? MS_REFETCHING :

@@ -473,6 +473,17 @@ fetch_sink(void *arg, enum imap_sink_event event,
 {
 	struct mirror *m = arg;
 
+	if (event == IMAP_SINK_BEGIN) {
+		m->remap_sinking = false;
+		if (m->step == MS_REMAP_LISTING ||
+		    m->step == MS_REMAP_DIGESTS) {
+			/* Hashed or looked at, never stored. */
+			m->msg_skip = true;
+			m->spooling = false;
+			return remapping_sink(m, event, info, data, len);
+		}
+	} else if (m->remap_sinking)
+		return remapping_sink(m, event, info, data, len);
 	switch (event) {
 	case IMAP_SINK_BEGIN:
 		return begin_message(m, info);
@@ -578,6 +589,10 @@ on_fetch_untagged(struct session *s, const struct imap_response *resp,
 	const struct imap_arg *body;
 
 	(void)s;
+	if (m->step == MS_REMAP_LISTING || m->step == MS_REMAP_DIGESTS) {
+		remapping_untagged(m, resp);
+		return;
+	}
 	if (m->ms == NULL || m->step != MS_FETCHING || resp->keyword == NULL)
 		return;
 	if (strcmp(resp->keyword, "FETCH") != 0)

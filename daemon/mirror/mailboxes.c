@@ -412,6 +412,15 @@ examine(struct mirror *m)
 		return;
 	}
 	mailboxes_plan_view(m, mb, &st, &known);
+	if (st.has_status && known.known && st.uidvalidity !=
+	    known.uidvalidity && remapping_candidate(m, state_find(&m->state,
+	    mb->name))) {
+		/* A new UIDVALIDITY: the remap's listing, not the sizes.  No
+		 * state matches fetch_base: REFETCHING if no remap happens. */
+		m->fetch_base = UINT32_MAX;
+		remapping_send_listing(m);
+		return;
+	}
 	base = plan_fetch_base(&st, &known, &direct);
 	fetch_send(m, base, direct);
 }
