@@ -166,10 +166,16 @@ remap_match(const struct remap_local *l, size_t nl, struct remap_server *s,
 	for (i = 0; i < nl; i++)
 		kl[i] = (struct keyed){ l[i].size, l[i].internaldate,
 		    l[i].message_id_hash, l[i].digest, i };
-	for (i = 0; i < ns; i++)
-		ks[i] = (struct keyed){ s[i].size, s[i].internaldate,
+	for (i = 0, j = 0; i < ns; i++) {
+		if (s[i].incomplete) {
+			set_how(&s[i], REMAP_NONE, 0, c);
+			continue;
+		}
+		ks[j++] = (struct keyed){ s[i].size, s[i].internaldate,
 		    s[i].message_id_hash, s[i].has_digest ? s[i].digest : NULL,
 		    i };
+	}
+	ns = j;
 	qsort(kl, nl, sizeof *kl, keyed_cmp);
 	qsort(ks, ns, sizeof *ks, keyed_cmp);
 	/* Both sides in key order: one merge over the groups. */

@@ -47,6 +47,8 @@ struct remap_server {
 	uint64_t size;
 	int64_t internaldate;
 	uint64_t message_id_hash;	/* 0: none */
+	bool incomplete;		/* listed without size or date: never
+					 * matched, so never skipped */
 	bool has_digest;		/* its body was fetched again */
 	uint8_t digest[REMAP_DIGEST_LEN];
 	/* Set by remap_match(): */

@@ -339,8 +339,6 @@ add_listed(struct mirror *m, const struct imap_response *resp,
 	} else if (hdr->type == IMAP_ARG_STRING)
 		mid = header_message_id((const unsigned char *)hdr->str,
 		    hdr->len);
-	if (!item->has_size || !item->has_internaldate)
-		return;
 	if (m->n_rs >= (size_t)m->examine_exists + TODO_SLACK) {
 		mirror_fail(m, MIRROR_ERR_PROTOCOL, "the server listed more "
 		    "messages than the mailbox holds (%u)", m->examine_exists);
@@ -359,7 +357,11 @@ add_listed(struct mirror *m, const struct imap_response *resp,
 	s = &m->rs[m->n_rs++];
 	memset(s, 0, sizeof *s);
 	s->uid = item->uid;
-	s->size = item->size;
+	/* (Listed all the same: a UID left out could end up below the
+	 * state's last UID, never fetched.) */
+	s->incomplete = !item->has_size || !item->has_internaldate;
+	/* The index keeps sizes up to UINT32_MAX, bigger ones as that. */
+	s->size = item->size > UINT32_MAX ? UINT32_MAX : item->size;
 	s->internaldate = item->internaldate;
 	s->message_id_hash = mid;
 }
@@ -477,6 +479,7 @@ refused(struct mirror *m, const struct imap_response *tagged)
 void
 remapping_listing_done(struct mirror *m, const struct imap_response *tagged)
 {
+	char why[100];
 	size_t n;
 
 	if (tagged->status != IMAP_STATUS_OK) {
@@ -488,6 +491,14 @@ remapping_listing_done(struct mirror *m, const struct imap_response *tagged)
 		return;
 	}
 	m->n_rs = n;
+	if (n < m->examine_exists) {
+		/* A UID left out could end up below the state's last UID,
+		 * never fetched: not a list to renumber by. */
+		snprintf(why, sizeof why, "the server listed %zu of its %u "
+		    "messages", n, m->examine_exists);
+		decline(m, why);
+		return;
+	}
 	decide(m, false);
 }
 

@@ -203,6 +203,28 @@ test_local_duplicate(void **state)
 	assert_int_equal(c.matched, 1);
 }
 
+/* A message listed without its size or date is never taken for one in
+ * the mirror (and so stops the state's last UID before it). */
+static void
+test_incomplete_never_matches(void **state)
+{
+	struct remap_local l[] = { loc(100, 1000, 11, 0), loc(0, 0, 0, 1) };
+	struct remap_server s[] = { srv(1, 100, 1000, 11), srv(2, 0, 0, 0),
+	    srv(3, 100, 1000, 11) };
+	struct remap_counts c;
+
+	(void)state;
+	s[1].incomplete = true;
+	s[2].incomplete = true;
+	assert_int_equal(remap_match(l, 2, s, 3, true, &c), 0);
+	assert_int_equal(s[0].how, REMAP_BY_KEY);
+	assert_int_equal(s[1].how, REMAP_NONE);
+	assert_int_equal(s[2].how, REMAP_NONE);
+	assert_int_equal(c.server, 3);
+	assert_int_equal(c.matched, 1);
+	assert_int_equal(remap_last_uid(s, 3), 1);
+}
+
 static void
 test_repeated_uids_first_counts(void **state)
 {
@@ -332,6 +354,7 @@ main(void)
 		cmocka_unit_test(test_final_without_digest_is_unmatched),
 		cmocka_unit_test(test_server_duplicate_matches_once),
 		cmocka_unit_test(test_local_duplicate),
+		cmocka_unit_test(test_incomplete_never_matches),
 		cmocka_unit_test(test_repeated_uids_first_counts),
 		cmocka_unit_test(test_hostile_many_same_key),
 		cmocka_unit_test(test_many_half_matched),
