@@ -12,9 +12,11 @@ import shutil
 import struct
 import unittest
 
+import mirror_fakeimap as fi
 import mmtest
 import mirror_util as mu
 from faultproxy import FaultProxy, Stall
+from test_mirror_hostile import Env
 
 BOX = "Projects"
 N_OLD = 300
@@ -281,6 +283,92 @@ class Remap(unittest.TestCase):
             mu.assert_bytes_equal(self, f.read(), expected, "the mbox after the reruns")
         res = self.sync()
         self.assertEqual(mu.count_opened(res.stdout)[1:], (0, 0))
+
+
+def message_id(msg):
+    return re.search(rb"^Message-ID: *(<[^>]*>)", msg, re.MULTILINE | re.I).group(1)
+
+
+class RemapHostile(unittest.TestCase):
+    """The listing is untrusted: answers in any order, repeated (the first counts),
+    header before UID, and a listing without end."""
+
+    def setUp(self):
+        self.tmpctx = mmtest.TempDir()
+        self.env = Env(self, self.tmpctx.__enter__(), counts={b"INBOX": 6})
+        res, _ = self.env.run()
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.before = self.env.mbox(b"INBOX")
+        self.assertEqual(len(self.before) > 0, True)
+        fi.UIDVALIDITY = 4712
+
+    def tearDown(self):
+        fi.UIDVALIDITY = 4711
+        self.env.srv.stop()
+        self.tmpctx.__exit__(None, None, None)
+
+    def listing_hook(self, respond):
+        def hook(conn, ctx):
+            if b"HEADER.FIELDS" not in b" ".join(ctx["args"]).upper():
+                return None
+            return [respond(conn, ctx), ctx["tag"] + b" OK fetched\r\n"]
+        self.env.srv.hooks["UID FETCH"] = hook
+
+    @staticmethod
+    def header(conn, uid):
+        mid = message_id(conn.selected[2][uid - 1])
+        return ("BODY[HEADER.FIELDS (MESSAGE-ID)]",
+                fi._lit(b"Message-ID: " + mid + b"\r\n\r\n"))
+
+    def test_repeated_reordered_listing(self):
+        def respond(conn, ctx):
+            out = b""
+            for uid in reversed(ctx["uids"]):
+                hdr = self.header(conn, uid)
+                # Header first, then the UID; and again the other way round.
+                out += conn.fetch_response(uid, (hdr, "RFC822.SIZE", "INTERNALDATE",
+                                                 "UID"))
+                out += conn.fetch_response(uid, ("UID", "RFC822.SIZE", "INTERNALDATE",
+                                                 hdr))
+            # A repeat of UID 1 claiming another size: the first answer counts.
+            out += conn.fetch_response(1, ("UID", ("RFC822.SIZE", b"5"),
+                                           "INTERNALDATE", self.header(conn, 1)))
+            return out
+        self.listing_hook(respond)
+        res, _ = self.env.run()
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertIn("UIDVALIDITY changed from 4711 to 4712; 6 of 6 server messages "
+                      "matched the mirror by content (0 compared by digest), fetching 0",
+                      res.stderr)
+        self.assertEqual(self.env.mbox(b"INBOX"), self.before)
+        # Settled: one new message is fetched as usual.
+        self.env.srv.hooks = {}
+        self.env.add(b"INBOX", 1)
+        res, _ = self.env.run()
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertNotIn("UIDVALIDITY changed", res.stderr)
+        self.assertEqual(self.env.mbox(b"INBOX"), self.before +
+                         self.env.entries(b"INBOX", [7])[7])
+
+    def test_listing_without_end(self):
+        def respond(conn, ctx):
+            line = conn.fetch_response(1, ("UID", "RFC822.SIZE", "INTERNALDATE",
+                                           self.header(conn, 1)))
+            return b"".join(line.replace(b"UID 1 ", b"UID %d " % (1000 + i))
+                            for i in range(100_010))
+        self.listing_hook(respond)
+        res, _ = self.env.run(bound=120)
+        self.assertEqual(res.returncode, 1, res.stderr)
+        self.assertIn("listed more messages than the mailbox holds", res.stderr)
+        self.assertEqual(self.env.mbox(b"INBOX"), self.before)
+        # A well-behaved server afterwards: matched, nothing fetched again.
+        self.listing_hook(lambda conn, ctx: b"".join(
+            conn.fetch_response(uid, ("UID", "RFC822.SIZE", "INTERNALDATE",
+                                      self.header(conn, uid))) for uid in ctx["uids"]))
+        res, _ = self.env.run()
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertIn("6 of 6 server messages matched", res.stderr)
+        self.assertEqual(self.env.mbox(b"INBOX"), self.before)
 
 
 if __name__ == "__main__":
