@@ -132,6 +132,18 @@ decline(struct mirror *m, const char *why)
 		mirror_refetch(m);
 }
 
+/* Where the last record's entry ends (0: none). */
+static uint64_t
+index_end(const struct msgindex_list *l)
+{
+	uint64_t end = 0;
+
+	for (size_t i = 0; i < l->n; i++)
+		if (l->v[i].offset + l->v[i].length > end)
+			end = l->v[i].offset + l->v[i].length;
+	return end;
+}
+
 /* The mirror's messages: its index, or one rebuilt from the mbox. */
 static int
 load_local(struct mirror *m, const char *mbox_path, char *why, size_t size)
@@ -146,9 +158,24 @@ load_local(struct mirror *m, const char *mbox_path, char *why, size_t size)
 		goto oom;
 	r = msgindex_load(m->remap_index_path, m->ms->file, &m->rl_index,
 	    &error);
-	if (r == 1) {
+	if (r == 1)
 		log_info("%s: mailbox %s: no index of %s; rebuilding it from "
 		    "the mbox", m->prefix, box(m), mbox_path);
+	else if (r != 0)
+		log_warnx("%s: mailbox %s: %s; rebuilding the index from the "
+		    "mbox", m->prefix, box(m), error != NULL ? error :
+		    "out of memory");
+	else if (index_end(&m->rl_index) != committed)
+		/* A message the index does not know would be fetched
+		 * again: only one that lists the whole mbox will do. */
+		log_info("%s: mailbox %s: the index describes %llu of the "
+		    "%llu bytes of %s; rebuilding it from the mbox", m->prefix,
+		    box(m), (unsigned long long)index_end(&m->rl_index),
+		    (unsigned long long)committed, mbox_path);
+	if (r != 0 || index_end(&m->rl_index) != committed) {
+		free(error);
+		error = NULL;
+		msgindex_list_free(&m->rl_index);
 		r = msgindex_rebuild(mbox_path, committed, &m->rl_index,
 		    &error);
 	}
