@@ -31,6 +31,7 @@
 #include "imap/response.h"
 #include "imap/session.h"
 #include "mirror/mirror.h"
+#include "mirror/msgindex.h"
 #include "mirror/names.h"
 #include "mirror/msgindex.h"
 #include "mirror/plan.h"
@@ -213,6 +214,7 @@ struct mirror {
 	/* The mailbox being synced */
 	struct mailbox_state *ms;
 	struct mbox *mbox;
+	struct msgindex *msgindex;	/* the mbox's index */
 	uint32_t examine_uidvalidity, examine_uidnext, examine_exists;
 	uint32_t fetch_base;		/* the pipelined fetch asked after it */
 	bool direct;			/* bodies asked with the EXAMINE */
@@ -232,6 +234,7 @@ struct mirror {
 	size_t n_got, cap_got;
 	struct plan_arrival *arr;	/* appended since the last commit */
 	uint64_t *arr_sizes;		/* their message sizes */
+	struct msgindex_entry *arr_ix;	/* their index records */
 	size_t n_arr, cap_arr;
 	uint32_t nil_uid;		/* answered with BODY[] NIL */
 	uint32_t hole_counted;		/* the hole this sync counted */
@@ -251,6 +254,7 @@ struct mirror {
 	struct msgindex_list rl_index;	/* the mirror's messages */
 	struct remap_local *rl;
 	char *remap_index_path;
+	char *remap_mbox_path;
 	unsigned remap_digests;		/* bodies asked for */
 	/* A header or body literal coming in through the sink */
 	bool remap_sinking;
@@ -264,6 +268,12 @@ struct mirror {
 	/* The message being streamed */
 	bool msg_skip;
 	uint32_t msg_uid;
+	/* A streamed message in the mbox whose FETCH response has not ended:
+	 * its record is complete (FLAGS may follow the body) at that end. */
+	bool pend_active;
+	uint32_t pend_msgno;
+	struct imap_fetch_item pend_item;	/* flags: not kept */
+	uint64_t pend_size;			/* of the literal */
 	uint64_t batch_bytes;		/* appended since the last commit */
 	bool spooling;
 	uint32_t spool_msgno;		/* the FETCH response it is part of */
@@ -322,11 +332,13 @@ int fetch_sink(void *, enum imap_sink_event, const struct imap_literal_info *,
 int fetch_sort_todo(struct mirror *);
 int fetch_merge_extras(struct mirror *);
 void fetch_forget(struct mirror *);
+void fetch_forget_arrivals(struct mirror *);
 
 /* remapping.c */
 bool remapping_candidate(const struct mirror *, const struct mailbox_state *);
 void remapping_send_listing(struct mirror *);
 void remapping_start(struct mirror *, const char *);
+void remapping_decline(struct mirror *, const char *);
 void remapping_listing_done(struct mirror *, const struct imap_response *);
 void remapping_digests_done(struct mirror *, const struct imap_response *);
 void remapping_untagged(struct mirror *, const struct imap_response *);
@@ -336,6 +348,7 @@ void remapping_forget(struct mirror *);
 
 /* commit.c */
 void commit_open_mailbox(struct mirror *);
+int commit_open_index(struct mirror *, const char *);
 bool commit_due(const struct mirror *);
 bool commit_can_wait(const struct mirror *);
 int commit_appended(struct mirror *, bool);

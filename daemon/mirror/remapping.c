@@ -87,6 +87,8 @@ free_match(struct mirror *m)
 	msgindex_list_free(&m->rl_index);
 	free(m->remap_index_path);
 	m->remap_index_path = NULL;
+	free(m->remap_mbox_path);
+	m->remap_mbox_path = NULL;
 	free(m->remap_hdr);
 	m->remap_hdr = NULL;
 	mbox_digest_free(&m->remap_digest);
@@ -116,14 +118,15 @@ box(const struct mirror *m)
  * old file kept aside, the mailbox mirrored afresh), opened again from the
  * start.
  */
-static void
-decline(struct mirror *m, const char *why)
+void
+remapping_decline(struct mirror *m, const char *why)
 {
 	log_warnx("%s: mailbox %s: UIDVALIDITY changed from %u to %u; %s: "
 	    "mirroring it afresh", m->prefix, box(m), m->ms->uidvalidity,
 	    m->examine_uidvalidity, why);
 	free_match(m);
 	m->remap_declined = true;
+	msgindex_close(&m->msgindex);
 	mbox_close(&m->mbox);
 	/* Whatever was asked with the EXAMINE asked from the old state. */
 	m->fetch_base = UINT32_MAX;
@@ -233,12 +236,16 @@ remapping_start(struct mirror *m, const char *mbox_path)
 {
 	char why[600];
 
+	if ((m->remap_mbox_path = strdup(mbox_path)) == NULL) {
+		mirror_fail(m, MIRROR_ERR_LOCAL, "out of memory");
+		return;
+	}
 	if (load_local(m, mbox_path, why, sizeof why) != 0) {
-		decline(m, why);
+		remapping_decline(m, why);
 		return;
 	}
 	if (m->rl_index.n == 0) {
-		decline(m, "the mirror's index lists no message");
+		remapping_decline(m, "the mirror's index lists no message");
 		return;
 	}
 	if ((m->remap_hdr = malloc(REMAP_HEADER_MAX)) == NULL ||
@@ -523,7 +530,7 @@ remapping_listing_done(struct mirror *m, const struct imap_response *tagged)
 		 * never fetched: not a list to renumber by. */
 		snprintf(why, sizeof why, "the server listed %zu of its %u "
 		    "messages", n, m->examine_exists);
-		decline(m, why);
+		remapping_decline(m, why);
 		return;
 	}
 	decide(m, false);
@@ -665,12 +672,13 @@ decide(struct mirror *m, bool final)
 			    "matched the mirror by content (under half)",
 			    c.matched, c.server, num_plural(c.server,
 			    "message", "messages"));
-		decline(m, why);
+		remapping_decline(m, why);
 		return;
 	case REMAP_GOOD:
 		break;
 	}
-	if (renumber(m, &last, &np) != 0)
+	if (renumber(m, &last, &np) != 0 ||
+	    commit_open_index(m, m->remap_mbox_path) != 0)
 		return;
 	log_warnx("%s: mailbox %s: UIDVALIDITY changed from %u to %u; %zu of "
 	    "%zu server %s matched the mirror by content (%u compared by "
