@@ -346,6 +346,31 @@ class RemapHostile(unittest.TestCase):
         self.assertEqual(self.env.mbox(b"INBOX"), self.before +
                          self.env.entries(b"INBOX", [7])[7])
 
+    def well_behaved(self, conn, ctx):
+        return b"".join(conn.fetch_response(uid, ("UID", "RFC822.SIZE", "INTERNALDATE",
+                                                  self.header(conn, uid)))
+                        for uid in ctx["uids"])
+
+    def test_change_seen_only_by_examine(self):
+        """STATUS still shows the old UIDVALIDITY: the fetch goes out with the EXAMINE
+        (bodies too, for a few new messages) from the old state; EXAMINE shows the
+        change, that fetch is waited out and ignored, and the remap goes on."""
+        def stale_status(conn, ctx):
+            mb = ctx["mailbox"]
+            return [b"* STATUS " + fi._lit(mb[1]) +
+                    b" (UIDVALIDITY 4711 UIDNEXT %d MESSAGES %d)\r\n" %
+                    (len(mb[2]) + 1, len(mb[2])) + ctx["tag"] + b" OK status\r\n"]
+        self.env.add(b"INBOX", 1)
+        self.env.srv.hooks["STATUS"] = stale_status
+        self.listing_hook(self.well_behaved)
+        res, _ = self.env.run()
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertRegex(res.stderr, r"C: \S+ UID FETCH 7:\* \(UID INTERNALDATE")
+        self.assertIn("6 of 7 server messages matched the mirror by content (0 compared "
+                      "by digest), fetching 1", res.stderr)
+        self.assertEqual(self.env.mbox(b"INBOX"), self.before +
+                         self.env.entries(b"INBOX", [7])[7])
+
     def test_listing_without_end(self):
         def respond(conn, ctx):
             line = conn.fetch_response(1, ("UID", "RFC822.SIZE", "INTERNALDATE",
@@ -358,9 +383,7 @@ class RemapHostile(unittest.TestCase):
         self.assertIn("listed more messages than the mailbox holds", res.stderr)
         self.assertEqual(self.env.mbox(b"INBOX"), self.before)
         # A well-behaved server afterwards: matched, nothing fetched again.
-        self.listing_hook(lambda conn, ctx: b"".join(
-            conn.fetch_response(uid, ("UID", "RFC822.SIZE", "INTERNALDATE",
-                                      self.header(conn, uid))) for uid in ctx["uids"]))
+        self.listing_hook(self.well_behaved)
         res, _ = self.env.run()
         self.assertEqual(res.returncode, 0, res.stderr)
         self.assertIn("6 of 6 server messages matched", res.stderr)
