@@ -14,6 +14,7 @@ enum {
 	OPT_STATUS,
 	OPT_JSON,
 	OPT_VERSION,
+	OPT_SHARD,
 };
 
 static const struct option long_options[] = {
@@ -28,6 +29,7 @@ static const struct option long_options[] = {
 	{ "status", no_argument, NULL, OPT_STATUS },
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ "version", no_argument, NULL, OPT_VERSION },
+	{ "shard", required_argument, NULL, OPT_SHARD },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -84,6 +86,19 @@ add_account(struct cli_options *opts, const char *name, char **error_r)
 	if ((v[opts->n_accounts] = strdup(name)) == NULL)
 		return log_set_error(error_r, "out of memory");
 	opts->n_accounts++;
+	return 0;
+}
+
+static int
+set_shard(struct cli_options *opts, const char *text, char **error_r)
+{
+	const char *problem;
+
+	if (opts->shard.n != 0)
+		return log_set_error(error_r, "--shard given twice");
+	if (shard_parse(text, &opts->shard, &problem) == -1)
+		return log_set_error(error_r, "--shard '%.64s' %s", text,
+		    problem);
 	return 0;
 }
 
@@ -159,6 +174,10 @@ parse_options(int argc, char **argv, struct cli_options *opts,
 			if (set_mode(opts, CLI_MODE_VERSION, error_r) == -1)
 				return -1;
 			break;
+		case OPT_SHARD:
+			if (set_shard(opts, optarg, error_r) == -1)
+				return -1;
+			break;
 		case ':':
 			if (strncmp(argv[optind - 1], "--", 2) == 0)
 				return log_set_error(error_r,
@@ -186,10 +205,12 @@ parse_options(int argc, char **argv, struct cli_options *opts,
 	    quiet ? CLI_VERBOSITY_QUIET : CLI_VERBOSITY_CONFIG;
 	if (opts->json && opts->mode != CLI_MODE_STATUS)
 		return log_set_error(error_r, "--json works only with --status");
-	if (opts->n_accounts > 0 && (opts->mode == CLI_MODE_PROBE ||
-	    opts->mode == CLI_MODE_VERSION || opts->mode == CLI_MODE_HELP))
-		return log_set_error(error_r, "-a/--account cannot be used with "
-		    "%s", cli_mode_option(opts->mode));
+	if ((opts->n_accounts > 0 || opts->shard.n != 0) &&
+	    (opts->mode == CLI_MODE_PROBE || opts->mode == CLI_MODE_VERSION ||
+	    opts->mode == CLI_MODE_HELP))
+		return log_set_error(error_r, "%s cannot be used with %s",
+		    opts->n_accounts > 0 ? "-a/--account" : "--shard",
+		    cli_mode_option(opts->mode));
 	return 0;
 }
 
@@ -210,11 +231,11 @@ void
 cli_usage(FILE *fp)
 {
 	fputs(
-"usage: mboxmirror [-c FILE] [--once] [-a NAME]... [-v|-q]\n"
-"       mboxmirror [-c FILE] --check-config [-a NAME]...\n"
+"usage: mboxmirror [-c FILE] [--once] [--shard K/N] [-a NAME]... [-v|-q]\n"
+"       mboxmirror [-c FILE] --check-config [--shard K/N] [-a NAME]...\n"
 "       mboxmirror [-c FILE] --probe NAME\n"
-"       mboxmirror [-c FILE] --list [-a NAME]...\n"
-"       mboxmirror [-c FILE] --status [--json] [-a NAME]...\n"
+"       mboxmirror [-c FILE] --list [--shard K/N] [-a NAME]...\n"
+"       mboxmirror [-c FILE] --status [--json] [--shard K/N] [-a NAME]...\n"
 "       mboxmirror --version | --help\n"
 "\n"
 "Keeps crash-safe mbox mirrors of IMAP accounts.\n"
@@ -222,6 +243,8 @@ cli_usage(FILE *fp)
 "  -c, --config FILE   read the configuration from FILE (default below)\n"
 "      --once          sync the selected accounts once, then exit\n"
 "  -a, --account NAME  only this account (repeatable)\n"
+"      --shard K/N     only the accounts of shard K of N (0 <= K < N), by a\n"
+"                      hash of the account name; overrides [general] shard\n"
 "  -v, --verbose       log debug messages\n"
 "  -q, --quiet         log errors only\n"
 "      --check-config  validate the config, print one line per account\n"

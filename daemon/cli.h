@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "shard.h"
+
 /* sysexits.h EX_USAGE: the exit status for a usage error. */
 #define CLI_EXIT_USAGE 64
 
@@ -38,15 +40,17 @@ struct cli_options {
 	char *probe_account;		/* --probe NAME */
 	enum cli_verbosity verbosity;
 	bool json;			/* --json (with --status only) */
+	struct shard shard;		/* --shard K/N; n == 0: not given */
 };
 
 /*
  * Parses argv (which getopt may permute).  Returns 0 and fills opts, or -1
  * and a malloc'ed one-line message without a trailing newline in *error_r
  * (opts is then empty).  Usage errors: unknown options, missing arguments,
- * extra arguments, two modes at once, -a with a mode that takes no account
- * list (--probe, --version, --help), -v with -q, --json without --status,
- * -c given twice.  Always call cli_free() afterwards.
+ * extra arguments, two modes at once, -a or --shard with a mode that
+ * takes no account list (--probe, --version, --help), -v with -q, --json
+ * without --status, -c or --shard given twice, a --shard that is not K/N
+ * with 0 <= K < N (shard.h).  Always call cli_free() afterwards.
  */
 int cli_parse(int argc, char **argv, struct cli_options *opts,
     char **error_r);

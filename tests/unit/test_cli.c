@@ -236,12 +236,60 @@ test_bad_combinations(void **state)
 	    NULL);
 }
 
+/* --shard K/N with every mode that takes accounts; 0-based, K < N. */
+static void
+test_shard(void **state)
+{
+	static const char *const modes[] = { "--once", "--check-config",
+		"--list", "--status" };
+	struct cli_options opts;
+	char *error = NULL;
+
+	(void)state;
+	assert_int_equal(parse(&opts, &error, "--shard", "2/3", NULL), 0);
+	assert_int_equal(opts.mode, CLI_MODE_DAEMON);
+	assert_int_equal(opts.shard.k, 2);
+	assert_int_equal(opts.shard.n, 3);
+	cli_free(&opts);
+	assert_int_equal(opts.shard.n, 0);
+	for (size_t i = 0; i < sizeof modes / sizeof *modes; i++) {
+		assert_int_equal(parse(&opts, &error, modes[i], "--shard=0/1",
+		    "-a", "x", NULL), 0);
+		assert_int_equal(opts.shard.k, 0);
+		assert_int_equal(opts.shard.n, 1);
+		assert_int_equal(opts.n_accounts, 1);
+		cli_free(&opts);
+	}
+	/* Without --shard: not sharded (the config may say otherwise). */
+	assert_int_equal(parse(&opts, &error, "--once", NULL), 0);
+	assert_int_equal(opts.shard.n, 0);
+	cli_free(&opts);
+
+	expect_usage_error("--shard '3/3' needs K below N", "--shard", "3/3",
+	    NULL);
+	expect_usage_error("--shard '1' is not K/N", "--once", "--shard", "1",
+	    NULL);
+	expect_usage_error("--shard '0/0' needs N from 1", "--shard", "0/0",
+	    NULL);
+	expect_usage_error("--shard '-1/2' is not K/N", "--shard", "-1/2",
+	    NULL);
+	expect_usage_error("--shard given twice", "--shard", "0/2", "--shard",
+	    "1/2", NULL);
+	expect_usage_error("--shard cannot be used with --probe", "--probe",
+	    "x", "--shard", "0/2", NULL);
+	expect_usage_error("--shard cannot be used with --version",
+	    "--shard", "0/2", "--version", NULL);
+	expect_usage_error("option '--shard' needs an argument", "--shard",
+	    NULL);
+}
+
 static void
 test_usage_text(void **state)
 {
 	static const char *const must[] = { "--config FILE", "--once",
 		"--account NAME", "--verbose", "--quiet", "--check-config",
 		"--probe NAME", "--status", "--json", "--version", "--help",
+		"--shard K/N", "[general] shard",
 		"64 usage error", "78 configuration error", "0 success" };
 	char *text = NULL;
 	size_t len = 0;
@@ -273,6 +321,7 @@ main(void)
 		cmocka_unit_test(test_extra_argument),
 		cmocka_unit_test(test_exclusive_modes),
 		cmocka_unit_test(test_bad_combinations),
+		cmocka_unit_test(test_shard),
 		cmocka_unit_test(test_usage_text),
 	};
 
