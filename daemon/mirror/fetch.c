@@ -142,12 +142,10 @@ fetch_merge_extras(struct mirror *m)
 	return fetch_sort_todo(m);
 }
 
+/* A mailbox's fetch starts from base: nothing listed or asked yet. */
 void
-fetch_send(struct mirror *m, uint32_t base, bool direct)
+fetch_start(struct mirror *m, uint32_t base, bool direct)
 {
-	char tag[IMAP_TAG_MAX];
-	struct imap_cmd cmd;
-
 	m->fetch_base = base;
 	m->n_todo = m->next_todo = m->contig = 0;
 	m->todo_unsorted = false;
@@ -157,6 +155,15 @@ fetch_send(struct mirror *m, uint32_t base, bool direct)
 	m->sizes_complete = false;
 	m->mbx_started = m->last_commit = ev_now(m->loop);
 	m->batch_cap_set = false;
+}
+
+void
+fetch_send(struct mirror *m, uint32_t base, bool direct)
+{
+	char tag[IMAP_TAG_MAX];
+	struct imap_cmd cmd;
+
+	fetch_start(m, base, direct);
 	session_cmd_init(m->session, &cmd, "UID FETCH");
 	imap_cmd_add_raw(&cmd, "%u:* (UID RFC822.SIZE)", base + 1);
 	if (session_send(m->session, &cmd, on_fetch_untagged, on_sizes_done,

@@ -417,7 +417,7 @@ examine(struct mirror *m)
 	    mb->name))) {
 		/* A new UIDVALIDITY: the remap's listing, not the sizes.  No
 		 * state matches fetch_base: REFETCHING if no remap happens. */
-		m->fetch_base = UINT32_MAX;
+		fetch_start(m, UINT32_MAX, false);
 		remapping_send_listing(m);
 		return;
 	}

@@ -325,6 +325,7 @@ void mailboxes_plan_view(const struct mirror *, const struct mbx *,
     struct plan_status *, struct plan_known *);
 
 /* fetch.c */
+void fetch_start(struct mirror *, uint32_t, bool);
 void fetch_send(struct mirror *, uint32_t, bool);
 void fetch_send_batches(struct mirror *);
 int fetch_sink(void *, enum imap_sink_event, const struct imap_literal_info *,
