@@ -53,7 +53,7 @@ struct remap_server {
 	uint8_t digest[REMAP_DIGEST_LEN];
 	/* Set by remap_match(): */
 	enum remap_how how;
-	size_t local;		/* the local message it is (BY_KEY, BY_DIGEST) */
+	size_t local;		/* the local one it is (BY_KEY, BY_DIGEST) */
 };
 
 struct remap_counts {
@@ -81,9 +81,9 @@ int remap_match(const struct remap_local *l, size_t nl,
     struct remap_server *s, size_t ns, bool final, struct remap_counts *c);
 
 enum remap_verdict {
-	REMAP_GOOD,		/* rewrite the index, fetch only what is new */
-	REMAP_POOR,		/* keep the old mirror aside, fetch it all */
-	REMAP_DIGESTS,		/* fetch the ambiguous bodies, then decide */
+	REMAP_GOOD,		/* renumber the index, fetch what is new */
+	REMAP_POOR,		/* keep the old file aside, fetch it all */
+	REMAP_DIGESTS,		/* hash the ambiguous bodies, then decide */
 };
 
 /*

@@ -314,7 +314,7 @@ test_accept_rule(void **state)
 		{ { 100, 49, 0 }, REMAP_POOR },
 		{ { 100, 50, 0 }, REMAP_GOOD },
 		{ { 20100, 20000, 0 }, REMAP_GOOD },
-		{ { 100, 40, 10 }, REMAP_DIGESTS },	/* could reach half */
+		{ { 100, 40, 10 }, REMAP_DIGESTS },	/* half in reach */
 		{ { 100, 40, 9 }, REMAP_POOR },	/* could not */
 		{ { 10, 0, 10 }, REMAP_DIGESTS },
 		{ { SIZE_MAX, SIZE_MAX / 2, 0 }, REMAP_POOR },
