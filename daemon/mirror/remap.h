@@ -53,7 +53,7 @@ struct remap_server {
 	uint8_t digest[REMAP_DIGEST_LEN];
 	/* Set by remap_match(): */
 	enum remap_how how;
-	size_t local;		/* the local one it is (BY_KEY, BY_DIGEST) */
+	size_t local;		/* which local one (BY_KEY, BY_DIGEST) */
 };
 
 struct remap_counts {
@@ -83,7 +83,7 @@ int remap_match(const struct remap_local *l, size_t nl,
 enum remap_verdict {
 	REMAP_GOOD,		/* renumber the index, fetch what is new */
 	REMAP_POOR,		/* keep the old file aside, fetch it all */
-	REMAP_DIGESTS,		/* hash the ambiguous bodies, then decide */
+	REMAP_DIGESTS,		/* hash ambiguous bodies, then decide */
 };
 
 /*

@@ -432,7 +432,7 @@ add_digest(struct mirror *m, const struct imap_response *resp,
 		return;
 	s = &m->rs[lo];
 	if (s->how != REMAP_NEED_DIGEST || s->has_digest)
-		return;	/* not asked for, or a repeat (the first counts) */
+		return;	/* not asked for, or a repeat (first counts) */
 	memcpy(s->digest, m->remap_body_digest, REMAP_DIGEST_LEN);
 	s->has_digest = true;
 }
