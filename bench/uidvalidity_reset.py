@@ -71,8 +71,9 @@ def main():
               f"{old_uv} -> {new_uv}, {n_new} new")
         print(f"first sync:           {first:7.2f} s, {first_bodies} bodies fetched")
         print(f"sync after the reset: {after:7.2f} s, {body_uids(err)} bodies fetched")
-        print(f"size after: {os.path.getsize(os.path.join(tmp, 'out', 'test', BOX + '.mbox'))}"
-              f" bytes; files: {sorted(os.listdir(os.path.join(tmp, 'out', 'test')))}")
+        out = os.path.join(tmp, "out", "test")
+        print(f"size after: {os.path.getsize(os.path.join(out, BOX + '.mbox'))} bytes; "
+              f"files: {sorted(os.listdir(out))}")
         for line in warn:
             print(line)
 

@@ -29,7 +29,8 @@ def old_corpus():
     """N_OLD messages with Message-IDs and distinct dates, and four without Message-ID
     sharing one size and date (only their bodies tell them apart)."""
     mk = mmtest.make_message
-    msgs = [(mk(f"old {i}", f"old body {i}\r\n"), BASE_DATE + 7 * i) for i in range(N_OLD)]
+    msgs = [(mk(f"old {i}", f"old body {i}\r\n"), BASE_DATE + 7 * i)
+            for i in range(N_OLD)]
     for c in "ABCD":
         raw = (b"From: carol@example.org\r\nSubject: same\r\n\r\nbody %s\r\n"
                % c.encode())
@@ -242,7 +243,8 @@ class Remap(unittest.TestCase):
         self.assertEqual(len(expect_new), 40)
 
         # 1. Stalled and killed inside the listing.
-        with FaultProxy(self.fx.host, self.fx.imaps_port, [Stall(at_byte=25_000)]) as proxy:
+        with FaultProxy(self.fx.host, self.fx.imaps_port,
+                        [Stall(at_byte=25_000)]) as proxy:
             acct = self.fx.account(self.tmp, self.user, self.pw, port=proxy.port)
             conf = mmtest.write_config(self.tmp, [acct], filename="stalled.ini")
             proc = mu.start_mboxmirror("-c", conf, "--once", "-v")
