@@ -603,6 +603,11 @@ renumber(struct mirror *m, uint32_t *last_r, size_t *n_present_r)
 	size_t np = 0;
 	char *error = NULL;
 
+	/* Records renumbered by an attempt a crash cut short, before the
+	 * state said so: what they claim is decided again below. */
+	for (size_t i = 0; i < m->rl_index.n; i++)
+		if (m->rl_index.v[i].uidvalidity == m->examine_uidvalidity)
+			m->rl_index.v[i].uid = m->rl_index.v[i].uidvalidity = 0;
 	for (size_t i = 0; i < m->n_rs; i++) {
 		struct msgindex_entry *e;
 
