@@ -212,6 +212,30 @@ class Remap(unittest.TestCase):
         self.assertEqual(body_uids(res.stderr), 10 + 4)
         self.assert_index_renumbered(server, new_uv, mbox)
 
+    def test_state_save_lost_after_index_rewrite(self):
+        """As if killed between the index rewrite and the state save: the state
+        still has the old UIDVALIDITY, the index the new UIDs.  The next sync
+        matches again, to the same result, and fetches nothing twice."""
+        old = old_corpus()[-24:]
+        old_bytes = self.first_sync(old)
+        state = os.path.join(self.tmp, "state", "test", "state")
+        with open(state, "rb") as f:
+            old_state = f.read()
+        _, new_uv = self.reset(list(reversed(old)))
+        res = self.sync()
+        self.assertIn("24 of 24 server messages matched", res.stderr)
+        with open(state, "wb") as f:
+            f.write(old_state)
+        res = self.sync()
+        self.assertIn("24 of 24 server messages matched", res.stderr)
+        self.assertEqual(body_uids(res.stderr), 4)     # the ambiguous ones
+        server, expect_new, expected = self.expected_after(old_bytes, old)
+        self.assertEqual(expect_new, [])
+        with open(self.path, "rb") as f:
+            mbox = f.read()
+        mu.assert_bytes_equal(self, mbox, old_bytes, "the mbox")
+        self.assert_index_renumbered(server, new_uv, mbox)
+
     def test_poor_match_mirrors_afresh(self):
         """Under half of the server's messages in the mirror: as before, the old file
         kept aside and everything fetched into a new one."""
