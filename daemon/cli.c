@@ -13,6 +13,8 @@ enum {
 	OPT_LIST,
 	OPT_STATUS,
 	OPT_JSON,
+	OPT_VERIFY,
+	OPT_DEEP,
 	OPT_VERSION,
 	OPT_SHARD,
 };
@@ -28,6 +30,8 @@ static const struct option long_options[] = {
 	{ "list", no_argument, NULL, OPT_LIST },
 	{ "status", no_argument, NULL, OPT_STATUS },
 	{ "json", no_argument, NULL, OPT_JSON },
+	{ "verify", no_argument, NULL, OPT_VERIFY },
+	{ "deep", no_argument, NULL, OPT_DEEP },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ "shard", required_argument, NULL, OPT_SHARD },
 	{ "help", no_argument, NULL, 'h' },
@@ -49,6 +53,8 @@ cli_mode_option(enum cli_mode mode)
 		return "--list";
 	case CLI_MODE_STATUS:
 		return "--status";
+	case CLI_MODE_VERIFY:
+		return "--verify";
 	case CLI_MODE_VERSION:
 		return "--version";
 	case CLI_MODE_HELP:
@@ -170,6 +176,13 @@ parse_options(int argc, char **argv, struct cli_options *opts,
 		case OPT_JSON:
 			opts->json = true;
 			break;
+		case OPT_VERIFY:
+			if (set_mode(opts, CLI_MODE_VERIFY, error_r) == -1)
+				return -1;
+			break;
+		case OPT_DEEP:
+			opts->deep = true;
+			break;
 		case OPT_VERSION:
 			if (set_mode(opts, CLI_MODE_VERSION, error_r) == -1)
 				return -1;
@@ -203,8 +216,12 @@ parse_options(int argc, char **argv, struct cli_options *opts,
 		    "-v/--verbose and -q/--quiet cannot be used together");
 	opts->verbosity = verbose ? CLI_VERBOSITY_DEBUG :
 	    quiet ? CLI_VERBOSITY_QUIET : CLI_VERBOSITY_CONFIG;
-	if (opts->json && opts->mode != CLI_MODE_STATUS)
-		return log_set_error(error_r, "--json works only with --status");
+	if (opts->json && opts->mode != CLI_MODE_STATUS &&
+	    opts->mode != CLI_MODE_VERIFY)
+		return log_set_error(error_r,
+		    "--json works only with --status or --verify");
+	if (opts->deep && opts->mode != CLI_MODE_VERIFY)
+		return log_set_error(error_r, "--deep works only with --verify");
 	if ((opts->n_accounts > 0 || opts->shard.n != 0) &&
 	    (opts->mode == CLI_MODE_PROBE || opts->mode == CLI_MODE_VERSION ||
 	    opts->mode == CLI_MODE_HELP))
@@ -236,6 +253,8 @@ cli_usage(FILE *fp)
 "       mboxmirror [-c FILE] --probe NAME\n"
 "       mboxmirror [-c FILE] --list [--shard K/N] [-a NAME]...\n"
 "       mboxmirror [-c FILE] --status [--json] [--shard K/N] [-a NAME]...\n"
+"       mboxmirror [-c FILE] --verify [--deep] [--json] [--shard K/N]\n"
+"                  [-a NAME]...\n"
 "       mboxmirror --version | --help\n"
 "\n"
 "Keeps crash-safe mbox mirrors of IMAP accounts.\n"
@@ -252,18 +271,24 @@ cli_usage(FILE *fp)
 "      --list          show each server's mailboxes: which are mirrored, to\n"
 "                      which file, and why (the mailboxes/exclude patterns)\n"
 "      --status        show each account's last sync\n"
-"      --json          with --status: print JSON\n"
+"      --verify        check that each mirror is whole: every message the\n"
+"                      server has is in its mbox once, intact; changes nothing\n"
+"      --deep          with --verify: also download every message again and\n"
+"                      compare it with the mirror's bytes (slow)\n"
+"      --json          with --status or --verify: print JSON\n"
 "      --version       print the version\n"
 "  -h, --help          print this help\n"
 "\n"
-"Without --once, --check-config, --probe, --list or --status, runs in the foreground\n"
-"until SIGTERM or SIGINT; SIGHUP reloads the config.\n"
+"Without --once, --check-config, --probe, --list, --status or --verify, runs in\n"
+"the foreground until SIGTERM or SIGINT; SIGHUP reloads the config.\n"
 "\n"
 "Default configuration: $MBOXMIRROR_CONFIG, else\n"
 "$XDG_CONFIG_HOME/mboxmirror/config.ini (~/.config/...) if it exists, else\n"
 "/etc/mboxmirror/mboxmirror.ini.\n"
 "\n"
 "Exit status: 0 success; 1 an account failed (--once, --probe, --list);\n"
+"--verify: 0 every mirror is whole, 1 a problem was found, 2 nothing wrong was\n"
+"found but a check could not be made (server, state);\n"
 "64 usage error; 78 configuration error.\n", fp);
 }
 

@@ -22,6 +22,7 @@ enum cli_mode {
 	CLI_MODE_PROBE,		/* --probe NAME */
 	CLI_MODE_LIST,		/* --list */
 	CLI_MODE_STATUS,	/* --status [--json] */
+	CLI_MODE_VERIFY,	/* --verify [--deep] [--json] */
 	CLI_MODE_VERSION,	/* --version */
 	CLI_MODE_HELP,		/* -h, --help */
 };
@@ -39,7 +40,8 @@ struct cli_options {
 	size_t n_accounts;
 	char *probe_account;		/* --probe NAME */
 	enum cli_verbosity verbosity;
-	bool json;			/* --json (with --status only) */
+	bool json;			/* --json (with --status or --verify) */
+	bool deep;			/* --deep (with --verify only) */
 	struct shard shard;		/* --shard K/N; n == 0: not given */
 };
 
@@ -49,8 +51,9 @@ struct cli_options {
  * (opts is then empty).  Usage errors: unknown options, missing arguments,
  * extra arguments, two modes at once, -a or --shard with a mode that
  * takes no account list (--probe, --version, --help), -v with -q, --json
- * without --status, -c or --shard given twice, a --shard that is not K/N
- * with 0 <= K < N (shard.h).  Always call cli_free() afterwards.
+ * without --status or --verify, --deep without --verify, -c or --shard
+ * given twice, a --shard that is not K/N with 0 <= K < N (shard.h).
+ * Always call cli_free() afterwards.
  */
 int cli_parse(int argc, char **argv, struct cli_options *opts,
     char **error_r);

@@ -19,6 +19,7 @@
 #include "log.h"
 #include "run.h"
 #include "status.h"
+#include "verify.h"
 
 static void
 usage_error(const char *message)
@@ -262,6 +263,10 @@ main(int argc, char **argv)
 	case CLI_MODE_STATUS:
 		status = status_print(stdout, config, opts.accounts,
 		    opts.n_accounts, opts.json);
+		break;
+	case CLI_MODE_VERIFY:
+		status = verify_run(config, opts.accounts, opts.n_accounts,
+		    opts.deep, opts.json);
 		break;
 	case CLI_MODE_DAEMON:
 		if (refuse_foreign_state(config) != 0) {

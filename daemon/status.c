@@ -8,6 +8,7 @@
 #include "log.h"
 #include "mirror/plan.h"
 #include "mirror/state.h"
+#include "util/json.h"
 
 struct account_summary {
 	const char *name;
@@ -37,21 +38,6 @@ format_iso(char *buf, size_t size, time_t t)
 
 	gmtime_r(&t, &tm);
 	strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-static void
-json_string(FILE *out, const char *s)
-{
-	fputc('"', out);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			fprintf(out, "\\%c", *p);
-		else if (*p < 0x20)
-			fprintf(out, "\\u%04x", *p);
-		else
-			fputc(*p, out);
-	}
-	fputc('"', out);
 }
 
 static void

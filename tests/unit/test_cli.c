@@ -157,6 +157,22 @@ test_other_modes(void **state)
 	assert_true(opts.json);
 	cli_free(&opts);
 
+	assert_int_equal(parse(&opts, &error, "--verify", "-a", "x", NULL), 0);
+	assert_int_equal(opts.mode, CLI_MODE_VERIFY);
+	assert_false(opts.deep);
+	assert_false(opts.json);
+	assert_int_equal(opts.n_accounts, 1);
+	cli_free(&opts);
+
+	assert_int_equal(parse(&opts, &error, "--deep", "--json", "--verify",
+	    "--shard", "1/3", NULL), 0);
+	assert_int_equal(opts.mode, CLI_MODE_VERIFY);
+	assert_true(opts.deep);
+	assert_true(opts.json);
+	assert_int_equal(opts.shard.k, 1);
+	assert_int_equal(opts.shard.n, 3);
+	cli_free(&opts);
+
 	assert_int_equal(parse(&opts, &error, "--version", NULL), 0);
 	assert_int_equal(opts.mode, CLI_MODE_VERSION);
 	cli_free(&opts);
@@ -228,10 +244,15 @@ test_bad_combinations(void **state)
 	    "-a", "x", "--probe", "y", NULL);
 	expect_usage_error("-v/--verbose and -q/--quiet cannot be used "
 	    "together", "-v", "-q", NULL);
-	expect_usage_error("--json works only with --status", "--json",
-	    NULL);
-	expect_usage_error("--json works only with --status", "--once",
+	expect_usage_error("--json works only with --status or --verify",
 	    "--json", NULL);
+	expect_usage_error("--json works only with --status or --verify",
+	    "--once", "--json", NULL);
+	expect_usage_error("--deep works only with --verify", "--deep", NULL);
+	expect_usage_error("--deep works only with --verify", "--status",
+	    "--deep", NULL);
+	expect_usage_error("--verify and --list cannot be used together",
+	    "--verify", "--list", NULL);
 	expect_usage_error("-c/--config given twice", "-c", "a", "-c", "b",
 	    NULL);
 }
@@ -289,6 +310,7 @@ test_usage_text(void **state)
 	static const char *const must[] = { "--config FILE", "--once",
 		"--account NAME", "--verbose", "--quiet", "--check-config",
 		"--probe NAME", "--status", "--json", "--version", "--help",
+		"--verify", "--deep", "1 a problem was found",
 		"--shard K/N", "[general] shard",
 		"64 usage error", "78 configuration error", "0 success" };
 	char *text = NULL;
@@ -305,6 +327,7 @@ test_usage_text(void **state)
 			fail_msg("help lacks \"%s\"", must[i]);
 	free(text);
 	assert_string_equal(cli_mode_option(CLI_MODE_STATUS), "--status");
+	assert_string_equal(cli_mode_option(CLI_MODE_VERIFY), "--verify");
 	assert_string_equal(cli_mode_option(CLI_MODE_DAEMON), "");
 }
 
