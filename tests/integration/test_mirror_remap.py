@@ -105,6 +105,13 @@ class Remap(unittest.TestCase):
         self.assertEqual(res.returncode, 0, res.stderr)
         return res
 
+    def assert_verifies(self, deep=False):
+        """--verify (and --deep) finds the mirror whole."""
+        args = ["-c", self.conf, "--verify"] + (["--deep"] if deep else [])
+        res = mmtest.run_mboxmirror(*args, timeout=300)
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr[-3000:])
+        self.assertIn("whole", res.stdout)
+
     def expected_after(self, old_bytes, old_msgs):
         """The old mbox, then each server message it did not hold (a second copy of
         one it held once counts), in UID order."""
@@ -176,6 +183,7 @@ class Remap(unittest.TestCase):
         self.assertEqual(sorted(f for f in os.listdir(d) if f.startswith(BOX)
                                 and not f.endswith(".lock")), [BOX + ".mbox"])
         self.assert_index_renumbered(server, new_uv, mbox)
+        self.assert_verifies(deep=True)
 
         # Settled: nothing to do; then new mail as usual.
         res = self.sync()
@@ -207,6 +215,7 @@ class Remap(unittest.TestCase):
         with open(self.path, "rb") as f:
             mbox = f.read()
         mu.assert_bytes_equal(self, mbox, expected, "the mbox after the remap")
+        self.assert_verifies()
         self.assertRegex(res.stderr, rf"UIDVALIDITY changed from {old_uv} to {new_uv}; "
                          rf"54 of 64 server messages matched")
         self.assertEqual(body_uids(res.stderr), 10 + 4)
@@ -303,6 +312,7 @@ class Remap(unittest.TestCase):
             mbox = f.read()
         mu.assert_bytes_equal(self, mbox, expected, "the mbox after the reruns")
         self.assert_index_renumbered(server, new_uv, mbox)
+        self.assert_verifies()
         res = self.sync()
         self.assertEqual(mu.count_opened(res.stdout)[1:], (0, 0))
 
