@@ -17,3 +17,6 @@ if(Python3_Interpreter_FOUND)
                    $<TARGET_FILE:test_mbox>)
   set_tests_properties(unit.mbox_python_read PROPERTIES LABELS unit TIMEOUT 60)
 endif()
+
+# Reading entries back (--restore): round trips through the writer's encoder.
+mm_unit_test(test_mbox_decode SOURCES unit/test_mbox_decode.c LIBS mm_mbox)
