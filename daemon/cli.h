@@ -20,6 +20,7 @@ enum cli_mode {
 	CLI_MODE_PROBE,		/* --probe NAME */
 	CLI_MODE_LIST,		/* --list */
 	CLI_MODE_STATUS,	/* --status [--json] */
+	CLI_MODE_RESTORE,	/* --restore NAME --to NAME2 */
 	CLI_MODE_VERSION,	/* --version */
 	CLI_MODE_HELP,		/* -h, --help */
 };
@@ -38,6 +39,11 @@ struct cli_options {
 	char *probe_account;		/* --probe NAME */
 	enum cli_verbosity verbosity;
 	bool json;			/* --json (with --status only) */
+	char *restore_from;		/* --restore NAME */
+	char *restore_to;		/* --to NAME2 */
+	char **restore_mailboxes;	/* --mailbox PATTERN, in order */
+	size_t n_restore_mailboxes;
+	bool dry_run;			/* --dry-run (with --restore only) */
 };
 
 /*
@@ -45,8 +51,10 @@ struct cli_options {
  * and a malloc'ed one-line message without a trailing newline in *error_r
  * (opts is then empty).  Usage errors: unknown options, missing arguments,
  * extra arguments, two modes at once, -a with a mode that takes no account
- * list (--probe, --version, --help), -v with -q, --json without --status,
- * -c given twice.  Always call cli_free() afterwards.
+ * list (--probe, --restore, --version, --help), -v with -q, --json without
+ * --status, -c given twice, --restore without --to, --to, --mailbox or
+ * --dry-run without --restore, --restore or --to given twice, an empty
+ * --mailbox pattern.  Always call cli_free() afterwards.
  */
 int cli_parse(int argc, char **argv, struct cli_options *opts,
     char **error_r);
