@@ -209,6 +209,7 @@ mirror_fail(struct mirror *m, enum mirror_error kind, const char *fmt, ...)
 	va_end(ap);
 	m->result.error = kind;
 	mbox_close(&m->mbox);
+	msgindex_close(&m->msgindex);
 	if (m->session != NULL)
 		session_abort(m->session, SESSION_OK, "stopped");
 	record_error(m);
@@ -316,6 +317,7 @@ static void
 leave_mailbox(struct mirror *m)
 {
 	mbox_close(&m->mbox);
+	msgindex_close(&m->msgindex);
 	progress_stop(m);
 	m->ms = NULL;
 	fetch_forget(m);
@@ -337,6 +339,7 @@ mirror_mailbox_done(struct mirror *m)
 	struct mbx *mb = &m->mbxs[m->cur];
 
 	mbox_close(&m->mbox);
+	msgindex_close(&m->msgindex);
 	/* The UIDNEXT seen before fetching: mail that arrived meanwhile makes
 	 * the next run look again. */
 	m->ms->uidnext = mb->has_status ? mb->uidnext : m->examine_uidnext;
@@ -793,14 +796,17 @@ mirror_free(struct mirror **mp)
 	ev_timer_stop(m->loop, &m->reconnect_timer);
 	progress_stop(m);
 	mbox_close(&m->mbox);
+	msgindex_close(&m->msgindex);
 	session_free(&m->session);
 	mailboxes_free(m);
 	free(m->todo);
 	free(m->todo_sizes);
 	free(m->todo_done);
 	free(m->got);
+	fetch_forget_arrivals(m);
 	free(m->arr);
 	free(m->arr_sizes);
+	free(m->arr_ix);
 	state_clear(&m->state);
 	state_unlock(&m->state_lock_fd);
 	free(m->state_dir);

@@ -27,6 +27,7 @@
 #include "imap/response.h"
 #include "imap/session.h"
 #include "mirror/mirror.h"
+#include "mirror/msgindex.h"
 #include "mirror/names.h"
 #include "mirror/plan.h"
 #include "mirror/state.h"
@@ -190,6 +191,7 @@ struct mirror {
 	/* The mailbox being synced */
 	struct mailbox_state *ms;
 	struct mbox *mbox;
+	struct msgindex *msgindex;	/* the mbox's index */
 	uint32_t examine_uidvalidity, examine_uidnext, examine_exists;
 	uint32_t fetch_base;		/* the pipelined fetch asked after it */
 	bool direct;			/* bodies asked with the EXAMINE */
@@ -209,6 +211,7 @@ struct mirror {
 	size_t n_got, cap_got;
 	struct plan_arrival *arr;	/* appended since the last commit */
 	uint64_t *arr_sizes;		/* their message sizes */
+	struct msgindex_entry *arr_ix;	/* their index records */
 	size_t n_arr, cap_arr;
 	uint32_t nil_uid;		/* answered with BODY[] NIL */
 	uint32_t hole_counted;		/* the hole this sync counted */
@@ -221,6 +224,12 @@ struct mirror {
 	/* The message being streamed */
 	bool msg_skip;
 	uint32_t msg_uid;
+	/* A streamed message in the mbox whose FETCH response has not ended:
+	 * its record is complete (FLAGS may follow the body) at that end. */
+	bool pend_active;
+	uint32_t pend_msgno;
+	struct imap_fetch_item pend_item;	/* flags: not kept */
+	uint64_t pend_size;			/* of the literal */
 	uint64_t batch_bytes;		/* appended since the last commit */
 	bool spooling;
 	uint32_t spool_msgno;		/* the FETCH response it is part of */
@@ -277,6 +286,7 @@ int fetch_sink(void *, enum imap_sink_event, const struct imap_literal_info *,
 int fetch_sort_todo(struct mirror *);
 int fetch_merge_extras(struct mirror *);
 void fetch_forget(struct mirror *);
+void fetch_forget_arrivals(struct mirror *);
 
 /* commit.c */
 void commit_open_mailbox(struct mirror *);

@@ -20,3 +20,7 @@ endif()
 
 # Reading entries back (--restore): round trips through the writer's encoder.
 mm_unit_test(test_mbox_decode SOURCES unit/test_mbox_decode.c LIBS mm_mbox)
+
+# What the message index is built on: entry digests from the writer, from
+# raw bytes, and from an mbox file's scan.
+mm_unit_test(test_mbox_digest SOURCES unit/test_mbox_digest.c LIBS mm_mbox)

@@ -409,7 +409,7 @@ test_incremental_direct(void **state)
 	assert_int_equal(res.messages, 2);
 	assert_int_equal(res.mailboxes_opened, 1);
 	assert_int_equal(imapd_count(&srv, "UID FETCH 4:* (UID INTERNALDATE "
-	    "RFC822.SIZE BODY.PEEK[])"), 1);
+	    "RFC822.SIZE FLAGS BODY.PEEK[])"), 1);
 	assert_int_equal(entries("INBOX.mbox"), 5);
 	ms = saved("INBOX");
 	assert_int_equal(ms->last_uid, 5);
