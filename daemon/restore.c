@@ -114,6 +114,7 @@ struct restorer {
 	/* The journal. */
 	char *journal_path;
 	int journal_fd;
+	size_t journal_keep;	/* bytes up to its last whole line */
 	bool journal_dirty;	/* "done" records not synced yet */
 	struct restore_journal journal;
 	int lock_fd;
@@ -305,6 +306,10 @@ load_journal(struct restorer *r, const char *dst_dir)
 		free(buf);
 		return -1;
 	}
+	/* A line cut short by a kill was never acted on: cut on opening. */
+	while (len > 0 && buf[len - 1] != '\n')
+		len--;
+	r->journal_keep = len < sizeof RESTORE_JOURNAL_HEADER - 1 ? 0 : len;
 	free(buf);
 	return 0;
 }
@@ -340,13 +345,17 @@ open_journal(struct restorer *r)
 		log_error("%s: %s", r->journal_path, strerror(errno));
 		return -1;
 	}
-	/* A header cut short by a crash is completed; a record never
-	 * follows an incomplete line (the parser ignored it, so a new line
-	 * starts after an LF). */
-	if (st.st_size == 0)
+	/* What a kill cut short goes (with O_APPEND, writes follow). */
+	if ((uint64_t)st.st_size > r->journal_keep &&
+	    ftruncate(r->journal_fd, (off_t)r->journal_keep) != 0) {
+		log_error("%s: ftruncate: %s", r->journal_path,
+		    strerror(errno));
+		return -1;
+	}
+	if (r->journal_keep == 0)
 		return journal_write(r, RESTORE_JOURNAL_HEADER,
 		    sizeof RESTORE_JOURNAL_HEADER - 1);
-	return journal_write(r, "\n", 1);
+	return 0;
 }
 
 static int

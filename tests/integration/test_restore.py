@@ -1,0 +1,254 @@
+"""--restore: a mirror uploaded into another account, byte for byte, with INTERNALDATE
+and flags; exactly once across kill -9 and reruns; --dry-run changes nothing; the
+source's mirror and state are never touched."""
+
+import hashlib
+import imaplib
+import os
+import re
+import signal
+import subprocess
+import time
+import unittest
+
+import mmtest
+
+BIG = 20 * 1024 * 1024
+
+
+def tree_hash(path):
+    """{relative path: sha256} of every file under path."""
+    out = {}
+    for root, _, files in os.walk(path):
+        for name in files:
+            full = os.path.join(root, name)
+            with open(full, "rb") as f:
+                out[os.path.relpath(full, path)] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+def fetch_all(fx, user, password, mailbox):
+    """Sorted [(body, internaldate, flags)] of every message of mailbox (EXAMINE)."""
+    with fx.imap(user, password) as c:
+        typ, _ = c.select('"%s"' % mmtest.mutf7_encode(mailbox), readonly=True)
+        assert typ == "OK", mailbox
+        typ, data = c.uid("FETCH", "1:*", "(INTERNALDATE FLAGS BODY.PEEK[])")
+        assert typ == "OK", data
+    out = []
+    for item in data:
+        if not isinstance(item, tuple):
+            continue
+        head, body = item
+        date = re.search(rb'INTERNALDATE "([^"]+)"', head)
+        flags = re.search(rb"FLAGS \(([^)]*)\)", head)
+        if date is None or flags is None:
+            # FLAGS may come after the literal.
+            rest = data[data.index(item) + 1]
+            rest = rest if isinstance(rest, bytes) else b""
+            date = date or re.search(rb'INTERNALDATE "([^"]+)"', rest)
+            flags = flags or re.search(rb"FLAGS \(([^)]*)\)", rest)
+        fl = frozenset(f for f in flags.group(1).decode().split() if f != "\\Recent")
+        out.append((body, date.group(1).decode(), fl))
+    out.sort(key=lambda t: (hashlib.sha256(t[0]).digest(), t[1]))
+    return out
+
+
+def append_raw(fx, user, password, mailbox, message, flags="", date=None):
+    """APPEND with an INTERNALDATE given as text (with its zone)."""
+    with fx.imap(user, password) as c:
+        typ, data = c.append('"%s"' % mmtest.mutf7_encode(mailbox), flags or None,
+                             date and '"%s"' % date, message)
+        assert typ == "OK", data
+
+
+class RestoreTest(unittest.TestCase):
+    def setUp(self):
+        self.fx = mmtest.Fixture()
+        self.src = self.fx.new_user()
+        self.dst = self.fx.new_user()
+        self.tmp_ctx = mmtest.TempDir()
+        self.tmp = self.tmp_ctx.__enter__()
+        self.conf = mmtest.write_config(self.tmp, [
+            self.fx.account(self.tmp, *self.src, name="src"),
+            self.fx.account(self.tmp, *self.dst, name="dst")],
+            general={"log_level": "info"})
+        self.state = os.path.join(self.tmp, "state")
+
+    def tearDown(self):
+        self.tmp_ctx.__exit__(None, None, None)
+
+    def restore(self, *extra, check=True):
+        res = mmtest.run_mboxmirror("-c", self.conf, "--restore", "src", "--to", "dst",
+                                    *extra, timeout=300)
+        if check:
+            self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        return res
+
+    def mirror_source(self):
+        res = mmtest.run_mboxmirror("-c", self.conf, "--once", "-a", "src", timeout=300)
+        self.assertEqual(res.returncode, 0, res.stderr)
+
+    def fill_source(self):
+        fx, (u, p) = self.fx, self.src
+        for box in ("Archive/2023", "Archive/Ärger/Tief", "Sent"):
+            fx.create_mailbox(u, p, box)
+        # CRLF text, flags with keywords, a zone that is not UTC.
+        append_raw(fx, u, p, "INBOX", mmtest.make_message("plain", "one\r\ntwo\r\n"),
+                   r"(\Seen \Flagged $Forwarded Work)", "17-Jul-1996 02:44:25 -0700")
+        # 8-bit, From lines to quote, no Message-ID.
+        append_raw(fx, u, p, "INBOX",
+                   b"Subject: 8bit\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                   b"Content-Transfer-Encoding: 8bit\r\n\r\n\xc3\xa4rger \xff\r\n"
+                   b"From here\r\n>From there\r\n>>From far\r\n", r"(\Answered)",
+                   "01-Feb-2020 10:00:00 +0530")
+        # No final newline; a lone CR inside.
+        append_raw(fx, u, p, "Archive/2023",
+                   mmtest.make_message("no newline", "a\rb\r\nlast line"), r"(\Draft)",
+                   "29-Feb-2024 23:59:59 +0000")
+        append_raw(fx, u, p, "Archive/Ärger/Tief", mmtest.make_message("deep", "x\r\n"))
+        # An empty body, and a big one.
+        append_raw(fx, u, p, "Sent", mmtest.make_message("empty", ""), r"(\Seen)")
+        line = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.:-+\r\n"
+        big = mmtest.make_message("big", "") + line * (BIG // len(line))
+        append_raw(fx, u, p, "Sent", big, r"(\Seen $Label1)", "05-May-2021 05:05:05 +0200")
+        return ["INBOX", "Archive/2023", "Archive/Ärger/Tief", "Sent"]
+
+    def assert_same(self, boxes):
+        for box in boxes:
+            want = fetch_all(self.fx, *self.src, box)
+            got = fetch_all(self.fx, *self.dst, box)
+            self.assertEqual(len(got), len(want), box)
+            for w, g in zip(want, got):
+                self.assertEqual(g[0], w[0], f"{box}: body differs")
+                self.assertEqual(g[1], w[1], f"{box}: INTERNALDATE differs")
+                self.assertEqual(g[2], w[2], f"{box}: flags differ")
+
+    def test_restore_into_empty_account(self):
+        boxes = self.fill_source()
+        self.mirror_source()
+        src_state = os.path.join(self.state, "src")
+        before = (tree_hash(os.path.join(self.tmp, "out", "src")), tree_hash(src_state))
+
+        # --dry-run: says what it would do, changes nothing anywhere.
+        res = self.restore("--dry-run")
+        self.assertIn("dry run", res.stdout)
+        self.assertRegex(res.stdout, r"total: 6 messages to upload")
+        self.assertRegex(res.stdout, r"Archive/Ärger/Tief -> Archive/&AMQ-rger/Tief "
+                                     r"\(to create\): 1 to upload")
+        self.assertEqual(self.fx.list_mailboxes(*self.dst), ["INBOX"])
+        self.assertEqual(fetch_all(self.fx, *self.dst, "INBOX"), [])
+        self.assertFalse(os.path.exists(os.path.join(self.state, "dst")))
+
+        res = self.restore()
+        self.assertRegex(res.stdout, r"total: 6 messages uploaded")
+        self.assertEqual(sorted(self.fx.list_mailboxes(*self.dst)),
+                         sorted(boxes + ["Archive", "Archive/Ärger"]))
+        self.assert_same(boxes)
+
+        # Again: everything is done, nothing is sent twice.
+        res = self.restore()
+        self.assertRegex(res.stdout, r"total: 0 messages uploaded .* 6 done before")
+        self.assert_same(boxes)
+
+        # Without the journal: found on the target by Message-ID and size.
+        for name in os.listdir(os.path.join(self.state, "dst")):
+            if name.startswith("restore-"):
+                os.unlink(os.path.join(self.state, "dst", name))
+        res = self.restore()
+        # The 8-bit message has no Message-ID: it is uploaded again, as documented.
+        self.assertRegex(res.stdout, r"total: 1 message uploaded .*, 5 already there")
+        self.assertEqual(len(fetch_all(self.fx, *self.dst, "INBOX")), 3)
+
+        self.assertEqual((tree_hash(os.path.join(self.tmp, "out", "src")),
+                          tree_hash(src_state)), before)
+
+    def test_mailbox_pattern(self):
+        self.fill_source()
+        self.mirror_source()
+        res = self.restore("--mailbox", "Archive/*")
+        self.assertRegex(res.stdout, r"2 mailboxes")
+        self.assertEqual(sorted(self.fx.list_mailboxes(*self.dst)),
+                         ["Archive", "Archive/2023", "Archive/Ärger", "Archive/Ärger/Tief",
+                          "INBOX"])
+        self.assert_same(["Archive/2023", "Archive/Ärger/Tief"])
+
+    def test_kill9_then_rerun_exactly_once(self):
+        fx, (u, p) = self.fx, self.src
+        fx.create_mailbox(u, p, "Bulk")
+        msgs = []
+        for i in range(400):
+            body = ("line %d\r\n" % i) * (200 + i)
+            m = mmtest.make_message("bulk %d" % i, body)
+            if i % 5 == 0:
+                # Without Message-ID: found again by size and date.
+                m = re.sub(rb"(?im)^Message-ID:[^\r\n]*\r\n", b"", m)
+            msgs.append(m)
+        fx.append_many(u, p, "Bulk", msgs, date=[1600000000 + i for i in range(400)])
+        self.mirror_source()
+        want = fetch_all(fx, u, p, "Bulk")
+
+        journal_dir = os.path.join(self.state, "dst")
+        kills, in_flight = 0, 0
+        for attempt in range(3):
+            proc = subprocess.Popen(
+                [os.environ["MBOXMIRROR"], "-c", self.conf, "--restore", "src", "--to",
+                 "dst"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            target = 60 * (attempt + 1)
+
+            def uploaded():
+                if proc.poll() is not None:
+                    return True
+                for name in (os.listdir(journal_dir) if os.path.isdir(journal_dir) else []):
+                    if name.startswith("restore-"):
+                        with open(os.path.join(journal_dir, name)) as f:
+                            if f.read().count("\nD ") >= target:
+                                return True
+                return False
+            mmtest.wait_for(uploaded, 120, what="APPENDs answered")
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+            proc.wait()
+            in_flight += self.sending_not_done(journal_dir)
+        self.assertGreater(kills, 0)
+        # Some messages were "sending" when killed: the rerun decides on them by
+        # looking at the target.
+        self.assertGreater(in_flight, 0)
+        res = self.restore()
+        got = fetch_all(fx, *self.dst, "Bulk")
+        self.assertEqual(len(got), len(want), res.stdout)
+        self.assertEqual([g[0] for g in got], [w[0] for w in want])
+        self.assertEqual([g[1] for g in got], [w[1] for w in want])
+        res = self.restore()
+        self.assertRegex(res.stdout, r"total: 0 messages uploaded")
+
+    @staticmethod
+    def sending_not_done(journal_dir):
+        """Messages the journal marks as being sent, not as done."""
+        for name in os.listdir(journal_dir):
+            if name.startswith("restore-"):
+                with open(os.path.join(journal_dir, name)) as f:
+                    lines = f.read().split("\n")[1:-1]
+                sent = {tuple(l.split()[1:4]) for l in lines if l.startswith("S ")}
+                done = {tuple(l.split()[1:4]) for l in lines if l.startswith("D ")}
+                return len(sent - done)
+        return 0
+
+    def test_target_locked(self):
+        self.fill_source()
+        self.mirror_source()
+        import fcntl
+        d = os.path.join(self.state, "dst")
+        os.makedirs(d, 0o700, exist_ok=True)
+        with open(os.path.join(d, "lock"), "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            f.write("%d\n" % os.getpid())
+            f.flush()
+            res = self.restore(check=False)
+        self.assertEqual(res.returncode, 1)
+        self.assertIn("account dst is busy", res.stderr)
+        self.assertEqual(self.fx.list_mailboxes(*self.dst), ["INBOX"])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
