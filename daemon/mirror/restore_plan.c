@@ -471,12 +471,11 @@ restore_decide(enum restore_mark mark, struct restore_present *present,
 			return RESTORE_SKIP_PRESENT;
 		return RESTORE_UPLOAD;
 	}
-	/* Without a Message-ID, only a message a killed run may have sent
-	 * is looked for, by size and date: two different messages may share
-	 * those. */
-	if (mark == RESTORE_MARK_SENDING &&
-	    restore_present_take_date(present, size, internaldate))
-		return RESTORE_SKIP_SENT;
+	/* Without a Message-ID, size and date to the second: two different
+	 * messages rarely share both in one mailbox (documented). */
+	if (restore_present_take_date(present, size, internaldate))
+		return mark == RESTORE_MARK_SENDING ? RESTORE_SKIP_SENT :
+		    RESTORE_SKIP_PRESENT;
 	return RESTORE_UPLOAD;
 }
 

@@ -140,13 +140,17 @@ void restore_journal_free(struct restore_journal *j);
 enum restore_action {
 	RESTORE_UPLOAD,
 	RESTORE_SKIP_DONE,	/* the journal says it was uploaded */
-	RESTORE_SKIP_PRESENT,	/* the target has it (Message-ID, size) */
-	RESTORE_SKIP_SENT,	/* sent by a killed run, found on the target
-				 * by size and INTERNALDATE (no Message-ID) */
+	RESTORE_SKIP_PRESENT,	/* the target has it: same Message-ID and
+				 * size, or (without Message-ID) same size
+				 * and INTERNALDATE */
+	RESTORE_SKIP_SENT,	/* as PRESENT, for one a killed run sent */
 };
 /*
  * Decides for a message from its journal mark and the target's messages
- * (taken from present as they match).  message_id_hash 0: none.
+ * (taken from present as they match).  message_id_hash 0: none; then
+ * RFC822.SIZE and INTERNALDATE (to the second) stand in for it, which
+ * takes two different messages without Message-ID of the same size and
+ * date in one mailbox for one.
  */
 enum restore_action restore_decide(enum restore_mark mark,
     struct restore_present *present, uint64_t message_id_hash, uint64_t size,

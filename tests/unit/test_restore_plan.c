@@ -186,12 +186,18 @@ test_decide(void **state)
 	/* Used up. */
 	assert_int_equal(restore_decide(RESTORE_MARK_SENDING, &p, 7, 10, 1),
 	    RESTORE_UPLOAD);
-	/* Without Message-ID, only a message sent before is matched. */
-	assert_int_equal(restore_decide(RESTORE_MARK_NONE, &p, 0, 20, 2),
-	    RESTORE_UPLOAD);
+	/* Without Message-ID: by size and date. */
 	assert_int_equal(restore_decide(RESTORE_MARK_SENDING, &p, 0, 20, 2),
 	    RESTORE_SKIP_SENT);
+	assert_int_equal(restore_decide(RESTORE_MARK_NONE, &p, 0, 20, 2),
+	    RESTORE_UPLOAD);
 	assert_int_equal(restore_decide(RESTORE_MARK_SENDING, &p, 0, 30, 4),
+	    RESTORE_UPLOAD);
+	assert_int_equal(restore_decide(RESTORE_MARK_NONE, &p, 0, 30, 3),
+	    RESTORE_SKIP_PRESENT);
+	/* A Message-ID is never matched by date. */
+	assert_int_equal(restore_present_add(&p, 0, 40, 5), 0);
+	assert_int_equal(restore_decide(RESTORE_MARK_SENDING, &p, 9, 40, 5),
 	    RESTORE_UPLOAD);
 	assert_string_equal(restore_action_name(RESTORE_SKIP_SENT), "sent");
 	restore_present_free(&p);
