@@ -7,9 +7,10 @@
  */
 #include "restore.h"
 
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,6 +86,7 @@ struct rbox {
 
 /* One APPEND: the literal's reader and the done callback's argument. */
 struct append {
+	struct append *next, **prevp;	/* the restorer's list of them */
 	struct restorer *r;
 	struct rbox *b;
 	struct rmsg *m;
@@ -119,6 +121,8 @@ struct restorer {
 	struct restore_journal journal;
 	int lock_fd;
 	unsigned pending;	/* CREATE/APPEND answers awaited */
+	struct append *appends;	/* queued, not answered (freed at the end
+				 * if the session ends first) */
 	/* Progress. */
 	ev_timer progress;
 	ev_tstamp started, box_started;
@@ -192,6 +196,19 @@ box_selected(const struct restorer *r, const struct rbox *b)
 	    r->o->n_mailboxes, NULL, 0, b->display, b->src_delim);
 }
 
+/* INBOX first, then by name: the order a mail reader shows. */
+static int
+box_order(const void *x, const void *y)
+{
+	const struct rbox *a = x, *b = y;
+	bool ai = strcmp(a->raw, "INBOX") == 0, bi = strcmp(b->raw,
+	    "INBOX") == 0;
+
+	if (ai != bi)
+		return ai ? -1 : 1;
+	return strcmp(a->display, b->display);
+}
+
 static int
 load_source(struct restorer *r)
 {
@@ -243,6 +260,8 @@ load_source(struct restorer *r)
 		if (load_box_index(r, src_dir, b, ms) != 0)
 			goto out;
 	}
+	if (r->n_boxes > 1)
+		qsort(r->boxes, r->n_boxes, sizeof *r->boxes, box_order);
 	ret = 0;
 out:
 	if (ret != 0 && error == NULL)
@@ -502,8 +521,6 @@ body_read(void *arg, void *buf, size_t size)
 	size_t n;
 	ssize_t got;
 
-	if (a->raw_pos == 0 && !a->ended && a->pend_len == 0)
-		mbox_decode_init(&a->dec, pend_out, a);
 	while (a->pend_off == a->pend_len) {
 		a->pend_off = a->pend_len = 0;
 		if (a->raw_pos < a->m->e.length) {
@@ -530,9 +547,31 @@ body_read(void *arg, void *buf, size_t size)
 	return (ssize_t)n;
 }
 
+static struct append *
+append_new(struct restorer *r, struct rbox *b, struct rmsg *m)
+{
+	struct append *a;
+
+	if ((a = calloc(1, sizeof *a)) == NULL)
+		return NULL;
+	a->r = r;
+	a->b = b;
+	a->m = m;
+	mbox_decode_init(&a->dec, pend_out, a);
+	a->next = r->appends;
+	if (a->next != NULL)
+		a->next->prevp = &a->next;
+	a->prevp = &r->appends;
+	r->appends = a;
+	return a;
+}
+
 static void
 append_free(struct append *a)
 {
+	if (a->next != NULL)
+		a->next->prevp = a->prevp;
+	*a->prevp = a->next;
 	free(a->pend);
 	free(a);
 }
@@ -734,13 +773,10 @@ refill(struct restorer *r)
 
 		if (m->action != RESTORE_UPLOAD)
 			continue;
-		if ((a = calloc(1, sizeof *a)) == NULL) {
+		if ((a = append_new(r, b, m)) == NULL) {
 			abort_local(r, "out of memory");
 			goto fail;
 		}
-		a->r = r;
-		a->b = b;
-		a->m = m;
 		if (measure(r, b, a) != 0) {
 			b->n_failed++;
 			r->failed = true;
@@ -1138,6 +1174,9 @@ print_summary(const struct restorer *r)
 		    "there, %zu done before, %zu failed\n", up,
 		    num_plural(up, "message", "messages"), bytes / 1e6,
 		    present, done, failed);
+	if (r->aborted)
+		printf("  the connection ended early: run the same command "
+		    "again to go on where it stopped\n");
 	fflush(stdout);
 }
 
@@ -1159,6 +1198,8 @@ free_restorer(struct restorer *r)
 		free(b->target);
 	}
 	free(r->boxes);
+	while (r->appends != NULL)
+		append_free(r->appends);
 	for (size_t i = 0; i < r->n_listed; i++)
 		free(r->listed[i]);
 	free(r->listed);
