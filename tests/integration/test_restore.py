@@ -7,7 +7,9 @@ import imaplib
 import os
 import re
 import signal
+import socket
 import subprocess
+import threading
 import time
 import unittest
 
@@ -59,6 +61,54 @@ def append_raw(fx, user, password, mailbox, message, flags="", date=None):
         typ, data = c.append('"%s"' % mmtest.mutf7_encode(mailbox), flags or None,
                              date and '"%s"' % date, message)
         assert typ == "OK", data
+
+
+class SlowUpload:
+    """A loopback TCP proxy that passes the client's bytes at about rate bytes/s (the
+    server's at full speed): an upload that takes seconds.  TLS stays end to end."""
+
+    def __init__(self, port, rate):
+        self.target, self.rate = port, rate
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.socks = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target))
+            self.socks += [client, server]
+            threading.Thread(target=self._pump, args=(client, server, self.rate),
+                             daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, None),
+                             daemon=True).start()
+
+    @staticmethod
+    def _pump(src, dst, rate):
+        try:
+            while True:
+                data = src.recv(16384)
+                if not data:
+                    break
+                dst.sendall(data)
+                if rate:
+                    time.sleep(len(data) / rate)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.listener.close()
+        for s in self.socks:
+            s.close()
 
 
 class RestoreTest(unittest.TestCase):
@@ -179,6 +229,34 @@ class RestoreTest(unittest.TestCase):
         self.assertRegex(res.stdout, r"total: 3 messages uploaded .*, 3 already there")
         for box in boxes:
             self.assertEqual(fetch_all(fx, u, p, box), want[box], box)
+
+    def test_progress_on_a_slow_link(self):
+        """Progress lines with the time left while a big message goes out slowly."""
+        fx, (u, p) = self.fx, self.src
+        line = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.:-+\r\n"
+        fx.append(u, p, "INBOX", mmtest.make_message("big", "") + line * (12_000_000 //
+                                                                         len(line)))
+        self.mirror_source()
+        proxy = SlowUpload(fx.imaps_port, 1_500_000)
+        try:
+            conf = mmtest.write_config(self.tmp, [
+                fx.account(self.tmp, *self.src, name="src"),
+                fx.account(self.tmp, *self.dst, name="dst", port=proxy.port)],
+                general={"log_level": "info"}, filename="slow.ini")
+            started = time.monotonic()
+            res = mmtest.run_mboxmirror("-c", conf, "--restore", "src", "--to", "dst",
+                                        timeout=300)
+            took = time.monotonic() - started
+        finally:
+            proxy.close()
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        lines = re.findall(r"info: restore src -> dst: mailbox INBOX: 0/1 messages, "
+                           r"([\d.]+)/12\.0 MB, [\d.]+ MB/s, about (\d+)s left; all: "
+                           r"0/1 message, [\d.]+/12\.0 MB, about \d+s left", res.stderr)
+        self.assertGreaterEqual(len(lines), 1, res.stderr)
+        self.assertGreater(float(lines[0][0]), 0)
+        self.assertLess(int(lines[0][1]), took + 5)
+        self.assertRegex(res.stdout, r"total: 1 message uploaded \(12\.0 MB\)")
 
     def test_mailbox_pattern(self):
         self.fill_source()
