@@ -920,6 +920,7 @@ next_box(struct restorer *r)
 {
 	struct imap_cmd cmd;
 	struct rbox *b;
+	bool all_done = true;
 
 	while (r->cur < r->n_boxes && r->boxes[r->cur].failed)
 		r->cur++;
@@ -928,11 +929,15 @@ next_box(struct restorer *r)
 		return;
 	}
 	b = &r->boxes[r->cur];
-	for (size_t i = 0; i < b->n; i++)
+	for (size_t i = 0; i < b->n; i++) {
 		b->msgs[i].mark = restore_journal_find(&r->journal,
 		    b->box_hash, b->msgs[i].e.offset, b->msgs[i].e.length);
-	if (!b->exists) {
-		/* Only in a dry run: it would be created, empty. */
+		if (b->msgs[i].mark != RESTORE_MARK_DONE)
+			all_done = false;
+	}
+	/* Not on the target (only in a dry run: it would be created,
+	 * empty), or nothing left to look for there. */
+	if (!b->exists || all_done) {
 		decide_box(r);
 		return;
 	}
