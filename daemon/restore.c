@@ -110,6 +110,7 @@ struct restorer {
 	size_t n_boxes, cur;
 	char target_delim;
 	bool have_delim;
+	struct names_patterns patterns;	/* --mailbox */
 	struct restore_present present;
 	char **listed;		/* the target's selectable mailboxes */
 	size_t n_listed, cap_listed;
@@ -192,8 +193,27 @@ load_box_index(struct restorer *r, const char *src_dir, struct rbox *b,
 static bool
 box_selected(const struct restorer *r, const struct rbox *b)
 {
-	return names_selected((const char *const *)r->o->mailboxes,
-	    r->o->n_mailboxes, NULL, 0, b->display, b->src_delim);
+	return names_decide(&r->patterns, b->display, b->src_delim, NULL,
+	    NULL);
+}
+
+/* A --mailbox pattern that matches no mirrored mailbox is a mistake: the
+ * user asked for mail that is not there.  True when every one matched. */
+static bool
+patterns_all_matched(const struct restorer *r)
+{
+	bool all = true;
+
+	for (size_t i = 0; i < r->o->n_mailboxes; i++) {
+		if (r->patterns.include_hit == NULL ||
+		    r->patterns.include_hit[i])
+			continue;
+		log_error("restore %s -> %s: --mailbox \"%s\" matches no "
+		    "mailbox mirrored for account %s", r->src->name,
+		    r->dst->name, r->o->mailboxes[i], r->src->name);
+		all = false;
+	}
+	return all;
 }
 
 /* INBOX first, then by name: the order a mail reader shows. */
@@ -1214,6 +1234,7 @@ free_restorer(struct restorer *r)
 	if (r->journal_fd != -1)
 		close(r->journal_fd);
 	state_unlock(&r->lock_fd);
+	names_patterns_free(&r->patterns);
 	free(r->raw);
 }
 
@@ -1292,12 +1313,23 @@ restore_run(const struct config *config, const struct restore_options *o)
 	}
 	if (!o->dry_run && lock_target(&r, dst_dir) != 0)
 		goto out;
-	if (load_journal(&r, dst_dir) != 0 || load_source(&r) != 0)
+	if (names_patterns_init(&r.patterns,
+	    (const char *const *)o->mailboxes, o->n_mailboxes, NULL, 0) != 0) {
+		log_error("out of memory");
+		goto out;
+	}
+	if (load_journal(&r, dst_dir) != 0 || load_source(&r) != 0 ||
+	    !patterns_all_matched(&r))
 		goto out;
 	if (r.n_boxes == 0) {
-		log_warnx("restore %s -> %s: no mirrored mailbox %s",
-		    r.src->name, r.dst->name, o->n_mailboxes > 0 ?
-		    "matches --mailbox" : "to restore");
+		/* Nothing to put back is not a failure: say so, connect to
+		 * nothing. */
+		log_warnx("restore %s -> %s: account %s has no mirrored "
+		    "mailbox (no sync has completed?)", r.src->name,
+		    r.dst->name, r.src->name);
+		print_summary(&r);
+		status = 0;
+		goto out;
 	}
 	for (size_t i = 0; i < r.n_boxes; i++)
 		for (size_t k = 0; k < r.boxes[i].n; k++)

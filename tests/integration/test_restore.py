@@ -267,6 +267,17 @@ class RestoreTest(unittest.TestCase):
                          ["Archive", "Archive/2023", "Archive/Ärger", "Archive/Ärger/Tief",
                           "INBOX"])
         self.assert_same(["Archive/2023", "Archive/Ärger/Tief"])
+        # A pattern that matches nothing: an error, and nothing is sent.
+        res = self.restore("--mailbox", "Sent", "--mailbox", "Nowhere/*", check=False)
+        self.assertEqual(res.returncode, 1)
+        self.assertIn('--mailbox "Nowhere/*" matches no mailbox mirrored for account src',
+                      res.stderr)
+        self.assertNotIn("Sent", self.fx.list_mailboxes(*self.dst))
+
+    def test_nothing_mirrored(self):
+        res = self.restore()
+        self.assertIn("account src has no mirrored mailbox", res.stderr)
+        self.assertIn("0 mailboxes", res.stdout)
 
     def test_kill9_then_rerun_exactly_once(self):
         fx, (u, p) = self.fx, self.src
