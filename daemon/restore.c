@@ -69,13 +69,15 @@ struct rbox {
 	char *display;		/* UTF-8, for people */
 	char *file;		/* relative to the source output */
 	char *mbox_path;
+	uint64_t mbox_size;	/* committed, as the source's state says */
 	uint64_t box_hash;	/* names it in the journal */
 	char src_delim;
 	char *target;		/* the name on the target; NULL: none */
 	bool exists;		/* on the target */
 	uint32_t target_messages;	/* EXISTS of its EXAMINE */
-	struct rmsg *msgs;
-	size_t n;
+	struct rmsg *msgs;	/* loaded while its turn lasts */
+	size_t n;		/* messages (also when msgs is freed) */
+	bool rebuilt;		/* its index was rebuilt from the mbox */
 	int fd;
 	/* Outcome. */
 	size_t n_upload, n_done, n_present, n_sent, n_ok, n_failed;
@@ -104,6 +106,7 @@ struct restorer {
 	const struct config *config;
 	const struct account *src, *dst;
 	const struct restore_options *o;
+	char *src_dir;		/* the source account's state */
 	enum rstate state;
 	struct session *s;
 	struct rbox *boxes;
@@ -147,24 +150,42 @@ set_state(struct restorer *r, enum rstate state)
 
 /* Source side: the mailboxes, their indexes, the journal */
 
+static void
+box_free_msgs(struct rbox *b)
+{
+	if (b->msgs == NULL)
+		return;
+	for (size_t k = 0; k < b->n; k++)
+		free(b->msgs[k].e.keywords);
+	free(b->msgs);
+	b->msgs = NULL;
+}
+
+/*
+ * Loads the messages of b from its index (only one mailbox's at a time:
+ * memory follows the largest mailbox, not the account).  0, or -1 (said).
+ */
 static int
-load_box_index(struct restorer *r, const char *src_dir, struct rbox *b,
-    const struct mailbox_state *ms)
+load_box_index(struct restorer *r, struct rbox *b)
 {
 	struct msgindex_list l = { 0 };
 	char *path, *error = NULL;
 	int ret;
 
-	if ((path = msgindex_path(src_dir, b->file)) == NULL)
+	b->n = 0;
+	if ((path = msgindex_path(r->src_dir, b->file)) == NULL)
 		return -1;
 	ret = msgindex_load(path, b->file, &l, &error);
 	free(path);
 	if (ret == 1) {
-		log_info("account %s: mailbox %s has no message index: rebuilt "
-		    "from its mbox (flags and keywords unknown: none are set; "
-		    "INTERNALDATE from the From_ line, in UTC)", r->src->name,
-		    b->display);
-		ret = msgindex_rebuild(b->mbox_path, ms->mbox_size, &l,
+		if (!b->rebuilt)
+			log_info("account %s: mailbox %s has no message index: "
+			    "read through one rebuilt from its mbox (flags "
+			    "and keywords unknown: none are set; "
+			    "INTERNALDATE from the From_ line, in UTC)",
+			    r->src->name, b->display);
+		b->rebuilt = true;
+		ret = msgindex_rebuild(b->mbox_path, b->mbox_size, &l,
 		    &error);
 	}
 	if (ret != 0) {
@@ -174,13 +195,15 @@ load_box_index(struct restorer *r, const char *src_dir, struct rbox *b,
 		return -1;
 	}
 	if ((b->msgs = calloc(l.n > 0 ? l.n : 1, sizeof *b->msgs)) == NULL) {
+		log_error("account %s: mailbox %s: out of memory",
+		    r->src->name, b->display);
 		msgindex_list_free(&l);
 		return -1;
 	}
 	for (size_t i = 0; i < l.n; i++) {
 		/* The index may run ahead of the state after a crash: only
 		 * what the state committed is the mirror. */
-		if (l.v[i].offset + l.v[i].length > ms->mbox_size)
+		if (l.v[i].offset + l.v[i].length > b->mbox_size)
 			continue;
 		b->msgs[b->n].e = l.v[i];
 		l.v[i].keywords = NULL;
@@ -229,17 +252,33 @@ box_order(const void *x, const void *y)
 	return strcmp(a->display, b->display);
 }
 
+/* What is left to do for b, for the progress lines' totals. */
+static void
+count_todo(struct restorer *r, const struct rbox *b)
+{
+	for (size_t k = 0; k < b->n; k++) {
+		const struct rmsg *m = &b->msgs[k];
+
+		if (restore_journal_find(&r->journal, b->box_hash, m->e.offset,
+		    m->e.length) == RESTORE_MARK_DONE)
+			continue;
+		r->todo_msgs++;
+		r->todo_bytes += m->e.size;
+	}
+}
+
 static int
 load_source(struct restorer *r)
 {
 	struct account_state st = { 0 };
-	char *src_dir, *error = NULL;
+	char *error = NULL;
+	bool said = false;
 	int ret = -1;
 
-	if ((src_dir = state_account_dir(r->config->state_dir,
+	if ((r->src_dir = state_account_dir(r->config->state_dir,
 	    r->src->name)) == NULL)
 		goto out;
-	if (state_load(src_dir, &st, &error) != 0) {
+	if (state_load(r->src_dir, &st, &error) != 0) {
 		log_error("account %s: %s", r->src->name, error);
 		goto out;
 	}
@@ -253,6 +292,7 @@ load_source(struct restorer *r)
 			continue;
 		b->fd = -1;
 		b->r = r;
+		b->mbox_size = ms->mbox_size;
 		b->raw = strdup(ms->name);
 		b->file = strdup(ms->file);
 		b->display = imap_utf7_decode(ms->name, strlen(ms->name));
@@ -277,18 +317,21 @@ load_source(struct restorer *r)
 			memset(b, 0, sizeof *b);
 			continue;
 		}
-		if (load_box_index(r, src_dir, b, ms) != 0)
+		if (load_box_index(r, b) != 0) {
+			said = true;
 			goto out;
+		}
+		count_todo(r, b);
+		box_free_msgs(b);
 	}
 	if (r->n_boxes > 1)
 		qsort(r->boxes, r->n_boxes, sizeof *r->boxes, box_order);
 	ret = 0;
 out:
-	if (ret != 0 && error == NULL)
+	if (ret != 0 && error == NULL && !said)
 		log_error("account %s: cannot read the mirror (out of memory)",
 		    r->src->name);
 	free(error);
-	free(src_dir);
 	state_clear(&st);
 	return ret;
 }
@@ -647,6 +690,7 @@ box_done(struct restorer *r)
 		close(b->fd);
 		b->fd = -1;
 	}
+	box_free_msgs(b);
 	if (b->n_failed > 0)
 		r->failed = true;
 	r->cur++;
@@ -942,8 +986,14 @@ next_box(struct restorer *r)
 	struct rbox *b;
 	bool all_done = true;
 
-	while (r->cur < r->n_boxes && r->boxes[r->cur].failed)
-		r->cur++;
+	for (; r->cur < r->n_boxes; r->cur++) {
+		b = &r->boxes[r->cur];
+		if (b->failed)
+			continue;
+		if (load_box_index(r, b) == 0)
+			break;
+		b->failed = r->failed = true;
+	}
 	if (r->cur == r->n_boxes) {
 		finish(r);
 		return;
@@ -1213,9 +1263,7 @@ free_restorer(struct restorer *r)
 
 		if (b->fd != -1)
 			close(b->fd);
-		for (size_t k = 0; k < b->n; k++)
-			free(b->msgs[k].e.keywords);
-		free(b->msgs);
+		box_free_msgs(b);
 		free(b->raw);
 		free(b->display);
 		free(b->file);
@@ -1235,6 +1283,7 @@ free_restorer(struct restorer *r)
 		close(r->journal_fd);
 	state_unlock(&r->lock_fd);
 	names_patterns_free(&r->patterns);
+	free(r->src_dir);
 	free(r->raw);
 }
 
@@ -1331,14 +1380,6 @@ restore_run(const struct config *config, const struct restore_options *o)
 		status = 0;
 		goto out;
 	}
-	for (size_t i = 0; i < r.n_boxes; i++)
-		for (size_t k = 0; k < r.boxes[i].n; k++)
-			if (restore_journal_find(&r.journal,
-			    r.boxes[i].box_hash, r.boxes[i].msgs[k].e.offset,
-			    r.boxes[i].msgs[k].e.length) != RESTORE_MARK_DONE) {
-				r.todo_msgs++;
-				r.todo_bytes += r.boxes[i].msgs[k].e.size;
-			}
 	if (!o->dry_run && open_journal(&r) != 0)
 		goto out;
 	if (run_session(&r) != 0)

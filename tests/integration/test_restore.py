@@ -274,6 +274,29 @@ class RestoreTest(unittest.TestCase):
                       res.stderr)
         self.assertNotIn("Sent", self.fx.list_mailboxes(*self.dst))
 
+    def test_mirror_without_index(self):
+        """A mirror made before the message index existed: read through an index
+        rebuilt in memory (nothing written); bytes and dates come back, flags do not."""
+        fx, (u, p) = self.fx, self.src
+        msgs = [mmtest.make_message("old %d" % i, "body %d\r\n>From x\r\n" % i)
+                for i in range(5)]
+        fx.append_many(u, p, "INBOX", msgs, flags=(r"\Seen",),
+                       date=[1500000000 + i for i in range(5)])
+        self.mirror_source()
+        src_state = os.path.join(self.state, "src")
+        for name in os.listdir(src_state):
+            if name.startswith("index-"):
+                os.unlink(os.path.join(src_state, name))
+        before = tree_hash(src_state)
+        res = self.restore()
+        self.assertIn("mailbox INBOX has no message index", res.stderr)
+        self.assertRegex(res.stdout, r"total: 5 messages uploaded")
+        want = fetch_all(fx, u, p, "INBOX")
+        got = fetch_all(fx, *self.dst, "INBOX")
+        self.assertEqual([(g[0], g[1]) for g in got], [(w[0], w[1]) for w in want])
+        self.assertEqual({g[2] for g in got}, {frozenset()})
+        self.assertEqual(tree_hash(src_state), before)
+
     def test_nothing_mirrored(self):
         res = self.restore()
         self.assertIn("account src has no mirrored mailbox", res.stderr)
