@@ -5,12 +5,8 @@
  * and pipelined APPENDs whose literals are read from the source mbox as
  * the connection takes them (mbox/decode.h).
  */
-#include "restore.h"
+#include "restore_int.h"
 
-#include <sys/stat.h>
-
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,123 +14,17 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include <ev.h>
-
 #include "imap/writer.h"
 #include "log.h"
-#include "mbox/decode.h"
 #include "mbox/mbox.h"
 #include "mirror/account_session.h"
-#include "mirror/msgindex.h"
-#include "mirror/names.h"
-#include "mirror/restore_plan.h"
 #include "mirror/state.h"
 #include "net/transport.h"
-#include "util/hash.h"
 #include "util/num.h"
-
-/* APPENDs in flight at most, and the journal's "sending" records written
- * (and synced) ahead of them at once. */
-#define APPEND_WINDOW 32
-/* Raw mbox bytes read per piece while decoding. */
-#define READ_CHUNK (64 * 1024)
-#define PROGRESS_SECS 5.0
-#define MESSAGE_ID_MAX 998
-
-enum rstate {
-	RS_CONNECTING,
-	RS_LISTING,
-	RS_CREATING,
-	RS_EXAMINING,
-	RS_SCANNING,
-	RS_APPENDING,
-	RS_LOGOUT,
-	RS_DONE,
-};
 
 static const char *const rstate_names[] = {
 	"connecting", "listing", "creating", "examining", "scanning",
 	"appending", "logout", "done",
-};
-
-struct rmsg {
-	struct msgindex_entry e;
-	enum restore_mark mark;		/* in the journal at the start */
-	enum restore_action action;
-};
-
-struct rbox {
-	struct restorer *r;
-	char *raw;		/* the source server's name */
-	char *display;		/* UTF-8, for people */
-	char *file;		/* relative to the source output */
-	char *mbox_path;
-	uint64_t mbox_size;	/* committed, as the source's state says */
-	uint64_t box_hash;	/* names it in the journal */
-	char src_delim;
-	char *target;		/* the name on the target; NULL: none */
-	bool exists;		/* on the target */
-	uint32_t target_messages;	/* EXISTS of its EXAMINE */
-	struct rmsg *msgs;	/* loaded while its turn lasts */
-	size_t n;		/* messages (also when msgs is freed) */
-	bool rebuilt;		/* its index was rebuilt from the mbox */
-	int fd;
-	/* Outcome. */
-	size_t n_upload, n_done, n_present, n_sent, n_ok, n_failed;
-	uint64_t upload_bytes, ok_bytes;
-	size_t next;		/* the next message to consider */
-	bool failed;		/* as a whole (create, examine) */
-};
-
-/* One APPEND: the literal's reader and the done callback's argument. */
-struct append {
-	struct append *next, **prevp;	/* the restorer's list of them */
-	struct restorer *r;
-	struct rbox *b;
-	struct rmsg *m;
-	uint64_t literal_len;
-	bool drop_added;
-	struct mbox_decoder dec;
-	uint64_t raw_pos;	/* entry bytes read */
-	bool ended;		/* mbox_decode_end() called */
-	unsigned char *pend;	/* decoded bytes not yet handed out */
-	size_t pend_len, pend_off, pend_cap;
-};
-
-struct restorer {
-	struct ev_loop *loop;
-	const struct config *config;
-	const struct account *src, *dst;
-	const struct restore_options *o;
-	char *src_dir;		/* the source account's state */
-	enum rstate state;
-	struct session *s;
-	struct rbox *boxes;
-	size_t n_boxes, cur;
-	char target_delim;
-	bool have_delim;
-	struct names_patterns patterns;	/* --mailbox */
-	struct restore_present present;
-	char **listed;		/* the target's selectable mailboxes */
-	size_t n_listed, cap_listed;
-	/* The journal. */
-	char *journal_path;
-	int journal_fd;
-	size_t journal_keep;	/* bytes up to its last whole line */
-	bool journal_dirty;	/* "done" records not synced yet */
-	struct restore_journal journal;
-	int lock_fd;
-	unsigned pending;	/* CREATE/APPEND answers awaited */
-	struct append *appends;	/* queued, not answered (freed at the end
-				 * if the session ends first) */
-	/* Progress. */
-	ev_timer progress;
-	ev_tstamp started, box_started;
-	uint64_t todo_bytes, sent_bytes, box_sent_bytes;
-	size_t todo_msgs, sent_msgs;
-	bool failed;		/* something is not on the target */
-	bool aborted;		/* the session ended in error */
-	unsigned char *raw;	/* READ_CHUNK */
 };
 
 static void next_box(struct restorer *);
@@ -146,497 +36,6 @@ set_state(struct restorer *r, enum rstate state)
 	log_debug("restore %s -> %s: state %s -> %s", r->src->name,
 	    r->dst->name, rstate_names[r->state], rstate_names[state]);
 	r->state = state;
-}
-
-/* Source side: the mailboxes, their indexes, the journal */
-
-static void
-box_free_msgs(struct rbox *b)
-{
-	if (b->msgs == NULL)
-		return;
-	for (size_t k = 0; k < b->n; k++)
-		free(b->msgs[k].e.keywords);
-	free(b->msgs);
-	b->msgs = NULL;
-}
-
-/*
- * Loads the messages of b from its index (only one mailbox's at a time:
- * memory follows the largest mailbox, not the account).  0, or -1 (said).
- */
-static int
-load_box_index(struct restorer *r, struct rbox *b)
-{
-	struct msgindex_list l = { 0 };
-	char *path, *error = NULL;
-	int ret;
-
-	b->n = 0;
-	if ((path = msgindex_path(r->src_dir, b->file)) == NULL)
-		return -1;
-	ret = msgindex_load(path, b->file, &l, &error);
-	free(path);
-	if (ret == 1) {
-		if (!b->rebuilt)
-			log_info("account %s: mailbox %s has no message index: "
-			    "read through one rebuilt from its mbox (flags "
-			    "and keywords unknown: none are set; "
-			    "INTERNALDATE from the From_ line, in UTC)",
-			    r->src->name, b->display);
-		b->rebuilt = true;
-		ret = msgindex_rebuild(b->mbox_path, b->mbox_size, &l,
-		    &error);
-	}
-	if (ret != 0) {
-		log_error("account %s: mailbox %s: %s", r->src->name,
-		    b->display, error != NULL ? error : "out of memory");
-		free(error);
-		return -1;
-	}
-	if ((b->msgs = calloc(l.n > 0 ? l.n : 1, sizeof *b->msgs)) == NULL) {
-		log_error("account %s: mailbox %s: out of memory",
-		    r->src->name, b->display);
-		msgindex_list_free(&l);
-		return -1;
-	}
-	for (size_t i = 0; i < l.n; i++) {
-		/* The index may run ahead of the state after a crash: only
-		 * what the state committed is the mirror. */
-		if (l.v[i].offset + l.v[i].length > b->mbox_size)
-			continue;
-		b->msgs[b->n].e = l.v[i];
-		l.v[i].keywords = NULL;
-		b->n++;
-	}
-	msgindex_list_free(&l);
-	return 0;
-}
-
-static bool
-box_selected(const struct restorer *r, const struct rbox *b)
-{
-	return names_decide(&r->patterns, b->display, b->src_delim, NULL,
-	    NULL);
-}
-
-/* A --mailbox pattern that matches no mirrored mailbox is a mistake: the
- * user asked for mail that is not there.  True when every one matched. */
-static bool
-patterns_all_matched(const struct restorer *r)
-{
-	bool all = true;
-
-	for (size_t i = 0; i < r->o->n_mailboxes; i++) {
-		if (r->patterns.include_hit == NULL ||
-		    r->patterns.include_hit[i])
-			continue;
-		log_error("restore %s -> %s: --mailbox \"%s\" matches no "
-		    "mailbox mirrored for account %s", r->src->name,
-		    r->dst->name, r->o->mailboxes[i], r->src->name);
-		all = false;
-	}
-	return all;
-}
-
-/* INBOX first, then by name: the order a mail reader shows. */
-static int
-box_order(const void *x, const void *y)
-{
-	const struct rbox *a = x, *b = y;
-	bool ai = strcmp(a->raw, "INBOX") == 0, bi = strcmp(b->raw,
-	    "INBOX") == 0;
-
-	if (ai != bi)
-		return ai ? -1 : 1;
-	return strcmp(a->display, b->display);
-}
-
-/* What is left to do for b, for the progress lines' totals. */
-static void
-count_todo(struct restorer *r, const struct rbox *b)
-{
-	for (size_t k = 0; k < b->n; k++) {
-		const struct rmsg *m = &b->msgs[k];
-
-		if (restore_journal_find(&r->journal, b->box_hash, m->e.offset,
-		    m->e.length) == RESTORE_MARK_DONE)
-			continue;
-		r->todo_msgs++;
-		r->todo_bytes += m->e.size;
-	}
-}
-
-static int
-load_source(struct restorer *r)
-{
-	struct account_state st = { 0 };
-	char *error = NULL;
-	bool said = false;
-	int ret = -1;
-
-	if ((r->src_dir = state_account_dir(r->config->state_dir,
-	    r->src->name)) == NULL)
-		goto out;
-	if (state_load(r->src_dir, &st, &error) != 0) {
-		log_error("account %s: %s", r->src->name, error);
-		goto out;
-	}
-	if ((r->boxes = calloc(st.n_mailboxes + 1, sizeof *r->boxes)) == NULL)
-		goto out;
-	for (size_t i = 0; i < st.n_mailboxes; i++) {
-		const struct mailbox_state *ms = &st.mailboxes[i];
-		struct rbox *b = &r->boxes[r->n_boxes];
-
-		if (ms->file == NULL)
-			continue;
-		b->fd = -1;
-		b->r = r;
-		b->mbox_size = ms->mbox_size;
-		b->raw = strdup(ms->name);
-		b->file = strdup(ms->file);
-		b->display = imap_utf7_decode(ms->name, strlen(ms->name));
-		if (b->display == NULL)
-			b->display = strdup(ms->name);
-		if (asprintf(&b->mbox_path, "%s/%s", r->src->output,
-		    ms->file) < 0)
-			b->mbox_path = NULL;
-		r->n_boxes++;
-		if (b->raw == NULL || b->file == NULL || b->display == NULL ||
-		    b->mbox_path == NULL)
-			goto out;
-		log_sanitize(b->display);
-		b->box_hash = hash_fnv1a64(b->raw, strlen(b->raw));
-		b->src_delim = restore_source_delimiter(b->raw, b->file);
-		if (!box_selected(r, b)) {
-			r->n_boxes--;
-			free(b->raw);
-			free(b->file);
-			free(b->display);
-			free(b->mbox_path);
-			memset(b, 0, sizeof *b);
-			continue;
-		}
-		if (load_box_index(r, b) != 0) {
-			said = true;
-			goto out;
-		}
-		count_todo(r, b);
-		box_free_msgs(b);
-	}
-	if (r->n_boxes > 1)
-		qsort(r->boxes, r->n_boxes, sizeof *r->boxes, box_order);
-	ret = 0;
-out:
-	if (ret != 0 && error == NULL && !said)
-		log_error("account %s: cannot read the mirror (out of memory)",
-		    r->src->name);
-	free(error);
-	state_clear(&st);
-	return ret;
-}
-
-static int
-load_journal(struct restorer *r, const char *dst_dir)
-{
-	char name[64], *buf = NULL, *error = NULL;
-	size_t len = 0, cap = 0;
-	ssize_t n;
-	int fd;
-
-	snprintf(name, sizeof name, "restore-%016" PRIx64,
-	    hash_fnv1a64(r->src->name, strlen(r->src->name)));
-	if (asprintf(&r->journal_path, "%s/%s", dst_dir, name) < 0) {
-		r->journal_path = NULL;
-		return -1;
-	}
-	fd = open(r->journal_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd == -1) {
-		if (errno == ENOENT)
-			return 0;
-		log_error("%s: %s", r->journal_path, strerror(errno));
-		return -1;
-	}
-	for (;;) {
-		if (len == cap) {
-			char *nb = realloc(buf, cap = cap ? cap * 2 : 65536);
-
-			if (nb == NULL) {
-				free(buf);
-				close(fd);
-				return -1;
-			}
-			buf = nb;
-		}
-		n = read(fd, buf + len, cap - len);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-	}
-	close(fd);
-	if (n == -1) {
-		log_error("%s: %s", r->journal_path, strerror(errno));
-		free(buf);
-		return -1;
-	}
-	if (restore_journal_parse(buf, len, r->journal_path, &r->journal,
-	    &error) != 0) {
-		log_error("%s (remove it to start the restore afresh)", error);
-		free(error);
-		free(buf);
-		return -1;
-	}
-	/* A line cut short by a kill was never acted on: cut on opening. */
-	while (len > 0 && buf[len - 1] != '\n')
-		len--;
-	r->journal_keep = len < sizeof RESTORE_JOURNAL_HEADER - 1 ? 0 : len;
-	free(buf);
-	return 0;
-}
-
-static int
-journal_write(struct restorer *r, const char *data, size_t len)
-{
-	ssize_t n;
-
-	while (len > 0) {
-		n = write(r->journal_fd, data, len);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			log_error("%s: write: %s", r->journal_path,
-			    n == 0 ? "no progress" : strerror(errno));
-			return -1;
-		}
-		data += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-static int
-open_journal(struct restorer *r)
-{
-	struct stat st;
-
-	r->journal_fd = open(r->journal_path, O_WRONLY | O_APPEND | O_CREAT |
-	    O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (r->journal_fd == -1 || fstat(r->journal_fd, &st) != 0) {
-		log_error("%s: %s", r->journal_path, strerror(errno));
-		return -1;
-	}
-	/* What a kill cut short goes (with O_APPEND, writes follow). */
-	if ((uint64_t)st.st_size > r->journal_keep &&
-	    ftruncate(r->journal_fd, (off_t)r->journal_keep) != 0) {
-		log_error("%s: ftruncate: %s", r->journal_path,
-		    strerror(errno));
-		return -1;
-	}
-	if (r->journal_keep == 0)
-		return journal_write(r, RESTORE_JOURNAL_HEADER,
-		    sizeof RESTORE_JOURNAL_HEADER - 1);
-	return 0;
-}
-
-static int
-journal_sync(struct restorer *r)
-{
-	if (fdatasync(r->journal_fd) != 0) {
-		log_error("%s: fdatasync: %s", r->journal_path,
-		    strerror(errno));
-		return -1;
-	}
-	r->journal_dirty = false;
-	return 0;
-}
-
-static int
-journal_mark(struct restorer *r, const struct rbox *b, const struct rmsg *m,
-    enum restore_mark mark, uint32_t uidvalidity, uint32_t uid)
-{
-	struct restore_record rec = {
-		.box = b->box_hash, .offset = m->e.offset,
-		.length = m->e.length, .mark = mark,
-		.uidvalidity = uidvalidity, .uid = uid,
-	};
-	char line[RESTORE_LINE_MAX];
-
-	return journal_write(r, line, restore_journal_line(line, &rec));
-}
-
-/* Reading a message back from the source mbox */
-
-static int
-box_open(struct restorer *r, struct rbox *b)
-{
-	if (b->fd != -1)
-		return 0;
-	/* Read only, no lock: a sync of the source appends past the
-	 * committed size and never changes what is below it. */
-	b->fd = open(b->mbox_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC |
-	    O_NONBLOCK);
-	if (b->fd == -1) {
-		log_error("account %s: mailbox %s: %s: %s", r->src->name,
-		    b->display, b->mbox_path, strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
-/* Up to len bytes of the entry at pos into r->raw: >0, or -1 (logged). */
-static ssize_t
-read_entry(struct restorer *r, struct rbox *b, const struct rmsg *m,
-    uint64_t pos)
-{
-	uint64_t left = m->e.length - pos;
-	size_t want = left < READ_CHUNK ? (size_t)left : READ_CHUNK;
-	ssize_t n;
-
-	do
-		n = pread(b->fd, r->raw, want, (off_t)(m->e.offset + pos));
-	while (n == -1 && errno == EINTR);
-	if (n <= 0) {
-		log_error("account %s: mailbox %s: %s: read at %" PRIu64 ": %s",
-		    r->src->name, b->display, b->mbox_path, m->e.offset + pos,
-		    n == 0 ? "the file ends before the indexed entry" :
-		    strerror(errno));
-		return -1;
-	}
-	return n;
-}
-
-static int
-count_out(void *arg, const void *data, size_t len)
-{
-	(void)arg;
-	(void)data;
-	(void)len;
-	return 0;
-}
-
-/*
- * The first pass over an entry: that it starts like one, and how long it
- * decodes (the literal's size must be known before its first byte).
- */
-static int
-measure(struct restorer *r, struct rbox *b, struct append *a)
-{
-	struct mbox_decoder d;
-	uint64_t pos = 0, full;
-	ssize_t n;
-
-	mbox_decode_init(&d, count_out, NULL);
-	while (pos < a->m->e.length) {
-		if ((n = read_entry(r, b, a->m, pos)) == -1)
-			return -1;
-		if (pos == 0 && (n < 5 || memcmp(r->raw, "From ", 5) != 0)) {
-			log_error("account %s: mailbox %s: no entry at offset "
-			    "%" PRIu64 " of %s: the mbox changed since it was "
-			    "indexed", r->src->name, b->display,
-			    a->m->e.offset, b->mbox_path);
-			return -1;
-		}
-		(void)mbox_decode_write(&d, r->raw, (size_t)n);
-		pos += (uint64_t)n;
-	}
-	(void)mbox_decode_end(&d, false);
-	full = mbox_decode_size(&d);
-	a->drop_added = mbox_decode_drop_added(full, a->m->e.size);
-	a->literal_len = a->drop_added ? full - 2 : full;
-	if (a->literal_len != a->m->e.size)
-		log_warnx("account %s: mailbox %s: the message at offset %"
-		    PRIu64 " reads back as %" PRIu64 " bytes, not the %" PRIu64
-		    " the server reported (lone LFs come back as CRLF)",
-		    r->src->name, b->display, a->m->e.offset, a->literal_len,
-		    a->m->e.size);
-	return 0;
-}
-
-static int
-pend_out(void *arg, const void *data, size_t len)
-{
-	struct append *a = arg;
-
-	if (a->pend_len + len > a->pend_cap) {
-		size_t cap = a->pend_cap ? a->pend_cap : 2 * READ_CHUNK;
-		unsigned char *p;
-
-		while (cap < a->pend_len + len)
-			cap *= 2;
-		if ((p = realloc(a->pend, cap)) == NULL)
-			return -1;
-		a->pend = p;
-		a->pend_cap = cap;
-	}
-	memcpy(a->pend + a->pend_len, data, len);
-	a->pend_len += len;
-	return 0;
-}
-
-/* The literal of an APPEND, decoded from the mbox as the session asks. */
-static ssize_t
-body_read(void *arg, void *buf, size_t size)
-{
-	struct append *a = arg;
-	struct restorer *r = a->r;
-	size_t n;
-	ssize_t got;
-
-	while (a->pend_off == a->pend_len) {
-		a->pend_off = a->pend_len = 0;
-		if (a->raw_pos < a->m->e.length) {
-			if ((got = read_entry(r, a->b, a->m, a->raw_pos)) == -1)
-				return -1;
-			a->raw_pos += (uint64_t)got;
-			if (mbox_decode_write(&a->dec, r->raw, (size_t)got) != 0)
-				return -1;
-		} else if (!a->ended) {
-			a->ended = true;
-			if (mbox_decode_end(&a->dec, a->drop_added) != 0)
-				return -1;
-		} else {
-			return -1;
-		}
-	}
-	n = a->pend_len - a->pend_off;
-	if (n > size)
-		n = size;
-	memcpy(buf, a->pend + a->pend_off, n);
-	a->pend_off += n;
-	r->sent_bytes += n;
-	r->box_sent_bytes += n;
-	return (ssize_t)n;
-}
-
-static struct append *
-append_new(struct restorer *r, struct rbox *b, struct rmsg *m)
-{
-	struct append *a;
-
-	if ((a = calloc(1, sizeof *a)) == NULL)
-		return NULL;
-	a->r = r;
-	a->b = b;
-	a->m = m;
-	mbox_decode_init(&a->dec, pend_out, a);
-	a->next = r->appends;
-	if (a->next != NULL)
-		a->next->prevp = &a->next;
-	a->prevp = &r->appends;
-	r->appends = a;
-	return a;
-}
-
-static void
-append_free(struct append *a)
-{
-	if (a->next != NULL)
-		a->next->prevp = a->prevp;
-	*a->prevp = a->next;
-	free(a->pend);
-	free(a);
 }
 
 /* Session events */
@@ -668,7 +67,7 @@ on_closed(struct session *s, void *arg)
 static void
 finish(struct restorer *r)
 {
-	if (r->journal_fd != -1 && r->journal_dirty && journal_sync(r) != 0)
+	if (r->journal_fd != -1 && r->journal_dirty && restore_jfile_sync(r) != 0)
 		r->failed = true;
 	set_state(r, RS_LOGOUT);
 	session_logout(r->s);
@@ -690,7 +89,7 @@ box_done(struct restorer *r)
 		close(b->fd);
 		b->fd = -1;
 	}
-	box_free_msgs(b);
+	restore_source_box_free(b);
 	if (b->n_failed > 0)
 		r->failed = true;
 	r->cur++;
@@ -737,7 +136,7 @@ decide_box(struct restorer *r)
 		box_done(r);
 		return;
 	}
-	if (box_open(r, b) != 0) {
+	if (restore_source_open(r, b) != 0) {
 		b->n_failed = b->n_upload;
 		box_done(r);
 		return;
@@ -767,9 +166,9 @@ on_append_done(struct session *s, const struct imap_response *tagged,
 		    (imap_arg_uint32(&tagged->code_args[0], &uidvalidity) != 0 ||
 		    imap_arg_uint32(&tagged->code_args[1], &uid) != 0))
 			uidvalidity = uid = 0;
-		if (journal_mark(r, b, a->m, RESTORE_MARK_DONE, uidvalidity,
+		if (restore_jfile_mark(r, b, a->m, RESTORE_MARK_DONE, uidvalidity,
 		    uid) != 0) {
-			append_free(a);
+			restore_append_free(a);
 			abort_local(r, "cannot write the restore journal");
 			return;
 		}
@@ -785,7 +184,7 @@ on_append_done(struct session *s, const struct imap_response *tagged,
 		b->n_failed++;
 		r->failed = true;
 	}
-	append_free(a);
+	restore_append_free(a);
 	refill(r);
 }
 
@@ -812,7 +211,7 @@ send_append(struct restorer *r, struct rbox *b, struct append *a)
 	imap_cmd_add_raw(&cmd, "\"%s\"", restore_format_date(date,
 	    a->m->e.internaldate, a->m->e.tz_minutes));
 	free(flags);
-	return session_send_literal(r->s, &cmd, a->literal_len, body_read,
+	return session_send_literal(r->s, &cmd, a->literal_len, restore_source_body,
 	    NULL, on_append_done, a);
 }
 
@@ -837,18 +236,18 @@ refill(struct restorer *r)
 
 		if (m->action != RESTORE_UPLOAD)
 			continue;
-		if ((a = append_new(r, b, m)) == NULL) {
+		if ((a = restore_append_new(r, b, m)) == NULL) {
 			abort_local(r, "out of memory");
 			goto fail;
 		}
-		if (measure(r, b, a) != 0) {
+		if (restore_source_measure(r, b, a) != 0) {
 			b->n_failed++;
 			r->failed = true;
-			append_free(a);
+			restore_append_free(a);
 			continue;
 		}
 		batch[nb++] = a;
-		if (journal_mark(r, b, m, RESTORE_MARK_SENDING, 0, 0) != 0) {
+		if (restore_jfile_mark(r, b, m, RESTORE_MARK_SENDING, 0, 0) != 0) {
 			abort_local(r, "cannot write the restore journal");
 			goto fail;
 		}
@@ -859,14 +258,14 @@ refill(struct restorer *r)
 		return;
 	}
 	/* "sending" is durable before the first byte of these APPENDs. */
-	if (journal_sync(r) != 0) {
+	if (restore_jfile_sync(r) != 0) {
 		abort_local(r, "cannot sync the restore journal");
 		goto fail;
 	}
 	for (size_t i = 0; i < nb; i++) {
 		if (send_append(r, b, batch[i]) != 0) {
 			for (size_t k = i; k < nb; k++)
-				append_free(batch[k]);
+				restore_append_free(batch[k]);
 			abort_local(r, "cannot queue APPEND");
 			return;
 		}
@@ -875,7 +274,7 @@ refill(struct restorer *r)
 	return;
 fail:
 	for (size_t i = 0; i < nb; i++)
-		append_free(batch[i]);
+		restore_append_free(batch[i]);
 }
 
 /* What the target mailbox holds */
@@ -990,7 +389,7 @@ next_box(struct restorer *r)
 		b = &r->boxes[r->cur];
 		if (b->failed)
 			continue;
-		if (load_box_index(r, b) == 0)
+		if (restore_source_box_load(r, b) == 0)
 			break;
 		b->failed = r->failed = true;
 	}
@@ -1263,7 +662,7 @@ free_restorer(struct restorer *r)
 
 		if (b->fd != -1)
 			close(b->fd);
-		box_free_msgs(b);
+		restore_source_box_free(b);
 		free(b->raw);
 		free(b->display);
 		free(b->file);
@@ -1272,7 +671,7 @@ free_restorer(struct restorer *r)
 	}
 	free(r->boxes);
 	while (r->appends != NULL)
-		append_free(r->appends);
+		restore_append_free(r->appends);
 	for (size_t i = 0; i < r->n_listed; i++)
 		free(r->listed[i]);
 	free(r->listed);
@@ -1367,8 +766,8 @@ restore_run(const struct config *config, const struct restore_options *o)
 		log_error("out of memory");
 		goto out;
 	}
-	if (load_journal(&r, dst_dir) != 0 || load_source(&r) != 0 ||
-	    !patterns_all_matched(&r))
+	if (restore_jfile_load(&r, dst_dir) != 0 || restore_source_load(&r) != 0 ||
+	    !restore_source_patterns_matched(&r))
 		goto out;
 	if (r.n_boxes == 0) {
 		/* Nothing to put back is not a failure: say so, connect to
@@ -1380,7 +779,7 @@ restore_run(const struct config *config, const struct restore_options *o)
 		status = 0;
 		goto out;
 	}
-	if (!o->dry_run && open_journal(&r) != 0)
+	if (!o->dry_run && restore_jfile_open(&r) != 0)
 		goto out;
 	if (run_session(&r) != 0)
 		goto out;
