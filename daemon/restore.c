@@ -67,7 +67,8 @@ on_closed(struct session *s, void *arg)
 static void
 finish(struct restorer *r)
 {
-	if (r->journal_fd != -1 && r->journal_dirty && restore_jfile_sync(r) != 0)
+	if (r->journal_fd != -1 && r->journal_dirty &&
+	    restore_jfile_sync(r) != 0)
 		r->failed = true;
 	set_state(r, RS_LOGOUT);
 	session_logout(r->s);
@@ -148,6 +149,20 @@ decide_box(struct restorer *r)
 	refill(r);
 }
 
+/* UIDPLUS (RFC 4315): where the message went, or 0 0. */
+static void
+appenduid(const struct imap_response *tagged, uint32_t *uidvalidity_r,
+    uint32_t *uid_r)
+{
+	*uidvalidity_r = *uid_r = 0;
+	if (tagged->code == NULL || strcmp(tagged->code, "APPENDUID") != 0 ||
+	    tagged->code_nargs < 2)
+		return;
+	if (imap_arg_uint32(&tagged->code_args[0], uidvalidity_r) != 0 ||
+	    imap_arg_uint32(&tagged->code_args[1], uid_r) != 0)
+		*uidvalidity_r = *uid_r = 0;
+}
+
 static void
 on_append_done(struct session *s, const struct imap_response *tagged,
     void *arg)
@@ -161,13 +176,9 @@ on_append_done(struct session *s, const struct imap_response *tagged,
 	(void)s;
 	r->pending--;
 	if (tagged->status == IMAP_STATUS_OK) {
-		if (tagged->code != NULL && strcmp(tagged->code,
-		    "APPENDUID") == 0 && tagged->code_nargs >= 2 &&
-		    (imap_arg_uint32(&tagged->code_args[0], &uidvalidity) != 0 ||
-		    imap_arg_uint32(&tagged->code_args[1], &uid) != 0))
-			uidvalidity = uid = 0;
-		if (restore_jfile_mark(r, b, a->m, RESTORE_MARK_DONE, uidvalidity,
-		    uid) != 0) {
+		appenduid(tagged, &uidvalidity, &uid);
+		if (restore_jfile_mark(r, b, a->m, RESTORE_MARK_DONE,
+		    uidvalidity, uid) != 0) {
 			restore_append_free(a);
 			abort_local(r, "cannot write the restore journal");
 			return;
@@ -211,8 +222,8 @@ send_append(struct restorer *r, struct rbox *b, struct append *a)
 	imap_cmd_add_raw(&cmd, "\"%s\"", restore_format_date(date,
 	    a->m->e.internaldate, a->m->e.tz_minutes));
 	free(flags);
-	return session_send_literal(r->s, &cmd, a->literal_len, restore_source_body,
-	    NULL, on_append_done, a);
+	return session_send_literal(r->s, &cmd, a->literal_len,
+	    restore_source_body, NULL, on_append_done, a);
 }
 
 /*
@@ -247,7 +258,8 @@ refill(struct restorer *r)
 			continue;
 		}
 		batch[nb++] = a;
-		if (restore_jfile_mark(r, b, m, RESTORE_MARK_SENDING, 0, 0) != 0) {
+		if (restore_jfile_mark(r, b, m, RESTORE_MARK_SENDING, 0,
+		    0) != 0) {
 			abort_local(r, "cannot write the restore journal");
 			goto fail;
 		}
@@ -766,7 +778,8 @@ restore_run(const struct config *config, const struct restore_options *o)
 		log_error("out of memory");
 		goto out;
 	}
-	if (restore_jfile_load(&r, dst_dir) != 0 || restore_source_load(&r) != 0 ||
+	if (restore_jfile_load(&r, dst_dir) != 0 ||
+	    restore_source_load(&r) != 0 ||
 	    !restore_source_patterns_matched(&r))
 		goto out;
 	if (r.n_boxes == 0) {

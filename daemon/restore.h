@@ -26,10 +26,10 @@
 #include "config.h"
 
 struct restore_options {
-	const char *from;		/* account whose mirror is uploaded */
-	const char *to;			/* account whose server receives it */
-	char *const *mailboxes;		/* patterns (UTF-8, the source's
-					 * delimiter); none: every mailbox */
+	const char *from;	/* account whose mirror is uploaded */
+	const char *to;		/* account whose server gets it */
+	char *const *mailboxes;	/* patterns (UTF-8, the source's
+				 * delimiter); none: every mailbox */
 	size_t n_mailboxes;
 	bool dry_run;
 };

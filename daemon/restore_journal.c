@@ -135,8 +135,9 @@ restore_jfile_sync(struct restorer *r)
 }
 
 int
-restore_jfile_mark(struct restorer *r, const struct rbox *b, const struct rmsg *m,
-    enum restore_mark mark, uint32_t uidvalidity, uint32_t uid)
+restore_jfile_mark(struct restorer *r, const struct rbox *b,
+    const struct rmsg *m, enum restore_mark mark, uint32_t uidvalidity,
+    uint32_t uid)
 {
 	struct restore_record rec = {
 		.box = b->box_hash, .offset = m->e.offset,

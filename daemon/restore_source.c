@@ -329,7 +329,8 @@ restore_source_body(void *arg, void *buf, size_t size)
 			if ((got = read_entry(r, a->b, a->m, a->raw_pos)) == -1)
 				return -1;
 			a->raw_pos += (uint64_t)got;
-			if (mbox_decode_write(&a->dec, r->raw, (size_t)got) != 0)
+			if (mbox_decode_write(&a->dec, r->raw,
+			    (size_t)got) != 0)
 				return -1;
 		} else if (!a->ended) {
 			a->ended = true;

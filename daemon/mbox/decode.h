@@ -33,7 +33,7 @@ struct mbox_decoder {
 	mbox_decode_out_fn *out;
 	void	*arg;
 	bool	 in_from;	/* still in the From_ line */
-	bool	 line_start;	/* at a line start: quoting may follow */
+	bool	 line_start;	/* at a line start: quoting may come */
 	size_t	 q_gt;		/* '>' seen at this line start */
 	size_t	 q_from;	/* bytes of "From " matched after them */
 	unsigned lfs;		/* LFs held back: the last two may go */

@@ -99,10 +99,10 @@ restore_format_date(char *buf, int64_t utc, int tz_minutes)
 		tz = 0;
 		gmtime_r(&local, &tm);
 	}
-	snprintf(buf, RESTORE_DATE_MAX, "%02d-%s-%04d %02d:%02d:%02d %c%02d%02d",
-	    tm.tm_mday, month_names[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour,
-	    tm.tm_min, tm.tm_sec, tz < 0 ? '-' : '+', abs(tz) / 60,
-	    abs(tz) % 60);
+	snprintf(buf, RESTORE_DATE_MAX,
+	    "%02d-%s-%04d %02d:%02d:%02d %c%02d%02d", tm.tm_mday,
+	    month_names[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+	    tm.tm_sec, tz < 0 ? '-' : '+', abs(tz) / 60, abs(tz) % 60);
 	return buf;
 }
 
