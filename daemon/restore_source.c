@@ -21,6 +21,13 @@
 #include "mirror/state.h"
 #include "util/hash.h"
 
+/* The index's flag bits are the ones restore_format_flags() reads. */
+_Static_assert(MSGINDEX_SEEN == RESTORE_FLAG_SEEN &&
+    MSGINDEX_ANSWERED == RESTORE_FLAG_ANSWERED &&
+    MSGINDEX_FLAGGED == RESTORE_FLAG_FLAGGED &&
+    MSGINDEX_DELETED == RESTORE_FLAG_DELETED &&
+    MSGINDEX_DRAFT == RESTORE_FLAG_DRAFT, "flag bits differ");
+
 void
 restore_source_box_free(struct rbox *b)
 {
