@@ -111,6 +111,51 @@ class SlowUpload:
             s.close()
 
 
+class NoLiteralPlus(SlowUpload):
+    """A plaintext proxy that hides LITERAL+ (and LITERAL-) from the client's view of
+    the capabilities and keeps the client's command lines: the client must use
+    synchronising literals, each waiting for the server's "+"."""
+
+    def __init__(self, port):
+        self.lines = []
+        super().__init__(port, None)
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target))
+            self.socks += [client, server]
+            threading.Thread(target=self._up, args=(client, server), daemon=True).start()
+            threading.Thread(target=self._down, args=(server, client),
+                             daemon=True).start()
+
+    def _up(self, src, dst):
+        buf = b""
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+                buf = (buf + data)[-4096:]
+                *whole, buf = buf.split(b"\r\n")
+                self.lines += [ln for ln in whole if b" APPEND " in ln]
+        except OSError:
+            pass
+
+    def _down(self, src, dst):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(re.sub(rb" LITERAL[+-]", b"", data))
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
 class RestoreTest(unittest.TestCase):
     def setUp(self):
         self.fx = mmtest.Fixture()
@@ -257,6 +302,29 @@ class RestoreTest(unittest.TestCase):
         self.assertGreater(float(lines[0][0]), 0)
         self.assertLess(int(lines[0][1]), took + 5)
         self.assertRegex(res.stdout, r"total: 1 message uploaded \(12\.0 MB\)")
+
+    def test_synchronising_literals(self):
+        """A server without LITERAL+: each APPEND's literal waits for "+"."""
+        fx, (u, p) = self.fx, self.src
+        msgs = [mmtest.make_message("sync %d" % i, "x\r\n" * (1 + 200_000 * (i == 2)))
+                for i in range(4)]
+        fx.append_many(u, p, "INBOX", msgs, flags=(r"\Seen",))
+        self.mirror_source()
+        proxy = NoLiteralPlus(fx.nostarttls_port)
+        try:
+            conf = mmtest.write_config(self.tmp, [
+                fx.account(self.tmp, *self.src, name="src"),
+                fx.account(self.tmp, *self.dst, name="dst", tls="none",
+                           port=proxy.port)], filename="sync.ini")
+            res = mmtest.run_mboxmirror("-c", conf, "--restore", "src", "--to", "dst",
+                                        timeout=300)
+        finally:
+            proxy.close()
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        self.assertEqual(len(proxy.lines), 4, proxy.lines)
+        for line in proxy.lines:
+            self.assertRegex(line, rb"APPEND INBOX \(\\Seen\) \"[^\"]+\" \{\d+\}$")
+        self.assert_same(["INBOX"])
 
     def test_mailbox_pattern(self):
         self.fill_source()
