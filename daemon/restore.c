@@ -103,6 +103,12 @@ decide_box(struct restorer *r)
 {
 	struct rbox *b = &r->boxes[r->cur];
 
+	/* What earlier runs uploaded is among the target's messages. */
+	for (size_t i = 0; i < b->n; i++)
+		if (b->msgs[i].mark == RESTORE_MARK_DONE)
+			(void)restore_present_take(&r->present,
+			    b->msgs[i].e.message_id_hash, b->msgs[i].e.size,
+			    b->msgs[i].e.internaldate);
 	for (size_t i = 0; i < b->n; i++) {
 		struct rmsg *m = &b->msgs[i];
 

@@ -305,6 +305,15 @@ restore_present_take_date(struct restore_present *p, uint64_t size,
 	return key_take(p->by_date, p->n_date, size, (uint64_t)internaldate);
 }
 
+bool
+restore_present_take(struct restore_present *p, uint64_t message_id_hash,
+    uint64_t size, int64_t internaldate)
+{
+	if (message_id_hash != 0)
+		return restore_present_take_id(p, message_id_hash, size);
+	return restore_present_take_date(p, size, internaldate);
+}
+
 void
 restore_present_free(struct restore_present *p)
 {
@@ -466,17 +475,13 @@ restore_decide(enum restore_mark mark, struct restore_present *present,
 {
 	if (mark == RESTORE_MARK_DONE)
 		return RESTORE_SKIP_DONE;
-	if (message_id_hash != 0) {
-		if (restore_present_take_id(present, message_id_hash, size))
-			return RESTORE_SKIP_PRESENT;
-		return RESTORE_UPLOAD;
-	}
 	/* Without a Message-ID, size and date to the second: two different
 	 * messages rarely share both in one mailbox (documented). */
-	if (restore_present_take_date(present, size, internaldate))
-		return mark == RESTORE_MARK_SENDING ? RESTORE_SKIP_SENT :
-		    RESTORE_SKIP_PRESENT;
-	return RESTORE_UPLOAD;
+	if (!restore_present_take(present, message_id_hash, size,
+	    internaldate))
+		return RESTORE_UPLOAD;
+	return mark == RESTORE_MARK_SENDING ? RESTORE_SKIP_SENT :
+	    RESTORE_SKIP_PRESENT;
 }
 
 const char *

@@ -94,6 +94,10 @@ bool restore_present_take_id(struct restore_present *p,
     uint64_t message_id_hash, uint64_t size);
 bool restore_present_take_date(struct restore_present *p, uint64_t size,
     int64_t internaldate);
+/* The key that stands for a message: (Message-ID hash, size), or without
+ * a Message-ID (0) (size, INTERNALDATE).  True when one was there. */
+bool restore_present_take(struct restore_present *p, uint64_t message_id_hash,
+    uint64_t size, int64_t internaldate);
 void restore_present_free(struct restore_present *p);
 
 /*
@@ -147,7 +151,10 @@ enum restore_action {
 };
 /*
  * Decides for a message from its journal mark and the target's messages
- * (taken from present as they match).  message_id_hash 0: none; then
+ * (taken from present as they match).  The messages the journal has done
+ * are on the target too: take theirs first (restore_present_take()), for
+ * every message of the mailbox, before deciding on the others; otherwise a
+ * copy uploaded for one of two equal messages could pass for the other's.  message_id_hash 0: none; then
  * RFC822.SIZE and INTERNALDATE (to the second) stand in for it, which
  * takes two different messages without Message-ID of the same size and
  * date in one mailbox for one.

@@ -203,6 +203,31 @@ test_decide(void **state)
 	restore_present_free(&p);
 }
 
+/* Two equal messages in the source; an earlier run uploaded the second
+ * (done) and was killed sending the first: the target's one copy is the
+ * second's, so the first goes again. */
+static void
+test_decide_copies(void **state)
+{
+	struct restore_present p = { 0 };
+
+	(void)state;
+	assert_int_equal(restore_present_add(&p, 7, 10, 1), 0);
+	assert_true(restore_present_take(&p, 7, 10, 1));
+	assert_int_equal(restore_decide(RESTORE_MARK_SENDING, &p, 7, 10, 1),
+	    RESTORE_UPLOAD);
+	assert_int_equal(restore_decide(RESTORE_MARK_DONE, &p, 7, 10, 1),
+	    RESTORE_SKIP_DONE);
+	/* Two copies on the target, one done: the other is present. */
+	assert_int_equal(restore_present_add(&p, 0, 30, 3), 0);
+	assert_int_equal(restore_present_add(&p, 0, 30, 3), 0);
+	assert_true(restore_present_take(&p, 0, 30, 3));
+	assert_int_equal(restore_decide(RESTORE_MARK_SENDING, &p, 0, 30, 3),
+	    RESTORE_SKIP_SENT);
+	assert_false(restore_present_take(&p, 0, 30, 3));
+	restore_present_free(&p);
+}
+
 static void
 test_journal(void **state)
 {
@@ -271,6 +296,7 @@ main(void)
 		cmocka_unit_test(test_message_id),
 		cmocka_unit_test(test_present),
 		cmocka_unit_test(test_decide),
+		cmocka_unit_test(test_decide_copies),
 		cmocka_unit_test(test_journal),
 	};
 
