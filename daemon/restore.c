@@ -418,7 +418,8 @@ next_box(struct restorer *r)
 	b = &r->boxes[r->cur];
 	for (size_t i = 0; i < b->n; i++) {
 		b->msgs[i].mark = restore_journal_find(&r->journal,
-		    b->box_hash, b->msgs[i].e.offset, b->msgs[i].e.length);
+		    b->box_hash, b->msgs[i].e.offset, b->msgs[i].e.length,
+		    restore_digest64(b->msgs[i].e.digest));
 		if (b->msgs[i].mark != RESTORE_MARK_DONE)
 			all_done = false;
 	}

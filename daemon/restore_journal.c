@@ -141,6 +141,7 @@ restore_jfile_mark(struct restorer *r, const struct rbox *b,
 {
 	struct restore_record rec = {
 		.box = b->box_hash, .offset = m->e.offset,
+		.digest = restore_digest64(m->e.digest),
 		.length = m->e.length, .mark = mark,
 		.uidvalidity = uidvalidity, .uid = uid,
 	};

@@ -138,7 +138,8 @@ count_todo(struct restorer *r, const struct rbox *b)
 		const struct rmsg *m = &b->msgs[k];
 
 		if (restore_journal_find(&r->journal, b->box_hash, m->e.offset,
-		    m->e.length) == RESTORE_MARK_DONE)
+		    m->e.length, restore_digest64(m->e.digest)) ==
+		    RESTORE_MARK_DONE)
 			continue;
 		r->todo_msgs++;
 		r->todo_bytes += m->e.size;

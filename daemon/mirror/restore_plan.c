@@ -335,6 +335,27 @@ record_cmp(const void *x, const void *y)
 		return p->offset < q->offset ? -1 : 1;
 	if (p->length != q->length)
 		return p->length < q->length ? -1 : 1;
+	if (p->digest != q->digest)
+		return p->digest < q->digest ? -1 : 1;
+	return 0;
+}
+
+uint64_t
+restore_digest64(const uint8_t *digest)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | digest[i];
+	return v;
+}
+
+static int
+parse_hex64(const char *s, uint64_t *v_r)
+{
+	if (strlen(s) != 16 || strspn(s, "0123456789abcdef") != 16)
+		return -1;
+	*v_r = strtoull(s, NULL, 16);
 	return 0;
 }
 
@@ -342,7 +363,7 @@ record_cmp(const void *x, const void *y)
 static int
 parse_line(const char *line, size_t len, struct restore_record *r)
 {
-	char buf[RESTORE_LINE_MAX + 1], *save = NULL, *tok[6];
+	char buf[RESTORE_LINE_MAX + 1], *save = NULL, *tok[7];
 	size_t ntok = 0;
 	uint64_t v;
 
@@ -352,28 +373,27 @@ parse_line(const char *line, size_t len, struct restore_record *r)
 	buf[len] = '\0';
 	for (char *t = strtok_r(buf, " ", &save); t != NULL;
 	    t = strtok_r(NULL, " ", &save)) {
-		if (ntok == 6)
+		if (ntok == 7)
 			return -1;
 		tok[ntok++] = t;
 	}
 	memset(r, 0, sizeof *r);
-	if (ntok == 4 && strcmp(tok[0], "S") == 0)
+	if (ntok == 5 && strcmp(tok[0], "S") == 0)
 		r->mark = RESTORE_MARK_SENDING;
-	else if (ntok == 6 && strcmp(tok[0], "D") == 0)
+	else if (ntok == 7 && strcmp(tok[0], "D") == 0)
 		r->mark = RESTORE_MARK_DONE;
 	else
 		return -1;
-	if (strlen(tok[1]) != 16 || strspn(tok[1], "0123456789abcdef") != 16)
-		return -1;
-	r->box = strtoull(tok[1], NULL, 16);
-	if (num_parse_u64(tok[2], UINT64_MAX, &r->offset) != 0 ||
-	    num_parse_u64(tok[3], UINT64_MAX, &r->length) != 0)
+	if (parse_hex64(tok[1], &r->box) != 0 ||
+	    num_parse_u64(tok[2], UINT64_MAX, &r->offset) != 0 ||
+	    num_parse_u64(tok[3], UINT64_MAX, &r->length) != 0 ||
+	    parse_hex64(tok[4], &r->digest) != 0)
 		return -1;
 	if (r->mark == RESTORE_MARK_DONE) {
-		if (num_parse_u64(tok[4], UINT32_MAX, &v) != 0)
+		if (num_parse_u64(tok[5], UINT32_MAX, &v) != 0)
 			return -1;
 		r->uidvalidity = (uint32_t)v;
-		if (num_parse_u64(tok[5], UINT32_MAX, &v) != 0)
+		if (num_parse_u64(tok[6], UINT32_MAX, &v) != 0)
 			return -1;
 		r->uid = (uint32_t)v;
 	}
@@ -436,10 +456,10 @@ restore_journal_parse(const char *buf, size_t len, const char *name,
 
 enum restore_mark
 restore_journal_find(const struct restore_journal *j, uint64_t box,
-    uint64_t offset, uint64_t length)
+    uint64_t offset, uint64_t length, uint64_t digest)
 {
 	struct restore_record k = { .box = box, .offset = offset,
-	    .length = length };
+	    .length = length, .digest = digest };
 	const struct restore_record *hit;
 
 	hit = j->n > 0 ? bsearch(&k, j->v, j->n, sizeof *j->v, record_cmp) :
@@ -454,11 +474,13 @@ restore_journal_line(char *buf, const struct restore_record *r)
 
 	if (r->mark == RESTORE_MARK_DONE)
 		n = snprintf(buf, RESTORE_LINE_MAX, "D %016" PRIx64 " %" PRIu64
-		    " %" PRIu64 " %" PRIu32 " %" PRIu32 "\n", r->box,
-		    r->offset, r->length, r->uidvalidity, r->uid);
+		    " %" PRIu64 " %016" PRIx64 " %" PRIu32 " %" PRIu32 "\n",
+		    r->box, r->offset, r->length, r->digest, r->uidvalidity,
+		    r->uid);
 	else
 		n = snprintf(buf, RESTORE_LINE_MAX, "S %016" PRIx64 " %" PRIu64
-		    " %" PRIu64 "\n", r->box, r->offset, r->length);
+		    " %" PRIu64 " %016" PRIx64 "\n", r->box, r->offset,
+		    r->length, r->digest);
 	return n < 0 ? 0 : (size_t)n;
 }
 

@@ -103,13 +103,15 @@ void restore_present_free(struct restore_present *p);
 /*
  * The restore journal: one line per step of a message, appended and
  * fsynced by the caller.  A message is named by its source mailbox (the
- * FNV-1a 64 hash of its raw name) and its entry (offset, length in the
- * mbox).
+ * FNV-1a 64 hash of its raw name), its entry (offset, length in the mbox)
+ * and the first 8 bytes of the entry's digest (so that another message at
+ * the same place, in an mbox begun again after a UIDVALIDITY change, is
+ * another message).
  *   "mboxmirror-restore 1\n"            first line
- *   "S <box> <offset> <length>\n"       the APPEND is about to go out
- *   "D <box> <offset> <length> <uidvalidity> <uid>\n"   answered OK
- *                                       (APPENDUID, or 0 0)
- * <box> is 16 hex digits.  A last line without its LF (a write cut short)
+ *   "S <box> <offset> <length> <digest>\n"   the APPEND is about to go out
+ *   "D <box> <offset> <length> <digest> <uidvalidity> <uid>\n"
+ *                                       answered OK (APPENDUID, or 0 0)
+ * <box> and <digest> are 16 hex digits.  A last line without its LF (a write cut short)
  * is ignored; any other line that does not parse is an error.
  */
 #define RESTORE_JOURNAL_HEADER "mboxmirror-restore 1\n"
@@ -119,12 +121,13 @@ enum restore_mark {
 	RESTORE_MARK_DONE,
 };
 struct restore_record {
-	uint64_t box, offset, length;
+	uint64_t box, offset, length, digest;
 	enum restore_mark mark;
 	uint32_t uidvalidity, uid;
 };
 struct restore_journal {
-	struct restore_record *v;	/* sorted by (box, offset, length) */
+	struct restore_record *v;	/* sorted by (box, offset, length,
+					 * digest) */
 	size_t n, cap;
 };
 /* Parses a journal's contents into j (zeroed; replaced).  0, or -1 with a
@@ -134,9 +137,11 @@ int restore_journal_parse(const char *buf, size_t len, const char *name,
 /* The latest mark for a message (DONE wins over SENDING, whatever the
  * order). */
 enum restore_mark restore_journal_find(const struct restore_journal *j,
-    uint64_t box, uint64_t offset, uint64_t length);
+    uint64_t box, uint64_t offset, uint64_t length, uint64_t digest);
+/* The digest's first 8 bytes as the journal keeps them. */
+uint64_t restore_digest64(const uint8_t *digest);
 /* The line for a record, into buf (RESTORE_LINE_MAX). */
-#define RESTORE_LINE_MAX 96
+#define RESTORE_LINE_MAX 128
 size_t restore_journal_line(char *buf, const struct restore_record *r);
 void restore_journal_free(struct restore_journal *j);
 

@@ -233,15 +233,19 @@ test_journal(void **state)
 {
 	struct restore_journal j = { 0 };
 	struct restore_record r = { .box = 0xabcdef0123456789ull,
-	    .offset = 100, .length = 50, .mark = RESTORE_MARK_SENDING };
+	    .offset = 100, .length = 50, .digest = 0x00ff00ff00ff00ffull,
+	    .mark = RESTORE_MARK_SENDING };
+	static const uint8_t digest[32] = { 0x00, 0xff, 0x00, 0xff, 0x00,
+	    0xff, 0x00, 0xff, 0x12 };
 	char buf[4096], line[RESTORE_LINE_MAX], *error = NULL;
 	size_t len;
 
 	(void)state;
+	assert_true(restore_digest64(digest) == r.digest);
 	len = (size_t)snprintf(buf, sizeof buf, "%s", RESTORE_JOURNAL_HEADER);
 	len += restore_journal_line(buf + len, &r);
 	assert_string_equal(buf + strlen(RESTORE_JOURNAL_HEADER),
-	    "S abcdef0123456789 100 50\n");
+	    "S abcdef0123456789 100 50 00ff00ff00ff00ff\n");
 	r.offset = 150;
 	len += restore_journal_line(buf + len, &r);
 	r.mark = RESTORE_MARK_DONE;
@@ -250,18 +254,28 @@ test_journal(void **state)
 	r.offset = 100;
 	len += restore_journal_line(buf + len, &r);
 	restore_journal_line(line, &r);
-	assert_string_equal(line, "D abcdef0123456789 100 50 7 42\n");
+	assert_string_equal(line,
+	    "D abcdef0123456789 100 50 00ff00ff00ff00ff 7 42\n");
+	/* The longest line fits. */
+	r.box = r.offset = r.length = r.digest = UINT64_MAX;
+	r.uidvalidity = r.uid = UINT32_MAX;
+	assert_true(restore_journal_line(line, &r) < RESTORE_LINE_MAX - 1);
+	r.box = 0xabcdef0123456789ull;
+	r.digest = 0x00ff00ff00ff00ffull;
 	/* A line cut short by a crash is not a record. */
 	len += (size_t)snprintf(buf + len, sizeof buf - len, "S abcdef01");
 	assert_int_equal(restore_journal_parse(buf, len, "j", &j, &error), 0);
 	assert_int_equal(j.n, 2);
-	assert_int_equal(restore_journal_find(&j, r.box, 100, 50),
+	assert_int_equal(restore_journal_find(&j, r.box, 100, 50, r.digest),
 	    RESTORE_MARK_DONE);
-	assert_int_equal(restore_journal_find(&j, r.box, 150, 50),
+	assert_int_equal(restore_journal_find(&j, r.box, 150, 50, r.digest),
 	    RESTORE_MARK_SENDING);
-	assert_int_equal(restore_journal_find(&j, r.box, 150, 51),
+	assert_int_equal(restore_journal_find(&j, r.box, 150, 51, r.digest),
 	    RESTORE_MARK_NONE);
-	assert_int_equal(restore_journal_find(&j, 1, 100, 50),
+	assert_int_equal(restore_journal_find(&j, 1, 100, 50, r.digest),
+	    RESTORE_MARK_NONE);
+	/* Another message at the same place (an mbox begun again). */
+	assert_int_equal(restore_journal_find(&j, r.box, 100, 50, 1),
 	    RESTORE_MARK_NONE);
 
 	/* Only the header, or part of it: an empty journal. */
@@ -273,12 +287,17 @@ test_journal(void **state)
 	    &error), -1);
 	assert_string_equal(error, "j:1: not a restore journal");
 	free(error);
-	len = (size_t)snprintf(buf, sizeof buf, "%sS 12 1 2\n",
+	len = (size_t)snprintf(buf, sizeof buf, "%sS 12 1 2 0000000000000000\n",
 	    RESTORE_JOURNAL_HEADER);
 	assert_int_equal(restore_journal_parse(buf, len, "j", &j, &error), -1);
 	assert_string_equal(error, "j:2: unreadable record");
 	free(error);
-	len = (size_t)snprintf(buf, sizeof buf, "%sD 0000000000000001 1 2 x 3\n",
+	len = (size_t)snprintf(buf, sizeof buf, "%sS 0000000000000001 1 2\n",
+	    RESTORE_JOURNAL_HEADER);
+	assert_int_equal(restore_journal_parse(buf, len, "j", &j, &error), -1);
+	free(error);
+	len = (size_t)snprintf(buf, sizeof buf,
+	    "%sD 0000000000000001 1 2 0000000000000000 x 3\n",
 	    RESTORE_JOURNAL_HEADER);
 	assert_int_equal(restore_journal_parse(buf, len, "j", &j, &error), -1);
 	free(error);
