@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util/fs.h"
 #include "util/hash.h"
 
 int
@@ -32,11 +33,12 @@ restore_jfile_load(struct restorer *r, const char *dst_dir)
 		r->journal_path = NULL;
 		return -1;
 	}
-	fd = open(r->journal_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd == -1) {
-		if (errno == ENOENT)
+	fd = fs_open_regular(r->journal_path, O_RDONLY, 0);
+	if (fd < 0) {
+		if (fd == -1 && errno == ENOENT)
 			return 0;
-		log_error("%s: %s", r->journal_path, strerror(errno));
+		log_error("%s: %s", r->journal_path, fd == -2 ?
+		    "not a regular file" : strerror(errno));
 		return -1;
 	}
 	for (;;) {
@@ -103,8 +105,13 @@ restore_jfile_open(struct restorer *r)
 {
 	struct stat st;
 
-	r->journal_fd = open(r->journal_path, O_WRONLY | O_APPEND | O_CREAT |
-	    O_NOFOLLOW | O_CLOEXEC, 0600);
+	r->journal_fd = fs_open_regular(r->journal_path, O_WRONLY | O_APPEND |
+	    O_CREAT, 0600);
+	if (r->journal_fd == -2) {
+		r->journal_fd = -1;
+		log_error("%s: not a regular file", r->journal_path);
+		return -1;
+	}
 	if (r->journal_fd == -1 || fstat(r->journal_fd, &st) != 0) {
 		log_error("%s: %s", r->journal_path, strerror(errno));
 		return -1;
@@ -116,9 +123,18 @@ restore_jfile_open(struct restorer *r)
 		    strerror(errno));
 		return -1;
 	}
-	if (r->journal_keep == 0)
-		return journal_write(r, RESTORE_JOURNAL_HEADER,
-		    sizeof RESTORE_JOURNAL_HEADER - 1);
+	if (r->journal_keep > 0)
+		return 0;
+	/* A new journal: its name is durable before any record counts. */
+	if (journal_write(r, RESTORE_JOURNAL_HEADER,
+	    sizeof RESTORE_JOURNAL_HEADER - 1) != 0 ||
+	    restore_jfile_sync(r) != 0)
+		return -1;
+	if (fs_sync_parent(r->journal_path, NULL) != 0) {
+		log_error("%s: fsync of its directory: %s", r->journal_path,
+		    strerror(errno));
+		return -1;
+	}
 	return 0;
 }
 

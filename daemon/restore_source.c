@@ -19,6 +19,7 @@
 #include "imap/writer.h"
 #include "log.h"
 #include "mirror/state.h"
+#include "util/fs.h"
 #include "util/hash.h"
 
 /* The index's flag bits are the ones restore_format_flags() reads. */
@@ -222,11 +223,12 @@ restore_source_open(struct restorer *r, struct rbox *b)
 		return 0;
 	/* Read only, no lock: a sync of the source appends past the
 	 * committed size and never changes what is below it. */
-	b->fd = open(b->mbox_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC |
-	    O_NONBLOCK);
-	if (b->fd == -1) {
+	b->fd = fs_open_regular(b->mbox_path, O_RDONLY, 0);
+	if (b->fd < 0) {
 		log_error("account %s: mailbox %s: %s: %s", r->src->name,
-		    b->display, b->mbox_path, strerror(errno));
+		    b->display, b->mbox_path, b->fd == -2 ?
+		    "not a regular file" : strerror(errno));
+		b->fd = -1;
 		return -1;
 	}
 	return 0;
