@@ -240,6 +240,10 @@ class RestoreTest(unittest.TestCase):
                          sorted(boxes + ["Archive", "Archive/Ärger"]))
         self.assert_same(boxes)
 
+        res = self.restore("--dry-run")
+        self.assertRegex(res.stdout, r"total: 0 messages to upload \(0\.0 MB\), 0 already "
+                                     r"there, 6 done before")
+
         # Again: everything is done, nothing is sent twice.
         res = self.restore()
         self.assertRegex(res.stdout, r"total: 0 messages uploaded .* 6 done before")
