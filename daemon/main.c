@@ -20,6 +20,7 @@
 #include "restore.h"
 #include "run.h"
 #include "status.h"
+#include "verify.h"
 
 static void
 usage_error(const char *message)
@@ -70,8 +71,10 @@ tls_description(enum tls_mode mode)
  * sync would fail without them); then one line per selected account.
  */
 static int
-check_config(const struct config *config, const struct cli_options *opts)
+check_config(const struct config *config, const struct cli_options *opts,
+    size_t n_all)
 {
+	char shard[24];
 	char every[16];
 	size_t n = 0, problems = 0;
 
@@ -106,8 +109,13 @@ check_config(const struct config *config, const struct cli_options *opts)
 	}
 	printf("state: %s (%s)\n", config->state_dir, config->state_dir_origin);
 	/* Which file was read: without -c that depends on the environment. */
-	printf("configuration OK: %zu account%s in %s\n", n, n == 1 ? "" : "s",
-	    config->path);
+	if (config->shard.n != 0)
+		printf("configuration OK: %zu account%s (shard %s; %zu in all) "
+		    "in %s\n", n, n == 1 ? "" : "s", shard_format(
+		    &config->shard, shard, sizeof shard), n_all, config->path);
+	else
+		printf("configuration OK: %zu account%s in %s\n", n,
+		    n == 1 ? "" : "s", config->path);
 	return fflush(stdout) == 0 ? 0 : 1;
 }
 
@@ -164,6 +172,40 @@ refuse_foreign_state(const struct config *config)
 	return -1;
 }
 
+/*
+ * The shard: --shard, else [general] shard.  Every -a must name an account
+ * of the file, and one of the shard; then the config keeps only the
+ * shard's accounts, so no mode touches another's.  --probe looks at any
+ * account: it writes nothing.  0, or a usage error's exit status.
+ */
+static int
+select_shard(struct config *config, const struct cli_options *opts,
+    const char *path)
+{
+	struct shard shard = opts->shard.n != 0 ? opts->shard : config->shard;
+	char buf[24];
+
+	for (size_t i = 0; i < opts->n_accounts; i++) {
+		if (config_find_account(config, opts->accounts[i]) == NULL) {
+			fprintf(stderr, "mboxmirror: no account named '%s' in "
+			    "%s\n", opts->accounts[i], path);
+			return CLI_EXIT_USAGE;
+		}
+		if (!shard_takes(&shard, opts->accounts[i])) {
+			fprintf(stderr, "mboxmirror: account '%s' is in shard "
+			    "%u/%u, not in this process's %s\n",
+			    opts->accounts[i], shard_of(opts->accounts[i],
+			    shard.n), shard.n, shard_format(&shard, buf,
+			    sizeof buf));
+			return CLI_EXIT_USAGE;
+		}
+	}
+	/* --probe and --restore name their accounts, in any shard. */
+	if (opts->mode != CLI_MODE_PROBE && opts->mode != CLI_MODE_RESTORE)
+		config_keep_shard(config, &shard);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -171,6 +213,7 @@ main(int argc, char **argv)
 	struct config *config = NULL;
 	struct sigaction sa;
 	char *error = NULL, *path = NULL;
+	size_t n_all;
 	int status = 0;
 
 	/* Write errors on closed sockets come back as EPIPE instead. */
@@ -222,14 +265,9 @@ main(int argc, char **argv)
 	if (opts.mode != CLI_MODE_CHECK_CONFIG)
 		log_set_plain(false);
 
-	for (size_t i = 0; i < opts.n_accounts; i++) {
-		if (config_find_account(config, opts.accounts[i]) == NULL) {
-			fprintf(stderr, "mboxmirror: no account named '%s' in "
-			    "%s\n", opts.accounts[i], path);
-			status = CLI_EXIT_USAGE;
-			goto out;
-		}
-	}
+	n_all = config->n_accounts;
+	if ((status = select_shard(config, &opts, path)) != 0)
+		goto out;
 	if (opts.mode == CLI_MODE_RESTORE && (no_account(config,
 	    opts.restore_from, path) || no_account(config, opts.restore_to,
 	    path))) {
@@ -246,7 +284,7 @@ main(int argc, char **argv)
 
 	switch (opts.mode) {
 	case CLI_MODE_CHECK_CONFIG:
-		status = check_config(config, &opts);
+		status = check_config(config, &opts, n_all);
 		break;
 	case CLI_MODE_ONCE:
 		if (refuse_foreign_state(config) != 0) {
@@ -265,6 +303,10 @@ main(int argc, char **argv)
 		status = status_print(stdout, config, opts.accounts,
 		    opts.n_accounts, opts.json);
 		break;
+	case CLI_MODE_VERIFY:
+		status = verify_run(config, opts.accounts, opts.n_accounts,
+		    opts.deep, opts.json);
+		break;
 	case CLI_MODE_RESTORE:
 		status = run_restore(config, &opts);
 		break;
@@ -275,7 +317,7 @@ main(int argc, char **argv)
 		}
 		/* The daemon owns the config from here (reloads replace it). */
 		status = daemon_run(config, path, opts.accounts,
-		    opts.n_accounts);
+		    opts.n_accounts, &opts.shard);
 		config = NULL;
 		break;
 	case CLI_MODE_VERSION:

@@ -983,8 +983,35 @@ state_daemon_dir(const char *state_dir)
 	return dir;
 }
 
+char *
+state_shard_daemon_dir(const char *state_dir, unsigned k, unsigned n)
+{
+	char *dir;
+
+	if (n == 0)
+		return state_daemon_dir(state_dir);
+	if (asprintf(&dir, "%s/%s/shard-%u-of-%u", state_dir,
+	    STATE_DAEMON_DIR, k, n) == -1)
+		return NULL;
+	return dir;
+}
+
 int
 state_daemon_running(const char *state_dir, long *pid_r)
+{
+	char *dir = state_daemon_dir(state_dir);
+	int r;
+
+	*pid_r = 0;
+	if (dir == NULL)
+		return -1;
+	r = state_daemon_running_in(dir, pid_r);
+	free(dir);
+	return r;
+}
+
+int
+state_daemon_running_in(const char *dir, long *pid_r)
 {
 	char *path = NULL, buf[32], *nl;
 	ssize_t n;
@@ -992,8 +1019,7 @@ state_daemon_running(const char *state_dir, long *pid_r)
 	int fd, r = -1;
 
 	*pid_r = 0;
-	if (asprintf(&path, "%s/%s/%s", state_dir, STATE_DAEMON_DIR,
-	    STATE_LOCK) == -1)
+	if (asprintf(&path, "%s/%s", dir, STATE_LOCK) == -1)
 		return -1;
 	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	free(path);
