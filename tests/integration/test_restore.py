@@ -369,6 +369,21 @@ class RestoreTest(unittest.TestCase):
         self.assertEqual({g[2] for g in got}, {frozenset()})
         self.assertEqual(tree_hash(src_state), before)
 
+    def test_accounts_of_any_shard(self):
+        """--restore names its accounts: a [general] shard does not hide them."""
+        fx = self.fx
+        fx.append(*self.src, "INBOX", mmtest.make_message("sharded"))
+        self.mirror_source()
+        for k in (0, 1):
+            conf = mmtest.write_config(self.tmp, [
+                fx.account(self.tmp, *self.src, name="src"),
+                fx.account(self.tmp, *self.dst, name="dst")],
+                general={"shard": f"{k}/2"}, filename=f"shard{k}.ini")
+            res = mmtest.run_mboxmirror("-c", conf, "--restore", "src", "--to", "dst",
+                                        timeout=300)
+            self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+            self.assertRegex(res.stdout, r"total: %d messages? uploaded" % (1 - k))
+
     def test_nothing_mirrored(self):
         res = self.restore()
         self.assertIn("account src has no mirrored mailbox", res.stderr)
