@@ -267,6 +267,10 @@ class RestoreTest(unittest.TestCase):
         boxes = self.fill_source()
         self.mirror_source()
         want = {box: fetch_all(fx, u, p, box) for box in boxes}
+        src_state = os.path.join(self.state, "src")
+        kept = lambda: {k: v for k, v in tree_hash(src_state).items()
+                        if k == "state" or k.startswith("index-")}
+        before = (tree_hash(os.path.join(self.tmp, "out", "src")), kept())
         fx.delete_mailbox(u, p, "Archive/2023")
         with fx.imap(u, p) as c:
             c.select("INBOX")
@@ -278,6 +282,8 @@ class RestoreTest(unittest.TestCase):
         self.assertRegex(res.stdout, r"total: 3 messages uploaded .*, 3 already there")
         for box in boxes:
             self.assertEqual(fetch_all(fx, u, p, box), want[box], box)
+        self.assertEqual((tree_hash(os.path.join(self.tmp, "out", "src")), kept()), before)
+        self.assertTrue(any(k.startswith("index-") for k in before[1]))
 
     def test_progress_on_a_slow_link(self):
         """Progress lines with the time left while a big message goes out slowly."""
