@@ -390,6 +390,14 @@ class RestoreTest(unittest.TestCase):
             self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
             self.assertRegex(res.stdout, r"total: %d messages? uploaded" % (1 - k))
 
+    def test_unknown_account(self):
+        for args in (("--restore", "nosuch", "--to", "dst"),
+                     ("--restore", "src", "--to", "nosuch")):
+            res = mmtest.run_mboxmirror("-c", self.conf, *args)
+            self.assertEqual(res.returncode, 64, res.stderr)
+            self.assertIn("no account named 'nosuch'", res.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.state, "dst")))
+
     def test_nothing_mirrored(self):
         res = self.restore()
         self.assertIn("account src has no mirrored mailbox", res.stderr)
