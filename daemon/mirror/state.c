@@ -942,8 +942,13 @@ state_unlock(int *fd)
 {
 	if (*fd < 0)
 		return;
-	/* An empty file names no holder: the pid would soon be stale. */
-	(void)ftruncate(*fd, 0);
+	/* An empty file names no holder: the pid would soon be stale.  One
+	 * left behind is harmless (the lock, not the pid, says who holds it);
+	 * the result is checked so that glibc's _FORTIFY_SOURCE builds accept
+	 * the call. */
+	if (ftruncate(*fd, 0) == -1)
+		log_debug("state: cannot empty the lock file: %s",
+		    strerror(errno));
 	(void)close(*fd);
 	*fd = -1;
 }
