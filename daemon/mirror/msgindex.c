@@ -703,8 +703,11 @@ look_at(const char *path, int fd, const char *file, uint64_t committed,
 		if (rr == REC_BAD) {
 			unsigned char probe;
 
-			/* The last record of the file: a torn append. */
-			if (rd_get(&r, &probe, 1) == 0)
+			/* The last record of the file: a torn append.  Past
+			 * what the state records: an append it never counted
+			 * on, whose blocks a power cut may have left unwritten
+			 * anywhere. */
+			if (prev_end == committed || rd_get(&r, &probe, 1) == 0)
 				break;
 			*error_r = err;
 			err = NULL;

@@ -80,8 +80,10 @@ char *msgindex_path(const char *account_state_dir, const char *file);
 /*
  * Opens the index at path of the mbox file (relative name, as in the
  * header) at mbox_path, whose committed size is committed_size, for
- * appending.  Records that end past committed_size are cut (durably).  A
- * missing index, or one naming another mbox, is made anew: empty, or, when
+ * appending.  Records that end past committed_size are cut (durably), and
+ * so is anything after the records that reach it (an append the state
+ * never counted on: a record there that fails its check is not
+ * corruption).  A missing index, or one naming another mbox, is made anew: empty, or, when
  * committed_size > 0, rebuilt from the mbox's first committed_size bytes
  * (*rebuilt_r, when not NULL, then counts the records: the caller says so).
  * An index that cannot be read (bad header, a record that fails its check
