@@ -728,6 +728,127 @@ out:
 	return res;
 }
 
+/*
+ * The records of the index at fd, if it is file's, up to the first that
+ * cannot be read (keywords too).  All of them: an mbox another program
+ * made shorter may now hold, earlier, entries that were past its new end.
+ */
+static void
+load_prefix(const char *path, int fd, const char *file,
+    struct msgindex_list *l)
+{
+	struct msgindex_entry e;
+	struct reader r;
+	char *name = NULL, *err = NULL;
+	uint64_t prev_end = 0;
+	size_t cap = 0;
+
+	if (rd_init(&r, path, fd) == -1)
+		return;
+	if (read_header(&r, &name, &err) == 0 && strcmp(name, file) == 0) {
+		for (size_t k = 1; read_record(&r, k, prev_end, &e, true,
+		    &err) == REC_OK; k++) {
+			if (list_push(l, &cap, &e) == -1) {
+				free(e.keywords);
+				break;
+			}
+			prev_end = e.offset + e.length;
+		}
+	}
+	free(err);
+	free(name);
+	free(r.buf);
+}
+
+static int
+entry_cmp(const void *a, const void *b)
+{
+	const struct msgindex_entry *x = *(const struct msgindex_entry *const *)a;
+	const struct msgindex_entry *y = *(const struct msgindex_entry *const *)b;
+
+	if (x->length != y->length)
+		return x->length < y->length ? -1 : 1;
+	return memcmp(x->digest, y->digest, MSGINDEX_DIGEST_LEN);
+}
+
+/*
+ * Each entry of fresh (a rebuild) takes what old knew of the same bytes
+ * (length and digest; each old record once), at its new offset; *rebuilt_r
+ * counts those that found none.  0, or -1 when out of memory.
+ */
+static int
+merge_known(struct msgindex_list *fresh, struct msgindex_list *old,
+    size_t *rebuilt_r)
+{
+	struct msgindex_entry **by, *key, **hit;
+	bool *taken;
+	size_t lo;
+
+	*rebuilt_r = fresh->n;
+	if (old->n == 0)
+		return 0;
+	by = reallocarray(NULL, old->n, sizeof *by);
+	taken = calloc(old->n, sizeof *taken);
+	if (by == NULL || taken == NULL) {
+		free(by);
+		free(taken);
+		return -1;
+	}
+	for (size_t i = 0; i < old->n; i++)
+		by[i] = &old->v[i];
+	qsort(by, old->n, sizeof *by, entry_cmp);
+	for (size_t i = 0; i < fresh->n; i++) {
+		key = &fresh->v[i];
+		hit = bsearch(&key, by, old->n, sizeof *by, entry_cmp);
+		if (hit == NULL)
+			continue;
+		/* The first of equal ones not taken yet. */
+		for (lo = (size_t)(hit - by); lo > 0 &&
+		    entry_cmp(&by[lo - 1], &key) == 0; lo--)
+			;
+		while (lo < old->n && taken[lo] && entry_cmp(&by[lo],
+		    &key) == 0)
+			lo++;
+		if (lo == old->n || taken[lo] || entry_cmp(&by[lo], &key) != 0)
+			continue;
+		taken[lo] = true;
+		by[lo]->offset = key->offset;
+		*key = *by[lo];
+		by[lo]->keywords = NULL;	/* moved */
+		(*rebuilt_r)--;
+	}
+	free(taken);
+	free(by);
+	return 0;
+}
+
+int
+msgindex_check(const char *path, const char *file, const char *mbox_path,
+    uint64_t committed, size_t *rebuilt_r, char **error_r)
+{
+	struct msgindex_list fresh = { NULL, 0 }, old = { NULL, 0 };
+	size_t rebuilt = 0;
+	int fd, r = -1;
+
+	if (committed > 0 && msgindex_rebuild(mbox_path, committed, &fresh,
+	    error_r) == -1)
+		return -1;
+	fd = fs_open_regular(path, O_RDONLY, 0);
+	if (fd >= 0) {
+		load_prefix(path, fd, file, &old);
+		(void)close(fd);
+	}
+	if (merge_known(&fresh, &old, &rebuilt) == -1)
+		(void)log_set_error(error_r, "%s: out of memory", path);
+	else
+		r = msgindex_rewrite(path, file, fresh.v, fresh.n, error_r);
+	if (r == 0 && rebuilt_r != NULL)
+		*rebuilt_r = rebuilt;
+	msgindex_list_free(&old);
+	msgindex_list_free(&fresh);
+	return r;
+}
+
 /* Makes the index at path anew from the mbox (empty when committed is 0);
  * *count_r records. */
 static int
@@ -778,10 +899,19 @@ msgindex_open_ex(const char *path, const char *file, const char *mbox_path,
 		}
 		look = fd < 0 ? LOOK_MISSING : look_at(path, fd, file,
 		    committed, &keep, &count, &last_end, &why);
-		if (look == LOOK_OK)
+		if (look == LOOK_OK && (last_end == committed || pass == 1))
 			break;
 		if (fd >= 0)
 			(void)close(fd);
+		if (look == LOOK_OK) {
+			/* Bytes past its last record that are not ours to
+			 * have indexed: another program appended to the mbox
+			 * or rewrote it, or the index lost records. */
+			if (msgindex_check(path, file, mbox_path, committed,
+			    rebuilt_r, error_r) == -1)
+				goto fail;
+			continue;
+		}
 		if (look == LOOK_ERROR || pass == 1) {
 			*error_r = why != NULL ? why : strdup(path);
 			why = NULL;

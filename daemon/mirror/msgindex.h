@@ -83,7 +83,10 @@ char *msgindex_path(const char *account_state_dir, const char *file);
  * appending.  Records that end past committed_size are cut (durably), and
  * so is anything after the records that reach it (an append the state
  * never counted on: a record there that fails its check is not
- * corruption).  A missing index, or one naming another mbox, is made anew: empty, or, when
+ * corruption).  An index whose records do not reach committed_size (the
+ * mbox has bytes past them: another program's, or records were lost) is
+ * checked against the mbox first (msgindex_check(); *rebuilt_r, when not
+ * NULL, then counts the records rebuilt).  A missing index, or one naming another mbox, is made anew: empty, or, when
  * committed_size > 0, rebuilt from the mbox's first committed_size bytes
  * (*rebuilt_r, when not NULL, then counts the records: the caller says so).
  * An index that cannot be read (bad header, a record that fails its check
@@ -96,6 +99,19 @@ int msgindex_open(const char *path, const char *file, const char *mbox_path,
 int msgindex_open_ex(const char *path, const char *file,
     const char *mbox_path, uint64_t committed_size, struct msgindex **ix_r,
     size_t *rebuilt_r, char **corrupt_r, char **error_r);
+/*
+ * Checks the index at path against the first committed bytes of the mbox
+ * at mbox_path (the whole of it is read), for an mbox another program may
+ * have changed: the index is rewritten with a record for every entry the
+ * mbox holds, in its order; an entry whose bytes (length and digest) a
+ * record of the index had keeps that record (UID, flags and all) at its
+ * offset now, the others are rebuilt records (*rebuilt_r, when not NULL,
+ * counts them).  A missing or unreadable index gives a rebuilt one; an
+ * unreadable record ends what is taken from it.  0, or -1 with a
+ * malloc'ed *error_r.
+ */
+int msgindex_check(const char *path, const char *file, const char *mbox_path,
+    uint64_t committed, size_t *rebuilt_r, char **error_r);
 /* Buffers one record (e->keywords copied).  0, or -1 when out of memory
  * or when e is not after the last record (its offset before where that one
  * ended). */
