@@ -729,11 +729,13 @@ out:
 }
 
 /*
- * The records of the index at fd, if it is file's, up to the first that
- * cannot be read (keywords too).  All of them: an mbox another program
- * made shorter may now hold, earlier, entries that were past its new end.
+ * The records of the index at fd, if it is file's (NULL: any mbox's), up
+ * to the first that cannot be read (keywords too).  All of them: an mbox
+ * another program made shorter may now hold, earlier, entries that were
+ * past its new end.  0, or -1 when its header cannot be read or names
+ * another mbox (l empty).
  */
-static void
+static int
 load_prefix(const char *path, int fd, const char *file,
     struct msgindex_list *l)
 {
@@ -742,10 +744,13 @@ load_prefix(const char *path, int fd, const char *file,
 	char *name = NULL, *err = NULL;
 	uint64_t prev_end = 0;
 	size_t cap = 0;
+	int ret = -1;
 
 	if (rd_init(&r, path, fd) == -1)
-		return;
-	if (read_header(&r, &name, &err) == 0 && strcmp(name, file) == 0) {
+		return -1;
+	if (read_header(&r, &name, &err) == 0 && (file == NULL ||
+	    strcmp(name, file) == 0)) {
+		ret = 0;
 		for (size_t k = 1; read_record(&r, k, prev_end, &e, true,
 		    &err) == REC_OK; k++) {
 			if (list_push(l, &cap, &e) == -1) {
@@ -758,6 +763,7 @@ load_prefix(const char *path, int fd, const char *file,
 	free(err);
 	free(name);
 	free(r.buf);
+	return ret;
 }
 
 static int
@@ -835,7 +841,7 @@ msgindex_check(const char *path, const char *file, const char *mbox_path,
 		return -1;
 	fd = fs_open_regular(path, O_RDONLY, 0);
 	if (fd >= 0) {
-		load_prefix(path, fd, file, &old);
+		(void)load_prefix(path, fd, file, &old);
 		(void)close(fd);
 	}
 	if (merge_known(&fresh, &old, &rebuilt) == -1)
@@ -979,14 +985,16 @@ int
 msgindex_move(const char *from, const char *to, const char *to_file,
     char **error_r)
 {
-	struct msgindex_list l;
-	char *err = NULL;
-	int r;
+	struct msgindex_list l = { NULL, 0 };
+	int fd, r;
 
-	r = msgindex_load(from, NULL, &l, &err);
-	if (r == 1)
+	fd = fs_open_regular(from, O_RDONLY, 0);
+	if (fd == -1 && errno == ENOENT)
 		return 0;
-	free(err);
+	/* A crash may have torn its last append: what comes before goes. */
+	r = fd >= 0 ? load_prefix(from, fd, NULL, &l) : -1;
+	if (fd >= 0)
+		(void)close(fd);
 	if (r == 0 && msgindex_rewrite(to, to_file, l.v, l.n, error_r) == -1) {
 		msgindex_list_free(&l);
 		return -1;

@@ -149,8 +149,9 @@ int msgindex_rewrite(const char *path, const char *file,
 /*
  * The index at from (of an mbox just moved aside) becomes to's, the index
  * of the mbox now at to_file: rewritten under the new name, then from is
- * removed.  An index that cannot be read is removed (the kept file can be
- * indexed again from its bytes).  Nothing at from: 0.  0, or -1 with a
+ * removed.  Records after the first that cannot be read (a torn append)
+ * are left out; an index whose header cannot be read is removed (the kept
+ * file can be indexed again from its bytes).  Nothing at from: 0.  0, or -1 with a
  * malloc'ed *error_r.
  */
 int msgindex_move(const char *from, const char *to, const char *to_file,

@@ -686,6 +686,36 @@ test_bad_record_past_committed_cut(void **state)
 	msgindex_list_free(&l);
 }
 
+/* The index of a file kept aside after a crash tore its last append: the
+ * records before the torn one go with the file. */
+static void
+test_move_torn_index(void **state)
+{
+	char mbox[PATH_MAX], index[PATH_MAX], moved[PATH_MAX], *error = NULL;
+	struct mbox_entry v[NMSGS];
+	struct msgindex_entry e[NMSGS];
+	struct msgindex_list l;
+	uint64_t size;
+	int fd;
+
+	(void)state;
+	make_pair(mbox, index, v, e, &size);
+	fd = open(index, O_WRONLY | O_APPEND);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "\x01\x02\x03\x04\x05", 5), 5);
+	close(fd);
+	make_path(moved, sizeof moved, "index-moved");
+	assert_int_equal(msgindex_move(index, moved, "box.aside.mbox",
+	    &error), 0);
+	assert_int_equal(access(index, F_OK), -1);
+	assert_int_equal(msgindex_load(moved, "box.aside.mbox", &l, &error),
+	    0);
+	assert_int_equal(l.n, NMSGS);
+	for (size_t i = 0; i < NMSGS; i++)
+		assert_entry_equal(&l.v[i], &e[i]);
+	msgindex_list_free(&l);
+}
+
 static int
 group_setup(void **state)
 {
@@ -716,6 +746,7 @@ main(void)
 		cmocka_unit_test(test_mbox_changed_by_another_program),
 		cmocka_unit_test(test_check_same_size),
 		cmocka_unit_test(test_bad_record_past_committed_cut),
+		cmocka_unit_test(test_move_torn_index),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
