@@ -273,16 +273,18 @@ commit_open_mailbox(struct mirror *m)
 		    ms->mbox_size);
 		ms->mbox_size = mbox_committed_size(m->mbox);
 	}
+	/* The index is checked against a changed mbox before the state
+	 * records its new size: a crash in between finds the change again. */
+	if (open_index(m, path, r == MBOX_OPEN_SHORTER ||
+	    r == MBOX_OPEN_CHANGED) != 0) {
+		layout_file_free(&lf);
+		return;
+	}
 	/* The size the next append starts at must be durable before the
 	 * append: a crash during it must find the tail past this size, not
 	 * past the old one, to cut it as ours. */
 	if ((r == MBOX_OPEN_SHORTER || r == MBOX_OPEN_CHANGED) &&
 	    mirror_save_state(m) != 0) {
-		layout_file_free(&lf);
-		return;
-	}
-	if (open_index(m, path, r == MBOX_OPEN_SHORTER ||
-	    r == MBOX_OPEN_CHANGED) != 0) {
 		layout_file_free(&lf);
 		return;
 	}
