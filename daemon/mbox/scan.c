@@ -177,7 +177,7 @@ static time_t
 from_line_date(const char *line, size_t len)
 {
 	static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
-	char wday[4], mon[4];
+	char wday[4], mon[4], tail[25];
 	int mday, hh, mm, ss, year;
 	const char *m;
 	struct tm tm;
@@ -187,7 +187,10 @@ from_line_date(const char *line, size_t len)
 		len--;
 	if (len < 24)
 		return 0;
-	if (sscanf(line + len - 24, "%3s %3s %2d %2d:%2d:%2d %4d", wday, mon,
+	/* sscanf() wants a string: the line is not NUL-terminated. */
+	memcpy(tail, line + len - 24, 24);
+	tail[24] = '\0';
+	if (sscanf(tail, "%3s %3s %2d %2d:%2d:%2d %4d", wday, mon,
 	    &mday, &hh, &mm, &ss, &year) != 7 ||
 	    (m = strstr(months, mon)) == NULL || (m - months) % 3 != 0)
 		return 0;

@@ -620,8 +620,12 @@ msgindex_commit(struct msgindex *ix, char **error_r)
 	if (write_all(ix->fd, ix->buf, ix->len, ix->end) == -1 ||
 	    fdatasync(ix->fd) == -1) {
 		saved = errno;
-		/* Not a record past what was committed may stay. */
-		(void)ftruncate(ix->fd, (off_t)ix->end);
+		/* Not a record past what was committed may stay.  (The
+		 * result is checked so that _FORTIFY_SOURCE builds accept
+		 * the call.) */
+		if (ftruncate(ix->fd, (off_t)ix->end) == -1)
+			log_warnx("%s: cannot cut the uncommitted records: %s",
+			    ix->path, strerror(errno));
 		msgindex_discard(ix);
 		return log_set_error(error_r, "write %s: %s", ix->path,
 		    strerror(saved));

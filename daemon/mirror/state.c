@@ -942,8 +942,13 @@ state_unlock(int *fd)
 {
 	if (*fd < 0)
 		return;
-	/* An empty file names no holder: the pid would soon be stale. */
-	(void)ftruncate(*fd, 0);
+	/* An empty file names no holder: the pid would soon be stale.  One
+	 * left behind is harmless (the lock, not the pid, says who holds it);
+	 * the result is checked so that glibc's _FORTIFY_SOURCE builds accept
+	 * the call. */
+	if (ftruncate(*fd, 0) == -1)
+		log_debug("state: cannot empty the lock file: %s",
+		    strerror(errno));
 	(void)close(*fd);
 	*fd = -1;
 }
@@ -983,8 +988,35 @@ state_daemon_dir(const char *state_dir)
 	return dir;
 }
 
+char *
+state_shard_daemon_dir(const char *state_dir, unsigned k, unsigned n)
+{
+	char *dir;
+
+	if (n == 0)
+		return state_daemon_dir(state_dir);
+	if (asprintf(&dir, "%s/%s/shard-%u-of-%u", state_dir,
+	    STATE_DAEMON_DIR, k, n) == -1)
+		return NULL;
+	return dir;
+}
+
 int
 state_daemon_running(const char *state_dir, long *pid_r)
+{
+	char *dir = state_daemon_dir(state_dir);
+	int r;
+
+	*pid_r = 0;
+	if (dir == NULL)
+		return -1;
+	r = state_daemon_running_in(dir, pid_r);
+	free(dir);
+	return r;
+}
+
+int
+state_daemon_running_in(const char *dir, long *pid_r)
 {
 	char *path = NULL, buf[32], *nl;
 	ssize_t n;
@@ -992,8 +1024,7 @@ state_daemon_running(const char *state_dir, long *pid_r)
 	int fd, r = -1;
 
 	*pid_r = 0;
-	if (asprintf(&path, "%s/%s/%s", state_dir, STATE_DAEMON_DIR,
-	    STATE_LOCK) == -1)
+	if (asprintf(&path, "%s/%s", dir, STATE_LOCK) == -1)
 		return -1;
 	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	free(path);

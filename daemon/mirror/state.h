@@ -130,6 +130,13 @@ int state_set_next_attempt(const char *dir, time_t when, char **error_r);
  */
 char *state_daemon_dir(const char *state_dir);
 int state_daemon_running(const char *state_dir, long *pid_r);
+/* The lock directory of the daemon of shard k of n: state_daemon_dir()
+ * when n is 0 (not sharded), else "<state_dir>/.daemon/shard-K-of-N", so
+ * the daemons of several shards can share a state directory.  malloc'ed,
+ * or NULL. */
+char *state_shard_daemon_dir(const char *state_dir, unsigned k, unsigned n);
+/* state_daemon_running() for the daemon whose lock directory is dir. */
+int state_daemon_running_in(const char *dir, long *pid_r);
 
 /*
  * Where the mbox writer keeps the record of its appends to file (the mbox

@@ -697,6 +697,10 @@ test_lock(void **state)
 	assert_null(error);
 	assert_int_equal(fd2, -1);
 	assert_int_equal(holder, (long)getpid());
+	/* Seen held without writing (--verify). */
+	holder = -1;
+	assert_int_equal(state_daemon_running_in(dir, &holder), 1);
+	assert_int_equal(holder, (long)getpid());
 	/* Refused without touching the state. */
 	snprintf(path, sizeof path, "%s/state", dir);
 	assert_int_equal(access(path, F_OK), -1);
@@ -704,6 +708,9 @@ test_lock(void **state)
 	state_unlock(&fd);
 	assert_int_equal(fd, -1);
 	state_unlock(&fd);
+	assert_int_equal(state_daemon_running_in(dir, &holder), 0);
+	assert_int_equal(holder, 0);
+	assert_int_equal(lstat(path, &st), -1);
 	assert_int_equal(state_lock(dir, &fd2, &holder, &error), 0);
 	assert_true(fd2 >= 0);
 	state_unlock(&fd2);
