@@ -341,6 +341,17 @@ read_record(struct reader *r, size_t k, uint64_t prev_end,
 
 /* Readers */
 
+/* Whether a record read as rr is the last of the file and cut short or
+ * failing its check: an append torn, or still being written. */
+static bool
+torn_tail(struct reader *r, enum rec_result rr)
+{
+	unsigned char probe;
+
+	return rr == REC_TRUNCATED || (rr == REC_BAD && rd_get(r, &probe,
+	    1) == 0);
+}
+
 char *
 msgindex_path(const char *dir, const char *file)
 {
@@ -414,6 +425,13 @@ msgindex_load(const char *path, const char *file, struct msgindex_list *l,
 		rr = read_record(&r, k, prev_end, &e, true, error_r);
 		if (rr == REC_END)
 			break;
+		if (torn_tail(&r, rr)) {
+			/* An append torn by a crash, or one a sync is
+			 * writing now: what comes before it is whole. */
+			free(*error_r);
+			*error_r = NULL;
+			break;
+		}
 		if (rr != REC_OK)
 			goto out;
 		if (list_push(l, &cap, &e) == -1) {
@@ -702,17 +720,13 @@ look_at(const char *path, int fd, const char *file, uint64_t committed,
 			res = LOOK_ERROR;
 			goto out;
 		}
-		if (rr == REC_TRUNCATED)
+		/* A torn append; or, past what the state records, an append
+		 * it never counted on, whose blocks a power cut may have left
+		 * unwritten anywhere. */
+		if (torn_tail(&r, rr) || (rr == REC_BAD && prev_end ==
+		    committed))
 			break;
 		if (rr == REC_BAD) {
-			unsigned char probe;
-
-			/* The last record of the file: a torn append.  Past
-			 * what the state records: an append it never counted
-			 * on, whose blocks a power cut may have left unwritten
-			 * anywhere. */
-			if (prev_end == committed || rd_get(&r, &probe, 1) == 0)
-				break;
 			*error_r = err;
 			err = NULL;
 			res = LOOK_CORRUPT;

@@ -128,9 +128,12 @@ void msgindex_close(struct msgindex **ix);
 
 /*
  * Readers (never modify anything).  Loads every record of the index at
- * path; file, when not NULL, must be the mbox its header names.  Returns 0
- * loaded, 1 no index file (l empty), -1 with a malloc'ed *error_r
- * ("PATH: record K: what" for a bad record).
+ * path; file, when not NULL, must be the mbox its header names.  A last
+ * record cut short or failing its check at the end of the file (an append
+ * torn by a crash, or one a sync is writing now) is left out; records past
+ * the state's mbox size are the caller's to leave out.  Returns 0 loaded,
+ * 1 no index file (l empty), -1 with a malloc'ed *error_r ("PATH: record
+ * K: what" for a bad record).
  */
 int msgindex_load(const char *path, const char *file, struct msgindex_list *l,
     char **error_r);

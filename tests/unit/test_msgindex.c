@@ -254,11 +254,14 @@ test_torn_append_cut(void **state)
 	assert_int_equal(write(fd, "\x01\x02\x03\x04\x05\x06\x07\x08\x09", 9),
 	    9);
 	close(fd);
-	assert_int_equal(msgindex_load(index, "box.mbox", &l, &error), -1);
-	assert_non_null(strstr(error, "record 4: truncated"));
-	assert_non_null(strstr(error, index));
-	free(error);
-	error = NULL;
+	/* A reader (--verify beside a running sync, --restore after a
+	 * kill -9) reads what was appended whole: the torn append, or the
+	 * one still being written, is left out. */
+	assert_int_equal(msgindex_load(index, "box.mbox", &l, &error), 0);
+	assert_int_equal(l.n, NMSGS);
+	for (size_t i = 0; i < NMSGS; i++)
+		assert_entry_equal(&l.v[i], &e[i]);
+	msgindex_list_free(&l);
 	assert_int_equal(msgindex_open(index, "box.mbox", mbox, size, &ix,
 	    &error), 0);
 	assert_int_equal(msgindex_count(ix), NMSGS);
@@ -271,10 +274,9 @@ test_torn_append_cut(void **state)
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, "zzz", 3), 3);
 	close(fd);
-	assert_int_equal(msgindex_load(index, "box.mbox", &l, &error), -1);
-	assert_non_null(strstr(error, "record 3: bad check"));
-	free(error);
-	error = NULL;
+	assert_int_equal(msgindex_load(index, "box.mbox", &l, &error), 0);
+	assert_int_equal(l.n, 2);
+	msgindex_list_free(&l);
 	/* The third record, whose entry the state counts, is gone: the
 	 * index no longer reaches the committed end, and is checked against
 	 * the mbox, which gives that entry a rebuilt record. */
