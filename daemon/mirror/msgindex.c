@@ -784,11 +784,14 @@ load_prefix(const char *path, int fd, const char *file,
 	return ret;
 }
 
+/* Entries (through pointers) by length, then digest. */
 static int
 entry_cmp(const void *a, const void *b)
 {
-	const struct msgindex_entry *x = *(const struct msgindex_entry *const *)a;
-	const struct msgindex_entry *y = *(const struct msgindex_entry *const *)b;
+	const struct msgindex_entry *x, *y;
+
+	x = *(const struct msgindex_entry *const *)a;
+	y = *(const struct msgindex_entry *const *)b;
 
 	if (x->length != y->length)
 		return x->length < y->length ? -1 : 1;

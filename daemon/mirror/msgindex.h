@@ -86,9 +86,10 @@ char *msgindex_path(const char *account_state_dir, const char *file);
  * corruption).  An index whose records do not reach committed_size (the
  * mbox has bytes past them: another program's, or records were lost) is
  * checked against the mbox first (msgindex_check(); *rebuilt_r, when not
- * NULL, then counts the records rebuilt).  A missing index, or one naming another mbox, is made anew: empty, or, when
- * committed_size > 0, rebuilt from the mbox's first committed_size bytes
- * (*rebuilt_r, when not NULL, then counts the records: the caller says so).
+ * NULL, then counts the records rebuilt).  A missing index, or one naming
+ * another mbox, is made anew: empty, or, when committed_size > 0, rebuilt
+ * from the mbox's first committed_size bytes (*rebuilt_r, when not NULL,
+ * then counts the records: the caller says so).
  * An index that cannot be read (bad header, a record that fails its check
  * before the committed end) is renamed to "<path>.corrupt-<unix time>" and
  * rebuilt the same way (*corrupt_r, when not NULL, then holds that name,
@@ -154,8 +155,8 @@ int msgindex_rewrite(const char *path, const char *file,
  * of the mbox now at to_file: rewritten under the new name, then from is
  * removed.  Records after the first that cannot be read (a torn append)
  * are left out; an index whose header cannot be read is removed (the kept
- * file can be indexed again from its bytes).  Nothing at from: 0.  0, or -1 with a
- * malloc'ed *error_r.
+ * file can be indexed again from its bytes).  Nothing at from: 0.  0, or
+ * -1 with a malloc'ed *error_r.
  */
 int msgindex_move(const char *from, const char *to, const char *to_file,
     char **error_r);
