@@ -28,6 +28,7 @@
 #include "mirror/state.h"
 #include "run.h"
 #include "testdir.h"
+#include "util/utf8.h"
 #include "verify.h"
 
 #define MSG1 "Subject: one\r\n\r\nFrom the start\r\n"
@@ -460,6 +461,38 @@ test_no_uidvalidity(void **state)
 	    "server: EXAMINE gave no UIDVALIDITY");
 }
 
+/* A mailbox name of raw bytes from the server (no modified UTF-7: Latin-1,
+ * and 0x9b, CSI in an 8-bit locale): the report stays printable and the
+ * JSON document UTF-8.  (Work renamed so in the state; gone from the
+ * server, as the fake cannot open such a name.) */
+static void
+test_hostile_mailbox_name(void **state)
+{
+	struct account_state st;
+	char sdir[300], *error = NULL;
+	struct mailbox_state *ms;
+
+	(void)state;
+	snprintf(sdir, sizeof sdir, "%s/state/acct", dir);
+	memset(&st, 0, sizeof st);
+	if (state_load(sdir, &st, &error) != 0)
+		fail_msg("%s", error);
+	assert_non_null(ms = state_find(&st, "Work"));
+	free(ms->name);
+	assert_non_null(ms->name = strdup("Caf\xe9\x9b" "2J\xc2\x9b" "1m"));
+	if (state_save(sdir, &st, &error) != 0)
+		fail_msg("%s", error);
+	state_clear(&st);
+
+	assert_int_equal(verify(false, false), 0);
+	expect_out("account acct: whole: 3 mailboxes, 5 messages");
+	assert_true(utf8_valid(out, strlen(out)));
+	expect_log("account acct: mailbox Caf??2J??1m: not on the server");
+	assert_int_equal(verify(false, true), 0);
+	assert_true(utf8_valid(out, strlen(out)));
+	expect_out("{\"mailbox\": \"Caf??2J??1m\"");
+}
+
 int
 main(void)
 {
@@ -483,6 +516,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_no_uidvalidity, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_hostile_mailbox_name,
+		    setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
