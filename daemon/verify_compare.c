@@ -166,6 +166,49 @@ verify_problem_text(const struct verify_problem *p, char *buf, size_t size)
 
 /* Against the server */
 
+static int
+uid_cmp(const void *x, const void *y)
+{
+	uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
+
+	return a < b ? -1 : a > b;
+}
+
+int
+verify_size_ranges(const struct verify_indexed *ix, size_t n, size_t chunk,
+    uint32_t **ends_r, size_t *n_r)
+{
+	uint32_t *uids, *ends;
+	size_t nuids = 0, k = 0;
+
+	*ends_r = NULL;
+	*n_r = 0;
+	if ((uids = calloc(n ? n : 1, sizeof *uids)) == NULL)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if (ix[i].uid != 0)
+			uids[nuids++] = ix[i].uid;
+	qsort(uids, nuids, sizeof *uids, uid_cmp);
+	for (size_t i = 0; i < nuids; i++)
+		if (k == 0 || uids[k - 1] != uids[i])
+			uids[k++] = uids[i];
+	nuids = k;
+	if (chunk == 0)
+		chunk = 1;
+	if ((ends = calloc(nuids / chunk + 1, sizeof *ends)) == NULL) {
+		free(uids);
+		return -1;
+	}
+	/* A run's last UID ends a query, unless it is the last UID of all
+	 * (the "*" query takes it with whatever came after). */
+	for (size_t i = chunk - 1; i + 1 < nuids; i += chunk)
+		ends[(*n_r)++] = uids[i];
+	ends[(*n_r)++] = 0;
+	free(uids);
+	*ends_r = ends;
+	return 0;
+}
+
 bool
 verify_refusal_gone(bool no, const char *code)
 {

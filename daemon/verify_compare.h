@@ -123,6 +123,19 @@ struct verify_found {
 	bool from_line;
 };
 
+/*
+ * The size queries of a mailbox, so that the server's answers to each stay
+ * within what a session takes for progress (imap/session.c counts at most
+ * UNTAGGED_PROGRESS_MAX untagged responses in a row): the UIDs of the n
+ * indexed entries (UID 0 left out), sorted and taken once, cut into runs
+ * of chunk; *ends_r (malloc'ed, *n_r of them, at least 1) gets the last
+ * UID of each query, 0 for the last one ("*").  Query k asks
+ * ends[k - 1] + 1 (1 for the first) up to ends[k].  Up to chunk UIDs: one
+ * query, "1:*".  0, or -1 when out of memory.
+ */
+int verify_size_ranges(const struct verify_indexed *ix, size_t n,
+    size_t chunk, uint32_t **ends_r, size_t *n_r);
+
 struct verify_server_counts {
 	size_t listed;		/* UIDs up to the last committed */
 	size_t in_mirror;	/* ...of them found in the index */

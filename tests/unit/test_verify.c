@@ -113,8 +113,14 @@ test_whole(void **state)
 	assert_string_equal(out, "account acct: whole: 3 mailboxes, 5 messages "
 	    "in the mirror\n");
 	assert_int_equal(srv.examines, 3);
+	/* Runs of two indexed UIDs (VERIFY_SIZES_CHUNK in this test):
+	 * INBOX's 1 2 3 in two queries, the others in one. */
 	assert_int_equal(imapd_count(&srv, "UID FETCH 1:* (UID RFC822.SIZE)"),
-	    3);
+	    2);
+	assert_int_equal(imapd_count(&srv, "UID FETCH 1:2 (UID RFC822.SIZE)"),
+	    1);
+	assert_int_equal(imapd_count(&srv, "UID FETCH 3:* (UID RFC822.SIZE)"),
+	    1);
 	assert_int_equal(srv.body_fetches, 0);
 	assert_int_equal(srv.logouts, 1);
 }

@@ -555,6 +555,43 @@ test_local_huge_committed(void **state)
 	verify_problems_free(&out);
 }
 
+/* The size queries: runs of chunk indexed UIDs, the last one open. */
+static void
+test_size_ranges(void **state)
+{
+	struct verify_indexed ix[7];
+	static const uint32_t uids[7] = { 9, 3, 0, 5, 5, 12, 40 };
+	uint32_t *ends;
+	size_t n;
+
+	(void)state;
+	for (size_t i = 0; i < 7; i++)
+		ix[i] = ixe(uids[i], i * 100, 100, VERIFY_AT_INTACT);
+	/* 3 5 9 12 40: 1:5, 6:12, 13:* */
+	assert_int_equal(verify_size_ranges(ix, 7, 2, &ends, &n), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(ends[0], 5);
+	assert_int_equal(ends[1], 12);
+	assert_int_equal(ends[2], 0);
+	free(ends);
+	/* Five UIDs in runs of 5: one query, 1:*. */
+	assert_int_equal(verify_size_ranges(ix, 7, 5, &ends, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(ends[0], 0);
+	free(ends);
+	/* Runs of 4: 1:12, 13:*. */
+	assert_int_equal(verify_size_ranges(ix, 7, 4, &ends, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(ends[0], 12);
+	assert_int_equal(ends[1], 0);
+	free(ends);
+	/* No index: 1:*. */
+	assert_int_equal(verify_size_ranges(NULL, 0, 4, &ends, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(ends[0], 0);
+	free(ends);
+}
+
 int
 main(void)
 {
@@ -568,6 +605,7 @@ main(void)
 		cmocka_unit_test(test_local_uncommitted_tail),
 		cmocka_unit_test(test_local_many_copies_moved),
 		cmocka_unit_test(test_refusal_gone),
+		cmocka_unit_test(test_size_ranges),
 		cmocka_unit_test(test_drop_tail),
 		cmocka_unit_test(test_local_huge_committed),
 		cmocka_unit_test(test_server_whole),

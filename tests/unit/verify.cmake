@@ -19,3 +19,5 @@ mm_unit_test(test_verify
 target_link_options(test_verify PRIVATE ${MM_OWN_LOOP_WRAP}
                     -Wl,--wrap=mbox_scan_open
                     -Wl,--wrap=state_daemon_running_in)
+# Size queries of two indexed UIDs: INBOX's three take two of them.
+target_compile_definitions(test_verify PRIVATE VERIFY_SIZES_CHUNK=2)
