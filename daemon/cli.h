@@ -23,6 +23,7 @@ enum cli_mode {
 	CLI_MODE_LIST,		/* --list */
 	CLI_MODE_STATUS,	/* --status [--json] */
 	CLI_MODE_VERIFY,	/* --verify [--deep] [--json] */
+	CLI_MODE_RESTORE,	/* --restore NAME --to NAME2 */
 	CLI_MODE_VERSION,	/* --version */
 	CLI_MODE_HELP,		/* -h, --help */
 };
@@ -43,6 +44,11 @@ struct cli_options {
 	bool json;			/* --json (with --status or --verify) */
 	bool deep;			/* --deep (with --verify only) */
 	struct shard shard;		/* --shard K/N; n == 0: not given */
+	char *restore_from;		/* --restore NAME */
+	char *restore_to;		/* --to NAME2 */
+	char **restore_mailboxes;	/* --mailbox PATTERN, in order */
+	size_t n_restore_mailboxes;
+	bool dry_run;			/* --dry-run (with --restore only) */
 };
 
 /*
@@ -50,9 +56,11 @@ struct cli_options {
  * and a malloc'ed one-line message without a trailing newline in *error_r
  * (opts is then empty).  Usage errors: unknown options, missing arguments,
  * extra arguments, two modes at once, -a or --shard with a mode that
- * takes no account list (--probe, --version, --help), -v with -q, --json
- * without --status or --verify, --deep without --verify, -c or --shard
- * given twice, a --shard that is not K/N with 0 <= K < N (shard.h).
+ * takes no account list (--probe, --restore, --version, --help), -v with
+ * -q, --json without --status or --verify, --deep without --verify, -c or
+ * --shard given twice, a --shard that is not K/N with 0 <= K < N
+ * (shard.h), --restore without --to, --to, --mailbox or --dry-run without
+ * --restore, --restore or --to given twice, an empty --mailbox pattern.
  * Always call cli_free() afterwards.
  */
 int cli_parse(int argc, char **argv, struct cli_options *opts,

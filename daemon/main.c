@@ -17,6 +17,7 @@
 #include "daemon.h"
 #include "list.h"
 #include "log.h"
+#include "restore.h"
 #include "run.h"
 #include "status.h"
 #include "verify.h"
@@ -118,6 +119,37 @@ check_config(const struct config *config, const struct cli_options *opts,
 	return fflush(stdout) == 0 ? 0 : 1;
 }
 
+static int refuse_foreign_state(const struct config *);
+
+/* Says so when config has no account name; true then. */
+static bool
+no_account(const struct config *config, const char *name, const char *path)
+{
+	if (config_find_account(config, name) != NULL)
+		return false;
+	fprintf(stderr, "mboxmirror: no account named '%s' in %s\n", name,
+	    path);
+	return true;
+}
+
+/* --restore, under the same root rule as a sync (it writes the target
+ * account's state: its lock and the journal). */
+static int
+run_restore(const struct config *config, const struct cli_options *opts)
+{
+	struct restore_options o = {
+		.from = opts->restore_from,
+		.to = opts->restore_to,
+		.mailboxes = opts->restore_mailboxes,
+		.n_mailboxes = opts->n_restore_mailboxes,
+		.dry_run = opts->dry_run,
+	};
+
+	if (!opts->dry_run && refuse_foreign_state(config) != 0)
+		return 1;
+	return restore_run(config, &o);
+}
+
 /*
  * Root with a state directory that belongs to someone else (the service's
  * /var/lib/mboxmirror, say, after "sudo mboxmirror --once"): the files a
@@ -168,7 +200,8 @@ select_shard(struct config *config, const struct cli_options *opts,
 			return CLI_EXIT_USAGE;
 		}
 	}
-	if (opts->mode != CLI_MODE_PROBE)
+	/* --probe and --restore name their accounts, in any shard. */
+	if (opts->mode != CLI_MODE_PROBE && opts->mode != CLI_MODE_RESTORE)
 		config_keep_shard(config, &shard);
 	return 0;
 }
@@ -235,6 +268,12 @@ main(int argc, char **argv)
 	n_all = config->n_accounts;
 	if ((status = select_shard(config, &opts, path)) != 0)
 		goto out;
+	if (opts.mode == CLI_MODE_RESTORE && (no_account(config,
+	    opts.restore_from, path) || no_account(config, opts.restore_to,
+	    path))) {
+		status = CLI_EXIT_USAGE;
+		goto out;
+	}
 	if (opts.mode == CLI_MODE_PROBE &&
 	    config_find_account(config, opts.probe_account) == NULL) {
 		fprintf(stderr, "mboxmirror: no account named '%s' in %s\n",
@@ -267,6 +306,9 @@ main(int argc, char **argv)
 	case CLI_MODE_VERIFY:
 		status = verify_run(config, opts.accounts, opts.n_accounts,
 		    opts.deep, opts.json);
+		break;
+	case CLI_MODE_RESTORE:
+		status = run_restore(config, &opts);
 		break;
 	case CLI_MODE_DAEMON:
 		if (refuse_foreign_state(config) != 0) {

@@ -305,6 +305,68 @@ test_shard(void **state)
 }
 
 static void
+test_restore(void **state)
+{
+	struct cli_options opts;
+	char *error = NULL;
+
+	(void)state;
+	assert_int_equal(parse(&opts, &error, "--restore", "old", "--to",
+	    "new", "--mailbox", "Archive/*", "--mailbox", "INBOX",
+	    "--dry-run", NULL), 0);
+	assert_int_equal(opts.mode, CLI_MODE_RESTORE);
+	assert_string_equal(opts.restore_from, "old");
+	assert_string_equal(opts.restore_to, "new");
+	assert_int_equal(opts.n_restore_mailboxes, 2);
+	assert_string_equal(opts.restore_mailboxes[0], "Archive/*");
+	assert_string_equal(opts.restore_mailboxes[1], "INBOX");
+	assert_true(opts.dry_run);
+	cli_free(&opts);
+	assert_null(opts.restore_from);
+
+	/* Into the same account: the disaster-recovery case. */
+	assert_int_equal(parse(&opts, &error, "--to", "a", "--restore", "a",
+	    NULL), 0);
+	assert_int_equal(opts.mode, CLI_MODE_RESTORE);
+	assert_false(opts.dry_run);
+	assert_int_equal(opts.n_restore_mailboxes, 0);
+	cli_free(&opts);
+	assert_string_equal(cli_mode_option(CLI_MODE_RESTORE), "--restore");
+}
+
+static void
+test_restore_usage_errors(void **state)
+{
+	(void)state;
+	expect_usage_error("--restore needs --to NAME2", "--restore", "a",
+	    NULL);
+	expect_usage_error("--to works only with --restore", "--to", "a",
+	    NULL);
+	expect_usage_error("--mailbox works only with --restore", "--once",
+	    "--mailbox", "INBOX", NULL);
+	expect_usage_error("--dry-run works only with --restore",
+	    "--dry-run", NULL);
+	expect_usage_error("--restore given twice", "--restore", "a",
+	    "--restore", "b", "--to", "c", NULL);
+	expect_usage_error("--to given twice", "--restore", "a", "--to", "b",
+	    "--to", "c", NULL);
+	expect_usage_error("--restore needs an account name", "--restore",
+	    "", "--to", "c", NULL);
+	expect_usage_error("--to needs an account name", "--restore", "a",
+	    "--to", "", NULL);
+	expect_usage_error("--mailbox needs a pattern", "--restore", "a",
+	    "--to", "b", "--mailbox", "", NULL);
+	expect_usage_error("--once and --restore cannot be used together",
+	    "--once", "--restore", "a", "--to", "b", NULL);
+	expect_usage_error("-a/--account cannot be used with --restore",
+	    "-a", "x", "--restore", "a", "--to", "b", NULL);
+	expect_usage_error("--shard cannot be used with --restore",
+	    "--shard", "0/2", "--restore", "a", "--to", "b", NULL);
+	expect_usage_error("option '--to' needs an argument", "--restore",
+	    "a", "--to", NULL);
+}
+
+static void
 test_usage_text(void **state)
 {
 	static const char *const must[] = { "--config FILE", "--once",
@@ -312,6 +374,8 @@ test_usage_text(void **state)
 		"--probe NAME", "--status", "--json", "--version", "--help",
 		"--verify", "--deep", "1 a problem was found",
 		"--shard K/N", "[general] shard",
+		"--restore NAME", "--to NAME2", "--mailbox PATTERN",
+		"--dry-run",
 		"64 usage error", "78 configuration error", "0 success" };
 	char *text = NULL;
 	size_t len = 0;
@@ -345,6 +409,8 @@ main(void)
 		cmocka_unit_test(test_exclusive_modes),
 		cmocka_unit_test(test_bad_combinations),
 		cmocka_unit_test(test_shard),
+		cmocka_unit_test(test_restore),
+		cmocka_unit_test(test_restore_usage_errors),
 		cmocka_unit_test(test_usage_text),
 	};
 
