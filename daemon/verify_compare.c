@@ -240,6 +240,10 @@ verify_compare_server(struct verify_listed *listed, size_t nlisted,
 	if ((byuid = calloc(nix ? nix : 1, sizeof *byuid)) == NULL)
 		return -1;
 	for (size_t i = 0; i < nix; i++) {
+		if (ix[i].earlier) {
+			c->deleted++;
+			continue;
+		}
 		if (ix[i].uid == 0) {
 			unknown++;
 			continue;
@@ -735,6 +739,8 @@ verify_compare_digests(const struct verify_indexed *ix, size_t nix,
 		const uint8_t *d = ix[i].has_file_digest ? ix[i].file_digest :
 		    ix[i].digest;
 
+		if (ix[i].earlier)
+			continue;	/* deleted on the server */
 		if (nserver > 0 && bsearch(d, server, nserver,
 		    VERIFY_DIGEST_LEN, digest_cmp) != NULL)
 			continue;

@@ -91,6 +91,10 @@ enum verify_at {
 /* One entry of the index, as the comparisons need it. */
 struct verify_indexed {
 	uint32_t uid;		/* 0: unknown (a rebuilt index) */
+	/* Of an earlier UIDVALIDITY, kept when a changed one was matched by
+	 * content (mirror/remap.h): deleted on the server, checked in the
+	 * file only; uid is 0. */
+	bool earlier;
 	uint64_t size;		/* RFC822.SIZE recorded */
 	uint64_t offset, length;
 	uint8_t digest[VERIFY_DIGEST_LEN];

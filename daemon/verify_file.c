@@ -176,8 +176,10 @@ oom:
 	return log_set_error(error_r, "out of memory");
 }
 
-/* The index's entries this check covers: committed ones, of the
- * mailbox's UIDVALIDITY (or of none known: rebuilt). */
+/* The index's entries this check covers: committed ones.  One of
+ * another UIDVALIDITY was kept when a changed UIDVALIDITY was matched by
+ * content (mirror/remap.h): a message deleted on the server since, in the
+ * file all the same; its UID names nothing now, as a rebuilt one's. */
 static int
 take_index(struct vmbx *mb, const struct msgindex_list *l)
 {
@@ -189,10 +191,11 @@ take_index(struct vmbx *mb, const struct msgindex_list *l)
 		const struct msgindex_entry *e = &l->v[i];
 		struct verify_indexed *x = &mb->ix[mb->nix];
 
-		if (e->offset + e->length > committed || (e->uidvalidity !=
-		    0 && e->uidvalidity != mb->ms->uidvalidity))
+		if (e->offset + e->length > committed)
 			continue;
-		x->uid = e->uid;
+		x->earlier = e->uidvalidity != 0 &&
+		    e->uidvalidity != mb->ms->uidvalidity;
+		x->uid = x->earlier ? 0 : e->uid;
 		x->size = e->size;
 		x->offset = e->offset;
 		x->length = e->length;

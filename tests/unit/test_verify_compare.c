@@ -316,6 +316,37 @@ test_server_problems(void **state)
 	verify_problems_free(&out);
 }
 
+/* Entries of an earlier UIDVALIDITY (kept by a remap): deleted on the
+ * server, neither missing nor unknown, and --deep leaves them alone. */
+static void
+test_server_earlier_uidvalidity(void **state)
+{
+	struct verify_indexed ix[4];
+	struct verify_listed l[3] = { { 1, 110 }, { 2, 60 }, { 3, 90 } };
+	uint8_t server[3][VERIFY_DIGEST_LEN];
+	struct verify_server_counts c;
+	struct verify_problems out = { 0 };
+
+	(void)state;
+	ix[0] = ixe(0, 0, 40, VERIFY_AT_INTACT);
+	ix[0].earlier = true;
+	three(ix + 1);
+	assert_int_equal(verify_compare_server(l, 3, ix, 4, 3, NULL, 0, &out,
+	    &c), 0);
+	assert_int_equal(out.n, 0);
+	assert_false(c.uids_unknown);
+	assert_int_equal(c.in_mirror, 3);
+	assert_int_equal(c.deleted, 1);
+	for (int i = 0; i < 3; i++)
+		digest_of(server[i], i + 1);
+	assert_int_equal(verify_compare_digests(ix, 4, server, 3, &out), 0);
+	assert_int_equal(out.n, 0);
+	ix[0].earlier = false;
+	assert_int_equal(verify_compare_digests(ix, 4, server, 3, &out), 0);
+	assert_int_equal(out.n, 1);
+	verify_problems_free(&out);
+}
+
 static void
 test_server_rebuilt_index(void **state)
 {
@@ -429,6 +460,7 @@ main(void)
 		cmocka_unit_test(test_local_uncommitted_tail),
 		cmocka_unit_test(test_server_whole),
 		cmocka_unit_test(test_server_problems),
+		cmocka_unit_test(test_server_earlier_uidvalidity),
 		cmocka_unit_test(test_server_rebuilt_index),
 		cmocka_unit_test(test_digests),
 		cmocka_unit_test(test_texts),
