@@ -63,6 +63,9 @@ struct tls_cache {
 
 static struct cred_entry *cred_cache;
 static struct tls_cache tls_cache;
+/* Moved on whenever the cache is emptied: sessions set up before (with
+ * anchors since replaced) are not saved afterwards. */
+static unsigned long tls_cache_generation;
 /* Parsed once: a session given the string parses it anew and keeps its
  * own copy, about 8 KB, which a thousand push connections would hold. */
 static gnutls_priority_t tls_priority;
@@ -488,6 +491,7 @@ tls_cache_forget_all(void)
 	free(tls_cache.v);
 	nameindex_free(&tls_cache.index);
 	memset(&tls_cache, 0, sizeof tls_cache);
+	tls_cache_generation++;
 }
 
 char *
@@ -510,8 +514,13 @@ tls_cache_key(const char *scope, const char *host, uint16_t port,
 void
 tls_session_save(gnutls_session_t session, const char *cache_key)
 {
+	const struct tls_check *check = gnutls_session_get_ptr(session);
 	gnutls_datum_t data = { NULL, 0 };
 
+	/* Verified against anchors forgotten since: a full handshake checks
+	 * the server anew. */
+	if (check == NULL || check->generation != tls_cache_generation)
+		return;
 	/* TLS 1.3 data is resumable only once a ticket has arrived. */
 	if (gnutls_protocol_get_version(session) == GNUTLS_TLS1_3 &&
 	    (gnutls_session_get_flags(session) &
@@ -552,6 +561,7 @@ tls_session_new(gnutls_session_t *session_r,
 	    cred)) < 0)
 		goto fail;
 	gnutls_session_set_ptr(session, check);
+	check->generation = tls_cache_generation;
 	if (cache_key != NULL && (cached = tls_cache_find(cache_key)) != NULL &&
 	    cached->data.data != NULL)
 		gnutls_session_set_data(session, cached->data.data,

@@ -28,6 +28,9 @@ struct tls_check {
 	const char *host;
 	const uint8_t *pin;		/* NULL, or TLS_PIN_LEN bytes */
 	char error[512];		/* "" until the check refuses */
+	/* Set by tls_session_new(): the session cache's generation, which
+	 * a change of any CA file moves on. */
+	unsigned long generation;
 };
 
 /*
@@ -67,7 +70,9 @@ char *tls_cache_key(const char *scope, const char *host, uint16_t port,
 /* Keeps the session data of an established session under cache_key (in
  * memory only; a random one of TLS_CACHE_MAX entries gives way).  A TLS
  * 1.3 session is kept only once a ticket has arrived: the server sends
- * tickets after the handshake, so the transport saves again at close. */
+ * tickets after the handshake, so the transport saves again at close.  A
+ * session set up before a CA file changed is not kept: it was verified
+ * against the old anchors, maybe days before it saves. */
 void tls_session_save(gnutls_session_t session, const char *cache_key);
 /* Frees the trust anchors and the session cache (at exit). */
 void tls_caches_clear(void);

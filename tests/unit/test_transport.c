@@ -1057,6 +1057,86 @@ test_tls_resumption_per_scope(void **state)
 	client_done(&b);
 }
 
+/* Writes crt, in PEM, to path. */
+static void
+write_pem(const char *path, gnutls_x509_crt_t crt)
+{
+	gnutls_datum_t pem = { NULL, 0 };
+	FILE *f;
+
+	assert_int_equal(gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_PEM,
+	    &pem), 0);
+	assert_non_null(f = fopen(path, "w"));
+	assert_int_equal(fwrite(pem.data, 1, pem.size, f), pem.size);
+	assert_int_equal(fclose(f), 0);
+	gnutls_free(pem.data);
+}
+
+/*
+ * A session verified against a CA file that has changed since does not
+ * resume, even when its connection outlived the change and saved its
+ * session afterwards (at close, as a TLS 1.3 ticket comes late): the
+ * next connection checks the server against the new CA file, which does
+ * not hold the server's CA.
+ */
+static void
+test_tls_no_resumption_after_ca_change(void **state)
+{
+	struct transport_params p;
+	struct net_server srv, other;
+	struct client a, b, again;
+	char ca[PATH_MAX];
+
+	(void)state;
+	snprintf(ca, sizeof ca, "%s/ca-changing.pem", pki.dir);
+	write_pem(ca, pki.ca);
+	assert_int_equal(net_server_start(&srv, "127.0.0.1", NET_SRV_TLS_ECHO,
+	    pki.good, pki.key, 2), 0);
+	assert_int_equal(net_server_start(&other, "127.0.0.1",
+	    NET_SRV_TLS_ECHO, pki.good, pki.key, 1), 0);
+	tls_params(&p, "localhost", srv.port);
+	p.ca_file = ca;
+	p.tls_cache_scope = "account a";
+	client_init(&a, &p);
+	assert_int_equal(transport_connect(a.t), 0);
+	RUN_UNTIL(&a, a.seen & (EV_BIT(TRANSPORT_CONNECTED) |
+	    EV_BIT(TRANSPORT_ERROR)));
+	assert_true(a.seen & EV_BIT(TRANSPORT_CONNECTED));
+	assert_int_equal(transport_write(a.t, "hi\r\n", 4), 0);
+	RUN_UNTIL(&a, rx_has(&a, "hi\r\n") ||
+	    (a.seen & EV_BIT(TRANSPORT_ERROR)));
+
+	/* The CA file now trusts another CA only; another account's
+	 * connection notices. */
+	write_pem(ca, pki.other_ca);
+	tls_params(&p, "localhost", other.port);
+	p.ca_file = ca;
+	p.tls_cache_scope = "account b";
+	client_init(&b, &p);
+	connect_until_outcome(&b);
+	assert_true(b.seen & EV_BIT(TRANSPORT_ERROR));
+	assert_int_equal(transport_error_kind(b.t), TRANSPORT_ERR_TLS_VERIFY);
+	client_done(&b);
+	net_server_join(&other);
+
+	/* a's connection, verified under the old file, ends now. */
+	transport_close(a.t);
+	client_done(&a);
+
+	tls_params(&p, "localhost", srv.port);
+	p.ca_file = ca;
+	p.tls_cache_scope = "account a";
+	client_init(&again, &p);
+	connect_until_outcome(&again);
+	assert_false(again.seen & EV_BIT(TRANSPORT_CONNECTED));
+	assert_int_equal(transport_error_kind(again.t),
+	    TRANSPORT_ERR_TLS_VERIFY);
+	client_done(&again);
+	net_server_join(&srv);
+	assert_int_equal(srv.resumed, 0);
+	unlink(ca);
+}
+
 static void
 test_tls_resumption(void **state)
 {
@@ -1161,6 +1241,7 @@ main(void)
 		cmocka_unit_test(test_free_inside_callback),
 		cmocka_unit_test(test_tls_resumption),
 		cmocka_unit_test(test_tls_resumption_per_scope),
+		cmocka_unit_test(test_tls_no_resumption_after_ca_change),
 		cmocka_unit_test(test_set_timeout_on_open_connection),
 	};
 
