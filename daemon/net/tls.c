@@ -26,6 +26,10 @@
 /* Sessions kept at most: one per account and server, for far more
  * accounts than a daemon runs (an entry is about 1-2 KB). */
 #define TLS_CACHE_MAX	20000
+/* Session data kept at most, all entries together: far above what usual
+ * servers' sessions take for TLS_CACHE_MAX accounts, a bound on what
+ * servers sending big ones can make the daemon hold. */
+#define TLS_CACHE_BYTES_MAX	(64 * 1024 * 1024)
 /* Room for the names a refused certificate holds. */
 #define NAMES_MAX	160
 
@@ -58,6 +62,7 @@ struct tls_cache_entry {
 struct tls_cache {
 	struct tls_cache_entry *v;
 	size_t n, cap;
+	size_t bytes;		/* session data held */
 	struct nameindex index;
 };
 
@@ -400,6 +405,45 @@ tls_verify_cb(gnutls_session_t session)
 
 /* Sessions */
 
+/* Drops an entry's session data, wiped: it holds the keys of the session
+ * it resumes, and of the one that made it under TLS 1.2. */
+static void
+tls_cache_drop_data(struct tls_cache_entry *e)
+{
+	if (e->data.data == NULL)
+		return;
+	gnutls_memset(e->data.data, 0, e->data.size);
+	gnutls_free(e->data.data);
+	tls_cache.bytes -= e->data.size;
+	e->data.data = NULL;
+	e->data.size = 0;
+}
+
+static void
+wipe_datum(gnutls_datum_t *data)
+{
+	if (data->data != NULL)
+		gnutls_memset(data->data, 0, data->size);
+	gnutls_free(data->data);
+	data->data = NULL;
+	data->size = 0;
+}
+
+/* Drops the data of random entries until size more bytes fit. */
+static void
+tls_cache_make_room(size_t size)
+{
+	size_t i;
+
+	while (tls_cache.bytes > 0 &&
+	    tls_cache.bytes + size > TLS_CACHE_BYTES_MAX) {
+		i = (size_t)random() % tls_cache.n;
+		while (tls_cache.v[i].data.data == NULL)
+			i = (i + 1) % tls_cache.n;
+		tls_cache_drop_data(&tls_cache.v[i]);
+	}
+}
+
 static const char *
 tls_cache_entry_key(size_t i, void *arg)
 {
@@ -448,14 +492,14 @@ tls_cache_slot(char *key)
 	e = &tls_cache.v[(size_t)random() % tls_cache.n];
 	free(e->key);
 	e->key = key;
-	gnutls_free(e->data.data);
-	e->data.data = NULL;
-	e->data.size = 0;
+	tls_cache_drop_data(e);
 	nameindex_free(&tls_cache.index);
 	nameindex_init(&tls_cache.index, tls_cache_entry_key, NULL);
 	for (i = 0; i < tls_cache.n; i++)
 		if (nameindex_add(&tls_cache.index, i) != 0) {
-			/* Out of memory: the cache starts again, empty. */
+			/* Out of memory: the cache starts again, empty
+			 * (key is the caller's to free). */
+			e->key = NULL;
 			tls_cache_forget_all();
 			return NULL;
 		}
@@ -466,19 +510,29 @@ static void
 tls_cache_store(const char *key, gnutls_datum_t *data)
 {
 	struct tls_cache_entry *e;
-	char *copy;
+	char *copy = NULL;
 
-	if ((e = tls_cache_find(key)) == NULL) {
-		if ((copy = strdup(key)) == NULL ||
-		    (e = tls_cache_slot(copy)) == NULL) {
-			free(copy);
-			gnutls_free(data->data);
-			return;
-		}
+	e = tls_cache_find(key);
+	if (data->size > TLS_SESSION_DATA_MAX) {
+		/* Nor an older session of the same key: it would resume
+		 * the server's state before this one. */
+		if (e != NULL)
+			tls_cache_drop_data(e);
+		wipe_datum(data);
+		return;
 	}
-	gnutls_free(e->data.data);
+	if (e == NULL && ((copy = strdup(key)) == NULL ||
+	    (e = tls_cache_slot(copy)) == NULL)) {
+		free(copy);
+		wipe_datum(data);
+		return;
+	}
+	tls_cache_drop_data(e);
+	tls_cache_make_room(data->size);
 	e->data = *data;
+	tls_cache.bytes += data->size;
 	data->data = NULL;
+	data->size = 0;
 }
 
 static void
@@ -486,7 +540,7 @@ tls_cache_forget_all(void)
 {
 	for (size_t i = 0; i < tls_cache.n; i++) {
 		free(tls_cache.v[i].key);
-		gnutls_free(tls_cache.v[i].data.data);
+		tls_cache_drop_data(&tls_cache.v[i]);
 	}
 	free(tls_cache.v);
 	nameindex_free(&tls_cache.index);
@@ -529,7 +583,7 @@ tls_session_save(gnutls_session_t session, const char *cache_key)
 	if (gnutls_session_get_data2(session, &data) == 0 && data.size > 0)
 		tls_cache_store(cache_key, &data);
 	else
-		gnutls_free(data.data);
+		wipe_datum(&data);
 }
 
 int

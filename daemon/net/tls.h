@@ -74,6 +74,10 @@ char *tls_cache_key(const char *scope, const char *host, uint16_t port,
  * session set up before a CA file changed is not kept: it was verified
  * against the old anchors, maybe days before it saves. */
 void tls_session_save(gnutls_session_t session, const char *cache_key);
+/* The largest session data kept (the server's certificates and ticket are
+ * in it, 1-4 KB from a usual server): a server sending more makes a full
+ * handshake each time rather than hold memory for each of its accounts. */
+#define TLS_SESSION_DATA_MAX	(8 * 1024)
 /* Frees the trust anchors and the session cache (at exit). */
 void tls_caches_clear(void);
 

@@ -1137,6 +1137,67 @@ test_tls_no_resumption_after_ca_change(void **state)
 	unlink(ca);
 }
 
+/* pki.good with names enough to make its saved session data larger than
+ * TLS_SESSION_DATA_MAX: what a server can send to fill memory. */
+static gnutls_x509_crt_t
+bloated_good_cert(void)
+{
+	static const uint8_t serial[] = { 0x42 };
+	gnutls_x509_crt_t crt;
+	time_t now = time(NULL);
+	char name[64];
+
+	assert_int_equal(gnutls_x509_crt_init(&crt), 0);
+	assert_int_equal(gnutls_x509_crt_set_version(crt, 3), 0);
+	assert_int_equal(gnutls_x509_crt_set_serial(crt, serial,
+	    sizeof serial), 0);
+	assert_int_equal(gnutls_x509_crt_set_dn_by_oid(crt,
+	    GNUTLS_OID_X520_COMMON_NAME, 0, "localhost", 9), 0);
+	assert_int_equal(gnutls_x509_crt_set_key(crt, pki.key), 0);
+	assert_int_equal(gnutls_x509_crt_set_activation_time(crt,
+	    now - 3600), 0);
+	assert_int_equal(gnutls_x509_crt_set_expiration_time(crt,
+	    now + 86400), 0);
+	assert_int_equal(gnutls_x509_crt_set_key_purpose_oid(crt,
+	    GNUTLS_KP_TLS_WWW_SERVER, 0), 0);
+	assert_int_equal(gnutls_x509_crt_set_subject_alt_name(crt,
+	    GNUTLS_SAN_DNSNAME, "localhost", 9, GNUTLS_FSAN_APPEND), 0);
+	for (unsigned i = 0; (size_t)i * 26 < 3 * TLS_SESSION_DATA_MAX / 2; i++) {
+		snprintf(name, sizeof name, "n%05u.filler.example.org", i);
+		assert_int_equal(gnutls_x509_crt_set_subject_alt_name(crt,
+		    GNUTLS_SAN_DNSNAME, name, (unsigned)strlen(name),
+		    GNUTLS_FSAN_APPEND), 0);
+	}
+	assert_int_equal(gnutls_x509_crt_sign2(crt, pki.ca, pki.ca_key,
+	    GNUTLS_DIG_SHA256, 0), 0);
+	return crt;
+}
+
+/* A session whose data exceeds TLS_SESSION_DATA_MAX is not kept: each
+ * connection makes a full handshake, and nothing of it stays in memory. */
+static void
+test_tls_big_session_not_kept(void **state)
+{
+	gnutls_x509_crt_t crt = bloated_good_cert();
+	struct transport_params p;
+	struct net_server srv;
+	struct client c;
+
+	(void)state;
+	assert_int_equal(net_server_start(&srv, "127.0.0.1", NET_SRV_TLS_ECHO,
+	    crt, pki.key, 2), 0);
+	tls_params(&p, "localhost", srv.port);
+	p.tls_cache_scope = "account bloated";
+	client_init(&c, &p);
+	assert_false(connect_echo_close(&c));
+	assert_false(connect_echo_close(&c));
+	net_server_join(&srv);
+	assert_int_equal(srv.handshakes_ok, 2);
+	assert_int_equal(srv.resumed, 0);
+	client_done(&c);
+	gnutls_x509_crt_deinit(crt);
+}
+
 static void
 test_tls_resumption(void **state)
 {
@@ -1242,6 +1303,7 @@ main(void)
 		cmocka_unit_test(test_tls_resumption),
 		cmocka_unit_test(test_tls_resumption_per_scope),
 		cmocka_unit_test(test_tls_no_resumption_after_ca_change),
+		cmocka_unit_test(test_tls_big_session_not_kept),
 		cmocka_unit_test(test_set_timeout_on_open_connection),
 	};
 
