@@ -263,6 +263,28 @@ class Remap(unittest.TestCase):
         with open(os.path.join(d, kept[0]), "rb") as f:
             mu.assert_bytes_equal(self, f.read(), old_bytes, "kept old mirror")
 
+    def test_afresh_after_a_remap_forgets_its_uids(self):
+        """A remap left matched UIDs above the last UID ("remapped"); a later
+        UIDVALIDITY change that matches poorly mirrors the mailbox afresh: those
+        UIDs name other messages now, and every one of them is fetched."""
+        old = old_corpus()[:20]
+        self.first_sync(old)
+        # One new message before the old ones: UID 1 unmatched, 2..21 matched.
+        self.reset(new_corpus(1, tag="first") + old)
+        res = self.sync()
+        self.assertIn("20 of 21 server messages matched", res.stderr)
+        with open(os.path.join(self.tmp, "state", "test", "state")) as f:
+            self.assertIn("\tremapped=2-21", f.read())
+        old_uv, _ = self.reset(new_corpus(30, tag="other"))
+        res = self.sync()
+        self.assertIn(f"UIDVALIDITY changed from {old_uv}", res.stderr)
+        self.assertIn("mirroring it afresh", res.stderr)
+        msgs = mu.assert_mirror_exact(self, self.fx, self.user, self.pw, BOX,
+                                      self.path)
+        self.assertEqual(len(msgs), 30)
+        with open(os.path.join(self.tmp, "state", "test", "state")) as f:
+            self.assertNotIn("remapped=", f.read())
+
     def test_kill9_during_remap_then_rerun(self):
         """kill -9 while the listing comes in (before anything is renumbered), then
         while the new bodies come in (after): each rerun goes on, and in the end
