@@ -429,6 +429,32 @@ class RemapHostile(unittest.TestCase):
         self.assertEqual(self.env.mbox(b"INBOX"), self.before +
                          self.env.entries(b"INBOX", [7])[7])
 
+    def test_highest_uid_matched(self):
+        """The server's last message has UID 4294967295 and matches: nothing can
+        follow it, and no UID set with a 0 (which IMAP forbids) is asked."""
+        def respond(conn, ctx):
+            out = self.well_behaved(conn, ctx)
+            return out.replace(b"(UID 6 ", b"(UID 4294967295 ")
+
+        def hook(conn, ctx):
+            if re.match(rb"0[:,]|0$", ctx["args"][0]):
+                return [ctx["tag"] + b" BAD Error in IMAP command UID FETCH: "
+                        b"Invalid uidset\r\n"]
+            if ctx["args"][0].startswith(b"4294967295"):
+                # (n:* with n past the last UID is the last message.)
+                line = conn.fetch_response(6, ("UID", "RFC822.SIZE"))
+                return [line.replace(b"UID 6 ", b"UID 4294967295 "),
+                        ctx["tag"] + b" OK fetched\r\n"]
+            if b"HEADER.FIELDS" not in b" ".join(ctx["args"]).upper():
+                return None
+            return [respond(conn, ctx), ctx["tag"] + b" OK fetched\r\n"]
+        self.env.srv.hooks["UID FETCH"] = hook
+        res, _ = self.env.run()
+        self.assertEqual(res.returncode, 0, res.stderr[-3000:])
+        self.assertIn("6 of 6 server messages matched", res.stderr)
+        self.assertNotRegex(res.stderr, r"C: \S+ UID FETCH 0")
+        self.assertEqual(self.env.mbox(b"INBOX"), self.before)
+
     def test_listing_without_end(self):
         def respond(conn, ctx):
             line = conn.fetch_response(1, ("UID", "RFC822.SIZE", "INTERNALDATE",
