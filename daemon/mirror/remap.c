@@ -219,3 +219,19 @@ remap_last_uid(const struct remap_server *s, size_t n)
 		last = s[i].uid;
 	return last;
 }
+
+uint32_t
+remap_refused_count(uint32_t recorded_uidvalidity, uint32_t recorded_count,
+    uint32_t uidvalidity)
+{
+	if (recorded_uidvalidity != uidvalidity || recorded_count == 0)
+		return 1;
+	return recorded_count < REMAP_REFUSED_MAX ? recorded_count + 1 :
+	    REMAP_REFUSED_MAX;
+}
+
+bool
+remap_give_up(uint32_t count)
+{
+	return count >= REMAP_REFUSED_MAX;
+}

@@ -108,4 +108,19 @@ uint32_t remap_last_uid(const struct remap_server *s, size_t n);
 /* Whether how says the message is in the mirror. */
 bool remap_matched(enum remap_how how);
 
+/*
+ * A remap whose UID FETCH the server refused (Dovecot's NO [SERVERBUG] for
+ * a message it cannot read, say) changes nothing, and the next sync tries
+ * again; the state counts such syncs in a row for the UIDVALIDITY being
+ * remapped.  Returns the new count, given the recorded UIDVALIDITY and
+ * count (another UIDVALIDITY starts again at 1).  At REMAP_REFUSED_MAX
+ * the remap is given up, so that a server that never lists the mailbox
+ * does not stop its mirroring for good: the old file is kept aside and the
+ * mailbox mirrored afresh, as after a poor match.
+ */
+#define REMAP_REFUSED_MAX 3
+uint32_t remap_refused_count(uint32_t recorded_uidvalidity,
+    uint32_t recorded_count, uint32_t uidvalidity);
+bool remap_give_up(uint32_t count);
+
 #endif

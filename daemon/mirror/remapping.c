@@ -19,6 +19,11 @@
  *      says what to fetch: each message ends up in the mbox once.
  *   4. A poor match, or no index to be had: as before, the old file is
  *      kept aside and the mailbox mirrored afresh.
+ *   5. A UID FETCH refused (Dovecot's NO [SERVERBUG] for a message it
+ *      cannot read, say): nothing changes, the mailbox fails this sync and
+ *      the state counts it; at REMAP_REFUSED_MAX syncs in a row the remap
+ *      is given up as in 4, so that the mailbox is mirrored again.  A remap
+ *      that ends any other way clears the count.
  * The server's answers are untrusted: any order, repeats, at most the
  * mailbox's size and TODO_SLACK listed, a bounded part of each header
  * kept, bodies hashed as they stream.
@@ -102,6 +107,7 @@ remapping_forget(struct mirror *m)
 	free_match(m);
 	m->remap_pending = 0;
 	m->remap_refused = false;
+	m->remap_refusal[0] = '\0';
 	m->remap_declined = false;
 	m->remap_listing_sent = false;
 	m->remap_digests = 0;
@@ -125,6 +131,8 @@ remapping_decline(struct mirror *m, const char *why)
 	    "mirroring it afresh", m->prefix, box(m), m->ms->uidvalidity,
 	    m->examine_uidvalidity, why);
 	free_match(m);
+	/* Not refused: whatever the count said is over. */
+	m->ms->remap_refused = m->ms->remap_refused_uidvalidity = 0;
 	m->remap_declined = true;
 	msgindex_close(&m->msgindex);
 	mbox_close(&m->mbox);
@@ -486,25 +494,43 @@ on_remap_done(struct session *s, const struct imap_response *tagged,
 		return;
 	if (m->remap_pending > 0)
 		m->remap_pending--;
-	if (tagged->status != IMAP_STATUS_OK)
+	if (tagged->status != IMAP_STATUS_OK && !m->remap_refused) {
 		m->remap_refused = true;
+		imap_response_text(tagged, m->remap_refusal,
+		    sizeof m->remap_refusal);
+	}
 	mirror_remap_ended(m, tagged);
 }
 
-/* A remap's UID FETCH was refused: nothing changed; the next sync tries
- * again. */
+/*
+ * A remap's UID FETCH (of what) was refused: nothing changed, and the next
+ * sync tries again, counted in the state; at REMAP_REFUSED_MAX syncs in a
+ * row the remap is given up (the old file kept aside, as for a poor match)
+ * so that the mailbox is mirrored again.
+ */
 static void
-refused(struct mirror *m, const struct imap_response *tagged)
+refused(struct mirror *m, const char *what)
 {
-	char text[ERROR_TEXT_MAX];
+	struct mailbox_state *ms = m->ms;
+	char why[ERROR_TEXT_MAX + 100];
 
-	imap_response_text(tagged, text, sizeof text);
+	ms->remap_refused = remap_refused_count(ms->remap_refused_uidvalidity,
+	    ms->remap_refused, m->examine_uidvalidity);
+	ms->remap_refused_uidvalidity = m->examine_uidvalidity;
+	if (remap_give_up(ms->remap_refused)) {
+		snprintf(why, sizeof why, "the server refused %s in %u syncs "
+		    "in a row (UID FETCH: %s)", what, ms->remap_refused,
+		    m->remap_refusal);
+		remapping_decline(m, why);
+		return;
+	}
 	log_warnx("%s: mailbox %s: UIDVALIDITY changed from %u to %u; "
-	    "matching the mirror failed: UID FETCH: %s; the next sync tries "
-	    "again", m->prefix, box(m), m->ms->uidvalidity,
-	    m->examine_uidvalidity, text);
-	mirror_mailbox_failed(m, MIRROR_ERR_SERVER, "UID FETCH failed: %s",
-	    text);
+	    "matching the mirror failed: UID FETCH: %s (sync %u of %u before "
+	    "the match is given up)", m->prefix, box(m), ms->uidvalidity,
+	    m->examine_uidvalidity, m->remap_refusal, ms->remap_refused,
+	    REMAP_REFUSED_MAX);
+	mirror_mailbox_failed(m, MIRROR_ERR_SERVER, "UID FETCH failed: %s; "
+	    "the next sync tries again", m->remap_refusal);
 	free_match(m);
 	mirror_drain_mailbox(m);
 }
@@ -517,7 +543,7 @@ remapping_listing_done(struct mirror *m, const struct imap_response *tagged)
 	size_t n;
 
 	if (tagged->status != IMAP_STATUS_OK) {
-		refused(m, tagged);
+		refused(m, "its listing");
 		return;
 	}
 	if ((n = remap_server_sort(m->rs, m->n_rs)) == (size_t)-1) {
@@ -543,8 +569,9 @@ remapping_digests_done(struct mirror *m, const struct imap_response *tagged)
 {
 	if (m->remap_pending > 0)
 		return;
+	(void)tagged;	/* the first refusal's text is kept */
 	if (m->remap_refused) {
-		refused(m, tagged);
+		refused(m, "the bodies to compare");
 		return;
 	}
 	decide(m, true);
@@ -636,6 +663,7 @@ renumber(struct mirror *m, uint32_t *last_r, size_t *n_present_r)
 	ms->uidnext = 0;
 	ms->hole_uid = ms->hole_tries = ms->skipped_total = 0;
 	ms->n_skipped = 0;
+	ms->remap_refused = ms->remap_refused_uidvalidity = 0;
 	if (state_set_remapped(ms, present, np) != 0) {
 		free(present);
 		mirror_fail(m, MIRROR_ERR_LOCAL, "out of memory");

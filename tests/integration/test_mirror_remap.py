@@ -455,6 +455,65 @@ class RemapHostile(unittest.TestCase):
         self.assertNotRegex(res.stderr, r"C: \S+ UID FETCH 0")
         self.assertEqual(self.env.mbox(b"INBOX"), self.before)
 
+    def state_text(self):
+        with open(os.path.join(self.env.tmp, "state", "test", "state")) as f:
+            return f.read()
+
+    def refuse_listing(self, text=b"NO [SERVERBUG] Internal error occurred."):
+        def hook(conn, ctx):
+            if b"HEADER.FIELDS" not in b" ".join(ctx["args"]).upper():
+                return None
+            return [ctx["tag"] + b" " + text + b"\r\n"]
+        self.env.srv.hooks["UID FETCH"] = hook
+
+    def test_refused_listing_given_up(self):
+        """A server that always refuses the listing (Dovecot's NO [SERVERBUG] for a
+        corrupt message): the mailbox fails for PLAN_HOLE_TRIES_MAX - 1 syncs in a
+        row, then the remap is given up: the old file kept aside, the mailbox
+        mirrored afresh, and new mail comes in again."""
+        self.refuse_listing()
+        self.env.add(b"INBOX", 1)
+        for k in (1, 2):
+            res, _ = self.env.run()
+            self.assertEqual(res.returncode, 1, res.stderr)
+            self.assertRegex(res.stderr, r"warning: account test: mailbox INBOX: UIDVALIDITY "
+                             r"changed from 4711 to 4712; matching the mirror failed: "
+                             r"UID FETCH: \[SERVERBUG\] Internal error occurred\. "
+                             rf"\(sync {k} of 3 before the match is given up\)")
+            self.assertIn("\tremap_refused=4712:%d" % k, self.state_text())
+            self.assertEqual(self.env.mbox(b"INBOX"), self.before)
+        res, _ = self.env.run()
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertRegex(res.stderr, r"warning: account test: mailbox INBOX: UIDVALIDITY "
+                         r"changed from 4711 to 4712; the server refused its listing in "
+                         r"3 syncs in a row \(UID FETCH: \[SERVERBUG\] Internal error "
+                         r"occurred\.\): mirroring it afresh")
+        self.assertNotIn("remap_refused=", self.state_text())
+        self.assertEqual(self.env.mbox(b"INBOX"),
+                         b"".join(self.env.entries(b"INBOX", range(1, 8)).values()))
+        kept = [f for f in os.listdir(self.env.out) if "4711" in f]
+        self.assertEqual(len(kept), 1, os.listdir(self.env.out))
+        with open(os.path.join(self.env.out, kept[0]), "rb") as f:
+            self.assertEqual(f.read(), self.before)
+        # Settled: the next message comes in as usual.
+        self.env.add(b"INBOX", 1)
+        res, _ = self.env.run()
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertIn("mailbox INBOX: 1 new message", res.stderr)
+
+    def test_refused_once_then_matched(self):
+        """A refusal that passes: the count it left is cleared by the match."""
+        self.refuse_listing(b"NO [UNAVAILABLE] try later")
+        res, _ = self.env.run()
+        self.assertEqual(res.returncode, 1, res.stderr)
+        self.assertIn("\tremap_refused=4712:1", self.state_text())
+        self.listing_hook(self.well_behaved)
+        res, _ = self.env.run()
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertIn("6 of 6 server messages matched", res.stderr)
+        self.assertNotIn("remap_refused=", self.state_text())
+        self.assertEqual(self.env.mbox(b"INBOX"), self.before)
+
     def test_listing_without_end(self):
         def respond(conn, ctx):
             line = conn.fetch_response(1, ("UID", "RFC822.SIZE", "INTERNALDATE",

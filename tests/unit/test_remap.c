@@ -343,6 +343,30 @@ test_last_uid(void **state)
 	assert_int_equal(remap_last_uid(s, 0), 0);
 }
 
+/* Refused remaps counted per UIDVALIDITY, given up at the third. */
+static void
+test_refused_count(void **state)
+{
+	uint32_t n;
+
+	(void)state;
+	n = remap_refused_count(0, 0, 4712);
+	assert_int_equal(n, 1);
+	assert_false(remap_give_up(n));
+	n = remap_refused_count(4712, n, 4712);
+	assert_int_equal(n, 2);
+	assert_false(remap_give_up(n));
+	n = remap_refused_count(4712, n, 4712);
+	assert_int_equal(n, REMAP_REFUSED_MAX);
+	assert_true(remap_give_up(n));
+	/* Never past the bound, whatever the state said. */
+	assert_int_equal(remap_refused_count(4712, UINT32_MAX, 4712),
+	    REMAP_REFUSED_MAX);
+	/* Another change of UIDVALIDITY starts again. */
+	assert_int_equal(remap_refused_count(4712, 2, 4713), 1);
+	assert_int_equal(remap_refused_count(4712, 0, 4712), 1);
+}
+
 int
 main(void)
 {
@@ -360,6 +384,7 @@ main(void)
 		cmocka_unit_test(test_many_half_matched),
 		cmocka_unit_test(test_accept_rule),
 		cmocka_unit_test(test_last_uid),
+		cmocka_unit_test(test_refused_count),
 	};
 
 	init_digests();
