@@ -220,6 +220,32 @@ remap_last_uid(const struct remap_server *s, size_t n)
 	return last;
 }
 
+void
+remap_census_start(struct remap_census *c, uint32_t exists)
+{
+	c->examined = c->exists = c->most = exists;
+}
+
+void
+remap_census_expunge(struct remap_census *c, uint32_t msgno)
+{
+	if (msgno == 0 || msgno > c->exists)
+		return;
+	if (msgno <= c->examined)
+		c->examined--;
+	c->exists--;
+}
+
+void
+remap_census_exists(struct remap_census *c, uint32_t exists)
+{
+	if (exists <= c->exists)
+		return;
+	c->exists = exists;
+	if (exists > c->most)
+		c->most = exists;
+}
+
 uint32_t
 remap_refused_count(uint32_t recorded_uidvalidity, uint32_t recorded_count,
     uint32_t uidvalidity)

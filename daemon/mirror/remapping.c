@@ -26,7 +26,9 @@
  *      that ends any other way clears the count.
  * The server's answers are untrusted: any order, repeats, at most the
  * mailbox's size and TODO_SLACK listed, a bounded part of each header
- * kept, bodies hashed as they stream.
+ * kept, bodies hashed as they stream.  The listing may hold fewer messages
+ * than EXAMINE showed only by those the server said were expunged
+ * meanwhile (mirror/remap.h, remap_census).
  */
 #include "mirror/mirror_int.h"
 
@@ -262,6 +264,7 @@ remapping_start(struct mirror *m, const char *mbox_path)
 		return;
 	}
 	m->n_rs = 0;
+	remap_census_start(&m->remap_census, m->examine_exists);
 	mirror_set_state(m, MS_REMAP_LISTING);
 	if (!m->remap_listing_sent)
 		remapping_send_listing(m);
@@ -381,9 +384,10 @@ add_listed(struct mirror *m, const struct imap_response *resp,
 	} else if (hdr->type == IMAP_ARG_STRING)
 		mid = header_message_id((const unsigned char *)hdr->str,
 		    hdr->len);
-	if (m->n_rs >= (size_t)m->examine_exists + TODO_SLACK) {
+	if (m->n_rs >= (size_t)m->remap_census.most + TODO_SLACK) {
 		mirror_fail(m, MIRROR_ERR_PROTOCOL, "the server listed more "
-		    "messages than the mailbox holds (%u)", m->examine_exists);
+		    "messages than the mailbox holds (%u)",
+		    m->remap_census.most);
 		return;
 	}
 	if (m->n_rs == m->cap_rs) {
@@ -454,6 +458,13 @@ remapping_untagged(struct mirror *m, const struct imap_response *resp)
 	struct imap_fetch_item item;
 	const struct imap_arg *v;
 
+	if (m->step == MS_REMAP_LISTING && resp->keyword != NULL &&
+	    resp->has_number && resp->status == IMAP_STATUS_NONE) {
+		if (strcmp(resp->keyword, "EXPUNGE") == 0)
+			remap_census_expunge(&m->remap_census, resp->number);
+		else if (strcmp(resp->keyword, "EXISTS") == 0)
+			remap_census_exists(&m->remap_census, resp->number);
+	}
 	if (resp->keyword == NULL || strcmp(resp->keyword, "FETCH") != 0 ||
 	    !resp->has_number || resp->nargs != 1 ||
 	    resp->args[0].type != IMAP_ARG_LIST)
@@ -539,7 +550,8 @@ refused(struct mirror *m, const char *what)
 void
 remapping_listing_done(struct mirror *m, const struct imap_response *tagged)
 {
-	char why[100];
+	char why[120];
+	uint32_t gone;
 	size_t n;
 
 	if (tagged->status != IMAP_STATUS_OK) {
@@ -551,14 +563,21 @@ remapping_listing_done(struct mirror *m, const struct imap_response *tagged)
 		return;
 	}
 	m->n_rs = n;
-	if (n < m->examine_exists) {
+	gone = m->examine_exists - m->remap_census.examined;
+	if (n < m->remap_census.examined) {
 		/* A UID left out could end up below the state's last UID,
-		 * never fetched: not a list to renumber by. */
+		 * never fetched: not a list to renumber by.  (Expunged ones
+		 * are gone, and a new one's UID is above every listed one.) */
 		snprintf(why, sizeof why, "the server listed %zu of its %u "
-		    "messages", n, m->examine_exists);
+		    "messages%s", n, m->examine_exists, gone > 0 ?
+		    " (fewer even than those not expunged meanwhile)" : "");
 		remapping_decline(m, why);
 		return;
 	}
+	if (gone > 0)
+		log_info("%s: mailbox %s: %u of its %u %s expunged while it "
+		    "was listed", m->prefix, box(m), gone, m->examine_exists,
+		    num_plural(m->examine_exists, "message", "messages"));
 	decide(m, false);
 }
 

@@ -514,6 +514,47 @@ class RemapHostile(unittest.TestCase):
         self.assertNotIn("remap_refused=", self.state_text())
         self.assertEqual(self.env.mbox(b"INBOX"), self.before)
 
+    def test_expunge_during_listing(self):
+        """A message expunged between the EXAMINE and the listing: the server lists
+        one fewer than EXAMINE said and says why (an EXPUNGE), so the match goes on;
+        a message arriving meanwhile (EXISTS) and expunged again lowers nothing."""
+        def respond(conn, ctx):
+            # Message 3 expunged, a seventh arrives and goes again (sequence 6 after
+            # the first expunge): five listed.
+            out = b"* 3 EXPUNGE\r\n* 6 EXISTS\r\n* 6 EXPUNGE\r\n"
+            for uid in ctx["uids"]:
+                if uid == 3:
+                    continue
+                out += conn.fetch_response(uid, ("UID", "RFC822.SIZE", "INTERNALDATE",
+                                                 self.header(conn, uid)),
+                                           msgno=uid if uid < 3 else uid - 1)
+            return out
+        self.listing_hook(respond)
+        res, _ = self.env.run()
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertIn("UIDVALIDITY changed from 4711 to 4712; 5 of 5 server messages "
+                      "matched the mirror by content (0 compared by digest), fetching 0",
+                      res.stderr)
+        self.assertNotIn("mirroring it afresh", res.stderr)
+        self.assertEqual(self.env.mbox(b"INBOX"), self.before)
+
+    def test_listed_fewer_without_expunge(self):
+        """A server that lists fewer messages than it holds and does not say why:
+        not a list to renumber by (one left out could end up below the last UID)."""
+        def respond(conn, ctx):
+            # An EXPUNGE of a message that does not exist explains nothing.
+            return b"* 9 EXPUNGE\r\n" + b"".join(
+                conn.fetch_response(uid, ("UID", "RFC822.SIZE", "INTERNALDATE",
+                                          self.header(conn, uid)))
+                for uid in ctx["uids"] if uid != 3)
+        self.listing_hook(respond)
+        res, _ = self.env.run()
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertIn("the server listed 5 of its 6 messages: mirroring it afresh",
+                      res.stderr)
+        self.assertEqual(self.env.mbox(b"INBOX"),
+                         b"".join(self.env.entries(b"INBOX", range(1, 7)).values()))
+
     def test_listing_without_end(self):
         def respond(conn, ctx):
             line = conn.fetch_response(1, ("UID", "RFC822.SIZE", "INTERNALDATE",
