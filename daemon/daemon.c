@@ -196,8 +196,8 @@ open_metrics(struct daemon *d)
 	metrics_file_free(&d->metrics);
 	if (path == NULL)
 		return;
-	if ((d->metrics = metrics_file_new(d->loop, path, collect_metrics,
-	    d)) == NULL) {
+	if ((d->metrics = metrics_file_new(d->loop, path, d->path,
+	    collect_metrics, d)) == NULL) {
 		log_error("metrics: out of memory; not writing %s", path);
 		return;
 	}
