@@ -352,6 +352,33 @@ class RestoreTest(unittest.TestCase):
                       res.stderr)
         self.assertNotIn("Sent", self.fx.list_mailboxes(*self.dst))
 
+    def test_mbox_changed_since_indexed(self):
+        """An entry whose bytes are not the ones the index recorded (the mbox damaged
+        or edited in place) is not uploaded: the target gets only intact messages."""
+        fx, (u, p) = self.fx, self.src
+        msgs = [mmtest.make_message("kept %d" % i, "body %d intact\r\n" % i)
+                for i in range(3)]
+        fx.append_many(u, p, "INBOX", msgs)
+        self.mirror_source()
+        path = os.path.join(self.tmp, "out", "src", "INBOX.mbox")
+        with open(path, "rb") as f:
+            data = f.read()
+        self.assertIn(b"body 1 intact", data)
+        with open(path, "wb") as f:
+            f.write(data.replace(b"body 1 intact", b"body 1 INTACT"))
+        res = self.restore(check=False)
+        self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
+        self.assertIn("the mbox changed since it was indexed", res.stderr)
+        got = [g[0] for g in fetch_all(fx, *self.dst, "INBOX")]
+        self.assertEqual(len(got), 2, res.stdout)
+        self.assertFalse(any(b"INTACT" in g for g in got))
+        # Put right, the rerun sends the one left out, and only it.
+        with open(path, "wb") as f:
+            f.write(data)
+        res = self.restore()
+        self.assertRegex(res.stdout, r"total: 1 message uploaded .* 2 done before")
+        self.assert_same(["INBOX"])
+
     def test_mirror_without_index(self):
         """A mirror made before the message index existed: read through an index
         rebuilt in memory (nothing written); bytes and dates come back, flags do not."""
