@@ -304,9 +304,8 @@ on_scan_untagged(struct session *s, const struct imap_response *resp,
 	struct restorer *r = arg;
 	struct imap_fetch_item item;
 	const struct imap_arg *items;
-	char id[MESSAGE_ID_MAX + 1];
 	uint64_t hash = 0;
-	size_t n, len;
+	size_t n;
 
 	if (resp->keyword == NULL || strcmp(resp->keyword, "FETCH") != 0 ||
 	    resp->nargs < 1 || resp->args[0].type != IMAP_ARG_LIST)
@@ -323,8 +322,7 @@ on_scan_untagged(struct session *s, const struct imap_response *resp,
 		if (name == NULL || strncasecmp(name, "BODY[HEADER.FIELDS",
 		    18) != 0 || v->type != IMAP_ARG_STRING)
 			continue;
-		len = restore_message_id(v->str, v->len, id, sizeof id);
-		hash = len > 0 ? mbox_message_id_hash(id, len) : 0;
+		hash = restore_message_id_hash(v->str, v->len);
 	}
 	if (restore_present_add(&r->present, hash, item.size,
 	    (int64_t)item.internaldate) != 0)

@@ -28,7 +28,6 @@
 /* Raw mbox bytes read per piece while decoding. */
 #define READ_CHUNK (64 * 1024)
 #define PROGRESS_SECS 5.0
-#define MESSAGE_ID_MAX 998
 
 enum rstate {
 	RS_CONNECTING,
