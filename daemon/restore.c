@@ -1,7 +1,8 @@
 /*
  * --restore (see restore.h): one session to the target server, one state
- * machine: LIST, CREATE what is missing, then per mailbox EXAMINE and one
- * FETCH of what the target holds, the decisions (mirror/restore_plan.h),
+ * machine: LIST, CREATE what is missing, then per mailbox EXAMINE and
+ * FETCHes of what the target holds (SCAN_BATCH messages each), the
+ * decisions (mirror/restore_plan.h),
  * and pipelined APPENDs whose literals are read from the source mbox as
  * the connection takes them (mbox/decode.h).
  */
@@ -29,6 +30,7 @@ static const char *const rstate_names[] = {
 
 static void next_box(struct restorer *);
 static void refill(struct restorer *);
+static void send_scan(struct restorer *);
 
 static void
 set_state(struct restorer *r, enum rstate state)
@@ -302,11 +304,27 @@ on_scan_untagged(struct session *s, const struct imap_response *resp,
     void *arg)
 {
 	struct restorer *r = arg;
+	struct rbox *b = &r->boxes[r->cur];
 	struct imap_fetch_item item;
 	const struct imap_arg *items;
 	uint64_t hash = 0;
 	size_t n;
 
+	/* Someone else's changes meanwhile: messages come and go, and the
+	 * ones after an expunged one move down a place. */
+	if (resp->keyword != NULL && resp->has_number &&
+	    strcmp(resp->keyword, "EXISTS") == 0) {
+		b->target_messages = resp->number;
+		return;
+	}
+	if (resp->keyword != NULL && resp->has_number &&
+	    strcmp(resp->keyword, "EXPUNGE") == 0) {
+		if (resp->number < b->scan_next && b->scan_next > 1)
+			b->scan_next--;
+		if (b->target_messages > 0)
+			b->target_messages--;
+		return;
+	}
 	if (resp->keyword == NULL || strcmp(resp->keyword, "FETCH") != 0 ||
 	    resp->nargs < 1 || resp->args[0].type != IMAP_ARG_LIST)
 		return;
@@ -347,8 +365,30 @@ on_scan_done(struct session *s, const struct imap_response *tagged,
 		box_done(r);
 		return;
 	}
+	if (b->scan_next <= b->target_messages) {
+		send_scan(r);
+		return;
+	}
 	restore_present_sort(&r->present);
 	decide_box(r);
+}
+
+/* The next batch of the target mailbox's messages. */
+static void
+send_scan(struct restorer *r)
+{
+	struct rbox *b = &r->boxes[r->cur];
+	uint32_t hi = b->target_messages - b->scan_next < SCAN_BATCH ?
+	    b->target_messages : b->scan_next + SCAN_BATCH - 1;
+	struct imap_cmd cmd;
+
+	session_cmd_init(r->s, &cmd, "FETCH");
+	imap_cmd_add_raw(&cmd, "%" PRIu32 ":%" PRIu32 " (RFC822.SIZE "
+	    "INTERNALDATE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])",
+	    b->scan_next, hi);
+	b->scan_next = hi + 1;
+	if (session_send(r->s, &cmd, on_scan_untagged, on_scan_done, r) != 0)
+		abort_local(r, "cannot queue FETCH");
 }
 
 static void
@@ -369,9 +409,9 @@ on_examine_done(struct session *s, const struct imap_response *tagged,
 {
 	struct restorer *r = arg;
 	struct rbox *b = &r->boxes[r->cur];
-	struct imap_cmd cmd;
 	char text[512];
 
+	(void)s;
 	if (tagged->status != IMAP_STATUS_OK) {
 		log_error("account %s: mailbox %s: EXAMINE failed: %s",
 		    r->dst->name, b->display,
@@ -385,12 +425,8 @@ on_examine_done(struct session *s, const struct imap_response *tagged,
 		return;
 	}
 	set_state(r, RS_SCANNING);
-	/* One pass over the target mailbox, however many messages. */
-	session_cmd_init(s, &cmd, "UID FETCH");
-	imap_cmd_add_raw(&cmd, "1:* (UID RFC822.SIZE INTERNALDATE "
-	    "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])");
-	if (session_send(s, &cmd, on_scan_untagged, on_scan_done, r) != 0)
-		abort_local(r, "cannot queue FETCH");
+	b->scan_next = 1;
+	send_scan(r);
 }
 
 /* The next mailbox with something to do: EXAMINE it on the target. */

@@ -28,6 +28,10 @@
 /* Raw mbox bytes read per piece while decoding. */
 #define READ_CHUNK (64 * 1024)
 #define PROGRESS_SECS 5.0
+/* Target messages looked up per FETCH: as many as a sync's batch, far
+ * below the untagged responses in a row the session takes for progress
+ * (imap/session.c), however big the mailbox. */
+#define SCAN_BATCH 2000
 
 enum rstate {
 	RS_CONNECTING,
@@ -58,6 +62,7 @@ struct rbox {
 	char *target;		/* the name on the target; NULL: none */
 	bool exists;		/* on the target */
 	uint32_t target_messages;	/* EXISTS of its EXAMINE */
+	uint32_t scan_next;	/* the first message not looked up yet */
 	struct rmsg *msgs;	/* loaded while its turn lasts */
 	size_t n;		/* messages (also when msgs is freed) */
 	bool rebuilt;		/* its index was rebuilt from the mbox */

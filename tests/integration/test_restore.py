@@ -156,6 +156,38 @@ class NoLiteralPlus(SlowUpload):
                 pass
 
 
+class CommandLog(NoLiteralPlus):
+    """A plaintext proxy that passes everything as it is and keeps the client's
+    command lines that hold word."""
+
+    def __init__(self, port, word):
+        self.word = word
+        super().__init__(port)
+
+    def _up(self, src, dst):
+        buf = b""
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+                buf = (buf + data)[-4096:]
+                *whole, buf = buf.split(b"\r\n")
+                self.lines += [ln for ln in whole if self.word in ln]
+        except OSError:
+            pass
+
+    def _down(self, src, dst):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
 class RestoreTest(unittest.TestCase):
     def setUp(self):
         self.fx = mmtest.Fixture()
@@ -335,6 +367,38 @@ class RestoreTest(unittest.TestCase):
         for line in proxy.lines:
             self.assertRegex(line, rb"APPEND INBOX \(\\Seen\) \"[^\"]+\" \{\d+\}$")
         self.assert_same(["INBOX"])
+
+    def test_target_scanned_in_batches(self):
+        """The target's messages are looked up a batch at a time: a mailbox of any
+        size never answers one command with more untagged responses than the
+        session counts as progress (100,000 in a row)."""
+        fx, (u, p) = self.fx, self.src
+        n = 4500
+        msgs = [mmtest.make_message("many %d" % i, "x %d\r\n" % i) for i in range(n)]
+        dates = [1600000000 + i for i in range(n)]
+        fx.append_many(u, p, "INBOX", msgs, date=dates)
+        fx.append_many(*self.dst, "INBOX", msgs, date=dates)
+        self.mirror_source()
+        proxy = CommandLog(fx.nostarttls_port, b" FETCH ")
+        try:
+            conf = mmtest.write_config(self.tmp, [
+                fx.account(self.tmp, *self.src, name="src"),
+                fx.account(self.tmp, *self.dst, name="dst", tls="none",
+                           port=proxy.port)], filename="batches.ini")
+            res = mmtest.run_mboxmirror("-c", conf, "--restore", "src", "--to", "dst",
+                                        timeout=300)
+        finally:
+            proxy.close()
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        self.assertRegex(res.stdout, r"total: 0 messages uploaded .*, %d already there" % n)
+        seen = set()
+        for line in proxy.lines:
+            m = re.search(rb" FETCH (\d+):(\d+) ", line)
+            self.assertIsNotNone(m, line)
+            lo, hi = int(m.group(1)), int(m.group(2))
+            self.assertLessEqual(hi - lo + 1, 2000, line)
+            seen.update(range(lo, hi + 1))
+        self.assertEqual(seen, set(range(1, n + 1)))
 
     def test_mailbox_pattern(self):
         self.fill_source()
