@@ -333,6 +333,13 @@ on_scan_untagged(struct session *s, const struct imap_response *resp,
 	if (imap_fetch_decode(resp->number, items, n, &item) != 0 ||
 	    !item.has_size || !item.has_internaldate)
 		return;
+	/* One answer per message asked for: more would only fill memory. */
+	if (b->scan_left == 0) {
+		session_abort(s, SESSION_ERR_PROTOCOL, "more FETCH responses "
+		    "than messages asked for in mailbox %s", b->target);
+		return;
+	}
+	b->scan_left--;
 	for (size_t i = 0; i + 1 < n; i += 2) {
 		const char *name = imap_arg_string(&items[i]);
 		const struct imap_arg *v = &items[i + 1];
@@ -386,6 +393,7 @@ send_scan(struct restorer *r)
 	imap_cmd_add_raw(&cmd, "%" PRIu32 ":%" PRIu32 " (RFC822.SIZE "
 	    "INTERNALDATE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])",
 	    b->scan_next, hi);
+	b->scan_left = hi - b->scan_next + 1;
 	b->scan_next = hi + 1;
 	if (session_send(r->s, &cmd, on_scan_untagged, on_scan_done, r) != 0)
 		abort_local(r, "cannot queue FETCH");

@@ -63,6 +63,7 @@ struct rbox {
 	bool exists;		/* on the target */
 	uint32_t target_messages;	/* EXISTS of its EXAMINE */
 	uint32_t scan_next;	/* the first message not looked up yet */
+	uint32_t scan_left;	/* answers the FETCH in flight may still give */
 	struct rmsg *msgs;	/* loaded while its turn lasts */
 	size_t n;		/* messages (also when msgs is freed) */
 	bool rebuilt;		/* its index was rebuilt from the mbox */

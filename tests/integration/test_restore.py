@@ -13,6 +13,7 @@ import threading
 import time
 import unittest
 
+import mirror_fakeimap as fi
 import mmtest
 
 BIG = 20 * 1024 * 1024
@@ -399,6 +400,32 @@ class RestoreTest(unittest.TestCase):
             self.assertLessEqual(hi - lo + 1, 2000, line)
             seen.update(range(lo, hi + 1))
         self.assertEqual(seen, set(range(1, n + 1)))
+
+    def test_target_floods_fetch(self):
+        """A target that answers a FETCH with more messages than asked for: a
+        protocol error, not memory filled for as long as it goes on."""
+        self.fx.append(*self.src, "INBOX", mmtest.make_message("one"))
+        self.mirror_source()
+        flood = (b'* 1 FETCH (RFC822.SIZE 10 INTERNALDATE "03-Sep-2023 14:05:09 +0000" '
+                 b'BODY[HEADER.FIELDS (MESSAGE-ID)] {4}\r\nx\r\n\r)\r\n')
+        srv = fi.FakeImap([(b"/", b"INBOX", [b"x\r\n"])]).start()
+        srv.hooks["FETCH"] = lambda conn, ctx: [("flood", flood, 10)]
+        try:
+            acct = {"__name__": "dst", "host": "127.0.0.1", "port": str(srv.port),
+                    "tls": "none", "allow_plaintext": "yes", "user": "u",
+                    "password": "x", "output": os.path.join(self.tmp, "out", "dst")}
+            conf = mmtest.write_config(self.tmp, [
+                self.fx.account(self.tmp, *self.src, name="src"), acct],
+                general={"timeout": "30"}, filename="flood.ini")
+            started = time.monotonic()
+            res = mmtest.run_mboxmirror("-c", conf, "--restore", "src", "--to", "dst",
+                                        timeout=60)
+            took = time.monotonic() - started
+        finally:
+            srv.stop()
+        self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
+        self.assertIn("more FETCH responses than messages asked for", res.stderr)
+        self.assertLess(took, 8)
 
     def test_mailbox_pattern(self):
         self.fill_source()
