@@ -530,6 +530,11 @@ on_list_untagged(struct session *s, const struct imap_response *resp,
 	if ((item.flags & IMAP_LIST_NOSELECT) != 0 ||
 	    memchr(item.name, '\0', item.name_len) != NULL)
 		return;
+	if (r->n_listed == LISTED_MAX) {
+		session_abort(s, SESSION_ERR_PROTOCOL, "the server lists more "
+		    "than %d mailboxes", LISTED_MAX);
+		return;
+	}
 	if (r->n_listed == r->cap_listed) {
 		size_t cap = r->cap_listed ? r->cap_listed * 2 : 64;
 

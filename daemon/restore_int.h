@@ -32,6 +32,9 @@
  * below the untagged responses in a row the session takes for progress
  * (imap/session.c), however big the mailbox. */
 #define SCAN_BATCH 2000
+/* Mailboxes of the target; a server listing more is not believed (as a
+ * sync and --list take it). */
+#define LISTED_MAX 100000
 
 enum rstate {
 	RS_CONNECTING,

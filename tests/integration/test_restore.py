@@ -427,6 +427,31 @@ class RestoreTest(unittest.TestCase):
         self.assertIn("more FETCH responses than messages asked for", res.stderr)
         self.assertLess(took, 8)
 
+    def test_target_floods_list(self):
+        """A target that lists mailboxes without end: a protocol error once it lists
+        more than an account holds (as a sync and --list take it)."""
+        self.fx.append(*self.src, "INBOX", mmtest.make_message("one"))
+        self.mirror_source()
+        srv = fi.FakeImap([(b"/", b"INBOX", [])]).start()
+        srv.hooks["LIST"] = lambda conn, ctx: [
+            ("flood", b'* LIST () "/" INBOX\r\n', 10)]
+        try:
+            acct = {"__name__": "dst", "host": "127.0.0.1", "port": str(srv.port),
+                    "tls": "none", "allow_plaintext": "yes", "user": "u",
+                    "password": "x", "output": os.path.join(self.tmp, "out", "dst")}
+            conf = mmtest.write_config(self.tmp, [
+                self.fx.account(self.tmp, *self.src, name="src"), acct],
+                general={"timeout": "30"}, filename="flood.ini")
+            started = time.monotonic()
+            res = mmtest.run_mboxmirror("-c", conf, "--restore", "src", "--to", "dst",
+                                        timeout=60)
+            took = time.monotonic() - started
+        finally:
+            srv.stop()
+        self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
+        self.assertIn("the server lists more than 100000 mailboxes", res.stderr)
+        self.assertLess(took, 8)
+
     def test_mailbox_pattern(self):
         self.fill_source()
         self.mirror_source()
