@@ -439,7 +439,7 @@ on_examine_done(struct session *s, const struct imap_response *tagged,
 
 /* The next mailbox with something to do: EXAMINE it on the target. */
 static void
-next_box(struct restorer *r)
+next_box_step(struct restorer *r)
 {
 	struct imap_cmd cmd;
 	struct rbox *b;
@@ -479,6 +479,27 @@ next_box(struct restorer *r)
 	if (session_send(r->s, &cmd, on_examine_untagged, on_examine_done,
 	    r) != 0)
 		abort_local(r, "cannot queue EXAMINE");
+}
+
+/*
+ * next_box_step() in a loop: a mailbox with nothing to ask the target is
+ * done at once, and box_done() asks for the next one from inside it; that
+ * request is taken by the loop here rather than by one call deeper per
+ * mailbox (tens of thousands of them would exhaust the stack).
+ */
+static void
+next_box(struct restorer *r)
+{
+	if (r->advancing) {
+		r->advance_again = true;
+		return;
+	}
+	r->advancing = true;
+	do {
+		r->advance_again = false;
+		next_box_step(r);
+	} while (r->advance_again);
+	r->advancing = false;
 }
 
 /* Mailboxes on the target */

@@ -103,6 +103,8 @@ struct restorer {
 	struct session *s;
 	struct rbox *boxes;
 	size_t n_boxes, cur;
+	bool advancing;		/* in next_box() */
+	bool advance_again;	/* box_done() asked for the next meanwhile */
 	char target_delim;
 	bool have_delim;
 	struct names_patterns patterns;	/* --mailbox */

@@ -452,6 +452,32 @@ class RestoreTest(unittest.TestCase):
         self.assertIn("the server lists more than 100000 mailboxes", res.stderr)
         self.assertLess(took, 8)
 
+    def test_many_mailboxes_small_stack(self):
+        """Mailboxes with nothing to do on the target follow one another in a loop,
+        not one call deeper each: thousands of them run on a 256 KiB stack."""
+        fx = self.fx
+        fx.append(*self.src, "INBOX", mmtest.make_message("one"))
+        self.mirror_source()
+        n = 3000
+        state = os.path.join(self.state, "src", "state")
+        with open(state) as f:
+            lines = f.read().split("\n")
+        extra = ["mailbox\tB%05d\tB%05d.mbox\tuidvalidity=1\tlast_uid=0\tuidnext=1\t"
+                 "messages=0\tmbox_size=0" % (i, i) for i in range(n)]
+        for i in range(n):
+            open(os.path.join(self.tmp, "out", "src", "B%05d.mbox" % i), "w").close()
+        end = lines.index("end")
+        with open(state, "w") as f:
+            f.write("\n".join(lines[:end] + extra + lines[end:]))
+        # A dry run: none of them exists on the target, none is asked about.
+        res = subprocess.run(
+            ["sh", "-c", 'ulimit -s 256 && exec "$@"', "sh", os.environ["MBOXMIRROR"],
+             "-c", self.conf, "--restore", "src", "--to", "dst", "--dry-run"],
+            capture_output=True, text=True, timeout=300)
+        self.assertEqual(res.returncode, 0, res.stderr[-3000:])
+        self.assertIn("%d mailboxes" % (n + 1), res.stdout)
+        self.assertRegex(res.stdout, r"total: 1 message to upload")
+
     def test_mailbox_pattern(self):
         self.fill_source()
         self.mirror_source()
