@@ -101,22 +101,26 @@ keep_aside(struct mirror *m, const char *rel, const char *tag)
 /*
  * Opens the index of the mbox just opened at path: a missing one is
  * rebuilt from the mbox's committed bytes, a corrupt one kept aside and
- * rebuilt.  0, or -1 when the mailbox failed.
+ * rebuilt.  When another program changed the mbox (changed), the index is
+ * first checked against its bytes: its offsets may name other bytes now,
+ * even where the sizes still agree.  0, or -1 when the mailbox failed.
  */
 static int
-open_index(struct mirror *m, const char *path)
+open_index(struct mirror *m, const char *path, bool changed)
 {
 	const char *box = m->mbxs[m->cur].display;
 	char *ix_path, *corrupt = NULL, *error = NULL;
-	size_t rebuilt;
+	size_t rebuilt = (size_t)-1;
 
 	if ((ix_path = msgindex_path(m->state_dir, m->ms->file)) == NULL) {
 		mailbox_local_failure(m, "out of memory");
 		return -1;
 	}
-	if (msgindex_open_ex(ix_path, m->ms->file, path,
-	    mbox_committed_size(m->mbox), &m->msgindex, &rebuilt, &corrupt,
-	    &error) != 0) {
+	if ((changed && msgindex_check(ix_path, m->ms->file, path,
+	    mbox_committed_size(m->mbox), &rebuilt, &error) != 0) ||
+	    msgindex_open_ex(ix_path, m->ms->file, path,
+	    mbox_committed_size(m->mbox), &m->msgindex, changed ? NULL :
+	    &rebuilt, &corrupt, &error) != 0) {
 		log_warnx("%s: mailbox %s: message index: %s", m->prefix, box,
 		    error != NULL ? error : "out of memory");
 		mailbox_local_failure(m, error != NULL ? error :
@@ -129,7 +133,12 @@ open_index(struct mirror *m, const char *path)
 		log_warnx("%s: mailbox %s: its message index could not be "
 		    "read; kept as %s and rebuilt from %s", m->prefix, box,
 		    corrupt, path);
-	if (rebuilt != (size_t)-1)
+	if (changed)
+		log_info("%s: mailbox %s: checked the message index %s against "
+		    "%s, which another program changed; %zu %s found no "
+		    "record of theirs", m->prefix, box, ix_path, path,
+		    rebuilt, num_plural(rebuilt, "message", "messages"));
+	if (rebuilt != (size_t)-1 && rebuilt > 0)
 		log_info("%s: mailbox %s: rebuilt the message index %s from %s "
 		    "(%zu %s): a rebuilt index knows where each message is, "
 		    "its digest, Message-ID and date, not its UID, flags or "
@@ -138,6 +147,14 @@ open_index(struct mirror *m, const char *path)
 	free(corrupt);
 	free(ix_path);
 	return 0;
+}
+
+/* The index of the mbox open at path, for appends, after a remap
+ * rewrote it.  0, or -1 when the mailbox failed. */
+int
+commit_open_index(struct mirror *m, const char *path)
+{
+	return open_index(m, path, false);
 }
 
 /* EXAMINE answered: reconcile the state with UIDVALIDITY, open the mbox. */
@@ -149,8 +166,9 @@ commit_open_mailbox(struct mirror *m)
 	struct layout_file *lf = NULL;
 	enum mbox_open_result r;
 	char *name, *rel = NULL, *record, *error = NULL, tag[40];
+	char *remap_path = NULL;
 	const char *path;
-	bool fresh;
+	bool fresh, remap = false;
 
 	if (ms == NULL) {
 		mirror_fail(m, MIRROR_ERR_LOCAL, "out of memory");
@@ -170,10 +188,19 @@ commit_open_mailbox(struct mirror *m)
 		log_warnx("%s: mailbox %s: %s is another mailbox's mirror; "
 		    "using %s", m->prefix, mb->display, name, rel);
 	free(name);
-	if (!fresh && ms->uidvalidity != m->examine_uidvalidity) {
-		log_warnx("%s: mailbox %s: UIDVALIDITY changed from %u to %u; "
-		    "mirroring it afresh", m->prefix, mb->display,
-		    ms->uidvalidity, m->examine_uidvalidity);
+	if (!fresh && ms->uidvalidity != m->examine_uidvalidity &&
+	    remapping_candidate(m, ms)) {
+		/* The mirror may hold these messages under other UIDs: opened
+		 * as it is, matched by content (remapping.c) before anything
+		 * is fetched. */
+		remap = true;
+	} else if (!fresh && ms->uidvalidity != m->examine_uidvalidity) {
+		/* (After a remap declined, it said so already.) */
+		if (!m->remap_declined)
+			log_warnx("%s: mailbox %s: UIDVALIDITY changed from %u "
+			    "to %u; mirroring it afresh", m->prefix,
+			    mb->display, ms->uidvalidity,
+			    m->examine_uidvalidity);
 		names_aside_tag(NAMES_ASIDE_UIDVALIDITY, ms->uidvalidity, tag,
 		    sizeof tag);
 		if (keep_aside(m, ms->file != NULL ? ms->file : rel,
@@ -264,15 +291,29 @@ commit_open_mailbox(struct mirror *m)
 		    ms->mbox_size);
 		ms->mbox_size = mbox_committed_size(m->mbox);
 	}
+	/* (A mailbox changed by another program is not matched: its index
+	 * no longer describes it.) */
+	if (remap && r != MBOX_OPEN_SHORTER && (remap_path = strdup(path)) ==
+	    NULL) {
+		layout_file_free(&lf);
+		mirror_fail(m, MIRROR_ERR_LOCAL, "out of memory");
+		return;
+	}
+	/* The index is checked against a changed mbox before the state
+	 * records its new size: a crash in between finds the change again.
+	 * A remap rewrites the index: it is opened for appends after that
+	 * (commit_open_index()). */
+	if (!remap && open_index(m, path, r == MBOX_OPEN_SHORTER ||
+	    r == MBOX_OPEN_CHANGED) != 0) {
+		layout_file_free(&lf);
+		return;
+	}
 	/* The size the next append starts at must be durable before the
 	 * append: a crash during it must find the tail past this size, not
 	 * past the old one, to cut it as ours. */
 	if ((r == MBOX_OPEN_SHORTER || r == MBOX_OPEN_CHANGED) &&
 	    mirror_save_state(m) != 0) {
-		layout_file_free(&lf);
-		return;
-	}
-	if (open_index(m, path) != 0) {
+		free(remap_path);
 		layout_file_free(&lf);
 		return;
 	}
@@ -286,6 +327,15 @@ commit_open_mailbox(struct mirror *m)
 	m->mbx_messages = m->mbx_bytes = 0;
 	m->mbx_recv_bytes = m->mbx_recv_messages = 0;
 	m->first_sync = fresh;
+	if (remap) {
+		if (remap_path != NULL)
+			remapping_start(m, remap_path);
+		else
+			remapping_decline(m, "the mbox is shorter than the "
+			    "state says");
+		free(remap_path);
+		return;
+	}
 	/* The fetch sent with EXAMINE asked after fetch_base: if the state
 	 * turned out older (a new UIDVALIDITY), its answers do not count. */
 	mirror_set_state(m, ms->last_uid != m->fetch_base ? MS_REFETCHING :

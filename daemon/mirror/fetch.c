@@ -93,7 +93,7 @@ static void
 add_listed(struct mirror *m, const struct imap_fetch_item *item)
 {
 	if (!plan_uid_listed(item->uid, m->ms->last_uid, m->ms->skipped,
-	    m->ms->n_skipped))
+	    m->ms->n_skipped) || state_is_remapped(m->ms, item->uid))
 		return;
 	/* More than the mailbox holds: a server that lists without end. */
 	if (m->n_todo >= (size_t)m->examine_exists + TODO_SLACK) {
@@ -142,12 +142,10 @@ fetch_merge_extras(struct mirror *m)
 	return fetch_sort_todo(m);
 }
 
+/* A mailbox's fetch starts from base: nothing listed or asked yet. */
 void
-fetch_send(struct mirror *m, uint32_t base, bool direct)
+fetch_start(struct mirror *m, uint32_t base, bool direct)
 {
-	char tag[IMAP_TAG_MAX];
-	struct imap_cmd cmd;
-
 	m->fetch_base = base;
 	m->n_todo = m->next_todo = m->contig = 0;
 	m->todo_unsorted = false;
@@ -157,6 +155,15 @@ fetch_send(struct mirror *m, uint32_t base, bool direct)
 	m->sizes_complete = false;
 	m->mbx_started = m->last_commit = ev_now(m->loop);
 	m->batch_cap_set = false;
+}
+
+void
+fetch_send(struct mirror *m, uint32_t base, bool direct)
+{
+	char tag[IMAP_TAG_MAX];
+	struct imap_cmd cmd;
+
+	fetch_start(m, base, direct);
 	session_cmd_init(m->session, &cmd, "UID FETCH");
 	imap_cmd_add_raw(&cmd, "%u:* (UID RFC822.SIZE)", base + 1);
 	if (session_send(m->session, &cmd, on_fetch_untagged, on_sizes_done,
@@ -327,7 +334,7 @@ wanted_uid(const struct mirror *m, uint32_t uid)
 
 	if (m->step != MS_FETCHING || uid <= m->ms->last_uid ||
 	    plan_uid_find(m->got, m->n_got, uid, NULL) ||
-	    state_is_skipped(m->ms, uid))
+	    state_is_skipped(m->ms, uid) || state_is_remapped(m->ms, uid))
 		return false;
 	/* Any batch in flight: a server may run pipelined fetches side by
 	 * side (Dovecot does), so the next batch's first messages can come
@@ -591,6 +598,17 @@ fetch_sink(void *arg, enum imap_sink_event event,
 {
 	struct mirror *m = arg;
 
+	if (event == IMAP_SINK_BEGIN) {
+		m->remap_sinking = false;
+		if (m->step == MS_REMAP_LISTING ||
+		    m->step == MS_REMAP_DIGESTS) {
+			/* Hashed or looked at, never stored. */
+			m->msg_skip = true;
+			m->spooling = false;
+			return remapping_sink(m, event, info, data, len);
+		}
+	} else if (m->remap_sinking)
+		return remapping_sink(m, event, info, data, len);
 	switch (event) {
 	case IMAP_SINK_BEGIN:
 		return begin_message(m, info);
@@ -700,6 +718,10 @@ on_fetch_untagged(struct session *s, const struct imap_response *resp,
 	const struct imap_arg *body;
 
 	(void)s;
+	if (m->step == MS_REMAP_LISTING || m->step == MS_REMAP_DIGESTS) {
+		remapping_untagged(m, resp);
+		return;
+	}
 	if (m->ms == NULL || m->step != MS_FETCHING || resp->keyword == NULL) {
 		m->pend_active = false;
 		return;

@@ -12,6 +12,10 @@
  *                the mbox, what arrived
  *   commit.c     opening the mbox at the committed size, the commit
  *                protocol, holes
+ *   remapping.c  a changed UIDVALIDITY: the server's messages matched to
+ *                the mirror's by content (mirror/remap.h decides), the
+ *                index and the state renumbered, so that only the new
+ *                ones are fetched
  *   progress.c   progress lines while bodies come in
  *   plan.c       the decisions, pure (mirror/plan.h)
  */
@@ -29,7 +33,9 @@
 #include "mirror/mirror.h"
 #include "mirror/msgindex.h"
 #include "mirror/names.h"
+#include "mirror/msgindex.h"
 #include "mirror/plan.h"
+#include "mirror/remap.h"
 #include "mirror/state.h"
 #include "util/nameindex.h"
 
@@ -85,6 +91,12 @@
 #define TODO_SLACK 100000
 /* Mailboxes of one account; a server listing more is not believed. */
 #define MAX_MAILBOXES 100000
+/* Bytes of a BODY[HEADER.FIELDS (MESSAGE-ID)] answer looked at (a
+ * Message-ID line is far shorter); the rest is dropped. */
+#define REMAP_HEADER_MAX 4096
+/* UIDs per UID FETCH of the bodies a remap compares by digest (the
+ * command line stays short whatever their spread). */
+#define REMAP_DIGEST_UIDS 500
 
 /*
  * Where a run stands; mirror_set_state() is the only way to change it.
@@ -96,7 +108,15 @@
  *   LOCK_WAIT    a mail reader holds the next mailbox's mbox: polled on a
  *                timer before anything is sent for it
  *   EXAMINING    EXAMINE sent, with the size query (and, for a few new
- *                messages, the bodies) pipelined behind it
+ *                messages, the bodies) pipelined behind it, or, when STATUS
+ *                showed a new UIDVALIDITY, the remap's listing
+ *   REMAP_LISTING  UIDVALIDITY changed and the mirror has messages: its
+ *                mbox open, the server's size, date and Message-ID of
+ *                every message coming in (remapping.c)
+ *   REMAP_DIGESTS  the bodies of ambiguous matches coming in, hashed, not
+ *                stored; then the match is taken (index and state
+ *                renumbered, REFETCHING for what is new) or refused (the
+ *                mbox opened afresh, the old one kept aside, as before)
  *   FETCHING     EXAMINE answered, mbox open: sizes and batches of bodies,
  *                commits (mirror/plan.h decides what may be committed)
  *   REFETCHING   EXAMINE showed the pipelined fetch asked from a stale
@@ -111,7 +131,8 @@
  *   DONE         the outcome is known; done() follows from the loop
  *
  * CONNECTING -> LISTING -> STATUS -> per mailbox [LOCK_WAIT ->] EXAMINING
- * -> FETCHING | REFETCHING -> FETCHING | SKIPPING | DRAINING -> the next
+ * [-> REMAP_LISTING [-> REMAP_DIGESTS]] -> FETCHING | REFETCHING ->
+ * FETCHING | SKIPPING | DRAINING -> the next
  * mailbox ... -> LOGOUT -> DONE; RECONNECTING -> CONNECTING from any state
  * with a connection; DONE from anywhere.
  */
@@ -121,6 +142,8 @@ enum mirror_state {
 	MS_STATUS,
 	MS_LOCK_WAIT,
 	MS_EXAMINING,
+	MS_REMAP_LISTING,
+	MS_REMAP_DIGESTS,
 	MS_FETCHING,
 	MS_REFETCHING,
 	MS_SKIPPING,
@@ -221,6 +244,27 @@ struct mirror {
 	ev_tstamp last_commit;
 	ev_tstamp last_commit_try;	/* mid-batch, not always possible */
 
+	/* A remap after a changed UIDVALIDITY (remapping.c) */
+	unsigned remap_pending;		/* its UID FETCHes unanswered */
+	bool remap_refused;		/* one of them was */
+	bool remap_declined;		/* poor or impossible: as before */
+	bool remap_listing_sent;
+	struct remap_server *rs;	/* what the server listed */
+	size_t n_rs, cap_rs;
+	struct msgindex_list rl_index;	/* the mirror's messages */
+	struct remap_local *rl;
+	char *remap_index_path;
+	char *remap_mbox_path;
+	unsigned remap_digests;		/* bodies asked for */
+	/* A header or body literal coming in through the sink */
+	bool remap_sinking;
+	bool remap_lit_ready;		/* complete, for remap_lit_msgno */
+	uint32_t remap_lit_msgno;
+	unsigned char *remap_hdr;	/* REMAP_HEADER_MAX bytes */
+	size_t remap_hdr_len;
+	struct mbox_digest *remap_digest;
+	uint8_t remap_body_digest[REMAP_DIGEST_LEN];
+
 	/* The message being streamed */
 	bool msg_skip;
 	uint32_t msg_uid;
@@ -269,6 +313,8 @@ void mirror_mailbox_done(struct mirror *);
 void mirror_drain_mailbox(struct mirror *);
 void mirror_fetch_ended(struct mirror *, const struct imap_response *,
     const struct batch *);
+void mirror_remap_ended(struct mirror *, const struct imap_response *);
+void mirror_refetch(struct mirror *);
 
 /* mailboxes.c */
 int mailboxes_list(struct mirror *);
@@ -279,6 +325,7 @@ void mailboxes_plan_view(const struct mirror *, const struct mbx *,
     struct plan_status *, struct plan_known *);
 
 /* fetch.c */
+void fetch_start(struct mirror *, uint32_t, bool);
 void fetch_send(struct mirror *, uint32_t, bool);
 void fetch_send_batches(struct mirror *);
 int fetch_sink(void *, enum imap_sink_event, const struct imap_literal_info *,
@@ -288,8 +335,21 @@ int fetch_merge_extras(struct mirror *);
 void fetch_forget(struct mirror *);
 void fetch_forget_arrivals(struct mirror *);
 
+/* remapping.c */
+bool remapping_candidate(const struct mirror *, const struct mailbox_state *);
+void remapping_send_listing(struct mirror *);
+void remapping_start(struct mirror *, const char *);
+void remapping_decline(struct mirror *, const char *);
+void remapping_listing_done(struct mirror *, const struct imap_response *);
+void remapping_digests_done(struct mirror *, const struct imap_response *);
+void remapping_untagged(struct mirror *, const struct imap_response *);
+int remapping_sink(struct mirror *, enum imap_sink_event,
+    const struct imap_literal_info *, const unsigned char *, size_t);
+void remapping_forget(struct mirror *);
+
 /* commit.c */
 void commit_open_mailbox(struct mirror *);
+int commit_open_index(struct mirror *, const char *);
 bool commit_due(const struct mirror *);
 bool commit_can_wait(const struct mirror *);
 int commit_appended(struct mirror *, bool);

@@ -32,6 +32,16 @@ struct mailbox_state {
 	uint32_t *skipped;
 	size_t n_skipped;
 	uint32_t skipped_total;
+	/* UIDs above last_uid already in file: messages a remap after a
+	 * UIDVALIDITY change found there (mirror/remap.h), which the fetch
+	 * leaves out.  Ascending, disjoint ranges; those at or below last_uid
+	 * mean nothing more and are not saved. */
+	struct state_range *remapped;
+	size_t n_remapped;
+};
+
+struct state_range {
+	uint32_t lo, hi;	/* lo <= hi */
 };
 
 #define STATE_SKIPPED_MAX 100
@@ -94,6 +104,14 @@ void state_set_error(struct account_state *state, const char *error,
  * STATE_SKIPPED_MAX).  0, or -1 on allocation failure. */
 int state_add_skipped(struct mailbox_state *mb, uint32_t uid);
 bool state_is_skipped(const struct mailbox_state *mb, uint32_t uid);
+/* Replaces mb's remapped UIDs by uids[0..n) (ascending, distinct), kept as
+ * ranges.  0, or -1 on allocation failure (mb unchanged). */
+int state_set_remapped(struct mailbox_state *mb, const uint32_t *uids,
+    size_t n);
+/* Whether uid is one of mb's remapped UIDs above its last_uid. */
+bool state_is_remapped(const struct mailbox_state *mb, uint32_t uid);
+/* The highest remapped UID above last_uid, or 0. */
+uint32_t state_newest_remapped(const struct mailbox_state *mb);
 
 /*
  * The account's run lock, so that one process at a time syncs it (say the
