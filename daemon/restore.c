@@ -310,13 +310,10 @@ on_scan_untagged(struct session *s, const struct imap_response *resp,
 	uint64_t hash = 0;
 	size_t n;
 
-	/* Someone else's changes meanwhile: messages come and go, and the
-	 * ones after an expunged one move down a place. */
-	if (resp->keyword != NULL && resp->has_number &&
-	    strcmp(resp->keyword, "EXISTS") == 0) {
-		b->target_messages = resp->number;
-		return;
-	}
+	/* Someone else's changes meanwhile: the messages after an expunged
+	 * one move down a place.  New ones (EXISTS) are not looked up: this
+	 * mailbox gets our copies only after the lookup, and a server saying
+	 * EXISTS ever higher would keep the lookup going forever. */
 	if (resp->keyword != NULL && resp->has_number &&
 	    strcmp(resp->keyword, "EXPUNGE") == 0) {
 		if (resp->number < b->scan_next && b->scan_next > 1)

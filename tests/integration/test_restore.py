@@ -427,6 +427,32 @@ class RestoreTest(unittest.TestCase):
         self.assertIn("more FETCH responses than messages asked for", res.stderr)
         self.assertLess(took, 8)
 
+    def test_target_grows_while_scanned(self):
+        """Messages that arrive while the target mailbox is looked up are not looked
+        up too: a server that says EXISTS ever higher does not keep the lookup going
+        (nor filling memory) forever."""
+        self.fx.append(*self.src, "INBOX", mmtest.make_message("one"))
+        self.mirror_source()
+        srv = fi.FakeImap([(b"/", b"INBOX", [b"x\r\n"])]).start()
+        grown = iter(range(10**9, 2 * 10**9, 2000))
+        srv.hooks["FETCH"] = lambda conn, ctx: [
+            b'* 1 FETCH (RFC822.SIZE 3 INTERNALDATE "03-Sep-2023 14:05:09 +0000")\r\n'
+            b"* %d EXISTS\r\n" % next(grown) + ctx["tag"] + b" OK fetched\r\n"]
+        try:
+            acct = {"__name__": "dst", "host": "127.0.0.1", "port": str(srv.port),
+                    "tls": "none", "allow_plaintext": "yes", "user": "u",
+                    "password": "x", "output": os.path.join(self.tmp, "out", "dst")}
+            conf = mmtest.write_config(self.tmp, [
+                self.fx.account(self.tmp, *self.src, name="src"), acct],
+                filename="grow.ini")
+            res = mmtest.run_mboxmirror("-c", conf, "--restore", "src", "--to", "dst",
+                                        "--dry-run", timeout=30)
+        finally:
+            srv.stop()
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        self.assertEqual([verb for verb, _ in srv.log].count(b"FETCH"), 1, srv.log[-5:])
+        self.assertRegex(res.stdout, r"total: 1 message to upload")
+
     def test_target_floods_list(self):
         """A target that lists mailboxes without end: a protocol error once it lists
         more than an account holds (as a sync and --list take it)."""
