@@ -287,3 +287,22 @@ sched_next_delay(const struct config *config, const struct account *account,
 	*jitter_r = 0.05;
 	return account->interval;
 }
+
+double
+sched_first_delay(unsigned index, unsigned count, unsigned interval, double u)
+{
+	double window;
+
+	if (count == 0)
+		count = 1;
+	if (index >= count)
+		index = count - 1;
+	if (!(u >= 0 && u < 1))
+		u = 0;
+	window = (double)count / SCHED_FIRST_RATE;
+	if (window < SCHED_FIRST_MIN)
+		window = SCHED_FIRST_MIN;
+	if (interval > 0 && window > interval)
+		window = interval;
+	return window * (index + u) / count;
+}
