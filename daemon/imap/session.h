@@ -170,8 +170,8 @@ int session_send(struct session *s, struct imap_cmd *cmd,
  * session then fails with SESSION_ERR_LOCAL); it is called only from the
  * loop, never for more than the bytes left.  A server that completes the
  * command after a non-synchronising literal began but before its end fails
- * the session (the stream would be out of step).  Otherwise as
- * session_send().
+ * the session (the stream would be out of step), and so does one that
+ * answers OK before the literal went out.  Otherwise as session_send().
  */
 typedef ssize_t session_body_fn(void *arg, void *buf, size_t size);
 int session_send_literal(struct session *s, struct imap_cmd *cmd,
