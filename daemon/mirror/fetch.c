@@ -578,6 +578,7 @@ on_fetch_untagged(struct session *s, const struct imap_response *resp,
 	const struct imap_arg *body;
 
 	(void)s;
+	mirror_observe(m, resp);
 	if (m->ms == NULL || m->step != MS_FETCHING || resp->keyword == NULL)
 		return;
 	if (strcmp(resp->keyword, "FETCH") != 0)
