@@ -161,12 +161,12 @@ on_fetch_done(struct mirror *m, const struct mirror_result *r, void *arg)
 
 	(void)m;
 	w->result = *r;
-	/* Inside its done: nothing of it is touched after this returns. */
+	/* Inside its done: neither it nor r is touched after this. */
 	mirror_free(&w->push);
 	session_set_callbacks(w->session, &watch_session_cb, w);
 	if (!session_is_ready(w->session)) {
-		die(w, IDLE_FAILED, r->error != MIRROR_OK ? r->message :
-		    "connection lost during a fetch");
+		die(w, IDLE_FAILED, w->result.error != MIRROR_OK ?
+		    w->result.message : "connection lost during a fetch");
 	} else {
 		start_idle(w);
 		if (w->more_mail && w->step == WS_IDLING)
