@@ -18,12 +18,14 @@ set(MM_SYSTEMD_USER_UNIT_DIR "lib/systemd/user"
 
 set(mm_systemd_src ${PROJECT_SOURCE_DIR}/systemd)
 set(mm_systemd_out ${PROJECT_BINARY_DIR}/systemd)
-foreach(unit mboxmirror.service mboxmirror-once.service user/mboxmirror.service)
+foreach(unit mboxmirror.service mboxmirror@.service mboxmirror-once.service
+             user/mboxmirror.service)
   configure_file(${mm_systemd_src}/${unit}.in ${mm_systemd_out}/${unit} @ONLY)
 endforeach()
 
 install(FILES
           ${mm_systemd_out}/mboxmirror.service
+          ${mm_systemd_out}/mboxmirror@.service
           ${mm_systemd_out}/mboxmirror-once.service
           ${mm_systemd_src}/mboxmirror-once.timer
         DESTINATION ${MM_SYSTEMD_SYSTEM_UNIT_DIR}

@@ -13,7 +13,14 @@ enum {
 	OPT_LIST,
 	OPT_STATUS,
 	OPT_JSON,
+	OPT_VERIFY,
+	OPT_DEEP,
 	OPT_VERSION,
+	OPT_SHARD,
+	OPT_RESTORE,
+	OPT_TO,
+	OPT_MAILBOX,
+	OPT_DRY_RUN,
 };
 
 static const struct option long_options[] = {
@@ -27,7 +34,14 @@ static const struct option long_options[] = {
 	{ "list", no_argument, NULL, OPT_LIST },
 	{ "status", no_argument, NULL, OPT_STATUS },
 	{ "json", no_argument, NULL, OPT_JSON },
+	{ "verify", no_argument, NULL, OPT_VERIFY },
+	{ "deep", no_argument, NULL, OPT_DEEP },
 	{ "version", no_argument, NULL, OPT_VERSION },
+	{ "shard", required_argument, NULL, OPT_SHARD },
+	{ "restore", required_argument, NULL, OPT_RESTORE },
+	{ "to", required_argument, NULL, OPT_TO },
+	{ "mailbox", required_argument, NULL, OPT_MAILBOX },
+	{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -47,6 +61,10 @@ cli_mode_option(enum cli_mode mode)
 		return "--list";
 	case CLI_MODE_STATUS:
 		return "--status";
+	case CLI_MODE_VERIFY:
+		return "--verify";
+	case CLI_MODE_RESTORE:
+		return "--restore";
 	case CLI_MODE_VERSION:
 		return "--version";
 	case CLI_MODE_HELP:
@@ -84,6 +102,72 @@ add_account(struct cli_options *opts, const char *name, char **error_r)
 	if ((v[opts->n_accounts] = strdup(name)) == NULL)
 		return log_set_error(error_r, "out of memory");
 	opts->n_accounts++;
+	return 0;
+}
+
+/* *dst = a copy of the account name arg of option what (once only). */
+static int
+set_name(char **dst, const char *what, const char *arg, char **error_r)
+{
+	if (*dst != NULL)
+		return log_set_error(error_r, "%s given twice", what);
+	if (*arg == '\0')
+		return log_set_error(error_r, "%s needs an account name", what);
+	if ((*dst = strdup(arg)) == NULL)
+		return log_set_error(error_r, "out of memory");
+	return 0;
+}
+
+static int
+add_mailbox_pattern(struct cli_options *opts, const char *pattern,
+    char **error_r)
+{
+	char **v;
+
+	if (*pattern == '\0')
+		return log_set_error(error_r, "--mailbox needs a pattern");
+	v = reallocarray(opts->restore_mailboxes,
+	    opts->n_restore_mailboxes + 1, sizeof *v);
+	if (v == NULL)
+		return log_set_error(error_r, "out of memory");
+	opts->restore_mailboxes = v;
+	if ((v[opts->n_restore_mailboxes] = strdup(pattern)) == NULL)
+		return log_set_error(error_r, "out of memory");
+	opts->n_restore_mailboxes++;
+	return 0;
+}
+
+/* The options that belong to --restore are given with it only. */
+static int
+check_restore(const struct cli_options *opts, char **error_r)
+{
+	if (opts->mode == CLI_MODE_RESTORE) {
+		if (opts->restore_to == NULL)
+			return log_set_error(error_r,
+			    "--restore needs --to NAME2");
+		return 0;
+	}
+	if (opts->restore_to != NULL)
+		return log_set_error(error_r, "--to works only with --restore");
+	if (opts->n_restore_mailboxes > 0)
+		return log_set_error(error_r,
+		    "--mailbox works only with --restore");
+	if (opts->dry_run)
+		return log_set_error(error_r,
+		    "--dry-run works only with --restore");
+	return 0;
+}
+
+static int
+set_shard(struct cli_options *opts, const char *text, char **error_r)
+{
+	const char *problem;
+
+	if (opts->shard.n != 0)
+		return log_set_error(error_r, "--shard given twice");
+	if (shard_parse(text, &opts->shard, &problem) == -1)
+		return log_set_error(error_r, "--shard '%.64s' %s", text,
+		    problem);
 	return 0;
 }
 
@@ -155,9 +239,38 @@ parse_options(int argc, char **argv, struct cli_options *opts,
 		case OPT_JSON:
 			opts->json = true;
 			break;
+		case OPT_VERIFY:
+			if (set_mode(opts, CLI_MODE_VERIFY, error_r) == -1)
+				return -1;
+			break;
+		case OPT_DEEP:
+			opts->deep = true;
+			break;
 		case OPT_VERSION:
 			if (set_mode(opts, CLI_MODE_VERSION, error_r) == -1)
 				return -1;
+			break;
+		case OPT_SHARD:
+			if (set_shard(opts, optarg, error_r) == -1)
+				return -1;
+			break;
+		case OPT_RESTORE:
+			if (set_mode(opts, CLI_MODE_RESTORE, error_r) == -1 ||
+			    set_name(&opts->restore_from, "--restore", optarg,
+			    error_r) == -1)
+				return -1;
+			break;
+		case OPT_TO:
+			if (set_name(&opts->restore_to, "--to", optarg,
+			    error_r) == -1)
+				return -1;
+			break;
+		case OPT_MAILBOX:
+			if (add_mailbox_pattern(opts, optarg, error_r) == -1)
+				return -1;
+			break;
+		case OPT_DRY_RUN:
+			opts->dry_run = true;
 			break;
 		case ':':
 			if (strncmp(argv[optind - 1], "--", 2) == 0)
@@ -184,12 +297,20 @@ parse_options(int argc, char **argv, struct cli_options *opts,
 		    "-v/--verbose and -q/--quiet cannot be used together");
 	opts->verbosity = verbose ? CLI_VERBOSITY_DEBUG :
 	    quiet ? CLI_VERBOSITY_QUIET : CLI_VERBOSITY_CONFIG;
-	if (opts->json && opts->mode != CLI_MODE_STATUS)
-		return log_set_error(error_r, "--json works only with --status");
-	if (opts->n_accounts > 0 && (opts->mode == CLI_MODE_PROBE ||
+	if (opts->json && opts->mode != CLI_MODE_STATUS &&
+	    opts->mode != CLI_MODE_VERIFY)
+		return log_set_error(error_r,
+		    "--json works only with --status or --verify");
+	if (opts->deep && opts->mode != CLI_MODE_VERIFY)
+		return log_set_error(error_r, "--deep works only with --verify");
+	if (check_restore(opts, error_r) == -1)
+		return -1;
+	if ((opts->n_accounts > 0 || opts->shard.n != 0) &&
+	    (opts->mode == CLI_MODE_PROBE || opts->mode == CLI_MODE_RESTORE ||
 	    opts->mode == CLI_MODE_VERSION || opts->mode == CLI_MODE_HELP))
-		return log_set_error(error_r, "-a/--account cannot be used with "
-		    "%s", cli_mode_option(opts->mode));
+		return log_set_error(error_r, "%s cannot be used with %s",
+		    opts->n_accounts > 0 ? "-a/--account" : "--shard",
+		    cli_mode_option(opts->mode));
 	return 0;
 }
 
@@ -210,11 +331,15 @@ void
 cli_usage(FILE *fp)
 {
 	fputs(
-"usage: mboxmirror [-c FILE] [--once] [-a NAME]... [-v|-q]\n"
-"       mboxmirror [-c FILE] --check-config [-a NAME]...\n"
+"usage: mboxmirror [-c FILE] [--once] [--shard K/N] [-a NAME]... [-v|-q]\n"
+"       mboxmirror [-c FILE] --check-config [--shard K/N] [-a NAME]...\n"
 "       mboxmirror [-c FILE] --probe NAME\n"
-"       mboxmirror [-c FILE] --list [-a NAME]...\n"
-"       mboxmirror [-c FILE] --status [--json] [-a NAME]...\n"
+"       mboxmirror [-c FILE] --list [--shard K/N] [-a NAME]...\n"
+"       mboxmirror [-c FILE] --status [--json] [--shard K/N] [-a NAME]...\n"
+"       mboxmirror [-c FILE] --verify [--deep] [--json] [--shard K/N]\n"
+"                  [-a NAME]...\n"
+"       mboxmirror [-c FILE] --restore NAME --to NAME2 [--mailbox PATTERN]...\n"
+"                  [--dry-run]\n"
 "       mboxmirror --version | --help\n"
 "\n"
 "Keeps crash-safe mbox mirrors of IMAP accounts.\n"
@@ -222,6 +347,8 @@ cli_usage(FILE *fp)
 "  -c, --config FILE   read the configuration from FILE (default below)\n"
 "      --once          sync the selected accounts once, then exit\n"
 "  -a, --account NAME  only this account (repeatable)\n"
+"      --shard K/N     only the accounts of shard K of N (0 <= K < N), by a\n"
+"                      hash of the account name; overrides [general] shard\n"
 "  -v, --verbose       log debug messages\n"
 "  -q, --quiet         log errors only\n"
 "      --check-config  validate the config, print one line per account\n"
@@ -229,18 +356,33 @@ cli_usage(FILE *fp)
 "      --list          show each server's mailboxes: which are mirrored, to\n"
 "                      which file, and why (the mailboxes/exclude patterns)\n"
 "      --status        show each account's last sync\n"
-"      --json          with --status: print JSON\n"
+"      --verify        check that each mirror is whole: every message the\n"
+"                      server has is in its mbox once, intact; changes nothing\n"
+"      --deep          with --verify: also download every message again and\n"
+"                      compare it with the mirror's bytes (slow)\n"
+"      --json          with --status or --verify: print JSON\n"
+"      --restore NAME  upload the mirror of account NAME to the server of\n"
+"                      the account given with --to (NAME itself allowed)\n"
+"      --to NAME2      with --restore: the account to upload into\n"
+"      --mailbox PATTERN  with --restore: only mailboxes matching PATTERN\n"
+"                      (as in the config's mailboxes; repeatable)\n"
+"      --dry-run       with --restore: say what would be uploaded, change\n"
+"                      nothing\n"
 "      --version       print the version\n"
 "  -h, --help          print this help\n"
 "\n"
-"Without --once, --check-config, --probe, --list or --status, runs in the foreground\n"
-"until SIGTERM or SIGINT; SIGHUP reloads the config.\n"
+"Without --once, --check-config, --probe, --list, --status, --verify or\n"
+"--restore, runs in the foreground until SIGTERM or SIGINT; SIGHUP reloads the\n"
+"config.\n"
 "\n"
 "Default configuration: $MBOXMIRROR_CONFIG, else\n"
 "$XDG_CONFIG_HOME/mboxmirror/config.ini (~/.config/...) if it exists, else\n"
 "/etc/mboxmirror/mboxmirror.ini.\n"
 "\n"
-"Exit status: 0 success; 1 an account failed (--once, --probe, --list);\n"
+"Exit status: 0 success; 1 an account failed (--once, --probe, --list), or\n"
+"--restore left messages not uploaded;\n"
+"--verify: 0 every mirror is whole, 1 a problem was found, 2 nothing wrong was\n"
+"found but a check could not be made (server, state);\n"
 "64 usage error; 78 configuration error.\n", fp);
 }
 
@@ -263,5 +405,10 @@ cli_free(struct cli_options *opts)
 	free(opts->accounts);
 	free(opts->config_path);
 	free(opts->probe_account);
+	free(opts->restore_from);
+	free(opts->restore_to);
+	for (size_t i = 0; i < opts->n_restore_mailboxes; i++)
+		free(opts->restore_mailboxes[i]);
+	free(opts->restore_mailboxes);
 	memset(opts, 0, sizeof *opts);
 }

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "shard.h"
+
 /* sysexits.h EX_USAGE: the exit status for a usage error. */
 #define CLI_EXIT_USAGE 64
 
@@ -20,6 +22,8 @@ enum cli_mode {
 	CLI_MODE_PROBE,		/* --probe NAME */
 	CLI_MODE_LIST,		/* --list */
 	CLI_MODE_STATUS,	/* --status [--json] */
+	CLI_MODE_VERIFY,	/* --verify [--deep] [--json] */
+	CLI_MODE_RESTORE,	/* --restore NAME --to NAME2 */
 	CLI_MODE_VERSION,	/* --version */
 	CLI_MODE_HELP,		/* -h, --help */
 };
@@ -37,16 +41,27 @@ struct cli_options {
 	size_t n_accounts;
 	char *probe_account;		/* --probe NAME */
 	enum cli_verbosity verbosity;
-	bool json;			/* --json (with --status only) */
+	bool json;			/* --json (with --status or --verify) */
+	bool deep;			/* --deep (with --verify only) */
+	struct shard shard;		/* --shard K/N; n == 0: not given */
+	char *restore_from;		/* --restore NAME */
+	char *restore_to;		/* --to NAME2 */
+	char **restore_mailboxes;	/* --mailbox PATTERN, in order */
+	size_t n_restore_mailboxes;
+	bool dry_run;			/* --dry-run (with --restore only) */
 };
 
 /*
  * Parses argv (which getopt may permute).  Returns 0 and fills opts, or -1
  * and a malloc'ed one-line message without a trailing newline in *error_r
  * (opts is then empty).  Usage errors: unknown options, missing arguments,
- * extra arguments, two modes at once, -a with a mode that takes no account
- * list (--probe, --version, --help), -v with -q, --json without --status,
- * -c given twice.  Always call cli_free() afterwards.
+ * extra arguments, two modes at once, -a or --shard with a mode that
+ * takes no account list (--probe, --restore, --version, --help), -v with
+ * -q, --json without --status or --verify, --deep without --verify, -c or
+ * --shard given twice, a --shard that is not K/N with 0 <= K < N
+ * (shard.h), --restore without --to, --to, --mailbox or --dry-run without
+ * --restore, --restore or --to given twice, an empty --mailbox pattern.
+ * Always call cli_free() afterwards.
  */
 int cli_parse(int argc, char **argv, struct cli_options *opts,
     char **error_r);

@@ -89,6 +89,8 @@ static const struct key_def key_defs[] = {
 	{ "retry_max", IN_GENERAL },
 	{ "idle_refresh", IN_GENERAL },
 	{ "log_level", IN_GENERAL },
+	{ "metrics_file", IN_GENERAL },
+	{ "shard", IN_GENERAL },
 	{ "host", IN_ACCOUNT },
 	{ "port", IN_ACCOUNT },
 	{ "tls", IN_ACCOUNT },
@@ -921,6 +923,20 @@ validate_general(struct parser *p, struct raw_section *g, struct config *c)
 			report(p, e->line, g->name, e->key, "\"%.64s\" is not "
 			    "one of error, warning, info or debug", e->value);
 	}
+	if ((e = entry_value(g, "shard")) != NULL) {
+		const char *problem;
+
+		if (shard_parse(e->value, &c->shard, &problem) == -1)
+			report(p, e->line, g->name, e->key, "\"%.64s\" %s",
+			    e->value, problem);
+	}
+	if ((e = entry_value(g, "metrics_file")) != NULL) {
+		c->metrics_file = expand_path(p, g, e, true);
+		if (c->metrics_file != NULL && c->metrics_file[
+		    strlen(c->metrics_file) - 1] == '/')
+			report(p, e->line, g->name, e->key, "\"%.64s\" names "
+			    "a directory, not a file", e->value);
+	}
 	if ((e = entry_value(g, "state_dir")) != NULL) {
 		c->state_dir = expand_path(p, g, e, true);
 		c->state_dir_origin = "state_dir in [general]";
@@ -1495,6 +1511,7 @@ config_free(struct config **config)
 	free(c->accounts);
 	free(c->path);
 	free(c->state_dir);
+	free(c->metrics_file);
 	free(c);
 	*config = NULL;
 }
@@ -1553,6 +1570,24 @@ config_find_account(const struct config *config, const char *name)
 		if (strcmp(config->accounts[i].name, name) == 0)
 			return &config->accounts[i];
 	return NULL;
+}
+
+void
+config_keep_shard(struct config *config, const struct shard *shard)
+{
+	size_t kept = 0;
+
+	for (size_t i = 0; i < config->n_accounts; i++) {
+		if (!shard_takes(shard, config->accounts[i].name)) {
+			account_free(&config->accounts[i]);
+			continue;
+		}
+		if (kept != i)
+			config->accounts[kept] = config->accounts[i];
+		kept++;
+	}
+	config->n_accounts = kept;
+	config->shard = *shard;
 }
 
 const char *

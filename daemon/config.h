@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "log.h"
+#include "shard.h"
 
 /* sysexits.h EX_CONFIG: the exit status for any configuration error. */
 #define CONFIG_EXIT_STATUS 78
@@ -73,6 +74,8 @@ struct config {
 	unsigned retry_max;	/* seconds: longest retry delay (1h) */
 	unsigned idle_refresh;	/* seconds between re-issues of IDLE (9m) */
 	enum log_level log_level;
+	char *metrics_file;	/* absolute; NULL: no metrics written */
+	struct shard shard;	/* [general] shard; n == 0: every account */
 	bool inline_password_warned;
 	struct account *accounts;	/* in file order */
 	size_t n_accounts;
@@ -142,6 +145,15 @@ char *config_default_path(void);
 /* Logs, for a config_default_path() result that does not exist, every path
  * searched and how to make one. */
 void config_report_none_found(void);
+
+/*
+ * Keeps only the accounts shard takes (shard.h; n == 0: all of them), in
+ * file order, freeing the others, and records shard as config's.  Done
+ * after loading, so every account of the file is validated whatever the
+ * shard (outputs that collide across shards are refused too) and a
+ * --shard given on the command line can replace the file's.
+ */
+void config_keep_shard(struct config *config, const struct shard *shard);
 
 /* Finds an account by name, or NULL. */
 const struct account *config_find_account(const struct config *config,

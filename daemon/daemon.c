@@ -13,6 +13,7 @@
 
 #include "cli.h"
 #include "log.h"
+#include "metrics_file.h"
 #include "mirror/idle.h"
 #include "mirror/mirror.h"
 #include "mirror/state.h"
@@ -40,6 +41,7 @@ struct runner {
 	bool rerun;			/* new mail came during a run */
 	bool last_ok;
 	bool ever_ok;
+	struct metrics_account metrics;	/* push_connected is kept here */
 	/* push */
 	struct idle_watch *idle;
 	ev_timer idle_timer;		/* restarts the watch after a failure */
@@ -55,8 +57,10 @@ struct daemon {
 	const char *path;
 	char *const *names;
 	size_t nnames;
+	struct shard shard;		/* --shard; n == 0: the config's */
 	struct runner *runners;
 	struct sched *sched;
+	struct metrics_file *metrics;	/* NULL: no metrics_file */
 	ev_signal sigterm, sigint, sighup;
 	ev_timer watchdog;
 	int lock_fd;		/* the state directory's daemon lock */
@@ -142,6 +146,18 @@ without_full_stop(const char *text)
 	return len > 0 && text[len - 1] == '.' ? len - 1 : len;
 }
 
+/* A sync or a push fetch ended with res: what it saved in the state
+ * (times, counts, failures) goes to the metrics. */
+static void
+note_metrics(struct runner *r, const struct mirror_result *res)
+{
+	if (r->d->metrics == NULL)
+		return;
+	r->metrics.last_duration = res->seconds;
+	metrics_file_load_state(&r->metrics, r->cfg->config->state_dir);
+	metrics_file_changed(r->d->metrics);
+}
+
 /* A sync, or a fetch on the push connection (push), succeeded. */
 static void
 note_success(struct runner *r, const struct mirror_result *res, bool push)
@@ -158,6 +174,71 @@ note_success(struct runner *r, const struct mirror_result *res, bool push)
 		    "byte", "bytes"), res->seconds, push ? " by push" : "");
 }
 
+/* Metrics */
+
+static int
+collect_metrics(void *arg, struct metrics_process *p,
+    const struct metrics_account ***a_r, size_t *n_r)
+{
+	struct daemon *d = arg;
+	const struct metrics_account **a;
+	struct runner *r;
+	size_t n = 0, push = 0;
+
+	for (r = d->runners; r != NULL; r = r->next)
+		n++;
+	if ((a = calloc(n + 1, sizeof *a)) == NULL)
+		return -1;
+	/* Runners are listed newest first; the file lists them oldest
+	 * first (the config's order until a reload adds some). */
+	n = 0;
+	for (r = d->runners; r != NULL; r = r->next) {
+		r->metrics.syncing = sched_job_state(r->job) == SCHED_RUNNING ||
+		    idle_watch_fetching(r->idle);
+		if (r->idle != NULL)
+			push++;
+		a[n++] = &r->metrics;
+	}
+	for (size_t i = 0; i < n / 2; i++) {
+		const struct metrics_account *t = a[i];
+
+		a[i] = a[n - 1 - i];
+		a[n - 1 - i] = t;
+	}
+	p->shard_k = d->cfg->config->shard.k;
+	p->shard_n = d->cfg->config->shard.n;
+	p->accounts = (unsigned)n;
+	p->syncs_in_flight = sched_running(d->sched);
+	p->connections_open = p->syncs_in_flight + (unsigned)push;
+	*a_r = a;
+	*n_r = n;
+	return 0;
+}
+
+/* The file of the config in force: a reload may name another or none.
+ * A new writer starts from every account's state. */
+static void
+open_metrics(struct daemon *d)
+{
+	const char *path = d->cfg->config->metrics_file;
+
+	if (d->metrics != NULL && path != NULL &&
+	    strcmp(metrics_file_path(d->metrics), path) == 0)
+		return;
+	metrics_file_free(&d->metrics);
+	if (path == NULL)
+		return;
+	if ((d->metrics = metrics_file_new(d->loop, path, collect_metrics,
+	    d)) == NULL) {
+		log_error("metrics: out of memory; not writing %s", path);
+		return;
+	}
+	for (struct runner *r = d->runners; r != NULL; r = r->next)
+		metrics_file_load_state(&r->metrics,
+		    r->cfg->config->state_dir);
+	metrics_file_write(d->metrics);
+}
+
 static void
 on_sync_done(struct sched_job *job, const struct mirror_result *res,
     void *arg)
@@ -170,6 +251,8 @@ on_sync_done(struct sched_job *job, const struct mirror_result *res,
 	(void)job;
 	if (res != NULL && res->error != MIRROR_OK)
 		r->failures++;
+	if (res != NULL)
+		note_metrics(r, res);
 	delay = sched_next_delay(d->cfg->config, r->account, res, r->failures,
 	    r->rerun, &fraction);
 	if (fraction > 0)
@@ -291,6 +374,8 @@ static void
 on_push_fetched(struct runner *r, const struct mirror_result *res)
 {
 	r->push_asked = false;
+	if (!res->declined)
+		note_metrics(r, res);
 	if (res->declined) {
 		log_debug("account %s: new mail left to a full sync",
 		    r->account->name);
@@ -324,6 +409,8 @@ on_idle_event(struct idle_watch *w, enum idle_event event, const char *message,
 			log_info("account %s: waiting for new mail (IDLE)",
 			    r->account->name);
 		r->idle_failures = 0;
+		r->metrics.push_connected = true;
+		metrics_file_changed(r->d->metrics);
 		/* Mail that came after the last sync looked at INBOX and
 		 * before this connection examined it raised no EXISTS here:
 		 * one more look catches it (cheap when nothing is new). */
@@ -341,6 +428,7 @@ on_idle_event(struct idle_watch *w, enum idle_event event, const char *message,
 		log_info("account %s: %s; polling every %us",
 		    r->account->name, message, r->account->interval);
 		r->idle_unsupported = true;
+		r->metrics.push_connected = false;
 		idle_watch_free(&r->idle);
 		update_status(r->d);
 		return;
@@ -352,6 +440,7 @@ on_idle_event(struct idle_watch *w, enum idle_event event, const char *message,
 			log_error("account %s: push connection: %s; push is "
 			    "off until a sync succeeds", r->account->name,
 			    message);
+			r->metrics.push_connected = false;
 			idle_watch_free(&r->idle);
 			after_lost_push(r);
 			update_status(r->d);
@@ -362,6 +451,8 @@ on_idle_event(struct idle_watch *w, enum idle_event event, const char *message,
 		    false), 0.2);
 		log_warnx("account %s: push connection lost (%s); reconnecting "
 		    "in %.0fs", r->account->name, message, delay);
+		r->metrics.push_connected = false;
+		metrics_file_changed(r->d->metrics);
 		idle_watch_free(&r->idle);
 		after_lost_push(r);
 		ev_timer_set(&r->idle_timer, delay, 0);
@@ -397,6 +488,11 @@ runner_new(struct daemon *d, const struct account *account)
 		return NULL;
 	}
 	r->cfg = cfg_ref(d->cfg);
+	r->metrics.name = account->name;
+	r->metrics.interval = account->interval;
+	r->metrics.last_duration = -1;
+	if (d->metrics != NULL)
+		metrics_file_load_state(&r->metrics, d->cfg->config->state_dir);
 	ev_init(&r->timer, on_timer);
 	r->timer.data = r;
 	ev_init(&r->idle_timer, on_idle_timer);
@@ -487,9 +583,10 @@ start_runners(struct daemon *d)
  * here instead of competing for every account.  0 with *fd_r, or -1.
  */
 static int
-take_daemon_lock(const char *state_dir, int *fd_r)
+take_daemon_lock(const char *state_dir, const struct shard *shard, int *fd_r)
 {
-	char *dir = state_daemon_dir(state_dir), *error = NULL;
+	char *dir = state_shard_daemon_dir(state_dir, shard->k, shard->n);
+	char *error = NULL;
 	long holder = 0;
 	int r = -1;
 
@@ -526,12 +623,15 @@ move_daemon_lock(struct daemon *d, const struct config *config)
 	struct stat a, b;
 	int fd = -1;
 
-	/* The same directory, however it is spelled, keeps its lock. */
-	if (strcmp(config->state_dir, d->cfg->config->state_dir) == 0 ||
+	/* The same directory, however it is spelled, keeps its lock, unless
+	 * the shard (whose lock it is) changed. */
+	if ((strcmp(config->state_dir, d->cfg->config->state_dir) == 0 ||
 	    (stat(config->state_dir, &a) == 0 && stat(d->cfg->config->state_dir,
-	    &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino))
+	    &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)) &&
+	    config->shard.k == d->cfg->config->shard.k &&
+	    config->shard.n == d->cfg->config->shard.n)
 		return 0;
-	if (take_daemon_lock(config->state_dir, &fd) != 0)
+	if (take_daemon_lock(config->state_dir, &config->shard, &fd) != 0)
 		return -1;
 	state_unlock(&d->lock_fd);
 	d->lock_fd = fd;
@@ -555,6 +655,8 @@ reload(struct daemon *d)
 		notify_ready(NULL);
 		return;
 	}
+	config_keep_shard(config, d->shard.n != 0 ? &d->shard :
+	    &config->shard);
 	if ((fresh = calloc(1, sizeof *fresh)) == NULL) {
 		config_free(&config);
 		notify_ready(NULL);
@@ -611,6 +713,8 @@ reload(struct daemon *d)
 	added -= changed;
 	log_info("configuration reloaded: %u added, %u removed, %u changed",
 	    added, removed, changed);
+	open_metrics(d);
+	metrics_file_changed(d->metrics);
 	notify_ready(NULL);
 	update_status(d);
 	sched_fill(d->sched);
@@ -646,12 +750,15 @@ on_watchdog(struct ev_loop *loop, ev_timer *t, int revents)
 
 int
 daemon_run(struct config *config, const char *path, char *const *names,
-    size_t nnames)
+    size_t nnames, const struct shard *shard)
 {
 	struct daemon d = { .lock_fd = -1 };
+	char shard_text[24];
 	uint64_t wd;
 
-	if (take_daemon_lock(config->state_dir, &d.lock_fd) != 0) {
+	d.shard = *shard;
+	if (take_daemon_lock(config->state_dir, &config->shard,
+	    &d.lock_fd) != 0) {
 		config_free(&config);
 		return 1;
 	}
@@ -696,14 +803,18 @@ daemon_run(struct config *config, const char *path, char *const *names,
 		ev_timer_again(d.loop, &d.watchdog);
 	}
 	start_runners(&d);
-	log_info("mboxmirror %s running: %zu %s", MM_VERSION,
+	open_metrics(&d);
+	log_info("mboxmirror %s running: %zu %s%s%s", MM_VERSION,
 	    config->n_accounts, num_plural(config->n_accounts, "account",
-	    "accounts"));
+	    "accounts"), config->shard.n != 0 ? " in shard " : "",
+	    config->shard.n != 0 ? shard_format(&config->shard, shard_text,
+	    sizeof shard_text) : "");
 	notify_ready(NULL);
 	update_status(&d);
 	ev_run(d.loop, 0);
 
 	/* Uncommitted appends are rolled back by the mirrors' teardown. */
+	metrics_file_free(&d.metrics);
 	while (d.runners != NULL)
 		runner_free(d.runners);
 	sched_free(&d.sched);

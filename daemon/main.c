@@ -17,8 +17,10 @@
 #include "daemon.h"
 #include "list.h"
 #include "log.h"
+#include "restore.h"
 #include "run.h"
 #include "status.h"
+#include "verify.h"
 
 static void
 usage_error(const char *message)
@@ -69,8 +71,10 @@ tls_description(enum tls_mode mode)
  * sync would fail without them); then one line per selected account.
  */
 static int
-check_config(const struct config *config, const struct cli_options *opts)
+check_config(const struct config *config, const struct cli_options *opts,
+    size_t n_all)
 {
+	char shard[24];
 	char every[16];
 	size_t n = 0, problems = 0;
 
@@ -105,9 +109,45 @@ check_config(const struct config *config, const struct cli_options *opts)
 	}
 	printf("state: %s (%s)\n", config->state_dir, config->state_dir_origin);
 	/* Which file was read: without -c that depends on the environment. */
-	printf("configuration OK: %zu account%s in %s\n", n, n == 1 ? "" : "s",
-	    config->path);
+	if (config->shard.n != 0)
+		printf("configuration OK: %zu account%s (shard %s; %zu in all) "
+		    "in %s\n", n, n == 1 ? "" : "s", shard_format(
+		    &config->shard, shard, sizeof shard), n_all, config->path);
+	else
+		printf("configuration OK: %zu account%s in %s\n", n,
+		    n == 1 ? "" : "s", config->path);
 	return fflush(stdout) == 0 ? 0 : 1;
+}
+
+static int refuse_foreign_state(const struct config *);
+
+/* Says so when config has no account name; true then. */
+static bool
+no_account(const struct config *config, const char *name, const char *path)
+{
+	if (config_find_account(config, name) != NULL)
+		return false;
+	fprintf(stderr, "mboxmirror: no account named '%s' in %s\n", name,
+	    path);
+	return true;
+}
+
+/* --restore, under the same root rule as a sync (it writes the target
+ * account's state: its lock and the journal). */
+static int
+run_restore(const struct config *config, const struct cli_options *opts)
+{
+	struct restore_options o = {
+		.from = opts->restore_from,
+		.to = opts->restore_to,
+		.mailboxes = opts->restore_mailboxes,
+		.n_mailboxes = opts->n_restore_mailboxes,
+		.dry_run = opts->dry_run,
+	};
+
+	if (!opts->dry_run && refuse_foreign_state(config) != 0)
+		return 1;
+	return restore_run(config, &o);
 }
 
 /*
@@ -132,6 +172,40 @@ refuse_foreign_state(const struct config *config)
 	return -1;
 }
 
+/*
+ * The shard: --shard, else [general] shard.  Every -a must name an account
+ * of the file, and one of the shard; then the config keeps only the
+ * shard's accounts, so no mode touches another's.  --probe looks at any
+ * account: it writes nothing.  0, or a usage error's exit status.
+ */
+static int
+select_shard(struct config *config, const struct cli_options *opts,
+    const char *path)
+{
+	struct shard shard = opts->shard.n != 0 ? opts->shard : config->shard;
+	char buf[24];
+
+	for (size_t i = 0; i < opts->n_accounts; i++) {
+		if (config_find_account(config, opts->accounts[i]) == NULL) {
+			fprintf(stderr, "mboxmirror: no account named '%s' in "
+			    "%s\n", opts->accounts[i], path);
+			return CLI_EXIT_USAGE;
+		}
+		if (!shard_takes(&shard, opts->accounts[i])) {
+			fprintf(stderr, "mboxmirror: account '%s' is in shard "
+			    "%u/%u, not in this process's %s\n",
+			    opts->accounts[i], shard_of(opts->accounts[i],
+			    shard.n), shard.n, shard_format(&shard, buf,
+			    sizeof buf));
+			return CLI_EXIT_USAGE;
+		}
+	}
+	/* --probe and --restore name their accounts, in any shard. */
+	if (opts->mode != CLI_MODE_PROBE && opts->mode != CLI_MODE_RESTORE)
+		config_keep_shard(config, &shard);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -139,6 +213,7 @@ main(int argc, char **argv)
 	struct config *config = NULL;
 	struct sigaction sa;
 	char *error = NULL, *path = NULL;
+	size_t n_all;
 	int status = 0;
 
 	/* Write errors on closed sockets come back as EPIPE instead. */
@@ -190,13 +265,14 @@ main(int argc, char **argv)
 	if (opts.mode != CLI_MODE_CHECK_CONFIG)
 		log_set_plain(false);
 
-	for (size_t i = 0; i < opts.n_accounts; i++) {
-		if (config_find_account(config, opts.accounts[i]) == NULL) {
-			fprintf(stderr, "mboxmirror: no account named '%s' in "
-			    "%s\n", opts.accounts[i], path);
-			status = CLI_EXIT_USAGE;
-			goto out;
-		}
+	n_all = config->n_accounts;
+	if ((status = select_shard(config, &opts, path)) != 0)
+		goto out;
+	if (opts.mode == CLI_MODE_RESTORE && (no_account(config,
+	    opts.restore_from, path) || no_account(config, opts.restore_to,
+	    path))) {
+		status = CLI_EXIT_USAGE;
+		goto out;
 	}
 	if (opts.mode == CLI_MODE_PROBE &&
 	    config_find_account(config, opts.probe_account) == NULL) {
@@ -208,7 +284,7 @@ main(int argc, char **argv)
 
 	switch (opts.mode) {
 	case CLI_MODE_CHECK_CONFIG:
-		status = check_config(config, &opts);
+		status = check_config(config, &opts, n_all);
 		break;
 	case CLI_MODE_ONCE:
 		if (refuse_foreign_state(config) != 0) {
@@ -227,6 +303,13 @@ main(int argc, char **argv)
 		status = status_print(stdout, config, opts.accounts,
 		    opts.n_accounts, opts.json);
 		break;
+	case CLI_MODE_VERIFY:
+		status = verify_run(config, opts.accounts, opts.n_accounts,
+		    opts.deep, opts.json);
+		break;
+	case CLI_MODE_RESTORE:
+		status = run_restore(config, &opts);
+		break;
 	case CLI_MODE_DAEMON:
 		if (refuse_foreign_state(config) != 0) {
 			status = 1;
@@ -234,7 +317,7 @@ main(int argc, char **argv)
 		}
 		/* The daemon owns the config from here (reloads replace it). */
 		status = daemon_run(config, path, opts.accounts,
-		    opts.n_accounts);
+		    opts.n_accounts, &opts.shard);
 		config = NULL;
 		break;
 	case CLI_MODE_VERSION:

@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "imap/session.h"
 #include "log.h"
+#include "metrics_file.h"
 #include "mirror/account_session.h"
 #include "mirror/mirror.h"
 #include "net/transport.h"
@@ -22,6 +23,7 @@ struct once_job {
 	struct once *once;
 	const struct account *account;
 	struct sched_job *job;
+	struct metrics_account metrics;
 };
 
 struct once {
@@ -29,6 +31,8 @@ struct once {
 	struct sched *sched;
 	struct once_job *jobs;
 	size_t n_jobs, finished;
+	const struct config *config;
+	struct metrics_file *metrics;	/* NULL: no metrics_file */
 	int status;
 	ev_signal sigint, sigterm;
 };
@@ -86,6 +90,11 @@ on_job_done(struct sched_job *job, const struct mirror_result *r, void *arg)
 	/* NULL: it could not start, and the scheduler said why. */
 	if (r == NULL || !print_summary(oj->account, r))
 		once->status = 1;
+	if (r != NULL && once->metrics != NULL) {
+		oj->metrics.last_duration = r->seconds;
+		metrics_file_load_state(&oj->metrics, once->config->state_dir);
+		metrics_file_changed(once->metrics);
+	}
 	if (++once->finished == once->n_jobs)
 		ev_break(once->loop, EVBREAK_ALL);
 }
@@ -109,6 +118,61 @@ on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
 	free_jobs(once);
 	once->status = 1;
 	ev_break(loop, EVBREAK_ALL);
+}
+
+static int
+collect_metrics(void *arg, struct metrics_process *p,
+    const struct metrics_account ***a_r, size_t *n_r)
+{
+	struct once *once = arg;
+	const struct metrics_account **a;
+
+	if ((a = calloc(once->n_jobs + 1, sizeof *a)) == NULL)
+		return -1;
+	for (size_t i = 0; i < once->n_jobs; i++) {
+		struct once_job *oj = &once->jobs[i];
+
+		oj->metrics.syncing = oj->job != NULL &&
+		    sched_job_state(oj->job) == SCHED_RUNNING;
+		a[i] = &oj->metrics;
+	}
+	p->shard_k = once->config->shard.k;
+	p->shard_n = once->config->shard.n;
+	p->accounts = (unsigned)once->n_jobs;
+	p->syncs_in_flight = sched_running(once->sched);
+	p->connections_open = p->syncs_in_flight;
+	*a_r = a;
+	*n_r = once->n_jobs;
+	return 0;
+}
+
+/* The metrics file, from every selected account's state, before any sync
+ * starts; written again as each ends, every minute and at the end. */
+static void
+open_metrics(struct once *once, const struct config *config,
+    char *const *names, size_t nnames)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < config->n_accounts; i++) {
+		const struct account *a = &config->accounts[i];
+		struct metrics_account *m;
+
+		if (!cli_account_selected(names, nnames, a->name))
+			continue;
+		m = &once->jobs[n++].metrics;
+		m->name = a->name;
+		m->interval = a->interval;
+		m->last_duration = -1;
+		if (config->metrics_file != NULL)
+			metrics_file_load_state(m, config->state_dir);
+	}
+	if (config->metrics_file == NULL)
+		return;
+	if ((once->metrics = metrics_file_new(once->loop,
+	    config->metrics_file, collect_metrics, once)) == NULL)
+		log_error("metrics: out of memory; not writing %s",
+		    config->metrics_file);
 }
 
 /* Every selected account gets a job, queued in config order. */
@@ -152,6 +216,7 @@ run_once(const struct config *config, char *const *names, size_t nnames)
 		transport_global_deinit();
 		return 1;
 	}
+	once.config = config;
 	once.jobs = calloc(config->n_accounts, sizeof *once.jobs);
 	once.sched = sched_new(once.loop, config->max_connections, NULL, NULL);
 	if (once.jobs == NULL || once.sched == NULL) {
@@ -164,13 +229,18 @@ run_once(const struct config *config, char *const *names, size_t nnames)
 	once.sigint.data = once.sigterm.data = &once;
 	ev_signal_start(once.loop, &once.sigint);
 	ev_signal_start(once.loop, &once.sigterm);
+	open_metrics(&once, config, names, nnames);
 	if (queue_selected(&once, config, names, nnames) != 0) {
 		log_error("out of memory");
 		once.status = 1;
-	} else if (once.finished < once.n_jobs)
+	} else if (once.finished < once.n_jobs) {
+		metrics_file_write(once.metrics);
 		ev_run(once.loop, 0);
+	}
 	ev_signal_stop(once.loop, &once.sigint);
 	ev_signal_stop(once.loop, &once.sigterm);
+	metrics_file_write(once.metrics);
+	metrics_file_free(&once.metrics);
 out:
 	if (once.jobs != NULL)
 		free_jobs(&once);

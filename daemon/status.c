@@ -8,6 +8,7 @@
 #include "log.h"
 #include "mirror/plan.h"
 #include "mirror/state.h"
+#include "util/json.h"
 
 struct account_summary {
 	const char *name;
@@ -37,21 +38,6 @@ format_iso(char *buf, size_t size, time_t t)
 
 	gmtime_r(&t, &tm);
 	strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-static void
-json_string(FILE *out, const char *s)
-{
-	fputc('"', out);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			fprintf(out, "\\%c", *p);
-		else if (*p < 0x20)
-			fprintf(out, "\\u%04x", *p);
-		else
-			fputc(*p, out);
-	}
-	fputc('"', out);
 }
 
 static void
@@ -248,6 +234,22 @@ print_row(FILE *out, const struct account_summary *a)
 	print_gaps(out, &a->st);
 }
 
+/* Whether the daemon of config's shard (or the unsharded one) runs. */
+static int
+running_daemon(const struct config *config, long *pid_r)
+{
+	char *dir = state_shard_daemon_dir(config->state_dir, config->shard.k,
+	    config->shard.n);
+	int r;
+
+	*pid_r = 0;
+	if (dir == NULL)
+		return -1;
+	r = state_daemon_running_in(dir, pid_r);
+	free(dir);
+	return r;
+}
+
 int
 status_print(FILE *out, const struct config *config, char *const *names,
     size_t nnames, bool json)
@@ -259,7 +261,7 @@ status_print(FILE *out, const struct config *config, char *const *names,
 
 	if ((sums = calloc(config->n_accounts, sizeof *sums)) == NULL)
 		return 1;
-	daemon = state_daemon_running(config->state_dir, &daemon_pid);
+	daemon = running_daemon(config, &daemon_pid);
 	for (size_t i = 0; i < config->n_accounts; i++) {
 		const struct account *acc = &config->accounts[i];
 		struct account_summary *a;

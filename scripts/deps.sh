@@ -18,6 +18,7 @@ PACKAGES=(
 	dovecot-imapd	# the real IMAP server of the integration tests
 	gnutls-bin	# certtool for the test certificates, gnutls-cli
 	python3		# integration test scripts
+	python3-prometheus-client	# the metrics file's test parses it as Prometheus would
 	ca-certificates
 )
 # One dpkg-query for all: the check costs next to nothing when everything is there.

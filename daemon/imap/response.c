@@ -222,6 +222,18 @@ imap_status_decode(const struct imap_response *resp,
 	return 0;
 }
 
+/* The zone of an INTERNALDATE imap_parse_internaldate() took: it ends in
+ * "+hhmm" or "-hhmm".  Minutes east of UTC. */
+static int16_t
+internaldate_zone(const char *s)
+{
+	const char *z = s + strlen(s) - 5;
+	int minutes = ((z[1] - '0') * 10 + (z[2] - '0')) * 60 +
+	    (z[3] - '0') * 10 + (z[4] - '0');
+
+	return (int16_t)(z[0] == '-' ? -minutes : minutes);
+}
+
 int
 imap_fetch_decode(uint32_t msgno, const struct imap_arg *items,
     size_t nitems, struct imap_fetch_item *item_r)
@@ -248,6 +260,7 @@ imap_fetch_decode(uint32_t msgno, const struct imap_arg *items,
 			    imap_parse_internaldate(value->str,
 			    &item_r->internaldate) == -1)
 				return -1;
+			item_r->tz_minutes = internaldate_zone(value->str);
 			item_r->has_internaldate = true;
 		} else if (strcasecmp(name->str, "RFC822.SIZE") == 0) {
 			if (imap_arg_uint64(value, &item_r->size) == -1)

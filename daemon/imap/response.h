@@ -88,6 +88,7 @@ struct imap_fetch_item {
 	bool has_uid, has_internaldate, has_size, has_modseq, has_flags;
 	uint32_t uid;
 	time_t internaldate;		/* UTC seconds */
+	int16_t tz_minutes;		/* its zone, minutes east of UTC */
 	uint64_t size;			/* RFC822.SIZE */
 	uint64_t modseq;
 	const struct imap_arg *flags;	/* the FLAGS list */

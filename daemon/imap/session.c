@@ -40,6 +40,14 @@
  * batch is 2,000 messages; LIST-STATUS is two per mailbox).
  */
 #define UNTAGGED_PROGRESS_MAX 100000
+/*
+ * A streamed literal (session_send_literal) is read from its owner in
+ * pieces of this size while the transport holds less than BODY_QUEUE_MAX
+ * bytes unsent; the rest waits for the queue to drain.  Memory stays
+ * bounded whatever the message size.
+ */
+#define BODY_CHUNK (256 * 1024)
+#define BODY_QUEUE_MAX (1024 * 1024)
 
 enum session_state {
 	S_INIT,
@@ -75,6 +83,14 @@ struct pending_cmd {
 	bool idling;		/* IDLE: the server said "+" */
 	bool stop_idle;		/* IDLE: DONE is due as soon as "+" comes */
 	bool sasl_exchange;	/* AUTHENTICATE: "+" may come until the end */
+	/* A literal streamed from the owner after cmd (session_send_literal):
+	 * body_len bytes, then CRLF. */
+	session_body_fn *body;
+	uint64_t body_len;
+	uint64_t body_sent;
+	bool body_sync;		/* "{n}": the body waits for "+" */
+	bool body_go;		/* "+" came (or was not needed) */
+	bool body_done;		/* body and its CRLF written */
 	session_untagged_fn *untagged;
 	session_done_fn *done;
 	void *arg;
@@ -112,6 +128,7 @@ struct session {
 	unsigned long long stall_mark;	/* literal_in at the last progress */
 	unsigned long long literal_in;	/* bytes of streamed literals */
 	unsigned long untagged_run;	/* untagged responses in a row */
+	unsigned char *body_buf;	/* BODY_CHUNK, for streamed literals */
 	imap_sink_fn *sink;		/* the owner's, behind ours */
 	void *sink_arg;
 
@@ -250,6 +267,7 @@ session_destroy(struct session *s)
 	cancel_secret(s);
 	wipe_secret(&s->secret);
 	compress_free(&s->z);
+	free(s->body_buf);
 	free(s->rbuf);
 	free(s->host);
 	free(s->user);
@@ -733,8 +751,9 @@ trace_command(const struct session *s, const struct pending_cmd *pc)
 /* Queues a command; sasl (taken over) is the line an AUTHENTICATE sends
  * after the server's "+"; idle marks an IDLE. */
 static int
-enqueue(struct session *s, struct imap_cmd *cmd, session_untagged_fn *untagged,
-    session_done_fn *done, void *arg, char *sasl, bool idle)
+enqueue_pc(struct session *s, struct imap_cmd *cmd,
+    session_untagged_fn *untagged, session_done_fn *done, void *arg,
+    char *sasl, bool idle, const struct pending_cmd *body)
 {
 	struct pending_cmd *pc;
 
@@ -754,6 +773,12 @@ enqueue(struct session *s, struct imap_cmd *cmd, session_untagged_fn *untagged,
 	pc->arg = arg;
 	pc->sasl = sasl;
 	pc->idle = idle;
+	if (body != NULL) {
+		pc->body = body->body;
+		pc->body_len = body->body_len;
+		pc->body_sync = body->body_sync;
+		pc->body_go = !body->body_sync;
+	}
 	*s->tail = pc;
 	s->tail = &pc->next;
 	if (s->unsent == NULL)
@@ -766,11 +791,75 @@ enqueue(struct session *s, struct imap_cmd *cmd, session_untagged_fn *untagged,
 	return 0;
 }
 
+static int
+enqueue(struct session *s, struct imap_cmd *cmd, session_untagged_fn *untagged,
+    session_done_fn *done, void *arg, char *sasl, bool idle)
+{
+	return enqueue_pc(s, cmd, untagged, done, arg, sasl, idle, NULL);
+}
+
 int
 session_send(struct session *s, struct imap_cmd *cmd,
     session_untagged_fn *untagged, session_done_fn *done, void *arg)
 {
 	return enqueue(s, cmd, untagged, done, arg, NULL, false);
+}
+
+int
+session_send_literal(struct session *s, struct imap_cmd *cmd, uint64_t len,
+    session_body_fn *body, session_untagged_fn *untagged,
+    session_done_fn *done, void *arg)
+{
+	struct pending_cmd b = { .body = body, .body_len = len };
+	enum imap_literal_mode mode = session_literal_mode(s);
+
+	b.body_sync = mode == IMAP_LITERAL_SYNC || (mode ==
+	    IMAP_LITERAL_MINUS && len > IMAP_LITERAL_MINUS_MAX);
+	imap_cmd_add_raw(cmd, "{%llu%s}", (unsigned long long)len,
+	    b.body_sync ? "" : "+");
+	if (s->body_buf == NULL && session_alive(s) &&
+	    (s->body_buf = malloc(BODY_CHUNK)) == NULL) {
+		imap_cmd_free(cmd);
+		return -1;
+	}
+	return enqueue_pc(s, cmd, untagged, done, arg, NULL, false, &b);
+}
+
+/*
+ * Writes pc's streamed literal while the transport has room.  0 when all of
+ * it (and the CRLF that ends the command) is written; 1 when the rest waits
+ * for the queue to drain; -1 when the session failed.
+ */
+static int
+send_body(struct session *s, struct pending_cmd *pc)
+{
+	uint64_t left;
+	ssize_t n;
+
+	while (pc->body_sent < pc->body_len) {
+		if (transport_queued(s->transport) >= BODY_QUEUE_MAX)
+			return 1;
+		left = pc->body_len - pc->body_sent;
+		n = pc->body(pc->arg, s->body_buf, left < BODY_CHUNK ?
+		    (size_t)left : BODY_CHUNK);
+		if (n <= 0 || (uint64_t)n > left) {
+			session_fail(s, SESSION_ERR_LOCAL, "cannot read the "
+			    "literal of %s (%llu of %llu bytes sent)",
+			    pc->cmd.tag, (unsigned long long)pc->body_sent,
+			    (unsigned long long)pc->body_len);
+			return -1;
+		}
+		if (session_write(s, s->body_buf, (size_t)n) != 0)
+			return -1;
+		pc->body_sent += (uint64_t)n;
+		/* Bytes leaving are progress too: a big APPEND on a slow
+		 * link gets no answer until its end. */
+		stall_progress(s);
+	}
+	if (session_write(s, "\r\n", 2) != 0)
+		return -1;
+	pc->body_done = true;
+	return 0;
 }
 
 
@@ -795,6 +884,14 @@ flush_commands(struct session *s)
 		if (pc->sent < pc->cmd.len || pc->sasl != NULL || pc->idle) {
 			pc->waiting = true;
 			return;
+		}
+		if (pc->body != NULL && !pc->body_done) {
+			if (!pc->body_go) {
+				pc->waiting = true;
+				return;
+			}
+			if (send_body(s, pc) != 0)
+				return;
 		}
 		s->unsent = pc->next;
 	}
@@ -853,6 +950,11 @@ on_continuation(struct session *s, const struct imap_response *resp)
 		flush_commands(s);
 		return;
 	}
+	if (pc->body != NULL && !pc->body_go) {
+		pc->body_go = true;
+		flush_commands(s);
+		return;
+	}
 	/* AUTHENTICATE: the first "+" takes the initial response; a later one
 	 * is an error challenge, answered empty so the server can say NO. */
 	if (pc->sasl != NULL) {
@@ -881,6 +983,14 @@ on_tagged(struct session *s, const struct imap_response *resp)
 		/* Not even sent yet: the server cannot know that tag. */
 		session_fail(s, SESSION_ERR_PROTOCOL, "response with unknown "
 		    "tag %s", resp->tag);
+		return;
+	}
+	if (s->unsent == pc && pc->body != NULL && pc->body_go &&
+	    pc->sent == pc->cmd.len) {
+		/* The server owes the literal's reading (RFC 7888): an answer
+		 * before its last byte leaves the stream out of step. */
+		session_fail(s, SESSION_ERR_PROTOCOL, "server answered %s "
+		    "before its literal was sent", pc->cmd.tag);
 		return;
 	}
 	if (s->unsent == pc) {

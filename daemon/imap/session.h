@@ -23,6 +23,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <ev.h>
 
@@ -157,6 +158,25 @@ void session_cmd_init(struct session *s, struct imap_cmd *cmd,
  * -1 (a session that has ended, or out of memory). */
 int session_send(struct session *s, struct imap_cmd *cmd,
     session_untagged_fn *untagged, session_done_fn *done, void *arg);
+
+/*
+ * A command ending in one literal of len bytes that the session reads from
+ * its owner as the connection takes them (APPEND of a big message: never
+ * all in memory).  cmd (built with session_cmd_init) holds everything
+ * before the literal; the session adds "{len+}" (LITERAL+, or LITERAL-
+ * up to 4096 bytes) or "{len}" (then the body waits for the server's
+ * "+"), the body and the CRLF that ends the command.  body(arg, buf, size)
+ * fills buf with the next 1..size bytes and returns how many, or -1 (the
+ * session then fails with SESSION_ERR_LOCAL); it is called only from the
+ * loop, never for more than the bytes left.  A server that completes the
+ * command after a non-synchronising literal began but before its end fails
+ * the session (the stream would be out of step).  Otherwise as
+ * session_send().
+ */
+typedef ssize_t session_body_fn(void *arg, void *buf, size_t size);
+int session_send_literal(struct session *s, struct imap_cmd *cmd,
+    uint64_t len, session_body_fn *body, session_untagged_fn *untagged,
+    session_done_fn *done, void *arg);
 
 /*
  * IDLE (RFC 2177): queued like a command; untagged responses (EXISTS...) go

@@ -47,6 +47,8 @@ struct mbox {
 
 	bool		 in_msg;	/* between begin and end */
 	struct mboxrd	 enc;		/* the message in progress */
+	struct mbox_entry entry;	/* in progress, then the last ended */
+	struct mbox_entry last_entry;
 
 	char		*error;
 };
@@ -291,8 +293,12 @@ mbox_msg_begin(struct mbox *m, time_t internaldate)
 			return -1;
 		m->pad = 0;
 	}
+	if (mboxrd_begin(&m->enc, internaldate) == -1) {
+		set_error(m, "%s: cannot set up SHA-256", m->path);
+		return -1;
+	}
 	m->in_msg = true;
-	mboxrd_begin(&m->enc, internaldate);
+	m->entry.offset = mbox_appended_size(m);
 	return 0;
 }
 
@@ -324,10 +330,23 @@ mbox_msg_end(struct mbox *m)
 		set_error(m, "%s: message ended without a begin", m->path);
 		return -1;
 	}
-	if (mboxrd_end(&m->enc) == -1)
+	if (mboxrd_end(&m->enc) == -1) {
+		if (!m->failed)
+			fail(m, "hash an entry of", errno);
 		return -1;
+	}
 	m->in_msg = false;
+	m->entry.length = mbox_appended_size(m) - m->entry.offset;
+	memcpy(m->entry.digest, m->enc.entry_digest, MBOX_DIGEST_LEN);
+	m->entry.message_id_hash = m->enc.message_id_hash;
+	m->last_entry = m->entry;
 	return 0;
+}
+
+const struct mbox_entry *
+mbox_last_entry(const struct mbox *m)
+{
+	return &m->last_entry;
 }
 
 int

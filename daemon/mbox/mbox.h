@@ -18,6 +18,11 @@
  * The output does not depend on how the message bytes were chunked, and
  * memory does not grow with the message size: only the header is held (at
  * most MBOX_MAX_HEADER_HOLD bytes) to find Return-Path.
+ *
+ * For the index of the mbox (mirror/msgindex.h), each entry written is
+ * described by a struct mbox_entry: where it is, its digest and the hash of
+ * its Message-ID.  The same digest comes from raw message bytes without a
+ * file (mbox_digest_*) and from an mbox file's bytes (mbox_scan_*).
  */
 #ifndef MM_MBOX_H
 #define MM_MBOX_H
@@ -44,7 +49,27 @@
  * append at its end (mbox_open() returns MBOX_OPEN_OK). */
 #define MBOX_SIZE_UNKNOWN UINT64_MAX
 
+/* SHA-256. */
+#define MBOX_DIGEST_LEN 32
+
 struct mbox;
+
+/*
+ * One entry of the file.  offset: where its From_ line starts; length: the
+ * whole entry, From_ line and the empty line that ends it included (the
+ * next entry starts at offset + length; the LFs written before the first
+ * entry after bytes of another program are not part of it).  digest: the
+ * SHA-256 of the entry's bytes after its From_ line (the quoted message,
+ * its last LF, the empty line).  message_id_hash: mbox_message_id_hash()
+ * of the first Message-ID header in the message's header (at most
+ * MBOX_MAX_HEADER_HOLD bytes of it looked at); 0: none.
+ */
+struct mbox_entry {
+	uint64_t offset;
+	uint64_t length;
+	uint8_t digest[MBOX_DIGEST_LEN];
+	uint64_t message_id_hash;
+};
 
 enum mbox_open_result {
 	MBOX_OPEN_FAILED = -1,
@@ -121,6 +146,10 @@ int mbox_msg_begin(struct mbox *mbox, time_t internaldate);
 int mbox_msg_write(struct mbox *mbox, const void *data, size_t len);
 int mbox_msg_end(struct mbox *mbox);
 
+/* The entry the last successful mbox_msg_end() completed (zeroed before
+ * the first).  Valid until the next mbox_msg_end() or mbox_close(). */
+const struct mbox_entry *mbox_last_entry(const struct mbox *mbox);
+
 /* Writes out the buffer and fdatasyncs (once): everything appended is
  * durable.  *size_r (may be NULL) is the new committed size.  Fails while a
  * message is open.  On failure truncates back to the last committed size.
@@ -168,6 +197,55 @@ const char *mbox_error(const struct mbox *mbox);
  */
 size_t mbox_from_line(char *buf, size_t size, const char *sender,
     time_t internaldate);
+
+/*
+ * The hash of a Message-ID header's value (unfolded; surrounding
+ * whitespace is trimmed, and of a value with '<' only the id from '<' to
+ * the next '>' counts): FNV-1a 64 of those bytes, never 0.  0: an empty
+ * value.  The writer applies it to the header it holds; a caller that
+ * fetched BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)] passes the value.
+ */
+uint64_t mbox_message_id_hash(const void *value, size_t len);
+
+/*
+ * The digest an entry written from a message would have, from the raw
+ * message bytes (as a server sends them, any chunking), without a file:
+ * the writer's encoding, hashed.  Each call 0, or -1 (out of memory, or
+ * GnuTLS failed).  mbox_digest_end() fills digest and (when not NULL)
+ * *message_id_hash_r; after it the digest takes a new message.
+ */
+struct mbox_digest;
+int mbox_digest_new(struct mbox_digest **digest_r);
+int mbox_digest_write(struct mbox_digest *d, const void *data, size_t len);
+int mbox_digest_end(struct mbox_digest *d, uint8_t digest[MBOX_DIGEST_LEN],
+    uint64_t *message_id_hash_r);
+void mbox_digest_free(struct mbox_digest **d);
+
+/*
+ * Reading the entries of an mbox file, first to last, up to size bytes
+ * (read-only, no lock taken: the caller holds the mbox open or knows no
+ * one writes).  An entry starts at every line "From " at offset 0 or after
+ * an empty line (mboxrd quotes every other "From " line) and ends where the
+ * next one starts, or at size.  Bytes before the first entry belong to
+ * none (struct mbox_scan_entry.skipped counts them).
+ */
+struct mbox_scan;
+struct mbox_scan_entry {
+	struct mbox_entry entry;
+	uint64_t skipped;	/* bytes before it that are in no entry */
+	time_t date;		/* of its From_ line; 0: unreadable */
+	/* The message's size as a server counts it, from the entry: quoting
+	 * undone, each LF counted as CRLF, the empty line left out. */
+	uint64_t message_size;
+};
+/* 0, or -1 with a malloc'ed *error_r naming the file. */
+int mbox_scan_open(const char *path, uint64_t size, struct mbox_scan **scan_r,
+    char **error_r);
+/* 1: *entry_r is the next entry; 0: no more (entry_r->skipped then counts
+ * a file with no entry at all); -1: with a malloc'ed *error_r. */
+int mbox_scan_next(struct mbox_scan *scan, struct mbox_scan_entry *entry_r,
+    char **error_r);
+void mbox_scan_close(struct mbox_scan **scan);
 
 /* Changes how long mbox_open() waits for the locks (process-wide). */
 void mbox_set_lock_wait(unsigned int msec);

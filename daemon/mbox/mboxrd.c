@@ -1,6 +1,6 @@
 /*
- * The mboxrd encoder (see mboxrd.h) and the From_ line (mbox_from_line()
- * in mbox.h).
+ * The mboxrd encoder (see mboxrd.h), the From_ line (mbox_from_line()
+ * in mbox.h) and the hash of a Message-ID (mbox_message_id_hash()).
  */
 #include "mbox/mboxrd.h"
 
@@ -12,10 +12,13 @@
 #include <sys/types.h>
 
 #include "mbox/mbox.h"
+#include "util/hash.h"
 
 #define HOLD_INITIAL	8192
 /* Unfolded Return-Path value looked at; an address is far shorter. */
 #define RETURN_PATH_MAX	2048
+/* Unfolded Message-ID value looked at; RFC 5322 lines are shorter. */
+#define MESSAGE_ID_MAX	1000
 
 static int	body_feed(struct mboxrd *, const unsigned char *, size_t);
 static int	quote_byte(struct mboxrd *, unsigned char);
@@ -73,6 +76,18 @@ mbox_from_line(char *buf, size_t size, const char *sender,
 	return n < 0 ? 0 : (size_t)n;
 }
 
+/* Output after the From_ line: into the entry's digest too. */
+static int
+emit(struct mboxrd *e, const void *data, size_t len)
+{
+	e->digest_dirty = true;
+	if (gnutls_hash(e->digest, data, len) < 0) {
+		errno = EIO;
+		return -1;
+	}
+	return e->out(e->arg, data, len);
+}
+
 static int
 out_body(struct mboxrd *e, const void *data, size_t len)
 {
@@ -80,7 +95,7 @@ out_body(struct mboxrd *e, const void *data, size_t len)
 		return 0;
 	e->any = true;
 	e->last = ((const unsigned char *)data)[len - 1];
-	return e->out(e->arg, data, len);
+	return emit(e, data, len);
 }
 
 static int
@@ -212,6 +227,72 @@ body_feed(struct mboxrd *e, const unsigned char *p, size_t len)
 	return 0;
 }
 
+size_t
+mboxrd_header_value(const unsigned char *h, size_t len, const char *name,
+    char *val, size_t size)
+{
+	size_t nlen = strlen(name), pos = 0, vlen = 0;
+
+	while (pos < len) {
+		if (len - pos >= nlen &&
+		    strncasecmp((const char *)h + pos, name, nlen) == 0)
+			break;
+		while (pos < len && h[pos] != '\n')
+			pos++;
+		pos++;
+	}
+	if (pos >= len)
+		return (size_t)-1;
+	pos += nlen;
+	/* The value and its continuation lines, line ends dropped. */
+	for (;;) {
+		for (; pos < len && h[pos] != '\n'; pos++)
+			if (h[pos] != '\r' && vlen < size)
+				val[vlen++] = (char)h[pos];
+		if (pos + 1 >= len || (h[pos + 1] != ' ' && h[pos + 1] != '\t'))
+			break;
+		pos++;
+	}
+	return vlen;
+}
+
+uint64_t
+mbox_message_id_hash(const void *value, size_t len)
+{
+	const char *v = value, *lt, *gt;
+	size_t start = 0, end = len;
+	uint64_t h;
+
+	while (start < end && (v[start] == ' ' || v[start] == '\t' ||
+	    v[start] == '\r' || v[start] == '\n'))
+		start++;
+	while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t' ||
+	    v[end - 1] == '\r' || v[end - 1] == '\n'))
+		end--;
+	/* The angle-bracketed id, without a comment around it. */
+	if ((lt = memchr(v + start, '<', end - start)) != NULL) {
+		start = (size_t)(lt - v);
+		gt = memchr(lt, '>', end - start);
+		if (gt != NULL)
+			end = (size_t)(gt - v) + 1;
+	}
+	if (start == end)
+		return 0;
+	h = hash_fnv1a64(v + start, end - start);
+	return h != 0 ? h : 1;	/* 0 means none */
+}
+
+/* The hash of the first Message-ID in the held header; 0: none. */
+static uint64_t
+held_message_id(const unsigned char *h, size_t len)
+{
+	char val[MESSAGE_ID_MAX];
+	size_t n;
+
+	n = mboxrd_header_value(h, len, "message-id:", val, sizeof val);
+	return n == (size_t)-1 ? 0 : mbox_message_id_hash(val, n);
+}
+
 /*
  * The first Return-Path header in the held header: unfolded, the address
  * between angle brackets (or the first word if there are none) into addr.
@@ -221,34 +302,14 @@ static size_t
 find_return_path(const unsigned char *h, size_t len, char *addr,
     size_t size)
 {
-	static const char name[] = "return-path:";
 	char val[RETURN_PATH_MAX];
-	size_t pos = 0, vlen = 0, i, start, end;
+	size_t vlen, i, start, end;
 	const char *lt;
 
 	addr[0] = '\0';
-	while (pos < len) {
-		if (len - pos >= sizeof name - 1 &&
-		    strncasecmp((const char *)h + pos, name,
-		    sizeof name - 1) == 0)
-			break;
-		while (pos < len && h[pos] != '\n')
-			pos++;
-		pos++;
-	}
-	if (pos >= len)
+	vlen = mboxrd_header_value(h, len, "return-path:", val, sizeof val);
+	if (vlen == (size_t)-1)
 		return 0;
-	pos += sizeof name - 1;
-	/* The value and its continuation lines, line ends dropped. */
-	for (;;) {
-		for (; pos < len && h[pos] != '\n'; pos++)
-			if (h[pos] != '\r' && vlen < sizeof val)
-				val[vlen++] = (char)h[pos];
-		if (pos + 1 >= len || (h[pos + 1] != ' ' && h[pos + 1] != '\t'))
-			break;
-		pos++;
-	}
-
 	lt = memchr(val, '<', vlen);
 	if (lt != NULL) {
 		start = (size_t)(lt - val) + 1;
@@ -279,6 +340,7 @@ release_hold(struct mboxrd *e)
 
 	e->holding = false;
 	find_return_path(e->hold, e->hold_len, addr, sizeof addr);
+	e->message_id_hash = held_message_id(e->hold, e->hold_len);
 	n = mbox_from_line(line, sizeof line, addr, e->date);
 	if (n >= sizeof line)
 		n = sizeof line - 1;
@@ -365,14 +427,30 @@ mboxrd_init(struct mboxrd *e, mboxrd_out_fn *out, void *arg)
 void
 mboxrd_free(struct mboxrd *e)
 {
+	if (e->digest != NULL)
+		gnutls_hash_deinit(e->digest, NULL);
+	e->digest = NULL;
 	free(e->hold);
 	e->hold = NULL;
 	e->hold_size = e->hold_len = 0;
 }
 
-void
+int
 mboxrd_begin(struct mboxrd *e, time_t internaldate)
 {
+	unsigned char scratch[32];
+
+	if (e->digest == NULL) {
+		if (gnutls_hash_init(&e->digest, GNUTLS_DIG_SHA256) < 0) {
+			e->digest = NULL;
+			errno = ENOMEM;
+			return -1;
+		}
+	} else if (e->digest_dirty)
+		/* What a cancelled message fed it: outputting resets. */
+		gnutls_hash_output(e->digest, scratch);
+	e->digest_dirty = false;
+	e->message_id_hash = 0;
 	e->holding = true;
 	e->date = internaldate;
 	e->hold_len = 0;
@@ -383,6 +461,7 @@ mboxrd_begin(struct mboxrd *e, time_t internaldate)
 	e->q_from = 0;
 	e->any = false;
 	e->last = 0;
+	return 0;
 }
 
 int
@@ -415,9 +494,13 @@ mboxrd_end(struct mboxrd *e)
 	if (e->line_start && (e->q_gt > 0 || e->q_from > 0) &&
 	    quote_flush(e) == -1)
 		return -1;
-	if (e->any && e->last != '\n' && e->out(e->arg, "\n", 1) == -1)
+	if (e->any && e->last != '\n' && emit(e, "\n", 1) == -1)
 		return -1;
-	return e->out(e->arg, "\n", 1);
+	if (emit(e, "\n", 1) == -1)
+		return -1;
+	gnutls_hash_output(e->digest, e->entry_digest);
+	e->digest_dirty = false;
+	return 0;
 }
 
 void

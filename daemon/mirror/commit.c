@@ -2,12 +2,14 @@
  * What the commit protocol (DESIGN.md section 5) does with the mbox and
  * the state: opening a mailbox's mbox at the size the state recorded
  * (after reconciling UIDVALIDITY, keeping strangers' files aside), making
- * the appended prefix durable up to the commit point (plan_commit_point())
- * and then recording it, and holes: UIDs asked for and not delivered,
+ * the appended prefix durable up to the commit point (plan_commit_point()),
+ * then its records in the mailbox's index (mirror/msgindex.h), and then
+ * recording it in the state; and holes: UIDs asked for and not delivered,
  * counted once a sync and given up after PLAN_HOLE_TRIES_MAX.
  */
 #include "mirror/mirror_int.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,7 @@
 #include "mbox/mbox.h"
 #include "mirror/layout.h"
 #include "mirror/names.h"
+#include "util/num.h"
 
 static int
 uid_cmp(const void *a, const void *b)
@@ -42,27 +45,107 @@ mailbox_local_failure(struct mirror *m, const char *error)
 	    m->mbxs[m->cur].display, error);
 	mirror_mailbox_failed(m, MIRROR_ERR_LOCAL, "%s", error);
 	mbox_close(&m->mbox);
+	msgindex_close(&m->msgindex);
 	m->ms = NULL;
 	mirror_set_state(m, MS_SKIPPING);
 }
 
-/* Moves a file of the mailbox out of the way, keeping it. */
+/*
+ * The index of an mbox just moved from rel to to (under the output
+ * directory) goes with it, so that it is never taken for the index of the
+ * new file at rel.  0, or -1 with a malloc'ed *error_r.
+ */
+static int
+move_index(struct mirror *m, const char *rel, const char *to, char **error_r)
+{
+	size_t olen = strlen(m->account->output);
+	char *from_ix, *to_ix = NULL;
+	const char *to_rel;
+	int r = -1;
+
+	/* layout_keep_aside() names it output "/" rel'. */
+	to_rel = strncmp(to, m->account->output, olen) == 0 &&
+	    to[olen] == '/' ? to + olen + 1 : to;
+	if ((from_ix = msgindex_path(m->state_dir, rel)) == NULL ||
+	    (to_ix = msgindex_path(m->state_dir, to_rel)) == NULL)
+		*error_r = NULL;
+	else
+		r = msgindex_move(from_ix, to_ix, to_rel, error_r);
+	free(from_ix);
+	free(to_ix);
+	return r;
+}
+
+/* Moves a file of the mailbox out of the way, keeping it (its index
+ * too). */
 static int
 keep_aside(struct mirror *m, const char *rel, const char *tag)
 {
 	char *to, *error;
 
 	if (layout_keep_aside(m->account->output, rel, tag, &to,
-	    &error) != 0) {
+	    &error) != 0 || (to != NULL && move_index(m, rel, to,
+	    &error) != 0)) {
 		mailbox_local_failure(m, error != NULL ? error :
 		    "out of memory");
 		free(error);
+		free(to);
 		return -1;
 	}
 	if (to != NULL)
 		log_warnx("%s: kept the previous mirror as %s", m->prefix, to);
 	free(to);
 	return 0;
+}
+
+/*
+ * Opens the index of the mbox just opened at path: a missing one is
+ * rebuilt from the mbox's committed bytes, a corrupt one kept aside and
+ * rebuilt.  0, or -1 when the mailbox failed.
+ */
+static int
+open_index(struct mirror *m, const char *path)
+{
+	const char *box = m->mbxs[m->cur].display;
+	char *ix_path, *corrupt = NULL, *error = NULL;
+	size_t rebuilt;
+
+	if ((ix_path = msgindex_path(m->state_dir, m->ms->file)) == NULL) {
+		mailbox_local_failure(m, "out of memory");
+		return -1;
+	}
+	if (msgindex_open_ex(ix_path, m->ms->file, path,
+	    mbox_committed_size(m->mbox), &m->msgindex, &rebuilt, &corrupt,
+	    &error) != 0) {
+		log_warnx("%s: mailbox %s: message index: %s", m->prefix, box,
+		    error != NULL ? error : "out of memory");
+		mailbox_local_failure(m, error != NULL ? error :
+		    "message index: out of memory");
+		free(error);
+		free(ix_path);
+		return -1;
+	}
+	if (corrupt != NULL)
+		log_warnx("%s: mailbox %s: its message index could not be "
+		    "read; kept as %s and rebuilt from %s", m->prefix, box,
+		    corrupt, path);
+	if (rebuilt != (size_t)-1)
+		log_info("%s: mailbox %s: rebuilt the message index %s from %s "
+		    "(%zu %s): a rebuilt index knows where each message is, "
+		    "its digest, Message-ID and date, not its UID, flags or "
+		    "keywords", m->prefix, box, ix_path, path, rebuilt,
+		    num_plural(rebuilt, "message", "messages"));
+	free(corrupt);
+	free(ix_path);
+	return 0;
+}
+
+/* The index of the mbox open at path, for appends, after a remap
+ * rewrote it.  0, or -1 when the mailbox failed. */
+int
+commit_open_index(struct mirror *m, const char *path)
+{
+	return open_index(m, path);
 }
 
 /* EXAMINE answered: reconcile the state with UIDVALIDITY, open the mbox. */
@@ -74,8 +157,9 @@ commit_open_mailbox(struct mirror *m)
 	struct layout_file *lf = NULL;
 	enum mbox_open_result r;
 	char *name, *rel = NULL, *record, *error = NULL, tag[40];
+	char *remap_path = NULL;
 	const char *path;
-	bool fresh;
+	bool fresh, remap = false;
 
 	if (ms == NULL) {
 		mirror_fail(m, MIRROR_ERR_LOCAL, "out of memory");
@@ -95,10 +179,19 @@ commit_open_mailbox(struct mirror *m)
 		log_warnx("%s: mailbox %s: %s is another mailbox's mirror; "
 		    "using %s", m->prefix, mb->display, name, rel);
 	free(name);
-	if (!fresh && ms->uidvalidity != m->examine_uidvalidity) {
-		log_warnx("%s: mailbox %s: UIDVALIDITY changed from %u to %u; "
-		    "mirroring it afresh", m->prefix, mb->display,
-		    ms->uidvalidity, m->examine_uidvalidity);
+	if (!fresh && ms->uidvalidity != m->examine_uidvalidity &&
+	    remapping_candidate(m, ms)) {
+		/* The mirror may hold these messages under other UIDs: opened
+		 * as it is, matched by content (remapping.c) before anything
+		 * is fetched. */
+		remap = true;
+	} else if (!fresh && ms->uidvalidity != m->examine_uidvalidity) {
+		/* (After a remap declined, it said so already.) */
+		if (!m->remap_declined)
+			log_warnx("%s: mailbox %s: UIDVALIDITY changed from %u "
+			    "to %u; mirroring it afresh", m->prefix,
+			    mb->display, ms->uidvalidity,
+			    m->examine_uidvalidity);
 		names_aside_tag(NAMES_ASIDE_UIDVALIDITY, ms->uidvalidity, tag,
 		    sizeof tag);
 		if (keep_aside(m, ms->file != NULL ? ms->file : rel,
@@ -189,20 +282,49 @@ commit_open_mailbox(struct mirror *m)
 		    ms->mbox_size);
 		ms->mbox_size = mbox_committed_size(m->mbox);
 	}
-	layout_file_free(&lf);
+	/* (A mailbox changed by another program is not matched: its index
+	 * no longer describes it.) */
+	if (remap && r != MBOX_OPEN_SHORTER && (remap_path = strdup(path)) ==
+	    NULL) {
+		layout_file_free(&lf);
+		mirror_fail(m, MIRROR_ERR_LOCAL, "out of memory");
+		return;
+	}
 	/* The size the next append starts at must be durable before the
 	 * append: a crash during it must find the tail past this size, not
 	 * past the old one, to cut it as ours. */
 	if ((r == MBOX_OPEN_SHORTER || r == MBOX_OPEN_CHANGED) &&
-	    mirror_save_state(m) != 0)
+	    mirror_save_state(m) != 0) {
+		free(remap_path);
+		layout_file_free(&lf);
 		return;
-	m->n_got = m->n_arr = 0;
+	}
+	/* A remap rewrites the index: it is opened for appends after that
+	 * (commit_open_index()). */
+	if (!remap && open_index(m, path) != 0) {
+		free(remap_path);
+		layout_file_free(&lf);
+		return;
+	}
+	layout_file_free(&lf);
+	fetch_forget_arrivals(m);
+	m->pend_active = false;
+	m->n_got = 0;
 	m->contig = 0;
 	m->batch_bytes = 0;
 	m->nil_uid = 0;
 	m->mbx_messages = m->mbx_bytes = 0;
 	m->mbx_recv_bytes = m->mbx_recv_messages = 0;
 	m->first_sync = fresh;
+	if (remap) {
+		if (remap_path != NULL)
+			remapping_start(m, remap_path);
+		else
+			remapping_decline(m, "the mbox is shorter than the "
+			    "state says");
+		free(remap_path);
+		return;
+	}
 	/* The fetch sent with EXAMINE asked after fetch_base: if the state
 	 * turned out older (a new UIDVALIDITY), its answers do not count. */
 	mirror_set_state(m, ms->last_uid != m->fetch_base ? MS_REFETCHING :
@@ -302,6 +424,35 @@ commit_advance_contig(struct mirror *m)
 }
 
 /*
+ * The records of arr[0..k), now durable in the mbox, appended to the index
+ * and made durable; the rest are dropped with what was cut.  An index that
+ * cannot be written fails the run before the state records the new size:
+ * the next sync cuts the mbox back and fetches those messages again.
+ */
+static int
+index_committed(struct mirror *m, size_t k)
+{
+	char *error = NULL;
+
+	msgindex_discard(m->msgindex);
+	for (size_t j = 0; j < k; j++)
+		if (msgindex_add(m->msgindex, &m->arr_ix[j]) != 0) {
+			mirror_fail(m, MIRROR_ERR_LOCAL, "message index: UID "
+			    "%u: %s", m->arr_ix[j].uid, errno == EINVAL ?
+			    "out of order" : "out of memory");
+			return -1;
+		}
+	if (msgindex_commit(m->msgindex, &error) != 0) {
+		mirror_fail(m, MIRROR_ERR_LOCAL, "message index: %s; nothing "
+		    "after the last sync is recorded (the next one fetches it "
+		    "again)", error != NULL ? error : "out of memory");
+		free(error);
+		return -1;
+	}
+	return 0;
+}
+
+/*
  * The commit protocol: the mbox is made durable up to the commit point
  * (mirror/plan.h), then the state says so.  With salvage the rest of what
  * was appended is cut off (the run cannot wait for what would make it
@@ -332,6 +483,9 @@ commit_appended(struct mirror *m, bool salvage)
 		mirror_fail(m, MIRROR_ERR_LOCAL, "%s", mbox_error(m->mbox));
 		return -1;
 	}
+	/* Then the index, before the state counts on what it describes. */
+	if (m->msgindex != NULL && index_committed(m, (size_t)k) != 0)
+		return -1;
 	/* What was cut off was not delivered after all. */
 	forget_cut(m, (size_t)k);
 	for (ssize_t j = 0; j < k; j++) {
@@ -352,7 +506,7 @@ commit_appended(struct mirror *m, bool salvage)
 	m->result.messages += (unsigned long long)k;
 	m->result.bytes += bytes;
 	m->session_messages += (unsigned)k;
-	m->n_arr = 0;
+	fetch_forget_arrivals(m);
 	m->batch_bytes = 0;
 	return mirror_save_state(m);
 }

@@ -3,7 +3,9 @@
  * how big), batches of UID FETCH cut by plan_batch_cut() and sized by time
  * (plan_batch_pace()), bodies streamed from the parser into the mbox (or
  * spooled when their UID comes after them), and the bookkeeping of what
- * arrived, for commit.c.  A server may repeat, reorder or add messages:
+ * arrived, with each message's index record, for commit.c.  FLAGS may come
+ * after a streamed body: its record is complete at the end of its FETCH
+ * response.  A server may repeat, reorder or add messages:
  * only what a batch in flight asked for is appended, once.
  */
 #include "mirror/mirror_int.h"
@@ -28,6 +30,7 @@ static void on_sizes_done(struct session *, const struct imap_response *,
     void *);
 static void push_batch(struct mirror *, const char *, bool, uint32_t, size_t,
     size_t);
+static int finish_pending(struct mirror *, const struct imap_response *);
 
 /* The items of an untagged "* n FETCH (...)" response. */
 static int
@@ -90,7 +93,7 @@ static void
 add_listed(struct mirror *m, const struct imap_fetch_item *item)
 {
 	if (!plan_uid_listed(item->uid, m->ms->last_uid, m->ms->skipped,
-	    m->ms->n_skipped))
+	    m->ms->n_skipped) || state_is_remapped(m->ms, item->uid))
 		return;
 	/* More than the mailbox holds: a server that lists without end. */
 	if (m->n_todo >= (size_t)m->examine_exists + TODO_SLACK) {
@@ -139,12 +142,10 @@ fetch_merge_extras(struct mirror *m)
 	return fetch_sort_todo(m);
 }
 
+/* A mailbox's fetch starts from base: nothing listed or asked yet. */
 void
-fetch_send(struct mirror *m, uint32_t base, bool direct)
+fetch_start(struct mirror *m, uint32_t base, bool direct)
 {
-	char tag[IMAP_TAG_MAX];
-	struct imap_cmd cmd;
-
 	m->fetch_base = base;
 	m->n_todo = m->next_todo = m->contig = 0;
 	m->todo_unsorted = false;
@@ -154,6 +155,15 @@ fetch_send(struct mirror *m, uint32_t base, bool direct)
 	m->sizes_complete = false;
 	m->mbx_started = m->last_commit = ev_now(m->loop);
 	m->batch_cap_set = false;
+}
+
+void
+fetch_send(struct mirror *m, uint32_t base, bool direct)
+{
+	char tag[IMAP_TAG_MAX];
+	struct imap_cmd cmd;
+
+	fetch_start(m, base, direct);
 	session_cmd_init(m->session, &cmd, "UID FETCH");
 	imap_cmd_add_raw(&cmd, "%u:* (UID RFC822.SIZE)", base + 1);
 	if (session_send(m->session, &cmd, on_fetch_untagged, on_sizes_done,
@@ -164,7 +174,7 @@ fetch_send(struct mirror *m, uint32_t base, bool direct)
 		return;
 	session_cmd_init(m->session, &cmd, "UID FETCH");
 	imap_cmd_add_raw(&cmd, "%u:* (UID INTERNALDATE RFC822.SIZE "
-	    "BODY.PEEK[])", base + 1);
+	    "FLAGS BODY.PEEK[])", base + 1);
 	snprintf(tag, sizeof tag, "%s", cmd.tag);
 	if (session_send(m->session, &cmd, on_fetch_untagged, on_batch_done,
 	    m) != 0)
@@ -227,7 +237,8 @@ send_batch(struct mirror *m)
 	}
 	imap_seqset_format(set, need, m->todo + first, n);
 	session_cmd_init(m->session, &cmd, "UID FETCH");
-	imap_cmd_add_raw(&cmd, "%s (UID INTERNALDATE RFC822.SIZE BODY.PEEK[])",
+	imap_cmd_add_raw(&cmd, "%s (UID INTERNALDATE RFC822.SIZE FLAGS "
+	    "BODY.PEEK[])",
 	    set);
 	free(set);
 	m->next_todo += n;
@@ -323,7 +334,7 @@ wanted_uid(const struct mirror *m, uint32_t uid)
 
 	if (m->step != MS_FETCHING || uid <= m->ms->last_uid ||
 	    plan_uid_find(m->got, m->n_got, uid, NULL) ||
-	    state_is_skipped(m->ms, uid))
+	    state_is_skipped(m->ms, uid) || state_is_remapped(m->ms, uid))
 		return false;
 	/* Any batch in flight: a server may run pipelined fetches side by
 	 * side (Dovecot does), so the next batch's first messages can come
@@ -379,6 +390,8 @@ begin_message(struct mirror *m, const struct imap_literal_info *info)
 {
 	struct imap_fetch_item item;
 
+	if (finish_pending(m, NULL) != 0)
+		return -1;
 	m->msg_skip = true;
 	m->spooling = false;
 	/* Bodies only count in answer to a batch (not to the sizes query,
@@ -408,17 +421,90 @@ begin_message(struct mirror *m, const struct imap_literal_info *info)
 		goto fail;
 	m->msg_uid = item.uid;
 	m->msg_skip = false;
+	m->pend_item = item;
+	m->pend_item.flags = NULL;
+	m->pend_item.has_flags = false;
 	return 0;
 fail:
 	mirror_fail(m, MIRROR_ERR_LOCAL, "%s", mbox_error(m->mbox));
 	return -1;
 }
 
-/* A message is in the mbox (not yet committed): where its entry ends is
- * remembered, so a commit can stop after it. */
+/* The index record's flags and keywords from a FETCH's FLAGS (\Recent and
+ * unknown system flags left out).  0, or -1 when out of memory. */
 static int
-message_appended(struct mirror *m, uint32_t uid, uint64_t size)
+record_flags(struct msgindex_entry *x, const struct imap_fetch_item *item)
 {
+	const struct imap_arg *f;
+	size_t len = 0, n;
+	char *kw = NULL, *k;
+
+	if (!item->has_flags || item->flags == NULL)
+		return 0;
+	for (size_t i = 0; i < item->flags->count; i++) {
+		f = &item->flags->list[i];
+		if (f->type != IMAP_ARG_ATOM || f->len == 0)
+			continue;
+		if (f->str[0] == '\\') {
+			x->flags |= msgindex_flag_bit(f->str);
+			continue;
+		}
+		n = strlen(f->str);
+		if (len + n + 1 > MSGINDEX_KEYWORDS_MAX)
+			continue;
+		if ((k = realloc(kw, len + n + 2)) == NULL) {
+			free(kw);
+			return -1;
+		}
+		kw = k;
+		if (len > 0)
+			kw[len++] = ' ';
+		memcpy(kw + len, f->str, n + 1);
+		len += n;
+	}
+	x->keywords = kw;
+	return 0;
+}
+
+/* The index record of the message mbox_msg_end() just completed. */
+static int
+make_record(struct mirror *m, struct msgindex_entry *x,
+    const struct imap_fetch_item *item, uint64_t size)
+{
+	const struct mbox_entry *me = mbox_last_entry(m->mbox);
+
+	memset(x, 0, sizeof *x);
+	x->uid = item->uid;
+	x->uidvalidity = m->ms->uidvalidity;
+	x->offset = me->offset;
+	x->length = me->length;
+	x->size = item->has_size ? item->size : size;
+	x->internaldate = (int64_t)item->internaldate;
+	x->tz_minutes = item->tz_minutes;
+	x->message_id_hash = me->message_id_hash;
+	memcpy(x->digest, me->digest, MSGINDEX_DIGEST_LEN);
+	return record_flags(x, item);
+}
+
+/* Forgets what was appended since the last commit (records included). */
+void
+fetch_forget_arrivals(struct mirror *m)
+{
+	for (size_t i = 0; i < m->n_arr; i++) {
+		free(m->arr_ix[i].keywords);
+		m->arr_ix[i].keywords = NULL;
+	}
+	m->n_arr = 0;
+}
+
+/* A message is in the mbox (not yet committed): where its entry ends is
+ * remembered, so a commit can stop after it, with its index record.
+ * size: the body's bytes as they came. */
+static int
+message_appended(struct mirror *m, const struct imap_fetch_item *item,
+    uint64_t size)
+{
+	uint32_t uid = item->uid;
 	size_t pos;
 
 	if (m->n_got == m->cap_got) {
@@ -434,15 +520,21 @@ message_appended(struct mirror *m, uint32_t uid, uint64_t size)
 		size_t cap = m->cap_arr ? m->cap_arr * 2 : 256;
 		struct plan_arrival *a = reallocarray(m->arr, cap, sizeof *a);
 		uint64_t *s = reallocarray(m->arr_sizes, cap, sizeof *s);
+		struct msgindex_entry *x = reallocarray(m->arr_ix, cap,
+		    sizeof *x);
 
 		if (a != NULL)
 			m->arr = a;
 		if (s != NULL)
 			m->arr_sizes = s;
-		if (a == NULL || s == NULL)
+		if (x != NULL)
+			m->arr_ix = x;
+		if (a == NULL || s == NULL || x == NULL)
 			goto oom;
 		m->cap_arr = cap;
 	}
+	if (make_record(m, &m->arr_ix[m->n_arr], item, size) != 0)
+		goto oom;
 	(void)plan_uid_find(m->got, m->n_got, uid, &pos);
 	memmove(m->got + pos + 1, m->got + pos, (m->n_got - pos) *
 	    sizeof *m->got);
@@ -466,6 +558,39 @@ oom:
 	return -1;
 }
 
+/*
+ * The streamed message whose FETCH response ends with resp (NULL: ended
+ * without one we could read) goes to the arrivals, with the FLAGS the
+ * response carried wherever they were in it.  0, or -1 when the run
+ * failed.
+ */
+static int
+finish_pending(struct mirror *m, const struct imap_response *resp)
+{
+	struct imap_fetch_item item = m->pend_item, full;
+	const struct mbox_entry *me;
+
+	if (!m->pend_active)
+		return 0;
+	m->pend_active = false;
+	if (m->mbox == NULL || m->ms == NULL)
+		return 0;
+	/* Nothing may have been cut since it was appended. */
+	me = mbox_last_entry(m->mbox);
+	if (me->offset + me->length != mbox_appended_size(m->mbox))
+		return 0;
+	if (resp != NULL && decode_fetch(resp, &full) == 0 && full.has_uid &&
+	    full.uid == item.uid) {
+		item.flags = full.flags;
+		item.has_flags = full.has_flags;
+		if (!item.has_size && full.has_size) {
+			item.size = full.size;
+			item.has_size = true;
+		}
+	}
+	return message_appended(m, &item, m->pend_size);
+}
+
 int
 fetch_sink(void *arg, enum imap_sink_event event,
     const struct imap_literal_info *info, const unsigned char *data,
@@ -473,6 +598,17 @@ fetch_sink(void *arg, enum imap_sink_event event,
 {
 	struct mirror *m = arg;
 
+	if (event == IMAP_SINK_BEGIN) {
+		m->remap_sinking = false;
+		if (m->step == MS_REMAP_LISTING ||
+		    m->step == MS_REMAP_DIGESTS) {
+			/* Hashed or looked at, never stored. */
+			m->msg_skip = true;
+			m->spooling = false;
+			return remapping_sink(m, event, info, data, len);
+		}
+	} else if (m->remap_sinking)
+		return remapping_sink(m, event, info, data, len);
 	switch (event) {
 	case IMAP_SINK_BEGIN:
 		return begin_message(m, info);
@@ -496,7 +632,11 @@ fetch_sink(void *arg, enum imap_sink_event event,
 		if (mbox_msg_end(m->mbox) != 0)
 			break;
 		progress_received(m, 0, true);
-		return message_appended(m, m->msg_uid, info->size);
+		/* Its record waits for the end of the FETCH response. */
+		m->pend_active = true;
+		m->pend_msgno = info->msgno;
+		m->pend_size = info->size;
+		return 0;
 	}
 	mirror_fail(m, MIRROR_ERR_LOCAL, "%s", mbox_error(m->mbox));
 	return -1;
@@ -535,7 +675,7 @@ append_spooled(struct mirror *m, const struct imap_response *resp)
 	if (mbox_msg_end(m->mbox) != 0)
 		goto fail;
 	progress_received(m, (size_t)size, true);
-	(void)message_appended(m, item.uid, (uint64_t)size);
+	(void)message_appended(m, &item, (uint64_t)size);
 	return;
 fail:
 	mirror_fail(m, MIRROR_ERR_LOCAL, "appending a spooled message: %s",
@@ -560,7 +700,7 @@ append_string(struct mirror *m, const struct imap_fetch_item *item,
 		return;
 	}
 	progress_received(m, body->len, true);
-	(void)message_appended(m, item->uid, body->len);
+	(void)message_appended(m, item, body->len);
 }
 
 /*
@@ -579,9 +719,22 @@ on_fetch_untagged(struct session *s, const struct imap_response *resp,
 
 	(void)s;
 	mirror_observe(m, resp);
-	if (m->ms == NULL || m->step != MS_FETCHING || resp->keyword == NULL)
+	if (m->step == MS_REMAP_LISTING || m->step == MS_REMAP_DIGESTS) {
+		remapping_untagged(m, resp);
 		return;
+	}
+	if (m->ms == NULL || m->step != MS_FETCHING || resp->keyword == NULL) {
+		m->pend_active = false;
+		return;
+	}
 	if (strcmp(resp->keyword, "FETCH") != 0)
+		return;
+	if (m->pend_active && resp->has_number &&
+	    resp->number == m->pend_msgno) {
+		(void)finish_pending(m, resp);
+		return;
+	}
+	if (finish_pending(m, NULL) != 0)
 		return;
 	if (m->spooling) {
 		if (resp->number == m->spool_msgno)
@@ -648,6 +801,7 @@ fetch_forget(struct mirror *m)
 	m->open_done = false;
 	m->in_flight = 0;
 	memset(m->batches, 0, sizeof m->batches);
-	m->n_arr = 0;
+	m->pend_active = false;
+	fetch_forget_arrivals(m);
 	m->batch_bytes = 0;
 }

@@ -273,6 +273,7 @@ mailboxes_plan_view(const struct mirror *m, const struct mbx *mb,
 	known->hole_uid = ms->hole_uid;
 	known->newest_skipped = ms->n_skipped > 0 ?
 	    ms->skipped[ms->n_skipped - 1] : 0;
+	known->newest_remapped = state_newest_remapped(ms);
 }
 
 void
@@ -451,6 +452,15 @@ examine(struct mirror *m)
 		return;
 	}
 	mailboxes_plan_view(m, mb, &st, &known);
+	if (st.has_status && known.known && st.uidvalidity !=
+	    known.uidvalidity && remapping_candidate(m, state_find(&m->state,
+	    mb->name))) {
+		/* A new UIDVALIDITY: the remap's listing, not the sizes.  No
+		 * state matches fetch_base: REFETCHING if no remap happens. */
+		fetch_start(m, UINT32_MAX, false);
+		remapping_send_listing(m);
+		return;
+	}
 	base = plan_fetch_base(&st, &known, &direct);
 	fetch_send(m, base, direct);
 }

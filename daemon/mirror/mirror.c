@@ -9,6 +9,8 @@
  *   STATUS        on_status_untagged(), on_status_done() (mailboxes.c)
  *   LOCK_WAIT     on_lock_timer() (mailboxes.c)
  *   EXAMINING     on_examine_untagged(), on_examine_done() (mailboxes.c)
+ *   REMAP_LISTING the listing: remapping_untagged(), and its end here
+ *   REMAP_DIGESTS (mirror_remap_ended(), one switch over the states)
  *   FETCHING      bodies: fetch_sink() and on_fetch_untagged() (fetch.c);
  *   REFETCHING,   the end of each UID FETCH: mirror_fetch_ended() here,
  *   SKIPPING,     one switch over the states
@@ -55,6 +57,8 @@ static const char *const mirror_state_names[] = {
 	[MS_STATUS] = "status",
 	[MS_LOCK_WAIT] = "lock-wait",
 	[MS_EXAMINING] = "examining",
+	[MS_REMAP_LISTING] = "remap-listing",
+	[MS_REMAP_DIGESTS] = "remap-digests",
 	[MS_FETCHING] = "fetching",
 	[MS_REFETCHING] = "refetching",
 	[MS_SKIPPING] = "skipping",
@@ -77,7 +81,8 @@ mirror_set_state(struct mirror *m, enum mirror_state state)
 static bool
 in_mailbox(const struct mirror *m)
 {
-	return m->step == MS_EXAMINING || m->step == MS_FETCHING ||
+	return m->step == MS_EXAMINING || m->step == MS_REMAP_LISTING ||
+	    m->step == MS_REMAP_DIGESTS || m->step == MS_FETCHING ||
 	    m->step == MS_REFETCHING || m->step == MS_SKIPPING ||
 	    m->step == MS_DRAINING;
 }
@@ -234,6 +239,7 @@ mirror_fail(struct mirror *m, enum mirror_error kind, const char *fmt, ...)
 	va_end(ap);
 	m->result.error = kind;
 	mbox_close(&m->mbox);
+	msgindex_close(&m->msgindex);
 	if (m->session != NULL)
 		session_abort(m->session, SESSION_OK, "stopped");
 	record_error(m);
@@ -351,9 +357,11 @@ static void
 leave_mailbox(struct mirror *m)
 {
 	mbox_close(&m->mbox);
+	msgindex_close(&m->msgindex);
 	progress_stop(m);
 	m->ms = NULL;
 	fetch_forget(m);
+	remapping_forget(m);
 }
 
 /* On to the next mailbox; this one's pass is over. */
@@ -372,6 +380,7 @@ mirror_mailbox_done(struct mirror *m)
 	struct mbx *mb = &m->mbxs[m->cur];
 
 	mbox_close(&m->mbox);
+	msgindex_close(&m->msgindex);
 	/* The UIDNEXT seen before fetching: mail that arrived meanwhile makes
 	 * the next run look again. */
 	m->ms->uidnext = mb->has_status ? mb->uidnext : m->examine_uidnext;
@@ -401,20 +410,21 @@ void
 mirror_drain_mailbox(struct mirror *m)
 {
 	mirror_set_state(m, MS_DRAINING);
-	if (m->in_flight == 0 && !m->sizes_pending)
+	if (m->in_flight == 0 && !m->sizes_pending && m->remap_pending == 0)
 		mailbox_abandoned(m);
 }
 
 /*
  * SKIPPING, REFETCHING: the fetch sent along with EXAMINE is
- * over when its size query and (for a direct fetch) its bodies are
- * answered.  Its answer does not count: EXAMINE failed (next mailbox) or
- * the state was stale (ask again from what the state now says).
+ * over when its size query (or a remap's listing) and (for a direct fetch)
+ * its bodies are answered.  Its answer does not count: EXAMINE failed
+ * (next mailbox) or the state was stale (ask again from what the state now
+ * says).
  */
-static void
-pipelined_fetch_over(struct mirror *m)
+void
+mirror_refetch(struct mirror *m)
 {
-	if (m->sizes_pending || m->in_flight > 0)
+	if (m->sizes_pending || m->in_flight > 0 || m->remap_pending > 0)
 		return;	/* the rest of it is still to come */
 	if (m->step == MS_SKIPPING) {
 		next_after(m);
@@ -441,10 +451,15 @@ mirror_fetch_ended(struct mirror *m, const struct imap_response *tagged,
 		return;
 	case MS_SKIPPING:
 	case MS_REFETCHING:
-		pipelined_fetch_over(m);
+		mirror_refetch(m);
 		return;
 	case MS_DRAINING:
 		mirror_drain_mailbox(m);
+		return;
+	case MS_REMAP_LISTING:
+	case MS_REMAP_DIGESTS:
+		/* The size query sent with the EXAMINE, from the old state:
+		 * the remap decides what is fetched. */
 		return;
 	case MS_FETCHING:
 		if (b == NULL)
@@ -461,6 +476,46 @@ mirror_fetch_ended(struct mirror *m, const struct imap_response *tagged,
 	case MS_LOGOUT:
 	case MS_DONE:
 		/* No fetch of a mailbox is in flight then. */
+		return;
+	}
+}
+
+/*
+ * A UID FETCH of a remap completed (its listing or a batch of bodies
+ * hashed): the one place its end is handled, by where the run stands.
+ */
+void
+mirror_remap_ended(struct mirror *m, const struct imap_response *tagged)
+{
+	switch (m->step) {
+	case MS_EXAMINING:
+		mirror_fail(m, MIRROR_ERR_PROTOCOL, "UID FETCH completed "
+		    "before the EXAMINE it depends on");
+		return;
+	case MS_REMAP_LISTING:
+		remapping_listing_done(m, tagged);
+		return;
+	case MS_REMAP_DIGESTS:
+		remapping_digests_done(m, tagged);
+		return;
+	case MS_SKIPPING:
+	case MS_REFETCHING:
+		/* Sent with the EXAMINE, and the remap did not happen. */
+		mirror_refetch(m);
+		return;
+	case MS_DRAINING:
+		mirror_drain_mailbox(m);
+		return;
+	case MS_FETCHING:
+	case MS_CONNECTING:
+	case MS_ATTACHED:
+	case MS_LISTING:
+	case MS_STATUS:
+	case MS_LOCK_WAIT:
+	case MS_RECONNECTING:
+	case MS_LOGOUT:
+	case MS_DONE:
+		/* No remap is in flight then. */
 		return;
 	}
 }
@@ -912,14 +967,18 @@ mirror_free(struct mirror **mp)
 	ev_timer_stop(m->loop, &m->reconnect_timer);
 	progress_stop(m);
 	mbox_close(&m->mbox);
+	msgindex_close(&m->msgindex);
 	release_session(m);
 	mailboxes_free(m);
 	free(m->todo);
 	free(m->todo_sizes);
 	free(m->todo_done);
 	free(m->got);
+	fetch_forget_arrivals(m);
 	free(m->arr);
 	free(m->arr_sizes);
+	free(m->arr_ix);
+	remapping_forget(m);
 	state_clear(&m->state);
 	state_unlock(&m->state_lock_fd);
 	free(m->state_dir);

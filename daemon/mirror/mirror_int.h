@@ -12,6 +12,10 @@
  *                the mbox, what arrived
  *   commit.c     opening the mbox at the committed size, the commit
  *                protocol, holes
+ *   remapping.c  a changed UIDVALIDITY: the server's messages matched to
+ *                the mirror's by content (mirror/remap.h decides), the
+ *                index and the state renumbered, so that only the new
+ *                ones are fetched
  *   progress.c   progress lines while bodies come in
  *   plan.c       the decisions, pure (mirror/plan.h)
  */
@@ -27,8 +31,11 @@
 #include "imap/response.h"
 #include "imap/session.h"
 #include "mirror/mirror.h"
+#include "mirror/msgindex.h"
 #include "mirror/names.h"
+#include "mirror/msgindex.h"
 #include "mirror/plan.h"
+#include "mirror/remap.h"
 #include "mirror/state.h"
 #include "util/nameindex.h"
 
@@ -86,6 +93,12 @@
 #define PUSH_MAILBOX "INBOX"
 /* Mailboxes of one account; a server listing more is not believed. */
 #define MAX_MAILBOXES 100000
+/* Bytes of a BODY[HEADER.FIELDS (MESSAGE-ID)] answer looked at (a
+ * Message-ID line is far shorter); the rest is dropped. */
+#define REMAP_HEADER_MAX 4096
+/* UIDs per UID FETCH of the bodies a remap compares by digest (the
+ * command line stays short whatever their spread). */
+#define REMAP_DIGEST_UIDS 500
 
 /*
  * Where a run stands; mirror_set_state() is the only way to change it.
@@ -101,7 +114,15 @@
  *   LOCK_WAIT    a mail reader holds the next mailbox's mbox: polled on a
  *                timer before anything is sent for it
  *   EXAMINING    EXAMINE sent, with the size query (and, for a few new
- *                messages, the bodies) pipelined behind it
+ *                messages, the bodies) pipelined behind it, or, when STATUS
+ *                showed a new UIDVALIDITY, the remap's listing
+ *   REMAP_LISTING  UIDVALIDITY changed and the mirror has messages: its
+ *                mbox open, the server's size, date and Message-ID of
+ *                every message coming in (remapping.c)
+ *   REMAP_DIGESTS  the bodies of ambiguous matches coming in, hashed, not
+ *                stored; then the match is taken (index and state
+ *                renumbered, REFETCHING for what is new) or refused (the
+ *                mbox opened afresh, the old one kept aside, as before)
  *   FETCHING     EXAMINE answered, mbox open: sizes and batches of bodies,
  *                commits (mirror/plan.h decides what may be committed)
  *   REFETCHING   EXAMINE showed the pipelined fetch asked from a stale
@@ -116,7 +137,8 @@
  *   DONE         the outcome is known; done() follows from the loop
  *
  * CONNECTING -> LISTING -> STATUS -> per mailbox [LOCK_WAIT ->] EXAMINING
- * -> FETCHING | REFETCHING -> FETCHING | SKIPPING | DRAINING -> the next
+ * [-> REMAP_LISTING [-> REMAP_DIGESTS]] -> FETCHING | REFETCHING ->
+ * FETCHING | SKIPPING | DRAINING -> the next
  * mailbox ... -> LOGOUT -> DONE; RECONNECTING -> CONNECTING from any state
  * with a connection; DONE from anywhere.  A push run: ATTACHED ->
  * [LOCK_WAIT ->] EXAMINING -> ... (INBOX as above) -> DONE, never
@@ -129,6 +151,8 @@ enum mirror_state {
 	MS_STATUS,
 	MS_LOCK_WAIT,
 	MS_EXAMINING,
+	MS_REMAP_LISTING,
+	MS_REMAP_DIGESTS,
 	MS_FETCHING,
 	MS_REFETCHING,
 	MS_SKIPPING,
@@ -205,6 +229,7 @@ struct mirror {
 	/* The mailbox being synced */
 	struct mailbox_state *ms;
 	struct mbox *mbox;
+	struct msgindex *msgindex;	/* the mbox's index */
 	uint32_t examine_uidvalidity, examine_uidnext, examine_exists;
 	uint32_t fetch_base;		/* the pipelined fetch asked after it */
 	bool direct;			/* bodies asked with the EXAMINE */
@@ -224,6 +249,7 @@ struct mirror {
 	size_t n_got, cap_got;
 	struct plan_arrival *arr;	/* appended since the last commit */
 	uint64_t *arr_sizes;		/* their message sizes */
+	struct msgindex_entry *arr_ix;	/* their index records */
 	size_t n_arr, cap_arr;
 	uint32_t nil_uid;		/* answered with BODY[] NIL */
 	uint32_t hole_counted;		/* the hole this sync counted */
@@ -233,9 +259,36 @@ struct mirror {
 	ev_tstamp last_commit;
 	ev_tstamp last_commit_try;	/* mid-batch, not always possible */
 
+	/* A remap after a changed UIDVALIDITY (remapping.c) */
+	unsigned remap_pending;		/* its UID FETCHes unanswered */
+	bool remap_refused;		/* one of them was */
+	bool remap_declined;		/* poor or impossible: as before */
+	bool remap_listing_sent;
+	struct remap_server *rs;	/* what the server listed */
+	size_t n_rs, cap_rs;
+	struct msgindex_list rl_index;	/* the mirror's messages */
+	struct remap_local *rl;
+	char *remap_index_path;
+	char *remap_mbox_path;
+	unsigned remap_digests;		/* bodies asked for */
+	/* A header or body literal coming in through the sink */
+	bool remap_sinking;
+	bool remap_lit_ready;		/* complete, for remap_lit_msgno */
+	uint32_t remap_lit_msgno;
+	unsigned char *remap_hdr;	/* REMAP_HEADER_MAX bytes */
+	size_t remap_hdr_len;
+	struct mbox_digest *remap_digest;
+	uint8_t remap_body_digest[REMAP_DIGEST_LEN];
+
 	/* The message being streamed */
 	bool msg_skip;
 	uint32_t msg_uid;
+	/* A streamed message in the mbox whose FETCH response has not ended:
+	 * its record is complete (FLAGS may follow the body) at that end. */
+	bool pend_active;
+	uint32_t pend_msgno;
+	struct imap_fetch_item pend_item;	/* flags: not kept */
+	uint64_t pend_size;			/* of the literal */
 	uint64_t batch_bytes;		/* appended since the last commit */
 	bool spooling;
 	uint32_t spool_msgno;		/* the FETCH response it is part of */
@@ -276,6 +329,8 @@ void mirror_drain_mailbox(struct mirror *);
 void mirror_fetch_ended(struct mirror *, const struct imap_response *,
     const struct batch *);
 void mirror_observe(struct mirror *, const struct imap_response *);
+void mirror_remap_ended(struct mirror *, const struct imap_response *);
+void mirror_refetch(struct mirror *);
 
 /* mailboxes.c */
 int mailboxes_list(struct mirror *);
@@ -288,6 +343,7 @@ void mailboxes_plan_view(const struct mirror *, const struct mbx *,
     struct plan_status *, struct plan_known *);
 
 /* fetch.c */
+void fetch_start(struct mirror *, uint32_t, bool);
 void fetch_send(struct mirror *, uint32_t, bool);
 void fetch_send_batches(struct mirror *);
 int fetch_sink(void *, enum imap_sink_event, const struct imap_literal_info *,
@@ -295,9 +351,23 @@ int fetch_sink(void *, enum imap_sink_event, const struct imap_literal_info *,
 int fetch_sort_todo(struct mirror *);
 int fetch_merge_extras(struct mirror *);
 void fetch_forget(struct mirror *);
+void fetch_forget_arrivals(struct mirror *);
+
+/* remapping.c */
+bool remapping_candidate(const struct mirror *, const struct mailbox_state *);
+void remapping_send_listing(struct mirror *);
+void remapping_start(struct mirror *, const char *);
+void remapping_decline(struct mirror *, const char *);
+void remapping_listing_done(struct mirror *, const struct imap_response *);
+void remapping_digests_done(struct mirror *, const struct imap_response *);
+void remapping_untagged(struct mirror *, const struct imap_response *);
+int remapping_sink(struct mirror *, enum imap_sink_event,
+    const struct imap_literal_info *, const unsigned char *, size_t);
+void remapping_forget(struct mirror *);
 
 /* commit.c */
 void commit_open_mailbox(struct mirror *);
+int commit_open_index(struct mirror *, const char *);
 bool commit_due(const struct mirror *);
 bool commit_can_wait(const struct mirror *);
 int commit_appended(struct mirror *, bool);

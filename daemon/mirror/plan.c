@@ -93,7 +93,7 @@ plan_fetch_base(const struct plan_status *st, const struct plan_known *k,
 
 	*direct_r = base > 0 && st->has_status &&
 	    expect <= PLAN_DIRECT_FETCH_MAX && (!k->known ||
-	    k->newest_skipped <= base);
+	    (k->newest_skipped <= base && k->newest_remapped <= base));
 	return base;
 }
 

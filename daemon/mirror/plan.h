@@ -76,6 +76,8 @@ struct plan_known {
 	bool known;
 	uint32_t uidvalidity, uidnext, last_uid, hole_uid;
 	uint32_t newest_skipped;	/* the UID given up last, or 0 */
+	uint32_t newest_remapped;	/* the highest UID a remap found in
+					 * the mirror above last_uid, or 0 */
 };
 
 enum plan_mailbox_step {
@@ -98,8 +100,9 @@ enum plan_mailbox_step plan_mailbox_step(const struct plan_status *st,
  * (the state's last UID when it is of the same mailbox, or of one STATUS
  * could not tell, else 0).  *direct_r: whether the bodies go out with the
  * EXAMINE in one round trip, true for a mailbox mirrored before with at
- * most direct_max new UIDs by STATUS and no UID given up past the base (an
- * open range would ask for it again).
+ * most direct_max new UIDs by STATUS and no UID given up or remapped (in
+ * the mirror already, mirror/remap.h) past the base: an open range would
+ * ask for it again.
  */
 #define PLAN_DIRECT_FETCH_MAX 100
 uint32_t plan_fetch_base(const struct plan_status *st,

@@ -12,6 +12,7 @@
  *   mailbox<TAB>NAME<TAB>FILE<TAB>uidvalidity=N<TAB>last_uid=N
  *       <TAB>uidnext=N<TAB>messages=N<TAB>mbox_size=N
  *       [<TAB>hole=UID:TRIES<TAB>skipped=TOTAL:UID,UID,...|-]
+ *       [<TAB>remapped=RANGE,RANGE,...]
  *   ...
  *   end
  *
@@ -20,7 +21,9 @@
  * any name stays on one line and one field; "-" stands for none (NULL) and
  * a literal "-" is written "%2D".  The end line tells a complete file from
  * a cut one.  The hole and skipped fields are written only when there is a
- * hole or a skipped UID, so files without them read as before.
+ * hole or a skipped UID, so files without them read as before; remapped
+ * (RANGE is "UID" or "LO-HI", ascending) only when there are remapped UIDs
+ * above last_uid.
  */
 #include "mirror/state.h"
 
@@ -68,6 +71,8 @@ static int	parse_mailbox(struct account_state *, char **, size_t,
 static int	parse_hole(const char *, struct mailbox_state *);
 static int	parse_skipped(const char *, struct mailbox_state *);
 static int	write_skipped(FILE *, const struct mailbox_state *);
+static int	parse_remapped(const char *, struct mailbox_state *);
+static int	write_remapped(FILE *, const struct mailbox_state *);
 static int	read_file(int, char **, size_t *);
 static int	write_state(FILE *, const struct account_state *);
 
@@ -312,19 +317,26 @@ parse_mailbox(struct account_state *st, char **f, size_t n,
 	size_t i;
 	struct mailbox_state extra = { 0 };
 
+	if (n >= 9 && keyed(f[n - 1], "remapped") != NULL) {
+		if (parse_remapped(keyed(f[n - 1], "remapped"), &extra) == -1) {
+			*what_r = "mailbox line: bad remapped list";
+			goto fail;
+		}
+		n--;
+	}
 	if (n != 8 && n != 10) {
 		*what_r = "mailbox line: wrong number of fields";
-		return -1;
+		goto fail;
 	}
 	for (i = 0; i < 5; i++) {
 		if ((v = keyed(f[i + 3], keys[i])) == NULL) {
 			*what_r = "mailbox line: unexpected field";
-			return -1;
+			goto fail;
 		}
 		if (num_parse_u64(v, i == 4 ? INT64_MAX : UINT32_MAX,
 		    &vals[i]) == -1) {
 			*what_r = "mailbox line: bad number";
-			return -1;
+			goto fail;
 		}
 	}
 	if (unescape(f[1], &name) == -1 || name == NULL) {
@@ -375,9 +387,12 @@ parse_mailbox(struct account_state *st, char **f, size_t n,
 	mb->skipped = extra.skipped;
 	mb->n_skipped = extra.n_skipped;
 	mb->skipped_total = extra.skipped_total;
+	mb->remapped = extra.remapped;
+	mb->n_remapped = extra.n_remapped;
 	return 0;
 fail:
 	free(extra.skipped);
+	free(extra.remapped);
 	free(name);
 	free(file);
 	return -1;
@@ -457,6 +472,75 @@ write_skipped(FILE *fp, const struct mailbox_state *mb)
 		if (fprintf(fp, "%s%" PRIu32, i > 0 ? "," : "",
 		    mb->skipped[i]) < 0)
 			return -1;
+	return 0;
+}
+
+/* One number of a list, up to the next ',' or '-' or the end. */
+static const char *
+parse_list_uid(const char *p, uint64_t *u_r)
+{
+	char num[16];
+	size_t k = strcspn(p, ",-");
+
+	if (k == 0 || k >= sizeof num)
+		return NULL;
+	memcpy(num, p, k);
+	num[k] = '\0';
+	if (num_parse_u64(num, UINT32_MAX, u_r) == -1 || *u_r == 0)
+		return NULL;
+	return p + k;
+}
+
+/* "RANGE,RANGE,...", RANGE "UID" or "LO-HI", ascending and disjoint. */
+static int
+parse_remapped(const char *v, struct mailbox_state *mb)
+{
+	struct state_range *grown;
+	uint64_t lo, hi;
+	const char *p = v;
+
+	for (;;) {
+		if ((p = parse_list_uid(p, &lo)) == NULL)
+			return -1;
+		hi = lo;
+		if (*p == '-' && (p = parse_list_uid(p + 1, &hi)) == NULL)
+			return -1;
+		if (hi < lo || (mb->n_remapped > 0 &&
+		    lo <= (uint64_t)mb->remapped[mb->n_remapped - 1].hi + 1))
+			return -1;
+		grown = reallocarray(mb->remapped, mb->n_remapped + 1,
+		    sizeof *grown);
+		if (grown == NULL)
+			return -1;
+		mb->remapped = grown;
+		mb->remapped[mb->n_remapped].lo = (uint32_t)lo;
+		mb->remapped[mb->n_remapped++].hi = (uint32_t)hi;
+		if (*p == '\0')
+			return 0;
+		if (*p != ',')
+			return -1;
+		p++;
+	}
+}
+
+/* Only what lies above last_uid: the rest says nothing more. */
+static int
+write_remapped(FILE *fp, const struct mailbox_state *mb)
+{
+	const char *sep = "\tremapped=";
+	uint32_t lo;
+
+	for (size_t i = 0; i < mb->n_remapped; i++) {
+		if (mb->remapped[i].hi <= mb->last_uid)
+			continue;
+		lo = mb->remapped[i].lo > mb->last_uid ? mb->remapped[i].lo :
+		    mb->last_uid + 1;
+		if (fprintf(fp, "%s%" PRIu32, sep, lo) < 0 ||
+		    (mb->remapped[i].hi != lo && fprintf(fp, "-%" PRIu32,
+		    mb->remapped[i].hi) < 0))
+			return -1;
+		sep = ",";
+	}
 	return 0;
 }
 
@@ -675,7 +759,7 @@ write_state(FILE *fp, const struct account_state *st)
 		    "\tmbox_size=%" PRIu64, mb->uidvalidity,
 		    mb->last_uid, mb->uidnext, mb->messages,
 		    mb->mbox_size) < 0 || write_skipped(fp, mb) == -1 ||
-		    fputc('\n', fp) == EOF)
+		    write_remapped(fp, mb) == -1 || fputc('\n', fp) == EOF)
 			return -1;
 	}
 	if (fputs("end\n", fp) == EOF)
@@ -766,6 +850,7 @@ state_clear(struct account_state *st)
 		free(st->mailboxes[i].name);
 		free(st->mailboxes[i].file);
 		free(st->mailboxes[i].skipped);
+		free(st->mailboxes[i].remapped);
 	}
 	free(st->mailboxes);
 	free(st->last_error);
@@ -942,8 +1027,13 @@ state_unlock(int *fd)
 {
 	if (*fd < 0)
 		return;
-	/* An empty file names no holder: the pid would soon be stale. */
-	(void)ftruncate(*fd, 0);
+	/* An empty file names no holder: the pid would soon be stale.  One
+	 * left behind is harmless (the lock, not the pid, says who holds it);
+	 * the result is checked so that glibc's _FORTIFY_SOURCE builds accept
+	 * the call. */
+	if (ftruncate(*fd, 0) == -1)
+		log_debug("state: cannot empty the lock file: %s",
+		    strerror(errno));
 	(void)close(*fd);
 	*fd = -1;
 }
@@ -983,8 +1073,35 @@ state_daemon_dir(const char *state_dir)
 	return dir;
 }
 
+char *
+state_shard_daemon_dir(const char *state_dir, unsigned k, unsigned n)
+{
+	char *dir;
+
+	if (n == 0)
+		return state_daemon_dir(state_dir);
+	if (asprintf(&dir, "%s/%s/shard-%u-of-%u", state_dir,
+	    STATE_DAEMON_DIR, k, n) == -1)
+		return NULL;
+	return dir;
+}
+
 int
 state_daemon_running(const char *state_dir, long *pid_r)
+{
+	char *dir = state_daemon_dir(state_dir);
+	int r;
+
+	*pid_r = 0;
+	if (dir == NULL)
+		return -1;
+	r = state_daemon_running_in(dir, pid_r);
+	free(dir);
+	return r;
+}
+
+int
+state_daemon_running_in(const char *dir, long *pid_r)
 {
 	char *path = NULL, buf[32], *nl;
 	ssize_t n;
@@ -992,8 +1109,7 @@ state_daemon_running(const char *state_dir, long *pid_r)
 	int fd, r = -1;
 
 	*pid_r = 0;
-	if (asprintf(&path, "%s/%s/%s", state_dir, STATE_DAEMON_DIR,
-	    STATE_LOCK) == -1)
+	if (asprintf(&path, "%s/%s", dir, STATE_LOCK) == -1)
 		return -1;
 	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	free(path);
@@ -1026,4 +1142,50 @@ state_append_record(const char *dir, const char *file)
 	    hash_fnv1a64(file, strlen(file))) == -1)
 		return NULL;
 	return path;
+}
+
+int
+state_set_remapped(struct mailbox_state *mb, const uint32_t *uids, size_t n)
+{
+	struct state_range *r = NULL;
+	size_t k = 0;
+
+	if (n > 0 && (r = calloc(n, sizeof *r)) == NULL)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (k > 0 && (uint64_t)r[k - 1].hi + 1 == uids[i])
+			r[k - 1].hi = uids[i];
+		else
+			r[k++] = (struct state_range){ uids[i], uids[i] };
+	}
+	free(mb->remapped);
+	mb->remapped = r;
+	mb->n_remapped = k;
+	return 0;
+}
+
+bool
+state_is_remapped(const struct mailbox_state *mb, uint32_t uid)
+{
+	size_t lo = 0, hi = mb->n_remapped, mid;
+
+	if (uid <= mb->last_uid)
+		return false;
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (mb->remapped[mid].hi < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < mb->n_remapped && mb->remapped[lo].lo <= uid;
+}
+
+uint32_t
+state_newest_remapped(const struct mailbox_state *mb)
+{
+	if (mb->n_remapped == 0 ||
+	    mb->remapped[mb->n_remapped - 1].hi <= mb->last_uid)
+		return 0;
+	return mb->remapped[mb->n_remapped - 1].hi;
 }

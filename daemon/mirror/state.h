@@ -32,6 +32,16 @@ struct mailbox_state {
 	uint32_t *skipped;
 	size_t n_skipped;
 	uint32_t skipped_total;
+	/* UIDs above last_uid already in file: messages a remap after a
+	 * UIDVALIDITY change found there (mirror/remap.h), which the fetch
+	 * leaves out.  Ascending, disjoint ranges; those at or below last_uid
+	 * mean nothing more and are not saved. */
+	struct state_range *remapped;
+	size_t n_remapped;
+};
+
+struct state_range {
+	uint32_t lo, hi;	/* lo <= hi */
 };
 
 #define STATE_SKIPPED_MAX 100
@@ -94,6 +104,14 @@ void state_set_error(struct account_state *state, const char *error,
  * STATE_SKIPPED_MAX).  0, or -1 on allocation failure. */
 int state_add_skipped(struct mailbox_state *mb, uint32_t uid);
 bool state_is_skipped(const struct mailbox_state *mb, uint32_t uid);
+/* Replaces mb's remapped UIDs by uids[0..n) (ascending, distinct), kept as
+ * ranges.  0, or -1 on allocation failure (mb unchanged). */
+int state_set_remapped(struct mailbox_state *mb, const uint32_t *uids,
+    size_t n);
+/* Whether uid is one of mb's remapped UIDs above its last_uid. */
+bool state_is_remapped(const struct mailbox_state *mb, uint32_t uid);
+/* The highest remapped UID above last_uid, or 0. */
+uint32_t state_newest_remapped(const struct mailbox_state *mb);
 
 /*
  * The account's run lock, so that one process at a time syncs it (say the
@@ -130,6 +148,13 @@ int state_set_next_attempt(const char *dir, time_t when, char **error_r);
  */
 char *state_daemon_dir(const char *state_dir);
 int state_daemon_running(const char *state_dir, long *pid_r);
+/* The lock directory of the daemon of shard k of n: state_daemon_dir()
+ * when n is 0 (not sharded), else "<state_dir>/.daemon/shard-K-of-N", so
+ * the daemons of several shards can share a state directory.  malloc'ed,
+ * or NULL. */
+char *state_shard_daemon_dir(const char *state_dir, unsigned k, unsigned n);
+/* state_daemon_running() for the daemon whose lock directory is dir. */
+int state_daemon_running_in(const char *dir, long *pid_r);
 
 /*
  * Where the mbox writer keeps the record of its appends to file (the mbox

@@ -285,24 +285,35 @@ send_body(struct imapd *d, size_t seq, const struct imapd_msg *msg)
 	const char *date = d->no_internaldate ? "" : " INTERNALDATE "
 	    INTERNALDATE;
 	size_t len = strlen(msg->body);
+	char fl[256] = "", *before = "", *after = "";
+
+	if (d->flags_item != NULL) {
+		snprintf(fl, sizeof fl, d->flags_first ? "%s " : " %s",
+		    d->flags_item);
+		if (d->flags_first)
+			before = fl;
+		else
+			after = fl;
+	}
 
 	if (msg->uid == d->nil_uid) {
 		out(d, "* %zu FETCH (UID %u INTERNALDATE " INTERNALDATE
 		    " RFC822.SIZE %zu BODY[] NIL)\r\n", seq, msg->uid, len);
 	} else if (d->string_bodies) {
 		out(d, "* %zu FETCH (UID %u%s RFC822.SIZE %zu "
-		    "BODY[] \"%s\")\r\n", seq, msg->uid, date, len, msg->body);
+		    "%sBODY[] \"%s\"%s)\r\n", seq, msg->uid, date, len, before,
+		    msg->body, after);
 	} else if (d->uid_after_body) {
-		out(d, "* %zu FETCH (RFC822.SIZE %zu BODY[] {%zu}\r\n", seq,
-		    len, len);
+		out(d, "* %zu FETCH (RFC822.SIZE %zu %sBODY[] {%zu}\r\n", seq,
+		    len, before, len);
 		transport_mem_push(d->conn, msg->body);
-		out(d, " UID %u%s)\r\n", msg->uid, date);
+		out(d, " UID %u%s%s)\r\n", msg->uid, date, after);
 	} else {
 		out(d, "* %zu FETCH (UID %u INTERNALDATE " INTERNALDATE
-		    " RFC822.SIZE %zu BODY[] {%zu}\r\n", seq, msg->uid, len,
-		    len);
+		    " RFC822.SIZE %zu %sBODY[] {%zu}\r\n", seq, msg->uid, len,
+		    before, len);
 		transport_mem_push(d->conn, msg->body);
-		out(d, ")\r\n");
+		out(d, "%s)\r\n", after);
 	}
 }
 

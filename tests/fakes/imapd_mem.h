@@ -54,6 +54,8 @@ struct imapd {
 	uint32_t omit_uid;		/* left out of body answers */
 	bool string_bodies;		/* bodies as quoted strings */
 	bool uid_after_body;		/* UID, INTERNALDATE after BODY[] */
+	const char *flags_item;		/* e.g. "FLAGS (\\Seen)", sent with bodies */
+	bool flags_first;		/* ...before BODY[] (else after it) */
 	bool no_internaldate;		/* ...or none (those two modes) */
 	const char *arrive_after_sizes;	/* a message added to the mailbox
 					 * once a size query is answered */

@@ -22,7 +22,7 @@ class Batches(unittest.TestCase):
             conf = mmtest.write_config(tmp, [fx.account(tmp, user, pw)])
             res = mmtest.run_mboxmirror("-c", conf, "--once", "-v", check=True)
             fetches = [ln for ln in res.stderr.splitlines()
-                       if "UID INTERNALDATE RFC822.SIZE BODY.PEEK[]" in ln]
+                       if "UID INTERNALDATE RFC822.SIZE FLAGS BODY.PEEK[]" in ln]
             self.assertGreaterEqual(len(fetches), 3, "expected several batches")
             mu.assert_mirror_exact(self, fx, user, pw, "INBOX",
                                    mu.mbox_path(tmp, "test", "INBOX"))

@@ -21,16 +21,18 @@ SRC = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 # The highest exposure accepted for the system service (0 best, 10 worst).
 MAX_EXPOSURE = 2.0
 
-SYSTEM_UNITS = ["mboxmirror.service", "mboxmirror-once.service", "mboxmirror-once.timer"]
+SYSTEM_UNITS = ["mboxmirror.service", "mboxmirror@.service", "mboxmirror-once.service",
+                "mboxmirror-once.timer"]
 USER_UNITS = ["mboxmirror.service"]
 MAN_PAGES = ["man1/mboxmirror.1", "man5/mboxmirror.ini.5"]
 
-# DESIGN.md section 1, plus --status [--json].
+# DESIGN.md section 1, plus --status [--json], --verify [--deep] and --shard.
 OPTIONS = ["-c", "--config", "--once", "-a", "--account", "-v", "--verbose", "-q",
            "--quiet", "--check-config", "--probe", "--list", "--status", "--json",
-           "--version", "-h", "--help"]
-# DESIGN.md section 2, plus compress.
-GENERAL_KEYS = ["state_dir", "interval", "timeout", "max_connections", "log_level"]
+           "--verify", "--deep", "--shard", "--version", "-h", "--help"]
+# DESIGN.md section 2, plus compress, shard and metrics_file.
+GENERAL_KEYS = ["state_dir", "interval", "timeout", "max_connections", "log_level",
+                "shard", "metrics_file"]
 ACCOUNT_KEYS = ["host", "port", "tls", "ca_file", "pin_sha256", "user",
                 "password_command", "password_file", "password", "auth", "mailboxes",
                 "exclude", "output", "interval", "idle", "allow_plaintext", "compress"]
@@ -199,16 +201,30 @@ class SystemdUnits(unittest.TestCase):
         res = run(["systemd-analyze", "verify", bad], env=self.analyze_env(), cwd=self.tmp)
         self.assertIn("stricter", res.stdout + res.stderr)
 
-    def test_security_exposure(self):
-        unit = os.path.join(self.prefix, "lib/systemd/system/mboxmirror.service")
+    def test_verify_template_instance(self):
+        """An instance of the template, named as an administrator would name one."""
+        src = os.path.join(self.prefix, "lib/systemd/system/mboxmirror@.service")
+        instance = os.path.join(self.tmp, "mboxmirror@shard0.service")
+        shutil.copy(src, instance)
+        res = run(["systemd-analyze", "verify", instance], env=self.analyze_env(),
+                  cwd=self.tmp)
+        self.assertEqual((res.returncode, res.stdout + res.stderr), (0, ""))
+
+    def exposure(self, unit):
         res = run(["systemd-analyze", "security", "--offline=yes", "--no-pager", unit],
                   env=self.analyze_env(), cwd=self.tmp)
         self.assertEqual(res.returncode, 0, res.stderr)
         m = re.search(r"Overall exposure level for \S+: ([0-9.]+) (\w+)", res.stdout)
         self.assertIsNotNone(m, res.stdout)
         exposure = float(m.group(1))
-        print(f"\nsystemd-analyze security --offline: exposure {exposure} {m.group(2)}")
-        self.assertLessEqual(exposure, MAX_EXPOSURE)
+        print(f"\nsystemd-analyze security --offline {os.path.basename(unit)}: "
+              f"exposure {exposure} {m.group(2)}")
+        return exposure
+
+    def test_security_exposure(self):
+        for name in ("mboxmirror.service", "mboxmirror@.service"):
+            unit = os.path.join(self.prefix, "lib/systemd/system", name)
+            self.assertLessEqual(self.exposure(unit), MAX_EXPOSURE, name)
 
     def test_system_service_settings(self):
         s = unit_settings(os.path.join(self.destdir, "usr/lib/systemd/system",
@@ -226,11 +242,41 @@ class SystemdUnits(unittest.TestCase):
         }
         for key, value in want.items():
             self.assertEqual(s.get(("Service", key)), [value], key)
+        # Descriptors for push on many accounts: soft and hard limit alike, so that
+        # the daemon needs no raise, and no lower than systemd's usual hard limit.
+        limit = s[("Service", "LimitNOFILE")]
+        self.assertEqual(len(limit), 1)
+        self.assertRegex(limit[0], r"^[0-9]+$")
+        self.assertGreaterEqual(int(limit[0]), 524288)
         # password_command forks and execs: the filter must keep @system-service.
         self.assertEqual(s[("Service", "SystemCallFilter")],
                          ["@system-service", "~@privileged @resources"])
         self.assertNotIn(("Service", "IPAddressDeny"), s)
         self.assertNotIn(("Service", "PrivateNetwork"), s)
+
+    def test_template_settings(self):
+        base = os.path.join(self.destdir, "usr/lib/systemd/system")
+        single = unit_settings(os.path.join(base, "mboxmirror.service"))
+        template = unit_settings(os.path.join(base, "mboxmirror@.service"))
+        # One configuration file, state directory and journal identifier per instance.
+        self.assertEqual(template[("Service", "ExecStart")],
+                         ["/usr/bin/mboxmirror -c /etc/mboxmirror/%i.ini"])
+        self.assertEqual(template[("Service", "StateDirectory")], ["mboxmirror/%i"])
+        self.assertEqual(template[("Service", "SyslogIdentifier")], ["mboxmirror@%i"])
+        # Nested state directories: never beside the single daemon or the timer.
+        self.assertEqual(set(template[("Unit", "Conflicts")][0].split()),
+                         {"mboxmirror.service", "mboxmirror-once.service",
+                          "mboxmirror-once.timer"})
+        self.assertEqual(template[("Install", "WantedBy")], ["multi-user.target"])
+        # Everything else of the service, the sandbox above all, is the single
+        # daemon's.
+        differs = {("Service", k) for k in ("ExecStart", "StateDirectory",
+                                             "SyslogIdentifier")}
+        differs |= {("Unit", k) for k in ("Description", "Conflicts")}
+        for key in set(single) | set(template):
+            if key in differs:
+                continue
+            self.assertEqual(template.get(key), single.get(key), key)
 
     def test_once_and_timer(self):
         base = os.path.join(self.destdir, "usr/lib/systemd/system")

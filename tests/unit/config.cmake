@@ -8,7 +8,7 @@ mm_unit_test(test_secret
 mm_unit_test(test_cli
   SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_cli.c
           ${PROJECT_SOURCE_DIR}/daemon/cli.c
-  LIBS mm_log)
+  LIBS mm_log mm_shard)
 mm_unit_test(test_log
   SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_log.c
   LIBS mm_log)
@@ -25,6 +25,8 @@ if(CMAKE_C_COMPILER_ID MATCHES "Clang|GNU")
     SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_secret.c
             ${PROJECT_SOURCE_DIR}/daemon/secret.c
             ${PROJECT_SOURCE_DIR}/daemon/config.c
+            ${PROJECT_SOURCE_DIR}/daemon/shard.c
+            ${PROJECT_SOURCE_DIR}/daemon/util/hash.c
             ${PROJECT_SOURCE_DIR}/daemon/log.c
             ${PROJECT_SOURCE_DIR}/daemon/base64.c
             ${PROJECT_SOURCE_DIR}/daemon/util/num.c

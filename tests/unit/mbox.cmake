@@ -17,3 +17,10 @@ if(Python3_Interpreter_FOUND)
                    $<TARGET_FILE:test_mbox>)
   set_tests_properties(unit.mbox_python_read PROPERTIES LABELS unit TIMEOUT 60)
 endif()
+
+# Reading entries back (--restore): round trips through the writer's encoder.
+mm_unit_test(test_mbox_decode SOURCES unit/test_mbox_decode.c LIBS mm_mbox)
+
+# What the message index is built on: entry digests from the writer, from
+# raw bytes, and from an mbox file's scan.
+mm_unit_test(test_mbox_digest SOURCES unit/test_mbox_digest.c LIBS mm_mbox)

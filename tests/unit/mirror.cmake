@@ -22,6 +22,8 @@ set(MM_OWN_LOOP_SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/capture.c
     ${CMAKE_CURRENT_SOURCE_DIR}/fakes/imapd_mem.c
     ${CMAKE_CURRENT_SOURCE_DIR}/fakes/transport_mem.c
     ${PROJECT_SOURCE_DIR}/daemon/cli.c)
+set(MM_METRICS_SOURCES ${PROJECT_SOURCE_DIR}/daemon/metrics.c
+    ${PROJECT_SOURCE_DIR}/daemon/metrics_file.c)
 set(MM_OWN_LOOP_WRAP -Wl,--wrap=session_new -Wl,--wrap=ev_loop_destroy)
 mm_unit_test(test_list
   SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_list.c
@@ -32,6 +34,7 @@ mm_unit_test(test_run
   SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_run.c
           ${PROJECT_SOURCE_DIR}/daemon/run.c
           ${PROJECT_SOURCE_DIR}/daemon/scheduler.c ${MM_OWN_LOOP_SOURCES}
+          ${MM_METRICS_SOURCES}
   LIBS mm_mirror)
 target_link_options(test_run PRIVATE ${MM_OWN_LOOP_WRAP})
 mm_unit_test(test_daemon
@@ -39,5 +42,6 @@ mm_unit_test(test_daemon
           ${PROJECT_SOURCE_DIR}/daemon/daemon.c
           ${PROJECT_SOURCE_DIR}/daemon/scheduler.c
           ${PROJECT_SOURCE_DIR}/daemon/notify.c ${MM_OWN_LOOP_SOURCES}
+          ${MM_METRICS_SOURCES}
   LIBS mm_mirror)
 target_link_options(test_daemon PRIVATE ${MM_OWN_LOOP_WRAP})

@@ -157,6 +157,22 @@ test_other_modes(void **state)
 	assert_true(opts.json);
 	cli_free(&opts);
 
+	assert_int_equal(parse(&opts, &error, "--verify", "-a", "x", NULL), 0);
+	assert_int_equal(opts.mode, CLI_MODE_VERIFY);
+	assert_false(opts.deep);
+	assert_false(opts.json);
+	assert_int_equal(opts.n_accounts, 1);
+	cli_free(&opts);
+
+	assert_int_equal(parse(&opts, &error, "--deep", "--json", "--verify",
+	    "--shard", "1/3", NULL), 0);
+	assert_int_equal(opts.mode, CLI_MODE_VERIFY);
+	assert_true(opts.deep);
+	assert_true(opts.json);
+	assert_int_equal(opts.shard.k, 1);
+	assert_int_equal(opts.shard.n, 3);
+	cli_free(&opts);
+
 	assert_int_equal(parse(&opts, &error, "--version", NULL), 0);
 	assert_int_equal(opts.mode, CLI_MODE_VERSION);
 	cli_free(&opts);
@@ -228,12 +244,126 @@ test_bad_combinations(void **state)
 	    "-a", "x", "--probe", "y", NULL);
 	expect_usage_error("-v/--verbose and -q/--quiet cannot be used "
 	    "together", "-v", "-q", NULL);
-	expect_usage_error("--json works only with --status", "--json",
-	    NULL);
-	expect_usage_error("--json works only with --status", "--once",
+	expect_usage_error("--json works only with --status or --verify",
 	    "--json", NULL);
+	expect_usage_error("--json works only with --status or --verify",
+	    "--once", "--json", NULL);
+	expect_usage_error("--deep works only with --verify", "--deep", NULL);
+	expect_usage_error("--deep works only with --verify", "--status",
+	    "--deep", NULL);
+	expect_usage_error("--verify and --list cannot be used together",
+	    "--verify", "--list", NULL);
 	expect_usage_error("-c/--config given twice", "-c", "a", "-c", "b",
 	    NULL);
+}
+
+/* --shard K/N with every mode that takes accounts; 0-based, K < N. */
+static void
+test_shard(void **state)
+{
+	static const char *const modes[] = { "--once", "--check-config",
+		"--list", "--status" };
+	struct cli_options opts;
+	char *error = NULL;
+
+	(void)state;
+	assert_int_equal(parse(&opts, &error, "--shard", "2/3", NULL), 0);
+	assert_int_equal(opts.mode, CLI_MODE_DAEMON);
+	assert_int_equal(opts.shard.k, 2);
+	assert_int_equal(opts.shard.n, 3);
+	cli_free(&opts);
+	assert_int_equal(opts.shard.n, 0);
+	for (size_t i = 0; i < sizeof modes / sizeof *modes; i++) {
+		assert_int_equal(parse(&opts, &error, modes[i], "--shard=0/1",
+		    "-a", "x", NULL), 0);
+		assert_int_equal(opts.shard.k, 0);
+		assert_int_equal(opts.shard.n, 1);
+		assert_int_equal(opts.n_accounts, 1);
+		cli_free(&opts);
+	}
+	/* Without --shard: not sharded (the config may say otherwise). */
+	assert_int_equal(parse(&opts, &error, "--once", NULL), 0);
+	assert_int_equal(opts.shard.n, 0);
+	cli_free(&opts);
+
+	expect_usage_error("--shard '3/3' needs K below N", "--shard", "3/3",
+	    NULL);
+	expect_usage_error("--shard '1' is not K/N", "--once", "--shard", "1",
+	    NULL);
+	expect_usage_error("--shard '0/0' needs N from 1", "--shard", "0/0",
+	    NULL);
+	expect_usage_error("--shard '-1/2' is not K/N", "--shard", "-1/2",
+	    NULL);
+	expect_usage_error("--shard given twice", "--shard", "0/2", "--shard",
+	    "1/2", NULL);
+	expect_usage_error("--shard cannot be used with --probe", "--probe",
+	    "x", "--shard", "0/2", NULL);
+	expect_usage_error("--shard cannot be used with --version",
+	    "--shard", "0/2", "--version", NULL);
+	expect_usage_error("option '--shard' needs an argument", "--shard",
+	    NULL);
+}
+
+static void
+test_restore(void **state)
+{
+	struct cli_options opts;
+	char *error = NULL;
+
+	(void)state;
+	assert_int_equal(parse(&opts, &error, "--restore", "old", "--to",
+	    "new", "--mailbox", "Archive/*", "--mailbox", "INBOX",
+	    "--dry-run", NULL), 0);
+	assert_int_equal(opts.mode, CLI_MODE_RESTORE);
+	assert_string_equal(opts.restore_from, "old");
+	assert_string_equal(opts.restore_to, "new");
+	assert_int_equal(opts.n_restore_mailboxes, 2);
+	assert_string_equal(opts.restore_mailboxes[0], "Archive/*");
+	assert_string_equal(opts.restore_mailboxes[1], "INBOX");
+	assert_true(opts.dry_run);
+	cli_free(&opts);
+	assert_null(opts.restore_from);
+
+	/* Into the same account: the disaster-recovery case. */
+	assert_int_equal(parse(&opts, &error, "--to", "a", "--restore", "a",
+	    NULL), 0);
+	assert_int_equal(opts.mode, CLI_MODE_RESTORE);
+	assert_false(opts.dry_run);
+	assert_int_equal(opts.n_restore_mailboxes, 0);
+	cli_free(&opts);
+	assert_string_equal(cli_mode_option(CLI_MODE_RESTORE), "--restore");
+}
+
+static void
+test_restore_usage_errors(void **state)
+{
+	(void)state;
+	expect_usage_error("--restore needs --to NAME2", "--restore", "a",
+	    NULL);
+	expect_usage_error("--to works only with --restore", "--to", "a",
+	    NULL);
+	expect_usage_error("--mailbox works only with --restore", "--once",
+	    "--mailbox", "INBOX", NULL);
+	expect_usage_error("--dry-run works only with --restore",
+	    "--dry-run", NULL);
+	expect_usage_error("--restore given twice", "--restore", "a",
+	    "--restore", "b", "--to", "c", NULL);
+	expect_usage_error("--to given twice", "--restore", "a", "--to", "b",
+	    "--to", "c", NULL);
+	expect_usage_error("--restore needs an account name", "--restore",
+	    "", "--to", "c", NULL);
+	expect_usage_error("--to needs an account name", "--restore", "a",
+	    "--to", "", NULL);
+	expect_usage_error("--mailbox needs a pattern", "--restore", "a",
+	    "--to", "b", "--mailbox", "", NULL);
+	expect_usage_error("--once and --restore cannot be used together",
+	    "--once", "--restore", "a", "--to", "b", NULL);
+	expect_usage_error("-a/--account cannot be used with --restore",
+	    "-a", "x", "--restore", "a", "--to", "b", NULL);
+	expect_usage_error("--shard cannot be used with --restore",
+	    "--shard", "0/2", "--restore", "a", "--to", "b", NULL);
+	expect_usage_error("option '--to' needs an argument", "--restore",
+	    "a", "--to", NULL);
 }
 
 static void
@@ -242,6 +372,10 @@ test_usage_text(void **state)
 	static const char *const must[] = { "--config FILE", "--once",
 		"--account NAME", "--verbose", "--quiet", "--check-config",
 		"--probe NAME", "--status", "--json", "--version", "--help",
+		"--verify", "--deep", "1 a problem was found",
+		"--shard K/N", "[general] shard",
+		"--restore NAME", "--to NAME2", "--mailbox PATTERN",
+		"--dry-run",
 		"64 usage error", "78 configuration error", "0 success" };
 	char *text = NULL;
 	size_t len = 0;
@@ -257,6 +391,7 @@ test_usage_text(void **state)
 			fail_msg("help lacks \"%s\"", must[i]);
 	free(text);
 	assert_string_equal(cli_mode_option(CLI_MODE_STATUS), "--status");
+	assert_string_equal(cli_mode_option(CLI_MODE_VERIFY), "--verify");
 	assert_string_equal(cli_mode_option(CLI_MODE_DAEMON), "");
 }
 
@@ -273,6 +408,9 @@ main(void)
 		cmocka_unit_test(test_extra_argument),
 		cmocka_unit_test(test_exclusive_modes),
 		cmocka_unit_test(test_bad_combinations),
+		cmocka_unit_test(test_shard),
+		cmocka_unit_test(test_restore),
+		cmocka_unit_test(test_restore_usage_errors),
 		cmocka_unit_test(test_usage_text),
 	};
 

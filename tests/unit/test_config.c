@@ -581,6 +581,135 @@ test_mode_names(void **state)
 
 /* Bad files: each names file:line, section and key. */
 
+/* [general] metrics_file: an absolute path, "~" expanded; never a
+ * directory. */
+static void
+test_metrics_file(void **state)
+{
+	static const char *account = "[a]\nhost = h\nuser = u\n"
+	    "password = p\noutput = /o\n";
+	struct config *c;
+	char *text;
+
+	(void)state;
+	c = load_ok(account);
+	assert_null(c->metrics_file);
+	config_free(&c);
+	assert_true(asprintf(&text, "[general]\nmetrics_file = "
+	    "/var/lib/node_exporter/mboxmirror.prom\n%s", account) > 0);
+	c = load_ok(text);
+	assert_string_equal(c->metrics_file,
+	    "/var/lib/node_exporter/mboxmirror.prom");
+	config_free(&c);
+	free(text);
+	assert_true(asprintf(&text, "[general]\nmetrics_file = m.prom\n%s",
+	    account) > 0);
+	expect_one_error(text, "t.ini:2: [general] metrics_file: ",
+	    "not an absolute path");
+	free(text);
+	assert_true(asprintf(&text, "[general]\nmetrics_file = /tmp/\n%s",
+	    account) > 0);
+	capture_reset();
+	expect_one_error(text, "t.ini:2: [general] metrics_file: ",
+	    "names a directory");
+	free(text);
+}
+
+/* n accounts "user<i>" (from first), [general] holding general. */
+static char *
+accounts_text(const char *general, unsigned first, unsigned n)
+{
+	char *text = NULL, *more;
+
+	assert_true(asprintf(&text, "[general]\n%s\n", general) > 0);
+	for (unsigned i = first; i < first + n; i++) {
+		assert_true(asprintf(&more, "%s[user%u]\nhost = h\nuser = u\n"
+		    "password = p\noutput = /o/%u\n", text, i, i) > 0);
+		free(text);
+		text = more;
+	}
+	return text;
+}
+
+static bool
+has_account(const struct config *c, const char *name)
+{
+	return config_find_account(c, name) != NULL;
+}
+
+/*
+ * [general] shard = K/N, and config_keep_shard(): the shards of a file
+ * together hold every account once, in file order, and an added account
+ * moves none of the others.
+ */
+static void
+test_shard(void **state)
+{
+	struct config *all, *part[3], *more;
+	char *text, *bigger;
+	size_t total = 0;
+
+	(void)state;
+	text = accounts_text("shard = 1/3", 0, 30);
+	all = load_ok(text);
+	assert_int_equal(all->shard.k, 1);
+	assert_int_equal(all->shard.n, 3);
+	/* Loading keeps every account: the shard is applied afterwards. */
+	assert_int_equal(all->n_accounts, 30);
+	for (unsigned k = 0; k < 3; k++) {
+		struct shard s = { k, 3 };
+
+		part[k] = load_ok(text);
+		config_keep_shard(part[k], &s);
+		assert_int_equal(part[k]->shard.k, k);
+		assert_true(part[k]->n_accounts > 0);
+		total += part[k]->n_accounts;
+		for (size_t i = 1; i < part[k]->n_accounts; i++)
+			assert_true(part[k]->accounts[i - 1].line <
+			    part[k]->accounts[i].line);
+	}
+	assert_int_equal(total, 30);
+	for (size_t i = 0; i < all->n_accounts; i++) {
+		const char *name = all->accounts[i].name;
+
+		assert_int_equal(has_account(part[0], name) +
+		    has_account(part[1], name) + has_account(part[2], name), 1);
+	}
+	/* One more account: everyone else stays where it was. */
+	bigger = accounts_text("", 0, 31);
+	for (unsigned k = 0; k < 3; k++) {
+		struct shard s = { k, 3 };
+
+		more = load_ok(bigger);
+		config_keep_shard(more, &s);
+		for (size_t i = 0; i < all->n_accounts; i++) {
+			const char *name = all->accounts[i].name;
+
+			assert_int_equal(has_account(more, name),
+			    has_account(part[k], name));
+		}
+		config_free(&more);
+	}
+	/* Not sharded: all of them. */
+	more = load_ok(bigger);
+	config_keep_shard(more, &(struct shard){ 0, 0 });
+	assert_int_equal(more->n_accounts, 31);
+	config_free(&more);
+	for (unsigned k = 0; k < 3; k++)
+		config_free(&part[k]);
+	config_free(&all);
+	free(text);
+	free(bigger);
+
+	text = accounts_text("shard = 3/3", 0, 1);
+	expect_one_error(text, "t.ini:2: [general] shard: ", "K below N");
+	free(text);
+	text = accounts_text("shard = 1", 0, 1);
+	capture_reset();
+	expect_one_error(text, "t.ini:2: [general] shard: ", "is not K/N");
+	free(text);
+}
+
 static void
 test_bad_port(void **state)
 {
@@ -1571,6 +1700,9 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_mode_names, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_metrics_file, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_shard, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_port, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_key, setup,
 		    teardown),

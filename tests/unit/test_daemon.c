@@ -141,9 +141,10 @@ static int
 run_daemon(void)
 {
 	struct config *cfg = NULL;
+	struct shard none = { 0, 0 };
 
 	assert_int_equal(config_load(path, &cfg), 0);
-	return daemon_run(cfg, path, NULL, 0);
+	return daemon_run(cfg, path, NULL, 0, &none);
 }
 
 static int

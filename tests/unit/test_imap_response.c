@@ -273,6 +273,7 @@ test_fetch(void **state)
 	    fi.has_modseq && fi.has_flags);
 	assert_int_equal(fi.uid, 4827313);
 	assert_int_equal(fi.internaldate, 837596665);
+	assert_int_equal(fi.tz_minutes, -420);
 	assert_int_equal(fi.size, 4286);
 	assert_int_equal(fi.modseq, 12121231000ull);
 	assert_int_equal(fi.flags->count, 2);
@@ -307,6 +308,11 @@ test_fetch(void **state)
 	r = parse(state, "* 1 FETCH (\"UID\" 5)\r\n");
 	assert_int_equal(imap_fetch_decode(1, r->args[0].list,
 	    r->args[0].count, &fi), -1);
+	r = parse(state, "* 1 FETCH (INTERNALDATE \" 7-Jul-1996 02:44:25 "
+	    "+0530\")\r\n");
+	assert_int_equal(imap_fetch_decode(r->number, r->args[0].list,
+	    r->args[0].count, &fi), 0);
+	assert_int_equal(fi.tz_minutes, 330);
 }
 
 static void

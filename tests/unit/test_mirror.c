@@ -35,6 +35,7 @@
 #include "log.h"
 #include "mbox/mbox.h"
 #include "mirror/mirror.h"
+#include "mirror/msgindex.h"
 #include "mirror/plan.h"
 #include "mirror/state.h"
 
@@ -409,7 +410,7 @@ test_incremental_direct(void **state)
 	assert_int_equal(res.messages, 2);
 	assert_int_equal(res.mailboxes_opened, 1);
 	assert_int_equal(imapd_count(&srv, "UID FETCH 4:* (UID INTERNALDATE "
-	    "RFC822.SIZE BODY.PEEK[])"), 1);
+	    "RFC822.SIZE FLAGS BODY.PEEK[])"), 1);
 	assert_int_equal(entries("INBOX.mbox"), 5);
 	ms = saved("INBOX");
 	assert_int_equal(ms->last_uid, 5);
@@ -755,6 +756,80 @@ test_string_and_spooled_bodies(void **state)
 	assert_non_null(strstr(text, "Subject: quoted\n"));
 	assert_non_null(strstr(text, "Subject: three\n\nThird body\n"));
 	free(text);
+}
+
+/* The index records of INBOX.mbox (must load). */
+static void
+load_index(struct msgindex_list *l)
+{
+	char *sd = account_dir(), *path, *error = NULL;
+
+	path = msgindex_path(sd, "INBOX.mbox");
+	assert_non_null(path);
+	if (msgindex_load(path, "INBOX.mbox", l, &error) != 0)
+		fail_msg("%s", error != NULL ? error : "no index");
+	free(path);
+	free(sd);
+}
+
+/* FLAGS before or after a streamed body, with a quoted-string body and
+ * with a spooled one: each record has them, and its entry's place. */
+static void
+test_index_flags_anywhere(void **state)
+{
+	struct imapd_mailbox *b;
+	struct msgindex_list l;
+	uint64_t end = 0;
+
+	(void)state;
+	b = imapd_add_mailbox(&srv, "INBOX");
+	imapd_add_message(b, MSG1);
+	srv.flags_item = "FLAGS (\\Seen $Forwarded \\Recent)";
+	srv.flags_first = false;
+	sync_once();
+	expect_ok();
+	imapd_add_message(b, MSG2);
+	srv.flags_item = "FLAGS (\\Flagged)";
+	srv.flags_first = true;
+	sync_once();
+	expect_ok();
+	imapd_add_message(b, "Subject: quoted");
+	srv.flags_item = "FLAGS (\\Answered \\Draft)";
+	srv.flags_first = false;
+	srv.string_bodies = true;
+	sync_once();
+	expect_ok();
+	imapd_add_message(b, MSG4);
+	srv.flags_item = "FLAGS (\\Deleted Junk)";
+	srv.string_bodies = false;
+	srv.uid_after_body = true;
+	sync_once();
+	expect_ok();
+	srv.flags_item = NULL;
+	srv.uid_after_body = false;
+	imapd_add_message(b, MSG5);
+	sync_once();
+	expect_ok();
+
+	load_index(&l);
+	assert_int_equal(l.n, 5);
+	for (size_t i = 0; i < l.n; i++) {
+		assert_int_equal(l.v[i].uid, i + 1);
+		assert_int_equal(l.v[i].uidvalidity, saved("INBOX")->uidvalidity);
+		assert_int_equal(l.v[i].offset, end);
+		end += l.v[i].length;
+	}
+	assert_int_equal(end, saved("INBOX")->mbox_size);
+	assert_int_equal(l.v[0].flags, MSGINDEX_SEEN);
+	assert_string_equal(l.v[0].keywords, "$Forwarded");
+	assert_int_equal(l.v[1].flags, MSGINDEX_FLAGGED);
+	assert_null(l.v[1].keywords);
+	assert_int_equal(l.v[2].flags, MSGINDEX_ANSWERED | MSGINDEX_DRAFT);
+	assert_int_equal(l.v[3].flags, MSGINDEX_DELETED);
+	assert_string_equal(l.v[3].keywords, "Junk");
+	assert_int_equal(l.v[4].flags, 0);
+	assert_int_equal(l.v[0].size, strlen(MSG1));
+	msgindex_list_free(&l);
 }
 
 /* Another process syncing the account (holding its lock): skipped at
@@ -1265,6 +1340,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_no_mailbox_matches, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_string_and_spooled_bodies,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_index_flags_anywhere,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_account_locked, setup,
 		    teardown),

@@ -218,7 +218,7 @@ static const struct plan_status STATUS_5 = { true, 9, 6, 5 };
 static void
 test_mailbox_step(void **state)
 {
-	struct plan_known k = { true, 9, 6, 5, 0, 0 };
+	struct plan_known k = { true, 9, 6, 5, 0, 0, 0 };
 	struct plan_status st = STATUS_5;
 
 	(void)state;
@@ -246,14 +246,14 @@ test_mailbox_step(void **state)
 	assert_int_equal(plan_mailbox_step(&st, &k), PLAN_MBX_OPEN);
 	/* A sync that never completed recorded no UIDNEXT. */
 	st = STATUS_5;
-	k = (struct plan_known){ true, 9, 0, 5, 0, 0 };
+	k = (struct plan_known){ true, 9, 0, 5, 0, 0, 0 };
 	assert_int_equal(plan_mailbox_step(&st, &k), PLAN_MBX_OPEN);
 }
 
 static void
 test_fetch_base(void **state)
 {
-	struct plan_known k = { true, 9, 6, 5, 0, 0 };
+	struct plan_known k = { true, 9, 6, 5, 0, 0, 0 };
 	struct plan_status st = { true, 9, 50, 40 };
 	bool direct;
 
@@ -275,6 +275,11 @@ test_fetch_base(void **state)
 	k.newest_skipped = 4;
 	plan_fetch_base(&st, &k, &direct);
 	assert_true(direct);
+	/* ...or one a remap found in the mirror already. */
+	k.newest_remapped = 9;
+	assert_int_equal(plan_fetch_base(&st, &k, &direct), 5);
+	assert_false(direct);
+	k.newest_remapped = 0;
 	/* Another UIDVALIDITY, or never mirrored: all of it, sizes first. */
 	st.uidvalidity = 10;
 	assert_int_equal(plan_fetch_base(&st, &k, &direct), 0);
@@ -537,7 +542,7 @@ test_progress_loud(void **state)
 static void
 test_new_estimate(void **state)
 {
-	struct plan_known k = { true, 9, 6, 5, 0, 0 };
+	struct plan_known k = { true, 9, 6, 5, 0, 0, 0 };
 	struct plan_status st = { true, 9, 106, 300 };
 
 	(void)state;
@@ -548,7 +553,7 @@ test_new_estimate(void **state)
 	/* Never mirrored: all of it; unchanged: none. */
 	k.known = false;
 	assert_int_equal(plan_new_estimate(&st, &k), 40);
-	k = (struct plan_known){ true, 9, 106, 105, 0, 0 };
+	k = (struct plan_known){ true, 9, 106, 105, 0, 0, 0 };
 	assert_int_equal(plan_new_estimate(&st, &k), 0);
 	st.has_status = false;
 	assert_int_equal(plan_new_estimate(&st, &k), 0);

@@ -616,6 +616,152 @@ test_pipelined_in_order(void **state)
 	assert_int_equal(rec.failed, 0);
 }
 
+/* Streamed literals (APPEND) */
+
+static struct {
+	const char *data;
+	size_t len, at, piece;
+	bool fail;
+} body_src;
+
+static ssize_t
+body_read(void *arg, void *buf, size_t size)
+{
+	size_t n = body_src.len - body_src.at;
+
+	(void)arg;
+	if (body_src.fail)
+		return -1;
+	if (n > size)
+		n = size;
+	if (body_src.piece > 0 && n > body_src.piece)
+		n = body_src.piece;
+	memcpy(buf, body_src.data + body_src.at, n);
+	body_src.at += n;
+	return (ssize_t)n;
+}
+
+static void
+send_append(const char *text, size_t piece)
+{
+	struct imap_cmd cmd;
+
+	body_src.data = text;
+	body_src.len = strlen(text);
+	body_src.at = 0;
+	body_src.piece = piece;
+	body_src.fail = false;
+	session_cmd_init(sess, &cmd, "APPEND");
+	imap_cmd_add_atom(&cmd, "INBOX");
+	assert_int_equal(session_send_literal(sess, &cmd, body_src.len,
+	    body_read, cmd_untagged, cmd_done, "x"), 0);
+}
+
+/* Ready with the given capabilities (after login). */
+static void
+start_ready_caps(const char *caps)
+{
+	struct session_params p = default_params();
+	char line[256];
+
+	start_connected(&p);
+	server("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR] ready\r\n");
+	expect_client("A1 AUTHENTICATE PLAIN " PLAIN_IR "\r\n");
+	snprintf(line, sizeof line, "A1 OK [CAPABILITY %s] logged in\r\n",
+	    caps);
+	server(line);
+	assert_int_equal(rec.ready, 1);
+}
+
+static void
+test_literal_plus_streamed(void **state)
+{
+	(void)state;
+	start_ready();
+	send_append("hello, world", 5);
+	send_append("second", 0);
+	pump();
+	/* Both at once, bodies read in pieces: no round trip. */
+	expect_client("A2 APPEND INBOX {12+}\r\nhello, world\r\n"
+	    "A3 APPEND INBOX {6+}\r\nsecond\r\n");
+	server("A2 OK [APPENDUID 7 1] done\r\nA3 OK [APPENDUID 7 2] done\r\n");
+	assert_string_equal(rec.order, "A2 A3");
+	assert_int_equal(rec.failed, 0);
+}
+
+static void
+test_literal_sync_waits(void **state)
+{
+	(void)state;
+	start_ready_caps("IMAP4rev1");
+	send_append("hello", 0);
+	send_cmd("NOOP", "n");
+	pump();
+	expect_client("A2 APPEND INBOX {5}\r\n");
+	server("+ go ahead\r\n");
+	expect_client("hello\r\nA3 NOOP\r\n");
+	server("A2 OK done\r\nA3 OK\r\n");
+	assert_string_equal(rec.order, "A2 A3");
+	assert_int_equal(rec.failed, 0);
+}
+
+/* LITERAL-: non-synchronising up to 4096 bytes only. */
+static void
+test_literal_minus(void **state)
+{
+	static char big[5000];
+
+	(void)state;
+	memset(big, 'a', sizeof big - 1);
+	start_ready_caps("IMAP4rev1 LITERAL-");
+	send_append("tiny", 0);
+	pump();
+	expect_client("A2 APPEND INBOX {4+}\r\ntiny\r\n");
+	send_append(big, 0);
+	pump();
+	expect_client("A3 APPEND INBOX {4999}\r\n");
+	server("A2 OK\r\n+ \r\n");
+	assert_int_equal(strlen(transport_mem_take(mem)), 4999 + 2);
+	server("A3 OK\r\n");
+	assert_string_equal(rec.order, "A2 A3");
+}
+
+/* A NO instead of "+": the body is never sent, the next command goes. */
+static void
+test_literal_sync_refused(void **state)
+{
+	(void)state;
+	start_ready_caps("IMAP4rev1");
+	send_append("hello", 0);
+	send_cmd("NOOP", "n");
+	pump();
+	expect_client("A2 APPEND INBOX {5}\r\n");
+	server("A2 NO [TOOBIG] too big\r\n");
+	expect_client("A3 NOOP\r\n");
+	server("A3 OK\r\n");
+	assert_string_equal(rec.order, "A2! A3");
+	assert_int_equal(rec.failed, 0);
+}
+
+static void
+test_literal_source_fails(void **state)
+{
+	struct imap_cmd cmd;
+
+	(void)state;
+	start_ready();
+	body_src.data = "abc";
+	body_src.len = 3;
+	body_src.at = 0;
+	body_src.fail = true;
+	session_cmd_init(sess, &cmd, "APPEND");
+	imap_cmd_add_atom(&cmd, "INBOX");
+	assert_int_equal(session_send_literal(sess, &cmd, 3, body_read,
+	    cmd_untagged, cmd_done, "x"), 0);
+	pump();
+	expect_failure(SESSION_ERR_LOCAL, "cannot read the literal of A2");
+}
+
 static void
 test_tag_never_sent(void **state)
 {
@@ -1142,6 +1288,11 @@ main(void)
 		T(test_starttls_not_offered),
 		T(test_pipelined_in_order),
 		T(test_tag_never_sent),
+		T(test_literal_plus_streamed),
+		T(test_literal_sync_waits),
+		T(test_literal_minus),
+		T(test_literal_sync_refused),
+		T(test_literal_source_fails),
 		T(test_tag_completed_twice),
 		T(test_bye_inside_literal_is_data),
 		T(test_bye_then_eof),

@@ -667,6 +667,91 @@ test_holes_and_given_up(void **state)
 }
 
 /*
+ * UIDs a remap found in the mirror above last_uid: kept as ranges, saved
+ * only above last_uid, read back; with or without hole and skipped
+ * fields; malformed lists are a corrupt state.
+ */
+static void
+test_remapped(void **state)
+{
+	static const uint32_t uids[] = { 5, 6, 7, 9, 12, 13 };
+	struct account_state st, got;
+	struct mailbox_state *mb;
+	char dir[PATH_MAX], path[PATH_MAX + 8], *error = NULL, buf[1024];
+	FILE *fp;
+
+	(void)state;
+	make_dir_path(dir, sizeof dir, "remapped");
+	memset(&st, 0, sizeof st);
+	memset(&got, 0, sizeof got);
+	mb = state_get(&st, "INBOX");
+	mb->file = strdup("INBOX.mbox");
+	mb->uidvalidity = 7;
+	mb->last_uid = 3;
+	assert_int_equal(state_set_remapped(mb, uids, 6), 0);
+	assert_int_equal(mb->n_remapped, 3);
+	assert_true(state_is_remapped(mb, 5));
+	assert_true(state_is_remapped(mb, 7));
+	assert_false(state_is_remapped(mb, 8));
+	assert_true(state_is_remapped(mb, 13));
+	assert_false(state_is_remapped(mb, 14));
+	assert_false(state_is_remapped(mb, 3));
+	assert_int_equal(state_newest_remapped(mb), 13);
+	assert_int_equal(state_save(dir, &st, &error), 0);
+	snprintf(path, sizeof path, "%s/state", dir);
+	assert_non_null(fp = fopen(path, "r"));
+	buf[fread(buf, 1, sizeof buf - 1, fp)] = '\0';
+	fclose(fp);
+	assert_non_null(strstr(buf, "\tremapped=5-7,9,12-13\n"));
+	assert_int_equal(state_load(dir, &got, &error), 0);
+	assert_non_null(mb = state_find(&got, "INBOX"));
+	assert_true(state_is_remapped(mb, 6));
+	assert_true(state_is_remapped(mb, 9));
+	assert_false(state_is_remapped(mb, 10));
+	state_clear(&got);
+
+	/* The fetch went past some: only what is above last_uid is saved. */
+	mb = state_find(&st, "INBOX");
+	mb->last_uid = 6;
+	assert_int_equal(state_add_skipped(mb, 8), 0);
+	assert_int_equal(state_save(dir, &st, &error), 0);
+	assert_non_null(fp = fopen(path, "r"));
+	buf[fread(buf, 1, sizeof buf - 1, fp)] = '\0';
+	fclose(fp);
+	assert_non_null(strstr(buf, "\tskipped=1:8\tremapped=7,9,12-13\n"));
+	assert_int_equal(state_load(dir, &got, &error), 0);
+	assert_non_null(mb = state_find(&got, "INBOX"));
+	assert_true(state_is_skipped(mb, 8));
+	assert_true(state_is_remapped(mb, 7));
+	assert_false(state_is_remapped(mb, 6));
+	state_clear(&got);
+	/* Past them all: nothing saved. */
+	mb = state_find(&st, "INBOX");
+	mb->last_uid = 13;
+	assert_int_equal(state_newest_remapped(mb), 0);
+	assert_int_equal(state_save(dir, &st, &error), 0);
+	assert_non_null(fp = fopen(path, "r"));
+	buf[fread(buf, 1, sizeof buf - 1, fp)] = '\0';
+	fclose(fp);
+	assert_null(strstr(buf, "remapped"));
+	state_clear(&st);
+
+	static const char *const bad[] = {
+		"remapped=", "remapped=0", "remapped=5,5", "remapped=5,4",
+		"remapped=4-6,6", "remapped=4-6,7", "remapped=6-4",
+		"remapped=1,", "remapped=x", "remapped=1-", "remapped=-1",
+		"remapped=99999999999", "remapped=1\thole=1:2\tskipped=-",
+		"hole=1:2\tremapped=3",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		snprintf(buf, sizeof buf, "%s%smailbox\tINBOX\tINBOX.mbox\t"
+		    "uidvalidity=1\tlast_uid=2\tuidnext=3\tmessages=4\t"
+		    "mbox_size=5\t%s\nend\n", header, account, bad[i]);
+		expect_corrupt(buf, 3, "mailbox line");
+	}
+}
+
+/*
  * The account lock: taken once, refused to a second open of it (flock
  * locks belong to the open file, so one process shows the conflict) with
  * the holder's pid, free again once released.  The directory is created
@@ -697,6 +782,10 @@ test_lock(void **state)
 	assert_null(error);
 	assert_int_equal(fd2, -1);
 	assert_int_equal(holder, (long)getpid());
+	/* Seen held without writing (--verify). */
+	holder = -1;
+	assert_int_equal(state_daemon_running_in(dir, &holder), 1);
+	assert_int_equal(holder, (long)getpid());
 	/* Refused without touching the state. */
 	snprintf(path, sizeof path, "%s/state", dir);
 	assert_int_equal(access(path, F_OK), -1);
@@ -704,6 +793,9 @@ test_lock(void **state)
 	state_unlock(&fd);
 	assert_int_equal(fd, -1);
 	state_unlock(&fd);
+	assert_int_equal(state_daemon_running_in(dir, &holder), 0);
+	assert_int_equal(holder, 0);
+	assert_int_equal(lstat(path, &st), -1);
 	assert_int_equal(state_lock(dir, &fd2, &holder, &error), 0);
 	assert_true(fd2 >= 0);
 	state_unlock(&fd2);
@@ -908,6 +1000,7 @@ main(void)
 		cmocka_unit_test(test_account_dir),
 		cmocka_unit_test(test_error_redacted),
 		cmocka_unit_test(test_holes_and_given_up),
+		cmocka_unit_test(test_remapped),
 		cmocka_unit_test(test_lock),
 		cmocka_unit_test(test_set_next_attempt),
 		cmocka_unit_test(test_io_errors),

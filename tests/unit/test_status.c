@@ -167,6 +167,14 @@ test_table(void **state)
 
 /* A daemon holding its lock on the state directory is named, with its
  * pid, in both forms. */
+/* What --status says of a daemon run by this process. */
+static const char *
+want2(char *buf, size_t size)
+{
+	snprintf(buf, size, "daemon: running (pid %ld) on ", (long)getpid());
+	return buf;
+}
+
 static void
 test_daemon_running(void **state)
 {
@@ -192,6 +200,25 @@ test_daemon_running(void **state)
 	expect(want);
 	state_unlock(&fd);
 	free(dd);
+
+	/* A sharded config looks at its shard's daemon only. */
+	cfg->shard.k = 1;
+	cfg->shard.n = 3;
+	assert_non_null(dd = state_shard_daemon_dir(cfg->state_dir, 0, 3));
+	assert_non_null(strstr(dd, "/.daemon/shard-0-of-3"));
+	assert_int_equal(state_lock(dd, &fd, &holder, &error), 0);
+	assert_int_equal(run(names, 1, false), 0);
+	expect("daemon: not running on ");
+	state_unlock(&fd);
+	free(dd);
+	assert_non_null(dd = state_shard_daemon_dir(cfg->state_dir, 1, 3));
+	assert_int_equal(state_lock(dd, &fd, &holder, &error), 0);
+	assert_int_equal(run(names, 1, false), 0);
+	expect(want2(want, sizeof want));
+	state_unlock(&fd);
+	free(dd);
+	cfg->shard.n = 0;
+	cfg->shard.k = 0;
 }
 
 static void

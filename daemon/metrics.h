@@ -1,0 +1,85 @@
+/*
+ * metrics: an account's and a process's figures in the Prometheus text
+ * exposition format (version 0.0.4), for node_exporter's textfile
+ * collector.  Pure: text in memory from the figures given; the shell
+ * (metrics_file.h) gathers them and writes the file.
+ *
+ * Families, each with # HELP and # TYPE, in this order:
+ *   per account (label account="NAME"):
+ *     mboxmirror_last_success_timestamp_seconds	gauge (0: never)
+ *     mboxmirror_last_attempt_timestamp_seconds	gauge (0: never)
+ *     mboxmirror_last_sync_duration_seconds		gauge (no sample for
+ *		an account with no sync ended in this process)
+ *     mboxmirror_consecutive_failures			gauge
+ *     mboxmirror_account_state{state="ok|failing|syncing"}	gauge, one-hot
+ *     mboxmirror_interval_seconds			gauge
+ *     mboxmirror_messages_mirrored_total		counter
+ *     mboxmirror_bytes_mirrored_total			counter
+ *     mboxmirror_push_connected				gauge (0 or 1)
+ *   per process (label shard="K/N", "0/1" when not sharded, so that the
+ *   files of several processes on one host do not clash):
+ *     mboxmirror_accounts_configured			gauge
+ *     mboxmirror_syncs_in_flight			gauge
+ *     mboxmirror_connections_open			gauge
+ */
+#ifndef MM_METRICS_H
+#define MM_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+struct account_state;
+
+enum metrics_account_state {
+	METRICS_OK,		/* the last sync succeeded, or none yet */
+	METRICS_FAILING,	/* the last one failed */
+	METRICS_SYNCING,	/* a sync runs now (whatever the last did) */
+};
+
+struct metrics_account {
+	const char *name;
+	unsigned interval;	/* seconds */
+	time_t last_success;	/* 0: never */
+	time_t last_attempt;	/* 0: never */
+	double last_duration;	/* seconds; < 0: none ended in this process */
+	unsigned failures;	/* consecutive */
+	bool syncing;
+	bool push_connected;
+	uint64_t messages;	/* mirrored, all mailboxes (the state's count) */
+	uint64_t bytes;		/* committed mbox bytes, all mailboxes */
+};
+
+struct metrics_process {
+	unsigned shard_k, shard_n;	/* n == 0: not sharded */
+	unsigned accounts;
+	unsigned syncs_in_flight;
+	unsigned connections_open;
+};
+
+/* The one state of mboxmirror_account_state that is 1. */
+enum metrics_account_state metrics_account_state(
+    const struct metrics_account *a);
+
+/* Copies what the account's state file records (times, consecutive
+ * failures, messages and bytes summed over its mailboxes) into a; the
+ * rest of a is left alone. */
+void metrics_from_state(struct metrics_account *a,
+    const struct account_state *st);
+
+/*
+ * The exposition text of the process p and its n accounts (in the order
+ * given), malloc'ed and NUL-terminated, its length in *len_r; NULL when
+ * out of memory.  Label values are escaped as the format asks (backslash,
+ * double quote, line feed); other bytes go as they are (names are UTF-8).
+ */
+char *metrics_format(const struct metrics_process *p,
+    const struct metrics_account *const *a, size_t n, size_t *len_r);
+
+/* Seconds to leave between two writes of the file, for n accounts: 1,
+ * and 1 more per 1000 accounts, so that a large process that ends a sync
+ * every few milliseconds does not spend its time rewriting megabytes. */
+unsigned metrics_write_gap(size_t n);
+
+#endif

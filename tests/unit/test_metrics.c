@@ -1,0 +1,291 @@
+/*
+ * metrics: the exposition text, family by family: # HELP and # TYPE once
+ * each before their samples, label values escaped, the state one-hot, no
+ * duration before a sync, the process's figures under its shard; and the
+ * figures taken from a state.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "metrics.h"
+#include "mirror/state.h"
+
+static bool
+has_line(const char *text, const char *line)
+{
+	size_t len = strlen(line);
+
+	for (const char *p = text; p != NULL && *p != '\0';
+	    p = strchr(p, '\n') != NULL ? strchr(p, '\n') + 1 : NULL)
+		if (strncmp(p, line, len) == 0 && p[len] == '\n')
+			return true;
+	return false;
+}
+
+static void
+expect_line(const char *text, const char *line)
+{
+	if (!has_line(text, line))
+		fail_msg("no line \"%s\" in:\n%s", line, text);
+}
+
+static void
+expect_no_line(const char *text, const char *line)
+{
+	if (has_line(text, line))
+		fail_msg("unexpected line \"%s\" in:\n%s", line, text);
+}
+
+static size_t
+count(const char *text, const char *needle)
+{
+	size_t n = 0;
+
+	for (const char *p = text; (p = strstr(p, needle)) != NULL; p++)
+		n++;
+	return n;
+}
+
+static struct metrics_account
+account(const char *name)
+{
+	struct metrics_account a = {
+		.name = name,
+		.interval = 900,
+		.last_success = 1790000000,
+		.last_attempt = 1790000100,
+		.last_duration = 2.5,
+		.failures = 0,
+		.messages = 12,
+		.bytes = 34567,
+	};
+
+	return a;
+}
+
+static char *
+format(const struct metrics_process *p, const struct metrics_account *a,
+    size_t n)
+{
+	const struct metrics_account *v[4];
+	size_t len = 0;
+	char *text;
+
+	assert_true(n <= 4);
+	for (size_t i = 0; i < n; i++)
+		v[i] = &a[i];
+	text = metrics_format(p, v, n, &len);
+	assert_non_null(text);
+	assert_int_equal(len, strlen(text));
+	assert_true(len > 0 && text[len - 1] == '\n');
+	return text;
+}
+
+static void
+test_samples(void **state)
+{
+	struct metrics_account a[2] = { account("personal"), account("work") };
+	struct metrics_process p = { .accounts = 2, .syncs_in_flight = 1,
+		.connections_open = 3 };
+	char *text;
+
+	(void)state;
+	a[1].failures = 3;
+	a[1].last_duration = -1;
+	a[1].push_connected = true;
+	a[1].messages = 0;
+	text = format(&p, a, 2);
+	expect_line(text, "mboxmirror_last_success_timestamp_seconds"
+	    "{account=\"personal\"} 1790000000");
+	expect_line(text, "mboxmirror_last_attempt_timestamp_seconds"
+	    "{account=\"work\"} 1790000100");
+	expect_line(text, "mboxmirror_last_sync_duration_seconds"
+	    "{account=\"personal\"} 2.500");
+	/* No sync ended in this process: no duration to tell. */
+	assert_int_equal(count(text, "mboxmirror_last_sync_duration_seconds"
+	    "{account=\"work\"}"), 0);
+	expect_line(text, "mboxmirror_consecutive_failures"
+	    "{account=\"work\"} 3");
+	expect_line(text, "mboxmirror_consecutive_failures"
+	    "{account=\"personal\"} 0");
+	expect_line(text, "mboxmirror_interval_seconds"
+	    "{account=\"work\"} 900");
+	expect_line(text, "mboxmirror_messages_mirrored_total"
+	    "{account=\"personal\"} 12");
+	expect_line(text, "mboxmirror_messages_mirrored_total"
+	    "{account=\"work\"} 0");
+	expect_line(text, "mboxmirror_bytes_mirrored_total"
+	    "{account=\"personal\"} 34567");
+	expect_line(text, "mboxmirror_push_connected{account=\"work\"} 1");
+	expect_line(text, "mboxmirror_push_connected{account=\"personal\"} 0");
+	/* One-hot: ok for personal, failing for work. */
+	expect_line(text, "mboxmirror_account_state"
+	    "{account=\"personal\",state=\"ok\"} 1");
+	expect_line(text, "mboxmirror_account_state"
+	    "{account=\"personal\",state=\"failing\"} 0");
+	expect_line(text, "mboxmirror_account_state"
+	    "{account=\"personal\",state=\"syncing\"} 0");
+	expect_line(text, "mboxmirror_account_state"
+	    "{account=\"work\",state=\"failing\"} 1");
+	expect_line(text, "mboxmirror_account_state"
+	    "{account=\"work\",state=\"ok\"} 0");
+	/* Not sharded: shard 0 of 1. */
+	expect_line(text, "mboxmirror_accounts_configured{shard=\"0/1\"} 2");
+	expect_line(text, "mboxmirror_syncs_in_flight{shard=\"0/1\"} 1");
+	expect_line(text, "mboxmirror_connections_open{shard=\"0/1\"} 3");
+	free(text);
+}
+
+/* Every family: HELP then TYPE, once, before its first sample; the
+ * counters end in _total; no sample of a family after another began. */
+static void
+test_structure(void **state)
+{
+	struct metrics_account a[1] = { account("x") };
+	struct metrics_process p = { .accounts = 1 };
+	char *text, *line, *save = NULL, family[128] = "", seen[2048] = " ";
+	char *copy;
+
+	(void)state;
+	text = format(&p, a, 1);
+	copy = strdup(text);
+	for (line = strtok_r(copy, "\n", &save); line != NULL;
+	    line = strtok_r(NULL, "\n", &save)) {
+		char name[128], type[32], key[132];
+
+		if (sscanf(line, "# HELP %127s", name) == 1) {
+			snprintf(key, sizeof key, " %s ", name);
+			if (strstr(seen, key) != NULL)
+				fail_msg("%s twice", name);
+			assert_true(strlen(seen) + strlen(name) + 2 <
+			    sizeof seen);
+			strcat(seen, name);
+			strcat(seen, " ");
+			snprintf(family, sizeof family, "%s", name);
+			continue;
+		}
+		if (sscanf(line, "# TYPE %127s %31s", name, type) == 2) {
+			assert_string_equal(name, family);
+			assert_true(strcmp(type, "gauge") == 0 ||
+			    strcmp(type, "counter") == 0);
+			if (strcmp(type, "counter") == 0)
+				assert_non_null(strstr(name, "_total"));
+			continue;
+		}
+		assert_int_equal(strncmp(line, family, strlen(family)), 0);
+		assert_int_equal(line[strlen(family)], '{');
+	}
+	assert_int_equal(count(text, "# HELP "), 12);
+	assert_int_equal(count(text, "# TYPE "), 12);
+	assert_int_equal(count(text, "# TYPE mboxmirror_messages_mirrored_total"
+	    " counter\n"), 1);
+	assert_int_equal(count(text, "# TYPE mboxmirror_account_state gauge\n"),
+	    1);
+	free(copy);
+	free(text);
+}
+
+/* Backslash, double quote and line feed in a label value are escaped;
+ * UTF-8 goes as it is. */
+static void
+test_label_escaping(void **state)
+{
+	struct metrics_account a[1] = { account("we\"ird\\na\nme h\xc3\xa9") };
+	struct metrics_process p = { .accounts = 1 };
+	char *text;
+
+	(void)state;
+	text = format(&p, a, 1);
+	expect_line(text, "mboxmirror_consecutive_failures"
+	    "{account=\"we\\\"ird\\\\na\\nme h\xc3\xa9\"} 0");
+	/* No raw line feed inside a sample. */
+	expect_no_line(text, "me h\xc3\xa9\"} 0");
+	free(text);
+}
+
+/* The state: syncing over failing over ok; the process's shard. */
+static void
+test_state_and_shard(void **state)
+{
+	struct metrics_account a[1] = { account("s") };
+	struct metrics_process p = { .shard_k = 2, .shard_n = 3,
+		.accounts = 1, .syncs_in_flight = 1, .connections_open = 1 };
+	char *text;
+
+	(void)state;
+	assert_int_equal(metrics_account_state(&a[0]), METRICS_OK);
+	a[0].failures = 1;
+	assert_int_equal(metrics_account_state(&a[0]), METRICS_FAILING);
+	a[0].syncing = true;
+	assert_int_equal(metrics_account_state(&a[0]), METRICS_SYNCING);
+	text = format(&p, a, 1);
+	expect_line(text, "mboxmirror_account_state"
+	    "{account=\"s\",state=\"syncing\"} 1");
+	expect_line(text, "mboxmirror_account_state"
+	    "{account=\"s\",state=\"failing\"} 0");
+	expect_line(text, "mboxmirror_accounts_configured{shard=\"2/3\"} 1");
+	free(text);
+	/* No account at all: the process's figures still. */
+	p.accounts = 0;
+	text = format(&p, a, 0);
+	expect_line(text, "mboxmirror_accounts_configured{shard=\"2/3\"} 0");
+	assert_int_equal(count(text, "account=\""), 0);
+	free(text);
+}
+
+static void
+test_from_state(void **state)
+{
+	struct mailbox_state mb[2] = {
+		{ .messages = 10, .mbox_size = 1000 },
+		{ .messages = 5, .mbox_size = 4294967296ULL },
+	};
+	struct account_state st = { .mailboxes = mb, .n_mailboxes = 2,
+		.last_attempt = 200, .last_success = 100, .failures = 2 };
+	struct metrics_account a = account("f");
+
+	(void)state;
+	a.push_connected = true;
+	metrics_from_state(&a, &st);
+	assert_int_equal(a.messages, 15);
+	assert_int_equal(a.bytes, 4294968296ULL);
+	assert_int_equal(a.last_attempt, 200);
+	assert_int_equal(a.last_success, 100);
+	assert_int_equal(a.failures, 2);
+	/* What the state does not hold is left alone. */
+	assert_true(a.push_connected);
+	assert_string_equal(a.name, "f");
+	assert_int_equal(a.interval, 900);
+}
+
+static void
+test_write_gap(void **state)
+{
+	(void)state;
+	assert_int_equal(metrics_write_gap(0), 1);
+	assert_int_equal(metrics_write_gap(999), 1);
+	assert_int_equal(metrics_write_gap(1000), 2);
+	assert_int_equal(metrics_write_gap(10000), 11);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_samples),
+		cmocka_unit_test(test_structure),
+		cmocka_unit_test(test_label_escaping),
+		cmocka_unit_test(test_state_and_shard),
+		cmocka_unit_test(test_from_state),
+		cmocka_unit_test(test_write_gap),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

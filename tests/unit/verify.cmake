@@ -1,0 +1,17 @@
+# --verify's decisions: pure, built in alone.
+mm_unit_test(test_verify_compare SOURCES unit/test_verify_compare.c
+             ${PROJECT_SOURCE_DIR}/daemon/verify_compare.c)
+# --verify's shell against the in-memory server, after a --once made the
+# mirror (both make their own loop).
+mm_unit_test(test_verify
+  SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_verify.c
+          ${PROJECT_SOURCE_DIR}/daemon/verify.c
+          ${PROJECT_SOURCE_DIR}/daemon/verify_deep.c
+          ${PROJECT_SOURCE_DIR}/daemon/verify_file.c
+          ${PROJECT_SOURCE_DIR}/daemon/verify_report.c
+          ${PROJECT_SOURCE_DIR}/daemon/verify_compare.c
+          ${PROJECT_SOURCE_DIR}/daemon/run.c
+          ${PROJECT_SOURCE_DIR}/daemon/scheduler.c ${MM_OWN_LOOP_SOURCES}
+          ${MM_METRICS_SOURCES}
+  LIBS mm_mirror)
+target_link_options(test_verify PRIVATE ${MM_OWN_LOOP_WRAP})
