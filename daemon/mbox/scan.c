@@ -205,12 +205,16 @@ from_line_date(const char *line, size_t len)
 	return t == (time_t)-1 ? 0 : t;
 }
 
-/* The From_ line at pos: taken, its date read. */
+/*
+ * The From_ line at pos: taken, its date read.  The date is at the end of
+ * the line, so the last FROM_LINE_KEEP bytes are kept (another program's
+ * line may be longer), NUL-terminated for sscanf().
+ */
 static int
 take_from_line(struct mbox_scan *s, time_t *date_r, char **error_r)
 {
-	char line[FROM_LINE_KEEP];
-	size_t n = 0, seg;
+	char line[FROM_LINE_KEEP + 1];
+	size_t n = 0, seg, k;
 	const unsigned char *p, *lf;
 
 	for (;;) {
@@ -221,16 +225,19 @@ take_from_line(struct mbox_scan *s, time_t *date_r, char **error_r)
 		p = s->buf + s->pos;
 		lf = memchr(p, '\n', avail(s));
 		seg = lf != NULL ? (size_t)(lf - p) + 1 : avail(s);
-		if (n < sizeof line) {
-			size_t k = seg < sizeof line - n ? seg : sizeof line - n;
-
-			memcpy(line + n, p, k);
-			n += k;
+		k = seg < FROM_LINE_KEEP ? seg : FROM_LINE_KEEP;
+		if (n + k > FROM_LINE_KEEP) {
+			memmove(line, line + (n + k - FROM_LINE_KEEP),
+			    FROM_LINE_KEEP - k);
+			n = FROM_LINE_KEEP - k;
 		}
+		memcpy(line + n, p + seg - k, k);
+		n += k;
 		s->pos += seg;
 		if (lf != NULL)
 			break;
 	}
+	line[n] = '\0';
 	*date_r = from_line_date(line, n);
 	return 0;
 }

@@ -101,22 +101,26 @@ keep_aside(struct mirror *m, const char *rel, const char *tag)
 /*
  * Opens the index of the mbox just opened at path: a missing one is
  * rebuilt from the mbox's committed bytes, a corrupt one kept aside and
- * rebuilt.  0, or -1 when the mailbox failed.
+ * rebuilt.  When another program changed the mbox (changed), the index is
+ * first checked against its bytes: its offsets may name other bytes now,
+ * even where the sizes still agree.  0, or -1 when the mailbox failed.
  */
 static int
-open_index(struct mirror *m, const char *path)
+open_index(struct mirror *m, const char *path, bool changed)
 {
 	const char *box = m->mbxs[m->cur].display;
 	char *ix_path, *corrupt = NULL, *error = NULL;
-	size_t rebuilt;
+	size_t rebuilt = (size_t)-1;
 
 	if ((ix_path = msgindex_path(m->state_dir, m->ms->file)) == NULL) {
 		mailbox_local_failure(m, "out of memory");
 		return -1;
 	}
-	if (msgindex_open_ex(ix_path, m->ms->file, path,
-	    mbox_committed_size(m->mbox), &m->msgindex, &rebuilt, &corrupt,
-	    &error) != 0) {
+	if ((changed && msgindex_check(ix_path, m->ms->file, path,
+	    mbox_committed_size(m->mbox), &rebuilt, &error) != 0) ||
+	    msgindex_open_ex(ix_path, m->ms->file, path,
+	    mbox_committed_size(m->mbox), &m->msgindex, changed ? NULL :
+	    &rebuilt, &corrupt, &error) != 0) {
 		log_warnx("%s: mailbox %s: message index: %s", m->prefix, box,
 		    error != NULL ? error : "out of memory");
 		mailbox_local_failure(m, error != NULL ? error :
@@ -129,7 +133,12 @@ open_index(struct mirror *m, const char *path)
 		log_warnx("%s: mailbox %s: its message index could not be "
 		    "read; kept as %s and rebuilt from %s", m->prefix, box,
 		    corrupt, path);
-	if (rebuilt != (size_t)-1)
+	if (changed)
+		log_info("%s: mailbox %s: checked the message index %s against "
+		    "%s, which another program changed; %zu %s found no "
+		    "record of theirs", m->prefix, box, ix_path, path,
+		    rebuilt, num_plural(rebuilt, "message", "messages"));
+	if (rebuilt != (size_t)-1 && rebuilt > 0)
 		log_info("%s: mailbox %s: rebuilt the message index %s from %s "
 		    "(%zu %s): a rebuilt index knows where each message is, "
 		    "its digest, Message-ID and date, not its UID, flags or "
@@ -145,7 +154,7 @@ open_index(struct mirror *m, const char *path)
 int
 commit_open_index(struct mirror *m, const char *path)
 {
-	return open_index(m, path);
+	return open_index(m, path, false);
 }
 
 /* EXAMINE answered: reconcile the state with UIDVALIDITY, open the mbox. */
@@ -290,18 +299,20 @@ commit_open_mailbox(struct mirror *m)
 		mirror_fail(m, MIRROR_ERR_LOCAL, "out of memory");
 		return;
 	}
+	/* The index is checked against a changed mbox before the state
+	 * records its new size: a crash in between finds the change again.
+	 * A remap rewrites the index: it is opened for appends after that
+	 * (commit_open_index()). */
+	if (!remap && open_index(m, path, r == MBOX_OPEN_SHORTER ||
+	    r == MBOX_OPEN_CHANGED) != 0) {
+		layout_file_free(&lf);
+		return;
+	}
 	/* The size the next append starts at must be durable before the
 	 * append: a crash during it must find the tail past this size, not
 	 * past the old one, to cut it as ours. */
 	if ((r == MBOX_OPEN_SHORTER || r == MBOX_OPEN_CHANGED) &&
 	    mirror_save_state(m) != 0) {
-		free(remap_path);
-		layout_file_free(&lf);
-		return;
-	}
-	/* A remap rewrites the index: it is opened for appends after that
-	 * (commit_open_index()). */
-	if (!remap && open_index(m, path) != 0) {
 		free(remap_path);
 		layout_file_free(&lf);
 		return;

@@ -341,6 +341,17 @@ read_record(struct reader *r, size_t k, uint64_t prev_end,
 
 /* Readers */
 
+/* Whether a record read as rr is the last of the file and cut short or
+ * failing its check: an append torn, or still being written. */
+static bool
+torn_tail(struct reader *r, enum rec_result rr)
+{
+	unsigned char probe;
+
+	return rr == REC_TRUNCATED || (rr == REC_BAD && rd_get(r, &probe,
+	    1) == 0);
+}
+
 char *
 msgindex_path(const char *dir, const char *file)
 {
@@ -414,6 +425,13 @@ msgindex_load(const char *path, const char *file, struct msgindex_list *l,
 		rr = read_record(&r, k, prev_end, &e, true, error_r);
 		if (rr == REC_END)
 			break;
+		if (torn_tail(&r, rr)) {
+			/* An append torn by a crash, or one a sync is
+			 * writing now: what comes before it is whole. */
+			free(*error_r);
+			*error_r = NULL;
+			break;
+		}
 		if (rr != REC_OK)
 			goto out;
 		if (list_push(l, &cap, &e) == -1) {
@@ -702,14 +720,13 @@ look_at(const char *path, int fd, const char *file, uint64_t committed,
 			res = LOOK_ERROR;
 			goto out;
 		}
-		if (rr == REC_TRUNCATED)
+		/* A torn append; or, past what the state records, an append
+		 * it never counted on, whose blocks a power cut may have left
+		 * unwritten anywhere. */
+		if (torn_tail(&r, rr) || (rr == REC_BAD && prev_end ==
+		    committed))
 			break;
 		if (rr == REC_BAD) {
-			unsigned char probe;
-
-			/* The last record of the file: a torn append. */
-			if (rd_get(&r, &probe, 1) == 0)
-				break;
 			*error_r = err;
 			err = NULL;
 			res = LOOK_CORRUPT;
@@ -727,6 +744,136 @@ out:
 	free(name);
 	free(r.buf);
 	return res;
+}
+
+/*
+ * The records of the index at fd, if it is file's (NULL: any mbox's), up
+ * to the first that cannot be read (keywords too).  All of them: an mbox
+ * another program made shorter may now hold, earlier, entries that were
+ * past its new end.  0, or -1 when its header cannot be read or names
+ * another mbox (l empty).
+ */
+static int
+load_prefix(const char *path, int fd, const char *file,
+    struct msgindex_list *l)
+{
+	struct msgindex_entry e;
+	struct reader r;
+	char *name = NULL, *err = NULL;
+	uint64_t prev_end = 0;
+	size_t cap = 0;
+	int ret = -1;
+
+	if (rd_init(&r, path, fd) == -1)
+		return -1;
+	if (read_header(&r, &name, &err) == 0 && (file == NULL ||
+	    strcmp(name, file) == 0)) {
+		ret = 0;
+		for (size_t k = 1; read_record(&r, k, prev_end, &e, true,
+		    &err) == REC_OK; k++) {
+			if (list_push(l, &cap, &e) == -1) {
+				free(e.keywords);
+				break;
+			}
+			prev_end = e.offset + e.length;
+		}
+	}
+	free(err);
+	free(name);
+	free(r.buf);
+	return ret;
+}
+
+/* Entries (through pointers) by length, then digest. */
+static int
+entry_cmp(const void *a, const void *b)
+{
+	const struct msgindex_entry *x, *y;
+
+	x = *(const struct msgindex_entry *const *)a;
+	y = *(const struct msgindex_entry *const *)b;
+
+	if (x->length != y->length)
+		return x->length < y->length ? -1 : 1;
+	return memcmp(x->digest, y->digest, MSGINDEX_DIGEST_LEN);
+}
+
+/*
+ * Each entry of fresh (a rebuild) takes what old knew of the same bytes
+ * (length and digest; each old record once), at its new offset; *rebuilt_r
+ * counts those that found none.  0, or -1 when out of memory.
+ */
+static int
+merge_known(struct msgindex_list *fresh, struct msgindex_list *old,
+    size_t *rebuilt_r)
+{
+	struct msgindex_entry **by, *key, **hit;
+	bool *taken;
+	size_t lo;
+
+	*rebuilt_r = fresh->n;
+	if (old->n == 0)
+		return 0;
+	by = reallocarray(NULL, old->n, sizeof *by);
+	taken = calloc(old->n, sizeof *taken);
+	if (by == NULL || taken == NULL) {
+		free(by);
+		free(taken);
+		return -1;
+	}
+	for (size_t i = 0; i < old->n; i++)
+		by[i] = &old->v[i];
+	qsort(by, old->n, sizeof *by, entry_cmp);
+	for (size_t i = 0; i < fresh->n; i++) {
+		key = &fresh->v[i];
+		hit = bsearch(&key, by, old->n, sizeof *by, entry_cmp);
+		if (hit == NULL)
+			continue;
+		/* The first of equal ones not taken yet. */
+		for (lo = (size_t)(hit - by); lo > 0 &&
+		    entry_cmp(&by[lo - 1], &key) == 0; lo--)
+			;
+		while (lo < old->n && taken[lo] && entry_cmp(&by[lo],
+		    &key) == 0)
+			lo++;
+		if (lo == old->n || taken[lo] || entry_cmp(&by[lo], &key) != 0)
+			continue;
+		taken[lo] = true;
+		by[lo]->offset = key->offset;
+		*key = *by[lo];
+		by[lo]->keywords = NULL;	/* moved */
+		(*rebuilt_r)--;
+	}
+	free(taken);
+	free(by);
+	return 0;
+}
+
+int
+msgindex_check(const char *path, const char *file, const char *mbox_path,
+    uint64_t committed, size_t *rebuilt_r, char **error_r)
+{
+	struct msgindex_list fresh = { NULL, 0 }, old = { NULL, 0 };
+	size_t rebuilt = 0;
+	int fd, r = -1;
+
+	if (committed > 0 && msgindex_rebuild(mbox_path, committed, &fresh,
+	    error_r) == -1)
+		return -1;
+	fd = fs_open_regular(path, O_RDONLY, 0);
+	if (fd >= 0) {
+		(void)load_prefix(path, fd, file, &old);
+		(void)close(fd);
+	}
+	if (merge_known(&fresh, &old, &rebuilt) == -1)
+		(void)log_set_error(error_r, "%s: out of memory", path);
+	else
+		r = msgindex_rewrite(path, file, fresh.v, fresh.n, error_r);
+	if (r == 0 && rebuilt_r != NULL)
+		*rebuilt_r = rebuilt;
+	msgindex_list_free(&old);
+	msgindex_list_free(&fresh);
+	return r;
 }
 
 /* Makes the index at path anew from the mbox (empty when committed is 0);
@@ -779,10 +926,19 @@ msgindex_open_ex(const char *path, const char *file, const char *mbox_path,
 		}
 		look = fd < 0 ? LOOK_MISSING : look_at(path, fd, file,
 		    committed, &keep, &count, &last_end, &why);
-		if (look == LOOK_OK)
+		if (look == LOOK_OK && (last_end == committed || pass == 1))
 			break;
 		if (fd >= 0)
 			(void)close(fd);
+		if (look == LOOK_OK) {
+			/* Bytes past its last record that are not ours to
+			 * have indexed: another program appended to the mbox
+			 * or rewrote it, or the index lost records. */
+			if (msgindex_check(path, file, mbox_path, committed,
+			    rebuilt_r, error_r) == -1)
+				goto fail;
+			continue;
+		}
 		if (look == LOOK_ERROR || pass == 1) {
 			*error_r = why != NULL ? why : strdup(path);
 			why = NULL;
@@ -850,14 +1006,16 @@ int
 msgindex_move(const char *from, const char *to, const char *to_file,
     char **error_r)
 {
-	struct msgindex_list l;
-	char *err = NULL;
-	int r;
+	struct msgindex_list l = { NULL, 0 };
+	int fd, r;
 
-	r = msgindex_load(from, NULL, &l, &err);
-	if (r == 1)
+	fd = fs_open_regular(from, O_RDONLY, 0);
+	if (fd == -1 && errno == ENOENT)
 		return 0;
-	free(err);
+	/* A crash may have torn its last append: what comes before goes. */
+	r = fd >= 0 ? load_prefix(from, fd, NULL, &l) : -1;
+	if (fd >= 0)
+		(void)close(fd);
 	if (r == 0 && msgindex_rewrite(to, to_file, l.v, l.n, error_r) == -1) {
 		msgindex_list_free(&l);
 		return -1;

@@ -80,10 +80,16 @@ char *msgindex_path(const char *account_state_dir, const char *file);
 /*
  * Opens the index at path of the mbox file (relative name, as in the
  * header) at mbox_path, whose committed size is committed_size, for
- * appending.  Records that end past committed_size are cut (durably).  A
- * missing index, or one naming another mbox, is made anew: empty, or, when
- * committed_size > 0, rebuilt from the mbox's first committed_size bytes
- * (*rebuilt_r, when not NULL, then counts the records: the caller says so).
+ * appending.  Records that end past committed_size are cut (durably), and
+ * so is anything after the records that reach it (an append the state
+ * never counted on: a record there that fails its check is not
+ * corruption).  An index whose records do not reach committed_size (the
+ * mbox has bytes past them: another program's, or records were lost) is
+ * checked against the mbox first (msgindex_check(); *rebuilt_r, when not
+ * NULL, then counts the records rebuilt).  A missing index, or one naming
+ * another mbox, is made anew: empty, or, when committed_size > 0, rebuilt
+ * from the mbox's first committed_size bytes (*rebuilt_r, when not NULL,
+ * then counts the records: the caller says so).
  * An index that cannot be read (bad header, a record that fails its check
  * before the committed end) is renamed to "<path>.corrupt-<unix time>" and
  * rebuilt the same way (*corrupt_r, when not NULL, then holds that name,
@@ -94,6 +100,19 @@ int msgindex_open(const char *path, const char *file, const char *mbox_path,
 int msgindex_open_ex(const char *path, const char *file,
     const char *mbox_path, uint64_t committed_size, struct msgindex **ix_r,
     size_t *rebuilt_r, char **corrupt_r, char **error_r);
+/*
+ * Checks the index at path against the first committed bytes of the mbox
+ * at mbox_path (the whole of it is read), for an mbox another program may
+ * have changed: the index is rewritten with a record for every entry the
+ * mbox holds, in its order; an entry whose bytes (length and digest) a
+ * record of the index had keeps that record (UID, flags and all) at its
+ * offset now, the others are rebuilt records (*rebuilt_r, when not NULL,
+ * counts them).  A missing or unreadable index gives a rebuilt one; an
+ * unreadable record ends what is taken from it.  0, or -1 with a
+ * malloc'ed *error_r.
+ */
+int msgindex_check(const char *path, const char *file, const char *mbox_path,
+    uint64_t committed, size_t *rebuilt_r, char **error_r);
 /* Buffers one record (e->keywords copied).  0, or -1 when out of memory
  * or when e is not after the last record (its offset before where that one
  * ended). */
@@ -110,9 +129,12 @@ void msgindex_close(struct msgindex **ix);
 
 /*
  * Readers (never modify anything).  Loads every record of the index at
- * path; file, when not NULL, must be the mbox its header names.  Returns 0
- * loaded, 1 no index file (l empty), -1 with a malloc'ed *error_r
- * ("PATH: record K: what" for a bad record).
+ * path; file, when not NULL, must be the mbox its header names.  A last
+ * record cut short or failing its check at the end of the file (an append
+ * torn by a crash, or one a sync is writing now) is left out; records past
+ * the state's mbox size are the caller's to leave out.  Returns 0 loaded,
+ * 1 no index file (l empty), -1 with a malloc'ed *error_r ("PATH: record
+ * K: what" for a bad record).
  */
 int msgindex_load(const char *path, const char *file, struct msgindex_list *l,
     char **error_r);
@@ -131,9 +153,10 @@ int msgindex_rewrite(const char *path, const char *file,
 /*
  * The index at from (of an mbox just moved aside) becomes to's, the index
  * of the mbox now at to_file: rewritten under the new name, then from is
- * removed.  An index that cannot be read is removed (the kept file can be
- * indexed again from its bytes).  Nothing at from: 0.  0, or -1 with a
- * malloc'ed *error_r.
+ * removed.  Records after the first that cannot be read (a torn append)
+ * are left out; an index whose header cannot be read is removed (the kept
+ * file can be indexed again from its bytes).  Nothing at from: 0.  0, or
+ * -1 with a malloc'ed *error_r.
  */
 int msgindex_move(const char *from, const char *to, const char *to_file,
     char **error_r);

@@ -224,6 +224,49 @@ class IndexTest(unittest.TestCase):
         with open(os.path.join(out, aside[0]), "rb") as f:
             self.assertEqual(mmindex.entry_problems(records, f.read()), [])
 
+    def test_mbox_changed_by_another_program(self):
+        """A reader deleting a message (a shorter mbox) or appending one of its own: the
+        next sync checks the index against the file; messages still there keep their
+        records, UIDs and flags, at their new offsets; the stranger gets a rebuilt one."""
+        user, pw = self.fx.new_user("ixchanged")
+        self.fx.create_mailbox(user, pw, "Work")
+        for i in range(3):
+            self.fx.append(user, pw, "Work", mmtest.make_message(f"m {i}", f"{i}\r\n"),
+                           flags=(r"\Seen",))
+        conf = self.config(user, pw)
+        res = mmtest.run_mboxmirror("-c", conf, "--once", timeout=120)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        before = self.assert_matches_server(user, pw, "Work")
+        # The first message deleted by rewriting the file.
+        mbox = mu.mbox_path(self.tmp, "test", "Work")
+        data = self.mbox_bytes("Work")
+        with open(mbox, "r+b") as f:
+            f.write(data[before[0].offset + before[0].length:])
+            f.truncate()
+        uid = self.fx.append(user, pw, "Work", mmtest.make_message("new", "n\r\n"),
+                             flags=("Later",))
+        res = mmtest.run_mboxmirror("-c", conf, "--once", timeout=120)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        records = self.assert_consistent("Work")
+        self.assertIn("checked the message index", res.stderr)
+        self.assertEqual([r.uid for r in records], [before[1].uid, before[2].uid, uid])
+        self.assertEqual([r.digest for r in records[:2]],
+                         [r.digest for r in before[1:]])
+        self.assertEqual(records[0].flag_names(), {"\\Seen"})
+        self.assertEqual(records[2].keyword_set(), {"Later"})
+        # Another program's message appended after ours.
+        with open(mbox, "ab") as f:
+            f.write(b"From reader@example.org Sun Nov  1 09:05:03 2026\n"
+                    b"Subject: theirs\n\nhello\n\n")
+        self.fx.append(user, pw, "Work", mmtest.make_message("newer", "m\r\n"))
+        res = mmtest.run_mboxmirror("-c", conf, "--once", timeout=120)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        records = self.assert_consistent("Work")
+        self.assertEqual(len(records), 5)
+        self.assertEqual([r.uid for r in records[:3]], [before[1].uid, before[2].uid, uid])
+        self.assertEqual((records[3].uid, records[3].flags), (0, mmindex.REBUILT))
+        self.assertNotEqual(records[4].uid, 0)
+
     def test_kill9_leaves_index_consistent(self):
         user, pw = self.fx.new_user("ixcrash")
         self.fx.create_mailbox(user, pw, "Bulk")

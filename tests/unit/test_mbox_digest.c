@@ -354,6 +354,40 @@ test_scan_foreign_bytes(void **state)
 	free(error);
 }
 
+/* Another program's From_ line longer than the bytes kept of it: its date
+ * still comes from its end, and nothing past what was read is looked at. */
+static void
+test_scan_long_from_line(void **state)
+{
+	static const char date[] = " Sun Nov  1 09:05:03 2026\n";
+	char path[PATH_MAX], *error = NULL, *line;
+	struct mbox_scan *s;
+	struct mbox_scan_entry e;
+	size_t n = 3000;
+	int fd;
+
+	(void)state;
+	make_path(path, sizeof path, "long-from.mbox");
+	line = malloc(n + sizeof date + 32);
+	assert_non_null(line);
+	memcpy(line, "From ", 5);
+	memset(line + 5, 'x', n - 5);
+	memcpy(line + n, date, sizeof date);
+	strcat(line, "Subject: s\n\nbody\n\n");
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, line, strlen(line)), (ssize_t)strlen(line));
+	close(fd);
+	assert_int_equal(mbox_scan_open(path, strlen(line), &s, &error), 0);
+	assert_int_equal(mbox_scan_next(s, &e, &error), 1);
+	assert_int_equal(e.entry.offset, 0);
+	assert_int_equal(e.entry.length, strlen(line));
+	assert_int_equal(e.date, DATE_SUN_NOV_1);
+	assert_int_equal(mbox_scan_next(s, &e, &error), 0);
+	mbox_scan_close(&s);
+	free(line);
+}
+
 static int
 group_setup(void **state)
 {
@@ -379,6 +413,7 @@ main(void)
 		cmocka_unit_test(test_message_id_hash),
 		cmocka_unit_test(test_scan_finds_written_entries),
 		cmocka_unit_test(test_scan_foreign_bytes),
+		cmocka_unit_test(test_scan_long_from_line),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
