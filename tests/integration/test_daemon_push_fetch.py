@@ -6,6 +6,7 @@ deliveries in a row and a kill -9 in the middle of such a fetch."""
 
 import imaplib
 import json
+import os
 import re
 import signal
 import socket
@@ -16,6 +17,7 @@ import mmtest
 from faultproxy import FaultProxy, loopback_address
 from mmtest import wait_for
 from test_daemon_basic import DaemonTestCase, assert_mirrored, inbox, mbox_count
+from test_daemon_metrics import account_value, read_metrics
 from test_daemon_status import parse_iso
 
 # Pushed mail is in the mbox within this many seconds.  Fetching on the IDLE
@@ -74,7 +76,9 @@ class TestPushFetch(DaemonTestCase):
     def test_fetched_on_the_idle_connection_without_a_login(self):
         name = "pushfetch"
         proxy = self.proxy(source=7)
-        d, _, creds, sent = self.push_daemon(name, port=proxy.port)
+        metrics = os.path.join(self.tmp, "mboxmirror.prom")
+        d, _, creds, sent = self.push_daemon(name, port=proxy.port,
+                                             general={"metrics_file": metrics})
         conns = len(proxy.conns)
         srv_off, log_off = self.fx.log_offset(), d.log_offset()
         synced = parse_iso(self.status(d, name)["last_success"])
@@ -101,6 +105,16 @@ class TestPushFetch(DaemonTestCase):
         st = self.status(d, name)
         self.assertEqual(st["consecutive_failures"], 0, st)
         self.assertGreater(parse_iso(st["last_success"]), synced, st)
+        # ...and so do the metrics (read with Prometheus' own parser).
+        def pushed_metrics():
+            got = read_metrics(metrics)
+            if got is None or account_value(
+                    got[0], "mboxmirror_messages_mirrored_total", name) != 5:
+                return None
+            return got[0]
+        samples = wait_for(pushed_metrics, 5, what=lambda: open(metrics).read())
+        self.assertEqual(account_value(samples, "mboxmirror_last_success_timestamp_seconds",
+                                       name), parse_iso(st["last_success"]))
         self.assertEqual(d.stop(), 0, d.tail())
         assert_mirrored(self, inbox(self.tmp, name), sent)
 

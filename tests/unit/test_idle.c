@@ -447,7 +447,8 @@ test_push_fetch(void **state)
 	assert_int_equal(srv.connections, 2);
 	assert_int_equal(srv.idles, 2);
 	/* The body of UID 4 alone, asked once. */
-	assert_int_equal(imapd_count(&srv, "UID FETCH 4 (UID INTERNALDATE "), 1);
+	assert_int_equal(imapd_count(&srv, "UID FETCH 4 (UID INTERNALDATE "),
+	    1);
 	assert_int_equal(srv.body_fetches, 2);	/* the sync's and this */
 	assert_int_equal(srv.logouts, 1);	/* the sync's alone */
 	/* Watching again, from the count the fetch saw. */
@@ -481,6 +482,36 @@ test_push_declined(void **state)
 	assert_int_equal(srv.idles, 2);
 	assert_int_equal(imapd_count(&srv, "EXAMINE INBOX"), 1);
 	assert_int_equal(srv.connections, 1);
+}
+
+/* Another sync holds the account: the push run says so without touching
+ * the state or the connection, which goes back to IDLE. */
+static void
+test_push_busy(void **state)
+{
+	char *sd, *error = NULL;
+	long holder = 0;
+	int fd = -1;
+
+	(void)state;
+	push_configure();
+	full_sync();
+	sd = state_account_dir(cfg->state_dir, "acct");
+	assert_int_equal(state_lock(sd, &fd, &holder, &error), 0);
+	start();
+	wait_events(1);
+	imapd_add_message(&srv.boxes[0], "d");
+	assert_int_equal(idle_watch_fetch(watch), 0);
+	wait_events(2);
+	assert_int_equal(events[1], IDLE_FETCHED);
+	assert_int_equal(fetched.error, MIRROR_ERR_BUSY);
+	assert_int_equal(inbox_entries(), 3);
+	pump();
+	assert_int_equal(srv.idles, 2);
+	/* The sync's and the watch's: none for a push run. */
+	assert_int_equal(imapd_count(&srv, "EXAMINE INBOX"), 2);
+	state_unlock(&fd);
+	free(sd);
 }
 
 /* The link fails in the middle of a push fetch: the run says so, then the
@@ -528,8 +559,10 @@ main(void)
 		    push_teardown),
 		cmocka_unit_test_setup_teardown(test_push_declined, setup,
 		    push_teardown),
-		cmocka_unit_test_setup_teardown(test_push_fetch_link_lost, setup,
+		cmocka_unit_test_setup_teardown(test_push_busy, setup,
 		    push_teardown),
+		cmocka_unit_test_setup_teardown(test_push_fetch_link_lost,
+		    setup, push_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
