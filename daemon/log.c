@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "util/num.h"
+#include "util/utf8.h"
 
 #define MASK "********"
 /* Secrets kept per owner: a connection that fetched the previous one may
@@ -292,15 +293,21 @@ void
 log_sanitize(char *text)
 {
 	unsigned char *p = (unsigned char *)text;
+	size_t left = strlen(text), n;
+	uint32_t cp;
 
-	for (; *p != '\0'; p++) {
-		if (*p < 0x20 || *p == 0x7f)
+	while (left > 0) {
+		if ((n = utf8_decode(p, left, &cp)) == 0) {
+			/* No UTF-8: a lone 0x9b is CSI in an 8-bit locale. */
 			*p = '?';
-		else if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
-			/* U+0080..U+009F: C1 controls such as CSI */
-			p[0] = p[1] = '?';
-			p++;
+			n = 1;
+		} else if (cp < 0x20 || cp == 0x7f || (cp >= 0x80 &&
+		    cp <= 0x9f)) {
+			/* C0, DEL, C1 (U+009B is CSI as well) */
+			memset(p, '?', n);
 		}
+		p += n;
+		left -= n;
 	}
 }
 

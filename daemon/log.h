@@ -74,9 +74,10 @@ void log_clear_secrets(void);
 char *log_redact(const char *text);
 
 /* Replaces control characters in text, in place, with '?': C0 controls,
- * DEL, and UTF-8 encoded C1 controls (U+0080..U+009F), so that text from a
- * server can neither forge a line nor send escape sequences to a terminal.
- * Every log line goes through it. */
+ * DEL, UTF-8 encoded C1 controls (U+0080..U+009F, a '?' per byte), and
+ * every byte that is not part of a strict UTF-8 character, so that text
+ * from a server can neither forge a line nor send escape sequences to a
+ * terminal (in any locale).  Every log line goes through it. */
 void log_sanitize(char *text);
 
 void log_msg(enum log_level level, const char *fmt, ...) MM_PRINTF(2, 3);

@@ -102,7 +102,9 @@ on_examine_done(struct session *s, const struct imap_response *tagged,
 		mb->examined = true;
 		return;
 	}
-	mb->gone = true;
+	/* Refused for a while, or not allowed: not checked, not gone. */
+	mb->gone = verify_refusal_gone(tagged->status == IMAP_STATUS_NO,
+	    tagged->code);
 	free(mb->server_error);
 	if (asprintf(&mb->server_error, "EXAMINE failed: %s",
 	    imap_response_text(tagged, text, sizeof text)) == -1)
@@ -160,6 +162,13 @@ compare_listing(struct vmbx *mb)
 {
 	struct verify_problem p = { .kind = VERIFY_UIDVALIDITY };
 
+	if (mb->uidvalidity == 0) {
+		/* A broken server: UIDs that cannot be compared, which is
+		 * not the mirror's fault. */
+		free(mb->server_error);
+		mb->server_error = strdup("EXAMINE gave no UIDVALIDITY");
+		return 0;
+	}
 	if (mb->uidvalidity != mb->ms->uidvalidity) {
 		p.a = mb->uidvalidity;
 		p.b = mb->ms->uidvalidity;
@@ -189,14 +198,9 @@ on_sizes_done(struct session *s, const struct imap_response *tagged,
 	struct verifier *vf = mb->vf;
 	char text[300];
 
-	vf->pending--;
-	if (mb->examined && (tagged->status == IMAP_STATUS_OK ||
-	    mb->exists == 0)) {
-		if (compare_listing(mb) != 0) {
-			session_abort(s, SESSION_ERR_LOCAL, "out of memory");
-			return;
-		}
-	} else if (mb->examined) {
+	if (mb->examined && tagged->status != IMAP_STATUS_OK &&
+	    mb->exists != 0) {
+		mb->sizes_failed = true;
 		free(mb->server_error);
 		if (asprintf(&mb->server_error, "UID FETCH failed: %s",
 		    imap_response_text(tagged, text, sizeof text)) == -1)
@@ -204,10 +208,48 @@ on_sizes_done(struct session *s, const struct imap_response *tagged,
 		else
 			log_sanitize(mb->server_error);
 	}
+	if (--mb->sizes_pending > 0)
+		return;
+	vf->pending--;
+	if (mb->examined && !mb->sizes_failed && compare_listing(mb) != 0) {
+		session_abort(s, SESSION_ERR_LOCAL, "out of memory");
+		return;
+	}
 	send_examines(vf);
 }
 
-/* EXAMINE and the size query of the next mailboxes, a few ahead. */
+/* The size queries of mb (verify_size_ranges()), behind its EXAMINE.  0 or
+ * -1. */
+static int
+send_size_queries(struct verifier *vf, struct vmbx *mb)
+{
+	struct imap_cmd cmd;
+	uint32_t *ends;
+	size_t n;
+	int r = 0;
+
+	if (verify_size_ranges(mb->ix, mb->nix, VERIFY_SIZES_CHUNK, &ends,
+	    &n) != 0)
+		return -1;
+	for (size_t k = 0; k < n && r == 0; k++) {
+		uint32_t from = k == 0 ? 1 : ends[k - 1] + 1;
+
+		session_cmd_init(vf->s, &cmd, "UID FETCH");
+		if (ends[k] == 0)
+			imap_cmd_add_raw(&cmd, "%u:* (UID RFC822.SIZE)", from);
+		else
+			imap_cmd_add_raw(&cmd, "%u:%u (UID RFC822.SIZE)", from,
+			    ends[k]);
+		r = session_send(vf->s, &cmd, on_sizes_untagged,
+		    on_sizes_done, mb);
+		if (r == 0)
+			mb->sizes_pending++;
+	}
+	free(ends);
+	return r;
+}
+
+/* EXAMINE and the size queries of the next mailboxes, a few ahead. */
 static void
 send_examines(struct verifier *vf)
 {
@@ -220,12 +262,7 @@ send_examines(struct verifier *vf)
 		imap_cmd_add_string(&cmd, mb->ms->name, strlen(mb->ms->name),
 		    session_literal_mode(vf->s));
 		if (session_send(vf->s, &cmd, verify_on_examine_untagged,
-		    on_examine_done, mb) != 0)
-			goto fail;
-		session_cmd_init(vf->s, &cmd, "UID FETCH");
-		imap_cmd_add_raw(&cmd, "1:* (UID RFC822.SIZE)");
-		if (session_send(vf->s, &cmd, on_sizes_untagged, on_sizes_done,
-		    mb) != 0)
+		    on_examine_done, mb) != 0 || send_size_queries(vf, mb) != 0)
 			goto fail;
 		vf->pending++;
 	}

@@ -7,7 +7,8 @@
  *    accounts for; the file ending where the state says (a mailbox without
  *    an index gets one rebuilt in memory, which can only tell the size);
  *  - against the server, on one connection per account: one EXAMINE and
- *    one UID FETCH 1:* (UID RFC822.SIZE) per mailbox, pipelined: every UID
+ *    one UID FETCH 1:* (UID RFC822.SIZE) per mailbox (one per run of
+ *    VERIFY_SIZES_CHUNK indexed UIDs for a larger one), pipelined: every UID
  *    up to the last committed one is in the mirror once with its size;
  *  - with deep, every message is downloaded again (BODY.PEEK[], batches)
  *    and its digest compared with the index's, with progress lines.

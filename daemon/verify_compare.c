@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 int
 verify_problems_add(struct verify_problems *l, const struct verify_problem *p)
@@ -164,6 +165,55 @@ verify_problem_text(const struct verify_problem *p, char *buf, size_t size)
 }
 
 /* Against the server */
+
+static int
+uid_cmp(const void *x, const void *y)
+{
+	uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
+
+	return a < b ? -1 : a > b;
+}
+
+int
+verify_size_ranges(const struct verify_indexed *ix, size_t n, size_t chunk,
+    uint32_t **ends_r, size_t *n_r)
+{
+	uint32_t *uids, *ends;
+	size_t nuids = 0, k = 0;
+
+	*ends_r = NULL;
+	*n_r = 0;
+	if ((uids = calloc(n ? n : 1, sizeof *uids)) == NULL)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if (ix[i].uid != 0)
+			uids[nuids++] = ix[i].uid;
+	qsort(uids, nuids, sizeof *uids, uid_cmp);
+	for (size_t i = 0; i < nuids; i++)
+		if (k == 0 || uids[k - 1] != uids[i])
+			uids[k++] = uids[i];
+	nuids = k;
+	if (chunk == 0)
+		chunk = 1;
+	if ((ends = calloc(nuids / chunk + 1, sizeof *ends)) == NULL) {
+		free(uids);
+		return -1;
+	}
+	/* A run's last UID ends a query, unless it is the last UID of all
+	 * (the "*" query takes it with whatever came after). */
+	for (size_t i = chunk - 1; i + 1 < nuids; i += chunk)
+		ends[(*n_r)++] = uids[i];
+	ends[(*n_r)++] = 0;
+	free(uids);
+	*ends_r = ends;
+	return 0;
+}
+
+bool
+verify_refusal_gone(bool no, const char *code)
+{
+	return no && (code == NULL || strcasecmp(code, "NONEXISTENT") == 0);
+}
 
 static int
 listed_by_uid(const void *x, const void *y)
@@ -434,7 +484,7 @@ static int
 place_entries(struct local *l)
 {
 	struct content_key *keys;
-	size_t nkeys = 0, f;
+	size_t nkeys = 0, f, g, *taken;
 
 	for (size_t i = 0; i < l->nix; i++) {
 		l->where[i] = UINT64_MAX;
@@ -445,8 +495,13 @@ place_entries(struct local *l)
 		    SIZE_MAX && l->found[f].length == l->ix[i].length)
 			l->claimed[f] = true;
 	}
-	if ((keys = calloc(l->nfound ? l->nfound : 1, sizeof *keys)) == NULL)
+	keys = calloc(l->nfound ? l->nfound : 1, sizeof *keys);
+	taken = calloc(l->nfound ? l->nfound : 1, sizeof *taken);
+	if (keys == NULL || taken == NULL) {
+		free(keys);
+		free(taken);
 		return -1;
+	}
 	for (size_t j = 0; j < l->nfound; j++) {
 		if (l->claimed[j] || !l->found[j].from_line)
 			continue;
@@ -459,17 +514,20 @@ place_entries(struct local *l)
 	for (size_t i = 0; i < l->nix; i++) {
 		if (l->where[i] != UINT64_MAX)
 			continue;
-		f = content_find(keys, nkeys, l->ix[i].length,
+		g = content_find(keys, nkeys, l->ix[i].length,
 		    l->ix[i].digest);
-		/* The first unclaimed copy, in file order. */
-		while (f != SIZE_MAX && f < nkeys && l->claimed[keys[f].i] &&
-		    keys[f].length == l->ix[i].length && memcmp(keys[f].digest,
-		    l->ix[i].digest, VERIFY_DIGEST_LEN) == 0)
-			f++;
-		if (f == SIZE_MAX || f == nkeys || keys[f].length !=
-		    l->ix[i].length || memcmp(keys[f].digest, l->ix[i].digest,
+		if (g == SIZE_MAX)
+			continue;
+		/* The first copy not taken yet, in file order: only this loop
+		 * takes the keys of a group, first to last, so it is the
+		 * group's taken[g]th (no walk over the taken ones: a file of
+		 * many identical entries stays linear). */
+		f = g + taken[g];
+		if (f == nkeys || keys[f].length != l->ix[i].length ||
+		    memcmp(keys[f].digest, l->ix[i].digest,
 		    VERIFY_DIGEST_LEN) != 0)
 			continue;
+		taken[g]++;
 		l->claimed[keys[f].i] = true;
 		l->where[i] = l->found[keys[f].i].offset;
 		l->ix[i].has_file_digest = true;
@@ -477,6 +535,7 @@ place_entries(struct local *l)
 		    VERIFY_DIGEST_LEN);
 	}
 	free(keys);
+	free(taken);
 	for (size_t i = 0; i < l->nix; i++)
 		if (l->where[i] != UINT64_MAX)
 			cover(l, l->where[i], l->ix[i].length);
@@ -646,6 +705,18 @@ last_shift(const struct local *l)
 	return 0;
 }
 
+/* offset moved by shift, within 0 and UINT64_MAX (a damaged state may
+ * claim any size up to INT64_MAX). */
+static uint64_t
+shifted(uint64_t offset, int64_t shift)
+{
+	uint64_t by = shift < 0 ? 0 - (uint64_t)shift : (uint64_t)shift;
+
+	if (shift < 0)
+		return by > offset ? 0 : offset - by;
+	return by > UINT64_MAX - offset ? UINT64_MAX : offset + by;
+}
+
 static int
 problem_by_offset(const void *x, const void *y)
 {
@@ -666,7 +737,7 @@ verify_compare_local(struct verify_indexed *ix, size_t nix,
 	    .nfound = nfound, .out = out };
 	size_t first = out->n;
 	struct verify_problem p = { 0 };
-	int64_t end;
+	uint64_t end;
 	int r = -1;
 
 	if (nix > 0)
@@ -683,32 +754,30 @@ verify_compare_local(struct verify_indexed *ix, size_t nix,
 		goto out;
 	/* Entries moved by bytes added or removed before them explain a file
 	 * that ends elsewhere: only a difference beyond that is told. */
-	end = (int64_t)committed + last_shift(&l);
-	if (end < 0)
-		end = 0;
+	end = shifted(committed, last_shift(&l));
 	sort_covered(&l);
 	if (report_entries(&l, file_size) != 0)
 		goto out;
 	sort_covered(&l);
-	if (report_copies(&l) != 0 || report_gaps(&l, (uint64_t)end <
-	    file_size ? (uint64_t)end : file_size, only_lf, arg) != 0)
+	if (report_copies(&l) != 0 || report_gaps(&l, end < file_size ?
+	    end : file_size, only_lf, arg) != 0)
 		goto out;
 	if (out->n > first)
 		qsort(out->v + first, out->n - first, sizeof *out->v,
 		    problem_by_offset);
-	if ((uint64_t)end == file_size) {
+	if (end == file_size) {
 		r = 0;
 		goto out;
 	}
-	if (file_size > (uint64_t)end) {
+	if (file_size > end) {
 		p.kind = VERIFY_TAIL;
-		p.offset = (uint64_t)end;
-		p.length = file_size - (uint64_t)end;
+		p.offset = end;
+		p.length = file_size - end;
 	} else {
 		p.kind = VERIFY_SHORT;
 		p.offset = file_size;
 		p.a = file_size;
-		p.b = (uint64_t)end;
+		p.b = end;
 	}
 	if (verify_problems_add(out, &p) != 0)
 		goto out;
@@ -719,6 +788,26 @@ out:
 	free(l.covered);
 	free(l.maxend);
 	return r;
+}
+
+void
+verify_drop_tail(struct verify_problems *l)
+{
+	uint64_t start = UINT64_MAX;
+	size_t k = 0;
+
+	for (size_t i = 0; i < l->n; i++)
+		if (l->v[i].kind == VERIFY_TAIL && l->v[i].offset < start)
+			start = l->v[i].offset;
+	for (size_t i = 0; i < l->n; i++) {
+		const struct verify_problem *p = &l->v[i];
+
+		if (p->kind == VERIFY_TAIL || (p->kind ==
+		    VERIFY_DUPLICATE_ENTRY && p->offset >= start))
+			continue;
+		l->v[k++] = *p;
+	}
+	l->n = k;
 }
 
 static int

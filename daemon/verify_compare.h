@@ -73,6 +73,14 @@ const char *verify_kind_name(enum verify_kind kind);
 const char *verify_problem_text(const struct verify_problem *p, char *buf,
     size_t size);
 
+/*
+ * Whether a refused EXAMINE says the mailbox is gone from the server (then
+ * counted, its mirror kept): NO with [NONEXISTENT], or NO without a
+ * response code (servers that say so in words only).  NO with any other
+ * code ([UNAVAILABLE], [NOPERM]...) or BAD: it could not be looked at.
+ */
+bool verify_refusal_gone(bool no, const char *code);
+
 /* One message the server listed. */
 struct verify_listed {
 	uint32_t uid;
@@ -114,6 +122,19 @@ struct verify_found {
 	uint8_t digest[VERIFY_DIGEST_LEN];
 	bool from_line;
 };
+
+/*
+ * The size queries of a mailbox, so that the server's answers to each stay
+ * within what a session takes for progress (imap/session.c counts at most
+ * UNTAGGED_PROGRESS_MAX untagged responses in a row): the UIDs of the n
+ * indexed entries (UID 0 left out), sorted and taken once, cut into runs
+ * of chunk; *ends_r (malloc'ed, *n_r of them, at least 1) gets the last
+ * UID of each query, 0 for the last one ("*").  Query k asks
+ * ends[k - 1] + 1 (1 for the first) up to ends[k].  Up to chunk UIDs: one
+ * query, "1:*".  0, or -1 when out of memory.
+ */
+int verify_size_ranges(const struct verify_indexed *ix, size_t n,
+    size_t chunk, uint32_t **ends_r, size_t *n_r);
 
 struct verify_server_counts {
 	size_t listed;		/* UIDs up to the last committed */
@@ -164,6 +185,14 @@ int verify_compare_local(struct verify_indexed *ix, size_t nix,
     const struct verify_found *found, size_t nfound, uint64_t committed,
     uint64_t file_size, verify_only_lf_fn *only_lf, void *arg,
     struct verify_problems *out);
+
+/*
+ * A tail a sync appended (it holds the lock, or committed it since): its
+ * VERIFY_TAIL dropped from l, and the VERIFY_DUPLICATE_ENTRY at or after
+ * where the tail starts (a message the server holds twice, appended
+ * again); the other problems keep their order.
+ */
+void verify_drop_tail(struct verify_problems *l);
 
 /*
  * --deep with an index without UIDs: each indexed entry's digest (of the

@@ -170,9 +170,17 @@ scan_file(struct vmbx *mb, struct verify_found **found_r, size_t *n_r,
 			goto oom;
 	}
 	mbox_scan_close(&scan);
+	if (r != 0) {
+		free(*found_r);
+		*found_r = NULL;
+		*n_r = 0;
+	}
 	return r;
 oom:
 	mbox_scan_close(&scan);
+	free(*found_r);
+	*found_r = NULL;
+	*n_r = 0;
 	return log_set_error(error_r, "out of memory");
 }
 
@@ -308,22 +316,28 @@ out:
 	return r;
 }
 
-/*
- * The local check of one mailbox.  -1 only when out of memory; what is
- * wrong with the file is in mb.
- */
-int
-verify_check_file(struct verifier *vf, struct vmbx *mb)
+/* Forgets what a check of mb's file found, to check it again. */
+static void
+forget_file_check(struct vmbx *mb)
+{
+	free(mb->ix);
+	mb->ix = NULL;
+	mb->nix = 0;
+	free(mb->file_error);
+	mb->file_error = NULL;
+	mb->problems.n = 0;
+	mb->index = INDEX_NONE;
+	mb->file_size = 0;
+}
+
+/* One look at mb's file (mb->path).  -1 only when out of memory. */
+static int
+check_file_once(struct verifier *vf, struct vmbx *mb)
 {
 	struct stat st;
 	struct verify_problem tail = { .kind = VERIFY_TAIL };
 	int fd;
 
-	if (mb->ms->file == NULL || mb->ms->uidvalidity == 0)
-		return 0;	/* nothing mirrored yet */
-	if ((mb->path = layout_path(vf->account->output, mb->ms->file)) ==
-	    NULL)
-		return -1;
 	fd = open(mb->path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd == -1 && errno == ENOENT && mb->ms->mbox_size == 0)
 		return 0;	/* an empty mailbox never made one */
@@ -367,15 +381,97 @@ verify_check_file(struct verifier *vf, struct vmbx *mb)
 		}
 	}
 	(void)close(fd);
-	/* A sync appending right now: its bytes past the committed end are
-	 * expected, not a problem. */
-	if (vf->sync_running)
-		for (size_t i = 0; i < mb->problems.n; i++)
-			if (mb->problems.v[i].kind == VERIFY_TAIL) {
-				mb->problems.v[i] = mb->problems.v[
-				    --mb->problems.n];
-				i--;
-			}
 	return 0;
 }
 
+static bool
+has_tail(const struct vmbx *mb)
+{
+	for (size_t i = 0; i < mb->problems.n; i++)
+		if (mb->problems.v[i].kind == VERIFY_TAIL)
+			return true;
+	return false;
+}
+
+/* Whether the file at mb->path is no longer as large as when it was
+ * checked (a sync cut a crash's leftover tail, or appended). */
+static bool
+size_changed(const struct vmbx *mb)
+{
+	struct stat st;
+
+	return lstat(mb->path, &st) == 0 && S_ISREG(st.st_mode) &&
+	    (uint64_t)st.st_size != mb->file_size;
+}
+
+/*
+ * Whether a sync has been at the file since the state was read: one holds
+ * the account's lock now, or the state commits the bytes after the last
+ * entry now (a sync that came and went).
+ */
+static bool
+sync_since(struct verifier *vf, const struct vmbx *mb)
+{
+	struct account_state now = { 0 };
+	struct mailbox_state *ms;
+	char *error = NULL;
+	long pid;
+	bool committed = false;
+
+	if (vf->sync_running)
+		return true;
+	if (state_daemon_running_in(vf->state_dir, &pid) == 1) {
+		vf->sync_running = true;
+		vf->sync_pid = pid;
+		log_info("account %s: a sync started (pid %ld): what it "
+		    "appends after the state read is not checked",
+		    vf->account->name, pid);
+		return true;
+	}
+	if (state_load(vf->state_dir, &now, &error) != 0) {
+		free(error);
+		return false;
+	}
+	ms = state_find(&now, mb->ms->name);
+	committed = ms != NULL && ms->uidvalidity == mb->ms->uidvalidity &&
+	    ms->file != NULL && strcmp(ms->file, mb->ms->file) == 0 &&
+	    ms->mbox_size >= mb->file_size;
+	state_clear(&now);
+	return committed;
+}
+
+/* How many times a file that changes while it is checked is checked. */
+#define FILE_CHECKS 3
+
+/*
+ * The local check of one mailbox.  -1 only when out of memory; what is
+ * wrong with the file is in mb.  A sync may be at the file meanwhile
+ * (verify.h): a file whose size changed while it was read, when that
+ * read failed or found bytes after the last entry, is read again.
+ */
+int
+verify_check_file(struct verifier *vf, struct vmbx *mb)
+{
+	if (mb->ms->file == NULL || mb->ms->uidvalidity == 0)
+		return 0;	/* nothing mirrored yet */
+	if ((mb->path = layout_path(vf->account->output, mb->ms->file)) ==
+	    NULL)
+		return -1;
+	for (int k = 1;; k++) {
+		if (check_file_once(vf, mb) != 0)
+			return -1;
+		if ((mb->file_error == NULL && (!has_tail(mb) ||
+		    vf->sync_running)) || k == FILE_CHECKS ||
+		    !size_changed(mb))
+			break;
+		log_debug("account %s: mailbox %s: the file changed while "
+		    "it was read: read again", vf->account->name,
+		    mb->display);
+		forget_file_check(mb);
+	}
+	/* Bytes a sync appended after the state was read are expected, not
+	 * a problem. */
+	if (has_tail(mb) && sync_since(vf, mb))
+		verify_drop_tail(&mb->problems);
+	return 0;
+}

@@ -29,6 +29,13 @@
 
 /* Mailboxes whose EXAMINE and size query are in flight at once. */
 #define VERIFY_MAILBOXES_AHEAD 4
+/* Indexed UIDs per size query (verify_size_ranges()): a session takes at
+ * most 100,000 untagged responses in a row for progress, so one query for
+ * a mailbox of a million messages would time out on a slow server.  Tests
+ * make it small. */
+#ifndef VERIFY_SIZES_CHUNK
+#define VERIFY_SIZES_CHUNK 50000
+#endif
 /* UIDs a size query may list beyond EXISTS before the server counts as
  * listing without end. */
 #define VERIFY_LISTED_SLACK 100000
@@ -77,6 +84,8 @@ struct vmbx {
 	char *file_error;	/* the file could not be read: a problem */
 	/* Against the server */
 	bool examined;		/* EXAMINE answered OK */
+	size_t sizes_pending;	/* size queries not answered yet */
+	bool sizes_failed;	/* one was refused */
 	uint32_t uidvalidity, exists;
 	struct verify_listed *listed;
 	size_t nlisted, cap_listed;

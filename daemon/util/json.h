@@ -7,8 +7,10 @@
 
 #include <stdio.h>
 
-/* s as a JSON string, quotes included: '"' and '\\' escaped, bytes below
- * 0x20 as \u00XX; other bytes as they are (the callers' text is UTF-8). */
+/* s as a JSON string, quotes included: '"' and '\\' escaped, control
+ * characters (C0, DEL, C1) as \u00XX, each byte that is not part of a
+ * strict UTF-8 character as \ufffd (names from a server may be any
+ * bytes; a JSON document is UTF-8); other characters as they are. */
 void json_string(FILE *out, const char *s);
 
 #endif

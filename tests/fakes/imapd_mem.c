@@ -230,6 +230,10 @@ do_examine(struct imapd *d, const char *tag, char **tok, size_t n)
 
 	d->examines++;
 	d->selected = NULL;
+	if (b != NULL && b->examine_refusal != NULL) {
+		out(d, "%s %s\r\n", tag, b->examine_refusal);
+		return;
+	}
 	if (b == NULL || b->examine_no) {
 		out(d, "%s NO [NONEXISTENT] no such mailbox\r\n", tag);
 		return;

@@ -35,6 +35,8 @@ struct imapd_mailbox {
 	struct imapd_msg msgs[IMAPD_MESSAGES_MAX];
 	size_t n_msgs;
 	bool examine_no;		/* EXAMINE answered NO */
+	const char *examine_refusal;	/* ...or with this ("NO [UNAVAILABLE]
+					 * later") */
 	bool no_uidvalidity;		/* EXAMINE and STATUS without it */
 };
 

@@ -206,6 +206,10 @@ test_control_characters(void **state)
 	assert_string_equal(text, "a?[2Jb??31mc?\xc3\xa9\xc2\xa0" "d?e");
 	log_info("x\xc2\x9b" "1m");
 	assert_string_equal(last, "x??1m");
+	/* Bytes that are no UTF-8 (a raw 0x9b is CSI to a terminal in an
+	 * 8-bit locale) go as well, one '?' each. */
+	log_info("y\x9b" "2Jz\xff\xe2\x82 \xe2\x82\xac");
+	assert_string_equal(last, "y?2Jz??? \xe2\x82\xac");
 }
 
 /* Far more secrets than any fixed table would hold: every one is masked. */

@@ -23,6 +23,7 @@
 
 #include "util/fs.h"
 #include "util/hash.h"
+#include "util/json.h"
 #include "util/nameindex.h"
 #include "util/num.h"
 #include "util/utf8.h"
@@ -301,6 +302,51 @@ test_nameindex(void **state)
 	assert_true(nameindex_find(&x, "box1", 4) == SIZE_MAX);
 }
 
+/* s as json_string() writes it. */
+static char *
+json_of(const char *s)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *out;
+
+	assert_non_null(out = open_memstream(&text, &len));
+	json_string(out, s);
+	assert_int_equal(fclose(out), 0);
+	return text;
+}
+
+/* A JSON document must be UTF-8: a name from a server that is not (a
+ * mailbox name that is no modified UTF-7 is shown as its raw bytes) gets
+ * U+FFFD for each byte that is no character; C1 controls are escaped. */
+static void
+test_json_string(void **state)
+{
+	static const struct {
+		const char *in, *want;
+	} cases[] = {
+		{ "plain", "\"plain\"" },
+		{ "a\"b\\c", "\"a\\\"b\\\\c\"" },
+		{ "tab\there\x1b[2J", "\"tab\\u0009here\\u001b[2J\"" },
+		{ "caf\xc3\xa9 \xe2\x82\xac", "\"caf\xc3\xa9 \xe2\x82\xac\"" },
+		{ "bad\xff\xfe", "\"bad\\ufffd\\ufffd\"" },
+		{ "cut\xe2\x82", "\"cut\\ufffd\\ufffd\"" },
+		{ "over\xc0\xaf", "\"over\\ufffd\\ufffd\"" },
+		{ "csi\xc2\x9b" "1m", "\"csi\\u009b1m\"" },
+		{ "del\x7f", "\"del\\u007f\"" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char *got = json_of(cases[i].in);
+
+		if (strcmp(got, cases[i].want) != 0)
+			fail_msg("case %zu: %s, expected %s", i, got,
+			    cases[i].want);
+		free(got);
+	}
+}
+
 int
 main(void)
 {
@@ -312,6 +358,7 @@ main(void)
 		cmocka_unit_test(test_mkdirs),
 		cmocka_unit_test(test_sync_parent),
 		cmocka_unit_test(test_nameindex),
+		cmocka_unit_test(test_json_string),
 	};
 	int rc;
 

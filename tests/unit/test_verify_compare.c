@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include "verify_compare.h"
@@ -447,6 +448,150 @@ test_texts(void **state)
 	assert_int_equal(strlen(verify_problem_text(&p, buf, 8)), 7);
 }
 
+/*
+ * 100,000 entries with the same bytes (one message delivered over and
+ * over), all moved by a byte put before them: each indexed entry takes the
+ * next copy in file order, in time linear in the entries.
+ */
+static void
+test_local_many_copies_moved(void **state)
+{
+	const size_t n = 100000;
+	struct verify_indexed *ix = calloc(n, sizeof *ix);
+	struct verify_found *found = calloc(n + 1, sizeof *found);
+	struct verify_problems out = { 0 };
+	clock_t start;
+	double secs;
+
+	(void)state;
+	assert_non_null(ix);
+	assert_non_null(found);
+	found[0] = fnd(0, 1, 0);
+	found[0].from_line = false;
+	for (size_t i = 0; i < n; i++) {
+		ix[i] = ixe((uint32_t)i + 1, i * 100, 100, VERIFY_AT_NO_FROM);
+		digest_of(ix[i].digest, 7);
+		found[i + 1] = fnd(1 + i * 100, 100, 7);
+	}
+	lf_from = lf_to = 0;
+	start = clock();
+	assert_int_equal(verify_compare_local(ix, n, found, n + 1, n * 100,
+	    n * 100 + 1, only_lf, NULL, &out), 0);
+	secs = (double)(clock() - start) / CLOCKS_PER_SEC;
+	expect_problem(&out, 0, VERIFY_MOVED, 1, 0);
+	assert_int_equal(out.v[0].uid_last, n);
+	assert_int_equal(out.v[0].a, n);
+	expect_problem(&out, 1, VERIFY_FOREIGN, 0, 0);
+	assert_int_equal(out.n, 2);
+	if (secs > 3.0)
+		fail_msg("%.1f s of CPU for %zu entries", secs, n);
+	verify_problems_free(&out);
+	free(ix);
+	free(found);
+}
+
+static void
+test_refusal_gone(void **state)
+{
+	(void)state;
+	assert_true(verify_refusal_gone(true, "NONEXISTENT"));
+	assert_true(verify_refusal_gone(true, "nonexistent"));
+	assert_true(verify_refusal_gone(true, NULL));
+	assert_false(verify_refusal_gone(true, "UNAVAILABLE"));
+	assert_false(verify_refusal_gone(true, "NOPERM"));
+	assert_false(verify_refusal_gone(true, "SERVERBUG"));
+	assert_false(verify_refusal_gone(false, NULL));
+	assert_false(verify_refusal_gone(false, "NONEXISTENT"));
+}
+
+/* A sync's tail: gone from the problems with the copies in it, nothing
+ * else. */
+static void
+test_drop_tail(void **state)
+{
+	struct verify_problem v[] = {
+		{ .kind = VERIFY_CHANGED, .uid = 1, .offset = 0 },
+		{ .kind = VERIFY_DUPLICATE_ENTRY, .uid = 1, .offset = 100 },
+		{ .kind = VERIFY_FOREIGN, .offset = 150 },
+		{ .kind = VERIFY_DUPLICATE_ENTRY, .uid = 2, .offset = 230 },
+		{ .kind = VERIFY_TAIL, .offset = 230 },
+		{ .kind = VERIFY_DUPLICATE_ENTRY, .uid = 1, .offset = 300 },
+	};
+	struct verify_problems l = { 0 };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+		assert_int_equal(verify_problems_add(&l, &v[i]), 0);
+	verify_drop_tail(&l);
+	assert_int_equal(l.n, 3);
+	expect_problem(&l, 0, VERIFY_CHANGED, 1, 0);
+	expect_problem(&l, 1, VERIFY_DUPLICATE_ENTRY, 1, 100);
+	expect_problem(&l, 2, VERIFY_FOREIGN, 0, 150);
+	verify_problems_free(&l);
+}
+
+/* A state that claims the largest size a state may hold (a damaged one),
+ * with entries moved by a byte: the end is worked out without overflow. */
+static void
+test_local_huge_committed(void **state)
+{
+	struct verify_indexed ix[3];
+	struct verify_found f[4] = { fnd(0, 1, 0), fnd(1, 100, 1),
+		fnd(101, 50, 2), fnd(151, 80, 3) };
+	struct verify_problems out = { 0 };
+
+	(void)state;
+	f[0].from_line = false;
+	three(ix);
+	ix[0].at = ix[1].at = ix[2].at = VERIFY_AT_NO_FROM;
+	lf_from = lf_to = 0;
+	assert_int_equal(verify_compare_local(ix, 3, f, 4, INT64_MAX, 231,
+	    only_lf, NULL, &out), 0);
+	expect_problem(&out, 0, VERIFY_MOVED, 1, 0);
+	expect_problem(&out, 1, VERIFY_FOREIGN, 0, 0);
+	expect_problem(&out, 2, VERIFY_SHORT, 0, 231);
+	assert_int_equal(out.v[2].b, (uint64_t)INT64_MAX + 1);
+	assert_int_equal(out.n, 3);
+	verify_problems_free(&out);
+}
+
+/* The size queries: runs of chunk indexed UIDs, the last one open. */
+static void
+test_size_ranges(void **state)
+{
+	struct verify_indexed ix[7];
+	static const uint32_t uids[7] = { 9, 3, 0, 5, 5, 12, 40 };
+	uint32_t *ends;
+	size_t n;
+
+	(void)state;
+	for (size_t i = 0; i < 7; i++)
+		ix[i] = ixe(uids[i], i * 100, 100, VERIFY_AT_INTACT);
+	/* 3 5 9 12 40: 1:5, 6:12, 13:* */
+	assert_int_equal(verify_size_ranges(ix, 7, 2, &ends, &n), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(ends[0], 5);
+	assert_int_equal(ends[1], 12);
+	assert_int_equal(ends[2], 0);
+	free(ends);
+	/* Five UIDs in runs of 5: one query, 1:*. */
+	assert_int_equal(verify_size_ranges(ix, 7, 5, &ends, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(ends[0], 0);
+	free(ends);
+	/* Runs of 4: 1:12, 13:*. */
+	assert_int_equal(verify_size_ranges(ix, 7, 4, &ends, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(ends[0], 12);
+	assert_int_equal(ends[1], 0);
+	free(ends);
+	/* No index: 1:*. */
+	assert_int_equal(verify_size_ranges(NULL, 0, 4, &ends, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(ends[0], 0);
+	free(ends);
+}
+
 int
 main(void)
 {
@@ -458,6 +603,11 @@ main(void)
 		cmocka_unit_test(test_local_duplicated),
 		cmocka_unit_test(test_local_foreign),
 		cmocka_unit_test(test_local_uncommitted_tail),
+		cmocka_unit_test(test_local_many_copies_moved),
+		cmocka_unit_test(test_refusal_gone),
+		cmocka_unit_test(test_size_ranges),
+		cmocka_unit_test(test_drop_tail),
+		cmocka_unit_test(test_local_huge_committed),
 		cmocka_unit_test(test_server_whole),
 		cmocka_unit_test(test_server_problems),
 		cmocka_unit_test(test_server_earlier_uidvalidity),

@@ -14,4 +14,10 @@ mm_unit_test(test_verify
           ${PROJECT_SOURCE_DIR}/daemon/scheduler.c ${MM_OWN_LOOP_SOURCES}
           ${MM_METRICS_SOURCES}
   LIBS mm_mirror)
-target_link_options(test_verify PRIVATE ${MM_OWN_LOOP_WRAP})
+# mbox_scan_open and state_daemon_running_in wrapped: a sync's work on a
+# file just as --verify reads it.
+target_link_options(test_verify PRIVATE ${MM_OWN_LOOP_WRAP}
+                    -Wl,--wrap=mbox_scan_open
+                    -Wl,--wrap=state_daemon_running_in)
+# Size queries of two indexed UIDs: INBOX's three take two of them.
+target_compile_definitions(test_verify PRIVATE VERIFY_SIZES_CHUNK=2)
