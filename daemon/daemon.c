@@ -578,12 +578,45 @@ start_runners(struct daemon *d)
 }
 
 /*
+ * Refuses (-1, the lock given back) when a daemon of another layout runs
+ * on the same state directory: beside it, some accounts would be both's
+ * and others nobody's.  Taken first, checked after, so of two daemons
+ * starting at once at least one sees the other.  mine: a daemon lock this
+ * process holds already (-1: none).
+ */
+static int
+check_layout(const char *state_dir, const struct shard *shard, int mine,
+    int *fd_r)
+{
+	char *who = NULL, buf[24];
+	long pid = 0;
+	int r;
+
+	r = state_daemon_other_layout(state_dir, shard->n, mine, &who, &pid);
+	if (r == -1)
+		log_warnx("cannot tell whether daemons of other shards run with "
+		    "the state directory %s; going on", state_dir);
+	if (r != 1)
+		return 0;
+	log_error("%s (pid %ld) runs with the state directory %s, and this "
+	    "daemon would be %s%s: they would both take some accounts and "
+	    "leave others to none; give every daemon of one state directory "
+	    "the same number of shards (or none)", who, pid, state_dir,
+	    shard->n != 0 ? "shard " : "", shard->n != 0 ? shard_format(shard,
+	    buf, sizeof buf) : "the one not sharded");
+	free(who);
+	state_unlock(fd_r);
+	return -1;
+}
+
+/*
  * A daemon holds its state directory's daemon lock for its life, so that
  * --status can say it runs and a second daemon on the same state stops
  * here instead of competing for every account.  0 with *fd_r, or -1.
  */
 static int
-take_daemon_lock(const char *state_dir, const struct shard *shard, int *fd_r)
+take_daemon_lock(const char *state_dir, const struct shard *shard, int mine,
+    int *fd_r)
 {
 	char *dir = state_shard_daemon_dir(state_dir, shard->k, shard->n);
 	char *error = NULL;
@@ -612,7 +645,9 @@ take_daemon_lock(const char *state_dir, const struct shard *shard, int *fd_r)
 		log_error("%s", error != NULL ? error : "out of memory");
 	free(error);
 	free(dir);
-	return r == 0 ? 0 : -1;
+	if (r != 0)
+		return -1;
+	return check_layout(state_dir, shard, mine, fd_r);
 }
 
 /* A new state_dir: the daemon lock goes with it, or the reload does not
@@ -631,7 +666,8 @@ move_daemon_lock(struct daemon *d, const struct config *config)
 	    config->shard.k == d->cfg->config->shard.k &&
 	    config->shard.n == d->cfg->config->shard.n)
 		return 0;
-	if (take_daemon_lock(config->state_dir, &config->shard, &fd) != 0)
+	if (take_daemon_lock(config->state_dir, &config->shard, d->lock_fd,
+	    &fd) != 0)
 		return -1;
 	state_unlock(&d->lock_fd);
 	d->lock_fd = fd;
@@ -757,7 +793,7 @@ daemon_run(struct config *config, const char *path, char *const *names,
 	uint64_t wd;
 
 	d.shard = *shard;
-	if (take_daemon_lock(config->state_dir, &config->shard,
+	if (take_daemon_lock(config->state_dir, &config->shard, -1,
 	    &d.lock_fd) != 0) {
 		config_free(&config);
 		return 1;

@@ -51,11 +51,11 @@ static const struct family families[] = {
 	{ "mboxmirror_interval_seconds", "gauge",
 	  "The account's configured sync interval.", V_INTERVAL },
 	{ "mboxmirror_messages_mirrored_total", "counter",
-	  "Messages mirrored into the account's mbox files, as its state "
-	  "records them.", V_MESSAGES },
+	  "Messages mirrored into the account's mbox files, from its state "
+	  "(never lower within a process).", V_MESSAGES },
 	{ "mboxmirror_bytes_mirrored_total", "counter",
-	  "Bytes committed to the account's mbox files, as its state "
-	  "records them.", V_BYTES },
+	  "Bytes committed to the account's mbox files, from its state "
+	  "(never lower within a process).", V_BYTES },
 	{ "mboxmirror_push_connected", "gauge",
 	  "1 when the account's push (IDLE) connection is watching, else 0.",
 	  V_PUSH },
@@ -80,15 +80,29 @@ metrics_account_state(const struct metrics_account *a)
 void
 metrics_from_state(struct metrics_account *a, const struct account_state *st)
 {
+	uint64_t messages = 0, bytes = 0;
+
 	a->last_success = st->last_success;
 	a->last_attempt = st->last_attempt;
 	a->failures = st->failures;
-	a->messages = 0;
-	a->bytes = 0;
 	for (size_t i = 0; i < st->n_mailboxes; i++) {
-		a->messages += st->mailboxes[i].messages;
-		a->bytes += st->mailboxes[i].mbox_size;
+		messages += st->mailboxes[i].messages;
+		bytes += st->mailboxes[i].mbox_size;
 	}
+	if (!a->counted) {
+		a->messages = messages;
+		a->bytes = bytes;
+	} else {
+		/* A counter that went down would read as a restart, and
+		 * rate() would count all that is left as new. */
+		if (messages > a->state_messages)
+			a->messages += messages - a->state_messages;
+		if (bytes > a->state_bytes)
+			a->bytes += bytes - a->state_bytes;
+	}
+	a->state_messages = messages;
+	a->state_bytes = bytes;
+	a->counted = true;
 }
 
 unsigned

@@ -47,8 +47,12 @@ struct metrics_account {
 	unsigned failures;	/* consecutive */
 	bool syncing;
 	bool push_connected;
-	uint64_t messages;	/* mirrored, all mailboxes (the state's count) */
+	uint64_t messages;	/* mirrored, all mailboxes (counter) */
 	uint64_t bytes;		/* committed mbox bytes, all mailboxes */
+	/* The state's sums at the last metrics_from_state(), which adds
+	 * only their growth to the counters above. */
+	uint64_t state_messages, state_bytes;
+	bool counted;		/* a state was read: the sums are set */
 };
 
 struct metrics_process {
@@ -62,9 +66,15 @@ struct metrics_process {
 enum metrics_account_state metrics_account_state(
     const struct metrics_account *a);
 
-/* Copies what the account's state file records (times, consecutive
- * failures, messages and bytes summed over its mailboxes) into a; the
- * rest of a is left alone. */
+/*
+ * Copies what the account's state file records (times, consecutive
+ * failures) into a, and counts its messages and bytes summed over its
+ * mailboxes: the first state read sets the counters, each later one adds
+ * what the sums grew by, so they never go down within a process (a
+ * mailbox started afresh after a new UIDVALIDITY, or an mbox someone cut
+ * short, takes nothing back; what is mirrored into it afterwards counts).
+ * The rest of a is left alone.
+ */
 void metrics_from_state(struct metrics_account *a,
     const struct account_state *st);
 

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,7 +86,9 @@ replace_file(const char *path, const char *text, size_t len, char **error_r)
 	*error_r = NULL;
 	if (tmp == NULL)
 		return log_set_error(error_r, "out of memory");
-	if ((fd = mkstemp(tmp)) == -1) {
+	/* O_CLOEXEC: the secret worker's thread may fork a password_command
+	 * meanwhile, which must not inherit the file. */
+	if ((fd = mkostemp(tmp, O_CLOEXEC)) == -1) {
 		(void)log_set_error(error_r, "cannot create a file beside %s: "
 		    "%s", path, strerror(errno));
 		free(tmp);

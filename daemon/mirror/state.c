@@ -31,6 +31,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -1130,6 +1131,93 @@ state_daemon_running_in(const char *dir, long *pid_r)
 		r = 1;
 	}
 	(void)close(fd);
+	return r;
+}
+
+/* "shard-K-of-N", the name state_shard_daemon_dir() gives: true with
+ * *k_r and *n_r; anything else, false. */
+static bool
+shard_daemon_dir_name(const char *name, unsigned *k_r, unsigned *n_r)
+{
+	const char *of;
+	uint64_t k, n;
+
+	if (strncmp(name, "shard-", 6) != 0 ||
+	    (of = strstr(name + 6, "-of-")) == NULL ||
+	    num_parse_u64n(name + 6, (size_t)(of - (name + 6)), UINT_MAX,
+	    &k) == -1 || num_parse_u64(of + 4, UINT_MAX, &n) == -1)
+		return false;
+	*k_r = (unsigned)k;
+	*n_r = (unsigned)n;
+	return true;
+}
+
+/* state_daemon_running_in(dir), but 0 when its lock file is the one
+ * ignore_fd has open. */
+static int
+daemon_running_besides(const char *dir, int ignore_fd, long *pid_r)
+{
+	struct stat mine, theirs;
+	char *path;
+	int same;
+
+	*pid_r = 0;
+	if (ignore_fd != -1 && fstat(ignore_fd, &mine) == 0) {
+		if (asprintf(&path, "%s/%s", dir, STATE_LOCK) == -1)
+			return -1;
+		same = stat(path, &theirs) == 0 &&
+		    theirs.st_dev == mine.st_dev &&
+		    theirs.st_ino == mine.st_ino;
+		free(path);
+		if (same)
+			return 0;
+	}
+	return state_daemon_running_in(dir, pid_r);
+}
+
+int
+state_daemon_other_layout(const char *state_dir, unsigned n, int ignore_fd,
+    char **who_r, long *pid_r)
+{
+	char *top, *sub;
+	struct dirent *e;
+	unsigned k, m;
+	DIR *d;
+	int r = 0;
+
+	*who_r = NULL;
+	*pid_r = 0;
+	if ((top = state_daemon_dir(state_dir)) == NULL)
+		return -1;
+	if (n != 0 && (r = daemon_running_besides(top, ignore_fd,
+	    pid_r)) != 0) {
+		if (r == 1 && (*who_r = strdup("the daemon that is not "
+		    "sharded")) == NULL)
+			r = -1;
+		free(top);
+		return r;
+	}
+	if ((d = opendir(top)) == NULL) {
+		r = errno == ENOENT ? 0 : -1;
+		free(top);
+		return r;
+	}
+	while (r == 0 && (e = readdir(d)) != NULL) {
+		if (!shard_daemon_dir_name(e->d_name, &k, &m) || m == n)
+			continue;
+		if (asprintf(&sub, "%s/%s", top, e->d_name) == -1) {
+			r = -1;
+			break;
+		}
+		r = daemon_running_besides(sub, ignore_fd, pid_r);
+		free(sub);
+		if (r == 1 && asprintf(who_r, "shard %u/%u", k, m) == -1) {
+			*who_r = NULL;
+			r = -1;
+		}
+	}
+	(void)closedir(d);
+	free(top);
 	return r;
 }
 

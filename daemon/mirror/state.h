@@ -155,6 +155,17 @@ int state_daemon_running(const char *state_dir, long *pid_r);
 char *state_shard_daemon_dir(const char *state_dir, unsigned k, unsigned n);
 /* state_daemon_running() for the daemon whose lock directory is dir. */
 int state_daemon_running_in(const char *dir, long *pid_r);
+/*
+ * Whether a daemon of another layout runs on state_dir, for a daemon of n
+ * shards (0: not sharded): the unsharded daemon, or the daemon of a shard
+ * of another count.  Beside each other they would both take some accounts
+ * and leave others to none.  A lock directory whose lock is the one
+ * ignore_fd holds (this process's own, -1: none) is passed over.  1 with
+ * *who_r (malloc'ed: "shard K/M", or "the daemon that is not sharded")
+ * and *pid_r (0 if not written yet), 0 if none runs, -1 if it cannot tell.
+ */
+int state_daemon_other_layout(const char *state_dir, unsigned n,
+    int ignore_fd, char **who_r, long *pid_r);
 
 /*
  * Where the mbox writer keeps the record of its appends to file (the mbox

@@ -18,8 +18,13 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
 	echo "test_kubernetes: installing nodejs npm"
 	sudo=()
 	[ "$(id -u)" = 0 ] || sudo=(sudo)
-	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 \
-	    -y -qq install --no-install-recommends nodejs npm >/dev/null
+	apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300)
+	# The package lists may be stale or absent (an image that removed them, a
+	# machine where scripts/deps.sh found everything installed): update and retry.
+	if ! "${apt[@]}" -y -qq install --no-install-recommends nodejs npm >/dev/null; then
+		"${apt[@]}" -qq update
+		"${apt[@]}" -y -qq install --no-install-recommends nodejs npm >/dev/null
+	fi
 fi
 
 if [ -n "${MM_DEPLOY_NODE_DIR:-}" ]; then

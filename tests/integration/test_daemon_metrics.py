@@ -3,7 +3,8 @@
 syncs of --once and of the daemon (messages and bytes in the mirror, the time of
 the last success, a failing account's consecutive failures and state, push), the
 file is replaced whole (no temporary file left, mode 0644), and the daemons of two
-shards on one state directory run side by side, each writing its own accounts."""
+shards on one state directory run side by side, each writing its own accounts,
+while one of another shard count, or one not sharded, is refused beside them."""
 
 import os
 import signal
@@ -247,6 +248,24 @@ class Metrics(DaemonTestCase):
         again = self.daemon(os.path.join(self.tmp, "s0.ini"))
         self.assertEqual(again.proc.wait(20), 1)
         self.assertIn("another mboxmirror daemon", again.log())
+        # Nor does one of another layout start beside them: shard 0/3 would take
+        # some of their accounts again, the unsharded daemon all of them.
+        for general, who in (({"shard": "0/3"}, "shard 0/3"), ({}, "the one not sharded")):
+            conf = mmtest.write_config(self.tmp, accts, filename="other.ini",
+                                       general=dict(general, retry_min="1m"))
+            other = self.daemon(conf)
+            self.assertEqual(other.proc.wait(20), 1, other.tail())
+            self.assertRegex(other.log(), r"shard [01]/2 \(pid \d+\) runs with the state "
+                             rf"directory .*this daemon would be {who}: they would both")
+        # A reload onto 3 shards is refused likewise.
+        mmtest.write_config(self.tmp, accts, filename="s0.ini", general={
+            "metrics_file": paths[0], "shard": "0/3", "retry_min": "1m"})
+        off = daemons[0].log_offset()
+        daemons[0].signal(signal.SIGHUP)
+        daemons[0].wait_log(r"shard 1/2 \(pid \d+\) runs with the state directory",
+                            since=off)
+        daemons[0].wait_log(r"keeping the running configuration", since=off)
+        self.assertTrue(daemons[0].alive(), daemons[0].tail())
 
         # A reload onto the other shard: the daemon takes that shard's accounts, and
         # its lock, which the other daemon holds: the reload is refused.

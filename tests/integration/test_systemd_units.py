@@ -29,7 +29,8 @@ MAN_PAGES = ["man1/mboxmirror.1", "man5/mboxmirror.ini.5"]
 # DESIGN.md section 1, plus --status [--json], --verify [--deep] and --shard.
 OPTIONS = ["-c", "--config", "--once", "-a", "--account", "-v", "--verbose", "-q",
            "--quiet", "--check-config", "--probe", "--list", "--status", "--json",
-           "--verify", "--deep", "--shard", "--version", "-h", "--help"]
+           "--verify", "--deep", "--restore", "--to", "--mailbox", "--dry-run",
+           "--shard", "--version", "-h", "--help"]
 # DESIGN.md section 2, plus compress, shard and metrics_file.
 GENERAL_KEYS = ["state_dir", "interval", "timeout", "max_connections", "log_level",
                 "shard", "metrics_file"]

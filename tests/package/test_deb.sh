@@ -256,6 +256,35 @@ fi
 grep -q '^deb-systemd-invoke start .*mboxmirror.service' "$log" ||
     bad "postinst never hands mboxmirror.service to deb-systemd-invoke (no restart after upgrade either)"
 
+step "maintainer scripts on an upgrade and a removal"
+# dh_installsystemd restarts and stops only the units it knows; the template's
+# instances (mboxmirror@NAME, one per shard) would otherwise go on running the old
+# binary after an upgrade, and the removed one after a removal.
+: >"$log"
+if ! (unset DPKG_ROOT; PATH="$fakes:$PATH" sh -e "$WORK/postinst" configure 0.0.9) \
+    >"$WORK/postinst.log" 2>&1; then
+	cat "$WORK/postinst.log" >&2
+	bad "postinst configure (upgrade) failed"
+fi
+sed 's/^/    /' "$log"
+if grep -q '^deb-systemd-invoke try-restart mboxmirror@\*\.service$' "$log"; then
+	ok "an upgrade restarts the template's running instances"
+else
+	bad "an upgrade leaves the template's instances on the old binary"
+fi
+: >"$log"
+if [ -f "$control/prerm" ]; then
+	sed 's|\[ -d /run/systemd/system \]|true|' "$control/prerm" >"$WORK/prerm"
+	(unset DPKG_ROOT; PATH="$fakes:$PATH" sh -e "$WORK/prerm" remove) \
+	    >"$WORK/prerm.log" 2>&1 || { cat "$WORK/prerm.log" >&2; bad "prerm remove failed"; }
+fi
+sed 's/^/    /' "$log"
+if grep -q '^deb-systemd-invoke stop mboxmirror@\*\.service$' "$log"; then
+	ok "a removal stops the template's instances"
+else
+	bad "a removal leaves the template's instances running"
+fi
+
 echo "test_deb: total $((SECONDS - t_start)) s"
 if [ "$fail" -ne 0 ]; then
 	echo "test_deb: $fail check(s) failed" >&2

@@ -970,6 +970,78 @@ test_io_errors(void **state)
 	assert_int_equal(fd, -1);
 }
 
+/*
+ * Daemons of other layouts on one state directory: for N shards, the
+ * unsharded daemon and those of another count are seen while they hold
+ * their locks, those of the same count are not; a lock the caller holds
+ * (ignore_fd) is passed over; stale directories and other names too.
+ */
+static void
+test_daemon_other_layout(void **state)
+{
+	char sd[PATH_MAX], *dir, *who = NULL, *error = NULL;
+	long holder = 0, pid = -1;
+	int fd02 = -1, fd12 = -1, fd = -1;
+
+	(void)state;
+	make_dir_path(sd, sizeof sd, "layouts");
+	/* Nothing there yet. */
+	assert_int_equal(state_daemon_other_layout(sd, 2, -1, &who, &pid), 0);
+	assert_null(who);
+	assert_non_null(dir = state_shard_daemon_dir(sd, 0, 2));
+	assert_int_equal(state_lock(dir, &fd02, &holder, &error), 0);
+	free(dir);
+	assert_non_null(dir = state_shard_daemon_dir(sd, 1, 2));
+	assert_int_equal(state_lock(dir, &fd12, &holder, &error), 0);
+	free(dir);
+	/* A stale directory of 3 shards, and names that are none. */
+	assert_non_null(dir = state_shard_daemon_dir(sd, 2, 3));
+	assert_int_equal(state_lock(dir, &fd, &holder, &error), 0);
+	state_unlock(&fd);
+	free(dir);
+	assert_non_null(dir = state_shard_daemon_dir(sd, 0, 0));
+	for (size_t i = 0; i < 3; i++) {
+		static const char *const junk[] = { "shard-x-of-3",
+		    "shard-0-of-3x", "shard-0-of-" };
+		char path[PATH_MAX + 32];
+
+		snprintf(path, sizeof path, "%s/%s", dir, junk[i]);
+		assert_int_equal(mkdir(path, 0700), 0);
+	}
+
+	assert_int_equal(state_daemon_other_layout(sd, 2, -1, &who, &pid), 0);
+	assert_null(who);
+	assert_int_equal(state_daemon_other_layout(sd, 3, -1, &who, &pid), 1);
+	assert_non_null(who);
+	assert_non_null(strstr(who, "/2"));
+	assert_int_equal(pid, (long)getpid());
+	free(who);
+	who = NULL;
+	assert_int_equal(state_daemon_other_layout(sd, 0, -1, &who, &pid), 1);
+	free(who);
+	who = NULL;
+	/* Its own lock does not count: 1/2 alone is left. */
+	state_unlock(&fd12);
+	assert_int_equal(state_daemon_other_layout(sd, 3, fd02, &who, &pid), 0);
+	assert_null(who);
+	assert_int_equal(state_daemon_other_layout(sd, 3, -1, &who, &pid), 1);
+	free(who);
+	who = NULL;
+
+	/* The unsharded daemon, seen by a sharded one. */
+	state_unlock(&fd02);
+	assert_int_equal(state_lock(dir, &fd, &holder, &error), 0);
+	assert_int_equal(state_daemon_other_layout(sd, 0, -1, &who, &pid), 0);
+	assert_int_equal(state_daemon_other_layout(sd, 2, -1, &who, &pid), 1);
+	assert_string_equal(who, "the daemon that is not sharded");
+	free(who);
+	who = NULL;
+	assert_int_equal(state_daemon_other_layout(sd, 2, fd, &who, &pid), 0);
+	state_unlock(&fd);
+	assert_int_equal(state_daemon_other_layout(sd, 2, -1, &who, &pid), 0);
+	free(dir);
+}
+
 static int
 group_setup(void **state)
 {
@@ -1002,6 +1074,7 @@ main(void)
 		cmocka_unit_test(test_holes_and_given_up),
 		cmocka_unit_test(test_remapped),
 		cmocka_unit_test(test_lock),
+		cmocka_unit_test(test_daemon_other_layout),
 		cmocka_unit_test(test_set_next_attempt),
 		cmocka_unit_test(test_io_errors),
 	};
