@@ -4,7 +4,8 @@
     report.py RESULTS_DIR [--readme PATH]
 
 Reads runs.jsonl (one line per timed run), verify.jsonl (one line per verification),
-daemon.jsonl (the daemon's footprint), commands.txt (what a no-change resync sends),
+daemon.jsonl (the daemon's footprint), scale.jsonl
+(the daemon at scale), commands.txt (what a no-change resync sends),
 corpora.tsv and machine.txt.  When a row/scenario was measured more than once in the same
 directory, the latest series (from its last run 1 on) counts.  Prints the report; with
 --readme, also writes it into PATH below the fixed description kept there.
@@ -193,6 +194,9 @@ def report(d):
                        f"| {r['idle_cpu_s']:.3f} | {r['idle_cpu_pct']:.3f} | {r['rss_kb'] / 1024:.1f} "
                        f"| {r['hwm_kb'] / 1024:.1f} | {fmt(r['stop_s'])} |")
         out.append("")
+    scale = load_jsonl(os.path.join(d, "scale.jsonl"))
+    if scale:
+        out += scale_table(scale)
     if problems:
         out.append("### Verification failures\n")
         for label, v in problems:
@@ -201,6 +205,53 @@ def report(d):
                 out.append(f"    - {p}")
         out.append("")
     return "\n".join(out)
+
+
+def within(value, target, below=False):
+    """"met" or "**missed**" for a figure against its target (<=, or < with below)."""
+    ok = value < target if below else value <= target
+    return "met" if ok else "**missed**"
+
+
+def scale_table(rows):
+    """The daemon at scale: each figure beside its target."""
+    out = ["### The daemon at scale (loopback, a Dovecot instance of its own)\n",
+           "| accounts | figure | measured | target | |",
+           "|---|---|---|---|---|"]
+    for r in rows:
+        push = r.get("push_accounts", 0)
+        who = f"{r['accounts']:,}" + (f", {push:,} on push" if push else ", polling")
+        figs = [("start: config loaded, running", f"{r['ready_s']:.2f} s", None, None),
+                ("RSS once started", f"{r['rss_ready_kb'] / 1024:.1f} MiB", None, None),
+                ("first round (every account synced once)", f"{r['first_round_s']:.0f} s",
+                 None, None)]
+        if push:
+            figs.append(("every push connection up", f"{r.get('push_up_s', 0):.0f} s",
+                         None, None))
+        rss_target = 48 if push else 64
+        figs += [
+            (f"RSS after the first round, idle", f"{r['rss_kb'] / 1024:.1f} MiB "
+             f"(peak {r['hwm_kb'] / 1024:.1f})", f"≤ {rss_target} MiB",
+             within(r["rss_kb"] / 1024, rss_target)),
+            (f"CPU while idle {r['idle_s']:.0f} s", f"{r['idle_cpu_s']:.2f} s = "
+             f"{r['idle_cpu_pct']:.3f} %", "< 0.2 %" if push else "",
+             within(r["idle_cpu_pct"], 0.2, below=True) if push else ""),
+            ("open descriptors", f"{r['fds']:,}", None, None)]
+        if "push_latency_s" in r:
+            figs.append((f"push latency, {len(r['push_latency_s'])} accounts at random",
+                         f"median {r['push_latency_median_s']:.2f} s, max "
+                         f"{r['push_latency_max_s']:.2f} s", "≤ 2 s",
+                         within(r["push_latency_max_s"], 2)))
+        if "check_config_s" in r:
+            figs.append(("`--check-config`", f"{r['check_config_s']:.2f} s", "< 1 s",
+                         within(r["check_config_s"], 1, below=True)))
+            figs.append(("config load (start to running)", f"{r['ready_s']:.2f} s",
+                         "< 1 s", within(r["ready_s"], 1, below=True)))
+        figs.append(("SIGTERM to exit", f"{r['stop_s']:.2f} s", None, None))
+        for name, value, target, verdict in figs:
+            out.append(f"| {who} | {name} | {value} | {target or ''} | {verdict or ''} |")
+    out.append("")
+    return out
 
 
 def main():

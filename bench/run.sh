@@ -7,7 +7,8 @@
 # to bench/README.md.  Everything it starts is stopped on exit.  See bench/README.md.
 #
 # Knobs (environment):
-#   CORPORA="mail big many"    also: mail5k (the mail generator, 5,000 messages)
+#   CORPORA="mail big many"    also: mail5k (the mail generator, 5,000 messages);
+#                              "": none (e.g. only the SCALE rows)
 #   ROWS="raw mboxmirror mboxmirror-z mbsync offlineimap getmail"
 #                              ("many" also knows mbsync16; mboxmirror-z, with
 #                              COMPRESS=DEFLATE, runs in the wan profile only)
@@ -19,6 +20,10 @@
 #   MANY_ACCOUNTS=200 MANY_CONNECTIONS=16
 #   DAEMON_ACCOUNTS=1000 DAEMON_IDLE=60   with corpus many: the daemon's footprint
 #                              with this many accounts, idle between polls (0: skip)
+#   SCALE="push poll"          the daemon at scale, on a Dovecot instance of its own
+#                              ("" skips): push, SCALE_PUSH=1000 accounts with
+#                              idle = yes; poll, SCALE_POLL=10000 with idle = no
+#   SCALE_IDLE=60 SCALE_SAMPLE=20   seconds watched idle; accounts timed for push
 #   WAN_RTT_MS=40 WAN_MBIT=50
 #   MMBENCH_DIR=/var/tmp/mmbench   corpora cache, server, mirrors, results
 #   RESULTS=DIR                reuse a results directory: later runs add to its tables
@@ -30,7 +35,7 @@ export LC_ALL=C.UTF-8
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TOP=$(cd "$HERE/.." && pwd)
-CORPORA=${CORPORA:-mail big many}
+CORPORA=${CORPORA-mail big many}
 ROWS=${ROWS:-raw mboxmirror mboxmirror-z mbsync offlineimap getmail}
 SCENARIOS=${SCENARIOS:-initial nochange incr}
 PROFILES=${PROFILES:-loopback wan}
@@ -40,6 +45,11 @@ MANY_ACCOUNTS=${MANY_ACCOUNTS:-200}
 MANY_CONNECTIONS=${MANY_CONNECTIONS:-16}
 DAEMON_ACCOUNTS=${DAEMON_ACCOUNTS:-1000}
 DAEMON_IDLE=${DAEMON_IDLE:-60}
+SCALE=${SCALE-push poll}
+SCALE_PUSH=${SCALE_PUSH:-1000}
+SCALE_POLL=${SCALE_POLL:-10000}
+SCALE_IDLE=${SCALE_IDLE:-60}
+SCALE_SAMPLE=${SCALE_SAMPLE:-20}
 WAN_RTT_MS=${WAN_RTT_MS:-40}
 WAN_MBIT=${WAN_MBIT:-50}
 WORK=${MMBENCH_DIR:-/var/tmp/mmbench}
@@ -95,8 +105,12 @@ install_missing() {
 SERVER=$WORK/server
 PROXY_PID=
 SERVER_STARTED=0
+INOTIFY_RESTORE=
 cleanup() {
 	local rc=$?
+	if [ -n "$INOTIFY_RESTORE" ]; then
+		echo "$INOTIFY_RESTORE" >/proc/sys/fs/inotify/max_user_instances || true
+	fi
 	if [ -n "$PROXY_PID" ]; then
 		kill "$PROXY_PID" 2>/dev/null || true
 		wait "$PROXY_PID" 2>/dev/null || true
@@ -477,7 +491,7 @@ daemon_footprint() {
 	{
 		printf '[general]\nstate_dir = %s/state\nmax_connections = %s\ninterval = 1h\n' \
 		    "$dir" "$MANY_CONNECTIONS"
-		printf 'log_level = warning\n'
+		printf 'log_level = info\n'
 		for i in $(seq 1 "$DAEMON_ACCOUNTS"); do
 			u=${users[$(((i - 1) % ${#users[@]}))]}
 			printf '\n[d%04d]\nhost = 127.0.0.1\nport = %s\ntls = implicit\nca_file = %s\n' \
@@ -490,6 +504,145 @@ daemon_footprint() {
 	$PY "$HERE/daemon_scale.py" --mboxmirror "$MBOXMIRROR" --config "$dir/mboxmirror.ini" \
 	    --accounts "$DAEMON_ACCOUNTS" --idle "$DAEMON_IDLE" --timeout "$TIMEOUT" \
 	    --log "$RESULTS/logs/daemon.log" --out "$RESULTS/daemon.jsonl" || echo "  daemon run failed"
+	[ -n "${KEEP_MIRRORS:-}" ] || rm -rf "$dir"
+}
+
+# ---- the daemon at scale --------------------------------------------------------------
+# A Dovecot instance of its own (the fixture's limits suit the tests, 200 connections):
+# imap-login in high-performance mode (two processes, each proxying many TLS
+# connections, instead of one process per connection; it also lets a TLS session
+# resume within a process), one imap process per session, and limits for SCALE_USERS
+# users with a push connection and a sync each.  Stopped with the fixture (stop.sh
+# signals every master under its run directory).
+SCALE_CONF=
+SCALE_PORT=
+SCALE_USERS=
+SCALE_PASS=pw-scale-bench
+scale_server() {
+	local root i u home
+	SCALE_USERS=$SCALE_PUSH
+	[ "$SCALE_USERS" -ge 100 ] || SCALE_USERS=100
+	# shellcheck source=/dev/null
+	. "$SERVER/fixture.vars"
+	root=$(dirname "$MAIL_ROOT")
+	mkdir -p "$root/run/scale" "$root/state/scale"
+	chmod 755 "$root/run/scale"
+	: >"$WORK/scale.users"
+	for i in $(seq 1 "$SCALE_USERS"); do
+		u=$(printf 'scale%04d' "$i")
+		home=$MAIL_ROOT/$u
+		echo "$u" >>"$WORK/scale.users"
+		printf '%s:{PLAIN}%s:%s:%s::%s::\n' "$u" "$SCALE_PASS" "$MAIL_UID" "$MAIL_GID" \
+		    "$home" >>"$PASSWD"
+		mkdir -p "$home"
+	done
+	chown "$MAIL_UID:$MAIL_GID" "$MAIL_ROOT"/scale*
+	chmod 700 "$MAIL_ROOT"/scale*
+	# Dovecot's IDLE watches a mailbox with inotify, an instance per imap process, and
+	# every imap process here runs as the one mail user: past
+	# fs.inotify.max_user_instances (128 by default) the others look every 30 s
+	# (mailbox_idle_check_interval), and push would measure that.  Raised for the run,
+	# put back at exit.
+	local want=$((2 * SCALE_USERS + 256)) have
+	have=$(cat /proc/sys/fs/inotify/max_user_instances)
+	if [ "$have" -lt "$want" ]; then
+		if echo "$want" >/proc/sys/fs/inotify/max_user_instances; then
+			INOTIFY_RESTORE=$have
+		else
+			echo "bench: cannot raise fs.inotify.max_user_instances to $want: push" \
+			    "latency will include Dovecot's 30 s polling" >&2
+		fi
+	fi
+	SCALE_PORT=$(free_port)
+	SCALE_CONF=$SERVER/scale.conf
+	cat >"$SCALE_CONF" <<EOF
+# mboxmirror bench: the instance for the daemon at scale (written by bench/run.sh).
+!include $SERVER/common.conf
+instance_name = mmbench-scale
+base_dir = $root/run/scale
+state_dir = $root/state/scale
+listen = 127.0.0.1
+ssl = required
+disable_plaintext_auth = yes
+ssl_cert = <$SERVER/ssl/server.pem
+ssl_key = <$SERVER/ssl/server-key.pem
+default_process_limit = $((2 * SCALE_USERS + 100))
+default_client_limit = $((4 * SCALE_USERS + 1000))
+service imap-login {
+  inet_listener imap {
+    port = 0
+  }
+  inet_listener imaps {
+    port = $SCALE_PORT
+    ssl = yes
+  }
+  service_count = 0
+  process_min_avail = 2
+  process_limit = 2
+  client_limit = $((2 * SCALE_USERS + 100))
+}
+service imap {
+  process_limit = $((2 * SCALE_USERS + 100))
+}
+protocol imap {
+  mail_max_userip_connections = 50
+}
+EOF
+	dovecot -c "$SCALE_CONF" </dev/null >>"$RESULTS/logs/scale-dovecot.log" 2>&1 ||
+	    die "the scale instance did not start; see $RESULTS/logs/scale-dovecot.log"
+	for _ in $(seq 1 100); do
+		if $PY -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' \
+		    "$SCALE_PORT" 2>/dev/null; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	die "the scale instance does not accept connections on $SCALE_PORT"
+}
+
+# scale_config FILE N IDLE: N accounts over the scale users, in turn
+scale_config() {
+	local file=$1 n=$2 idle=$3 dir i u
+	dir=$(dirname "$file")
+	mapfile -t users <"$WORK/scale.users"
+	{
+		printf '[general]\nstate_dir = %s/state\nmax_connections = %s\ninterval = 1h\n' \
+		    "$dir" "$MANY_CONNECTIONS"
+		printf 'log_level = info\n'
+		for i in $(seq 1 "$n"); do
+			u=${users[$(((i - 1) % ${#users[@]}))]}
+			printf '\n[s%05d]\nhost = 127.0.0.1\nport = %s\ntls = implicit\nca_file = %s\n' \
+			    "$i" "$SCALE_PORT" "$CA"
+			printf 'user = %s\npassword = %s\noutput = %s/out/s%05d\nidle = %s\ncompress = no\n' \
+			    "$u" "$SCALE_PASS" "$dir" "$i" "$idle"
+		done
+	} >"$file"
+	chmod 600 "$file"
+}
+
+# scale_row push|poll: the daemon with SCALE_PUSH accounts on push, timed for push
+# latency, or with SCALE_POLL polling accounts and --check-config timed
+scale_row() {
+	local kind=$1 dir=$WORK/scale-$1 n args=()
+	case $kind in
+	push)
+		n=$SCALE_PUSH
+		scale_config "$dir/mboxmirror.ini" "$n" yes
+		args=(--push "$n" --push-sample "$SCALE_SAMPLE" --deliver doveadm -c "$SCALE_CONF"
+		    save)
+		;;
+	poll)
+		n=$SCALE_POLL
+		scale_config "$dir/mboxmirror.ini" "$n" no
+		args=(--check-config)
+		;;
+	*) die "SCALE: unknown row $kind (push, poll)" ;;
+	esac
+	say "loopback / scale / $kind: $n accounts"
+	$PY "$HERE/daemon_scale.py" --mboxmirror "$MBOXMIRROR" --config "$dir/mboxmirror.ini" \
+	    --accounts "$n" --label "$kind" --idle "$SCALE_IDLE" --timeout "$TIMEOUT" \
+	    --log "$RESULTS/logs/scale-$kind.log" --out "$RESULTS/scale.jsonl" "${args[@]}" ||
+	    echo "  scale $kind failed"
 	[ -n "${KEEP_MIRRORS:-}" ] || rm -rf "$dir"
 }
 
@@ -556,6 +709,16 @@ for c in $CORPORA; do
 		daemon_footprint
 	fi
 done
+if [ -n "$SCALE" ]; then
+	say "the daemon at scale"
+	scale_server
+	for kind in $SCALE; do
+		rm -rf "$WORK/scale-$kind"
+		mkdir -p "$WORK/scale-$kind"
+		chmod 700 "$WORK/scale-$kind"
+		scale_row "$kind"
+	done
+fi
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$RESULTS/machine.txt"
 
 say "report"

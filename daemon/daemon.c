@@ -10,8 +10,12 @@
 #include <unistd.h>
 
 #include <ev.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "cli.h"
+#include "fdlimit.h"
 #include "log.h"
 #include "metrics_file.h"
 #include "mirror/idle.h"
@@ -63,7 +67,9 @@ struct daemon {
 	struct metrics_file *metrics;	/* NULL: no metrics_file */
 	ev_signal sigterm, sigint, sighup;
 	ev_timer watchdog;
+	ev_timer trim;		/* gives freed memory back after syncs */
 	int lock_fd;		/* the state directory's daemon lock */
+	unsigned long fd_limit;	/* RLIMIT_NOFILE, once raised */
 	int status;
 };
 
@@ -279,6 +285,26 @@ on_sync_done(struct sched_job *job, const struct mirror_result *res,
 	schedule(r, delay);
 	record_next_attempt(r, delay);
 	update_status(d);
+	if (!ev_is_active(&d->trim))
+		ev_timer_start(d->loop, &d->trim);
+}
+
+/*
+ * Syncs come and go between what stays (push connections, saved TLS
+ * sessions): the heap pages they freed in between stay resident unless
+ * handed back, which a thousand push connections made 40 MB.  2 s after a
+ * sync ended, so at most every 2 s while syncs run (a few milliseconds
+ * each) and never while nothing happens.
+ */
+static void
+on_trim(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)loop;
+	(void)t;
+	(void)revents;
+#ifdef __GLIBC__
+	(void)malloc_trim(0);
+#endif
 }
 
 static void
@@ -472,8 +498,11 @@ start_idle(struct runner *r)
 
 /* Runners */
 
+/* first: which of how many selected accounts it is, for the spread of the
+ * first syncs (sched_first_delay()). */
 static struct runner *
-runner_new(struct daemon *d, const struct account *account)
+runner_new(struct daemon *d, const struct account *account, unsigned first,
+    unsigned of)
 {
 	struct runner *r;
 
@@ -499,9 +528,10 @@ runner_new(struct daemon *d, const struct account *account)
 	r->idle_timer.data = r;
 	r->next = d->runners;
 	d->runners = r;
-	/* Start soon, spread a little so many accounts do not connect in the
-	 * same millisecond. */
-	schedule(r, (double)random() / RAND_MAX * 2.0);
+	/* Start soon, spread so that many accounts do not log in at once; its
+	 * push connection follows its first sync. */
+	schedule(r, sched_first_delay(first, of, account->interval,
+	    (double)random() / ((double)RAND_MAX + 1)));
 	return r;
 }
 
@@ -566,15 +596,28 @@ general_eq(const struct config *a, const struct config *b)
 	return str_eq(a->state_dir, b->state_dir) && a->timeout == b->timeout;
 }
 
-static void
-start_runners(struct daemon *d)
+static unsigned
+selected_accounts(const struct daemon *d, const struct config *c)
 {
-	const struct config *c = d->cfg->config;
+	unsigned n = 0;
 
 	for (size_t i = 0; i < c->n_accounts; i++)
 		if (cli_account_selected(d->names, d->nnames,
 		    c->accounts[i].name))
-			runner_new(d, &c->accounts[i]);
+			n++;
+	return n;
+}
+
+static void
+start_runners(struct daemon *d)
+{
+	const struct config *c = d->cfg->config;
+	unsigned n = selected_accounts(d, c), k = 0;
+
+	for (size_t i = 0; i < c->n_accounts; i++)
+		if (cli_account_selected(d->names, d->nnames,
+		    c->accounts[i].name))
+			runner_new(d, &c->accounts[i], k++, n);
 }
 
 /*
@@ -650,6 +693,66 @@ take_daemon_lock(const char *state_dir, const struct shard *shard, int mine,
 	return check_layout(state_dir, shard, mine, fd_r);
 }
 
+/* The accounts of config that this daemon runs with a push connection. */
+static unsigned
+push_accounts(const struct config *config, char *const *names, size_t nnames)
+{
+	unsigned n = 0;
+
+	for (size_t i = 0; i < config->n_accounts; i++)
+		if (config->accounts[i].idle && cli_account_selected(names,
+		    nnames, config->accounts[i].name))
+			n++;
+	return n;
+}
+
+/*
+ * Whether config's push connections and sync sessions fit in limit
+ * descriptors (RLIMIT_NOFILE); says what is needed and how to get it when
+ * they do not.  A daemon that ran out would fail connections one by one,
+ * at random, long after it started.
+ */
+static bool
+descriptors_fit(const struct config *config, char *const *names,
+    size_t nnames, unsigned long limit)
+{
+	unsigned push = push_accounts(config, names, nnames);
+	struct fdlimit_need n = fdlimit_needed(push, config->max_connections);
+
+	log_debug("file descriptors: %lu needed (%u push %s, %u sync "
+	    "%s x %d, %lu for the process, %lu spare), limit %lu", n.total,
+	    push, num_plural(push, "connection", "connections"),
+	    config->max_connections, num_plural(config->max_connections,
+	    "session", "sessions"), FDLIMIT_PER_SESSION, n.base, n.margin,
+	    limit);
+	if (n.total <= limit)
+		return true;
+	log_error("too many accounts for the file descriptor limit: %u push "
+	    "%s (idle = yes) and max_connections = %u need %lu descriptors, "
+	    "but RLIMIT_NOFILE allows %lu; raise it (LimitNOFILE=%lu or more "
+	    "in the service unit, ulimit -n in a shell) or set idle = no on "
+	    "some accounts", push, num_plural(push, "connection",
+	    "connections"), config->max_connections, n.total, limit, n.total);
+	return false;
+}
+
+/* The soft descriptor limit raised to the hard one; the limit in force. */
+static unsigned long
+raise_descriptor_limit(void)
+{
+	unsigned long before, after;
+
+	if (fdlimit_raise(&before, &after) != 0)
+		log_warn("cannot raise the file descriptor limit (soft limit "
+		    "%lu)", after);
+	else if (after != before)
+		log_info("file descriptor limit raised from %lu to %lu",
+		    before, after);
+	else
+		log_debug("file descriptor limit %lu", after);
+	return after;
+}
+
 /* A new state_dir: the daemon lock goes with it, or the reload does not
  * happen (another daemon runs there). */
 static int
@@ -674,6 +777,18 @@ move_daemon_lock(struct daemon *d, const struct config *config)
 	return 0;
 }
 
+/* A selected account of the config that has no runner yet. */
+static bool
+wants_runner(const struct daemon *d, const struct account *a)
+{
+	if (!cli_account_selected(d->names, d->nnames, a->name))
+		return false;
+	for (const struct runner *r = d->runners; r != NULL; r = r->next)
+		if (strcmp(r->account->name, a->name) == 0)
+			return false;
+	return true;
+}
+
 static void
 reload(struct daemon *d)
 {
@@ -681,7 +796,7 @@ reload(struct daemon *d)
 	struct runner *r, *next;
 	struct cfg *fresh;
 	const struct account *a;
-	unsigned added = 0, removed = 0, changed = 0;
+	unsigned added = 0, removed = 0, changed = 0, nfresh = 0, k = 0;
 
 	notify_reloading();
 	log_info("reloading %s", d->path);
@@ -693,6 +808,12 @@ reload(struct daemon *d)
 	}
 	config_keep_shard(config, d->shard.n != 0 ? &d->shard :
 	    &config->shard);
+	if (!descriptors_fit(config, d->names, d->nnames, d->fd_limit)) {
+		log_error("keeping the running configuration");
+		config_free(&config);
+		notify_ready(NULL);
+		return;
+	}
 	if ((fresh = calloc(1, sizeof *fresh)) == NULL) {
 		config_free(&config);
 		notify_ready(NULL);
@@ -730,21 +851,19 @@ reload(struct daemon *d)
 	cfg_unref(&d->cfg);
 	d->cfg = fresh;
 	sched_set_max_connections(d->sched, config->max_connections);
+	/* The accounts new to this daemon (or restarted) are spread among
+	 * themselves, as at a start: every runner left has its account
+	 * among those selected. */
+	nfresh = selected_accounts(d, config);
+	for (r = d->runners; r != NULL; r = r->next)
+		nfresh--;
 	for (size_t i = 0; i < config->n_accounts; i++) {
-		bool found = false;
-
-		if (!cli_account_selected(d->names, d->nnames,
-		    config->accounts[i].name))
+		if (!wants_runner(d, &config->accounts[i]))
 			continue;
-		for (r = d->runners; r != NULL && !found; r = r->next)
-			found = strcmp(r->account->name,
-			    config->accounts[i].name) == 0;
-		if (!found) {
-			if (runner_new(d, &config->accounts[i]) == NULL)
-				continue;
-			/* changed ones were counted above */
-			added++;
-		}
+		if (runner_new(d, &config->accounts[i], k++, nfresh) == NULL)
+			continue;
+		/* changed ones were counted above */
+		added++;
 	}
 	added -= changed;
 	log_info("configuration reloaded: %u added, %u removed, %u changed",
@@ -798,6 +917,23 @@ daemon_run(struct config *config, const char *path, char *const *names,
 		config_free(&config);
 		return 1;
 	}
+	/*
+	 * Buffers of 64 KiB and more (a session's read buffer, TLS's read
+	 * block) are mapped each on its own, not carved from the heap: a push
+	 * connection touches a page or two of them, where heap pages reused
+	 * from syncs that filled theirs would all stay resident (80 KB a push
+	 * connection).  Set, the threshold no longer grows as glibc's does by
+	 * default when such a buffer is freed.
+	 */
+#ifdef __GLIBC__
+	(void)mallopt(M_MMAP_THRESHOLD, 64 * 1024);
+#endif
+	d.fd_limit = raise_descriptor_limit();
+	if (!descriptors_fit(config, names, nnames, d.fd_limit)) {
+		state_unlock(&d.lock_fd);
+		config_free(&config);
+		return CONFIG_EXIT_STATUS;
+	}
 	if (transport_global_init() != 0) {
 		log_error("cannot initialise TLS");
 		state_unlock(&d.lock_fd);
@@ -838,6 +974,7 @@ daemon_run(struct config *config, const char *path, char *const *names,
 		ev_timer_init(&d.watchdog, on_watchdog, 0, wd / 2e6);
 		ev_timer_again(d.loop, &d.watchdog);
 	}
+	ev_timer_init(&d.trim, on_trim, 2., 0.);
 	start_runners(&d);
 	open_metrics(&d);
 	log_info("mboxmirror %s running: %zu %s%s%s", MM_VERSION,
@@ -855,6 +992,7 @@ daemon_run(struct config *config, const char *path, char *const *names,
 		runner_free(d.runners);
 	sched_free(&d.sched);
 	ev_timer_stop(d.loop, &d.watchdog);
+	ev_timer_stop(d.loop, &d.trim);
 	ev_signal_stop(d.loop, &d.sigterm);
 	ev_signal_stop(d.loop, &d.sigint);
 	ev_signal_stop(d.loop, &d.sighup);

@@ -301,3 +301,22 @@ sched_push_step(enum sched_job_state job, unsigned failures)
 	}
 	return failures > 0 ? SCHED_PUSH_SYNC : SCHED_PUSH_FETCH;
 }
+
+double
+sched_first_delay(unsigned index, unsigned count, unsigned interval, double u)
+{
+	double window;
+
+	if (count == 0)
+		count = 1;
+	if (index >= count)
+		index = count - 1;
+	if (!(u >= 0 && u < 1))
+		u = 0;
+	window = (double)count / SCHED_FIRST_RATE;
+	if (window < SCHED_FIRST_MIN)
+		window = SCHED_FIRST_MIN;
+	if (interval > 0 && window > interval)
+		window = interval;
+	return window * (index + u) / count;
+}

@@ -92,6 +92,21 @@ unsigned sched_backoff(const struct config *config, unsigned failures,
     bool auth);
 
 /*
+ * When the first sync of account number index (0-based) of count is due, in
+ * seconds from the daemon's start, u being random in [0, 1): the first
+ * syncs are spread evenly over a window of count / SCHED_FIRST_RATE
+ * seconds, at least SCHED_FIRST_MIN and at most the account's interval,
+ * each at a random point of its own slot.  So 10,000 accounts do not all
+ * log in during the first seconds (the queue would hold them, but their
+ * next syncs and push connections would then come in step), and the
+ * later syncs, an interval apart, stay spread.
+ */
+#define SCHED_FIRST_RATE 20	/* first syncs a second, on average */
+#define SCHED_FIRST_MIN 2.0	/* seconds: a few accounts start at once */
+double sched_first_delay(unsigned index, unsigned count, unsigned interval,
+    double u);
+
+/*
  * When an account's next sync is due once one ended with r (NULL: it could
  * not start), in seconds, and in *jitter_r the fraction to spread it by
  * (+-): at once if new mail was announced during a successful one (rerun);

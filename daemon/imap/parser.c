@@ -21,10 +21,13 @@
 
 #include "util/num.h"
 
-#define ARENA_BLOCK (16 * 1024)
+/* A parser lives as long as its connection, a push connection for days:
+ * the block it keeps and its value stack start small (a block holds any
+ * usual response; a bigger one takes blocks that go at its end). */
+#define ARENA_BLOCK (4 * 1024)
 #define ARENA_ALIGN 8
 #define LINE_INITIAL 1024
-#define STACK_INITIAL 64
+#define STACK_INITIAL 16
 #define ERROR_TEXT_MAX 128
 
 /* An arena block; its bytes follow the header. */
@@ -398,6 +401,12 @@ static void
 response_reset(struct imap_parser *p)
 {
 	arena_reset(p);
+	/* A CAPABILITY's forty atoms need not stay for days of IDLE. */
+	if (p->stack_cap > 4 * STACK_INITIAL) {
+		free(p->stack);
+		p->stack = NULL;
+		p->stack_cap = 0;
+	}
 	p->nstack = 0;
 	p->depth = 0;
 	p->nargs = 0;

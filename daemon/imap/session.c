@@ -439,6 +439,8 @@ session_start(struct session *s)
 		.pin_sha256 = s->has_pin ? s->pin_sha256 : NULL,
 		.timeout = s->timeout,
 		.log_prefix = s->prefix,
+		/* "account NAME": each account resumes its own sessions. */
+		.tls_cache_scope = s->prefix,
 		.ops = s->transport_ops,
 	};
 

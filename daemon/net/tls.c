@@ -20,9 +20,12 @@
 
 #include "base64.h"
 #include "log.h"
+#include "util/nameindex.h"
 
 #define TLS_PRIORITY	"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
-#define TLS_CACHE_MAX	32
+/* Sessions kept at most: one per account and server, for far more
+ * accounts than a daemon runs (an entry is about 1-2 KB). */
+#define TLS_CACHE_MAX	20000
 /* Room for the names a refused certificate holds. */
 #define NAMES_MAX	160
 
@@ -45,11 +48,27 @@ struct tls_cache_entry {
 	gnutls_datum_t data;
 };
 
+/*
+ * The session cache: entries in an array, found by key through a
+ * nameindex; when it is full a random entry gives way (the index is then
+ * rebuilt: rare, and still cheaper than a handshake).  A random victim,
+ * not the oldest: accounts come back in turn, an interval apart, and with
+ * more of them than entries the oldest would always be the next one due.
+ */
+struct tls_cache {
+	struct tls_cache_entry *v;
+	size_t n, cap;
+	struct nameindex index;
+};
+
 static struct cred_entry *cred_cache;
-static struct tls_cache_entry tls_cache[TLS_CACHE_MAX];
-static unsigned tls_cache_next;
+static struct tls_cache tls_cache;
+/* Parsed once: a session given the string parses it anew and keeps its
+ * own copy, about 8 KB, which a thousand push connections would hold. */
+static gnutls_priority_t tls_priority;
 
 static int	tls_verify_cb(gnutls_session_t);
+static void	tls_cache_forget_all(void);
 
 static bool
 is_address_literal(const char *host)
@@ -133,7 +152,9 @@ tls_credentials(const char *ca_file, const char *log_prefix,
 		    st.st_mtim.tv_sec && e->mtime.tv_nsec == st.st_mtim.tv_nsec)
 			return e->cred;
 		/* Changed on disk.  Connections still using the old one
-		 * keep it: it is freed with the cache, at exit. */
+		 * keep it: it is freed with the cache, at exit.  Sessions
+		 * verified against the old anchors must not resume. */
+		tls_cache_forget_all();
 		break;
 	}
 	if ((e = calloc(1, sizeof *e)) == NULL ||
@@ -376,15 +397,66 @@ tls_verify_cb(gnutls_session_t session)
 
 /* Sessions */
 
+static const char *
+tls_cache_entry_key(size_t i, void *arg)
+{
+	(void)arg;
+	return tls_cache.v[i].key;
+}
+
 static struct tls_cache_entry *
 tls_cache_find(const char *key)
 {
-	for (unsigned i = 0; i < TLS_CACHE_MAX; i++) {
-		if (tls_cache[i].key != NULL &&
-		    strcmp(tls_cache[i].key, key) == 0)
-			return &tls_cache[i];
+	size_t i;
+
+	if (tls_cache.index.key == NULL)
+		return NULL;
+	i = nameindex_find(&tls_cache.index, key, strlen(key));
+	return i == SIZE_MAX ? NULL : &tls_cache.v[i];
+}
+
+/* An entry for a key not in the cache: a new one, or a random one given
+ * up.  NULL when out of memory. */
+static struct tls_cache_entry *
+tls_cache_slot(char *key)
+{
+	struct tls_cache_entry *v, *e;
+	size_t cap, i;
+
+	if (tls_cache.index.key == NULL)
+		nameindex_init(&tls_cache.index, tls_cache_entry_key, NULL);
+	if (tls_cache.n < TLS_CACHE_MAX) {
+		if (tls_cache.n == tls_cache.cap) {
+			cap = tls_cache.cap > 0 ? 2 * tls_cache.cap : 16;
+			if ((v = realloc(tls_cache.v, cap * sizeof *v)) == NULL)
+				return NULL;
+			tls_cache.v = v;
+			tls_cache.cap = cap;
+		}
+		e = &tls_cache.v[tls_cache.n];
+		e->key = key;
+		e->data.data = NULL;
+		e->data.size = 0;
+		if (nameindex_add(&tls_cache.index, tls_cache.n) != 0)
+			return NULL;
+		tls_cache.n++;
+		return e;
 	}
-	return NULL;
+	e = &tls_cache.v[(size_t)random() % tls_cache.n];
+	free(e->key);
+	e->key = key;
+	gnutls_free(e->data.data);
+	e->data.data = NULL;
+	e->data.size = 0;
+	nameindex_free(&tls_cache.index);
+	nameindex_init(&tls_cache.index, tls_cache_entry_key, NULL);
+	for (i = 0; i < tls_cache.n; i++)
+		if (nameindex_add(&tls_cache.index, i) != 0) {
+			/* Out of memory: the cache starts again, empty. */
+			tls_cache_forget_all();
+			return NULL;
+		}
+	return e;
 }
 
 static void
@@ -394,31 +466,43 @@ tls_cache_store(const char *key, gnutls_datum_t *data)
 	char *copy;
 
 	if ((e = tls_cache_find(key)) == NULL) {
-		if ((copy = strdup(key)) == NULL) {
+		if ((copy = strdup(key)) == NULL ||
+		    (e = tls_cache_slot(copy)) == NULL) {
+			free(copy);
 			gnutls_free(data->data);
 			return;
 		}
-		e = &tls_cache[tls_cache_next];
-		tls_cache_next = (tls_cache_next + 1) % TLS_CACHE_MAX;
-		free(e->key);
-		e->key = copy;
 	}
 	gnutls_free(e->data.data);
 	e->data = *data;
 	data->data = NULL;
 }
 
+static void
+tls_cache_forget_all(void)
+{
+	for (size_t i = 0; i < tls_cache.n; i++) {
+		free(tls_cache.v[i].key);
+		gnutls_free(tls_cache.v[i].data.data);
+	}
+	free(tls_cache.v);
+	nameindex_free(&tls_cache.index);
+	memset(&tls_cache, 0, sizeof tls_cache);
+}
+
 char *
-tls_cache_key(const char *host, uint16_t port, const char *ca_file,
-    const uint8_t *pin)
+tls_cache_key(const char *scope, const char *host, uint16_t port,
+    const char *ca_file, const uint8_t *pin)
 {
 	char pinhex[2 * TLS_PIN_LEN + 1] = "";
 	char *key;
 
 	if (pin != NULL)
 		hex_encode(pin, TLS_PIN_LEN, pinhex);
-	if (asprintf(&key, "%s\n%u\n%s\n%s", host, (unsigned)port,
-	    ca_file != NULL ? ca_file : "", pinhex) == -1)
+	/* The scope last: an account's name may hold anything but NUL. */
+	if (asprintf(&key, "%s\n%u\n%s\n%s\n%s", host, (unsigned)port,
+	    ca_file != NULL ? ca_file : "", pinhex, scope != NULL ? scope :
+	    "") == -1)
 		return NULL;
 	return key;
 }
@@ -453,8 +537,12 @@ tls_session_new(gnutls_session_t *session_r,
 	    GNUTLS_NO_SIGNAL);
 	if (ret < 0)
 		return ret;
-	if ((ret = gnutls_priority_set_direct(session, TLS_PRIORITY,
-	    NULL)) < 0)
+	if (tls_priority == NULL && (ret = gnutls_priority_init(&tls_priority,
+	    TLS_PRIORITY, NULL)) < 0) {
+		tls_priority = NULL;
+		goto fail;
+	}
+	if ((ret = gnutls_priority_set(session, tls_priority)) < 0)
 		goto fail;
 	if (!is_address_literal(check->host) &&
 	    (ret = gnutls_server_name_set(session, GNUTLS_NAME_DNS,
@@ -464,7 +552,8 @@ tls_session_new(gnutls_session_t *session_r,
 	    cred)) < 0)
 		goto fail;
 	gnutls_session_set_ptr(session, check);
-	if (cache_key != NULL && (cached = tls_cache_find(cache_key)) != NULL)
+	if (cache_key != NULL && (cached = tls_cache_find(cache_key)) != NULL &&
+	    cached->data.data != NULL)
 		gnutls_session_set_data(session, cached->data.data,
 		    cached->data.size);
 	check->error[0] = '\0';
@@ -480,14 +569,11 @@ tls_caches_clear(void)
 {
 	struct cred_entry *e;
 
-	for (unsigned i = 0; i < TLS_CACHE_MAX; i++) {
-		free(tls_cache[i].key);
-		gnutls_free(tls_cache[i].data.data);
-		tls_cache[i].key = NULL;
-		tls_cache[i].data.data = NULL;
-		tls_cache[i].data.size = 0;
+	tls_cache_forget_all();
+	if (tls_priority != NULL) {
+		gnutls_priority_deinit(tls_priority);
+		tls_priority = NULL;
 	}
-	tls_cache_next = 0;
 	while ((e = cred_cache) != NULL) {
 		cred_cache = e->next;
 		gnutls_certificate_free_credentials(e->cred);

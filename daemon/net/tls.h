@@ -3,7 +3,7 @@
  * internal to net/: trust anchors (shared per CA file), the certificate
  * check run inside the handshake (chain, host name, optional SPKI pin),
  * the messages saying why a check or handshake failed, and the per-process
- * cache of sessions for resumption.  It never touches a socket: the
+ * cache of sessions for resumption (per account and server).  It never touches a socket: the
  * transport stacks the session on its socket (push/pull) itself.
  */
 #ifndef MM_NET_TLS_H
@@ -52,14 +52,22 @@ int tls_session_new(gnutls_session_t *session_r,
     gnutls_certificate_credentials_t cred, struct tls_check *check,
     const char *cache_key);
 
-/* The cache key of a connection's session: every input of the check is in
- * it, so a session verified under one never resumes under another.
- * malloc'ed; NULL when out of memory. */
-char *tls_cache_key(const char *host, uint16_t port, const char *ca_file,
-    const uint8_t *pin);
-/* Keeps the session data of an established session under cache_key (the
- * oldest of TLS_CACHE_MAX entries gives way).  A TLS 1.3 session is kept
- * only once a ticket has arrived. */
+/*
+ * The cache key of a connection's session: its scope (whose sessions they
+ * are, an account's name; NULL: shared by every NULL scope) and every
+ * input of the check, so a session verified under one never resumes under
+ * another.  A resumed handshake carries no certificate and runs no check:
+ * the session was verified, under the same host, CA file and pin, when it
+ * was first made, and only that server can resume it.  When a CA file
+ * changes on disk every cached session is forgotten.  malloc'ed; NULL
+ * when out of memory.
+ */
+char *tls_cache_key(const char *scope, const char *host, uint16_t port,
+    const char *ca_file, const uint8_t *pin);
+/* Keeps the session data of an established session under cache_key (in
+ * memory only; a random one of TLS_CACHE_MAX entries gives way).  A TLS
+ * 1.3 session is kept only once a ticket has arrived: the server sends
+ * tickets after the handshake, so the transport saves again at close. */
 void tls_session_save(gnutls_session_t session, const char *cache_key);
 /* Frees the trust anchors and the session cache (at exit). */
 void tls_caches_clear(void);

@@ -209,8 +209,8 @@ sock_new(struct ev_loop *loop, const struct transport_params *params,
 		t->peer = NULL;
 		goto fail;
 	}
-	t->cache_key = tls_cache_key(t->host, t->port, t->ca_file,
-	    t->has_pin ? t->pin : NULL);
+	t->cache_key = tls_cache_key(params->tls_cache_scope, t->host, t->port,
+	    t->ca_file, t->has_pin ? t->pin : NULL);
 	if (t->cache_key == NULL)
 		goto fail;
 	t->check.host = t->host;
@@ -832,8 +832,13 @@ transport_flush(struct sock_transport *t)
 		t->woff += (size_t)n;
 		t->wlen -= (size_t)n;
 	}
-	if (t->wlen == 0)
-		t->woff = 0;
+	if (t->wlen == 0 && t->wbuf != NULL) {
+		/* Wiped as it went; a connection waiting in IDLE for days
+		 * keeps no buffer. */
+		free(t->wbuf);
+		t->wbuf = NULL;
+		t->woff = t->wcap = 0;
+	}
 	transport_update_io(t);
 	if (had && t->wlen == 0)
 		return transport_emit(t, TRANSPORT_DRAINED) &&

@@ -27,8 +27,9 @@
  * or the system trust store, the name against host (SNI is sent for names,
  * not for address literals), and, when given, the SPKI SHA-256 pin in
  * addition to the chain.  A failed check aborts the handshake before any
- * queued data is sent.  Session data of a verified connection is kept per
- * host, port, ca_file and pin for TLS resumption on the next connection.
+ * queued data is sent.  Session data of a verified connection is kept in
+ * memory per scope (an account), host, port, ca_file and pin for TLS
+ * resumption on the next connection.
  */
 #ifndef MM_NET_TRANSPORT_H
 #define MM_NET_TRANSPORT_H
@@ -71,6 +72,9 @@ struct transport_params {
 	const uint8_t *pin_sha256;	/* NULL, or 32 bytes: SPKI SHA-256 */
 	unsigned timeout;	/* seconds without progress; 0: none */
 	const char *log_prefix;	/* e.g. "account personal" */
+	/* Whose TLS sessions resume on this connection (an account's name):
+	 * only those of the same scope, host, port, ca_file and pin. */
+	const char *tls_cache_scope;
 	/* The implementation; NULL: transport_socket_ops. */
 	const struct transport_ops *ops;
 };

@@ -30,6 +30,8 @@ if(CMAKE_C_COMPILER_ID MATCHES "Clang|GNU")
             ${PROJECT_SOURCE_DIR}/daemon/log.c
             ${PROJECT_SOURCE_DIR}/daemon/base64.c
             ${PROJECT_SOURCE_DIR}/daemon/util/num.c
+            ${PROJECT_SOURCE_DIR}/daemon/util/nameindex.c
+            ${PROJECT_SOURCE_DIR}/daemon/util/hash.c
             ${PROJECT_SOURCE_DIR}/daemon/util/utf8.c
     LIBS mm_libev PkgConfig::INIH Threads::Threads)
   # Nor --coverage: its counters are plain increments, a race to this test.

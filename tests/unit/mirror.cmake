@@ -45,3 +45,4 @@ mm_unit_test(test_daemon
           ${MM_METRICS_SOURCES}
   LIBS mm_mirror)
 target_link_options(test_daemon PRIVATE ${MM_OWN_LOOP_WRAP})
+target_sources(test_daemon PRIVATE ${PROJECT_SOURCE_DIR}/daemon/fdlimit.c)

@@ -989,6 +989,57 @@ test_same_output(void **state)
 	    "contains the output of [a]");
 }
 
+/* The outputs are compared sorted, not in pairs: a directory between a
+ * parent and its child in plain byte order ("/m/a b") hides nothing, a
+ * clash far apart in the file is found, and each is reported once, at
+ * the later account. */
+/* text loads with n accounts. */
+static void
+config_free_ok(const char *text, size_t n)
+{
+	struct config *c = load_ok(text);
+
+	assert_int_equal(c->n_accounts, n);
+	config_free(&c);
+}
+
+static void
+test_outputs_sorted(void **state)
+{
+	char *text = NULL, *more;
+	size_t len = 0;
+	FILE *f;
+
+	(void)state;
+	expect_one_error(ACC "[b]\nhost = h\nuser = u\npassword = p\n"
+	    "output = /m/a b\n[c]\nhost = h\nuser = u\npassword = p\n"
+	    "output = /m/a/c\n", "t.ini:15: [c] output: ",
+	    "is inside the output of [a] (line 5)");
+	capture_reset();
+	/* A chain: each later one is inside both earlier ones. */
+	expect_error("[x]\nhost = h\nuser = u\npassword = p\noutput = /m/x/y/z\n"
+	    "[y]\nhost = h\nuser = u\npassword = p\noutput = /m/x\n"
+	    "[z]\nhost = h\nuser = u\npassword = p\noutput = /m/x/y\n",
+	    "t.ini:10: [y] output: ", "contains the output of [x] (line 5)");
+	assert_int_equal(count_level(LOGL_ERROR), 3);
+	capture_reset();
+
+	assert_non_null(f = open_memstream(&text, &len));
+	for (unsigned i = 0; i < 3000; i++)
+		fprintf(f, "[a%04u]\nhost = h\nuser = u\npassword = p\n"
+		    "output = /m/a%04u%s\n", i, i == 2999 ? 5 : i,
+		    i == 2999 ? "/in" : "");
+	assert_int_equal(fclose(f), 0);
+	expect_one_error(text, "t.ini:15000: [a2999] output: ",
+	    "is inside the output of [a0005] (line 30)");
+	capture_reset();
+	/* Without the clash they all load. */
+	assert_non_null(more = strstr(text, "/m/a0005/in"));
+	memcpy(more, "/m/a3000/", 9);
+	config_free_ok(text, 3000);
+	free(text);
+}
+
 static void
 test_similar_outputs_fine(void **state)
 {
@@ -1744,6 +1795,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_relative_paths_refused,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_same_output, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_outputs_sorted, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_similar_outputs_fine,
 		    setup, teardown),

@@ -532,7 +532,6 @@ test_next_delay(void **state)
 	assert_true(fraction == 0);
 }
 
-
 /* New mail on the push connection: fetched there only while nothing else
  * is under way and the account is not failing. */
 static void
@@ -546,6 +545,48 @@ test_push_step(void **state)
 	assert_int_equal(sched_push_step(SCHED_QUEUED, 2), SCHED_PUSH_NONE);
 	/* Failing: a full sync says why, and backs off. */
 	assert_int_equal(sched_push_step(SCHED_IDLE, 1), SCHED_PUSH_SYNC);
+}
+
+/* The first syncs: a few accounts within SCHED_FIRST_MIN; many over
+ * count / SCHED_FIRST_RATE seconds, never past an account's interval; each
+ * in its own slot, so no second holds more than its share. */
+static void
+test_first_delay(void **state)
+{
+	unsigned per_second[600] = { 0 };
+	double d, prev = -1;
+
+	(void)state;
+	assert_true(sched_first_delay(0, 1, 900, 0) == 0);
+	assert_true(sched_first_delay(0, 1, 900, 0.5) == 0.5 * SCHED_FIRST_MIN);
+	assert_true(sched_first_delay(2, 3, 900, 0.999) < SCHED_FIRST_MIN);
+	/* 1,000 accounts: 50 s; 10,000: 500 s; an interval of 60 s caps it. */
+	assert_true(sched_first_delay(999, 1000, 900, 0.999) < 50.0);
+	assert_true(sched_first_delay(999, 1000, 900, 0.999) > 49.9);
+	assert_true(sched_first_delay(9999, 10000, 900, 0.999) > 499.9);
+	assert_true(sched_first_delay(9999, 10000, 60, 0.999) < 60.0);
+	assert_true(sched_first_delay(9999, 10000, 60, 0.999) > 59.9);
+	assert_true(sched_first_delay(5000, 10000, 60, 0) == 30.0);
+	/* Out-of-range arguments stay in the window. */
+	assert_true(sched_first_delay(7, 0, 900, 0.5) < SCHED_FIRST_MIN);
+	assert_true(sched_first_delay(20000, 10000, 900, 0.5) < 500.0);
+	assert_true(sched_first_delay(0, 10, 900, 1.0) == 0);
+	assert_true(sched_first_delay(0, 10, 900, -3) == 0);
+
+	/* Ordered by index whatever the random part, and 10,000 accounts
+	 * start at most SCHED_FIRST_RATE (+1 at a slot's edge) a second. */
+	for (unsigned i = 0; i < 10000; i++) {
+		d = sched_first_delay(i, 10000, 3600,
+		    (double)((i * 7919u) % 1000) / 1000);
+		assert_true(d > prev);
+		assert_true(d < 500.0);
+		per_second[(unsigned)d]++;
+		prev = d;
+	}
+	for (unsigned s = 0; s < 500; s++) {
+		assert_true(per_second[s] >= SCHED_FIRST_RATE - 1);
+		assert_true(per_second[s] <= SCHED_FIRST_RATE + 1);
+	}
 }
 
 int
@@ -568,6 +609,7 @@ main(void)
 		cmocka_unit_test(test_backoff),
 		cmocka_unit_test(test_next_delay),
 		cmocka_unit_test(test_push_step),
+		cmocka_unit_test(test_first_delay),
 #undef T
 	};
 

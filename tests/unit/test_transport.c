@@ -1007,6 +1007,56 @@ test_free_inside_callback(void **state)
 	client_done(&c);
 }
 
+/* Connects c, and says whether its TLS session was resumed. */
+static bool
+connect_echo_close(struct client *c)
+{
+	bool resumed;
+
+	c->seen = 0;
+	c->rx_len = 0;
+	assert_int_equal(transport_connect(c->t), 0);
+	RUN_UNTIL(c, c->seen & (EV_BIT(TRANSPORT_CONNECTED) |
+	    EV_BIT(TRANSPORT_ERROR)));
+	assert_true(c->seen & EV_BIT(TRANSPORT_CONNECTED));
+	resumed = transport_tls_resumed(c->t);
+	/* The echo makes sure a TLS 1.3 ticket has come, as an IMAP greeting
+	 * would. */
+	assert_int_equal(transport_write(c->t, "hi\r\n", 4), 0);
+	RUN_UNTIL(c, rx_has(c, "hi\r\n") ||
+	    (c->seen & EV_BIT(TRANSPORT_ERROR)));
+	transport_close(c->t);
+	return resumed;
+}
+
+/* Each account resumes its own sessions only: a second account on the
+ * same server starts with a full handshake, then resumes its own. */
+static void
+test_tls_resumption_per_scope(void **state)
+{
+	struct transport_params p;
+	struct net_server srv;
+	struct client a, b;
+
+	(void)state;
+	assert_int_equal(net_server_start(&srv, "127.0.0.1", NET_SRV_TLS_ECHO,
+	    pki.good, pki.key, 4), 0);
+	tls_params(&p, "localhost", srv.port);
+	p.tls_cache_scope = "account scope-a";
+	client_init(&a, &p);
+	p.tls_cache_scope = "account scope-b";
+	client_init(&b, &p);
+	assert_false(connect_echo_close(&a));
+	assert_false(connect_echo_close(&b));
+	assert_true(connect_echo_close(&a));
+	assert_true(connect_echo_close(&b));
+	net_server_join(&srv);
+	assert_int_equal(srv.handshakes_ok, 4);
+	assert_int_equal(srv.resumed, 2);
+	client_done(&a);
+	client_done(&b);
+}
+
 static void
 test_tls_resumption(void **state)
 {
@@ -1110,6 +1160,7 @@ main(void)
 		cmocka_unit_test(test_free_after_resolution),
 		cmocka_unit_test(test_free_inside_callback),
 		cmocka_unit_test(test_tls_resumption),
+		cmocka_unit_test(test_tls_resumption_per_scope),
 		cmocka_unit_test(test_set_timeout_on_open_connection),
 	};
 
