@@ -293,7 +293,8 @@ class _Conn:
                 hi = len(msgs) if hi == b"*" else int(hi)
                 if lo > hi:
                     lo, hi = hi, lo
-                uids.update(range(lo, hi + 1))
+                # (Only the UIDs that exist: a range may reach 4294967295.)
+                uids.update(range(max(lo, 1), min(hi, len(msgs)) + 1))
             else:
                 uids.add(int(part))
         if b":*" in args[0] and msgs:

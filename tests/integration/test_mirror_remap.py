@@ -263,6 +263,28 @@ class Remap(unittest.TestCase):
         with open(os.path.join(d, kept[0]), "rb") as f:
             mu.assert_bytes_equal(self, f.read(), old_bytes, "kept old mirror")
 
+    def test_afresh_after_a_remap_forgets_its_uids(self):
+        """A remap left matched UIDs above the last UID ("remapped"); a later
+        UIDVALIDITY change that matches poorly mirrors the mailbox afresh: those
+        UIDs name other messages now, and every one of them is fetched."""
+        old = old_corpus()[:20]
+        self.first_sync(old)
+        # One new message before the old ones: UID 1 unmatched, 2..21 matched.
+        self.reset(new_corpus(1, tag="first") + old)
+        res = self.sync()
+        self.assertIn("20 of 21 server messages matched", res.stderr)
+        with open(os.path.join(self.tmp, "state", "test", "state")) as f:
+            self.assertIn("\tremapped=2-21", f.read())
+        old_uv, _ = self.reset(new_corpus(30, tag="other"))
+        res = self.sync()
+        self.assertIn(f"UIDVALIDITY changed from {old_uv}", res.stderr)
+        self.assertIn("mirroring it afresh", res.stderr)
+        msgs = mu.assert_mirror_exact(self, self.fx, self.user, self.pw, BOX,
+                                      self.path)
+        self.assertEqual(len(msgs), 30)
+        with open(os.path.join(self.tmp, "state", "test", "state")) as f:
+            self.assertNotIn("remapped=", f.read())
+
     def test_kill9_during_remap_then_rerun(self):
         """kill -9 while the listing comes in (before anything is renumbered), then
         while the new bodies come in (after): each rerun goes on, and in the end
@@ -406,6 +428,32 @@ class RemapHostile(unittest.TestCase):
                       "by digest), fetching 1", res.stderr)
         self.assertEqual(self.env.mbox(b"INBOX"), self.before +
                          self.env.entries(b"INBOX", [7])[7])
+
+    def test_highest_uid_matched(self):
+        """The server's last message has UID 4294967295 and matches: nothing can
+        follow it, and no UID set with a 0 (which IMAP forbids) is asked."""
+        def respond(conn, ctx):
+            out = self.well_behaved(conn, ctx)
+            return out.replace(b"(UID 6 ", b"(UID 4294967295 ")
+
+        def hook(conn, ctx):
+            if re.match(rb"0[:,]|0$", ctx["args"][0]):
+                return [ctx["tag"] + b" BAD Error in IMAP command UID FETCH: "
+                        b"Invalid uidset\r\n"]
+            if ctx["args"][0].startswith(b"4294967295"):
+                # (n:* with n past the last UID is the last message.)
+                line = conn.fetch_response(6, ("UID", "RFC822.SIZE"))
+                return [line.replace(b"UID 6 ", b"UID 4294967295 "),
+                        ctx["tag"] + b" OK fetched\r\n"]
+            if b"HEADER.FIELDS" not in b" ".join(ctx["args"]).upper():
+                return None
+            return [respond(conn, ctx), ctx["tag"] + b" OK fetched\r\n"]
+        self.env.srv.hooks["UID FETCH"] = hook
+        res, _ = self.env.run()
+        self.assertEqual(res.returncode, 0, res.stderr[-3000:])
+        self.assertIn("6 of 6 server messages matched", res.stderr)
+        self.assertNotRegex(res.stderr, r"C: \S+ UID FETCH 0")
+        self.assertEqual(self.env.mbox(b"INBOX"), self.before)
 
     def test_listing_without_end(self):
         def respond(conn, ctx):
