@@ -514,6 +514,45 @@ class RemapHostile(unittest.TestCase):
         self.assertNotIn("remap_refused=", self.state_text())
         self.assertEqual(self.env.mbox(b"INBOX"), self.before)
 
+    def test_refused_digests_counted(self):
+        """The bodies to compare refused: counted like a refused listing, with the
+        refusal's own text; allowed at the next sync, the match goes on and the count
+        is cleared."""
+        self.env.add(b"INBOX", 1)
+        state = {"refuse": True}
+
+        def hook(conn, ctx):
+            args = b" ".join(ctx["args"]).upper()
+            if b"HEADER.FIELDS" in args:
+                # UID 7 listed with UID 1's size, date and Message-ID: the two are
+                # told apart by their bodies.
+                m1 = conn.selected[2][0]
+                out = self.well_behaved(conn, {"uids": ctx["uids"][:6]})
+                out += conn.fetch_response(7, ("UID", ("RFC822.SIZE", b"%d" % len(m1)),
+                                               ("INTERNALDATE", self.env.srv.date(
+                                                   b"INBOX", 1)),
+                                               self.header(conn, 1)))
+                return [out, ctx["tag"] + b" OK fetched\r\n"]
+            if ctx["args"][1].upper() == b"(UID BODY.PEEK[])" and state["refuse"]:
+                return [ctx["tag"] + b" NO [SERVERBUG] cannot read it\r\n"]
+            return None
+        self.env.srv.hooks["UID FETCH"] = hook
+        res, _ = self.env.run()
+        self.assertEqual(res.returncode, 1, res.stderr)
+        self.assertRegex(res.stderr, r"C: \S+ UID FETCH 1,7 \(UID BODY\.PEEK\[\]\)")
+        self.assertIn("matching the mirror failed: UID FETCH: [SERVERBUG] cannot read it "
+                      "(sync 1 of 3 before the match is given up)", res.stderr)
+        self.assertIn("\tremap_refused=4712:1", self.state_text())
+        self.assertEqual(self.env.mbox(b"INBOX"), self.before)
+        state["refuse"] = False
+        res, _ = self.env.run()
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertIn("6 of 7 server messages matched the mirror by content (2 compared "
+                      "by digest), fetching 1", res.stderr)
+        self.assertNotIn("remap_refused=", self.state_text())
+        self.assertEqual(self.env.mbox(b"INBOX"), self.before +
+                         self.env.entries(b"INBOX", [7])[7])
+
     def test_expunge_during_listing(self):
         """A message expunged between the EXAMINE and the listing: the server lists
         one fewer than EXAMINE said and says why (an EXPUNGE), so the match goes on;
