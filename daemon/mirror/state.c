@@ -645,7 +645,13 @@ state_parse(const char *buf, size_t len, const char *name,
 			seen_end = true;
 			continue;
 		}
-		n = split_fields(line, fields, MAX_FIELDS);
+		/* More fields than any line has: fields[] holds only the
+		 * first MAX_FIELDS, so no parser may look past them. */
+		if ((n = split_fields(line, fields, MAX_FIELDS)) >
+		    MAX_FIELDS) {
+			what = "too many fields";
+			goto bad;
+		}
 		if (strcmp(fields[0], "account") == 0) {
 			if (seen_account) {
 				what = "second account line";

@@ -288,6 +288,13 @@ test_corrupt(void **state)
 	    "\tlast_error_time=3\tnext_attempt=4\tfailures=5\tlast_error=x"
 	    "\tlast_error_kind=tls\textra=1\nend\n", header);
 	expect_corrupt(buf, 2, "wrong number of fields");
+	/* More fields than any line may have: never read past them (the
+	 * optional trailing fields are looked for from the end). */
+	snprintf(buf, sizeof buf, "%smailbox\tINBOX\tf.mbox\tuidvalidity=1"
+	    "\tlast_uid=2\tuidnext=3\tmessages=4\tmbox_size=5\thole=0:0"
+	    "\tskipped=0:-\tx\tx\tx\tx\tx\tx\tremapped=2-3\tx\tx\tx"
+	    "\nend\n", header);
+	expect_corrupt(buf, 2, "too many fields");
 	snprintf(buf, sizeof buf, "%s%s%s%s%s", header, mailbox, mailbox,
 	    "end\n", "");
 	expect_corrupt(buf, 3, NULL);
