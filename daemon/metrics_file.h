@@ -28,17 +28,19 @@
 struct metrics_file;
 
 /*
- * The owner's figures for one write: *p, and in *a_r a malloc'ed array of
- * *n_r pointers to its accounts' figures, which the writer frees (not what
- * they point to).  -1 when out of memory (nothing is written).
+ * The owner's figures for one write: *p (all but p->config, which the
+ * writer sets), and in *a_r a malloc'ed array of *n_r pointers to its
+ * accounts' figures, which the writer frees (not what they point to).  -1
+ * when out of memory (nothing is written).
  */
 typedef int metrics_collect_fn(void *arg, struct metrics_process *p,
     const struct metrics_account ***a_r, size_t *n_r);
 
 /* A writer of path on loop, its periodic timer started; collect gives the
- * figures.  NULL when out of memory. */
+ * figures, labelled with the name of the configuration file config_path
+ * (metrics_config_name()).  NULL when out of memory. */
 struct metrics_file *metrics_file_new(struct ev_loop *loop, const char *path,
-    metrics_collect_fn *collect, void *arg);
+    const char *config_path, metrics_collect_fn *collect, void *arg);
 /* Stops its timers and frees it (NULL: nothing); sets *mf NULL. */
 void metrics_file_free(struct metrics_file **mf);
 /* A sync ended or something else changed: write now, or once the gap

@@ -1,7 +1,8 @@
 /*
  * --restore (see restore.h): one session to the target server, one state
- * machine: LIST, CREATE what is missing, then per mailbox EXAMINE and one
- * FETCH of what the target holds, the decisions (mirror/restore_plan.h),
+ * machine: LIST, CREATE what is missing, then per mailbox EXAMINE and
+ * FETCHes of what the target holds (SCAN_BATCH messages each), the
+ * decisions (mirror/restore_plan.h),
  * and pipelined APPENDs whose literals are read from the source mbox as
  * the connection takes them (mbox/decode.h).
  */
@@ -29,6 +30,7 @@ static const char *const rstate_names[] = {
 
 static void next_box(struct restorer *);
 static void refill(struct restorer *);
+static void send_scan(struct restorer *);
 
 static void
 set_state(struct restorer *r, enum rstate state)
@@ -302,12 +304,24 @@ on_scan_untagged(struct session *s, const struct imap_response *resp,
     void *arg)
 {
 	struct restorer *r = arg;
+	struct rbox *b = &r->boxes[r->cur];
 	struct imap_fetch_item item;
 	const struct imap_arg *items;
-	char id[MESSAGE_ID_MAX + 1];
 	uint64_t hash = 0;
-	size_t n, len;
+	size_t n;
 
+	/* Someone else's changes meanwhile: the messages after an expunged
+	 * one move down a place.  New ones (EXISTS) are not looked up: this
+	 * mailbox gets our copies only after the lookup, and a server saying
+	 * EXISTS ever higher would keep the lookup going forever. */
+	if (resp->keyword != NULL && resp->has_number &&
+	    strcmp(resp->keyword, "EXPUNGE") == 0) {
+		if (resp->number < b->scan_next && b->scan_next > 1)
+			b->scan_next--;
+		if (b->target_messages > 0)
+			b->target_messages--;
+		return;
+	}
 	if (resp->keyword == NULL || strcmp(resp->keyword, "FETCH") != 0 ||
 	    resp->nargs < 1 || resp->args[0].type != IMAP_ARG_LIST)
 		return;
@@ -316,6 +330,13 @@ on_scan_untagged(struct session *s, const struct imap_response *resp,
 	if (imap_fetch_decode(resp->number, items, n, &item) != 0 ||
 	    !item.has_size || !item.has_internaldate)
 		return;
+	/* One answer per message asked for: more would only fill memory. */
+	if (b->scan_left == 0) {
+		session_abort(s, SESSION_ERR_PROTOCOL, "more FETCH responses "
+		    "than messages asked for in mailbox %s", b->target);
+		return;
+	}
+	b->scan_left--;
 	for (size_t i = 0; i + 1 < n; i += 2) {
 		const char *name = imap_arg_string(&items[i]);
 		const struct imap_arg *v = &items[i + 1];
@@ -323,8 +344,7 @@ on_scan_untagged(struct session *s, const struct imap_response *resp,
 		if (name == NULL || strncasecmp(name, "BODY[HEADER.FIELDS",
 		    18) != 0 || v->type != IMAP_ARG_STRING)
 			continue;
-		len = restore_message_id(v->str, v->len, id, sizeof id);
-		hash = len > 0 ? mbox_message_id_hash(id, len) : 0;
+		hash = restore_message_id_hash(v->str, v->len);
 	}
 	if (restore_present_add(&r->present, hash, item.size,
 	    (int64_t)item.internaldate) != 0)
@@ -349,8 +369,31 @@ on_scan_done(struct session *s, const struct imap_response *tagged,
 		box_done(r);
 		return;
 	}
+	if (b->scan_next <= b->target_messages) {
+		send_scan(r);
+		return;
+	}
 	restore_present_sort(&r->present);
 	decide_box(r);
+}
+
+/* The next batch of the target mailbox's messages. */
+static void
+send_scan(struct restorer *r)
+{
+	struct rbox *b = &r->boxes[r->cur];
+	uint32_t hi = b->target_messages - b->scan_next < SCAN_BATCH ?
+	    b->target_messages : b->scan_next + SCAN_BATCH - 1;
+	struct imap_cmd cmd;
+
+	session_cmd_init(r->s, &cmd, "FETCH");
+	imap_cmd_add_raw(&cmd, "%" PRIu32 ":%" PRIu32 " (RFC822.SIZE "
+	    "INTERNALDATE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])",
+	    b->scan_next, hi);
+	b->scan_left = hi - b->scan_next + 1;
+	b->scan_next = hi + 1;
+	if (session_send(r->s, &cmd, on_scan_untagged, on_scan_done, r) != 0)
+		abort_local(r, "cannot queue FETCH");
 }
 
 static void
@@ -371,9 +414,9 @@ on_examine_done(struct session *s, const struct imap_response *tagged,
 {
 	struct restorer *r = arg;
 	struct rbox *b = &r->boxes[r->cur];
-	struct imap_cmd cmd;
 	char text[512];
 
+	(void)s;
 	if (tagged->status != IMAP_STATUS_OK) {
 		log_error("account %s: mailbox %s: EXAMINE failed: %s",
 		    r->dst->name, b->display,
@@ -387,17 +430,13 @@ on_examine_done(struct session *s, const struct imap_response *tagged,
 		return;
 	}
 	set_state(r, RS_SCANNING);
-	/* One pass over the target mailbox, however many messages. */
-	session_cmd_init(s, &cmd, "UID FETCH");
-	imap_cmd_add_raw(&cmd, "1:* (UID RFC822.SIZE INTERNALDATE "
-	    "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])");
-	if (session_send(s, &cmd, on_scan_untagged, on_scan_done, r) != 0)
-		abort_local(r, "cannot queue FETCH");
+	b->scan_next = 1;
+	send_scan(r);
 }
 
 /* The next mailbox with something to do: EXAMINE it on the target. */
 static void
-next_box(struct restorer *r)
+next_box_step(struct restorer *r)
 {
 	struct imap_cmd cmd;
 	struct rbox *b;
@@ -437,6 +476,27 @@ next_box(struct restorer *r)
 	if (session_send(r->s, &cmd, on_examine_untagged, on_examine_done,
 	    r) != 0)
 		abort_local(r, "cannot queue EXAMINE");
+}
+
+/*
+ * next_box_step() in a loop: a mailbox with nothing to ask the target is
+ * done at once, and box_done() asks for the next one from inside it; that
+ * request is taken by the loop here rather than by one call deeper per
+ * mailbox (tens of thousands of them would exhaust the stack).
+ */
+static void
+next_box(struct restorer *r)
+{
+	if (r->advancing) {
+		r->advance_again = true;
+		return;
+	}
+	r->advancing = true;
+	do {
+		r->advance_again = false;
+		next_box_step(r);
+	} while (r->advance_again);
+	r->advancing = false;
 }
 
 /* Mailboxes on the target */
@@ -488,6 +548,11 @@ on_list_untagged(struct session *s, const struct imap_response *resp,
 	if ((item.flags & IMAP_LIST_NOSELECT) != 0 ||
 	    memchr(item.name, '\0', item.name_len) != NULL)
 		return;
+	if (r->n_listed == LISTED_MAX) {
+		session_abort(s, SESSION_ERR_PROTOCOL, "the server lists more "
+		    "than %d mailboxes", LISTED_MAX);
+		return;
+	}
 	if (r->n_listed == r->cap_listed) {
 		size_t cap = r->cap_listed ? r->cap_listed * 2 : 64;
 

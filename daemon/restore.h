@@ -10,9 +10,9 @@
  * name) records each message as sent before its APPEND goes out (fsynced)
  * and as done when the server accepts it; a rerun skips what is done, and
  * looks for what a killed run sent (and for everything else) on the target
- * by Message-ID and RFC822.SIZE, in one FETCH per target mailbox; a message
- * without Message-ID that a killed run sent is looked for by size and
- * INTERNALDATE.  The source's mbox files, index and state are only read;
+ * by Message-ID and RFC822.SIZE, a FETCH per 2,000 target messages; a
+ * message without Message-ID that a killed run sent is looked for by size
+ * and INTERNALDATE.  The source's mbox files, index and state are only read;
  * the target account's run lock is held, so that no sync of it runs
  * meanwhile.  --dry-run connects and reads the target (LIST, EXAMINE,
  * FETCH) but changes nothing, takes no lock and writes no journal.

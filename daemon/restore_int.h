@@ -28,7 +28,13 @@
 /* Raw mbox bytes read per piece while decoding. */
 #define READ_CHUNK (64 * 1024)
 #define PROGRESS_SECS 5.0
-#define MESSAGE_ID_MAX 998
+/* Target messages looked up per FETCH: as many as a sync's batch, far
+ * below the untagged responses in a row the session takes for progress
+ * (imap/session.c), however big the mailbox. */
+#define SCAN_BATCH 2000
+/* Mailboxes of the target; a server listing more is not believed (as a
+ * sync and --list take it). */
+#define LISTED_MAX 100000
 
 enum rstate {
 	RS_CONNECTING,
@@ -59,6 +65,8 @@ struct rbox {
 	char *target;		/* the name on the target; NULL: none */
 	bool exists;		/* on the target */
 	uint32_t target_messages;	/* EXISTS of its EXAMINE */
+	uint32_t scan_next;	/* the first message not looked up yet */
+	uint32_t scan_left;	/* answers the FETCH in flight may still give */
 	struct rmsg *msgs;	/* loaded while its turn lasts */
 	size_t n;		/* messages (also when msgs is freed) */
 	bool rebuilt;		/* its index was rebuilt from the mbox */
@@ -95,6 +103,8 @@ struct restorer {
 	struct session *s;
 	struct rbox *boxes;
 	size_t n_boxes, cur;
+	bool advancing;		/* in next_box() */
+	bool advance_again;	/* box_done() asked for the next meanwhile */
 	char target_delim;
 	bool have_delim;
 	struct names_patterns patterns;	/* --mailbox */

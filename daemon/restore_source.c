@@ -16,6 +16,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <gnutls/crypto.h>
+
 #include "imap/writer.h"
 #include "log.h"
 #include "mirror/state.h"
@@ -265,30 +267,73 @@ count_out(void *arg, const void *data, size_t len)
 	return 0;
 }
 
+static void
+say_changed(struct restorer *r, struct rbox *b, struct append *a,
+    const char *what)
+{
+	log_error("account %s: mailbox %s: %s at offset %" PRIu64 " of %s: "
+	    "the mbox changed since it was indexed", r->src->name, b->display,
+	    what, a->m->e.offset, b->mbox_path);
+}
+
+/* Hashes the bytes of a piece of an entry that follow its From_ line (the
+ * bytes its digest was made of); *in_from: still in that line. */
+static void
+hash_piece(gnutls_hash_hd_t h, bool *in_from, const unsigned char *p,
+    size_t n)
+{
+	const unsigned char *lf;
+
+	if (*in_from) {
+		if ((lf = memchr(p, '\n', n)) == NULL)
+			return;
+		*in_from = false;
+		n -= (size_t)(lf + 1 - p);
+		p = lf + 1;
+	}
+	(void)gnutls_hash(h, p, n);
+}
+
 /*
- * The first pass over an entry: that it starts like one, and how long it
+ * The first pass over an entry: that it starts like one and holds the
+ * bytes the index recorded (its digest: an index pointing elsewhere, or an
+ * mbox changed in place, would upload other bytes), and how long it
  * decodes (the literal's size must be known before its first byte).
  */
 int
 restore_source_measure(struct restorer *r, struct rbox *b, struct append *a)
 {
+	unsigned char digest[MBOX_DIGEST_LEN];
 	struct mbox_decoder d;
+	gnutls_hash_hd_t h;
 	uint64_t pos = 0, full;
+	bool in_from = true;
 	ssize_t n;
 
+	if (gnutls_hash_init(&h, GNUTLS_DIG_SHA256) != 0) {
+		log_error("account %s: mailbox %s: cannot start a digest",
+		    r->src->name, b->display);
+		return -1;
+	}
 	mbox_decode_init(&d, count_out, NULL);
 	while (pos < a->m->e.length) {
-		if ((n = read_entry(r, b, a->m, pos)) == -1)
-			return -1;
-		if (pos == 0 && (n < 5 || memcmp(r->raw, "From ", 5) != 0)) {
-			log_error("account %s: mailbox %s: no entry at offset "
-			    "%" PRIu64 " of %s: the mbox changed since it was "
-			    "indexed", r->src->name, b->display,
-			    a->m->e.offset, b->mbox_path);
+		if ((n = read_entry(r, b, a->m, pos)) == -1) {
+			gnutls_hash_deinit(h, NULL);
 			return -1;
 		}
+		if (pos == 0 && (n < 5 || memcmp(r->raw, "From ", 5) != 0)) {
+			gnutls_hash_deinit(h, NULL);
+			say_changed(r, b, a, "no entry");
+			return -1;
+		}
+		hash_piece(h, &in_from, r->raw, (size_t)n);
 		(void)mbox_decode_write(&d, r->raw, (size_t)n);
 		pos += (uint64_t)n;
+	}
+	gnutls_hash_deinit(h, digest);
+	if (memcmp(digest, a->m->e.digest, MBOX_DIGEST_LEN) != 0) {
+		say_changed(r, b, a, "other bytes than indexed");
+		return -1;
 	}
 	(void)mbox_decode_end(&d, false);
 	full = mbox_decode_size(&d);

@@ -170,7 +170,8 @@ open_metrics(struct once *once, const struct config *config,
 	if (config->metrics_file == NULL)
 		return;
 	if ((once->metrics = metrics_file_new(once->loop,
-	    config->metrics_file, collect_metrics, once)) == NULL)
+	    config->metrics_file, config->path, collect_metrics, once)) ==
+	    NULL)
 		log_error("metrics: out of memory; not writing %s",
 		    config->metrics_file);
 }

@@ -987,10 +987,12 @@ on_tagged(struct session *s, const struct imap_response *resp)
 		    "tag %s", resp->tag);
 		return;
 	}
-	if (s->unsent == pc && pc->body != NULL && pc->body_go &&
-	    pc->sent == pc->cmd.len) {
+	if (s->unsent == pc && pc->body != NULL && ((pc->body_go &&
+	    pc->sent == pc->cmd.len) || resp->status == IMAP_STATUS_OK)) {
 		/* The server owes the literal's reading (RFC 7888): an answer
-		 * before its last byte leaves the stream out of step. */
+		 * before its last byte leaves the stream out of step.  Nor can
+		 * a command whose literal never went out have succeeded (an
+		 * APPEND would count a message never sent as stored). */
 		session_fail(s, SESSION_ERR_PROTOCOL, "server answered %s "
 		    "before its literal was sent", pc->cmd.tag);
 		return;
@@ -1409,6 +1411,12 @@ session_logout(struct session *s)
 
 /* Accessors */
 
+bool
+session_is_ready(const struct session *s)
+{
+	return s->state == S_READY && session_alive(s);
+}
+
 const struct imap_caps *
 session_caps(const struct session *s)
 {
@@ -1457,3 +1465,14 @@ session_set_sink(struct session *s, imap_sink_fn *sink, void *arg)
 }
 
 
+
+void
+session_set_callbacks(struct session *s, const struct session_callbacks *cb,
+    void *arg)
+{
+	/* Freed inside a callback: none follows, whoever owns it now. */
+	if (s->free_requested)
+		return;
+	s->cb = *cb;
+	s->arg = arg;
+}

@@ -206,6 +206,9 @@ size_t mbox_from_line(char *buf, size_t size, const char *sender,
  * fetched BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)] passes the value.
  */
 uint64_t mbox_message_id_hash(const void *value, size_t len);
+/* The message_id_hash of an entry whose message has this header (its first
+ * Message-ID, the value cut where the writer cuts it); 0: none. */
+uint64_t mbox_header_message_id_hash(const void *header, size_t len);
 
 /*
  * The digest an entry written from a message would have, from the raw

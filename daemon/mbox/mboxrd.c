@@ -282,14 +282,13 @@ mbox_message_id_hash(const void *value, size_t len)
 	return h != 0 ? h : 1;	/* 0 means none */
 }
 
-/* The hash of the first Message-ID in the held header; 0: none. */
-static uint64_t
-held_message_id(const unsigned char *h, size_t len)
+uint64_t
+mbox_header_message_id_hash(const void *header, size_t len)
 {
 	char val[MESSAGE_ID_MAX];
 	size_t n;
 
-	n = mboxrd_header_value(h, len, "message-id:", val, sizeof val);
+	n = mboxrd_header_value(header, len, "message-id:", val, sizeof val);
 	return n == (size_t)-1 ? 0 : mbox_message_id_hash(val, n);
 }
 
@@ -340,7 +339,8 @@ release_hold(struct mboxrd *e)
 
 	e->holding = false;
 	find_return_path(e->hold, e->hold_len, addr, sizeof addr);
-	e->message_id_hash = held_message_id(e->hold, e->hold_len);
+	e->message_id_hash = mbox_header_message_id_hash(e->hold,
+	    e->hold_len);
 	n = mbox_from_line(line, sizeof line, addr, e->date);
 	if (n >= sizeof line)
 		n = sizeof line - 1;

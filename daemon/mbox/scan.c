@@ -23,7 +23,6 @@
 #define LOOKAHEAD	64
 /* From_ line bytes kept to read its date. */
 #define FROM_LINE_KEEP	1024
-#define MESSAGE_ID_MAX	1000
 
 static const char from_[] = MBOXRD_FROM;
 
@@ -247,9 +246,7 @@ mbox_scan_next(struct mbox_scan *s, struct mbox_scan_entry *e,
     char **error_r)
 {
 	struct body_acc acc = { .hash = true, .in_header = true };
-	char val[MESSAGE_ID_MAX];
 	bool prev_empty = false, empty = false;
-	size_t n;
 
 	memset(e, 0, sizeof *e);
 	if (!s->started) {
@@ -280,10 +277,8 @@ mbox_scan_next(struct mbox_scan *s, struct mbox_scan_entry *e,
 	}
 	e->entry.length = scan_offset(s) - e->entry.offset;
 	gnutls_hash_output(s->hash, e->entry.digest);
-	n = mboxrd_header_value(s->hold, s->hold_len, "message-id:", val,
-	    sizeof val);
-	e->entry.message_id_hash = n == (size_t)-1 ? 0 :
-	    mbox_message_id_hash(val, n);
+	e->entry.message_id_hash = mbox_header_message_id_hash(s->hold,
+	    s->hold_len);
 	/* The empty line ending the entry is not the message's. */
 	if (prev_empty) {
 		acc.bytes--;

@@ -226,6 +226,10 @@ commit_open_mailbox(struct mirror *m)
 		ms->mbox_size = 0;
 		ms->hole_uid = ms->hole_tries = ms->skipped_total = 0;
 		ms->n_skipped = 0;
+		/* UIDs an earlier remap found in the old file name other
+		 * messages now: all of them are fetched. */
+		(void)state_set_remapped(ms, NULL, 0);
+		ms->remap_refused = ms->remap_refused_uidvalidity = 0;
 		free(ms->file);
 		ms->file = rel;
 		rel = NULL;

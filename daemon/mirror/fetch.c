@@ -162,10 +162,13 @@ fetch_send(struct mirror *m, uint32_t base, bool direct)
 {
 	char tag[IMAP_TAG_MAX];
 	struct imap_cmd cmd;
+	/* After UID 4294967295 nothing can come, and a UID set holds no 0:
+	 * that one listed again is at or below base, never fetched. */
+	uint32_t from = base < UINT32_MAX ? base + 1 : base;
 
 	fetch_start(m, base, direct);
 	session_cmd_init(m->session, &cmd, "UID FETCH");
-	imap_cmd_add_raw(&cmd, "%u:* (UID RFC822.SIZE)", base + 1);
+	imap_cmd_add_raw(&cmd, "%u:* (UID RFC822.SIZE)", from);
 	if (session_send(m->session, &cmd, on_fetch_untagged, on_sizes_done,
 	    m) != 0)
 		goto fail;
@@ -174,7 +177,7 @@ fetch_send(struct mirror *m, uint32_t base, bool direct)
 		return;
 	session_cmd_init(m->session, &cmd, "UID FETCH");
 	imap_cmd_add_raw(&cmd, "%u:* (UID INTERNALDATE RFC822.SIZE "
-	    "FLAGS BODY.PEEK[])", base + 1);
+	    "FLAGS BODY.PEEK[])", from);
 	snprintf(tag, sizeof tag, "%s", cmd.tag);
 	if (session_send(m->session, &cmd, on_fetch_untagged, on_batch_done,
 	    m) != 0)
@@ -718,6 +721,7 @@ on_fetch_untagged(struct session *s, const struct imap_response *resp,
 	const struct imap_arg *body;
 
 	(void)s;
+	mirror_observe(m, resp);
 	if (m->step == MS_REMAP_LISTING || m->step == MS_REMAP_DIGESTS) {
 		remapping_untagged(m, resp);
 		return;

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "mbox/mbox.h"
 #include "mirror/names.h"
 #include "util/num.h"
 
@@ -169,40 +170,10 @@ restore_format_flags(unsigned flags, const char *keywords, size_t *dropped_r)
 	return out;
 }
 
-size_t
-restore_message_id(const char *hdr, size_t len, char *buf, size_t size)
+uint64_t
+restore_message_id_hash(const char *hdr, size_t len)
 {
-	static const char name[] = "message-id:";
-	size_t pos = 0, out = 0;
-
-	buf[0] = '\0';
-	/* The header's line, at the start of a line. */
-	while (pos < len) {
-		if (len - pos >= sizeof name - 1 && strncasecmp(hdr + pos, name,
-		    sizeof name - 1) == 0)
-			break;
-		while (pos < len && hdr[pos] != '\n')
-			pos++;
-		pos++;
-	}
-	if (pos >= len)
-		return 0;
-	pos += sizeof name - 1;
-	for (;;) {
-		for (; pos < len && hdr[pos] != '\n'; pos++)
-			if (hdr[pos] != '\r' && out + 1 < size &&
-			    (out > 0 || (hdr[pos] != ' ' && hdr[pos] != '\t')))
-				buf[out++] = hdr[pos];
-		/* A continuation line starts with a blank. */
-		if (pos + 1 >= len || (hdr[pos + 1] != ' ' &&
-		    hdr[pos + 1] != '\t'))
-			break;
-		pos++;
-	}
-	buf[out] = '\0';
-	while (out > 0 && (buf[out - 1] == ' ' || buf[out - 1] == '\t'))
-		buf[--out] = '\0';
-	return out;
+	return mbox_header_message_id_hash(hdr, len);
 }
 
 /* Counted keys */

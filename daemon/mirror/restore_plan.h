@@ -60,13 +60,13 @@ char *restore_format_flags(unsigned flags, const char *keywords,
     size_t *dropped_r);
 
 /*
- * The value of the Message-ID header in hdr (what
- * BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)] returns), unfolded, into buf
- * (size > 0, NUL-terminated, cut to fit).  Returns its length; 0 when
- * there is none.
+ * The hash of the Message-ID in hdr (what
+ * BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)] returns), as the mirror's index
+ * has it for a message with that header (mbox_header_message_id_hash():
+ * also a value too long for a line is cut where the writer cuts it); 0
+ * when there is none.
  */
-size_t restore_message_id(const char *hdr, size_t len, char *buf,
-    size_t size);
+uint64_t restore_message_id_hash(const char *hdr, size_t len);
 
 /*
  * The messages a target mailbox holds, as counted keys: (Message-ID hash,

@@ -35,9 +35,15 @@ struct mailbox_state {
 	/* UIDs above last_uid already in file: messages a remap after a
 	 * UIDVALIDITY change found there (mirror/remap.h), which the fetch
 	 * leaves out.  Ascending, disjoint ranges; those at or below last_uid
-	 * mean nothing more and are not saved. */
+	 * mean nothing more and are not saved.  A mailbox mirrored afresh has
+	 * none. */
 	struct state_range *remapped;
 	size_t n_remapped;
+	/* Syncs in a row whose remap to UIDVALIDITY remap_refused_uidvalidity
+	 * the server refused (0: none; mirror/remap.h gives up at
+	 * REMAP_REFUSED_MAX). */
+	uint32_t remap_refused_uidvalidity;
+	uint32_t remap_refused;
 };
 
 struct state_range {

@@ -14,7 +14,7 @@ Behaviour switches, for servers that are broken or hostile rather than merely od
 
     srv.hooks[KEY] = fn(conn, ctx) -> None (behave normally) or a list of actions
         KEY: "greeting", "CAPABILITY", "LOGIN", "AUTHENTICATE", "LIST", "STATUS",
-        "EXAMINE", "UID FETCH";
+        "EXAMINE", "UID FETCH", "FETCH" (otherwise answered BAD);
         ctx: {"tag", "args", "mailbox" (the tuple or None), "default" (the bytes
         the normal answer would send), "uids" (UID FETCH: the UIDs that exist and
         were asked, ascending), "body" (UID FETCH: whether bodies were asked)}
@@ -230,7 +230,7 @@ class _Conn:
                 verb, args = b"UID " + args[0].upper(), args[1:]
             key = verb.decode(errors="replace")
             if verb in (b"CAPABILITY", b"LOGIN", b"AUTHENTICATE", b"LIST", b"STATUS",
-                        b"EXAMINE") and key in self.server.hooks:
+                        b"EXAMINE", b"FETCH") and key in self.server.hooks:
                 mb = self.mailbox(args[0]) if verb in (b"STATUS", b"EXAMINE") and args \
                     else None
                 r = self.hook(key, {"tag": tag, "args": args, "mailbox": mb,
@@ -293,7 +293,8 @@ class _Conn:
                 hi = len(msgs) if hi == b"*" else int(hi)
                 if lo > hi:
                     lo, hi = hi, lo
-                uids.update(range(lo, hi + 1))
+                # (Only the UIDs that exist: a range may reach 4294967295.)
+                uids.update(range(max(lo, 1), min(hi, len(msgs)) + 1))
             else:
                 uids.add(int(part))
         if b":*" in args[0] and msgs:

@@ -2,7 +2,9 @@
 (prometheus_client, Debian's python3-prometheus-client): its figures follow the
 syncs of --once and of the daemon (messages and bytes in the mirror, the time of
 the last success, a failing account's consecutive failures and state, push), the
-file is replaced whole (no temporary file left, mode 0644), and the daemons of two
+file is replaced whole (no temporary file left, mode 0644), every series carries
+config, the configuration file's name, so that the files of two configurations with
+an account of the same name hold no series in common, and the daemons of two
 shards on one state directory run side by side, each writing its own accounts,
 while one of another shard count, or one not sharded, is refused beside them."""
 
@@ -46,16 +48,17 @@ def value(samples, name, **labels):
     return samples.get((name, tuple(sorted(labels.items()))))
 
 
-def account_value(samples, name, account):
-    return value(samples, name, account=account)
+def account_value(samples, name, account, config="mboxmirror"):
+    return value(samples, name, config=config, account=account)
 
 
-def state_of(samples, account):
+def state_of(samples, account, config="mboxmirror"):
     """The one state whose sample is 1 (one-hot checked)."""
-    on = [s for s in ("ok", "failing", "syncing")
-          if value(samples, "mboxmirror_account_state", account=account, state=s) == 1]
-    off = [s for s in ("ok", "failing", "syncing")
-           if value(samples, "mboxmirror_account_state", account=account, state=s) == 0]
+    def state(s):
+        return value(samples, "mboxmirror_account_state", config=config,
+                     account=account, state=s)
+    on = [s for s in ("ok", "failing", "syncing") if state(s) == 1]
+    off = [s for s in ("ok", "failing", "syncing") if state(s) == 0]
     assert len(on) == 1 and len(off) == 2, (account, on, off)
     return on[0]
 
@@ -131,9 +134,11 @@ class Metrics(DaemonTestCase):
         self.assertEqual(account_value(samples, "mboxmirror_messages_mirrored_total",
                                        "broken"), 0)
         self.assertEqual(value(samples, "mboxmirror_accounts_configured",
-                               shard="0/1"), 2)
-        self.assertEqual(value(samples, "mboxmirror_syncs_in_flight", shard="0/1"), 0)
-        self.assertEqual(value(samples, "mboxmirror_connections_open", shard="0/1"), 0)
+                               config="mboxmirror", shard="0/1"), 2)
+        self.assertEqual(value(samples, "mboxmirror_syncs_in_flight",
+                               config="mboxmirror", shard="0/1"), 0)
+        self.assertEqual(value(samples, "mboxmirror_connections_open",
+                               config="mboxmirror", shard="0/1"), 0)
 
         # Two more messages and another run: the counters go on from the state,
         # the failures count up.
@@ -161,7 +166,50 @@ class Metrics(DaemonTestCase):
         self.assertIsNone(account_value(samples3, "mboxmirror_consecutive_failures",
                                         "broken"))
         self.assertEqual(value(samples3, "mboxmirror_accounts_configured",
-                               shard="0/1"), 1)
+                               config="mboxmirror", shard="0/1"), 1)
+
+    def test_two_configurations_hold_no_common_series(self):
+        """Two configurations on one host, as the template unit's instances run
+        them (each its own state directory and metrics file, neither sharded),
+        with an account of the same name: the files differ in config on every
+        series, so that the textfile collector can read both."""
+        fx = self.fx
+        files = {}
+        for name in ("home", "we\"ird"):
+            # The same account name in both, a mirror of its own for each.
+            acct = fx.account(self.tmp, "nobody", "x", name="alice", idle="no",
+                              port=str(closed_port()),
+                              output=os.path.join(self.tmp, "out", name))
+            files[name] = os.path.join(self.tmp, "textfile", f"{name}.prom")
+            os.makedirs(os.path.dirname(files[name]), exist_ok=True)
+            conf = mmtest.write_config(self.tmp, [acct], filename=f"{name}.ini",
+                                       general={
+                                           "metrics_file": files[name],
+                                           "state_dir": os.path.join(
+                                               self.tmp, "state", name)})
+            res = mmtest.run_mboxmirror("-c", conf, "--once")
+            self.assertEqual(res.returncode, 1, res.stderr)
+            self.assertNotRegex(res.stderr, SANITIZER_ERROR)
+        series = {}
+        for name, path in files.items():
+            samples, _ = read_metrics(path)
+            # Read back through the parser: the quote in the name was escaped.
+            self.assertEqual({dict(labels)["config"] for (_, labels) in samples},
+                             {name})
+            self.assertEqual(account_value(samples, "mboxmirror_consecutive_failures",
+                                           "alice", config=name), 1)
+            self.assertEqual(state_of(samples, "alice", config=name), "failing")
+            self.assertEqual(value(samples, "mboxmirror_accounts_configured",
+                                   config=name, shard="0/1"), 1)
+            series[name] = set(samples)
+        self.assertGreater(len(series["home"]), 10)
+        self.assertEqual(len(series["home"]), len(series['we"ird']))
+        self.assertFalse(series["home"] & series['we"ird'])
+        # Without the label they would all be the same.
+        def unlabelled(keys):
+            return {(n, tuple(kv for kv in labels if kv[0] != "config"))
+                    for (n, labels) in keys}
+        self.assertEqual(unlabelled(series["home"]), unlabelled(series['we"ird']))
 
     def test_daemon(self):
         fx = self.fx
@@ -194,9 +242,11 @@ class Metrics(DaemonTestCase):
                                        "broken"), 0)
         self.assertGreater(account_value(s, "mboxmirror_last_success_timestamp_seconds",
                                          "poll"), 0)
-        self.assertEqual(value(s, "mboxmirror_accounts_configured", shard="0/1"), 3)
+        self.assertEqual(value(s, "mboxmirror_accounts_configured",
+                               config="mboxmirror", shard="0/1"), 3)
         # The push connection is open whatever else is.
-        self.assertGreaterEqual(value(s, "mboxmirror_connections_open", shard="0/1"), 1)
+        self.assertGreaterEqual(value(s, "mboxmirror_connections_open",
+                                      config="mboxmirror", shard="0/1"), 1)
         self.assert_file_replaced_whole(path)
         first_success = account_value(s, "mboxmirror_last_success_timestamp_seconds",
                                       "poll")
@@ -236,8 +286,11 @@ class Metrics(DaemonTestCase):
             samples = got[0]
             accounts = {dict(labels)["account"] for (name, labels) in samples
                         if name == "mboxmirror_consecutive_failures"}
+            # Each configuration file its own name: s0, s1.
+            self.assertEqual({dict(labels)["config"] for (name, labels) in samples},
+                             {f"s{k}"})
             self.assertEqual(value(samples, "mboxmirror_accounts_configured",
-                                   shard=f"{k}/2"), len(accounts))
+                                   config=f"s{k}", shard=f"{k}/2"), len(accounts))
             parts.append(accounts)
         self.assertEqual(parts[0] | parts[1], set(names))
         self.assertFalse(parts[0] & parts[1])
@@ -285,8 +338,8 @@ class Metrics(DaemonTestCase):
         accounts = {dict(labels)["account"] for (name, labels) in got[0]
                     if name == "mboxmirror_consecutive_failures"}
         self.assertEqual(accounts, parts[1])
-        self.assertEqual(value(got[0], "mboxmirror_accounts_configured", shard="1/2"),
-                         len(parts[1]))
+        self.assertEqual(value(got[0], "mboxmirror_accounts_configured", config="s0",
+                               shard="1/2"), len(parts[1]))
         # Shard 0 is free again.
         zero = mmtest.write_config(self.tmp, accts, filename="z.ini", general={
             "shard": "0/2", "retry_min": "1m"})

@@ -13,6 +13,7 @@ import threading
 import time
 import unittest
 
+import mirror_fakeimap as fi
 import mmtest
 
 BIG = 20 * 1024 * 1024
@@ -147,6 +148,38 @@ class NoLiteralPlus(SlowUpload):
         try:
             while data := src.recv(65536):
                 dst.sendall(re.sub(rb" LITERAL[+-]", b"", data))
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class CommandLog(NoLiteralPlus):
+    """A plaintext proxy that passes everything as it is and keeps the client's
+    command lines that hold word."""
+
+    def __init__(self, port, word):
+        self.word = word
+        super().__init__(port)
+
+    def _up(self, src, dst):
+        buf = b""
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+                buf = (buf + data)[-4096:]
+                *whole, buf = buf.split(b"\r\n")
+                self.lines += [ln for ln in whole if self.word in ln]
+        except OSError:
+            pass
+
+    def _down(self, src, dst):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
         except OSError:
             pass
         for s in (src, dst):
@@ -336,6 +369,141 @@ class RestoreTest(unittest.TestCase):
             self.assertRegex(line, rb"APPEND INBOX \(\\Seen\) \"[^\"]+\" \{\d+\}$")
         self.assert_same(["INBOX"])
 
+    def test_target_scanned_in_batches(self):
+        """The target's messages are looked up a batch at a time: a mailbox of any
+        size never answers one command with more untagged responses than the
+        session counts as progress (100,000 in a row)."""
+        fx, (u, p) = self.fx, self.src
+        n = 4500
+        msgs = [mmtest.make_message("many %d" % i, "x %d\r\n" % i) for i in range(n)]
+        dates = [1600000000 + i for i in range(n)]
+        fx.append_many(u, p, "INBOX", msgs, date=dates)
+        fx.append_many(*self.dst, "INBOX", msgs, date=dates)
+        self.mirror_source()
+        proxy = CommandLog(fx.nostarttls_port, b" FETCH ")
+        try:
+            conf = mmtest.write_config(self.tmp, [
+                fx.account(self.tmp, *self.src, name="src"),
+                fx.account(self.tmp, *self.dst, name="dst", tls="none",
+                           port=proxy.port)], filename="batches.ini")
+            res = mmtest.run_mboxmirror("-c", conf, "--restore", "src", "--to", "dst",
+                                        timeout=300)
+        finally:
+            proxy.close()
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        self.assertRegex(res.stdout, r"total: 0 messages uploaded .*, %d already there" % n)
+        seen = set()
+        for line in proxy.lines:
+            m = re.search(rb" FETCH (\d+):(\d+) ", line)
+            self.assertIsNotNone(m, line)
+            lo, hi = int(m.group(1)), int(m.group(2))
+            self.assertLessEqual(hi - lo + 1, 2000, line)
+            seen.update(range(lo, hi + 1))
+        self.assertEqual(seen, set(range(1, n + 1)))
+
+    def test_target_floods_fetch(self):
+        """A target that answers a FETCH with more messages than asked for: a
+        protocol error, not memory filled for as long as it goes on."""
+        self.fx.append(*self.src, "INBOX", mmtest.make_message("one"))
+        self.mirror_source()
+        flood = (b'* 1 FETCH (RFC822.SIZE 10 INTERNALDATE "03-Sep-2023 14:05:09 +0000" '
+                 b'BODY[HEADER.FIELDS (MESSAGE-ID)] {4}\r\nx\r\n\r)\r\n')
+        srv = fi.FakeImap([(b"/", b"INBOX", [b"x\r\n"])]).start()
+        srv.hooks["FETCH"] = lambda conn, ctx: [("flood", flood, 10)]
+        try:
+            acct = {"__name__": "dst", "host": "127.0.0.1", "port": str(srv.port),
+                    "tls": "none", "allow_plaintext": "yes", "user": "u",
+                    "password": "x", "output": os.path.join(self.tmp, "out", "dst")}
+            conf = mmtest.write_config(self.tmp, [
+                self.fx.account(self.tmp, *self.src, name="src"), acct],
+                general={"timeout": "30"}, filename="flood.ini")
+            started = time.monotonic()
+            res = mmtest.run_mboxmirror("-c", conf, "--restore", "src", "--to", "dst",
+                                        timeout=60)
+            took = time.monotonic() - started
+        finally:
+            srv.stop()
+        self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
+        self.assertIn("more FETCH responses than messages asked for", res.stderr)
+        self.assertLess(took, 8)
+
+    def test_target_grows_while_scanned(self):
+        """Messages that arrive while the target mailbox is looked up are not looked
+        up too: a server that says EXISTS ever higher does not keep the lookup going
+        (nor filling memory) forever."""
+        self.fx.append(*self.src, "INBOX", mmtest.make_message("one"))
+        self.mirror_source()
+        srv = fi.FakeImap([(b"/", b"INBOX", [b"x\r\n"])]).start()
+        grown = iter(range(10**9, 2 * 10**9, 2000))
+        srv.hooks["FETCH"] = lambda conn, ctx: [
+            b'* 1 FETCH (RFC822.SIZE 3 INTERNALDATE "03-Sep-2023 14:05:09 +0000")\r\n'
+            b"* %d EXISTS\r\n" % next(grown) + ctx["tag"] + b" OK fetched\r\n"]
+        try:
+            acct = {"__name__": "dst", "host": "127.0.0.1", "port": str(srv.port),
+                    "tls": "none", "allow_plaintext": "yes", "user": "u",
+                    "password": "x", "output": os.path.join(self.tmp, "out", "dst")}
+            conf = mmtest.write_config(self.tmp, [
+                self.fx.account(self.tmp, *self.src, name="src"), acct],
+                filename="grow.ini")
+            res = mmtest.run_mboxmirror("-c", conf, "--restore", "src", "--to", "dst",
+                                        "--dry-run", timeout=30)
+        finally:
+            srv.stop()
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        self.assertEqual([verb for verb, _ in srv.log].count(b"FETCH"), 1, srv.log[-5:])
+        self.assertRegex(res.stdout, r"total: 1 message to upload")
+
+    def test_target_floods_list(self):
+        """A target that lists mailboxes without end: a protocol error once it lists
+        more than an account holds (as a sync and --list take it)."""
+        self.fx.append(*self.src, "INBOX", mmtest.make_message("one"))
+        self.mirror_source()
+        srv = fi.FakeImap([(b"/", b"INBOX", [])]).start()
+        srv.hooks["LIST"] = lambda conn, ctx: [
+            ("flood", b'* LIST () "/" INBOX\r\n', 10)]
+        try:
+            acct = {"__name__": "dst", "host": "127.0.0.1", "port": str(srv.port),
+                    "tls": "none", "allow_plaintext": "yes", "user": "u",
+                    "password": "x", "output": os.path.join(self.tmp, "out", "dst")}
+            conf = mmtest.write_config(self.tmp, [
+                self.fx.account(self.tmp, *self.src, name="src"), acct],
+                general={"timeout": "30"}, filename="flood.ini")
+            started = time.monotonic()
+            res = mmtest.run_mboxmirror("-c", conf, "--restore", "src", "--to", "dst",
+                                        timeout=60)
+            took = time.monotonic() - started
+        finally:
+            srv.stop()
+        self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
+        self.assertIn("the server lists more than 100000 mailboxes", res.stderr)
+        self.assertLess(took, 8)
+
+    def test_many_mailboxes_small_stack(self):
+        """Mailboxes with nothing to do on the target follow one another in a loop,
+        not one call deeper each: thousands of them run on a 256 KiB stack."""
+        fx = self.fx
+        fx.append(*self.src, "INBOX", mmtest.make_message("one"))
+        self.mirror_source()
+        n = 3000
+        state = os.path.join(self.state, "src", "state")
+        with open(state) as f:
+            lines = f.read().split("\n")
+        extra = ["mailbox\tB%05d\tB%05d.mbox\tuidvalidity=1\tlast_uid=0\tuidnext=1\t"
+                 "messages=0\tmbox_size=0" % (i, i) for i in range(n)]
+        for i in range(n):
+            open(os.path.join(self.tmp, "out", "src", "B%05d.mbox" % i), "w").close()
+        end = lines.index("end")
+        with open(state, "w") as f:
+            f.write("\n".join(lines[:end] + extra + lines[end:]))
+        # A dry run: none of them exists on the target, none is asked about.
+        res = subprocess.run(
+            ["sh", "-c", 'ulimit -s 256 && exec "$@"', "sh", os.environ["MBOXMIRROR"],
+             "-c", self.conf, "--restore", "src", "--to", "dst", "--dry-run"],
+            capture_output=True, text=True, timeout=300)
+        self.assertEqual(res.returncode, 0, res.stderr[-3000:])
+        self.assertIn("%d mailboxes" % (n + 1), res.stdout)
+        self.assertRegex(res.stdout, r"total: 1 message to upload")
+
     def test_mailbox_pattern(self):
         self.fill_source()
         self.mirror_source()
@@ -351,6 +519,33 @@ class RestoreTest(unittest.TestCase):
         self.assertIn('--mailbox "Nowhere/*" matches no mailbox mirrored for account src',
                       res.stderr)
         self.assertNotIn("Sent", self.fx.list_mailboxes(*self.dst))
+
+    def test_mbox_changed_since_indexed(self):
+        """An entry whose bytes are not the ones the index recorded (the mbox damaged
+        or edited in place) is not uploaded: the target gets only intact messages."""
+        fx, (u, p) = self.fx, self.src
+        msgs = [mmtest.make_message("kept %d" % i, "body %d intact\r\n" % i)
+                for i in range(3)]
+        fx.append_many(u, p, "INBOX", msgs)
+        self.mirror_source()
+        path = os.path.join(self.tmp, "out", "src", "INBOX.mbox")
+        with open(path, "rb") as f:
+            data = f.read()
+        self.assertIn(b"body 1 intact", data)
+        with open(path, "wb") as f:
+            f.write(data.replace(b"body 1 intact", b"body 1 INTACT"))
+        res = self.restore(check=False)
+        self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
+        self.assertIn("the mbox changed since it was indexed", res.stderr)
+        got = [g[0] for g in fetch_all(fx, *self.dst, "INBOX")]
+        self.assertEqual(len(got), 2, res.stdout)
+        self.assertFalse(any(b"INTACT" in g for g in got))
+        # Put right, the rerun sends the one left out, and only it.
+        with open(path, "wb") as f:
+            f.write(data)
+        res = self.restore()
+        self.assertRegex(res.stdout, r"total: 1 message uploaded .* 2 done before")
+        self.assert_same(["INBOX"])
 
     def test_mirror_without_index(self):
         """A mirror made before the message index existed: read through an index

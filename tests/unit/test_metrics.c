@@ -92,8 +92,8 @@ static void
 test_samples(void **state)
 {
 	struct metrics_account a[2] = { account("personal"), account("work") };
-	struct metrics_process p = { .accounts = 2, .syncs_in_flight = 1,
-		.connections_open = 3 };
+	struct metrics_process p = { .config = "mboxmirror", .accounts = 2,
+		.syncs_in_flight = 1, .connections_open = 3 };
 	char *text;
 
 	(void)state;
@@ -103,54 +103,61 @@ test_samples(void **state)
 	a[1].messages = 0;
 	text = format(&p, a, 2);
 	expect_line(text, "mboxmirror_last_success_timestamp_seconds"
-	    "{account=\"personal\"} 1790000000");
+	    "{config=\"mboxmirror\",account=\"personal\"} 1790000000");
 	expect_line(text, "mboxmirror_last_attempt_timestamp_seconds"
-	    "{account=\"work\"} 1790000100");
+	    "{config=\"mboxmirror\",account=\"work\"} 1790000100");
 	expect_line(text, "mboxmirror_last_sync_duration_seconds"
-	    "{account=\"personal\"} 2.500");
+	    "{config=\"mboxmirror\",account=\"personal\"} 2.500");
 	/* No sync ended in this process: no duration to tell. */
 	assert_int_equal(count(text, "mboxmirror_last_sync_duration_seconds"
-	    "{account=\"work\"}"), 0);
+	    "{config=\"mboxmirror\",account=\"work\"}"), 0);
 	expect_line(text, "mboxmirror_consecutive_failures"
-	    "{account=\"work\"} 3");
+	    "{config=\"mboxmirror\",account=\"work\"} 3");
 	expect_line(text, "mboxmirror_consecutive_failures"
-	    "{account=\"personal\"} 0");
+	    "{config=\"mboxmirror\",account=\"personal\"} 0");
 	expect_line(text, "mboxmirror_interval_seconds"
-	    "{account=\"work\"} 900");
+	    "{config=\"mboxmirror\",account=\"work\"} 900");
 	expect_line(text, "mboxmirror_messages_mirrored_total"
-	    "{account=\"personal\"} 12");
+	    "{config=\"mboxmirror\",account=\"personal\"} 12");
 	expect_line(text, "mboxmirror_messages_mirrored_total"
-	    "{account=\"work\"} 0");
+	    "{config=\"mboxmirror\",account=\"work\"} 0");
 	expect_line(text, "mboxmirror_bytes_mirrored_total"
-	    "{account=\"personal\"} 34567");
-	expect_line(text, "mboxmirror_push_connected{account=\"work\"} 1");
-	expect_line(text, "mboxmirror_push_connected{account=\"personal\"} 0");
+	    "{config=\"mboxmirror\",account=\"personal\"} 34567");
+	expect_line(text, "mboxmirror_push_connected"
+	    "{config=\"mboxmirror\",account=\"work\"} 1");
+	expect_line(text, "mboxmirror_push_connected"
+	    "{config=\"mboxmirror\",account=\"personal\"} 0");
 	/* One-hot: ok for personal, failing for work. */
 	expect_line(text, "mboxmirror_account_state"
-	    "{account=\"personal\",state=\"ok\"} 1");
+	    "{config=\"mboxmirror\",account=\"personal\",state=\"ok\"} 1");
 	expect_line(text, "mboxmirror_account_state"
-	    "{account=\"personal\",state=\"failing\"} 0");
+	    "{config=\"mboxmirror\",account=\"personal\",state=\"failing\"} 0");
 	expect_line(text, "mboxmirror_account_state"
-	    "{account=\"personal\",state=\"syncing\"} 0");
+	    "{config=\"mboxmirror\",account=\"personal\",state=\"syncing\"} 0");
 	expect_line(text, "mboxmirror_account_state"
-	    "{account=\"work\",state=\"failing\"} 1");
+	    "{config=\"mboxmirror\",account=\"work\",state=\"failing\"} 1");
 	expect_line(text, "mboxmirror_account_state"
-	    "{account=\"work\",state=\"ok\"} 0");
+	    "{config=\"mboxmirror\",account=\"work\",state=\"ok\"} 0");
 	/* Not sharded: shard 0 of 1. */
-	expect_line(text, "mboxmirror_accounts_configured{shard=\"0/1\"} 2");
-	expect_line(text, "mboxmirror_syncs_in_flight{shard=\"0/1\"} 1");
-	expect_line(text, "mboxmirror_connections_open{shard=\"0/1\"} 3");
+	expect_line(text, "mboxmirror_accounts_configured"
+	    "{config=\"mboxmirror\",shard=\"0/1\"} 2");
+	expect_line(text, "mboxmirror_syncs_in_flight"
+	    "{config=\"mboxmirror\",shard=\"0/1\"} 1");
+	expect_line(text, "mboxmirror_connections_open"
+	    "{config=\"mboxmirror\",shard=\"0/1\"} 3");
 	free(text);
 }
 
 /* Every family: HELP then TYPE, once, before its first sample; the
- * counters end in _total; no sample of a family after another began. */
+ * counters end in _total; no sample of a family after another began; every
+ * sample's first label is the config. */
 static void
 test_structure(void **state)
 {
 	struct metrics_account a[1] = { account("x") };
-	struct metrics_process p = { .accounts = 1 };
+	struct metrics_process p = { .config = "mboxmirror", .accounts = 1 };
 	char *text, *line, *save = NULL, family[128] = "", seen[2048] = " ";
+	const char *first_label = "{config=\"mboxmirror\",";
 	char *copy;
 
 	(void)state;
@@ -180,7 +187,9 @@ test_structure(void **state)
 			continue;
 		}
 		assert_int_equal(strncmp(line, family, strlen(family)), 0);
-		assert_int_equal(line[strlen(family)], '{');
+		if (strncmp(line + strlen(family), first_label,
+		    strlen(first_label)) != 0)
+			fail_msg("no config label first: %s", line);
 	}
 	assert_int_equal(count(text, "# HELP "), 12);
 	assert_int_equal(count(text, "# TYPE "), 12);
@@ -192,21 +201,26 @@ test_structure(void **state)
 	free(text);
 }
 
-/* Backslash, double quote and line feed in a label value are escaped;
- * UTF-8 goes as it is. */
+/* Backslash, double quote and line feed in a label value, the account's
+ * or the config's, are escaped; UTF-8 goes as it is. */
 static void
 test_label_escaping(void **state)
 {
 	struct metrics_account a[1] = { account("we\"ird\\na\nme h\xc3\xa9") };
-	struct metrics_process p = { .accounts = 1 };
+	struct metrics_process p = { .config = "c\"o\\n\nf\xc3\xa9",
+		.accounts = 1 };
 	char *text;
 
 	(void)state;
 	text = format(&p, a, 1);
 	expect_line(text, "mboxmirror_consecutive_failures"
-	    "{account=\"we\\\"ird\\\\na\\nme h\xc3\xa9\"} 0");
+	    "{config=\"c\\\"o\\\\n\\nf\xc3\xa9\","
+	    "account=\"we\\\"ird\\\\na\\nme h\xc3\xa9\"} 0");
+	expect_line(text, "mboxmirror_accounts_configured"
+	    "{config=\"c\\\"o\\\\n\\nf\xc3\xa9\",shard=\"0/1\"} 1");
 	/* No raw line feed inside a sample. */
 	expect_no_line(text, "me h\xc3\xa9\"} 0");
+	assert_int_equal(count(text, "c\"o"), 0);
 	free(text);
 }
 
@@ -215,8 +229,9 @@ static void
 test_state_and_shard(void **state)
 {
 	struct metrics_account a[1] = { account("s") };
-	struct metrics_process p = { .shard_k = 2, .shard_n = 3,
-		.accounts = 1, .syncs_in_flight = 1, .connections_open = 1 };
+	struct metrics_process p = { .config = "shard2", .shard_k = 2,
+		.shard_n = 3, .accounts = 1, .syncs_in_flight = 1,
+		.connections_open = 1 };
 	char *text;
 
 	(void)state;
@@ -227,17 +242,114 @@ test_state_and_shard(void **state)
 	assert_int_equal(metrics_account_state(&a[0]), METRICS_SYNCING);
 	text = format(&p, a, 1);
 	expect_line(text, "mboxmirror_account_state"
-	    "{account=\"s\",state=\"syncing\"} 1");
+	    "{config=\"shard2\",account=\"s\",state=\"syncing\"} 1");
 	expect_line(text, "mboxmirror_account_state"
-	    "{account=\"s\",state=\"failing\"} 0");
-	expect_line(text, "mboxmirror_accounts_configured{shard=\"2/3\"} 1");
+	    "{config=\"shard2\",account=\"s\",state=\"failing\"} 0");
+	expect_line(text, "mboxmirror_accounts_configured"
+	    "{config=\"shard2\",shard=\"2/3\"} 1");
 	free(text);
 	/* No account at all: the process's figures still. */
 	p.accounts = 0;
 	text = format(&p, a, 0);
-	expect_line(text, "mboxmirror_accounts_configured{shard=\"2/3\"} 0");
+	expect_line(text, "mboxmirror_accounts_configured"
+	    "{config=\"shard2\",shard=\"2/3\"} 0");
 	assert_int_equal(count(text, "account=\""), 0);
 	free(text);
+}
+
+/* Whether text has a sample of line's series: all of it before the
+ * value, the space included. */
+static bool
+series_in(const char *text, const char *line)
+{
+	size_t len = (size_t)(strrchr(line, ' ') - line) + 1;
+
+	for (const char *p = text; *p != '\0'; p++) {
+		if (strncmp(p, line, len) == 0)
+			return true;
+		if ((p = strchr(p, '\n')) == NULL)
+			break;
+	}
+	return false;
+}
+
+/* No sample of one text has its series (name and labels) in the other. */
+static void
+expect_no_common_series(const char *one, const char *other)
+{
+	char *copy = strdup(one), *line, *save = NULL;
+	size_t samples = 0;
+
+	assert_non_null(copy);
+	for (line = strtok_r(copy, "\n", &save); line != NULL;
+	    line = strtok_r(NULL, "\n", &save)) {
+		if (line[0] == '#')
+			continue;
+		samples++;
+		if (series_in(other, line))
+			fail_msg("both hold %s", line);
+	}
+	assert_true(samples > 0);
+	free(copy);
+}
+
+/* Two configurations on one host, both unsharded and with an account of
+ * the same name, hold no series in common; nor do two shards of one. */
+static void
+test_configs_never_share_series(void **state)
+{
+	struct metrics_account a[2] = { account("alice"), account("bob") };
+	struct metrics_process one = { .config = "mboxmirror", .accounts = 2 };
+	struct metrics_process two = { .config = "shard0", .accounts = 1 };
+	struct metrics_process s0 = { .config = "big", .shard_k = 0,
+		.shard_n = 2, .accounts = 1 };
+	struct metrics_process s1 = { .config = "big", .shard_k = 1,
+		.shard_n = 2, .accounts = 1 };
+	char *t1, *t2;
+
+	(void)state;
+	t1 = format(&one, a, 2);
+	t2 = format(&two, a, 1);
+	/* The check can fail: the same config again shares them all. */
+	assert_true(series_in(t1, "mboxmirror_consecutive_failures"
+	    "{config=\"mboxmirror\",account=\"alice\"} 7"));
+	expect_no_common_series(t1, t2);
+	expect_no_common_series(t2, t1);
+	free(t1);
+	free(t2);
+	t1 = format(&s0, &a[0], 1);
+	t2 = format(&s1, &a[1], 1);
+	expect_no_common_series(t1, t2);
+	expect_no_common_series(t2, t1);
+	free(t1);
+	free(t2);
+}
+
+static void
+test_config_name(void **state)
+{
+	static const char *const cases[][2] = {
+		{ "/etc/mboxmirror/mboxmirror.ini", "mboxmirror" },
+		{ "/etc/mboxmirror/shard0.ini", "shard0" },
+		{ "/home/u/.config/mboxmirror/config.ini", "config" },
+		{ "relative.ini", "relative" },
+		{ "./a.b.ini", "a.b" },
+		{ "/etc/other.conf", "other.conf" },
+		{ "/etc/x.ini.bak", "x.ini.bak" },
+		{ "/etc/x.INI", "x.INI" },
+		/* Nothing would be left: the base name as it is. */
+		{ "/etc/.ini", ".ini" },
+		{ "we\"ird\n.ini", "we\"ird\n" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		char *name = metrics_config_name(cases[i][0]);
+
+		assert_non_null(name);
+		assert_string_equal(name, cases[i][1]);
+		free(name);
+	}
 }
 
 static void
@@ -320,6 +432,8 @@ main(void)
 		cmocka_unit_test(test_structure),
 		cmocka_unit_test(test_label_escaping),
 		cmocka_unit_test(test_state_and_shard),
+		cmocka_unit_test(test_configs_never_share_series),
+		cmocka_unit_test(test_config_name),
 		cmocka_unit_test(test_from_state),
 		cmocka_unit_test(test_from_state_counters_never_decrease),
 		cmocka_unit_test(test_write_gap),

@@ -41,6 +41,8 @@ collect(void *arg, struct metrics_process *p,
 	if (a == NULL)
 		return -1;
 	a[0] = &o->account;
+	/* Not the owner's to set: the writer's name wins. */
+	p->config = "owner";
 	p->accounts = 1;
 	o->collected++;
 	*a_r = a;
@@ -96,7 +98,8 @@ test_written_whole(void **state)
 	assert_true(asprintf(&path, "%s/m.prom", dir) > 0);
 	/* A mode the umask would not give. */
 	umask(077);
-	mf = metrics_file_new(loop, path, collect, &o);
+	mf = metrics_file_new(loop, path, "/etc/mboxmirror/shard0.ini", collect,
+	    &o);
 	assert_non_null(mf);
 	assert_string_equal(metrics_file_path(mf), path);
 	metrics_file_write(mf);
@@ -105,15 +108,19 @@ test_written_whole(void **state)
 	assert_int_equal(st.st_mode & 07777, 0644);
 	assert_int_equal(entries(dir), 1);
 	text = capture_file(path);
+	/* Labelled with the configuration's name. */
 	expect_in(text, "mboxmirror_messages_mirrored_total"
-	    "{account=\"personal\"} 7\n", "the file");
+	    "{config=\"shard0\",account=\"personal\"} 7\n", "the file");
+	expect_in(text, "mboxmirror_accounts_configured"
+	    "{config=\"shard0\",shard=\"0/1\"} 1\n", "the file");
+	assert_null(strstr(text, "owner"));
 	free(text);
 	/* Again: replaced, not appended to. */
 	o.account.messages = 8;
 	metrics_file_write(mf);
 	text = capture_file(path);
-	expect_in(text, "{account=\"personal\"} 8\n", "the file");
-	assert_null(strstr(text, "{account=\"personal\"} 7\n"));
+	expect_in(text, ",account=\"personal\"} 8\n", "the file");
+	assert_null(strstr(text, ",account=\"personal\"} 7\n"));
 	free(text);
 	assert_int_equal(entries(dir), 1);
 	metrics_file_free(&mf);
@@ -136,7 +143,7 @@ test_failure_logged_once(void **state)
 	(void)state;
 	assert_true(asprintf(&sub, "%s/missing", dir) > 0);
 	assert_true(asprintf(&path, "%s/m.prom", sub) > 0);
-	mf = metrics_file_new(loop, path, collect, &o);
+	mf = metrics_file_new(loop, path, "m.ini", collect, &o);
 	assert_non_null(mf);
 	capture_log_clear();
 	metrics_file_write(mf);
@@ -179,7 +186,7 @@ test_changes_keep_the_gap(void **state)
 
 	(void)state;
 	assert_true(asprintf(&path, "%s/m.prom", dir) > 0);
-	mf = metrics_file_new(loop, path, collect, &o);
+	mf = metrics_file_new(loop, path, "m.ini", collect, &o);
 	/* The first change writes at once. */
 	metrics_file_changed(mf);
 	assert_int_equal(o.collected, 1);

@@ -743,6 +743,21 @@ test_literal_sync_refused(void **state)
 	assert_int_equal(rec.failed, 0);
 }
 
+/* An OK instead of "+": the message was never sent, so the command cannot
+ * have succeeded; taking the OK would count it as stored. */
+static void
+test_literal_sync_ok_unsent(void **state)
+{
+	(void)state;
+	start_ready_caps("IMAP4rev1");
+	send_append("hello", 0);
+	pump();
+	expect_client("A2 APPEND INBOX {5}\r\n");
+	server("A2 OK [APPENDUID 7 1] done\r\n");
+	assert_string_equal(rec.order, "");
+	expect_failure(SESSION_ERR_PROTOCOL, "before its literal was sent");
+}
+
 static void
 test_literal_source_fails(void **state)
 {
@@ -1292,6 +1307,7 @@ main(void)
 		T(test_literal_sync_waits),
 		T(test_literal_minus),
 		T(test_literal_sync_refused),
+		T(test_literal_sync_ok_unsent),
 		T(test_literal_source_fails),
 		T(test_tag_completed_twice),
 		T(test_bye_inside_literal_is_data),
