@@ -37,6 +37,8 @@
  * twentyfold (169,000 recv() calls for 342 MB before).
  */
 #define TLS_PULL_BLOCK	(128 * 1024)
+/* Handshake steps run in a row on what the read-ahead block holds. */
+#define HANDSHAKE_RETRIES	64
 /*
  * While this much more input is certain, the socket does not report
  * readable for less (SO_RCVLOWAT): a bulk literal then costs one wake-up
@@ -681,10 +683,21 @@ transport_handshake(struct sock_transport *t)
 	enum transport_event event;
 	int ret;
 
-	for (;;) {
+	for (int again = 0;; again++) {
 		ret = gnutls_handshake(t->session);
 		if (ret == 0)
 			break;
+		/*
+		 * GnuTLS may stop between records of a message that spans
+		 * several (a certificate of more than 16 KB), asking for
+		 * more, while the rest waits in the read-ahead block, where
+		 * no event will announce it: go on (bounded, should it take
+		 * nothing).
+		 */
+		if (ret == GNUTLS_E_AGAIN && t->pull_len > 0 &&
+		    gnutls_record_get_direction(t->session) == 0 &&
+		    again < HANDSHAKE_RETRIES)
+			continue;
 		if (ret == GNUTLS_E_AGAIN || ret == GNUTLS_E_INTERRUPTED) {
 			t->hs_events = gnutls_record_get_direction(t->session) ?
 			    EV_WRITE : EV_READ;

@@ -1137,10 +1137,9 @@ test_tls_no_resumption_after_ca_change(void **state)
 	unlink(ca);
 }
 
-/* pki.good with names enough to make its saved session data larger than
- * TLS_SESSION_DATA_MAX: what a server can send to fill memory. */
+/* pki.good with names enough to make it about size bytes. */
 static gnutls_x509_crt_t
-bloated_good_cert(void)
+bloated_good_cert(size_t size)
 {
 	static const uint8_t serial[] = { 0x42 };
 	gnutls_x509_crt_t crt;
@@ -1162,7 +1161,7 @@ bloated_good_cert(void)
 	    GNUTLS_KP_TLS_WWW_SERVER, 0), 0);
 	assert_int_equal(gnutls_x509_crt_set_subject_alt_name(crt,
 	    GNUTLS_SAN_DNSNAME, "localhost", 9, GNUTLS_FSAN_APPEND), 0);
-	for (unsigned i = 0; (size_t)i * 26 < 3 * TLS_SESSION_DATA_MAX / 2; i++) {
+	for (unsigned i = 0; (size_t)i * 26 < size; i++) {
 		snprintf(name, sizeof name, "n%05u.filler.example.org", i);
 		assert_int_equal(gnutls_x509_crt_set_subject_alt_name(crt,
 		    GNUTLS_SAN_DNSNAME, name, (unsigned)strlen(name),
@@ -1178,7 +1177,9 @@ bloated_good_cert(void)
 static void
 test_tls_big_session_not_kept(void **state)
 {
-	gnutls_x509_crt_t crt = bloated_good_cert();
+	/* Saved session data larger than TLS_SESSION_DATA_MAX: what a server
+	 * can send to fill memory. */
+	gnutls_x509_crt_t crt = bloated_good_cert(3 * TLS_SESSION_DATA_MAX / 2);
 	struct transport_params p;
 	struct net_server srv;
 	struct client c;
@@ -1194,6 +1195,31 @@ test_tls_big_session_not_kept(void **state)
 	net_server_join(&srv);
 	assert_int_equal(srv.handshakes_ok, 2);
 	assert_int_equal(srv.resumed, 0);
+	client_done(&c);
+	gnutls_x509_crt_deinit(crt);
+}
+
+/*
+ * A certificate of more than a TLS record (16 KB) arrives whole in one
+ * read on loopback: GnuTLS may stop between its records, asking for more,
+ * while the rest waits in the read-ahead block, not in the socket.
+ */
+static void
+test_tls_certificate_over_two_records(void **state)
+{
+	gnutls_x509_crt_t crt = bloated_good_cert(24 * 1024);
+	struct transport_params p;
+	struct net_server srv;
+	struct client c;
+
+	(void)state;
+	assert_int_equal(net_server_start(&srv, "127.0.0.1", NET_SRV_TLS_ECHO,
+	    crt, pki.key, 1), 0);
+	tls_params(&p, "localhost", srv.port);
+	client_init(&c, &p);
+	(void)connect_echo_close(&c);
+	net_server_join(&srv);
+	assert_int_equal(srv.handshakes_ok, 1);
 	client_done(&c);
 	gnutls_x509_crt_deinit(crt);
 }
@@ -1304,6 +1330,7 @@ main(void)
 		cmocka_unit_test(test_tls_resumption_per_scope),
 		cmocka_unit_test(test_tls_no_resumption_after_ca_change),
 		cmocka_unit_test(test_tls_big_session_not_kept),
+		cmocka_unit_test(test_tls_certificate_over_two_records),
 		cmocka_unit_test(test_set_timeout_on_open_connection),
 	};
 
