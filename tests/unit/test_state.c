@@ -987,6 +987,11 @@ test_daemon_other_layout(void **state)
 	assert_non_null(dir = state_shard_daemon_dir(sd, 1, 2));
 	assert_int_equal(state_lock(dir, &fd12, &holder, &error), 0);
 	free(dir);
+	/* Each shard's daemon is looked for in its own directory. */
+	assert_int_equal(state_shard_daemon_running(sd, 1, 2, &pid), 1);
+	assert_int_equal(state_shard_daemon_running(sd, 0, 0, &pid), 0);
+	assert_int_equal(pid, 0);
+	assert_int_equal(state_shard_daemon_running(sd, 1, 3, &pid), 0);
 	/* A stale directory of 3 shards, and names that are none. */
 	assert_non_null(dir = state_shard_daemon_dir(sd, 2, 3));
 	assert_int_equal(state_lock(dir, &fd, &holder, &error), 0);
