@@ -212,6 +212,20 @@ class RestoreTest(unittest.TestCase):
             self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
         return res
 
+    def restore_to_fake(self, srv, *extra, filename, general=None, timeout):
+        """Restores src into an account "dst" on the fake server srv (plain text, no
+        TLS); returns the run and the seconds it took."""
+        acct = {"__name__": "dst", "host": "127.0.0.1", "port": str(srv.port),
+                "tls": "none", "allow_plaintext": "yes", "user": "u",
+                "password": "x", "output": os.path.join(self.tmp, "out", "dst")}
+        conf = mmtest.write_config(self.tmp, [
+            self.fx.account(self.tmp, *self.src, name="src"), acct],
+            general=general, filename=filename)
+        started = time.monotonic()
+        res = mmtest.run_mboxmirror("-c", conf, "--restore", "src", "--to", "dst",
+                                    *extra, timeout=timeout)
+        return res, time.monotonic() - started
+
     def mirror_source(self):
         res = mmtest.run_mboxmirror("-c", self.conf, "--once", "-a", "src", timeout=300)
         self.assertEqual(res.returncode, 0, res.stderr)
@@ -411,16 +425,8 @@ class RestoreTest(unittest.TestCase):
         srv = fi.FakeImap([(b"/", b"INBOX", [b"x\r\n"])]).start()
         srv.hooks["FETCH"] = lambda conn, ctx: [("flood", flood, 10)]
         try:
-            acct = {"__name__": "dst", "host": "127.0.0.1", "port": str(srv.port),
-                    "tls": "none", "allow_plaintext": "yes", "user": "u",
-                    "password": "x", "output": os.path.join(self.tmp, "out", "dst")}
-            conf = mmtest.write_config(self.tmp, [
-                self.fx.account(self.tmp, *self.src, name="src"), acct],
-                general={"timeout": "30"}, filename="flood.ini")
-            started = time.monotonic()
-            res = mmtest.run_mboxmirror("-c", conf, "--restore", "src", "--to", "dst",
-                                        timeout=60)
-            took = time.monotonic() - started
+            res, took = self.restore_to_fake(srv, filename="flood.ini",
+                                             general={"timeout": "30"}, timeout=60)
         finally:
             srv.stop()
         self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
@@ -439,14 +445,8 @@ class RestoreTest(unittest.TestCase):
             b'* 1 FETCH (RFC822.SIZE 3 INTERNALDATE "03-Sep-2023 14:05:09 +0000")\r\n'
             b"* %d EXISTS\r\n" % next(grown) + ctx["tag"] + b" OK fetched\r\n"]
         try:
-            acct = {"__name__": "dst", "host": "127.0.0.1", "port": str(srv.port),
-                    "tls": "none", "allow_plaintext": "yes", "user": "u",
-                    "password": "x", "output": os.path.join(self.tmp, "out", "dst")}
-            conf = mmtest.write_config(self.tmp, [
-                self.fx.account(self.tmp, *self.src, name="src"), acct],
-                filename="grow.ini")
-            res = mmtest.run_mboxmirror("-c", conf, "--restore", "src", "--to", "dst",
-                                        "--dry-run", timeout=30)
+            res, _ = self.restore_to_fake(srv, "--dry-run", filename="grow.ini",
+                                          timeout=30)
         finally:
             srv.stop()
         self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
@@ -462,16 +462,8 @@ class RestoreTest(unittest.TestCase):
         srv.hooks["LIST"] = lambda conn, ctx: [
             ("flood", b'* LIST () "/" INBOX\r\n', 10)]
         try:
-            acct = {"__name__": "dst", "host": "127.0.0.1", "port": str(srv.port),
-                    "tls": "none", "allow_plaintext": "yes", "user": "u",
-                    "password": "x", "output": os.path.join(self.tmp, "out", "dst")}
-            conf = mmtest.write_config(self.tmp, [
-                self.fx.account(self.tmp, *self.src, name="src"), acct],
-                general={"timeout": "30"}, filename="flood.ini")
-            started = time.monotonic()
-            res = mmtest.run_mboxmirror("-c", conf, "--restore", "src", "--to", "dst",
-                                        timeout=60)
-            took = time.monotonic() - started
+            res, took = self.restore_to_fake(srv, filename="flood.ini",
+                                             general={"timeout": "30"}, timeout=60)
         finally:
             srv.stop()
         self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
