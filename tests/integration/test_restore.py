@@ -212,19 +212,26 @@ class RestoreTest(unittest.TestCase):
             self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
         return res
 
-    def restore_to_fake(self, srv, *extra, filename, general=None, timeout):
-        """Restores src into an account "dst" on the fake server srv (plain text, no
-        TLS); returns the run and the seconds it took."""
-        acct = {"__name__": "dst", "host": "127.0.0.1", "port": str(srv.port),
-                "tls": "none", "allow_plaintext": "yes", "user": "u",
-                "password": "x", "output": os.path.join(self.tmp, "out", "dst")}
+    def restore_into(self, dst, *extra, filename, general=None, timeout=300):
+        """Restores src into the account dst (a config section, named "dst") with a
+        config of its own; returns the run and the seconds it took."""
         conf = mmtest.write_config(self.tmp, [
-            self.fx.account(self.tmp, *self.src, name="src"), acct],
+            self.fx.account(self.tmp, *self.src, name="src"), dst],
             general=general, filename=filename)
         started = time.monotonic()
         res = mmtest.run_mboxmirror("-c", conf, "--restore", "src", "--to", "dst",
                                     *extra, timeout=timeout)
         return res, time.monotonic() - started
+
+    def dst_via(self, port, **keys):
+        """The account dst reached through a proxy on port."""
+        return self.fx.account(self.tmp, *self.dst, name="dst", port=port, **keys)
+
+    def fake_dst(self, srv):
+        """An account dst on the fake server srv (plain text, no TLS)."""
+        return {"__name__": "dst", "host": "127.0.0.1", "port": str(srv.port),
+                "tls": "none", "allow_plaintext": "yes", "user": "u",
+                "password": "x", "output": os.path.join(self.tmp, "out", "dst")}
 
     def mirror_source(self):
         res = mmtest.run_mboxmirror("-c", self.conf, "--once", "-a", "src", timeout=300)
@@ -341,14 +348,8 @@ class RestoreTest(unittest.TestCase):
         self.mirror_source()
         proxy = SlowUpload(fx.imaps_port, 1_500_000)
         try:
-            conf = mmtest.write_config(self.tmp, [
-                fx.account(self.tmp, *self.src, name="src"),
-                fx.account(self.tmp, *self.dst, name="dst", port=proxy.port)],
-                general={"log_level": "info"}, filename="slow.ini")
-            started = time.monotonic()
-            res = mmtest.run_mboxmirror("-c", conf, "--restore", "src", "--to", "dst",
-                                        timeout=300)
-            took = time.monotonic() - started
+            res, took = self.restore_into(self.dst_via(proxy.port), filename="slow.ini",
+                                          general={"log_level": "info"})
         finally:
             proxy.close()
         self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
@@ -369,12 +370,8 @@ class RestoreTest(unittest.TestCase):
         self.mirror_source()
         proxy = NoLiteralPlus(fx.nostarttls_port)
         try:
-            conf = mmtest.write_config(self.tmp, [
-                fx.account(self.tmp, *self.src, name="src"),
-                fx.account(self.tmp, *self.dst, name="dst", tls="none",
-                           port=proxy.port)], filename="sync.ini")
-            res = mmtest.run_mboxmirror("-c", conf, "--restore", "src", "--to", "dst",
-                                        timeout=300)
+            res, _ = self.restore_into(self.dst_via(proxy.port, tls="none"),
+                                       filename="sync.ini")
         finally:
             proxy.close()
         self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
@@ -396,12 +393,8 @@ class RestoreTest(unittest.TestCase):
         self.mirror_source()
         proxy = CommandLog(fx.nostarttls_port, b" FETCH ")
         try:
-            conf = mmtest.write_config(self.tmp, [
-                fx.account(self.tmp, *self.src, name="src"),
-                fx.account(self.tmp, *self.dst, name="dst", tls="none",
-                           port=proxy.port)], filename="batches.ini")
-            res = mmtest.run_mboxmirror("-c", conf, "--restore", "src", "--to", "dst",
-                                        timeout=300)
+            res, _ = self.restore_into(self.dst_via(proxy.port, tls="none"),
+                                       filename="batches.ini")
         finally:
             proxy.close()
         self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
@@ -425,8 +418,8 @@ class RestoreTest(unittest.TestCase):
         srv = fi.FakeImap([(b"/", b"INBOX", [b"x\r\n"])]).start()
         srv.hooks["FETCH"] = lambda conn, ctx: [("flood", flood, 10)]
         try:
-            res, took = self.restore_to_fake(srv, filename="flood.ini",
-                                             general={"timeout": "30"}, timeout=60)
+            res, took = self.restore_into(self.fake_dst(srv), filename="flood.ini",
+                                          general={"timeout": "30"}, timeout=60)
         finally:
             srv.stop()
         self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
@@ -445,8 +438,8 @@ class RestoreTest(unittest.TestCase):
             b'* 1 FETCH (RFC822.SIZE 3 INTERNALDATE "03-Sep-2023 14:05:09 +0000")\r\n'
             b"* %d EXISTS\r\n" % next(grown) + ctx["tag"] + b" OK fetched\r\n"]
         try:
-            res, _ = self.restore_to_fake(srv, "--dry-run", filename="grow.ini",
-                                          timeout=30)
+            res, _ = self.restore_into(self.fake_dst(srv), "--dry-run",
+                                       filename="grow.ini", timeout=30)
         finally:
             srv.stop()
         self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
@@ -462,8 +455,8 @@ class RestoreTest(unittest.TestCase):
         srv.hooks["LIST"] = lambda conn, ctx: [
             ("flood", b'* LIST () "/" INBOX\r\n', 10)]
         try:
-            res, took = self.restore_to_fake(srv, filename="flood.ini",
-                                             general={"timeout": "30"}, timeout=60)
+            res, took = self.restore_into(self.fake_dst(srv), filename="flood.ini",
+                                          general={"timeout": "30"}, timeout=60)
         finally:
             srv.stop()
         self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
