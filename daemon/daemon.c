@@ -49,6 +49,8 @@ struct runner {
 	/* push */
 	struct idle_watch *idle;
 	ev_timer idle_timer;		/* restarts the watch after a failure */
+	bool push_asked;		/* a fetch on it, not yet reported */
+	bool sync_after_push;		/* a sync came due during that fetch */
 	unsigned idle_failures;
 	bool idle_unsupported;
 };
@@ -109,7 +111,8 @@ update_status(struct daemon *d)
 
 	for (struct runner *r = d->runners; r != NULL; r = r->next) {
 		total++;
-		if (sched_job_state(r->job) == SCHED_RUNNING)
+		if (sched_job_state(r->job) == SCHED_RUNNING ||
+		    idle_watch_fetching(r->idle))
 			syncing++;
 		if (r->failures > 0)
 			failing++;
@@ -149,6 +152,34 @@ without_full_stop(const char *text)
 	return len > 0 && text[len - 1] == '.' ? len - 1 : len;
 }
 
+/* A sync or a push fetch ended with res: what it saved in the state
+ * (times, counts, failures) goes to the metrics. */
+static void
+note_metrics(struct runner *r, const struct mirror_result *res)
+{
+	if (r->d->metrics == NULL)
+		return;
+	r->metrics.last_duration = res->seconds;
+	metrics_file_load_state(&r->metrics, r->cfg->config->state_dir);
+	metrics_file_changed(r->d->metrics);
+}
+
+/* A sync, or a fetch on the push connection (push), succeeded. */
+static void
+note_success(struct runner *r, const struct mirror_result *res, bool push)
+{
+	if (r->failures > 0)
+		log_info("account %s: recovered after %u failed attempts",
+		    r->account->name, r->failures);
+	r->failures = 0;
+	r->ever_ok = true;
+	if (res->messages > 0)
+		log_info("account %s: %llu new %s (%llu %s) in %.1fs%s",
+		    r->account->name, res->messages, num_plural(res->messages,
+		    "message", "messages"), res->bytes, num_plural(res->bytes,
+		    "byte", "bytes"), res->seconds, push ? " by push" : "");
+}
+
 /* Metrics */
 
 static int
@@ -168,7 +199,8 @@ collect_metrics(void *arg, struct metrics_process *p,
 	 * first (the config's order until a reload adds some). */
 	n = 0;
 	for (r = d->runners; r != NULL; r = r->next) {
-		r->metrics.syncing = sched_job_state(r->job) == SCHED_RUNNING;
+		r->metrics.syncing = sched_job_state(r->job) == SCHED_RUNNING ||
+		    idle_watch_fetching(r->idle);
 		if (r->idle != NULL)
 			push++;
 		a[n++] = &r->metrics;
@@ -225,12 +257,8 @@ on_sync_done(struct sched_job *job, const struct mirror_result *res,
 	(void)job;
 	if (res != NULL && res->error != MIRROR_OK)
 		r->failures++;
-	if (res != NULL && d->metrics != NULL) {
-		r->metrics.last_duration = res->seconds;
-		metrics_file_load_state(&r->metrics,
-		    r->cfg->config->state_dir);
-		metrics_file_changed(d->metrics);
-	}
+	if (res != NULL)
+		note_metrics(r, res);
 	delay = sched_next_delay(d->cfg->config, r->account, res, r->failures,
 	    r->rerun, &fraction);
 	if (fraction > 0)
@@ -241,17 +269,7 @@ on_sync_done(struct sched_job *job, const struct mirror_result *res,
 		return;
 	}
 	if (res->error == MIRROR_OK) {
-		if (r->failures > 0)
-			log_info("account %s: recovered after %u failed "
-			    "attempts", r->account->name, r->failures);
-		r->failures = 0;
-		r->ever_ok = true;
-		if (res->messages > 0)
-			log_info("account %s: %llu new %s (%llu %s) in %.1fs",
-			    r->account->name, res->messages, num_plural(
-			    res->messages, "message", "messages"), res->bytes,
-			    num_plural(res->bytes, "byte", "bytes"),
-			    res->seconds);
+		note_success(r, res, false);
 		r->rerun = false;
 		if (r->account->idle && r->idle == NULL &&
 		    !r->idle_unsupported && !ev_is_active(&r->idle_timer))
@@ -296,12 +314,18 @@ on_sched_changed(struct sched *s, void *arg)
 	update_status(arg);
 }
 
-/* Due now: to the scheduler's queue, unless already there or syncing. */
+/* Due now: to the scheduler's queue, unless already there or syncing.
+ * During a fetch on the push connection (which holds the account's lock)
+ * the sync waits for its end. */
 static void
 enqueue(struct runner *r)
 {
 	if (sched_job_state(r->job) != SCHED_IDLE)
 		return;
+	if (idle_watch_fetching(r->idle)) {
+		r->sync_after_push = true;
+		return;
+	}
 	ev_timer_stop(r->d->loop, &r->timer);
 	(void)sched_enqueue(r->job);
 }
@@ -324,12 +348,76 @@ schedule(struct runner *r, double delay)
 
 /* Push */
 
+/* The push connection is gone (freed already): a fetch asked on it that
+ * never reported, or a sync that waited for it, is a sync's now. */
+static void
+after_lost_push(struct runner *r)
+{
+	bool sync = r->push_asked || r->sync_after_push;
+
+	r->push_asked = r->sync_after_push = false;
+	if (sync)
+		enqueue(r);
+}
+
 static void
 on_idle_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	(void)loop;
 	(void)revents;
 	start_idle(t->data);
+}
+
+/* New mail in INBOX (or push just came up): fetched on the push
+ * connection when nothing else is under way (sched_push_step()). */
+static void
+on_new_mail(struct runner *r)
+{
+	switch (sched_push_step(sched_job_state(r->job), r->failures)) {
+	case SCHED_PUSH_FETCH:
+		if (idle_watch_fetch(r->idle) == 0) {
+			r->push_asked = true;
+			update_status(r->d);
+			return;
+		}
+		/* Not in IDLE just now: a sync, then. */
+		enqueue(r);
+		return;
+	case SCHED_PUSH_RERUN:
+		r->rerun = true;
+		return;
+	case SCHED_PUSH_NONE:
+		return;
+	case SCHED_PUSH_SYNC:
+		enqueue(r);
+		return;
+	}
+}
+
+/* The fetch on the push connection ended.  What it did not do (it left
+ * the mail to a full sync, failed, found the account busy) a sync does. */
+static void
+on_push_fetched(struct runner *r, const struct mirror_result *res)
+{
+	r->push_asked = false;
+	if (!res->declined)
+		note_metrics(r, res);
+	if (res->declined) {
+		log_debug("account %s: new mail left to a full sync",
+		    r->account->name);
+		enqueue(r);
+	} else if (res->error != MIRROR_OK) {
+		log_warnx("%.*s; a full sync follows",
+		    (int)without_full_stop(res->message), res->message);
+		enqueue(r);
+	} else {
+		note_success(r, res, true);
+	}
+	if (r->sync_after_push) {
+		r->sync_after_push = false;
+		enqueue(r);
+	}
+	update_status(r->d);
 }
 
 static void
@@ -351,19 +439,16 @@ on_idle_event(struct idle_watch *w, enum idle_event event, const char *message,
 		metrics_file_changed(r->d->metrics);
 		/* Mail that came after the last sync looked at INBOX and
 		 * before this connection examined it raised no EXISTS here:
-		 * one more sync catches it (cheap when nothing is new). */
-		if (sched_job_state(r->job) == SCHED_RUNNING)
-			r->rerun = true;
-		else
-			enqueue(r);
+		 * one more look catches it (cheap when nothing is new). */
+		on_new_mail(r);
 		update_status(r->d);
 		return;
 	case IDLE_NEW_MAIL:
 		log_debug("account %s: new mail announced", r->account->name);
-		if (sched_job_state(r->job) == SCHED_RUNNING)
-			r->rerun = true;
-		else
-			enqueue(r);
+		on_new_mail(r);
+		return;
+	case IDLE_FETCHED:
+		on_push_fetched(r, idle_watch_result(w));
 		return;
 	case IDLE_UNSUPPORTED:
 		log_info("account %s: %s; polling every %us",
@@ -383,6 +468,7 @@ on_idle_event(struct idle_watch *w, enum idle_event event, const char *message,
 			    message);
 			r->metrics.push_connected = false;
 			idle_watch_free(&r->idle);
+			after_lost_push(r);
 			update_status(r->d);
 			return;
 		}
@@ -394,6 +480,7 @@ on_idle_event(struct idle_watch *w, enum idle_event event, const char *message,
 		r->metrics.push_connected = false;
 		metrics_file_changed(r->d->metrics);
 		idle_watch_free(&r->idle);
+		after_lost_push(r);
 		ev_timer_set(&r->idle_timer, delay, 0);
 		ev_timer_start(r->d->loop, &r->idle_timer);
 		update_status(r->d);

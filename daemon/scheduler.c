@@ -288,6 +288,20 @@ sched_next_delay(const struct config *config, const struct account *account,
 	return account->interval;
 }
 
+enum sched_push_step
+sched_push_step(enum sched_job_state job, unsigned failures)
+{
+	switch (job) {
+	case SCHED_RUNNING:
+		return SCHED_PUSH_RERUN;
+	case SCHED_QUEUED:
+		return SCHED_PUSH_NONE;
+	case SCHED_IDLE:
+		break;
+	}
+	return failures > 0 ? SCHED_PUSH_SYNC : SCHED_PUSH_FETCH;
+}
+
 double
 sched_first_delay(unsigned index, unsigned count, unsigned interval, double u)
 {

@@ -118,4 +118,22 @@ double sched_next_delay(const struct config *config,
     const struct account *account, const struct mirror_result *r,
     unsigned failures, bool rerun, double *jitter_r);
 
+/*
+ * New mail announced on an account's push connection (or the connection
+ * just came up: mail may have come since the last sync looked): what the
+ * daemon does, given its sync job's state and its consecutive failures.
+ * SCHED_PUSH_FETCH: fetch it on the push connection (no new login; only
+ * INBOX changed); SCHED_PUSH_RERUN: a sync runs, another follows it at once;
+ * SCHED_PUSH_NONE: a sync is queued and will see it; SCHED_PUSH_SYNC: a full
+ * sync, queued now (the account is failing: its syncs say why and back off).
+ */
+enum sched_push_step {
+	SCHED_PUSH_FETCH,
+	SCHED_PUSH_RERUN,
+	SCHED_PUSH_NONE,
+	SCHED_PUSH_SYNC,
+};
+enum sched_push_step sched_push_step(enum sched_job_state job,
+    unsigned failures);
+
 #endif

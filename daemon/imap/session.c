@@ -1411,6 +1411,12 @@ session_logout(struct session *s)
 
 /* Accessors */
 
+bool
+session_is_ready(const struct session *s)
+{
+	return s->state == S_READY && session_alive(s);
+}
+
 const struct imap_caps *
 session_caps(const struct session *s)
 {
@@ -1459,3 +1465,14 @@ session_set_sink(struct session *s, imap_sink_fn *sink, void *arg)
 }
 
 
+
+void
+session_set_callbacks(struct session *s, const struct session_callbacks *cb,
+    void *arg)
+{
+	/* Freed inside a callback: none follows, whoever owns it now. */
+	if (s->free_requested)
+		return;
+	s->cb = *cb;
+	s->arg = arg;
+}

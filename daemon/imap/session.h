@@ -192,6 +192,11 @@ void session_idle_stop(struct session *s);
 
 /* The sink for FETCH body literals (see imap/parser.h). */
 void session_set_sink(struct session *s, imap_sink_fn *sink, void *arg);
+/* Another owner for a logged-in session (the push watch lends its
+ * connection to a sync and takes it back): its callbacks from now on.
+ * Commands queued already keep theirs. */
+void session_set_callbacks(struct session *s,
+    const struct session_callbacks *cb, void *arg);
 
 /* Sends LOGOUT after all queued commands; closed (or failed) follows. */
 void session_logout(struct session *s);
@@ -200,6 +205,8 @@ void session_logout(struct session *s);
 void session_abort(struct session *s, enum session_error error,
     const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* Logged in, and neither ended nor logging out: commands may be queued. */
+bool session_is_ready(const struct session *s);
 const struct imap_caps *session_caps(const struct session *s);
 bool session_has_cap(const struct session *s, const char *name);
 enum imap_literal_mode session_literal_mode(const struct session *s);

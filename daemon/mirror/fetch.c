@@ -709,6 +709,7 @@ on_fetch_untagged(struct session *s, const struct imap_response *resp,
 	const struct imap_arg *body;
 
 	(void)s;
+	mirror_observe(m, resp);
 	if (m->step == MS_REMAP_LISTING || m->step == MS_REMAP_DIGESTS) {
 		remapping_untagged(m, resp);
 		return;

@@ -318,6 +318,46 @@ mailboxes_free(struct mirror *m)
 	m->n_mbxs = 0;
 }
 
+/* A push run's plan: INBOX alone, with no STATUS (the push connection
+ * saw new mail; EXAMINE tells the rest).  -1 when out of memory. */
+int
+mailboxes_push_plan(struct mirror *m)
+{
+	struct mbx *mb;
+
+	if ((m->mbxs = calloc(1, sizeof *m->mbxs)) == NULL)
+		return -1;
+	m->cap_mbxs = 1;
+	mb = &m->mbxs[0];
+	mb->name = strdup(PUSH_MAILBOX);
+	mb->display = strdup(PUSH_MAILBOX);
+	/* No delimiter of its own is needed: the name has none. */
+	mb->delimiter = '/';
+	if (mb->name == NULL || mb->display == NULL ||
+	    nameindex_add(&m->mbx_index, 0) != 0) {
+		free(mb->name);
+		free(mb->display);
+		return -1;
+	}
+	m->n_mbxs = 1;
+	m->result.mailboxes_checked = 1;
+	return 0;
+}
+
+/* Whether a push run must leave the new mail to a full sync
+ * (plan_push_mailbox(), on the state just loaded). */
+bool
+mailboxes_push_declined(struct mirror *m)
+{
+	struct plan_status st;
+	struct plan_known known;
+
+	mailboxes_plan_view(m, &m->mbxs[0], &st, &known);
+	return plan_push_mailbox(names_decide(&m->patterns, PUSH_MAILBOX,
+	    m->mbxs[0].delimiter, NULL, NULL), &known, m->push_uidvalidity) !=
+	    PLAN_PUSH_FETCH;
+}
+
 /* LOCK_WAIT */
 
 static void
@@ -464,9 +504,17 @@ on_examine_untagged(struct session *s, const struct imap_response *resp,
 	uint32_t v;
 
 	(void)s;
+	mirror_observe(m, resp);
 	if (resp->keyword != NULL && strcmp(resp->keyword, "EXISTS") == 0 &&
 	    resp->has_number) {
 		m->examine_exists = resp->number;
+		return;
+	}
+	/* One gone before EXAMINE's end: the remap's listing lacks it. */
+	if (resp->keyword != NULL && strcmp(resp->keyword, "EXPUNGE") == 0 &&
+	    resp->has_number && resp->number > 0 && resp->number <=
+	    m->examine_exists) {
+		m->examine_exists--;
 		return;
 	}
 	if (resp->status != IMAP_STATUS_OK || resp->code == NULL ||
@@ -513,6 +561,15 @@ on_examine_done(struct session *s, const struct imap_response *tagged,
 		    m->prefix, mb->display);
 		mirror_mailbox_failed(m, MIRROR_ERR_PROTOCOL,
 		    "the server sent no UIDVALIDITY");
+		mirror_set_state(m, MS_SKIPPING);
+		return;
+	}
+	if (m->push && m->examine_uidvalidity != m->push_uidvalidity) {
+		/* Not while INBOX stayed selected: a full sync sorts it out
+		 * (keeps the old mirror aside, fetches it afresh). */
+		log_info("%s: mailbox %s: UIDVALIDITY changed under the push "
+		    "connection; left to a full sync", m->prefix, mb->display);
+		m->result.declined = true;
 		mirror_set_state(m, MS_SKIPPING);
 		return;
 	}

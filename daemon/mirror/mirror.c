@@ -4,6 +4,7 @@
  * each step, and one place for each state's events:
  *
  *   CONNECTING    on_ready() here (session_start's answer)
+ *   ATTACHED      mirror_start_push() here (the push connection, lent)
  *   LISTING       on_list_untagged(), on_list_done() (mailboxes.c)
  *   STATUS        on_status_untagged(), on_status_done() (mailboxes.c)
  *   LOCK_WAIT     on_lock_timer() (mailboxes.c)
@@ -51,6 +52,7 @@ static const struct session_callbacks mirror_session_cb;
 
 static const char *const mirror_state_names[] = {
 	[MS_CONNECTING] = "connecting",
+	[MS_ATTACHED] = "attached",
 	[MS_LISTING] = "listing",
 	[MS_STATUS] = "status",
 	[MS_LOCK_WAIT] = "lock-wait",
@@ -85,6 +87,29 @@ in_mailbox(const struct mirror *m)
 	    m->step == MS_DRAINING;
 }
 
+static const struct session_callbacks no_session_cb;
+
+/*
+ * The run's connection goes: closed, or for a push run handed back to the
+ * watch that lent it (nothing of the run's may be called from it again;
+ * whatever the run still had in flight is dropped with the connection).
+ */
+static void
+release_session(struct mirror *m)
+{
+	if (m->session == NULL)
+		return;
+	if (!m->push) {
+		session_free(&m->session);
+		return;
+	}
+	if (m->step != MS_DONE)
+		session_abort(m->session, SESSION_OK, "stopped");
+	session_set_sink(m->session, NULL, NULL);
+	session_set_callbacks(m->session, &no_session_cb, NULL);
+	m->session = NULL;
+}
+
 static void
 on_finish_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -93,7 +118,7 @@ on_finish_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)loop;
 	(void)revents;
 	ev_timer_stop(m->loop, &m->finish_timer);
-	session_free(&m->session);
+	release_session(m);
 	m->done(m, &m->result, m->arg);
 }
 
@@ -309,8 +334,18 @@ mirror_all_done(struct mirror *m)
 		m->state.last_error = NULL;
 		m->state.failures = 0;
 	}
+	if (m->push && m->result.declined && m->mbxs_failed == 0) {
+		/* Nothing was done: the state is a full sync's to write. */
+		finish(m);
+		return;
+	}
 	if (mirror_save_state(m) != 0)
 		return;
+	if (m->push) {
+		/* The connection goes back to the watch, logged in. */
+		finish(m);
+		return;
+	}
 	mirror_set_state(m, MS_LOGOUT);
 	session_logout(m->session);
 }
@@ -433,6 +468,7 @@ mirror_fetch_ended(struct mirror *m, const struct imap_response *tagged,
 			fetching_batch_done(m, tagged, b);
 		return;
 	case MS_CONNECTING:
+	case MS_ATTACHED:
 	case MS_LISTING:
 	case MS_STATUS:
 	case MS_LOCK_WAIT:
@@ -472,6 +508,7 @@ mirror_remap_ended(struct mirror *m, const struct imap_response *tagged)
 		return;
 	case MS_FETCHING:
 	case MS_CONNECTING:
+	case MS_ATTACHED:
 	case MS_LISTING:
 	case MS_STATUS:
 	case MS_LOCK_WAIT:
@@ -603,7 +640,7 @@ static bool
 may_reconnect(const struct mirror *m, enum mirror_error error)
 {
 	/* (After LOGOUT everything is committed: nothing to go on with.) */
-	return m->step != MS_DONE && m->step != MS_LOGOUT &&
+	return !m->push && m->step != MS_DONE && m->step != MS_LOGOUT &&
 	    plan_may_reconnect(m->session_messages > 0 || m->session_gave_up,
 	    m->reconnects, MAX_RECONNECTS, error);
 }
@@ -714,12 +751,36 @@ on_session_failed(struct session *s, enum session_error session_error,
 	mirror_fail(m, error, "%s", message);
 }
 
+/* Shows a push run's owner an untagged response (EXISTS, EXPUNGE...). */
+void
+mirror_observe(struct mirror *m, const struct imap_response *resp)
+{
+	if (m->observe != NULL)
+		m->observe(m->session, resp, m->observe_arg);
+}
+
+/* One no command claimed: only the owner of a push connection cares. */
+static void
+on_session_untagged(struct session *s, const struct imap_response *resp,
+    void *arg)
+{
+	(void)s;
+	mirror_observe(arg, resp);
+}
+
 /* Session set-up */
 
 static const struct session_callbacks mirror_session_cb = {
 	.ready = on_ready,
 	.failed = on_session_failed,
 	.closed = on_session_closed,
+};
+
+/* A push run's: no ready (it is logged in already). */
+static const struct session_callbacks mirror_push_session_cb = {
+	.failed = on_session_failed,
+	.closed = on_session_closed,
+	.untagged = on_session_untagged,
 };
 
 /*
@@ -756,14 +817,11 @@ refuse_unknown_mirror(struct mirror *m)
 	return -1;
 }
 
-struct mirror *
-mirror_start(struct ev_loop *loop, const struct config *config,
+static struct mirror *
+mirror_new(struct ev_loop *loop, const struct config *config,
     const struct account *account, mirror_done_fn *done, void *arg)
 {
 	struct mirror *m;
-	char *error = NULL;
-	long holder;
-	int r;
 
 	if ((m = calloc(1, sizeof *m)) == NULL)
 		return NULL;
@@ -782,9 +840,24 @@ mirror_start(struct ev_loop *loop, const struct config *config,
 	snprintf(m->prefix, sizeof m->prefix, "account %s", account->name);
 	m->state_dir = state_account_dir(config->state_dir, account->name);
 	if (m->state_dir == NULL) {
+		mailboxes_free(m);
 		free(m);
 		return NULL;
 	}
+	return m;
+}
+
+/*
+ * The account's lock, then its state: 0 to go on, -1 when the run has
+ * ended (done follows).
+ */
+static int
+lock_and_load(struct mirror *m)
+{
+	char *error = NULL;
+	long holder;
+	int r;
+
 	/* Before anything is read or written: another process syncing the
 	 * account would overwrite our state with its own, and we its. */
 	if ((r = state_lock(m->state_dir, &m->state_lock_fd, &holder,
@@ -805,7 +878,7 @@ mirror_start(struct ev_loop *loop, const struct config *config,
 		/* Not recorded in the state: it is the other's to write. */
 		m->result.error = r == 1 ? MIRROR_ERR_BUSY : MIRROR_ERR_LOCAL;
 		finish(m);
-		return m;
+		return -1;
 	}
 	if (state_load(m->state_dir, &m->state, &error) != 0) {
 		snprintf(m->result.message, sizeof m->result.message,
@@ -813,10 +886,21 @@ mirror_start(struct ev_loop *loop, const struct config *config,
 		free(error);
 		m->result.error = MIRROR_ERR_LOCAL;
 		finish(m);
-		return m;
+		return -1;
 	}
 	m->state.last_attempt = time(NULL);
-	if (refuse_unknown_mirror(m) != 0)
+	return 0;
+}
+
+struct mirror *
+mirror_start(struct ev_loop *loop, const struct config *config,
+    const struct account *account, mirror_done_fn *done, void *arg)
+{
+	struct mirror *m;
+
+	if ((m = mirror_new(loop, config, account, done, arg)) == NULL)
+		return NULL;
+	if (lock_and_load(m) != 0 || refuse_unknown_mirror(m) != 0)
 		return m;
 	if (layout_make_output(account->output) != 0) {
 		mirror_fail(m, MIRROR_ERR_LOCAL, "cannot create %s: %s",
@@ -834,6 +918,42 @@ mirror_start(struct ev_loop *loop, const struct config *config,
 	return m;
 }
 
+/* ATTACHED: the push connection is the run's; INBOX is examined again
+ * with its fetch pipelined behind (mailboxes_next() plans it). */
+struct mirror *
+mirror_start_push(struct ev_loop *loop, const struct config *config,
+    const struct account *account, const struct mirror_push *push,
+    mirror_done_fn *done, void *arg)
+{
+	struct mirror *m;
+
+	if ((m = mirror_new(loop, config, account, done, arg)) == NULL)
+		return NULL;
+	m->push = true;
+	m->push_uidvalidity = push->uidvalidity;
+	mirror_set_state(m, MS_ATTACHED);
+	if (mailboxes_push_plan(m) != 0) {
+		mirror_free(&m);
+		return NULL;
+	}
+	if (lock_and_load(m) != 0)
+		return m;
+	if (mailboxes_push_declined(m)) {
+		log_debug("%s: new mail left to a full sync", m->prefix);
+		m->result.declined = true;
+		finish(m);
+		return m;
+	}
+	m->session = push->session;
+	m->observe = push->observe;
+	m->observe_arg = push->observe_arg;
+	session_set_callbacks(m->session, &mirror_push_session_cb, m);
+	session_set_sink(m->session, fetch_sink, m);
+	log_debug("%s: fetching new mail on the push connection", m->prefix);
+	mailboxes_next(m);
+	return m;
+}
+
 void
 mirror_free(struct mirror **mp)
 {
@@ -848,7 +968,7 @@ mirror_free(struct mirror **mp)
 	progress_stop(m);
 	mbox_close(&m->mbox);
 	msgindex_close(&m->msgindex);
-	session_free(&m->session);
+	release_session(m);
 	mailboxes_free(m);
 	free(m->todo);
 	free(m->todo_sizes);

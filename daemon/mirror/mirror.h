@@ -30,6 +30,10 @@ struct mirror_result {
 	unsigned long long messages;	/* appended */
 	unsigned long long bytes;	/* message bytes appended */
 	double seconds;
+	/* A push run (mirror_start_push()) that did nothing, leaving the
+	 * new mail to a full sync (plan_push_mailbox() said so); error is
+	 * MIRROR_OK then. */
+	bool declined;
 };
 
 struct mirror;
@@ -45,6 +49,33 @@ typedef void mirror_done_fn(struct mirror *m, const struct mirror_result *r,
  */
 struct mirror *mirror_start(struct ev_loop *loop, const struct config *config,
     const struct account *account, mirror_done_fn *done, void *arg);
+/*
+ * A push run: the new mail of INBOX fetched on the push connection, already
+ * logged in with INBOX examined (no new login).  The run takes the session
+ * over (its callbacks, its body sink) and, with the account's lock held as
+ * mirror_start() holds it, EXAMINEs INBOX again with the size query of what
+ * is above the state's last UID pipelined behind, fetches that in batches
+ * and commits it by the same protocol, then saves the outcome (last success
+ * included) without LOGOUT.  When it ends, done is called (as for
+ * mirror_start()) with the session handed back: callbacks and sink cleared,
+ * still logged in unless the result is a failure the connection caused or
+ * that stopped it (session_is_ready() tells).  Every untagged response the
+ * run gets is shown to observe first (EXISTS and EXPUNGE keep the owner's
+ * count).  No reconnect: what arrived whole is committed, the rest is a
+ * full sync's.  A run plan_push_mailbox() turns down ends with
+ * result.declined, the state untouched; one whose lock another sync holds
+ * with MIRROR_ERR_BUSY; neither touches the session.
+ */
+struct mirror_push {
+	struct session *session;
+	uint32_t uidvalidity;		/* of INBOX, as EXAMINE said */
+	session_untagged_fn *observe;
+	void *observe_arg;
+};
+struct mirror *mirror_start_push(struct ev_loop *loop,
+    const struct config *config, const struct account *account,
+    const struct mirror_push *push, mirror_done_fn *done, void *arg);
+
 /*
  * Warns of each pattern in the account's mailboxes and exclude that decided
  * no mailbox (include_hit and exclude_hit as names_decide() noted them):

@@ -89,6 +89,8 @@
 /* UIDs a size query may list beyond the messages the mailbox holds (new
  * mail meanwhile) before the server counts as listing without end. */
 #define TODO_SLACK 100000
+/* The mailbox a push run fetches: the one the push connection watches. */
+#define PUSH_MAILBOX "INBOX"
 /* Mailboxes of one account; a server listing more is not believed. */
 #define MAX_MAILBOXES 100000
 /* Bytes of a BODY[HEADER.FIELDS (MESSAGE-ID)] answer looked at (a
@@ -102,6 +104,10 @@
  * Where a run stands; mirror_set_state() is the only way to change it.
  *
  *   CONNECTING   connect, TLS, login (session_start; ready follows)
+ *   ATTACHED     a push run (mirror_start_push()) on the push connection,
+ *                logged in with INBOX examined: its plan is INBOX alone,
+ *                EXAMINE follows at once, and instead of LOGOUT the
+ *                connection is handed back at DONE
  *   LISTING      LIST for each pattern (with LIST-STATUS, the plan's
  *                STATUS comes with it)
  *   STATUS       the STATUS of every mailbox LIST-STATUS did not answer
@@ -134,10 +140,13 @@
  * [-> REMAP_LISTING [-> REMAP_DIGESTS]] -> FETCHING | REFETCHING ->
  * FETCHING | SKIPPING | DRAINING -> the next
  * mailbox ... -> LOGOUT -> DONE; RECONNECTING -> CONNECTING from any state
- * with a connection; DONE from anywhere.
+ * with a connection; DONE from anywhere.  A push run: ATTACHED ->
+ * [LOCK_WAIT ->] EXAMINING -> ... (INBOX as above) -> DONE, never
+ * RECONNECTING or LOGOUT.
  */
 enum mirror_state {
 	MS_CONNECTING,
+	MS_ATTACHED,
 	MS_LISTING,
 	MS_STATUS,
 	MS_LOCK_WAIT,
@@ -193,6 +202,12 @@ struct mirror {
 	ev_tstamp lock_wait_since;	/* 0: not waiting */
 
 	struct session *session;
+	/* A push run: the session is the push watch's, lent (handed back at
+	 * DONE, never freed here); observe sees every untagged response. */
+	bool push;
+	uint32_t push_uidvalidity;
+	session_untagged_fn *observe;
+	void *observe_arg;
 	char *state_dir;
 	int state_lock_fd;		/* the account lock; -1: not held */
 	struct account_state state;
@@ -247,6 +262,8 @@ struct mirror {
 	/* A remap after a changed UIDVALIDITY (remapping.c) */
 	unsigned remap_pending;		/* its UID FETCHes unanswered */
 	bool remap_refused;		/* one of them was */
+	char remap_refusal[ERROR_TEXT_MAX];	/* the first refusal's text */
+	struct remap_census remap_census;	/* EXPUNGE, EXISTS meanwhile */
 	bool remap_declined;		/* poor or impossible: as before */
 	bool remap_listing_sent;
 	struct remap_server *rs;	/* what the server listed */
@@ -313,6 +330,7 @@ void mirror_mailbox_done(struct mirror *);
 void mirror_drain_mailbox(struct mirror *);
 void mirror_fetch_ended(struct mirror *, const struct imap_response *,
     const struct batch *);
+void mirror_observe(struct mirror *, const struct imap_response *);
 void mirror_remap_ended(struct mirror *, const struct imap_response *);
 void mirror_refetch(struct mirror *);
 
@@ -320,6 +338,8 @@ void mirror_refetch(struct mirror *);
 int mailboxes_list(struct mirror *);
 void mailboxes_next(struct mirror *);
 void mailboxes_init(struct mirror *);
+int mailboxes_push_plan(struct mirror *);
+bool mailboxes_push_declined(struct mirror *);
 void mailboxes_free(struct mirror *);
 void mailboxes_plan_view(const struct mirror *, const struct mbx *,
     struct plan_status *, struct plan_known *);

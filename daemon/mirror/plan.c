@@ -318,3 +318,15 @@ plan_new_estimate(const struct plan_status *st, const struct plan_known *k)
 		n = st->uidnext - k->last_uid - 1;
 	return n;
 }
+
+enum plan_push
+plan_push_mailbox(bool selected, const struct plan_known *k,
+    uint32_t watched_uidvalidity)
+{
+	if (!selected || !k->known || watched_uidvalidity == 0 ||
+	    k->uidvalidity != watched_uidvalidity)
+		return PLAN_PUSH_FULL_SYNC;
+	if (k->hole_uid != 0 || k->last_uid == UINT32_MAX)
+		return PLAN_PUSH_FULL_SYNC;
+	return PLAN_PUSH_FETCH;
+}

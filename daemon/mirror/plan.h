@@ -229,6 +229,26 @@ bool plan_refusal_transient(const char *code);
 bool plan_may_reconnect(bool got_somewhere, unsigned reconnects, unsigned max,
     enum mirror_error error);
 
+/* Push */
+
+/*
+ * New mail announced on the push connection (INBOX examined there, with
+ * watched_uidvalidity): whether it is fetched on that connection
+ * (PLAN_PUSH_FETCH: EXAMINE and UID FETCH of what is above the state's last
+ * UID, no new login) or left to a full sync on a connection of its own.
+ * Only INBOX as a full sync left it: selected by the account's patterns
+ * (selected), known to the state with the same UIDVALIDITY and no message
+ * waiting to be delivered again (a hole counts a try per sync; push runs
+ * would use those up in seconds).  Anything else is a full sync's to sort
+ * out: a changed UIDVALIDITY, a first mirror, a hole.
+ */
+enum plan_push {
+	PLAN_PUSH_FETCH,
+	PLAN_PUSH_FULL_SYNC,
+};
+enum plan_push plan_push_mailbox(bool selected, const struct plan_known *known,
+    uint32_t watched_uidvalidity);
+
 /* Progress */
 
 /*

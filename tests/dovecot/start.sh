@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # start.sh DIR -- start the private Dovecot test fixture in DIR.
 #
-# Five small Dovecot 2.3 instances on loopback, on free high ports picked at start, all
+# Six small Dovecot 2.3 instances on loopback, on free high ports picked at start, all
 # sharing one passwd-file and one mail store (sdbox, hierarchy separator "/"):
 #
 #   main           IMAPS_PORT          implicit TLS, certificate from our CA
@@ -11,6 +11,9 @@
 #                                      listens on LOGINDISABLED_HOST (127.0.0.2), see below
 #   badca          BADCA_PORT          implicit TLS, certificate from an untrusted CA
 #   wrongname      WRONGNAME_PORT      implicit TLS, our CA, but issued to WRONGNAME_HOSTNAME
+#   penalty        PENALTY_PORT        implicit TLS, our CA, with Dovecot's authentication
+#                                      penalty on (the others have it off): after a failed
+#                                      login every login from that address waits seconds
 #
 # Why separate instances: Dovecot 2.3 decides STARTTLS and the certificate per local IP
 # (`local` blocks) or SNI name, never per listener port, so one port with other TLS settings
@@ -39,7 +42,7 @@ DOVEADM_BIN=$(command -v doveadm || echo /usr/bin/doveadm)
 NUSERS=5
 WRONGNAME_HOSTNAME=wrong.example.org
 LOGINDISABLED_HOST=127.0.0.2
-INSTANCES="main plain logindisabled badca wrongname"
+INSTANCES="main plain logindisabled badca wrongname penalty"
 
 die() {
 	echo "dovecot fixture: $*" >&2
@@ -217,6 +220,11 @@ last_valid_gid = $MAIL_GID
 mail_location = sdbox:~/sdbox
 # Throw-away test mail: no fsync on the server side.
 mail_fsync = never
+# IDLE learns of new mail through inotify, one instance per IMAP process, at most
+# fs.inotify.max_user_instances (128) per UID: many IDLE connections of the same mail
+# user on this machine (a bench, other fixtures) use them up, and Dovecot then looks
+# for new mail only every mailbox_idle_check_interval (30 s unless set).
+mailbox_idle_check_interval = 1 sec
 namespace inbox {
   inbox = yes
   separator = /
@@ -316,12 +324,23 @@ conf_of() {
 start_all() {
 	local p
 	read -r IMAPS_PORT IMAP_PORT NOSTARTTLS_PORT LOGINDISABLED_PORT BADCA_PORT WRONGNAME_PORT \
-	    <<<"$(free_ports 6)"
+	    PENALTY_PORT <<<"$(free_ports 7)"
 	write_conf main yes yes 127.0.0.1 "$IMAP_PORT" "$IMAPS_PORT" server
 	write_conf plain no no 127.0.0.1 "$NOSTARTTLS_PORT" 0
 	write_conf logindisabled no yes "$LOGINDISABLED_HOST" "$LOGINDISABLED_PORT" 0
 	write_conf badca required yes 127.0.0.1 0 "$BADCA_PORT" badca-server
 	write_conf wrongname required yes 127.0.0.1 0 "$WRONGNAME_PORT" wrongname
+	write_conf penalty required yes 127.0.0.1 0 "$PENALTY_PORT" server
+	# As a stock Dovecot: a failed login waits 2 s, and anvil tracks failures per
+	# address, delaying the next logins from there (2 s, doubling up to 15 s).
+	cat >>"$DIR/penalty.conf" <<-EOF
+	auth_failure_delay = 2 secs
+	service anvil {
+	  unix_listener anvil-auth-penalty {
+	    mode = 0600
+	  }
+	}
+	EOF
 	for p in $INSTANCES; do
 		# Detached from our output: the daemon would keep a caller's pipe open.
 		if ! "$DOVECOT" -c "$(conf_of "$p")" </dev/null >"$DIR/startup-$p.log" 2>&1; then
@@ -331,7 +350,7 @@ start_all() {
 	done
 	wait_ports "127.0.0.1:$IMAPS_PORT" "127.0.0.1:$IMAP_PORT" "127.0.0.1:$NOSTARTTLS_PORT" \
 	    "$LOGINDISABLED_HOST:$LOGINDISABLED_PORT" "127.0.0.1:$BADCA_PORT" \
-	    "127.0.0.1:$WRONGNAME_PORT"
+	    "127.0.0.1:$WRONGNAME_PORT" "127.0.0.1:$PENALTY_PORT"
 }
 
 # A port taken between choosing and binding it makes an instance fail: try again.
@@ -361,6 +380,7 @@ LOGINDISABLED_PORT=$LOGINDISABLED_PORT
 BADCA_PORT=$BADCA_PORT
 WRONGNAME_PORT=$WRONGNAME_PORT
 WRONGNAME_HOSTNAME=$WRONGNAME_HOSTNAME
+PENALTY_PORT=$PENALTY_PORT
 CA_FILE=$(q "$SSL/ca.pem")
 BADCA_FILE=$(q "$SSL/badca.pem")
 SERVER_PIN_SHA256=$(q "$(pin_of server)")
@@ -381,4 +401,4 @@ EOF
 chmod 644 "$DIR/env"
 echo "dovecot fixture: running in $DIR (imaps $IMAPS_PORT, starttls $IMAP_PORT," \
     "no-starttls $NOSTARTTLS_PORT, logindisabled $LOGINDISABLED_HOST:$LOGINDISABLED_PORT," \
-    "bad CA $BADCA_PORT, wrong name $WRONGNAME_PORT)"
+    "bad CA $BADCA_PORT, wrong name $WRONGNAME_PORT, auth penalty $PENALTY_PORT)"

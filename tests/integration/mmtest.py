@@ -123,7 +123,7 @@ class Fixture:
 
     Attributes: host, imaps_port, imap_port (STARTTLS offered), nostarttls_port,
     logindisabled_host, logindisabled_port, badca_port, wrongname_port,
-    wrongname_hostname, ca_file, badca_file, server_pin, badca_pin, wrongname_pin,
+    wrongname_hostname, penalty_port, ca_file, badca_file, server_pin, badca_pin, wrongname_pin,
     mail_root, log_path, users ({name: password} of the fixed users user1..user5),
     env (the raw dict).
     """
@@ -140,6 +140,8 @@ class Fixture:
         self.badca_port = int(e["BADCA_PORT"])
         self.wrongname_port = int(e["WRONGNAME_PORT"])
         self.wrongname_hostname = e["WRONGNAME_HOSTNAME"]
+        # Implicit TLS with Dovecot's authentication penalty on (off elsewhere).
+        self.penalty_port = int(e["PENALTY_PORT"])
         self.ca_file = e["CA_FILE"]
         self.badca_file = e["BADCA_FILE"]
         self.server_pin = e["SERVER_PIN_SHA256"]

@@ -35,6 +35,9 @@ class TestIdle(DaemonTestCase):
         d.wait_log(rf"account {name}: waiting for new mail \(IDLE\)")
         wait_for(lambda: mbox_count(inbox(self.tmp, name)) == 1, 10,
                  what=f"first sync of {name}")
+        # Push looks at INBOX once it is up (mail may have come since the
+        # sync): on the push connection, which is back in IDLE after it.
+        d.wait_log(rf"account {name}: push fetching -> idling")
         return d, (user, password), [first]
 
     def assert_push_works(self, d, name, creds, sent, what):

@@ -20,6 +20,9 @@
 #include "imap/session.h"
 #include "log.h"
 #include "mirror/idle.h"
+#include "mirror/mirror.h"
+#include "mirror/state.h"
+#include "testdir.h"
 
 #define CAPS_IDLE "IMAP4rev1 AUTH=PLAIN SASL-IR IDLE"
 
@@ -50,15 +53,18 @@ static enum idle_event events[16];
 static unsigned n_events;
 static char message[512];
 static bool timed_out;
+static struct mirror_result fetched;	/* at the last IDLE_FETCHED */
+static char dir[64];			/* a push test's state and output */
 
 static void
 on_event(struct idle_watch *w, enum idle_event event, const char *msg,
     void *arg)
 {
-	(void)w;
 	(void)arg;
 	if (n_events < 16)
 		events[n_events++] = event;
+	if (event == IDLE_FETCHED)
+		fetched = *idle_watch_result(w);
 	snprintf(message, sizeof message, "%s", msg != NULL ? msg : "");
 	ev_break(loop, EVBREAK_ONE);
 }
@@ -325,6 +331,210 @@ test_secret_unavailable(void **state)
 	assert_string_equal(srv.log, "");
 }
 
+/* Push fetches: a state and an output of their own, INBOX mirrored by a
+ * full sync first (its connection ends before the watch's begins). */
+static void
+on_sync_done(struct mirror *m, const struct mirror_result *r, void *arg)
+{
+	(void)m;
+	*(struct mirror_result *)arg = *r;
+	ev_break(loop, EVBREAK_ONE);
+}
+
+static void
+push_configure(void)
+{
+	char text[512];
+
+	snprintf(dir, sizeof dir, "/tmp/mm-idle-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	config_free(&cfg);
+	snprintf(text, sizeof text,
+	    "[general]\nstate_dir = %s/state\ntimeout = 45s\n"
+	    "[acct]\nhost = imap.example.org\nuser = user\npassword = s3cret\n"
+	    "tls = none\nallow_plaintext = yes\ncompress = no\n"
+	    "output = %s/out\n", dir, dir);
+	assert_int_equal(config_load_string("t.ini", text, &cfg), 0);
+}
+
+static void
+full_sync(void)
+{
+	struct mirror_result r = { .error = MIRROR_ERR_LOCAL };
+	struct mirror *m;
+
+	m = mirror_start(loop, cfg, &cfg->accounts[0], on_sync_done, &r);
+	assert_non_null(m);
+	ev_run(loop, 0);
+	mirror_free(&m);
+	assert_int_equal(r.error, MIRROR_OK);
+	pump();
+}
+
+static uint32_t
+inbox_last_uid(void)
+{
+	struct account_state st = { 0 };
+	char *sd = state_account_dir(cfg->state_dir, "acct"), *error = NULL;
+	const struct mailbox_state *ms;
+	uint32_t uid;
+
+	assert_int_equal(state_load(sd, &st, &error), 0);
+	ms = state_find(&st, "INBOX");
+	uid = ms != NULL ? ms->last_uid : 0;
+	state_clear(&st);
+	free(sd);
+	return uid;
+}
+
+/* Entries ("From " lines) of the INBOX mirror. */
+static int
+inbox_entries(void)
+{
+	char path[128], line[256];
+	FILE *f;
+	int n = 0;
+
+	snprintf(path, sizeof path, "%s/out/INBOX.mbox", dir);
+	if ((f = fopen(path, "r")) == NULL)
+		return -1;
+	while (fgets(line, sizeof line, f) != NULL)
+		if (strncmp(line, "From ", 5) == 0)
+			n++;
+	fclose(f);
+	return n;
+}
+
+static int
+push_teardown(void **state)
+{
+	int r = teardown(state);
+
+	testdir_remove(dir);
+	return r;
+}
+
+/* New mail fetched on the watch's own connection: DONE, EXAMINE with the
+ * size query, the body, IDLE again; no second connection, no login. */
+static void
+test_push_fetch(void **state)
+{
+	(void)state;
+	push_configure();
+	full_sync();
+	assert_int_equal(srv.connections, 1);
+	start();
+	wait_events(1);
+	assert_int_equal(events[0], IDLE_WATCHING);
+	imapd_add_message(&srv.boxes[0], "d");
+	imapd_push(&srv, "* 4 EXISTS");
+	wait_events(2);
+	assert_int_equal(events[1], IDLE_NEW_MAIL);
+	assert_false(idle_watch_fetching(watch));
+	assert_int_equal(idle_watch_fetch(watch), 0);
+	assert_true(idle_watch_fetching(watch));
+	/* Not twice at once. */
+	assert_int_equal(idle_watch_fetch(watch), -1);
+	wait_events(3);
+	assert_int_equal(events[2], IDLE_FETCHED);
+	assert_int_equal(fetched.error, MIRROR_OK);
+	assert_false(fetched.declined);
+	assert_int_equal(fetched.messages, 1);
+	assert_int_equal(inbox_entries(), 4);
+	assert_int_equal(inbox_last_uid(), 4);
+	pump();
+	assert_false(idle_watch_fetching(watch));
+	assert_int_equal(srv.connections, 2);
+	assert_int_equal(srv.idles, 2);
+	/* The body of UID 4 alone, asked once. */
+	assert_int_equal(imapd_count(&srv, "UID FETCH 4 (UID INTERNALDATE "),
+	    1);
+	assert_int_equal(srv.body_fetches, 2);	/* the sync's and this */
+	assert_int_equal(srv.logouts, 1);	/* the sync's alone */
+	/* Watching again, from the count the fetch saw. */
+	imapd_add_message(&srv.boxes[0], "e");
+	imapd_push(&srv, "* 5 EXISTS");
+	wait_events(4);
+	assert_int_equal(events[3], IDLE_NEW_MAIL);
+	assert_int_equal(idle_watch_fetch(watch), 0);
+	wait_events(5);
+	assert_int_equal(fetched.messages, 1);
+	assert_int_equal(inbox_entries(), 5);
+	assert_int_equal(srv.connections, 2);
+}
+
+/* INBOX never mirrored: the push run leaves it to a full sync, touching
+ * neither the state nor the connection, which goes back to IDLE. */
+static void
+test_push_declined(void **state)
+{
+	(void)state;
+	push_configure();
+	start();
+	wait_events(1);
+	assert_int_equal(idle_watch_fetch(watch), 0);
+	wait_events(2);
+	assert_int_equal(events[1], IDLE_FETCHED);
+	assert_true(fetched.declined);
+	assert_int_equal(fetched.error, MIRROR_OK);
+	assert_int_equal(inbox_entries(), -1);
+	pump();
+	assert_int_equal(srv.idles, 2);
+	assert_int_equal(imapd_count(&srv, "EXAMINE INBOX"), 1);
+	assert_int_equal(srv.connections, 1);
+}
+
+/* Another sync holds the account: the push run says so without touching
+ * the state or the connection, which goes back to IDLE. */
+static void
+test_push_busy(void **state)
+{
+	char *sd, *error = NULL;
+	long holder = 0;
+	int fd = -1;
+
+	(void)state;
+	push_configure();
+	full_sync();
+	sd = state_account_dir(cfg->state_dir, "acct");
+	assert_int_equal(state_lock(sd, &fd, &holder, &error), 0);
+	start();
+	wait_events(1);
+	imapd_add_message(&srv.boxes[0], "d");
+	assert_int_equal(idle_watch_fetch(watch), 0);
+	wait_events(2);
+	assert_int_equal(events[1], IDLE_FETCHED);
+	assert_int_equal(fetched.error, MIRROR_ERR_BUSY);
+	assert_int_equal(inbox_entries(), 3);
+	pump();
+	assert_int_equal(srv.idles, 2);
+	/* The sync's and the watch's: none for a push run. */
+	assert_int_equal(imapd_count(&srv, "EXAMINE INBOX"), 2);
+	state_unlock(&fd);
+	free(sd);
+}
+
+/* The link fails in the middle of a push fetch: the run says so, then the
+ * watch fails; nothing half-fetched is committed. */
+static void
+test_push_fetch_link_lost(void **state)
+{
+	(void)state;
+	push_configure();
+	full_sync();
+	start();
+	wait_events(1);
+	imapd_add_message(&srv.boxes[0], "d");
+	srv.drop_on_fetch = true;
+	assert_int_equal(idle_watch_fetch(watch), 0);
+	wait_events(3);
+	assert_int_equal(events[1], IDLE_FETCHED);
+	assert_int_not_equal(fetched.error, MIRROR_OK);
+	assert_int_equal(events[2], IDLE_FAILED);
+	assert_int_equal(inbox_entries(), 3);
+	assert_int_equal(inbox_last_uid(), 3);
+}
+
 int
 main(void)
 {
@@ -345,6 +555,14 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_secret_unavailable, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_push_fetch, setup,
+		    push_teardown),
+		cmocka_unit_test_setup_teardown(test_push_declined, setup,
+		    push_teardown),
+		cmocka_unit_test_setup_teardown(test_push_busy, setup,
+		    push_teardown),
+		cmocka_unit_test_setup_teardown(test_push_fetch_link_lost,
+		    setup, push_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

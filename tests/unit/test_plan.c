@@ -559,6 +559,39 @@ test_new_estimate(void **state)
 	assert_int_equal(plan_new_estimate(&st, &k), 0);
 }
 
+/* New mail on the push connection is fetched there only for INBOX as a
+ * full sync left it; anything else is a full sync's. */
+static void
+test_push_mailbox(void **state)
+{
+	struct plan_known k = { .known = true, .uidvalidity = 7,
+	    .uidnext = 11, .last_uid = 10 };
+	struct plan_known unknown = { 0 };
+	struct plan_known hole = k, full = k, empty = k;
+
+	(void)state;
+	assert_int_equal(plan_push_mailbox(true, &k, 7), PLAN_PUSH_FETCH);
+	/* Mirrored before while empty: the fetch starts at UID 1. */
+	empty.last_uid = 0;
+	assert_int_equal(plan_push_mailbox(true, &empty, 7), PLAN_PUSH_FETCH);
+	/* Not among the account's mailboxes (patterns, exclude). */
+	assert_int_equal(plan_push_mailbox(false, &k, 7), PLAN_PUSH_FULL_SYNC);
+	/* Never mirrored: the first sync is a full one. */
+	assert_int_equal(plan_push_mailbox(true, &unknown, 7),
+	    PLAN_PUSH_FULL_SYNC);
+	/* UIDVALIDITY changed, or the server sent none. */
+	assert_int_equal(plan_push_mailbox(true, &k, 8), PLAN_PUSH_FULL_SYNC);
+	assert_int_equal(plan_push_mailbox(true, &k, 0), PLAN_PUSH_FULL_SYNC);
+	/* A message to ask again: counted once a full sync, not a push. */
+	hole.hole_uid = 12;
+	assert_int_equal(plan_push_mailbox(true, &hole, 7),
+	    PLAN_PUSH_FULL_SYNC);
+	/* Nothing can come after the last UID there is. */
+	full.last_uid = UINT32_MAX;
+	assert_int_equal(plan_push_mailbox(true, &full, 7),
+	    PLAN_PUSH_FULL_SYNC);
+}
+
 int
 main(void)
 {
@@ -592,6 +625,7 @@ main(void)
 		cmocka_unit_test(test_may_reconnect),
 		cmocka_unit_test(test_progress_loud),
 		cmocka_unit_test(test_new_estimate),
+		cmocka_unit_test(test_push_mailbox),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

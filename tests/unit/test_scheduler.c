@@ -532,6 +532,21 @@ test_next_delay(void **state)
 	assert_true(fraction == 0);
 }
 
+/* New mail on the push connection: fetched there only while nothing else
+ * is under way and the account is not failing. */
+static void
+test_push_step(void **state)
+{
+	(void)state;
+	assert_int_equal(sched_push_step(SCHED_IDLE, 0), SCHED_PUSH_FETCH);
+	assert_int_equal(sched_push_step(SCHED_RUNNING, 0), SCHED_PUSH_RERUN);
+	assert_int_equal(sched_push_step(SCHED_RUNNING, 3), SCHED_PUSH_RERUN);
+	assert_int_equal(sched_push_step(SCHED_QUEUED, 0), SCHED_PUSH_NONE);
+	assert_int_equal(sched_push_step(SCHED_QUEUED, 2), SCHED_PUSH_NONE);
+	/* Failing: a full sync says why, and backs off. */
+	assert_int_equal(sched_push_step(SCHED_IDLE, 1), SCHED_PUSH_SYNC);
+}
+
 /* The first syncs: a few accounts within SCHED_FIRST_MIN; many over
  * count / SCHED_FIRST_RATE seconds, never past an account's interval; each
  * in its own slot, so no second holds more than its share. */
@@ -593,6 +608,7 @@ main(void)
 		T(test_free_stops_all),
 		cmocka_unit_test(test_backoff),
 		cmocka_unit_test(test_next_delay),
+		cmocka_unit_test(test_push_step),
 		cmocka_unit_test(test_first_delay),
 #undef T
 	};
