@@ -408,23 +408,30 @@ class RestoreTest(unittest.TestCase):
             seen.update(range(lo, hi + 1))
         self.assertEqual(seen, set(range(1, n + 1)))
 
-    def test_target_floods_fetch(self):
-        """A target that answers a FETCH with more messages than asked for: a
-        protocol error, not memory filled for as long as it goes on."""
+    def assert_flood_refused(self, command, flood, inbox, error):
+        """Restores one message into a fake target whose INBOX holds inbox and which
+        answers command with flood without end: the run fails with error soon."""
         self.fx.append(*self.src, "INBOX", mmtest.make_message("one"))
         self.mirror_source()
-        flood = (b'* 1 FETCH (RFC822.SIZE 10 INTERNALDATE "03-Sep-2023 14:05:09 +0000" '
-                 b'BODY[HEADER.FIELDS (MESSAGE-ID)] {4}\r\nx\r\n\r)\r\n')
-        srv = fi.FakeImap([(b"/", b"INBOX", [b"x\r\n"])]).start()
-        srv.hooks["FETCH"] = lambda conn, ctx: [("flood", flood, 10)]
+        srv = fi.FakeImap([(b"/", b"INBOX", inbox)]).start()
+        srv.hooks[command] = lambda conn, ctx: [("flood", flood, 10)]
         try:
             res, took = self.restore_into(self.fake_dst(srv), filename="flood.ini",
                                           general={"timeout": "30"}, timeout=60)
         finally:
             srv.stop()
         self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
-        self.assertIn("more FETCH responses than messages asked for", res.stderr)
+        self.assertIn(error, res.stderr)
         self.assertLess(took, 8)
+
+    def test_target_floods_fetch(self):
+        """A target that answers a FETCH with more messages than asked for: a
+        protocol error, not memory filled for as long as it goes on."""
+        self.assert_flood_refused(
+            "FETCH",
+            b'* 1 FETCH (RFC822.SIZE 10 INTERNALDATE "03-Sep-2023 14:05:09 +0000" '
+            b'BODY[HEADER.FIELDS (MESSAGE-ID)] {4}\r\nx\r\n\r)\r\n',
+            [b"x\r\n"], "more FETCH responses than messages asked for")
 
     def test_target_grows_while_scanned(self):
         """Messages that arrive while the target mailbox is looked up are not looked
@@ -449,19 +456,8 @@ class RestoreTest(unittest.TestCase):
     def test_target_floods_list(self):
         """A target that lists mailboxes without end: a protocol error once it lists
         more than an account holds (as a sync and --list take it)."""
-        self.fx.append(*self.src, "INBOX", mmtest.make_message("one"))
-        self.mirror_source()
-        srv = fi.FakeImap([(b"/", b"INBOX", [])]).start()
-        srv.hooks["LIST"] = lambda conn, ctx: [
-            ("flood", b'* LIST () "/" INBOX\r\n', 10)]
-        try:
-            res, took = self.restore_into(self.fake_dst(srv), filename="flood.ini",
-                                          general={"timeout": "30"}, timeout=60)
-        finally:
-            srv.stop()
-        self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
-        self.assertIn("the server lists more than 100000 mailboxes", res.stderr)
-        self.assertLess(took, 8)
+        self.assert_flood_refused("LIST", b'* LIST () "/" INBOX\r\n', [],
+                                  "the server lists more than 100000 mailboxes")
 
     def test_many_mailboxes_small_stack(self):
         """Mailboxes with nothing to do on the target follow one another in a loop,
