@@ -64,16 +64,27 @@ def append_raw(fx, user, password, mailbox, message, flags="", date=None):
         assert typ == "OK", data
 
 
-class SlowUpload:
-    """A loopback TCP proxy that passes the client's bytes at about rate bytes/s (the
-    server's at full speed): an upload that takes seconds.  TLS stays end to end."""
+class Proxy:
+    """A loopback TCP proxy to port that passes the bytes of each connection on as
+    client_bytes() (the client's) and server_bytes (the server's) give them back:
+    as they are, unless a subclass says otherwise."""
 
-    def __init__(self, port, rate):
-        self.target, self.rate = port, rate
+    chunk = 65536
+
+    def __init__(self, port):
+        self.target = port
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.socks = []
         threading.Thread(target=self._accept, daemon=True).start()
+
+    def client_bytes(self):
+        """What to pass on of each chunk the client sends, a function per connection
+        (so that it may keep what it needs between chunks)."""
+        return lambda data: data
+
+    def server_bytes(self, data):
+        return data
 
     def _accept(self):
         while True:
@@ -83,21 +94,17 @@ class SlowUpload:
                 return
             server = socket.create_connection(("127.0.0.1", self.target))
             self.socks += [client, server]
-            threading.Thread(target=self._pump, args=(client, server, self.rate),
+            threading.Thread(target=self._pump,
+                             args=(client, server, self.client_bytes()),
                              daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, None),
+            threading.Thread(target=self._pump,
+                             args=(server, client, self.server_bytes),
                              daemon=True).start()
 
-    @staticmethod
-    def _pump(src, dst, rate):
+    def _pump(self, src, dst, change):
         try:
-            while True:
-                data = src.recv(16384)
-                if not data:
-                    break
-                dst.sendall(data)
-                if rate:
-                    time.sleep(len(data) / rate)
+            while data := src.recv(self.chunk):
+                dst.sendall(change(data))
         except OSError:
             pass
         for s in (src, dst):
@@ -112,81 +119,54 @@ class SlowUpload:
             s.close()
 
 
-class NoLiteralPlus(SlowUpload):
-    """A plaintext proxy that hides LITERAL+ (and LITERAL-) from the client's view of
-    the capabilities and keeps the client's command lines: the client must use
-    synchronising literals, each waiting for the server's "+"."""
+class SlowUpload(Proxy):
+    """A proxy that passes the client's bytes at about rate bytes/s (the server's at
+    full speed): an upload that takes seconds.  TLS stays end to end."""
 
-    def __init__(self, port):
-        self.lines = []
-        super().__init__(port, None)
+    chunk = 16384
 
-    def _accept(self):
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(("127.0.0.1", self.target))
-            self.socks += [client, server]
-            threading.Thread(target=self._up, args=(client, server), daemon=True).start()
-            threading.Thread(target=self._down, args=(server, client),
-                             daemon=True).start()
+    def __init__(self, port, rate):
+        self.rate = rate
+        super().__init__(port)
 
-    def _up(self, src, dst):
-        buf = b""
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-                buf = (buf + data)[-4096:]
-                *whole, buf = buf.split(b"\r\n")
-                self.lines += [ln for ln in whole if b" APPEND " in ln]
-        except OSError:
-            pass
-
-    def _down(self, src, dst):
-        try:
-            while data := src.recv(65536):
-                dst.sendall(re.sub(rb" LITERAL[+-]", b"", data))
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+    def client_bytes(self):
+        def slowly(data):
+            time.sleep(len(data) / self.rate)
+            return data
+        return slowly
 
 
-class CommandLog(NoLiteralPlus):
+class CommandLog(Proxy):
     """A plaintext proxy that passes everything as it is and keeps the client's
     command lines that hold word."""
 
     def __init__(self, port, word):
         self.word = word
+        self.lines = []
         super().__init__(port)
 
-    def _up(self, src, dst):
+    def client_bytes(self):
         buf = b""
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-                buf = (buf + data)[-4096:]
-                *whole, buf = buf.split(b"\r\n")
-                self.lines += [ln for ln in whole if self.word in ln]
-        except OSError:
-            pass
 
-    def _down(self, src, dst):
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        def keep_lines(data):
+            nonlocal buf
+            buf = (buf + data)[-4096:]
+            *whole, buf = buf.split(b"\r\n")
+            self.lines += [ln for ln in whole if self.word in ln]
+            return data
+        return keep_lines
+
+
+class NoLiteralPlus(CommandLog):
+    """A plaintext proxy that hides LITERAL+ (and LITERAL-) from the client's view of
+    the capabilities and keeps the client's APPEND lines: the client must use
+    synchronising literals, each waiting for the server's "+"."""
+
+    def __init__(self, port):
+        super().__init__(port, b" APPEND ")
+
+    def server_bytes(self, data):
+        return re.sub(rb" LITERAL[+-]", b"", data)
 
 
 class RestoreTest(unittest.TestCase):
