@@ -388,8 +388,10 @@ on_new_mail(struct runner *r)
 		return;
 	case SCHED_PUSH_NONE:
 		return;
-	case SCHED_PUSH_SYNC:
-		enqueue(r);
+	case SCHED_PUSH_WAIT:
+		log_debug("account %s: new mail left to the retry due in %.0fs",
+		    r->account->name, ev_timer_remaining(r->d->loop,
+		    &r->timer));
 		return;
 	}
 }
