@@ -535,6 +535,73 @@ test_push_fetch_link_lost(void **state)
 	assert_int_equal(inbox_last_uid(), 3);
 }
 
+
+static bool
+account_locked(void)
+{
+	char *sd = state_account_dir(cfg->state_dir, "acct"), *error = NULL;
+	long holder = 0;
+	int fd = -1, r;
+
+	r = state_lock(sd, &fd, &holder, &error);
+	state_unlock(&fd);
+	free(error);
+	free(sd);
+	return r == 1;
+}
+
+/* The watch freed (reload, SIGTERM) while its push run waits for a body
+ * that never ends: what came is not committed, the account's lock goes,
+ * and nothing of the run is called again. */
+static void
+test_push_freed_mid_fetch(void **state)
+{
+	(void)state;
+	push_configure();
+	full_sync();
+	start();
+	wait_events(1);
+	imapd_add_message(&srv.boxes[0], "d");
+	imapd_add_message(&srv.boxes[0], "e");
+	srv.stall_after = 1;
+	assert_int_equal(idle_watch_fetch(watch), 0);
+	pump();
+	assert_true(idle_watch_fetching(watch));
+	assert_true(account_locked());
+	idle_watch_free(&watch);
+	pump();
+	assert_int_equal(n_events, 1);
+	assert_false(account_locked());
+	assert_int_equal(inbox_entries(), 3);
+	assert_int_equal(inbox_last_uid(), 3);
+}
+
+/* INBOX's UIDVALIDITY changed between the watch's EXAMINE and the push
+ * run's: the run leaves it to a full sync with the state as it was, and
+ * the connection goes back to IDLE. */
+static void
+test_push_uidvalidity_changed(void **state)
+{
+	(void)state;
+	push_configure();
+	full_sync();
+	start();
+	wait_events(1);
+	imapd_add_message(&srv.boxes[0], "d");
+	srv.boxes[0].uidvalidity = 2000;
+	assert_int_equal(idle_watch_fetch(watch), 0);
+	wait_events(2);
+	assert_int_equal(events[1], IDLE_FETCHED);
+	assert_true(fetched.declined);
+	assert_int_equal(fetched.error, MIRROR_OK);
+	assert_int_equal(inbox_entries(), 3);
+	assert_int_equal(inbox_last_uid(), 3);
+	pump();
+	assert_int_equal(srv.idles, 2);
+	assert_false(account_locked());
+	assert_int_equal(srv.body_fetches, 1);	/* the sync's alone */
+}
+
 int
 main(void)
 {
@@ -562,6 +629,10 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_push_busy, setup,
 		    push_teardown),
 		cmocka_unit_test_setup_teardown(test_push_fetch_link_lost,
+		    setup, push_teardown),
+		cmocka_unit_test_setup_teardown(test_push_freed_mid_fetch,
+		    setup, push_teardown),
+		cmocka_unit_test_setup_teardown(test_push_uidvalidity_changed,
 		    setup, push_teardown),
 	};
 
