@@ -375,6 +375,9 @@ on_new_mail(struct runner *r)
 {
 	switch (sched_push_step(sched_job_state(r->job), r->failures)) {
 	case SCHED_PUSH_FETCH:
+		/* One under way examines INBOX after this. */
+		if (idle_watch_fetching(r->idle))
+			return;
 		if (idle_watch_fetch(r->idle) == 0) {
 			r->push_asked = true;
 			update_status(r->d);
