@@ -229,6 +229,7 @@ commit_open_mailbox(struct mirror *m)
 		/* UIDs an earlier remap found in the old file name other
 		 * messages now: all of them are fetched. */
 		(void)state_set_remapped(ms, NULL, 0);
+		ms->remap_refused = ms->remap_refused_uidvalidity = 0;
 		free(ms->file);
 		ms->file = rel;
 		rel = NULL;

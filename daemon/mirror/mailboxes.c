@@ -510,6 +510,13 @@ on_examine_untagged(struct session *s, const struct imap_response *resp,
 		m->examine_exists = resp->number;
 		return;
 	}
+	/* One gone before EXAMINE's end: the remap's listing lacks it. */
+	if (resp->keyword != NULL && strcmp(resp->keyword, "EXPUNGE") == 0 &&
+	    resp->has_number && resp->number > 0 && resp->number <=
+	    m->examine_exists) {
+		m->examine_exists--;
+		return;
+	}
 	if (resp->status != IMAP_STATUS_OK || resp->code == NULL ||
 	    resp->code_nargs < 1 || imap_arg_uint32(&resp->code_args[0],
 	    &v) != 0)

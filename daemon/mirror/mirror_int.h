@@ -262,6 +262,8 @@ struct mirror {
 	/* A remap after a changed UIDVALIDITY (remapping.c) */
 	unsigned remap_pending;		/* its UID FETCHes unanswered */
 	bool remap_refused;		/* one of them was */
+	char remap_refusal[ERROR_TEXT_MAX];	/* the first refusal's text */
+	struct remap_census remap_census;	/* EXPUNGE, EXISTS meanwhile */
 	bool remap_declined;		/* poor or impossible: as before */
 	bool remap_listing_sent;
 	struct remap_server *rs;	/* what the server listed */

@@ -219,3 +219,45 @@ remap_last_uid(const struct remap_server *s, size_t n)
 		last = s[i].uid;
 	return last;
 }
+
+void
+remap_census_start(struct remap_census *c, uint32_t exists)
+{
+	c->examined = c->exists = c->most = exists;
+}
+
+void
+remap_census_expunge(struct remap_census *c, uint32_t msgno)
+{
+	if (msgno == 0 || msgno > c->exists)
+		return;
+	if (msgno <= c->examined)
+		c->examined--;
+	c->exists--;
+}
+
+void
+remap_census_exists(struct remap_census *c, uint32_t exists)
+{
+	if (exists <= c->exists)
+		return;
+	c->exists = exists;
+	if (exists > c->most)
+		c->most = exists;
+}
+
+uint32_t
+remap_refused_count(uint32_t recorded_uidvalidity, uint32_t recorded_count,
+    uint32_t uidvalidity)
+{
+	if (recorded_uidvalidity != uidvalidity || recorded_count == 0)
+		return 1;
+	return recorded_count < REMAP_REFUSED_MAX ? recorded_count + 1 :
+	    REMAP_REFUSED_MAX;
+}
+
+bool
+remap_give_up(uint32_t count)
+{
+	return count >= REMAP_REFUSED_MAX;
+}

@@ -108,4 +108,41 @@ uint32_t remap_last_uid(const struct remap_server *s, size_t n);
 /* Whether how says the message is in the mirror. */
 bool remap_matched(enum remap_how how);
 
+/*
+ * How many messages the listing must hold.  EXAMINE said how many there
+ * were; while the listing comes in the server may report some expunged
+ * ("* n EXPUNGE", n a message number) and new ones arriving ("* n
+ * EXISTS").  New mail takes the highest numbers, so EXAMINE's messages
+ * still there are numbers 1..examined: an EXPUNGE at or below that is one
+ * of them gone, one above it a newcomer gone.  A listing may leave out
+ * what was expunged and what arrived (a newcomer's UID is above every
+ * listed one, so it is fetched), nothing else.  An EXPUNGE of a number the
+ * mailbox does not have, or an EXISTS that shrinks, explains nothing and
+ * changes nothing.
+ */
+struct remap_census {
+	uint32_t examined;	/* EXAMINE's messages still there */
+	uint32_t exists;	/* messages now */
+	uint32_t most;		/* the most there were at once */
+};
+
+void remap_census_start(struct remap_census *c, uint32_t exists);
+void remap_census_expunge(struct remap_census *c, uint32_t msgno);
+void remap_census_exists(struct remap_census *c, uint32_t exists);
+
+/*
+ * A remap whose UID FETCH the server refused (Dovecot's NO [SERVERBUG] for
+ * a message it cannot read, say) changes nothing, and the next sync tries
+ * again; the state counts such syncs in a row for the UIDVALIDITY being
+ * remapped.  Returns the new count, given the recorded UIDVALIDITY and
+ * count (another UIDVALIDITY starts again at 1).  At REMAP_REFUSED_MAX
+ * the remap is given up, so that a server that never lists the mailbox
+ * does not stop its mirroring for good: the old file is kept aside and the
+ * mailbox mirrored afresh, as after a poor match.
+ */
+#define REMAP_REFUSED_MAX 3
+uint32_t remap_refused_count(uint32_t recorded_uidvalidity,
+    uint32_t recorded_count, uint32_t uidvalidity);
+bool remap_give_up(uint32_t count);
+
 #endif

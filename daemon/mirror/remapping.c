@@ -19,9 +19,16 @@
  *      says what to fetch: each message ends up in the mbox once.
  *   4. A poor match, or no index to be had: as before, the old file is
  *      kept aside and the mailbox mirrored afresh.
+ *   5. A UID FETCH refused (Dovecot's NO [SERVERBUG] for a message it
+ *      cannot read, say): nothing changes, the mailbox fails this sync and
+ *      the state counts it; at REMAP_REFUSED_MAX syncs in a row the remap
+ *      is given up as in 4, so that the mailbox is mirrored again.  A remap
+ *      that ends any other way clears the count.
  * The server's answers are untrusted: any order, repeats, at most the
  * mailbox's size and TODO_SLACK listed, a bounded part of each header
- * kept, bodies hashed as they stream.
+ * kept, bodies hashed as they stream.  The listing may hold fewer messages
+ * than EXAMINE showed only by those the server said were expunged
+ * meanwhile (mirror/remap.h, remap_census).
  */
 #include "mirror/mirror_int.h"
 
@@ -102,6 +109,7 @@ remapping_forget(struct mirror *m)
 	free_match(m);
 	m->remap_pending = 0;
 	m->remap_refused = false;
+	m->remap_refusal[0] = '\0';
 	m->remap_declined = false;
 	m->remap_listing_sent = false;
 	m->remap_digests = 0;
@@ -125,6 +133,8 @@ remapping_decline(struct mirror *m, const char *why)
 	    "mirroring it afresh", m->prefix, box(m), m->ms->uidvalidity,
 	    m->examine_uidvalidity, why);
 	free_match(m);
+	/* Not refused: whatever the count said is over. */
+	m->ms->remap_refused = m->ms->remap_refused_uidvalidity = 0;
 	m->remap_declined = true;
 	msgindex_close(&m->msgindex);
 	mbox_close(&m->mbox);
@@ -254,6 +264,7 @@ remapping_start(struct mirror *m, const char *mbox_path)
 		return;
 	}
 	m->n_rs = 0;
+	remap_census_start(&m->remap_census, m->examine_exists);
 	mirror_set_state(m, MS_REMAP_LISTING);
 	if (!m->remap_listing_sent)
 		remapping_send_listing(m);
@@ -373,9 +384,10 @@ add_listed(struct mirror *m, const struct imap_response *resp,
 	} else if (hdr->type == IMAP_ARG_STRING)
 		mid = header_message_id((const unsigned char *)hdr->str,
 		    hdr->len);
-	if (m->n_rs >= (size_t)m->examine_exists + TODO_SLACK) {
+	if (m->n_rs >= (size_t)m->remap_census.most + TODO_SLACK) {
 		mirror_fail(m, MIRROR_ERR_PROTOCOL, "the server listed more "
-		    "messages than the mailbox holds (%u)", m->examine_exists);
+		    "messages than the mailbox holds (%u)",
+		    m->remap_census.most);
 		return;
 	}
 	if (m->n_rs == m->cap_rs) {
@@ -446,6 +458,13 @@ remapping_untagged(struct mirror *m, const struct imap_response *resp)
 	struct imap_fetch_item item;
 	const struct imap_arg *v;
 
+	if (m->step == MS_REMAP_LISTING && resp->keyword != NULL &&
+	    resp->has_number && resp->status == IMAP_STATUS_NONE) {
+		if (strcmp(resp->keyword, "EXPUNGE") == 0)
+			remap_census_expunge(&m->remap_census, resp->number);
+		else if (strcmp(resp->keyword, "EXISTS") == 0)
+			remap_census_exists(&m->remap_census, resp->number);
+	}
 	if (resp->keyword == NULL || strcmp(resp->keyword, "FETCH") != 0 ||
 	    !resp->has_number || resp->nargs != 1 ||
 	    resp->args[0].type != IMAP_ARG_LIST)
@@ -486,25 +505,43 @@ on_remap_done(struct session *s, const struct imap_response *tagged,
 		return;
 	if (m->remap_pending > 0)
 		m->remap_pending--;
-	if (tagged->status != IMAP_STATUS_OK)
+	if (tagged->status != IMAP_STATUS_OK && !m->remap_refused) {
 		m->remap_refused = true;
+		imap_response_text(tagged, m->remap_refusal,
+		    sizeof m->remap_refusal);
+	}
 	mirror_remap_ended(m, tagged);
 }
 
-/* A remap's UID FETCH was refused: nothing changed; the next sync tries
- * again. */
+/*
+ * A remap's UID FETCH (of what) was refused: nothing changed, and the next
+ * sync tries again, counted in the state; at REMAP_REFUSED_MAX syncs in a
+ * row the remap is given up (the old file kept aside, as for a poor match)
+ * so that the mailbox is mirrored again.
+ */
 static void
-refused(struct mirror *m, const struct imap_response *tagged)
+refused(struct mirror *m, const char *what)
 {
-	char text[ERROR_TEXT_MAX];
+	struct mailbox_state *ms = m->ms;
+	char why[ERROR_TEXT_MAX + 100];
 
-	imap_response_text(tagged, text, sizeof text);
+	ms->remap_refused = remap_refused_count(ms->remap_refused_uidvalidity,
+	    ms->remap_refused, m->examine_uidvalidity);
+	ms->remap_refused_uidvalidity = m->examine_uidvalidity;
+	if (remap_give_up(ms->remap_refused)) {
+		snprintf(why, sizeof why, "the server refused %s in %u syncs "
+		    "in a row (UID FETCH: %s)", what, ms->remap_refused,
+		    m->remap_refusal);
+		remapping_decline(m, why);
+		return;
+	}
 	log_warnx("%s: mailbox %s: UIDVALIDITY changed from %u to %u; "
-	    "matching the mirror failed: UID FETCH: %s; the next sync tries "
-	    "again", m->prefix, box(m), m->ms->uidvalidity,
-	    m->examine_uidvalidity, text);
-	mirror_mailbox_failed(m, MIRROR_ERR_SERVER, "UID FETCH failed: %s",
-	    text);
+	    "matching the mirror failed: UID FETCH: %s (sync %u of %u before "
+	    "the match is given up)", m->prefix, box(m), ms->uidvalidity,
+	    m->examine_uidvalidity, m->remap_refusal, ms->remap_refused,
+	    REMAP_REFUSED_MAX);
+	mirror_mailbox_failed(m, MIRROR_ERR_SERVER, "UID FETCH failed: %s; "
+	    "the next sync tries again", m->remap_refusal);
 	free_match(m);
 	mirror_drain_mailbox(m);
 }
@@ -513,11 +550,12 @@ refused(struct mirror *m, const struct imap_response *tagged)
 void
 remapping_listing_done(struct mirror *m, const struct imap_response *tagged)
 {
-	char why[100];
+	char why[120];
+	uint32_t gone;
 	size_t n;
 
 	if (tagged->status != IMAP_STATUS_OK) {
-		refused(m, tagged);
+		refused(m, "its listing");
 		return;
 	}
 	if ((n = remap_server_sort(m->rs, m->n_rs)) == (size_t)-1) {
@@ -525,14 +563,21 @@ remapping_listing_done(struct mirror *m, const struct imap_response *tagged)
 		return;
 	}
 	m->n_rs = n;
-	if (n < m->examine_exists) {
+	gone = m->examine_exists - m->remap_census.examined;
+	if (n < m->remap_census.examined) {
 		/* A UID left out could end up below the state's last UID,
-		 * never fetched: not a list to renumber by. */
+		 * never fetched: not a list to renumber by.  (Expunged ones
+		 * are gone, and a new one's UID is above every listed one.) */
 		snprintf(why, sizeof why, "the server listed %zu of its %u "
-		    "messages", n, m->examine_exists);
+		    "messages%s", n, m->examine_exists, gone > 0 ?
+		    " (fewer even than those not expunged meanwhile)" : "");
 		remapping_decline(m, why);
 		return;
 	}
+	if (gone > 0)
+		log_info("%s: mailbox %s: %u of its %u %s expunged while it "
+		    "was listed", m->prefix, box(m), gone, m->examine_exists,
+		    num_plural(m->examine_exists, "message", "messages"));
 	decide(m, false);
 }
 
@@ -543,8 +588,9 @@ remapping_digests_done(struct mirror *m, const struct imap_response *tagged)
 {
 	if (m->remap_pending > 0)
 		return;
+	(void)tagged;	/* the first refusal's text is kept */
 	if (m->remap_refused) {
-		refused(m, tagged);
+		refused(m, "the bodies to compare");
 		return;
 	}
 	decide(m, true);
@@ -636,6 +682,7 @@ renumber(struct mirror *m, uint32_t *last_r, size_t *n_present_r)
 	ms->uidnext = 0;
 	ms->hole_uid = ms->hole_tries = ms->skipped_total = 0;
 	ms->n_skipped = 0;
+	ms->remap_refused = ms->remap_refused_uidvalidity = 0;
 	if (state_set_remapped(ms, present, np) != 0) {
 		free(present);
 		mirror_fail(m, MIRROR_ERR_LOCAL, "out of memory");

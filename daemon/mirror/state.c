@@ -13,6 +13,7 @@
  *       <TAB>uidnext=N<TAB>messages=N<TAB>mbox_size=N
  *       [<TAB>hole=UID:TRIES<TAB>skipped=TOTAL:UID,UID,...|-]
  *       [<TAB>remapped=RANGE,RANGE,...]
+ *       [<TAB>remap_refused=UIDVALIDITY:SYNCS]
  *   ...
  *   end
  *
@@ -23,7 +24,8 @@
  * a cut one.  The hole and skipped fields are written only when there is a
  * hole or a skipped UID, so files without them read as before; remapped
  * (RANGE is "UID" or "LO-HI", ascending) only when there are remapped UIDs
- * above last_uid.
+ * above last_uid; remap_refused only while a remap to that UIDVALIDITY has
+ * been refused (SYNCS at least 1).
  */
 #include "mirror/state.h"
 
@@ -69,7 +71,9 @@ static int	parse_account(struct account_state *, char **, size_t,
 static bool	valid_file(const char *);
 static int	parse_mailbox(struct account_state *, char **, size_t,
 		    const char **);
+static int	parse_pair(const char *, uint64_t *, uint64_t *);
 static int	parse_hole(const char *, struct mailbox_state *);
+static int	parse_remap_refused(const char *, struct mailbox_state *);
 static int	parse_skipped(const char *, struct mailbox_state *);
 static int	write_skipped(FILE *, const struct mailbox_state *);
 static int	parse_remapped(const char *, struct mailbox_state *);
@@ -318,6 +322,14 @@ parse_mailbox(struct account_state *st, char **f, size_t n,
 	size_t i;
 	struct mailbox_state extra = { 0 };
 
+	if (n >= 9 && keyed(f[n - 1], "remap_refused") != NULL) {
+		if (parse_remap_refused(keyed(f[n - 1], "remap_refused"),
+		    &extra) == -1) {
+			*what_r = "mailbox line: bad remap_refused";
+			goto fail;
+		}
+		n--;
+	}
 	if (n >= 9 && keyed(f[n - 1], "remapped") != NULL) {
 		if (parse_remapped(keyed(f[n - 1], "remapped"), &extra) == -1) {
 			*what_r = "mailbox line: bad remapped list";
@@ -390,6 +402,8 @@ parse_mailbox(struct account_state *st, char **f, size_t n,
 	mb->skipped_total = extra.skipped_total;
 	mb->remapped = extra.remapped;
 	mb->n_remapped = extra.n_remapped;
+	mb->remap_refused_uidvalidity = extra.remap_refused_uidvalidity;
+	mb->remap_refused = extra.remap_refused;
 	return 0;
 fail:
 	free(extra.skipped);
@@ -399,23 +413,47 @@ fail:
 	return -1;
 }
 
-/* "UID:TRIES" */
+/* "A:B", two 32-bit numbers. */
 static int
-parse_hole(const char *v, struct mailbox_state *mb)
+parse_pair(const char *v, uint64_t *a_r, uint64_t *b_r)
 {
 	const char *colon = strchr(v, ':');
 	char num[16];
-	uint64_t uid, tries;
 
 	if (colon == NULL || (size_t)(colon - v) >= sizeof num)
 		return -1;
 	memcpy(num, v, (size_t)(colon - v));
 	num[colon - v] = '\0';
-	if (num_parse_u64(num, UINT32_MAX, &uid) == -1 ||
-	    num_parse_u64(colon + 1, UINT32_MAX, &tries) == -1)
+	if (num_parse_u64(num, UINT32_MAX, a_r) == -1 ||
+	    num_parse_u64(colon + 1, UINT32_MAX, b_r) == -1)
+		return -1;
+	return 0;
+}
+
+/* "UID:TRIES" */
+static int
+parse_hole(const char *v, struct mailbox_state *mb)
+{
+	uint64_t uid, tries;
+
+	if (parse_pair(v, &uid, &tries) == -1)
 		return -1;
 	mb->hole_uid = (uint32_t)uid;
 	mb->hole_tries = (uint32_t)tries;
+	return 0;
+}
+
+/* "UIDVALIDITY:SYNCS", neither 0 (written only while there is a count). */
+static int
+parse_remap_refused(const char *v, struct mailbox_state *mb)
+{
+	uint64_t uidvalidity, syncs;
+
+	if (parse_pair(v, &uidvalidity, &syncs) == -1 || uidvalidity == 0 ||
+	    syncs == 0)
+		return -1;
+	mb->remap_refused_uidvalidity = (uint32_t)uidvalidity;
+	mb->remap_refused = (uint32_t)syncs;
 	return 0;
 }
 
@@ -607,7 +645,13 @@ state_parse(const char *buf, size_t len, const char *name,
 			seen_end = true;
 			continue;
 		}
-		n = split_fields(line, fields, MAX_FIELDS);
+		/* More fields than any line has: fields[] holds only the
+		 * first MAX_FIELDS, so no parser may look past them. */
+		if ((n = split_fields(line, fields, MAX_FIELDS)) >
+		    MAX_FIELDS) {
+			what = "too many fields";
+			goto bad;
+		}
 		if (strcmp(fields[0], "account") == 0) {
 			if (seen_account) {
 				what = "second account line";
@@ -760,7 +804,11 @@ write_state(FILE *fp, const struct account_state *st)
 		    "\tmbox_size=%" PRIu64, mb->uidvalidity,
 		    mb->last_uid, mb->uidnext, mb->messages,
 		    mb->mbox_size) < 0 || write_skipped(fp, mb) == -1 ||
-		    write_remapped(fp, mb) == -1 || fputc('\n', fp) == EOF)
+		    write_remapped(fp, mb) == -1 ||
+		    ((mb->remap_refused > 0 && mb->remap_refused_uidvalidity !=
+		    0) && fprintf(fp, "\tremap_refused=%" PRIu32 ":%" PRIu32,
+		    mb->remap_refused_uidvalidity, mb->remap_refused) < 0) ||
+		    fputc('\n', fp) == EOF)
 			return -1;
 	}
 	if (fputs("end\n", fp) == EOF)

@@ -39,6 +39,11 @@ struct mailbox_state {
 	 * none. */
 	struct state_range *remapped;
 	size_t n_remapped;
+	/* Syncs in a row whose remap to UIDVALIDITY remap_refused_uidvalidity
+	 * the server refused (0: none; mirror/remap.h gives up at
+	 * REMAP_REFUSED_MAX). */
+	uint32_t remap_refused_uidvalidity;
+	uint32_t remap_refused;
 };
 
 struct state_range {

@@ -455,6 +455,145 @@ class RemapHostile(unittest.TestCase):
         self.assertNotRegex(res.stderr, r"C: \S+ UID FETCH 0")
         self.assertEqual(self.env.mbox(b"INBOX"), self.before)
 
+    def state_text(self):
+        with open(os.path.join(self.env.tmp, "state", "test", "state")) as f:
+            return f.read()
+
+    def refuse_listing(self, text=b"NO [SERVERBUG] Internal error occurred."):
+        def hook(conn, ctx):
+            if b"HEADER.FIELDS" not in b" ".join(ctx["args"]).upper():
+                return None
+            return [ctx["tag"] + b" " + text + b"\r\n"]
+        self.env.srv.hooks["UID FETCH"] = hook
+
+    def test_refused_listing_given_up(self):
+        """A server that always refuses the listing (Dovecot's NO [SERVERBUG] for a
+        corrupt message): the mailbox fails for PLAN_HOLE_TRIES_MAX - 1 syncs in a
+        row, then the remap is given up: the old file kept aside, the mailbox
+        mirrored afresh, and new mail comes in again."""
+        self.refuse_listing()
+        self.env.add(b"INBOX", 1)
+        for k in (1, 2):
+            res, _ = self.env.run()
+            self.assertEqual(res.returncode, 1, res.stderr)
+            self.assertRegex(res.stderr, r"warning: account test: mailbox INBOX: UIDVALIDITY "
+                             r"changed from 4711 to 4712; matching the mirror failed: "
+                             r"UID FETCH: \[SERVERBUG\] Internal error occurred\. "
+                             rf"\(sync {k} of 3 before the match is given up\)")
+            self.assertIn("\tremap_refused=4712:%d" % k, self.state_text())
+            self.assertEqual(self.env.mbox(b"INBOX"), self.before)
+        res, _ = self.env.run()
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertRegex(res.stderr, r"warning: account test: mailbox INBOX: UIDVALIDITY "
+                         r"changed from 4711 to 4712; the server refused its listing in "
+                         r"3 syncs in a row \(UID FETCH: \[SERVERBUG\] Internal error "
+                         r"occurred\.\): mirroring it afresh")
+        self.assertNotIn("remap_refused=", self.state_text())
+        self.assertEqual(self.env.mbox(b"INBOX"),
+                         b"".join(self.env.entries(b"INBOX", range(1, 8)).values()))
+        kept = [f for f in os.listdir(self.env.out) if "4711" in f]
+        self.assertEqual(len(kept), 1, os.listdir(self.env.out))
+        with open(os.path.join(self.env.out, kept[0]), "rb") as f:
+            self.assertEqual(f.read(), self.before)
+        # Settled: the next message comes in as usual.
+        self.env.add(b"INBOX", 1)
+        res, _ = self.env.run()
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertIn("mailbox INBOX: 1 new message", res.stderr)
+
+    def test_refused_once_then_matched(self):
+        """A refusal that passes: the count it left is cleared by the match."""
+        self.refuse_listing(b"NO [UNAVAILABLE] try later")
+        res, _ = self.env.run()
+        self.assertEqual(res.returncode, 1, res.stderr)
+        self.assertIn("\tremap_refused=4712:1", self.state_text())
+        self.listing_hook(self.well_behaved)
+        res, _ = self.env.run()
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertIn("6 of 6 server messages matched", res.stderr)
+        self.assertNotIn("remap_refused=", self.state_text())
+        self.assertEqual(self.env.mbox(b"INBOX"), self.before)
+
+    def test_refused_digests_counted(self):
+        """The bodies to compare refused: counted like a refused listing, with the
+        refusal's own text; allowed at the next sync, the match goes on and the count
+        is cleared."""
+        self.env.add(b"INBOX", 1)
+        state = {"refuse": True}
+
+        def hook(conn, ctx):
+            args = b" ".join(ctx["args"]).upper()
+            if b"HEADER.FIELDS" in args:
+                # UID 7 listed with UID 1's size, date and Message-ID: the two are
+                # told apart by their bodies.
+                m1 = conn.selected[2][0]
+                out = self.well_behaved(conn, {"uids": ctx["uids"][:6]})
+                out += conn.fetch_response(7, ("UID", ("RFC822.SIZE", b"%d" % len(m1)),
+                                               ("INTERNALDATE", self.env.srv.date(
+                                                   b"INBOX", 1)),
+                                               self.header(conn, 1)))
+                return [out, ctx["tag"] + b" OK fetched\r\n"]
+            if ctx["args"][1].upper() == b"(UID BODY.PEEK[])" and state["refuse"]:
+                return [ctx["tag"] + b" NO [SERVERBUG] cannot read it\r\n"]
+            return None
+        self.env.srv.hooks["UID FETCH"] = hook
+        res, _ = self.env.run()
+        self.assertEqual(res.returncode, 1, res.stderr)
+        self.assertRegex(res.stderr, r"C: \S+ UID FETCH 1,7 \(UID BODY\.PEEK\[\]\)")
+        self.assertIn("matching the mirror failed: UID FETCH: [SERVERBUG] cannot read it "
+                      "(sync 1 of 3 before the match is given up)", res.stderr)
+        self.assertIn("\tremap_refused=4712:1", self.state_text())
+        self.assertEqual(self.env.mbox(b"INBOX"), self.before)
+        state["refuse"] = False
+        res, _ = self.env.run()
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertIn("6 of 7 server messages matched the mirror by content (2 compared "
+                      "by digest), fetching 1", res.stderr)
+        self.assertNotIn("remap_refused=", self.state_text())
+        self.assertEqual(self.env.mbox(b"INBOX"), self.before +
+                         self.env.entries(b"INBOX", [7])[7])
+
+    def test_expunge_during_listing(self):
+        """A message expunged between the EXAMINE and the listing: the server lists
+        one fewer than EXAMINE said and says why (an EXPUNGE), so the match goes on;
+        a message arriving meanwhile (EXISTS) and expunged again lowers nothing."""
+        def respond(conn, ctx):
+            # Message 3 expunged, a seventh arrives and goes again (sequence 6 after
+            # the first expunge): five listed.
+            out = b"* 3 EXPUNGE\r\n* 6 EXISTS\r\n* 6 EXPUNGE\r\n"
+            for uid in ctx["uids"]:
+                if uid == 3:
+                    continue
+                out += conn.fetch_response(uid, ("UID", "RFC822.SIZE", "INTERNALDATE",
+                                                 self.header(conn, uid)),
+                                           msgno=uid if uid < 3 else uid - 1)
+            return out
+        self.listing_hook(respond)
+        res, _ = self.env.run()
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertIn("UIDVALIDITY changed from 4711 to 4712; 5 of 5 server messages "
+                      "matched the mirror by content (0 compared by digest), fetching 0",
+                      res.stderr)
+        self.assertNotIn("mirroring it afresh", res.stderr)
+        self.assertEqual(self.env.mbox(b"INBOX"), self.before)
+
+    def test_listed_fewer_without_expunge(self):
+        """A server that lists fewer messages than it holds and does not say why:
+        not a list to renumber by (one left out could end up below the last UID)."""
+        def respond(conn, ctx):
+            # An EXPUNGE of a message that does not exist explains nothing.
+            return b"* 9 EXPUNGE\r\n" + b"".join(
+                conn.fetch_response(uid, ("UID", "RFC822.SIZE", "INTERNALDATE",
+                                          self.header(conn, uid)))
+                for uid in ctx["uids"] if uid != 3)
+        self.listing_hook(respond)
+        res, _ = self.env.run()
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertIn("the server listed 5 of its 6 messages: mirroring it afresh",
+                      res.stderr)
+        self.assertEqual(self.env.mbox(b"INBOX"),
+                         b"".join(self.env.entries(b"INBOX", range(1, 7)).values()))
+
     def test_listing_without_end(self):
         def respond(conn, ctx):
             line = conn.fetch_response(1, ("UID", "RFC822.SIZE", "INTERNALDATE",

@@ -343,6 +343,70 @@ test_last_uid(void **state)
 	assert_int_equal(remap_last_uid(s, 0), 0);
 }
 
+/* The listing may leave out what was expunged meanwhile, not what arrived
+ * and went again, and nothing a bogus EXPUNGE or a shrinking EXISTS
+ * claims. */
+static void
+test_census(void **state)
+{
+	struct remap_census c;
+
+	(void)state;
+	remap_census_start(&c, 6);
+	assert_int_equal(c.examined, 6);
+	remap_census_expunge(&c, 3);		/* one of EXAMINE's */
+	assert_int_equal(c.examined, 5);
+	assert_int_equal(c.exists, 5);
+	remap_census_exists(&c, 6);		/* one arrives, number 6 */
+	assert_int_equal(c.most, 6);
+	remap_census_expunge(&c, 6);		/* and goes */
+	assert_int_equal(c.examined, 5);
+	assert_int_equal(c.exists, 5);
+	remap_census_expunge(&c, 9);		/* no such message */
+	remap_census_expunge(&c, 0);
+	assert_int_equal(c.examined, 5);
+	assert_int_equal(c.exists, 5);
+	remap_census_exists(&c, 2);		/* shrinks: says nothing */
+	assert_int_equal(c.examined, 5);
+	assert_int_equal(c.exists, 5);
+	remap_census_exists(&c, 8);
+	assert_int_equal(c.most, 8);
+	remap_census_expunge(&c, 1);		/* EXAMINE's again */
+	assert_int_equal(c.examined, 4);
+	assert_int_equal(c.exists, 7);
+	assert_int_equal(c.most, 8);
+	/* Everything expunged: no EXPUNGE goes below zero. */
+	remap_census_start(&c, 1);
+	remap_census_expunge(&c, 1);
+	remap_census_expunge(&c, 1);
+	assert_int_equal(c.examined, 0);
+	assert_int_equal(c.exists, 0);
+}
+
+/* Refused remaps counted per UIDVALIDITY, given up at the third. */
+static void
+test_refused_count(void **state)
+{
+	uint32_t n;
+
+	(void)state;
+	n = remap_refused_count(0, 0, 4712);
+	assert_int_equal(n, 1);
+	assert_false(remap_give_up(n));
+	n = remap_refused_count(4712, n, 4712);
+	assert_int_equal(n, 2);
+	assert_false(remap_give_up(n));
+	n = remap_refused_count(4712, n, 4712);
+	assert_int_equal(n, REMAP_REFUSED_MAX);
+	assert_true(remap_give_up(n));
+	/* Never past the bound, whatever the state said. */
+	assert_int_equal(remap_refused_count(4712, UINT32_MAX, 4712),
+	    REMAP_REFUSED_MAX);
+	/* Another change of UIDVALIDITY starts again. */
+	assert_int_equal(remap_refused_count(4712, 2, 4713), 1);
+	assert_int_equal(remap_refused_count(4712, 0, 4712), 1);
+}
+
 int
 main(void)
 {
@@ -360,6 +424,8 @@ main(void)
 		cmocka_unit_test(test_many_half_matched),
 		cmocka_unit_test(test_accept_rule),
 		cmocka_unit_test(test_last_uid),
+		cmocka_unit_test(test_census),
+		cmocka_unit_test(test_refused_count),
 	};
 
 	init_digests();

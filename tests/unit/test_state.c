@@ -288,6 +288,13 @@ test_corrupt(void **state)
 	    "\tlast_error_time=3\tnext_attempt=4\tfailures=5\tlast_error=x"
 	    "\tlast_error_kind=tls\textra=1\nend\n", header);
 	expect_corrupt(buf, 2, "wrong number of fields");
+	/* More fields than any line may have: never read past them (the
+	 * optional trailing fields are looked for from the end). */
+	snprintf(buf, sizeof buf, "%smailbox\tINBOX\tf.mbox\tuidvalidity=1"
+	    "\tlast_uid=2\tuidnext=3\tmessages=4\tmbox_size=5\thole=0:0"
+	    "\tskipped=0:-\tx\tx\tx\tx\tx\tx\tremapped=2-3\tx\tx\tx"
+	    "\nend\n", header);
+	expect_corrupt(buf, 2, "too many fields");
 	snprintf(buf, sizeof buf, "%s%s%s%s%s", header, mailbox, mailbox,
 	    "end\n", "");
 	expect_corrupt(buf, 3, NULL);
@@ -752,6 +759,81 @@ test_remapped(void **state)
 }
 
 /*
+ * Refused remaps counted per mailbox: saved only while there is a count,
+ * after any remapped list, read back; malformed or misplaced fields are a
+ * corrupt state.
+ */
+static void
+test_remap_refused(void **state)
+{
+	static const uint32_t uids[] = { 5 };
+	struct account_state st, got;
+	struct mailbox_state *mb;
+	char dir[PATH_MAX], path[PATH_MAX + 8], *error = NULL, buf[1024];
+	FILE *fp;
+
+	(void)state;
+	make_dir_path(dir, sizeof dir, "remap_refused");
+	memset(&st, 0, sizeof st);
+	memset(&got, 0, sizeof got);
+	mb = state_get(&st, "INBOX");
+	mb->file = strdup("INBOX.mbox");
+	mb->uidvalidity = 7;
+	mb->last_uid = 3;
+	mb->remap_refused_uidvalidity = 4712;
+	mb->remap_refused = 2;
+	assert_int_equal(state_set_remapped(mb, uids, 1), 0);
+	assert_int_equal(state_add_skipped(mb, 2), 0);
+	assert_int_equal(state_save(dir, &st, &error), 0);
+	snprintf(path, sizeof path, "%s/state", dir);
+	assert_non_null(fp = fopen(path, "r"));
+	buf[fread(buf, 1, sizeof buf - 1, fp)] = '\0';
+	fclose(fp);
+	assert_non_null(strstr(buf, "\tskipped=1:2\tremapped=5"
+	    "\tremap_refused=4712:2\n"));
+	assert_int_equal(state_load(dir, &got, &error), 0);
+	assert_non_null(mb = state_find(&got, "INBOX"));
+	assert_int_equal(mb->remap_refused_uidvalidity, 4712);
+	assert_int_equal(mb->remap_refused, 2);
+	assert_true(state_is_remapped(mb, 5));
+	assert_true(state_is_skipped(mb, 2));
+	state_clear(&got);
+	/* Alone on the line, too; and none when the count is cleared. */
+	mb = state_find(&st, "INBOX");
+	assert_int_equal(state_set_remapped(mb, NULL, 0), 0);
+	mb->n_skipped = mb->skipped_total = 0;
+	assert_int_equal(state_save(dir, &st, &error), 0);
+	assert_int_equal(state_load(dir, &got, &error), 0);
+	assert_non_null(mb = state_find(&got, "INBOX"));
+	assert_int_equal(mb->remap_refused, 2);
+	state_clear(&got);
+	mb = state_find(&st, "INBOX");
+	mb->remap_refused = 0;
+	assert_int_equal(state_save(dir, &st, &error), 0);
+	assert_non_null(fp = fopen(path, "r"));
+	buf[fread(buf, 1, sizeof buf - 1, fp)] = '\0';
+	fclose(fp);
+	assert_null(strstr(buf, "remap_refused"));
+	state_clear(&st);
+
+	static const char *const bad[] = {
+		"remap_refused=", "remap_refused=4712", "remap_refused=0:1",
+		"remap_refused=4712:0", "remap_refused=4712:x",
+		"remap_refused=:1", "remap_refused=4712:1:1",
+		"remap_refused=99999999999:1", "remap_refused=1:-1",
+		"remap_refused=1:1\tremapped=3",
+		"remap_refused=1:1\tremap_refused=1:1",
+		"remap_refused=1:1\thole=1:2\tskipped=-",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		snprintf(buf, sizeof buf, "%s%smailbox\tINBOX\tINBOX.mbox\t"
+		    "uidvalidity=1\tlast_uid=2\tuidnext=3\tmessages=4\t"
+		    "mbox_size=5\t%s\nend\n", header, account, bad[i]);
+		expect_corrupt(buf, 3, "mailbox line");
+	}
+}
+
+/*
  * The account lock: taken once, refused to a second open of it (flock
  * locks belong to the open file, so one process shows the conflict) with
  * the holder's pid, free again once released.  The directory is created
@@ -1073,6 +1155,7 @@ main(void)
 		cmocka_unit_test(test_error_redacted),
 		cmocka_unit_test(test_holes_and_given_up),
 		cmocka_unit_test(test_remapped),
+		cmocka_unit_test(test_remap_refused),
 		cmocka_unit_test(test_lock),
 		cmocka_unit_test(test_daemon_other_layout),
 		cmocka_unit_test(test_set_next_attempt),
