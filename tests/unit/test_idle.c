@@ -605,6 +605,35 @@ test_push_uidvalidity_changed(void **state)
 	assert_int_equal(srv.body_fetches, 1);	/* the sync's alone */
 }
 
+
+/* A push connection only for an account that mirrors INBOX: on any other
+ * it would bring nothing but a full sync at each new mail. */
+static void
+test_push_watches_inbox(void **state)
+{
+	static const struct {
+		const char *conf;
+		bool watched;
+	} cases[] = {
+		{ "", true },
+		{ "mailboxes = inbox, Archive/*\n", true },
+		{ "mailboxes = *\n", true },
+		{ "mailboxes = Archive/*\n", false },
+		{ "mailboxes = *\nexclude = INBOX\n", false },
+		{ "exclude = In*\n", false },
+	};
+	char text[256];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		snprintf(text, sizeof text, "tls = none\nallow_plaintext = "
+		    "yes\n%s", cases[i].conf);
+		configure(text);
+		if (mirror_push_watches(&cfg->accounts[0]) != cases[i].watched)
+			fail_msg("case %zu: %s", i, cases[i].conf);
+	}
+}
+
 int
 main(void)
 {
@@ -633,6 +662,8 @@ main(void)
 		    push_teardown),
 		cmocka_unit_test_setup_teardown(test_push_fetch_link_lost,
 		    setup, push_teardown),
+		cmocka_unit_test_setup_teardown(test_push_watches_inbox, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_push_freed_mid_fetch,
 		    setup, push_teardown),
 		cmocka_unit_test_setup_teardown(test_push_uidvalidity_changed,
