@@ -99,6 +99,21 @@ box_done(struct restorer *r)
 	next_box(r);
 }
 
+/* The target refused command on the current mailbox: it fails, the
+ * others go on. */
+static void
+box_refused(struct restorer *r, const char *command,
+    const struct imap_response *tagged)
+{
+	struct rbox *b = &r->boxes[r->cur];
+	char text[512];
+
+	log_error("account %s: mailbox %s: %s failed: %s", r->dst->name,
+	    b->display, command, imap_response_text(tagged, text, sizeof text));
+	b->failed = r->failed = true;
+	box_done(r);
+}
+
 /* What to do with each message of the current mailbox. */
 static void
 decide_box(struct restorer *r)
@@ -357,16 +372,11 @@ on_scan_done(struct session *s, const struct imap_response *tagged,
 {
 	struct restorer *r = arg;
 	struct rbox *b = &r->boxes[r->cur];
-	char text[512];
 
 	(void)s;
 	if (tagged->status != IMAP_STATUS_OK) {
-		log_error("account %s: mailbox %s: FETCH failed: %s",
-		    r->dst->name, b->display,
-		    imap_response_text(tagged, text, sizeof text));
-		b->failed = r->failed = true;
 		restore_present_free(&r->present);
-		box_done(r);
+		box_refused(r, "FETCH", tagged);
 		return;
 	}
 	if (b->scan_next <= b->target_messages) {
@@ -414,15 +424,10 @@ on_examine_done(struct session *s, const struct imap_response *tagged,
 {
 	struct restorer *r = arg;
 	struct rbox *b = &r->boxes[r->cur];
-	char text[512];
 
 	(void)s;
 	if (tagged->status != IMAP_STATUS_OK) {
-		log_error("account %s: mailbox %s: EXAMINE failed: %s",
-		    r->dst->name, b->display,
-		    imap_response_text(tagged, text, sizeof text));
-		b->failed = r->failed = true;
-		box_done(r);
+		box_refused(r, "EXAMINE", tagged);
 		return;
 	}
 	if (b->target_messages == 0) {

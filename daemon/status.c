@@ -234,22 +234,6 @@ print_row(FILE *out, const struct account_summary *a)
 	print_gaps(out, &a->st);
 }
 
-/* Whether the daemon of config's shard (or the unsharded one) runs. */
-static int
-running_daemon(const struct config *config, long *pid_r)
-{
-	char *dir = state_shard_daemon_dir(config->state_dir, config->shard.k,
-	    config->shard.n);
-	int r;
-
-	*pid_r = 0;
-	if (dir == NULL)
-		return -1;
-	r = state_daemon_running_in(dir, pid_r);
-	free(dir);
-	return r;
-}
-
 int
 status_print(FILE *out, const struct config *config, char *const *names,
     size_t nnames, bool json)
@@ -261,7 +245,8 @@ status_print(FILE *out, const struct config *config, char *const *names,
 
 	if ((sums = calloc(config->n_accounts, sizeof *sums)) == NULL)
 		return 1;
-	daemon = running_daemon(config, &daemon_pid);
+	daemon = state_shard_daemon_running(config->state_dir,
+	    config->shard.k, config->shard.n, &daemon_pid);
 	for (size_t i = 0; i < config->n_accounts; i++) {
 		const struct account *acc = &config->accounts[i];
 		struct account_summary *a;

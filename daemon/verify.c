@@ -113,18 +113,6 @@ on_examine_done(struct session *s, const struct imap_response *tagged,
 		log_sanitize(mb->server_error);
 }
 
-/* The items of an untagged "* n FETCH (...)" response. */
-int
-verify_decode_fetch(const struct imap_response *resp, struct imap_fetch_item *item)
-{
-	if (resp->keyword == NULL || strcmp(resp->keyword, "FETCH") != 0 ||
-	    !resp->has_number || resp->nargs != 1 ||
-	    resp->args[0].type != IMAP_ARG_LIST)
-		return -1;
-	return imap_fetch_decode(resp->number, resp->args[0].list,
-	    resp->args[0].count, item);
-}
-
 static void
 on_sizes_untagged(struct session *s, const struct imap_response *resp,
     void *arg)
@@ -133,7 +121,7 @@ on_sizes_untagged(struct session *s, const struct imap_response *resp,
 	struct imap_fetch_item item;
 
 	if (mb->vf->step != VS_LISTING || !mb->examined ||
-	    verify_decode_fetch(resp, &item) != 0 || !item.has_uid)
+	    imap_fetch_response_decode(resp, &item) != 0 || !item.has_uid)
 		return;
 	if (mb->nlisted >= (size_t)mb->exists + VERIFY_LISTED_SLACK) {
 		session_abort(s, SESSION_ERR_PROTOCOL, "the server listed more "

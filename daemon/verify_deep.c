@@ -227,7 +227,7 @@ on_deep_untagged(struct session *s, const struct imap_response *resp,
 	    resp->number == vf->digest_msgno;
 
 	if (vf->step != VS_DEEP || !vf->deep_examined ||
-	    verify_decode_fetch(resp, &item) != 0 || !item.has_uid)
+	    imap_fetch_response_decode(resp, &item) != 0 || !item.has_uid)
 		return;
 	if (pending) {
 		vf->have_pending = false;

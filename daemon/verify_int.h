@@ -147,9 +147,6 @@ struct tally {
 
 /* verify.c */
 void verify_set_step(struct verifier *vf, enum verify_step step);
-/* The items of an untagged "* n FETCH (...)" response; 0 or -1. */
-int verify_decode_fetch(const struct imap_response *resp,
-    struct imap_fetch_item *item);
 /* EXISTS and UIDVALIDITY of an EXAMINE, into its struct vmbx (arg). */
 void verify_on_examine_untagged(struct session *s,
     const struct imap_response *resp, void *arg);

@@ -283,6 +283,18 @@ imap_fetch_decode(uint32_t msgno, const struct imap_arg *items,
 	return 0;
 }
 
+int
+imap_fetch_response_decode(const struct imap_response *resp,
+    struct imap_fetch_item *item_r)
+{
+	if (resp->keyword == NULL || strcmp(resp->keyword, "FETCH") != 0 ||
+	    !resp->has_number || resp->nargs != 1 ||
+	    resp->args[0].type != IMAP_ARG_LIST)
+		return -1;
+	return imap_fetch_decode(resp->number, resp->args[0].list,
+	    resp->args[0].count, item_r);
+}
+
 static const char months[12][4] = {
 	"Jan", "Feb", "Mar", "Apr", "May", "Jun",
 	"Jul", "Aug", "Sep", "Oct", "Nov", "Dec",

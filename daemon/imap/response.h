@@ -95,6 +95,10 @@ struct imap_fetch_item {
 };
 int imap_fetch_decode(uint32_t msgno, const struct imap_arg *items,
     size_t nitems, struct imap_fetch_item *item_r);
+/* imap_fetch_decode() of a whole untagged "* n FETCH (...)" response;
+ * -1 (item_r untouched) when resp is not one. */
+int imap_fetch_response_decode(const struct imap_response *resp,
+    struct imap_fetch_item *item_r);
 
 /* "17-Jul-1996 02:44:25 -0700" -> UTC seconds; 0 or -1.  The day may be
  * " 7", "07" or "7"; the month name is matched in any case; the date must

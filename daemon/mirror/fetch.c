@@ -32,18 +32,6 @@ static void push_batch(struct mirror *, const char *, bool, uint32_t, size_t,
     size_t);
 static int finish_pending(struct mirror *, const struct imap_response *);
 
-/* The items of an untagged "* n FETCH (...)" response. */
-static int
-decode_fetch(const struct imap_response *resp, struct imap_fetch_item *item)
-{
-	if (resp->keyword == NULL || strcmp(resp->keyword, "FETCH") != 0 ||
-	    !resp->has_number || resp->nargs != 1 ||
-	    resp->args[0].type != IMAP_ARG_LIST)
-		return -1;
-	return imap_fetch_decode(resp->number, resp->args[0].list,
-	    resp->args[0].count, item);
-}
-
 /* The value of the body item of a FETCH response, or NULL. */
 static const struct imap_arg *
 fetch_body(const struct imap_response *resp)
@@ -582,7 +570,7 @@ finish_pending(struct mirror *m, const struct imap_response *resp)
 	me = mbox_last_entry(m->mbox);
 	if (me->offset + me->length != mbox_appended_size(m->mbox))
 		return 0;
-	if (resp != NULL && decode_fetch(resp, &full) == 0 && full.has_uid &&
+	if (resp != NULL && imap_fetch_response_decode(resp, &full) == 0 && full.has_uid &&
 	    full.uid == item.uid) {
 		item.flags = full.flags;
 		item.has_flags = full.has_flags;
@@ -656,7 +644,7 @@ append_spooled(struct mirror *m, const struct imap_response *resp)
 	ssize_t n;
 
 	m->spooling = false;
-	if (decode_fetch(resp, &item) != 0 || !item.has_uid ||
+	if (imap_fetch_response_decode(resp, &item) != 0 || !item.has_uid ||
 	    !item.has_internaldate) {
 		mirror_fail(m, MIRROR_ERR_PROTOCOL, "FETCH response without "
 		    "UID or INTERNALDATE");
@@ -745,7 +733,7 @@ on_fetch_untagged(struct session *s, const struct imap_response *resp,
 		m->spooling = false;
 		return;
 	}
-	if (decode_fetch(resp, &item) != 0 || !item.has_uid)
+	if (imap_fetch_response_decode(resp, &item) != 0 || !item.has_uid)
 		return;
 	if ((body = fetch_body(resp)) == NULL) {
 		if (m->sizes_pending)

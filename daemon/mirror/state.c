@@ -1136,9 +1136,10 @@ state_shard_daemon_dir(const char *state_dir, unsigned k, unsigned n)
 }
 
 int
-state_daemon_running(const char *state_dir, long *pid_r)
+state_shard_daemon_running(const char *state_dir, unsigned k, unsigned n,
+    long *pid_r)
 {
-	char *dir = state_daemon_dir(state_dir);
+	char *dir = state_shard_daemon_dir(state_dir, k, n);
 	int r;
 
 	*pid_r = 0;

@@ -148,18 +148,21 @@ int state_set_next_attempt(const char *dir, time_t when, char **error_r);
  * The daemon's own lock, so that --status can tell whether a daemon runs on
  * this state directory and a second daemon does not start beside it:
  * state_lock() on state_daemon_dir() ("<state_dir>/.daemon"; malloc'ed or
- * NULL), held for the daemon's life.  state_daemon_running() looks without
- * creating anything: 1 if a daemon holds it (*pid_r its pid, 0 if not
- * written yet), 0 if none does, -1 if it cannot tell.
+ * NULL), held for the daemon's life.
  */
 char *state_daemon_dir(const char *state_dir);
-int state_daemon_running(const char *state_dir, long *pid_r);
 /* The lock directory of the daemon of shard k of n: state_daemon_dir()
  * when n is 0 (not sharded), else "<state_dir>/.daemon/shard-K-of-N", so
  * the daemons of several shards can share a state directory.  malloc'ed,
  * or NULL. */
 char *state_shard_daemon_dir(const char *state_dir, unsigned k, unsigned n);
-/* state_daemon_running() for the daemon whose lock directory is dir. */
+/* Whether the daemon of shard k of n (n 0: the unsharded one) runs,
+ * looking without creating anything: 1 if it holds its lock (*pid_r its
+ * pid, 0 if not written yet), 0 if none does, -1 if it cannot tell. */
+int state_shard_daemon_running(const char *state_dir, unsigned k,
+    unsigned n, long *pid_r);
+/* state_shard_daemon_running() for the daemon whose lock directory is
+ * dir. */
 int state_daemon_running_in(const char *dir, long *pid_r);
 /*
  * Whether a daemon of another layout runs on state_dir, for a daemon of n

@@ -33,6 +33,14 @@ imapd_wrap_serve(struct imapd *d, void (*each_pass)(void))
 	ev_prepare_init(&pass, on_pass);
 }
 
+void
+imapd_wrap_start(struct imapd *d, void (*each_pass)(void))
+{
+	transport_mem_reset();
+	imapd_init(d, NULL);
+	imapd_wrap_serve(d, each_pass);
+}
+
 struct session *
 __wrap_session_new(struct ev_loop *l, const struct session_params *params,
     const struct session_callbacks *cb, void *arg)

@@ -15,5 +15,8 @@
 /* d serves every session made from now on; each_pass (NULL: none) runs
  * before the loop d serves on waits, every time. */
 void imapd_wrap_serve(struct imapd *d, void (*each_pass)(void));
+/* imapd_wrap_serve() of d made new (imapd_init(), no mailboxes yet), on
+ * an in-memory transport with no connections left from before. */
+void imapd_wrap_start(struct imapd *d, void (*each_pass)(void));
 
 #endif

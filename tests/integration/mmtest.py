@@ -402,6 +402,24 @@ class TempDir:
         return False
 
 
+def temp_dir(tc):
+    """A TempDir for the unittest.TestCase tc, removed when its test ends; returns
+    its path."""
+    ctx = TempDir()
+    path = ctx.__enter__()
+    tc.addCleanup(ctx.__exit__, None, None, None)
+    return path
+
+
+def write_password_file(tmpdir, password="secret"):
+    """Writes password (and a newline) to tmpdir/pw, mode 0600; returns its path."""
+    path = os.path.join(tmpdir, "pw")
+    with open(path, "w") as f:
+        f.write(password + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
 def write_config(tmpdir, accounts, general=None, filename="mboxmirror.ini"):
     """Writes a config with a [general] section (state_dir under tmpdir, short timeout)
     and one section per account dict (its "__name__" is the section name).  Returns the

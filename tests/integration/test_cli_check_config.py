@@ -12,13 +12,8 @@ import mmtest
 
 class CheckConfig(unittest.TestCase):
     def setUp(self):
-        self._tmp = mmtest.TempDir()
-        self.dir = self._tmp.__enter__()
-        self.addCleanup(self._tmp.__exit__, None, None, None)
-        self.pw = os.path.join(self.dir, "pw")
-        with open(self.pw, "w") as f:
-            f.write("secret\n")
-        os.chmod(self.pw, 0o600)
+        self.dir = mmtest.temp_dir(self)
+        self.pw = mmtest.write_password_file(self.dir)
         self.ca = mmtest.read_env()["CA_FILE"]
 
     def config(self, *accounts):

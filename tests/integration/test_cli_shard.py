@@ -16,13 +16,8 @@ ACCOUNT_LINE = re.compile(r"^([A-Za-z0-9._@+-]+): \S+ @ ", re.M)
 
 class Shards(unittest.TestCase):
     def setUp(self):
-        self._tmp = mmtest.TempDir()
-        self.dir = self._tmp.__enter__()
-        self.addCleanup(self._tmp.__exit__, None, None, None)
-        self.pw = os.path.join(self.dir, "pw")
-        with open(self.pw, "w") as f:
-            f.write("secret\n")
-        os.chmod(self.pw, 0o600)
+        self.dir = mmtest.temp_dir(self)
+        self.pw = mmtest.write_password_file(self.dir)
 
     def config(self, names, general=None, filename="mboxmirror.ini"):
         accounts = [{"__name__": n, "host": "127.0.0.1", "port": "1",

@@ -80,11 +80,7 @@ class IndexTest(unittest.TestCase):
         cls.fx = mmtest.Fixture()
 
     def setUp(self):
-        self.tmpctx = mmtest.TempDir()
-        self.tmp = self.tmpctx.__enter__()
-
-    def tearDown(self):
-        self.tmpctx.__exit__(None, None, None)
+        self.tmp = mmtest.temp_dir(self)
 
     def config(self, user, pw, **general):
         acct = self.fx.account(self.tmp, user, pw)

@@ -17,11 +17,7 @@ class Security(unittest.TestCase):
         cls.fx = mmtest.Fixture()
 
     def setUp(self):
-        self.tmpctx = mmtest.TempDir()
-        self.tmp = self.tmpctx.__enter__()
-
-    def tearDown(self):
-        self.tmpctx.__exit__(None, None, None)
+        self.tmp = mmtest.temp_dir(self)
 
     def user_with_mail(self):
         user, pw = self.fx.new_user("sec")

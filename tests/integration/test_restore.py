@@ -64,16 +64,27 @@ def append_raw(fx, user, password, mailbox, message, flags="", date=None):
         assert typ == "OK", data
 
 
-class SlowUpload:
-    """A loopback TCP proxy that passes the client's bytes at about rate bytes/s (the
-    server's at full speed): an upload that takes seconds.  TLS stays end to end."""
+class Proxy:
+    """A loopback TCP proxy to port that passes the bytes of each connection on as
+    client_bytes() (the client's) and server_bytes (the server's) give them back:
+    as they are, unless a subclass says otherwise."""
 
-    def __init__(self, port, rate):
-        self.target, self.rate = port, rate
+    chunk = 65536
+
+    def __init__(self, port):
+        self.target = port
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.socks = []
         threading.Thread(target=self._accept, daemon=True).start()
+
+    def client_bytes(self):
+        """What to pass on of each chunk the client sends, a function per connection
+        (so that it may keep what it needs between chunks)."""
+        return lambda data: data
+
+    def server_bytes(self, data):
+        return data
 
     def _accept(self):
         while True:
@@ -83,21 +94,17 @@ class SlowUpload:
                 return
             server = socket.create_connection(("127.0.0.1", self.target))
             self.socks += [client, server]
-            threading.Thread(target=self._pump, args=(client, server, self.rate),
+            threading.Thread(target=self._pump,
+                             args=(client, server, self.client_bytes()),
                              daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, None),
+            threading.Thread(target=self._pump,
+                             args=(server, client, self.server_bytes),
                              daemon=True).start()
 
-    @staticmethod
-    def _pump(src, dst, rate):
+    def _pump(self, src, dst, change):
         try:
-            while True:
-                data = src.recv(16384)
-                if not data:
-                    break
-                dst.sendall(data)
-                if rate:
-                    time.sleep(len(data) / rate)
+            while data := src.recv(self.chunk):
+                dst.sendall(change(data))
         except OSError:
             pass
         for s in (src, dst):
@@ -112,81 +119,54 @@ class SlowUpload:
             s.close()
 
 
-class NoLiteralPlus(SlowUpload):
-    """A plaintext proxy that hides LITERAL+ (and LITERAL-) from the client's view of
-    the capabilities and keeps the client's command lines: the client must use
-    synchronising literals, each waiting for the server's "+"."""
+class SlowUpload(Proxy):
+    """A proxy that passes the client's bytes at about rate bytes/s (the server's at
+    full speed): an upload that takes seconds.  TLS stays end to end."""
 
-    def __init__(self, port):
-        self.lines = []
-        super().__init__(port, None)
+    chunk = 16384
 
-    def _accept(self):
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(("127.0.0.1", self.target))
-            self.socks += [client, server]
-            threading.Thread(target=self._up, args=(client, server), daemon=True).start()
-            threading.Thread(target=self._down, args=(server, client),
-                             daemon=True).start()
+    def __init__(self, port, rate):
+        self.rate = rate
+        super().__init__(port)
 
-    def _up(self, src, dst):
-        buf = b""
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-                buf = (buf + data)[-4096:]
-                *whole, buf = buf.split(b"\r\n")
-                self.lines += [ln for ln in whole if b" APPEND " in ln]
-        except OSError:
-            pass
-
-    def _down(self, src, dst):
-        try:
-            while data := src.recv(65536):
-                dst.sendall(re.sub(rb" LITERAL[+-]", b"", data))
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+    def client_bytes(self):
+        def slowly(data):
+            time.sleep(len(data) / self.rate)
+            return data
+        return slowly
 
 
-class CommandLog(NoLiteralPlus):
+class CommandLog(Proxy):
     """A plaintext proxy that passes everything as it is and keeps the client's
     command lines that hold word."""
 
     def __init__(self, port, word):
         self.word = word
+        self.lines = []
         super().__init__(port)
 
-    def _up(self, src, dst):
+    def client_bytes(self):
         buf = b""
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-                buf = (buf + data)[-4096:]
-                *whole, buf = buf.split(b"\r\n")
-                self.lines += [ln for ln in whole if self.word in ln]
-        except OSError:
-            pass
 
-    def _down(self, src, dst):
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        def keep_lines(data):
+            nonlocal buf
+            buf = (buf + data)[-4096:]
+            *whole, buf = buf.split(b"\r\n")
+            self.lines += [ln for ln in whole if self.word in ln]
+            return data
+        return keep_lines
+
+
+class NoLiteralPlus(CommandLog):
+    """A plaintext proxy that hides LITERAL+ (and LITERAL-) from the client's view of
+    the capabilities and keeps the client's APPEND lines: the client must use
+    synchronising literals, each waiting for the server's "+"."""
+
+    def __init__(self, port):
+        super().__init__(port, b" APPEND ")
+
+    def server_bytes(self, data):
+        return re.sub(rb" LITERAL[+-]", b"", data)
 
 
 class RestoreTest(unittest.TestCase):
@@ -211,6 +191,27 @@ class RestoreTest(unittest.TestCase):
         if check:
             self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
         return res
+
+    def restore_into(self, dst, *extra, filename, general=None, timeout=300):
+        """Restores src into the account dst (a config section, named "dst") with a
+        config of its own; returns the run and the seconds it took."""
+        conf = mmtest.write_config(self.tmp, [
+            self.fx.account(self.tmp, *self.src, name="src"), dst],
+            general=general, filename=filename)
+        started = time.monotonic()
+        res = mmtest.run_mboxmirror("-c", conf, "--restore", "src", "--to", "dst",
+                                    *extra, timeout=timeout)
+        return res, time.monotonic() - started
+
+    def dst_via(self, port, **keys):
+        """The account dst reached through a proxy on port."""
+        return self.fx.account(self.tmp, *self.dst, name="dst", port=port, **keys)
+
+    def fake_dst(self, srv):
+        """An account dst on the fake server srv (plain text, no TLS)."""
+        return {"__name__": "dst", "host": "127.0.0.1", "port": str(srv.port),
+                "tls": "none", "allow_plaintext": "yes", "user": "u",
+                "password": "x", "output": os.path.join(self.tmp, "out", "dst")}
 
     def mirror_source(self):
         res = mmtest.run_mboxmirror("-c", self.conf, "--once", "-a", "src", timeout=300)
@@ -327,14 +328,8 @@ class RestoreTest(unittest.TestCase):
         self.mirror_source()
         proxy = SlowUpload(fx.imaps_port, 1_500_000)
         try:
-            conf = mmtest.write_config(self.tmp, [
-                fx.account(self.tmp, *self.src, name="src"),
-                fx.account(self.tmp, *self.dst, name="dst", port=proxy.port)],
-                general={"log_level": "info"}, filename="slow.ini")
-            started = time.monotonic()
-            res = mmtest.run_mboxmirror("-c", conf, "--restore", "src", "--to", "dst",
-                                        timeout=300)
-            took = time.monotonic() - started
+            res, took = self.restore_into(self.dst_via(proxy.port), filename="slow.ini",
+                                          general={"log_level": "info"})
         finally:
             proxy.close()
         self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
@@ -355,12 +350,8 @@ class RestoreTest(unittest.TestCase):
         self.mirror_source()
         proxy = NoLiteralPlus(fx.nostarttls_port)
         try:
-            conf = mmtest.write_config(self.tmp, [
-                fx.account(self.tmp, *self.src, name="src"),
-                fx.account(self.tmp, *self.dst, name="dst", tls="none",
-                           port=proxy.port)], filename="sync.ini")
-            res = mmtest.run_mboxmirror("-c", conf, "--restore", "src", "--to", "dst",
-                                        timeout=300)
+            res, _ = self.restore_into(self.dst_via(proxy.port, tls="none"),
+                                       filename="sync.ini")
         finally:
             proxy.close()
         self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
@@ -382,12 +373,8 @@ class RestoreTest(unittest.TestCase):
         self.mirror_source()
         proxy = CommandLog(fx.nostarttls_port, b" FETCH ")
         try:
-            conf = mmtest.write_config(self.tmp, [
-                fx.account(self.tmp, *self.src, name="src"),
-                fx.account(self.tmp, *self.dst, name="dst", tls="none",
-                           port=proxy.port)], filename="batches.ini")
-            res = mmtest.run_mboxmirror("-c", conf, "--restore", "src", "--to", "dst",
-                                        timeout=300)
+            res, _ = self.restore_into(self.dst_via(proxy.port, tls="none"),
+                                       filename="batches.ini")
         finally:
             proxy.close()
         self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
@@ -401,31 +388,30 @@ class RestoreTest(unittest.TestCase):
             seen.update(range(lo, hi + 1))
         self.assertEqual(seen, set(range(1, n + 1)))
 
-    def test_target_floods_fetch(self):
-        """A target that answers a FETCH with more messages than asked for: a
-        protocol error, not memory filled for as long as it goes on."""
+    def assert_flood_refused(self, command, flood, inbox, error):
+        """Restores one message into a fake target whose INBOX holds inbox and which
+        answers command with flood without end: the run fails with error soon."""
         self.fx.append(*self.src, "INBOX", mmtest.make_message("one"))
         self.mirror_source()
-        flood = (b'* 1 FETCH (RFC822.SIZE 10 INTERNALDATE "03-Sep-2023 14:05:09 +0000" '
-                 b'BODY[HEADER.FIELDS (MESSAGE-ID)] {4}\r\nx\r\n\r)\r\n')
-        srv = fi.FakeImap([(b"/", b"INBOX", [b"x\r\n"])]).start()
-        srv.hooks["FETCH"] = lambda conn, ctx: [("flood", flood, 10)]
+        srv = fi.FakeImap([(b"/", b"INBOX", inbox)]).start()
+        srv.hooks[command] = lambda conn, ctx: [("flood", flood, 10)]
         try:
-            acct = {"__name__": "dst", "host": "127.0.0.1", "port": str(srv.port),
-                    "tls": "none", "allow_plaintext": "yes", "user": "u",
-                    "password": "x", "output": os.path.join(self.tmp, "out", "dst")}
-            conf = mmtest.write_config(self.tmp, [
-                self.fx.account(self.tmp, *self.src, name="src"), acct],
-                general={"timeout": "30"}, filename="flood.ini")
-            started = time.monotonic()
-            res = mmtest.run_mboxmirror("-c", conf, "--restore", "src", "--to", "dst",
-                                        timeout=60)
-            took = time.monotonic() - started
+            res, took = self.restore_into(self.fake_dst(srv), filename="flood.ini",
+                                          general={"timeout": "30"}, timeout=60)
         finally:
             srv.stop()
         self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
-        self.assertIn("more FETCH responses than messages asked for", res.stderr)
+        self.assertIn(error, res.stderr)
         self.assertLess(took, 8)
+
+    def test_target_floods_fetch(self):
+        """A target that answers a FETCH with more messages than asked for: a
+        protocol error, not memory filled for as long as it goes on."""
+        self.assert_flood_refused(
+            "FETCH",
+            b'* 1 FETCH (RFC822.SIZE 10 INTERNALDATE "03-Sep-2023 14:05:09 +0000" '
+            b'BODY[HEADER.FIELDS (MESSAGE-ID)] {4}\r\nx\r\n\r)\r\n',
+            [b"x\r\n"], "more FETCH responses than messages asked for")
 
     def test_target_grows_while_scanned(self):
         """Messages that arrive while the target mailbox is looked up are not looked
@@ -439,14 +425,8 @@ class RestoreTest(unittest.TestCase):
             b'* 1 FETCH (RFC822.SIZE 3 INTERNALDATE "03-Sep-2023 14:05:09 +0000")\r\n'
             b"* %d EXISTS\r\n" % next(grown) + ctx["tag"] + b" OK fetched\r\n"]
         try:
-            acct = {"__name__": "dst", "host": "127.0.0.1", "port": str(srv.port),
-                    "tls": "none", "allow_plaintext": "yes", "user": "u",
-                    "password": "x", "output": os.path.join(self.tmp, "out", "dst")}
-            conf = mmtest.write_config(self.tmp, [
-                self.fx.account(self.tmp, *self.src, name="src"), acct],
-                filename="grow.ini")
-            res = mmtest.run_mboxmirror("-c", conf, "--restore", "src", "--to", "dst",
-                                        "--dry-run", timeout=30)
+            res, _ = self.restore_into(self.fake_dst(srv), "--dry-run",
+                                       filename="grow.ini", timeout=30)
         finally:
             srv.stop()
         self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
@@ -456,27 +436,8 @@ class RestoreTest(unittest.TestCase):
     def test_target_floods_list(self):
         """A target that lists mailboxes without end: a protocol error once it lists
         more than an account holds (as a sync and --list take it)."""
-        self.fx.append(*self.src, "INBOX", mmtest.make_message("one"))
-        self.mirror_source()
-        srv = fi.FakeImap([(b"/", b"INBOX", [])]).start()
-        srv.hooks["LIST"] = lambda conn, ctx: [
-            ("flood", b'* LIST () "/" INBOX\r\n', 10)]
-        try:
-            acct = {"__name__": "dst", "host": "127.0.0.1", "port": str(srv.port),
-                    "tls": "none", "allow_plaintext": "yes", "user": "u",
-                    "password": "x", "output": os.path.join(self.tmp, "out", "dst")}
-            conf = mmtest.write_config(self.tmp, [
-                self.fx.account(self.tmp, *self.src, name="src"), acct],
-                general={"timeout": "30"}, filename="flood.ini")
-            started = time.monotonic()
-            res = mmtest.run_mboxmirror("-c", conf, "--restore", "src", "--to", "dst",
-                                        timeout=60)
-            took = time.monotonic() - started
-        finally:
-            srv.stop()
-        self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
-        self.assertIn("the server lists more than 100000 mailboxes", res.stderr)
-        self.assertLess(took, 8)
+        self.assert_flood_refused("LIST", b'* LIST () "/" INBOX\r\n', [],
+                                  "the server lists more than 100000 mailboxes")
 
     def test_many_mailboxes_small_stack(self):
         """Mailboxes with nothing to do on the target follow one another in a loop,

@@ -28,7 +28,6 @@
 #include <ftw.h>
 
 #include "../fakes/imapd_wrap.h"
-#include "../fakes/transport_mem.h"
 #include "capture.h"
 #include "config.h"
 #include "daemon.h"
@@ -151,14 +150,11 @@ static int
 setup(void **state)
 {
 	(void)state;
-	snprintf(dir, sizeof dir, "/tmp/mm-daemon-XXXXXX");
-	assert_non_null(mkdtemp(dir));
+	assert_int_equal(testdir_make(dir, sizeof dir, "mm-daemon"), 0);
 	snprintf(path, sizeof path, "%s/mm.ini", dir);
 	write_first_config();
 	capture_log_begin(LOGL_INFO);
-	transport_mem_reset();
-	imapd_init(&srv, NULL);
-	imapd_wrap_serve(&srv, each_pass);
+	imapd_wrap_start(&srv, each_pass);
 	imapd_add_message(imapd_add_mailbox(&srv, "INBOX"), MSG1);
 	imapd_add_message(&srv.boxes[0], MSG2);
 	imapd_add_message(imapd_add_mailbox(&srv, "Work"), MSG3);

@@ -313,6 +313,23 @@ test_fetch(void **state)
 	assert_int_equal(imap_fetch_decode(r->number, r->args[0].list,
 	    r->args[0].count, &fi), 0);
 	assert_int_equal(fi.tz_minutes, 330);
+
+	/* A whole response: only an untagged FETCH with one list. */
+	r = parse(state, "* 3 FETCH (UID 9)\r\n");
+	assert_int_equal(imap_fetch_response_decode(r, &fi), 0);
+	assert_int_equal(fi.msgno, 3);
+	assert_true(fi.has_uid);
+	assert_int_equal(fi.uid, 9);
+	r = parse(state, "* 3 FETCH (UID 0)\r\n");
+	assert_int_equal(imap_fetch_response_decode(r, &fi), -1);
+	r = parse(state, "* 3 EXPUNGE\r\n");
+	assert_int_equal(imap_fetch_response_decode(r, &fi), -1);
+	r = parse(state, "* 3 FETCH UID 9\r\n");
+	assert_int_equal(imap_fetch_response_decode(r, &fi), -1);
+	r = parse(state, "* FETCH (UID 9)\r\n");
+	assert_int_equal(imap_fetch_response_decode(r, &fi), -1);
+	r = parse(state, "* 3 FETCH (UID 9) (UID 10)\r\n");
+	assert_int_equal(imap_fetch_response_decode(r, &fi), -1);
 }
 
 static void

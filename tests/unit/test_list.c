@@ -16,12 +16,12 @@
 #include <ev.h>
 
 #include "../fakes/imapd_wrap.h"
-#include "../fakes/transport_mem.h"
 #include "capture.h"
 #include "config.h"
 #include "imap/session.h"
 #include "list.h"
 #include "log.h"
+#include "testdir.h"
 
 static struct imapd srv;
 
@@ -54,8 +54,7 @@ setup(void **state)
 	char text[1024];
 
 	(void)state;
-	snprintf(dir, sizeof dir, "/tmp/mm-list-XXXXXX");
-	assert_non_null(mkdtemp(dir));
+	assert_int_equal(testdir_make(dir, sizeof dir, "mm-list"), 0);
 	snprintf(text, sizeof text,
 	    "[general]\nstate_dir = %s/state\ntimeout = 30s\n"
 	    "[all]\nhost = imap.example.org\ntls = none\n"
@@ -67,9 +66,7 @@ setup(void **state)
 	    dir, dir, dir);
 	assert_int_equal(config_load_string("t.ini", text, &cfg), 0);
 	capture_log_begin(LOGL_INFO);
-	transport_mem_reset();
-	imapd_init(&srv, NULL);
-	imapd_wrap_serve(&srv, NULL);
+	imapd_wrap_start(&srv, NULL);
 	imapd_add_message(imapd_add_mailbox(&srv, "Work/Reports"), "a");
 	imapd_add_message(&srv.boxes[0], "b");
 	imapd_add_message(imapd_add_mailbox(&srv, "INBOX"), "c");

@@ -40,7 +40,6 @@
 #define DATE_SAT_NOV_21	((time_t)1795251903)
 
 static char tmpdir[64];
-static int file_seq;
 
 /* An in-memory file behind the sys ops, for the transformation tests. */
 static struct {
@@ -63,12 +62,6 @@ static struct {
 
 /* ---- helpers ---------------------------------------------------------- */
 
-static void
-make_path(char *buf, size_t size, const char *name)
-{
-	snprintf(buf, size, "%s/%d-%s", tmpdir, ++file_seq, name);
-}
-
 /* The append record the tests keep for the mbox at path: "<path>.record"
  * (the daemon keeps it in its state directory). */
 static const char *
@@ -82,26 +75,6 @@ rec(const char *path)
 	return buf;
 }
 
-static unsigned char *
-read_all(const char *path, size_t *len_r)
-{
-	struct stat st;
-	unsigned char *buf;
-	ssize_t n;
-	int fd;
-
-	fd = open(path, O_RDONLY);
-	assert_true(fd >= 0);
-	assert_int_equal(fstat(fd, &st), 0);
-	buf = malloc((size_t)st.st_size + 1);
-	assert_non_null(buf);
-	n = read(fd, buf, (size_t)st.st_size);
-	assert_int_equal(n, st.st_size);
-	close(fd);
-	*len_r = (size_t)st.st_size;
-	return buf;
-}
-
 static void
 write_all(const char *path, const void *data, size_t len)
 {
@@ -111,15 +84,6 @@ write_all(const char *path, const void *data, size_t len)
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, data, len), (ssize_t)len);
 	assert_int_equal(close(fd), 0);
-}
-
-static off_t
-file_size(const char *path)
-{
-	struct stat st;
-
-	assert_int_equal(stat(path, &st), 0);
-	return st.st_size;
 }
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
@@ -281,7 +245,7 @@ open_mem_mbox(void)
 	char path[PATH_MAX], *error = NULL;
 	struct mbox *m = NULL;
 
-	make_path(path, sizeof path, "mem.mbox");
+	testdir_path(path, sizeof path, tmpdir, "mem.mbox");
 	mbox_set_sys_ops(&mem_ops);
 	mem.len = 0;
 	mem.max_write = 0;
@@ -1002,7 +966,7 @@ test_big_message(void **state)
 	uint64_t size;
 
 	(void)state;
-	make_path(path, sizeof path, "big.mbox");
+	testdir_path(path, sizeof path, tmpdir, "big.mbox");
 	memset(&big, 0, sizeof big);
 	big.body = lines * (sizeof big_out - 1);
 	mbox_set_sys_ops(&big_ops);
@@ -1093,14 +1057,14 @@ test_commit_and_uncommitted_close(void **state)
 	size_t len;
 
 	(void)state;
-	make_path(path, sizeof path, "commit.mbox");
+	testdir_path(path, sizeof path, tmpdir, "commit.mbox");
 	snprintf(lock, sizeof lock, "%s.lock", path);
 	m = must_open(path, 0, MBOX_OPEN_OK);
 	assert_int_equal(lstat(lock, &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0600);
 	append(m, msg1, DATE_SUN_NOV_1);
 	assert_int_equal(mbox_commit(m, &size1), 0);
-	assert_int_equal(size1, file_size(path));
+	assert_int_equal(size1, testdir_size(path));
 	assert_int_equal(mbox_committed_size(m), size1);
 	/* A commit with nothing new is fine and changes nothing. */
 	assert_int_equal(mbox_commit(m, &size2), 0);
@@ -1112,16 +1076,16 @@ test_commit_and_uncommitted_close(void **state)
 		assert_int_equal(mbox_msg_write(m, "0123456789abcdefghi\n",
 		    20), 0);
 	assert_int_equal(mbox_msg_end(m), 0);
-	assert_true((uint64_t)file_size(path) > size1);
+	assert_true(testdir_size(path) > size1);
 	mbox_close(&m);
 	assert_null(m);
-	assert_int_equal(file_size(path), size1);
+	assert_int_equal(testdir_size(path), size1);
 	/* Locks released: the dotlock is gone. */
 	assert_int_equal(lstat(lock, &st), -1);
 	assert_int_equal(errno, ENOENT);
 
 	/* The file holds exactly the committed entry. */
-	data = read_all(path, &len);
+	data = testdir_read(path, &len);
 	assert_int_equal(len, size1);
 	assert_memory_equal(data, "From one@example.org Sun Nov  1 09:05:03 "
 	    "2026\nReturn-Path: <one@example.org>\nSubject: 1\n\n"
@@ -1141,7 +1105,7 @@ test_rollback(void **state)
 	struct mbox *m;
 
 	(void)state;
-	make_path(path, sizeof path, "rollback.mbox");
+	testdir_path(path, sizeof path, tmpdir, "rollback.mbox");
 	m = must_open(path, 0, MBOX_OPEN_OK);
 	append(m, msg1, 0);
 	assert_int_equal(mbox_commit(m, &size), 0);
@@ -1149,12 +1113,12 @@ test_rollback(void **state)
 	assert_int_equal(mbox_msg_begin(m, 0), 0);
 	assert_int_equal(mbox_msg_write(m, "half", 4), 0);
 	assert_int_equal(mbox_rollback(m), 0);
-	assert_int_equal(file_size(path), size);
+	assert_int_equal(testdir_size(path), size);
 	/* Usable again. */
 	append(m, msg2, 0);
 	assert_int_equal(mbox_commit(m, NULL), 0);
-	assert_true((uint64_t)file_size(path) > size);
-	assert_int_equal(mbox_committed_size(m), file_size(path));
+	assert_true(testdir_size(path) > size);
+	assert_int_equal(mbox_committed_size(m), testdir_size(path));
 	mbox_close(&m);
 }
 
@@ -1165,7 +1129,7 @@ test_misuse(void **state)
 	struct mbox *m;
 
 	(void)state;
-	make_path(path, sizeof path, "misuse.mbox");
+	testdir_path(path, sizeof path, tmpdir, "misuse.mbox");
 	m = must_open(path, 0, MBOX_OPEN_OK);
 	assert_int_equal(mbox_msg_write(m, "x", 1), -1);
 	assert_non_null(strstr(mbox_error(m), path));
@@ -1225,8 +1189,8 @@ crash_run(const char *path, uint64_t committed, enum crash_point at)
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	assert_true((uint64_t)file_size(path) > committed);
-	return (uint64_t)file_size(path);
+	assert_true(testdir_size(path) > committed);
+	return testdir_size(path);
 }
 
 /* Appends data at the end of path as a mail reader does (under its fcntl
@@ -1285,18 +1249,18 @@ test_reopen_truncates_leftover(void **state)
 	struct mbox *m;
 
 	(void)state;
-	make_path(path, sizeof path, "leftover.mbox");
+	testdir_path(path, sizeof path, tmpdir, "leftover.mbox");
 	m = must_open(path, 0, MBOX_OPEN_OK);
 	append(m, msg1, 0);
 	assert_int_equal(mbox_commit(m, &size), 0);
 	mbox_close(&m);
-	before = read_all(path, &blen);
+	before = testdir_read(path, &blen);
 
 	for (int at = CRASH_MID_ENTRY; at <= CRASH_AFTER_COMMIT; at++) {
 		crash_run(path, size, (enum crash_point)at);
 		m = must_open(path, size, MBOX_OPEN_TRUNCATED);
 		assert_null(mbox_cut_path(m));
-		assert_int_equal(file_size(path), size);
+		assert_int_equal(testdir_size(path), size);
 		assert_int_equal(mbox_committed_size(m), size);
 		mbox_close(&m);
 	}
@@ -1305,7 +1269,7 @@ test_reopen_truncates_leftover(void **state)
 	append(m, msg2, 0);
 	assert_int_equal(mbox_commit(m, NULL), 0);
 	mbox_close(&m);
-	after = read_all(path, &alen);
+	after = testdir_read(path, &alen);
 	assert_memory_equal(after, before, blen);
 	assert_memory_equal(after + blen, "From MAILER-DAEMON", 18);
 	assert_int_equal(cut_files(path, NULL, 0), 0);
@@ -1326,7 +1290,7 @@ test_short_leftover_truncated(void **state)
 	int fd;
 
 	(void)state;
-	make_path(path, sizeof path, "short-leftover.mbox");
+	testdir_path(path, sizeof path, tmpdir, "short-leftover.mbox");
 	m = must_open(path, 0, MBOX_OPEN_OK);
 	append(m, msg1, 0);
 	assert_int_equal(mbox_commit(m, &size), 0);
@@ -1337,7 +1301,7 @@ test_short_leftover_truncated(void **state)
 		m = must_open(path, size, MBOX_OPEN_TRUNCATED);
 		assert_null(mbox_cut_path(m));
 		mbox_close(&m);
-		assert_int_equal(file_size(path), size);
+		assert_int_equal(testdir_size(path), size);
 	}
 	fd = open(path, O_WRONLY | O_APPEND);
 	assert_true(fd >= 0);
@@ -1345,7 +1309,7 @@ test_short_leftover_truncated(void **state)
 	close(fd);
 	m = must_open(path, size, MBOX_OPEN_CHANGED);
 	mbox_close(&m);
-	assert_int_equal(file_size(path), size + 2);
+	assert_int_equal(testdir_size(path), size + 2);
 }
 
 static const char reader_entry[] = "From reader@example.org Mon Jan  1 "
@@ -1363,12 +1327,12 @@ test_reader_append_kept(void **state)
 	struct mbox *m;
 
 	(void)state;
-	make_path(path, sizeof path, "reader.mbox");
+	testdir_path(path, sizeof path, tmpdir, "reader.mbox");
 	m = must_open(path, 0, MBOX_OPEN_OK);
 	append(m, msg1, 0);
 	assert_int_equal(mbox_commit(m, &size), 0);
 	mbox_close(&m);
-	before = read_all(path, &blen);
+	before = testdir_read(path, &blen);
 
 	reader_append(path, reader_entry);
 	m = must_open(path, size, MBOX_OPEN_CHANGED);
@@ -1378,7 +1342,7 @@ test_reader_append_kept(void **state)
 	assert_int_equal(mbox_commit(m, &size2), 0);
 	mbox_close(&m);
 
-	after = read_all(path, &alen);
+	after = testdir_read(path, &alen);
 	assert_int_equal(alen, size2);
 	assert_memory_equal(after, before, blen);
 	assert_memory_equal(after + blen, reader_entry, rlen);
@@ -1407,12 +1371,12 @@ test_reader_append_after_crash_saved(void **state)
 	struct mbox *m;
 
 	(void)state;
-	make_path(path, sizeof path, "crash-reader.mbox");
+	testdir_path(path, sizeof path, tmpdir, "crash-reader.mbox");
 	m = must_open(path, 0, MBOX_OPEN_OK);
 	append(m, msg1, 0);
 	assert_int_equal(mbox_commit(m, &size), 0);
 	mbox_close(&m);
-	before = read_all(path, &blen);
+	before = testdir_read(path, &blen);
 
 	for (int at = CRASH_MID_ENTRY; at <= CRASH_AFTER_COMMIT; at++) {
 		crash_run(path, size, (enum crash_point)at);
@@ -1421,14 +1385,14 @@ test_reader_append_after_crash_saved(void **state)
 		assert_non_null(mbox_cut_path(m));
 		snprintf(cut, sizeof cut, "%s", mbox_cut_path(m));
 		mbox_close(&m);
-		data = read_all(path, &len);
+		data = testdir_read(path, &len);
 		assert_int_equal(len, blen);
 		assert_memory_equal(data, before, blen);
 		free(data);
 		assert_int_equal(cut_files(path, NULL, 0), at + 1);
 		assert_int_equal(strncmp(cut, path, strlen(path)), 0);
 		assert_int_equal(strncmp(cut + strlen(path), ".cut-", 5), 0);
-		data = read_all(cut, &len);
+		data = testdir_read(cut, &len);
 		assert_int_equal(len, rlen);
 		assert_memory_equal(data, reader_entry, rlen);
 		free(data);
@@ -1444,12 +1408,12 @@ test_reader_append_after_crash_saved(void **state)
 	reader_append(path, reader_entry);
 	m = must_open(path, size, MBOX_OPEN_TRUNCATED);
 	assert_non_null(mbox_cut_path(m));
-	data = read_all(mbox_cut_path(m), &len);
+	data = testdir_read(mbox_cut_path(m), &len);
 	assert_int_equal(len, rlen);
 	assert_memory_equal(data, reader_entry, rlen);
 	free(data);
 	mbox_close(&m);
-	assert_int_equal(file_size(path), size);
+	assert_int_equal(testdir_size(path), size);
 	free(before);
 }
 
@@ -1470,7 +1434,7 @@ test_record_doubtful(void **state)
 	size_t len;
 
 	(void)state;
-	make_path(path, sizeof path, "doubt.mbox");
+	testdir_path(path, sizeof path, tmpdir, "doubt.mbox");
 	m = must_open(path, 0, MBOX_OPEN_OK);
 	append(m, msg1, 0);
 	assert_int_equal(mbox_commit(m, &size), 0);
@@ -1483,16 +1447,16 @@ test_record_doubtful(void **state)
 	assert_non_null(mbox_cut_path(m));
 	snprintf(cut, sizeof cut, "%s", mbox_cut_path(m));
 	mbox_close(&m);
-	data = read_all(cut, &len);
+	data = testdir_read(cut, &len);
 	assert_int_equal(len, sizeof tail - 1);
 	assert_memory_equal(data, tail, len);
 	free(data);
-	assert_int_equal(file_size(path), size);
+	assert_int_equal(testdir_size(path), size);
 
 	/* Killed, then rewritten: the bytes at the committed size are not
 	 * the start of an entry of ours. */
 	crash_run(path, size, CRASH_MID_ENTRY);
-	data = read_all(path, &len);
+	data = testdir_read(path, &len);
 	data[size] = 'X';
 	write_all(path, data, len);	/* in place: the same file */
 	m = must_open(path, size, MBOX_OPEN_TRUNCATED);
@@ -1504,7 +1468,7 @@ test_record_doubtful(void **state)
 	/* Killed, then the file was replaced by another one (the old one
 	 * kept, as the mirror keeps one aside after a UIDVALIDITY change). */
 	crash_run(path, size, CRASH_AFTER_COMMIT);
-	data = read_all(path, &len);
+	data = testdir_read(path, &len);
 	snprintf(cut, sizeof cut, "%s.old", path);
 	assert_int_equal(rename(path, cut), 0);
 	write_all(path, data, len);
@@ -1537,7 +1501,7 @@ test_reopen_rewritten(void **state)
 	size_t len;
 
 	(void)state;
-	make_path(path, sizeof path, "rewritten.mbox");
+	testdir_path(path, sizeof path, tmpdir, "rewritten.mbox");
 	m = must_open(path, 0, MBOX_OPEN_OK);
 	append(m, msg1, 0);
 	assert_int_equal(mbox_commit(m, &size), 0);
@@ -1550,7 +1514,7 @@ test_reopen_rewritten(void **state)
 	append(m, msg2, 0);
 	assert_int_equal(mbox_commit(m, &size2), 0);
 	mbox_close(&m);
-	data = read_all(path, &len);
+	data = testdir_read(path, &len);
 	assert_int_equal(len, size2);
 	assert_memory_equal(data, rewritten, sizeof rewritten - 1);
 	assert_memory_equal(data + sizeof rewritten - 1, "From MAILER-DAEMON",
@@ -1565,10 +1529,10 @@ test_reopen_rewritten(void **state)
 	assert_int_equal(mbox_msg_end(m), 0);
 	assert_int_equal(mbox_commit(m, NULL), 0);
 	mbox_close(&m);
-	assert_int_equal(file_size(path), 7 + 2 + 44 + 3);
+	assert_int_equal(testdir_size(path), 7 + 2 + 44 + 3);
 	m = must_open(path, 7, MBOX_OPEN_TRUNCATED);
 	mbox_close(&m);
-	assert_int_equal(file_size(path), 7);
+	assert_int_equal(testdir_size(path), 7);
 }
 
 static void
@@ -1582,7 +1546,7 @@ test_reopen_shorter(void **state)
 	size_t len;
 
 	(void)state;
-	make_path(path, sizeof path, "shorter.mbox");
+	testdir_path(path, sizeof path, tmpdir, "shorter.mbox");
 	m = must_open(path, 0, MBOX_OPEN_OK);
 	append(m, msg1, 0);
 	assert_int_equal(mbox_commit(m, &size), 0);
@@ -1595,7 +1559,7 @@ test_reopen_shorter(void **state)
 	append(m, msg2, 0);
 	assert_int_equal(mbox_commit(m, &size), 0);
 	mbox_close(&m);
-	data = read_all(path, &len);
+	data = testdir_read(path, &len);
 	assert_int_equal(len, size);
 	/* The foreign tail gets LFs so ours starts an entry of its own. */
 	assert_memory_equal(data, "From one@e\n\nFrom MAILER-DAEMON", 30);
@@ -1608,14 +1572,14 @@ test_reopen_shorter(void **state)
 	/* Rolled back: no LF is added either. */
 	append(m, msg2, 0);
 	mbox_close(&m);
-	assert_int_equal(file_size(path), sizeof human - 1);
+	assert_int_equal(testdir_size(path), sizeof human - 1);
 	m = must_open(path, MBOX_SIZE_UNKNOWN, MBOX_OPEN_OK);
 	append(m, msg2, 0);
 	assert_int_equal(mbox_rollback(m), 0);
 	append(m, msg2, 0);
 	assert_int_equal(mbox_commit(m, &size), 0);
 	mbox_close(&m);
-	data = read_all(path, &len);
+	data = testdir_read(path, &len);
 	assert_int_equal(len, size);
 	assert_memory_equal(data, human, sizeof human - 1);
 	assert_memory_equal(data + sizeof human - 1, "\nFrom MAILER-DAEMON",
@@ -1632,21 +1596,21 @@ test_refusals(void **state)
 
 	(void)state;
 	/* A symlink, to a file and dangling. */
-	make_path(target, sizeof target, "target.mbox");
+	testdir_path(target, sizeof target, tmpdir, "target.mbox");
 	write_all(target, "", 0);
-	make_path(path, sizeof path, "symlink.mbox");
+	testdir_path(path, sizeof path, tmpdir, "symlink.mbox");
 	assert_int_equal(symlink(target, path), 0);
 	error = must_fail_open(path, 0);
 	assert_non_null(strstr(error, "symbolic link"));
 	free(error);
-	make_path(path, sizeof path, "dangling.mbox");
+	testdir_path(path, sizeof path, tmpdir, "dangling.mbox");
 	assert_int_equal(symlink("/nonexistent/x", path), 0);
 	error = must_fail_open(path, 0);
 	free(error);
 	assert_int_equal(access("/nonexistent/x", F_OK), -1);
 
 	/* Two links. */
-	make_path(link2, sizeof link2, "hardlink.mbox");
+	testdir_path(link2, sizeof link2, tmpdir, "hardlink.mbox");
 	assert_int_equal(link(target, link2), 0);
 	error = must_fail_open(link2, 0);
 	assert_non_null(strstr(error, "2 links"));
@@ -1658,18 +1622,18 @@ test_refusals(void **state)
 	mbox_close(&m);
 
 	/* Not a regular file. */
-	make_path(path, sizeof path, "fifo.mbox");
+	testdir_path(path, sizeof path, tmpdir, "fifo.mbox");
 	assert_int_equal(mkfifo(path, 0600), 0);
 	error = must_fail_open(path, 0);
 	assert_non_null(strstr(error, "not a regular file"));
 	free(error);
-	make_path(path, sizeof path, "dir.mbox");
+	testdir_path(path, sizeof path, tmpdir, "dir.mbox");
 	assert_int_equal(mkdir(path, 0700), 0);
 	error = must_fail_open(path, 0);
 	free(error);
 
 	/* A missing parent directory. */
-	make_path(path, sizeof path, "nodir/x.mbox");
+	testdir_path(path, sizeof path, tmpdir, "nodir/x.mbox");
 	error = must_fail_open(path, 0);
 	assert_non_null(strstr(error, strerror(ENOENT)));
 	free(error);
@@ -1685,7 +1649,7 @@ test_mode_under_umask(void **state)
 
 	(void)state;
 	old = umask(0);
-	make_path(path, sizeof path, "mode.mbox");
+	testdir_path(path, sizeof path, tmpdir, "mode.mbox");
 	m = must_open(path, 0, MBOX_OPEN_OK);
 	umask(old);
 	assert_int_equal(stat(path, &st), 0);
@@ -1701,7 +1665,7 @@ test_lock_same_process(void **state)
 	struct mbox *m, *m2;
 
 	(void)state;
-	make_path(path, sizeof path, "locked.mbox");
+	testdir_path(path, sizeof path, tmpdir, "locked.mbox");
 	m = must_open(path, 0, MBOX_OPEN_OK);
 	mbox_set_lock_wait(300);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -1717,7 +1681,7 @@ test_lock_same_process(void **state)
 	append(m, msg2, 0);
 	assert_int_equal(mbox_commit(m, NULL), 0);
 	mbox_close(&m);
-	m2 = must_open(path, (uint64_t)file_size(path), MBOX_OPEN_OK);
+	m2 = must_open(path, testdir_size(path), MBOX_OPEN_OK);
 	mbox_close(&m2);
 	mbox_set_lock_wait(MBOX_LOCK_WAIT_MSEC_DEFAULT);
 }
@@ -1733,7 +1697,7 @@ test_lock_other_process(void **state)
 	pid_t pid;
 
 	(void)state;
-	make_path(path, sizeof path, "reader.mbox");
+	testdir_path(path, sizeof path, tmpdir, "reader.mbox");
 	snprintf(lock, sizeof lock, "%s.lock", path);
 	write_all(path, "", 0);
 	assert_int_equal(pipe(ready), 0);
@@ -1782,7 +1746,7 @@ test_dotlock(void **state)
 	struct mbox *m;
 
 	(void)state;
-	make_path(path, sizeof path, "dot.mbox");
+	testdir_path(path, sizeof path, tmpdir, "dot.mbox");
 	snprintf(lock, sizeof lock, "%s.lock", path);
 
 	/* Fresh: someone holds it. */
@@ -1857,7 +1821,7 @@ test_dotlock_dead_holder(void **state)
 	struct mbox *m;
 
 	(void)state;
-	make_path(path, sizeof path, "dead.mbox");
+	testdir_path(path, sizeof path, tmpdir, "dead.mbox");
 	snprintf(lock, sizeof lock, "%s.lock", path);
 	snprintf(pid, sizeof pid, "%ld\n", (long)dead_pid());
 	write_all(lock, pid, strlen(pid));
@@ -1889,7 +1853,7 @@ test_locked_elsewhere(void **state)
 	int fd;
 
 	(void)state;
-	make_path(path, sizeof path, "busy.mbox");
+	testdir_path(path, sizeof path, tmpdir, "busy.mbox");
 	snprintf(lock, sizeof lock, "%s.lock", path);
 	assert_false(mbox_locked_elsewhere(path));	/* no file at all */
 	m = must_open(path, 0, MBOX_OPEN_OK);
@@ -1951,7 +1915,7 @@ test_fifo_never_blocks(void **state)
 	mbox_set_lock_wait(200);
 
 	/* The mbox. */
-	make_path(path, sizeof path, "fifo-box.mbox");
+	testdir_path(path, sizeof path, tmpdir, "fifo-box.mbox");
 	assert_int_equal(mkfifo(path, 0600), 0);
 	assert_false(mbox_locked_elsewhere(path));
 	error = must_fail_open(path, 0);
@@ -1959,7 +1923,7 @@ test_fifo_never_blocks(void **state)
 	free(error);
 
 	/* The dotlock, fresh (a stale one would be removed unread). */
-	make_path(path, sizeof path, "fifo-lock.mbox");
+	testdir_path(path, sizeof path, tmpdir, "fifo-lock.mbox");
 	snprintf(lock, sizeof lock, "%s.lock", path);
 	assert_int_equal(mkfifo(lock, 0600), 0);
 	/* Not a lock anybody holds: mbox_open() is to say what is wrong. */
@@ -1993,7 +1957,7 @@ test_write_failure_truncates(void **state)
 	size_t i;
 
 	(void)state;
-	make_path(path, sizeof path, "enospc.mbox");
+	testdir_path(path, sizeof path, tmpdir, "enospc.mbox");
 	inj_reset();
 	mbox_set_sys_ops(&inj_ops);
 	m = must_open(path, 0, MBOX_OPEN_OK);
@@ -2011,7 +1975,7 @@ test_write_failure_truncates(void **state)
 	assert_non_null(strstr(mbox_error(m), path));
 	assert_non_null(strstr(mbox_error(m), strerror(ENOSPC)));
 	/* Already cut back to the committed size. */
-	assert_int_equal(file_size(path), size);
+	assert_int_equal(testdir_size(path), size);
 	/* Failed until rolled back. */
 	assert_int_equal(mbox_msg_write(m, "x", 1), -1);
 	assert_int_equal(mbox_msg_end(m), -1);
@@ -2020,8 +1984,8 @@ test_write_failure_truncates(void **state)
 	inj.write_budget = -1;
 	append(m, msg2, 0);
 	assert_int_equal(mbox_commit(m, NULL), 0);
-	assert_int_equal(mbox_committed_size(m), file_size(path));
-	assert_true((uint64_t)file_size(path) > size);
+	assert_int_equal(mbox_committed_size(m), testdir_size(path));
+	assert_true(testdir_size(path) > size);
 	mbox_close(&m);
 	mbox_set_sys_ops(NULL);
 }
@@ -2034,7 +1998,7 @@ test_fdatasync_failure_truncates(void **state)
 	struct mbox *m;
 
 	(void)state;
-	make_path(path, sizeof path, "eio.mbox");
+	testdir_path(path, sizeof path, tmpdir, "eio.mbox");
 	inj_reset();
 	mbox_set_sys_ops(&inj_ops);
 	m = must_open(path, 0, MBOX_OPEN_OK);
@@ -2052,7 +2016,7 @@ test_fdatasync_failure_truncates(void **state)
 	assert_int_equal(inj.fdatasync_calls, 2);
 	assert_non_null(strstr(mbox_error(m), "fdatasync"));
 	assert_non_null(strstr(mbox_error(m), path));
-	assert_int_equal(file_size(path), size);
+	assert_int_equal(testdir_size(path), size);
 	assert_int_equal(mbox_committed_size(m), size);
 
 	/* And the truncation failing too is reported, then retried. */
@@ -2064,13 +2028,13 @@ test_fdatasync_failure_truncates(void **state)
 	assert_int_equal(mbox_commit(m, NULL), -1);
 	assert_non_null(strstr(mbox_error(m), "truncate"));
 	assert_non_null(strstr(mbox_error(m), strerror(EROFS)));
-	assert_true((uint64_t)file_size(path) > size);
+	assert_true(testdir_size(path) > size);
 	assert_int_equal(mbox_rollback(m), -1);
 	inj.ftruncate_errno = 0;
 	inj.fdatasync_errno = 0;
 	assert_int_equal(mbox_close_checked(&m, &error), 0);
 	assert_null(error);
-	assert_int_equal(file_size(path), size);
+	assert_int_equal(testdir_size(path), size);
 	mbox_set_sys_ops(NULL);
 }
 
@@ -2084,8 +2048,8 @@ test_partial_writes(void **state)
 	struct mbox *m;
 
 	(void)state;
-	make_path(path, sizeof path, "plain.mbox");
-	make_path(path2, sizeof path2, "partial.mbox");
+	testdir_path(path, sizeof path, tmpdir, "plain.mbox");
+	testdir_path(path2, sizeof path2, tmpdir, "partial.mbox");
 	m = must_open(path, 0, MBOX_OPEN_OK);
 	for (i = 0; i < 50; i++)
 		append(m, i % 2 ? msg1 : msg2, (time_t)i);
@@ -2103,8 +2067,8 @@ test_partial_writes(void **state)
 	mbox_close(&m);
 	mbox_set_sys_ops(NULL);
 
-	a = read_all(path, &alen);
-	b = read_all(path2, &blen);
+	a = testdir_read(path, &alen);
+	b = testdir_read(path2, &blen);
 	assert_int_equal(alen, blen);
 	assert_memory_equal(a, b, alen);
 	free(a);
@@ -2124,7 +2088,7 @@ test_fsize_limit(void **state)
 	size_t i;
 
 	(void)state;
-	make_path(path, sizeof path, "efbig.mbox");
+	testdir_path(path, sizeof path, tmpdir, "efbig.mbox");
 	m = must_open(path, 0, MBOX_OPEN_OK);
 	append(m, msg1, 0);
 	assert_int_equal(mbox_commit(m, &size), 0);
@@ -2148,10 +2112,10 @@ test_fsize_limit(void **state)
 	signal(SIGXFSZ, oldsig);
 	assert_int_equal(r, -1);
 	assert_non_null(strstr(mbox_error(m), strerror(EFBIG)));
-	assert_int_equal(file_size(path), size);
+	assert_int_equal(testdir_size(path), size);
 	assert_int_equal(mbox_rollback(m), 0);
 	mbox_close(&m);
-	assert_int_equal(file_size(path), size);
+	assert_int_equal(testdir_size(path), size);
 }
 
 /* ---- the fixture for mbox_read.py --------------------------------------- */
@@ -2224,8 +2188,7 @@ static int
 group_setup(void **state)
 {
 	(void)state;
-	snprintf(tmpdir, sizeof tmpdir, "/tmp/test_mbox.XXXXXX");
-	return mkdtemp(tmpdir) == NULL ? -1 : 0;
+	return testdir_make(tmpdir, sizeof tmpdir, "test_mbox");
 }
 
 static int

@@ -31,7 +31,6 @@
 #define DATE_SUN_NOV_1	((time_t)1793523903)
 
 static char tmpdir[64];
-static int file_seq;
 
 struct sample {
 	const char *name;
@@ -54,30 +53,6 @@ static const struct sample samples[] = {
 	S("header only", "Subject: only\r\n"),
 	S("from at start", "From nobody\nSubject: x\n\nFrom inside\n"),
 };
-
-static void
-make_path(char *buf, size_t size, const char *name)
-{
-	snprintf(buf, size, "%s/%d-%s", tmpdir, ++file_seq, name);
-}
-
-static unsigned char *
-read_all(const char *path, size_t *len_r)
-{
-	struct stat st;
-	unsigned char *buf;
-	int fd;
-
-	fd = open(path, O_RDONLY);
-	assert_true(fd >= 0);
-	assert_int_equal(fstat(fd, &st), 0);
-	buf = malloc((size_t)st.st_size + 1);
-	assert_non_null(buf);
-	assert_int_equal(read(fd, buf, (size_t)st.st_size), st.st_size);
-	close(fd);
-	*len_r = (size_t)st.st_size;
-	return buf;
-}
 
 static void
 sha256(const void *data, size_t len, uint8_t out[MBOX_DIGEST_LEN])
@@ -161,9 +136,9 @@ test_writer_entries_match_file(void **state)
 	unsigned char *f;
 
 	(void)state;
-	make_path(path, sizeof path, "entries.mbox");
+	testdir_path(path, sizeof path, tmpdir, "entries.mbox");
 	write_samples(path, NULL, v);
-	f = read_all(path, &len);
+	f = testdir_read(path, &len);
 	assert_int_equal(v[0].offset, 0);
 	for (size_t i = 0; i < n; i++) {
 		if (i + 1 < n)
@@ -193,7 +168,7 @@ test_digest_matches_writer(void **state)
 	uint64_t mid;
 
 	(void)state;
-	make_path(path, sizeof path, "digest.mbox");
+	testdir_path(path, sizeof path, tmpdir, "digest.mbox");
 	write_samples(path, NULL, v);
 	for (size_t i = 0; i < n; i++) {
 		for (size_t k = 0; k < sizeof steps / sizeof steps[0]; k++) {
@@ -242,7 +217,7 @@ test_message_id_hash(void **state)
 	assert_true(mbox_message_id_hash("  \r\n ", 5) == 0);
 	folded = mbox_message_id_hash("<folded@example.org>", 20);
 
-	make_path(path, sizeof path, "mid.mbox");
+	testdir_path(path, sizeof path, tmpdir, "mid.mbox");
 	write_samples(path, NULL, v);
 	assert_true(v[0].message_id_hash == one);
 	/* Name in any case, value folded onto the next line. */
@@ -288,7 +263,7 @@ test_scan_finds_written_entries(void **state)
 	char path[PATH_MAX], *error = NULL;
 
 	(void)state;
-	make_path(path, sizeof path, "scan.mbox");
+	testdir_path(path, sizeof path, tmpdir, "scan.mbox");
 	write_samples(path, NULL, v);
 	check_scan(path, v, n, 0);
 
@@ -315,14 +290,14 @@ test_scan_foreign_bytes(void **state)
 	struct mbox_scan_entry e;
 
 	(void)state;
-	make_path(path, sizeof path, "foreign.mbox");
+	testdir_path(path, sizeof path, tmpdir, "foreign.mbox");
 	write_samples(path, foreign, v);
 	/* The writer padded with two LFs, which belong to no entry. */
 	assert_int_equal(v[0].offset, sizeof foreign - 1 + 2);
 	check_scan(path, v, n, sizeof foreign - 1 + 2);
 
 	/* A file with no entry at all. */
-	make_path(path, sizeof path, "none.mbox");
+	testdir_path(path, sizeof path, tmpdir, "none.mbox");
 	{
 		int fd = open(path, O_WRONLY | O_CREAT, 0600);
 
@@ -347,7 +322,7 @@ test_scan_foreign_bytes(void **state)
 
 	/* No such file. */
 	error = NULL;
-	make_path(path, sizeof path, "missing.mbox");
+	testdir_path(path, sizeof path, tmpdir, "missing.mbox");
 	assert_int_equal(mbox_scan_open(path, 0, &s, &error), -1);
 	assert_null(s);
 	assert_non_null(error);
@@ -367,7 +342,7 @@ test_scan_long_from_line(void **state)
 	int fd;
 
 	(void)state;
-	make_path(path, sizeof path, "long-from.mbox");
+	testdir_path(path, sizeof path, tmpdir, "long-from.mbox");
 	line = malloc(n + sizeof date + 32);
 	assert_non_null(line);
 	memcpy(line, "From ", 5);
@@ -392,8 +367,7 @@ static int
 group_setup(void **state)
 {
 	(void)state;
-	snprintf(tmpdir, sizeof tmpdir, "/tmp/test_mbox_digest.XXXXXX");
-	return mkdtemp(tmpdir) == NULL ? -1 : 0;
+	return testdir_make(tmpdir, sizeof tmpdir, "test_mbox_digest");
 }
 
 static int

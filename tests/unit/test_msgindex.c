@@ -31,7 +31,6 @@
 #define DATE	((time_t)1793523903)
 
 static char tmpdir[64];
-static int seq;
 
 static const char *const msgs[] = {
 	"Message-ID: <a@x>\r\nSubject: one\r\n\r\nFrom here\r\n",
@@ -39,21 +38,6 @@ static const char *const msgs[] = {
 	"Message-ID: <c@x>\r\n\r\nthree, no final newline",
 };
 #define NMSGS (sizeof msgs / sizeof msgs[0])
-
-static void
-make_path(char *buf, size_t size, const char *name)
-{
-	snprintf(buf, size, "%s/%d-%s", tmpdir, ++seq, name);
-}
-
-static uint64_t
-file_size(const char *path)
-{
-	struct stat st;
-
-	assert_int_equal(stat(path, &st), 0);
-	return (uint64_t)st.st_size;
-}
 
 /* Writes msgs into a new mbox at path after prefix (may be NULL); their
  * entries into v; returns the file's size. */
@@ -134,8 +118,8 @@ make_pair(char *mbox, char *index, struct mbox_entry *v,
 	struct msgindex *ix;
 	char *error = NULL;
 
-	make_path(mbox, PATH_MAX, "box.mbox");
-	make_path(index, PATH_MAX, "index");
+	testdir_path(mbox, PATH_MAX, tmpdir, "box.mbox");
+	testdir_path(index, PATH_MAX, tmpdir, "index");
 	*size_r = write_mbox(mbox, NULL, v);
 	assert_int_equal(msgindex_open(index, "box.mbox", mbox, 0, &ix,
 	    &error), 0);
@@ -168,7 +152,7 @@ test_written_and_loaded(void **state)
 		assert_entry_equal(&l.v[i], &e[i]);
 	msgindex_list_free(&l);
 	/* Tens of bytes a message. */
-	assert_true(file_size(index) < 30 + NMSGS * 100);
+	assert_true(testdir_size(index) < 30 + NMSGS * 100);
 
 	/* Opened again at the same size: everything kept, appends go on. */
 	assert_int_equal(msgindex_open(index, "box.mbox", mbox, size, &ix,
@@ -207,18 +191,18 @@ test_records_past_committed_cut(void **state)
 
 	(void)state;
 	make_pair(mbox, index, v, e, &size);
-	before = file_size(index);
+	before = testdir_size(index);
 	/* The state recorded the mbox up to the second entry only (a crash
 	 * between the index's fdatasync and the state's save). */
 	assert_int_equal(msgindex_open(index, "box.mbox", mbox,
 	    v[1].offset + v[1].length, &ix, &error), 0);
 	assert_int_equal(msgindex_count(ix), 2);
-	assert_true(file_size(index) < before);
+	assert_true(testdir_size(index) < before);
 	/* The third message is appended again, where it now goes. */
 	assert_int_equal(msgindex_add(ix, &e[2]), 0);
 	assert_int_equal(msgindex_commit(ix, &error), 0);
 	msgindex_close(&ix);
-	assert_int_equal(file_size(index), before);
+	assert_int_equal(testdir_size(index), before);
 	assert_int_equal(msgindex_load(index, "box.mbox", &l, &error), 0);
 	assert_int_equal(l.n, NMSGS);
 	assert_entry_equal(&l.v[2], &e[2]);
@@ -247,7 +231,7 @@ test_torn_append_cut(void **state)
 
 	(void)state;
 	make_pair(mbox, index, v, e, &size);
-	full = file_size(index);
+	full = testdir_size(index);
 	/* Half of a fourth record. */
 	fd = open(index, O_WRONLY | O_APPEND);
 	assert_true(fd >= 0);
@@ -266,7 +250,7 @@ test_torn_append_cut(void **state)
 	    &error), 0);
 	assert_int_equal(msgindex_count(ix), NMSGS);
 	msgindex_close(&ix);
-	assert_int_equal(file_size(index), full);
+	assert_int_equal(testdir_size(index), full);
 
 	/* A whole last record that fails its check: torn too. */
 	assert_int_equal(truncate(index, (off_t)(full - 3)), 0);
@@ -447,8 +431,8 @@ test_rebuild_foreign_bytes(void **state)
 	FILE *f;
 
 	(void)state;
-	make_path(mbox, sizeof mbox, "box.mbox");
-	make_path(index, sizeof index, "index");
+	testdir_path(mbox, sizeof mbox, tmpdir, "box.mbox");
+	testdir_path(index, sizeof index, tmpdir, "index");
 	size = write_mbox(mbox, foreign, v);
 	assert_int_equal(msgindex_rebuild(mbox, size, &l, &error), 0);
 	assert_int_equal(l.n, NMSGS);
@@ -465,11 +449,11 @@ test_rebuild_foreign_bytes(void **state)
 	fputs("From reader@example.org Sun Nov  1 09:05:03 2026\n"
 	    "Subject: theirs\n\nhello\n\n", f);
 	fclose(f);
-	assert_int_equal(msgindex_rebuild(mbox, file_size(mbox), &l, &error),
+	assert_int_equal(msgindex_rebuild(mbox, testdir_size(mbox), &l, &error),
 	    0);
 	assert_int_equal(l.n, NMSGS + 1);
 	assert_int_equal(l.v[NMSGS].offset, size);
-	assert_int_equal(l.v[NMSGS].length, file_size(mbox) - size);
+	assert_int_equal(l.v[NMSGS].length, testdir_size(mbox) - size);
 	msgindex_list_free(&l);
 
 	/* An mbox that is gone: an error naming it. */
@@ -501,7 +485,7 @@ test_rewrite(void **state)
 	assert_int_equal(count_corrupt_asides(index), 0);
 
 	/* Moved with its mbox: under the new name, the old one gone. */
-	make_path(moved, sizeof moved, "index-moved");
+	testdir_path(moved, sizeof moved, tmpdir, "index-moved");
 	assert_int_equal(msgindex_move(index, moved, "box.aside.mbox",
 	    &error), 0);
 	assert_int_equal(access(index, F_OK), -1);
@@ -604,11 +588,11 @@ test_mbox_changed_by_another_program(void **state)
 	    "Subject: theirs\n\nhello\n\n", f);
 	fclose(f);
 	assert_int_equal(msgindex_open_ex(index, "box.mbox", mbox,
-	    file_size(mbox), &ix, &rebuilt, NULL, &error), 0);
+	    testdir_size(mbox), &ix, &rebuilt, NULL, &error), 0);
 	assert_int_equal(msgindex_count(ix), 3);
 	assert_int_equal(rebuilt, 1);
 	msgindex_close(&ix);
-	assert_index_matches_mbox(index, mbox, file_size(mbox), &l);
+	assert_index_matches_mbox(index, mbox, testdir_size(mbox), &l);
 	assert_int_equal(l.v[1].uid, e[2].uid);
 	assert_int_equal(l.v[2].uid, 0);
 	assert_int_equal(l.v[2].flags, MSGINDEX_REBUILT);
@@ -681,7 +665,7 @@ test_bad_record_past_committed_cut(void **state)
 	assert_int_equal(rebuilt, (size_t)-1);
 	assert_int_equal(msgindex_count(ix), 1);
 	msgindex_close(&ix);
-	assert_int_equal(file_size(index), rec2);
+	assert_int_equal(testdir_size(index), rec2);
 	assert_int_equal(msgindex_load(index, "box.mbox", &l, &error), 0);
 	assert_int_equal(l.n, 1);
 	assert_entry_equal(&l.v[0], &e[0]);
@@ -706,7 +690,7 @@ test_move_torn_index(void **state)
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, "\x01\x02\x03\x04\x05", 5), 5);
 	close(fd);
-	make_path(moved, sizeof moved, "index-moved");
+	testdir_path(moved, sizeof moved, tmpdir, "index-moved");
 	assert_int_equal(msgindex_move(index, moved, "box.aside.mbox",
 	    &error), 0);
 	assert_int_equal(access(index, F_OK), -1);
@@ -722,8 +706,7 @@ static int
 group_setup(void **state)
 {
 	(void)state;
-	snprintf(tmpdir, sizeof tmpdir, "/tmp/test_msgindex.XXXXXX");
-	return mkdtemp(tmpdir) == NULL ? -1 : 0;
+	return testdir_make(tmpdir, sizeof tmpdir, "test_msgindex");
 }
 
 static int

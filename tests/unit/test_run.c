@@ -19,7 +19,6 @@
 #include <ftw.h>
 
 #include "../fakes/imapd_wrap.h"
-#include "../fakes/transport_mem.h"
 #include "capture.h"
 #include "config.h"
 #include "log.h"
@@ -128,13 +127,10 @@ static int
 setup(void **state)
 {
 	(void)state;
-	snprintf(dir, sizeof dir, "/tmp/mm-run-XXXXXX");
-	assert_non_null(mkdtemp(dir));
+	assert_int_equal(testdir_make(dir, sizeof dir, "mm-run"), 0);
 	configure("max_connections = 1\n", "none");
 	capture_log_begin(LOGL_INFO);
-	transport_mem_reset();
-	imapd_init(&srv, NULL);
-	imapd_wrap_serve(&srv, each_pass);
+	imapd_wrap_start(&srv, each_pass);
 	imapd_add_message(imapd_add_mailbox(&srv, "INBOX"), MSG1);
 	imapd_add_message(&srv.boxes[0], MSG2);
 	imapd_add_mailbox(&srv, "Work");

@@ -27,13 +27,6 @@
 #include "mirror/state.h"
 
 static char tmpdir[64];
-static int dir_seq;
-
-static void
-make_dir_path(char *buf, size_t size, const char *name)
-{
-	snprintf(buf, size, "%s/%d-%s", tmpdir, ++dir_seq, name);
-}
 
 static void
 write_file(const char *dir, const char *name, const char *data)
@@ -77,7 +70,7 @@ test_round_trip(void **state)
 	size_t i, n = sizeof odd_names / sizeof odd_names[0];
 
 	(void)state;
-	make_dir_path(dir, sizeof dir, "rt");
+	testdir_path(dir, sizeof dir, tmpdir, "rt");
 	memset(&st, 0, sizeof st);
 	for (i = 0; i < n; i++) {
 		mb = state_get(&st, odd_names[i]);
@@ -164,7 +157,7 @@ test_missing_is_empty(void **state)
 	char dir[PATH_MAX], *error = NULL;
 
 	(void)state;
-	make_dir_path(dir, sizeof dir, "missing");
+	testdir_path(dir, sizeof dir, tmpdir, "missing");
 	memset(&st, 0, sizeof st);
 	assert_non_null(state_get(&st, "stale"));
 	assert_int_equal(state_load(dir, &st, &error), 0);
@@ -189,7 +182,7 @@ expect_corrupt(const char *content, int line, const char *what)
 	struct account_state st;
 	char dir[PATH_MAX], want[PATH_MAX + 32], *error = NULL;
 
-	make_dir_path(dir, sizeof dir, "corrupt");
+	testdir_path(dir, sizeof dir, tmpdir, "corrupt");
 	write_file(dir, "state", content);
 	memset(&st, 0, sizeof st);
 	assert_non_null(state_get(&st, "kept"));
@@ -218,7 +211,7 @@ test_corrupt(void **state)
 		struct account_state st;
 		char dir[PATH_MAX], *error = NULL;
 
-		make_dir_path(dir, sizeof dir, "good");
+		testdir_path(dir, sizeof dir, tmpdir, "good");
 		snprintf(buf, sizeof buf, "%s%s%send\n", header, account,
 		    mailbox);
 		write_file(dir, "state", buf);
@@ -420,7 +413,7 @@ test_garbage(void **state)
 	int r;
 
 	(void)state;
-	make_dir_path(dir, sizeof dir, "garbage");
+	testdir_path(dir, sizeof dir, tmpdir, "garbage");
 	snprintf(good, sizeof good, "%s%s%send\n", header, account, mailbox);
 	len = strlen(good);
 	for (k = 0; k < 2000; k++) {
@@ -459,7 +452,7 @@ test_permissions_and_atomic_replace(void **state)
 	int n;
 
 	(void)state;
-	make_dir_path(base, sizeof base, "perm");
+	testdir_path(base, sizeof base, tmpdir, "perm");
 	snprintf(dir, sizeof dir, "%s/a/b/account", base);
 	memset(&st, 0, sizeof st);
 	assert_non_null(state_get(&st, "INBOX"));
@@ -572,7 +565,7 @@ test_error_redacted(void **state)
 	size_t n;
 
 	(void)state;
-	make_dir_path(dir, sizeof dir, "redacted");
+	testdir_path(dir, sizeof dir, tmpdir, "redacted");
 	memset(&st, 0, sizeof st);
 	memset(&got, 0, sizeof got);
 	assert_int_equal(log_set_secret("acct", "Pa55-w0rd"), 0);
@@ -606,7 +599,7 @@ test_holes_and_given_up(void **state)
 	char dir[PATH_MAX], *error = NULL, buf[1024];
 
 	(void)state;
-	make_dir_path(dir, sizeof dir, "holes");
+	testdir_path(dir, sizeof dir, tmpdir, "holes");
 	memset(&st, 0, sizeof st);
 	memset(&got, 0, sizeof got);
 	mb = state_get(&st, "INBOX");
@@ -688,7 +681,7 @@ test_remapped(void **state)
 	FILE *fp;
 
 	(void)state;
-	make_dir_path(dir, sizeof dir, "remapped");
+	testdir_path(dir, sizeof dir, tmpdir, "remapped");
 	memset(&st, 0, sizeof st);
 	memset(&got, 0, sizeof got);
 	mb = state_get(&st, "INBOX");
@@ -773,7 +766,7 @@ test_remap_refused(void **state)
 	FILE *fp;
 
 	(void)state;
-	make_dir_path(dir, sizeof dir, "remap_refused");
+	testdir_path(dir, sizeof dir, tmpdir, "remap_refused");
 	memset(&st, 0, sizeof st);
 	memset(&got, 0, sizeof got);
 	mb = state_get(&st, "INBOX");
@@ -848,7 +841,7 @@ test_lock(void **state)
 	int fd = -1, fd2 = -1;
 
 	(void)state;
-	make_dir_path(dir, sizeof dir, "locked/account");
+	testdir_path(dir, sizeof dir, tmpdir, "locked/account");
 	assert_int_equal(state_lock(dir, &fd, &holder, &error), 0);
 	assert_null(error);
 	assert_true(fd >= 0);
@@ -883,7 +876,7 @@ test_lock(void **state)
 	state_unlock(&fd2);
 
 	/* Not a regular file. */
-	make_dir_path(dir, sizeof dir, "fifo-lock");
+	testdir_path(dir, sizeof dir, tmpdir, "fifo-lock");
 	assert_int_equal(mkdir(dir, 0700), 0);
 	snprintf(path, sizeof path, "%s/lock", dir);
 	assert_int_equal(mkfifo(path, 0600), 0);
@@ -913,7 +906,7 @@ test_set_next_attempt(void **state)
 	int fd = -1;
 
 	(void)state;
-	make_dir_path(dir, sizeof dir, "next");
+	testdir_path(dir, sizeof dir, tmpdir, "next");
 	assert_int_equal(state_set_next_attempt(dir, 1700000000, &error), 0);
 	assert_null(error);
 	assert_int_equal(state_load(dir, &got, &error), 0);
@@ -995,7 +988,7 @@ test_io_errors(void **state)
 	st.failures = 3;
 
 	/* A file where a directory should be. */
-	make_dir_path(dir, sizeof dir, "file");
+	testdir_path(dir, sizeof dir, tmpdir, "file");
 	write_file(tmpdir, strrchr(dir, '/') + 1, "x");
 	snprintf(sub, sizeof sub, "%s/acct", dir);
 	assert_int_equal(state_save(sub, &st, &error), -1);
@@ -1005,7 +998,7 @@ test_io_errors(void **state)
 	assert_int_equal(fd, -1);
 
 	/* A saved state, then a directory where the temp file goes. */
-	make_dir_path(dir, sizeof dir, "tmp-dir");
+	testdir_path(dir, sizeof dir, tmpdir, "tmp-dir");
 	assert_int_equal(state_save(dir, &st, &error), 0);
 	snprintf(path, sizeof path, "%s/state.tmp", dir);
 	assert_int_equal(mkdir(path, 0700), 0);
@@ -1019,7 +1012,7 @@ test_io_errors(void **state)
 
 	/* A directory where the state goes: the rename fails, and no temp
 	 * file is left. */
-	make_dir_path(dir, sizeof dir, "state-dir");
+	testdir_path(dir, sizeof dir, tmpdir, "state-dir");
 	snprintf(path, sizeof path, "%s/state", dir);
 	assert_int_equal(mkdir(dir, 0700), 0);
 	assert_int_equal(mkdir(path, 0700), 0);
@@ -1035,7 +1028,7 @@ test_io_errors(void **state)
 	assert_int_equal(loaded.failures, 9);
 
 	/* A symlink is not followed. */
-	make_dir_path(dir, sizeof dir, "state-link");
+	testdir_path(dir, sizeof dir, tmpdir, "state-link");
 	assert_int_equal(mkdir(dir, 0700), 0);
 	snprintf(path, sizeof path, "%s/state", dir);
 	assert_int_equal(symlink("/etc/passwd", path), 0);
@@ -1043,7 +1036,7 @@ test_io_errors(void **state)
 	expect_error_text(error, "open ", path);
 
 	/* A directory where the lock goes. */
-	make_dir_path(dir, sizeof dir, "lock-dir");
+	testdir_path(dir, sizeof dir, tmpdir, "lock-dir");
 	snprintf(path, sizeof path, "%s/lock", dir);
 	assert_int_equal(mkdir(dir, 0700), 0);
 	assert_int_equal(mkdir(path, 0700), 0);
@@ -1066,7 +1059,7 @@ test_daemon_other_layout(void **state)
 	int fd02 = -1, fd12 = -1, fd = -1;
 
 	(void)state;
-	make_dir_path(sd, sizeof sd, "layouts");
+	testdir_path(sd, sizeof sd, tmpdir, "layouts");
 	/* Nothing there yet. */
 	assert_int_equal(state_daemon_other_layout(sd, 2, -1, &who, &pid), 0);
 	assert_null(who);
@@ -1076,6 +1069,11 @@ test_daemon_other_layout(void **state)
 	assert_non_null(dir = state_shard_daemon_dir(sd, 1, 2));
 	assert_int_equal(state_lock(dir, &fd12, &holder, &error), 0);
 	free(dir);
+	/* Each shard's daemon is looked for in its own directory. */
+	assert_int_equal(state_shard_daemon_running(sd, 1, 2, &pid), 1);
+	assert_int_equal(state_shard_daemon_running(sd, 0, 0, &pid), 0);
+	assert_int_equal(pid, 0);
+	assert_int_equal(state_shard_daemon_running(sd, 1, 3, &pid), 0);
 	/* A stale directory of 3 shards, and names that are none. */
 	assert_non_null(dir = state_shard_daemon_dir(sd, 2, 3));
 	assert_int_equal(state_lock(dir, &fd, &holder, &error), 0);
@@ -1128,8 +1126,7 @@ static int
 group_setup(void **state)
 {
 	(void)state;
-	snprintf(tmpdir, sizeof tmpdir, "/tmp/test_state.XXXXXX");
-	return mkdtemp(tmpdir) == NULL ? -1 : 0;
+	return testdir_make(tmpdir, sizeof tmpdir, "test_state");
 }
 
 static int

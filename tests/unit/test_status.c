@@ -113,8 +113,7 @@ setup(void **state)
 	char conf[1024];
 
 	(void)state;
-	snprintf(dir, sizeof dir, "/tmp/mm-status-XXXXXX");
-	assert_non_null(mkdtemp(dir));
+	assert_int_equal(testdir_make(dir, sizeof dir, "mm-status"), 0);
 	snprintf(conf, sizeof conf,
 	    "[general]\nstate_dir = %s\n"
 	    "[good]\nhost = h\nuser = u\npassword = p\noutput = %s/good\n"

@@ -20,7 +20,6 @@
 #include <fcntl.h>
 
 #include "../fakes/imapd_wrap.h"
-#include "../fakes/transport_mem.h"
 #include "capture.h"
 #include "config.h"
 #include "log.h"
@@ -65,8 +64,7 @@ setup(void **state)
 	int rc;
 
 	(void)state;
-	snprintf(dir, sizeof dir, "/tmp/mm-verify-XXXXXX");
-	assert_non_null(mkdtemp(dir));
+	assert_int_equal(testdir_make(dir, sizeof dir, "mm-verify"), 0);
 	snprintf(text, sizeof text,
 	    "[general]\nstate_dir = %s/state\ntimeout = 30s\n"
 	    "[acct]\nhost = imap.example.org\ntls = none\n"
@@ -74,9 +72,7 @@ setup(void **state)
 	    "output = %s/out\n", dir, dir);
 	assert_int_equal(config_load_string("t.ini", text, &cfg), 0);
 	capture_log_begin(LOGL_INFO);
-	transport_mem_reset();
-	imapd_init(&srv, NULL);
-	imapd_wrap_serve(&srv, NULL);
+	imapd_wrap_start(&srv, NULL);
 	imapd_add_message(imapd_add_mailbox(&srv, "INBOX"), MSG1);
 	imapd_add_message(&srv.boxes[0], MSG2);
 	imapd_add_message(&srv.boxes[0], MSG3);
