@@ -271,7 +271,8 @@ on_sync_done(struct sched_job *job, const struct mirror_result *res,
 	if (res->error == MIRROR_OK) {
 		note_success(r, res, false);
 		r->rerun = false;
-		if (r->account->idle && r->idle == NULL &&
+		if (r->account->idle && mirror_push_watches(r->account) &&
+		    r->idle == NULL &&
 		    !r->idle_unsupported && !ev_is_active(&r->idle_timer))
 			start_idle(r);
 	} else {
@@ -375,6 +376,9 @@ on_new_mail(struct runner *r)
 {
 	switch (sched_push_step(sched_job_state(r->job), r->failures)) {
 	case SCHED_PUSH_FETCH:
+		/* One under way examines INBOX after this. */
+		if (idle_watch_fetching(r->idle))
+			return;
 		if (idle_watch_fetch(r->idle) == 0) {
 			r->push_asked = true;
 			update_status(r->d);
@@ -388,8 +392,10 @@ on_new_mail(struct runner *r)
 		return;
 	case SCHED_PUSH_NONE:
 		return;
-	case SCHED_PUSH_SYNC:
-		enqueue(r);
+	case SCHED_PUSH_WAIT:
+		log_debug("account %s: new mail left to the retry due in %.0fs",
+		    r->account->name, ev_timer_remaining(r->d->loop,
+		    &r->timer));
 		return;
 	}
 }
@@ -528,6 +534,10 @@ runner_new(struct daemon *d, const struct account *account, unsigned first,
 	r->idle_timer.data = r;
 	r->next = d->runners;
 	d->runners = r;
+	if (account->idle && !mirror_push_watches(account))
+		log_info("account %s: INBOX is not among its mailboxes, so no "
+		    "push connection watches it; polling every %us",
+		    account->name, account->interval);
 	/* Start soon, spread so that many accounts do not log in at once; its
 	 * push connection follows its first sync. */
 	schedule(r, sched_first_delay(first, of, account->interval,
@@ -700,8 +710,10 @@ push_accounts(const struct config *config, char *const *names, size_t nnames)
 	unsigned n = 0;
 
 	for (size_t i = 0; i < config->n_accounts; i++)
-		if (config->accounts[i].idle && cli_account_selected(names,
-		    nnames, config->accounts[i].name))
+		if (config->accounts[i].idle &&
+		    mirror_push_watches(&config->accounts[i]) &&
+		    cli_account_selected(names, nnames,
+		    config->accounts[i].name))
 			n++;
 	return n;
 }

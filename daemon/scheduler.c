@@ -299,7 +299,7 @@ sched_push_step(enum sched_job_state job, unsigned failures)
 	case SCHED_IDLE:
 		break;
 	}
-	return failures > 0 ? SCHED_PUSH_SYNC : SCHED_PUSH_FETCH;
+	return failures > 0 ? SCHED_PUSH_WAIT : SCHED_PUSH_FETCH;
 }
 
 double

@@ -124,14 +124,17 @@ double sched_next_delay(const struct config *config,
  * daemon does, given its sync job's state and its consecutive failures.
  * SCHED_PUSH_FETCH: fetch it on the push connection (no new login; only
  * INBOX changed); SCHED_PUSH_RERUN: a sync runs, another follows it at once;
- * SCHED_PUSH_NONE: a sync is queued and will see it; SCHED_PUSH_SYNC: a full
- * sync, queued now (the account is failing: its syncs say why and back off).
+ * SCHED_PUSH_NONE: a sync is queued and will see it; SCHED_PUSH_WAIT: the
+ * account is failing, and the retry its backoff timed will see it (a sync
+ * started at each announcement would log in as often as the server sends
+ * EXISTS, however far the backoff has grown: after a refused password,
+ * until the server locks the account).
  */
 enum sched_push_step {
 	SCHED_PUSH_FETCH,
 	SCHED_PUSH_RERUN,
 	SCHED_PUSH_NONE,
-	SCHED_PUSH_SYNC,
+	SCHED_PUSH_WAIT,
 };
 enum sched_push_step sched_push_step(enum sched_job_state job,
     unsigned failures);

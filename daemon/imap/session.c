@@ -944,6 +944,9 @@ on_continuation(struct session *s, const struct imap_response *resp)
 			send_done(s, pc);
 		else
 			update_timeout(s);
+		/* Last: the owner may stop it at once. */
+		if (session_alive(s) && s->cb.idling != NULL)
+			s->cb.idling(s, s->arg);
 		return;
 	}
 	pc->waiting = false;

@@ -128,6 +128,9 @@ struct session_callbacks {
 	/* Optional: stages for --probe. */
 	void (*stage)(struct session *s, enum session_stage stage,
 	    const char *text, void *arg);
+	/* Optional: the server took an IDLE (its "+"; the DONE of one
+	 * stopped before it went out already). */
+	void (*idling)(struct session *s, void *arg);
 };
 
 /* A command's callbacks.  done gets the tagged response. */

@@ -4,8 +4,10 @@
  *
  *   CONNECTING  on_ready() (session_start's answer): EXAMINE INBOX
  *   EXAMINING   on_examine_done(): IDLE
- *   IDLING      on_untagged() (EXISTS grew: IDLE_NEW_MAIL), on_refresh()
- *               (DONE to renew), idle_watch_fetch() (DONE to fetch)
+ *   IDLING      on_idling() (the server took the connection's first
+ *               IDLE: IDLE_WATCHING), on_untagged() (EXISTS grew:
+ *               IDLE_NEW_MAIL), on_refresh() (DONE to renew),
+ *               idle_watch_fetch() (DONE to fetch)
  *   RENEWING    on_idle_done(): IDLE again
  *   ENDING      on_idle_done(): the push run starts (start_fetch())
  *   FETCHING    on_fetch_done(): the connection back, IDLE again
@@ -62,6 +64,7 @@ struct idle_watch {
 	uint32_t exists;
 	uint32_t uidvalidity;	/* of INBOX, as EXAMINE said */
 	bool more_mail;		/* EXISTS grew during a fetch */
+	bool watching;		/* IDLE_WATCHING reported */
 	enum session_error error;	/* what ended the session */
 	char message[512];
 	enum idle_event dead_event;
@@ -281,8 +284,21 @@ on_examine_done(struct session *s, const struct imap_response *tagged,
 		return;
 	}
 	start_idle(w);
-	if (w->step == WS_IDLING)
-		w->cb(w, IDLE_WATCHING, NULL, w->arg);
+}
+
+/* IDLING (or ENDING: a fetch asked before the "+"): the server took an
+ * IDLE.  The first of the connection is news: a server that refuses IDLE
+ * never looks like a watch that came up. */
+static void
+on_idling(struct session *s, void *arg)
+{
+	struct idle_watch *w = arg;
+
+	(void)s;
+	if (w->watching || w->step == WS_DEAD)
+		return;
+	w->watching = true;
+	w->cb(w, IDLE_WATCHING, NULL, w->arg);
 }
 
 /* CONNECTING */
@@ -331,6 +347,7 @@ static const struct session_callbacks watch_session_cb = {
 	.failed = on_failed,
 	.closed = on_closed,
 	.untagged = on_untagged,
+	.idling = on_idling,
 };
 
 struct idle_watch *

@@ -21,7 +21,8 @@
 #include "mirror/mirror.h"
 
 enum idle_event {
-	IDLE_WATCHING,		/* in IDLE on INBOX */
+	IDLE_WATCHING,		/* in IDLE on INBOX: the server took the
+				 * connection's first IDLE */
 	IDLE_NEW_MAIL,		/* EXISTS grew: time to fetch or sync */
 	IDLE_FETCHED,		/* a fetch on this connection ended:
 				 * idle_watch_result() says how */

@@ -344,6 +344,15 @@ mailboxes_push_plan(struct mirror *m)
 	return 0;
 }
 
+bool
+mirror_push_watches(const struct account *a)
+{
+	/* INBOX has no delimiter of its own (as in mailboxes_push_plan()). */
+	return names_selected((const char *const *)a->mailboxes.v,
+	    a->mailboxes.n, (const char *const *)a->exclude.v, a->exclude.n,
+	    PUSH_MAILBOX, '/');
+}
+
 /* Whether a push run must leave the new mail to a full sync
  * (plan_push_mailbox(), on the state just loaded). */
 bool

@@ -75,6 +75,11 @@ struct mirror_push {
 struct mirror *mirror_start_push(struct ev_loop *loop,
     const struct config *config, const struct account *account,
     const struct mirror_push *push, mirror_done_fn *done, void *arg);
+/* Whether the account's mailboxes and exclude select INBOX, the mailbox a
+ * push connection watches and a push run fetches: without it, push would
+ * bring nothing but a full sync at each new mail in a mailbox not
+ * mirrored. */
+bool mirror_push_watches(const struct account *account);
 
 /*
  * Warns of each pattern in the account's mailboxes and exclude that decided

@@ -3,6 +3,7 @@ the server's OK, IDLE again), a push connection the server drops (reconnected wi
 growing delays, push works again), and one that goes silent (noticed within
 idle_refresh plus timeout)."""
 
+import os
 import re
 import time
 import unittest
@@ -70,6 +71,29 @@ class TestIdle(DaemonTestCase):
         self.assertNotIn("push connection lost", d.log())
         self.assertEqual(d.stop(), 0, d.tail())
         assert_mirrored(self, inbox(self.tmp, name), sent)
+
+    def test_no_push_connection_for_an_account_without_inbox(self):
+        # Push watches INBOX alone: on an account that does not mirror it, a push
+        # connection would bring nothing but a full sync (a login) at each new
+        # mail there.  The account polls, and mail to INBOX starts nothing.
+        user, password = self.fx.new_user()
+        self.fx.create_mailbox(user, password, "Archive")
+        self.fx.append(user, password, "Archive", mmtest.make_message("kept"))
+        acct = self.fx.account(self.tmp, user, password, name="noinbox", idle="yes",
+                               interval="10m", mailboxes="Archive")
+        d = self.daemon(mmtest.write_config(self.tmp, [acct]))
+        d.wait_log(r"account noinbox: INBOX is not among its mailboxes, so no push "
+                   r"connection watches it; polling every 600s")
+        archive = os.path.join(self.tmp, "out", "noinbox", "Archive.mbox")
+        wait_for(lambda: mbox_count(archive) == 1, 10, what="first sync")
+        self.fx.append(user, password, "INBOX", mmtest.make_message("not mirrored"))
+        time.sleep(2)
+        log = d.log()
+        self.assertNotIn("waiting for new mail (IDLE)", log)
+        self.assertIsNone(re.search(r"account noinbox: C: A\d+ IDLE", log), log)
+        self.assertEqual(len(re.findall(r"account noinbox: sync connecting -> listing",
+                                        log)), 1, log)
+        self.assertEqual(d.stop(), 0, d.tail())
 
     def test_dropped_push_connection_reconnects_with_backoff(self):
         name = "dropped"

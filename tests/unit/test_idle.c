@@ -236,11 +236,14 @@ test_idle_refused(void **state)
 	(void)state;
 	srv.idle_no = true;
 	start();
-	/* WATCHING goes out as IDLE is queued; the refusal follows. */
-	wait_events(2);
-	assert_int_equal(events[0], IDLE_WATCHING);
-	assert_int_equal(events[1], IDLE_FAILED);
+	/* WATCHING only once the server takes the IDLE: a server that
+	 * refuses it never looks like a watch that came up (the owner's
+	 * backoff would start again at each reconnection). */
+	wait_events(1);
+	assert_int_equal(events[0], IDLE_FAILED);
 	assert_string_equal(message, "IDLE refused by the server");
+	pump();
+	assert_int_equal(n_events, 1);
 }
 
 /* The server goes away: FAILED, a network error (the caller reconnects). */
@@ -535,6 +538,102 @@ test_push_fetch_link_lost(void **state)
 	assert_int_equal(inbox_last_uid(), 3);
 }
 
+
+static bool
+account_locked(void)
+{
+	char *sd = state_account_dir(cfg->state_dir, "acct"), *error = NULL;
+	long holder = 0;
+	int fd = -1, r;
+
+	r = state_lock(sd, &fd, &holder, &error);
+	state_unlock(&fd);
+	free(error);
+	free(sd);
+	return r == 1;
+}
+
+/* The watch freed (reload, SIGTERM) while its push run waits for a body
+ * that never ends: what came is not committed, the account's lock goes,
+ * and nothing of the run is called again. */
+static void
+test_push_freed_mid_fetch(void **state)
+{
+	(void)state;
+	push_configure();
+	full_sync();
+	start();
+	wait_events(1);
+	imapd_add_message(&srv.boxes[0], "d");
+	imapd_add_message(&srv.boxes[0], "e");
+	srv.stall_after = 1;
+	assert_int_equal(idle_watch_fetch(watch), 0);
+	pump();
+	assert_true(idle_watch_fetching(watch));
+	assert_true(account_locked());
+	idle_watch_free(&watch);
+	pump();
+	assert_int_equal(n_events, 1);
+	assert_false(account_locked());
+	assert_int_equal(inbox_entries(), 3);
+	assert_int_equal(inbox_last_uid(), 3);
+}
+
+/* INBOX's UIDVALIDITY changed between the watch's EXAMINE and the push
+ * run's: the run leaves it to a full sync with the state as it was, and
+ * the connection goes back to IDLE. */
+static void
+test_push_uidvalidity_changed(void **state)
+{
+	(void)state;
+	push_configure();
+	full_sync();
+	start();
+	wait_events(1);
+	imapd_add_message(&srv.boxes[0], "d");
+	srv.boxes[0].uidvalidity = 2000;
+	assert_int_equal(idle_watch_fetch(watch), 0);
+	wait_events(2);
+	assert_int_equal(events[1], IDLE_FETCHED);
+	assert_true(fetched.declined);
+	assert_int_equal(fetched.error, MIRROR_OK);
+	assert_int_equal(inbox_entries(), 3);
+	assert_int_equal(inbox_last_uid(), 3);
+	pump();
+	assert_int_equal(srv.idles, 2);
+	assert_false(account_locked());
+	assert_int_equal(srv.body_fetches, 1);	/* the sync's alone */
+}
+
+
+/* A push connection only for an account that mirrors INBOX: on any other
+ * it would bring nothing but a full sync at each new mail. */
+static void
+test_push_watches_inbox(void **state)
+{
+	static const struct {
+		const char *conf;
+		bool watched;
+	} cases[] = {
+		{ "", true },
+		{ "mailboxes = inbox, Archive/*\n", true },
+		{ "mailboxes = *\n", true },
+		{ "mailboxes = Archive/*\n", false },
+		{ "mailboxes = *\nexclude = INBOX\n", false },
+		{ "exclude = In*\n", false },
+	};
+	char text[256];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		snprintf(text, sizeof text, "tls = none\nallow_plaintext = "
+		    "yes\n%s", cases[i].conf);
+		configure(text);
+		if (mirror_push_watches(&cfg->accounts[0]) != cases[i].watched)
+			fail_msg("case %zu: %s", i, cases[i].conf);
+	}
+}
+
 int
 main(void)
 {
@@ -562,6 +661,12 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_push_busy, setup,
 		    push_teardown),
 		cmocka_unit_test_setup_teardown(test_push_fetch_link_lost,
+		    setup, push_teardown),
+		cmocka_unit_test_setup_teardown(test_push_watches_inbox, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_push_freed_mid_fetch,
+		    setup, push_teardown),
+		cmocka_unit_test_setup_teardown(test_push_uidvalidity_changed,
 		    setup, push_teardown),
 	};
 

@@ -31,6 +31,7 @@ struct record {
 	enum session_error error;
 	char message[512];
 	int tls_stages;
+	int idling;		/* the idling callback */
 	char order[64];		/* the tags of completed commands */
 	char untagged[256];	/* keywords or statuses seen by a command */
 	size_t literal_bytes;
@@ -120,11 +121,20 @@ on_stage(struct session *s, enum session_stage stage, const char *text,
 		rec.tls_stages++;
 }
 
+static void
+on_idling(struct session *s, void *arg)
+{
+	(void)s;
+	(void)arg;
+	rec.idling++;
+}
+
 static const struct session_callbacks callbacks = {
 	.ready = on_ready,
 	.failed = on_failed,
 	.closed = on_closed,
 	.stage = on_stage,
+	.idling = on_idling,
 };
 
 static void
@@ -873,9 +883,12 @@ test_idle(void **state)
 	expect_client("A2 IDLE\r\n");
 	/* Waiting for "+": a reply is due. */
 	assert_int_equal(transport_mem_timeout(mem), 60);
+	assert_int_equal(rec.idling, 0);
 	server("+ idling\r\n");
-	/* Idling: no reply is due, however long it takes. */
+	/* Idling: no reply is due, however long it takes; the owner knows
+	 * the server took the IDLE. */
 	assert_int_equal(transport_mem_timeout(mem), 0);
+	assert_int_equal(rec.idling, 1);
 	server("* 7 EXISTS\r\n");
 	assert_string_equal(rec.untagged, "i:EXISTS");
 	/* A command queued meanwhile waits for DONE. */
@@ -903,6 +916,8 @@ test_idle_stop_before_continuation(void **state)
 	expect_client("DONE\r\n");
 	server("A2 OK\r\n");
 	assert_string_equal(rec.order, "A2");
+	/* The server took it all the same. */
+	assert_int_equal(rec.idling, 1);
 }
 
 /* Timeouts and transport failures */
