@@ -75,6 +75,7 @@ struct daemon {
 
 static void schedule(struct runner *, double delay);
 static void start_idle(struct runner *);
+static void trim_later(struct daemon *);
 
 /* delay * (1 +- fraction), so accounts and retries spread out. */
 static double
@@ -286,12 +287,11 @@ on_sync_done(struct sched_job *job, const struct mirror_result *res,
 	schedule(r, delay);
 	record_next_attempt(r, delay);
 	update_status(d);
-	if (!ev_is_active(&d->trim))
-		ev_timer_start(d->loop, &d->trim);
+	trim_later(d);
 }
 
 /*
- * Syncs come and go between what stays (push connections, saved TLS
+ * Syncs and push fetches come and go between what stays (push connections, saved TLS
  * sessions): the heap pages they freed in between stay resident unless
  * handed back, which a thousand push connections made 40 MB.  2 s after a
  * sync ended, so at most every 2 s while syncs run (a few milliseconds
@@ -306,6 +306,14 @@ on_trim(struct ev_loop *loop, ev_timer *t, int revents)
 #ifdef __GLIBC__
 	(void)malloc_trim(0);
 #endif
+}
+
+/* A sync or push fetch ended: on_trim() in 2 s, unless one is due. */
+static void
+trim_later(struct daemon *d)
+{
+	if (!ev_is_active(&d->trim))
+		ev_timer_start(d->loop, &d->trim);
 }
 
 static void
@@ -424,6 +432,7 @@ on_push_fetched(struct runner *r, const struct mirror_result *res)
 		enqueue(r);
 	}
 	update_status(r->d);
+	trim_later(r->d);
 }
 
 static void
