@@ -200,6 +200,21 @@ expect_corrupt(const char *content, int line, const char *what)
 	state_clear(&st);
 }
 
+/* Each of the n ends, after a mailbox line's mandatory fields, makes the
+ * state corrupt at that line. */
+static void
+expect_mailbox_ends_corrupt(const char *const *ends, size_t n)
+{
+	char buf[1024];
+
+	for (size_t i = 0; i < n; i++) {
+		snprintf(buf, sizeof buf, "%s%smailbox\tINBOX\tINBOX.mbox\t"
+		    "uidvalidity=1\tlast_uid=2\tuidnext=3\tmessages=4\t"
+		    "mbox_size=5\t%s\nend\n", header, account, ends[i]);
+		expect_corrupt(buf, 3, "mailbox line");
+	}
+}
+
 static void
 test_corrupt(void **state)
 {
@@ -596,7 +611,7 @@ test_holes_and_given_up(void **state)
 {
 	struct account_state st, got;
 	struct mailbox_state *mb;
-	char dir[PATH_MAX], *error = NULL, buf[1024];
+	char dir[PATH_MAX], *error = NULL;
 
 	(void)state;
 	testdir_path(dir, sizeof dir, tmpdir, "holes");
@@ -658,12 +673,7 @@ test_holes_and_given_up(void **state)
 		"hole=1:2\tskipped=2:0", "skipped=-\thole=1:2",
 		"hole=1:2\tskipped=99999999999:4",
 	};
-	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-		snprintf(buf, sizeof buf, "%s%smailbox\tINBOX\tINBOX.mbox\t"
-		    "uidvalidity=1\tlast_uid=2\tuidnext=3\tmessages=4\t"
-		    "mbox_size=5\t%s\nend\n", header, account, bad[i]);
-		expect_corrupt(buf, 3, "mailbox line");
-	}
+	expect_mailbox_ends_corrupt(bad, sizeof bad / sizeof *bad);
 }
 
 /*
@@ -743,12 +753,7 @@ test_remapped(void **state)
 		"remapped=99999999999", "remapped=1\thole=1:2\tskipped=-",
 		"hole=1:2\tremapped=3",
 	};
-	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-		snprintf(buf, sizeof buf, "%s%smailbox\tINBOX\tINBOX.mbox\t"
-		    "uidvalidity=1\tlast_uid=2\tuidnext=3\tmessages=4\t"
-		    "mbox_size=5\t%s\nend\n", header, account, bad[i]);
-		expect_corrupt(buf, 3, "mailbox line");
-	}
+	expect_mailbox_ends_corrupt(bad, sizeof bad / sizeof *bad);
 }
 
 /*
@@ -818,12 +823,7 @@ test_remap_refused(void **state)
 		"remap_refused=1:1\tremap_refused=1:1",
 		"remap_refused=1:1\thole=1:2\tskipped=-",
 	};
-	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-		snprintf(buf, sizeof buf, "%s%smailbox\tINBOX\tINBOX.mbox\t"
-		    "uidvalidity=1\tlast_uid=2\tuidnext=3\tmessages=4\t"
-		    "mbox_size=5\t%s\nend\n", header, account, bad[i]);
-		expect_corrupt(buf, 3, "mailbox line");
-	}
+	expect_mailbox_ends_corrupt(bad, sizeof bad / sizeof *bad);
 }
 
 /*
