@@ -158,10 +158,17 @@ without_full_stop(const char *text)
 static void
 note_metrics(struct runner *r, const struct mirror_result *res)
 {
+	uint64_t messages = r->metrics.messages, bytes = r->metrics.bytes;
+	bool counted = r->metrics.counted;
+
 	if (r->d->metrics == NULL)
 		return;
 	r->metrics.last_duration = res->seconds;
 	metrics_file_load_state(&r->metrics, r->cfg->config->state_dir);
+	/* (A mailbox the run mirrored afresh lowered the state's sums.) */
+	if (counted)
+		metrics_count_run(&r->metrics, messages, bytes, res->messages,
+		    res->bytes);
 	metrics_file_changed(r->d->metrics);
 }
 

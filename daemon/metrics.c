@@ -106,6 +106,17 @@ metrics_from_state(struct metrics_account *a, const struct account_state *st)
 	a->counted = true;
 }
 
+void
+metrics_count_run(struct metrics_account *a, uint64_t messages_before,
+    uint64_t bytes_before, uint64_t run_messages, uint64_t run_bytes)
+{
+	if (a->messages - messages_before >= run_messages)
+		return;
+	a->messages = messages_before + run_messages;
+	if (a->bytes - bytes_before < run_bytes)
+		a->bytes = bytes_before + run_bytes;
+}
+
 char *
 metrics_config_name(const char *config_path)
 {

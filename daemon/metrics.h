@@ -78,11 +78,21 @@ enum metrics_account_state metrics_account_state(
  * mailboxes: the first state read sets the counters, each later one adds
  * what the sums grew by, so they never go down within a process (a
  * mailbox started afresh after a new UIDVALIDITY, or an mbox someone cut
- * short, takes nothing back; what is mirrored into it afterwards counts).
+ * short, takes nothing back; what is mirrored into it afterwards counts,
+ * the run that started it afresh through metrics_count_run()).
  * The rest of a is left alone.
  */
 void metrics_from_state(struct metrics_account *a,
     const struct account_state *st);
+/*
+ * After metrics_from_state() on the state a run left, given the counters
+ * from before it: when they grew by less than the run appended
+ * (run_messages, and run_bytes of messages), which a mailbox the run
+ * mirrored afresh hides from the state's sums, they grow by what the run
+ * appended instead.
+ */
+void metrics_count_run(struct metrics_account *a, uint64_t messages_before,
+    uint64_t bytes_before, uint64_t run_messages, uint64_t run_bytes);
 
 /*
  * The exposition text of the process p and its n accounts (in the order

@@ -414,6 +414,45 @@ test_from_state_counters_never_decrease(void **state)
 	assert_int_equal(a.bytes, 2000);
 }
 
+/* A run that started a mailbox afresh and filled it: its state sums went
+ * down, yet what it appended counts. */
+static void
+test_run_counts_what_it_appended(void **state)
+{
+	struct mailbox_state mb[2] = {
+		{ .messages = 10, .mbox_size = 1000 },
+		{ .messages = 5, .mbox_size = 500 },
+	};
+	struct account_state st = { .mailboxes = mb, .n_mailboxes = 2 };
+	struct metrics_account a = account("h");
+	uint64_t messages, bytes;
+
+	(void)state;
+	metrics_from_state(&a, &st);
+	/* The first mailbox mirrored afresh: 3 messages of 300 bytes. */
+	messages = a.messages;
+	bytes = a.bytes;
+	mb[0].messages = 3;
+	mb[0].mbox_size = 300;
+	metrics_from_state(&a, &st);
+	metrics_count_run(&a, messages, bytes, 3, 290);
+	assert_int_equal(a.messages, 18);
+	assert_int_equal(a.bytes, 1790);
+	/* A run whose appends the state sums show already adds nothing. */
+	messages = a.messages;
+	bytes = a.bytes;
+	mb[1].messages = 7;
+	mb[1].mbox_size = 700;
+	metrics_from_state(&a, &st);
+	metrics_count_run(&a, messages, bytes, 2, 190);
+	assert_int_equal(a.messages, 20);
+	assert_int_equal(a.bytes, 1990);
+	/* Nor does one that appended nothing. */
+	metrics_count_run(&a, a.messages, a.bytes, 0, 0);
+	assert_int_equal(a.messages, 20);
+	assert_int_equal(a.bytes, 1990);
+}
+
 static void
 test_write_gap(void **state)
 {
@@ -436,6 +475,7 @@ main(void)
 		cmocka_unit_test(test_config_name),
 		cmocka_unit_test(test_from_state),
 		cmocka_unit_test(test_from_state_counters_never_decrease),
+		cmocka_unit_test(test_run_counts_what_it_appended),
 		cmocka_unit_test(test_write_gap),
 	};
 
