@@ -76,43 +76,13 @@ mbox_from_line(char *buf, size_t size, const char *sender,
 	return n < 0 ? 0 : (size_t)n;
 }
 
-static int
-digest_hash(struct mboxrd *e, const void *data, size_t len)
-{
-	if (len > 0 && gnutls_hash(e->digest, data, len) < 0) {
-		errno = EIO;
-		return -1;
-	}
-	return 0;
-}
-
-/* What the stage holds, into the digest. */
-static int
-digest_flush(struct mboxrd *e)
-{
-	size_t len = e->stage_len;
-
-	e->stage_len = 0;
-	return digest_hash(e, e->stage, len);
-}
-
-/* Output after the From_ line: into the entry's digest too, gathered in
- * the stage so that hashing goes in blocks, not line by line. */
+/* Output after the From_ line: into the entry's digest too. */
 static int
 emit(struct mboxrd *e, const void *data, size_t len)
 {
 	e->digest_dirty = true;
-	if (e->stage_len + len > sizeof e->stage) {
-		if (digest_flush(e) == -1)
-			return -1;
-		if (len >= sizeof e->stage / 2) {
-			if (digest_hash(e, data, len) == -1)
-				return -1;
-			return e->out(e->arg, data, len);
-		}
-	}
-	memcpy(e->stage + e->stage_len, data, len);
-	e->stage_len += len;
+	if (hashbuf_feed(&e->stage, e->digest, data, len) == -1)
+		return -1;
 	return e->out(e->arg, data, len);
 }
 
@@ -478,7 +448,7 @@ mboxrd_begin(struct mboxrd *e, time_t internaldate)
 		/* What a cancelled message fed it: outputting resets. */
 		gnutls_hash_output(e->digest, scratch);
 	e->digest_dirty = false;
-	e->stage_len = 0;
+	e->stage.len = 0;
 	e->message_id_hash = 0;
 	e->holding = true;
 	e->date = internaldate;
@@ -525,7 +495,7 @@ mboxrd_end(struct mboxrd *e)
 		return -1;
 	if (e->any && e->last != '\n' && emit(e, "\n", 1) == -1)
 		return -1;
-	if (emit(e, "\n", 1) == -1 || digest_flush(e) == -1)
+	if (emit(e, "\n", 1) == -1 || hashbuf_flush(&e->stage, e->digest) == -1)
 		return -1;
 	gnutls_hash_output(e->digest, e->entry_digest);
 	e->digest_dirty = false;

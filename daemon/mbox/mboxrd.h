@@ -21,12 +21,11 @@
 
 #include <gnutls/crypto.h>
 
+#include "mbox/hashbuf.h"
+
 /* How every entry (after the LFs that end the one before) and every line
  * to quote begins. */
 #define MBOXRD_FROM	"From "
-
-/* Bytes of output gathered before they are hashed. */
-#define MBOXRD_DIGEST_STAGE	8192
 
 /* Where the encoded bytes go; 0, or -1 to stop (the encoder returns -1). */
 typedef int mboxrd_out_fn(void *arg, const void *data, size_t len);
@@ -56,10 +55,7 @@ struct mboxrd {
 	unsigned char	 last;		/* the last body byte */
 	gnutls_hash_hd_t digest;	/* of the output after the From_ line */
 	bool		 digest_dirty;	/* fed since the last reset */
-	/* Output not hashed yet: lines come out a few dozen bytes at a time,
-	 * and one gnutls_hash() call each cost more than the hashing. */
-	size_t		 stage_len;
-	unsigned char	 stage[MBOXRD_DIGEST_STAGE];
+	struct hashbuf	 stage;		/* output not hashed yet */
 	uint64_t	 message_id_hash;	/* of the held header; 0: none */
 	uint8_t		 entry_digest[32];	/* set by mboxrd_end() */
 };

@@ -15,6 +15,7 @@
 #include <gnutls/crypto.h>
 
 #include "log.h"
+#include "mbox/hashbuf.h"
 #include "mbox/mboxrd.h"
 #include "util/fs.h"
 
@@ -35,6 +36,7 @@ struct mbox_scan {
 	uint64_t	 base;		/* file offset of buf[0] */
 	bool		 started;	/* the first entry was looked for */
 	gnutls_hash_hd_t hash;
+	struct hashbuf	 hashbuf;	/* the entry's bytes not hashed yet */
 	unsigned char	*hold;		/* an entry's header */
 	size_t		 hold_len;
 };
@@ -132,7 +134,8 @@ take_line(struct mbox_scan *s, struct body_acc *acc, bool *empty_r,
 		lf = memchr(p, '\n', avail(s));
 		seg = lf != NULL ? (size_t)(lf - p) + 1 : avail(s);
 		if (acc != NULL) {
-			if (acc->hash && gnutls_hash(s->hash, p, seg) < 0)
+			if (acc->hash && hashbuf_feed(&s->hashbuf, s->hash, p,
+			    seg) == -1)
 				return log_set_error(error_r, "%s: SHA-256 "
 				    "failed", s->path);
 			if (acc->in_header && !*empty_r) {
@@ -276,6 +279,8 @@ mbox_scan_next(struct mbox_scan *s, struct mbox_scan_entry *e,
 		prev_empty = empty;
 	}
 	e->entry.length = scan_offset(s) - e->entry.offset;
+	if (hashbuf_flush(&s->hashbuf, s->hash) == -1)
+		return log_set_error(error_r, "%s: SHA-256 failed", s->path);
 	gnutls_hash_output(s->hash, e->entry.digest);
 	e->entry.message_id_hash = mbox_header_message_id_hash(s->hold,
 	    s->hold_len);
