@@ -8,6 +8,7 @@
  */
 #include "restore_int.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -23,6 +24,7 @@
 #include "mirror/state.h"
 #include "util/fs.h"
 #include "util/hash.h"
+#include "util/num.h"
 
 /* The index's flag bits are the ones restore_format_flags() reads. */
 _Static_assert(MSGINDEX_SEEN == RESTORE_FLAG_SEEN &&
@@ -149,6 +151,42 @@ count_todo(struct restorer *r, const struct rbox *b)
 	}
 }
 
+/*
+ * Says so when the mirror of b has mbox files a UIDVALIDITY change kept
+ * aside (a sync that met the mailbox recreated before this restore, say):
+ * their messages are not restored, and the current mbox may hold few.
+ */
+static void
+warn_kept_aside(const struct restorer *r, const struct rbox *b)
+{
+	char *dir, *slash;
+	const char *base;
+	struct dirent *de;
+	size_t n = 0;
+	DIR *d;
+
+	if ((dir = strdup(b->mbox_path)) == NULL)
+		return;
+	slash = strrchr(dir, '/');
+	*slash = '\0';		/* (mbox_path is "<output>/<file>") */
+	base = slash + 1;
+	if ((d = opendir(dir)) == NULL) {
+		free(dir);
+		return;
+	}
+	while ((de = readdir(d)) != NULL)
+		if (restore_kept_aside(base, de->d_name))
+			n++;
+	closedir(d);
+	if (n > 0)
+		log_warnx("account %s: mailbox %s: %zu %s kept aside after a "
+		    "UIDVALIDITY change beside %s %s not restored (only the "
+		    "current mbox is)", r->src->name, b->display, n,
+		    num_plural(n, "file", "files"), b->mbox_path,
+		    num_plural(n, "is", "are"));
+	free(dir);
+}
+
 int
 restore_source_load(struct restorer *r)
 {
@@ -199,6 +237,7 @@ restore_source_load(struct restorer *r)
 			memset(b, 0, sizeof *b);
 			continue;
 		}
+		warn_kept_aside(r, b);
 		if (restore_source_box_load(r, b) != 0) {
 			said = true;
 			goto out;

@@ -3,6 +3,7 @@
  */
 #include "mirror/restore_plan.h"
 
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,37 @@ gives_file(const char *raw, char d, const char *file)
 
 	free(path);
 	return same;
+}
+
+bool
+restore_kept_aside(const char *base, const char *name)
+{
+	static const char ext[] = ".mbox", tag[] = ".uidvalidity-";
+	size_t blen = strlen(base), nlen = strlen(name), stem;
+	const char *p, *end;
+
+	if (blen <= sizeof ext - 1 ||
+	    strcmp(base + blen - (sizeof ext - 1), ext) != 0)
+		return false;
+	stem = blen - (sizeof ext - 1);
+	if (nlen < stem + sizeof tag - 1 + 1 + sizeof ext - 1 ||
+	    strncmp(name, base, stem) != 0 ||
+	    strncmp(name + stem, tag, sizeof tag - 1) != 0 ||
+	    strcmp(name + nlen - (sizeof ext - 1), ext) != 0)
+		return false;
+	/* <N>[-<k>]: digits, then at most one "-digits". */
+	p = name + stem + sizeof tag - 1;
+	end = name + nlen - (sizeof ext - 1);
+	if (p == end || !isdigit((unsigned char)*p))
+		return false;
+	while (p < end && isdigit((unsigned char)*p))
+		p++;
+	if (p < end && *p == '-' && p + 1 < end) {
+		p++;
+		while (p < end && isdigit((unsigned char)*p))
+			p++;
+	}
+	return p == end;
 }
 
 char

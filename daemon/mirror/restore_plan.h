@@ -22,6 +22,14 @@
 char restore_source_delimiter(const char *raw, const char *file);
 
 /*
+ * Whether the directory entry name is an mbox that a UIDVALIDITY change
+ * kept aside from the one named base (an mbox's own name in its
+ * directory, with ".mbox"): "<base less .mbox>.uidvalidity-<N>[-<k>].mbox",
+ * as layout_keep_aside() names it.  --restore reads only the current mbox.
+ */
+bool restore_kept_aside(const char *base, const char *name);
+
+/*
  * The target's name for the source mailbox raw: its components (split at
  * src_delim; '\0': one) joined with dst_delim, each kept as the source
  * server sent it (modified UTF-7 stays as it was); a first component

@@ -30,6 +30,35 @@ delim_of(const char *raw, char real)
 	return d;
 }
 
+/* The files a UIDVALIDITY change kept aside from a mailbox's mbox, and no
+ * other mailbox's mbox or file. */
+static void
+test_kept_aside(void **state)
+{
+	(void)state;
+	assert_true(restore_kept_aside("INBOX.mbox",
+	    "INBOX.uidvalidity-1796308634.mbox"));
+	assert_true(restore_kept_aside("INBOX.mbox",
+	    "INBOX.uidvalidity-7-2.mbox"));
+	assert_true(restore_kept_aside("a.b.mbox", "a.b.uidvalidity-7.mbox"));
+	assert_false(restore_kept_aside("INBOX.mbox", "INBOX.mbox"));
+	assert_false(restore_kept_aside("INBOX.mbox",
+	    "INBOX.unknown-7.mbox"));
+	assert_false(restore_kept_aside("INBOX.mbox",
+	    "INBOX.uidvalidity-.mbox"));
+	assert_false(restore_kept_aside("INBOX.mbox",
+	    "INBOX.uidvalidity-7-.mbox"));
+	assert_false(restore_kept_aside("INBOX.mbox",
+	    "INBOX.uidvalidity-7x.mbox"));
+	assert_false(restore_kept_aside("INBOX.mbox",
+	    "INBOX.uidvalidity-7.mbox.lock"));
+	assert_false(restore_kept_aside("INBOX.mbox",
+	    "INBOX2.uidvalidity-7.mbox"));
+	assert_false(restore_kept_aside("A.mbox", "INBOX.uidvalidity-7.mbox"));
+	assert_false(restore_kept_aside("mbox", "uidvalidity-7.mbox"));
+	assert_false(restore_kept_aside(".mbox", ".uidvalidity-7.mbox"));
+}
+
 static void
 test_source_delimiter(void **state)
 {
@@ -323,6 +352,7 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_kept_aside),
 		cmocka_unit_test(test_source_delimiter),
 		cmocka_unit_test(test_target_name),
 		cmocka_unit_test(test_format_date),
