@@ -68,11 +68,12 @@ class Shards(unittest.TestCase):
 
         # -a must name an account of the shard: a usage error, and no state made.
         outside = sorted(parts[0])[0]
-        res = mmtest.run_mboxmirror("-c", conf, "--once", "--shard", "1/3",
-                                    "-a", outside)
-        self.assertEqual(res.returncode, 64, res.stderr)
-        self.assertIn(f"account '{outside}' is in shard 0/3, not in this "
-                      "process's 1/3", res.stderr)
+        for mode in ("--once", "--verify"):
+            res = mmtest.run_mboxmirror("-c", conf, mode, "--shard", "1/3",
+                                        "-a", outside)
+            self.assertEqual(res.returncode, 64, mode + res.stderr)
+            self.assertIn(f"account '{outside}' is in shard 0/3, not in this "
+                          "process's 1/3", res.stderr)
         self.assertFalse(os.path.exists(os.path.join(self.dir, "state")))
         # --status lists only the shard's accounts.
         res = mmtest.run_mboxmirror("-c", conf, "--status", "--json", "--shard", "2/3")
