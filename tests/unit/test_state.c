@@ -200,6 +200,24 @@ expect_corrupt(const char *content, int line, const char *what)
 	state_clear(&st);
 }
 
+
+/* Whether the state file state_save() wrote in dir holds text. */
+static bool
+saved_state_has(const char *dir, const char *text)
+{
+	char path[PATH_MAX + 8];
+	unsigned char *data;
+	size_t len;
+	bool has;
+
+	snprintf(path, sizeof path, "%s/state", dir);
+	assert_non_null(data = testdir_read(path, &len));
+	data[len] = '\0';
+	has = strstr((const char *)data, text) != NULL;
+	free(data);
+	return has;
+}
+
 /* Each of the n ends, after a mailbox line's mandatory fields, makes the
  * state corrupt at that line. */
 static void
@@ -575,9 +593,7 @@ static void
 test_error_redacted(void **state)
 {
 	struct account_state st, got;
-	char dir[PATH_MAX], path[PATH_MAX + 16], buf[4096], *error = NULL;
-	FILE *fp;
-	size_t n;
+	char dir[PATH_MAX], *error = NULL;
 
 	(void)state;
 	testdir_path(dir, sizeof dir, tmpdir, "redacted");
@@ -589,12 +605,7 @@ test_error_redacted(void **state)
 	assert_string_equal(st.last_error, "account acct: login failed: "
 	    "[AUTHENTICATIONFAILED] bad password ******** for acct");
 	assert_int_equal(state_save(dir, &st, &error), 0);
-	snprintf(path, sizeof path, "%s/state", dir);
-	assert_non_null(fp = fopen(path, "r"));
-	n = fread(buf, 1, sizeof buf - 1, fp);
-	buf[n] = '\0';
-	fclose(fp);
-	assert_null(strstr(buf, "Pa55"));
+	assert_false(saved_state_has(dir, "Pa55"));
 	assert_int_equal(state_load(dir, &got, &error), 0);
 	assert_string_equal(got.last_error, st.last_error);
 	log_clear_secrets();
@@ -687,8 +698,7 @@ test_remapped(void **state)
 	static const uint32_t uids[] = { 5, 6, 7, 9, 12, 13 };
 	struct account_state st, got;
 	struct mailbox_state *mb;
-	char dir[PATH_MAX], path[PATH_MAX + 8], *error = NULL, buf[1024];
-	FILE *fp;
+	char dir[PATH_MAX], *error = NULL;
 
 	(void)state;
 	testdir_path(dir, sizeof dir, tmpdir, "remapped");
@@ -708,11 +718,7 @@ test_remapped(void **state)
 	assert_false(state_is_remapped(mb, 3));
 	assert_int_equal(state_newest_remapped(mb), 13);
 	assert_int_equal(state_save(dir, &st, &error), 0);
-	snprintf(path, sizeof path, "%s/state", dir);
-	assert_non_null(fp = fopen(path, "r"));
-	buf[fread(buf, 1, sizeof buf - 1, fp)] = '\0';
-	fclose(fp);
-	assert_non_null(strstr(buf, "\tremapped=5-7,9,12-13\n"));
+	assert_true(saved_state_has(dir, "\tremapped=5-7,9,12-13\n"));
 	assert_int_equal(state_load(dir, &got, &error), 0);
 	assert_non_null(mb = state_find(&got, "INBOX"));
 	assert_true(state_is_remapped(mb, 6));
@@ -725,10 +731,7 @@ test_remapped(void **state)
 	mb->last_uid = 6;
 	assert_int_equal(state_add_skipped(mb, 8), 0);
 	assert_int_equal(state_save(dir, &st, &error), 0);
-	assert_non_null(fp = fopen(path, "r"));
-	buf[fread(buf, 1, sizeof buf - 1, fp)] = '\0';
-	fclose(fp);
-	assert_non_null(strstr(buf, "\tskipped=1:8\tremapped=7,9,12-13\n"));
+	assert_true(saved_state_has(dir, "\tskipped=1:8\tremapped=7,9,12-13\n"));
 	assert_int_equal(state_load(dir, &got, &error), 0);
 	assert_non_null(mb = state_find(&got, "INBOX"));
 	assert_true(state_is_skipped(mb, 8));
@@ -740,10 +743,7 @@ test_remapped(void **state)
 	mb->last_uid = 13;
 	assert_int_equal(state_newest_remapped(mb), 0);
 	assert_int_equal(state_save(dir, &st, &error), 0);
-	assert_non_null(fp = fopen(path, "r"));
-	buf[fread(buf, 1, sizeof buf - 1, fp)] = '\0';
-	fclose(fp);
-	assert_null(strstr(buf, "remapped"));
+	assert_false(saved_state_has(dir, "remapped"));
 	state_clear(&st);
 
 	static const char *const bad[] = {
@@ -767,8 +767,7 @@ test_remap_refused(void **state)
 	static const uint32_t uids[] = { 5 };
 	struct account_state st, got;
 	struct mailbox_state *mb;
-	char dir[PATH_MAX], path[PATH_MAX + 8], *error = NULL, buf[1024];
-	FILE *fp;
+	char dir[PATH_MAX], *error = NULL;
 
 	(void)state;
 	testdir_path(dir, sizeof dir, tmpdir, "remap_refused");
@@ -783,11 +782,7 @@ test_remap_refused(void **state)
 	assert_int_equal(state_set_remapped(mb, uids, 1), 0);
 	assert_int_equal(state_add_skipped(mb, 2), 0);
 	assert_int_equal(state_save(dir, &st, &error), 0);
-	snprintf(path, sizeof path, "%s/state", dir);
-	assert_non_null(fp = fopen(path, "r"));
-	buf[fread(buf, 1, sizeof buf - 1, fp)] = '\0';
-	fclose(fp);
-	assert_non_null(strstr(buf, "\tskipped=1:2\tremapped=5"
+	assert_true(saved_state_has(dir, "\tskipped=1:2\tremapped=5"
 	    "\tremap_refused=4712:2\n"));
 	assert_int_equal(state_load(dir, &got, &error), 0);
 	assert_non_null(mb = state_find(&got, "INBOX"));
@@ -808,10 +803,7 @@ test_remap_refused(void **state)
 	mb = state_find(&st, "INBOX");
 	mb->remap_refused = 0;
 	assert_int_equal(state_save(dir, &st, &error), 0);
-	assert_non_null(fp = fopen(path, "r"));
-	buf[fread(buf, 1, sizeof buf - 1, fp)] = '\0';
-	fclose(fp);
-	assert_null(strstr(buf, "remap_refused"));
+	assert_false(saved_state_has(dir, "remap_refused"));
 	state_clear(&st);
 
 	static const char *const bad[] = {
