@@ -14,6 +14,7 @@
 
 #include "log.h"
 #include "mirror/state.h"
+#include "util/fs.h"
 
 struct metrics_file {
 	struct ev_loop *loop;
@@ -60,22 +61,6 @@ temp_name(const char *path)
 	    slash + 1) == -1 ? NULL : t;
 }
 
-static int
-write_all(int fd, const char *text, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, text, len);
-
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1)
-			return -1;
-		text += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Replaces path with text by rename.  0, or -1 with *error_r. */
 static int
 replace_file(const char *path, const char *text, size_t len, char **error_r)
@@ -96,7 +81,7 @@ replace_file(const char *path, const char *text, size_t len, char **error_r)
 		return -1;
 	}
 	step = fchmod(fd, 0644) != 0 ? "chmod" :
-	    write_all(fd, text, len) != 0 ? "write" : NULL;
+	    fs_write_all(fd, text, len) != 0 ? "write" : NULL;
 	if (close(fd) != 0 && step == NULL)
 		step = "close";
 	if (step == NULL && rename(tmp, path) != 0)

@@ -83,19 +83,9 @@ restore_jfile_load(struct restorer *r, const char *dst_dir)
 static int
 journal_write(struct restorer *r, const char *data, size_t len)
 {
-	ssize_t n;
-
-	while (len > 0) {
-		n = write(r->journal_fd, data, len);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			log_error("%s: write: %s", r->journal_path,
-			    n == 0 ? "no progress" : strerror(errno));
-			return -1;
-		}
-		data += n;
-		len -= (size_t)n;
+	if (fs_write_all(r->journal_fd, data, len) == -1) {
+		log_error("%s: write: %s", r->journal_path, strerror(errno));
+		return -1;
 	}
 	return 0;
 }

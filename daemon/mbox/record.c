@@ -57,8 +57,6 @@ mbox_record_write(struct mbox_record *r, bool open, uint64_t end, bool sync)
 {
 	char *rec;
 	bool created = false;
-	ssize_t n;
-	size_t done = 0;
 	int len, saved;
 
 	if (r->fd == -1) {
@@ -83,18 +81,11 @@ mbox_record_write(struct mbox_record *r, bool open, uint64_t end, bool sync)
 		errno = ENOMEM;
 		return -1;
 	}
-	while (done < (size_t)len) {
-		n = pwrite(r->fd, rec + done, (size_t)len - done,
-		    (off_t)done);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			saved = n == 0 ? EIO : errno;
-			free(rec);
-			errno = saved;
-			return -1;
-		}
-		done += (size_t)n;
+	if (fs_pwrite_all(r->fd, rec, (size_t)len, 0) == -1) {
+		saved = errno;
+		free(rec);
+		errno = saved;
+		return -1;
 	}
 	free(rec);
 	if (ftruncate(r->fd, (off_t)len) == -1)

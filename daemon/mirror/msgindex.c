@@ -495,28 +495,6 @@ msgindex_rebuild(const char *mbox_path, uint64_t size,
 
 /* Writing */
 
-static int
-write_all(int fd, const void *data, size_t len, uint64_t off)
-{
-	const unsigned char *p = data;
-	ssize_t n;
-
-	while (len > 0) {
-		n = pwrite(fd, p, len, (off_t)off);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			if (n == 0)
-				errno = EIO;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
 int
 msgindex_rewrite(const char *path, const char *file,
     const struct msgindex_entry *v, size_t n, char **error_r)
@@ -548,14 +526,14 @@ msgindex_rewrite(const char *path, const char *file,
 	for (size_t i = 0; i < n; i++) {
 		need = MSGINDEX_RECORD_SIZE + keywords_len(v[i].keywords);
 		if (cap - len < need) {
-			if (write_all(fd, buf, len, off) == -1)
+			if (fs_pwrite_all(fd, buf, len, (off_t)off) == -1)
 				goto syserr;
 			off += len;
 			len = 0;
 		}
 		len += encode_record(buf + len, &v[i]);
 	}
-	if (write_all(fd, buf, len, off) == -1)
+	if (fs_pwrite_all(fd, buf, len, (off_t)off) == -1)
 		goto syserr;
 	step = "fsync";
 	if (fsync(fd) == -1)
@@ -635,7 +613,7 @@ msgindex_commit(struct msgindex *ix, char **error_r)
 
 	if (ix->len == 0)
 		return 0;
-	if (write_all(ix->fd, ix->buf, ix->len, ix->end) == -1 ||
+	if (fs_pwrite_all(ix->fd, ix->buf, ix->len, (off_t)ix->end) == -1 ||
 	    fdatasync(ix->fd) == -1) {
 		saved = errno;
 		/* Not a record past what was committed may stay.  (The

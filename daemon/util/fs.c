@@ -1,6 +1,6 @@
 /*
  * util/fs: directories made and made durable, regular files opened
- * safely; see fs.h.
+ * safely, whole writes; see fs.h.
  */
 #include "util/fs.h"
 
@@ -105,4 +105,44 @@ syserr:
 	(void)close(fd);
 	errno = saved;
 	return -1;
+}
+
+/* off < 0: write(2) at the file offset; else pwrite(2) at off. */
+static int
+write_loop(int fd, const void *data, size_t len, off_t off)
+{
+	const unsigned char *p = data;
+	ssize_t n;
+
+	while (len > 0) {
+		n = off < 0 ? write(fd, p, len) : pwrite(fd, p, len, off);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0)
+				errno = EIO;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+		if (off >= 0)
+			off += n;
+	}
+	return 0;
+}
+
+int
+fs_write_all(int fd, const void *data, size_t len)
+{
+	return write_loop(fd, data, len, -1);
+}
+
+int
+fs_pwrite_all(int fd, const void *data, size_t len, off_t off)
+{
+	if (off < 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	return write_loop(fd, data, len, off);
 }

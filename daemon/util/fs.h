@@ -1,6 +1,6 @@
 /*
- * util/fs: directories made and made durable, and regular files opened
- * without following links or blocking.
+ * util/fs: directories made and made durable, regular files opened
+ * without following links or blocking, and writes carried to their end.
  *
  * A new, renamed or removed name is durable only once the directory that
  * holds it is fsynced.  Each function takes the fsync(2) to use: fsync, or
@@ -39,5 +39,13 @@ int fs_mkdirs(const char *path, mode_t mode, int (*sync)(int));
  * not a regular file.
  */
 int fs_open_regular(const char *path, int flags, mode_t mode);
+
+/*
+ * All len bytes at data to fd: write(2) (at the file offset) or pwrite(2)
+ * (at off), again after a short write or EINTR.  0, or -1 with errno (EIO
+ * when a call wrote nothing).
+ */
+int fs_write_all(int fd, const void *data, size_t len);
+int fs_pwrite_all(int fd, const void *data, size_t len, off_t off);
 
 #endif

@@ -274,6 +274,35 @@ index_name(size_t i, void *arg)
 	return index_names[i];
 }
 
+/* Whole writes: at the file offset, at a given one, never at a negative
+ * one; a bad descriptor is an error. */
+static void
+test_write_all(void **state)
+{
+	char path[PATH_MAX + 16], *data;
+	size_t len;
+	int fd;
+
+	(void)state;
+	snprintf(path, sizeof path, "%s/whole", tmpdir);
+	assert_true((fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600)) >= 0);
+	assert_int_equal(fs_write_all(fd, "hello, ", 7), 0);
+	assert_int_equal(fs_write_all(fd, "world", 5), 0);
+	assert_int_equal(fs_pwrite_all(fd, "W", 1, 7), 0);
+	assert_int_equal(fs_pwrite_all(fd, "!", 1, 12), 0);
+	assert_int_equal(fs_pwrite_all(fd, "x", 1, -1), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(close(fd), 0);
+	assert_non_null(data = (char *)testdir_read(path, &len));
+	assert_int_equal(len, 13);
+	assert_memory_equal(data, "hello, World!", 13);
+	free(data);
+	assert_int_equal(fs_write_all(-1, "x", 1), -1);
+	assert_int_equal(errno, EBADF);
+	assert_int_equal(fs_pwrite_all(-1, "x", 1, 0), -1);
+	assert_int_equal(errno, EBADF);
+}
+
 /* Every name added is found at its position, through every growth of the
  * slots; names that differ by a byte or a length are not confused. */
 static void
@@ -357,6 +386,7 @@ main(void)
 		cmocka_unit_test(test_utf8_round_trip),
 		cmocka_unit_test(test_mkdirs),
 		cmocka_unit_test(test_sync_parent),
+		cmocka_unit_test(test_write_all),
 		cmocka_unit_test(test_nameindex),
 		cmocka_unit_test(test_json_string),
 	};
