@@ -265,15 +265,6 @@ test_sync_parent(void **state)
 	assert_int_equal(errno, EIO);
 }
 
-static char index_names[1000][16];
-
-static const char *
-index_name(size_t i, void *arg)
-{
-	(void)arg;
-	return index_names[i];
-}
-
 /* Whole writes: at the file offset, at a given one, never at a negative
  * one; a bad descriptor is an error. */
 static void
@@ -301,6 +292,15 @@ test_write_all(void **state)
 	assert_int_equal(errno, EBADF);
 	assert_int_equal(fs_pwrite_all(-1, "x", 1, 0), -1);
 	assert_int_equal(errno, EBADF);
+}
+
+static char index_names[1000][16];
+
+static const char *
+index_name(size_t i, void *arg)
+{
+	(void)arg;
+	return index_names[i];
 }
 
 /* Every name added is found at its position, through every growth of the
