@@ -1,3 +1,12 @@
+/*
+ * The daemon (see daemon.h): one runner per account, each with its
+ * scheduler job and its push watch; what ends a sync or a push fetch
+ * (status, metrics, the next attempt); reload, signals, the descriptor
+ * limit and the daemon lock.  Over 900 lines, and one file, because every
+ * part acts on the same runners and struct daemon, which no other module
+ * needs to see; the decisions are elsewhere and pure (scheduler.c,
+ * fdlimit.c, metrics.c, shard.c, mirror/plan.c).
+ */
 #include "daemon.h"
 
 #include <sys/stat.h>
