@@ -294,6 +294,14 @@ on_sync_done(struct sched_job *job, const struct mirror_result *res,
 			start_idle(r);
 	} else {
 		auth = res->error == MIRROR_ERR_AUTH;
+		/* A push connection waiting to log in again would fail the
+		 * same way, at the push pace: as after its own refused login,
+		 * push waits for a sync that succeeds. */
+		if (auth && r->idle == NULL && ev_is_active(&r->idle_timer)) {
+			ev_timer_stop(d->loop, &r->idle_timer);
+			log_info("account %s: push is off until a sync "
+			    "succeeds", r->account->name);
+		}
 		log_error("%.*s; retrying in %.0fs (failure %u%s)",
 		    (int)without_full_stop(res->message), res->message,
 		    delay, r->failures, auth ? ", authentication: backing "
